@@ -1,0 +1,544 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IChainStreamChannels} from "./interfaces/IChainStreamChannels.sol";
+import {VoucherHashing} from "./libraries/VoucherHashing.sol";
+
+/// @title ChainStreamChannels
+/// @notice Escrowed one-to-many payment channels for pay-per-play music. See IChainStreamChannels for the
+/// documentation of every function, error and event, and docs/PROTOCOL.md for the off-chain protocol.
+/// @dev Trust rules this contract enforces:
+///  - money leaves a channel only to payees named in a voucher the payer (or its session key) signed, never
+///    more than each payee's signed cumulative amount, and never more than the deposit;
+///  - the payer always gets `deposit - settled` back, after the challenge window or a cooperative close;
+///  - a payee's credited balance can be withdrawn by that payee only.
+/// Storage is packed so that settling a channel touches three slots and writes one.
+contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    /// @dev Channel state in three slots. `closesAt`: 0 = open, 1 = closed for good, else end of the window.
+    struct Channel {
+        // slot 0: read by every settlement
+        address payer;
+        uint16 tokenId;
+        uint16 relayId;
+        uint32 sessionExpiry;
+        uint32 closesAt;
+        // slot 1: the only slot a settlement writes; never zero after open (EMPTY_ROOT), so writes cost 2,900
+        uint96 settled;
+        bytes20 settledRoot;
+        // slot 2
+        uint96 deposit;
+        address sessionKey;
+    }
+
+    /// @dev A session key that was rotated out and still settles until `validUntil`.
+    struct RetiredKey {
+        address key;
+        uint32 validUntil;
+    }
+
+    uint32 private constant CLOSED = 1;
+    uint256 private constant MAX_AMOUNT = type(uint96).max;
+
+    /// @notice Commitment to "nothing settled yet": settledRoot(hash of no payees, hash of no amounts).
+    bytes20 public constant EMPTY_ROOT = bytes20(keccak256(abi.encode(keccak256(""), keccak256(""))));
+
+    /// @notice Seconds between requestClose and the earliest withdraw.
+    uint32 public immutable challengePeriod;
+    /// @notice Seconds a rotated-out session key keeps settling (capped by its own expiry).
+    uint32 public immutable keyRotationGrace;
+    /// @notice May add ERC-20s to the allowlist; has no other power (cannot touch channels or balances).
+    address public immutable tokenAdmin;
+
+    mapping(bytes32 channelId => Channel) private _channels;
+    mapping(bytes32 channelId => RetiredKey) private _retiredKeys;
+    /// @dev Stored as claimable + 1 once a payee was first credited, so later credits and claims never write
+    /// a zero slot back to non-zero (20,000 gas) — the 0xSplits trick without keeping anyone's wei.
+    mapping(address payee => mapping(uint16 tokenId => uint256)) private _balances;
+
+    mapping(address token => uint16) private _tokenIds;
+    mapping(uint16 tokenId => address) private _tokens;
+    uint16 public tokenCount;
+    mapping(address relay => uint16) private _relayIds;
+    mapping(uint16 relayId => address) private _relays;
+    uint16 public relayCount;
+
+    /// @param challengePeriod_ Seconds of the unilateral-close challenge window (e.g. 86400).
+    /// @param keyRotationGrace_ Seconds a rotated-out session key keeps settling (e.g. 3600).
+    /// @param tokenAdmin_ The address allowed to add ERC-20s.
+    constructor(uint32 challengePeriod_, uint32 keyRotationGrace_, address tokenAdmin_) EIP712("ChainStream", "1") {
+        challengePeriod = challengePeriod_;
+        keyRotationGrace = keyRotationGrace_;
+        tokenAdmin = tokenAdmin_;
+    }
+
+    // ----------------------------------------------------------------- admin
+
+    /// @inheritdoc IChainStreamChannels
+    function allowToken(address token) external returns (uint16 tokenId) {
+        if (msg.sender != tokenAdmin) revert NotTokenAdmin(msg.sender);
+        if (token == address(0)) revert TokenNotAllowed(token);
+        if (_tokenIds[token] != 0) revert TokenAlreadyAllowed(token);
+        tokenId = ++tokenCount;
+        _tokenIds[token] = tokenId;
+        _tokens[tokenId] = token;
+        emit TokenAllowed(token, tokenId);
+    }
+
+    // ------------------------------------------------------------- open/fund
+
+    /// @inheritdoc IChainStreamChannels
+    function open(
+        address relay,
+        address token,
+        uint96 amount,
+        bytes32 salt,
+        address sessionKey,
+        uint32 sessionExpiry
+    ) external payable nonReentrant returns (bytes32 channelId) {
+        channelId = _open(relay, token, amount, salt, sessionKey, sessionExpiry);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function openWithPermit(
+        address relay,
+        address token,
+        uint96 amount,
+        bytes32 salt,
+        address sessionKey,
+        uint32 sessionExpiry,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant returns (bytes32 channelId) {
+        // A permit front-run by someone else leaves the allowance in place; transferFrom then decides.
+        try IERC20Permit(token).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
+        channelId = _open(relay, token, amount, salt, sessionKey, sessionExpiry);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function topUp(bytes32 channelId, uint96 amount) external payable nonReentrant {
+        Channel storage ch = _channels[channelId];
+        if (ch.payer == address(0)) revert ChannelNotFound(channelId);
+        if (ch.closesAt != 0) revert ChannelNotOpen(channelId, ch.closesAt);
+        if (amount == 0) revert ChannelDepositZero();
+        uint256 newDeposit = uint256(ch.deposit) + amount;
+        if (newDeposit > MAX_AMOUNT) revert ChannelDepositOverflow(channelId, newDeposit);
+        ch.deposit = uint96(newDeposit);
+        emit ChannelToppedUp(channelId, msg.sender, amount, newDeposit);
+        _pull(ch.tokenId, amount);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function setSessionKey(bytes32 channelId, address sessionKey, uint32 expiry) external {
+        Channel storage ch = _channels[channelId];
+        _requirePayer(ch, channelId);
+        if (ch.closesAt != 0) revert ChannelNotOpen(channelId, ch.closesAt);
+        if (sessionKey != address(0) && expiry <= block.timestamp) revert SessionKeyExpiryInPast(expiry);
+        address previous = ch.sessionKey;
+        uint32 previousValidUntil;
+        if (previous != address(0) && previous != sessionKey) {
+            RetiredKey storage retired = _retiredKeys[channelId];
+            if (retired.key != address(0) && retired.validUntil >= block.timestamp) {
+                revert SessionKeyRotationPending(channelId, retired.validUntil);
+            }
+            uint256 graceEnd = block.timestamp + keyRotationGrace;
+            previousValidUntil = ch.sessionExpiry < graceEnd ? ch.sessionExpiry : uint32(graceEnd);
+            retired.key = previous;
+            retired.validUntil = previousValidUntil;
+        }
+        ch.sessionKey = sessionKey;
+        ch.sessionExpiry = sessionKey == address(0) ? 0 : expiry;
+        emit SessionKeyChanged(channelId, sessionKey, ch.sessionExpiry, previous, previousValidUntil);
+    }
+
+    // ---------------------------------------------------------------- settle
+
+    /// @inheritdoc IChainStreamChannels
+    function settle(SettleEntry calldata entry) external returns (uint256 credited) {
+        (credited,) = _settle(entry, true);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function settleBatch(SettleEntry[] calldata entries) external returns (uint256 credited) {
+        uint256 count = entries.length;
+        for (uint256 i; i < count; ++i) {
+            (uint256 c, bytes4 skipped) = _settle(entries[i], false);
+            if (skipped != bytes4(0)) emit SettlementSkipped(entries[i].channelId, i, skipped);
+            // Cannot overflow: each entry credits at most one channel's deposit (< 2^96).
+            unchecked {
+                credited += c;
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------- close
+
+    /// @inheritdoc IChainStreamChannels
+    function cooperativeClose(SettleEntry calldata finalVoucher, bytes32 r, bytes32 vs) external nonReentrant {
+        bytes32 channelId = finalVoucher.channelId;
+        Channel storage ch = _channels[channelId];
+        _requirePayer(ch, channelId);
+        _requireSettleable(ch.closesAt, channelId);
+        bytes32 voucherDigest = finalVoucher.payees.length == 0
+            ? bytes32(0)
+            : _voucherDigest(
+                channelId,
+                VoucherHashing.hashWords(_offset(finalVoucher.payees), finalVoucher.payees.length),
+                VoucherHashing.hashWords(_offset(finalVoucher.amounts), finalVoucher.amounts.length),
+                finalVoucher.playHash
+            );
+        bytes32 closeDigest = _hashTypedDataV4(VoucherHashing.closeStructHash(channelId, voucherDigest));
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(closeDigest, r, vs);
+        if (err != ECDSA.RecoverError.NoError || signer != _relays[ch.relayId]) {
+            revert CloseInvalidRelaySignature(channelId, signer);
+        }
+        if (voucherDigest != bytes32(0)) _settle(finalVoucher, true);
+        _finalize(ch, channelId, true);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function requestClose(bytes32 channelId) external {
+        Channel storage ch = _channels[channelId];
+        _requirePayer(ch, channelId);
+        if (ch.closesAt != 0) revert ChannelNotOpen(channelId, ch.closesAt);
+        uint32 closesAt = uint32(block.timestamp + challengePeriod);
+        ch.closesAt = closesAt;
+        emit CloseRequested(channelId, closesAt);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function withdraw(bytes32 channelId) external nonReentrant {
+        Channel storage ch = _channels[channelId];
+        if (ch.payer == address(0)) revert ChannelNotFound(channelId);
+        uint32 closesAt = ch.closesAt;
+        if (closesAt <= CLOSED || block.timestamp < closesAt) revert ChannelWindowNotOver(channelId, closesAt);
+        _finalize(ch, channelId, false);
+    }
+
+    // ----------------------------------------------------------------- claim
+
+    /// @inheritdoc IChainStreamChannels
+    function claim(address token, address to) external nonReentrant returns (uint256 amount) {
+        if (to == address(0)) revert ClaimToZero();
+        uint16 tokenId = _tokenIdOf(token);
+        uint256 stored = _balances[msg.sender][tokenId];
+        if (stored <= 1) revert NothingToClaim(msg.sender, token);
+        // Cannot underflow: stored > 1.
+        unchecked {
+            amount = stored - 1;
+        }
+        _balances[msg.sender][tokenId] = 1;
+        emit Claimed(msg.sender, token, to, amount);
+        _push(tokenId, to, amount);
+    }
+
+    // ----------------------------------------------------------------- views
+
+    /// @notice The channel's state as clients see it.
+    function getChannel(bytes32 channelId) external view returns (ChannelView memory view_) {
+        Channel storage ch = _channels[channelId];
+        view_.payer = ch.payer;
+        view_.token = _tokens[ch.tokenId];
+        view_.relay = _relays[ch.relayId];
+        view_.deposit = ch.deposit;
+        view_.settled = ch.settled;
+        view_.sessionKey = ch.sessionKey;
+        view_.sessionExpiry = ch.sessionExpiry;
+        view_.closesAt = ch.closesAt;
+        view_.settledRoot = ch.settledRoot;
+        view_.status = _status(ch);
+    }
+
+    /// @notice The rotated-out session key that still settles, if any.
+    function retiredSessionKey(bytes32 channelId) external view returns (address key, uint32 validUntil) {
+        RetiredKey storage retired = _retiredKeys[channelId];
+        return (retired.key, retired.validUntil);
+    }
+
+    /// @notice What `payee` can claim in `token` (address(0) for ETH).
+    function claimable(address payee, address token) external view returns (uint256) {
+        uint256 stored = _balances[payee][_tokenIdOf(token)];
+        return stored == 0 ? 0 : stored - 1;
+    }
+
+    /// @notice The id a channel opened with these parameters gets (ids also bind chain id and this contract).
+    function channelIdFor(address payer, address token, address relay, bytes32 salt) public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), payer, token, relay, salt));
+    }
+
+    /// @notice The EIP-712 digest a payer or session key signs for this voucher.
+    function voucherDigest(bytes32 channelId, address[] calldata payees, uint256[] calldata amounts, bytes32 playHash)
+        external
+        view
+        returns (bytes32)
+    {
+        return _voucherDigest(
+            channelId, VoucherHashing.hashWords(_offset(payees), payees.length), VoucherHashing.hashWords(_offset(amounts), amounts.length), playHash
+        );
+    }
+
+    /// @notice The EIP-712 digest a relay signs to consent to a cooperative close at `voucherDigest_`.
+    function closeDigest(bytes32 channelId, bytes32 voucherDigest_) external view returns (bytes32) {
+        return _hashTypedDataV4(VoucherHashing.closeStructHash(channelId, voucherDigest_));
+    }
+
+    /// @notice The EIP-712 domain separator (rebuilt by EIP712 if the chain id ever changes).
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @notice The compact id of an allowed token (0 for ETH); reverts for tokens not allowed.
+    function tokenIdOf(address token) external view returns (uint16) {
+        return _tokenIdOf(token);
+    }
+
+    // -------------------------------------------------------------- internal
+
+    function _open(
+        address relay,
+        address token,
+        uint96 amount,
+        bytes32 salt,
+        address sessionKey,
+        uint32 sessionExpiry
+    ) private returns (bytes32 channelId) {
+        if (relay == address(0)) revert ChannelRelayZero();
+        if (amount == 0) revert ChannelDepositZero();
+        if (sessionKey != address(0) && sessionExpiry <= block.timestamp) {
+            revert SessionKeyExpiryInPast(sessionExpiry);
+        }
+        uint16 tokenId = _tokenIdOf(token);
+        channelId = channelIdFor(msg.sender, token, relay, salt);
+        Channel storage ch = _channels[channelId];
+        if (ch.payer != address(0)) revert ChannelExists(channelId);
+        ch.payer = msg.sender;
+        ch.tokenId = tokenId;
+        ch.relayId = _relayIdOf(relay);
+        ch.sessionExpiry = sessionKey == address(0) ? 0 : sessionExpiry;
+        ch.settledRoot = EMPTY_ROOT;
+        ch.deposit = amount;
+        ch.sessionKey = sessionKey;
+        emit ChannelOpened(channelId, msg.sender, relay, token, amount, sessionKey, ch.sessionExpiry, salt);
+        _pull(tokenId, amount);
+    }
+
+    /// @dev Settles one entry. With `strict` it reverts with the reason; otherwise it returns the reason's
+    /// selector and changes nothing, so one bad entry cannot sink a batch. Every check runs before any write.
+    function _settle(SettleEntry calldata e, bool strict) private returns (uint256 credited, bytes4 skipped) {
+        bytes32 channelId = e.channelId;
+        Channel memory ch = _channels[channelId];
+        if (ch.payer == address(0)) {
+            return (0, _fail(strict, abi.encodeWithSelector(ChannelNotFound.selector, channelId)));
+        }
+        if (ch.closesAt != 0 && block.timestamp >= ch.closesAt) {
+            return (0, _fail(strict, abi.encodeWithSelector(ChannelNotSettleable.selector, channelId, ch.closesAt)));
+        }
+        address[] calldata payees = e.payees;
+        uint256[] calldata amounts = e.amounts;
+        uint256[] calldata prevAmounts = e.prevAmounts;
+        uint256 n = payees.length;
+        uint256 k = prevAmounts.length;
+        if (amounts.length != n || k > n) {
+            return (0, _fail(strict, abi.encodeWithSelector(VoucherLengthMismatch.selector, channelId, n, amounts.length, k)));
+        }
+
+        // Pass 1 (reads only): totals, the 96-bit range, and the first payee whose amount fell.
+        uint256 total;
+        uint256 prevTotal;
+        uint256 firstFall = type(uint256).max;
+        for (uint256 i; i < n; ++i) {
+            uint256 amount = amounts[i];
+            if (amount > MAX_AMOUNT) {
+                return (0, _fail(strict, abi.encodeWithSelector(VoucherAmountOverflow.selector, channelId)));
+            }
+            // Cannot overflow: at most n values below 2^96 each.
+            unchecked {
+                total += amount;
+                if (i < k) {
+                    uint256 prev = prevAmounts[i];
+                    prevTotal += prev;
+                    if (amount < prev && firstFall == type(uint256).max) firstFall = i;
+                }
+            }
+        }
+        if (total <= ch.settled || ch.settled == ch.deposit) {
+            // Stale, duplicate, or nothing left to pay: an idempotent no-op.
+            return (0, strict ? bytes4(0) : VoucherStale.selector);
+        }
+
+        bytes32 payeesHash = VoucherHashing.hashWords(_offset(payees), n);
+        bytes32 amountsHash = VoucherHashing.hashWords(_offset(amounts), n);
+        {
+            bytes32 prevPayeesHash = k == n ? payeesHash : VoucherHashing.hashWords(_offset(payees), k);
+            bytes20 prevRoot = VoucherHashing.settledRoot(prevPayeesHash, VoucherHashing.hashWords(_offset(prevAmounts), k));
+            if (prevRoot != ch.settledRoot || prevTotal != ch.settled) {
+                return (0, _fail(strict, abi.encodeWithSelector(VoucherPrevStateMismatch.selector, channelId, ch.settledRoot)));
+            }
+        }
+        if (firstFall != type(uint256).max) {
+            return (0, _fail(strict, abi.encodeWithSelector(VoucherNotMonotonic.selector, channelId, firstFall)));
+        }
+        {
+            bytes32 digest = _voucherDigest(channelId, payeesHash, amountsHash, e.playHash);
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, e.r, e.vs);
+            if (err != ECDSA.RecoverError.NoError) {
+                return (0, _fail(strict, abi.encodeWithSelector(VoucherInvalidSignature.selector, channelId)));
+            }
+            if (signer != ch.payer && !_isSessionKey(ch, channelId, signer)) {
+                return (0, _fail(strict, abi.encodeWithSelector(VoucherUnauthorizedSigner.selector, channelId, signer)));
+            }
+        }
+
+        // Effects. prevAmounts sum to ch.settled, so the deltas sum to total - settled; when that exceeds what is
+        // left of the deposit, payees are paid in order until it runs out.
+        uint256 available = ch.deposit - ch.settled;
+        uint16 tokenId = ch.tokenId;
+        Channel storage stored = _channels[channelId];
+        if (total - ch.settled <= available) {
+            for (uint256 i; i < n; ++i) {
+                // Cannot underflow: pass 1 found no amount below its prev.
+                uint256 delta;
+                unchecked {
+                    delta = amounts[i] - (i < k ? prevAmounts[i] : 0);
+                }
+                if (delta != 0) _credit(payees[i], tokenId, delta);
+            }
+            credited = total - ch.settled;
+            stored.settled = uint96(total);
+            stored.settledRoot = VoucherHashing.settledRoot(payeesHash, amountsHash);
+            emit ChannelSettled(channelId, total, e.playHash);
+        } else {
+            uint256[] memory paid = new uint256[](n);
+            for (uint256 i; i < n; ++i) {
+                uint256 prev = i < k ? prevAmounts[i] : 0;
+                uint256 delta = amounts[i] - prev;
+                if (delta > available) delta = available;
+                available -= delta;
+                paid[i] = prev + delta;
+                if (delta != 0) _credit(payees[i], tokenId, delta);
+            }
+            credited = ch.deposit - ch.settled;
+            stored.settled = ch.deposit;
+            stored.settledRoot = VoucherHashing.settledRoot(payeesHash, keccak256(abi.encodePacked(paid)));
+            emit ChannelSettled(channelId, ch.deposit, e.playHash);
+            emit SettlementCapped(channelId, paid);
+        }
+    }
+
+    /// @dev The calldata offset of an array's first element.
+    function _offset(uint256[] calldata list) private pure returns (uint256 offset) {
+        assembly ("memory-safe") {
+            offset := list.offset
+        }
+    }
+
+    function _offset(address[] calldata list) private pure returns (uint256 offset) {
+        assembly ("memory-safe") {
+            offset := list.offset
+        }
+    }
+
+    function _isSessionKey(Channel memory ch, bytes32 channelId, address signer) private view returns (bool) {
+        if (signer == ch.sessionKey) return block.timestamp <= ch.sessionExpiry;
+        RetiredKey storage retired = _retiredKeys[channelId];
+        return signer == retired.key && block.timestamp <= retired.validUntil;
+    }
+
+    function _credit(address payee, uint16 tokenId, uint256 delta) private {
+        uint256 stored = _balances[payee][tokenId];
+        // Cannot overflow: total credits are bounded by total deposits (< 2^96 each).
+        unchecked {
+            _balances[payee][tokenId] = (stored == 0 ? 1 : stored) + delta;
+        }
+    }
+
+    function _finalize(Channel storage ch, bytes32 channelId, bool cooperative) private {
+        uint256 settled = ch.settled;
+        uint256 refund = ch.deposit - settled;
+        ch.closesAt = CLOSED;
+        emit ChannelClosed(channelId, settled, refund, cooperative);
+        if (refund != 0) _push(ch.tokenId, ch.payer, refund);
+    }
+
+    function _voucherDigest(bytes32 channelId, bytes32 payeesHash, bytes32 amountsHash, bytes32 playHash)
+        private
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(VoucherHashing.voucherStructHash(channelId, payeesHash, amountsHash, playHash));
+    }
+
+    /// @dev Reverts with `reason` when strict, else returns its selector for the SettlementSkipped event.
+    function _fail(bool strict, bytes memory reason) private pure returns (bytes4 selector) {
+        if (strict) {
+            assembly ("memory-safe") {
+                revert(add(reason, 32), mload(reason))
+            }
+        }
+        return bytes4(reason);
+    }
+
+    function _requirePayer(Channel storage ch, bytes32 channelId) private view {
+        address payer = ch.payer;
+        if (payer == address(0)) revert ChannelNotFound(channelId);
+        if (payer != msg.sender) revert ChannelNotPayer(channelId, msg.sender);
+    }
+
+    function _requireSettleable(uint32 closesAt, bytes32 channelId) private view {
+        if (closesAt != 0 && block.timestamp >= closesAt) revert ChannelNotSettleable(channelId, closesAt);
+    }
+
+    function _status(Channel storage ch) private view returns (ChannelStatus) {
+        if (ch.payer == address(0)) return ChannelStatus.None;
+        uint32 closesAt = ch.closesAt;
+        if (closesAt == 0) return ChannelStatus.Open;
+        if (closesAt == CLOSED) return ChannelStatus.Closed;
+        return ChannelStatus.Closing;
+    }
+
+    function _tokenIdOf(address token) private view returns (uint16 tokenId) {
+        if (token == address(0)) return 0;
+        tokenId = _tokenIds[token];
+        if (tokenId == 0) revert TokenNotAllowed(token);
+    }
+
+    function _relayIdOf(address relay) private returns (uint16 relayId) {
+        relayId = _relayIds[relay];
+        if (relayId == 0) {
+            relayId = ++relayCount; // checked: reverts after 65,535 relays
+            _relayIds[relay] = relayId;
+            _relays[relayId] = relay;
+            emit RelayRegistered(relay, relayId);
+        }
+    }
+
+    /// @dev Takes `amount` from the caller: checks msg.value for ETH, transferFrom for tokens.
+    function _pull(uint16 tokenId, uint256 amount) private {
+        if (tokenId == 0) {
+            if (msg.value != amount) revert ChannelValueMismatch(amount, msg.value);
+        } else {
+            if (msg.value != 0) revert ChannelValueMismatch(0, msg.value);
+            IERC20(_tokens[tokenId]).safeTransferFrom(msg.sender, address(this), amount);
+        }
+    }
+
+    /// @dev Pays out; ETH through a call that forwards all gas (callers are nonReentrant and update state first).
+    function _push(uint16 tokenId, address to, uint256 amount) private {
+        if (tokenId == 0) {
+            (bool ok,) = to.call{value: amount}("");
+            if (!ok) revert PayoutFailed(to, amount);
+        } else {
+            IERC20(_tokens[tokenId]).safeTransfer(to, amount);
+        }
+    }
+}

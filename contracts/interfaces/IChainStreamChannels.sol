@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IChainStreamChannels
+/// @notice One escrow contract holds every listener's channel. A channel is funded once (ETH or an allowed
+/// ERC-20) and pays many payees through cumulative EIP-712 vouchers signed off-chain by the listener or by a
+/// session key. Anyone may settle the latest vouchers of many channels in one transaction; payees pull what
+/// was credited to them; the listener gets the unspent remainder back after a challenge window.
+/// @dev The interface is the contract's documentation: every error and event is declared and described here.
+interface IChainStreamChannels {
+    // ------------------------------------------------------------------ types
+
+    /// @notice A voucher submitted for settlement, with the settler's view of the channel's last settled state.
+    /// @param channelId The channel the voucher pays from.
+    /// @param payees Everyone the listener has paid through this channel, in first-paid order. The list only
+    /// ever grows at its end, so the previously settled payees are always a prefix of it.
+    /// @param amounts Cumulative amount owed to `payees[i]` since the channel opened (never decreases).
+    /// @param playHash Running hash over the listener's play receipts (see docs/PROTOCOL.md); emitted, not stored.
+    /// @param prevAmounts The amounts credited by the channel's last settlement (empty if none), in payee order.
+    /// The contract stores only a 160-bit commitment to them and checks this against it.
+    /// @param r Signature r.
+    /// @param vs EIP-2098 compact form of (v, s): s with the recovery bit (v - 27) in its top bit. s must be in
+    /// the lower half of the curve order, so a malleable high-s twin can never be submitted.
+    struct SettleEntry {
+        bytes32 channelId;
+        address[] payees;
+        uint256[] amounts;
+        bytes32 playHash;
+        uint256[] prevAmounts;
+        bytes32 r;
+        bytes32 vs;
+    }
+
+    /// @notice Public view of a channel.
+    struct ChannelView {
+        address payer;
+        address token;
+        address relay;
+        uint256 deposit;
+        uint256 settled;
+        address sessionKey;
+        uint32 sessionExpiry;
+        uint32 closesAt;
+        bytes20 settledRoot;
+        ChannelStatus status;
+    }
+
+    /// @notice Lifecycle of a channel. `Closing` keeps accepting settlements until the window ends.
+    enum ChannelStatus {
+        None,
+        Open,
+        Closing,
+        Closed
+    }
+
+    // ----------------------------------------------------------------- errors
+
+    /// @notice No channel has this id.
+    error ChannelNotFound(bytes32 channelId);
+    /// @notice A channel with this id already exists (ids are never reused, even after close).
+    error ChannelExists(bytes32 channelId);
+    /// @notice The operation needs an open channel (no close requested).
+    error ChannelNotOpen(bytes32 channelId, uint32 closesAt);
+    /// @notice The channel no longer accepts settlements: its challenge window ended or it was closed.
+    error ChannelNotSettleable(bytes32 channelId, uint32 closesAt);
+    /// @notice Only the channel's payer may do this.
+    error ChannelNotPayer(bytes32 channelId, address caller);
+    /// @notice The challenge window has not ended yet, or no close was requested.
+    error ChannelWindowNotOver(bytes32 channelId, uint32 closesAt);
+    /// @notice A deposit or top-up of zero.
+    error ChannelDepositZero();
+    /// @notice The ETH sent does not match the stated amount (or ETH was sent with a token deposit).
+    error ChannelValueMismatch(uint256 expected, uint256 sent);
+    /// @notice The deposit would exceed the 96-bit amount range.
+    error ChannelDepositOverflow(bytes32 channelId, uint256 deposit);
+    /// @notice The relay address is zero.
+    error ChannelRelayZero();
+    /// @notice The session key expiry is not in the future.
+    error SessionKeyExpiryInPast(uint32 expiry);
+    /// @notice A rotated-out session key is still within its grace period; rotate again after `validUntil`.
+    error SessionKeyRotationPending(bytes32 channelId, uint32 validUntil);
+    /// @notice The ERC-20 is not on the allowlist.
+    error TokenNotAllowed(address token);
+    /// @notice The ERC-20 is already on the allowlist.
+    error TokenAlreadyAllowed(address token);
+    /// @notice payees, amounts and prevAmounts lengths are inconsistent.
+    error VoucherLengthMismatch(bytes32 channelId, uint256 payees, uint256 amounts, uint256 prevAmounts);
+    /// @notice The voucher's amounts exceed the 96-bit amount range.
+    error VoucherAmountOverflow(bytes32 channelId);
+    /// @notice prevAmounts (and the payee prefix) do not match the channel's last settled state, or do not sum
+    /// to the settled total.
+    error VoucherPrevStateMismatch(bytes32 channelId, bytes20 settledRoot);
+    /// @notice The signature is malformed, or has a high s value (malleable twin).
+    error VoucherInvalidSignature(bytes32 channelId);
+    /// @notice The signer is neither the payer nor a session key valid now.
+    error VoucherUnauthorizedSigner(bytes32 channelId, address signer);
+    /// @notice A payee's cumulative amount is lower than what was already settled to it.
+    error VoucherNotMonotonic(bytes32 channelId, uint256 index);
+    /// @notice The voucher states no more than what is already settled (returned as a skip reason, never reverts).
+    error VoucherStale(bytes32 channelId, uint256 total, uint256 settled);
+    /// @notice The relay's cooperative-close signature does not match the channel's relay.
+    error CloseInvalidRelaySignature(bytes32 channelId, address signer);
+    /// @notice The caller has nothing to claim in this token.
+    error NothingToClaim(address payee, address token);
+    /// @notice The claim recipient is the zero address.
+    error ClaimToZero();
+    /// @notice Only the token admin may change the token allowlist.
+    error NotTokenAdmin(address caller);
+    /// @notice An ETH payout was refused by the recipient.
+    error PayoutFailed(address to, uint256 amount);
+
+    // ----------------------------------------------------------------- events
+
+    /// @notice An ERC-20 was added to the allowlist.
+    /// @param token The token contract.
+    /// @param tokenId Its compact id in this contract (ETH is 0).
+    event TokenAllowed(address indexed token, uint16 tokenId);
+
+    /// @notice A relay address was seen for the first time and given a compact id.
+    event RelayRegistered(address indexed relay, uint16 relayId);
+
+    /// @notice A channel was opened.
+    /// @param channelId keccak256(abi.encode(chainId, this, payer, token, relay, salt)).
+    event ChannelOpened(
+        bytes32 indexed channelId,
+        address indexed payer,
+        address indexed relay,
+        address token,
+        uint256 deposit,
+        address sessionKey,
+        uint32 sessionExpiry,
+        bytes32 salt
+    );
+
+    /// @notice A channel's deposit grew.
+    event ChannelToppedUp(bytes32 indexed channelId, address indexed from, uint256 amount, uint256 deposit);
+
+    /// @notice The session key changed. The previous key stays valid until `previousValidUntil`.
+    event SessionKeyChanged(
+        bytes32 indexed channelId, address sessionKey, uint32 expiry, address previousKey, uint32 previousValidUntil
+    );
+
+    /// @notice A voucher was settled: each of its payees is now credited its cumulative amount.
+    /// @dev Kept small because it is paid for on every settlement: the payees and amounts are the voucher's,
+    /// in the transaction's calldata. When the deposit could not cover the voucher, SettlementCapped follows
+    /// with what was actually credited.
+    /// @param channelId The channel.
+    /// @param settled The channel's total settled so far.
+    /// @param playHash The play-receipt chain head the voucher committed to.
+    event ChannelSettled(bytes32 indexed channelId, uint256 settled, bytes32 playHash);
+
+    /// @notice The deposit ran out: payees were paid in order until it did. `credited` (cumulative, per payee)
+    /// is the next settlement's prevAmounts; the shortfall stays owed and is paid by a later settlement after a top-up.
+    event SettlementCapped(bytes32 indexed channelId, uint256[] credited);
+
+    /// @notice A batch entry was skipped; `reason` is the selector of the error the single-settle path reverts with.
+    event SettlementSkipped(bytes32 indexed channelId, uint256 index, bytes4 reason);
+
+    /// @notice The payer asked to close; settlements are accepted until `closesAt`.
+    event CloseRequested(bytes32 indexed channelId, uint32 closesAt);
+
+    /// @notice The channel is final: `refund` went back to the payer.
+    event ChannelClosed(bytes32 indexed channelId, uint256 settled, uint256 refund, bool cooperative);
+
+    /// @notice A payee withdrew its balance.
+    event Claimed(address indexed payee, address indexed token, address to, uint256 amount);
+
+    // -------------------------------------------------------------- functions
+
+    /// @notice Open a channel funded by the caller.
+    /// @param relay The relay that serves the channel and co-signs cooperative closes.
+    /// @param token address(0) for ETH, else an allowed ERC-20 (pulled with transferFrom).
+    /// @param amount The deposit; for ETH it must equal msg.value.
+    /// @param salt Any value that makes the id unique for this payer, token and relay.
+    /// @param sessionKey A second signer for vouchers (address(0) for none).
+    /// @param sessionExpiry Unix time after which vouchers from `sessionKey` no longer settle.
+    /// @return channelId The new channel's id.
+    function open(
+        address relay,
+        address token,
+        uint96 amount,
+        bytes32 salt,
+        address sessionKey,
+        uint32 sessionExpiry
+    ) external payable returns (bytes32 channelId);
+
+    /// @notice Open a token channel in one transaction using an EIP-2612 permit signed by the caller.
+    /// @dev The permit call is wrapped in try/catch: a front-run permit only makes it redundant.
+    function openWithPermit(
+        address relay,
+        address token,
+        uint96 amount,
+        bytes32 salt,
+        address sessionKey,
+        uint32 sessionExpiry,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external returns (bytes32 channelId);
+
+    /// @notice Add to an open channel's deposit. Anyone may top up; the refund still goes to the payer.
+    function topUp(bytes32 channelId, uint96 amount) external payable;
+
+    /// @notice Replace the channel's session key (address(0) to revoke). The previous key keeps settling for
+    /// the rotation grace period so that a payer cannot dodge vouchers it already signed.
+    function setSessionKey(bytes32 channelId, address sessionKey, uint32 expiry) external;
+
+    /// @notice Settle one voucher. Reverts with the reason if it is invalid; a stale voucher is a no-op.
+    /// @return credited The amount newly credited to payees.
+    function settle(SettleEntry calldata entry) external returns (uint256 credited);
+
+    /// @notice Settle many vouchers; invalid entries are skipped with a SettlementSkipped event.
+    /// @return credited The total newly credited across all entries.
+    function settleBatch(SettleEntry[] calldata entries) external returns (uint256 credited);
+
+    /// @notice The payer closes at once with the relay's signature (r, vs: EIP-2098 compact) over
+    /// Close(channelId, voucherDigest): the final voucher is settled (skipped if it has no payees, in which
+    /// case voucherDigest is zero) and the remainder refunded.
+    function cooperativeClose(SettleEntry calldata finalVoucher, bytes32 r, bytes32 vs) external;
+
+    /// @notice The payer starts the challenge window; vouchers can still be settled until it ends.
+    function requestClose(bytes32 channelId) external;
+
+    /// @notice After the challenge window, refund the unspent deposit to the payer and close the channel.
+    function withdraw(bytes32 channelId) external;
+
+    /// @notice Withdraw the caller's credited balance of `token` (address(0) for ETH) to `to`.
+    /// @return amount The amount paid out.
+    function claim(address token, address to) external returns (uint256 amount);
+
+    /// @notice Add an ERC-20 to the allowlist (owner only). Fee-on-transfer and rebasing tokens are unsupported.
+    function allowToken(address token) external returns (uint16 tokenId);
+}

@@ -1,0 +1,306 @@
+"""Typed clients for the deployed contracts: ChainStreamChannels, TrackRegistry and ERC-20 tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from eth_account import Account
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from chainstream.chain.artifacts import load_artifact
+from chainstream.chain.transactions import TxSender
+from chainstream.pricing import Split, Terms
+from chainstream.protocol import Domain, SignedVoucher, Voucher
+from chainstream.protocol.signing import Signature
+from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
+
+MAX_UINT256 = 2**256 - 1
+
+
+class ChannelStatus(IntEnum):
+    NONE = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """A channel as the contract stores it."""
+
+    channel_id: bytes
+    payer: Address
+    token: Address
+    relay: Address
+    deposit: int
+    settled: int
+    session_key: Address
+    session_expiry: int
+    closes_at: int
+    settled_root: bytes
+    status: ChannelStatus
+
+    @property
+    def remaining(self) -> int:
+        return self.deposit - self.settled
+
+
+@dataclass(frozen=True)
+class SettledState:
+    """What the last settlement credited: the payees and cumulative amounts (the next entry's prevAmounts)."""
+
+    payees: tuple[Address, ...]
+    credited: tuple[int, ...]
+    play_hash: bytes
+    block_number: int
+
+
+def settle_entry(signed: SignedVoucher, prev_amounts: tuple[int, ...] | list[int]) -> tuple[Any, ...]:
+    """The ABI tuple of IChainStreamChannels.SettleEntry."""
+    v = signed.voucher
+    sig = signed.signature
+    return (v.channel_id, list(v.payees), list(v.amounts), v.play_hash, list(prev_amounts), sig.r_bytes, sig.vs_bytes)
+
+
+def empty_entry(channel_id: bytes) -> tuple[Any, ...]:
+    """A SettleEntry with no voucher (cooperative close at the already settled state)."""
+    return (channel_id, [], [], ZERO_HASH, [], ZERO_HASH, ZERO_HASH)
+
+
+class _Client:
+    artifact_name: str
+
+    def __init__(self, w3: Web3, address: str) -> None:
+        self.w3 = w3
+        self.address = to_address(address)
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=load_artifact(self.artifact_name).abi)
+
+
+class ChannelsClient(_Client):
+    artifact_name = "ChainStreamChannels"
+
+    def __init__(self, w3: Web3, address: str) -> None:
+        super().__init__(w3, address)
+        self.domain = Domain(chain_id=w3.eth.chain_id, verifying_contract=self.address)
+
+    # ------------------------------------------------------------- views
+    def channel_id_for(self, payer: str, token: str, relay: str, salt: bytes) -> bytes:
+        return bytes(self.contract.functions.channelIdFor(payer, token, relay, salt).call())
+
+    def get_channel(self, channel_id: bytes) -> ChannelState:
+        raw = self.contract.functions.getChannel(channel_id).call()
+        return ChannelState(
+            channel_id=channel_id,
+            payer=to_address(raw[0]),
+            token=to_address(raw[1]),
+            relay=to_address(raw[2]),
+            deposit=raw[3],
+            settled=raw[4],
+            session_key=to_address(raw[5]),
+            session_expiry=raw[6],
+            closes_at=raw[7],
+            settled_root=bytes(raw[8]),
+            status=ChannelStatus(raw[9]),
+        )
+
+    def claimable(self, payee: str, token: str = ZERO_ADDRESS) -> int:
+        return int(self.contract.functions.claimable(payee, token).call())
+
+    def challenge_period(self) -> int:
+        return int(self.contract.functions.challengePeriod().call())
+
+    def settled_state(self, channel_id: bytes, from_block: int = 0) -> SettledState | None:
+        """What the channel's last settlement credited (None if never settled).
+
+        ChannelSettled carries only the total; the payees and amounts are the settled voucher's, read back
+        from the transaction's calldata — or, when the deposit capped the settlement, from SettlementCapped.
+        """
+        logs = self.contract.events.ChannelSettled().get_logs(
+            from_block=from_block, argument_filters={"channelId": channel_id}
+        )
+        if not logs:
+            return None
+        last = logs[-1]
+        settled = int(last["args"]["settled"])
+        tx = self.w3.eth.get_transaction(last["transactionHash"])
+        func, params = self.contract.decode_function_input(tx["input"])
+        entries = params["entries"] if func.fn_name == "settleBatch" else [params.get("entry", params.get("finalVoucher"))]
+        entry = next(e for e in reversed(entries) if bytes(e[0]) == channel_id and
+                     (sum(e[2]) == settled or sum(e[2]) > settled))
+        credited: tuple[int, ...] = tuple(entry[2])
+        if sum(credited) != settled:
+            capped = self.contract.events.SettlementCapped().process_receipt(
+                self.w3.eth.get_transaction_receipt(last["transactionHash"]))
+            credited = next(tuple(c["args"]["credited"]) for c in capped if bytes(c["args"]["channelId"]) == channel_id)
+        return SettledState(
+            payees=tuple(to_address(p) for p in entry[1]),
+            credited=credited,
+            play_hash=bytes(last["args"]["playHash"]),
+            block_number=last["blockNumber"],
+        )
+
+    def prev_amounts(self, channel_id: bytes, from_block: int = 0) -> tuple[int, ...]:
+        state = self.settled_state(channel_id, from_block)
+        return state.credited if state else ()
+
+    # ------------------------------------------------------ transactions
+    def open(self, sender: TxSender, *, relay: str, amount: int, salt: bytes, token: str = ZERO_ADDRESS,
+             session_key: str = ZERO_ADDRESS, session_expiry: int = 0) -> tuple[bytes, TxReceipt]:
+        """Open a channel (approving the token first if needed); returns (channel id, receipt)."""
+        if token != ZERO_ADDRESS:
+            erc20 = TokenClient(self.w3, token)
+            if erc20.allowance(sender.address, self.address) < amount:
+                sender.transact(erc20.contract.functions.approve(self.address, MAX_UINT256), action="approve")
+        call = self.contract.functions.open(relay, token, amount, salt, session_key, session_expiry)
+        receipt = sender.transact(call, value=amount if token == ZERO_ADDRESS else 0, action="open")
+        return self.channel_id_for(sender.address, token, relay, salt), receipt
+
+    def open_with_permit(self, sender: TxSender, *, relay: str, token: str, amount: int, salt: bytes,
+                         session_key: str = ZERO_ADDRESS, session_expiry: int = 0,
+                         deadline: int | None = None) -> tuple[bytes, TxReceipt]:
+        """Open a token channel in one transaction with an EIP-2612 permit signed by the sender's key."""
+        erc20 = TokenClient(self.w3, token)
+        deadline = deadline or self.w3.eth.get_block("latest")["timestamp"] + 3600
+        sig = erc20.sign_permit(sender, self.address, amount, deadline)
+        call = self.contract.functions.openWithPermit(relay, token, amount, salt, session_key, session_expiry,
+                                                      deadline, sig.v, sig.r_bytes, sig.s_bytes)
+        receipt = sender.transact(call, action="openWithPermit")
+        return self.channel_id_for(sender.address, token, relay, salt), receipt
+
+    def top_up(self, sender: TxSender, channel_id: bytes, amount: int, token: str = ZERO_ADDRESS) -> TxReceipt:
+        if token != ZERO_ADDRESS:
+            erc20 = TokenClient(self.w3, token)
+            if erc20.allowance(sender.address, self.address) < amount:
+                sender.transact(erc20.contract.functions.approve(self.address, MAX_UINT256), action="approve")
+        return sender.transact(self.contract.functions.topUp(channel_id, amount),
+                               value=amount if token == ZERO_ADDRESS else 0, action="topUp")
+
+    def set_session_key(self, sender: TxSender, channel_id: bytes, key: str, expiry: int) -> TxReceipt:
+        return sender.transact(self.contract.functions.setSessionKey(channel_id, key, expiry), action="setSessionKey")
+
+    def settle(self, sender: TxSender, signed: SignedVoucher, prev_amounts: tuple[int, ...] | list[int] = ()) -> TxReceipt:
+        return sender.transact(self.contract.functions.settle(settle_entry(signed, prev_amounts)), action="settle")
+
+    def settle_batch(self, sender: TxSender, entries: list[tuple[Any, ...]], gas: int | None = None) -> TxReceipt:
+        return sender.transact(self.contract.functions.settleBatch(entries), gas=gas, action="settleBatch")
+
+    def cooperative_close(self, sender: TxSender, final: SignedVoucher | None, prev_amounts: tuple[int, ...] | list[int],
+                          relay_signature: Signature, channel_id: bytes | None = None) -> TxReceipt:
+        if final is None:
+            if channel_id is None:
+                raise ValueError("channel_id is required without a final voucher")
+            entry = empty_entry(channel_id)
+        else:
+            entry = settle_entry(final, prev_amounts)
+        call = self.contract.functions.cooperativeClose(entry, relay_signature.r_bytes, relay_signature.vs_bytes)
+        return sender.transact(call, action="cooperativeClose")
+
+    def request_close(self, sender: TxSender, channel_id: bytes) -> TxReceipt:
+        return sender.transact(self.contract.functions.requestClose(channel_id), action="requestClose")
+
+    def withdraw(self, sender: TxSender, channel_id: bytes) -> TxReceipt:
+        return sender.transact(self.contract.functions.withdraw(channel_id), action="withdraw")
+
+    def claim(self, sender: TxSender, token: str = ZERO_ADDRESS, to: str | None = None) -> TxReceipt:
+        return sender.transact(self.contract.functions.claim(token, to or sender.address), action="claim")
+
+    def allow_token(self, sender: TxSender, token: str) -> TxReceipt:
+        return sender.transact(self.contract.functions.allowToken(token), action="allowToken")
+
+
+def close_voucher_digest(voucher: Voucher | None, domain: Domain) -> bytes:
+    """The voucherDigest a relay's Close signature commits to (zero for "close at the settled state")."""
+    if voucher is None or not voucher.payees:
+        return ZERO_HASH
+    return voucher.digest(domain)
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    track_id: bytes
+    owner: Address
+    title: str
+    split_version: int
+    split_hash: bytes
+    registered_at: int
+
+
+class RegistryClient(_Client):
+    artifact_name = "TrackRegistry"
+
+    def register_track(self, sender: TxSender, track_id: bytes, title: str, token: str, terms: Terms, split: Split) -> TxReceipt:
+        call = self.contract.functions.registerTrack(track_id, title, token, terms.as_tuple(), split.as_tuple())
+        return sender.transact(call, action="registerTrack")
+
+    def set_terms(self, sender: TxSender, track_id: bytes, token: str, terms: Terms) -> TxReceipt:
+        return sender.transact(self.contract.functions.setTerms(track_id, token, terms.as_tuple()), action="setTerms")
+
+    def set_split(self, sender: TxSender, track_id: bytes, split: Split) -> TxReceipt:
+        return sender.transact(self.contract.functions.setSplit(track_id, split.as_tuple()), action="setSplit")
+
+    def transfer_track(self, sender: TxSender, track_id: bytes, new_owner: str) -> TxReceipt:
+        return sender.transact(self.contract.functions.transferTrack(track_id, new_owner), action="transferTrack")
+
+    def get_track(self, track_id: bytes) -> TrackInfo:
+        raw = self.contract.functions.getTrack(track_id).call()
+        return TrackInfo(track_id, to_address(raw[0]), raw[1], raw[2], bytes(raw[3]), raw[4])
+
+    def get_terms(self, track_id: bytes, token: str = ZERO_ADDRESS) -> Terms:
+        return Terms.from_tuple(tuple(self.contract.functions.getTerms(track_id, token).call()))  # type: ignore[arg-type]
+
+    def get_split(self, track_id: bytes, version: int) -> tuple[Split, bytes]:
+        raw, split_hash = self.contract.functions.getSplit(track_id, version).call()
+        return Split(tuple(raw[0]), tuple(raw[1]), raw[2], raw[3]), bytes(split_hash)
+
+    def track_ids(self) -> list[bytes]:
+        count = self.contract.functions.trackCount().call()
+        return [bytes(t) for t in self.contract.functions.trackIds(0, count).call()]
+
+
+class TokenClient(_Client):
+    """An ERC-20 (the mock stablecoin ABI covers mint and permit too)."""
+
+    artifact_name = "MockStablecoin"
+
+    def balance_of(self, owner: str) -> int:
+        return int(self.contract.functions.balanceOf(owner).call())
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return int(self.contract.functions.allowance(owner, spender).call())
+
+    def mint(self, sender: TxSender, to: str, amount: int) -> TxReceipt:
+        return sender.transact(self.contract.functions.mint(to, amount), action="mint")
+
+    def approve(self, sender: TxSender, spender: str, amount: int) -> TxReceipt:
+        return sender.transact(self.contract.functions.approve(spender, amount), action="approve")
+
+    def sign_permit(self, owner: TxSender, spender: str, value: int, deadline: int) -> Signature:
+        """An EIP-2612 permit signed by the owner's key."""
+        nonce = self.contract.functions.nonces(owner.address).call()
+        name = self.contract.functions.name().call()
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": {"name": name, "version": "1", "chainId": self.w3.eth.chain_id, "verifyingContract": self.address},
+            "message": {"owner": owner.address, "spender": spender, "value": value, "nonce": nonce, "deadline": deadline},
+        }
+        signed = Account.sign_typed_data(owner.account.key, full_message=typed)
+        return Signature(v=signed.v, r=signed.r, s=signed.s)

@@ -1,0 +1,101 @@
+"""The EIP-712 domain and message types of ChainStream, and their digests.
+
+Two signed types exist, with different type hashes so that one can never be replayed as the other:
+
+- ``Voucher(bytes32 channelId,address[] payees,uint256[] amounts,bytes32 playHash)``: signed by the listener
+  (or its session key) — everything the channel owes each payee so far.
+- ``Close(bytes32 channelId,bytes32 voucherDigest)``: signed by the relay — consent to close the channel
+  cooperatively at the voucher with that digest.
+
+The domain is ``{name: "ChainStream", version: "1", chainId, verifyingContract}``, so a signature is bound to
+one chain and one deployment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chainstream.protocol.hashing import address_word, hash_addresses, hash_uints, keccak, type_hash, word
+from chainstream.protocol.types import Address, to_address
+
+DOMAIN_NAME = "ChainStream"
+DOMAIN_VERSION = "1"
+
+VOUCHER_TYPE = "Voucher(bytes32 channelId,address[] payees,uint256[] amounts,bytes32 playHash)"
+CLOSE_TYPE = "Close(bytes32 channelId,bytes32 voucherDigest)"
+DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+
+VOUCHER_TYPEHASH = type_hash(VOUCHER_TYPE)
+CLOSE_TYPEHASH = type_hash(CLOSE_TYPE)
+DOMAIN_TYPEHASH = type_hash(DOMAIN_TYPE)
+
+#: EIP-712 type definitions, as wallets (eth_signTypedData_v4) and eth-account expect them.
+EIP712_TYPES: dict[str, list[dict[str, str]]] = {
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    "Voucher": [
+        {"name": "channelId", "type": "bytes32"},
+        {"name": "payees", "type": "address[]"},
+        {"name": "amounts", "type": "uint256[]"},
+        {"name": "playHash", "type": "bytes32"},
+    ],
+    "Close": [
+        {"name": "channelId", "type": "bytes32"},
+        {"name": "voucherDigest", "type": "bytes32"},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The signing domain of one ChainStreamChannels deployment; its separator is computed once."""
+
+    chain_id: int
+    verifying_contract: Address
+    name: str = DOMAIN_NAME
+    version: str = DOMAIN_VERSION
+    separator: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verifying_contract", to_address(self.verifying_contract))
+        separator = keccak(
+            DOMAIN_TYPEHASH
+            + keccak(self.name.encode())
+            + keccak(self.version.encode())
+            + word(self.chain_id)
+            + address_word(self.verifying_contract)
+        )
+        object.__setattr__(self, "separator", separator)
+
+    def digest(self, struct_hash: bytes) -> bytes:
+        """The EIP-712 digest: keccak256("\\x19\\x01" || domainSeparator || hashStruct(message))."""
+        return keccak(b"\x19\x01" + self.separator + struct_hash)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "chainId": self.chain_id,
+            "verifyingContract": self.verifying_contract,
+        }
+
+
+def voucher_struct_hash(channel_id: bytes, payees: tuple[str, ...], amounts: tuple[int, ...], play_hash: bytes) -> bytes:
+    """hashStruct(Voucher)."""
+    return keccak(VOUCHER_TYPEHASH + channel_id + hash_addresses(payees) + hash_uints(amounts) + play_hash)
+
+
+def close_struct_hash(channel_id: bytes, voucher_digest: bytes) -> bytes:
+    """hashStruct(Close)."""
+    return keccak(CLOSE_TYPEHASH + channel_id + voucher_digest)
+
+
+def typed_data(domain: Domain, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A full EIP-712 typed-data document (for wallets and eth-account's encode_typed_data)."""
+    types = {"EIP712Domain": EIP712_TYPES["EIP712Domain"], primary_type: EIP712_TYPES[primary_type]}
+    return {"types": types, "primaryType": primary_type, "domain": domain.as_dict(), "message": message}
