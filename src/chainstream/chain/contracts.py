@@ -129,15 +129,14 @@ class ChannelsClient(_Client):
         tx = self.w3.eth.get_transaction(last["transactionHash"])
         func, params = self.contract.decode_function_input(tx["input"])
         entries = params["entries"] if func.fn_name == "settleBatch" else [params.get("entry", params.get("finalVoucher"))]
-        entry = next(e for e in reversed(entries) if bytes(e[0]) == channel_id and
-                     (sum(e[2]) == settled or sum(e[2]) > settled))
-        credited: tuple[int, ...] = tuple(entry[2])
+        entry = next(e for e in reversed(entries) if bytes(e["channelId"]) == channel_id and sum(e["amounts"]) >= settled)
+        credited: tuple[int, ...] = tuple(entry["amounts"])
         if sum(credited) != settled:
             capped = self.contract.events.SettlementCapped().process_receipt(
                 self.w3.eth.get_transaction_receipt(last["transactionHash"]))
             credited = next(tuple(c["args"]["credited"]) for c in capped if bytes(c["args"]["channelId"]) == channel_id)
         return SettledState(
-            payees=tuple(to_address(p) for p in entry[1]),
+            payees=tuple(to_address(p) for p in entry["payees"]),
             credited=credited,
             play_hash=bytes(last["args"]["playHash"]),
             block_number=last["blockNumber"],
