@@ -6,9 +6,11 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
@@ -19,9 +21,21 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 EMBEDDED = "embedded"
 
 
+class LockedTesterProvider(EthereumTesterProvider):
+    """eth-tester is not thread-safe; the embedded relay and its clients share one chain from several threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.RLock()
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        with self._lock:
+            return super().make_request(method, params)
+
+
 def embedded_web3() -> Web3:
     """A fresh in-process chain (py-evm, latest fork) with ten funded, unlocked accounts."""
-    return Web3(EthereumTesterProvider())
+    return Web3(LockedTesterProvider())
 
 
 def connect(rpc_url: str) -> Web3:

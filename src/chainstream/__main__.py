@@ -1,0 +1,3 @@
+from chainstream.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""The `chainstream` command line: run a relay, deploy contracts, and (see the demo module) the full demo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from chainstream.errors import ChainStreamError
+
+app = typer.Typer(help="ChainStream: pay-per-play music over Ethereum payment channels.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+@app.command()
+def relay(
+    rpc_url: Annotated[str, typer.Option(envvar="CHAINSTREAM_RPC_URL", help="JSON-RPC URL")] = "http://127.0.0.1:8545",
+    deployment: Annotated[Path, typer.Option(envvar="CHAINSTREAM_DEPLOYMENT_FILE")] = Path("deployments/local.json"),
+    database: Annotated[str, typer.Option(envvar="CHAINSTREAM_DATABASE")] = "chainstream-relay.db",
+    host: Annotated[str, typer.Option(envvar="CHAINSTREAM_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="CHAINSTREAM_PORT")] = 8700,
+    settle_interval: Annotated[float, typer.Option(envvar="CHAINSTREAM_SETTLE_INTERVAL")] = 5.0,
+) -> None:
+    """Run the relay: verify and store vouchers, settle in batches, watch the chain. Key: CHAINSTREAM_RELAY_KEY."""
+    import uvicorn
+
+    from chainstream.config import Settings
+    from chainstream.relay.app import create_app
+
+    try:
+        settings = Settings(rpc_url=rpc_url, deployment_file=deployment, database=database, host=host, port=port,
+                            settle_interval=settle_interval)
+        if settings.relay_key is None:
+            raise fail("set CHAINSTREAM_RELAY_KEY to the relay's private key (hex)")
+        api = create_app(settings)
+    except ChainStreamError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"relay on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(api, host=host, port=port, log_level=os.environ.get("CHAINSTREAM_LOG_LEVEL", "warning"))
+
+
+@app.command()
+def deploy(
+    rpc_url: Annotated[str, typer.Option(envvar="CHAINSTREAM_RPC_URL")] = "http://127.0.0.1:8545",
+    out: Annotated[Path | None, typer.Option(help="deployment file (default deployments/<chainId>.json)")] = None,
+    challenge_period: int = 86_400,
+    key_rotation_grace: int = 3_600,
+    stablecoin: Annotated[bool, typer.Option(help="deploy the mock stablecoin (local chains)")] = True,
+    fund_from_node: Annotated[bool, typer.Option(help="fund the deployer from the node's unlocked account")] = False,
+) -> None:
+    """Deploy the contracts (deployer key: CHAINSTREAM_DEPLOYER_KEY, else a fresh key funded by the node)."""
+    from chainstream.chain.deploy import deploy_all
+    from chainstream.chain.node import connect
+    from chainstream.chain.transactions import TxSender, fund
+    from chainstream.protocol import PrivateKey
+
+    try:
+        w3 = connect(rpc_url)
+        secret = os.environ.get("CHAINSTREAM_DEPLOYER_KEY")
+        key = PrivateKey(secret) if secret else PrivateKey.generate()
+        if not secret or fund_from_node:
+            fund(w3, key.address, 10 * 10**18)
+        d = deploy_all(w3, TxSender(w3, key), challenge_period=challenge_period,
+                       key_rotation_grace=key_rotation_grace, with_stablecoin=stablecoin)
+    except ChainStreamError as exc:
+        raise fail(f"deploy failed: {exc}") from exc
+    path = out or Path(f"deployments/{d.chain_id}.json")
+    d.save(path)
+    console.print(f"ChainStreamChannels [bold]{d.channels}[/]\nTrackRegistry       [bold]{d.registry}[/]")
+    if d.stablecoin:
+        console.print(f"MockStablecoin      [bold]{d.stablecoin}[/]")
+    console.print(f"written to {path}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

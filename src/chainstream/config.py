@@ -1,0 +1,34 @@
+"""Relay configuration, from CHAINSTREAM_* environment variables, a .env file, or keyword arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAINSTREAM_", env_file=".env", extra="ignore")
+
+    rpc_url: str = Field("http://127.0.0.1:8545", description="JSON-RPC URL of the chain ('embedded' in-process)")
+    deployment_file: Path = Field(Path("deployments/local.json"), description="addresses written by scripts/deploy.py")
+    relay_key: SecretStr | None = Field(None, description="hex private key; signs only settlements and closes")
+    database: str = Field("chainstream-relay.db", description="SQLite file path")
+    host: str = "127.0.0.1"
+    port: int = 8700
+    frontend_dir: Path | None = Field(None, description="static web player to serve at / (default: ./frontend)")
+
+    # settlement policy
+    settle_interval: float = Field(5.0, description="seconds between settlement rounds")
+    settle_min_value: int = Field(1, description="settle a channel once this much is unsettled (token units)")
+    settle_max_age: float = Field(300.0, description="...or once its oldest unsettled payment is this old (s)")
+    settle_deadline_margin: int = Field(3_600, description="...or this close to its close window / key expiry (s)")
+    settle_batch_size: int = Field(100, description="channels per settlement transaction")
+
+    # chain watching
+    confirmations: int = Field(0, description="blocks to wait before acting on an event")
+    poll_interval: float = Field(1.0, description="seconds between chain polls")
+
+    # listener protection
+    session_margin: int = Field(600, description="refuse session-key vouchers this close to the key's expiry (s)")

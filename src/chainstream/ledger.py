@@ -1,0 +1,143 @@
+"""A channel's pure payment ledger: from its state and a charge, the exact next voucher.
+
+Listener clients and the relay run the same code. The client prices a play (or N seconds, a tip, a download)
+from the public catalog, derives the next voucher and signs it; the relay recomputes the same next voucher
+from its own last accepted state and accepts only an identical one. There is nothing to negotiate: any
+difference is a rejection, answered with the relay's state so that a drifted client can resynchronise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from chainstream.errors import PricingError, ProtocolError
+from chainstream.pricing import Split, Terms, download_price, play_price, seconds_price
+from chainstream.protocol import Kind, PlayReceipt, Voucher
+from chainstream.protocol.hashing import address_word
+from chainstream.protocol.receipts import MAX_MEMO_BYTES
+from chainstream.protocol.types import ZERO_HASH, Address, check_amount, to_address
+
+MAX_SECONDS_PER_CHARGE = 3_600
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A track as priced in one token: its terms and current split (from the TrackRegistry)."""
+
+    track_id: bytes
+    title: str
+    owner: Address
+    terms: Terms
+    split: Split
+    split_version: int
+
+    @property
+    def split_hash(self) -> bytes:
+        return self.split.hash
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One thing the listener pays for: what receipt it produces and who gets how much."""
+
+    kind: Kind
+    target: bytes
+    units: int
+    amount: int
+    split_hash: bytes
+    payments: Mapping[Address, int]
+    memo: str = ""
+
+    def receipt(self, seq: int) -> PlayReceipt:
+        return PlayReceipt(seq=seq, target=self.target, kind=self.kind, units=self.units, amount=self.amount,
+                           split_hash=self.split_hash, memo=self.memo)
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """Everything needed to price and build the channel's next voucher."""
+
+    voucher: Voucher
+    seq: int = 0
+    plays: Mapping[bytes, int] = field(default_factory=lambda: MappingProxyType({}))
+    owned: frozenset[bytes] = frozenset()
+
+    @classmethod
+    def opened(cls, channel_id: bytes) -> LedgerState:
+        return cls(voucher=Voucher.empty(channel_id))
+
+    @property
+    def spent(self) -> int:
+        return self.voucher.total
+
+    def plays_of(self, track_id: bytes) -> int:
+        return self.plays.get(track_id, 0)
+
+
+def _split_payments(split: Split, amount: int) -> Mapping[Address, int]:
+    return MappingProxyType(split.apply(amount)) if amount else MappingProxyType({})
+
+
+def charge_play(state: LedgerState, listing: Listing) -> Charge:
+    """A play: flat price, the stream-to-own curve's next step, or free once owned or downloaded."""
+    if listing.track_id in state.owned:
+        amount = 0
+    else:
+        amount = play_price(listing.terms, state.plays_of(listing.track_id) + 1)
+    return Charge(Kind.PLAY, listing.track_id, 1, amount, listing.split_hash, _split_payments(listing.split, amount))
+
+
+def charge_seconds(listing: Listing, seconds: int) -> Charge:
+    """`seconds` seconds of listening at the track's per-second price."""
+    if seconds > MAX_SECONDS_PER_CHARGE:
+        raise PricingError(f"charge at most {MAX_SECONDS_PER_CHARGE} seconds at a time", code="bad_units")
+    amount = seconds_price(listing.terms, seconds)
+    return Charge(Kind.SECONDS, listing.track_id, seconds, amount, listing.split_hash,
+                  _split_payments(listing.split, amount))
+
+
+def charge_download(state: LedgerState, listing: Listing) -> Charge:
+    """A one-time purchase; later plays of the track are free."""
+    if listing.track_id in state.owned:
+        raise PricingError("the track is already owned", code="already_owned")
+    amount = download_price(listing.terms)
+    return Charge(Kind.DOWNLOAD, listing.track_id, 1, amount, listing.split_hash,
+                  _split_payments(listing.split, amount))
+
+
+def charge_tip(amount: int, *, listing: Listing | None = None, artist: str | None = None, memo: str = "") -> Charge:
+    """A tip to a track (its split applies, platform fee included) or straight to one artist's address."""
+    check_amount(amount, "tip")
+    if amount <= 0:
+        raise PricingError("a tip must be positive", code="bad_amount")
+    if len(memo.encode()) > MAX_MEMO_BYTES:
+        raise PricingError(f"tip message longer than {MAX_MEMO_BYTES} bytes", code="memo_too_long")
+    if (listing is None) == (artist is None):
+        raise PricingError("tip either a track or an artist", code="bad_tip")
+    if listing is not None:
+        return Charge(Kind.TIP, listing.track_id, 0, amount, listing.split_hash,
+                      _split_payments(listing.split, amount), memo)
+    payee = to_address(artist or "")
+    return Charge(Kind.TIP, address_word(payee), 0, amount, ZERO_HASH, MappingProxyType({payee: amount}), memo)
+
+
+def apply(state: LedgerState, charge: Charge) -> tuple[LedgerState, PlayReceipt]:
+    """The state after `charge`, and the receipt chained into its voucher."""
+    receipt = charge.receipt(state.seq + 1)
+    voucher = state.voucher.add(charge.payments, receipt)
+    plays = state.plays
+    owned = state.owned
+    if charge.kind == Kind.PLAY:
+        plays = MappingProxyType({**plays, charge.target: plays.get(charge.target, 0) + 1})
+    elif charge.kind == Kind.DOWNLOAD:
+        owned = owned | {charge.target}
+    return replace(state, voucher=voucher, seq=receipt.seq, plays=plays, owned=owned), receipt
+
+
+def require_within(state: LedgerState, deposit: int) -> None:
+    """The cumulative total may never exceed what the channel holds."""
+    if state.voucher.total > deposit:
+        raise ProtocolError(f"voucher total {state.voucher.total} exceeds the deposit {deposit}",
+                            code="insufficient_deposit")

@@ -1,0 +1,338 @@
+"""The relay's HTTP API (FastAPI) and the process that runs it with its settler and watchtower."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from web3 import Web3
+
+from chainstream.chain.contracts import ChannelsClient, RegistryClient
+from chainstream.chain.deploy import Deployment
+from chainstream.chain.node import connect
+from chainstream.chain.transactions import TxSender
+from chainstream.config import Settings
+from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
+from chainstream.protocol import PrivateKey, Signature
+from chainstream.protocol.types import ZERO_ADDRESS, to_address, to_bytes32
+from chainstream.relay.schemas import BatchIn, CapsIn, PaymentIn, StreamedPaymentIn, to_payment
+from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
+from chainstream.relay.settler import Settler
+from chainstream.relay.watcher import Watcher
+from chainstream.store import SqliteStore
+from chainstream.verify import Rejection
+
+log = logging.getLogger("chainstream.relay")
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class Relay:
+    """Service + settler + watchtower, started and stopped together (by the app's lifespan or by the demo)."""
+
+    def __init__(self, settings: Settings, *, w3: Web3 | None = None, deployment: Deployment | None = None) -> None:
+        if settings.relay_key is None:
+            raise ConfigurationError("no relay key: set CHAINSTREAM_RELAY_KEY")
+        self.settings = settings
+        self.w3 = w3 or connect(settings.rpc_url)
+        self.deployment = deployment or Deployment.load(settings.deployment_file)
+        if self.deployment.chain_id != self.w3.eth.chain_id:
+            raise ConfigurationError(f"{settings.deployment_file} is for chain {self.deployment.chain_id}, "
+                                     f"the node is chain {self.w3.eth.chain_id}")
+        key = PrivateKey(settings.relay_key.get_secret_value())
+        self.store = SqliteStore(settings.database)
+        self.service = RelayService(
+            settings=settings, channels=ChannelsClient(self.w3, self.deployment.channels),
+            registry=RegistryClient(self.w3, self.deployment.registry), deployment=self.deployment,
+            relay_key=key, store=self.store,
+        )
+        self.settler = Settler(self.service, TxSender(self.w3, key))
+        self.watcher = Watcher(self.service, self.settler)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.store.start()
+        await asyncio.to_thread(self.service.catalog.load_all)
+        await self.watcher.poll()
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(self.watcher.run(self._stop)),
+                       asyncio.create_task(self.settler.run(self._stop))]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=30)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        self.store.close()
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}, **extra}, status_code=status)
+
+
+def _ack_json(ack: PaymentAck) -> dict[str, Any]:
+    return {
+        "status": ack.status,
+        "channelId": "0x" + ack.channel_id.hex(),
+        "seq": ack.seq,
+        "total": str(ack.total),
+        "amount": str(ack.amount),
+        "digest": "0x" + ack.digest.hex(),
+        "remaining": str(ack.remaining),
+        "spentToday": str(ack.spent_today),
+        "dailyCap": None if ack.daily_cap is None else str(ack.daily_cap),
+    }
+
+
+def create_app(settings: Settings | None = None, *, relay: Relay | None = None, w3: Web3 | None = None,
+               deployment: Deployment | None = None) -> FastAPI:
+    """The relay app. Tests and the demo pass their own chain (`w3`) and deployment."""
+    settings = settings or Settings()
+    holder: dict[str, Relay] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        r = relay or Relay(settings, w3=w3, deployment=deployment)
+        holder["relay"] = r
+        await r.start()
+        try:
+            yield
+        finally:
+            await r.stop()
+
+    app = FastAPI(title="ChainStream relay", version="1", lifespan=lifespan,
+                  description="Pay-per-play vouchers: verified, stored durably, settled in batches. "
+                              "Protocol: docs/PROTOCOL.md")
+
+    def svc() -> RelayService:
+        return holder["relay"].service
+
+    @app.exception_handler(Rejection)
+    async def rejection_handler(_: Request, exc: Rejection) -> JSONResponse:
+        return _error(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(RecoverableError)
+    async def recoverable_handler(_: Request, exc: RecoverableError) -> JSONResponse:
+        return _error(400, exc.code, str(exc))
+
+    @app.exception_handler(ChainStreamError)
+    async def unrecoverable_handler(_: Request, exc: ChainStreamError) -> JSONResponse:
+        log.error("internal error: %s", exc)
+        return _error(503, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"],
+                      details=json.loads(json.dumps(exc.errors(), default=str)))
+
+    api = APIRouter(prefix="/api/v1")
+
+    @api.get("/health")
+    async def health() -> dict[str, Any]:
+        s = svc()
+        return {"ok": True, "accepted": s.accepted_count, "block": holder["relay"].watcher.processed_block}
+
+    @api.get("/info")
+    async def info() -> dict[str, Any]:
+        s = svc()
+        d = s.deployment
+        tokens = [{"address": ZERO_ADDRESS, "symbol": "ETH", "decimals": 18}]
+        if d.stablecoin:
+            tokens.append({"address": d.stablecoin, "symbol": "mUSD", "decimals": 6})
+        return {"chainId": d.chain_id, "channels": d.channels, "registry": d.registry, "stablecoin": d.stablecoin,
+                "relay": s.address, "challengePeriod": d.challenge_period, "keyRotationGrace": d.key_rotation_grace,
+                "sessionMargin": s.settings.session_margin, "domain": s.domain.as_dict(), "tokens": tokens}
+
+    def _track_json(entry: Any, token: str | None) -> dict[str, Any]:
+        terms = {t: {"perPlay": str(x.per_play), "perSecond": str(x.per_second), "download": str(x.download),
+                     "model": x.model, "ownAfter": x.own_after, "minSeconds": x.min_seconds}
+                 for t, x in entry.terms.items() if x.enabled and (token is None or t == token)}
+        return {"trackId": "0x" + entry.track_id.hex(), "title": entry.title, "owner": entry.owner,
+                "splitVersion": entry.split_version, "splitHash": "0x" + entry.split.hash.hex(),
+                "split": {"recipients": list(entry.split.recipients), "bps": list(entry.split.bps),
+                          "feeRecipient": entry.split.fee_recipient, "feeBps": entry.split.fee_bps},
+                "terms": terms, "registeredAt": entry.registered_at, "audio": f"/audio/0x{entry.track_id.hex()}.wav"}
+
+    @api.get("/catalog")
+    async def catalog(token: str | None = None) -> dict[str, Any]:
+        token = to_address(token) if token else None
+        entries = sorted(svc().catalog.entries.values(), key=lambda e: e.registered_at)
+        tracks = [_track_json(e, token) for e in entries]
+        return {"tracks": [t for t in tracks if t["terms"]]}
+
+    @api.get("/tracks/{track_id}")
+    async def track(track_id: str) -> Any:
+        entry = svc().catalog.entries.get(to_bytes32(track_id, "trackId"))
+        if entry is None:
+            return _error(404, "unknown_track", f"no track {track_id}")
+        return _track_json(entry, None)
+
+    @api.post("/channels/{channel_id}/payments")
+    async def pay(channel_id: str, body: PaymentIn) -> Any:
+        payment = to_payment(channel_id, body)
+        try:
+            ack = await svc().submit(payment)
+        except Rejection as exc:
+            extra: dict[str, Any] = {}
+            if exc.code in ("voucher_mismatch", "stale_voucher", "seq_gap"):
+                extra["state"] = svc().channel_summary(await svc().runtime(payment.channel_id))
+            return _error(exc.status, exc.code, str(exc), **extra)
+        return _ack_json(ack)
+
+    async def _one(body: StreamedPaymentIn) -> dict[str, Any]:
+        try:
+            ack = await svc().submit(to_payment(body.channelId, body))
+            return {"id": body.id, "ok": True, **_ack_json(ack)}
+        except RecoverableError as exc:
+            status = exc.status if isinstance(exc, Rejection) else 400
+            return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": status}}
+
+    @api.post("/payments/batch")
+    async def pay_batch(body: BatchIn) -> dict[str, Any]:
+        """Many payments in one request (any channels); each is verified and acknowledged on its own."""
+        results = await asyncio.gather(*(_one(p) for p in body.payments))
+        return {"results": results}
+
+    @api.websocket("/payments/stream")
+    async def pay_stream(ws: WebSocket) -> None:
+        """One JSON payment per message (with channelId and an optional id); one reply per payment, in order
+        of durability. Replies carry the id so a client can pipeline."""
+        await ws.accept()
+        pending: set[asyncio.Task[None]] = set()
+
+        async def handle(text: str) -> None:
+            try:
+                body = StreamedPaymentIn.model_validate_json(text)
+            except ValidationError as exc:
+                await ws.send_json({"ok": False, "error": {"code": "invalid_request", "message": str(exc.errors()[0]["msg"]),
+                                                           "status": 422}})
+                return
+            await ws.send_json(await _one(body))
+
+        try:
+            while True:
+                task = asyncio.create_task(handle(await ws.receive_text()))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+        except WebSocketDisconnect:
+            for task in pending:
+                task.cancel()
+
+    @api.get("/channels/{channel_id}")
+    async def channel(channel_id: str) -> dict[str, Any]:
+        s = svc()
+        return s.channel_summary(await s.runtime(to_bytes32(channel_id, "channelId")))
+
+    @api.get("/channels/{channel_id}/history")
+    async def history(channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = None) -> dict[str, Any]:
+        s = svc()
+        cid = to_bytes32(channel_id, "channelId")
+        await s.runtime(cid)
+        items = []
+        for p in s.store.history(cid, limit=limit, before_seq=before):
+            entry = s.catalog.entries.get(p.target)
+            items.append({"seq": p.seq, "kind": ["play", "seconds", "tip", "download"][p.kind],
+                          "target": "0x" + p.target.hex(), "title": entry.title if entry else None,
+                          "units": p.units, "amount": str(p.amount), "total": str(p.voucher.total), "memo": p.memo,
+                          "payments": {k: str(v) for k, v in p.payments.items()}, "at": p.accepted_at,
+                          "digest": "0x" + p.digest.hex()})
+        return {"channelId": channel_id, "items": items}
+
+    @api.get("/channels/{channel_id}/caps/typed-data")
+    async def caps_doc(channel_id: str, dailyCap: int = 0, sessionCap: int = 0, issuedAt: int | None = None) -> dict[str, Any]:
+        """The EIP-712 document a wallet or session key signs to set spending caps."""
+        cid = to_bytes32(channel_id, "channelId")
+        return caps_typed_data(svc().domain, cid, dailyCap, sessionCap, issuedAt or int(time.time()))
+
+    @api.put("/channels/{channel_id}/caps")
+    async def caps(channel_id: str, body: CapsIn) -> dict[str, Any]:
+        s = svc()
+        rt = await s.set_caps(to_bytes32(channel_id, "channelId"), int(body.dailyCap), int(body.sessionCap),
+                              body.issuedAt, Signature.from_hex(body.signature))
+        return s.channel_summary(rt)
+
+    @api.post("/channels/{channel_id}/close")
+    async def close(channel_id: str) -> dict[str, Any]:
+        """The relay's consent to a cooperative close at the latest voucher (no payments are accepted after)."""
+        latest, signature, prev = await svc().cosign_close(to_bytes32(channel_id, "channelId"))
+        voucher = None
+        if latest is not None:
+            voucher = {"payees": list(latest.voucher.payees), "amounts": [str(a) for a in latest.voucher.amounts],
+                       "playHash": "0x" + latest.voucher.play_hash.hex(), "signature": "0x" + latest.signature.hex()}
+        return {"channelId": channel_id, "voucher": voucher, "prevAmounts": [str(a) for a in prev],
+                "relaySignature": signature.to_hex()}
+
+    @api.get("/listeners/{address}/channels")
+    async def listener_channels(address: str) -> dict[str, Any]:
+        s = svc()
+        out = []
+        for record in s.store.channels_of(to_address(address)):
+            out.append(s.channel_summary(await s.runtime(record.channel_id)))
+        return {"channels": out}
+
+    @api.get("/artists/{address}/earnings")
+    async def earnings(address: str, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
+        data = svc().earnings(address)
+        if format == "json":
+            return data
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=["token", "target", "title", "plays", "seconds", "tips", "downloads",
+                                                 "earned", "pending", "settled", "claimed"])
+        writer.writeheader()
+        for row in data["tracks"]:
+            writer.writerow(row)
+        return PlainTextResponse(out.getvalue(), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="earnings-{address}.csv"'})
+
+    @api.get("/events")
+    async def events(request: Request, channel: str | None = None, payee: str | None = None) -> StreamingResponse:
+        """Server-Sent Events: payments (filtered by channel or payee) and catalog changes as they happen."""
+        topics = {"catalog"}
+        if channel:
+            topics.add("channel:" + channel.lower())
+        if payee:
+            topics.add("payee:" + to_address(payee))
+        if not channel and not payee:
+            topics.add("all")
+
+        async def stream() -> AsyncIterator[str]:
+            yield ": connected\n\n"
+            async for event in svc().bus.subscribe(topics):
+                if await request.is_disconnected():
+                    break
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    app.include_router(api)
+
+    audio_dir = PROJECT_ROOT / "frontend" / "audio"
+
+    @app.get("/audio/{name}", include_in_schema=False)
+    async def audio(name: str) -> Response:
+        path = (audio_dir / name).resolve()
+        if path.parent != audio_dir.resolve() or not path.exists():
+            return _error(404, "no_audio", f"no audio file {name}")
+        return FileResponse(path, media_type="audio/wav")
+
+    frontend = settings.frontend_dir or PROJECT_ROOT / "frontend"
+    if frontend.is_dir() and (frontend / "index.html").exists():
+        app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+    return app

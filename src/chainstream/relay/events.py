@@ -1,0 +1,33 @@
+"""In-process publish/subscribe for live updates (served as Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+
+class EventBus:
+    """Each subscriber gets its own bounded queue; a slow subscriber drops events rather than slowing payments."""
+
+    def __init__(self, max_queue: int = 1_000) -> None:
+        self._subscribers: set[tuple[asyncio.Queue[dict[str, Any]], frozenset[str]]] = set()
+        self._max_queue = max_queue
+
+    def publish(self, event: dict[str, Any], topics: set[str]) -> None:
+        for queue, wanted in list(self._subscribers):
+            if wanted & topics:
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    pass
+
+    async def subscribe(self, topics: set[str]) -> AsyncIterator[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._max_queue)
+        entry = (queue, frozenset(topics))
+        self._subscribers.add(entry)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(entry)

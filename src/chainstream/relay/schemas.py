@@ -1,0 +1,89 @@
+"""HTTP request bodies, validated strictly at the edge before anything is hashed or signed.
+
+Amounts travel as decimal strings (they exceed JavaScript's safe integers); bytes32 values and signatures as
+0x-hex. Everything is converted to the protocol's own types here, so the core never sees loose input.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from chainstream.errors import ProtocolError
+from chainstream.protocol import Signature, Voucher
+from chainstream.protocol.types import MAX_AMOUNT, check_amount, to_address, to_bytes32
+from chainstream.verify import ChargeKind, ChargeSpec, Payment
+
+HEX32 = r"^0x[0-9a-fA-F]{64}$"
+AMOUNT = r"^(0|[1-9][0-9]{0,28})$"
+Amount = Annotated[str, Field(pattern=AMOUNT, description="decimal string, token's smallest unit")]
+Hex32 = Annotated[str, Field(pattern=HEX32)]
+AddressStr = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class VoucherIn(Strict):
+    payees: list[AddressStr] = Field(max_length=256)
+    amounts: list[Amount] = Field(max_length=256)
+    playHash: Hex32
+
+
+class ChargeIn(Strict):
+    kind: Literal["play", "seconds", "tip", "download"]
+    trackId: Hex32 | None = None
+    artist: AddressStr | None = None
+    seconds: StrictInt = Field(0, ge=0, le=3_600)
+    amount: Amount | None = Field(None, description="tips only")
+    memo: str = Field("", max_length=280)
+
+
+class PaymentIn(Strict):
+    seq: StrictInt = Field(ge=1, lt=2**64)
+    charge: ChargeIn
+    voucher: VoucherIn
+    signature: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")]
+
+
+class StreamedPaymentIn(PaymentIn):
+    channelId: Hex32
+    id: StrictInt | str | None = Field(None, description="echoed back in the reply")
+
+
+class BatchIn(Strict):
+    payments: list[StreamedPaymentIn] = Field(min_length=1, max_length=1_000)
+
+
+class CapsIn(Strict):
+    dailyCap: Amount = Field(description="0 = no daily cap")
+    sessionCap: Amount = Field(description="0 = no session-key cap")
+    issuedAt: StrictInt = Field(ge=0, description="unix seconds; must increase")
+    signature: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")]
+
+
+def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
+    """Convert a validated body to a Payment; ProtocolError (400) for values the schema cannot catch."""
+    if not re.fullmatch(HEX32, channel_id_hex):
+        raise ProtocolError("channelId must be 0x + 64 hex digits", code="bad_channel_id")
+    channel_id = to_bytes32(channel_id_hex, "channelId")
+    amounts = tuple(check_amount(int(a), "voucher amount") for a in body.voucher.amounts)
+    voucher = Voucher(channel_id, tuple(to_address(p) for p in body.voucher.payees), amounts,
+                      to_bytes32(body.voucher.playHash, "playHash"))
+    c = body.charge
+    tip = int(c.amount) if c.amount is not None else 0
+    if tip > MAX_AMOUNT:
+        raise ProtocolError("tip amount too large", code="bad_amount")
+    charge = ChargeSpec(
+        kind=ChargeKind(c.kind),
+        track_id=to_bytes32(c.trackId, "trackId") if c.trackId else None,
+        artist=to_address(c.artist) if c.artist else None,
+        seconds=c.seconds,
+        amount=tip,
+        memo=c.memo,
+    )
+    return Payment(channel_id, body.seq, charge, voucher, Signature.from_hex(body.signature))
+

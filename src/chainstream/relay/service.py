@@ -1,0 +1,388 @@
+"""The relay's core: accept payments (verify, store durably, then acknowledge), and answer what was paid.
+
+Concurrency: everything that reads and advances a channel's ledger runs on the event loop without awaiting in
+between, so payments of one channel are serialised while many channels proceed together; the only await on
+the hot path is the group commit. If a commit fails, the channel's in-memory state is dropped and reloaded
+from the database, so nothing unacknowledged is ever taken as accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from chainstream.chain.contracts import ChannelsClient, ChannelStatus, RegistryClient
+from chainstream.chain.deploy import Deployment
+from chainstream.config import Settings
+from chainstream.errors import ChainStreamError
+from chainstream.ledger import LedgerState, Listing
+from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, recover
+from chainstream.protocol.eip712 import EIP712_TYPES
+from chainstream.protocol.hashing import keccak, word
+from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
+from chainstream.relay.catalog import Catalog
+from chainstream.relay.events import EventBus
+from chainstream.store import ChannelRecord, PaymentRecord, SqliteStore
+from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
+
+DAY = 86_400
+CAPS_TYPE = "Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)"
+CAPS_TYPEHASH = keccak(CAPS_TYPE.encode())
+CAPS_FIELDS = [
+    {"name": "channelId", "type": "bytes32"},
+    {"name": "dailyCap", "type": "uint256"},
+    {"name": "sessionCap", "type": "uint256"},
+    {"name": "issuedAt", "type": "uint256"},
+]
+
+
+def caps_digest(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> bytes:
+    """EIP-712 digest of the listener's spending caps (0 = no cap). Signed by the payer or its session key."""
+    return domain.digest(keccak(CAPS_TYPEHASH + channel_id + word(daily_cap) + word(session_cap) + word(issued_at)))
+
+
+def caps_typed_data(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> dict[str, Any]:
+    return {
+        "types": {"EIP712Domain": EIP712_TYPES["EIP712Domain"], "Caps": CAPS_FIELDS},
+        "primaryType": "Caps",
+        "domain": domain.as_dict(),
+        "message": {"channelId": "0x" + channel_id.hex(), "dailyCap": daily_cap, "sessionCap": session_cap,
+                    "issuedAt": issued_at},
+    }
+
+
+@dataclass
+class ChannelRuntime:
+    record: ChannelRecord
+    ledger: LedgerState
+    spent_today: int
+    day: int
+    caps_issued_at: int = 0
+    unsettled_since: float | None = None
+    waiters: int = field(default=0)
+
+
+@dataclass(frozen=True)
+class PaymentAck:
+    status: str  # accepted | duplicate
+    channel_id: bytes
+    seq: int
+    total: int
+    amount: int
+    digest: bytes
+    remaining: int
+    spent_today: int
+    daily_cap: int | None
+
+
+class RelayService:
+    def __init__(self, *, settings: Settings, channels: ChannelsClient, registry: RegistryClient,
+                 deployment: Deployment, relay_key: PrivateKey, store: SqliteStore) -> None:
+        self.settings = settings
+        self.channels = channels
+        self.registry = registry
+        self.deployment = deployment
+        self.relay_key = relay_key
+        self.address = relay_key.address
+        self.store = store
+        self.domain: Domain = channels.domain
+        tokens = [ZERO_ADDRESS] + ([deployment.stablecoin] if deployment.stablecoin else [])
+        self.catalog = Catalog(registry, tokens)
+        self.bus = EventBus()
+        self._runtime: dict[bytes, ChannelRuntime] = {}
+        self._loading: dict[bytes, asyncio.Task[ChannelRuntime]] = {}
+        self.accepted_count = 0
+
+    # ---------------------------------------------------------------- channels
+    async def runtime(self, channel_id: bytes) -> ChannelRuntime:
+        """The channel's live state: from memory, else the database, else the chain (a channel just opened)."""
+        rt = self._runtime.get(channel_id)
+        if rt is not None:
+            return rt
+        task = self._loading.get(channel_id)
+        if task is None:
+            task = asyncio.ensure_future(self._load(channel_id))
+            self._loading[channel_id] = task
+        try:
+            return await task
+        finally:
+            self._loading.pop(channel_id, None)
+
+    async def _load(self, channel_id: bytes) -> ChannelRuntime:
+        record = self.store.get_channel(channel_id)
+        if record is None:
+            record = await asyncio.to_thread(self.fetch_channel, channel_id)
+            self.store.upsert_channel(record)
+        day = int(time.time()) // DAY
+        ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
+        rt = ChannelRuntime(record, ledger, spent_today, day)
+        settled = self.store.get_settled(channel_id)
+        if ledger.voucher.total > (settled.total if settled else 0):
+            rt.unsettled_since = time.time()
+        self._runtime[channel_id] = rt
+        return rt
+
+    def fetch_channel(self, channel_id: bytes) -> ChannelRecord:
+        """Read a channel from the contract; Rejection if it does not exist or is served by another relay."""
+        state = self.channels.get_channel(channel_id)
+        if state.status == ChannelStatus.NONE:
+            raise Rejection("unknown_channel", f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}",
+                            status=404)
+        if state.relay != self.address:
+            raise Rejection("wrong_relay", f"the channel is served by {state.relay}, not this relay", status=403)
+        status = {ChannelStatus.OPEN: "open", ChannelStatus.CLOSING: "closing"}.get(state.status, "closed")
+        return ChannelRecord(channel_id, state.payer, state.token, state.deposit, state.session_key,
+                             state.session_expiry, status, state.closes_at)
+
+    def update_channel(self, record: ChannelRecord) -> None:
+        """Apply a chain-side change (top-up, session key, close) to the store and to the live state."""
+        existing = self.store.get_channel(record.channel_id)
+        if existing is not None:
+            record = ChannelRecord(**{**existing.__dict__, "deposit": record.deposit, "session_key": record.session_key,
+                                      "session_expiry": record.session_expiry, "status": record.status,
+                                      "closes_at": record.closes_at})
+        self.store.upsert_channel(record)
+        rt = self._runtime.get(record.channel_id)
+        if rt is not None:
+            rt.record = record
+
+    def _terms(self, rt: ChannelRuntime) -> ChannelTerms:
+        r = rt.record
+        return ChannelTerms(
+            channel_id=r.channel_id, payer=r.payer, token=r.token, deposit=r.deposit, session_key=r.session_key,
+            session_expiry=r.session_expiry, open=r.status == "open" and r.coop_close_digest is None,
+            daily_cap=r.daily_cap, session_cap=r.session_cap,
+        )
+
+    # ---------------------------------------------------------------- payments
+    async def submit(self, payment: Payment) -> PaymentAck:
+        """Verify, store durably, then acknowledge. Raises Rejection with a stable code."""
+        rt = await self.runtime(payment.channel_id)
+        duplicate = self._duplicate(rt, payment)
+        if duplicate is not None:
+            return duplicate
+        now = time.time()
+        today = int(now) // DAY
+        if today != rt.day:
+            rt.day, rt.spent_today = today, 0
+        try:
+            accepted = self._verify(rt, payment, now)
+        except Rejection as exc:
+            if exc.code != "insufficient_deposit":
+                raise
+            # A top-up may have just landed: read the deposit once from the chain, then decide.
+            await self._refresh_deposit(rt)
+            accepted = self._verify(rt, payment, time.time())
+        previous = (rt.ledger, rt.spent_today)
+        rt.ledger = accepted.state
+        rt.spent_today += accepted.charge.amount
+        if rt.unsettled_since is None:
+            rt.unsettled_since = now
+        record = PaymentRecord(
+            channel_id=payment.channel_id, seq=accepted.receipt.seq, digest=accepted.digest, voucher=payment.voucher,
+            signature=payment.signature.to_bytes(), signer=accepted.signer, kind=int(accepted.charge.kind),
+            target=accepted.charge.target, units=accepted.charge.units, amount=accepted.charge.amount,
+            split_hash=accepted.charge.split_hash, memo=accepted.charge.memo, payments=dict(accepted.charge.payments),
+            accepted_at=now,
+        )
+        try:
+            await asyncio.wrap_future(self.store.submit_payments([record]))
+        except ChainStreamError:
+            # Not durable, so not accepted: forget the in-memory advance and reload from the database.
+            if rt.ledger is accepted.state:
+                rt.ledger, rt.spent_today = previous
+            self._runtime.pop(payment.channel_id, None)
+            raise
+        self.accepted_count += 1
+        ack = self._ack("accepted", rt, accepted.state.voucher, accepted.receipt.seq, accepted.charge.amount,
+                        accepted.digest)
+        self._publish_payment(rt, record)
+        return ack
+
+    def _verify(self, rt: ChannelRuntime, payment: Payment, now: float) -> Accepted:
+        token = rt.record.token
+        return verify_payment(
+            payment, state=rt.ledger, channel=self._terms(rt), domain=self.domain,
+            listing_of=lambda track_id: self.catalog.listing(track_id, token), now=int(now),
+            spent_today=rt.spent_today, session_margin=self.settings.session_margin,
+        )
+
+    def _duplicate(self, rt: ChannelRuntime, payment: Payment) -> PaymentAck | None:
+        """An already accepted voucher is acknowledged again (idempotent), never stored twice."""
+        if payment.seq > rt.ledger.seq:
+            return None
+        if payment.seq == rt.ledger.seq and payment.voucher == rt.ledger.voucher:
+            digest = payment.voucher.digest(self.domain)
+        else:
+            digest = payment.voucher.digest(self.domain)
+            stored = self.store.payment_by_digest(digest)
+            if stored is None or stored.channel_id != payment.channel_id or stored.seq != payment.seq:
+                return None
+        return self._ack("duplicate", rt, payment.voucher, payment.seq, 0, digest)
+
+    def _ack(self, status: str, rt: ChannelRuntime, voucher: Voucher, seq: int, amount: int, digest: bytes) -> PaymentAck:
+        return PaymentAck(status, rt.record.channel_id, seq, voucher.total, amount, digest,
+                          rt.record.deposit - rt.ledger.voucher.total, rt.spent_today, rt.record.daily_cap)
+
+    async def _refresh_deposit(self, rt: ChannelRuntime) -> None:
+        state = await asyncio.to_thread(self.channels.get_channel, rt.record.channel_id)
+        if state.deposit != rt.record.deposit:
+            self.update_channel(ChannelRecord(**{**rt.record.__dict__, "deposit": state.deposit}))
+
+    def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
+        event = {
+            "type": "payment",
+            "channelId": "0x" + record.channel_id.hex(),
+            "seq": record.seq,
+            "kind": Kind(record.kind).name.lower(),
+            "target": "0x" + record.target.hex(),
+            "amount": str(record.amount),
+            "total": str(record.voucher.total),
+            "remaining": str(rt.record.deposit - record.voucher.total),
+            "spentToday": str(rt.spent_today),
+            "payments": {payee: str(v) for payee, v in record.payments.items()},
+            "memo": record.memo,
+            "at": record.accepted_at,
+        }
+        topics = {"all", "channel:0x" + record.channel_id.hex(), *(f"payee:{p}" for p in record.payments)}
+        self.bus.publish(event, topics)
+
+    # ------------------------------------------------------------------- caps
+    async def set_caps(self, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int,
+                       signature: Signature) -> ChannelRuntime:
+        rt = await self.runtime(channel_id)
+        digest = caps_digest(self.domain, channel_id, daily_cap, session_cap, issued_at)
+        try:
+            signer = recover(digest, signature)
+        except ChainStreamError as exc:
+            raise Rejection("bad_signature", str(exc)) from exc
+        if signer not in (rt.record.payer, rt.record.session_key) or signer == ZERO_ADDRESS:
+            raise Rejection("unauthorized_signer", "caps must be signed by the payer or its session key", status=403)
+        if issued_at <= rt.caps_issued_at:
+            raise Rejection("stale_caps", "these caps are older than the ones in force", status=409)
+        rt.caps_issued_at = issued_at
+        self.store.set_caps(channel_id, daily_cap or None, session_cap or None)
+        rt.record = ChannelRecord(**{**rt.record.__dict__, "daily_cap": daily_cap or None,
+                                     "session_cap": session_cap or None})
+        return rt
+
+    # --------------------------------------------------------------- closing
+    async def cosign_close(self, channel_id: bytes) -> tuple[PaymentRecord | None, Signature, tuple[int, ...]]:
+        """Consent to a cooperative close at the latest accepted voucher; no payment is accepted after it."""
+        rt = await self.runtime(channel_id)
+        if rt.record.status == "closed":
+            raise Rejection("channel_not_open", "the channel is already closed", status=409)
+        latest = self.store.latest_payment(channel_id)
+        voucher_digest = latest.digest if latest else ZERO_HASH
+        self.store.set_coop_close(channel_id, voucher_digest)
+        rt.record = ChannelRecord(**{**rt.record.__dict__, "coop_close_digest": voucher_digest})
+        close_digest = (latest.voucher if latest else Voucher.empty(channel_id)).close_digest(self.domain)
+        settled = self.store.get_settled(channel_id)
+        return latest, self.relay_key.sign(close_digest), settled.credited if settled else ()
+
+    # --------------------------------------------------------------- queries
+    def listing(self, track_id: bytes, token: str) -> Listing | None:
+        return self.catalog.listing(track_id, token)
+
+    def channel_summary(self, rt: ChannelRuntime) -> dict[str, Any]:
+        r = rt.record
+        settled = self.store.get_settled(r.channel_id)
+        v = rt.ledger.voucher
+        return {
+            "channelId": "0x" + r.channel_id.hex(),
+            "payer": r.payer,
+            "token": r.token,
+            "relay": self.address,
+            "status": r.status if r.coop_close_digest is None or r.status != "open" else "closing",
+            "closesAt": r.closes_at,
+            "deposit": str(r.deposit),
+            "spent": str(v.total),
+            "settled": str(settled.total if settled else 0),
+            "remaining": str(r.deposit - v.total),
+            "spentToday": str(rt.spent_today),
+            "dailyCap": None if r.daily_cap is None else str(r.daily_cap),
+            "sessionCap": None if r.session_cap is None else str(r.session_cap),
+            "sessionKey": r.session_key,
+            "sessionExpiry": r.session_expiry,
+            "seq": rt.ledger.seq,
+            "voucher": {
+                "payees": list(v.payees),
+                "amounts": [str(a) for a in v.amounts],
+                "playHash": "0x" + v.play_hash.hex(),
+            },
+            "plays": {"0x" + t.hex(): n for t, n in rt.ledger.plays.items()},
+            "owned": ["0x" + t.hex() for t in rt.ledger.owned],
+        }
+
+    def earnings(self, payee: str) -> dict[str, Any]:
+        """A payee's earnings per token and per track, each payment marked pending, settled or claimed.
+
+        Settlement is cumulative per (channel, payee), so the credited amount of a channel covers that payee's
+        earliest payments in sequence order; claims are attributed oldest-settled first.
+        """
+        payee = to_address(payee)
+        rows = self.store.earnings_rows(payee)
+        channels = {c.channel_id: c for c in self.store.channels()}
+        credited: dict[bytes, int] = {}
+        for channel_id in {bytes(r["channel_id"]) for r in rows}:
+            settled = self.store.get_settled(channel_id)
+            if settled and payee in settled.payees:
+                credited[channel_id] = settled.credited[settled.payees.index(payee)]
+        claimed: dict[str, int] = {}
+        for claim in self.store.claims_of(payee):
+            claimed[claim["token"]] = claimed.get(claim["token"], 0) + int(claim["amount"])
+        tokens: dict[str, dict[str, Any]] = {}
+        tracks: dict[tuple[str, bytes], dict[str, Any]] = {}
+        cum: dict[bytes, int] = {}
+        timeline: dict[tuple[str, int], int] = {}
+        settled_rows: list[tuple[str, dict[str, Any], int]] = []
+        for r in sorted(rows, key=lambda r: (bytes(r["channel_id"]), r["seq"])):
+            channel_id = bytes(r["channel_id"])
+            token = channels[channel_id].token if channel_id in channels else ZERO_ADDRESS
+            amount = int(r["amount"])
+            cum[channel_id] = cum.get(channel_id, 0) + amount
+            status = "settled" if cum[channel_id] <= credited.get(channel_id, 0) else "pending"
+            totals = tokens.setdefault(token, {"pending": 0, "settled": 0, "claimed": 0, "total": 0})
+            totals["total"] += amount
+            key = (token, bytes(r["target"]))
+            track = tracks.setdefault(key, {"token": token, "target": "0x" + key[1].hex(), "plays": 0, "seconds": 0,
+                                            "tips": 0, "downloads": 0, "earned": 0, "pending": 0, "settled": 0,
+                                            "claimed": 0})
+            kind = Kind(r["kind"])
+            if kind == Kind.PLAY:
+                track["plays"] += 1
+            elif kind == Kind.SECONDS:
+                track["seconds"] += r["units"]
+            elif kind == Kind.TIP:
+                track["tips"] += amount
+            else:
+                track["downloads"] += 1
+            track["earned"] += amount
+            if status == "pending":
+                track["pending"] += amount
+                totals["pending"] += amount
+            else:
+                settled_rows.append((token, track, amount))
+            hour = int(r["accepted_at"]) // 3600 * 3600
+            timeline[(token, hour)] = timeline.get((token, hour), 0) + amount
+        remaining_claims = dict(claimed)
+        for token, track, amount in settled_rows:
+            take = min(amount, remaining_claims.get(token, 0))
+            remaining_claims[token] = remaining_claims.get(token, 0) - take
+            track["claimed"] += take
+            track["settled"] += amount - take
+            tokens[token]["claimed"] += take
+            tokens[token]["settled"] += amount - take
+        for track in tracks.values():
+            entry = self.catalog.entries.get(bytes.fromhex(track["target"][2:]))
+            track["title"] = entry.title if entry else None
+            for k in ("earned", "pending", "settled", "claimed", "tips"):
+                track[k] = str(track[k])
+        return {
+            "payee": payee,
+            "tokens": {t: {k: str(v) for k, v in totals.items()} for t, totals in tokens.items()},
+            "tracks": list(tracks.values()),
+            "timeline": [{"token": t, "hour": h, "amount": str(a)} for (t, h), a in sorted(timeline.items())],
+        }

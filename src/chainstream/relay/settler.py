@@ -1,0 +1,190 @@
+"""Batched settlement through a transaction outbox.
+
+Policy: a channel is due when its unsettled value reaches `settle_min_value`, when its oldest unsettled
+payment is `settle_max_age` old, or when it is within `settle_deadline_margin` of its close window's end or
+its session key's expiry (after which the voucher could no longer be settled). Due channels are settled in
+`settle_batch_size` chunks, one settleBatch transaction each.
+
+Outbox: a transaction is signed, then written to the database with its nonce and hash, and only then sent.
+After a crash, every signed or sent row is looked up by hash and re-broadcast as the same signed bytes if it
+never landed, so a settlement is never lost and never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from eth_account import Account
+from hexbytes import HexBytes
+from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.logs import DISCARD as _DISCARD
+
+from chainstream.chain.contracts import settle_entry
+from chainstream.chain.transactions import TxSender
+from chainstream.protocol import Signature, SignedVoucher
+from chainstream.relay.service import RelayService
+from chainstream.store import PaymentRecord, SettledRecord
+
+log = logging.getLogger("chainstream.settler")
+
+
+class Settler:
+    def __init__(self, service: RelayService, sender: TxSender) -> None:
+        self.service = service
+        self.store = service.store
+        self.settings = service.settings
+        self.sender = sender
+        self.urgent: set[bytes] = set()
+        self._wake = asyncio.Event()
+        self.batches_sent = 0
+
+    def request(self, channel_id: bytes) -> None:
+        """Settle this channel in the next round, whatever the policy says (watchtower, key rotation)."""
+        self.urgent.add(channel_id)
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self.recover_outbox)
+        while not stop.is_set():
+            try:
+                await self.settle_round()
+            except Exception:  # the loop must survive RPC hiccups; the outbox keeps state consistent
+                log.exception("settlement round failed; retrying next round")
+                self.sender.reset_nonce()
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.settle_interval)
+            except TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ policy
+    def due(self, now: float, force: bool = False) -> list[tuple[PaymentRecord, tuple[int, ...]]]:
+        """Latest unsettled voucher (and the prevAmounts to submit with it) of every channel that is due."""
+        due: list[tuple[PaymentRecord, tuple[int, ...]]] = []
+        margin = self.settings.settle_deadline_margin
+        for record in self.store.channels():
+            if record.status == "closed":
+                continue
+            latest = self.store.latest_payment(record.channel_id)
+            if latest is None:
+                continue
+            settled = self.store.get_settled(record.channel_id)
+            settled_total = settled.total if settled else 0
+            unsettled = latest.voucher.total - settled_total
+            if unsettled <= 0:
+                continue
+            rt = self.service._runtime.get(record.channel_id)
+            since = rt.unsettled_since if rt and rt.unsettled_since else latest.accepted_at
+            deadlines = [record.closes_at] if record.status == "closing" else []
+            if latest.signer == record.session_key:
+                deadlines.append(record.session_expiry)
+            near_deadline = any(d and d - now <= margin for d in deadlines)
+            if (force or record.channel_id in self.urgent or near_deadline or unsettled >= self.settings.settle_min_value
+                    or now - since >= self.settings.settle_max_age):
+                due.append((latest, settled.credited if settled else ()))
+        return due
+
+    async def settle_round(self, force: bool = False) -> int:
+        """Settle everything due now; returns how many channels were settled."""
+        due = self.due(time.time(), force)
+        count = 0
+        size = self.settings.settle_batch_size
+        for start in range(0, len(due), size):
+            chunk = due[start:start + size]
+            await asyncio.to_thread(self._settle_chunk, chunk)
+            for latest, _ in chunk:
+                self.urgent.discard(latest.channel_id)
+                rt = self.service._runtime.get(latest.channel_id)
+                if rt is not None and rt.ledger.voucher.total <= latest.voucher.total:
+                    rt.unsettled_since = None
+            count += len(chunk)
+        return count
+
+    # ------------------------------------------------------------- transactions
+    def _settle_chunk(self, chunk: list[tuple[PaymentRecord, tuple[int, ...]]]) -> None:
+        entries = [settle_entry(SignedVoucher(p.voucher, Signature.from_bytes(p.signature)), prev) for p, prev in chunk]
+        call = self.service.channels.contract.functions.settleBatch(entries)
+        tx = self.sender.build(call, gas=None, action="settleBatch")
+        tx["gas"] = int(tx["gas"] * 1.25) + 50_000
+        with self.sender._lock:
+            tx["nonce"] = self.sender._next_nonce()
+            signed = Account.sign_transaction(tx, self.sender.account.key)
+        payload = {"channels": ["0x" + p.channel_id.hex() for p, _ in chunk]}
+        outbox_id = self.store.add_outbox("settleBatch", tx["nonce"], bytes(signed.hash), bytes(signed.raw_transaction), payload)
+        self._broadcast(outbox_id, bytes(signed.raw_transaction))
+        self._await_receipt(outbox_id, bytes(signed.hash))
+        self.batches_sent += 1
+
+    def _broadcast(self, outbox_id: int, raw: bytes) -> None:
+        try:
+            self.sender.w3.eth.send_raw_transaction(raw)
+        except (Web3RPCError, ValueError) as exc:
+            text = str(exc).lower()
+            if "already known" not in text and "nonce too low" not in text:
+                self.store.update_outbox(outbox_id, "failed", error=str(exc))
+                self.sender.reset_nonce()
+                raise
+        self.store.update_outbox(outbox_id, "sent")
+
+    def _await_receipt(self, outbox_id: int, tx_hash: bytes, timeout: float = 120) -> None:
+        receipt = self.sender.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=timeout)
+        if receipt["status"] != 1:
+            self.store.update_outbox(outbox_id, "failed", block=receipt["blockNumber"], error="reverted")
+            return
+        self.record_settlements(receipt)
+        self.store.update_outbox(outbox_id, "confirmed", block=receipt["blockNumber"])
+
+    def record_settlements(self, receipt: Any) -> None:
+        """Store what a settlement transaction credited, from its events and calldata."""
+        contract = self.service.channels.contract
+        tx = self.sender.w3.eth.get_transaction(receipt["transactionHash"])
+        record_from_receipt(self.store, contract, tx, receipt)
+
+    def recover_outbox(self) -> None:
+        """After a restart: finish what was signed or sent, re-broadcasting the same bytes if needed."""
+        for row in self.store.outbox(("signed", "sent")):
+            try:
+                self.sender.w3.eth.get_transaction_receipt(HexBytes(row.tx_hash))
+            except TransactionNotFound:
+                log.info("re-broadcasting outbox %s (nonce %s)", row.id, row.nonce)
+                try:
+                    self._broadcast(row.id, row.raw_tx)
+                except (Web3RPCError, ValueError):
+                    continue
+            try:
+                self._await_receipt(row.id, row.tx_hash, timeout=60)
+            except TimeoutError:
+                log.warning("outbox %s not mined yet", row.id)
+        self.sender.reset_nonce()
+
+
+def record_from_receipt(store: Any, contract: Any, tx: Any, receipt: Any) -> None:
+    """Update the settled table from a transaction's ChannelSettled (+ SettlementCapped) events.
+
+    Used for our own settlements and, by the watcher, for settlements anyone else submitted.
+    """
+    settled_events = contract.events.ChannelSettled().process_receipt(receipt, errors=_DISCARD)
+    if not settled_events:
+        return
+    capped = {bytes(e["args"]["channelId"]): tuple(e["args"]["credited"])
+              for e in contract.events.SettlementCapped().process_receipt(receipt, errors=_DISCARD)}
+    func, params = contract.decode_function_input(tx["input"])
+    if func.fn_name == "settleBatch":
+        entries = params["entries"]
+    elif func.fn_name == "settle":
+        entries = [params["entry"]]
+    else:
+        entries = [params["finalVoucher"]]
+    for event in settled_events:
+        channel_id = bytes(event["args"]["channelId"])
+        total = int(event["args"]["settled"])
+        candidates = [e for e in entries if bytes(e["channelId"]) == channel_id]
+        entry = next((e for e in reversed(candidates) if sum(e["amounts"]) == total), candidates[-1])
+        credited = capped.get(channel_id, tuple(entry["amounts"]))
+        current = store.get_settled(channel_id)
+        if current is None or current.total <= total:
+            store.set_settled(SettledRecord(channel_id, total, tuple(entry["payees"]), credited, receipt["blockNumber"]))
+

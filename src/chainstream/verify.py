@@ -1,0 +1,177 @@
+"""The relay's acceptance rules for a payment: Accepted, or a Rejection with a stable code. Pure: no I/O.
+
+A payment is a charge (what was played / tipped / bought) plus the voucher the listener signed for it. The
+relay recomputes the next voucher from its last accepted state with the shared ledger code and accepts
+only an identical one, so it never has to trust a client's arithmetic. Checks run cheapest first; the
+signature recovery (the only expensive step) runs last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from chainstream.errors import ChainStreamError, PricingError, RecoverableError
+from chainstream.ledger import (
+    Charge,
+    LedgerState,
+    Listing,
+    apply,
+    charge_download,
+    charge_play,
+    charge_seconds,
+    charge_tip,
+)
+from chainstream.protocol import Domain, PlayReceipt, Signature, Voucher, recover
+from chainstream.protocol.types import ZERO_ADDRESS, Address
+
+
+class Rejection(RecoverableError):
+    """A payment the relay refuses; ``code`` is stable and machine-readable, ``status`` the HTTP status."""
+
+    def __init__(self, code: str, message: str, *, status: int = 422) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class ChargeKind(str, Enum):
+    PLAY = "play"
+    SECONDS = "seconds"
+    TIP = "tip"
+    DOWNLOAD = "download"
+
+
+@dataclass(frozen=True)
+class ChargeSpec:
+    """What the listener says it pays for (before pricing)."""
+
+    kind: ChargeKind
+    track_id: bytes | None = None
+    artist: Address | None = None
+    seconds: int = 0
+    amount: int = 0
+    memo: str = ""
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A payment as submitted: the charge, its sequence number, the signed voucher."""
+
+    channel_id: bytes
+    seq: int
+    charge: ChargeSpec
+    voucher: Voucher
+    signature: Signature
+
+
+@dataclass(frozen=True)
+class ChannelTerms:
+    """What the relay knows of a channel from the chain, plus the listener's own limits."""
+
+    channel_id: bytes
+    payer: Address
+    token: Address
+    deposit: int
+    session_key: Address
+    session_expiry: int
+    open: bool
+    daily_cap: int | None = None
+    session_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    state: LedgerState
+    receipt: PlayReceipt
+    charge: Charge
+    digest: bytes
+    signer: Address
+
+
+def price(spec: ChargeSpec, state: LedgerState, listing_of: Callable[[bytes], Listing | None]) -> Charge:
+    """Turn the listener's charge spec into a priced Charge using the relay's catalog."""
+    listing = None
+    if spec.track_id is not None:
+        listing = listing_of(spec.track_id)
+        if listing is None:
+            raise Rejection("unknown_track", f"no track 0x{spec.track_id.hex()} is offered in this channel's token",
+                            status=404)
+    try:
+        if spec.kind == ChargeKind.TIP:
+            return charge_tip(spec.amount, listing=listing, artist=spec.artist, memo=spec.memo)
+        if listing is None:
+            raise Rejection("bad_charge", f"a {spec.kind.value} charge needs a trackId")
+        if spec.kind == ChargeKind.PLAY:
+            return charge_play(state, listing)
+        if spec.kind == ChargeKind.SECONDS:
+            return charge_seconds(listing, spec.seconds)
+        return charge_download(state, listing)
+    except PricingError as exc:
+        raise Rejection(exc.code, str(exc)) from exc
+
+
+def verify_payment(
+    payment: Payment,
+    *,
+    state: LedgerState,
+    channel: ChannelTerms,
+    domain: Domain,
+    listing_of: Callable[[bytes], Listing | None],
+    now: int,
+    spent_today: int,
+    session_margin: int,
+) -> Accepted:
+    """Check a payment against the channel's last accepted state; raise Rejection if anything is off."""
+    if not channel.open:
+        raise Rejection("channel_not_open", "the channel is closing or closed; no new payments", status=409)
+    if payment.voucher.channel_id != payment.channel_id:
+        raise Rejection("wrong_channel", "the voucher is for another channel")
+    if payment.seq != state.seq + 1:
+        code = "stale_voucher" if payment.seq <= state.seq else "seq_gap"
+        raise Rejection(code, f"expected seq {state.seq + 1}, got {payment.seq}", status=409)
+
+    charge = price(payment.charge, state, listing_of)
+    next_state, receipt = apply(state, charge)
+    expected = next_state.voucher
+    if payment.voucher != expected:
+        raise Rejection("voucher_mismatch", "the voucher is not the channel's next voucher for this charge",
+                        status=409)
+    if expected.total > channel.deposit:
+        raise Rejection("insufficient_deposit",
+                        f"cumulative {expected.total} would exceed the deposit {channel.deposit}; top up first",
+                        status=402)
+    if channel.daily_cap is not None and spent_today + charge.amount > channel.daily_cap:
+        raise Rejection("daily_cap_exceeded",
+                        f"today's spending {spent_today} + {charge.amount} would pass your daily cap {channel.daily_cap}",
+                        status=402)
+
+    digest = expected.digest(domain)
+    try:
+        signer = recover(digest, payment.signature)
+    except ChainStreamError as exc:
+        raise Rejection("bad_signature", str(exc)) from exc
+    if signer != channel.payer:
+        if channel.session_key == ZERO_ADDRESS or signer != channel.session_key:
+            raise Rejection("unauthorized_signer", f"{signer} is neither the payer nor the channel's session key",
+                            status=403)
+        if now > channel.session_expiry - session_margin:
+            raise Rejection("session_key_expired", "the session key has expired (or expires too soon to settle)",
+                            status=403)
+        if channel.session_cap is not None and expected.total > channel.session_cap:
+            raise Rejection("session_cap_exceeded",
+                            f"the session key may sign up to {channel.session_cap} in total", status=402)
+    return Accepted(next_state, receipt, charge, digest, signer)
+
+
+__all__ = [
+    "Accepted",
+    "ChannelTerms",
+    "ChargeKind",
+    "ChargeSpec",
+    "Payment",
+    "Rejection",
+    "price",
+    "verify_payment",
+]
+
