@@ -1,11 +1,13 @@
 """The EIP-712 domain and message types of ChainStream, and their digests.
 
-Two signed types exist, with different type hashes so that one can never be replayed as the other:
+Three signed types exist, with different type hashes so that one can never be replayed as another:
 
 - ``Voucher(bytes32 channelId,address[] payees,uint256[] amounts,bytes32 playHash)``: signed by the listener
   (or its session key) — everything the channel owes each payee so far.
 - ``Close(bytes32 channelId,bytes32 voucherDigest)``: signed by the relay — consent to close the channel
   cooperatively at the voucher with that digest.
+- ``Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)``: signed by the listener or
+  its session key — spending limits the relay enforces (never seen by the contract).
 
 The domain is ``{name: "ChainStream", version: "1", chainId, verifyingContract}``, so a signature is bound to
 one chain and one deployment.
@@ -24,10 +26,12 @@ DOMAIN_VERSION = "1"
 
 VOUCHER_TYPE = "Voucher(bytes32 channelId,address[] payees,uint256[] amounts,bytes32 playHash)"
 CLOSE_TYPE = "Close(bytes32 channelId,bytes32 voucherDigest)"
+CAPS_TYPE = "Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)"
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 
 VOUCHER_TYPEHASH = type_hash(VOUCHER_TYPE)
 CLOSE_TYPEHASH = type_hash(CLOSE_TYPE)
+CAPS_TYPEHASH = type_hash(CAPS_TYPE)
 DOMAIN_TYPEHASH = type_hash(DOMAIN_TYPE)
 
 #: EIP-712 type definitions, as wallets (eth_signTypedData_v4) and eth-account expect them.
@@ -47,6 +51,12 @@ EIP712_TYPES: dict[str, list[dict[str, str]]] = {
     "Close": [
         {"name": "channelId", "type": "bytes32"},
         {"name": "voucherDigest", "type": "bytes32"},
+    ],
+    "Caps": [
+        {"name": "channelId", "type": "bytes32"},
+        {"name": "dailyCap", "type": "uint256"},
+        {"name": "sessionCap", "type": "uint256"},
+        {"name": "issuedAt", "type": "uint256"},
     ],
 }
 
@@ -93,6 +103,11 @@ def voucher_struct_hash(channel_id: bytes, payees: tuple[str, ...], amounts: tup
 def close_struct_hash(channel_id: bytes, voucher_digest: bytes) -> bytes:
     """hashStruct(Close)."""
     return keccak(CLOSE_TYPEHASH + channel_id + voucher_digest)
+
+
+def caps_struct_hash(channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> bytes:
+    """hashStruct(Caps): the listener's spending caps (0 = none), enforced by the relay, not on-chain."""
+    return keccak(CAPS_TYPEHASH + channel_id + word(daily_cap) + word(session_cap) + word(issued_at))
 
 
 def typed_data(domain: Domain, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:

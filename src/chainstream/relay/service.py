@@ -19,8 +19,7 @@ from chainstream.config import Settings
 from chainstream.errors import ChainStreamError
 from chainstream.ledger import LedgerState, Listing
 from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, recover
-from chainstream.protocol.eip712 import EIP712_TYPES
-from chainstream.protocol.hashing import keccak, word
+from chainstream.protocol.eip712 import caps_struct_hash, typed_data
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.relay.catalog import Catalog
 from chainstream.relay.events import EventBus
@@ -28,29 +27,16 @@ from chainstream.store import ChannelRecord, PaymentRecord, SqliteStore
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
 
 DAY = 86_400
-CAPS_TYPE = "Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)"
-CAPS_TYPEHASH = keccak(CAPS_TYPE.encode())
-CAPS_FIELDS = [
-    {"name": "channelId", "type": "bytes32"},
-    {"name": "dailyCap", "type": "uint256"},
-    {"name": "sessionCap", "type": "uint256"},
-    {"name": "issuedAt", "type": "uint256"},
-]
 
 
 def caps_digest(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> bytes:
     """EIP-712 digest of the listener's spending caps (0 = no cap). Signed by the payer or its session key."""
-    return domain.digest(keccak(CAPS_TYPEHASH + channel_id + word(daily_cap) + word(session_cap) + word(issued_at)))
+    return domain.digest(caps_struct_hash(channel_id, daily_cap, session_cap, issued_at))
 
 
 def caps_typed_data(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> dict[str, Any]:
-    return {
-        "types": {"EIP712Domain": EIP712_TYPES["EIP712Domain"], "Caps": CAPS_FIELDS},
-        "primaryType": "Caps",
-        "domain": domain.as_dict(),
-        "message": {"channelId": "0x" + channel_id.hex(), "dailyCap": daily_cap, "sessionCap": session_cap,
-                    "issuedAt": issued_at},
-    }
+    return typed_data(domain, "Caps", {"channelId": "0x" + channel_id.hex(), "dailyCap": daily_cap,
+                                       "sessionCap": session_cap, "issuedAt": issued_at})
 
 
 @dataclass

@@ -1,0 +1,57 @@
+"""The artist's SDK: publish tracks with prices and splits, follow earnings, claim on-chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web3 import Web3
+
+from chainstream.chain.contracts import ChannelsClient, RegistryClient, TrackInfo
+from chainstream.chain.deploy import Deployment
+from chainstream.chain.transactions import TxSender
+from chainstream.errors import ProtocolError
+from chainstream.pricing import Split, Terms
+from chainstream.protocol import PrivateKey
+from chainstream.protocol.types import ZERO_ADDRESS, Address
+from chainstream.sdk.client import RelayClient
+
+
+class Artist:
+    def __init__(self, key: PrivateKey, *, w3: Web3, deployment: Deployment, relay: RelayClient | None = None) -> None:
+        self.key = key
+        self.address: Address = key.address
+        self.tx = TxSender(w3, key)
+        self.registry = RegistryClient(w3, deployment.registry)
+        self.channels = ChannelsClient(w3, deployment.channels)
+        self.relay = relay
+
+    def register_track(self, track_id: bytes, title: str, terms: Terms, split: Split, *, token: str = ZERO_ADDRESS) -> None:
+        self.registry.register_track(self.tx, track_id, title, token, terms, split)
+
+    def set_terms(self, track_id: bytes, terms: Terms, *, token: str = ZERO_ADDRESS) -> None:
+        """New prices apply to plays priced from now on."""
+        self.registry.set_terms(self.tx, track_id, token, terms)
+
+    def set_split(self, track_id: bytes, split: Split) -> None:
+        """A new split version; plays already signed keep paying the old one."""
+        self.registry.set_split(self.tx, track_id, split)
+
+    def track(self, track_id: bytes) -> TrackInfo:
+        return self.registry.get_track(track_id)
+
+    def claimable(self, token: str = ZERO_ADDRESS) -> int:
+        return self.channels.claimable(self.address, token)
+
+    def claim(self, token: str = ZERO_ADDRESS, to: str | None = None) -> int:
+        """Withdraw everything settled to this artist in `token`; returns the amount."""
+        amount = self.claimable(token)
+        if amount == 0:
+            return 0
+        self.channels.claim(self.tx, token, to)
+        return amount
+
+    def earnings(self) -> dict[str, Any]:
+        """Per token and per track: plays, seconds, tips, and pending / settled / claimed (from the relay)."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return self.relay.get(f"/artists/{self.address}/earnings")  # type: ignore[no-any-return]

@@ -1,0 +1,247 @@
+"""The listener's SDK: open a channel once, then pay every play, second or tip with a signed voucher.
+
+The session key (a fresh key authorised in the channel at open, with an expiry) signs every voucher, so
+nothing per play needs the wallet. The SDK keeps the channel's ledger locally and derives each voucher with
+the same code the relay verifies with; should the two ever drift, it resynchronises from the relay's state.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from web3 import Web3
+
+from chainstream.chain.contracts import ChannelsClient, ChannelState, SettledState
+from chainstream.chain.deploy import Deployment
+from chainstream.chain.transactions import TxSender
+from chainstream.errors import ChainStreamError, ProtocolError
+from chainstream.ledger import Charge, LedgerState, Listing, apply, charge_download, charge_play, charge_seconds, charge_tip
+from chainstream.protocol import PrivateKey, Signature, SignedVoucher, Voucher
+from chainstream.protocol.eip712 import caps_struct_hash
+from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
+from chainstream.sdk.client import RelayClient, RelayError
+
+DEFAULT_SESSION_TTL = 7 * 86_400
+
+
+@dataclass(frozen=True)
+class Paid:
+    """The relay's acknowledgement of a payment."""
+
+    seq: int
+    amount: int
+    total: int
+    remaining: int
+    spent_today: int
+    status: str
+
+
+class Listener:
+    def __init__(self, wallet: PrivateKey, *, w3: Web3, deployment: Deployment, relay: RelayClient | None = None,
+                 session_key: PrivateKey | None = None) -> None:
+        self.wallet = wallet
+        self.address: Address = wallet.address
+        self.w3 = w3
+        self.deployment = deployment
+        self.relay = relay
+        self.channels = ChannelsClient(w3, deployment.channels)
+        self.tx = TxSender(w3, wallet)
+        self.session_key = session_key or PrivateKey.generate()
+        self.channel_id: bytes | None = None
+        self.token: Address = ZERO_ADDRESS
+        self.state: LedgerState | None = None
+        self.signatures: dict[int, Signature] = {}
+        self._listings: dict[bytes, Listing] = {}
+
+    # ------------------------------------------------------------- channel
+    def open_channel(self, deposit: int, *, token: str = ZERO_ADDRESS, relay_address: str | None = None,
+                     permit: bool = False, session_ttl: int = DEFAULT_SESSION_TTL, salt: bytes | None = None) -> bytes:
+        """Escrow `deposit` once and authorise this SDK's session key; returns the channel id."""
+        relay_address = relay_address or (self.relay.info()["relay"] if self.relay else None)
+        if relay_address is None:
+            raise ProtocolError("which relay serves the channel? pass relay_address", code="no_relay")
+        expiry = int(self.w3.eth.get_block("latest")["timestamp"]) + session_ttl
+        salt = salt or os.urandom(32)
+        token = to_address(token)
+        if permit:
+            cid, _ = self.channels.open_with_permit(self.tx, relay=relay_address, token=token, amount=deposit, salt=salt,
+                                                    session_key=self.session_key.address, session_expiry=expiry)
+        else:
+            cid, _ = self.channels.open(self.tx, relay=relay_address, token=token, amount=deposit, salt=salt,
+                                        session_key=self.session_key.address, session_expiry=expiry)
+        self.channel_id, self.token, self.state = cid, token, LedgerState.opened(cid)
+        self.signatures.clear()
+        return cid
+
+    def top_up(self, amount: int) -> None:
+        self.channels.top_up(self.tx, self._cid(), amount, self.token)
+
+    def chain_state(self) -> ChannelState:
+        return self.channels.get_channel(self._cid())
+
+    # ------------------------------------------------------------- paying
+    def listing(self, track_id: bytes) -> Listing:
+        if track_id not in self._listings:
+            if self.relay is None:
+                raise ProtocolError("no relay to read the catalog from", code="no_relay")
+            self._listings = self.relay.listings(self.token)
+        listing = self._listings.get(track_id)
+        if listing is None:
+            raise ProtocolError(f"track 0x{track_id.hex()} is not offered in this token", code="unknown_track")
+        return listing
+
+    def play(self, track_id: bytes) -> Paid:
+        return self._pay(charge_play(self._state(), self.listing(track_id)), {"kind": "play", "trackId": _hex(track_id)})
+
+    def listen(self, track_id: bytes, seconds: int) -> Paid:
+        return self._pay(charge_seconds(self.listing(track_id), seconds),
+                         {"kind": "seconds", "trackId": _hex(track_id), "seconds": seconds})
+
+    def download(self, track_id: bytes) -> Paid:
+        return self._pay(charge_download(self._state(), self.listing(track_id)),
+                         {"kind": "download", "trackId": _hex(track_id)})
+
+    def tip(self, amount: int, *, track_id: bytes | None = None, artist: str | None = None, message: str = "") -> Paid:
+        listing = self.listing(track_id) if track_id is not None else None
+        spec: dict[str, Any] = {"kind": "tip", "amount": str(amount), "memo": message}
+        if track_id is not None:
+            spec["trackId"] = _hex(track_id)
+        else:
+            spec["artist"] = to_address(artist or "")
+        return self._pay(charge_tip(amount, listing=listing, artist=artist, memo=message), spec)
+
+    def sign_next(self, charge: Charge) -> tuple[LedgerState, Signature]:
+        """The next ledger state for `charge` and the session key's signature over its voucher (no I/O)."""
+        state, _ = apply(self._state(), charge)
+        return state, self.session_key.sign(state.voucher.digest(self.channels.domain))
+
+    def _pay(self, charge: Charge, spec: dict[str, Any]) -> Paid:
+        if self.relay is None:
+            raise ProtocolError("no relay to pay through", code="no_relay")
+        state, signature = self.sign_next(charge)
+        body = payment_body(state, spec, signature)
+        try:
+            ack = self.relay.post(f"/channels/{_hex(self._cid())}/payments", body)
+        except RelayError as exc:
+            if exc.state is not None:
+                self.resync(exc.state)
+            raise
+        self.state = state
+        self.signatures[state.seq] = signature
+        return Paid(ack["seq"], int(ack["amount"]), int(ack["total"]), int(ack["remaining"]), int(ack["spentToday"]),
+                    ack["status"])
+
+    def resync(self, summary: dict[str, Any]) -> None:
+        """Adopt the relay's view of the channel (after a rejection that says our state drifted)."""
+        v = summary["voucher"]
+        voucher = Voucher(self._cid(), tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:]))
+        plays = {bytes.fromhex(t[2:]): n for t, n in summary["plays"].items()}
+        owned = frozenset(bytes.fromhex(t[2:]) for t in summary["owned"])
+        self.state = LedgerState(voucher, summary["seq"], MappingProxyType(plays), owned)
+
+    # ------------------------------------------------------------ visibility
+    def spending(self) -> dict[str, Any]:
+        """Deposit, spent, settled, remaining, today's spend and caps, as the relay sees them."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return self.relay.get(f"/channels/{_hex(self._cid())}")  # type: ignore[no-any-return]
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return self.relay.get(f"/channels/{_hex(self._cid())}/history", limit=limit)["items"]  # type: ignore[no-any-return]
+
+    def set_caps(self, *, daily: int = 0, session: int = 0) -> dict[str, Any]:
+        """Ask the relay to refuse payments past `daily` per UTC day and past `session` in total (0 = no cap)."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        issued_at = time.time_ns() // 1_000
+        digest = self.channels.domain.digest(caps_struct_hash(self._cid(), daily, session, issued_at))
+        signature = self.session_key.sign(digest)
+        return self.relay.put(f"/channels/{_hex(self._cid())}/caps", {  # type: ignore[no-any-return]
+            "dailyCap": str(daily), "sessionCap": str(session), "issuedAt": issued_at, "signature": signature.to_hex()})
+
+    # --------------------------------------------------------------- closing
+    def close_cooperatively(self) -> int:
+        """Ask the relay to co-sign the final state, then close and get the unspent deposit back at once."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        cid = self._cid()
+        reply = self.relay.post(f"/channels/{_hex(cid)}/close")
+        relay_sig = Signature.from_hex(reply["relaySignature"])
+        final = None
+        if reply["voucher"] is not None:
+            v = reply["voucher"]
+            voucher = Voucher(cid, tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:]))
+            final = SignedVoucher(voucher, Signature.from_hex(v["signature"]))
+        before = self.channels.get_channel(cid)
+        self.channels.cooperative_close(self.tx, final, self.channels.prev_amounts(cid), relay_sig, channel_id=cid)
+        after = self.channels.get_channel(cid)
+        return before.deposit - after.settled
+
+    def request_close(self) -> int:
+        """Start the unilateral close; returns when the challenge window ends (unix time)."""
+        self.channels.request_close(self.tx, self._cid())
+        return self.channels.get_channel(self._cid()).closes_at
+
+    def withdraw(self) -> int:
+        """After the window: take back the unspent deposit; returns the refund."""
+        state = self.channels.get_channel(self._cid())
+        self.channels.withdraw(self.tx, self._cid())
+        return state.deposit - state.settled
+
+    def settle_self(self, voucher: SignedVoucher | None = None) -> int:
+        """Settle on-chain without the relay (e.g. the relay is gone): our latest signed voucher by default."""
+        if voucher is None:
+            state = self._state()
+            if state.seq == 0:
+                return 0
+            voucher = SignedVoucher(state.voucher, self.signatures[state.seq])
+        cid = self._cid()
+        before = self.channels.get_channel(cid).settled
+        self.channels.settle(self.tx, voucher, self.channels.prev_amounts(cid))
+        return self.channels.get_channel(cid).settled - before
+
+    def settled_state(self) -> SettledState | None:
+        return self.channels.settled_state(self._cid())
+
+    # ---------------------------------------------------------------- helpers
+    def _cid(self) -> bytes:
+        if self.channel_id is None:
+            raise ProtocolError("open or attach a channel first", code="no_channel")
+        return self.channel_id
+
+    def _state(self) -> LedgerState:
+        if self.state is None:
+            raise ProtocolError("open or attach a channel first", code="no_channel")
+        return self.state
+
+    def attach(self, channel_id: bytes) -> None:
+        """Use an existing channel (this SDK's session key must be the channel's): state from the relay."""
+        self.channel_id = channel_id
+        chain = self.channels.get_channel(channel_id)
+        if chain.payer != self.address:
+            raise ChainStreamError(f"channel 0x{channel_id.hex()} belongs to {chain.payer}")
+        self.token = chain.token
+        self.state = LedgerState.opened(channel_id)
+        if self.relay is not None:
+            self.resync(self.spending())
+
+
+def payment_body(state: LedgerState, charge: dict[str, Any], signature: Signature) -> dict[str, Any]:
+    """The JSON a relay takes for one payment (POST /channels/{id}/payments)."""
+    v = state.voucher
+    return {
+        "seq": state.seq,
+        "charge": charge,
+        "voucher": {"payees": list(v.payees), "amounts": [str(a) for a in v.amounts], "playHash": _hex(v.play_hash)},
+        "signature": signature.to_hex(),
+    }
+
+
+def _hex(raw: bytes) -> str:
+    return "0x" + raw.hex()
