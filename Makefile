@@ -1,26 +1,30 @@
 # ChainStream — one entry point for developers and CI. Every target installs what it needs, idempotently.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .make
+PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast test-slow contracts check-artifacts gas hardhat-test clean
+.PHONY: help setup demo test test-fast contracts check-artifacts gas hardhat-test bench clean
 
 help:
-	@echo "make demo    - deploy to the embedded chain and run the open -> vouchers -> settle -> claim -> close round trip"
-	@echo "make test    - the whole test suite (Python on eth-tester and anvil, Hardhat JS tests, artifact check)"
-	@echo "make gas     - regenerate docs/gas.md"
-	@echo "make contracts - recompile contracts/ into src/chainstream/chain/artifacts/"
+	@echo "make demo       - the full demo on an embedded chain: catalog, listeners streaming through a real relay,"
+	@echo "                  batched settlement, claims, closes, a stale close defeated, a reconciliation to the wei"
+	@echo "make test       - the whole test suite (unit, eth-tester + anvil integration, browser e2e, Hardhat, JS)"
+	@echo "make test-fast  - unit tests only (no chain)"
+	@echo "make gas        - regenerate docs/gas.md"
+	@echo "make contracts  - recompile contracts/ into src/chainstream/chain/artifacts/"
+	@echo "make bench      - relay throughput/latency and demo-scale benchmarks (see benchmarks/README.md)"
 
 $(STAMP):
 	@mkdir -p $(STAMP)
 
 # Python environment: re-installed when pyproject.toml changes.
 $(STAMP)/python: pyproject.toml | $(STAMP)
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ChainStream needs Python >= 3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres,browser]'
 	@touch $@
 
 # Node dependencies (solc, hardhat, anvil, ethers): re-installed when the lockfile changes.
@@ -28,14 +32,20 @@ $(STAMP)/node: package.json package-lock.json | $(STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(STAMP)/python $(STAMP)/node
+# Debian's Chromium for the browser tests (never a downloaded browser build).
+$(STAMP)/browser: | $(STAMP)
+	@if [ -x scripts/install_browser.sh ]; then scripts/install_browser.sh; fi
+	@touch $@
+
+setup: $(STAMP)/python $(STAMP)/node $(STAMP)/browser
 
 demo: $(STAMP)/python
-	$(PY) -m chainstream.demo
+	$(VENV)/bin/chainstream demo
 
 test: setup
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 	npx hardhat test
+	@if [ -d tests/js ]; then node --test tests/js/; fi
 
 test-fast: $(STAMP)/python
 	$(PY) -m pytest tests/unit -q
@@ -49,5 +59,12 @@ check-artifacts: setup
 gas: setup
 	$(PY) scripts/gas_report.py --out docs/gas.md
 
+hardhat-test: setup
+	npx hardhat test
+
+bench: setup
+	$(PY) benchmarks/relay_throughput.py
+	$(PY) benchmarks/demo_scale.py
+
 clean:
-	rm -rf $(STAMP) build dist cache artifacts .pytest_cache
+	rm -rf $(STAMP) build dist cache .pytest_cache
