@@ -47,7 +47,8 @@ class ChannelRuntime:
     day: int
     caps_issued_at: int = 0
     unsettled_since: float | None = None
-    waiters: int = field(default=0)
+    #: the commit of the newest accepted-but-not-yet-durable payment; awaited before anything is said about it
+    in_flight: asyncio.Future[None] | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class RelayService:
         rt = await self.runtime(payment.channel_id)
         duplicate = self._duplicate(rt, payment)
         if duplicate is not None:
+            await self._durable(rt)  # never acknowledge a payment whose commit is still in flight
             return duplicate
         now = time.time()
         today = int(now) // DAY
@@ -173,8 +175,10 @@ class RelayService:
             split_hash=accepted.charge.split_hash, memo=accepted.charge.memo, payments=dict(accepted.charge.payments),
             accepted_at=now,
         )
+        commit = asyncio.wrap_future(self.store.submit_payments([record]))
+        rt.in_flight = commit
         try:
-            await asyncio.wrap_future(self.store.submit_payments([record]))
+            await commit
         except ChainStreamError:
             # Not durable, so not accepted: forget the in-memory advance and reload from the database.
             if rt.ledger is accepted.state:
@@ -194,6 +198,12 @@ class RelayService:
             listing_of=lambda track_id: self.catalog.listing(track_id, token), now=int(now),
             spent_today=rt.spent_today, session_margin=self.settings.session_margin,
         )
+
+    @staticmethod
+    async def _durable(rt: ChannelRuntime) -> None:
+        """Wait until every payment accepted so far on this channel is committed (commits are FIFO)."""
+        if rt.in_flight is not None and not rt.in_flight.done():
+            await asyncio.shield(rt.in_flight)
 
     def _duplicate(self, rt: ChannelRuntime, payment: Payment) -> PaymentAck | None:
         """An already accepted voucher is acknowledged again (idempotent), never stored twice."""
@@ -260,6 +270,8 @@ class RelayService:
         rt = await self.runtime(channel_id)
         if rt.record.status == "closed":
             raise Rejection("channel_not_open", "the channel is already closed", status=409)
+        rt.record = ChannelRecord(**{**rt.record.__dict__, "coop_close_digest": b"pending"})  # refuse new payments
+        await self._durable(rt)
         latest = self.store.latest_payment(channel_id)
         voucher_digest = latest.digest if latest else ZERO_HASH
         self.store.set_coop_close(channel_id, voucher_digest)
