@@ -323,6 +323,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
 
     app.include_router(api)
 
+    # ------------------------------------------------------------------ web player (frontend/) and its assets
     audio_dir = PROJECT_ROOT / "frontend" / "audio"
 
     @app.get("/audio/{name}", include_in_schema=False)
@@ -331,6 +332,41 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         if path.parent != audio_dir.resolve() or not path.exists():
             return _error(404, "no_audio", f"no audio file {name}")
         return FileResponse(path, media_type="audio/wav")
+
+    # Third-party builds are served from node_modules (never committed, no CDN): the player imports "ethers"
+    # through an import map pointing here.
+    vendor_files = {"ethers.js": PROJECT_ROOT / "node_modules" / "ethers" / "dist" / "ethers.min.js"}
+
+    @app.get("/vendor/{name}", include_in_schema=False)
+    async def vendor(name: str) -> Response:
+        path = vendor_files.get(name)
+        if path is None or not path.exists():
+            return _error(404, "no_vendor_file", f"{name} is not available: run `npm ci`")
+        return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
+
+    # Contract ABIs straight from the committed artifacts (the player builds its contract objects from them).
+    abi_names = ("ChainStreamChannels", "TrackRegistry", "MockStablecoin")
+
+    @app.get("/abi/{name}.json", include_in_schema=False)
+    async def abi(name: str) -> Response:
+        if name not in abi_names:
+            return _error(404, "no_abi", f"no ABI {name}")
+        from chainstream.chain.artifacts import load_artifact
+
+        return JSONResponse({"contractName": name, "abi": load_artifact(name).abi},
+                            headers={"Cache-Control": "public, max-age=300"})
+
+    @app.get("/player-config.json", include_in_schema=False)
+    async def player_config() -> dict[str, Any]:
+        """What a wallet needs to add the relay's chain (wallet_addEthereumChain). The node URL is published only
+        when it is on loopback or set explicitly (CHAINSTREAM_PUBLIC_RPC_URL): a provider URL may embed a key."""
+        import os
+        from urllib.parse import urlparse
+
+        rpc = os.environ.get("CHAINSTREAM_PUBLIC_RPC_URL")
+        if rpc is None and urlparse(settings.rpc_url).hostname in ("127.0.0.1", "localhost", "::1"):
+            rpc = settings.rpc_url
+        return {"rpcUrls": [rpc] if rpc else [], "chainName": os.environ.get("CHAINSTREAM_CHAIN_NAME")}
 
     frontend = settings.frontend_dir or PROJECT_ROOT / "frontend"
     if frontend.is_dir() and (frontend / "index.html").exists():
