@@ -82,6 +82,31 @@ def deploy(
     console.print(f"written to {path}")
 
 
+@app.command()
+def demo(
+    listeners: Annotated[int, typer.Option(min=1, max=100, help="how many listeners")] = 5,
+    plays: Annotated[int, typer.Option(min=1, max=1000, help="plays and per-second listens per listener")] = 20,
+    rpc_url: Annotated[str | None, typer.Option(help="use this node (anvil, ...) instead of the embedded chain; "
+                                                     "actors are funded from its unlocked account")] = None,
+    seed: Annotated[int | None, typer.Option(help="derive every key, salt and choice from this seed")] = None,
+    keep_serving: Annotated[bool, typer.Option(help="leave the relay (and web player) running afterwards")] = False,
+    port: Annotated[int, typer.Option(help="relay port (0: any free port)")] = 0,
+) -> None:
+    """The full product on a real chain with a real relay: open, pay, cap, settle, claim, close, watchtower,
+    and a reconciliation of every wei read from the chain."""
+    from chainstream.demo import run_demo
+
+    try:
+        result = run_demo(listeners=listeners, plays=plays, rpc_url=rpc_url, seed=seed, keep_serving=keep_serving,
+                          port=port, console=console)
+    except ChainStreamError as exc:
+        raise fail(f"demo failed: [{exc.code}] {exc}") from exc
+    except KeyboardInterrupt:
+        raise fail("interrupted") from None
+    if not result.balanced:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,819 @@
+"""`chainstream demo`: the whole product on a real chain with a real relay, told as a story.
+
+1. start a chain (the embedded py-evm chain, or any node with --rpc-url) and deploy the contracts;
+2. publish the demo catalog (artists, collaborators, a label, a platform fee; audio made by code);
+3. start the relay over HTTP (uvicorn in a background thread), with its settler and watchtower;
+4. listeners open channels (ETH, the stablecoin, one with an EIP-2612 permit) and pay plays, seconds of
+   listening, a download, the stream-to-own track and tips, each with an off-chain voucher sent over HTTP;
+5. a daily cap refuses one payment; the relay settles in a batch; every payee claims;
+6. some listeners close cooperatively; one closes unilaterally on a stale voucher and the watchtower
+   settles the latest one inside the challenge window;
+7. a reconciliation per token, read only from the chain, accounts for every wei.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from web3 import Web3
+
+from chainstream import seed as demo_seed
+from chainstream.chain.contracts import ChannelsClient, ChannelStatus, RegistryClient, TokenClient
+from chainstream.chain.deploy import Deployment, deploy_all
+from chainstream.chain.node import advance_time, connect, embedded_web3, free_port
+from chainstream.chain.transactions import TxSender, fund
+from chainstream.config import Settings
+from chainstream.errors import ChainStreamError, ConfigurationError
+from chainstream.pricing import Model
+from chainstream.protocol import PrivateKey, SignedVoucher
+from chainstream.protocol.types import ZERO_ADDRESS, Address
+from chainstream.relay.app import Relay, create_app
+from chainstream.sdk import Artist, Listener, RelayClient, RelayError
+
+T = TypeVar("T")
+
+ETHER = 10**18
+USD = demo_seed.USD
+CHALLENGE_PERIOD = 86_400
+LISTENER_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
+TIP_MESSAGES = ("that bassline!", "played it on repeat all morning", "for the next album", "thank you for this",
+                "saw you live in Lisbon", "the bridge at 1:12", "more of this please", "my commute is better now")
+# Unlimited in practice: in the demo the relay settles when asked (a round, or its watchtower), so the story
+# is deterministic. With --keep-serving the normal policy (settle anything unsettled) is restored afterwards.
+ON_DEMAND = 10**36
+
+
+class DemoFailed(ChainStreamError):
+    code = "demo_failed"
+
+
+# ------------------------------------------------------------------------------------------ formatting
+@dataclass(frozen=True)
+class TokenInfo:
+    address: Address
+    symbol: str
+    decimals: int
+
+    def fmt(self, units: int) -> str:
+        """Exact (no rounding): every unit shows."""
+        value = Decimal(units).scaleb(-self.decimals)
+        text = f"{value:f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return f"{text} {self.symbol}"
+
+    def num(self, units: int) -> str:
+        """Like fmt, without the symbol (for columns whose header names the token)."""
+        return self.fmt(units).rsplit(" ", 1)[0]
+
+    def units(self, amount: str | Decimal) -> int:
+        return int(Decimal(amount).scaleb(self.decimals))
+
+
+def short(value: str | bytes, keep: int = 6) -> str:
+    text = "0x" + value.hex() if isinstance(value, bytes) else value
+    return f"{text[:keep + 2]}…{text[-4:]}"
+
+
+def derive_key(seed: int | None, name: str) -> PrivateKey:
+    if seed is None:
+        return PrivateKey.generate()
+    return PrivateKey(hashlib.sha256(f"chainstream-demo:{seed}:{name}".encode()).digest())
+
+
+def derive_salt(seed: int | None, name: str) -> bytes:
+    if seed is None:
+        return os.urandom(32)
+    return hashlib.sha256(f"chainstream-demo-salt:{seed}:{name}".encode()).digest()
+
+
+# -------------------------------------------------------------------------------------- relay thread
+class RelayThread:
+    """A real relay (FastAPI + uvicorn, settler, watchtower) serving HTTP from a background thread."""
+
+    def __init__(self, settings: Settings, *, w3: Web3, deployment: Deployment, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.relay = Relay(settings, w3=w3, deployment=deployment)
+        self.app = create_app(settings, relay=self.relay)
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=self.port, log_level="warning",
+                                                    log_config=None, lifespan="on"))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="chainstream-relay", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.serve())
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self.error = exc
+
+    def start(self, timeout: float = 60.0) -> RelayThread:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.thread.is_alive():
+                raise ConfigurationError(f"the relay did not start: {self.error or 'server exited'}")
+            if self.server.started:
+                try:
+                    if httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise ConfigurationError(f"the relay did not answer on {self.url} within {timeout:.0f}s")
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
+        """Run a coroutine on the relay's event loop (where its service, settler and watcher live)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def settle_now(self) -> int:
+        """One settlement round of every channel with unsettled vouchers; returns how many were settled."""
+        return self.call(self.relay.settler.settle_round(force=True))
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(timeout=60)
+        if not self.thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
+
+
+# -------------------------------------------------------------------------------------- reconciliation
+@dataclass
+class PayeeBalance:
+    address: Address
+    name: str
+    role: str  # "platform" or "artist"
+    claimed: dict[Address, int] = field(default_factory=dict)
+    claimable: dict[Address, int] = field(default_factory=dict)
+
+
+@dataclass
+class TokenReconciliation:
+    token: TokenInfo
+    deposits: int = 0
+    claimed_artists: int = 0
+    claimable_artists: int = 0
+    claimed_platform: int = 0
+    claimable_platform: int = 0
+    refunds: int = 0
+    escrowed: int = 0
+    settled: int = 0  # sum over channels of what left them for payees
+    contract_balance: int = 0
+    channels: int = 0
+    open_channels: int = 0
+
+    @property
+    def paid(self) -> int:
+        return self.claimed_artists + self.claimable_artists + self.claimed_platform + self.claimable_platform
+
+    @property
+    def accounted(self) -> int:
+        return self.paid + self.refunds + self.escrowed
+
+    @property
+    def balanced(self) -> bool:
+        return (self.deposits == self.accounted and self.settled == self.paid
+                and self.contract_balance == self.claimable_artists + self.claimable_platform + self.escrowed)
+
+
+def reconcile(w3: Web3, deployment: Deployment, names: dict[Address, str],
+              tokens: list[TokenInfo]) -> tuple[list[TokenReconciliation], list[PayeeBalance]]:
+    """Every figure from chain state and events since the deployment: deposits, credits, claims, refunds."""
+    channels = ChannelsClient(w3, deployment.channels)
+    registry = RegistryClient(w3, deployment.registry)
+    start = deployment.deploy_block
+    events = channels.contract.events
+    result = {t.address: TokenReconciliation(t) for t in tokens}
+
+    token_of: dict[bytes, Address] = {}
+    for log in events.ChannelOpened().get_logs(from_block=start):
+        cid = bytes(log["args"]["channelId"])
+        token_of[cid] = Web3.to_checksum_address(log["args"]["token"])
+        result[token_of[cid]].deposits += int(log["args"]["deposit"])
+    for log in events.ChannelToppedUp().get_logs(from_block=start):
+        result[token_of[bytes(log["args"]["channelId"])]].deposits += int(log["args"]["amount"])
+    for log in events.ChannelClosed().get_logs(from_block=start):
+        result[token_of[bytes(log["args"]["channelId"])]].refunds += int(log["args"]["refund"])
+
+    payees: dict[Address, PayeeBalance] = {}
+    fee_recipients: set[Address] = set()
+    for log in registry.contract.events.SplitSet().get_logs(from_block=start):
+        split = log["args"]["split"]
+        fee = Web3.to_checksum_address(split["feeRecipient"])
+        if fee != ZERO_ADDRESS:
+            fee_recipients.add(fee)
+
+    def payee(address: str) -> PayeeBalance:
+        address = Web3.to_checksum_address(address)
+        if address not in payees:
+            role = "platform" if address in fee_recipients else "artist"
+            payees[address] = PayeeBalance(address, names.get(address, short(address)), role)
+        return payees[address]
+
+    for cid, token in token_of.items():
+        state = channels.get_channel(cid)
+        rec = result[token]
+        rec.channels += 1
+        rec.settled += state.settled
+        if state.status != ChannelStatus.CLOSED:
+            rec.open_channels += 1
+            rec.escrowed += state.deposit - state.settled
+        settled = channels.settled_state(cid, from_block=start) if state.settled else None
+        for address in settled.payees if settled else ():
+            payee(address)
+    for log in events.Claimed().get_logs(from_block=start):
+        p = payee(log["args"]["payee"])
+        token = Web3.to_checksum_address(log["args"]["token"])
+        p.claimed[token] = p.claimed.get(token, 0) + int(log["args"]["amount"])
+    for p in payees.values():
+        for t in tokens:
+            p.claimable[t.address] = channels.claimable(p.address, t.address)
+            rec = result[t.address]
+            if p.role == "platform":
+                rec.claimed_platform += p.claimed.get(t.address, 0)
+                rec.claimable_platform += p.claimable[t.address]
+            else:
+                rec.claimed_artists += p.claimed.get(t.address, 0)
+                rec.claimable_artists += p.claimable[t.address]
+    for t in tokens:
+        if t.address == ZERO_ADDRESS:
+            result[t.address].contract_balance = int(w3.eth.get_balance(deployment.channels))
+        else:
+            result[t.address].contract_balance = TokenClient(w3, t.address).balance_of(deployment.channels)
+    order = {"artist": 0, "platform": 1}
+    return list(result.values()), sorted(payees.values(), key=lambda p: (order[p.role], p.name))
+
+
+def reconciliation_table(rec: TokenReconciliation) -> Table:
+    t = rec.token
+    ok, bad = "[bold green]✓[/]", "[bold red]✗[/]"
+    plural = "s" if rec.channels != 1 else ""
+    table = Table(title=f"RECONCILIATION — {t.symbol}  ({rec.channels} channel{plural}, "
+                        f"{rec.open_channels} still open)",
+                  title_style="bold")
+    table.add_column("")
+    table.add_column("read from the chain", style="dim")
+    table.add_column(t.symbol, justify="right")
+    table.add_row("[bold]deposits", "ChannelOpened, ChannelToppedUp", t.num(rec.deposits), end_section=True)
+    table.add_row("artists, collaborators, label", "", t.num(rec.claimed_artists + rec.claimable_artists))
+    table.add_row("  [dim]claimed", "Claimed events", f"[dim]{t.num(rec.claimed_artists)}")
+    table.add_row("  [dim]still claimable", "claimable(payee, token)", f"[dim]{t.num(rec.claimable_artists)}")
+    table.add_row("platform fees", "", t.num(rec.claimed_platform + rec.claimable_platform))
+    table.add_row("  [dim]claimed", "Claimed events", f"[dim]{t.num(rec.claimed_platform)}")
+    table.add_row("  [dim]still claimable", "claimable(payee, token)", f"[dim]{t.num(rec.claimable_platform)}")
+    table.add_row("refunds to listeners", "ChannelClosed.refund", t.num(rec.refunds))
+    table.add_row("still escrowed", "getChannel: deposit − settled", t.num(rec.escrowed), end_section=True)
+    table.add_row("[bold]accounted for", "", t.num(rec.accounted))
+    table.add_row(f"{ok if rec.deposits == rec.accounted else bad} deposits − accounted", "",
+                  t.num(rec.deposits - rec.accounted))
+    table.add_row(f"{ok if rec.settled == rec.paid else bad} settled = paid to payees", "Σ getChannel().settled",
+                  t.num(rec.settled))
+    in_contract = rec.claimable_artists + rec.claimable_platform + rec.escrowed
+    table.add_row(f"{ok if rec.contract_balance == in_contract else bad} held = claimable + escrowed",
+                  "balance of the contract", t.num(rec.contract_balance), end_section=True)
+    table.add_row("[bold]balanced", "", "[bold green]yes[/]" if rec.balanced else "[bold red]NO[/]")
+    return table
+
+
+# ------------------------------------------------------------------------------------------ the demo
+@dataclass
+class StaleClose:
+    listener: str
+    token: TokenInfo
+    deposit: int
+    stale_seq: int
+    stale_total: int
+    latest_seq: int
+    latest_total: int
+    settled_by_listener: int
+    settled_after_watchtower: int
+    watchtower_tx_from: str
+    refund: int
+
+    @property
+    def defeated(self) -> bool:
+        return self.settled_after_watchtower == self.latest_total and self.refund == self.deposit - self.latest_total
+
+
+@dataclass
+class DemoResult:
+    reconciliation: list[TokenReconciliation]
+    payees: list[PayeeBalance]
+    stale_close: StaleClose
+    cap_rejection: str
+    payments: int
+    relay_url: str
+    seconds: float
+
+    @property
+    def balanced(self) -> bool:
+        return all(r.balanced for r in self.reconciliation) and self.stale_close.defeated
+
+
+@dataclass
+class Actor:
+    name: str
+    index: int
+    listener: Listener
+    token: TokenInfo
+    deposit: int
+    opened_with: str = ""
+    actions: list[tuple[Any, ...]] = field(default_factory=list)
+    payments: int = 0
+    plays: int = 0
+    seconds: int = 0
+    tips: int = 0
+    free: int = 0
+    notes: list[str] = field(default_factory=list)
+    seen: set[tuple[str, str]] = field(default_factory=set)
+
+
+def plan_actions(rng: random.Random, index: int, count: int, plays: int) -> list[tuple[Any, ...]]:
+    """A listener's session: `plays` plays and per-second listens, plus a download, a binge and a tip."""
+    actions: list[tuple[Any, ...]] = []
+    for _ in range(plays):
+        if rng.random() < 0.6:
+            actions.append(("play", rng.choice(("Morning Modem", "Gas Price Blues", "Stream to Own"))))
+        else:
+            actions.append(("listen", rng.choice(("Per-Second Drift", "Morning Modem")), rng.randint(15, 180)))
+    if index == 0:
+        actions.insert(0, ("download", "Gas Price Blues"))
+    if index == 1 % count:
+        own_after = next(s for s in demo_seed.CATALOG if s.title == "Stream to Own").eth.own_after
+        actions.extend([("play", "Stream to Own")] * (own_after + 1))
+    if index == 2 % count and count > 2:
+        actions.append(("tip-artist", "cleo", rng.choice(TIP_MESSAGES)))
+    else:
+        actions.append(("tip", rng.choice([s.title for s in demo_seed.CATALOG]), rng.choice(TIP_MESSAGES)))
+    return actions
+
+
+class Demo:
+    def __init__(self, *, listeners: int = 5, plays: int = 20, rpc_url: str | None = None, seed: int | None = None,
+                 keep_serving: bool = False, port: int = 0, console: Console | None = None) -> None:
+        if listeners < 1 or plays < 1:
+            raise ConfigurationError("need at least one listener and one play")
+        self.n = listeners
+        self.plays = plays
+        self.rpc_url = rpc_url
+        self.seed = seed
+        self.keep_serving = keep_serving
+        self.port = port
+        self.console = console or Console()
+        self.rng = random.Random(seed)
+        self.keys: dict[str, PrivateKey] = {}
+        self.names: dict[Address, str] = {}
+        self.relay: RelayThread | None = None
+        self.client: RelayClient | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def key(self, name: str) -> PrivateKey:
+        if name not in self.keys:
+            self.keys[name] = derive_key(self.seed, name)
+            self.names[self.keys[name].address] = name
+        return self.keys[name]
+
+    def step(self, title: str) -> None:
+        self.console.print()
+        self.console.rule(f"[bold cyan]{title}")
+
+    @contextmanager
+    def spinner(self, text: str) -> Iterator[None]:
+        with self.console.status(text, spinner="dots"):
+            yield
+
+    def progress(self) -> Progress:
+        return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=self.console, transient=False)
+
+    # --------------------------------------------------------------------- run
+    def run(self) -> DemoResult:
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="chainstream-demo-") as tmp:
+            try:
+                result = self._run(Path(tmp), started)
+                if self.keep_serving:
+                    self._serve_forever()
+                return result
+            finally:
+                if self.client is not None:
+                    self.client.close()
+                if self.relay is not None:
+                    with self.spinner("stopping the relay"):
+                        self.relay.stop()
+
+    def _run(self, tmp: Path, started: float) -> DemoResult:
+        c = self.console
+        c.print(Panel.fit("[bold]ChainStream[/] — pay-per-play music over Ethereum payment channels\n"
+                          f"{self.n} listeners × {self.plays} plays, real chain, real relay over HTTP, "
+                          "vouchers signed off-chain by session keys", border_style="cyan"))
+
+        # ---------------------------------------------------------------- chain
+        self.step("1 · Chain and contracts")
+        with self.spinner("starting the chain and deploying"):
+            w3 = connect(self.rpc_url) if self.rpc_url else embedded_web3()
+            for name in ("deployer", "relay", "platform", *demo_seed.ARTISTS):
+                fund(w3, self.key(name).address, 10 * ETHER)
+            deployer = TxSender(w3, self.key("deployer"))
+            d = deploy_all(w3, deployer, challenge_period=CHALLENGE_PERIOD)
+        assert d.stablecoin is not None
+        eth = TokenInfo(ZERO_ADDRESS, "ETH", 18)
+        usd = TokenInfo(d.stablecoin, "mUSD", 6)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("chain", f"[bold]{self.rpc_url or 'embedded py-evm chain'}[/] (id {d.chain_id})")
+        grid.add_row("ChainStreamChannels", f"[bold]{d.channels}[/]")
+        grid.add_row("TrackRegistry", f"[bold]{d.registry}[/]")
+        grid.add_row("MockStablecoin", f"[bold]{d.stablecoin}[/] (mUSD: 6 decimals, EIP-2612 permit)")
+        grid.add_row("challenge window", f"{CHALLENGE_PERIOD // 3600} h")
+        c.print(grid)
+
+        # -------------------------------------------------------------- catalog
+        self.step("2 · Catalog")
+        with self.spinner("synthesising audio and registering tracks"):
+            artists = {name: self.key(name) for name in demo_seed.ARTISTS}
+            ids = demo_seed.register_catalog(RegistryClient(w3, d.registry), artists, self.key("platform").address,
+                                             d.stablecoin)
+        self.ids = ids
+        c.print(self._catalog_table(eth, usd))
+
+        # ---------------------------------------------------------------- relay
+        self.step("3 · Relay")
+        relay_w3 = connect(self.rpc_url) if self.rpc_url else w3
+        settings = Settings(relay_key=self.key("relay").secret.hex(), database=str(tmp / "relay.db"),
+                            rpc_url=self.rpc_url or "embedded", settle_interval=0.5, poll_interval=0.2,
+                            settle_min_value=ON_DEMAND, settle_max_age=float(ON_DEMAND))
+        with self.spinner("starting the relay (HTTP API, settler, watchtower)"):
+            self.relay = RelayThread(settings, w3=relay_w3, deployment=d, port=self.port).start()
+        self.client = RelayClient(self.relay.url)
+        info = self.client.info()
+        c.print(f"relay [bold]{info['relay']}[/] serving [link={self.relay.url}]{self.relay.url}[/link] "
+                f"— {len(self.client.get('/catalog')['tracks'])} tracks in its catalog")
+
+        # ------------------------------------------------------------- channels
+        self.step("4 · Listeners open channels (one transaction each, then no gas per play)")
+        actors = self._open_channels(w3, d, eth, usd)
+
+        # ------------------------------------------------------------- listening
+        self.step("5 · Listening: every play, second and tip is an off-chain voucher")
+        self._listen(actors)
+
+        # ------------------------------------------------------------------ caps
+        self.step("6 · Spending cap")
+        rejection = self._cap_scene(actors)
+
+        # ------------------------------------------------------------ settlement
+        self.step("7 · Batch settlement")
+        channels = ChannelsClient(w3, d.channels)
+        with self.spinner("the relay settles every channel's latest voucher"):
+            count = self.relay.settle_now()
+        table = Table(title=f"settled {count} channels in {self.relay.relay.settler.batches_sent} batch transaction(s)")
+        for col in ("listener", "latest voucher", "settled on chain", "still escrowed"):
+            table.add_column(col, justify="right" if col != "listener" else "left", no_wrap=True)
+        for a in actors:
+            st = channels.get_channel(a.listener._cid())
+            table.add_row(a.name, f"seq {a.listener._state().seq}", a.token.fmt(st.settled),
+                          a.token.fmt(st.deposit - st.settled))
+        c.print(table)
+
+        # ---------------------------------------------------------------- claims
+        self.step("8 · Artists, collaborators, label and platform claim")
+        self._claims(w3, d, [eth, usd])
+
+        # ---------------------------------------------------------------- closes
+        cheater = actors[-1]
+        closers = [a for a in actors[:-1] if a.index % 4 in (0, 3)]  # some of each token
+        self.step("9 · Cooperative closes (relay co-signs, deposit back at once)")
+        self._cooperative_closes(closers)
+
+        self.step("10 · A unilateral close on stale state, and the watchtower")
+        stale = self._stale_close(w3, d, cheater)
+
+        # -------------------------------------------------------- reconciliation
+        self.step("11 · Reconciliation (read from the chain only)")
+        with self.spinner("reading events and balances"):
+            recs, payees = reconcile(w3, d, self.names, [eth, usd])
+        c.print(self._payee_table(payees, [eth, usd]))
+        for rec in recs:
+            c.print(reconciliation_table(rec))
+        elapsed = time.monotonic() - started
+        result = DemoResult(recs, payees, stale, rejection, sum(a.payments for a in actors), self.relay.url, elapsed)
+        verdict = "[bold green]balanced: yes[/]" if result.balanced else "[bold red]balanced: NO[/]"
+        c.print(Panel.fit(f"{verdict} — {result.payments} payments by {self.n} listeners, "
+                          f"{sum(r.channels for r in recs)} channels, every wei accounted for; "
+                          f"stale close defeated: {'yes' if stale.defeated else 'NO'}; {elapsed:.1f} s",
+                          border_style="green" if result.balanced else "red"))
+        return result
+
+    # ------------------------------------------------------------------ scenes
+    def _catalog_table(self, eth: TokenInfo, usd: TokenInfo) -> Table:
+        table = Table(title="demo catalog (track id = keccak256 of its audio)")
+        for col in ("track / id", "split", "fee", "ETH", "mUSD"):
+            table.add_column(col)
+        for spec in demo_seed.CATALOG:
+            others = sum(b for _, b in spec.collaborators)
+            split = "\n".join([f"{spec.artist} {(10_000 - others) / 100:g}%",
+                               *(f"{n} {b / 100:g}%" for n, b in spec.collaborators)])
+            table.add_row(f"{spec.title}\n[dim]{short(self.ids[spec.title])}[/]", split, f"{spec.fee_bps / 100:g}%",
+                          _terms_text(spec.eth, eth), _terms_text(spec.usd, usd), end_section=True)
+        return table
+
+    def _open_channels(self, w3: Web3, d: Deployment, eth: TokenInfo, usd: TokenInfo) -> list[Actor]:
+        assert self.client is not None
+        actors: list[Actor] = []
+        permit_done = False
+        with self.progress() as progress:
+            task = progress.add_task("opening channels", total=self.n)
+            for i in range(self.n):
+                name = LISTENER_NAMES[i] if i < len(LISTENER_NAMES) else f"listener{i + 1}"
+                wallet = self.key(name)
+                session = derive_key(self.seed, f"{name}-session")
+                fund(w3, wallet.address, 2 * ETHER)
+                listener = Listener(wallet, w3=w3, deployment=d, relay=self.client, session_key=session)
+                token = eth if i % 2 == 0 else usd
+                if token is eth:
+                    deposit = eth.units("0.01") + self.plays * eth.units("0.0005")
+                    how = "ETH value"
+                else:
+                    deposit = usd.units("3") + self.plays * usd.units("0.05")
+                    TokenClient(w3, usd.address).mint(listener.tx, wallet.address, deposit + 100 * USD)
+                    how = "approve + open" if permit_done else "EIP-2612 permit"
+                listener.open_channel(deposit, token=token.address, permit=token is usd and not permit_done,
+                                      salt=derive_salt(self.seed, name))
+                permit_done = permit_done or token is usd
+                actor = Actor(name, i, listener, token, deposit, how)
+                actor.actions = plan_actions(self.rng, i, self.n, self.plays)
+                actors.append(actor)
+                progress.advance(task)
+        table = Table()
+        for col in ("listener", "deposit", "opened with", "channel", "session key"):
+            table.add_column(col, justify="right" if col == "deposit" else "left", no_wrap=True)
+        for a in actors:
+            table.add_row(a.name, a.token.fmt(a.deposit), a.opened_with, short(a.listener._cid(), 4),
+                          short(a.listener.session_key.address, 4))
+        self.console.print(table)
+        return actors
+
+    def _listen(self, actors: list[Actor]) -> None:
+        c = self.console
+        total = sum(len(a.actions) for a in actors)
+        tips: list[str] = []
+        with self.progress() as progress:
+            task = progress.add_task("payments to the relay", total=total)
+            for step in range(max(len(a.actions) for a in actors)):
+                for a in actors:
+                    if step < len(a.actions):
+                        tip = self._act(a, a.actions[step])
+                        if tip:
+                            tips.append(tip)
+                        progress.advance(task)
+        table = Table(title="listening sessions (the relay's view, GET /channels/{id})")
+        for col in ("listener", "payments", "plays", "free", "seconds", "spent", "remaining"):
+            table.add_column(col, justify="left" if col == "listener" else "right", no_wrap=True)
+        for a in actors:
+            s = a.listener.spending()
+            table.add_row(a.name, str(a.payments), str(a.plays), str(a.free), str(a.seconds),
+                          a.token.fmt(int(s["spent"])), a.token.fmt(int(s["remaining"])))
+        c.print(table)
+        for note in [n for a in actors for n in a.notes] + tips:
+            c.print(note)
+
+    def _act(self, a: Actor, action: tuple[Any, ...]) -> str | None:
+        listener = a.listener
+        kind = action[0]
+        if kind == "play":
+            title = action[1]
+            paid = listener.play(self.ids[title])
+            a.plays += 1
+            if paid.amount == 0:
+                a.free += 1
+                owned = title == "Stream to Own"
+                paid_plays = listener._state().plays_of(self.ids[title]) - 1
+                note = (f"[magenta]♪ {a.name} owns “{title}” after {paid_plays} paid plays: later plays are free"
+                        if owned else f"[magenta]♪ {a.name} bought “{title}”: its plays are free")
+                if (title, "free") not in a.seen:
+                    a.seen.add((title, "free"))
+                    a.notes.append(note)
+        elif kind == "listen":
+            listener.listen(self.ids[action[1]], action[2])
+            a.seconds += action[2]
+        elif kind == "download":
+            paid = listener.download(self.ids[action[1]])
+            a.notes.append(f"[magenta]⬇ {a.name} downloaded “{action[1]}” for {a.token.fmt(paid.amount)}")
+        elif kind in ("tip", "tip-artist"):
+            amount = a.token.units("0.0005") if a.token.symbol == "ETH" else a.token.units("0.25")
+            if kind == "tip":
+                listener.tip(amount, track_id=self.ids[action[1]], message=action[2])
+                target = f"“{action[1]}” (split applies)"
+            else:
+                listener.tip(amount, artist=self.key(action[1]).address, message=action[2])
+                target = f"{action[1]} directly"
+            a.tips += 1
+            a.payments += 1
+            return f"[yellow]♥ {a.name} tipped {target} {a.token.fmt(amount)}: “{action[2]}”"
+        a.payments += 1
+        return None
+
+    def _cap_scene(self, actors: list[Actor]) -> str:
+        a = actors[1 % len(actors)]
+        track = self.ids["Morning Modem"]
+        price = a.listener.listing(track).terms.per_play
+        spent = int(a.listener.spending()["spentToday"])
+        cap = spent + price - 1
+        a.listener.set_caps(daily=cap)
+        self.console.print(f"{a.name} signs a daily cap of [bold]{a.token.fmt(cap)}[/] with the session key "
+                           f"(spent today: {a.token.fmt(spent)}), then plays “Morning Modem” "
+                           f"({a.token.fmt(price)})…")
+        try:
+            a.listener.play(track)
+        except RelayError as exc:
+            reason = f"{exc.code}: {str(exc).split(': ', 1)[-1]}"
+            self.console.print(f"[bold red]✗ rejected by the relay[/] (HTTP {exc.status}) [red]{reason}[/]")
+        else:
+            raise DemoFailed("the relay accepted a payment past the daily cap")
+        a.listener.set_caps(daily=0)
+        self.console.print(f"{a.name} lifts the cap again (a newer signed caps message replaces the old one)")
+        return reason
+
+    def _claims(self, w3: Web3, d: Deployment, tokens: list[TokenInfo]) -> None:
+        assert self.client is not None
+        table = Table()
+        table.add_column("payee")
+        table.add_column("role")
+        for t in tokens:
+            table.add_column(f"claimed {t.symbol}", justify="right", no_wrap=True)
+        roles = {"ada": "artist", "ben": "artist", "cleo": "artist", "label": "label", "platform": "platform fee"}
+        with self.progress() as progress:
+            task = progress.add_task("claims", total=len(roles) * len(tokens))
+            for name, role in roles.items():
+                artist = Artist(self.key(name), w3=w3, deployment=d, relay=self.client)
+                amounts = []
+                for t in tokens:
+                    amounts.append(t.num(artist.claim(t.address)))
+                    progress.advance(task)
+                table.add_row(name, role, *amounts)
+        self.console.print(table)
+        earnings = Artist(self.key("ada"), w3=w3, deployment=d, relay=self.client).earnings()
+        rows = sorted(earnings["tracks"], key=lambda r: -int(r["earned"]))
+        if rows:
+            e = Table(title="ada's earnings, as the relay reports them (GET /artists/{address}/earnings)")
+            for col in ("track", "plays", "seconds", "tips", "earned"):
+                e.add_column(col, justify="left" if col == "track" else "right", no_wrap=col != "track")
+            by_address = {t.address: t for t in tokens}
+            for r in rows:
+                t = by_address.get(Web3.to_checksum_address(r["token"]), tokens[0])
+                e.add_row(f"{r['title'] or short(r['target'])} [dim]({t.symbol})", str(r["plays"]), str(r["seconds"]),
+                          t.num(int(r["tips"])), t.num(int(r["earned"])))
+            self.console.print(e)
+
+    def _cooperative_closes(self, closers: list[Actor]) -> None:
+        if not closers:
+            self.console.print("[dim](no listener closes cooperatively with this few listeners)")
+            return
+        table = Table()
+        for col in ("listener", "one more song", "final voucher", "settled", "refund"):
+            table.add_column(col, justify="left" if col == "listener" else "right", no_wrap=True)
+        for a in closers:
+            paid = a.listener.play(self.ids["Morning Modem"])
+            a.payments += 1
+            refund = a.listener.close_cooperatively()
+            st = a.listener.chain_state()
+            table.add_row(a.name, a.token.fmt(paid.amount), f"seq {paid.seq}", a.token.fmt(st.settled),
+                          a.token.fmt(refund))
+        self.console.print(table)
+
+    def _stale_close(self, w3: Web3, d: Deployment, a: Actor) -> StaleClose:
+        assert self.relay is not None
+        c = self.console
+        listener = a.listener
+        track = self.ids["Morning Modem"]
+        settled_before = listener.chain_state().settled
+        late = max(3, self.plays // 2)
+        stale: SignedVoucher | None = None
+        stale_seq = 0
+        for i in range(late):
+            listener.play(track)
+            a.payments += 1
+            if i == 0:
+                state = listener._state()
+                stale, stale_seq = SignedVoucher(state.voucher, listener.signatures[state.seq]), state.seq
+        assert stale is not None
+        latest = listener._state()
+        c.print(f"{a.name} plays {late} more songs after the batch (vouchers up to seq {latest.seq}, "
+                f"total {a.token.fmt(latest.voucher.total)}; settled so far {a.token.fmt(settled_before)}).")
+        c.print(f"{a.name} then tries to pay less: settles the [bold]stale[/] voucher seq {stale_seq} "
+                f"({a.token.fmt(stale.voucher.total)}) on-chain and requests a unilateral close.")
+        listener.settle_self(stale)
+        settled_by_listener = listener.chain_state().settled
+        closes_at = listener.request_close()
+        with self.spinner("the relay's watchtower sees CloseRequested and settles the latest voucher"):
+            deadline = time.monotonic() + 60
+            while listener.chain_state().settled < latest.voucher.total:
+                if time.monotonic() > deadline:
+                    raise DemoFailed("the watchtower did not settle the latest voucher within 60 s")
+                time.sleep(0.1)
+        channels = ChannelsClient(w3, d.channels)
+        log = channels.contract.events.ChannelSettled().get_logs(
+            from_block=d.deploy_block, argument_filters={"channelId": listener._cid()})[-1]
+        sender = w3.eth.get_transaction(log["transactionHash"])["from"]
+        block_time = int(w3.eth.get_block(log["blockNumber"])["timestamp"])
+        settled_after = listener.chain_state().settled
+        who = "the relay" if sender == self.key("relay").address else sender
+        c.print(f"[green]✓ watchtower[/]: {who} settled seq {latest.seq} ({a.token.fmt(settled_after)}) in block "
+                f"{log['blockNumber']}, {(closes_at - block_time) / 3600:.1f} h before the window closes.")
+        with self.spinner("advancing the chain clock past the challenge window"):
+            advance_time(w3, CHALLENGE_PERIOD + 1)
+        deposit = listener.chain_state().deposit
+        listener.withdraw()
+        closed = channels.contract.events.ChannelClosed().get_logs(
+            from_block=d.deploy_block, argument_filters={"channelId": listener._cid()})[-1]
+        refund = int(closed["args"]["refund"])
+        result = StaleClose(a.name, a.token, deposit, stale_seq, stale.voucher.total, latest.seq, latest.voucher.total,
+                            settled_by_listener, settled_after, who, refund)
+        table = Table(title=f"{a.name}'s unilateral close (chain time +{CHALLENGE_PERIOD // 3600} h)")
+        table.add_column("")
+        table.add_column(a.token.symbol, justify="right")
+        table.add_row("deposit", a.token.fmt(deposit))
+        table.add_row(f"stale voucher seq {stale_seq} (settled by {a.name})", a.token.fmt(stale.voucher.total))
+        table.add_row(f"latest voucher seq {latest.seq} (settled by the watchtower)", a.token.fmt(settled_after))
+        table.add_row("refund withdrawn (ChannelClosed)", a.token.fmt(refund))
+        table.add_row("expected: deposit − latest total", a.token.fmt(deposit - latest.voucher.total))
+        table.add_row("stale close defeated", "[bold green]yes[/]" if result.defeated else "[bold red]NO[/]")
+        c.print(table)
+        return result
+
+    def _payee_table(self, payees: list[PayeeBalance], tokens: list[TokenInfo]) -> Table:
+        table = Table(title="payees (Claimed events + claimable())")
+        table.add_column("payee")
+        table.add_column("role")
+        for t in tokens:
+            table.add_column(f"claimed\n{t.symbol}", justify="right", no_wrap=True)
+            table.add_column(f"claimable\n{t.symbol}", justify="right", no_wrap=True)
+        for p in payees:
+            cells = []
+            for t in tokens:
+                cells += [t.num(p.claimed.get(t.address, 0)), t.num(p.claimable.get(t.address, 0))]
+            table.add_row(p.name, "fee" if p.role == "platform" else "split", *cells)
+        return table
+
+    def _serve_forever(self) -> None:
+        assert self.relay is not None
+        settings = self.relay.relay.settings
+        settings.settle_min_value, settings.settle_max_age = 1, 300.0
+        self.console.print()
+        self.console.print(Panel.fit(
+            f"relay still serving: open [bold link={self.relay.url}/]{self.relay.url}/[/] for the web player\n"
+            f"API docs: {self.relay.url}/docs — press Ctrl-C to stop", border_style="cyan"))
+        try:
+            while self.relay.thread.is_alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.console.print("stopping…")
+
+
+def _terms_text(terms: Any, token: TokenInfo) -> str:
+    parts = []
+    if terms.model == Model.STREAM_TO_OWN:
+        parts.append(f"{token.num(terms.per_play)}/play, doubling;\nowned after {terms.own_after} plays")
+    elif terms.per_play:
+        parts.append(f"{token.num(terms.per_play)}/play")
+    if terms.per_second:
+        parts.append(f"{token.num(terms.per_second)}/second")
+    if terms.download:
+        parts.append(f"{token.num(terms.download)} to download")
+    return "\n".join(parts)
+
+
+def run_demo(*, listeners: int = 5, plays: int = 20, rpc_url: str | None = None, seed: int | None = None,
+             keep_serving: bool = False, port: int = 0, console: Console | None = None) -> DemoResult:
+    """Run the whole demo; returns the chain-read reconciliation and the stale-close outcome."""
+    return Demo(listeners=listeners, plays=plays, rpc_url=rpc_url, seed=seed, keep_serving=keep_serving, port=port,
+                console=console).run()
+
+
+if __name__ == "__main__":  # `python -m chainstream.demo`, same as `chainstream demo`
+    from chainstream.cli import app
+
+    app(["demo"])
