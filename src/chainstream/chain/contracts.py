@@ -7,8 +7,10 @@ from enum import IntEnum
 from typing import Any
 
 from eth_account import Account
+from eth_utils import event_abi_to_log_topic
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from chainstream.chain.artifacts import load_artifact
@@ -57,6 +59,11 @@ class SettledState:
     credited: tuple[int, ...]
     play_hash: bytes
     block_number: int
+
+
+def _event_topic(contract: Contract, name: str) -> bytes:
+    abi = next(item for item in contract.abi if item["type"] == "event" and item["name"] == name)
+    return bytes(event_abi_to_log_topic(abi))
 
 
 def settle_entry(signed: SignedVoucher, prev_amounts: tuple[int, ...] | list[int]) -> tuple[Any, ...]:
@@ -127,14 +134,22 @@ class ChannelsClient(_Client):
         last = logs[-1]
         settled = int(last["args"]["settled"])
         tx = self.w3.eth.get_transaction(last["transactionHash"])
+        receipt = self.w3.eth.get_transaction_receipt(last["transactionHash"])
         func, params = self.contract.decode_function_input(tx["input"])
-        entries = params["entries"] if func.fn_name == "settleBatch" else [params.get("entry", params.get("finalVoucher"))]
-        entry = next(e for e in reversed(entries) if bytes(e["channelId"]) == channel_id and sum(e["amounts"]) >= settled)
+        if func.fn_name == "settleBatch":
+            # Every batch entry emits exactly one ChannelSettled or SettlementSkipped, in entry order, so this
+            # log's position among them is its entry's index. (Matching by channel id and total alone can pick
+            # a later entry for the same channel that was skipped.)
+            outcomes = {_event_topic(self.contract, "ChannelSettled"), _event_topic(self.contract, "SettlementSkipped")}
+            ordered = [log["logIndex"] for log in receipt["logs"]
+                       if to_address(log["address"]) == self.address and bytes(log["topics"][0]) in outcomes]
+            entry = params["entries"][ordered.index(last["logIndex"])]
+        else:
+            entry = params.get("entry", params.get("finalVoucher"))
         credited: tuple[int, ...] = tuple(entry["amounts"])
         if sum(credited) != settled:
-            capped = self.contract.events.SettlementCapped().process_receipt(
-                self.w3.eth.get_transaction_receipt(last["transactionHash"]))
-            credited = next(tuple(c["args"]["credited"]) for c in capped if bytes(c["args"]["channelId"]) == channel_id)
+            capped = self.contract.events.SettlementCapped().process_receipt(receipt, errors=DISCARD)
+            credited = next(tuple(c["args"]["credited"]) for c in capped if c["logIndex"] == last["logIndex"] + 1)
         return SettledState(
             payees=tuple(to_address(p) for p in entry["payees"]),
             credited=credited,
