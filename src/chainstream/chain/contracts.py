@@ -53,12 +53,18 @@ class ChannelState:
 
 @dataclass(frozen=True)
 class SettledState:
-    """What the last settlement credited: the payees and cumulative amounts (the next entry's prevAmounts)."""
+    """What a settlement credited: the payees and cumulative amounts (the next entry's prevAmounts)."""
 
+    channel_id: bytes
     payees: tuple[Address, ...]
     credited: tuple[int, ...]
     play_hash: bytes
     block_number: int
+    log_index: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.credited)
 
 
 def _event_topic(contract: Contract, name: str) -> bytes:
@@ -132,30 +138,42 @@ class ChannelsClient(_Client):
         if not logs:
             return None
         last = logs[-1]
-        settled = int(last["args"]["settled"])
         tx = self.w3.eth.get_transaction(last["transactionHash"])
         receipt = self.w3.eth.get_transaction_receipt(last["transactionHash"])
+        return next(s for s in self.settlements_in(tx, receipt) if s.log_index == last["logIndex"])
+
+    def settlements_in(self, tx: Any, receipt: Any) -> list[SettledState]:
+        """Every settlement a transaction made (settle, settleBatch or cooperativeClose), in log order."""
         func, params = self.contract.decode_function_input(tx["input"])
         if func.fn_name == "settleBatch":
-            # Every batch entry emits exactly one ChannelSettled or SettlementSkipped, in entry order, so this
-            # log's position among them is its entry's index. (Matching by channel id and total alone can pick
-            # a later entry for the same channel that was skipped.)
-            outcomes = {_event_topic(self.contract, "ChannelSettled"), _event_topic(self.contract, "SettlementSkipped")}
-            ordered = [log["logIndex"] for log in receipt["logs"]
-                       if to_address(log["address"]) == self.address and bytes(log["topics"][0]) in outcomes]
-            entry = params["entries"][ordered.index(last["logIndex"])]
+            entries = params["entries"]
+        elif func.fn_name in ("settle", "cooperativeClose"):
+            entries = [params.get("entry", params.get("finalVoucher"))]
         else:
-            entry = params.get("entry", params.get("finalVoucher"))
-        credited: tuple[int, ...] = tuple(entry["amounts"])
-        if sum(credited) != settled:
-            capped = self.contract.events.SettlementCapped().process_receipt(receipt, errors=DISCARD)
-            credited = next(tuple(c["args"]["credited"]) for c in capped if c["logIndex"] == last["logIndex"] + 1)
-        return SettledState(
-            payees=tuple(to_address(p) for p in entry["payees"]),
-            credited=credited,
-            play_hash=bytes(last["args"]["playHash"]),
-            block_number=last["blockNumber"],
-        )
+            return []
+        settled_topic = _event_topic(self.contract, "ChannelSettled")
+        skipped_topic = _event_topic(self.contract, "SettlementSkipped")
+        capped = {c["logIndex"]: tuple(c["args"]["credited"])
+                  for c in self.contract.events.SettlementCapped().process_receipt(receipt, errors=DISCARD)}
+        results: list[SettledState] = []
+        position = 0  # every batch entry emits exactly one ChannelSettled or SettlementSkipped, in entry order
+        for log in receipt["logs"]:
+            if to_address(log["address"]) != self.address or bytes(log["topics"][0]) not in (settled_topic, skipped_topic):
+                continue
+            entry = entries[min(position, len(entries) - 1)]
+            position += 1
+            if bytes(log["topics"][0]) == skipped_topic:
+                continue
+            event = self.contract.events.ChannelSettled().process_log(log)
+            results.append(SettledState(
+                channel_id=bytes(event["args"]["channelId"]),
+                payees=tuple(to_address(p) for p in entry["payees"]),
+                credited=capped.get(log["logIndex"] + 1, tuple(entry["amounts"])),
+                play_hash=bytes(event["args"]["playHash"]),
+                block_number=int(log["blockNumber"]),
+                log_index=int(log["logIndex"]),
+            ))
+        return results
 
     def prev_amounts(self, channel_id: bytes, from_block: int = 0) -> tuple[int, ...]:
         state = self.settled_state(channel_id, from_block)

@@ -20,13 +20,12 @@ from typing import Any
 from eth_account import Account
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3RPCError
-from web3.logs import DISCARD as _DISCARD
 
-from chainstream.chain.contracts import settle_entry
+from chainstream.chain.contracts import ChannelsClient, settle_entry
 from chainstream.chain.transactions import TxSender
 from chainstream.protocol import Signature, SignedVoucher
 from chainstream.relay.service import RelayService
-from chainstream.store import PaymentRecord, SettledRecord
+from chainstream.store import PaymentRecord, SettledRecord, SqliteStore
 
 log = logging.getLogger("chainstream.settler")
 
@@ -139,9 +138,8 @@ class Settler:
 
     def record_settlements(self, receipt: Any) -> None:
         """Store what a settlement transaction credited, from its events and calldata."""
-        contract = self.service.channels.contract
         tx = self.sender.w3.eth.get_transaction(receipt["transactionHash"])
-        record_from_receipt(self.store, contract, tx, receipt)
+        record_from_receipt(self.store, self.service.channels, tx, receipt)
 
     def recover_outbox(self) -> None:
         """After a restart: finish what was signed or sent, re-broadcasting the same bytes if needed."""
@@ -161,30 +159,10 @@ class Settler:
         self.sender.reset_nonce()
 
 
-def record_from_receipt(store: Any, contract: Any, tx: Any, receipt: Any) -> None:
-    """Update the settled table from a transaction's ChannelSettled (+ SettlementCapped) events.
-
-    Used for our own settlements and, by the watcher, for settlements anyone else submitted.
-    """
-    settled_events = contract.events.ChannelSettled().process_receipt(receipt, errors=_DISCARD)
-    if not settled_events:
-        return
-    capped = {bytes(e["args"]["channelId"]): tuple(e["args"]["credited"])
-              for e in contract.events.SettlementCapped().process_receipt(receipt, errors=_DISCARD)}
-    func, params = contract.decode_function_input(tx["input"])
-    if func.fn_name == "settleBatch":
-        entries = params["entries"]
-    elif func.fn_name == "settle":
-        entries = [params["entry"]]
-    else:
-        entries = [params["finalVoucher"]]
-    for event in settled_events:
-        channel_id = bytes(event["args"]["channelId"])
-        total = int(event["args"]["settled"])
-        candidates = [e for e in entries if bytes(e["channelId"]) == channel_id]
-        entry = next((e for e in reversed(candidates) if sum(e["amounts"]) == total), candidates[-1])
-        credited = capped.get(channel_id, tuple(entry["amounts"]))
-        current = store.get_settled(channel_id)
-        if current is None or current.total <= total:
-            store.set_settled(SettledRecord(channel_id, total, tuple(entry["payees"]), credited, receipt["blockNumber"]))
-
+def record_from_receipt(store: SqliteStore, channels: ChannelsClient, tx: Any, receipt: Any) -> None:
+    """Update the settled table from a transaction's settlements (ours, or anyone else's seen by the watcher)."""
+    for settled in channels.settlements_in(tx, receipt):
+        current = store.get_settled(settled.channel_id)
+        if current is None or current.total <= settled.total:
+            store.set_settled(SettledRecord(settled.channel_id, settled.total, settled.payees, settled.credited,
+                                            settled.block_number))

@@ -121,8 +121,7 @@ class Watcher:
         if name == "ChannelSettled":
             tx = self.w3.eth.get_transaction(entry["transactionHash"])
             receipt = self.w3.eth.get_transaction_receipt(entry["transactionHash"])
-            contract = service.channels.contract
-            return Change(name, args, block, lambda: record_from_receipt(self.store, contract, tx, receipt))
+            return Change(name, args, block, lambda: record_from_receipt(self.store, service.channels, tx, receipt))
         state = service.channels.get_channel(channel_id)
         status = {1: "open", 2: "closing"}.get(int(state.status), "closed")
 
