@@ -115,20 +115,26 @@ export function applyCharge(state, charge) {
   return { state: makeState({ voucher, seq: Number(receipt.seq), plays, owned }), receipt };
 }
 
+/** The unsigned next state of a charge and the digest its voucher is signed over. */
+export function preparePayment(state, charge, domain) {
+  const { state: next } = applyCharge(state, charge);
+  return { next, digest: voucherDigest(domain, next.voucher) };
+}
+
+/** The request body of POST /channels/{id}/payments for a prepared payment and its signature. */
+export function paymentBody(next, charge, signature) {
+  const c = { ...charge.request };
+  if (!("memo" in c)) c.memo = "";
+  return { seq: next.seq, charge: c, voucher: voucherJson(next.voucher), signature };
+}
+
 /**
  * Price, chain and sign a charge: the request body for POST /channels/{id}/payments and the state the relay
  * will hold once it accepts it. `signer` is an ethers Wallet (the session key) or a private key.
  */
 export function buildPayment(state, charge, domain, signer) {
-  const { state: next } = applyCharge(state, charge);
-  const digest = voucherDigest(domain, next.voucher);
-  const charge_ = { ...charge.request };
-  if (!("memo" in charge_)) charge_.memo = "";
-  return {
-    body: { seq: next.seq, charge: charge_, voucher: voucherJson(next.voucher), signature: signDigest(signer, digest) },
-    next,
-    digest,
-  };
+  const { next, digest } = preparePayment(state, charge, domain);
+  return { body: paymentBody(next, charge, signDigest(signer, digest)), next, digest };
 }
 
 export const kindName = (kind) => KIND_NAMES[kind];

@@ -1,0 +1,454 @@
+// The listener's side: channels (open, top up, caps, close, withdraw) and payments (vouchers signed by the
+// browser's session key, POSTed to the relay, resynchronised from the relay's state when they drift).
+import { Contract, Signature, ZeroAddress, getAddress, hexlify, randomBytes } from "ethers";
+
+import * as P from "./protocol.js";
+import * as L from "./ledger.js";
+import { termsFromJson } from "./pricing.js";
+import { RelayError } from "./relay.js";
+import * as S from "./session.js";
+
+const RESYNC_CODES = new Set(["voucher_mismatch", "stale_voucher", "seq_gap"]);
+
+export class Listener extends EventTarget {
+  constructor(ctx) {
+    super();
+    this.ctx = ctx;
+    this.channels = []; // relay summaries of this account's channels
+    this.channel = null; // the active channel's summary
+    this.ledger = null; // its ledger state (the relay's last accepted voucher)
+    this.session = null; // {wallet, address, expiry} when this browser holds the channel's session key
+    this.catalog = []; // catalog tracks, priced in the active channel's token (ETH when none)
+    this.catalogToken = ZeroAddress;
+    this.history = [];
+    this.sessionSpent = 0n; // spent from this page since it loaded
+    this.chainOffset = 0; // chain time - wall clock (anvil time travel)
+    this.closeResult = null;
+    this._queue = Promise.resolve();
+    this._sse = null;
+    this._poll = null;
+  }
+
+  changed(what = "all") {
+    this.dispatchEvent(new CustomEvent("change", { detail: what }));
+  }
+
+  // ------------------------------------------------------------------------------------------ catalog
+  token(address = this.channel?.token ?? this.catalogToken) {
+    return this.ctx.tokenOf(address);
+  }
+
+  async refreshCatalog(token = this.channel?.token ?? this.catalogToken ?? ZeroAddress) {
+    const data = await this.ctx.relay.catalog(token);
+    this.catalogToken = getAddress(token);
+    this.catalog = data.tracks;
+    this.changed("catalog");
+  }
+
+  /** The listing (terms in the channel's token + split) of a catalog track, or null if not offered. */
+  listing(trackId, token = this.catalogToken) {
+    const t = this.catalog.find((x) => x.trackId.toLowerCase() === trackId.toLowerCase());
+    const terms = t?.terms?.[getAddress(token)];
+    if (!t || !terms) return null;
+    return L.makeListing({ trackId: t.trackId, title: t.title, terms: termsFromJson(terms), split: P.makeSplit(t.split), splitHash: t.splitHash });
+  }
+
+  track(trackId) {
+    return this.catalog.find((x) => x.trackId.toLowerCase() === trackId.toLowerCase()) ?? null;
+  }
+
+  // ------------------------------------------------------------------------------------------ channels
+  reset() {
+    this._sse?.close();
+    this._sse = null;
+    clearInterval(this._poll);
+    this.channels = [];
+    this.channel = this.ledger = this.session = null;
+    this.history = [];
+    this.closeResult = null;
+    this.changed();
+  }
+
+  /** Load the connected account's channels and pick the active one. */
+  async loadAccount() {
+    const { wallet, info } = this.ctx;
+    if (!wallet?.account) return this.reset();
+    const account = getAddress(wallet.account);
+    const listed = (await this.ctx.relay.listenerChannels(account)).channels;
+    const ids = new Set(listed.map((c) => c.channelId.toLowerCase()));
+    for (const id of S.knownChannels(info.chainId, account)) {
+      if (ids.has(id.toLowerCase())) continue;
+      try {
+        const c = await this.ctx.relay.channel(id);
+        if (getAddress(c.payer) === account) listed.push(c);
+      } catch {
+        /* not on chain (a failed open) */
+      }
+    }
+    this.channels = listed;
+    const stored = S.activeChannel(info.chainId, account);
+    const live = listed.filter((c) => c.status !== "closed");
+    const pick = listed.find((c) => c.channelId === stored && c.status !== "closed")
+      ?? live.find((c) => S.loadSessionKey(info.chainId, info.channels, c.channelId))
+      ?? live[0] ?? null;
+    if (pick) await this.selectChannel(pick.channelId);
+    else {
+      this.channel = this.ledger = this.session = null;
+      this.history = [];
+      await this.refreshCatalog(this.catalogToken);
+      this.changed();
+    }
+  }
+
+  async selectChannel(channelId) {
+    const { info, wallet } = this.ctx;
+    const summary = await this.ctx.relay.channel(channelId);
+    this.applySummary(summary);
+    S.setActiveChannel(info.chainId, wallet.account, channelId);
+    this.closeResult = null;
+    await this.refreshCatalog(summary.token);
+    await this.refreshHistory();
+    this.subscribe();
+    this.changed();
+  }
+
+  applySummary(summary) {
+    const { info } = this.ctx;
+    this.channel = summary;
+    this.ledger = L.stateFromSummary(summary);
+    const stored = S.loadSessionKey(info.chainId, info.channels, summary.channelId);
+    this.session = stored && getAddress(stored.address) === getAddress(summary.sessionKey) ? stored : null;
+    const i = this.channels.findIndex((c) => c.channelId === summary.channelId);
+    if (i >= 0) this.channels[i] = summary;
+    else this.channels.unshift(summary);
+  }
+
+  async refreshChannel() {
+    if (!this.channel) return;
+    const summary = await this.ctx.relay.channel(this.channel.channelId);
+    // keep our ledger if we are ahead (a payment in flight); the relay's state wins otherwise
+    if (summary.seq >= (this.ledger?.seq ?? 0)) this.applySummary(summary);
+    else this.channel = { ...summary, seq: this.ledger.seq };
+    if (summary.status === "closing" && summary.closesAt) await this.refreshChainTime();
+    this.changed("channel");
+  }
+
+  async refreshHistory() {
+    if (!this.channel) return;
+    this.history = (await this.ctx.relay.history(this.channel.channelId, 50)).items;
+    this.changed("history");
+  }
+
+  subscribe() {
+    this._sse?.close();
+    clearInterval(this._poll);
+    const id = this.channel.channelId;
+    let historyTimer = null;
+    this._sse = this.ctx.relay.events({ channel: id }, (type, ev) => {
+      if (type === "catalog") {
+        this.refreshCatalog().catch(() => {});
+        return;
+      }
+      if (ev.channelId?.toLowerCase() !== this.channel?.channelId.toLowerCase()) return;
+      if (ev.seq >= (this.channel.seq ?? 0)) {
+        this.channel = { ...this.channel, spent: ev.total, remaining: ev.remaining, spentToday: ev.spentToday, seq: ev.seq };
+        this.changed("channel");
+      }
+      clearTimeout(historyTimer);
+      historyTimer = setTimeout(() => this.refreshHistory().catch(() => {}), 150);
+    });
+    // settlement progress and on-chain status are not pushed: poll them gently
+    this._poll = setInterval(() => this.refreshChannel().catch(() => {}), 3000);
+  }
+
+  async refreshChainTime() {
+    try {
+      const block = await this.ctx.wallet.browserProvider.getBlock("latest");
+      this.chainOffset = Math.max(0, Number(block.timestamp) - Date.now() / 1000);
+    } catch {
+      /* keep the last offset */
+    }
+  }
+
+  chainNow() {
+    return Date.now() / 1000 + this.chainOffset;
+  }
+
+  // ------------------------------------------------------------------------------------------ contracts
+  async contracts() {
+    const { info, abis, wallet } = this.ctx;
+    const signer = await wallet.signer();
+    return {
+      signer,
+      channels: new Contract(info.channels, abis.channels, signer),
+      token: (address) => new Contract(address, abis.token, signer),
+    };
+  }
+
+  async tokenBalance(token) {
+    const { wallet, abis } = this.ctx;
+    if (!wallet?.account) return 0n;
+    if (getAddress(token) === ZeroAddress) return wallet.browserProvider.getBalance(wallet.account);
+    return new Contract(token, abis.token, wallet.browserProvider).balanceOf(wallet.account);
+  }
+
+  /** Open a channel with a fresh browser session key. method: "eth" | "permit" | "approve". */
+  async openChannel({ token, amount, method, days = 7 }, progress = () => {}) {
+    const { info, wallet } = this.ctx;
+    const { channels, token: tokenContract, signer } = await this.contracts();
+    const account = getAddress(wallet.account);
+    token = getAddress(token);
+    const salt = hexlify(randomBytes(32));
+    const session = S.createSessionKey();
+    await this.refreshChainTime();
+    const expiry = Math.floor(this.chainNow()) + Math.round(days * 86400);
+    const channelId = P.channelIdFor({ chainId: info.chainId, contract: info.channels, payer: account, token, relay: info.relay, salt });
+    S.saveSessionKey(info.chainId, info.channels, channelId, session, expiry);
+    let tx;
+    if (token === ZeroAddress) {
+      progress("Confirm the deposit in your wallet…");
+      tx = await channels.open(info.relay, token, amount, salt, session.address, expiry, { value: amount });
+    } else if (method === "permit") {
+      const erc20 = tokenContract(token);
+      progress("Sign the spending permit in your wallet…");
+      const [nonce, domain] = await Promise.all([erc20.nonces(account), erc20.eip712Domain()]);
+      const deadline = BigInt(Math.floor(this.chainNow()) + 3600);
+      const permitDomain = { name: domain[1], version: domain[2], chainId: domain[3], verifyingContract: domain[4] };
+      const types = { Permit: [
+        { name: "owner", type: "address" }, { name: "spender", type: "address" }, { name: "value", type: "uint256" },
+        { name: "nonce", type: "uint256" }, { name: "deadline", type: "uint256" },
+      ] };
+      const raw = await signer.signTypedData(permitDomain, types, { owner: account, spender: info.channels, value: amount, nonce, deadline });
+      const sig = Signature.from(raw);
+      progress("Confirm the deposit in your wallet…");
+      tx = await channels.openWithPermit(info.relay, token, amount, salt, session.address, expiry, deadline, sig.v, sig.r, sig.s);
+    } else {
+      const erc20 = tokenContract(token);
+      const allowance = await erc20.allowance(account, info.channels);
+      if (allowance < amount) {
+        progress("Approve the deposit in your wallet (1 of 2)…");
+        await (await erc20.approve(info.channels, amount)).wait();
+      }
+      progress("Confirm the deposit in your wallet (2 of 2)…");
+      tx = await channels.open(info.relay, token, amount, salt, session.address, expiry);
+    }
+    progress("Waiting for the transaction…");
+    const receipt = await tx.wait();
+    if (receipt.status !== 1) throw new Error("the open transaction failed");
+    S.rememberChannel(info.chainId, account, channelId);
+    await this.selectChannel(channelId);
+    return channelId;
+  }
+
+  async topUp(amount) {
+    const { info } = this.ctx;
+    const { channels, token: tokenContract } = await this.contracts();
+    const token = getAddress(this.channel.token);
+    if (token !== ZeroAddress) {
+      const erc20 = tokenContract(token);
+      if ((await erc20.allowance(this.ctx.wallet.account, info.channels)) < amount) {
+        await (await erc20.approve(info.channels, amount)).wait();
+      }
+    }
+    const tx = await channels.topUp(this.channel.channelId, amount, token === ZeroAddress ? { value: amount } : {});
+    await tx.wait();
+    await this.refreshChannel();
+  }
+
+  /** Authorise a new browser session key for the active channel (setSessionKey, payer only). */
+  async authorizeSession(days = 7) {
+    const { info } = this.ctx;
+    const { channels } = await this.contracts();
+    const session = S.createSessionKey();
+    await this.refreshChainTime();
+    const expiry = Math.floor(this.chainNow()) + Math.round(days * 86400);
+    const id = this.channel.channelId;
+    const previous = S.loadSessionKey(info.chainId, info.channels, id);
+    S.saveSessionKey(info.chainId, info.channels, id, session, expiry);
+    try {
+      await (await channels.setSessionKey(id, session.address, expiry)).wait();
+    } catch (err) {
+      if (previous) S.saveSessionKey(info.chainId, info.channels, id, previous.wallet, previous.expiry);
+      throw err;
+    }
+    // the relay learns the new key from the chain (its watcher); give it a moment
+    for (let i = 0; i < 20; i++) {
+      await this.refreshChannel();
+      if (this.session) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  async mintTestTokens(token, amount) {
+    const { token: tokenContract } = await this.contracts();
+    await (await tokenContract(token).mint(this.ctx.wallet.account, amount)).wait();
+  }
+
+  // ------------------------------------------------------------------------------------------ payments
+  /** Whether vouchers can be signed without the wallet (a valid session key in this browser). */
+  sessionUsable() {
+    if (!this.session || !this.channel) return false;
+    return this.chainNow() < this.channel.sessionExpiry - (this.ctx.info.sessionMargin ?? 600);
+  }
+
+  async _sign(digest, voucher) {
+    if (this.sessionUsable()) return P.signDigest(this.session.wallet, digest);
+    // No usable session key here: the payer signs with the wallet (one prompt per payment).
+    const signer = await this.ctx.wallet.signer();
+    return signer.signTypedData(this.ctx.domain, P.VOUCHER_TYPES, P.voucherMessage(voucher));
+  }
+
+  /**
+   * Pay a charge computed from the current ledger state by `makeCharge(state)`. Payments are serialised; on
+   * voucher_mismatch / stale / seq_gap the ledger is resynchronised from the relay's state (and the catalog
+   * reloaded, in case a price or split changed) and the charge retried once. Resolves to the relay's ack.
+   */
+  pay(makeCharge, meta = {}) {
+    const run = () => this._pay(makeCharge, meta, true);
+    const result = this._queue.then(run, run);
+    this._queue = result.catch(() => {});
+    return result;
+  }
+
+  async _pay(makeCharge, meta, retry) {
+    if (!this.channel || !this.ledger) throw new RelayError(0, { error: { code: "no_channel", message: "open a channel first" } });
+    const charge = makeCharge(this.ledger);
+    const { next, digest } = L.preparePayment(this.ledger, charge, this.ctx.domain);
+    const body = L.paymentBody(next, charge, await this._sign(digest, next.voucher));
+    try {
+      const ack = await this.ctx.relay.pay(this.channel.channelId, body);
+      if (ack.status === "accepted" || ack.seq >= this.ledger.seq) {
+        this.ledger = next;
+        this.channel = { ...this.channel, spent: ack.total, remaining: ack.remaining, spentToday: ack.spentToday,
+          dailyCap: ack.dailyCap, seq: ack.seq, voucher: P.voucherJson(next.voucher),
+          plays: Object.fromEntries(next.plays), owned: [...next.owned] };
+        if (ack.status === "accepted") this.sessionSpent += BigInt(ack.amount);
+      }
+      this.changed("payment");
+      return { ack, charge };
+    } catch (err) {
+      if (err instanceof RelayError && RESYNC_CODES.has(err.code) && err.state) {
+        this.applySummary(err.state);
+        if (err.code === "voucher_mismatch") await this.refreshCatalog().catch(() => {});
+        this.changed("channel");
+        if (retry) return this._pay(makeCharge, meta, false);
+      }
+      throw err;
+    }
+  }
+
+  tipTrack(trackId, amount, memo) {
+    return this.pay(() => {
+      const listing = this.listing(trackId);
+      if (!listing) throw new RelayError(0, { error: { code: "not_offered", message: "this track is not offered in your channel's token" } });
+      return L.chargeTip(amount, { listing, memo });
+    });
+  }
+
+  buy(trackId) {
+    return this.pay((state) => L.chargeDownload(state, this.listing(trackId)));
+  }
+
+  // ------------------------------------------------------------------------------------------ caps
+  async setCaps({ dailyCap, sessionCap = 0n }) {
+    const { domain } = this.ctx;
+    const id = this.channel.channelId;
+    const issuedAt = BigInt(Math.max(Math.floor(Date.now() / 1000), (this._capsIssuedAt ?? 0) + 1));
+    this._capsIssuedAt = Number(issuedAt);
+    const message = { channelId: id, dailyCap: BigInt(dailyCap), sessionCap: BigInt(sessionCap), issuedAt };
+    let signature;
+    if (this.session) signature = P.signDigest(this.session.wallet, P.capsDigest(domain, message));
+    else signature = await (await this.ctx.wallet.signer()).signTypedData(domain, P.CAPS_TYPES, message);
+    const summary = await this.ctx.relay.setCaps(id, {
+      dailyCap: String(dailyCap), sessionCap: String(sessionCap), issuedAt: Number(issuedAt), signature,
+    });
+    this.applySummary(summary);
+    this.changed("channel");
+  }
+
+  // ------------------------------------------------------------------------------------------ closing
+  /** Cooperative close: the relay co-signs a Close over the latest voucher; the payer settles and is refunded at once. */
+  async closeCooperative() {
+    const { channels } = await this.contracts();
+    const id = this.channel.channelId;
+    await this._queue; // no payment in flight
+    let lastErr;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const res = await this.ctx.relay.close(id);
+      const entry = closeEntry(id, res);
+      const relaySig = P.toCompact(res.relaySignature);
+      try {
+        const tx = await channels.cooperativeClose(entry, relaySig.r, relaySig.vs);
+        const receipt = await tx.wait();
+        this.closeResult = { ...closedEvent(channels, receipt), hash: receipt.hash, cooperative: true };
+        await this._afterClose();
+        return this.closeResult;
+      } catch (err) {
+        lastErr = err;
+        // the settler may have settled in between: ask again for fresh prevAmounts once
+        if (err?.revert?.name !== "VoucherPrevStateMismatch") throw err;
+      }
+    }
+    throw lastErr;
+  }
+
+  async requestClose() {
+    const { channels } = await this.contracts();
+    await this._queue;
+    await (await channels.requestClose(this.channel.channelId)).wait();
+    await this.refreshChainTime();
+    for (let i = 0; i < 20; i++) {
+      await this.refreshChannel();
+      if (this.channel.closesAt) break;
+      await new Promise((r) => setTimeout(r, 400));
+    }
+    if (!this.channel.closesAt) {
+      const view = await channels.getChannel(this.channel.channelId);
+      this.channel = { ...this.channel, status: "closing", closesAt: Number(view.closesAt) };
+    }
+    this.changed("channel");
+  }
+
+  async withdraw() {
+    const { channels } = await this.contracts();
+    const receipt = await (await channels.withdraw(this.channel.channelId)).wait();
+    this.closeResult = { ...closedEvent(channels, receipt), hash: receipt.hash, cooperative: false };
+    await this._afterClose();
+    return this.closeResult;
+  }
+
+  async _afterClose() {
+    this._sse?.close();
+    this._sse = null;
+    this.channel = { ...this.channel, status: "closed" };
+    const i = this.channels.findIndex((c) => c.channelId === this.channel.channelId);
+    if (i >= 0) this.channels[i] = this.channel;
+    this.changed("channel");
+    // the relay's watcher marks the channel closed shortly
+    setTimeout(() => this.refreshChannel().catch(() => {}), 1500);
+  }
+}
+
+/** The SettleEntry for cooperativeClose from the relay's POST /close answer. */
+export function closeEntry(channelId, res) {
+  if (!res.voucher) {
+    return { channelId, payees: [], amounts: [], playHash: P.ZERO_HASH, prevAmounts: [], r: P.ZERO_HASH, vs: P.ZERO_HASH };
+  }
+  const { r, vs } = P.toCompact(res.voucher.signature);
+  return {
+    channelId, payees: res.voucher.payees, amounts: res.voucher.amounts.map(BigInt), playHash: res.voucher.playHash,
+    prevAmounts: res.prevAmounts.map(BigInt), r, vs,
+  };
+}
+
+function closedEvent(channels, receipt) {
+  for (const log of receipt.logs) {
+    try {
+      const parsed = channels.interface.parseLog(log);
+      if (parsed?.name === "ChannelClosed") return { settled: parsed.args.settled, refund: parsed.args.refund };
+    } catch {
+      /* another contract's log */
+    }
+  }
+  return { settled: null, refund: null };
+}

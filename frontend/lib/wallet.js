@@ -1,0 +1,105 @@
+// Wallet discovery and connection: EIP-6963 (multi-wallet discovery) with a window.ethereum fallback, chain
+// checks and wallet_switchEthereumChain / wallet_addEthereumChain.
+import { BrowserProvider, toQuantity } from "ethers";
+
+/** Wallets announced through EIP-6963 (plus window.ethereum if nothing announced itself). */
+export async function discoverWallets({ waitMs = 250 } = {}) {
+  const found = new Map();
+  const onAnnounce = (event) => {
+    const { info, provider } = event.detail ?? {};
+    if (info?.uuid && provider) found.set(info.uuid, { info, provider });
+  };
+  window.addEventListener("eip6963:announceProvider", onAnnounce);
+  window.dispatchEvent(new Event("eip6963:requestProvider"));
+  await new Promise((r) => setTimeout(r, waitMs));
+  window.removeEventListener("eip6963:announceProvider", onAnnounce);
+  const wallets = [...found.values()];
+  if (!wallets.length && window.ethereum) {
+    wallets.push({
+      info: { uuid: "window.ethereum", name: window.ethereum.isMetaMask ? "MetaMask" : "Browser wallet", icon: "", rdns: "window.ethereum" },
+      provider: window.ethereum,
+    });
+  }
+  return wallets;
+}
+
+/** An EIP-1193 provider wrapped for the app: account, chain id, an ethers BrowserProvider and its signer. */
+export class WalletConnection extends EventTarget {
+  constructor({ info, provider }) {
+    super();
+    this.info = info;
+    this.provider = provider;
+    this.account = null;
+    this.chainId = null;
+    this._onAccounts = (accounts) => {
+      this.account = accounts?.[0] ?? null;
+      this._reset();
+      this.dispatchEvent(new Event("change"));
+    };
+    this._onChain = (chainId) => {
+      this.chainId = Number(BigInt(chainId));
+      this._reset();
+      this.dispatchEvent(new Event("change"));
+    };
+  }
+
+  _reset() {
+    this.browserProvider = new BrowserProvider(this.provider, "any");
+    this._signer = null;
+  }
+
+  async connect() {
+    const accounts = await this.provider.request({ method: "eth_requestAccounts" });
+    this.account = accounts?.[0] ?? null;
+    if (!this.account) throw new Error("the wallet returned no account");
+    this.chainId = Number(BigInt(await this.provider.request({ method: "eth_chainId" })));
+    this._reset();
+    this.provider.on?.("accountsChanged", this._onAccounts);
+    this.provider.on?.("chainChanged", this._onChain);
+    return this;
+  }
+
+  disconnect() {
+    this.provider.removeListener?.("accountsChanged", this._onAccounts);
+    this.provider.removeListener?.("chainChanged", this._onChain);
+  }
+
+  async signer() {
+    if (!this._signer) this._signer = await this.browserProvider.getSigner(this.account);
+    return this._signer;
+  }
+
+  /** Ask the wallet to switch to `chainId`, adding the chain first if it does not know it (error 4902). */
+  async switchChain(chainId, { chainName, rpcUrls = [] } = {}) {
+    const hex = toQuantity(chainId);
+    try {
+      await this.provider.request({ method: "wallet_switchEthereumChain", params: [{ chainId: hex }] });
+    } catch (err) {
+      const code = err?.code ?? err?.data?.originalError?.code;
+      if (code !== 4902 && !/unrecognized chain|unknown chain|4902/i.test(String(err?.message))) throw err;
+      if (!rpcUrls.length) throw new Error(`the wallet does not know chain ${chainId} and this relay publishes no RPC URL for it`);
+      await this.provider.request({
+        method: "wallet_addEthereumChain",
+        params: [{ chainId: hex, chainName: chainName || `Chain ${chainId}`, rpcUrls,
+          nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 } }],
+      });
+      await this.provider.request({ method: "wallet_switchEthereumChain", params: [{ chainId: hex }] });
+    }
+    this.chainId = Number(BigInt(await this.provider.request({ method: "eth_chainId" })));
+    this._reset();
+    this.dispatchEvent(new Event("change"));
+  }
+}
+
+/** Human-readable reason for a failed wallet or contract call (custom errors decoded by ethers). */
+export function describeTxError(err) {
+  if (!err) return "unknown error";
+  if (err.code === "ACTION_REJECTED" || err.code === 4001 || err?.info?.error?.code === 4001) return "you rejected the request in your wallet";
+  const revert = err.revert ?? err?.error?.revert;
+  if (revert?.name) {
+    const args = (revert.args ?? []).map((a) => (typeof a === "bigint" ? a.toString() : String(a)));
+    return `the contract refused: ${revert.name}(${args.join(", ")})`;
+  }
+  if (err.shortMessage) return err.shortMessage;
+  return err.message ?? String(err);
+}

@@ -1,0 +1,452 @@
+// Listen view: the catalog as album tiles, the listener's channel (balance, today's spend vs cap, session key,
+// top-up, close, withdraw) and the history of plays and tips. Also the Activity view.
+import { ZeroAddress } from "ethers";
+
+import * as L from "../lib/ledger.js";
+import { Model, meteringOf, ownedAfter, playPrice, termsFromJson } from "../lib/pricing.js";
+import { Ticker, artStyle, avatarStyle, fmtDuration, fmtTime, h, mount, parseAmount, shortAddr } from "../lib/ui.js";
+import { ICONS, openTipModal } from "./player.js";
+
+const form = { token: ZeroAddress, amount: "", method: "permit", days: 7, busy: null, panel: null, capText: "", topUpText: "" };
+
+export function renderListen(ctx, root) {
+  const hero = h("div.hero");
+  const tiles = h("div.tiles", { "data-testid": "catalog" });
+  const side = h("div.side-col");
+  const history = h("div.card", h("div.card-head", h("h3", "Recent plays & tips"), h("a.btn.small.ghost", { href: "#/activity" }, "See all")), h("div.history", { "data-testid": "history" }));
+  const channelSlot = h("div.side-col-inner");
+  mount(side, channelSlot, history);
+  mount(root, h("div.listen",
+    h("div", hero,
+      h("div.section-head", h("h2", "Tonight's catalog"), h("span.muted", { "data-testid": "catalog-token" })), tiles),
+    side));
+
+  const keys = { tiles: null, side: null, history: null };
+  let sideRefs = {};
+  let countdownTimer = null;
+
+  function update() {
+    const { listener } = ctx;
+    renderHero(ctx, hero);
+    root.querySelector("[data-testid=catalog-token]").textContent = `Prices in ${listener.token().symbol}`;
+    const tkey = JSON.stringify([listener.catalog.map((t) => t.trackId + t.splitHash + JSON.stringify(t.terms)), listener.catalogToken,
+      listener.channel?.channelId, listener.channel?.status, listener.ledger ? [...listener.ledger.plays] : null, listener.ledger ? [...listener.ledger.owned] : null,
+      ctx.player.track?.trackId, ctx.player.status]);
+    if (tkey !== keys.tiles) {
+      keys.tiles = tkey;
+      renderTiles(ctx, tiles);
+    }
+    const skey = sideKey(ctx);
+    if (skey !== keys.side) {
+      keys.side = skey;
+      sideRefs = renderSide(ctx, channelSlot);
+    }
+    updateSideNumbers(ctx, sideRefs);
+    if (listener.history !== keys.history) {
+      const fresh = keys.history && listener.history.length && keys.history[0]?.seq !== listener.history[0]?.seq ? listener.history[0].seq : null;
+      keys.history = listener.history;
+      renderHistory(ctx, history.querySelector(".history"), listener.history.slice(0, 6), fresh);
+    }
+  }
+
+  countdownTimer = setInterval(() => updateSideNumbers(ctx, sideRefs), 1000);
+  update();
+  return { update, dispose: () => clearInterval(countdownTimer) };
+}
+
+// ------------------------------------------------------------------------------------------ hero
+function renderHero(ctx, el) {
+  const { listener } = ctx;
+  const n = listener.catalog.length;
+  const artists = new Set(listener.catalog.map((t) => t.owner)).size;
+  if (el.childElementCount) {
+    el.querySelector("[data-k=tracks]").textContent = n;
+    el.querySelector("[data-k=artists]").textContent = artists;
+    return;
+  }
+  mount(el,
+    h("h1", "Pay for exactly what you play."),
+    h("p", "One deposit opens a payment channel. Your browser signs a tiny voucher per play or per second — no wallet pop-ups — and artists are paid on-chain with their splits."),
+    h("div.hero-stats",
+      h("div", h("b", { "data-k": "tracks" }, n), h("span", "tracks")),
+      h("div", h("b", { "data-k": "artists" }, artists), h("span", "artists")),
+      h("div", h("b", "0 pop-ups"), h("span", "per play"))),
+    h("div.hero-eq", { "aria-hidden": "true" }, Array.from({ length: 16 }, (_, i) => h("i", { style: { height: `${30 + ((i * 37) % 60)}px`, animationDelay: `${-(i * 0.17)}s` } }))));
+}
+
+// ------------------------------------------------------------------------------------------ tiles
+function renderTiles(ctx, el) {
+  const { listener, player } = ctx;
+  const token = listener.token();
+  if (!listener.catalog.length) {
+    mount(el, h("div.empty", { style: { gridColumn: "1 / -1" } }, "No tracks are offered in this token yet."));
+    return;
+  }
+  mount(el, listener.catalog.map((t) => {
+    const terms = termsFromJson(t.terms[token.address] ?? Object.values(t.terms)[0] ?? {});
+    const playing = player.track?.trackId === t.trackId && player.status !== "idle";
+    const state = listener.ledger;
+    const plays = state ? L.playsOf(state, t.trackId) : 0;
+    const owned = state?.owned.has(t.trackId.toLowerCase()) || (terms.model === Model.STREAM_TO_OWN && plays >= terms.ownAfter);
+    const chips = [];
+    if (owned) chips.push(h("span.chip.ok", "Owned · plays free"));
+    else if (terms.model === Model.STREAM_TO_OWN) {
+      const next = playPrice(terms, plays + 1);
+      chips.push(h("span.chip.accent", `${ctx.fmt(next, token)} / play`));
+      chips.push(h("span.chip", `own after ${terms.ownAfter}`));
+    } else if (terms.perPlay > 0n) chips.push(h("span.chip.accent", `${ctx.fmt(terms.perPlay, token)} / play`));
+    if (terms.perSecond > 0n) chips.push(h("span.chip.teal", `${ctx.fmt(terms.perSecond, token)} / sec`));
+    if (terms.download > 0n && !owned) chips.push(h("span.chip", `buy ${ctx.fmt(terms.download, token)}`));
+    const mode = meteringOf(terms);
+    const playBtn = h("button.play-fab", {
+      html: playing && player.status !== "paused" && player.status !== "ended" ? ICONS.pause : ICONS.play,
+      "aria-label": `Play ${t.title}`, "data-testid": "play",
+      onclick: () => (playing && player.status === "playing" ? player.toggle() : player.play(t.trackId)),
+    });
+    return h("article.tile", { class: playing ? "playing" : "", "data-testid": "track", "data-track-id": t.trackId, "data-title": t.title, "data-mode": mode },
+      h("div.art", { style: { background: artStyle(t.trackId) } },
+        h("div.eq", { class: player.status === "playing" ? "" : "paused" }, h("i"), h("i"), h("i"), h("i")),
+        h("div.art-title", t.title), playBtn),
+      h("div.tile-meta",
+        h("div.tile-title", t.title),
+        h("div.tile-artist", h("span.avatar.sm", { style: { background: avatarStyle(t.owner) } }), shortAddr(t.owner),
+          t.split.recipients.length > 1 ? h("span.faint", `+${t.split.recipients.length - 1}`) : null),
+        h("div.tile-prices", chips),
+        terms.model === Model.STREAM_TO_OWN && !owned && state ? h("div.own-bar", { title: `${plays} of ${terms.ownAfter} plays towards owning it (${ctx.fmt(ownedAfter(terms), token)} in total)` },
+          h("i", { style: { width: `${(plays / terms.ownAfter) * 100}%` } })) : null,
+        listener.channel?.status === "open" ? h("div.tile-actions",
+          h("button.btn.small.ghost", { html: ICONS.heart + "<span>Tip</span>", "data-testid": "tip", onclick: () => openTipModal(ctx, t.trackId) }),
+          terms.download > 0n && !owned ? h("button.btn.small.ghost", { "data-testid": "buy", onclick: () => buyTrack(ctx, t) }, "Buy") : null) : null));
+  }));
+}
+
+async function buyTrack(ctx, t) {
+  try {
+    await ctx.listener.buy(t.trackId);
+    ctx.toast(`You own “${t.title}” now — plays are free`);
+  } catch (err) {
+    ctx.showError(err, "Purchase refused");
+  }
+}
+
+// ------------------------------------------------------------------------------------------ channel panel
+function sideKey(ctx) {
+  const { listener, wallet } = ctx;
+  const c = listener.channel;
+  return JSON.stringify([wallet?.account, wallet?.chainId, ctx.chainOk(), c?.channelId, c?.status, !!c?.closesAt, !!listener.session,
+    c?.dailyCap, form.panel, form.busy, form.token, form.method, listener.channels.length, !!listener.closeResult]);
+}
+
+function renderSide(ctx, el) {
+  const { listener, wallet } = ctx;
+  const refs = {};
+  if (!wallet?.account) {
+    mount(el, h("div.card.channel-card", { "data-testid": "channel-card" },
+      h("h3", "Start listening"),
+      h("p.muted", { style: { margin: "0 0 14px" } }, "Connect a wallet and deposit once. Plays are then paid from this browser, voucher by voucher."),
+      h("button.btn.primary", { style: { width: "100%" }, onclick: () => ctx.connect() }, "Connect wallet")));
+    return refs;
+  }
+  if (!ctx.chainOk()) {
+    mount(el, h("div.card.channel-card", { "data-testid": "channel-card" }, h("h3", "Wrong network"),
+      h("p.muted", { style: { margin: "0 0 14px" } }, `Switch your wallet to chain ${ctx.info.chainId} to see your channels.`),
+      h("button.btn.primary", { style: { width: "100%" }, "data-testid": "switch-network", onclick: () => ctx.switchNetwork() }, "Switch network")));
+    return refs;
+  }
+  const c = listener.channel;
+  if (!c || (c.status === "closed" && form.panel === "new")) {
+    mount(el, openCard(ctx), channelPicker(ctx));
+    return refs;
+  }
+  const token = ctx.tokenOf(c.token);
+  refs.remaining = h("span.num", { "data-testid": "remaining" });
+  refs.remainingTicker = new Ticker(refs.remaining, (v) => ctx.fmt(v, token, { symbol: false }));
+  refs.deposit = h("b", { "data-testid": "deposit" });
+  refs.spent = h("b", { "data-testid": "spent" });
+  refs.settled = h("b", { "data-testid": "settled" });
+  refs.today = h("span.num", { "data-testid": "spent-today" });
+  refs.capLabel = h("span.muted", { "data-testid": "daily-cap" });
+  refs.capBar = h("i");
+  refs.capMeter = h("div.meter-bar", refs.capBar);
+  refs.c = c;
+  const statusChip = c.status === "open" ? h("span.chip.ok", h("span.dot"), "open")
+    : c.status === "closing" ? h("span.chip.warn", h("span.dot"), "closing") : h("span.chip", "closed");
+
+  const body = [
+    h("div.card-head", h("h3", "Your channel"), h("div.row", h("span.chip", token.symbol), statusChip)),
+    h("div.label", "Balance"),
+    h("div.balance", refs.remaining, h("small", token.symbol)),
+    h("div.stat-row",
+      h("div.stat", h("span", "Deposit"), refs.deposit),
+      h("div.stat", h("span", "Spent"), refs.spent),
+      h("div.stat", h("span", "Settled"), refs.settled)),
+  ];
+
+  if (c.status === "open") {
+    body.push(h("div.meter", { "data-testid": "cap-meter" },
+      h("div.meter-head", h("span", "Today ", refs.today), refs.capLabel), refs.capMeter));
+    const session = listener.session;
+    body.push(h("div.kv-list",
+      h("div", h("span.k", "Session key"), session ? h("span.mono", { title: session.address }, shortAddr(session.address)) : h("span.chip.warn", "not in this browser")),
+      h("div", h("span.k", "Key expires"), h("span", { "data-k": "expiry" }, "")),
+      h("div", h("span.k", "Channel"), h("span.mono", { title: c.channelId }, shortAddr(c.channelId)))));
+    if (!session) {
+      body.push(h("div.inline-form", h("div.muted", "Vouchers from this browser need your wallet's signature each time. Authorise a session key to play without pop-ups."),
+        busyButton(ctx, "authorize", "Authorise this browser", () => listener.authorizeSession(7), "btn primary small")));
+    }
+    body.push(h("div.actions-row",
+      h("button.btn.small", { "data-testid": "set-cap", onclick: () => togglePanel(ctx, "cap") }, c.dailyCap ? "Change daily cap" : "Set daily cap"),
+      h("button.btn.small", { "data-testid": "top-up", onclick: () => togglePanel(ctx, "topup") }, "Top up"),
+      h("button.btn.small.danger", { "data-testid": "close-menu", onclick: () => togglePanel(ctx, "close") }, "Close")));
+    if (form.panel === "cap") body.push(capForm(ctx, token));
+    if (form.panel === "topup") body.push(topUpForm(ctx, token));
+    if (form.panel === "close") body.push(closeForm(ctx, token));
+  } else if (c.status === "closing") {
+    refs.countdown = h("div.countdown", { "data-testid": "countdown" });
+    refs.withdraw = busyButton(ctx, "withdraw", "Withdraw remainder", async () => {
+      const r = await listener.withdraw();
+      ctx.toast(`Channel closed: ${ctx.fmt(r.refund ?? 0n, token)} returned to your wallet`);
+    }, "btn primary", "withdraw");
+    body.push(h("div.inline-form",
+      h("div.label", "Challenge window"),
+      refs.countdown,
+      h("div.muted", "The relay can still settle your latest vouchers until the window ends; then withdraw what is left."),
+      refs.withdraw));
+  } else {
+    const r = listener.closeResult;
+    body.push(h("div.inline-form", { "data-testid": "closed-summary" },
+      h("div", h("b", "Channel closed"), r?.cooperative ? h("span.chip.ok", { style: { marginLeft: "8px" } }, "cooperative") : null),
+      r ? h("div.kv-list",
+        h("div", h("span.k", "Paid to artists"), h("span", { "data-testid": "closed-settled" }, ctx.fmt(r.settled ?? 0n, token))),
+        h("div", h("span.k", "Refunded to you"), h("span", { "data-testid": "refund" }, ctx.fmt(r.refund ?? 0n, token))),
+        h("div", h("span.k", "Transaction"), h("span.mono", shortAddr(r.hash)))) : null,
+      h("button.btn.primary", { "data-testid": "open-new", onclick: () => { form.panel = "new"; ctx.listener.changed(); } }, "Open a new channel")));
+  }
+  mount(el, h("div.card.channel-card", { "data-testid": "channel-card", "data-status": c.status }, body), channelPicker(ctx));
+  return refs;
+}
+
+function updateSideNumbers(ctx, refs) {
+  const c = ctx.listener.channel;
+  if (!refs.c || !c || refs.c.channelId !== c.channelId) return;
+  const token = ctx.tokenOf(c.token);
+  const remaining = BigInt(c.remaining);
+  if (remaining !== refs.remainingTicker.value || !refs.remaining.textContent) refs.remainingTicker.set(remaining, { animate: !!refs.remaining.textContent });
+  const bare = { symbol: false, sig: 4 };
+  refs.deposit.textContent = ctx.fmt(c.deposit, token, bare);
+  refs.spent.textContent = ctx.fmt(c.spent, token, bare);
+  refs.settled.textContent = ctx.fmt(c.settled, token, bare);
+  if (refs.today) {
+    const today = BigInt(c.spentToday);
+    refs.today.textContent = ctx.fmt(today, token);
+    if (c.dailyCap) {
+      const cap = BigInt(c.dailyCap);
+      const pct = cap ? Number((today * 10000n) / cap) / 100 : 0;
+      refs.capLabel.textContent = `of ${ctx.fmt(cap, token)} daily cap`;
+      refs.capBar.style.width = `${Math.min(100, pct)}%`;
+      refs.capMeter.className = "meter-bar" + (pct >= 80 ? " hot" : "");
+    } else {
+      refs.capLabel.textContent = "no daily cap";
+      refs.capBar.style.width = "100%";
+      refs.capMeter.className = "meter-bar nocap";
+    }
+    const exp = document.querySelector("[data-k=expiry]");
+    if (exp) exp.textContent = c.sessionExpiry ? `in ${fmtDuration(c.sessionExpiry - ctx.listener.chainNow())}` : "—";
+  }
+  if (refs.countdown) {
+    const left = (c.closesAt ?? 0) - ctx.listener.chainNow();
+    refs.countdown.textContent = left > 0 ? fmtDuration(left) : "Window over";
+    refs.withdraw.disabled = left > 0 || !!form.busy;
+  }
+}
+
+function togglePanel(ctx, name) {
+  form.panel = form.panel === name ? null : name;
+  ctx.listener.changed();
+}
+
+/** A button that runs an async action once, shows a spinner, and reports errors as banners. */
+function busyButton(ctx, id, label, action, cls = "btn primary", testid = id) {
+  const busy = form.busy === id;
+  const btn = h("button", { class: cls, "data-testid": testid, disabled: !!form.busy, onclick: async () => {
+    form.busy = id;
+    ctx.listener.changed();
+    try {
+      await action();
+    } catch (err) {
+      ctx.showError(err, `${label} failed`);
+    } finally {
+      form.busy = null;
+      ctx.listener.changed();
+    }
+  } }, busy ? [h("span.spinner"), form.progress || "Working…"] : label);
+  return btn;
+}
+
+function capForm(ctx, token) {
+  const c = ctx.listener.channel;
+  const input = h("input.input", { value: form.capText || (c.dailyCap ? ctx.fmt(c.dailyCap, token, { symbol: false, sig: 6 }) : ""), placeholder: "e.g. 0.0001", inputmode: "decimal", "data-testid": "cap-input", oninput: (e) => { form.capText = e.target.value; } });
+  return h("div.inline-form",
+    h("label.field", h("span", "Daily spending cap"), h("div.input-wrap", input, h("span.suffix", token.symbol))),
+    h("div.muted", "Signed by your session key; the relay refuses any voucher that would pass it today. 0 removes the cap."),
+    h("div.row", busyButton(ctx, "cap", "Save cap", async () => {
+      const value = parseAmount(form.capText || input.value, token);
+      if (value === null) throw Object.assign(new Error("enter an amount"), { code: "" });
+      await ctx.listener.setCaps({ dailyCap: value });
+      form.panel = null;
+      form.capText = "";
+      ctx.toast(value ? `Daily cap set to ${ctx.fmt(value, token)}` : "Daily cap removed");
+    }, "btn primary small", "cap-save"), h("button.btn.small.ghost", { onclick: () => togglePanel(ctx, "cap") }, "Cancel")));
+}
+
+function topUpForm(ctx, token) {
+  const input = h("input.input", { value: form.topUpText, placeholder: token.decimals === 18 ? "0.01" : "10", inputmode: "decimal", oninput: (e) => { form.topUpText = e.target.value; } });
+  return h("div.inline-form",
+    h("label.field", h("span", "Add to deposit"), h("div.input-wrap", input, h("span.suffix", token.symbol))),
+    h("div.row", busyButton(ctx, "topup", "Top up", async () => {
+      const value = parseAmount(form.topUpText, token);
+      if (!value) throw new Error("enter an amount");
+      await ctx.listener.topUp(value);
+      form.panel = null;
+      form.topUpText = "";
+      ctx.toast(`Added ${ctx.fmt(value, token)} to your channel`);
+    }, "btn primary small"), h("button.btn.small.ghost", { onclick: () => togglePanel(ctx, "topup") }, "Cancel")));
+}
+
+function closeForm(ctx, token) {
+  const { listener } = ctx;
+  const c = listener.channel;
+  return h("div.inline-form", { "data-testid": "close-form" },
+    h("div", h("b", "Close now"), h("div.muted", `The relay co-signs your latest voucher; artists are paid and the remaining ${ctx.fmt(c.remaining, token)} comes back in one transaction.`)),
+    busyButton(ctx, "coop", "Close & refund now", async () => {
+      const r = await listener.closeCooperative();
+      form.panel = null;
+      ctx.toast(`Channel closed: ${ctx.fmt(r.refund ?? 0n, token)} refunded`);
+    }, "btn primary small", "close-coop"),
+    h("div.divider"),
+    h("div", h("b", "Close without the relay"), h("div.muted", `Starts a ${Math.round(ctx.info.challengePeriod / 3600)} h challenge window in which the relay can settle; then you withdraw the rest.`)),
+    busyButton(ctx, "unilateral", "Request close", async () => {
+      await listener.requestClose();
+      form.panel = null;
+    }, "btn danger small", "request-close"));
+}
+
+function openCard(ctx) {
+  const { listener } = ctx;
+  const token = ctx.tokenOf(form.token);
+  const isEth = token.address === ZeroAddress;
+  if (!form.amount) form.amount = isEth ? "0.01" : "20";
+  const presets = isEth ? ["0.005", "0.01", "0.05"] : ["5", "20", "50"];
+  const balance = h("span.muted.num", { "data-testid": "wallet-token-balance" }, "…");
+  listener.tokenBalance(token.address).then((b) => { balance.textContent = `Wallet: ${ctx.fmt(b, token)}`; }).catch(() => { balance.textContent = ""; });
+  const amount = h("input.input", { value: form.amount, inputmode: "decimal", "data-testid": "deposit-input", oninput: (e) => { form.amount = e.target.value; } });
+  const body = [
+    h("div.card-head", h("h3", listener.channels.length ? "Open a new channel" : "Open your listening channel"), h("span.chip.accent", "one deposit")),
+    h("div.form-grid",
+      h("div.field", h("span", "Pay with"), h("div.seg", ctx.info.tokens.map((t) => h("button", {
+        class: t.address === token.address ? "on" : "", "data-testid": `token-${t.symbol}`,
+        onclick: () => { form.token = t.address; form.amount = ""; ctx.listener.refreshCatalog(t.address).catch(() => {}); ctx.listener.changed(); },
+      }, t.symbol)))),
+      h("label.field", h("span", "Deposit"), h("div.input-wrap", amount, h("span.suffix", token.symbol))),
+      h("div.presets", presets.map((p) => h("button", { type: "button", class: p === form.amount ? "on" : "", onclick: () => { form.amount = p; amount.value = p; } }, `${p} ${token.symbol}`))),
+      balance,
+      !isEth ? h("div.field", h("span", "Funding"), h("div.seg",
+        h("button", { class: form.method === "permit" ? "on" : "", "data-testid": "method-permit", onclick: () => { form.method = "permit"; ctx.listener.changed(); } }, "One signature (permit)"),
+        h("button", { class: form.method === "approve" ? "on" : "", "data-testid": "method-approve", onclick: () => { form.method = "approve"; ctx.listener.changed(); } }, "Approve + open"))) : null,
+      h("label.field", h("span", "Session key valid for"), h("select.input", { onchange: (e) => { form.days = Number(e.target.value); } },
+        [1, 7, 30].map((d) => h("option", { value: d, selected: d === form.days }, `${d} day${d > 1 ? "s" : ""}`)))),
+      h("div.muted", { style: { fontSize: "12.5px" } }, "A fresh key is created in this browser and authorised in the open transaction. It can only pay from this channel."),
+      busyButton(ctx, "open", "Open channel", async () => {
+        const value = parseAmount(form.amount, token);
+        if (!value) throw new Error("enter a deposit amount");
+        await listener.openChannel({ token: token.address, amount: value, method: isEth ? "eth" : form.method, days: form.days }, (msg) => {
+          form.progress = msg;
+          ctx.listener.changed();
+        });
+        form.panel = null;
+        form.progress = null;
+        ctx.toast(`Channel open with ${ctx.fmt(value, token)} — press play`);
+      }, "btn primary", "open-channel"),
+      !isEth ? h("button.btn.small.ghost", { "data-testid": "faucet", onclick: async () => {
+        try {
+          await listener.mintTestTokens(token.address, 100n * 10n ** BigInt(token.decimals));
+          ctx.toast(`Minted 100 test ${token.symbol}`);
+          ctx.listener.changed();
+          keysReset();
+        } catch (err) {
+          ctx.showError(err, "Mint failed");
+        }
+      } }, `Get 100 test ${token.symbol}`) : null),
+  ];
+  return h("div.card.channel-card", { "data-testid": "channel-card", "data-status": "none" }, body);
+}
+
+function keysReset() {
+  /* the balance line refreshes on the next render */
+}
+
+function channelPicker(ctx) {
+  const { listener } = ctx;
+  if (listener.channels.length < 2 && !(listener.channel?.status === "closed")) return null;
+  return h("div.card",
+    h("h3", "Your channels"),
+    h("div.history", listener.channels.map((c) => h("div.h-item", { style: { cursor: "pointer" }, onclick: () => { form.panel = null; listener.selectChannel(c.channelId).catch((e) => ctx.showError(e)); } },
+      h("div.h-art", { style: { background: artStyle(c.channelId) } }),
+      h("div", { style: { minWidth: 0 } }, h("div.h-title.mono", shortAddr(c.channelId)), h("div.h-sub", `${c.status} · ${ctx.fmt(c.deposit, c.token)} deposit`)),
+      h("div.h-amt", ctx.fmt(c.spent, c.token), h("small", c.channelId === listener.channel?.channelId ? "active" : "spent"))))));
+}
+
+// ------------------------------------------------------------------------------------------ history
+const KIND_ICON = { play: "▶", seconds: "◷", tip: "♥", download: "⬇" };
+
+function historyRow(ctx, item, fresh) {
+  const token = ctx.listener.token();
+  const direct = item.kind === "tip" && !item.title;
+  const what = direct ? `Tip to ${shortAddr("0x" + item.target.slice(26))}` : (item.title ?? shortAddr(item.target));
+  const sub = item.kind === "play" ? "Play" : item.kind === "seconds" ? `${item.units} s listened` : item.kind === "tip" ? (item.memo ? `Tip · “${item.memo}”` : "Tip") : "Purchase";
+  return h("div.h-item", { class: fresh === item.seq ? "new" : "", "data-testid": "history-item", "data-kind": item.kind },
+    h("div.h-art", { style: { background: direct ? avatarStyle("0x" + item.target.slice(26)) : artStyle(item.target) } }, KIND_ICON[item.kind]),
+    h("div", { style: { minWidth: 0 } }, h("div.h-title", what), h("div.h-sub", `${sub} · ${fmtTime(item.at)}`)),
+    h("div.h-amt", item.amount === "0" ? "free" : ctx.fmt(item.amount, token), h("small", `#${item.seq}`)));
+}
+
+function renderHistory(ctx, el, items, fresh) {
+  if (!ctx.listener.channel) {
+    mount(el, h("div.empty", "Your plays and tips will show up here, each with what it cost."));
+    return;
+  }
+  if (!items.length) {
+    mount(el, h("div.empty", "Nothing paid yet — press play on a track."));
+    return;
+  }
+  mount(el, items.map((i) => historyRow(ctx, i, fresh)));
+}
+
+// ------------------------------------------------------------------------------------------ activity view
+export function renderActivity(ctx, root) {
+  const list = h("div.history", { "data-testid": "activity" });
+  const summary = h("div.grid-3");
+  mount(root, h("div", { style: { maxWidth: "980px" } },
+    h("div.studio-head", h("div", h("div.label", "Listening"), h("h1", "Activity"))),
+    h("div", { style: { marginTop: "20px" } }, summary),
+    h("div.card", { style: { marginTop: "16px" } }, list)));
+  function update() {
+    const { listener } = ctx;
+    const c = listener.channel;
+    if (!c) {
+      mount(summary);
+      mount(list, h("div.empty", ctx.wallet ? "No channel yet." : "Connect a wallet to see your activity."));
+      return;
+    }
+    const token = ctx.tokenOf(c.token);
+    const sums = { play: 0n, seconds: 0n, tip: 0n, download: 0n };
+    for (const i of listener.history) sums[i.kind] += BigInt(i.amount);
+    mount(summary,
+      h("div.kpi", h("span", "Plays"), h("b", ctx.fmt(sums.play, token))),
+      h("div.kpi", h("span", "Per-second listening"), h("b", ctx.fmt(sums.seconds, token))),
+      h("div.kpi", h("span", "Tips & purchases"), h("b", ctx.fmt(sums.tip + sums.download, token))));
+    renderHistory(ctx, list, listener.history, null);
+  }
+  update();
+  return { update };
+}

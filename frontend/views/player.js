@@ -1,0 +1,295 @@
+// The player bar: real audio from the relay, paid as it plays. A per-play track is paid when it starts (or
+// once minSeconds were heard); a per-second track is paid every CHUNK seconds of actual listening, and the rest
+// when it pauses or ends. A refused payment stops the music and shows the relay's reason.
+import * as L from "../lib/ledger.js";
+import { meteringOf } from "../lib/pricing.js";
+import { Ticker, artStyle, fmtClock, h, mount, parseAmount, shortAddr } from "../lib/ui.js";
+
+export const CHUNK_SECONDS = 5;
+
+const ICONS = {
+  play: '<svg viewBox="0 0 24 24"><path d="M7 4.5v15a1 1 0 0 0 1.5.86l12.5-7.5a1 1 0 0 0 0-1.72L8.5 3.64A1 1 0 0 0 7 4.5Z"/></svg>',
+  pause: '<svg viewBox="0 0 24 24"><rect x="6" y="4" width="4" height="16" rx="1.2"/><rect x="14" y="4" width="4" height="16" rx="1.2"/></svg>',
+  heart: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"><path d="M20.8 4.6a5.5 5.5 0 0 0-7.8 0L12 5.7l-1-1.1a5.5 5.5 0 0 0-7.8 7.8l1 1.1L12 21l7.8-7.5 1-1.1a5.5 5.5 0 0 0 0-7.8Z"/></svg>',
+};
+export { ICONS };
+
+export class Player {
+  constructor(ctx, el, audio) {
+    this.ctx = ctx;
+    this.el = el;
+    this.audio = audio;
+    this.track = null;
+    this.mode = "play";
+    this.status = "idle"; // idle | loading | paying | playing | paused | ended
+    this.charged = false; // the current play was paid
+    this.heard = 0; // seconds heard of the current play
+    this.unpaid = 0; // seconds heard and not yet paid (per-second metering)
+    this.lastTime = 0;
+    this.inflight = null;
+    this.build();
+    audio.addEventListener("timeupdate", () => this.onTime());
+    audio.addEventListener("ended", () => this.onEnded());
+    audio.addEventListener("pause", () => { if (this.status === "playing") this.setStatus("paused"); this.flush(); });
+    audio.addEventListener("play", () => { this.lastTime = audio.currentTime; });
+    setInterval(() => this.tick(), 200);
+  }
+
+  build() {
+    this.art = h("div.p-art");
+    this.title = h("div.p-title", "Nothing playing");
+    this.sub = h("div.p-sub", "Pick a track — you pay only for what you hear");
+    this.playBtn = h("button.p-play", { html: ICONS.play, "aria-label": "Play", disabled: true, "data-testid": "player-toggle", onclick: () => this.toggle() });
+    this.bar = h("i", { style: { width: "0%" } });
+    this.paidBar = h("b", { style: { width: "0%" } });
+    this.cur = h("span", "0:00");
+    this.dur = h("span", "0:00");
+    this.rate = h("div.spend-rate", "");
+    this.spendVal = h("div.spend-val", { "data-testid": "session-spend" }, "0");
+    this.spendTicker = new Ticker(this.spendVal, (v) => this.ctx.fmt(v, this.ctx.listener?.token()));
+    this.tipBtn = h("button.btn.small", { html: ICONS.heart + "<span>Tip</span>", disabled: true, "data-testid": "player-tip", onclick: () => this.track && openTipModal(this.ctx, this.track.trackId) });
+    this.spendTicker.set(0n, { animate: false });
+    this.statusChip = h("span.chip", { "data-testid": "player-status", "data-status": "idle" }, "idle");
+    mount(this.el,
+      h("div.p-now", this.art, h("div", { style: { minWidth: 0 } }, this.title, this.sub)),
+      h("div.p-center",
+        h("div.p-controls", this.statusChip, this.playBtn, this.tipBtn),
+        h("div.p-progress", this.cur, h("div.p-bar", this.paidBar, this.bar), this.dur)),
+      h("div.p-right", h("div.spend", h("div.label", h("span.live-dot"), "Spent this session"), this.spendVal, this.rate)));
+  }
+
+  setStatus(status) {
+    this.status = status;
+    this.playBtn.innerHTML = status === "playing" || status === "loading" || status === "paying" ? ICONS.pause : ICONS.play;
+    this.playBtn.disabled = !this.track;
+    this.tipBtn.disabled = !this.track || !this.ctx.listener.channel;
+    const label = { idle: "idle", loading: "loading", paying: "paying…", playing: this.mode === "seconds" ? "metering" : "paid", paused: "paused", ended: "ended" }[status];
+    this.statusChip.textContent = label;
+    this.statusChip.dataset.status = status;
+    this.statusChip.classList.toggle("hidden", status === "idle");
+    this.statusChip.className = "chip " + (status === "playing" ? "teal" : status === "paying" ? "accent" : "");
+    this.ctx.listener.changed("player");
+  }
+
+  isPlaying(trackId) {
+    return this.track?.trackId === trackId && ["playing", "loading", "paying"].includes(this.status);
+  }
+
+  /** Start a track (or resume it). */
+  async play(trackId, { mode } = {}) {
+    const { listener } = this.ctx;
+    if (!listener.channel || listener.channel.status !== "open") {
+      this.ctx.banner({ kind: "warn", id: "need-channel", title: "Open a channel to start listening", message: "Deposit once; every play is then paid from your browser without wallet pop-ups." });
+      document.querySelector("[data-testid=channel-card]")?.scrollIntoView({ behavior: "smooth" });
+      return;
+    }
+    const listing = listener.listing(trackId);
+    if (!listing) {
+      this.ctx.banner({ kind: "warn", title: "Not available in your channel's token", message: "This track has no price in the token your channel holds." });
+      return;
+    }
+    if (this.track?.trackId === trackId && this.status === "paused") {
+      await this.resume();
+      return;
+    }
+    this.stop();
+    this.track = listener.track(trackId);
+    this.mode = mode ?? meteringOf(listing.terms);
+    this.charged = false;
+    this.heard = 0;
+    this.unpaid = 0;
+    this.renderTrack(listing);
+    this.setStatus("loading");
+    this.audio.src = this.track.audio;
+    try {
+      await new Promise((resolve, reject) => {
+        const ok = () => { cleanup(); resolve(); };
+        const bad = () => { cleanup(); reject(new Error("the relay has no audio for this track")); };
+        const cleanup = () => { this.audio.removeEventListener("loadedmetadata", ok); this.audio.removeEventListener("error", bad); };
+        this.audio.addEventListener("loadedmetadata", ok);
+        this.audio.addEventListener("error", bad);
+        this.audio.load();
+      });
+    } catch (err) {
+      this.setStatus("idle");
+      this.ctx.banner({ kind: "error", title: "Could not load the audio", message: err.message, code: "no_audio" });
+      return;
+    }
+    if (this.mode === "play" && listing.terms.minSeconds === 0) {
+      if (!(await this.chargePlay())) return;
+    }
+    await this.startAudio();
+  }
+
+  async startAudio() {
+    try {
+      this.lastTime = this.audio.currentTime;
+      await this.audio.play();
+      this.setStatus("playing");
+    } catch (err) {
+      this.setStatus("paused");
+      this.ctx.banner({ kind: "warn", title: "Playback was blocked", message: err.message });
+    }
+  }
+
+  async resume() {
+    if (this.status === "ended") return this.play(this.track.trackId, { mode: this.mode });
+    await this.startAudio();
+  }
+
+  toggle() {
+    if (!this.track) return;
+    if (this.status === "playing") this.audio.pause();
+    else if (this.status === "paused") this.resume();
+    else if (this.status === "ended" || this.status === "idle") this.play(this.track.trackId, { mode: this.mode });
+  }
+
+  stop() {
+    if (this.track && this.status !== "idle") {
+      this.audio.pause();
+      this.flush();
+    }
+    this.setStatus(this.track ? "idle" : "idle");
+  }
+
+  async chargePlay() {
+    this.setStatus("paying");
+    const id = this.track.trackId;
+    try {
+      await this.ctx.listener.pay((state) => L.chargePlay(state, this.ctx.listener.listing(id)));
+      this.charged = true;
+      return true;
+    } catch (err) {
+      this.refused(err);
+      return false;
+    }
+  }
+
+  /** Pay for the seconds heard so far (per-second metering); refused -> stop. */
+  flush(min = 1) {
+    if (this.mode !== "seconds" || !this.track) return;
+    const seconds = Math.floor(this.unpaid);
+    if (seconds < min) return;
+    this.unpaid -= seconds;
+    const id = this.track.trackId;
+    const p = this.ctx.listener.pay(() => L.chargeSeconds(this.ctx.listener.listing(id), seconds));
+    this.inflight = p;
+    p.catch((err) => {
+      this.audio.pause();
+      this.refused(err);
+    }).finally(() => { if (this.inflight === p) this.inflight = null; });
+    return p;
+  }
+
+  refused(err) {
+    this.audio.pause();
+    this.setStatus("paused");
+    this.ctx.showError(err, "Payment refused");
+  }
+
+  onTime() {
+    const t = this.audio.currentTime;
+    const delta = t - this.lastTime;
+    this.lastTime = t;
+    if (this.status !== "playing" || !(delta > 0 && delta < 1.5)) return;
+    this.heard += delta;
+    if (this.mode === "seconds") {
+      this.unpaid += delta;
+      if (this.unpaid >= CHUNK_SECONDS && !this.inflight) this.flush(CHUNK_SECONDS);
+    } else if (!this.charged) {
+      const listing = this.ctx.listener.listing(this.track.trackId);
+      if (listing && this.heard >= listing.terms.minSeconds) {
+        this.charged = true;
+        this.ctx.listener.pay((state) => L.chargePlay(state, this.ctx.listener.listing(this.track.trackId))).catch((err) => this.refused(err));
+      }
+    }
+  }
+
+  onEnded() {
+    this.flush();
+    this.setStatus("ended");
+  }
+
+  renderTrack(listing) {
+    const t = this.track;
+    this.art.style.background = artStyle(t.trackId);
+    this.title.textContent = t.title;
+    const token = this.ctx.listener.token();
+    const price = this.mode === "seconds"
+      ? `${this.ctx.fmt(listing.terms.perSecond, token)} / second`
+      : `${this.ctx.fmt(L.chargePlay(this.ctx.listener.ledger, listing).amount, token)} this play`;
+    mount(this.sub, shortAddr(t.owner), " · ", price);
+    this.tipBtn.disabled = false;
+  }
+
+  /** The ticking meters: session spend including seconds heard but not yet paid. */
+  tick() {
+    const { listener } = this.ctx;
+    if (!listener) return;
+    const d = this.audio.duration || 0;
+    const t = this.audio.currentTime || 0;
+    this.bar.style.width = d ? `${(t / d) * 100}%` : "0%";
+    this.cur.textContent = fmtClock(t);
+    this.dur.textContent = fmtClock(d);
+    let accrued = 0n;
+    if (this.track && this.mode === "seconds") {
+      const listing = listener.listing(this.track.trackId);
+      if (listing) {
+        accrued = (listing.terms.perSecond * BigInt(Math.round(this.unpaid * 1000))) / 1000n;
+        this.rate.textContent = `${this.status === "playing" ? "▲ " : ""}${this.ctx.fmt(listing.terms.perSecond, listener.token())}/s`;
+      }
+      this.paidBar.style.width = d ? `${(Math.max(0, t - this.unpaid) / d) * 100}%` : "0%";
+    } else {
+      this.paidBar.style.width = this.charged && d ? "100%" : "0%";
+      this.rate.textContent = this.track && this.charged ? "paid per play" : "";
+    }
+    const total = listener.sessionSpent + accrued;
+    if (total !== this.spendTicker.value) this.spendTicker.set(total, { animate: accrued === 0n });
+  }
+}
+
+/** Tip a track (its split applies) with an optional message. */
+export function openTipModal(ctx, trackId) {
+  const { listener } = ctx;
+  if (!listener.channel || listener.channel.status !== "open") {
+    ctx.banner({ kind: "warn", id: "need-channel", title: "Open a channel to tip", message: "Tips are paid from your channel like plays." });
+    return;
+  }
+  const track = listener.track(trackId);
+  const token = listener.token();
+  const presets = token.decimals === 18 ? ["0.0001", "0.0005", "0.001"] : ["0.25", "1", "5"];
+  let amountText = presets[1];
+  ctx.modal((box, close) => {
+    const amount = h("input.input", { value: amountText, inputmode: "decimal", "data-testid": "tip-amount", oninput: (e) => { amountText = e.target.value; sync(); } });
+    const memo = h("textarea.input", { placeholder: "Say something to the artist (optional, 280 bytes)", maxlength: 280, "data-testid": "tip-message" });
+    const presetRow = h("div.presets", presets.map((p) => h("button", { type: "button", onclick: () => { amount.value = amountText = p; sync(); } }, `${p} ${token.symbol}`)));
+    const send = h("button.btn.primary", { "data-testid": "tip-send", onclick: async () => {
+      const value = parseAmount(amountText, token);
+      if (!value) return;
+      send.disabled = true;
+      send.replaceChildren(h("span.spinner"), "Sending…");
+      try {
+        await listener.tipTrack(trackId, value, memo.value.trim());
+        close();
+        ctx.toast(`Tipped ${ctx.fmt(value, token)} to “${track.title}” ♥`);
+      } catch (err) {
+        close();
+        ctx.showError(err, "Tip refused");
+      }
+    } }, "Send tip");
+    const sync = () => {
+      const ok = !!parseAmount(amountText, token);
+      amount.classList.toggle("invalid", !ok);
+      send.disabled = !ok;
+      for (const b of presetRow.children) b.classList.toggle("on", b.textContent.startsWith(amountText + " "));
+    };
+    mount(box,
+      h("div.row", h("div.p-art", { style: { background: artStyle(trackId), width: "52px", height: "52px" } }),
+        h("div", h("h3", `Tip “${track.title}”`), h("div.faint", "Split like plays, platform fee included"))),
+      h("div.form-grid", { style: { marginTop: "16px" } },
+        h("label.field", h("span", "Amount"), h("div.input-wrap", amount, h("span.suffix", token.symbol))), presetRow,
+        h("label.field", h("span", "Message"), memo)),
+      h("div.actions", h("button.btn.ghost", { onclick: close }, "Cancel"), send));
+    sync();
+  });
+}

@@ -1,0 +1,468 @@
+// Artist studio: earnings per track (pending -> settled -> claimed), a chart of the last 24 hours, CSV export,
+// on-chain claims; registering tracks (content hash, prices, revenue split with platform fee) and changing a
+// track's price or split later.
+import { Contract, ZeroAddress, getAddress, isAddress, keccak256 } from "ethers";
+
+import { ZERO_ADDRESS, applySplit, splitProblems } from "../lib/protocol.js";
+import { Model, termsFromJson, termsTuple } from "../lib/pricing.js";
+import { artStyle, avatarStyle, fmtTime, h, mount, parseAmount, shortAddr, svg } from "../lib/ui.js";
+
+const S = {
+  token: ZeroAddress, // earnings token shown
+  earnings: null,
+  claimable: {},
+  claimResult: {},
+  catalog: [],
+  editing: null, // trackId being edited
+  busy: null,
+  reg: null, // register form state
+};
+
+function newTermsState(token) {
+  return { token, perPlay: "", perSecond: "", download: "", model: Model.FLAT, ownAfter: 8, minSeconds: 0 };
+}
+
+function newSplitState(owner) {
+  return { rows: [{ address: owner ?? "", pct: "100" }], feeOn: false, feeRecipient: "", feePct: "5" };
+}
+
+export function renderStudio(ctx, root) {
+  let timer = null;
+  let sse = null;
+  let account = null;
+  let catalogKey = null;
+  const earningsEl = h("div");
+  const tracksEl = h("div");
+  const claimEl = h("div");
+  const registerEl = h("div");
+
+  function layout() {
+    if (!ctx.wallet?.account) {
+      mount(root, h("div.connect-cta", h("h2", "Your artist studio"), h("p", "Connect the wallet that owns your tracks to register music, set prices and splits, and claim earnings."),
+        h("button.btn.primary", { onclick: () => ctx.connect() }, "Connect wallet")));
+      return false;
+    }
+    if (!ctx.chainOk()) {
+      mount(root, h("div.connect-cta", h("h2", "Wrong network"), h("p", `Switch your wallet to chain ${ctx.info.chainId}.`)));
+      return false;
+    }
+    mount(root,
+      h("div.studio-head",
+        h("div", h("div.label", "Artist studio"), h("h1", "Earnings & catalog"),
+          h("div.row", { style: { marginTop: "6px" } }, h("span.avatar.sm", { style: { background: avatarStyle(ctx.wallet.account) } }), h("span.mono.muted", ctx.wallet.account))),
+        h("div.row",
+          h("a.btn", { href: ctx.relay.earningsCsvUrl(ctx.wallet.account), download: `earnings-${ctx.wallet.account}.csv`, "data-testid": "csv-export" }, "Export CSV"),
+          h("a.btn.primary", { href: "#register", onclick: (e) => { e.preventDefault(); registerEl.scrollIntoView({ behavior: "smooth" }); } }, "Register a track"))),
+      h("div.studio-grid",
+        h("div", { style: { display: "flex", flexDirection: "column", gap: "20px" } }, earningsEl, tracksEl),
+        h("div", { style: { display: "flex", flexDirection: "column", gap: "20px" } }, claimEl, registerEl)));
+    return true;
+  }
+
+  async function load() {
+    if (!ctx.chainOk()) return;
+    const acct = ctx.wallet.account;
+    const channels = new Contract(ctx.info.channels, ctx.abis.channels, ctx.wallet.browserProvider);
+    const [earnings, catalog, ...claimable] = await Promise.all([
+      ctx.relay.earnings(acct), ctx.relay.catalog(),
+      ...ctx.info.tokens.map((t) => channels.claimable(acct, t.address).catch(() => 0n)),
+    ]);
+    if (acct !== ctx.wallet?.account) return;
+    S.earnings = earnings;
+    S.catalog = catalog.tracks;
+    ctx.info.tokens.forEach((t, i) => { S.claimable[t.address] = claimable[i]; });
+    draw();
+  }
+
+  function draw() {
+    if (!S.earnings) {
+      mount(earningsEl, h("div.card", h("div.boot", h("div.spinner"), "Loading earnings…")));
+      return;
+    }
+    drawEarnings(ctx, earningsEl, redraw);
+    drawClaims(ctx, claimEl, redraw, load);
+    const key = JSON.stringify([S.catalog.map((t) => [t.trackId, t.splitHash, t.terms]), S.editing, ctx.wallet.account]);
+    if (key !== catalogKey) {
+      catalogKey = key;
+      drawTracks(ctx, tracksEl, () => { catalogKey = null; draw(); });
+    }
+  }
+
+  const redraw = () => draw();
+
+  let started = null;
+  function start() {
+    stop();
+    started = `${ctx.wallet?.account}|${ctx.chainOk()}`;
+    if (!layout()) return;
+    account = ctx.wallet.account;
+    catalogKey = null;
+    if (!S.reg || S.reg.owner !== account) S.reg = { owner: account, title: "", trackId: "", fileName: "", terms: newTermsState(ZeroAddress), split: newSplitState(account) };
+    drawRegister(ctx, registerEl, () => load().catch(() => {}));
+    draw();
+    load().catch((err) => ctx.showError(err, "Could not load your earnings"));
+    timer = setInterval(() => load().catch(() => {}), 3000);
+    sse = ctx.relay.events({ payee: account }, () => load().catch(() => {}));
+  }
+
+  function stop() {
+    clearInterval(timer);
+    sse?.close();
+    sse = null;
+  }
+
+  start();
+  return {
+    update() {
+      if (`${ctx.wallet?.account}|${ctx.chainOk()}` !== started) start();
+    },
+    dispose: stop,
+  };
+}
+
+// ------------------------------------------------------------------------------------------ earnings
+function drawEarnings(ctx, el, redraw) {
+  const e = S.earnings;
+  const token = ctx.tokenOf(S.token);
+  const totals = e.tokens[token.address] ?? e.tokens[token.address.toLowerCase()] ?? { pending: "0", settled: "0", claimed: "0", total: "0" };
+  const rows = e.tracks.filter((t) => getAddress(t.token) === token.address);
+  const kpi = (cls, label, value, testid) => h("div.kpi", { class: cls }, h("span", cls ? h("span.dot") : null, label), h("b", { "data-testid": testid }, ctx.fmt(value, token)));
+  mount(el, h("div.card", { "data-testid": "earnings" },
+    h("div.card-head", h("h3", "Earnings"), h("div.seg", ctx.info.tokens.map((t) => h("button", { class: t.address === token.address ? "on" : "", onclick: () => { S.token = t.address; redraw(); } }, t.symbol)))),
+    h("div.kpis",
+      kpi("", "Earned", totals.total, "earned-total"),
+      kpi("pending", "Pending", totals.pending, "earned-pending"),
+      kpi("settled", "Settled", totals.settled, "earned-settled"),
+      kpi("claimed", "Claimed", totals.claimed, "earned-claimed")),
+    chart(ctx, e.timeline.filter((p) => getAddress(p.token) === token.address), token),
+    h("div.row", { style: { justifyContent: "space-between", marginTop: "4px" } },
+      h("div.legend", h("span", h("span.dot", { style: { color: "var(--warn)" } }), "pending"), h("span", h("span.dot", { style: { color: "var(--accent-2)" } }), "settled on-chain"), h("span", h("span.dot", { style: { color: "var(--accent)" } }), "claimed")),
+      h("span.faint", "last 24 hours")),
+    h("div.divider"),
+    rows.length ? h("table.tbl", { "data-testid": "earnings-table" },
+      h("thead", h("tr", h("th", "Track"), h("th.r", "Plays"), h("th.r", "Seconds"), h("th.r", "Tips"), h("th.r", "Earned"), h("th", "Status"))),
+      h("tbody", rows.map((r) => {
+        const earned = BigInt(r.earned) || 1n;
+        const pct = (v) => `${Number((BigInt(v) * 10000n) / earned) / 100}%`;
+        const direct = !r.title && /^0x0{24}/.test(r.target);
+        return h("tr", { "data-testid": "earnings-row", "data-title": r.title ?? "" },
+          h("td", h("div.t-track", h("div.t-art", { style: { background: direct ? avatarStyle("0x" + r.target.slice(26)) : artStyle(r.target) } }),
+            h("div", h("div", r.title ?? (direct ? "Direct tips" : shortAddr(r.target))), h("div.faint", { style: { fontSize: "11.5px" } }, `${ctx.fmt(r.pending, token)} pending`)))),
+          h("td.r", r.plays), h("td.r", r.seconds), h("td.r", ctx.fmt(r.tips, token)), h("td.r", h("b", ctx.fmt(r.earned, token))),
+          h("td", h("div.stack", { title: `claimed ${ctx.fmt(r.claimed, token)} · settled ${ctx.fmt(r.settled, token)} · pending ${ctx.fmt(r.pending, token)}` },
+            h("i.s-claimed", { style: { width: pct(r.claimed) } }), h("i.s-settled", { style: { width: pct(r.settled) } }), h("i.s-pending", { style: { width: pct(r.pending) } }))));
+      }))) : h("div.empty", "No earnings in this token yet. Plays show up here the moment a listener's voucher is accepted.")));
+}
+
+/** Hourly earnings over the last 24 hours: bars plus a cumulative line (inline SVG, no library). */
+function chart(ctx, points, token) {
+  const W = 640, H = 150, pad = { l: 8, r: 8, t: 16, b: 22 };
+  const nowHour = Math.floor(Date.now() / 3_600_000) * 3600;
+  const hours = Array.from({ length: 24 }, (_, i) => nowHour - (23 - i) * 3600);
+  const byHour = new Map(points.map((p) => [p.hour, BigInt(p.amount)]));
+  const before = points.filter((p) => p.hour < hours[0]).reduce((a, p) => a + BigInt(p.amount), 0n);
+  const values = hours.map((hr) => byHour.get(hr) ?? 0n);
+  const max = values.reduce((a, b) => (b > a ? b : a), 0n);
+  let run = before;
+  const cum = values.map((v) => (run += v));
+  const cumMax = cum.at(-1) || 1n;
+  const bw = (W - pad.l - pad.r) / 24;
+  const y = (v, m) => H - pad.b - (m ? Number((v * 1000n) / m) / 1000 : 0) * (H - pad.t - pad.b);
+  const bars = values.map((v, i) => svg("rect", {
+    x: pad.l + i * bw + 3, y: v ? y(v, max) : H - pad.b - 2, width: bw - 6, height: v ? H - pad.b - y(v, max) : 2, rx: 3,
+    fill: v ? "url(#barGrad)" : "rgba(255,255,255,.06)",
+  }, svg("title", {}, document.createTextNode(`${new Date(hours[i] * 1000).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })}: ${ctx.fmt(v, token)}`))));
+  const line = cum.map((v, i) => `${i ? "L" : "M"}${pad.l + i * bw + bw / 2},${y(v, cumMax)}`).join(" ");
+  const labels = [0, 6, 12, 18, 23].map((i) => svg("text", { x: pad.l + i * bw + bw / 2, y: H - 6, "text-anchor": "middle" },
+    document.createTextNode(i === 23 ? "now" : new Date(hours[i] * 1000).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" }))));
+  return svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", "data-testid": "earnings-chart", role: "img", "aria-label": "Earnings per hour over the last 24 hours" },
+    svg("defs", {}, svg("linearGradient", { id: "barGrad", x1: 0, y1: 0, x2: 0, y2: 1 }, svg("stop", { offset: 0, "stop-color": "#8b6cff" }), svg("stop", { offset: 1, "stop-color": "#5a8dff", "stop-opacity": ".55" })),
+      svg("linearGradient", { id: "areaGrad", x1: 0, y1: 0, x2: 0, y2: 1 }, svg("stop", { offset: 0, "stop-color": "#19d3a8", "stop-opacity": ".25" }), svg("stop", { offset: 1, "stop-color": "#19d3a8", "stop-opacity": "0" }))),
+    [0.25, 0.5, 0.75].map((f) => svg("line", { class: "grid-line", x1: pad.l, x2: W - pad.r, y1: pad.t + f * (H - pad.t - pad.b), y2: pad.t + f * (H - pad.t - pad.b) })),
+    svg("path", { d: `${line} L${pad.l + 23 * bw + bw / 2},${H - pad.b} L${pad.l + bw / 2},${H - pad.b} Z`, fill: "url(#areaGrad)" }),
+    bars,
+    svg("path", { d: line, fill: "none", stroke: "#19d3a8", "stroke-width": 2, "stroke-linejoin": "round", "vector-effect": "non-scaling-stroke" }),
+    labels,
+    max ? svg("text", { x: W - pad.r, y: 11, "text-anchor": "end" }, document.createTextNode(`peak ${ctx.fmt(max, token)}/h · total ${ctx.fmt(cumMax, token)}`)) : null);
+}
+
+// ------------------------------------------------------------------------------------------ claims
+function drawClaims(ctx, el, redraw, reload) {
+  mount(el, h("div.card", { "data-testid": "claims" },
+    h("div.card-head", h("h3", "Claim"), h("span.faint", "credited on-chain by settlements")),
+    ctx.info.tokens.map((t) => {
+      const amount = S.claimable[t.address] ?? 0n;
+      const busy = S.busy === "claim-" + t.address;
+      const result = S.claimResult[t.address];
+      return h("div", h("div.claim-box",
+        h("div", h("div.label", `${t.symbol} claimable`), h("b.num", { "data-testid": `claimable-${t.symbol}` }, ctx.fmt(amount, t))),
+        h("button.btn.primary", { disabled: !amount || !!S.busy, "data-testid": `claim-${t.symbol}`, onclick: async () => {
+          S.busy = "claim-" + t.address;
+          redraw();
+          try {
+            const signer = await ctx.wallet.signer();
+            const channels = new Contract(ctx.info.channels, ctx.abis.channels, signer);
+            const receipt = await (await channels.claim(t.address, ctx.wallet.account)).wait();
+            let paid = null;
+            for (const log of receipt.logs) {
+              try {
+                const p = channels.interface.parseLog(log);
+                if (p?.name === "Claimed") paid = p.args.amount;
+              } catch { /* other contract */ }
+            }
+            S.claimResult[t.address] = { amount: paid, hash: receipt.hash, at: Date.now() / 1000 };
+            ctx.toast(`Claimed ${ctx.fmt(paid ?? 0n, t)} to your wallet`);
+          } catch (err) {
+            ctx.showError(err, "Claim failed");
+          } finally {
+            S.busy = null;
+            await reload().catch(() => {});
+            redraw();
+          }
+        } }, busy ? [h("span.spinner"), "Claiming…"] : "Claim")),
+      result ? h("div.claim-result", { "data-testid": `claim-result-${t.symbol}` }, `✓ Claimed ${ctx.fmt(result.amount ?? 0n, t)} at ${fmtTime(result.at)} · tx ${shortAddr(result.hash)}`) : null);
+    })));
+}
+
+// ------------------------------------------------------------------------------------------ your tracks
+function drawTracks(ctx, el, redraw) {
+  const mine = S.catalog.filter((t) => getAddress(t.owner) === getAddress(ctx.wallet.account));
+  mount(el, h("div.card", { "data-testid": "my-tracks" },
+    h("div.card-head", h("h3", "Your tracks"), h("span.faint", `${mine.length} registered`)),
+    mine.length ? mine.map((t) => {
+      const editing = S.editing === t.trackId;
+      const prices = Object.entries(t.terms).map(([addr, terms]) => {
+        const tok = ctx.tokenOf(addr);
+        const x = termsFromJson(terms);
+        const parts = [];
+        if (x.model === Model.STREAM_TO_OWN) parts.push(`${ctx.fmt(x.perPlay, tok)} first play, own after ${x.ownAfter}`);
+        else if (x.perPlay) parts.push(`${ctx.fmt(x.perPlay, tok)}/play`);
+        if (x.perSecond) parts.push(`${ctx.fmt(x.perSecond, tok)}/s`);
+        if (x.download) parts.push(`buy ${ctx.fmt(x.download, tok)}`);
+        return h("span.chip", parts.join(" · ") || `${tok.symbol}: free`);
+      });
+      return h("div", { "data-testid": "my-track", "data-title": t.title },
+        h("div.my-track",
+          h("div.art", { style: { background: artStyle(t.trackId) } }),
+          h("div", { style: { minWidth: 0 } }, h("div.h-title", t.title),
+            h("div.row.wrap", { style: { gap: "5px", marginTop: "4px" } }, prices,
+              h("span.chip", `split v${t.splitVersion}: ${t.split.recipients.length} recipient${t.split.recipients.length > 1 ? "s" : ""}${t.split.feeBps ? ` + ${t.split.feeBps / 100}% fee` : ""}`))),
+          h("button.btn.small", { "data-testid": "edit-track", onclick: () => { S.editing = editing ? null : t.trackId; redraw(); } }, editing ? "Done" : "Edit")),
+        editing ? trackEditor(ctx, t, redraw) : null);
+    }) : h("div.empty", "You have no tracks on this registry yet.")));
+}
+
+function trackEditor(ctx, t, redraw) {
+  const firstToken = Object.keys(t.terms)[0] ?? ZeroAddress;
+  const ed = S[`edit-${t.trackId}`] ??= {
+    terms: termsStateFrom(ctx, firstToken, t.terms[firstToken]),
+    split: { rows: t.split.recipients.map((a, i) => ({ address: a, pct: String(t.split.bps[i] / 100) })), feeOn: t.split.feeBps > 0,
+      feeRecipient: t.split.feeBps ? t.split.feeRecipient : "", feePct: String((t.split.feeBps || 500) / 100) },
+  };
+  const registry = async () => new Contract(ctx.info.registry, ctx.abis.registry, await ctx.wallet.signer());
+  const termsEl = h("div");
+  const splitEl = h("div");
+  const drawTerms = () => mount(termsEl, termsEditor(ctx, ed.terms, {
+    onToken: (addr) => { ed.terms = termsStateFrom(ctx, addr, t.terms[addr]); drawTerms(); },
+  }));
+  drawTerms();
+  mount(splitEl, splitEditor(ctx, ed.split, () => samplePrice(ctx, ed.terms)));
+  return h("div.inline-form", { "data-testid": "track-editor", style: { marginBottom: "12px" } },
+    h("div.label", "Price"), termsEl,
+    h("div.row", actionButton(ctx, "save-terms", "Save price", async () => {
+      const terms = termsFromState(ctx, ed.terms);
+      await (await (await registry()).setTerms(t.trackId, ed.terms.token, termsTuple(terms))).wait();
+      ctx.toast(`New price for “${t.title}” is live`);
+      delete S[`edit-${t.trackId}`];
+      S.editing = null;
+      redraw();
+    })),
+    h("div.divider"),
+    h("div.label", "Revenue split"), splitEl,
+    h("div.row", actionButton(ctx, "save-split", "Publish new split", async () => {
+      const split = splitFromState(ed.split);
+      const problems = splitProblems(split);
+      if (problems.length) throw new Error(problems[0]);
+      await (await (await registry()).setSplit(t.trackId, [split.recipients, split.bps, split.feeRecipient, split.feeBps])).wait();
+      ctx.toast(`Split v${t.splitVersion + 1} published for “${t.title}” — it applies to plays from now on`);
+      delete S[`edit-${t.trackId}`];
+      S.editing = null;
+      redraw();
+    }), h("span.faint", "Plays already paid keep the split they were priced with.")));
+}
+
+function actionButton(ctx, id, label, action, cls = "btn primary small") {
+  const btn = h("button", { class: cls, "data-testid": id, onclick: async () => {
+    btn.disabled = true;
+    const old = [...btn.childNodes];
+    btn.replaceChildren(h("span.spinner"), "Confirm in wallet…");
+    try {
+      await action();
+    } catch (err) {
+      ctx.showError(err, `${label} failed`);
+    } finally {
+      btn.disabled = false;
+      btn.replaceChildren(...old);
+    }
+  } }, label);
+  return btn;
+}
+
+// ------------------------------------------------------------------------------------------ terms editor
+function termsStateFrom(ctx, tokenAddr, json) {
+  const token = ctx.tokenOf(tokenAddr);
+  const s = newTermsState(token.address);
+  if (!json) return s;
+  const t = termsFromJson(json);
+  const fmt = (v) => (v ? ctx.fmt(v, token, { symbol: false, sig: 8 }).replace(/,/g, "") : "");
+  return { ...s, perPlay: fmt(t.perPlay), perSecond: fmt(t.perSecond), download: fmt(t.download), model: t.model, ownAfter: t.ownAfter || 8, minSeconds: t.minSeconds };
+}
+
+function termsFromState(ctx, s) {
+  const token = ctx.tokenOf(s.token);
+  const amt = (text, name) => {
+    if (!String(text).trim()) return 0n;
+    const v = parseAmount(text, token);
+    if (v === null) throw new Error(`${name}: not an amount`);
+    return v;
+  };
+  const terms = {
+    perPlay: amt(s.perPlay, "price per play"), perSecond: amt(s.perSecond, "price per second"), download: amt(s.download, "download price"),
+    model: Number(s.model), ownAfter: Number(s.model) === Model.STREAM_TO_OWN ? Number(s.ownAfter) : 0, minSeconds: Number(s.minSeconds) || 0, enabled: true,
+  };
+  if (terms.model === Model.STREAM_TO_OWN && !(terms.ownAfter >= 1 && terms.ownAfter <= 32)) throw new Error("stream-to-own needs 1..32 paid plays");
+  if (terms.model === Model.STREAM_TO_OWN && !terms.perPlay) throw new Error("stream-to-own needs a first-play price");
+  return terms;
+}
+
+function samplePrice(ctx, s) {
+  const token = ctx.tokenOf(s.token);
+  const per = parseAmount(s.perPlay, token);
+  if (per) return { amount: per, label: "per play", token };
+  const sec = parseAmount(s.perSecond, token);
+  if (sec) return { amount: sec * 60n, label: "per minute", token };
+  return { amount: 10n ** BigInt(token.decimals), label: `per ${token.symbol}`, token };
+}
+
+function termsEditor(ctx, s, { onToken } = {}) {
+  const token = ctx.tokenOf(s.token);
+  const input = (key, placeholder, testid) => h("div.input-wrap", h("input.input", { value: s[key], placeholder, inputmode: "decimal", "data-testid": testid, oninput: (e) => { s[key] = e.target.value; } }), h("span.suffix", token.symbol));
+  const ownWrap = h("label.field", { class: Number(s.model) === Model.STREAM_TO_OWN ? "" : "hidden" }, h("span", "Owned after (plays)"),
+    h("input.input", { type: "number", min: 1, max: 32, value: s.ownAfter, oninput: (e) => { s.ownAfter = e.target.value; } }));
+  return h("div.form-grid",
+    h("div.row.wrap",
+      h("div.seg", ctx.info.tokens.map((t) => h("button", { type: "button", class: t.address === token.address ? "on" : "", "data-testid": `terms-token-${t.symbol}`,
+        onclick: () => (onToken ? onToken(t.address) : null) }, t.symbol))),
+      h("select.input", { style: { width: "auto" }, "data-testid": "model", onchange: (e) => { s.model = Number(e.target.value); ownWrap.classList.toggle("hidden", s.model !== Model.STREAM_TO_OWN); } },
+        h("option", { value: Model.FLAT, selected: Number(s.model) === Model.FLAT }, "Flat price per play"),
+        h("option", { value: Model.STREAM_TO_OWN, selected: Number(s.model) === Model.STREAM_TO_OWN }, "Stream to own (price doubles)"))),
+    h("div.grid-3",
+      h("label.field", h("span", "Per play"), input("perPlay", "0.00002", "price-play")),
+      h("label.field", h("span", "Per second"), input("perSecond", "0", "price-second")),
+      h("label.field", h("span", "Download"), input("download", "0", "price-download"))),
+    h("div.grid-2", ownWrap,
+      h("label.field", h("span", "Charge a play after (s)"), h("input.input", { type: "number", min: 0, max: 600, value: s.minSeconds, oninput: (e) => { s.minSeconds = e.target.value; } }))));
+}
+
+// ------------------------------------------------------------------------------------------ split editor
+const SPLIT_COLORS = ["#8b6cff", "#19d3a8", "#5a8dff", "#ffb54a", "#ff5d7c", "#c66bff", "#3ee07d", "#ffd84a"];
+
+function splitFromState(s) {
+  const rows = s.rows.filter((r) => r.address.trim() || r.pct.trim());
+  return {
+    recipients: rows.map((r) => (isAddress(r.address.trim()) ? getAddress(r.address.trim()) : r.address.trim())),
+    bps: rows.map((r) => Math.round(parseFloat(r.pct) * 100)),
+    feeRecipient: s.feeOn ? (isAddress(s.feeRecipient.trim()) ? getAddress(s.feeRecipient.trim()) : s.feeRecipient.trim() || ZERO_ADDRESS) : ZERO_ADDRESS,
+    feeBps: s.feeOn ? Math.round(parseFloat(s.feePct) * 100) : 0,
+  };
+}
+
+/** Recipients with shares (in %, stored as bps) and an optional platform fee, validated live: shares must
+ * sum to exactly 10,000 bps, recipients be distinct valid addresses, the fee 0..50% with a recipient. */
+function splitEditor(ctx, s, sample) {
+  const el = h("div.form-grid", { "data-testid": "split-editor" });
+  const draw = () => {
+    const split = splitFromState(s);
+    const problems = splitProblems(split);
+    const badAddr = s.rows.map((r) => !isAddress(r.address.trim()));
+    if (badAddr.some(Boolean)) problems.unshift("every recipient needs a valid address");
+    if (s.feeOn && !isAddress(s.feeRecipient.trim())) problems.unshift("the platform fee needs a valid recipient address");
+    const sum = split.bps.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+    const rows = s.rows.map((r, i) => h("div.split-row", { "data-testid": "split-row" },
+      h("div", h("input.input.mono", { value: r.address, placeholder: "0x… collaborator address", class: r.address && badAddr[i] ? "invalid" : "", "data-testid": "split-address",
+        onchange: (e) => { r.address = e.target.value; draw(); } }), h("div.tag", i === 0 ? "Primary artist — receives rounding dust" : `Collaborator ${i}`)),
+      h("div.input-wrap", h("input.input", { value: r.pct, inputmode: "decimal", "data-testid": "split-pct", onchange: (e) => { r.pct = e.target.value; draw(); } }), h("span.suffix", "%")),
+      i === 0 ? h("span") : h("button.btn.icon.ghost", { "aria-label": "Remove", onclick: () => { s.rows.splice(i, 1); draw(); } }, "×")));
+    let preview = null;
+    if (!problems.length) {
+      const { amount, label, token } = sample();
+      const shares = applySplit(split, amount);
+      const name = (a) => (a === split.feeRecipient && split.feeBps ? "Platform" : a === split.recipients[0] ? "Primary" : `Collaborator ${split.recipients.indexOf(a)}`);
+      preview = h("div.preview", { "data-testid": "split-preview" }, h("div", h("span", `Of ${ctx.fmt(amount, token)} ${label}:`)),
+        shares.map(([a, v]) => h("div", h("span", `${name(a)} ${shortAddr(a)}`), h("span.num", ctx.fmt(v, token)))));
+    }
+    const colors = split.bps.map((b, i) => h("i", { style: { width: `${(Number.isFinite(b) ? b : 0) / 100}%`, background: SPLIT_COLORS[i % SPLIT_COLORS.length] } }));
+    mount(el,
+      h("div.split-rows", rows),
+      h("div.row", h("button.btn.small", { "data-testid": "add-collaborator", disabled: s.rows.length >= 16, onclick: () => { s.rows.push({ address: "", pct: "0" }); draw(); } }, "+ Add collaborator")),
+      h("div.split-bar", colors),
+      h("label.row", { style: { gap: "8px", cursor: "pointer" } }, h("input", { type: "checkbox", checked: s.feeOn, "data-testid": "fee-toggle", onchange: (e) => { s.feeOn = e.target.checked; draw(); } }), "Platform fee, off the top"),
+      s.feeOn ? h("div.split-row",
+        h("input.input.mono", { value: s.feeRecipient, placeholder: "0x… platform address", "data-testid": "fee-address", onchange: (e) => { s.feeRecipient = e.target.value; draw(); } }),
+        h("div.input-wrap", h("input.input", { value: s.feePct, inputmode: "decimal", "data-testid": "fee-pct", onchange: (e) => { s.feePct = e.target.value; draw(); } }), h("span.suffix", "%")), h("span")) : null,
+      h("div.split-total", { class: problems.length ? "bad" : "ok", "data-testid": "split-status" },
+        h("span", problems.length ? problems[0] : "Split is valid"), h("span.num", `${(sum / 100).toFixed(2)}% · ${sum} / 10000 bps`)),
+      preview);
+  };
+  draw();
+  return el;
+}
+
+// ------------------------------------------------------------------------------------------ register
+function drawRegister(ctx, el, reload) {
+  const r = S.reg;
+  const hashInput = h("input.input.mono", { value: r.trackId, placeholder: "0x… keccak256 of the audio file", "data-testid": "content-hash", oninput: (e) => { r.trackId = e.target.value.trim(); } });
+  const fileLabel = h("span", r.fileName ? `${r.fileName} hashed ✓` : "Choose an audio file to hash it in your browser");
+  const file = h("input", { type: "file", accept: "audio/*", class: "hidden", "data-testid": "audio-file", onchange: async (e) => {
+    const f = e.target.files?.[0];
+    if (!f) return;
+    fileLabel.textContent = `Hashing ${f.name}…`;
+    const id = keccak256(new Uint8Array(await f.arrayBuffer()));
+    r.trackId = id;
+    r.fileName = f.name;
+    hashInput.value = id;
+    fileLabel.textContent = `${f.name} hashed ✓`;
+    if (!r.title) {
+      r.title = f.name.replace(/\.[^.]+$/, "").replace(/[-_]+/g, " ");
+      titleInput.value = r.title;
+    }
+  } });
+  const titleInput = h("input.input", { value: r.title, placeholder: "Track title", maxlength: 120, "data-testid": "track-title", oninput: (e) => { r.title = e.target.value; } });
+  const termsEl = h("div");
+  const drawTerms = () => mount(termsEl, termsEditor(ctx, r.terms, { onToken: (addr) => { r.terms = { ...r.terms, token: addr, perPlay: "", perSecond: "", download: "" }; drawTerms(); } }));
+  drawTerms();
+  mount(el, h("div.card#register", { "data-testid": "register" },
+    h("div.card-head", h("h3", "Register a track"), h("span.chip.accent", "on-chain")),
+    h("div.form-grid",
+      h("label.field", h("span", "Title"), titleInput),
+      h("div.field", h("span", "Content hash (track id)"),
+        h("label.drop", file, fileLabel),
+        hashInput),
+      h("div.field", h("span", "Price"), termsEl),
+      h("div.field", h("span", "Revenue split"), splitEditor(ctx, r.split, () => samplePrice(ctx, r.terms))),
+      actionButton(ctx, "register-track", "Register track", async () => {
+        if (!r.title.trim()) throw new Error("give the track a title");
+        if (!/^0x[0-9a-fA-F]{64}$/.test(r.trackId)) throw new Error("the content hash must be 0x + 64 hex digits (choose the audio file to compute it)");
+        const split = splitFromState(r.split);
+        const problems = splitProblems(split);
+        if (problems.length) throw new Error(problems[0]);
+        const terms = termsFromState(ctx, r.terms);
+        const registry = new Contract(ctx.info.registry, ctx.abis.registry, await ctx.wallet.signer());
+        await (await registry.registerTrack(r.trackId, r.title.trim(), r.terms.token, termsTuple(terms),
+          [split.recipients, split.bps, split.feeRecipient, split.feeBps])).wait();
+        ctx.toast(`“${r.title.trim()}” is registered`);
+        S.reg = { owner: r.owner, title: "", trackId: "", fileName: "", terms: newTermsState(r.terms.token), split: newSplitState(r.owner) };
+        drawRegister(ctx, el, reload);
+        await reload();
+      }, "btn primary"))));
+}

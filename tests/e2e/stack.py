@@ -1,0 +1,150 @@
+"""A real ChainStream stack for browser tests and local UI work: anvil, the contracts, the demo catalog and the
+relay (in-process, uvicorn in a thread) serving the web player.
+
+    python -m tests.e2e.stack        # run it until Ctrl-C and print the URLs (for looking at the UI by hand)
+
+Every actor is one of anvil's well-known dev accounts (test mnemonic), which anvil keeps unlocked, so the
+browser tests' injected wallet can forward eth_sendTransaction and eth_signTypedData_v4 to anvil itself.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chainstream.chain.contracts import RegistryClient, TokenClient
+from chainstream.chain.deploy import Deployment, deploy_all
+from chainstream.chain.node import AnvilNode, advance_time, free_port
+from chainstream.chain.transactions import TxSender
+from chainstream.protocol import PrivateKey
+from chainstream.seed import register_catalog
+
+# anvil's default dev keys (mnemonic "test test ... junk"): public test keys, funded only on local chains
+ANVIL_KEYS = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+)
+ROLES = {"deployer": 0, "relay": 1, "listener": 2, "ada": 3, "ben": 4, "cleo": 5, "label": 6, "platform": 7, "listener2": 8}
+CHALLENGE_PERIOD = 3_600
+
+
+@dataclass
+class Stack:
+    node: AnvilNode
+    deployment: Deployment
+    url: str
+    keys: dict[str, PrivateKey]
+    track_ids: dict[str, bytes]
+    _server: Any = None
+    _thread: threading.Thread | None = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def address(self, role: str) -> str:
+        return self.keys[role].address
+
+    def web3(self) -> Any:
+        return self.node.web3()
+
+    def advance(self, seconds: int) -> None:
+        advance_time(self.node.web3(), seconds)
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(self.url + path, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.node.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def start_stack(*, port: int | None = None, settle_interval: float = 1.0, challenge_period: int = CHALLENGE_PERIOD) -> Stack:
+    import uvicorn
+
+    from chainstream.config import Settings
+    from chainstream.relay.app import create_app
+
+    node = AnvilNode().start()
+    try:
+        w3 = node.web3()
+        keys = {role: PrivateKey(ANVIL_KEYS[i]) for role, i in ROLES.items()}
+        deployer = TxSender(w3, keys["deployer"])
+        deployment = deploy_all(w3, deployer, challenge_period=challenge_period, key_rotation_grace=600)
+        assert deployment.stablecoin is not None
+        artists = {name: keys[name] for name in ("ada", "ben", "cleo", "label")}
+        track_ids = register_catalog(RegistryClient(w3, deployment.registry), artists, keys["platform"].address,
+                                     deployment.stablecoin)
+        token = TokenClient(w3, deployment.stablecoin)
+        for role in ("listener", "listener2"):
+            token.mint(TxSender(w3, keys[role]), keys[role].address, 1_000 * 10**6)
+        tmp = tempfile.TemporaryDirectory(prefix="chainstream-e2e-")
+        settings = Settings(relay_key=keys["relay"].secret.hex(), database=str(Path(tmp.name) / "relay.db"),
+                            settle_interval=settle_interval, settle_min_value=1, poll_interval=0.5,
+                            rpc_url=node.url)
+        app = create_app(settings, w3=node.web3(), deployment=deployment)
+        port = port or free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, name="relay", daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if server.started:
+                try:
+                    if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+            if not thread.is_alive():
+                raise RuntimeError("the relay exited during start-up")
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the relay did not start within 60 s")
+        return Stack(node, deployment, url, keys, track_ids, server, thread, tmp)
+    except BaseException:
+        node.stop()
+        raise
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8700)
+    args = parser.parse_args()
+    stack = start_stack(port=args.port)
+    print(f"relay + web player: {stack.url}")
+    print(f"anvil:              {stack.node.url} (chain {stack.deployment.chain_id})")
+    for role in ROLES:
+        print(f"  {role:10s} {stack.address(role)}  {ANVIL_KEYS[ROLES[role]]}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
