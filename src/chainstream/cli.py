@@ -1,4 +1,5 @@
-"""The `chainstream` command line: run a relay, deploy contracts, and (see the demo module) the full demo."""
+"""The `chainstream` command line: run a relay, deploy contracts, the full demo (demo.py), and the listener and
+artist commands (cli_listener.py, cli_artist.py)."""
 
 from __future__ import annotations
 
@@ -92,8 +93,7 @@ def demo(
     keep_serving: Annotated[bool, typer.Option(help="leave the relay (and web player) running afterwards")] = False,
     port: Annotated[int, typer.Option(help="relay port (0: any free port)")] = 0,
 ) -> None:
-    """The full product on a real chain with a real relay: open, pay, cap, settle, claim, close, watchtower,
-    and a reconciliation of every wei read from the chain."""
+    """The whole product on a real chain and relay, ending in a reconciliation of every wei (exit 1 if off)."""
     from chainstream.demo import run_demo
 
     try:
@@ -105,6 +105,17 @@ def demo(
         raise fail("interrupted") from None
     if not result.balanced:
         raise typer.Exit(1)
+
+
+def _add_user_commands() -> None:
+    from chainstream.cli_artist import app as artist_app
+    from chainstream.cli_listener import app as listener_app
+
+    app.add_typer(listener_app, name="listener")
+    app.add_typer(artist_app, name="artist")
+
+
+_add_user_commands()
 
 
 def main() -> None:

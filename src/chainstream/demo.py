@@ -23,7 +23,6 @@ import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +46,7 @@ from chainstream.protocol import PrivateKey, SignedVoucher
 from chainstream.protocol.types import ZERO_ADDRESS, Address
 from chainstream.relay.app import Relay, create_app
 from chainstream.sdk import Artist, Listener, RelayClient, RelayError
+from chainstream.tokens import TokenInfo
 
 T = TypeVar("T")
 
@@ -66,28 +66,6 @@ class DemoFailed(ChainStreamError):
 
 
 # ------------------------------------------------------------------------------------------ formatting
-@dataclass(frozen=True)
-class TokenInfo:
-    address: Address
-    symbol: str
-    decimals: int
-
-    def fmt(self, units: int) -> str:
-        """Exact (no rounding): every unit shows."""
-        value = Decimal(units).scaleb(-self.decimals)
-        text = f"{value:f}"
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        return f"{text} {self.symbol}"
-
-    def num(self, units: int) -> str:
-        """Like fmt, without the symbol (for columns whose header names the token)."""
-        return self.fmt(units).rsplit(" ", 1)[0]
-
-    def units(self, amount: str | Decimal) -> int:
-        return int(Decimal(amount).scaleb(self.decimals))
-
-
 def short(value: str | bytes, keep: int = 6) -> str:
     text = "0x" + value.hex() if isinstance(value, bytes) else value
     return f"{text[:keep + 2]}…{text[-4:]}"

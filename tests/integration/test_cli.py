@@ -1,0 +1,193 @@
+"""The `chainstream listener …` and `chainstream artist …` commands against a real relay and chain.
+
+anvil runs the chain; the relay (FastAPI over HTTP, settler, watchtower) runs in a background thread
+connected to anvil over JSON-RPC; the commands run through typer's CliRunner with --rpc-url and the
+relay URL, exactly as a person would type them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner, Result
+
+from chainstream.chain.contracts import ChannelsClient, ChannelStatus
+from chainstream.chain.deploy import Deployment, deploy_all
+from chainstream.chain.node import AnvilNode, advance_time, anvil_binary
+from chainstream.chain.transactions import TxSender, fund
+from chainstream.cli import app
+from chainstream.config import Settings
+from chainstream.demo import RelayThread
+from chainstream.errors import ConfigurationError
+from chainstream.protocol import PrivateKey
+from chainstream.protocol.types import ZERO_ADDRESS
+from chainstream.tokens import TokenInfo
+from tests.conftest import IN_CI, test_key
+
+pytestmark = [pytest.mark.anvil, pytest.mark.xdist_group("cli")]
+ETH = TokenInfo(ZERO_ADDRESS, "ETH", 18)
+ETHER = 10**18
+CHALLENGE = 3_600
+
+
+@dataclass
+class Env:
+    node: AnvilNode
+    deployment: Deployment
+    deployment_file: Path
+    relay_url: str
+    keys: dict[str, PrivateKey]
+    tmp: Path
+
+    def run(self, *args: str, key: str | None = None, artist: str = "artist", listener: str = "listener",
+            state: str | None = None) -> Result:
+        env = {"CHAINSTREAM_RELAY_URL": self.relay_url, "CHAINSTREAM_RPC_URL": self.node.url,
+               "CHAINSTREAM_ARTIST_KEY": "0x" + self.keys[artist].secret.hex(),
+               "CHAINSTREAM_LISTENER_KEY": "0x" + self.keys[listener].secret.hex(),
+               "CHAINSTREAM_LISTENER_STATE": str(self.tmp / f"{state or listener}.json")}
+        return CliRunner().invoke(app, list(args), env=env)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    try:
+        anvil_binary()
+    except ConfigurationError as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"anvil is not installed ({exc})")
+    tmp = tmp_path_factory.mktemp("cli")
+    keys = {name: test_key(f"cli-{name}") for name in ("deployer", "relay", "artist", "collab", "platform",
+                                                         "listener", "quitter")}
+    with AnvilNode() as node:
+        w3 = node.web3()
+        for k in keys.values():
+            fund(w3, k.address, 10 * ETHER)
+        d = deploy_all(w3, TxSender(w3, keys["deployer"]), challenge_period=CHALLENGE)
+        path = tmp / "deployment.json"
+        d.save(path)
+        settings = Settings(relay_key="0x" + keys["relay"].secret.hex(), database=str(tmp / "relay.db"),
+                            rpc_url=node.url, settle_interval=0.5, poll_interval=0.1)
+        relay = RelayThread(settings, w3=node.web3(), deployment=d).start()
+        try:
+            yield Env(node, d, path, relay.url, keys, tmp)
+        finally:
+            relay.stop()
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def fails(result: Result, code: str) -> str:
+    assert result.exit_code != 0, result.output
+    assert f"[{code}]" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output  # one line
+    return result.output
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_artist_and_listener_round_trip(env: Env) -> None:
+    audio = env.tmp / "tune.wav"
+    audio.write_bytes(b"RIFF not really a wav, but bytes with a hash")
+    out = ok(env.run("artist", "register", str(audio), "--title", "Test Tune", "--per-play", "0.001",
+                     "--per-second", "0.00001", "--collaborator", f"{env.keys['collab'].address}:2000",
+                     "--fee", f"{env.keys['platform'].address}:500", "--deployment", str(env.deployment_file)))
+    assert "registered “Test Tune”" in out
+    wait_for(lambda: any(t["title"] == "Test Tune"
+                         for t in httpx.get(f"{env.relay_url}/api/v1/catalog").json()["tracks"]))
+
+    out = ok(env.run("listener", "open", "--deposit", "0.05"))
+    assert "opened channel 0x" in out
+    assert (env.tmp / "listener.json").exists()
+    fails(env.run("listener", "open", "--deposit", "0.05"), "channel_exists")
+
+    out = ok(env.run("listener", "play", "test tune", "--times", "3"))
+    assert out.count("paid 0.001 ETH") == 3 and "total 0.003 ETH" in out
+    ok(env.run("listener", "listen", "Test Tune", "--seconds", "100"))
+    out = ok(env.run("listener", "tip", "0.002", "--track", "Test Tune", "--message", "lovely bridge"))
+    assert "total 0.006 ETH" in out
+
+    out = ok(env.run("listener", "status"))
+    assert "0.006 ETH" in out and "0.044 ETH" in out
+    out = ok(env.run("listener", "history"))
+    assert "lovely bridge" in out and "tip" in out and "seconds" in out
+
+    ok(env.run("listener", "caps", "--daily", "0.0065"))
+    out = fails(env.run("listener", "play", "Test Tune"), "daily_cap_exceeded")
+    assert "402" in out
+    ok(env.run("listener", "caps", "--daily", "0"))
+    fails(env.run("listener", "play", "No Such Song"), "unknown_track")
+    fails(env.run("listener", "tip", "0.001"), "bad_tip")
+    fails(env.run("listener", "tip", "abc", "--track", "Test Tune"), "bad_amount")
+    fails(env.run("listener", "withdraw"), "channel_open")
+
+    out = ok(env.run("listener", "close"))
+    assert "refunded 0.044 ETH" in out
+    channels = ChannelsClient(env.node.web3(), env.deployment.channels)
+    # 0.006 spent: 5% fee (0.0003) off the top, then 80/20 artist/collaborator
+    assert channels.claimable(env.keys["artist"].address, ZERO_ADDRESS) == 4_560_000_000_000_000
+    assert channels.claimable(env.keys["platform"].address, ZERO_ADDRESS) == 300_000_000_000_000
+
+    out = ok(env.run("artist", "earnings"))
+    assert "Test Tune" in out and "0.00456" in out
+    out = ok(env.run("artist", "claim", "--token", "ETH"))
+    assert "claimed 0.00456 ETH" in out
+    assert channels.claimable(env.keys["artist"].address, ZERO_ADDRESS) == 0
+    out = ok(env.run("artist", "claim", "--token", "ETH"))
+    assert "nothing to claim in ETH" in out
+    fails(env.run("artist", "claim", "--token", "DOGE"), "unknown_token")
+
+
+def catalog(env: Env) -> list[dict]:  # type: ignore[type-arg]
+    return httpx.get(f"{env.relay_url}/api/v1/catalog").json()["tracks"]  # type: ignore[no-any-return]
+
+
+def test_unilateral_close_then_withdraw_after_the_window(env: Env) -> None:
+    track_id = "0x" + "ab" * 32
+    ok(env.run("artist", "register", track_id, "--title", "Late Train", "--per-play", "0.0003"))
+    wait_for(lambda: any(t["trackId"] == track_id for t in catalog(env)))
+    ok(env.run("listener", "open", "--deposit", "0.01", listener="quitter"))
+    ok(env.run("listener", "play", track_id, listener="quitter"))
+    out = ok(env.run("listener", "close", "--unilateral", listener="quitter"))
+    assert "close requested" in out
+    fails(env.run("listener", "withdraw", listener="quitter"), "window_not_over")
+    fails(env.run("listener", "play", track_id, listener="quitter"), "channel_not_open")
+
+    w3 = env.node.web3()
+    channels = ChannelsClient(w3, env.deployment.channels)
+    cid = bytes.fromhex(json.loads((env.tmp / "quitter.json").read_text())["channel_id"][2:])
+    price = ETH.units("0.0003")
+    wait_for(lambda: channels.get_channel(cid).settled == price)  # settled by the relay (loop or watchtower)
+    advance_time(w3, CHALLENGE + 1)
+    out = ok(env.run("listener", "withdraw", listener="quitter"))
+    assert f"withdrew {ETH.fmt(ETH.units('0.01') - price)}" in out
+    assert channels.get_channel(cid).status == ChannelStatus.CLOSED
+
+
+def test_errors_are_one_line_with_a_code(env: Env, tmp_path: Path) -> None:
+    fails(CliRunner().invoke(app, ["listener", "status", "--relay-url", "http://127.0.0.1:9"],
+                             env={"CHAINSTREAM_LISTENER_KEY": "0x" + "11" * 32}), "relay_unreachable")
+    fails(CliRunner().invoke(app, ["listener", "status", "--relay-url", env.relay_url, "--rpc-url", env.node.url],
+                             env={"CHAINSTREAM_LISTENER_KEY": ""}), "no_key")
+    fails(CliRunner().invoke(app, ["listener", "status", "--relay-url", env.relay_url, "--rpc-url", env.node.url,
+                                   "--state", str(tmp_path / "none.json")],
+                             env={"CHAINSTREAM_LISTENER_KEY": "0x" + "11" * 32}), "no_channel")
+    fails(CliRunner().invoke(app, ["artist", "register", "nope.wav", "--relay-url", env.relay_url,
+                                   "--rpc-url", env.node.url],
+                             env={"CHAINSTREAM_ARTIST_KEY": "0x" + "22" * 32}), "bad_track")
