@@ -8,6 +8,7 @@ cross-checks them against eth-account on random vouchers.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from Crypto.Hash import keccak as _keccak
 
@@ -29,6 +30,14 @@ def address_word(address: str) -> bytes:
 
 def hash_addresses(addresses: Iterable[str]) -> bytes:
     """EIP-712 encodeData of an address[]: keccak of the concatenated padded words."""
+    if isinstance(addresses, tuple):
+        return _hash_address_tuple(addresses)
+    return keccak(b"".join(address_word(a) for a in addresses))
+
+
+@lru_cache(maxsize=4_096)
+def _hash_address_tuple(addresses: tuple[str, ...]) -> bytes:
+    # A channel's payee list only grows now and then, so consecutive vouchers nearly always hash the same one.
     return keccak(b"".join(address_word(a) for a in addresses))
 
 

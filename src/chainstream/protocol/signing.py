@@ -8,6 +8,7 @@ signature can never serve as an identifier — deduplicate by digest or by (chan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import coincurve
 
@@ -86,7 +87,10 @@ class PrivateKey:
         return f"PrivateKey({self.address})"
 
 
+@lru_cache(maxsize=1 << 16)
 def public_key_to_address(uncompressed: bytes) -> Address:
+    """The address of a 65-byte uncompressed public key. Cached: a channel's vouchers all recover to the same
+    session key, so the relay would otherwise hash and checksum the same key for every voucher."""
     return to_address(keccak(uncompressed[1:])[12:])
 
 
