@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from chainstream.errors import ChainStreamError
 
@@ -19,7 +20,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     return typer.Exit(1)
 
 
@@ -100,7 +101,7 @@ def demo(
         result = run_demo(listeners=listeners, plays=plays, rpc_url=rpc_url, seed=seed, keep_serving=keep_serving,
                           port=port, console=console)
     except ChainStreamError as exc:
-        raise fail(f"demo failed: [{exc.code}] {exc}") from exc
+        raise fail(f"demo failed [{exc.code}]: {exc}") from exc
     except KeyboardInterrupt:
         raise fail("interrupted") from None
     if not result.balanced:

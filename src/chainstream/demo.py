@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import os
 import random
+import signal
 import tempfile
 import threading
 import time
@@ -248,8 +249,7 @@ def reconcile(w3: Web3, deployment: Deployment, names: dict[Address, str],
 def reconciliation_table(rec: TokenReconciliation) -> Table:
     t = rec.token
     ok, bad = "[bold green]✓[/]", "[bold red]✗[/]"
-    plural = "s" if rec.channels != 1 else ""
-    table = Table(title=f"RECONCILIATION — {t.symbol}  ({rec.channels} channel{plural}, "
+    table = Table(title=f"RECONCILIATION — {t.symbol}  ({rec.channels} channel{_s(rec.channels)}, "
                         f"{rec.open_channels} still open)",
                   title_style="bold")
     table.add_column("")
@@ -465,6 +465,8 @@ class Demo:
         # ------------------------------------------------------------ settlement
         self.step("7 · Batch settlement")
         channels = ChannelsClient(w3, d.channels)
+        c.print("[dim]one settleBatch transaction carries every channel's latest voucher (in this demo the relay "
+                "settles when asked, so the story is repeatable; by default its loop settles on a timer)")
         with self.spinner("the relay settles every channel's latest voucher"):
             count = self.relay.settle_now()
         table = Table(title=f"settled {count} channels in {self.relay.relay.settler.batches_sent} batch transaction(s)")
@@ -499,8 +501,9 @@ class Demo:
         elapsed = time.monotonic() - started
         result = DemoResult(recs, payees, stale, rejection, sum(a.payments for a in actors), self.relay.url, elapsed)
         verdict = "[bold green]balanced: yes[/]" if result.balanced else "[bold red]balanced: NO[/]"
-        c.print(Panel.fit(f"{verdict} — {result.payments} payments by {self.n} listeners, "
-                          f"{sum(r.channels for r in recs)} channels, every wei accounted for; "
+        channel_count = sum(r.channels for r in recs)
+        c.print(Panel.fit(f"{verdict} — {result.payments} payments by {self.n} listener{_s(self.n)}, "
+                          f"{channel_count} channel{_s(channel_count)}, every wei accounted for; "
                           f"stale close defeated: {'yes' if stale.defeated else 'NO'}; {elapsed:.1f} s",
                           border_style="green" if result.balanced else "red"))
         return result
@@ -764,11 +767,23 @@ class Demo:
         self.console.print(Panel.fit(
             f"relay still serving: open [bold link={self.relay.url}/]{self.relay.url}/[/] for the web player\n"
             f"API docs: {self.relay.url}/docs — press Ctrl-C to stop", border_style="cyan"))
+        def interrupt(*_: Any) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, interrupt) if threading.current_thread() is threading.main_thread() \
+            else None
         try:
             while self.relay.thread.is_alive():
                 time.sleep(0.5)
         except KeyboardInterrupt:
             self.console.print("stopping…")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 def _terms_text(terms: Any, token: TokenInfo) -> str:
