@@ -806,7 +806,9 @@ def run_demo(*, listeners: int = 5, plays: int = 20, rpc_url: str | None = None,
                 console=console).run()
 
 
-if __name__ == "__main__":  # `python -m chainstream.demo`, same as `chainstream demo`
+if __name__ == "__main__":  # `python -m chainstream.demo [options]`, same as `chainstream demo [options]`
+    import sys
+
     from chainstream.cli import app
 
-    app(["demo"])
+    app(["demo", *sys.argv[1:]])
