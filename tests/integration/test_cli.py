@@ -139,6 +139,8 @@ def test_artist_and_listener_round_trip(env: Env) -> None:
 
     out = ok(env.run("listener", "close"))
     assert "refunded 0.044 ETH" in out
+    assert "closed" in ok(env.run("listener", "status"))
+    fails(env.run("listener", "play", "Test Tune"), "channel_not_open")
     channels = ChannelsClient(env.node.web3(), env.deployment.channels)
     # 0.006 spent: 5% fee (0.0003) off the top, then 80/20 artist/collaborator
     assert channels.claimable(env.keys["artist"].address, ZERO_ADDRESS) == 4_560_000_000_000_000
@@ -152,6 +154,10 @@ def test_artist_and_listener_round_trip(env: Env) -> None:
     out = ok(env.run("artist", "claim", "--token", "ETH"))
     assert "nothing to claim in ETH" in out
     fails(env.run("artist", "claim", "--token", "DOGE"), "unknown_token")
+
+    # the state file's channel is closed: a new one may replace it
+    out = ok(env.run("listener", "open", "--deposit", "0.01"))
+    assert "opened channel 0x" in out
 
 
 def catalog(env: Env) -> list[dict]:  # type: ignore[type-arg]
