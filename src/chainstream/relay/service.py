@@ -9,6 +9,7 @@ from the database, so nothing unacknowledged is ever taken as accepted.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,14 @@ class PaymentAck:
     daily_cap: int | None
 
 
+def _copy_outcome(source: concurrent.futures.Future[None], target: asyncio.Future[None]) -> None:
+    exc = source.exception()
+    if exc is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(None)
+
+
 class RelayService:
     def __init__(self, *, settings: Settings, channels: ChannelsClient, registry: RegistryClient,
                  deployment: Deployment, relay_key: PrivateKey, store: SqliteStore) -> None:
@@ -80,6 +89,7 @@ class RelayService:
         self.bus = EventBus()
         self._runtime: dict[bytes, ChannelRuntime] = {}
         self._loading: dict[bytes, asyncio.Task[ChannelRuntime]] = {}
+        self._commits: tuple[list[PaymentRecord], asyncio.Future[None]] | None = None
         self.accepted_count = 0
 
     # ---------------------------------------------------------------- channels
@@ -175,10 +185,10 @@ class RelayService:
             split_hash=accepted.charge.split_hash, memo=accepted.charge.memo, payments=dict(accepted.charge.payments),
             accepted_at=now,
         )
-        commit = asyncio.wrap_future(self.store.submit_payments([record]))
+        commit = self._queue_commit(record)
         rt.in_flight = commit
         try:
-            await commit
+            await asyncio.shield(commit)  # shared with other payments: a caller going away must not cancel it
         except ChainStreamError:
             # Not durable, so not accepted: forget the in-memory advance and reload from the database.
             if rt.ledger is accepted.state:
@@ -190,6 +200,31 @@ class RelayService:
                         accepted.digest)
         self._publish_payment(rt, record)
         return ack
+
+    def _queue_commit(self, record: PaymentRecord) -> asyncio.Future[None]:
+        """Queue an accepted payment for the store; the future resolves once it is durable.
+
+        The payments accepted during one turn of the event loop go to the store together, with one future and
+        one thread hop back for all of them: they would share a group commit anyway, and a hop per payment
+        costs as much as verifying it. Commits stay in acceptance order (the store's queue is FIFO)."""
+        if self._commits is None:
+            loop = asyncio.get_running_loop()
+            self._commits = ([], loop.create_future())
+            loop.call_soon(self._flush_commits)
+        self._commits[0].append(record)
+        return self._commits[1]
+
+    def _flush_commits(self) -> None:
+        assert self._commits is not None
+        records, done = self._commits
+        self._commits = None
+        loop = done.get_loop()
+        try:
+            durable = self.store.submit_payments(records)
+        except ChainStreamError as exc:
+            done.set_exception(exc)
+            return
+        durable.add_done_callback(lambda result: loop.call_soon_threadsafe(_copy_outcome, result, done))
 
     def _verify(self, rt: ChannelRuntime, payment: Payment, now: float) -> Accepted:
         token = rt.record.token

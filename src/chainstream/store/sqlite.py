@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS payments (
     memo TEXT NOT NULL,
     accepted_at REAL NOT NULL,
     PRIMARY KEY (channel_id, seq)
-) WITHOUT ROWID;
+);  -- a rowid table: its ~500-byte rows are appended in commit order, only the small keys land at random
 CREATE TABLE IF NOT EXISTS earnings (
     payee TEXT NOT NULL,
     channel_id BLOB NOT NULL,
@@ -213,6 +213,11 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # A group commit touches a page per channel in each index: keep the hot pages cached (64 MiB) and
+        # checkpoint the WAL every ~40 MiB rather than every 4 MiB, so that a page rewritten by many groups
+        # is copied back once. Durability is unchanged: every commit is still fsynced (synchronous=FULL).
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA wal_autocheckpoint=10000")
         return conn
 
     # ------------------------------------------------------------ group commit
@@ -266,6 +271,9 @@ class SqliteStore:
                 payment, effects = _payment_rows(record)
                 payments.append(payment)
                 earnings.extend(effects)
+        # Payments whose caller stopped waiting (cancelled its future) are written all the same: they were
+        # accepted in memory. Only the futures still wanted are resolved (a cancelled one cannot be).
+        futures = [future for _, future in group if future.set_running_or_notify_cancel()]
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT INTO payments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", payments)
@@ -274,11 +282,11 @@ class SqliteStore:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for _, future in group:
+            for future in futures:
                 future.set_exception(UnrecoverableError(f"could not store payments: {exc}"))
             return
         self.groups_committed += 1
-        for _, future in group:
+        for future in futures:
             future.set_result(None)
 
     # ----------------------------------------------------------------- writes
