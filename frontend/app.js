@@ -55,6 +55,7 @@ const ctx = {
   },
   banner,
   clearBanner,
+  clearPaymentErrors,
   toast,
   modal,
   showError,
@@ -65,7 +66,7 @@ const ctx = {
 window.chainstream = ctx; // for debugging in the console
 
 // ------------------------------------------------------------------------------------------ banners & toasts
-function banner({ kind = "error", title, message = "", code = "", id = null, actions = [], sticky = false }) {
+function banner({ kind = "error", title, message = "", code = "", detail = code, id = null, actions = [], sticky = false }) {
   const root = $("#banners");
   if (id) root.querySelector(`[data-banner-id="${id}"]`)?.remove();
   const el = h("div.banner", { class: kind, role: kind === "error" ? "alert" : "status", "data-banner-id": id ?? "", "data-testid": "banner", "data-code": code },
@@ -73,13 +74,18 @@ function banner({ kind = "error", title, message = "", code = "", id = null, act
     h("div.b-body",
       h("div.b-title", title),
       message ? h("div.b-msg", message) : null,
-      code ? h("div.b-code", code) : null),
+      detail ? h("div.b-code", detail) : null),
     ...actions.map((a) => h("button.btn.small", { onclick: () => a.onclick(el) }, a.label)),
     h("button.b-close", { "aria-label": "Dismiss", onclick: () => el.remove() }, "×"));
   root.prepend(el);
   while (root.children.length > 4) root.lastChild.remove();
-  if (!sticky && kind !== "error") setTimeout(() => el.remove(), 12000);
+  if (!sticky) setTimeout(() => el.remove(), kind === "error" ? 25000 : 12000);
   return el;
+}
+
+/** Payment refusals are stale once a payment goes through or the channel changes. */
+function clearPaymentErrors() {
+  for (const el of $("#banners").querySelectorAll("[data-banner-id^='relay-'], [data-banner-id=need-channel]")) el.remove();
 }
 
 function clearBanner(id) {
@@ -96,12 +102,34 @@ function toast(message, { error = false, ms = 4200 } = {}) {
 function showError(err, context = "Something went wrong") {
   console.warn(context, err);
   if (err instanceof RelayError) {
-    return banner({ kind: "error", title: ERROR_TITLES[err.code] ?? context, message: err.message, code: err.code, id: `relay-${err.code}` });
+    const friendly = friendlyRelayMessage(err);
+    return banner({ kind: "error", title: ERROR_TITLES[err.code] ?? context, message: friendly ?? err.message,
+      code: err.code, detail: friendly ? `${err.code} · relay: ${err.message}` : err.code, id: `relay-${err.code}` });
   }
   if (err?.code && ERROR_TITLES[err.code]) {
     return banner({ kind: "error", title: ERROR_TITLES[err.code], message: err.message, code: err.code });
   }
   return banner({ kind: "error", title: context, message: describeTxError(err), code: err?.revert?.name ?? err?.code ?? "" });
+}
+
+/** The relay states amounts in the token's smallest unit; say the same in ETH / mUSD for the listener. */
+function friendlyRelayMessage(err) {
+  const c = ctx.listener?.channel;
+  if (!c) return null;
+  const token = ctx.tokenOf(c.token);
+  const nums = (err.message.match(/\d+/g) ?? []).map(BigInt);
+  if (err.code === "daily_cap_exceeded" && nums.length >= 3) {
+    const [today, amount, cap] = nums;
+    return `This costs ${ctx.fmt(amount, token)}, and you have spent ${ctx.fmt(today, token)} of your ${ctx.fmt(cap, token)} daily cap today. Raise the cap or come back tomorrow.`;
+  }
+  if (err.code === "insufficient_deposit" && nums.length >= 2) {
+    const [total, deposit] = nums;
+    return `This would bring your total to ${ctx.fmt(total, token)}, more than the ${ctx.fmt(deposit, token)} you deposited.`;
+  }
+  if (err.code === "session_cap_exceeded" && nums.length >= 1) {
+    return `The session key may sign up to ${ctx.fmt(nums.at(-1), token)} in total.`;
+  }
+  return null;
 }
 
 function modal(build) {

@@ -324,6 +324,7 @@ export class Listener extends EventTarget {
           plays: Object.fromEntries(next.plays), owned: [...next.owned] };
         if (ack.status === "accepted") this.sessionSpent += BigInt(ack.amount);
       }
+      this.ctx.clearPaymentErrors?.();
       this.changed("payment");
       return { ack, charge };
     } catch (err) {
@@ -371,6 +372,7 @@ export class Listener extends EventTarget {
   async closeCooperative() {
     const { channels } = await this.contracts();
     const id = this.channel.channelId;
+    this.ctx.player?.stop(); // pays for what was heard, then no more payments
     await this._queue; // no payment in flight
     let lastErr;
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -394,9 +396,11 @@ export class Listener extends EventTarget {
 
   async requestClose() {
     const { channels } = await this.contracts();
+    this.ctx.player?.stop();
     await this._queue;
     await (await channels.requestClose(this.channel.channelId)).wait();
     await this.refreshChainTime();
+    this.ctx.clearPaymentErrors?.();
     for (let i = 0; i < 20; i++) {
       await this.refreshChannel();
       if (this.channel.closesAt) break;
@@ -418,6 +422,8 @@ export class Listener extends EventTarget {
   }
 
   async _afterClose() {
+    this.ctx.player?.stop();
+    this.ctx.clearPaymentErrors?.();
     this._sse?.close();
     this._sse = null;
     this.channel = { ...this.channel, status: "closed" };

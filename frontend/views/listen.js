@@ -174,7 +174,7 @@ function renderSide(ctx, el) {
 
   const body = [
     h("div.card-head", h("h3", "Your channel"), h("div.row", h("span.chip", token.symbol), statusChip)),
-    h("div.label", "Balance"),
+    h("div.label", c.status === "closed" ? "Balance — remainder returned" : "Balance"),
     h("div.balance", refs.remaining, h("small", token.symbol)),
     h("div.stat-row",
       h("div.stat", h("span", "Deposit"), refs.deposit),
@@ -222,7 +222,7 @@ function renderSide(ctx, el) {
         h("div", h("span.k", "Transaction"), h("span.mono", shortAddr(r.hash)))) : null,
       h("button.btn.primary", { "data-testid": "open-new", onclick: () => { form.panel = "new"; ctx.listener.changed(); } }, "Open a new channel")));
   }
-  mount(el, h("div.card.channel-card", { "data-testid": "channel-card", "data-status": c.status }, body), channelPicker(ctx));
+  mount(el, h("div.card.channel-card", { "data-testid": "channel-card", "data-status": c.status, "data-channel-id": c.channelId }, body), channelPicker(ctx));
   return refs;
 }
 
@@ -230,7 +230,7 @@ function updateSideNumbers(ctx, refs) {
   const c = ctx.listener.channel;
   if (!refs.c || !c || refs.c.channelId !== c.channelId) return;
   const token = ctx.tokenOf(c.token);
-  const remaining = BigInt(c.remaining);
+  const remaining = c.status === "closed" ? 0n : BigInt(c.remaining);
   if (remaining !== refs.remainingTicker.value || !refs.remaining.textContent) refs.remainingTicker.set(remaining, { animate: !!refs.remaining.textContent });
   const bare = { symbol: false, sig: 4 };
   refs.deposit.textContent = ctx.fmt(c.deposit, token, bare);

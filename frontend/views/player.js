@@ -49,7 +49,7 @@ export class Player {
     this.spendTicker = new Ticker(this.spendVal, (v) => this.ctx.fmt(v, this.ctx.listener?.token()));
     this.tipBtn = h("button.btn.small", { html: ICONS.heart + "<span>Tip</span>", disabled: true, "data-testid": "player-tip", onclick: () => this.track && openTipModal(this.ctx, this.track.trackId) });
     this.spendTicker.set(0n, { animate: false });
-    this.statusChip = h("span.chip", { "data-testid": "player-status", "data-status": "idle" }, "idle");
+    this.statusChip = h("span.chip.hidden", { "data-testid": "player-status", "data-status": "idle" }, "idle");
     mount(this.el,
       h("div.p-now", this.art, h("div", { style: { minWidth: 0 } }, this.title, this.sub)),
       h("div.p-center",
@@ -62,12 +62,11 @@ export class Player {
     this.status = status;
     this.playBtn.innerHTML = status === "playing" || status === "loading" || status === "paying" ? ICONS.pause : ICONS.play;
     this.playBtn.disabled = !this.track;
-    this.tipBtn.disabled = !this.track || !this.ctx.listener.channel;
+    this.tipBtn.disabled = !this.track || this.ctx.listener.channel?.status !== "open";
     const label = { idle: "idle", loading: "loading", paying: "paying…", playing: this.mode === "seconds" ? "metering" : "paid", paused: "paused", ended: "ended" }[status];
     this.statusChip.textContent = label;
     this.statusChip.dataset.status = status;
-    this.statusChip.classList.toggle("hidden", status === "idle");
-    this.statusChip.className = "chip " + (status === "playing" ? "teal" : status === "paying" ? "accent" : "");
+    this.statusChip.className = "chip " + (status === "playing" ? "teal" : status === "paying" ? "accent" : "") + (status === "idle" ? " hidden" : "");
     this.ctx.listener.changed("player");
   }
 

@@ -135,10 +135,12 @@ function drawEarnings(ctx, el, redraw) {
       kpi("settled", "Settled", totals.settled, "earned-settled"),
       kpi("claimed", "Claimed", totals.claimed, "earned-claimed")),
     chart(ctx, e.timeline.filter((p) => getAddress(p.token) === token.address), token),
-    h("div.row", { style: { justifyContent: "space-between", marginTop: "4px" } },
-      h("div.legend", h("span", h("span.dot", { style: { color: "var(--warn)" } }), "pending"), h("span", h("span.dot", { style: { color: "var(--accent-2)" } }), "settled on-chain"), h("span", h("span.dot", { style: { color: "var(--accent)" } }), "claimed")),
+    h("div.row", { style: { justifyContent: "space-between", marginTop: "2px" } },
+      h("div.legend", h("span", h("span.dot", { style: { color: "#8b6cff" } }), "per hour"), h("span", h("span.dot", { style: { color: "var(--accent-2)" } }), "cumulative")),
       h("span.faint", "last 24 hours")),
     h("div.divider"),
+    h("div.row", { style: { justifyContent: "space-between", marginBottom: "4px" } }, h("div.label", "By track"),
+      h("div.legend", h("span", h("span.dot", { style: { color: "var(--warn)" } }), "pending"), h("span", h("span.dot", { style: { color: "var(--accent-2)" } }), "settled on-chain"), h("span", h("span.dot", { style: { color: "var(--accent)" } }), "claimed"))),
     rows.length ? h("table.tbl", { "data-testid": "earnings-table" },
       h("thead", h("tr", h("th", "Track"), h("th.r", "Plays"), h("th.r", "Seconds"), h("th.r", "Tips"), h("th.r", "Earned"), h("th", "Status"))),
       h("tbody", rows.map((r) => {
@@ -377,44 +379,55 @@ function splitFromState(s) {
   };
 }
 
-/** Recipients with shares (in %, stored as bps) and an optional platform fee, validated live: shares must
- * sum to exactly 10,000 bps, recipients be distinct valid addresses, the fee 0..50% with a recipient. */
+/** Recipients with shares (in %, stored as bps) and an optional platform fee, validated as you type: shares
+ * must sum to exactly 10,000 bps, recipients be distinct valid addresses, the fee 0..50% with a recipient. */
 function splitEditor(ctx, s, sample) {
   const el = h("div.form-grid", { "data-testid": "split-editor" });
-  const draw = () => {
+  const rowsEl = h("div.split-rows");
+  const bar = h("div.split-bar");
+  const status = h("div.split-total", { "data-testid": "split-status" });
+  const preview = h("div");
+  const feeRow = h("div");
+  const addBtn = h("button.btn.small", { type: "button", "data-testid": "add-collaborator", onclick: () => { s.rows.push({ address: "", pct: "" }); drawRows(); } }, "+ Add collaborator");
+  const refresh = () => {
     const split = splitFromState(s);
     const problems = splitProblems(split);
     const badAddr = s.rows.map((r) => !isAddress(r.address.trim()));
+    rowsEl.querySelectorAll("[data-testid=split-address]").forEach((input, i) => input.classList.toggle("invalid", !!s.rows[i]?.address && badAddr[i]));
     if (badAddr.some(Boolean)) problems.unshift("every recipient needs a valid address");
     if (s.feeOn && !isAddress(s.feeRecipient.trim())) problems.unshift("the platform fee needs a valid recipient address");
     const sum = split.bps.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
-    const rows = s.rows.map((r, i) => h("div.split-row", { "data-testid": "split-row" },
-      h("div", h("input.input.mono", { value: r.address, placeholder: "0x… collaborator address", class: r.address && badAddr[i] ? "invalid" : "", "data-testid": "split-address",
-        onchange: (e) => { r.address = e.target.value; draw(); } }), h("div.tag", i === 0 ? "Primary artist — receives rounding dust" : `Collaborator ${i}`)),
-      h("div.input-wrap", h("input.input", { value: r.pct, inputmode: "decimal", "data-testid": "split-pct", onchange: (e) => { r.pct = e.target.value; draw(); } }), h("span.suffix", "%")),
-      i === 0 ? h("span") : h("button.btn.icon.ghost", { "aria-label": "Remove", onclick: () => { s.rows.splice(i, 1); draw(); } }, "×")));
-    let preview = null;
-    if (!problems.length) {
-      const { amount, label, token } = sample();
-      const shares = applySplit(split, amount);
-      const name = (a) => (a === split.feeRecipient && split.feeBps ? "Platform" : a === split.recipients[0] ? "Primary" : `Collaborator ${split.recipients.indexOf(a)}`);
-      preview = h("div.preview", { "data-testid": "split-preview" }, h("div", h("span", `Of ${ctx.fmt(amount, token)} ${label}:`)),
-        shares.map(([a, v]) => h("div", h("span", `${name(a)} ${shortAddr(a)}`), h("span.num", ctx.fmt(v, token)))));
-    }
-    const colors = split.bps.map((b, i) => h("i", { style: { width: `${(Number.isFinite(b) ? b : 0) / 100}%`, background: SPLIT_COLORS[i % SPLIT_COLORS.length] } }));
-    mount(el,
-      h("div.split-rows", rows),
-      h("div.row", h("button.btn.small", { "data-testid": "add-collaborator", disabled: s.rows.length >= 16, onclick: () => { s.rows.push({ address: "", pct: "0" }); draw(); } }, "+ Add collaborator")),
-      h("div.split-bar", colors),
-      h("label.row", { style: { gap: "8px", cursor: "pointer" } }, h("input", { type: "checkbox", checked: s.feeOn, "data-testid": "fee-toggle", onchange: (e) => { s.feeOn = e.target.checked; draw(); } }), "Platform fee, off the top"),
-      s.feeOn ? h("div.split-row",
-        h("input.input.mono", { value: s.feeRecipient, placeholder: "0x… platform address", "data-testid": "fee-address", onchange: (e) => { s.feeRecipient = e.target.value; draw(); } }),
-        h("div.input-wrap", h("input.input", { value: s.feePct, inputmode: "decimal", "data-testid": "fee-pct", onchange: (e) => { s.feePct = e.target.value; draw(); } }), h("span.suffix", "%")), h("span")) : null,
-      h("div.split-total", { class: problems.length ? "bad" : "ok", "data-testid": "split-status" },
-        h("span", problems.length ? problems[0] : "Split is valid"), h("span.num", `${(sum / 100).toFixed(2)}% · ${sum} / 10000 bps`)),
-      preview);
+    mount(bar, split.bps.map((b, i) => h("i", { style: { width: `${(Number.isFinite(b) ? b : 0) / 100}%`, background: SPLIT_COLORS[i % SPLIT_COLORS.length] } })));
+    status.className = "split-total " + (problems.length ? "bad" : "ok");
+    status.dataset.valid = problems.length ? "false" : "true";
+    mount(status, h("span", problems.length ? problems[0] : "Split is valid"), h("span.num", `${(sum / 100).toFixed(2)}% · ${sum} / 10000 bps`));
+    if (problems.length) return mount(preview);
+    const { amount, label, token } = sample();
+    const shares = applySplit(split, amount);
+    const name = (a) => (a === split.feeRecipient && split.feeBps ? "Platform" : a === split.recipients[0] ? "Primary" : `Collaborator ${split.recipients.indexOf(a)}`);
+    mount(preview, h("div.preview", { "data-testid": "split-preview" }, h("div", h("span", `Of ${ctx.fmt(amount, token)} ${label}:`)),
+      shares.map(([a, v]) => h("div", h("span", `${name(a)} ${shortAddr(a)}`), h("span.num", ctx.fmt(v, token))))));
   };
-  draw();
+  const drawRows = () => {
+    mount(rowsEl, s.rows.map((r, i) => h("div.split-row", { "data-testid": "split-row" },
+      h("div", h("input.input.mono", { value: r.address, placeholder: "0x… collaborator address", "data-testid": "split-address", oninput: (e) => { r.address = e.target.value; refresh(); } }),
+        h("div.tag", i === 0 ? "Primary artist — receives rounding dust" : `Collaborator ${i}`)),
+      h("div.input-wrap", h("input.input", { value: r.pct, inputmode: "decimal", placeholder: "0", "data-testid": "split-pct", oninput: (e) => { r.pct = e.target.value; refresh(); } }), h("span.suffix", "%")),
+      i === 0 ? h("span") : h("button.btn.icon.ghost", { type: "button", "aria-label": "Remove", onclick: () => { s.rows.splice(i, 1); drawRows(); } }, "×"))));
+    addBtn.disabled = s.rows.length >= 16;
+    refresh();
+  };
+  const drawFee = () => {
+    mount(feeRow, s.feeOn ? h("div.split-row",
+      h("input.input.mono", { value: s.feeRecipient, placeholder: "0x… platform address", "data-testid": "fee-address", oninput: (e) => { s.feeRecipient = e.target.value; refresh(); } }),
+      h("div.input-wrap", h("input.input", { value: s.feePct, inputmode: "decimal", "data-testid": "fee-pct", oninput: (e) => { s.feePct = e.target.value; refresh(); } }), h("span.suffix", "%")), h("span")) : null);
+    refresh();
+  };
+  mount(el, rowsEl, h("div.row", addBtn), bar,
+    h("label.row", { style: { gap: "8px", cursor: "pointer" } }, h("input", { type: "checkbox", checked: s.feeOn, "data-testid": "fee-toggle", onchange: (e) => { s.feeOn = e.target.checked; drawFee(); } }), "Platform fee, off the top"),
+    feeRow, status, preview);
+  drawRows();
+  drawFee();
   return el;
 }
 

@@ -78,7 +78,8 @@ class Stack:
             self._tmp.cleanup()
 
 
-def start_stack(*, port: int | None = None, settle_interval: float = 1.0, challenge_period: int = CHALLENGE_PERIOD) -> Stack:
+def start_stack(*, port: int | None = None, settle_interval: float = 1.0, settle_min_value: int = 1,
+                settle_max_age: float = 300.0, challenge_period: int = CHALLENGE_PERIOD) -> Stack:
     import uvicorn
 
     from chainstream.config import Settings
@@ -99,11 +100,13 @@ def start_stack(*, port: int | None = None, settle_interval: float = 1.0, challe
             token.mint(TxSender(w3, keys[role]), keys[role].address, 1_000 * 10**6)
         tmp = tempfile.TemporaryDirectory(prefix="chainstream-e2e-")
         settings = Settings(relay_key=keys["relay"].secret.hex(), database=str(Path(tmp.name) / "relay.db"),
-                            settle_interval=settle_interval, settle_min_value=1, poll_interval=0.5,
+                            settle_interval=settle_interval, settle_min_value=settle_min_value,
+                            settle_max_age=settle_max_age, poll_interval=0.5,
                             rpc_url=node.url)
         app = create_app(settings, w3=node.web3(), deployment=deployment)
         port = port or free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                               timeout_graceful_shutdown=2))
         thread = threading.Thread(target=server.run, name="relay", daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{port}"

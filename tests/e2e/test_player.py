@@ -1,0 +1,411 @@
+"""The web player end to end, in a real browser (Debian's Chromium via Playwright) against a real relay and anvil.
+
+The listener's wallet is a test wallet injected into the page (EIP-6963 + EIP-1193 over an anvil dev account).
+Everything else is the product: the relay serving frontend/, vouchers signed by the browser's session key,
+settlement by the relay's settler, the artist's claim and the listener's close, all checked on-chain too.
+Screenshots of the main screens go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import wave
+from collections.abc import Callable
+from decimal import Decimal
+from io import BytesIO
+from typing import Any
+
+import pytest
+
+from chainstream.chain.contracts import ChannelsClient, ChannelStatus, TokenClient
+from chainstream.protocol.hashing import keccak
+from tests.e2e.browser import screenshot, wallet_page
+from tests.e2e.stack import CHALLENGE_PERIOD, Stack
+
+pytestmark = [pytest.mark.browser, pytest.mark.anvil, pytest.mark.xdist_group("browser")]
+
+GWEI = 10**9
+USD = 10**6
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as pw_expect
+
+    return pw_expect(locator)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def open_page(browser: Any, stack: Stack, role: str, path: str = "/", start_chain_id: int | None = None) -> Any:
+    return wallet_page(browser, stack.url + path, rpc_url=stack.node.url, account=stack.address(role),
+                       chain_id=stack.deployment.chain_id, start_chain_id=start_chain_id)
+
+
+def connect(page: Any) -> None:
+    page.get_by_test_id("connect-wallet").click()
+
+
+def tile(page: Any, title: str) -> Any:
+    return page.locator(f"[data-testid=track][data-title='{title}']")
+
+
+def play(page: Any, title: str) -> None:
+    t = tile(page, title)
+    t.scroll_into_view_if_needed()
+    t.hover()
+    t.get_by_test_id("play").click()
+
+
+def history(stack: Stack, channel_id: str) -> list[dict[str, Any]]:
+    return list(reversed(stack.get(f"/api/v1/channels/{channel_id}/history?limit=500")["items"]))
+
+
+def wait_history(stack: Stack, channel_id: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    return eventually(lambda: (h := history(stack, channel_id)) and len(h) >= count and h, timeout,  # type: ignore[return-value]
+                      f"{count} payments on {channel_id}")
+
+
+def shot(page: Any, name: str, *, top: bool = True) -> None:
+    """Screenshot after animations settle; listener screens from the top of the page."""
+    if top:
+        page.evaluate("document.querySelector('.main').scrollTo(0, 0)")
+    page.wait_for_timeout(700)
+    screenshot(page, name)
+
+
+def channel_of(page: Any) -> str:
+    card = page.get_by_test_id("channel-card")
+    expect(card).to_have_attribute("data-status", "open", timeout=30_000)
+    return str(card.get_attribute("data-channel-id"))
+
+
+def eth(text: str) -> int:
+    return int(Decimal(text) * 10**18)
+
+
+def wav_bytes(seconds: float = 1.0, freq: float = 330.0) -> bytes:
+    import math
+    import struct
+
+    rate = 8000
+    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(int(rate * seconds)))
+    out = BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return out.getvalue()
+
+
+def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> None:
+    """Connect (wrong chain first), deposit ETH, play three tracks (one per second), tip, hit the daily cap;
+    the relay settles; the artist sees pending -> settled and claims; the listener closes cooperatively."""
+    w3 = stack.web3()
+    channels = ChannelsClient(w3, stack.deployment.channels)
+    listener = stack.address("listener")
+    ada = stack.address("ada")
+
+    # The artist (Ada: primary artist of Morning Modem, collaborator on Per-Second Drift) watches her studio.
+    studio = open_page(browser, stack, "ada", "/#/studio")
+    connect(studio)
+    expect(studio.get_by_test_id("earnings")).to_be_visible()
+    expect(studio.get_by_test_id("earned-total")).to_have_text("0 ETH")
+
+    # The listener's wallet starts on the wrong chain: the app says so and switches it.
+    page = open_page(browser, stack, "listener", start_chain_id=1)
+    expect(page.get_by_test_id("track")).to_have_count(4)
+    shot(page, "01-catalog")
+    connect(page)
+    wrong = page.locator("[data-testid=banner][data-code=wrong_network]")
+    expect(wrong).to_be_visible()
+    expect(page.get_by_test_id("network")).to_contain_text("Wrong network")
+    shot(page, "02-wrong-network")
+    wrong.get_by_role("button", name=re.compile("Switch to")).click()
+    expect(page.get_by_test_id("network")).to_contain_text("31337")
+    expect(wrong).to_have_count(0)
+
+    # Open an ETH channel; the browser creates the session key and authorises it in the open call.
+    expect(page.get_by_test_id("channel-card")).to_have_attribute("data-status", "none")
+    page.get_by_test_id("deposit-input").fill("0.01")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    state = channels.get_channel(bytes.fromhex(cid[2:]))
+    assert state.payer == listener and state.deposit == eth("0.01")
+    stored = page.evaluate(f"localStorage.getItem(Object.keys(localStorage).find(k => k.endsWith('{cid}')))")
+    assert stored and state.session_key.lower() in stored.lower(), "the session key lives in this browser"
+    expect(page.get_by_test_id("remaining")).to_have_text("0.01")
+
+    # Play 1: a flat per-play track, paid at start.
+    play(page, "Morning Modem")
+    wait_history(stack, cid, 1)
+    expect(page.get_by_test_id("spent")).to_have_text("0.00002")
+    expect(page.get_by_test_id("history-item").first).to_have_attribute("data-kind", "play")
+    # ...and the artist sees it at once, pending settlement
+    expect(studio.get_by_test_id("earned-pending")).not_to_have_text("0 ETH", timeout=10_000)
+    expect(studio.locator("[data-testid=earnings-row][data-title='Morning Modem']")).to_be_visible()
+    shot(studio, "03-studio-pending", top=False)
+
+    # Play 2: stream-to-own (first play at the base price).
+    play(page, "Stream to Own")
+    wait_history(stack, cid, 2)
+
+    # Play 3: metered per second while it plays (a voucher every 5 s, the rest at the end).
+    play(page, "Per-Second Drift")
+    expect(page.get_by_test_id("player-status")).to_have_attribute("data-status", "playing", timeout=10_000)
+    page.wait_for_timeout(6_500)
+    shot(page, "04-playing-per-second")
+    expect(page.get_by_test_id("player-status")).to_have_attribute("data-status", "ended", timeout=30_000)
+    items = wait_history(stack, cid, 4)
+    eventually(lambda: sum(i["units"] for i in history(stack, cid) if i["kind"] == "seconds") >= 10, 10, "the last seconds voucher")
+    items = history(stack, cid)
+    seconds = [i for i in items if i["kind"] == "seconds"]
+    assert len(seconds) >= 2 and 10 <= sum(i["units"] for i in seconds) <= 12, seconds
+    assert all(int(i["amount"]) == 2_000 * GWEI * i["units"] for i in seconds)
+
+    # A tip with a message, split like a play.
+    tile(page, "Morning Modem").get_by_test_id("tip").click()
+    page.get_by_test_id("tip-amount").fill("0.0005")
+    page.get_by_test_id("tip-message").fill("Great set! 🎶")
+    shot(page, "05-tip", top=False)
+    page.get_by_test_id("tip-send").click()
+    tip = wait_history(stack, cid, len(items) + 1)[-1]
+    assert tip["kind"] == "tip" and tip["memo"] == "Great set! 🎶" and tip["amount"] == str(eth("0.0005"))
+    expect(page.get_by_test_id("history-item").first).to_have_attribute("data-kind", "tip")
+
+    # The spend meters agree with the relay.
+    summary = stack.get(f"/api/v1/channels/{cid}")
+    spent = sum(int(i["amount"]) for i in history(stack, cid))
+    assert int(summary["spent"]) == spent == int(summary["spentToday"])
+    expect(page.get_by_test_id("spent")).to_have_text(format(Decimal(spent).scaleb(-18).normalize(), "f")[:8].rstrip("0"))
+
+    # A daily cap just above today's spending: the next play is refused, with the relay's reason shown.
+    cap = spent + 10_000 * GWEI  # Morning Modem costs 20,000 gwei
+    page.get_by_test_id("set-cap").click()
+    page.get_by_test_id("cap-input").fill(format(Decimal(cap).scaleb(-18).normalize(), "f"))
+    page.get_by_test_id("cap-save").click()
+    expect(page.get_by_test_id("daily-cap")).to_contain_text("daily cap")
+    assert stack.get(f"/api/v1/channels/{cid}")["dailyCap"] == str(cap)
+    play(page, "Morning Modem")
+    refused = page.locator("[data-testid=banner][data-code=daily_cap_exceeded]")
+    expect(refused).to_be_visible()
+    expect(refused).to_contain_text("Daily spending cap reached")
+    expect(page.get_by_test_id("player-status")).to_have_attribute("data-status", "paused")
+    shot(page, "06-cap-reached")
+    assert len(history(stack, cid)) == len(items) + 1, "the refused play was not accepted"
+    # Every voucher was signed in the browser by the session key: the wallet never had to sign one.
+    calls = page.evaluate("window.__csWallet.calls")
+    assert "eth_signTypedData_v4" not in calls and calls.count("eth_sendTransaction") == 1, calls
+
+    # The relay settles on its own; the artist's earnings move from pending to settled.
+    eventually(lambda: stack.get(f"/api/v1/channels/{cid}")["settled"] == str(spent), 30, "settlement")
+    assert channels.get_channel(bytes.fromhex(cid[2:])).settled == spent
+    expect(studio.get_by_test_id("earned-pending")).to_have_text("0 ETH", timeout=15_000)
+    expect(studio.get_by_test_id("earned-settled")).not_to_have_text("0 ETH")
+    claimable = channels.contract.functions.claimable(ada, "0x" + "00" * 20).call()
+    assert claimable > 0
+    studio.get_by_test_id("claimable-ETH").scroll_into_view_if_needed()
+    expect(studio.get_by_test_id("claim-ETH")).to_be_enabled(timeout=10_000)
+    shot(studio, "07-studio-settled", top=False)
+
+    # The CSV export link serves the same per-track earnings.
+    import httpx
+
+    csv_href = studio.get_by_test_id("csv-export").get_attribute("href")
+    csv_text = httpx.get(stack.url + csv_href, timeout=10).text
+    assert csv_text.splitlines()[0].startswith("token,target,title,plays,seconds,tips")
+    assert "Morning Modem" in csv_text and "Per-Second Drift" in csv_text
+
+    # Ada claims on-chain.
+    before = w3.eth.get_balance(ada)
+    studio.get_by_test_id("claim-ETH").click()
+    expect(studio.get_by_test_id("claim-result-ETH")).to_contain_text("Claimed")
+    assert channels.contract.functions.claimable(ada, "0x" + "00" * 20).call() == 0
+    assert w3.eth.get_balance(ada) > before + claimable - 10**15  # minus gas
+    expect(studio.get_by_test_id("earned-claimed")).not_to_have_text("0 ETH", timeout=15_000)
+    shot(studio, "08-studio-claimed", top=False)
+
+    # The listener closes cooperatively and gets the remainder back at once.
+    before = w3.eth.get_balance(listener)
+    page.get_by_test_id("close-menu").click()
+    page.get_by_test_id("close-coop").click()
+    expect(page.get_by_test_id("closed-summary")).to_be_visible(timeout=30_000)
+    final = channels.get_channel(bytes.fromhex(cid[2:]))
+    assert final.status == ChannelStatus.CLOSED and final.settled == spent
+    refund = eth("0.01") - spent
+    gained = w3.eth.get_balance(listener) - before
+    assert refund - 10**15 < gained <= refund
+    expect(page.get_by_test_id("refund")).to_contain_text(format(Decimal(refund).scaleb(-18).normalize(), "f")[:6])
+    shot(page, "09-closed")
+    assert not [e for e in page.errors + studio.errors if "402" not in e], page.errors + studio.errors
+    page.context.close()
+    studio.context.close()
+
+
+def test_stablecoin_permit_then_unilateral_close(browser: Any, stack: Stack) -> None:
+    """mUSD with one EIP-2612 permit signature (openWithPermit), a play, then requestClose with the challenge
+    window counting down, time passes on the chain, and withdraw returns the rest."""
+    w3 = stack.web3()
+    usd = TokenClient(w3, stack.deployment.stablecoin)
+    channels = ChannelsClient(w3, stack.deployment.channels)
+    who = stack.address("listener2")
+    start_balance = usd.balance_of(who)
+
+    page = open_page(browser, stack, "listener2")
+    connect(page)
+    page.get_by_test_id("token-mUSD").click()
+    expect(page.get_by_test_id("wallet-token-balance")).to_contain_text("mUSD")
+    expect(page.get_by_test_id("method-permit")).to_have_class(re.compile("on"))
+    page.get_by_test_id("deposit-input").fill("20")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    calls = page.evaluate("window.__csWallet.calls")
+    assert calls.count("eth_signTypedData_v4") == 1 and calls.count("eth_sendTransaction") == 1, "one permit + one tx"
+    assert usd.balance_of(who) == start_balance - 20 * USD
+    expect(page.get_by_test_id("catalog-token")).to_contain_text("mUSD")
+
+    play(page, "Gas Price Blues")
+    item = wait_history(stack, cid, 1)[0]
+    assert item["amount"] == "1500"  # $0.0015
+    expect(page.get_by_test_id("spent")).to_have_text("0.0015")
+
+    # A second tab of the same browser (same session key) pays too; the first tab's ledger is now behind the
+    # relay's, so its next voucher is refused as stale, it resynchronises from the relay's state and retries.
+    tab = page.context.new_page()
+    tab.goto(stack.url)
+    expect(tab.get_by_test_id("channel-card")).to_have_attribute("data-channel-id", cid, timeout=20_000)
+    play(tab, "Stream to Own")
+    wait_history(stack, cid, 2)
+    tab.close()
+    play(page, "Morning Modem")
+    items = wait_history(stack, cid, 3)
+    assert [i["title"] for i in items] == ["Gas Price Blues", "Stream to Own", "Morning Modem"]
+    expect(page.get_by_test_id("spent")).to_have_text("0.0037")
+    expect(page.locator("[data-testid=banner][data-code]")).to_have_count(0)
+
+    # Another browser without the session key: vouchers are signed by the wallet itself (eth_signTypedData_v4).
+    other = open_page(browser, stack, "listener2")
+    connect(other)
+    expect(other.get_by_test_id("channel-card")).to_have_attribute("data-channel-id", cid, timeout=20_000)
+    expect(other.get_by_test_id("channel-card")).to_contain_text("not in this browser")
+    play(other, "Gas Price Blues")
+    wait_history(stack, cid, 4)
+    assert other.evaluate("window.__csWallet.calls").count("eth_signTypedData_v4") == 1
+    other.context.close()
+
+    # Top up (approve + topUp) before closing.
+    page.get_by_test_id("top-up").click()
+    page.locator("[data-testid=channel-card] .inline-form input").fill("5")
+    page.locator("[data-testid=channel-card] .inline-form").get_by_role("button", name="Top up").click()
+    expect(page.get_by_test_id("deposit")).to_have_text("25", timeout=20_000)
+    spent = sum(int(i["amount"]) for i in history(stack, cid))
+    assert spent == 1500 + 200 + 2000 + 1500
+
+    page.get_by_test_id("close-menu").click()
+    page.get_by_test_id("request-close").click()
+    card = page.get_by_test_id("channel-card")
+    expect(card).to_have_attribute("data-status", "closing", timeout=20_000)
+    expect(page.get_by_test_id("countdown")).to_have_text(re.compile(r"^00:5\d:\d\d$"))
+    expect(page.get_by_test_id("withdraw")).to_be_disabled()
+    shot(page, "10-challenge-window")
+    # the relay's watchtower settles the latest voucher inside the window
+    eventually(lambda: channels.get_channel(bytes.fromhex(cid[2:])).settled == spent, 30, "settlement inside the window")
+
+    stack.advance(CHALLENGE_PERIOD + 5)
+    expect(page.get_by_test_id("countdown")).to_have_text("Window over", timeout=15_000)
+    expect(page.get_by_test_id("withdraw")).to_be_enabled()
+    page.get_by_test_id("withdraw").click()
+    expect(page.get_by_test_id("closed-summary")).to_be_visible(timeout=20_000)
+    expect(page.get_by_test_id("refund")).to_have_text("24.9948 mUSD")
+    assert channels.get_channel(bytes.fromhex(cid[2:])).status == ChannelStatus.CLOSED
+    assert usd.balance_of(who) == start_balance - spent
+    shot(page, "11-withdrawn")
+    page.context.close()
+
+
+def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stack: Stack) -> None:
+    """Register with a content hash computed in the browser from a chosen file, a split with a collaborator and
+    a platform fee (validated to 100%), then change the price and publish a new split."""
+    ben, label, platform = stack.address("ben"), stack.address("label"), stack.address("platform")
+    audio = wav_bytes()
+    track_id = "0x" + keccak(audio).hex()
+
+    page = open_page(browser, stack, "ben", "/#/studio")
+    connect(page)
+    register = page.get_by_test_id("register")
+    register.scroll_into_view_if_needed()
+    register.get_by_test_id("audio-file").set_input_files({"name": "night-bus.wav", "mimeType": "audio/wav", "buffer": audio})
+    expect(register.get_by_test_id("content-hash")).to_have_value(track_id)
+    expect(register.get_by_test_id("track-title")).to_have_value("night bus")
+    register.get_by_test_id("track-title").fill("Night Bus")
+    register.get_by_test_id("price-play").fill("0.00003")
+    register.get_by_test_id("price-second").fill("0.000001")
+
+    split = register.get_by_test_id("split-editor")
+    expect(split.get_by_test_id("split-address").first).to_have_value(ben)
+    split.get_by_test_id("split-pct").first.fill("60")
+    status = split.get_by_test_id("split-status")
+    expect(status).to_have_attribute("data-valid", "false")
+    expect(status).to_contain_text("6000 / 10000 bps")
+    split.get_by_test_id("add-collaborator").click()
+    split.get_by_test_id("split-address").nth(1).fill(label)
+    split.get_by_test_id("split-pct").nth(1).fill("45")
+    expect(status).to_contain_text("10500 / 10000 bps")
+    split.get_by_test_id("split-pct").nth(1).fill("40")
+    expect(status).to_have_attribute("data-valid", "true")
+    split.get_by_test_id("fee-toggle").check()
+    expect(status).to_have_attribute("data-valid", "false")  # a fee needs a recipient
+    split.get_by_test_id("fee-address").fill(platform)
+    split.get_by_test_id("fee-pct").fill("2.5")
+    expect(status).to_have_attribute("data-valid", "true")
+    expect(split.get_by_test_id("split-preview")).to_contain_text("Platform")
+    split.scroll_into_view_if_needed()
+    shot(page, "12-register-track", top=False)
+    register.get_by_test_id("register-track").click()
+    expect(page.locator("[data-testid=toast]").filter(has_text="registered")).to_be_visible(timeout=20_000)
+
+    track = eventually(lambda: _track(stack, track_id), 20, "the relay to see the new track")
+    assert track["title"] == "Night Bus" and track["owner"] == ben
+    assert track["split"] == {"recipients": [ben, label], "bps": [6000, 4000], "feeRecipient": platform, "feeBps": 250}
+    eth_terms = track["terms"]["0x0000000000000000000000000000000000000000"]
+    assert eth_terms["perPlay"] == str(30_000 * GWEI) and eth_terms["perSecond"] == str(1_000 * GWEI)
+
+    mine = page.locator(f"[data-testid=my-track][data-title='Night Bus']")
+    expect(mine).to_be_visible(timeout=15_000)
+    mine.get_by_test_id("edit-track").click()
+    editor = mine.get_by_test_id("track-editor")
+    editor.get_by_test_id("price-play").fill("0.00004")
+    editor.get_by_test_id("save-terms").click()
+    eventually(lambda: (t := _track(stack, track_id)) and t["terms"]["0x0000000000000000000000000000000000000000"]["perPlay"] == str(40_000 * GWEI),
+               20, "the new price")
+
+    mine.get_by_test_id("edit-track").click()
+    editor = mine.get_by_test_id("track-editor")
+    esplit = editor.get_by_test_id("split-editor")
+    esplit.get_by_test_id("split-pct").first.fill("50")
+    esplit.get_by_test_id("split-pct").nth(1).fill("50")
+    expect(esplit.get_by_test_id("split-status")).to_have_attribute("data-valid", "true")
+    editor.get_by_test_id("save-split").click()
+    updated = eventually(lambda: (t := _track(stack, track_id)) and t["splitVersion"] == 2 and t, 20, "split v2")
+    assert updated["split"]["bps"] == [5000, 5000] and updated["split"]["feeBps"] == 250
+    page.get_by_test_id("my-tracks").scroll_into_view_if_needed()
+    shot(page, "13-my-tracks", top=False)
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def _track(stack: Stack, track_id: str) -> dict[str, Any] | None:
+    import httpx
+
+    response = httpx.get(f"{stack.url}/api/v1/tracks/{track_id}", timeout=10)
+    return response.json() if response.status_code == 200 else None
