@@ -114,7 +114,7 @@ class RelayService:
             self.store.upsert_channel(record)
         day = int(time.time()) // DAY
         ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
-        rt = ChannelRuntime(record, ledger, spent_today, day)
+        rt = ChannelRuntime(record, ledger, spent_today, day, caps_issued_at=record.caps_issued_at)
         settled = self.store.get_settled(channel_id)
         if ledger.voucher.total > (settled.total if settled else 0):
             rt.unsettled_since = time.time()
@@ -294,9 +294,9 @@ class RelayService:
         if issued_at <= rt.caps_issued_at:
             raise Rejection("stale_caps", "these caps are older than the ones in force", status=409)
         rt.caps_issued_at = issued_at
-        self.store.set_caps(channel_id, daily_cap or None, session_cap or None)
+        self.store.set_caps(channel_id, daily_cap or None, session_cap or None, issued_at)  # survives restarts
         rt.record = ChannelRecord(**{**rt.record.__dict__, "daily_cap": daily_cap or None,
-                                     "session_cap": session_cap or None})
+                                     "session_cap": session_cap or None, "caps_issued_at": issued_at})
         return rt
 
     # --------------------------------------------------------------- closing

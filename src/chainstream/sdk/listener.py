@@ -129,6 +129,8 @@ class Listener:
         except RelayError as exc:
             if exc.state is not None:
                 self.resync(exc.state)
+            if exc.code in ("voucher_mismatch", "unknown_track", "not_offered"):
+                self._listings = {}  # priced from a stale catalog (terms or split changed): re-read it next time
             raise
         self.state = state
         self.signatures[state.seq] = signature

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS channels (
     coop_close_digest BLOB,          -- set once the relay co-signed a close: no payments after it
     daily_cap TEXT,
     session_cap TEXT,
-    opened_block INTEGER NOT NULL DEFAULT 0
+    opened_block INTEGER NOT NULL DEFAULT 0,
+    caps_issued_at INTEGER NOT NULL DEFAULT 0  -- issuedAt of the caps in force: older caps are refused
 );
 CREATE TABLE IF NOT EXISTS payments (
     channel_id BLOB NOT NULL,
@@ -120,6 +121,7 @@ class ChannelRecord:
     daily_cap: int | None = None
     session_cap: int | None = None
     opened_block: int = 0
+    caps_issued_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def _channel(row: sqlite3.Row) -> ChannelRecord:
         session_key=row["session_key"], session_expiry=row["session_expiry"], status=row["status"],
         closes_at=row["closes_at"], coop_close_digest=row["coop_close_digest"], daily_cap=_opt_int(row["daily_cap"]),
         session_cap=_opt_int(row["session_cap"]), opened_block=row["opened_block"],
+        caps_issued_at=row["caps_issued_at"],
     )
 
 
@@ -201,6 +204,9 @@ class SqliteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._read = self._connect(check_same_thread=False)
         self._read.executescript(SCHEMA)
+        columns = {r["name"] for r in self._read.execute("PRAGMA table_info(channels)")}
+        if "caps_issued_at" not in columns:  # a database from before caps' issuedAt was kept
+            self._read.execute("ALTER TABLE channels ADD COLUMN caps_issued_at INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.RLock()
         self._queue: queue.Queue[tuple[list[PaymentRecord], Future[None]] | None] = queue.Queue()
         self._max_group = max_group
@@ -296,7 +302,8 @@ class SqliteStore:
 
     def upsert_channel(self, c: ChannelRecord) -> None:
         self._write(
-            """INSERT INTO channels VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+            """INSERT INTO channels (channel_id, payer, token, deposit, session_key, session_expiry, status, closes_at,
+               coop_close_digest, daily_cap, session_cap, opened_block) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
                ON CONFLICT(channel_id) DO UPDATE SET deposit=excluded.deposit, session_key=excluded.session_key,
                session_expiry=excluded.session_expiry, status=excluded.status, closes_at=excluded.closes_at""",
             (c.channel_id, c.payer, c.token, str(c.deposit), c.session_key, c.session_expiry, c.status, c.closes_at,
@@ -304,10 +311,10 @@ class SqliteStore:
              None if c.session_cap is None else str(c.session_cap), c.opened_block),
         )
 
-    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None) -> None:
-        self._write("UPDATE channels SET daily_cap=?, session_cap=? WHERE channel_id=?",
+    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> None:
+        self._write("UPDATE channels SET daily_cap=?, session_cap=?, caps_issued_at=? WHERE channel_id=?",
                     (None if daily_cap is None else str(daily_cap), None if session_cap is None else str(session_cap),
-                     channel_id))
+                     issued_at, channel_id))
 
     def set_coop_close(self, channel_id: bytes, voucher_digest: bytes) -> None:
         self._write("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (voucher_digest, channel_id))

@@ -1,0 +1,108 @@
+"""Settlement by a real in-process relay on the embedded chain: batching, growing payee lists (prevAmounts),
+the settle policy (eager, near a session key's expiry), cooperative close after a partial settlement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web3.logs import DISCARD
+
+from chainstream.sdk import Listener
+from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+    DRIFT,
+    MODEM,
+    PLAY_PRICE,
+    InProcessRelay,
+    RelayChain,
+    eager_relay,
+    new_wallet,
+    open_listener,
+    relay,
+    relay_chain,
+    wait_until,
+)
+
+
+def settled(listener: Listener) -> int:
+    return listener.chain_state().settled
+
+
+def settlement_receipts(rc: RelayChain, listeners: list[Listener], since: int) -> dict[bytes, Any]:
+    """Transaction hash of each listener channel's latest ChannelSettled event since block `since`."""
+    out: dict[bytes, Any] = {}
+    for listener in listeners:
+        logs = rc.chain.channels.contract.events.ChannelSettled().get_logs(
+            from_block=since, argument_filters={"channelId": listener.channel_id})
+        out[listener.channel_id] = logs[-1]["transactionHash"]  # type: ignore[index]
+    return out
+
+
+def test_channels_settled_together_share_one_transaction_and_payee_lists_grow(relay: InProcessRelay,
+                                                                               relay_chain: RelayChain) -> None:
+    listeners = [open_listener(relay_chain, relay, wallet=new_wallet(relay_chain)) for _ in range(3)]
+    for listener in listeners:
+        listener.play(relay_chain.track(MODEM))
+    start = relay_chain.w3.eth.block_number
+    relay.settle_now(*(lst.channel_id for lst in listeners))  # type: ignore[misc]
+    for listener in listeners:
+        wait_until(lambda: settled(listener) == PLAY_PRICE, what="the batch settlement")
+    hashes = set(settlement_receipts(relay_chain, listeners, start).values())
+    assert len(hashes) == 1, "three channels due in one round go in one settleBatch"
+    receipt = relay_chain.w3.eth.get_transaction_receipt(hashes.pop())
+    assert receipt["from"] == relay.address
+    events = relay_chain.chain.channels.contract.events.ChannelSettled().process_receipt(receipt, errors=DISCARD)
+    assert len(events) == 3
+
+    # Later payments add payees (a tip to someone new, another track's split): the next settlement has to
+    # present the previously settled amounts as prevAmounts, which the relay tracks per channel.
+    for i, listener in enumerate(listeners):
+        listener.tip(1_000 + i, artist=new_wallet(relay_chain, eth=0).address)
+        listener.listen(relay_chain.track(DRIFT), 10)
+    relay.settle_now(*(lst.channel_id for lst in listeners))  # type: ignore[misc]
+    for listener in listeners:
+        voucher = listener.state.voucher  # type: ignore[union-attr]
+        wait_until(lambda: settled(listener) == voucher.total, what="the second settlement")
+        assert listener.settled_state().credited == voucher.amounts  # type: ignore[union-attr]
+        wait_until(lambda: relay.channel(listener.channel_id)["settled"] == str(voucher.total),  # type: ignore[arg-type]
+                   what="the relay to record it")
+
+
+def test_an_eager_relay_settles_without_being_asked(eager_relay: InProcessRelay, relay_chain: RelayChain) -> None:
+    listener = open_listener(relay_chain, eager_relay, wallet=new_wallet(relay_chain))
+    assert listener.chain_state().relay == eager_relay.address
+    paid = listener.play(relay_chain.track(MODEM))
+    wait_until(lambda: settled(listener) == paid.total, what="the eager relay to settle")
+    paid = listener.play(relay_chain.track(MODEM))
+    wait_until(lambda: settled(listener) == paid.total, what="the eager relay to settle again")
+
+
+def test_vouchers_of_a_session_key_about_to_expire_are_settled_first(relay: InProcessRelay,
+                                                                     relay_chain: RelayChain) -> None:
+    """The lazy relay settles only on request, except when waiting longer could make a voucher unsettleable:
+    here the session key that signed it expires within settle_deadline_margin (an hour)."""
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain), session_ttl=1_800)
+    paid = listener.play(relay_chain.track(MODEM))
+    wait_until(lambda: settled(listener) == paid.total, what="a settlement ahead of the key's expiry")
+
+
+def test_cooperative_close_after_a_partial_settlement(relay: InProcessRelay, relay_chain: RelayChain) -> None:
+    deposit = 10**17
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain), deposit=deposit)
+    listener.play(relay_chain.track(MODEM))
+    listener.play(relay_chain.track(MODEM))
+    relay.settle_now(listener.channel_id)  # type: ignore[arg-type]
+    wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, what="the partial settlement")
+    wait_until(lambda: relay.channel(listener.channel_id)["settled"] == str(2 * PLAY_PRICE),  # type: ignore[arg-type]
+               what="the relay to record it")
+    fan_favourite = new_wallet(relay_chain, eth=0).address
+    listener.tip(4_321, artist=fan_favourite, message="bye")
+    listener.listen(relay_chain.track(DRIFT), 5)
+    voucher = listener.state.voucher  # type: ignore[union-attr]
+    assert listener.close_cooperatively() == deposit - voucher.total
+    state = listener.chain_state()
+    assert state.settled == voucher.total and state.status.name == "CLOSED"
+    assert listener.channels.claimable(fan_favourite) == 4_321
+    listed = {c["channelId"] for c in relay.http().get(f"/listeners/{listener.address}/channels").json()["channels"]}
+    assert listed == {"0x" + listener.channel_id.hex()}  # type: ignore[union-attr]
+    page = relay.http().get(f"/channels/0x{listener.channel_id.hex()}/history", params={"limit": 2, "before": 4}).json()  # type: ignore[union-attr]
+    assert [item["seq"] for item in page["items"]] == [3, 2]
