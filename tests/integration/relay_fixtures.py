@@ -209,6 +209,7 @@ class InProcessRelay(_RelayBase):
                                                     timeout_graceful_shutdown=5))
         self.thread = threading.Thread(target=self.server.run, name=f"relay-{self.port}", daemon=True)
         self._clients = []
+        self.actor = relay_actor
         self.loop: Any = None
 
     def start(self) -> InProcessRelay:
@@ -305,17 +306,20 @@ def make_relay(relay_chain: RelayChain, tmp_path: Path) -> Iterator[Callable[...
     """Start in-process relays with particular settings (keyword arguments); stopped after the test."""
     started: list[InProcessRelay] = []
 
-    def make(**settings: Any) -> InProcessRelay:
-        # Each with a key of its own: two relays settling with one key would race for its nonces.
-        actor = f"relay-{os.urandom(4).hex()}"
-        relay_chain.chain.keys[actor] = new_wallet(relay_chain)
+    def make(*, actor: str | None = None, eth: int = 10 * 10**18, **settings: Any) -> InProcessRelay:
+        """A relay with a key of its own (two relays settling with one key would race for its nonces), funded
+        with `eth`; pass the `actor` of an earlier one to restart it on the same key and database."""
+        if actor is None:
+            actor = f"relay-{os.urandom(4).hex()}"
+            relay_chain.chain.keys[actor] = new_wallet(relay_chain, eth)
         relay = InProcessRelay(relay_chain, tmp_path / f"{actor}.db", relay_actor=actor, **settings).start()
         started.append(relay)
         return relay
 
     yield make
     for relay in reversed(started):
-        relay.stop()
+        if relay.thread.is_alive():
+            relay.stop()
 
 
 LAZY = {"settle_min_value": 10**30, "settle_max_age": 10**9}

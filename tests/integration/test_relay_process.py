@@ -3,6 +3,7 @@ watchtower against a stale unilateral close (with time travel), block confirmati
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -283,3 +284,30 @@ def test_caps_survive_a_restart_and_cannot_be_replayed(relay_process: RelayProce
     with pytest.raises(RelayError) as info:
         listener.play(rc.track(MODEM))
     assert info.value.code == "daily_cap_exceeded" and info.value.status == 402
+
+
+def test_no_gas_is_spent_on_a_window_that_is_over(relay_process: RelayProcess, anvil_relay_chain: RelayChain) -> None:
+    """The relay was down for a channel's whole close window: the listener's close stands (its risk model), and
+    the relay, back up, must not pay for settlements the contract can only skip, round after round. A second
+    channel shows that rounds do run and settle what can be settled."""
+    rc = anvil_relay_chain
+    relay_process.start(**LAZY)
+    doomed = open_listener(rc, relay_process, deposit=10**17)
+    doomed.play(rc.track(MODEM))
+    doomed.play(rc.track(MODEM))
+    relay_process.kill()
+    doomed.request_close()
+    advance_time(rc.w3, CHALLENGE_PERIOD + 1)
+
+    relay_process.start(**EAGER)
+    witness = open_listener(rc, relay_process, wallet="listener2", deposit=10**17)
+    for _ in range(2):  # two settlement rounds at least, each after the relay knew the window was over
+        paid = witness.play(rc.track(MODEM))
+        wait_until(lambda: witness.chain_state().settled == paid.total, what="the witness channel's settlement")
+        assert relay_process.channel(doomed.channel_id)["status"] == "closing"  # type: ignore[arg-type]
+    batches = [json.loads(r["payload"])["channels"] for r in relay_process.rows("SELECT payload FROM outbox ORDER BY id")]
+    assert batches and all(channels == [cid_hex(witness)] for channels in batches), batches
+    assert doomed.chain_state().settled == 0
+    assert doomed.withdraw() == 10**17  # nothing was settled in the window: the whole deposit goes back
+    wait_until(lambda: relay_process.channel(doomed.channel_id)["status"] == "closed",  # type: ignore[arg-type]
+               what="the relay to see the withdrawal")

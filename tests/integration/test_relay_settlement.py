@@ -5,20 +5,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from collections.abc import Callable
+
 from web3.logs import DISCARD
 
+from chainstream.chain.transactions import fund
+from chainstream.ledger import charge_play
+from chainstream.protocol import PrivateKey
 from chainstream.sdk import Listener
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     DRIFT,
+    LAZY,
     MODEM,
     PLAY_PRICE,
     InProcessRelay,
     RelayChain,
+    cid_hex,
     eager_relay,
+    make_relay,
     new_wallet,
     open_listener,
+    play_spec,
+    rejected,
     relay,
     relay_chain,
+    sign_charge,
     wait_until,
 )
 
@@ -106,3 +117,40 @@ def test_cooperative_close_after_a_partial_settlement(relay: InProcessRelay, rel
     assert listed == {"0x" + listener.channel_id.hex()}  # type: ignore[union-attr]
     page = relay.http().get(f"/channels/0x{listener.channel_id.hex()}/history", params={"limit": 2, "before": 4}).json()  # type: ignore[union-attr]
     assert [item["seq"] for item in page["items"]] == [3, 2]
+
+
+def test_a_rotated_session_key(relay: InProcessRelay, relay_chain: RelayChain) -> None:
+    """The payer replaces the session key on chain: the relay settles what the old key signed at once (the
+    contract honours the old key only for a grace period), then refuses the old key and takes the new one."""
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+    track = relay_chain.track(MODEM)
+    listener.play(track)
+    listener.play(track)
+    old_key, new_key = listener.session_key, PrivateKey.generate()
+    listener.channels.set_session_key(listener.tx, listener.channel_id, new_key.address,  # type: ignore[arg-type]
+                                      relay_chain.chain.now() + 7 * 86_400)
+    wait_until(lambda: relay.channel(listener.channel_id)["sessionKey"] == new_key.address,  # type: ignore[arg-type]
+               what="the relay to see the new key")
+    wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, what="the old key's vouchers to be settled")
+    stale = sign_charge(listener, charge_play(listener.state, listener.listing(track)), play_spec(track), key=old_key)
+    rejected(relay.http().post(f"/channels/{cid_hex(listener)}/payments", json=stale.body), 403, "unauthorized_signer")
+    listener.session_key = new_key
+    assert listener.play(track).seq == 3
+
+
+def test_a_close_seen_before_a_restart_is_still_settled_at_once(make_relay: Callable[..., InProcessRelay],
+                                                                relay_chain: RelayChain) -> None:
+    """The watchtower's "settle this now" must survive a restart. Here the relay cannot pay for gas when the
+    CloseRequested arrives (so it cannot settle), is stopped, funded and started again on the same database:
+    its cursor is past the close, yet it must settle the closing channel at once, not in the window's last hour."""
+    broke = make_relay(eth=0, **LAZY)
+    listener = open_listener(relay_chain, broke, wallet=new_wallet(relay_chain))
+    listener.play(relay_chain.track(MODEM))
+    listener.play(relay_chain.track(MODEM))
+    listener.request_close()
+    wait_until(lambda: broke.channel(listener.channel_id)["status"] == "closing", what="the watcher")  # type: ignore[arg-type]
+    assert settled(listener) == 0
+    broke.stop()
+    fund(relay_chain.w3, broke.address, 10**19)
+    make_relay(actor=broke.actor, **LAZY)
+    wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, timeout=15, what="the closing channel to be settled")

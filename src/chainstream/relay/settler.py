@@ -60,10 +60,15 @@ class Settler:
                 pass
 
     # ------------------------------------------------------------------ policy
-    def due(self, now: float, force: bool = False) -> list[tuple[PaymentRecord, tuple[int, ...]]]:
-        """Latest unsettled voucher (and the prevAmounts to submit with it) of every channel that is due."""
+    def due(self, now: float, force: bool = False, chain_now: float | None = None) -> list[tuple[PaymentRecord, tuple[int, ...]]]:
+        """Latest unsettled voucher (and the prevAmounts to submit with it) of every channel that is due.
+
+        Close windows and key expiries are measured on the chain's clock (`chain_now`, the latest block's time).
+        A voucher the contract can only refuse (its channel's window is over, its session key has expired) is
+        left out: sending it would pay gas every round for a settlement that is skipped every time."""
         due: list[tuple[PaymentRecord, tuple[int, ...]]] = []
         margin = self.settings.settle_deadline_margin
+        chain_now = now if chain_now is None else chain_now
         for record in self.store.channels():
             if record.status == "closed":
                 continue
@@ -77,18 +82,27 @@ class Settler:
                 continue
             rt = self.service._runtime.get(record.channel_id)
             since = rt.unsettled_since if rt and rt.unsettled_since else latest.accepted_at
-            deadlines = [record.closes_at] if record.status == "closing" else []
-            if latest.signer == record.session_key:
+            closing = record.status == "closing"
+            by_session_key = latest.signer == record.session_key and latest.signer != record.payer
+            if (closing and record.closes_at and record.closes_at <= chain_now) or \
+                    (by_session_key and record.session_expiry <= chain_now):
+                continue
+            deadlines = [record.closes_at] if closing else []
+            if by_session_key:
                 deadlines.append(record.session_expiry)
-            near_deadline = any(d and d - now <= margin for d in deadlines)
-            if (force or record.channel_id in self.urgent or near_deadline or unsettled >= self.settings.settle_min_value
+            near_deadline = any(d and d - chain_now <= margin for d in deadlines)
+            # A closing channel takes no more payments: settle it now. (The watchtower's request for it is only
+            # in memory; after a restart the cursor is past the CloseRequested, and this is what remains.)
+            if (force or record.channel_id in self.urgent or closing or near_deadline
+                    or unsettled >= self.settings.settle_min_value
                     or now - since >= self.settings.settle_max_age):
                 due.append((latest, settled.credited if settled else ()))
         return due
 
     async def settle_round(self, force: bool = False) -> int:
         """Settle everything due now; returns how many channels were settled."""
-        due = self.due(time.time(), force)
+        chain_now = await asyncio.to_thread(lambda: int(self.sender.w3.eth.get_block("latest")["timestamp"]))
+        due = self.due(time.time(), force, chain_now)
         count = 0
         size = self.settings.settle_batch_size
         for start in range(0, len(due), size):
