@@ -12,13 +12,15 @@ const form = { token: ZeroAddress, amount: "", method: "permit", days: 7, busy: 
 export function renderListen(ctx, root) {
   const hero = h("div.hero");
   const tiles = h("div.tiles", { "data-testid": "catalog" });
+  const flow = h("div");
   const side = h("div.side-col");
   const history = h("div.card", h("div.card-head", h("h3", "Recent plays & tips"), h("a.btn.small.ghost", { href: "#/activity" }, "See all")), h("div.history", { "data-testid": "history" }));
   const channelSlot = h("div.side-col-inner");
   mount(side, channelSlot, history);
   mount(root, h("div.listen",
     h("div", hero,
-      h("div.section-head", h("h2", "Tonight's catalog"), h("span.muted", { "data-testid": "catalog-token" })), tiles),
+      h("div.section-head", h("h2", "Tonight's catalog"), h("span.muted", { "data-testid": "catalog-token" })), tiles,
+      h("div.section-head", h("h2", "Where your money goes")), flow),
     side));
 
   const keys = { tiles: null, side: null, history: null };
@@ -35,6 +37,7 @@ export function renderListen(ctx, root) {
     if (tkey !== keys.tiles) {
       keys.tiles = tkey;
       renderTiles(ctx, tiles);
+      renderFlow(ctx, flow);
     }
     const skey = sideKey(ctx);
     if (skey !== keys.side) {
@@ -118,6 +121,41 @@ function renderTiles(ctx, el) {
           h("button.btn.small.ghost", { html: ICONS.heart + "<span>Tip</span>", "data-testid": "tip", onclick: () => openTipModal(ctx, t.trackId) }),
           terms.download > 0n && !owned ? h("button.btn.small.ghost", { "data-testid": "buy", onclick: () => buyTrack(ctx, t) }, "Buy") : null) : null));
   }));
+}
+
+// ------------------------------------------------------------------------------------------ split transparency
+const FLOW_COLORS = ["#8b6cff", "#19d3a8", "#5a8dff", "#ffb54a", "#ff5d7c", "#c66bff"];
+
+/** The current (or first) track's next charge, divided exactly as the voucher will divide it. */
+function renderFlow(ctx, el) {
+  const { listener, player } = ctx;
+  const t = player.track ?? listener.catalog[0];
+  const listing = t ? listener.listing(t.trackId) : null;
+  if (!listing) {
+    mount(el);
+    return;
+  }
+  const state = listener.ledger ?? L.openedState("0x" + "00".repeat(32));
+  const token = listener.token();
+  const perSecond = meteringOf(listing.terms) === "seconds";
+  const charge = perSecond ? L.chargeSeconds(listing, 60) : L.chargePlay(state, listing);
+  const what = perSecond ? "a minute of" : charge.amount ? "your next play of" : "a play of";
+  const split = listing.split;
+  const role = (a) => (a === split.feeRecipient && split.feeBps ? `Platform fee · ${split.feeBps / 100}%`
+    : a === split.recipients[0] ? `Primary artist · ${split.bps[0] / 100}%` : `Collaborator · ${split.bps[split.recipients.indexOf(a)] / 100}%`);
+  const total = charge.amount || 1n;
+  mount(el, h("div.card", { "data-testid": "money-flow" },
+    h("div.row", { style: { justifyContent: "space-between", marginBottom: "12px" } },
+      h("div.row", h("div.t-art", { style: { background: artStyle(t.trackId), width: "40px", height: "40px", borderRadius: "8px" } }),
+        h("div", h("b", `${ctx.fmt(charge.amount, token)} for ${what} “${t.title}”`),
+          h("div.faint", { style: { fontSize: "12.5px" } }, "Split in your voucher exactly as the registry says — platform fee off the top, rounding dust to the primary artist"))),
+      h("span.chip.mono", { title: listing.splitHash }, `split ${listing.splitHash.slice(0, 10)}…`)),
+    charge.payments.length ? [
+      h("div.split-bar", { style: { height: "12px" } }, charge.payments.map(([, v], i) => h("i", { style: { width: `${Number((v * 10000n) / total) / 100}%`, background: FLOW_COLORS[i % FLOW_COLORS.length] } }))),
+      h("div", { style: { display: "grid", gap: "10px", marginTop: "12px", gridTemplateColumns: `repeat(${Math.min(4, charge.payments.length)}, minmax(0, 1fr))` } }, charge.payments.map(([a, v], i) => h("div.stat",
+        h("span", { style: { color: FLOW_COLORS[i % FLOW_COLORS.length] } }, role(a)),
+        h("b", ctx.fmt(v, token)), h("div.faint.mono", { style: { fontSize: "11.5px" } }, shortAddr(a))))),
+    ] : h("div.muted", "This play is free — you own the track.")));
 }
 
 async function buyTrack(ctx, t) {

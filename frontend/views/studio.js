@@ -31,6 +31,8 @@ export function renderStudio(ctx, root) {
   let sse = null;
   let account = null;
   let catalogKey = null;
+  let earningsKey = null;
+  let claimsKey = null;
   const earningsEl = h("div");
   const tracksEl = h("div");
   const claimEl = h("div");
@@ -79,8 +81,17 @@ export function renderStudio(ctx, root) {
       mount(earningsEl, h("div.card", h("div.boot", h("div.spinner"), "Loading earnings…")));
       return;
     }
-    drawEarnings(ctx, earningsEl, redraw);
-    drawClaims(ctx, claimEl, redraw, load);
+    // redraw only what changed (no flicker, nothing detached under the pointer)
+    const ekey = JSON.stringify([S.earnings, S.token, Math.floor(Date.now() / 3_600_000)]);
+    if (ekey !== earningsKey) {
+      earningsKey = ekey;
+      drawEarnings(ctx, earningsEl, redraw);
+    }
+    const ckey = JSON.stringify([Object.entries(S.claimable).map(([k, v]) => [k, String(v)]), S.busy, S.claimResult], (k, v) => (typeof v === "bigint" ? String(v) : v));
+    if (ckey !== claimsKey) {
+      claimsKey = ckey;
+      drawClaims(ctx, claimEl, redraw, load);
+    }
     const key = JSON.stringify([S.catalog.map((t) => [t.trackId, t.splitHash, t.terms]), S.editing, ctx.wallet.account]);
     if (key !== catalogKey) {
       catalogKey = key;
@@ -88,7 +99,10 @@ export function renderStudio(ctx, root) {
     }
   }
 
-  const redraw = () => draw();
+  const redraw = () => {
+    earningsKey = claimsKey = null;
+    draw();
+  };
 
   let started = null;
   function start() {
@@ -96,7 +110,7 @@ export function renderStudio(ctx, root) {
     started = `${ctx.wallet?.account}|${ctx.chainOk()}`;
     if (!layout()) return;
     account = ctx.wallet.account;
-    catalogKey = null;
+    catalogKey = earningsKey = claimsKey = null;
     if (!S.reg || S.reg.owner !== account) S.reg = { owner: account, title: "", trackId: "", fileName: "", terms: newTermsState(ZeroAddress), split: newSplitState(account) };
     drawRegister(ctx, registerEl, () => load().catch(() => {}));
     draw();

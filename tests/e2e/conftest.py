@@ -25,8 +25,13 @@ def _require(reason: str | None) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser_available() -> None:
     _require(missing_reason())
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack) -> Iterator[Any]:
+    """Chromium, closed before the stack stops (so no page keeps an event stream of the relay open)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -38,7 +43,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def stack(browser: Any) -> Iterator[Stack]:
+def stack(browser_available: None) -> Iterator[Stack]:
     try:
         anvil_binary()
     except ConfigurationError as exc:
