@@ -415,7 +415,7 @@ def test_catalog_info_and_openapi(relay: InProcessRelay, relay_chain: RelayChain
     assert info["relay"] == relay_chain.chain.address("relay")
     assert info["channels"] == relay_chain.chain.deployment.channels and info["chainId"] == relay_chain.w3.eth.chain_id
     tracks = http.get("/catalog", params={"token": ETH}).json()["tracks"]
-    assert {t["title"] for t in tracks} == set(relay_chain.tracks)
+    assert set(relay_chain.tracks) <= {t["title"] for t in tracks}  # other tests of the session publish more
     modem = http.get(f"/tracks/0x{relay_chain.track(MODEM).hex()}").json()
     assert modem["terms"][ETH]["perPlay"] == str(PLAY_PRICE)
     docs = httpx.get(relay.url + "/docs", timeout=10)

@@ -116,19 +116,20 @@ def test_batch_endpoint_answers_each_payment_on_its_own(relay: InProcessRelay, r
         return {**signed.body, "channelId": cid_hex(listener), "id": ident}
 
     batch = [item(a, a_plays[0], "a1"), item(b, b_plays[0], "b1"), item(a, a_plays[1], "a2"), item(a, a_plays[2], 3),
-             item(b, b_plays[2], "b3-gap"), item(b, b_plays[1], "b2"),
-             {**item(a, a_plays[2], "a3-again")}]
+             item(b, b_plays[2], "b3-gap"), item(b, b_plays[1], "b2"), item(a, a_plays[2], "a3-again"),
+             item(a, a_plays[0], "a1-again")]  # accepted in this very batch, maybe not yet durable: still a duplicate
     http = relay.http()
     response = http.post("/payments/batch", json={"payments": batch})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
-    assert [r["id"] for r in results] == ["a1", "b1", "a2", 3, "b3-gap", "b2", "a3-again"]
+    assert [r["id"] for r in results] == ["a1", "b1", "a2", 3, "b3-gap", "b2", "a3-again", "a1-again"]
     by_id = {r["id"]: r for r in results}
     for ident, seq in (("a1", 1), ("b1", 1), ("a2", 2), (3, 3), ("b2", 2)):
         assert by_id[ident]["ok"] and by_id[ident]["status"] == "accepted" and by_id[ident]["seq"] == seq, by_id[ident]
     assert by_id["b3-gap"] == {"id": "b3-gap", "ok": False,
                                "error": {"code": "seq_gap", "message": by_id["b3-gap"]["error"]["message"], "status": 409}}
     assert by_id["a3-again"]["ok"] and by_id["a3-again"]["status"] == "duplicate"
+    assert by_id["a1-again"]["ok"] and by_id["a1-again"]["status"] == "duplicate" and by_id["a1-again"]["seq"] == 1
     assert [r["seq"] for r in relay.payment_rows(a.channel_id)] == [1, 2, 3]  # type: ignore[arg-type]
     assert [r["seq"] for r in relay.payment_rows(b.channel_id)] == [1, 2]  # type: ignore[arg-type]
     # Schema errors reject the whole request; an empty batch is one.
@@ -150,6 +151,11 @@ def test_websocket_stream_pipelines_payments(relay: InProcessRelay, relay_chain:
         assert sorted(r["id"] for r in replies) == list(range(10))
         for reply in replies:
             assert reply["ok"] and reply["status"] == "accepted" and reply["seq"] == reply["id"] + 1, reply
+        for i, signed in enumerate([plays[0], plays[5], plays[9]]):  # resubmitted, pipelined: duplicates
+            ws.send(json.dumps({**signed.body, "channelId": cid_hex(listener), "id": f"again-{i}"}))
+        again = sorted((json.loads(ws.recv(timeout=20)) for _ in range(3)), key=lambda r: r["id"])
+        assert [(r["ok"], r["status"], r["seq"]) for r in again] == [(True, "duplicate", 1), (True, "duplicate", 6),
+                                                                     (True, "duplicate", 10)], again
         ws.send("{not json")
         garbled = json.loads(ws.recv(timeout=20))
         assert garbled["ok"] is False and garbled["error"]["code"] == "invalid_request" and garbled["error"]["status"] == 422
@@ -163,6 +169,24 @@ def test_websocket_stream_pipelines_payments(relay: InProcessRelay, relay_chain:
         assert gap == {"id": "skip", "ok": False, "error": {"code": "seq_gap", "message": gap["error"]["message"],
                                                              "status": 409}}
     assert [r["seq"] for r in relay.payment_rows(listener.channel_id)] == list(range(1, 11))  # type: ignore[arg-type]
+
+
+def test_pipelined_streams_keep_their_order_from_the_first_payment(relay: InProcessRelay,
+                                                                   relay_chain: RelayChain) -> None:
+    """A client pipelines a channel's first payments over the websocket: the first loads the channel, the rest
+    queue behind it, and none may overtake another (a seq_gap here would be the relay's doing, not the client's).
+    Several fresh channels, since each load is one chance to get the order wrong."""
+    url = relay.api.replace("http://", "ws://") + "/payments/stream"
+    for _ in range(5):
+        listener = open_listener(relay_chain, relay)
+        plays = signed_plays(listener, relay_chain.track(MODEM), 25)
+        with ws_connect(url, open_timeout=10, close_timeout=5) as ws:
+            for i, signed in enumerate(plays):
+                ws.send(json.dumps({**signed.body, "channelId": cid_hex(listener), "id": i}))
+            replies = [json.loads(ws.recv(timeout=20)) for _ in plays]
+        refused = [r for r in replies if not r["ok"]]
+        assert not refused, refused[:3]
+        assert sorted(r["seq"] for r in replies) == list(range(1, 26))
 
 
 def _read_sse(lines: Iterator[str], want: int, kind: str = "payment") -> list[dict[str, Any]]:
@@ -185,6 +209,7 @@ def test_server_sent_events_deliver_payments(relay: InProcessRelay, relay_chain:
     track = relay_chain.track(MODEM)
     ada = relay_chain.chain.address("ada")
     timeout = httpx.Timeout(10.0, read=15.0)
+    subscribers = len(relay.service.bus._subscribers)
     with httpx.Client(base_url=relay.api, timeout=timeout) as http, \
             http.stream("GET", "/events", params={"channel": cid_hex(listener)}) as by_channel, \
             http.stream("GET", "/events", params={"payee": ada}) as by_payee:
@@ -202,3 +227,5 @@ def test_server_sent_events_deliver_payments(relay: InProcessRelay, relay_chain:
         assert int(mine[1]["total"]) == paid.total
         to_ada = _read_sse(payee_lines, 3)  # ada is paid by both channels' plays and by the tip
         assert [e["channelId"] for e in to_ada] == [cid_hex(other), cid_hex(listener), cid_hex(listener)]
+    # Subscriptions end with their connections (no queue is left filling up for nobody).
+    wait_until(lambda: len(relay.service.bus._subscribers) == subscribers, what="the subscriptions to be dropped")

@@ -16,6 +16,7 @@ from web3.exceptions import TransactionNotFound
 from chainstream.chain.contracts import settle_entry
 from chainstream.chain.node import advance_time
 from chainstream.chain.transactions import TxSender
+from chainstream.errors import ChainError
 from chainstream.ledger import charge_play
 from chainstream.protocol import Signature, SignedVoucher
 from chainstream.protocol.eip712 import caps_struct_hash
@@ -208,8 +209,9 @@ def test_watchtower_defeats_a_stale_unilateral_close(relay_process: RelayProcess
         listener.play(track)
     assert info.value.code == "channel_not_open" and info.value.status == 409
 
-    with pytest.raises(Exception):  # noqa: B017 - still inside the window: no withdrawal yet
+    with pytest.raises(ChainError) as window:  # still inside the window: no withdrawal yet
         listener.withdraw()
+    assert window.value.reason == "ChannelWindowNotOver"
     advance_time(rc.w3, CHALLENGE_PERIOD + 1)
     before = rc.w3.eth.get_balance(listener.address)
     refund = listener.withdraw()

@@ -89,6 +89,7 @@ class RelayService:
         self.bus = EventBus()
         self._runtime: dict[bytes, ChannelRuntime] = {}
         self._loading: dict[bytes, asyncio.Task[ChannelRuntime]] = {}
+        self._load_waiters: dict[bytes, int] = {}  # requests waiting for a channel's load, not yet resumed
         self._commits: tuple[list[PaymentRecord], asyncio.Future[None]] | None = None
         self.accepted_count = 0
 
@@ -97,15 +98,23 @@ class RelayService:
         """The channel's live state: from memory, else the database, else the chain (a channel just opened)."""
         rt = self._runtime.get(channel_id)
         if rt is not None:
+            # Requests that queued on this channel's load are resumed one by one once it is done: go after them,
+            # or a pipelined payment could overtake earlier ones (and be refused with seq_gap).
+            while channel_id in self._load_waiters:
+                await asyncio.sleep(0)
             return rt
         task = self._loading.get(channel_id)
         if task is None:
             task = asyncio.ensure_future(self._load(channel_id))
             self._loading[channel_id] = task
+        self._load_waiters[channel_id] = self._load_waiters.get(channel_id, 0) + 1
         try:
             return await task
         finally:
             self._loading.pop(channel_id, None)
+            left = self._load_waiters.pop(channel_id) - 1
+            if left:
+                self._load_waiters[channel_id] = left
 
     async def _load(self, channel_id: bytes) -> ChannelRuntime:
         record = self.store.get_channel(channel_id)
@@ -158,6 +167,11 @@ class RelayService:
         """Verify, store durably, then acknowledge. Raises Rejection with a stable code."""
         rt = await self.runtime(payment.channel_id)
         duplicate = self._duplicate(rt, payment)
+        if duplicate is None and payment.seq < rt.ledger.seq and rt.in_flight is not None and not rt.in_flight.done():
+            # An older voucher can be accepted and not yet in the database (pipelined or batched resubmissions):
+            # look again once this channel's commits are durable, so it is a duplicate rather than "stale".
+            await self._durable(rt)
+            duplicate = self._duplicate(rt, payment)
         if duplicate is not None:
             await self._durable(rt)  # never acknowledge a payment whose commit is still in flight
             return duplicate
