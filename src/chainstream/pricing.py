@@ -14,6 +14,7 @@ Shares are computed per charge, so the sum of every payee's amounts equals exact
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from chainstream.errors import PricingError
 from chainstream.protocol.hashing import address_word, keccak, word
@@ -89,7 +90,7 @@ class Split:
     def solo(cls, artist: str) -> Split:
         return cls((to_address(artist),), (TOTAL_BPS,))
 
-    @property
+    @cached_property  # a split never changes; every priced charge carries its hash
     def hash(self) -> bytes:
         """keccak256(abi.encode(address[] recipients, uint16[] bps, address feeRecipient, uint16 feeBps))."""
         n = len(self.recipients)
