@@ -72,8 +72,7 @@ def register(
     """Register a track with its prices and revenue split in the on-chain TrackRegistry."""
     with errors():
         key = key_from_env(KEY_ENV)
-        session = open_session(relay_url, rpc_url, deployment)
-        try:
+        with open_session(relay_url, rpc_url, deployment) as session:
             t = session.token(token)
             track_id = track_id_of(audio)
             name = title or Path(audio).stem
@@ -96,8 +95,6 @@ def register(
             if fee_bps:
                 parts.append(f"fee {fee_bps / 100:g}% to {short(fee_to)}")
             console.print("split: " + ", ".join(parts), highlight=False)
-        finally:
-            session.close()
 
 
 @app.command()
@@ -108,8 +105,7 @@ def earnings(
     """Earnings per token and per track (relay), and what is claimable now (chain)."""
     with errors():
         payee = to_address(address) if address else key_from_env(KEY_ENV).address
-        session = open_session(relay_url, rpc_url, deployment)
-        try:
+        with open_session(relay_url, rpc_url, deployment) as session:
             data = session.relay.get(f"/artists/{payee}/earnings")
             channels = ChannelsClient(session.w3, session.deployment.channels)
             totals = Table(title=f"earnings of {payee}")
@@ -131,8 +127,6 @@ def earnings(
                     tracks.add_row(title, t.symbol, str(r["plays"]), str(r["seconds"]), str(r["downloads"]),
                                    t.num(int(r["tips"])), t.num(int(r["earned"])))
                 console.print(tracks)
-        finally:
-            session.close()
 
 
 @app.command()
@@ -144,8 +138,7 @@ def claim(
     """Withdraw everything settled to you."""
     with errors():
         key = key_from_env(KEY_ENV)
-        session = open_session(relay_url, rpc_url, deployment)
-        try:
+        with open_session(relay_url, rpc_url, deployment) as session:
             artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
             tokens = [session.token(token)] if token else session.tokens
             total_claims = 0
@@ -159,5 +152,3 @@ def claim(
                 if pending and int(pending.get("pending", 0)):
                     console.print(f"({tokens[0].fmt(int(pending['pending']))} earned but not settled yet: "
                                   "the relay settles in batches)", highlight=False)
-        finally:
-            session.close()

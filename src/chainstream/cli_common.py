@@ -127,6 +127,12 @@ class Session:
         titles = ", ".join(f"“{t['title']}”" for t in matches[:5])
         raise CliError(f"{spec!r} matches several tracks: {titles}", code="ambiguous_track")
 
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.relay.close()
 

@@ -104,7 +104,10 @@ class Ctx:
         listener.attach(bytes.fromhex(st.channel_id.removeprefix("0x")))
         return listener, st, self.session.token_at(st.token)
 
-    def close(self) -> None:
+    def __enter__(self) -> Ctx:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.session.close()
 
 
@@ -128,35 +131,31 @@ def open_(
     state: StateOpt = None,
 ) -> None:
     """Escrow a deposit once and authorise a fresh session key to sign every payment."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            if ctx.path.exists() and not force:
-                old = ListenerState.load(ctx.path)
-                listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment)
-                listener.channel_id = bytes.fromhex(old.channel_id.removeprefix("0x"))
-                if old.channels == ctx.session.deployment.channels and \
-                        listener.chain_state().status in (ChannelStatus.OPEN, ChannelStatus.CLOSING):
-                    raise CliError(f"channel {old.channel_id} in {ctx.path} is still open: close it first "
-                                   "(or --force, or another --state)", code="channel_exists")
-            t = ctx.session.token(token)
-            amount = t.units(deposit)
-            if amount <= 0:
-                raise CliError("the deposit must be positive", code="bad_amount")
-            listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment,
-                                relay=ctx.session.relay)
-            with console.status(f"opening a channel with {t.fmt(amount)}"):
-                cid = listener.open_channel(amount, token=t.address, permit=permit,
-                                            session_ttl=int(session_days * 86_400))
-            chain = listener.chain_state()
-            ListenerState(ctx.wallet.address, ctx.session.deployment.chain_id, ctx.session.deployment.channels,
-                          "0x" + cid.hex(), t.address, "0x" + listener.session_key.secret.hex(), chain.session_expiry,
-                          ctx.relay_url).save(ctx.path)
-            console.print(f"opened channel [bold]0x{cid.hex()}[/] with {t.fmt(amount)}")
-            console.print(f"session key {listener.session_key.address} signs until {_ts(chain.session_expiry)}")
-            console.print(f"state saved to {ctx.path}")
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        if ctx.path.exists() and not force:
+            old = ListenerState.load(ctx.path)
+            listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment)
+            listener.channel_id = bytes.fromhex(old.channel_id.removeprefix("0x"))
+            if old.channels == ctx.session.deployment.channels and \
+                    listener.chain_state().status in (ChannelStatus.OPEN, ChannelStatus.CLOSING):
+                raise CliError(f"channel {old.channel_id} in {ctx.path} is still open: close it first "
+                               "(or --force, or another --state)", code="channel_exists")
+        t = ctx.session.token(token)
+        amount = t.units(deposit)
+        if amount <= 0:
+            raise CliError("the deposit must be positive", code="bad_amount")
+        listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment,
+                            relay=ctx.session.relay)
+        with console.status(f"opening a channel with {t.fmt(amount)}"):
+            cid = listener.open_channel(amount, token=t.address, permit=permit,
+                                        session_ttl=int(session_days * 86_400))
+        chain = listener.chain_state()
+        ListenerState(ctx.wallet.address, ctx.session.deployment.chain_id, ctx.session.deployment.channels,
+                      "0x" + cid.hex(), t.address, "0x" + listener.session_key.secret.hex(), chain.session_expiry,
+                      ctx.relay_url).save(ctx.path)
+        console.print(f"opened channel [bold]0x{cid.hex()}[/] with {t.fmt(amount)}")
+        console.print(f"session key {listener.session_key.address} signs until {_ts(chain.session_expiry)}")
+        console.print(f"state saved to {ctx.path}")
 
 
 @app.command()
@@ -167,15 +166,11 @@ def play(
     state: StateOpt = None,
 ) -> None:
     """Pay for plays of a track (one voucher each)."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            listener, _, t = ctx.listener()
-            track_id, title = ctx.session.track(track, listener.token)
-            for _ in range(times):
-                console.print(_paid_line(f"♪ “{escape(title)}”", listener.play(track_id), t), highlight=False)
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, _, t = ctx.listener()
+        track_id, title = ctx.session.track(track, listener.token)
+        for _ in range(times):
+            console.print(_paid_line(f"♪ “{escape(title)}”", listener.play(track_id), t), highlight=False)
 
 
 @app.command()
@@ -186,15 +181,11 @@ def listen(
     state: StateOpt = None,
 ) -> None:
     """Pay for seconds of listening at the track's per-second price."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            listener, _, t = ctx.listener()
-            track_id, title = ctx.session.track(track, listener.token)
-            paid = listener.listen(track_id, seconds)
-            console.print(_paid_line(f"♪ {seconds} s of “{escape(title)}”", paid, t), highlight=False)
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, _, t = ctx.listener()
+        track_id, title = ctx.session.track(track, listener.token)
+        paid = listener.listen(track_id, seconds)
+        console.print(_paid_line(f"♪ {seconds} s of “{escape(title)}”", paid, t), highlight=False)
 
 
 @app.command()
@@ -204,14 +195,10 @@ def download(
     state: StateOpt = None,
 ) -> None:
     """Buy a track outright: later plays are free."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            listener, _, t = ctx.listener()
-            track_id, title = ctx.session.track(track, listener.token)
-            console.print(_paid_line(f"⬇ “{escape(title)}”", listener.download(track_id), t), highlight=False)
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, _, t = ctx.listener()
+        track_id, title = ctx.session.track(track, listener.token)
+        console.print(_paid_line(f"⬇ “{escape(title)}”", listener.download(track_id), t), highlight=False)
 
 
 @app.command()
@@ -227,8 +214,7 @@ def tip(
     with errors():
         if (track is None) == (artist is None):
             raise CliError("tip either --track or --artist", code="bad_tip")
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
+        with Ctx(relay_url, rpc_url, deployment, state) as ctx:
             listener, _, t = ctx.listener()
             units = t.units(amount)
             if track is not None:
@@ -239,8 +225,6 @@ def tip(
                 paid = listener.tip(units, artist=to_address(artist or ""), message=message)
                 what = f"♥ tip to {artist}"
             console.print(_paid_line(what, paid, t), highlight=False)
-        finally:
-            ctx.close()
 
 
 @app.command()
@@ -249,36 +233,32 @@ def status(
     state: StateOpt = None,
 ) -> None:
     """Deposit, spent, settled, remaining, today's spend and caps (relay) next to the chain's view."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            listener, st, t = ctx.listener()
-            s = listener.spending()
-            chain = listener.chain_state()
-            table = Table(title=f"channel {short(st.channel_id)} ({t.symbol})", show_header=False)
-            table.add_column(style="bold")
-            table.add_column(justify="right")
-            status_text = chain.status.name.lower()
-            if chain.status == ChannelStatus.CLOSING:
-                status_text += f" (window ends {_ts(chain.closes_at)})"
-            rows = [
-                ("status", status_text),
-                ("deposit", t.fmt(chain.deposit)),
-                ("spent (vouchers signed)", t.fmt(int(s["spent"]))),
-                ("settled on chain", t.fmt(chain.settled)),
-                ("remaining", t.fmt(int(s["remaining"]))),
-                ("spent today", t.fmt(int(s["spentToday"]))),
-                ("daily cap", t.fmt(int(s["dailyCap"])) if s["dailyCap"] else "none"),
-                ("session cap", t.fmt(int(s["sessionCap"])) if s["sessionCap"] else "none"),
-                ("payments", str(s["seq"])),
-                ("session key", chain.session_key),
-                ("session key valid until", _ts(chain.session_expiry)),
-            ]
-            for k, v in rows:
-                table.add_row(k, v)
-            console.print(table)
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, st, t = ctx.listener()
+        s = listener.spending()
+        chain = listener.chain_state()
+        table = Table(title=f"channel {short(st.channel_id)} ({t.symbol})", show_header=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        status_text = chain.status.name.lower()
+        if chain.status == ChannelStatus.CLOSING:
+            status_text += f" (window ends {_ts(chain.closes_at)})"
+        rows = [
+            ("status", status_text),
+            ("deposit", t.fmt(chain.deposit)),
+            ("spent (vouchers signed)", t.fmt(int(s["spent"]))),
+            ("settled on chain", t.fmt(chain.settled)),
+            ("remaining", t.fmt(int(s["remaining"]))),
+            ("spent today", t.fmt(int(s["spentToday"]))),
+            ("daily cap", t.fmt(int(s["dailyCap"])) if s["dailyCap"] else "none"),
+            ("session cap", t.fmt(int(s["sessionCap"])) if s["sessionCap"] else "none"),
+            ("payments", str(s["seq"])),
+            ("session key", chain.session_key),
+            ("session key valid until", _ts(chain.session_expiry)),
+        ]
+        for k, v in rows:
+            table.add_row(k, v)
+        console.print(table)
 
 
 @app.command()
@@ -288,21 +268,17 @@ def history(
     state: StateOpt = None,
 ) -> None:
     """The channel's latest payments, as the relay stored them."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            listener, _, t = ctx.listener()
-            items = listener.history(limit)
-            table = Table(title=f"last {len(items)} payments")
-            for col in ("seq", "kind", "track / payee", "units", "amount", "total", "message"):
-                table.add_column(col, justify="right" if col in ("seq", "units", "amount", "total") else "left")
-            for i in items:
-                target = escape(i["title"]) if i["title"] else short(i["target"])
-                table.add_row(str(i["seq"]), i["kind"], target, str(i["units"]), t.num(int(i["amount"])),
-                              t.num(int(i["total"])), escape(i["memo"] or ""))
-            console.print(table)
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, _, t = ctx.listener()
+        items = listener.history(limit)
+        table = Table(title=f"last {len(items)} payments")
+        for col in ("seq", "kind", "track / payee", "units", "amount", "total", "message"):
+            table.add_column(col, justify="right" if col in ("seq", "units", "amount", "total") else "left")
+        for i in items:
+            target = escape(i["title"]) if i["title"] else short(i["target"])
+            table.add_row(str(i["seq"]), i["kind"], target, str(i["units"]), t.num(int(i["amount"])),
+                          t.num(int(i["total"])), escape(i["memo"] or ""))
+        console.print(table)
 
 
 @app.command()
@@ -313,22 +289,18 @@ def caps(
     state: StateOpt = None,
 ) -> None:
     """Show or set spending caps (signed by the session key, enforced by the relay)."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            listener, _, t = ctx.listener()
-            s = listener.spending()
-            if daily is not None or session is not None:
-                current_daily = int(s["dailyCap"] or 0)
-                current_session = int(s["sessionCap"] or 0)
-                s = listener.set_caps(daily=t.units(daily) if daily is not None else current_daily,
-                                      session=t.units(session) if session is not None else current_session)
-            console.print(f"daily cap: {t.fmt(int(s['dailyCap'])) if s['dailyCap'] else 'none'} "
-                          f"(spent today {t.fmt(int(s['spentToday']))}) · "
-                          f"session cap: {t.fmt(int(s['sessionCap'])) if s['sessionCap'] else 'none'} "
-                          f"(spent {t.fmt(int(s['spent']))})", highlight=False)
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, _, t = ctx.listener()
+        s = listener.spending()
+        if daily is not None or session is not None:
+            current_daily = int(s["dailyCap"] or 0)
+            current_session = int(s["sessionCap"] or 0)
+            s = listener.set_caps(daily=t.units(daily) if daily is not None else current_daily,
+                                  session=t.units(session) if session is not None else current_session)
+        console.print(f"daily cap: {t.fmt(int(s['dailyCap'])) if s['dailyCap'] else 'none'} "
+                      f"(spent today {t.fmt(int(s['spentToday']))}) · "
+                      f"session cap: {t.fmt(int(s['sessionCap'])) if s['sessionCap'] else 'none'} "
+                      f"(spent {t.fmt(int(s['spent']))})", highlight=False)
 
 
 @app.command()
@@ -338,23 +310,19 @@ def close(
     state: StateOpt = None,
 ) -> None:
     """Close the channel: cooperatively (refund now) or unilaterally (refund after the challenge window)."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            listener, _, t = ctx.listener()
-            if unilateral:
-                with console.status("requesting close"):
-                    closes_at = listener.request_close()
-                console.print(f"close requested: the relay may settle your latest voucher until {_ts(closes_at)}; "
-                              "then run `chainstream listener withdraw`")
-            else:
-                with console.status("asking the relay to co-sign the close"):
-                    refund = listener.close_cooperatively()
-                chain = listener.chain_state()
-                console.print(f"closed: settled {t.fmt(chain.settled)}, refunded [bold]{t.fmt(refund)}[/]",
-                              highlight=False)
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, _, t = ctx.listener()
+        if unilateral:
+            with console.status("requesting close"):
+                closes_at = listener.request_close()
+            console.print(f"close requested: the relay may settle your latest voucher until {_ts(closes_at)}; "
+                          "then run `chainstream listener withdraw`")
+        else:
+            with console.status("asking the relay to co-sign the close"):
+                refund = listener.close_cooperatively()
+            chain = listener.chain_state()
+            console.print(f"closed: settled {t.fmt(chain.settled)}, refunded [bold]{t.fmt(refund)}[/]",
+                          highlight=False)
 
 
 @app.command()
@@ -363,21 +331,17 @@ def withdraw(
     state: StateOpt = None,
 ) -> None:
     """After a unilateral close's challenge window: take back the unspent deposit."""
-    with errors():
-        ctx = Ctx(relay_url, rpc_url, deployment, state)
-        try:
-            listener, _, t = ctx.listener()
-            chain = listener.chain_state()
-            now = int(ctx.session.w3.eth.get_block("latest")["timestamp"])
-            if chain.status == ChannelStatus.OPEN:
-                raise CliError("the channel is open: `chainstream listener close --unilateral` first, "
-                               "or close cooperatively", code="channel_open")
-            if chain.status == ChannelStatus.CLOSED:
-                raise CliError("the channel is already closed", code="channel_closed")
-            if now < chain.closes_at:
-                raise CliError(f"the challenge window is open until {_ts(chain.closes_at)} "
-                               f"({(chain.closes_at - now) / 3600:.1f} h left)", code="window_not_over")
-            refund = listener.withdraw()
-            console.print(f"withdrew [bold]{t.fmt(refund)}[/] (settled {t.fmt(chain.settled)})", highlight=False)
-        finally:
-            ctx.close()
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, _, t = ctx.listener()
+        chain = listener.chain_state()
+        now = int(ctx.session.w3.eth.get_block("latest")["timestamp"])
+        if chain.status == ChannelStatus.OPEN:
+            raise CliError("the channel is open: `chainstream listener close --unilateral` first, "
+                           "or close cooperatively", code="channel_open")
+        if chain.status == ChannelStatus.CLOSED:
+            raise CliError("the channel is already closed", code="channel_closed")
+        if now < chain.closes_at:
+            raise CliError(f"the challenge window is open until {_ts(chain.closes_at)} "
+                           f"({(chain.closes_at - now) / 3600:.1f} h left)", code="window_not_over")
+        refund = listener.withdraw()
+        console.print(f"withdrew [bold]{t.fmt(refund)}[/] (settled {t.fmt(chain.settled)})", highlight=False)

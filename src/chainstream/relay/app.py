@@ -352,13 +352,22 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
     # Third-party builds are served from node_modules (never committed, no CDN): the player imports "ethers"
     # through an import map pointing here.
     vendor_files = {"ethers.js": PROJECT_ROOT / "node_modules" / "ethers" / "dist" / "ethers.min.js"}
+    vendor_gzip: dict[str, bytes] = {}
 
     @app.get("/vendor/{name}", include_in_schema=False)
-    async def vendor(name: str) -> Response:
+    async def vendor(name: str, request: Request) -> Response:
         path = vendor_files.get(name)
         if path is None or not path.exists():
             return _error(404, "no_vendor_file", f"{name} is not available: run `npm ci`")
-        return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
+        headers = {"Cache-Control": "public, max-age=3600", "Vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            if name not in vendor_gzip:  # ethers.min.js: 510 kB, 140 kB gzipped; compressed once
+                import gzip
+
+                vendor_gzip[name] = await asyncio.to_thread(gzip.compress, path.read_bytes(), 6)
+            return Response(vendor_gzip[name], media_type="text/javascript",
+                            headers={**headers, "Content-Encoding": "gzip"})
+        return FileResponse(path, media_type="text/javascript", headers=headers)
 
     # Contract ABIs straight from the committed artifacts (the player builds its contract objects from them).
     abi_names = ("ChainStreamChannels", "TrackRegistry", "MockStablecoin")
