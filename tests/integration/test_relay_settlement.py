@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import os
 from collections.abc import Callable
+
+import pytest
 
 from web3.logs import DISCARD
 
 from chainstream.chain.transactions import fund
 from chainstream.ledger import charge_play
 from chainstream.protocol import PrivateKey
-from chainstream.sdk import Listener
+from chainstream.sdk import Listener, RelayError
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     DRIFT,
     LAZY,
@@ -154,3 +157,24 @@ def test_a_close_seen_before_a_restart_is_still_settled_at_once(make_relay: Call
     fund(relay_chain.w3, broke.address, 10**19)
     make_relay(actor=broke.actor, **LAZY)
     wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, timeout=15, what="the closing channel to be settled")
+
+
+def test_a_channel_opened_and_closed_while_the_relay_was_away(make_relay: Callable[..., InProcessRelay],
+                                                              relay_chain: RelayChain) -> None:
+    """The watcher meets a channel's ChannelOpened and its later events (a top-up, a close request) in one
+    range of blocks: it must apply all of them, not only the opening, or it takes a closing channel for open
+    (and keeps accepting payments the contract will not let it settle once the window ends)."""
+    actor = f"relay-away-{os.urandom(3).hex()}"
+    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
+    listener = Listener(new_wallet(relay_chain), w3=relay_chain.w3, deployment=relay_chain.chain.deployment)
+    listener.open_channel(10**17, relay_address=relay_chain.chain.address(actor))
+    listener.top_up(10**17)
+    listener.request_close()
+    away = make_relay(actor=actor, **LAZY)  # starts now: its first poll covers all three events
+    summary = away.channel(listener.channel_id)  # type: ignore[arg-type]
+    assert summary["status"] == "closing" and summary["deposit"] == str(2 * 10**17)
+    assert summary["closesAt"] == listener.chain_state().closes_at
+    listener.relay = away.client()
+    with pytest.raises(RelayError) as info:
+        listener.play(relay_chain.track(MODEM))
+    assert info.value.code == "channel_not_open" and info.value.status == 409

@@ -86,6 +86,7 @@ class Watcher:
     def collect(self, start: int, end: int) -> list[Change]:
         logs = self.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": self._addresses})
         changes: list[Change] = []
+        opened: set[bytes] = set()  # our channels opened in this range: not in the store until applied
         by_topic = {event.topic: (name, event) for name, event in self._events.items()}  # type: ignore[attr-defined]
         for entry in logs:
             topic = bytes(entry["topics"][0])
@@ -94,12 +95,12 @@ class Watcher:
                 continue
             name, event = match
             decoded = event.process_log(entry)
-            change = self._change(name, dict(decoded["args"]), entry)
+            change = self._change(name, dict(decoded["args"]), entry, opened)
             if change is not None:
                 changes.append(change)
         return changes
 
-    def _change(self, name: str, args: dict[str, Any], entry: Any) -> Change | None:
+    def _change(self, name: str, args: dict[str, Any], entry: Any, opened: set[bytes]) -> Change | None:
         block = int(entry["blockNumber"])
         service = self.service
         if name in REGISTRY_EVENTS:
@@ -115,8 +116,9 @@ class Watcher:
                 return None
             record = ChannelRecord(channel_id, args["payer"], args["token"], int(args["deposit"]), args["sessionKey"],
                                    int(args["sessionExpiry"]), "open", 0, opened_block=block)
+            opened.add(channel_id)
             return Change(name, args, block, lambda: self._upsert(record, insert=True))
-        if self.store.get_channel(channel_id) is None:
+        if channel_id not in opened and self.store.get_channel(channel_id) is None:
             return None  # not one of ours
         if name == "ChannelSettled":
             tx = self.w3.eth.get_transaction(entry["transactionHash"])
