@@ -44,7 +44,8 @@ export class WalletConnection extends EventTarget {
   }
 
   _reset() {
-    this.browserProvider = new BrowserProvider(this.provider, "any");
+    // poll for receipts every 1.5 s (ethers' default is 4 s): confirmations show up promptly
+    this.browserProvider = new BrowserProvider(this.provider, "any", { pollingInterval: 1500 });
     this._signer = null;
   }
 

@@ -23,7 +23,7 @@ export function renderListen(ctx, root) {
       h("div.section-head", h("h2", "Where your money goes")), flow),
     side));
 
-  const keys = { tiles: null, side: null, history: null };
+  const keys = { tiles: null, player: null, side: null, history: null };
   let sideRefs = {};
   let countdownTimer = null;
 
@@ -32,11 +32,17 @@ export function renderListen(ctx, root) {
     renderHero(ctx, hero);
     root.querySelector("[data-testid=catalog-token]").textContent = `Prices in ${listener.token().symbol}`;
     const tkey = JSON.stringify([listener.catalog.map((t) => t.trackId + t.splitHash + JSON.stringify(t.terms)), listener.catalogToken,
-      listener.channel?.channelId, listener.channel?.status, listener.ledger ? [...listener.ledger.plays] : null, listener.ledger ? [...listener.ledger.owned] : null,
-      ctx.player.track?.trackId, ctx.player.status]);
+      listener.channel?.channelId, listener.channel?.status, listener.ledger ? [...listener.ledger.plays] : null, listener.ledger ? [...listener.ledger.owned] : null]);
     if (tkey !== keys.tiles) {
       keys.tiles = tkey;
       renderTiles(ctx, tiles);
+      keys.player = null;
+    }
+    // the player's state only restyles the tiles in place (no rebuild under the pointer)
+    const pkey = JSON.stringify([keys.tiles, ctx.player.track?.trackId, ctx.player.status]);
+    if (pkey !== keys.player) {
+      keys.player = pkey;
+      updateTilesPlayer(ctx, tiles);
       renderFlow(ctx, flow);
     }
     const skey = sideKey(ctx);
@@ -87,7 +93,6 @@ function renderTiles(ctx, el) {
   }
   mount(el, listener.catalog.map((t) => {
     const terms = termsFromJson(t.terms[token.address] ?? Object.values(t.terms)[0] ?? {});
-    const playing = player.track?.trackId === t.trackId && player.status !== "idle";
     const state = listener.ledger;
     const plays = state ? L.playsOf(state, t.trackId) : 0;
     const owned = state?.owned.has(t.trackId.toLowerCase()) || (terms.model === Model.STREAM_TO_OWN && plays >= terms.ownAfter);
@@ -102,13 +107,17 @@ function renderTiles(ctx, el) {
     if (terms.download > 0n && !owned) chips.push(h("span.chip", `buy ${ctx.fmt(terms.download, token)}`));
     const mode = meteringOf(terms);
     const playBtn = h("button.play-fab", {
-      html: playing && player.status !== "paused" && player.status !== "ended" ? ICONS.pause : ICONS.play,
-      "aria-label": `Play ${t.title}`, "data-testid": "play",
-      onclick: () => (playing && player.status === "playing" ? player.toggle() : player.play(t.trackId)),
+      html: ICONS.play, "aria-label": `Play ${t.title}`, "data-testid": "play",
+      onclick: () => {
+        const current = player.track?.trackId === t.trackId;
+        if (current && player.status === "playing") player.toggle();
+        else if (current && player.status === "paused") player.resume();
+        else player.play(t.trackId);
+      },
     });
-    return h("article.tile", { class: playing ? "playing" : "", "data-testid": "track", "data-track-id": t.trackId, "data-title": t.title, "data-mode": mode },
+    return h("article.tile", { "data-testid": "track", "data-track-id": t.trackId, "data-title": t.title, "data-mode": mode },
       h("div.art", { style: { background: artStyle(t.trackId) } },
-        h("div.eq", { class: player.status === "playing" ? "" : "paused" }, h("i"), h("i"), h("i"), h("i")),
+        h("div.eq.paused", h("i"), h("i"), h("i"), h("i")),
         h("div.art-title", t.title), playBtn),
       h("div.tile-meta",
         h("div.tile-title", t.title),
@@ -156,6 +165,21 @@ function renderFlow(ctx, el) {
         h("span", { style: { color: FLOW_COLORS[i % FLOW_COLORS.length] } }, role(a)),
         h("b", ctx.fmt(v, token)), h("div.faint.mono", { style: { fontSize: "11.5px" } }, shortAddr(a))))),
     ] : h("div.muted", "This play is free — you own the track.")));
+}
+
+function updateTilesPlayer(ctx, el) {
+  const { player } = ctx;
+  for (const tileEl of el.querySelectorAll("[data-testid=track]")) {
+    const current = player.track?.trackId === tileEl.dataset.trackId && player.status !== "idle";
+    const active = current && ["playing", "loading", "paying"].includes(player.status);
+    tileEl.classList.toggle("playing", current);
+    tileEl.querySelector(".eq")?.classList.toggle("paused", player.status !== "playing");
+    const fab = tileEl.querySelector(".play-fab");
+    if (fab && fab.dataset.state !== String(active)) {
+      fab.dataset.state = String(active);
+      fab.innerHTML = active ? ICONS.pause : ICONS.play;
+    }
+  }
 }
 
 async function buyTrack(ctx, t) {

@@ -203,41 +203,62 @@ function chart(ctx, points, token) {
 }
 
 // ------------------------------------------------------------------------------------------ claims
+/** Claim boxes are built once and updated in place, so a refresh never swaps a button under the pointer. */
 function drawClaims(ctx, el, redraw, reload) {
-  mount(el, h("div.card", { "data-testid": "claims" },
-    h("div.card-head", h("h3", "Claim"), h("span.faint", "credited on-chain by settlements")),
-    ctx.info.tokens.map((t) => {
-      const amount = S.claimable[t.address] ?? 0n;
-      const busy = S.busy === "claim-" + t.address;
-      const result = S.claimResult[t.address];
-      return h("div", h("div.claim-box",
-        h("div", h("div.label", `${t.symbol} claimable`), h("b.num", { "data-testid": `claimable-${t.symbol}` }, ctx.fmt(amount, t))),
-        h("button.btn.primary", { disabled: !amount || !!S.busy, "data-testid": `claim-${t.symbol}`, onclick: async () => {
-          S.busy = "claim-" + t.address;
-          redraw();
-          try {
-            const signer = await ctx.wallet.signer();
-            const channels = new Contract(ctx.info.channels, ctx.abis.channels, signer);
-            const receipt = await (await channels.claim(t.address, ctx.wallet.account)).wait();
-            let paid = null;
-            for (const log of receipt.logs) {
-              try {
-                const p = channels.interface.parseLog(log);
-                if (p?.name === "Claimed") paid = p.args.amount;
-              } catch { /* other contract */ }
-            }
-            S.claimResult[t.address] = { amount: paid, hash: receipt.hash, at: Date.now() / 1000 };
-            ctx.toast(`Claimed ${ctx.fmt(paid ?? 0n, t)} to your wallet`);
-          } catch (err) {
-            ctx.showError(err, "Claim failed");
-          } finally {
-            S.busy = null;
-            await reload().catch(() => {});
-            redraw();
-          }
-        } }, busy ? [h("span.spinner"), "Claiming…"] : "Claim")),
-      result ? h("div.claim-result", { "data-testid": `claim-result-${t.symbol}` }, `✓ Claimed ${ctx.fmt(result.amount ?? 0n, t)} at ${fmtTime(result.at)} · tx ${shortAddr(result.hash)}`) : null);
-    })));
+  if (!el.firstChild || el.dataset.account !== ctx.wallet.account) {
+    el.dataset.account = ctx.wallet.account;
+    mount(el, h("div.card", { "data-testid": "claims" },
+      h("div.card-head", h("h3", "Claim"), h("span.faint", "credited on-chain by settlements")),
+      ctx.info.tokens.map((t) => {
+        const button = h("button.btn.primary", { "data-testid": `claim-${t.symbol}`, onclick: () => claim(ctx, t, reload, redraw) }, "Claim");
+        return h("div", { "data-token": t.address },
+          h("div.claim-box",
+            h("div", h("div.label", `${t.symbol} claimable`), h("b.num", { "data-testid": `claimable-${t.symbol}`, "data-role": "amount" })),
+            button),
+          h("div.claim-result.hidden", { "data-testid": `claim-result-${t.symbol}`, "data-role": "result" }));
+      })));
+  }
+  for (const t of ctx.info.tokens) {
+    const box = el.querySelector(`[data-token="${t.address}"]`);
+    const amount = S.claimable[t.address] ?? 0n;
+    box.querySelector("[data-role=amount]").textContent = ctx.fmt(amount, t);
+    const button = box.querySelector("button");
+    const busy = S.busy === "claim-" + t.address;
+    button.disabled = !amount || !!S.busy;
+    if (button.dataset.busy !== String(busy)) {
+      button.dataset.busy = String(busy);
+      mount(button, busy ? [h("span.spinner"), "Claiming…"] : "Claim");
+    }
+    const result = S.claimResult[t.address];
+    const line = box.querySelector("[data-role=result]");
+    line.classList.toggle("hidden", !result);
+    if (result) line.textContent = `✓ Claimed ${ctx.fmt(result.amount ?? 0n, t)} at ${fmtTime(result.at)} · tx ${shortAddr(result.hash)}`;
+  }
+}
+
+async function claim(ctx, t, reload, redraw) {
+  S.busy = "claim-" + t.address;
+  redraw();
+  try {
+    const signer = await ctx.wallet.signer();
+    const channels = new Contract(ctx.info.channels, ctx.abis.channels, signer);
+    const receipt = await (await channels.claim(t.address, ctx.wallet.account)).wait();
+    let paid = null;
+    for (const log of receipt.logs) {
+      try {
+        const p = channels.interface.parseLog(log);
+        if (p?.name === "Claimed") paid = p.args.amount;
+      } catch { /* another contract's log */ }
+    }
+    S.claimResult[t.address] = { amount: paid, hash: receipt.hash, at: Date.now() / 1000 };
+    ctx.toast(`Claimed ${ctx.fmt(paid ?? 0n, t)} to your wallet`);
+  } catch (err) {
+    ctx.showError(err, "Claim failed");
+  } finally {
+    S.busy = null;
+    await reload().catch(() => {});
+    redraw();
+  }
 }
 
 // ------------------------------------------------------------------------------------------ your tracks

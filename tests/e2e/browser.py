@@ -22,6 +22,7 @@ CHROMIUM_ARGS = [
 ]
 WALLET_JS = (Path(__file__).parent / "wallet.js").read_text()
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+OPEN_PAGES: list[Any] = []  # for screenshots when a test fails
 
 
 def missing_reason() -> str | None:
@@ -53,6 +54,7 @@ def wallet_page(browser: Any, url: str, *, rpc_url: str, account: str, chain_id:
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.errors = errors  # type: ignore[attr-defined]
+    OPEN_PAGES.append(page)
     page.goto(url)
     return page
 

@@ -12,7 +12,7 @@ import pytest
 from chainstream.chain.node import anvil_binary
 from chainstream.errors import ConfigurationError
 from tests.conftest import IN_CI
-from tests.e2e.browser import launch, missing_reason
+from tests.e2e.browser import OPEN_PAGES, SCREENSHOTS, launch, missing_reason
 from tests.e2e.stack import Stack, start_stack
 
 
@@ -55,3 +55,22 @@ def stack(browser_available: None) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, screenshot every page still open (test-artifacts/screenshots/FAILED-<test>-<n>.png)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for n, page in enumerate(OPEN_PAGES):
+            try:
+                if not page.is_closed():
+                    page.screenshot(path=str(SCREENSHOTS / f"FAILED-{item.name}-{n}.png"))
+                    banners = page.locator("[data-testid=banner]").all_inner_texts()
+                    report.sections.append((f"page {n} ({page.url})", "banners: " + repr(banners) + "\nconsole errors: " + repr(getattr(page, "errors", []))))
+            except Exception as exc:  # a crashed page must not hide the test's own failure
+                report.sections.append((f"page {n}", f"no screenshot: {exc}"))
+    if report.when == "teardown":
+        OPEN_PAGES.clear()

@@ -32,6 +32,7 @@ USD = 10**6
 def expect(locator: Any) -> Any:
     from playwright.sync_api import expect as pw_expect
 
+    pw_expect.set_options(timeout=15_000)  # transactions are mined at once, but receipts are polled
     return pw_expect(locator)
 
 
@@ -60,10 +61,7 @@ def tile(page: Any, title: str) -> Any:
 
 
 def play(page: Any, title: str) -> None:
-    t = tile(page, title)
-    t.scroll_into_view_if_needed()
-    t.hover()
-    t.get_by_test_id("play").click()
+    tile(page, title).get_by_test_id("play").click()  # the tile's play button (shown on hover; click scrolls to it)
 
 
 def history(stack: Stack, channel_id: str) -> list[dict[str, Any]]:
@@ -73,6 +71,17 @@ def history(stack: Stack, channel_id: str) -> list[dict[str, Any]]:
 def wait_history(stack: Stack, channel_id: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
     return eventually(lambda: (h := history(stack, channel_id)) and len(h) >= count and h, timeout,  # type: ignore[return-value]
                       f"{count} payments on {channel_id}")
+
+
+def reveal(locator: Any) -> None:
+    """Scroll to an element that may be re-rendered meanwhile (retry instead of failing on a detached node)."""
+    for _ in range(20):
+        try:
+            locator.scroll_into_view_if_needed(timeout=2_000)
+            return
+        except Exception:  # noqa: BLE001 - detached by a re-render: look it up again
+            time.sleep(0.2)
+    locator.scroll_into_view_if_needed()
 
 
 def shot(page: Any, name: str, *, top: bool = True) -> None:
@@ -168,7 +177,7 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     flow = page.get_by_test_id("money-flow")
     expect(flow).to_contain_text("Per-Second Drift")
     expect(flow).to_contain_text("Platform fee")
-    flow.scroll_into_view_if_needed()
+    reveal(flow)
     shot(page, "04b-money-flow", top=False)
     expect(page.get_by_test_id("player-status")).to_have_attribute("data-status", "ended", timeout=30_000)
     items = wait_history(stack, cid, 4)
@@ -219,7 +228,7 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     expect(studio.get_by_test_id("earned-settled")).not_to_have_text("0 ETH")
     claimable = channels.contract.functions.claimable(ada, "0x" + "00" * 20).call()
     assert claimable > 0
-    studio.get_by_test_id("claimable-ETH").scroll_into_view_if_needed()
+    reveal(studio.get_by_test_id("claimable-ETH"))
     expect(studio.get_by_test_id("claim-ETH")).to_be_enabled(timeout=10_000)
     shot(studio, "07-studio-settled", top=False)
 
@@ -252,6 +261,9 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     assert refund - 10**15 < gained <= refund
     expect(page.get_by_test_id("refund")).to_contain_text(format(Decimal(refund).scaleb(-18).normalize(), "f")[:6])
     shot(page, "09-closed")
+    page.get_by_role("link", name="Activity").click()
+    expect(page.get_by_test_id("activity").get_by_test_id("history-item")).to_have_count(len(items) + 1)
+    shot(page, "09b-activity")
     assert not [e for e in page.errors + studio.errors if "402" not in e], page.errors + studio.errors
     page.context.close()
     studio.context.close()
@@ -348,7 +360,7 @@ def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stac
     page = open_page(browser, stack, "ben", "/#/studio")
     connect(page)
     register = page.get_by_test_id("register")
-    register.scroll_into_view_if_needed()
+    reveal(register)
     register.get_by_test_id("audio-file").set_input_files({"name": "night-bus.wav", "mimeType": "audio/wav", "buffer": audio})
     expect(register.get_by_test_id("content-hash")).to_have_value(track_id)
     expect(register.get_by_test_id("track-title")).to_have_value("night bus")
@@ -374,7 +386,7 @@ def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stac
     split.get_by_test_id("fee-pct").fill("2.5")
     expect(status).to_have_attribute("data-valid", "true")
     expect(split.get_by_test_id("split-preview")).to_contain_text("Platform")
-    split.scroll_into_view_if_needed()
+    reveal(split)
     shot(page, "12-register-track", top=False)
     register.get_by_test_id("register-track").click()
     expect(page.locator("[data-testid=toast]").filter(has_text="registered")).to_be_visible(timeout=20_000)
@@ -403,7 +415,7 @@ def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stac
     editor.get_by_test_id("save-split").click()
     updated = eventually(lambda: (t := _track(stack, track_id)) and t["splitVersion"] == 2 and t, 20, "split v2")
     assert updated["split"]["bps"] == [5000, 5000] and updated["split"]["feeBps"] == 250
-    page.get_by_test_id("my-tracks").scroll_into_view_if_needed()
+    reveal(page.get_by_test_id("my-tracks"))
     shot(page, "13-my-tracks", top=False)
     assert not page.errors, page.errors
     page.context.close()
