@@ -103,7 +103,14 @@ function renderTiles(ctx, el) {
       chips.push(h("span.chip.accent", `${ctx.fmt(next, token)} / play`));
       chips.push(h("span.chip", `own after ${terms.ownAfter}`));
     } else if (terms.perPlay > 0n) chips.push(h("span.chip.accent", `${ctx.fmt(terms.perPlay, token)} / play`));
-    if (terms.perSecond > 0n) chips.push(h("span.chip.teal", `${ctx.fmt(terms.perSecond, token)} / sec`));
+    if (terms.perSecond > 0n) {
+      // a track priced both ways can be played per second instead: click its per-second price
+      const both = terms.perPlay > 0n && !owned;
+      chips.push(h(both ? "button.chip.teal.chip-btn" : "span.chip.teal", both ? {
+        title: "Play it paying per second instead", "data-testid": "play-per-second",
+        onclick: () => player.play(t.trackId, { mode: "seconds" }),
+      } : {}, `${ctx.fmt(terms.perSecond, token)} / sec`));
+    }
     if (terms.download > 0n && !owned) chips.push(h("span.chip", `buy ${ctx.fmt(terms.download, token)}`));
     const mode = meteringOf(terms);
     const playBtn = h("button.play-fab", {

@@ -147,6 +147,7 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     # Open an ETH channel; the browser creates the session key and authorises it in the open call.
     expect(page.get_by_test_id("channel-card")).to_have_attribute("data-status", "none")
     page.get_by_test_id("deposit-input").fill("0.01")
+    shot(page, "02b-open-channel")
     page.get_by_test_id("open-channel").click()
     cid = channel_of(page)
     state = channels.get_channel(bytes.fromhex(cid[2:]))
@@ -284,6 +285,7 @@ def test_stablecoin_permit_then_unilateral_close(browser: Any, stack: Stack) -> 
     expect(page.get_by_test_id("wallet-token-balance")).to_contain_text("mUSD")
     expect(page.get_by_test_id("method-permit")).to_have_class(re.compile("on"))
     page.get_by_test_id("deposit-input").fill("20")
+    shot(page, "10a-open-with-permit")
     page.get_by_test_id("open-channel").click()
     cid = channel_of(page)
     calls = page.evaluate("window.__csWallet.calls")
