@@ -16,11 +16,11 @@ ARTIST = to_address("0x" + "a1" * 20)
 LISTING = Listing(b"\x22" * 32, "t", ARTIST, Terms(per_play=10**13), Split.solo(ARTIST), 1)
 
 
-def records(channel: int, count: int) -> list[PaymentRecord]:
+def records(channel: int, count: int, listing: Listing = LISTING) -> list[PaymentRecord]:
     state = LedgerState.opened(channel.to_bytes(32, "big"))
     out = []
     for _ in range(count):
-        charge = charge_play(state, LISTING)
+        charge = charge_play(state, listing)
         state, receipt = apply(state, charge)
         out.append(PaymentRecord(
             channel_id=state.voucher.channel_id, seq=receipt.seq, digest=state.voucher.struct_hash(),
@@ -49,3 +49,18 @@ def test_groups_are_durable_and_a_cancelled_waiter_does_not_stop_the_writer(tmp_
     store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM earnings").fetchone()[0] == 8
+
+
+def test_a_stored_payment_reads_back_with_its_payees(tmp_path: Path) -> None:
+    collab, fee = to_address("0x" + "b2" * 20), to_address("0x" + "fe" * 20)
+    split = Split((ARTIST, collab), (7_000, 3_000), fee, 500)
+    written = records(7, 3) + records(8, 2, Listing(b"\x33" * 32, "t", ARTIST, Terms(per_play=10**13), split, 1))
+    store = SqliteStore(tmp_path / "relay.db")
+    store.start()
+    store.submit_payments(written).result(timeout=30)
+    for record in written:
+        read = store.payment_by_digest(record.digest)
+        assert read is not None and (read.voucher, read.payments) == (record.voucher, record.payments)
+    latest = store.latest_payment((8).to_bytes(32, "big"))
+    assert latest is not None and latest.seq == 2 and len(latest.payments) == 3
+    store.close()

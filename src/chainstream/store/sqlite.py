@@ -409,8 +409,15 @@ class SqliteStore:
     def _payment(self, row: sqlite3.Row) -> PaymentRecord:
         voucher = Voucher(bytes(row["channel_id"]), tuple(json.loads(row["payees"])),
                           tuple(int(a) for a in json.loads(row["amounts"])), bytes(row["play_hash"]))
-        payments = {r["payee"]: int(r["amount"]) for r in self._query(
-            "SELECT payee, amount FROM earnings WHERE channel_id=? AND seq=?", (row["channel_id"], row["seq"]))}
+        # A payment only pays payees of its (cumulative) voucher, so its earnings rows are found through the
+        # (payee, channel_id, seq) key, one seek per payee; by (channel_id, seq) alone it was a full scan of
+        # earnings, for every latest_payment the settler reads and every duplicate looked up by digest.
+        payments: dict[Address, int] = {}
+        if voucher.payees:
+            marks = ",".join("?" * len(voucher.payees))
+            payments = {r["payee"]: int(r["amount"]) for r in self._query(
+                f"SELECT payee, amount FROM earnings WHERE payee IN ({marks}) AND channel_id=? AND seq=?",
+                (*voucher.payees, row["channel_id"], row["seq"]))}
         return PaymentRecord(
             channel_id=bytes(row["channel_id"]), seq=row["seq"], digest=bytes(row["digest"]), voucher=voucher,
             signature=bytes(row["signature"]), signer=row["signer"], kind=row["kind"], target=bytes(row["target"]),
