@@ -33,6 +33,9 @@ export class Player {
     audio.addEventListener("pause", () => { if (this.status === "playing") this.setStatus("paused"); this.flush(); });
     audio.addEventListener("play", () => { this.lastTime = audio.currentTime; });
     setInterval(() => this.tick(), 200);
+    ctx.listener.addEventListener("change", () => {
+      this.tipBtn.disabled = !this.track || ctx.listener.channel?.status !== "open";
+    });
   }
 
   build() {
