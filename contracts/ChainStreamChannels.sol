@@ -348,7 +348,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint256[] calldata prevAmounts = e.prevAmounts;
         uint256 n = payees.length;
         uint256 k = prevAmounts.length;
-        if (amounts.length != n || k > n) {
+        if (amounts.length != n) {
             return (0, _fail(strict, abi.encodeWithSelector(VoucherLengthMismatch.selector, channelId, n, amounts.length, k)));
         }
 
@@ -372,8 +372,12 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
             }
         }
         if (total <= ch.settled || ch.settled == ch.deposit) {
-            // Stale, duplicate, or nothing left to pay: an idempotent no-op.
+            // Stale, duplicate, or nothing left to pay: an idempotent no-op (checked before the prefix length,
+            // so an older voucher with fewer payees than the settled state is a no-op too, not an error).
             return (0, strict ? bytes4(0) : VoucherStale.selector);
+        }
+        if (k > n) {
+            return (0, _fail(strict, abi.encodeWithSelector(VoucherLengthMismatch.selector, channelId, n, n, k)));
         }
 
         bytes32 payeesHash = VoucherHashing.hashWords(_offset(payees), n);

@@ -351,6 +351,7 @@ class RelayService:
             "spentToday": str(rt.spent_today),
             "dailyCap": None if r.daily_cap is None else str(r.daily_cap),
             "sessionCap": None if r.session_cap is None else str(r.session_cap),
+            "capsIssuedAt": rt.caps_issued_at,
             "sessionKey": r.session_key,
             "sessionExpiry": r.session_expiry,
             "seq": rt.ledger.seq,

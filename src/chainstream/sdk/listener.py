@@ -161,7 +161,8 @@ class Listener:
         """Ask the relay to refuse payments past `daily` per UTC day and past `session` in total (0 = no cap)."""
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
-        issued_at = time.time_ns() // 1_000
+        # Unix seconds, like the web player; strictly after the caps in force so that a newer message wins.
+        issued_at = max(int(time.time()), int(self.spending().get("capsIssuedAt", 0)) + 1)
         digest = self.channels.domain.digest(caps_struct_hash(self._cid(), daily, session, issued_at))
         signature = self.session_key.sign(digest)
         return self.relay.put(f"/channels/{_hex(self._cid())}/caps", {  # type: ignore[no-any-return]
