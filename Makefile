@@ -27,9 +27,11 @@ $(STAMP)/python: pyproject.toml | $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,postgres,browser]'
 	@touch $@
 
-# Node dependencies (solc, hardhat, anvil, ethers): re-installed when the lockfile changes.
+# Node dependencies (solc, hardhat, anvil, ethers): re-installed when the lockfile changes. Not `npm ci`: the
+# registry here serves only the Linux build of anvil's per-platform optional packages, so the lockfile cannot
+# list the others and `npm ci` would refuse it; `npm install` follows the lockfile for everything it lists.
 $(STAMP)/node: package.json package-lock.json | $(STAMP)
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # Debian's Chromium for the browser tests (never a downloaded browser build).
