@@ -36,7 +36,7 @@ from chainstream.config import Settings  # noqa: E402
 from chainstream.ledger import LedgerState, apply, charge_play  # noqa: E402
 from chainstream.protocol import Domain, Signature, recover  # noqa: E402
 from chainstream.protocol.types import ZERO_ADDRESS  # noqa: E402
-from chainstream.relay.app import _ack_json, tune_gc_for_serving  # noqa: E402
+from chainstream.relay.app import _ack_json, tune_interpreter_for_serving  # noqa: E402
 from chainstream.relay.catalog import CatalogEntry  # noqa: E402
 from chainstream.relay.schemas import StreamedPaymentIn, to_payment  # noqa: E402
 from chainstream.relay.service import RelayService  # noqa: E402
@@ -191,7 +191,7 @@ def main() -> None:
         service.store.start()
         for cid in ids:  # load every channel (as the relay does on a channel's first payment)
             await service.runtime(cid)
-        tune_gc_for_serving()  # as Relay.start does
+        tune_interpreter_for_serving()  # as Relay.start does
         writer = service.store._writer
         assert writer is not None
         writer_cpu0 = thread_cpu(writer)

@@ -195,6 +195,27 @@ def _payment_rows(record: PaymentRecord) -> tuple[tuple[Any, ...], list[tuple[An
     return payment, earnings
 
 
+ROWS_PER_INSERT = 500
+
+
+def _insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """INSERT rows with multi-row VALUES statements, up to ROWS_PER_INSERT at a time.
+
+    sqlite3's executemany steps the statement once per row and releases the GIL around each step; the writer
+    thread must then win the GIL back from the busy event loop once per row (up to the 5 ms switch interval
+    each time), which stretched a group commit of a few hundred rows over tens to hundreds of milliseconds.
+    One statement per chunk is one hand-off per chunk."""
+    if not rows:
+        return
+    columns = len(rows[0])
+    per = max(1, min(ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // columns))
+    row_marks = "(" + ",".join("?" * columns) + ")"
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        conn.execute(f"INSERT INTO {table} VALUES " + ",".join([row_marks] * len(chunk)),
+                     [value for row in chunk for value in row])
+
+
 class SqliteStore:
     """All relay state. Reads run on the caller's connection; payment writes go through the group committer."""
 
@@ -282,8 +303,8 @@ class SqliteStore:
         futures = [future for _, future in group if future.set_running_or_notify_cancel()]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO payments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", payments)
-            conn.executemany("INSERT INTO earnings VALUES (?,?,?,?,?,?,?,?)", earnings)
+            _insert_rows(conn, "payments", payments)
+            _insert_rows(conn, "earnings", earnings)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
