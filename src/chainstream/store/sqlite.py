@@ -240,11 +240,11 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        # A group commit touches a page per channel in each index: keep the hot pages cached (64 MiB) and
-        # checkpoint the WAL every ~40 MiB rather than every 4 MiB, so that a page rewritten by many groups
-        # is copied back once. Durability is unchanged: every commit is still fsynced (synchronous=FULL).
+        # A group commit touches a page per channel in each index: keep the hot pages cached (64 MiB).
+        # The WAL is checkpointed at SQLite's default 1,000 pages: the checkpoint runs inside a commit, and
+        # at 10,000 pages those ~40 MiB copies doubled the p99 latency of acknowledgements (24 vs 14 ms at
+        # 2,000 vouchers/s). Durability is unchanged: every commit is still fsynced (synchronous=FULL).
         conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA wal_autocheckpoint=10000")
         return conn
 
     # ------------------------------------------------------------ group commit
