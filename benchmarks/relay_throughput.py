@@ -14,6 +14,7 @@ What it does, in order (only the measurement phases are timed as results):
    (several connections, each owning a disjoint set of channels, pipelined with a bounded window);
 7. phase "batch": the same over POST /api/v1/payments/batch (several connections, one batch in flight each);
 8. phase "latency": a paced open-loop load (default 2,000 vouchers/s over every channel) over the stream,
+   once per rate given to --rate (e.g. --rate 2000,1000 for the target and a load the machine sustains),
    latency = client send -> durable ack;
 9. kills the relay with SIGKILL and checks that every acknowledged voucher is in its SQLite file.
 
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -75,14 +78,15 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--channels", type=int, default=1_000, help="channels to open (default 1000)")
     p.add_argument("--listeners", type=int, default=50, help="funded listener keys the channels are spread over")
-    p.add_argument("--ws-per-channel", type=int, default=60, help="vouchers per channel for the ws phase")
-    p.add_argument("--batch-per-channel", type=int, default=60, help="vouchers per channel for the batch phase")
+    p.add_argument("--ws-per-channel", type=int, default=100, help="vouchers per channel for the ws phase")
+    p.add_argument("--batch-per-channel", type=int, default=100, help="vouchers per channel for the batch phase")
     p.add_argument("--duration", type=float, default=15.0, help="max seconds for each max-load phase")
     p.add_argument("--ws-connections", type=int, default=4)
     p.add_argument("--ws-window", type=int, default=1_000, help="max unacknowledged messages per connection")
     p.add_argument("--batch-connections", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=500, help="payments per batch request (max 1000)")
-    p.add_argument("--rate", type=float, default=2_000.0, help="paced load of the latency phase (vouchers/s)")
+    p.add_argument("--rate", type=lambda text: [float(r) for r in text.split(",")], default=[2_000.0],
+                   help="paced load(s) of the latency phase, vouchers/s, comma-separated (default 2000)")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--latency-connections", type=int, default=4)
     p.add_argument("--settle-interval", type=float, default=3_600.0,
@@ -98,7 +102,7 @@ def parse_args() -> argparse.Namespace:
     if args.quick:
         args.channels, args.listeners = 100, 10
         args.ws_per_channel = args.batch_per_channel = 20
-        args.duration, args.latency_seconds, args.rate, args.recover_seconds = 5.0, 3.0, 500.0, 1.0
+        args.duration, args.latency_seconds, args.rate, args.recover_seconds = 5.0, 3.0, [500.0], 1.0
     return args
 
 
@@ -261,12 +265,24 @@ class PhaseResult:
         """Relay CPU (all threads) per accepted voucher: robust to other processes taking CPU time."""
         return sum(self.relay_cpu.values()) / self.accepted * 1e6 if self.accepted else float("nan")
 
+    @property
+    def loop_capacity(self) -> float:
+        """Vouchers/s the event-loop thread could accept with a core of its own (its CPU per voucher, inverted):
+        what this phase's rate would have been if other processes had not taken CPU time from the relay."""
+        main = self.relay_cpu.get("main", 0.0)
+        return self.accepted / main if main else float("nan")
+
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "sent": self.sent, "accepted": self.accepted, "rejected": dict(self.rejected),
                 "seconds": round(self.seconds, 3), "accepted_per_s": round(self.rate, 1),
-                "relay_cpu_us_per_voucher": round(self.cpu_us_per_voucher, 1),
+                "relay_cpu_us_per_voucher": _finite(self.cpu_us_per_voucher, 1),
+                "loop_capacity_per_s": _finite(self.loop_capacity, 0),
                 "relay_cpu_s": {k: round(v, 2) for k, v in self.relay_cpu.items()},
                 "client_cpu_s": round(self.client_cpu, 2), "latency_ms": self.latency_ms, **self.extra}
+
+
+def _finite(value: float, digits: int) -> float | None:
+    return None if math.isnan(value) else round(value, digits)
 
 
 def _record(result: PhaseResult, load: Load, reply: dict[str, Any]) -> int:
@@ -375,12 +391,12 @@ async def batch_phase(base: str, load: Load, per_channel: int, args: argparse.Na
     return result
 
 
-async def latency_phase(base: str, load: Load, args: argparse.Namespace, cpu: ProcessCpu) -> PhaseResult:
+async def latency_phase(base: str, load: Load, rate: float, args: argparse.Namespace, cpu: ProcessCpu) -> PhaseResult:
     """Open-loop paced load: vouchers are sent on schedule whatever the replies do; latency = send -> ack."""
-    result = PhaseResult("latency")
+    result = PhaseResult(f"lat@{rate:,.0f}")
     url = base.replace("http", "ws", 1) + "/api/v1/payments/stream"
     channels = len(load.messages)
-    total = int(args.rate * args.latency_seconds)
+    total = int(rate * args.latency_seconds)
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
     lag_max = [0.0]
@@ -405,12 +421,12 @@ async def latency_phase(base: str, load: Load, args: argparse.Namespace, cpu: Pr
         start = time.perf_counter()
         i = 0
         while i < total:
-            due = min(total, int((time.perf_counter() - start) * args.rate) + 1)
+            due = min(total, int((time.perf_counter() - start) * rate) + 1)
             while i < due:
                 ch = i % channels
                 seq, message = load.take(ch)
                 ident = ch * ID_STRIDE + seq
-                lag_max[0] = max(lag_max[0], time.perf_counter() - (start + i / args.rate))
+                lag_max[0] = max(lag_max[0], time.perf_counter() - (start + i / rate))
                 sent_at[ident] = time.perf_counter()
                 await sockets[owner[ch]].send_str(message)
                 result.sent += 1
@@ -430,6 +446,7 @@ async def latency_phase(base: str, load: Load, args: argparse.Namespace, cpu: Pr
         await asyncio.gather(*receivers, return_exceptions=True)
     result.latency_ms = {k: round(v, 2) for k, v in summarize_ms(latencies).items()}
     result.extra["client_send_lag_max_ms"] = round(lag_max[0] * 1000, 2)
+    result.extra["rate"] = rate
     result.extra["unanswered"] = len(sent_at)
     return result
 
@@ -454,12 +471,13 @@ async def warm_up(base: str, load: Load) -> PhaseResult:
 async def run_load(base: str, load: Load, args: argparse.Namespace, relay_pid: int) -> list[PhaseResult]:
     cpu = ProcessCpu(relay_pid)
     phases = [await warm_up(base, load)]
-    if "ws" not in args.skip:
-        phases.append(await ws_phase(base, load, args.ws_per_channel, args, cpu))
-    if "batch" not in args.skip:
-        phases.append(await batch_phase(base, load, args.batch_per_channel, args, cpu))
-    if "latency" not in args.skip:
-        phases.append(await latency_phase(base, load, args, cpu))
+    runs: list[tuple[str, Any]] = [("ws", lambda: ws_phase(base, load, args.ws_per_channel, args, cpu)),
+                                   ("batch", lambda: batch_phase(base, load, args.batch_per_channel, args, cpu))]
+    runs += [("latency", partial(latency_phase, base, load, rate, args, cpu)) for rate in args.rate]
+    for name, run in runs:
+        if name not in args.skip:
+            print(f"phase {name} ...", flush=True)
+            phases.append(await run())
     return phases
 
 
@@ -480,7 +498,7 @@ def main() -> None:
     workdir = args.workdir / time.strftime("throughput-%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    latency_per_channel = -(-int(args.rate * args.latency_seconds) // args.channels)
+    latency_per_channel = sum(-(-int(rate * args.latency_seconds) // args.channels) for rate in args.rate)
     plays = 1 + args.ws_per_channel + args.batch_per_channel + latency_per_channel
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} (other processes compete for the CPUs)")
     print(f"{args.channels} channels over {args.listeners} listeners, {plays} pre-signed vouchers per channel; "
@@ -499,6 +517,11 @@ def main() -> None:
 
         load = Load(world.channel_ids, [[m for m, _, _ in chain] for chain in chains], [1] * len(chains))
         del chains
+        # The load generator must not pause: keep its big, long-lived data out of the cyclic GC's full scans
+        # (otherwise a collection stalls sending and receiving for tens of ms and shows up as relay latency).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         with timed("relay start", timings):
             proc, base, database = start_relay(world, workdir, args)
         try:
@@ -516,18 +539,20 @@ def main() -> None:
 
     print()
     print(f"{'phase':<8} {'sent':>7} {'accepted':>8} {'seconds':>7} {'accepted/s':>10} {'/ceiling':>8} "
-          f"{'CPU us/v':>8}  relay CPU s by thread")
+          f"{'CPU us/v':>8} {'loop cap/s':>10}  relay CPU s by thread")
     for p in phases:
         cpu_text = ", ".join(f"{k}={v:.1f}" for k, v in list(p.relay_cpu.items())[:3])
         print(f"{p.name:<8} {p.sent:>7} {p.accepted:>8} {p.seconds:>7.2f} {p.rate:>10,.0f} {p.rate / ceiling:>8.2f} "
-              f"{p.cpu_us_per_voucher:>8.0f}  {cpu_text}  (client CPU {p.client_cpu:.1f}s)")
+              f"{p.cpu_us_per_voucher:>8.0f} {p.loop_capacity:>10,.0f}  {cpu_text}  (client CPU {p.client_cpu:.1f}s)")
         if p.rejected:
             print(f"         rejected: {dict(p.rejected)}")
         if p.latency_ms:
             lat = p.latency_ms
-            print(f"         latency ms at {args.rate:,.0f}/s: p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  "
+            print(f"         latency ms at {p.extra['rate']:,.0f}/s: p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  "
                   f"p99 {lat['p99']:.2f}  p99.9 {lat['p99.9']:.2f}  max {lat['max']:.2f}  "
                   f"(client send lag max {p.extra['client_send_lag_max_ms']} ms)")
+    print("(CPU us/v: relay CPU per accepted voucher, all threads; loop cap/s: accepted vouchers per second of the "
+          "event loop's own CPU time)")
     print(f"durability after SIGKILL: {durability['acknowledged']} acknowledged, {durability['rows']} rows, "
           f"{durability['missing']} missing")
     print(f"total run time {results['total_s']}s; load average now {os.getloadavg()[0]:.2f}; "
