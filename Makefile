@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := .make
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast contracts check-artifacts gas hardhat-test bench clean
+.PHONY: help setup demo test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
 
 help:
 	@echo "make demo       - the full demo on an embedded chain: catalog, listeners streaming through a real relay,"
@@ -65,8 +65,12 @@ hardhat-test: setup
 	npx hardhat test
 
 bench: setup
-	$(PY) benchmarks/relay_throughput.py
+	$(PY) benchmarks/relay_throughput.py --rate 2000,1000
 	$(PY) benchmarks/demo_scale.py
+
+bench-quick: setup
+	$(PY) benchmarks/relay_throughput.py --quick
+	$(PY) benchmarks/demo_scale.py --listeners 10 --plays 100
 
 clean:
 	rm -rf $(STAMP) build dist cache .pytest_cache

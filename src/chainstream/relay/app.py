@@ -76,6 +76,7 @@ class Relay:
 
     async def stop(self) -> None:
         self._stop.set()
+        self.settler.wake()  # do not wait out the settle interval
         for task in self._tasks:
             try:
                 await asyncio.wait_for(task, timeout=30)

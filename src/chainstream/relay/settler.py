@@ -40,6 +40,10 @@ class Settler:
         self._wake = asyncio.Event()
         self.batches_sent = 0
 
+    def wake(self) -> None:
+        """Run the next round (or notice a stop) now instead of at the end of the interval."""
+        self._wake.set()
+
     def request(self, channel_id: bytes) -> None:
         """Settle this channel in the next round, whatever the policy says (watchtower, key rotation)."""
         self.urgent.add(channel_id)
