@@ -147,3 +147,12 @@ def test_every_added_voucher_extends_the_previous(steps: list[dict[Address, int]
         assert nxt.deltas_since(voucher) == {p: a for p, a in payments.items() if a}
         assert nxt.total == voucher.total + sum(payments.values())
         voucher = nxt
+
+
+def test_voucher_checksumsPayees_soMixedCaseDuplicatesAreCaught() -> None:
+    lower = "0x" + "ab" * 20
+    upper = "0x" + "AB" * 20
+    voucher = Voucher(b"\x01" * 32, (Address(lower),), (5,))
+    assert voucher.payees == (to_address(lower),) and voucher.payees[0] != lower
+    with pytest.raises(ProtocolError, match="appears twice"):
+        Voucher(b"\x01" * 32, (Address(lower), Address(upper)), (1, 2))

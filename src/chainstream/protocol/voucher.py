@@ -32,6 +32,9 @@ class Voucher:
             raise ProtocolError("channelId and playHash must be 32 bytes", code="bad_voucher")
         if len(self.payees) != len(self.amounts):
             raise ProtocolError("payees and amounts differ in length", code="bad_voucher")
+        # Checksummed, so that the duplicate check and deltas_since's prefix check see one spelling per payee
+        # (to_address is cached: cheap for the addresses a relay sees again and again).
+        object.__setattr__(self, "payees", tuple(to_address(p) for p in self.payees))
         if len(set(self.payees)) != len(self.payees):
             raise ProtocolError("a payee appears twice", code="bad_voucher")
         for amount in self.amounts:

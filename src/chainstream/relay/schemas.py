@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from chainstream.errors import ProtocolError
 from chainstream.protocol import Signature, Voucher
-from chainstream.protocol.types import MAX_AMOUNT, check_amount, to_address, to_bytes32
+from chainstream.protocol.types import MAX_AMOUNT, Address, check_amount, to_address, to_bytes32
 from chainstream.verify import ChargeKind, ChargeSpec, Payment
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
@@ -71,7 +71,8 @@ def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
         raise ProtocolError("channelId must be 0x + 64 hex digits", code="bad_channel_id")
     channel_id = to_bytes32(channel_id_hex, "channelId")
     amounts = tuple(check_amount(int(a), "voucher amount") for a in body.voucher.amounts)
-    voucher = Voucher(channel_id, tuple(to_address(p) for p in body.voucher.payees), amounts,
+    # Voucher checksums the payees itself.
+    voucher = Voucher(channel_id, tuple(Address(p) for p in body.voucher.payees), amounts,
                       to_bytes32(body.voucher.playHash, "playHash"))
     c = body.charge
     tip = int(c.amount) if c.amount is not None else 0

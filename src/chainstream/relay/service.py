@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chainstream.chain.contracts import ChannelsClient, ChannelStatus, RegistryClient
+from chainstream.chain.contracts import ChannelsClient, ChannelState, ChannelStatus, RegistryClient
 from chainstream.chain.deploy import Deployment
 from chainstream.config import Settings
 from chainstream.errors import ChainStreamError
@@ -28,6 +28,12 @@ from chainstream.store import ChannelRecord, PaymentRecord, SqliteStore
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
 
 DAY = 86_400
+_STATUS_NAMES = {ChannelStatus.OPEN: "open", ChannelStatus.CLOSING: "closing"}
+
+
+def status_name(status: ChannelStatus) -> str:
+    """The store's name for a contract channel status (None and Closed are both "closed" to the relay)."""
+    return _STATUS_NAMES.get(status, "closed")
 
 
 def caps_digest(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> bytes:
@@ -116,6 +122,10 @@ class RelayService:
             if left:
                 self._load_waiters[channel_id] = left
 
+    def loaded(self, channel_id: bytes) -> ChannelRuntime | None:
+        """The channel's live state if it is in memory (no I/O); None if it was not loaded."""
+        return self._runtime.get(channel_id)
+
     async def _load(self, channel_id: bytes) -> ChannelRuntime:
         record = self.store.get_channel(channel_id)
         if record is None:
@@ -138,17 +148,23 @@ class RelayService:
                             status=404)
         if state.relay != self.address:
             raise Rejection("wrong_relay", f"the channel is served by {state.relay}, not this relay", status=403)
-        status = {ChannelStatus.OPEN: "open", ChannelStatus.CLOSING: "closing"}.get(state.status, "closed")
         return ChannelRecord(channel_id, state.payer, state.token, state.deposit, state.session_key,
-                             state.session_expiry, status, state.closes_at)
+                             state.session_expiry, status_name(state.status), state.closes_at)
 
-    def update_channel(self, record: ChannelRecord) -> None:
-        """Apply a chain-side change (top-up, session key, close) to the store and to the live state."""
-        existing = self.store.get_channel(record.channel_id)
-        if existing is not None:
-            record = ChannelRecord(**{**existing.__dict__, "deposit": record.deposit, "session_key": record.session_key,
-                                      "session_expiry": record.session_expiry, "status": record.status,
-                                      "closes_at": record.closes_at})
+    def add_channel(self, record: ChannelRecord) -> None:
+        """A channel just opened for this relay (watcher); a channel already known is left as it is."""
+        if self.store.get_channel(record.channel_id) is None:
+            self.store.upsert_channel(record)
+
+    def apply_chain_state(self, state: ChannelState) -> None:
+        """Apply what the contract now says of a known channel (top-up, session key, close) to the store and to
+        the live state; the relay's own fields (caps, co-signed close) are kept."""
+        existing = self.store.get_channel(state.channel_id)
+        if existing is None:
+            return
+        record = replace(existing, deposit=state.deposit, session_key=state.session_key,
+                         session_expiry=state.session_expiry, status=status_name(state.status),
+                         closes_at=state.closes_at)
         self.store.upsert_channel(record)
         rt = self._runtime.get(record.channel_id)
         if rt is not None:
@@ -258,10 +274,8 @@ class RelayService:
         """An already accepted voucher is acknowledged again (idempotent), never stored twice."""
         if payment.seq > rt.ledger.seq:
             return None
-        if payment.seq == rt.ledger.seq and payment.voucher == rt.ledger.voucher:
-            digest = payment.voucher.digest(self.domain)
-        else:
-            digest = payment.voucher.digest(self.domain)
+        digest = payment.voucher.digest(self.domain)
+        if payment.seq != rt.ledger.seq or payment.voucher != rt.ledger.voucher:
             stored = self.store.payment_by_digest(digest)
             if stored is None or stored.channel_id != payment.channel_id or stored.seq != payment.seq:
                 return None
@@ -272,9 +286,7 @@ class RelayService:
                           rt.record.deposit - rt.ledger.voucher.total, rt.spent_today, rt.record.daily_cap)
 
     async def _refresh_deposit(self, rt: ChannelRuntime) -> None:
-        state = await asyncio.to_thread(self.channels.get_channel, rt.record.channel_id)
-        if state.deposit != rt.record.deposit:
-            self.update_channel(ChannelRecord(**{**rt.record.__dict__, "deposit": state.deposit}))
+        self.apply_chain_state(await asyncio.to_thread(self.channels.get_channel, rt.record.channel_id))
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
         event = {
@@ -309,8 +321,8 @@ class RelayService:
             raise Rejection("stale_caps", "these caps are older than the ones in force", status=409)
         rt.caps_issued_at = issued_at
         self.store.set_caps(channel_id, daily_cap or None, session_cap or None, issued_at)  # survives restarts
-        rt.record = ChannelRecord(**{**rt.record.__dict__, "daily_cap": daily_cap or None,
-                                     "session_cap": session_cap or None, "caps_issued_at": issued_at})
+        rt.record = replace(rt.record, daily_cap=daily_cap or None, session_cap=session_cap or None,
+                            caps_issued_at=issued_at)
         return rt
 
     # --------------------------------------------------------------- closing
@@ -319,12 +331,12 @@ class RelayService:
         rt = await self.runtime(channel_id)
         if rt.record.status == "closed":
             raise Rejection("channel_not_open", "the channel is already closed", status=409)
-        rt.record = ChannelRecord(**{**rt.record.__dict__, "coop_close_digest": b"pending"})  # refuse new payments
+        rt.record = replace(rt.record, coop_close_digest=b"pending")  # refuse new payments
         await self._durable(rt)
         latest = self.store.latest_payment(channel_id)
         voucher_digest = latest.digest if latest else ZERO_HASH
         self.store.set_coop_close(channel_id, voucher_digest)
-        rt.record = ChannelRecord(**{**rt.record.__dict__, "coop_close_digest": voucher_digest})
+        rt.record = replace(rt.record, coop_close_digest=voucher_digest)
         close_digest = (latest.voucher if latest else Voucher.empty(channel_id)).close_digest(self.domain)
         settled = self.store.get_settled(channel_id)
         return latest, self.relay_key.sign(close_digest), settled.credited if settled else ()

@@ -84,7 +84,7 @@ class Settler:
             unsettled = latest.voucher.total - settled_total
             if unsettled <= 0:
                 continue
-            rt = self.service._runtime.get(record.channel_id)
+            rt = self.service.loaded(record.channel_id)
             since = rt.unsettled_since if rt and rt.unsettled_since else latest.accepted_at
             closing = record.status == "closing"
             by_session_key = latest.signer == record.session_key and latest.signer != record.payer
@@ -114,7 +114,7 @@ class Settler:
             await asyncio.to_thread(self._settle_chunk, chunk)
             for latest, _ in chunk:
                 self.urgent.discard(latest.channel_id)
-                rt = self.service._runtime.get(latest.channel_id)
+                rt = self.service.loaded(latest.channel_id)
                 if rt is not None and rt.ledger.voucher.total <= latest.voucher.total:
                     rt.unsettled_since = None
             count += len(chunk)

@@ -117,7 +117,7 @@ class Watcher:
             record = ChannelRecord(channel_id, args["payer"], args["token"], int(args["deposit"]), args["sessionKey"],
                                    int(args["sessionExpiry"]), "open", 0, opened_block=block)
             opened.add(channel_id)
-            return Change(name, args, block, lambda: self._upsert(record, insert=True))
+            return Change(name, args, block, lambda: service.add_channel(record))
         if channel_id not in opened and self.store.get_channel(channel_id) is None:
             return None  # not one of ours
         if name == "ChannelSettled":
@@ -125,15 +125,9 @@ class Watcher:
             receipt = self.w3.eth.get_transaction_receipt(entry["transactionHash"])
             return Change(name, args, block, lambda: record_from_receipt(self.store, service.channels, tx, receipt))
         state = service.channels.get_channel(channel_id)
-        status = {1: "open", 2: "closing"}.get(int(state.status), "closed")
 
         def apply_state() -> None:
-            current = self.store.get_channel(channel_id)
-            if current is None:
-                return
-            self._upsert(ChannelRecord(**{**current.__dict__, "deposit": state.deposit, "session_key": state.session_key,
-                                          "session_expiry": state.session_expiry, "status": status,
-                                          "closes_at": state.closes_at}))
+            service.apply_chain_state(state)
             if name in ("CloseRequested", "SessionKeyChanged"):
                 log.info("%s on 0x%s: settling its latest voucher now", name, channel_id.hex())
                 self.settler.request(channel_id)
@@ -141,11 +135,6 @@ class Watcher:
         return Change(name, args, block, apply_state)
 
     # ------------------------------------------------------------- loop side
-    def _upsert(self, record: ChannelRecord, insert: bool = False) -> None:
-        if insert and self.store.get_channel(record.channel_id) is not None:
-            return
-        self.service.update_channel(record)
-
     def _put_track(self, entry: CatalogEntry) -> None:
         self.service.catalog.put(entry)
         self.service.bus.publish({"type": "catalog", "trackId": "0x" + entry.track_id.hex()}, {"all", "catalog"})
