@@ -53,7 +53,7 @@ def test_a_schema_1_database_is_migrated_with_every_payment_and_earning(tmp_path
         assert read is not None
         assert (read.digest, read.voucher, read.payments, read.signature) == (r.digest, r.voucher, r.payments, r.signature)
     assert [(bytes(e["channel_id"]), e["seq"], e["amount"]) for e in store.earnings_rows(COLLAB)] == [
-        (r.channel_id, r.seq, str(r.payments[COLLAB])) for r in written if COLLAB in r.payments]
+        (r.channel_id, r.seq, r.payments[COLLAB]) for r in written if COLLAB in r.payments]
     assert len(store.earnings_rows(ARTIST)) == 5
     channel = store.get_channel((1).to_bytes(32, "big"))
     assert channel is not None and channel.caps_issued_at == 0

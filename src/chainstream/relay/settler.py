@@ -25,7 +25,7 @@ from chainstream.chain.contracts import ChannelsClient, settle_entry
 from chainstream.chain.transactions import TxSender
 from chainstream.protocol import Signature, SignedVoucher
 from chainstream.relay.service import RelayService
-from chainstream.store import PaymentRecord, SettledRecord, SqliteStore
+from chainstream.store import PaymentRecord, SettledRecord, Store
 
 log = logging.getLogger("chainstream.settler")
 
@@ -177,7 +177,7 @@ class Settler:
         self.sender.reset_nonce()
 
 
-def record_from_receipt(store: SqliteStore, channels: ChannelsClient, tx: Any, receipt: Any) -> None:
+def record_from_receipt(store: Store, channels: ChannelsClient, tx: Any, receipt: Any) -> None:
     """Update the settled table from a transaction's settlements (ours, or anyone else's seen by the watcher)."""
     for settled in channels.settlements_in(tx, receipt):
         current = store.get_settled(settled.channel_id)

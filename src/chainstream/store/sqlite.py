@@ -1,30 +1,22 @@
-"""The relay's durable state in SQLite (WAL, synchronous=FULL), with group commit.
+"""The relay's durable state in SQLite (WAL, synchronous=FULL), with group commit (store/group_commit.py).
 
-Accepted payments are written by one writer thread that takes everything queued since its last commit and
-writes it in one transaction: each payment and its effects (per-payee earnings rows) commit together or not
-at all, and one fsync covers the whole group. A payment is acknowledged only after its group committed.
+The default store: one file, one relay process. Every group commit is fsynced to the WAL before its payments
+are acknowledged; a background thread checkpoints the WAL into the database file, off the commit path.
 Amounts are stored as decimal text: they exceed SQLite's 64-bit integers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from chainstream.errors import UnrecoverableError
-from chainstream.ledger import LedgerState
-from chainstream.protocol import Kind, Voucher
-from chainstream.protocol.types import Address
+from chainstream.store.base import SqlStore, conflict_message
+from chainstream.store.records import SCHEMA_VERSION
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS channels (
@@ -108,97 +100,7 @@ CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status);
 """
 
 
-@dataclass(frozen=True)
-class ChannelRecord:
-    channel_id: bytes
-    payer: Address
-    token: Address
-    deposit: int
-    session_key: Address
-    session_expiry: int
-    status: str = "open"
-    closes_at: int = 0
-    coop_close_digest: bytes | None = None
-    daily_cap: int | None = None
-    session_cap: int | None = None
-    opened_block: int = 0
-    caps_issued_at: int = 0
-
-
-@dataclass(frozen=True)
-class PaymentRecord:
-    """An accepted payment: the voucher, its signature, the receipt fields, and who got what."""
-
-    channel_id: bytes
-    seq: int
-    digest: bytes
-    voucher: Voucher
-    signature: bytes
-    signer: Address
-    kind: int
-    target: bytes
-    units: int
-    amount: int
-    split_hash: bytes
-    memo: str
-    payments: dict[Address, int]
-    accepted_at: float
-
-
-@dataclass(frozen=True)
-class SettledRecord:
-    channel_id: bytes
-    total: int
-    payees: tuple[Address, ...]
-    credited: tuple[int, ...]
-    block: int
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    id: int
-    kind: str
-    status: str
-    nonce: int
-    tx_hash: bytes
-    raw_tx: bytes
-    payload: dict[str, Any]
-    created_at: float
-    block: int | None
-    error: str | None
-
-
-def _opt_int(text: str | None) -> int | None:
-    return None if text is None else int(text)
-
-
-def _channel(row: sqlite3.Row) -> ChannelRecord:
-    return ChannelRecord(
-        channel_id=bytes(row["channel_id"]), payer=row["payer"], token=row["token"], deposit=int(row["deposit"]),
-        session_key=row["session_key"], session_expiry=row["session_expiry"], status=row["status"],
-        closes_at=row["closes_at"], coop_close_digest=row["coop_close_digest"], daily_cap=_opt_int(row["daily_cap"]),
-        session_cap=_opt_int(row["session_cap"]), opened_block=row["opened_block"],
-        caps_issued_at=row["caps_issued_at"],
-    )
-
-
-def _payment_rows(record: PaymentRecord) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-    v = record.voucher
-    credits = {payee: str(amount) for payee, amount in record.payments.items()}
-    payment = (
-        record.channel_id, record.seq, record.digest, str(v.total), json.dumps(list(v.payees)),
-        json.dumps([str(a) for a in v.amounts]), v.play_hash, record.signature, record.signer, record.kind,
-        record.target, record.units, str(record.amount), record.split_hash, record.memo, record.accepted_at,
-        json.dumps(credits),
-    )
-    earnings = [
-        (payee, record.accepted_at, record.channel_id, record.seq, record.target, record.kind, record.units, amount)
-        for payee, amount in credits.items()
-    ]
-    return payment, earnings
-
-
-SCHEMA_VERSION = 2  # PRAGMA user_version; 0 on a database written before versions were kept (schema 1)
+# PRAGMA user_version holds SCHEMA_VERSION; 0 on a database written before versions were kept (schema 1).
 
 # Schema 1 -> 2: per-payee credits move into the payment's row, earnings are keyed by time within a payee and
 # payments lose the UNIQUE digest index (two random B-tree pages fewer per payment, and one per payee).
@@ -266,25 +168,24 @@ def _insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...
                      [value for row in chunk for value in row])
 
 
-class SqliteStore:
-    """All relay state. Reads run on the caller's connection; payment writes go through the group committer."""
+
+class SqliteStore(SqlStore):
+    """All relay state in one SQLite file. Reads and small writes share one connection (under a lock); payment
+    writes go through the group committer's own connection."""
 
     def __init__(self, path: str | Path, *, max_group: int = 2_000, checkpoint_interval: float = 0.2,
                  wal_limit_pages: int = 65_536) -> None:
+        super().__init__(max_group=max_group)
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._read = self._connect(check_same_thread=False)
         _prepare_schema(self._read)
-        self._lock = threading.RLock()
-        self._queue: queue.Queue[tuple[list[PaymentRecord], Future[None]] | None] = queue.Queue()
-        self._max_group = max_group
-        self._writer: threading.Thread | None = None
+        self._write_conn: sqlite3.Connection | None = None
         self._checkpointer: threading.Thread | None = None
         self._stopping = threading.Event()
         self._checkpoint_interval = checkpoint_interval
         self._wal_limit_pages = wal_limit_pages
-        self.groups_committed = 0
         self.checkpoints = 0
 
     def _connect(self, *, check_same_thread: bool = True) -> sqlite3.Connection:
@@ -305,21 +206,24 @@ class SqliteStore:
         copy the WAL into the database inside whichever commit crosses 1,000 pages, and the acknowledgements
         waiting on that commit would wait for the copy and its fsync too (the p99 at 2,000 vouchers/s).
         Durability is unchanged: every commit is fsynced to the WAL (synchronous=FULL)."""
-        if self._writer is None:
-            self._stopping.clear()
-            with self._lock:
-                self._read.execute("PRAGMA wal_autocheckpoint=0")
-            self._writer = threading.Thread(target=self._write_loop, name="chainstream-group-commit", daemon=True)
-            self._writer.start()
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="chainstream-checkpoint",
-                                                  daemon=True)
-            self._checkpointer.start()
+        if self._writer is not None:
+            return
+        self._stopping.clear()
+        with self._lock:
+            self._read.execute("PRAGMA wal_autocheckpoint=0")
+        # Used by the writer thread only (created here so that start fails loudly if the file cannot be opened).
+        self._write_conn = self._connect(check_same_thread=False)
+        self._write_conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
+        self._committer.start()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="chainstream-checkpoint",
+                                              daemon=True)
+        self._checkpointer.start()
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join(timeout=30)
-            self._writer = None
+        self._committer.stop()
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
         if self._checkpointer is not None:
             self._stopping.set()
             self._checkpointer.join(timeout=30)
@@ -347,48 +251,10 @@ class SqliteStore:
         finally:
             conn.close()
 
-    def submit_payments(self, records: list[PaymentRecord]) -> Future[None]:
-        """Queue payments for the next group commit; the future resolves once they are durable."""
-        future: Future[None] = Future()
-        if self._writer is None:
+    def _write_group(self, payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]) -> None:
+        conn = self._write_conn
+        if conn is None:
             raise UnrecoverableError("the store's writer is not running")
-        self._queue.put((records, future))
-        return future
-
-    def _write_loop(self) -> None:
-        conn = self._connect()
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it (see start)
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is None:
-                break
-            group = [item]
-            count = len(item[0])
-            while count < self._max_group:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                group.append(more)
-                count += len(more[0])
-            self._commit_group(conn, group)
-        conn.close()
-
-    def _commit_group(self, conn: sqlite3.Connection, group: list[tuple[list[PaymentRecord], Future[None]]]) -> None:
-        payments: list[tuple[Any, ...]] = []
-        earnings: list[tuple[Any, ...]] = []
-        for records, _ in group:
-            for record in records:
-                payment, effects = _payment_rows(record)
-                payments.append(payment)
-                earnings.extend(effects)
-        # Payments whose caller stopped waiting (cancelled its future) are written all the same: they were
-        # accepted in memory. Only the futures still wanted are resolved (a cancelled one cannot be).
-        futures = [future for _, future in group if future.set_running_or_notify_cancel()]
         try:
             conn.execute("BEGIN IMMEDIATE")
             _insert_rows(conn, "payments", payments)
@@ -397,164 +263,21 @@ class SqliteStore:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for future in futures:
-                future.set_exception(UnrecoverableError(f"could not store payments: {exc}"))
-            return
-        self.groups_committed += 1
-        for future in futures:
-            future.set_result(None)
+            if isinstance(exc, sqlite3.IntegrityError) and "payments.channel_id, payments.seq" in str(exc):
+                raise UnrecoverableError(conflict_message(str(exc))) from exc
+            raise UnrecoverableError(f"could not store payments: {exc}") from exc
 
-    # ----------------------------------------------------------------- writes
-    def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
-        with self._lock:
-            self._read.execute(sql, tuple(params))
-
-    def upsert_channel(self, c: ChannelRecord) -> None:
-        self._write(
-            """INSERT INTO channels (channel_id, payer, token, deposit, session_key, session_expiry, status, closes_at,
-               coop_close_digest, daily_cap, session_cap, opened_block) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-               ON CONFLICT(channel_id) DO UPDATE SET deposit=excluded.deposit, session_key=excluded.session_key,
-               session_expiry=excluded.session_expiry, status=excluded.status, closes_at=excluded.closes_at""",
-            (c.channel_id, c.payer, c.token, str(c.deposit), c.session_key, c.session_expiry, c.status, c.closes_at,
-             c.coop_close_digest, None if c.daily_cap is None else str(c.daily_cap),
-             None if c.session_cap is None else str(c.session_cap), c.opened_block),
-        )
-
-    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> None:
-        self._write("UPDATE channels SET daily_cap=?, session_cap=?, caps_issued_at=? WHERE channel_id=?",
-                    (None if daily_cap is None else str(daily_cap), None if session_cap is None else str(session_cap),
-                     issued_at, channel_id))
-
-    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes) -> None:
-        self._write("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (voucher_digest, channel_id))
-
-    def set_settled(self, s: SettledRecord) -> None:
-        self._write(
-            """INSERT INTO settled VALUES (?,?,?,?,?) ON CONFLICT(channel_id) DO UPDATE SET total=excluded.total,
-               payees=excluded.payees, credited=excluded.credited, block=excluded.block""",
-            (s.channel_id, str(s.total), json.dumps(list(s.payees)), json.dumps([str(c) for c in s.credited]), s.block),
-        )
-
-    def add_claim(self, tx_hash: bytes, log_index: int, payee: str, token: str, amount: int, block: int) -> None:
-        self._write("INSERT OR IGNORE INTO claims VALUES (?,?,?,?,?,?)",
-                    (tx_hash, log_index, payee, token, str(amount), block))
-
-    def set_cursor(self, name: str, block: int) -> None:
-        self._write("INSERT INTO cursors VALUES (?,?) ON CONFLICT(name) DO UPDATE SET block=excluded.block",
-                    (name, block))
-
-    def add_outbox(self, kind: str, nonce: int, tx_hash: bytes, raw_tx: bytes, payload: dict[str, Any]) -> int:
-        now = time.time()
-        with self._lock:
-            cursor = self._read.execute(
-                "INSERT INTO outbox (kind, status, nonce, tx_hash, raw_tx, payload, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?)", (kind, "signed", nonce, tx_hash, raw_tx, json.dumps(payload), now, now))
-            return int(cursor.lastrowid or 0)
-
-    def update_outbox(self, outbox_id: int, status: str, *, block: int | None = None, error: str | None = None) -> None:
-        self._write("UPDATE outbox SET status=?, block=COALESCE(?, block), error=?, updated_at=? WHERE id=?",
-                    (status, block, error, time.time(), outbox_id))
-
-    # ------------------------------------------------------------------ reads
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    # ------------------------------------------------------------ connection
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._read.execute(sql, tuple(params)).fetchall()
 
-    def get_channel(self, channel_id: bytes) -> ChannelRecord | None:
-        rows = self._query("SELECT * FROM channels WHERE channel_id=?", (channel_id,))
-        return _channel(rows[0]) if rows else None
-
-    def channels(self, status: str | None = None) -> list[ChannelRecord]:
-        if status is None:
-            return [_channel(r) for r in self._query("SELECT * FROM channels")]
-        return [_channel(r) for r in self._query("SELECT * FROM channels WHERE status=?", (status,))]
-
-    def channels_of(self, payer: str) -> list[ChannelRecord]:
-        return [_channel(r) for r in self._query("SELECT * FROM channels WHERE payer=?", (payer,))]
-
-    def load_ledger(self, channel_id: bytes, day_start: float) -> tuple[LedgerState, int]:
-        """Rebuild the channel's ledger from its accepted payments; also what it spent since `day_start`."""
-        rows = self._query(
-            "SELECT seq, kind, target, amount, accepted_at, payees, amounts, play_hash FROM payments"
-            " WHERE channel_id=? ORDER BY seq", (channel_id,))
-        if not rows:
-            return LedgerState.opened(channel_id), 0
-        plays: dict[bytes, int] = {}
-        owned: set[bytes] = set()
-        spent_today = 0
-        for row in rows:
-            target = bytes(row["target"])
-            if row["kind"] == Kind.PLAY:
-                plays[target] = plays.get(target, 0) + 1
-            elif row["kind"] == Kind.DOWNLOAD:
-                owned.add(target)
-            if row["accepted_at"] >= day_start:
-                spent_today += int(row["amount"])
-        last = rows[-1]
-        voucher = Voucher(channel_id, tuple(json.loads(last["payees"])), tuple(int(a) for a in json.loads(last["amounts"])),
-                          bytes(last["play_hash"]))
-        state = LedgerState(voucher=voucher, seq=last["seq"], plays=MappingProxyType(plays), owned=frozenset(owned))
-        return state, spent_today
-
-    def payment_at(self, channel_id: bytes, seq: int) -> PaymentRecord | None:
-        rows = self._query("SELECT * FROM payments WHERE channel_id=? AND seq=?", (channel_id, seq))
-        return self._payment(rows[0]) if rows else None
-
-    def latest_payment(self, channel_id: bytes) -> PaymentRecord | None:
-        rows = self._query("SELECT * FROM payments WHERE channel_id=? ORDER BY seq DESC LIMIT 1", (channel_id,))
-        return self._payment(rows[0]) if rows else None
-
-    def history(self, channel_id: bytes, *, limit: int = 50, before_seq: int | None = None) -> list[PaymentRecord]:
-        if before_seq is None:
-            rows = self._query("SELECT * FROM payments WHERE channel_id=? ORDER BY seq DESC LIMIT ?", (channel_id, limit))
-        else:
-            rows = self._query("SELECT * FROM payments WHERE channel_id=? AND seq<? ORDER BY seq DESC LIMIT ?",
-                               (channel_id, before_seq, limit))
-        return [self._payment(r) for r in rows]
-
-    def payment_count(self) -> int:
-        return int(self._query("SELECT COUNT(*) AS n FROM payments")[0]["n"])
-
-    @staticmethod
-    def _payment(row: sqlite3.Row) -> PaymentRecord:
-        voucher = Voucher(bytes(row["channel_id"]), tuple(json.loads(row["payees"])),
-                          tuple(int(a) for a in json.loads(row["amounts"])), bytes(row["play_hash"]))
-        return PaymentRecord(
-            channel_id=bytes(row["channel_id"]), seq=row["seq"], digest=bytes(row["digest"]), voucher=voucher,
-            signature=bytes(row["signature"]), signer=row["signer"], kind=row["kind"], target=bytes(row["target"]),
-            units=row["units"], amount=int(row["amount"]), split_hash=bytes(row["split_hash"]), memo=row["memo"],
-            payments={payee: int(amount) for payee, amount in json.loads(row["credits"]).items()},
-            accepted_at=row["accepted_at"],
-        )
-
-    def earnings_rows(self, payee: str, since: float = 0.0) -> list[sqlite3.Row]:
-        return self._query(
-            "SELECT channel_id, seq, target, kind, units, amount, accepted_at FROM earnings"
-            " WHERE payee=? AND accepted_at>=? ORDER BY accepted_at", (payee, since))
-
-    def get_settled(self, channel_id: bytes) -> SettledRecord | None:
-        rows = self._query("SELECT * FROM settled WHERE channel_id=?", (channel_id,))
-        if not rows:
-            return None
-        r = rows[0]
-        return SettledRecord(bytes(r["channel_id"]), int(r["total"]), tuple(json.loads(r["payees"])),
-                             tuple(int(c) for c in json.loads(r["credited"])), r["block"])
-
-    def claims_of(self, payee: str) -> list[sqlite3.Row]:
-        return self._query("SELECT * FROM claims WHERE payee=? ORDER BY block", (payee,))
-
-    def get_cursor(self, name: str) -> int | None:
-        rows = self._query("SELECT block FROM cursors WHERE name=?", (name,))
-        return int(rows[0]["block"]) if rows else None
-
-    def outbox(self, statuses: tuple[str, ...]) -> list[OutboxRecord]:
-        marks = ",".join("?" * len(statuses))
-        rows = self._query(f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY id", statuses)
-        return [OutboxRecord(r["id"], r["kind"], r["status"], r["nonce"], bytes(r["tx_hash"]), bytes(r["raw_tx"]),
-                             json.loads(r["payload"]), r["created_at"], r["block"], r["error"]) for r in rows]
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._lock:
+            self._read.execute(sql, tuple(params))
 
     def run_in_transaction(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        """Several writes that must land together (used by the watcher for a block range and its cursor)."""
+        """Several writes that must land together, on the store's connection (SQLite only)."""
         with self._lock:
             self._read.execute("BEGIN IMMEDIATE")
             try:

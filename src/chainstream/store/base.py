@@ -1,0 +1,245 @@
+"""The store interface the relay uses (`Store`), and its implementation in SQL common to both backends.
+
+`SqlStore` holds every read and small write, written once in the SQL that SQLite and PostgreSQL both run, with
+`?` parameter marks (the PostgreSQL backend turns them into psycopg's `%s`). A backend supplies its
+connections (`_query`, `_execute`), its schema, and the group-commit transaction (`_write_group`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import Future
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from chainstream.ledger import LedgerState
+from chainstream.protocol import Kind
+from chainstream.store.group_commit import GroupCommitter
+from chainstream.store.records import (
+    ChannelRecord,
+    ClaimRow,
+    EarningRow,
+    OutboxRecord,
+    PaymentRecord,
+    Row,
+    SettledRecord,
+    channel_from_row,
+    channel_params,
+    claim_from_row,
+    earning_from_row,
+    opt_text,
+    outbox_from_row,
+    payment_from_row,
+    settled_from_row,
+    settled_params,
+    voucher_from_row,
+)
+
+
+class Store(Protocol):
+    """Durable relay state: the voucher log (payments and per-payee earnings), channels, settlements, claims,
+    the settlement outbox and the watcher's cursors."""
+
+    def start(self) -> None:
+        """Start the group-commit writer (and any background upkeep)."""
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, release the connections."""
+
+    def submit_payments(self, records: list[PaymentRecord]) -> Future[None]:
+        """Queue payments for the next group commit; the future resolves once they are durable."""
+
+    def upsert_channel(self, c: ChannelRecord) -> None:
+        """Insert a channel, or update what the chain says of it; caps and the co-signed close are kept."""
+
+    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> None: ...
+    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes) -> None: ...
+    def set_settled(self, s: SettledRecord) -> None: ...
+    def add_claim(self, tx_hash: bytes, log_index: int, payee: str, token: str, amount: int, block: int) -> None: ...
+    def set_cursor(self, name: str, block: int) -> None: ...
+    def add_outbox(self, kind: str, nonce: int, tx_hash: bytes, raw_tx: bytes, payload: dict[str, Any]) -> int: ...
+    def update_outbox(self, outbox_id: int, status: str, *, block: int | None = None,
+                      error: str | None = None) -> None: ...
+    def get_channel(self, channel_id: bytes) -> ChannelRecord | None: ...
+    def channels(self, status: str | None = None) -> list[ChannelRecord]: ...
+    def channels_of(self, payer: str) -> list[ChannelRecord]: ...
+    def load_ledger(self, channel_id: bytes, day_start: float) -> tuple[LedgerState, int]: ...
+    def payment_at(self, channel_id: bytes, seq: int) -> PaymentRecord | None: ...
+    def latest_payment(self, channel_id: bytes) -> PaymentRecord | None: ...
+    def history(self, channel_id: bytes, *, limit: int = 50,
+                before_seq: int | None = None) -> list[PaymentRecord]: ...
+    def payment_count(self) -> int: ...
+    def earnings_rows(self, payee: str, since: float = 0.0) -> list[EarningRow]: ...
+    def get_settled(self, channel_id: bytes) -> SettledRecord | None: ...
+    def claims_of(self, payee: str) -> list[ClaimRow]: ...
+    def get_cursor(self, name: str) -> int | None: ...
+    def outbox(self, statuses: tuple[str, ...]) -> list[OutboxRecord]: ...
+
+
+def conflict_message(detail: str) -> str:
+    """The error of a group that collided with payments already in the database (same channel and seq)."""
+    return (f"could not store payments: {detail}: a payment with this channel id and sequence number is already "
+            "stored. Is another relay instance writing to this database? Run one relay instance per database.")
+
+
+class SqlStore(ABC):
+    """Every read and small write of the store, over a backend's connection; payments go through group commit."""
+
+    def __init__(self, *, max_group: int = 2_000) -> None:
+        self._lock = threading.RLock()  # the one connection for reads and small writes serves several threads
+        self._committer = GroupCommitter(self._write_group, max_group=max_group)
+
+    # ------------------------------------------------------------ backend
+    @abstractmethod
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
+        """Run one statement (its own transaction) and return its rows."""
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one write statement in its own transaction."""
+
+    @abstractmethod
+    def _write_group(self, payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]) -> None:
+        """Insert a group's rows in one durable transaction (see group_commit.WriteGroup)."""
+
+    # ------------------------------------------------------------ group commit
+    def submit_payments(self, records: list[PaymentRecord]) -> Future[None]:
+        """Queue payments for the next group commit; the future resolves once they are durable."""
+        return self._committer.submit(records)
+
+    @property
+    def groups_committed(self) -> int:
+        return self._committer.groups_committed
+
+    @property
+    def _writer(self) -> threading.Thread | None:
+        """The writer thread while it runs (benchmarks/hot_path.py measures its CPU time)."""
+        return self._committer.thread
+
+    # ----------------------------------------------------------------- writes
+    def upsert_channel(self, c: ChannelRecord) -> None:
+        self._execute(
+            """INSERT INTO channels (channel_id, payer, token, deposit, session_key, session_expiry, status, closes_at,
+               coop_close_digest, daily_cap, session_cap, opened_block) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(channel_id) DO UPDATE SET deposit=excluded.deposit, session_key=excluded.session_key,
+               session_expiry=excluded.session_expiry, status=excluded.status, closes_at=excluded.closes_at""",
+            channel_params(c),
+        )
+
+    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> None:
+        self._execute("UPDATE channels SET daily_cap=?, session_cap=?, caps_issued_at=? WHERE channel_id=?",
+                      (opt_text(daily_cap), opt_text(session_cap), issued_at, channel_id))
+
+    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes) -> None:
+        self._execute("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (voucher_digest, channel_id))
+
+    def set_settled(self, s: SettledRecord) -> None:
+        self._execute(
+            """INSERT INTO settled VALUES (?,?,?,?,?) ON CONFLICT(channel_id) DO UPDATE SET total=excluded.total,
+               payees=excluded.payees, credited=excluded.credited, block=excluded.block""",
+            settled_params(s),
+        )
+
+    def add_claim(self, tx_hash: bytes, log_index: int, payee: str, token: str, amount: int, block: int) -> None:
+        self._execute("INSERT INTO claims VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                      (tx_hash, log_index, payee, token, str(amount), block))
+
+    def set_cursor(self, name: str, block: int) -> None:
+        self._execute("INSERT INTO cursors VALUES (?,?) ON CONFLICT(name) DO UPDATE SET block=excluded.block",
+                      (name, block))
+
+    def add_outbox(self, kind: str, nonce: int, tx_hash: bytes, raw_tx: bytes, payload: dict[str, Any]) -> int:
+        now = time.time()
+        rows = self._query(
+            "INSERT INTO outbox (kind, status, nonce, tx_hash, raw_tx, payload, created_at, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
+            (kind, "signed", nonce, tx_hash, raw_tx, json.dumps(payload), now, now))
+        return int(rows[0]["id"])
+
+    def update_outbox(self, outbox_id: int, status: str, *, block: int | None = None, error: str | None = None) -> None:
+        self._execute("UPDATE outbox SET status=?, block=COALESCE(?, block), error=?, updated_at=? WHERE id=?",
+                      (status, block, error, time.time(), outbox_id))
+
+    # ------------------------------------------------------------------ reads
+    def get_channel(self, channel_id: bytes) -> ChannelRecord | None:
+        rows = self._query("SELECT * FROM channels WHERE channel_id=?", (channel_id,))
+        return channel_from_row(rows[0]) if rows else None
+
+    def channels(self, status: str | None = None) -> list[ChannelRecord]:
+        if status is None:
+            return [channel_from_row(r) for r in self._query("SELECT * FROM channels")]
+        return [channel_from_row(r) for r in self._query("SELECT * FROM channels WHERE status=?", (status,))]
+
+    def channels_of(self, payer: str) -> list[ChannelRecord]:
+        return [channel_from_row(r) for r in self._query("SELECT * FROM channels WHERE payer=?", (payer,))]
+
+    def load_ledger(self, channel_id: bytes, day_start: float) -> tuple[LedgerState, int]:
+        """Rebuild the channel's ledger from its accepted payments; also what it spent since `day_start`."""
+        rows = self._query(
+            "SELECT channel_id, seq, kind, target, amount, accepted_at, payees, amounts, play_hash FROM payments"
+            " WHERE channel_id=? ORDER BY seq", (channel_id,))
+        if not rows:
+            return LedgerState.opened(channel_id), 0
+        plays: dict[bytes, int] = {}
+        owned: set[bytes] = set()
+        spent_today = 0
+        for row in rows:
+            target = bytes(row["target"])
+            if row["kind"] == Kind.PLAY:
+                plays[target] = plays.get(target, 0) + 1
+            elif row["kind"] == Kind.DOWNLOAD:
+                owned.add(target)
+            if row["accepted_at"] >= day_start:
+                spent_today += int(row["amount"])
+        last = rows[-1]
+        state = LedgerState(voucher=voucher_from_row(last), seq=int(last["seq"]), plays=MappingProxyType(plays),
+                            owned=frozenset(owned))
+        return state, spent_today
+
+    def payment_at(self, channel_id: bytes, seq: int) -> PaymentRecord | None:
+        rows = self._query("SELECT * FROM payments WHERE channel_id=? AND seq=?", (channel_id, seq))
+        return payment_from_row(rows[0]) if rows else None
+
+    def latest_payment(self, channel_id: bytes) -> PaymentRecord | None:
+        rows = self._query("SELECT * FROM payments WHERE channel_id=? ORDER BY seq DESC LIMIT 1", (channel_id,))
+        return payment_from_row(rows[0]) if rows else None
+
+    def history(self, channel_id: bytes, *, limit: int = 50, before_seq: int | None = None) -> list[PaymentRecord]:
+        if before_seq is None:
+            rows = self._query("SELECT * FROM payments WHERE channel_id=? ORDER BY seq DESC LIMIT ?", (channel_id, limit))
+        else:
+            rows = self._query("SELECT * FROM payments WHERE channel_id=? AND seq<? ORDER BY seq DESC LIMIT ?",
+                               (channel_id, before_seq, limit))
+        return [payment_from_row(r) for r in rows]
+
+    def payment_count(self) -> int:
+        return int(self._query("SELECT COUNT(*) AS n FROM payments")[0]["n"])
+
+    def earnings_rows(self, payee: str, since: float = 0.0) -> list[EarningRow]:
+        rows = self._query(
+            "SELECT channel_id, seq, target, kind, units, amount, accepted_at FROM earnings"
+            " WHERE payee=? AND accepted_at>=? ORDER BY accepted_at, channel_id, seq", (payee, since))
+        return [earning_from_row(r) for r in rows]
+
+    def get_settled(self, channel_id: bytes) -> SettledRecord | None:
+        rows = self._query("SELECT * FROM settled WHERE channel_id=?", (channel_id,))
+        return settled_from_row(rows[0]) if rows else None
+
+    def claims_of(self, payee: str) -> list[ClaimRow]:
+        rows = self._query("SELECT * FROM claims WHERE payee=? ORDER BY block, log_index", (payee,))
+        return [claim_from_row(r) for r in rows]
+
+    def get_cursor(self, name: str) -> int | None:
+        rows = self._query("SELECT block FROM cursors WHERE name=?", (name,))
+        return int(rows[0]["block"]) if rows else None
+
+    def outbox(self, statuses: tuple[str, ...]) -> list[OutboxRecord]:
+        if not statuses:
+            return []
+        marks = ",".join("?" * len(statuses))
+        rows = self._query(f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY id", statuses)
+        return [outbox_from_row(r) for r in rows]

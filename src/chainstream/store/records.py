@@ -1,0 +1,204 @@
+"""What the store keeps, as frozen records, and how a record maps to and from a table row (both backends).
+
+Rows are encoded the same way for SQLite and PostgreSQL: ids and hashes as bytes, payee lists and per-payee
+amounts as JSON text, amounts as decimal strings (SQLite keeps them as text; PostgreSQL casts them into
+NUMERIC(78,0) columns). Decoding accepts either backend's row (sqlite3.Row or a dict) and whatever numeric
+type it returns (str, int or Decimal).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol, TypedDict
+
+from chainstream.protocol import Voucher
+from chainstream.protocol.types import Address
+
+SCHEMA_VERSION = 2  # the tables' layout; both backends keep it (SQLite in PRAGMA user_version)
+
+PAYMENT_COLUMNS = ("channel_id", "seq", "digest", "total", "payees", "amounts", "play_hash", "signature", "signer",
+                   "kind", "target", "units", "amount", "split_hash", "memo", "accepted_at", "credits")
+EARNING_COLUMNS = ("payee", "accepted_at", "channel_id", "seq", "target", "kind", "units", "amount")
+
+
+class Row(Protocol):
+    """A result row addressed by column name: sqlite3.Row, or the dict a psycopg dict_row cursor returns."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ChannelRecord:
+    channel_id: bytes
+    payer: Address
+    token: Address
+    deposit: int
+    session_key: Address
+    session_expiry: int
+    status: str = "open"
+    closes_at: int = 0
+    coop_close_digest: bytes | None = None
+    daily_cap: int | None = None
+    session_cap: int | None = None
+    opened_block: int = 0
+    caps_issued_at: int = 0
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    """An accepted payment: the voucher, its signature, the receipt fields, and who got what."""
+
+    channel_id: bytes
+    seq: int
+    digest: bytes
+    voucher: Voucher
+    signature: bytes
+    signer: Address
+    kind: int
+    target: bytes
+    units: int
+    amount: int
+    split_hash: bytes
+    memo: str
+    payments: dict[Address, int]
+    accepted_at: float
+
+
+@dataclass(frozen=True)
+class SettledRecord:
+    channel_id: bytes
+    total: int
+    payees: tuple[Address, ...]
+    credited: tuple[int, ...]
+    block: int
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    id: int
+    kind: str
+    status: str
+    nonce: int
+    tx_hash: bytes
+    raw_tx: bytes
+    payload: dict[str, Any]
+    created_at: float
+    block: int | None
+    error: str | None
+
+
+class EarningRow(TypedDict):
+    """What one payment credited one payee (`earnings_rows`)."""
+
+    channel_id: bytes
+    seq: int
+    target: bytes
+    kind: int
+    units: int
+    amount: int
+    accepted_at: float
+
+
+class ClaimRow(TypedDict):
+    """A payee's on-chain claim (`claims_of`)."""
+
+    tx_hash: bytes
+    log_index: int
+    payee: str
+    token: str
+    amount: int
+    block: int
+
+
+# ------------------------------------------------------------------------------------------------ encoding
+
+
+def opt_text(amount: int | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def channel_params(c: ChannelRecord) -> tuple[Any, ...]:
+    """The values of an INSERT into channels (without caps_issued_at, which only set_caps writes)."""
+    return (c.channel_id, c.payer, c.token, str(c.deposit), c.session_key, c.session_expiry, c.status, c.closes_at,
+            c.coop_close_digest, opt_text(c.daily_cap), opt_text(c.session_cap), c.opened_block)
+
+
+def settled_params(s: SettledRecord) -> tuple[Any, ...]:
+    return (s.channel_id, str(s.total), json.dumps(list(s.payees)), json.dumps([str(c) for c in s.credited]), s.block)
+
+
+def payment_rows(record: PaymentRecord) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """The payment's row (PAYMENT_COLUMNS) and one earnings row per credited payee (EARNING_COLUMNS)."""
+    v = record.voucher
+    credits = {payee: str(amount) for payee, amount in record.payments.items()}
+    payment = (
+        record.channel_id, record.seq, record.digest, str(v.total), json.dumps(list(v.payees)),
+        json.dumps([str(a) for a in v.amounts]), v.play_hash, record.signature, record.signer, record.kind,
+        record.target, record.units, str(record.amount), record.split_hash, record.memo, record.accepted_at,
+        json.dumps(credits),
+    )
+    earnings = [
+        (payee, record.accepted_at, record.channel_id, record.seq, record.target, record.kind, record.units, amount)
+        for payee, amount in credits.items()
+    ]
+    return payment, earnings
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def channel_from_row(row: Row) -> ChannelRecord:
+    return ChannelRecord(
+        channel_id=bytes(row["channel_id"]), payer=row["payer"], token=row["token"], deposit=int(row["deposit"]),
+        session_key=row["session_key"], session_expiry=int(row["session_expiry"]), status=row["status"],
+        closes_at=int(row["closes_at"]), coop_close_digest=_opt_bytes(row["coop_close_digest"]),
+        daily_cap=_opt_int(row["daily_cap"]), session_cap=_opt_int(row["session_cap"]),
+        opened_block=int(row["opened_block"]), caps_issued_at=int(row["caps_issued_at"]),
+    )
+
+
+def voucher_from_row(row: Row) -> Voucher:
+    return Voucher(bytes(row["channel_id"]), tuple(json.loads(row["payees"])),
+                   tuple(int(a) for a in json.loads(row["amounts"])), bytes(row["play_hash"]))
+
+
+def payment_from_row(row: Row) -> PaymentRecord:
+    return PaymentRecord(
+        channel_id=bytes(row["channel_id"]), seq=int(row["seq"]), digest=bytes(row["digest"]),
+        voucher=voucher_from_row(row), signature=bytes(row["signature"]), signer=row["signer"], kind=int(row["kind"]),
+        target=bytes(row["target"]), units=int(row["units"]), amount=int(row["amount"]),
+        split_hash=bytes(row["split_hash"]), memo=row["memo"],
+        payments={payee: int(amount) for payee, amount in json.loads(row["credits"]).items()},
+        accepted_at=float(row["accepted_at"]),
+    )
+
+
+def settled_from_row(row: Row) -> SettledRecord:
+    return SettledRecord(bytes(row["channel_id"]), int(row["total"]), tuple(json.loads(row["payees"])),
+                         tuple(int(c) for c in json.loads(row["credited"])), int(row["block"]))
+
+
+def outbox_from_row(row: Row) -> OutboxRecord:
+    return OutboxRecord(int(row["id"]), row["kind"], row["status"], int(row["nonce"]), bytes(row["tx_hash"]),
+                        bytes(row["raw_tx"]), json.loads(row["payload"]), float(row["created_at"]),
+                        _opt_int(row["block"]), row["error"])
+
+
+def earning_from_row(row: Row) -> EarningRow:
+    return EarningRow(channel_id=bytes(row["channel_id"]), seq=int(row["seq"]), target=bytes(row["target"]),
+                      kind=int(row["kind"]), units=int(row["units"]), amount=int(row["amount"]),
+                      accepted_at=float(row["accepted_at"]))
+
+
+def claim_from_row(row: Row) -> ClaimRow:
+    return ClaimRow(tx_hash=bytes(row["tx_hash"]), log_index=int(row["log_index"]), payee=row["payee"],
+                    token=row["token"], amount=int(row["amount"]), block=int(row["block"]))
