@@ -9,7 +9,7 @@ difference is a rejection, answered with the relay's state so that a drifted cli
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from chainstream.errors import PricingError, ProtocolError
@@ -133,7 +133,7 @@ def apply(state: LedgerState, charge: Charge) -> tuple[LedgerState, PlayReceipt]
         plays = MappingProxyType({**plays, charge.target: plays.get(charge.target, 0) + 1})
     elif charge.kind == Kind.DOWNLOAD:
         owned = owned | {charge.target}
-    return replace(state, voucher=voucher, seq=receipt.seq, plays=plays, owned=owned), receipt
+    return LedgerState(voucher, receipt.seq, plays, owned), receipt
 
 
 def require_within(state: LedgerState, deposit: int) -> None:

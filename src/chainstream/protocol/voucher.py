@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from chainstream.errors import ProtocolError
@@ -45,9 +46,18 @@ class Voucher:
         """The state of a channel before its first voucher."""
         return cls(channel_id=channel_id)
 
-    @property
+    @cached_property
     def total(self) -> int:
         return sum(self.amounts)
+
+    @classmethod
+    def _unchecked(cls, channel_id: bytes, payees: tuple[Address, ...], amounts: tuple[int, ...],
+                   play_hash: bytes) -> Voucher:
+        """A voucher built from parts already validated (checksummed distinct payees, amounts in range):
+        skips __post_init__'s checks, which the relay would otherwise run twice per payment."""
+        voucher = cls.__new__(cls)
+        voucher.__dict__.update(channel_id=channel_id, payees=payees, amounts=amounts, play_hash=play_hash)
+        return voucher
 
     def amount_of(self, payee: str) -> int:
         try:
@@ -78,11 +88,15 @@ class Voucher:
                 continue
             payee = to_address(payee)
             if payee in payees:
-                amounts[payees.index(payee)] += amount
+                i = payees.index(payee)
+                amounts[i] = check_amount(amounts[i] + amount, "voucher amount")
             else:
                 payees.append(payee)
-                amounts.append(amount)
-        return Voucher(self.channel_id, tuple(payees), tuple(amounts), receipt.chain(self.play_hash))
+                amounts.append(check_amount(amount, "voucher amount"))
+        play_hash = receipt.chain(self.play_hash)
+        if len(play_hash) != 32:
+            raise ProtocolError("playHash must be 32 bytes", code="bad_voucher")
+        return Voucher._unchecked(self.channel_id, tuple(payees), tuple(amounts), play_hash)
 
     def deltas_since(self, previous: Voucher) -> dict[Address, int]:
         """What this voucher adds to `previous`; ProtocolError unless it extends it (prefix + no decrease)."""

@@ -14,6 +14,11 @@ class EventBus:
         self._subscribers: set[tuple[asyncio.Queue[dict[str, Any]], frozenset[str]]] = set()
         self._max_queue = max_queue
 
+    @property
+    def has_subscribers(self) -> bool:
+        """False when nobody listens: publishers may skip building the event."""
+        return bool(self._subscribers)
+
     def publish(self, event: dict[str, Any], topics: set[str]) -> None:
         for queue, wanted in list(self._subscribers):
             if wanted & topics:

@@ -18,6 +18,7 @@ from chainstream.verify import ChargeKind, ChargeSpec, Payment
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
 AMOUNT = r"^(0|[1-9][0-9]{0,28})$"
+_HEX32 = re.compile(HEX32)
 Amount = Annotated[str, Field(pattern=AMOUNT, description="decimal string, token's smallest unit")]
 Hex32 = Annotated[str, Field(pattern=HEX32)]
 AddressStr = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
@@ -67,7 +68,7 @@ class CapsIn(Strict):
 
 def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
     """Convert a validated body to a Payment; ProtocolError (400) for values the schema cannot catch."""
-    if not re.fullmatch(HEX32, channel_id_hex):
+    if not _HEX32.fullmatch(channel_id_hex):
         raise ProtocolError("channelId must be 0x + 64 hex digits", code="bad_channel_id")
     channel_id = to_bytes32(channel_id_hex, "channelId")
     amounts = tuple(check_amount(int(a), "voucher amount") for a in body.voucher.amounts)

@@ -56,6 +56,8 @@ class ChannelRuntime:
     unsettled_since: float | None = None
     #: the commit of the newest accepted-but-not-yet-durable payment; awaited before anything is said about it
     in_flight: asyncio.Future[None] | None = field(default=None)
+    #: ChannelTerms derived from `record`, rebuilt when `record` is replaced (see RelayService._terms)
+    terms: tuple[ChannelRecord, ChannelTerms] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -170,13 +172,18 @@ class RelayService:
         if rt is not None:
             rt.record = record
 
-    def _terms(self, rt: ChannelRuntime) -> ChannelTerms:
+    @staticmethod
+    def _terms(rt: ChannelRuntime) -> ChannelTerms:
         r = rt.record
-        return ChannelTerms(
+        if rt.terms is not None and rt.terms[0] is r:
+            return rt.terms[1]
+        terms = ChannelTerms(
             channel_id=r.channel_id, payer=r.payer, token=r.token, deposit=r.deposit, session_key=r.session_key,
             session_expiry=r.session_expiry, open=r.status == "open" and r.coop_close_digest is None,
             daily_cap=r.daily_cap, session_cap=r.session_cap,
         )
+        rt.terms = (r, terms)
+        return terms
 
     # ---------------------------------------------------------------- payments
     async def submit(self, payment: Payment) -> PaymentAck:
@@ -289,6 +296,8 @@ class RelayService:
         self.apply_chain_state(await asyncio.to_thread(self.channels.get_channel, rt.record.channel_id))
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
+        if not self.bus.has_subscribers:
+            return
         event = {
             "type": "payment",
             "channelId": "0x" + record.channel_id.hex(),
