@@ -34,7 +34,7 @@ from chainstream.relay.schemas import BatchIn, CapsIn, PaymentIn, StreamedPaymen
 from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
 from chainstream.relay.watcher import Watcher
-from chainstream.store import SqliteStore
+from chainstream.store import open_store
 from chainstream.verify import Rejection
 
 log = logging.getLogger("chainstream.relay")
@@ -54,7 +54,7 @@ class Relay:
             raise ConfigurationError(f"{settings.deployment_file} is for chain {self.deployment.chain_id}, "
                                      f"the node is chain {self.w3.eth.chain_id}")
         key = PrivateKey(settings.relay_key.get_secret_value())
-        self.store = SqliteStore(settings.database)
+        self.store = open_store(settings.database)
         self.service = RelayService(
             settings=settings, channels=ChannelsClient(self.w3, self.deployment.channels),
             registry=RegistryClient(self.w3, self.deployment.registry), deployment=self.deployment,
