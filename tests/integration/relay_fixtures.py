@@ -195,9 +195,10 @@ class _RelayBase:
 class InProcessRelay(_RelayBase):
     """create_app(...) served by uvicorn in a thread, sharing the test's embedded chain."""
 
-    def __init__(self, rc: RelayChain, database: Path, *, relay_actor: str = "relay", **settings: Any) -> None:
+    def __init__(self, rc: RelayChain, database: Path | str, *, relay_actor: str = "relay", **settings: Any) -> None:
+        """`database`: a SQLite file, or a PostgreSQL URL (then `rows` cannot read it)."""
         self.rc = rc
-        self.database = database
+        self.database = database  # type: ignore[assignment]
         self.address = rc.chain.address(relay_actor)
         options: dict[str, Any] = {"settle_interval": 0.5, "poll_interval": 0.1, **settings}
         self.settings = Settings(relay_key=SecretStr(relay_key_hex(rc, relay_actor)), database=str(database), **options)

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from chainstream.ledger import LedgerState, Listing, apply, charge_play
+from chainstream.ledger import Charge, LedgerState, Listing, apply, charge_play
 from chainstream.pricing import Split, Terms
 from chainstream.protocol.types import to_address
 from chainstream.store import PaymentRecord, SqliteStore
@@ -16,17 +16,23 @@ ARTIST = to_address("0x" + "a1" * 20)
 LISTING = Listing(b"\x22" * 32, "t", ARTIST, Terms(per_play=10**13), Split.solo(ARTIST), 1)
 
 
+def record_for(state: LedgerState, charge: Charge, accepted_at: float | None = None) -> tuple[LedgerState, PaymentRecord]:
+    """The channel's next state and the payment record the relay would store for `charge`."""
+    state, receipt = apply(state, charge)
+    record = PaymentRecord(
+        channel_id=state.voucher.channel_id, seq=receipt.seq, digest=state.voucher.struct_hash(),
+        voucher=state.voucher, signature=b"\x01" * 65, signer=ARTIST, kind=int(charge.kind), target=charge.target,
+        units=charge.units, amount=charge.amount, split_hash=charge.split_hash, memo="",
+        payments=dict(charge.payments), accepted_at=time.time() if accepted_at is None else accepted_at)
+    return state, record
+
+
 def records(channel: int, count: int, listing: Listing = LISTING) -> list[PaymentRecord]:
     state = LedgerState.opened(channel.to_bytes(32, "big"))
     out = []
     for _ in range(count):
-        charge = charge_play(state, listing)
-        state, receipt = apply(state, charge)
-        out.append(PaymentRecord(
-            channel_id=state.voucher.channel_id, seq=receipt.seq, digest=state.voucher.struct_hash(),
-            voucher=state.voucher, signature=b"\x01" * 65, signer=ARTIST, kind=int(charge.kind), target=charge.target,
-            units=charge.units, amount=charge.amount, split_hash=charge.split_hash, memo="",
-            payments=dict(charge.payments), accepted_at=time.time()))
+        state, record = record_for(state, charge_play(state, listing))
+        out.append(record)
     return out
 
 

@@ -1,0 +1,240 @@
+"""The relay's durable state in PostgreSQL (psycopg 3), with group commit (store/group_commit.py).
+
+The same tables and keys as the SQLite store's schema 2; amounts are NUMERIC(78,0) (they exceed 64 bits).
+The writer thread has its own connection and COPYs each group's payments and earnings rows inside one
+transaction; the group is acknowledged once COMMIT returned with synchronous_commit on, i.e. once the commit
+record is flushed to the server's WAL (and to synchronous standbys, if the server has them).
+
+Reads and the small writes share one autocommit connection behind a lock: they come from the event loop and
+from worker threads, a few at a time, and each is a single statement.
+
+One relay instance per database: nothing here coordinates several relays (see docs/OPERATIONS.md). A second
+instance writing a (channel_id, seq) the first already stored fails its group with UnrecoverableError.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from chainstream.errors import UnrecoverableError
+from chainstream.store.base import SqlStore, conflict_message
+from chainstream.store.records import EARNING_COLUMNS, PAYMENT_COLUMNS, SCHEMA_VERSION
+
+log = logging.getLogger("chainstream.store")
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+AMOUNT = "NUMERIC(78,0)"  # up to 2**256 - 1
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS channels (
+    channel_id BYTEA PRIMARY KEY,
+    payer TEXT NOT NULL,
+    token TEXT NOT NULL,
+    deposit {AMOUNT} NOT NULL,
+    session_key TEXT NOT NULL,
+    session_expiry BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    closes_at BIGINT NOT NULL DEFAULT 0,
+    coop_close_digest BYTEA,
+    daily_cap {AMOUNT},
+    session_cap {AMOUNT},
+    opened_block BIGINT NOT NULL DEFAULT 0,
+    caps_issued_at BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS payments (
+    channel_id BYTEA NOT NULL,
+    seq BIGINT NOT NULL,
+    digest BYTEA NOT NULL,
+    total {AMOUNT} NOT NULL,
+    payees TEXT NOT NULL,
+    amounts TEXT NOT NULL,
+    play_hash BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    signer TEXT NOT NULL,
+    kind SMALLINT NOT NULL,
+    target BYTEA NOT NULL,
+    units BIGINT NOT NULL,
+    amount {AMOUNT} NOT NULL,
+    split_hash BYTEA NOT NULL,
+    memo TEXT NOT NULL,
+    accepted_at DOUBLE PRECISION NOT NULL,
+    credits TEXT NOT NULL,
+    PRIMARY KEY (channel_id, seq)
+);
+CREATE TABLE IF NOT EXISTS earnings (
+    payee TEXT NOT NULL,
+    accepted_at DOUBLE PRECISION NOT NULL,
+    channel_id BYTEA NOT NULL,
+    seq BIGINT NOT NULL,
+    target BYTEA NOT NULL,
+    kind SMALLINT NOT NULL,
+    units BIGINT NOT NULL,
+    amount {AMOUNT} NOT NULL,
+    PRIMARY KEY (payee, accepted_at, channel_id, seq)
+);
+CREATE TABLE IF NOT EXISTS settled (
+    channel_id BYTEA PRIMARY KEY,
+    total {AMOUNT} NOT NULL,
+    payees TEXT NOT NULL,
+    credited TEXT NOT NULL,
+    block BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    nonce BIGINT NOT NULL,
+    tx_hash BYTEA NOT NULL,
+    raw_tx BYTEA NOT NULL,
+    payload TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    block BIGINT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS claims (
+    tx_hash BYTEA NOT NULL,
+    log_index INTEGER NOT NULL,
+    payee TEXT NOT NULL,
+    token TEXT NOT NULL,
+    amount {AMOUNT} NOT NULL,
+    block BIGINT NOT NULL,
+    PRIMARY KEY (tx_hash, log_index)
+);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, block BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS claims_by_payee ON claims (payee);
+CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status);
+"""
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS chainstream_schema (
+    one_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one_row),
+    version INTEGER NOT NULL
+)"""
+# Relays opening the same new database at once must not both create it (CREATE ... IF NOT EXISTS can still
+# collide in the catalog): they take this transaction-scoped advisory lock first.
+SCHEMA_LOCK = 0x63686169  # "chai"
+
+
+@functools.lru_cache(maxsize=256)
+def _psycopg_sql(sql: str) -> str:
+    """The shared SQL's `?` marks as psycopg's `%s` (the shared statements contain no literal ? or %)."""
+    return sql.replace("?", "%s")
+
+
+def _prepare_schema(conn: Connection) -> None:
+    """Create the tables of a new database; refuse one written by a newer relay."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        conn.execute(VERSION_TABLE)
+        row = conn.execute("SELECT version FROM chainstream_schema").fetchone()
+        if row is None:
+            conn.execute(SCHEMA)
+            conn.execute("INSERT INTO chainstream_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+        elif row["version"] > SCHEMA_VERSION:
+            raise UnrecoverableError(f"the database has schema version {row['version']}; this relay knows up to "
+                                     f"{SCHEMA_VERSION}: upgrade chainstream")
+        elif row["version"] < SCHEMA_VERSION:  # PostgreSQL databases start at schema 2: no relay wrote this
+            raise UnrecoverableError(f"the database has schema version {row['version']}, older than any relay "
+                                     "that used PostgreSQL")
+
+
+def _copy_rows(cursor: psycopg.Cursor[dict[str, Any]], table: str, columns: tuple[str, ...],
+               rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+class PostgresStore(SqlStore):
+    """All relay state in a PostgreSQL database, given by a libpq URL (postgresql://user:pass@host:port/db)."""
+
+    def __init__(self, url: str, *, max_group: int = 2_000) -> None:
+        super().__init__(max_group=max_group)
+        self.url = url
+        self._conn = self._connect()
+        try:
+            _prepare_schema(self._conn)
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise UnrecoverableError(f"could not create the store's tables: {exc}") from exc
+        except UnrecoverableError:
+            self._conn.close()
+            raise
+        self._write_conn: Connection | None = None
+
+    def _connect(self) -> Connection:
+        try:
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
+                                   application_name="chainstream-relay")
+        except psycopg.OperationalError as exc:
+            raise UnrecoverableError(f"could not connect to the PostgreSQL database: {exc}") from exc
+
+    def _connect_writer(self) -> Connection:
+        """The writer's connection: a commit returns only once durable (synchronous_commit not off)."""
+        conn = self._connect()
+        if conn.execute("SHOW synchronous_commit").fetchone() == {"synchronous_commit": "off"}:
+            conn.execute("SET synchronous_commit = on")  # any other level flushes the local WAL at least
+        if conn.execute("SHOW fsync").fetchone() == {"fsync": "off"}:
+            log.warning("the PostgreSQL server runs with fsync=off: acknowledged payments can be lost in a crash")
+        return conn
+
+    # ------------------------------------------------------------ group commit
+    def start(self) -> None:
+        """Open the writer's connection and start the group-commit writer."""
+        if self._writer is None:
+            self._write_conn = self._connect_writer()
+            self._committer.start()
+
+    def close(self) -> None:
+        self._committer.stop()
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
+        with self._lock:
+            self._conn.close()
+
+    def _write_group(self, payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]) -> None:
+        """COPY the group's rows in one transaction. Should the connection fail during COMMIT, the group may
+        have been stored although its callers are told it was not: a client's retry of such a voucher is then
+        acknowledged as a duplicate (the relay reloads the channel from the database after a failed commit)."""
+        try:
+            conn = self._writer_connection()
+            with conn.transaction(), conn.cursor() as cursor:
+                _copy_rows(cursor, "payments", PAYMENT_COLUMNS, payments)
+                _copy_rows(cursor, "earnings", EARNING_COLUMNS, earnings)
+        except psycopg.errors.UniqueViolation as exc:
+            raise UnrecoverableError(conflict_message(exc.diag.message_detail or str(exc))) from exc
+        except psycopg.Error as exc:
+            raise UnrecoverableError(f"could not store payments: {exc}") from exc
+
+    def _writer_connection(self) -> Connection:
+        """The writer's connection, opened again if the last one broke (a server restart, a network cut)."""
+        if self._write_conn is None or self._write_conn.broken or self._write_conn.closed:
+            if self._write_conn is not None:
+                self._write_conn.close()
+            self._write_conn = None  # if connecting fails, the next group tries again
+            self._write_conn = self._connect_writer()
+        return self._write_conn
+
+    # ------------------------------------------------------------ connection
+    def _connection(self) -> Connection:
+        """The shared connection (call with the lock held), opened again if it broke."""
+        if self._conn.broken or self._conn.closed:
+            self._conn.close()
+            self._conn = self._connect()
+        return self._conn
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._connection().execute(_psycopg_sql(sql), tuple(params)).fetchall()
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._lock:
+            self._connection().execute(_psycopg_sql(sql), tuple(params))

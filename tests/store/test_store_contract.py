@@ -1,0 +1,264 @@
+"""The store's contract, held by both backends: a SQLite file and a database on a real PostgreSQL server.
+
+What the relay relies on: an acknowledged group survives a restart, a cancelled waiter loses nothing and stops
+nothing, payments and per-payee earnings read back exactly (amounts beyond 64 bits), the chain's view of a
+channel never overwrites what the relay owns (caps, a co-signed close), the outbox and cursors persist, a
+channel's ledger is rebuilt from its payments, and a colliding writer fails only its own group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from chainstream.errors import UnrecoverableError
+from chainstream.ledger import LedgerState, Listing, charge_download, charge_play, charge_tip
+from chainstream.pricing import Split, Terms
+from chainstream.protocol import Kind
+from chainstream.protocol.types import to_address
+from chainstream.store import ChannelRecord, PaymentRecord, SettledRecord, open_store
+from chainstream.store.base import SqlStore
+from tests.unit.test_group_commit import ARTIST, record_for, records
+from tests.unit.test_store_schema import COLLAB, FEE, SPLIT_LISTING
+
+BIG = 10**25  # an amount beyond 64 bits (amounts go up to 2**96 - 1)
+BIG_LISTING = Listing(b"\x44" * 32, "big", ARTIST, Terms(per_play=BIG, download=3 * BIG),
+                      Split((ARTIST, COLLAB), (5_000, 5_000), FEE, 100), 1)
+PAYER = to_address("0x" + "c3" * 20)
+
+
+def cid(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+@dataclass
+class Backend:
+    """Where a store lives (a SQLite file or a PostgreSQL URL), so that tests can open it again."""
+
+    name: str
+    database: str
+
+    def open(self) -> SqlStore:
+        store = open_store(self.database)
+        assert isinstance(store, SqlStore)
+        return store
+
+    @contextlib.contextmanager
+    def writer_blocked(self) -> Iterator[None]:
+        """Hold a lock that makes the group-commit writer wait with whatever it dequeued."""
+        if self.name == "sqlite":
+            conn = sqlite3.connect(self.database, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            finally:
+                conn.execute("ROLLBACK")
+                conn.close()
+            return
+        with psycopg.connect(self.database) as pg:  # a transaction until the block ends
+            pg.execute("LOCK TABLE payments IN EXCLUSIVE MODE")
+            yield
+            pg.rollback()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "relay.db"))
+    return Backend("postgres", request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[SqlStore]:
+    opened = backend.open()
+    opened.start()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+# ------------------------------------------------------------------------------------------------ group commit
+
+
+def test_acknowledged_groups_read_back_exactly_after_a_restart(backend: Backend, store: SqlStore) -> None:
+    groups = [records(1, 4), records(2, 3, SPLIT_LISTING), records(3, 2, BIG_LISTING)]
+    futures = [store.submit_payments(group) for group in groups]
+    for future in futures:
+        future.result(timeout=30)
+    store.close()
+
+    reopened = backend.open()
+    try:
+        assert reopened.payment_count() == 9
+        for record in (r for group in groups for r in group):
+            assert reopened.payment_at(record.channel_id, record.seq) == record
+    finally:
+        reopened.close()
+
+
+def test_a_cancelled_waiter_neither_loses_its_payments_nor_stops_the_writer(backend: Backend, store: SqlStore) -> None:
+    with backend.writer_blocked():
+        first = store.submit_payments(records(1, 3))
+        second = store.submit_payments(records(2, 3))
+        second.cancel()  # its caller went away (succeeds only if the writer has not taken it yet)
+    first.result(timeout=30)
+    third = store.submit_payments(records(3, 2))
+    third.result(timeout=30)  # the writer survived whatever happened to `second`
+    assert second.cancelled() or second.result(timeout=30) is None
+    assert store.payment_count() == 8  # the cancelled caller's payments were written all the same
+    assert len(store.earnings_rows(ARTIST)) == 8
+
+
+def test_a_colliding_writer_fails_only_its_group_and_keeps_writing(backend: Backend, store: SqlStore) -> None:
+    """A second store on the same database (another relay instance) writes a (channel_id, seq) the first one
+    already stored: that whole group fails with UnrecoverableError, and both writers go on."""
+    store.submit_payments(records(1, 3)).result(timeout=30)
+    other = backend.open()
+    other.start()
+    try:
+        collision = other.submit_payments(records(1, 3) + records(2, 1))
+        with pytest.raises(UnrecoverableError, match="already stored.*another relay instance"):
+            collision.result(timeout=30)
+        assert other.payment_at(cid(2), 1) is None  # the group was all or nothing
+        other.submit_payments(records(3, 2)).result(timeout=30)
+        store.submit_payments(records(4, 1)).result(timeout=30)
+    finally:
+        other.close()
+    assert store.payment_count() == 6
+    assert store.groups_committed == 2
+
+
+# ------------------------------------------------------------------------------------------------ payments
+
+
+def test_payments_read_back_with_each_payees_credit(store: SqlStore) -> None:
+    written = records(7, 2, SPLIT_LISTING) + records(8, 3, BIG_LISTING)
+    store.submit_payments(written).result(timeout=30)
+    for record in written:
+        read = store.payment_at(record.channel_id, record.seq)
+        assert read is not None and read.payments == record.payments and read.voucher == record.voucher
+        assert sum(read.payments.values()) == read.amount
+    big = store.latest_payment(cid(8))
+    assert big is not None and big.voucher.total == 3 * BIG and big.payments[ARTIST] > 2**64
+
+
+def test_latest_payment_history_and_payment_at_page_through_a_channel(store: SqlStore) -> None:
+    store.submit_payments(records(5, 7) + records(6, 1)).result(timeout=30)
+    latest = store.latest_payment(cid(5))
+    assert latest is not None and latest.seq == 7
+    assert [p.seq for p in store.history(cid(5), limit=3)] == [7, 6, 5]
+    assert [p.seq for p in store.history(cid(5), limit=10, before_seq=5)] == [4, 3, 2, 1]
+    assert store.payment_at(cid(5), 8) is None
+    assert store.latest_payment(cid(9)) is None and store.history(cid(9)) == []
+    assert store.payment_count() == 8
+
+
+def test_earnings_rows_are_a_payees_credits_in_time_order(store: SqlStore) -> None:
+    t0 = 1_700_000_000.25
+    a, b = records(1, 2, SPLIT_LISTING), records(2, 2, SPLIT_LISTING)
+    interleaved = [dataclasses.replace(r, accepted_at=t0 + i) for i, r in enumerate((a[0], b[0], a[1], b[1]))]
+    store.submit_payments(interleaved[2:]).result(timeout=30)  # commit order is not time order
+    store.submit_payments(interleaved[:2]).result(timeout=30)
+    expected = [{"channel_id": r.channel_id, "seq": r.seq, "target": r.target, "kind": Kind.PLAY, "units": 1,
+                 "amount": r.payments[COLLAB], "accepted_at": r.accepted_at} for r in interleaved]
+    assert store.earnings_rows(COLLAB) == expected
+    assert store.earnings_rows(COLLAB, since=t0 + 2) == expected[2:]
+    assert [row["amount"] for row in store.earnings_rows(FEE)] == [r.payments[FEE] for r in interleaved]
+    assert store.earnings_rows(PAYER) == []
+
+
+def test_a_channels_ledger_is_rebuilt_from_its_payments(store: SqlStore) -> None:
+    day_start = 1_700_006_400.0
+    state = LedgerState.opened(cid(3))
+    written: list[PaymentRecord] = []
+    charges = [lambda s: charge_play(s, SPLIT_LISTING), lambda s: charge_play(s, BIG_LISTING),
+               lambda s: charge_play(s, SPLIT_LISTING), lambda s: charge_download(s, BIG_LISTING),
+               lambda s: charge_tip(1_234, artist=COLLAB)]
+    for i, make in enumerate(charges):
+        state, record = record_for(state, make(state), accepted_at=day_start - 50 + 20 * i)
+        written.append(record)
+    store.submit_payments(written).result(timeout=30)
+
+    ledger, spent_today = store.load_ledger(cid(3), day_start)
+    assert ledger == state
+    assert dict(ledger.plays) == {SPLIT_LISTING.track_id: 2, BIG_LISTING.track_id: 1}
+    assert ledger.owned == frozenset({BIG_LISTING.track_id})
+    assert spent_today == written[3].amount + written[4].amount  # the download and the tip came after day_start
+    assert store.load_ledger(cid(4), day_start) == (LedgerState.opened(cid(4)), 0)
+
+
+# ------------------------------------------------------------------------------------------------ relay-owned rows
+
+
+def channel(n: int, **changes: object) -> ChannelRecord:
+    record = ChannelRecord(cid(n), PAYER, ARTIST, 10**18, COLLAB, 1_900_000_000, opened_block=12)
+    return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+
+
+def test_a_channel_update_from_the_chain_keeps_the_caps_and_the_cosigned_close(store: SqlStore) -> None:
+    store.upsert_channel(channel(1))
+    store.upsert_channel(channel(2, payer=COLLAB))
+    store.set_caps(cid(1), 3 * BIG, None, issued_at=1_700_000_000)
+    store.set_coop_close(cid(1), b"\x0c" * 32)
+    store.upsert_channel(channel(1, deposit=5 * BIG, status="closing", closes_at=1_800_000_000, session_key=FEE))
+
+    got = store.get_channel(cid(1))
+    assert got == channel(1, deposit=5 * BIG, status="closing", closes_at=1_800_000_000, session_key=FEE,
+                          daily_cap=3 * BIG, coop_close_digest=b"\x0c" * 32, caps_issued_at=1_700_000_000)
+    assert store.get_channel(cid(9)) is None
+    assert [c.channel_id for c in store.channels("closing")] == [cid(1)]
+    assert sorted(c.channel_id for c in store.channels()) == [cid(1), cid(2)]
+    assert [c.channel_id for c in store.channels_of(PAYER)] == [cid(1)]
+
+
+def test_a_later_settlement_replaces_the_settled_state(store: SqlStore) -> None:
+    assert store.get_settled(cid(1)) is None
+    store.set_settled(SettledRecord(cid(1), 100, (ARTIST,), (100,), 7))
+    later = SettledRecord(cid(1), 3 * BIG, (ARTIST, COLLAB), (2 * BIG, BIG), 9)
+    store.set_settled(later)
+    assert store.get_settled(cid(1)) == later
+
+
+def test_a_claim_is_recorded_once_and_claims_list_by_block(store: SqlStore) -> None:
+    store.add_claim(b"\x02" * 32, 1, ARTIST, FEE, BIG, 20)
+    store.add_claim(b"\x01" * 32, 0, ARTIST, FEE, 5, 10)
+    store.add_claim(b"\x01" * 32, 0, ARTIST, FEE, 5, 10)  # the watcher replays a block range: no double count
+    store.add_claim(b"\x03" * 32, 0, COLLAB, FEE, 7, 11)
+    assert store.claims_of(ARTIST) == [
+        {"tx_hash": b"\x01" * 32, "log_index": 0, "payee": ARTIST, "token": FEE, "amount": 5, "block": 10},
+        {"tx_hash": b"\x02" * 32, "log_index": 1, "payee": ARTIST, "token": FEE, "amount": BIG, "block": 20},
+    ]
+
+
+def test_a_cursor_is_absent_until_set_and_then_moves(store: SqlStore) -> None:
+    assert store.get_cursor("events") is None
+    store.set_cursor("events", 41)
+    store.set_cursor("events", 42)
+    assert store.get_cursor("events") == 42
+
+
+def test_the_outbox_follows_a_transaction_from_signed_to_confirmed_or_failed(store: SqlStore) -> None:
+    first = store.add_outbox("settleBatch", 7, b"\xaa" * 32, b"raw-1", {"channels": ["0x01"], "total": str(BIG)})
+    second = store.add_outbox("settleBatch", 8, b"\xbb" * 32, b"raw-2", {"channels": []})
+    assert second > first
+    pending = store.outbox(("signed", "sent"))
+    assert [(r.id, r.status, r.nonce, r.tx_hash, r.raw_tx) for r in pending] == [
+        (first, "signed", 7, b"\xaa" * 32, b"raw-1"), (second, "signed", 8, b"\xbb" * 32, b"raw-2")]
+    assert pending[0].payload == {"channels": ["0x01"], "total": str(BIG)}
+
+    store.update_outbox(first, "sent")
+    store.update_outbox(first, "confirmed", block=99)
+    store.update_outbox(second, "sent")
+    store.update_outbox(second, "failed", error="reverted")
+    assert [r.id for r in store.outbox(("signed", "sent"))] == []
+    done = {r.id: r for r in store.outbox(("confirmed", "failed"))}
+    assert (done[first].status, done[first].block, done[first].error) == ("confirmed", 99, None)
+    assert (done[second].status, done[second].block, done[second].error) == ("failed", None, "reverted")
