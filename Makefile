@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := .make
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
+.PHONY: help setup postgres demo test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
 
 help:
 	@echo "make demo       - the full demo on an embedded chain: catalog, listeners streaming through a real relay,"
 	@echo "                  batched settlement, claims, closes, a stale close defeated, a reconciliation to the wei"
 	@echo "make test       - the whole test suite (unit, eth-tester + anvil integration, browser e2e, Hardhat, JS)"
 	@echo "make test-fast  - unit tests only (no chain)"
+	@echo "make postgres   - install Debian's PostgreSQL server binaries (for the PostgreSQL store tests)"
 	@echo "make gas        - regenerate docs/gas.md"
 	@echo "make contracts  - recompile contracts/ into src/chainstream/chain/artifacts/"
 	@echo "make bench      - relay throughput/latency and demo-scale benchmarks (see benchmarks/README.md)"
@@ -39,7 +40,15 @@ $(STAMP)/browser: | $(STAMP)
 	@if [ -x scripts/install_browser.sh ]; then scripts/install_browser.sh; fi
 	@touch $@
 
-setup: $(STAMP)/python $(STAMP)/node $(STAMP)/browser
+# Debian's PostgreSQL server binaries for the PostgreSQL store tests (they start a throwaway cluster of their own).
+$(STAMP)/postgres: | $(STAMP)
+	scripts/install_postgres.sh
+	@touch $@
+
+postgres:
+	scripts/install_postgres.sh
+
+setup: $(STAMP)/python $(STAMP)/node $(STAMP)/browser $(STAMP)/postgres
 
 demo: $(STAMP)/python
 	$(VENV)/bin/chainstream demo
