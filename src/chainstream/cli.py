@@ -28,7 +28,8 @@ def fail(message: str) -> typer.Exit:
 def relay(
     rpc_url: Annotated[str, typer.Option(envvar="CHAINSTREAM_RPC_URL", help="JSON-RPC URL")] = "http://127.0.0.1:8545",
     deployment: Annotated[Path, typer.Option(envvar="CHAINSTREAM_DEPLOYMENT_FILE")] = Path("deployments/local.json"),
-    database: Annotated[str, typer.Option(envvar="CHAINSTREAM_DATABASE")] = "chainstream-relay.db",
+    database: Annotated[str, typer.Option(envvar="CHAINSTREAM_DATABASE",
+                                          help="SQLite file, or postgresql://user@host/db")] = "chainstream-relay.db",
     host: Annotated[str, typer.Option(envvar="CHAINSTREAM_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="CHAINSTREAM_PORT")] = 8700,
     settle_interval: Annotated[float, typer.Option(envvar="CHAINSTREAM_SETTLE_INTERVAL")] = 5.0,

@@ -14,7 +14,8 @@ class Settings(BaseSettings):
     rpc_url: str = Field("http://127.0.0.1:8545", description="JSON-RPC URL of the chain ('embedded' in-process)")
     deployment_file: Path = Field(Path("deployments/local.json"), description="addresses written by scripts/deploy.py")
     relay_key: SecretStr | None = Field(None, description="hex private key; signs only settlements and closes")
-    database: str = Field("chainstream-relay.db", description="SQLite file path")
+    database: str = Field("chainstream-relay.db", description="SQLite file path (or sqlite:///path), or a "
+                                                                 "postgresql:// URL")
     host: str = "127.0.0.1"
     port: int = 8700
     frontend_dir: Path | None = Field(None, description="static web player to serve at / (default: ./frontend)")
