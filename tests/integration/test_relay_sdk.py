@@ -112,15 +112,16 @@ def test_listener_and_artist_end_to_end(relay: InProcessRelay, relay_chain: Rela
     assert claimed["tokens"][ETH] == {"pending": "0", "settled": "0", "claimed": str(share), "total": str(share)}
     assert claimed["tokens"][stable]["settled"] == str(usd_share)  # not claimed in that token
     assert artist.claim(token=stable) == usd_share
+    final = wait_until(lambda: (e := earnings())["tokens"][stable]["claimed"] == str(usd_share) and e,
+                       what="the stablecoin claim in the earnings")["tracks"]
 
-    # The same numbers as CSV.
+    # The same numbers as CSV, once the watcher has seen both claims.
     response = httpx.get(f"{relay.api}/artists/{artist.address}/earnings", params={"format": "csv"}, timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert artist.address in response.headers["content-disposition"]
     table = list(csv.DictReader(io.StringIO(response.text)))
     assert list(table[0]) == ["token", "target", "title", "plays", "seconds", "tips", "downloads", "earned", "pending",
                               "settled", "claimed"]
-    final = earnings()["tracks"]
     assert len(table) == len(final)
     for row, expected in zip(table, final, strict=True):
         assert row == {k: "" if v is None else str(v) for k, v in expected.items()}
