@@ -195,14 +195,16 @@ class _RelayBase:
 class InProcessRelay(_RelayBase):
     """create_app(...) served by uvicorn in a thread, sharing the test's embedded chain."""
 
-    def __init__(self, rc: RelayChain, database: Path | str, *, relay_actor: str = "relay", **settings: Any) -> None:
-        """`database`: a SQLite file, or a PostgreSQL URL (then `rows` cannot read it)."""
+    def __init__(self, rc: RelayChain, database: Path | str, *, relay_actor: str = "relay",
+                 clock: Callable[[], float] = time.time, **settings: Any) -> None:
+        """`database`: a SQLite file, or a PostgreSQL URL (then `rows` cannot read it); `clock`: the relay's
+        wall clock."""
         self.rc = rc
         self.database = database  # type: ignore[assignment]
         self.address = rc.chain.address(relay_actor)
         options: dict[str, Any] = {"settle_interval": 0.5, "poll_interval": 0.1, **settings}
         self.settings = Settings(relay_key=SecretStr(relay_key_hex(rc, relay_actor)), database=str(database), **options)
-        self.relay = Relay(self.settings, w3=rc.w3, deployment=rc.chain.deployment)
+        self.relay = Relay(self.settings, w3=rc.w3, deployment=rc.chain.deployment, clock=clock)
         self.app = create_app(self.settings, relay=self.relay)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

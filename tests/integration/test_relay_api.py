@@ -197,6 +197,32 @@ def test_insufficient_deposit_is_402_then_accepted_after_a_top_up(relay: InProce
     assert int(relay.channel(listener.channel_id)["deposit"]) == 3 * PLAY_PRICE + 1  # type: ignore[arg-type]
 
 
+def test_a_new_session_key_is_accepted_before_the_watcher_sees_it_and_refusals_read_the_chain_sparingly(
+        make_relay: Any, relay_chain: RelayChain) -> None:
+    """A payment by a key the relay does not know yet makes it re-read the channel from the chain (the payer may
+    have just authorised it), a few times per channel at most: anyone can sign a payment that is refused."""
+    relay = make_relay(poll_interval=3_600)  # the watcher polls once, at start: only the re-read can see the key
+    listener = open_listener(relay_chain, relay)
+    track = relay_chain.track(MODEM)
+    listener.play(track)
+    channels = relay.service.channels
+    reads: list[bytes] = []
+    get_channel = channels.get_channel
+    channels.get_channel = lambda channel_id: reads.append(channel_id) or get_channel(channel_id)
+
+    key = listener.authorise_session_key()
+    assert listener.play(track).seq == 2 and relay.channel(listener.channel_id)["sessionKey"] == key
+    assert reads == [listener.channel_id]
+
+    http = relay.http()
+    stranger = sign_charge(listener, charge_play(listener.state, listener.listing(track)), play_spec(track),
+                           key=relay_chain.chain.key("stranger"))
+    for _ in range(6):
+        rejected(post(http, cid_hex(listener), stranger.body), 403, "unauthorized_signer")
+    assert len(reads) == 3  # REFRESH_BURST in its window; the other refusals cost the node nothing
+    assert listener.play(track).seq == 3
+
+
 def test_signatures_bad_unauthorized_and_malleable(relay: InProcessRelay, relay_chain: RelayChain) -> None:
     listener = open_listener(relay_chain, relay)
     http = relay.http()

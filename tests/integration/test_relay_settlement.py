@@ -178,3 +178,35 @@ def test_a_channel_opened_and_closed_while_the_relay_was_away(make_relay: Callab
     with pytest.raises(RelayError) as info:
         listener.play(relay_chain.track(MODEM))
     assert info.value.code == "channel_not_open" and info.value.status == 409
+
+
+def test_a_voucher_the_contract_refuses_for_good_is_not_sent_again(make_relay: Callable[..., InProcessRelay],
+                                                                   relay_chain: RelayChain) -> None:
+    """The relay is away for a whole key rotation: when it comes back, the old key's grace is over and its
+    latest voucher can only be skipped (VoucherUnauthorizedSigner). The settler sends it once, learns that from
+    the SettlementSkipped event, and does not pay gas for the same skip every round; a newer voucher (signed
+    by the new key, cumulative) settles everything."""
+    relay = make_relay(**LAZY)
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+    track = relay_chain.track(MODEM)
+    listener.play(track)
+    relay.stop()
+
+    listener.authorise_session_key()
+    relay_chain.chain.advance(relay_chain.chain.channels.contract.functions.keyRotationGrace().call() + 1)
+    back = make_relay(actor=relay.actor, **LAZY)
+    listener.relay = back.client()
+    settler = back.relay.settler
+    cid: bytes = listener.channel_id  # type: ignore[assignment]
+    back.settle_now(cid)
+    assert wait_until(lambda: settler.unsettleable.get(cid), what="the skip") == (PLAY_PRICE, "VoucherUnauthorizedSigner")
+    sent, rounds = settler.batches_sent, settler.rounds
+    back.settle_now(cid)
+    wait_until(lambda: settler.rounds >= rounds + 2, what="two more settlement rounds")
+    assert settler.batches_sent == sent and settled(listener) == 0
+
+    assert listener.play(track).seq == 2  # the new key signs the cumulative 2 plays
+    back.settle_now(cid)
+    wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, what="the new key's voucher to be settled")
+    wait_until(lambda: settler.batches_sent > sent, what="the settler to count its batch")
+    assert settler.batches_sent == sent + 1 and cid not in settler.unsettleable

@@ -13,7 +13,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from chainstream.chain.artifacts import load_artifact
+from chainstream.chain.artifacts import error_abis, load_artifact
 from chainstream.chain.transactions import TxSender
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import Domain, SignedVoucher, Voucher
@@ -174,6 +174,13 @@ class ChannelsClient(_Client):
                 log_index=int(log["logIndex"]),
             ))
         return results
+
+    def skipped_in(self, receipt: Any) -> list[tuple[bytes, str]]:
+        """The batch entries a transaction skipped: (channel id, name of the custom error), in log order."""
+        names = {selector: abi["name"] for selector, abi in error_abis().items()}
+        return [(bytes(e["args"]["channelId"]), names.get(bytes(e["args"]["reason"]), "0x" + bytes(e["args"]["reason"]).hex()))
+                for e in self.contract.events.SettlementSkipped().process_receipt(receipt, errors=DISCARD)
+                if to_address(e["address"]) == self.address]
 
     def prev_amounts(self, channel_id: bytes, from_block: int = 0) -> tuple[int, ...]:
         state = self.settled_state(channel_id, from_block)

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 class Relay:
     """Service + settler + watchtower, started and stopped together (by the app's lifespan or by the demo)."""
 
-    def __init__(self, settings: Settings, *, w3: Web3 | None = None, deployment: Deployment | None = None) -> None:
+    def __init__(self, settings: Settings, *, w3: Web3 | None = None, deployment: Deployment | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         if settings.relay_key is None:
             raise ConfigurationError("no relay key: set CHAINSTREAM_RELAY_KEY")
         self.settings = settings
@@ -58,7 +59,7 @@ class Relay:
         self.service = RelayService(
             settings=settings, channels=ChannelsClient(self.w3, self.deployment.channels),
             registry=RegistryClient(self.w3, self.deployment.registry), deployment=self.deployment,
-            relay_key=key, store=self.store,
+            relay_key=key, store=self.store, clock=clock,
         )
         self.settler = Settler(self.service, TxSender(self.w3, key))
         self.watcher = Watcher(self.service, self.settler)
@@ -281,7 +282,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
     async def caps_doc(channel_id: str, dailyCap: int = 0, sessionCap: int = 0, issuedAt: int | None = None) -> dict[str, Any]:
         """The EIP-712 document a wallet or session key signs to set spending caps."""
         cid = to_bytes32(channel_id, "channelId")
-        return caps_typed_data(svc().domain, cid, dailyCap, sessionCap, issuedAt or int(time.time()))
+        return caps_typed_data(svc().domain, cid, dailyCap, sessionCap, issuedAt or int(svc().clock()))
 
     @api.put("/channels/{channel_id}/caps")
     async def caps(channel_id: str, body: CapsIn) -> dict[str, Any]:

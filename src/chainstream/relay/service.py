@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import time
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from typing import Any
 
 from chainstream.chain.contracts import ChannelsClient, ChannelState, ChannelStatus, RegistryClient
@@ -24,7 +25,7 @@ from chainstream.protocol.eip712 import caps_struct_hash, typed_data
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.relay.catalog import Catalog
 from chainstream.relay.events import EventBus
-from chainstream.store import ChannelRecord, PaymentRecord, SqliteStore
+from chainstream.store import ChannelRecord, PaymentRecord, Store
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
 
 DAY = 86_400
@@ -56,8 +57,17 @@ class ChannelRuntime:
     unsettled_since: float | None = None
     #: the commit of the newest accepted-but-not-yet-durable payment; awaited before anything is said about it
     in_flight: asyncio.Future[None] | None = field(default=None)
+    #: when the channel was last re-read from the chain after refusals (clock seconds, newest last)
+    refreshes: tuple[float, ...] = ()
     #: ChannelTerms derived from `record`, rebuilt when `record` is replaced (see RelayService._terms)
     terms: tuple[ChannelRecord, ChannelTerms] | None = field(default=None, repr=False)
+
+
+#: refusals that a channel state newer than the relay's may turn into acceptances (a top-up, a new session key)
+CHAIN_REFRESH_CODES = frozenset({"insufficient_deposit", "unauthorized_signer"})
+#: at most this many such re-reads per channel within REFRESH_WINDOW seconds: enough for "refused, top up,
+#: retry", too few for refused payments (anyone can sign one) to turn into a flood of calls to the node
+REFRESH_BURST, REFRESH_WINDOW = 3, 5.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,10 @@ def _copy_outcome(source: concurrent.futures.Future[None], target: asyncio.Futur
 
 class RelayService:
     def __init__(self, *, settings: Settings, channels: ChannelsClient, registry: RegistryClient,
-                 deployment: Deployment, relay_key: PrivateKey, store: SqliteStore) -> None:
+                 deployment: Deployment, relay_key: PrivateKey, store: Store,
+                 clock: Callable[[], float] = time.time) -> None:
+        """`clock` is the relay's wall clock (unix seconds): it stamps payments and decides which UTC day a
+        daily cap counts. Rules that the contract judges by block time use `chain_now()` instead."""
         self.settings = settings
         self.channels = channels
         self.registry = registry
@@ -100,6 +113,8 @@ class RelayService:
         self._load_waiters: dict[bytes, int] = {}  # requests waiting for a channel's load, not yet resumed
         self._commits: tuple[list[PaymentRecord], asyncio.Future[None]] | None = None
         self.accepted_count = 0
+        self.clock = clock
+        self._chain_time: tuple[float, float] | None = None  # (latest block's timestamp, clock() when seen)
 
     # ---------------------------------------------------------------- channels
     async def runtime(self, channel_id: bytes) -> ChannelRuntime:
@@ -128,17 +143,33 @@ class RelayService:
         """The channel's live state if it is in memory (no I/O); None if it was not loaded."""
         return self._runtime.get(channel_id)
 
+    # ------------------------------------------------------------------ clocks
+    def observe_chain_time(self, block_timestamp: float) -> None:
+        """The latest block's timestamp, as the watcher or the settler just read it."""
+        self._chain_time = (float(block_timestamp), self.clock())
+
+    def chain_now(self) -> float:
+        """The earliest time a transaction sent now could be mined at, as far as the relay knows: the wall
+        clock, or the latest block's time plus what elapsed since it was seen when the chain runs ahead
+        (a devnet after time travel, a chain whose clock drifts). Session-key expiry is judged by the
+        contract on block time, so the relay judges it on this."""
+        now = self.clock()
+        if self._chain_time is None:
+            return now
+        block_time, seen_at = self._chain_time
+        return max(now, block_time + (now - seen_at))
+
     async def _load(self, channel_id: bytes) -> ChannelRuntime:
         record = self.store.get_channel(channel_id)
         if record is None:
             record = await asyncio.to_thread(self.fetch_channel, channel_id)
             self.store.upsert_channel(record)
-        day = int(time.time()) // DAY
+        day = int(self.clock()) // DAY
         ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
         rt = ChannelRuntime(record, ledger, spent_today, day, caps_issued_at=record.caps_issued_at)
         settled = self.store.get_settled(channel_id)
         if ledger.voucher.total > (settled.total if settled else 0):
-            rt.unsettled_since = time.time()
+            rt.unsettled_since = self.clock()
         self._runtime[channel_id] = rt
         return rt
 
@@ -198,18 +229,18 @@ class RelayService:
         if duplicate is not None:
             await self._durable(rt)  # never acknowledge a payment whose commit is still in flight
             return duplicate
-        now = time.time()
+        now = self.clock()
         today = int(now) // DAY
         if today != rt.day:
             rt.day, rt.spent_today = today, 0
         try:
-            accepted = self._verify(rt, payment, now)
+            accepted = self._verify(rt, payment)
         except Rejection as exc:
-            if exc.code != "insufficient_deposit":
+            # A top-up or a new session key may have landed before the watcher saw it: read the channel from
+            # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
+            if exc.code not in CHAIN_REFRESH_CODES or not await self._refresh_from_chain(rt):
                 raise
-            # A top-up may have just landed: read the deposit once from the chain, then decide.
-            await self._refresh_deposit(rt)
-            accepted = self._verify(rt, payment, time.time())
+            accepted = self._verify(rt, payment)
         previous = (rt.ledger, rt.spent_today)
         rt.ledger = accepted.state
         rt.spent_today += accepted.charge.amount
@@ -263,11 +294,12 @@ class RelayService:
             return
         durable.add_done_callback(lambda result: loop.call_soon_threadsafe(_copy_outcome, result, done))
 
-    def _verify(self, rt: ChannelRuntime, payment: Payment, now: float) -> Accepted:
+    def _verify(self, rt: ChannelRuntime, payment: Payment) -> Accepted:
+        """Verify against the channel's live state; the session key's expiry is judged on the chain's clock."""
         token = rt.record.token
         return verify_payment(
             payment, state=rt.ledger, channel=self._terms(rt), domain=self.domain,
-            listing_of=lambda track_id: self.catalog.listing(track_id, token), now=int(now),
+            listing_of=lambda track_id: self.catalog.listing(track_id, token), now=int(self.chain_now()),
             spent_today=rt.spent_today, session_margin=self.settings.session_margin,
         )
 
@@ -292,8 +324,16 @@ class RelayService:
         return PaymentAck(status, rt.record.channel_id, seq, voucher.total, amount, digest,
                           rt.record.deposit - rt.ledger.voucher.total, rt.spent_today, rt.record.daily_cap)
 
-    async def _refresh_deposit(self, rt: ChannelRuntime) -> None:
+    async def _refresh_from_chain(self, rt: ChannelRuntime) -> bool:
+        """Re-read the channel from the contract, unless that was done REFRESH_BURST times in the last
+        REFRESH_WINDOW seconds; True if it was."""
+        now = self.clock()
+        recent = tuple(t for t in rt.refreshes if now - t < REFRESH_WINDOW)
+        if len(recent) >= REFRESH_BURST:
+            return False
+        rt.refreshes = (*recent, now)
         self.apply_chain_state(await asyncio.to_thread(self.channels.get_channel, rt.record.channel_id))
+        return True
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
         if not self.bus.has_subscribers:

@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from eth_account import Account
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from chainstream.chain.contracts import ChannelsClient, settle_entry
+from chainstream.chain.contracts import ChannelsClient, SettledState, settle_entry
 from chainstream.chain.transactions import TxSender
 from chainstream.protocol import Signature, SignedVoucher
 from chainstream.relay.service import RelayService
 from chainstream.store import PaymentRecord, SettledRecord, Store
 
 log = logging.getLogger("chainstream.settler")
+
+#: Reasons settleBatch skips an entry for that no later round can change for the same voucher (its channel's
+#: window is over, its signer is no longer authorised, it is malformed). The others (stale, prevAmounts not
+#: matching the settled state) mean the relay's view of the settled state is behind the chain's.
+PERMANENT_SKIPS = frozenset({"ChannelNotFound", "ChannelNotSettleable", "VoucherLengthMismatch",
+                             "VoucherAmountOverflow", "VoucherInvalidSignature", "VoucherUnauthorizedSigner"})
 
 
 class Settler:
@@ -37,8 +42,12 @@ class Settler:
         self.settings = service.settings
         self.sender = sender
         self.urgent: set[bytes] = set()
+        #: channel -> (voucher total, reason) of a latest voucher the contract refused for good: not sent again
+        #: (each attempt would pay gas for another skip) until the channel has a newer voucher
+        self.unsettleable: dict[bytes, tuple[int, str]] = {}
         self._wake = asyncio.Event()
         self.batches_sent = 0
+        self.rounds = 0
 
     def wake(self) -> None:
         """Run the next round (or notice a stop) now instead of at the end of the interval."""
@@ -57,6 +66,7 @@ class Settler:
             except Exception:  # the loop must survive RPC hiccups; the outbox keeps state consistent
                 log.exception("settlement round failed; retrying next round")
                 self.sender.reset_nonce()
+            self.rounds += 1
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.settle_interval)
@@ -79,6 +89,11 @@ class Settler:
             latest = self.store.latest_payment(record.channel_id)
             if latest is None:
                 continue
+            blocked = self.unsettleable.get(record.channel_id)
+            if blocked is not None:
+                if blocked[0] == latest.voucher.total:
+                    continue
+                del self.unsettleable[record.channel_id]  # a newer voucher: worth a try
             settled = self.store.get_settled(record.channel_id)
             settled_total = settled.total if settled else 0
             unsettled = latest.voucher.total - settled_total
@@ -105,8 +120,9 @@ class Settler:
 
     async def settle_round(self, force: bool = False) -> int:
         """Settle everything due now; returns how many channels were settled."""
-        chain_now = await asyncio.to_thread(lambda: int(self.sender.w3.eth.get_block("latest")["timestamp"]))
-        due = self.due(time.time(), force, chain_now)
+        block_time = await asyncio.to_thread(lambda: int(self.sender.w3.eth.get_block("latest")["timestamp"]))
+        self.service.observe_chain_time(block_time)
+        due = self.due(self.service.clock(), force, self.service.chain_now())
         count = 0
         size = self.settings.settle_batch_size
         for start in range(0, len(due), size):
@@ -132,8 +148,22 @@ class Settler:
         payload = {"channels": ["0x" + p.channel_id.hex() for p, _ in chunk]}
         outbox_id = self.store.add_outbox("settleBatch", tx["nonce"], bytes(signed.hash), bytes(signed.raw_transaction), payload)
         self._broadcast(outbox_id, bytes(signed.raw_transaction))
-        self._await_receipt(outbox_id, bytes(signed.hash))
+        receipt = self._await_receipt(outbox_id, bytes(signed.hash))
         self.batches_sent += 1
+        if receipt is not None:
+            self._note_skips(receipt, {p.channel_id: p.voucher.total for p, _ in chunk})
+
+    def _note_skips(self, receipt: Any, totals: dict[bytes, int]) -> None:
+        """Remember vouchers the contract refused for good; re-read the settled state where ours was behind."""
+        for channel_id, reason in self.service.channels.skipped_in(receipt):
+            if reason in PERMANENT_SKIPS:
+                log.warning("settlement of 0x%s refused by the contract (%s): not retried until a newer voucher",
+                            channel_id.hex(), reason)
+                self.unsettleable[channel_id] = (totals.get(channel_id, 0), reason)
+                continue
+            state = self.service.channels.settled_state(channel_id)
+            if state is not None:
+                record_state(self.store, state)
 
     def _broadcast(self, outbox_id: int, raw: bytes) -> None:
         try:
@@ -146,13 +176,15 @@ class Settler:
                 raise
         self.store.update_outbox(outbox_id, "sent")
 
-    def _await_receipt(self, outbox_id: int, tx_hash: bytes, timeout: float = 120) -> None:
+    def _await_receipt(self, outbox_id: int, tx_hash: bytes, timeout: float = 120) -> Any:
+        """The transaction's receipt once mined (None if it reverted), its settlements recorded."""
         receipt = self.sender.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=timeout)
         if receipt["status"] != 1:
             self.store.update_outbox(outbox_id, "failed", block=receipt["blockNumber"], error="reverted")
-            return
+            return None
         self.record_settlements(receipt)
         self.store.update_outbox(outbox_id, "confirmed", block=receipt["blockNumber"])
+        return receipt
 
     def record_settlements(self, receipt: Any) -> None:
         """Store what a settlement transaction credited, from its events and calldata."""
@@ -180,7 +212,12 @@ class Settler:
 def record_from_receipt(store: Store, channels: ChannelsClient, tx: Any, receipt: Any) -> None:
     """Update the settled table from a transaction's settlements (ours, or anyone else's seen by the watcher)."""
     for settled in channels.settlements_in(tx, receipt):
-        current = store.get_settled(settled.channel_id)
-        if current is None or current.total <= settled.total:
-            store.set_settled(SettledRecord(settled.channel_id, settled.total, settled.payees, settled.credited,
-                                            settled.block_number))
+        record_state(store, settled)
+
+
+def record_state(store: Store, settled: SettledState) -> None:
+    """Keep a channel's settled state, unless the store already has a later one."""
+    current = store.get_settled(settled.channel_id)
+    if current is None or current.total <= settled.total:
+        store.set_settled(SettledRecord(settled.channel_id, settled.total, settled.payees, settled.credited,
+                                        settled.block_number))

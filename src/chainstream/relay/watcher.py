@@ -68,8 +68,9 @@ class Watcher:
 
     async def poll(self) -> int:
         """Process every confirmed block not yet processed; returns the number of events applied."""
-        head = await asyncio.to_thread(lambda: self.w3.eth.block_number)
-        target = head - self.settings.confirmations
+        latest = await asyncio.to_thread(self.w3.eth.get_block, "latest")
+        self.service.observe_chain_time(latest["timestamp"])
+        target = latest["number"] - self.settings.confirmations
         applied = 0
         while self.processed_block is not None and self.processed_block < target:
             start = self.processed_block + 1

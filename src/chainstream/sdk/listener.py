@@ -80,6 +80,15 @@ class Listener:
     def top_up(self, amount: int) -> None:
         self.channels.top_up(self.tx, self._cid(), amount, self.token)
 
+    def authorise_session_key(self, *, session_ttl: int = DEFAULT_SESSION_TTL, key: PrivateKey | None = None) -> Address:
+        """Authorise a new session key on chain (one wallet transaction); later payments are signed by it.
+        The contract keeps the previous key valid for its rotation grace, so what it signed can still settle."""
+        key = key or PrivateKey.generate()
+        expiry = int(self.w3.eth.get_block("latest")["timestamp"]) + session_ttl
+        self.channels.set_session_key(self.tx, self._cid(), key.address, expiry)
+        self.session_key = key
+        return key.address
+
     def chain_state(self) -> ChannelState:
         return self.channels.get_channel(self._cid())
 
