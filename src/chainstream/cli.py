@@ -38,14 +38,16 @@ def relay(
     import uvicorn
 
     from chainstream.config import Settings
-    from chainstream.relay.app import create_app
+    from chainstream.relay.app import Relay, create_app
 
     try:
         settings = Settings(rpc_url=rpc_url, deployment_file=deployment, database=database, host=host, port=port,
                             settle_interval=settle_interval)
         if settings.relay_key is None:
             raise fail("set CHAINSTREAM_RELAY_KEY to the relay's private key (hex)")
-        api = create_app(settings)
+        # Built here rather than at start-up, so that a wrong chain or deployment, a database in use by another
+        # relay, ... is a one-line message and not a traceback from the server.
+        api = create_app(settings, relay=Relay(settings))
     except ChainStreamError as exc:
         raise fail(str(exc)) from exc
     console.print(f"relay on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")

@@ -4,7 +4,11 @@ watchtower against a stale unilateral close (with time travel), block confirmati
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,8 +37,10 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     anvil_relay_chain,
     anvil_relay_chain_session,
     cid_hex,
+    free_port,
     open_listener,
     play_spec,
+    relay_key_hex,
     relay_process,
     sign_charge,
     wait_until,
@@ -313,3 +319,21 @@ def test_no_gas_is_spent_on_a_window_that_is_over(relay_process: RelayProcess, a
     assert doomed.withdraw() == 10**17  # nothing was settled in the window: the whole deposit goes back
     wait_until(lambda: relay_process.channel(doomed.channel_id)["status"] == "closed",  # type: ignore[arg-type]
                what="the relay to see the withdrawal")
+
+
+def test_a_second_relay_on_the_same_database_is_refused_with_a_message(relay_process: RelayProcess,
+                                                                        anvil_relay_chain: RelayChain) -> None:
+    """Two relays on one database would each keep the channels' state in memory and send from the same key:
+    `chainstream relay` refuses to start next to a running one, in one line, and the first is unharmed."""
+    relay_process.start()
+    assert relay_process.proc is not None
+    args = [str(Path(sys.executable).parent / "chainstream"), "relay", "--rpc-url", anvil_relay_chain.node.url,  # type: ignore[union-attr]
+            "--deployment", str(anvil_relay_chain.deployment_file), "--database", str(relay_process.database),
+            "--port", str(free_port())]
+    second = subprocess.run(args, env={**os.environ, "CHAINSTREAM_RELAY_KEY": relay_key_hex(anvil_relay_chain)},
+                            capture_output=True, text=True, timeout=60)
+    output = second.stdout + second.stderr
+    assert second.returncode == 1, output
+    assert f"another relay instance (pid {relay_process.proc.pid}) is using {relay_process.database}" in output
+    assert "Traceback" not in output
+    assert relay_process.health()["ok"]

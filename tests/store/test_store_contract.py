@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +22,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chainstream.errors import UnrecoverableError
+from chainstream.errors import ConfigurationError, UnrecoverableError
 from chainstream.ledger import LedgerState, Listing, charge_download, charge_play, charge_tip
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import Kind
 from chainstream.protocol.types import to_address
 from chainstream.store import ChannelRecord, PaymentRecord, SettledRecord, open_store
 from chainstream.store.base import SqlStore
+from tests.integration.relay_fixtures import wait_until
 from tests.unit.test_group_commit import ARTIST, record_for, records
 from tests.unit.test_store_schema import COLLAB, FEE, SPLIT_LISTING
 
@@ -262,3 +267,57 @@ def test_the_outbox_follows_a_transaction_from_signed_to_confirmed_or_failed(sto
     done = {r.id: r for r in store.outbox(("confirmed", "failed"))}
     assert (done[first].status, done[first].block, done[first].error) == ("confirmed", 99, None)
     assert (done[second].status, done[second].block, done[second].error) == ("failed", None, "reverted")
+
+
+def test_one_relay_instance_per_database(backend: Backend) -> None:
+    """A second relay on a database in use is refused with a message that says so; the first's claim lasts
+    until it closes."""
+    first = backend.open()
+    first.claim_instance()
+    first.claim_instance()  # the holder may ask again
+    second = backend.open()
+    with pytest.raises(ConfigurationError, match="another relay instance .* one relay per database") as info:
+        second.claim_instance()
+    if backend.name == "sqlite":
+        assert f"(pid {os.getpid()})" in str(info.value)
+    second.close()
+    first.close()
+    third = backend.open()
+    third.claim_instance()
+    third.close()
+
+
+CLAIM_AND_WAIT = """
+import sys, time
+from chainstream.store import open_store
+store = open_store(sys.argv[1])
+store.claim_instance()
+print("claimed", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_instance_releases_the_database(backend: Backend) -> None:
+    """A relay that dies without closing (kill -9) does not keep the database from a new one."""
+    child = subprocess.Popen([sys.executable, "-c", CLAIM_AND_WAIT, backend.database], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
+        store = backend.open()
+        with pytest.raises(ConfigurationError, match="another relay instance"):
+            store.claim_instance()
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+
+        def claimed() -> bool:
+            try:
+                store.claim_instance()
+            except ConfigurationError:
+                return False
+            return True
+
+        wait_until(claimed, timeout=30, what="the dead instance's claim to be released")
+        store.close()
+    finally:
+        child.kill()
+        child.wait(timeout=30)

@@ -56,6 +56,11 @@ class Relay:
                                      f"the node is chain {self.w3.eth.chain_id}")
         key = PrivateKey(settings.relay_key.get_secret_value())
         self.store = open_store(settings.database)
+        try:
+            self.store.claim_instance()
+        except ConfigurationError:
+            self.store.close()
+            raise
         self.service = RelayService(
             settings=settings, channels=ChannelsClient(self.w3, self.deployment.channels),
             registry=RegistryClient(self.w3, self.deployment.registry), deployment=self.deployment,

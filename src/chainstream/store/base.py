@@ -48,7 +48,12 @@ class Store(Protocol):
         """Start the group-commit writer (and any background upkeep)."""
 
     def close(self) -> None:
-        """Commit what is queued, stop the writer, release the connections."""
+        """Commit what is queued, stop the writer, release the connections (and the instance claim)."""
+
+    def claim_instance(self) -> None:
+        """Become the only relay instance working on this database until `close()`; ConfigurationError if
+        another one already is. (Each instance keeps its channels' state in memory and its settler assumes it
+        is the relay key's only sender: two on one database would contradict each other.)"""
 
     def submit_payments(self, records: list[PaymentRecord]) -> Future[None]:
         """Queue payments for the next group commit; the future resolves once they are durable."""

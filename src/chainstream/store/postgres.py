@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from chainstream.errors import UnrecoverableError
+from chainstream.errors import ConfigurationError, UnrecoverableError
 from chainstream.store.base import SqlStore, conflict_message
 from chainstream.store.records import EARNING_COLUMNS, PAYMENT_COLUMNS, SCHEMA_VERSION
 
@@ -119,6 +119,8 @@ CREATE TABLE IF NOT EXISTS chainstream_schema (
 # Relays opening the same new database at once must not both create it (CREATE ... IF NOT EXISTS can still
 # collide in the catalog): they take this transaction-scoped advisory lock first.
 SCHEMA_LOCK = 0x63686169  # "chai"
+# A relay instance holds this session-level advisory lock for as long as it runs (see claim_instance).
+INSTANCE_LOCK = 0x72656C61  # "rela"
 
 
 @functools.lru_cache(maxsize=256)
@@ -168,6 +170,26 @@ class PostgresStore(SqlStore):
             self._conn.close()
             raise
         self._write_conn: Connection | None = None
+        self._instance_conn: Connection | None = None
+
+    def claim_instance(self) -> None:
+        """A session-level advisory lock on a connection of its own, held until close; the server releases it
+        when that connection ends, also when the relay's process dies."""
+        if self._instance_conn is not None:
+            return
+        conn = self._connect()
+        if conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (INSTANCE_LOCK,)).fetchone()["ok"]:  # type: ignore[index]
+            self._instance_conn = conn
+            return
+        holder = conn.execute(
+            "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = %s AND l.database ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())", (INSTANCE_LOCK,)).fetchone()
+        conn.close()
+        who = (f"server pid {holder['pid']}, {holder['application_name'] or 'no application name'}"
+               f" from {holder['client_addr'] or 'a local socket'}") if holder else "it just went away"
+        raise ConfigurationError(f"another relay instance is using this PostgreSQL database ({who}): one relay "
+                                 "per database; stop that one first")
 
     def _connect(self) -> Connection:
         try:
@@ -199,6 +221,9 @@ class PostgresStore(SqlStore):
             self._write_conn = None
         with self._lock:
             self._conn.close()
+        if self._instance_conn is not None:
+            self._instance_conn.close()  # releases the instance lock
+            self._instance_conn = None
 
     def _write_group(self, payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]) -> None:
         """COPY the group's rows in one transaction. Should the connection fail during COMMIT, the group may

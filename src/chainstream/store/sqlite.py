@@ -8,13 +8,15 @@ Amounts are stored as decimal text: they exceed SQLite's 64-bit integers.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chainstream.errors import UnrecoverableError
+from chainstream.errors import ConfigurationError, UnrecoverableError
 from chainstream.store.base import SqlStore, conflict_message
 from chainstream.store.records import SCHEMA_VERSION
 
@@ -187,6 +189,25 @@ class SqliteStore(SqlStore):
         self._checkpoint_interval = checkpoint_interval
         self._wal_limit_pages = wal_limit_pages
         self.checkpoints = 0
+        self._instance_lock: int | None = None  # file descriptor of `<database>.lock`, flock-ed
+
+    def claim_instance(self) -> None:
+        """An exclusive flock on `<database>.lock`, held until close (the kernel drops it if the process dies).
+        The file records the holder's pid, for the message a second instance gets."""
+        if self.path == ":memory:" or self._instance_lock is not None:
+            return
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigurationError(f"another relay instance (pid {holder}) is using {self.path}: one relay per "
+                                     "database; stop that one first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._instance_lock = fd
 
     def _connect(self, *, check_same_thread: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=check_same_thread, isolation_level=None, timeout=30)
@@ -231,6 +252,9 @@ class SqliteStore(SqlStore):
             with self._lock, contextlib.suppress(sqlite3.OperationalError):  # busy: another process reads
                 self._read.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._read.close()
+        if self._instance_lock is not None:
+            os.close(self._instance_lock)  # releases the flock
+            self._instance_lock = None
 
     def _checkpoint_loop(self) -> None:
         """Copy committed WAL pages into the database every `checkpoint_interval` s, off the commit path.
