@@ -14,6 +14,7 @@ instance writing a (channel_id, seq) the first already stored fails its group wi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Sequence
@@ -222,7 +223,11 @@ class PostgresStore(SqlStore):
         with self._lock:
             self._conn.close()
         if self._instance_conn is not None:
-            self._instance_conn.close()  # releases the instance lock
+            # Unlock before closing: the server would release the lock only once the backend has exited, a
+            # moment after the close, and a relay restarted at once on this database would find it still held.
+            with contextlib.suppress(psycopg.Error):
+                self._instance_conn.execute("SELECT pg_advisory_unlock(%s)", (INSTANCE_LOCK,))
+            self._instance_conn.close()
             self._instance_conn = None
 
     def _write_group(self, payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]) -> None:
