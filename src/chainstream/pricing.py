@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from chainstream.errors import PricingError
+from chainstream.errors import PricingError, ProtocolError
 from chainstream.protocol.hashing import address_word, keccak, word
 from chainstream.protocol.types import ZERO_ADDRESS, Address, check_amount, to_address
 
@@ -45,7 +45,7 @@ class Terms:
 
     def __post_init__(self) -> None:
         for name in ("per_play", "per_second", "download"):
-            check_amount(getattr(self, name), name)
+            _amount(getattr(self, name), name, "bad_terms")
         if self.model not in (Model.FLAT, Model.STREAM_TO_OWN):
             raise PricingError(f"unknown price model {self.model}", code="bad_terms")
         if self.model == Model.STREAM_TO_OWN and not 1 <= self.own_after <= MAX_OWN_AFTER:
@@ -129,6 +129,14 @@ class Split:
         return {payee: value for payee, value in shares.items() if value}
 
 
+def _amount(value: int, what: str, code: str) -> int:
+    """`value` if it is an amount the contract can hold; else a PricingError with `code`."""
+    try:
+        return check_amount(value, what)
+    except ProtocolError as exc:
+        raise PricingError(str(exc), code=code) from None
+
+
 def play_price(terms: Terms, play_number: int) -> int:
     """The price of the listener's `play_number`-th play (1-based) of a track under `terms`."""
     if not terms.enabled:
@@ -138,7 +146,7 @@ def play_price(terms: Terms, play_number: int) -> int:
     if terms.model == Model.STREAM_TO_OWN:
         if play_number > terms.own_after:
             return 0  # owned: further plays are free
-        return check_amount(terms.per_play * 2 ** (play_number - 1), "stream-to-own price")
+        return _amount(terms.per_play * 2 ** (play_number - 1), "stream-to-own price", "price_overflow")
     return terms.per_play
 
 
@@ -148,7 +156,7 @@ def seconds_price(terms: Terms, seconds: int) -> int:
         raise PricingError("the track is not offered per second in this token", code="not_offered")
     if seconds <= 0:
         raise PricingError("seconds must be positive", code="bad_units")
-    return check_amount(terms.per_second * seconds, "seconds price")
+    return _amount(terms.per_second * seconds, "seconds price", "price_overflow")
 
 
 def download_price(terms: Terms) -> int:

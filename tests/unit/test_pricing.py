@@ -157,11 +157,20 @@ def test_stream_to_own_total(own_after: int) -> None:
     assert play_price(terms, own_after + 1) == 0
 
 
-def test_stream_to_own_overflow_is_rejected() -> None:
-    terms = Terms(per_play=2**90, model=Model.STREAM_TO_OWN, own_after=32)
+def test_prices_beyond_the_contracts_range_are_pricing_errors() -> None:
+    terms = Terms(per_play=2**90, per_second=2**90, model=Model.STREAM_TO_OWN, own_after=32)
     assert play_price(terms, 6) == 2**95
-    with pytest.raises(ProtocolError):
+    with pytest.raises(PricingError) as info:
         play_price(terms, 7)
+    assert info.value.code == "price_overflow"
+    assert seconds_price(terms, 63) == 63 * 2**90
+    with pytest.raises(PricingError) as info:
+        seconds_price(terms, 64)
+    assert info.value.code == "price_overflow"
+    for field in ("per_play", "per_second", "download"):
+        with pytest.raises(PricingError) as info:
+            Terms(**{field: 2**96})
+        assert info.value.code == "bad_terms" and field in str(info.value)
 
 
 @pytest.mark.parametrize("play_number", [0, -1])
@@ -189,8 +198,9 @@ def test_seconds_price() -> None:
     with pytest.raises(PricingError) as info:
         seconds_price(Terms(per_play=5), 10)
     assert info.value.code == "not_offered"
-    with pytest.raises(ProtocolError):
+    with pytest.raises(PricingError) as info:
         seconds_price(Terms(per_second=MAX_AMOUNT), 2)
+    assert info.value.code == "price_overflow"
 
 
 def test_download_price() -> None:
@@ -217,7 +227,7 @@ def test_invalid_terms(kwargs: dict) -> None:
 
 
 def test_terms_amounts_are_range_checked_and_round_trip() -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(PricingError):
         Terms(per_play=MAX_AMOUNT + 1)
     terms = Terms(per_play=1, per_second=2, download=3, model=Model.STREAM_TO_OWN, own_after=4, min_seconds=30)
     assert Terms.from_tuple(terms.as_tuple()) == terms
