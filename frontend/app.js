@@ -24,6 +24,7 @@ const ERROR_TITLES = {
   bad_signature: "The voucher signature was refused",
   unknown_track: "This track is not offered in your channel's token",
   not_offered: "Not offered in this token",
+  price_overflow: "That would cost more than a channel can hold",
   already_owned: "You already own this track",
   unknown_channel: "The relay does not know this channel yet",
   wrong_relay: "This channel is served by another relay",

@@ -12,6 +12,16 @@ export class PricingError extends Error {
   }
 }
 
+/** A price the contract can hold, else a PricingError "price_overflow" (as the relay answers). */
+function priceAmount(value, what) {
+  try {
+    return checkAmount(value, what);
+  } catch (err) {
+    if (err instanceof RangeError) throw new PricingError(err.message, "price_overflow");
+    throw err;
+  }
+}
+
 /** Terms from the catalog JSON ({perPlay, perSecond, download: decimal strings, model, ownAfter, minSeconds}). */
 export function termsFromJson(j) {
   return Object.freeze({
@@ -34,7 +44,7 @@ export function playPrice(terms, playNumber) {
   if (playNumber < 1) throw new PricingError("play numbers start at 1", "bad_play_number");
   if (terms.model === Model.STREAM_TO_OWN) {
     if (playNumber > terms.ownAfter) return 0n; // owned: further plays are free
-    return checkAmount(terms.perPlay * 2n ** BigInt(playNumber - 1), "stream-to-own price");
+    return priceAmount(terms.perPlay * 2n ** BigInt(playNumber - 1), "stream-to-own price");
   }
   return terms.perPlay;
 }
@@ -44,7 +54,7 @@ export function secondsPrice(terms, seconds) {
     throw new PricingError("the track is not offered per second in this token", "not_offered");
   }
   if (seconds <= 0) throw new PricingError("seconds must be positive", "bad_units");
-  return checkAmount(terms.perSecond * BigInt(seconds), "seconds price");
+  return priceAmount(terms.perSecond * BigInt(seconds), "seconds price");
 }
 
 export function downloadPrice(terms) {

@@ -151,6 +151,9 @@ test("stream-to-own doubling and ownership", () => {
   const flat = termsFromJson({ perPlay: "5", perSecond: "7" });
   assert.equal(playPrice(flat, 9), 5n);
   assert.equal(secondsPrice(flat, 30), 210n);
+  const overflow = (fn) => assert.throws(fn, (err) => err.code === "price_overflow" && /outside \[0, 2\^96\)/.test(err.message));
+  overflow(() => secondsPrice({ ...flat, perSecond: 2n ** 95n }, 2));
+  overflow(() => playPrice({ ...terms, perPlay: 2n ** 94n }, 3));
   const split = P.makeSplit({ recipients: ["0x1111111111111111111111111111111111111111"], bps: [10000] });
   const listing = L.makeListing({ trackId: "0x" + "ab".repeat(32), terms, split, splitHash: P.splitHash(split) });
   let state = L.openedState("0x" + "01".repeat(32));
