@@ -402,8 +402,11 @@ def test_cooperative_close_refunds_the_rest_at_once(relay: InProcessRelay, relay
     summary = relay.channel(listener.channel_id)  # type: ignore[arg-type]
     assert int(summary["settled"]) == total
     rejected(relay.http().post(f"/channels/{cid_hex(listener)}/close"), 409, "channel_not_open")
-    claimable = sum(listener.channels.claimable(p) for p in listener.state.voucher.payees)  # type: ignore[union-attr]
-    assert claimable == total
+    # What this channel credited its payees (their claimable balances also hold what other tests' channels,
+    # settled by the same session relay meanwhile, credited them).
+    assert listener.settled_state().credited == listener.state.voucher.amounts  # type: ignore[union-attr]
+    assert all(listener.channels.claimable(p) >= a for p, a in zip(listener.state.voucher.payees,  # type: ignore[union-attr]
+                                                                   listener.state.voucher.amounts, strict=True))  # type: ignore[union-attr]
 
 
 def test_other_kinds_of_charges_are_priced_by_the_relay(relay: InProcessRelay, relay_chain: RelayChain) -> None:
