@@ -407,6 +407,9 @@ def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stac
     editor.get_by_test_id("save-terms").click()
     eventually(lambda: (t := _track(stack, track_id)) and t["terms"]["0x0000000000000000000000000000000000000000"]["perPlay"] == str(40_000 * GWEI),
                20, "the new price")
+    # The page closes the editor once its own wait for the receipt ends, which can be after the relay saw the
+    # new terms: wait for that, or the next click on "Edit" lands on "Done" and the editor closes under us.
+    expect(editor).to_be_hidden(timeout=20_000)
 
     mine.get_by_test_id("edit-track").click()
     editor = mine.get_by_test_id("track-editor")
