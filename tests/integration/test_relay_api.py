@@ -12,7 +12,7 @@ import pytest
 
 from chainstream.ledger import charge_download, charge_play, charge_seconds, charge_tip
 from chainstream.protocol import Signature, Voucher
-from chainstream.protocol.eip712 import caps_struct_hash
+from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.signing import high_s_twin
 from chainstream.sdk import RelayError
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
@@ -303,10 +303,19 @@ def test_caps_must_be_signed_by_the_channel_and_be_newer(relay: InProcessRelay, 
     assert doc["primaryType"] == "Caps" and doc["message"]["dailyCap"] == 5 and doc["message"]["issuedAt"] == 100
     rejected(http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 100, relay_chain.chain.key("stranger"))),
              403, "unauthorized_signer")
-    assert http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 100, listener.wallet)).status_code == 200
-    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(10 * PLAY_PRICE, 99, listener.session_key)), 409, "stale_caps")
-    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(10 * PLAY_PRICE, 100, listener.session_key)), 409, "stale_caps")
-    assert relay.channel(listener.channel_id)["dailyCap"] == str(PLAY_PRICE)  # type: ignore[arg-type]
+    assert http.put(f"/channels/{cid}/caps", json=caps_body(10 * PLAY_PRICE, 100, listener.wallet)).status_code == 200
+    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 99, listener.session_key)), 409, "stale_caps")
+    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 100, listener.session_key)), 409, "stale_caps")
+    assert relay.channel(listener.channel_id)["dailyCap"] == str(10 * PLAY_PRICE)  # type: ignore[arg-type]
+
+    # The session key may tighten the caps that bind it, never loosen them: that takes the payer.
+    assert http.put(f"/channels/{cid}/caps", json=caps_body(5 * PLAY_PRICE, 101, listener.session_key)).status_code == 200
+    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(6 * PLAY_PRICE, 102, listener.session_key)), 403,
+             "caps_need_payer")
+    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(0, 102, listener.session_key)), 403, "caps_need_payer")
+    assert relay.channel(listener.channel_id)["dailyCap"] == str(5 * PLAY_PRICE)  # type: ignore[arg-type]
+    assert http.put(f"/channels/{cid}/caps", json=caps_body(0, 102, listener.wallet)).status_code == 200
+    assert relay.channel(listener.channel_id)["dailyCap"] is None  # type: ignore[arg-type]
 
 
 MALFORMED: list[tuple[str, Any]] = [
@@ -368,7 +377,23 @@ def test_no_payment_after_the_relay_cosigned_a_close(relay: InProcessRelay, rela
     cid = cid_hex(listener)
     one, two = signed_plays(listener, relay_chain.track(MODEM), 2)
     assert post(http, cid, one.body).status_code == 200
-    reply = http.post(f"/channels/{cid}/close")
+    domain = listener.channels.domain
+
+    def close_request(voucher_digest: bytes, key: Any) -> dict[str, Any]:
+        digest = domain.digest(close_struct_hash(listener.channel_id, voucher_digest))  # type: ignore[arg-type]
+        return {"voucherDigest": "0x" + voucher_digest.hex(), "signature": key.sign(digest).to_hex()}
+
+    # Nobody but the payer or its session key can stop the channel's payments by asking for a close, and the
+    # request must name the relay's latest voucher.
+    latest = one.state.voucher.digest(domain)
+    rejected(http.post(f"/channels/{cid}/close"), 422, "invalid_request")
+    rejected(http.post(f"/channels/{cid}/close", json=close_request(latest, relay_chain.chain.key("stranger"))), 403,
+             "unauthorized_signer")
+    stale = rejected(http.post(f"/channels/{cid}/close", json=close_request(b"\0" * 32, listener.session_key)), 409,
+                     "close_state_mismatch")
+    assert stale["state"]["seq"] == 1
+    assert relay.channel(listener.channel_id)["status"] == "open"  # type: ignore[arg-type]
+    reply = http.post(f"/channels/{cid}/close", json=close_request(latest, listener.session_key))
     assert reply.status_code == 200, reply.text
     close = reply.json()
     assert close["voucher"]["amounts"] == [str(a) for a in one.state.voucher.amounts]
@@ -401,7 +426,10 @@ def test_cooperative_close_refunds_the_rest_at_once(relay: InProcessRelay, relay
     wait_until(lambda: relay.channel(listener.channel_id)["status"] == "closed", what="the watcher to see the close")  # type: ignore[arg-type]
     summary = relay.channel(listener.channel_id)  # type: ignore[arg-type]
     assert int(summary["settled"]) == total
-    rejected(relay.http().post(f"/channels/{cid_hex(listener)}/close"), 409, "channel_not_open")
+    closed = listener.state.voucher.digest(listener.channels.domain)  # type: ignore[union-attr]
+    request = {"voucherDigest": "0x" + closed.hex(), "signature": listener.session_key.sign(
+        listener.channels.domain.digest(close_struct_hash(listener.channel_id, closed))).to_hex()}  # type: ignore[arg-type]
+    rejected(relay.http().post(f"/channels/{cid_hex(listener)}/close", json=request), 409, "channel_not_open")
     # What this channel credited its payees (their claimable balances also hold what other tests' channels,
     # settled by the same session relay meanwhile, credited them).
     assert listener.settled_state().credited == listener.state.voucher.amounts  # type: ignore[union-attr]

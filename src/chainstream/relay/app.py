@@ -30,7 +30,7 @@ from chainstream.config import Settings
 from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
 from chainstream.protocol import PrivateKey, Signature
 from chainstream.protocol.types import ZERO_ADDRESS, to_address, to_bytes32
-from chainstream.relay.schemas import BatchIn, CapsIn, PaymentIn, StreamedPaymentIn, to_payment
+from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
 from chainstream.relay.watcher import Watcher
@@ -297,9 +297,17 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         return s.channel_summary(rt)
 
     @api.post("/channels/{channel_id}/close")
-    async def close(channel_id: str) -> dict[str, Any]:
-        """The relay's consent to a cooperative close at the latest voucher (no payments are accepted after)."""
-        latest, signature, prev = await svc().cosign_close(to_bytes32(channel_id, "channelId"))
+    async def close(channel_id: str, body: CloseIn) -> Any:
+        """The relay's consent to a cooperative close at the latest voucher (no payments are accepted after),
+        asked for by the payer or its session key over that voucher."""
+        cid = to_bytes32(channel_id, "channelId")
+        try:
+            latest, signature, prev = await svc().cosign_close(cid, to_bytes32(body.voucherDigest, "voucherDigest"),
+                                                               Signature.from_hex(body.signature))
+        except Rejection as exc:
+            if exc.code != "close_state_mismatch":
+                raise
+            return _error(exc.status, exc.code, str(exc), state=svc().channel_summary(await svc().runtime(cid)))
         voucher = None
         if latest is not None:
             voucher = {"payees": list(latest.voucher.payees), "amounts": [str(a) for a in latest.voucher.amounts],

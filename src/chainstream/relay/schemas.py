@@ -66,6 +66,13 @@ class CapsIn(Strict):
     signature: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")]
 
 
+class CloseIn(Strict):
+    voucherDigest: Hex32 = Field(description="EIP-712 digest of the listener's latest voucher (0x00..00 if none)")
+    signature: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$",
+                                    description="the payer's or its session key's over Close(channelId, "
+                                                "voucherDigest)")]
+
+
 def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
     """Convert a validated body to a Payment; ProtocolError (400) for values the schema cannot catch."""
     if not _HEX32.fullmatch(channel_id_hex):

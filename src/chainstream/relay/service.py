@@ -21,7 +21,7 @@ from chainstream.config import Settings
 from chainstream.errors import ChainStreamError
 from chainstream.ledger import LedgerState, Listing
 from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, recover
-from chainstream.protocol.eip712 import caps_struct_hash, typed_data
+from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash, typed_data
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.relay.catalog import Catalog
 from chainstream.relay.events import EventBus
@@ -35,6 +35,13 @@ _STATUS_NAMES = {ChannelStatus.OPEN: "open", ChannelStatus.CLOSING: "closing"}
 def status_name(status: ChannelStatus) -> str:
     """The store's name for a contract channel status (None and Closed are both "closed" to the relay)."""
     return _STATUS_NAMES.get(status, "closed")
+
+
+def _loosens(current: int | None, requested: int) -> bool:
+    """Whether `requested` (0 = no cap) allows more than `current` (None = no cap)."""
+    if current is None:
+        return False
+    return requested == 0 or requested > current
 
 
 def caps_digest(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> bytes:
@@ -366,6 +373,11 @@ class RelayService:
             raise Rejection("bad_signature", str(exc)) from exc
         if signer not in (rt.record.payer, rt.record.session_key) or signer == ZERO_ADDRESS:
             raise Rejection("unauthorized_signer", "caps must be signed by the payer or its session key", status=403)
+        if signer != rt.record.payer and _loosens(rt.record.daily_cap, daily_cap) | _loosens(rt.record.session_cap,
+                                                                                             session_cap):
+            # The session cap is the limit on what the session key may spend: the key itself may only tighten.
+            raise Rejection("caps_need_payer", "a session key may only lower caps or set new ones; raising or lifting "
+                            "a cap takes the payer's own signature", status=403)
         if issued_at <= rt.caps_issued_at:
             raise Rejection("stale_caps", "these caps are older than the ones in force", status=409)
         rt.caps_issued_at = issued_at
@@ -375,15 +387,32 @@ class RelayService:
         return rt
 
     # --------------------------------------------------------------- closing
-    async def cosign_close(self, channel_id: bytes) -> tuple[PaymentRecord | None, Signature, tuple[int, ...]]:
-        """Consent to a cooperative close at the latest accepted voucher; no payment is accepted after it."""
+    async def cosign_close(self, channel_id: bytes, voucher_digest_seen: bytes,
+                           signature: Signature) -> tuple[PaymentRecord | None, Signature, tuple[int, ...]]:
+        """Consent to a cooperative close at the latest accepted voucher; no payment is accepted after it.
+
+        The request is the listener's own Close(channelId, voucherDigest) signed by the payer or its session key
+        (anyone could otherwise stop a channel's payments), over the latest voucher the listener knows: it must
+        be the relay's latest, or the answer is 409 close_state_mismatch with the relay's state."""
         rt = await self.runtime(channel_id)
         if rt.record.status == "closed":
             raise Rejection("channel_not_open", "the channel is already closed", status=409)
+        try:
+            signer = recover(self.domain.digest(close_struct_hash(channel_id, voucher_digest_seen)), signature)
+        except ChainStreamError as exc:
+            raise Rejection("bad_signature", str(exc)) from exc
+        if signer not in (rt.record.payer, rt.record.session_key) or signer == ZERO_ADDRESS:
+            raise Rejection("unauthorized_signer", "a close request must be signed by the payer or its session key",
+                            status=403)
+        previous = rt.record.coop_close_digest
         rt.record = replace(rt.record, coop_close_digest=b"pending")  # refuse new payments
         await self._durable(rt)
         latest = self.store.latest_payment(channel_id)
         voucher_digest = latest.digest if latest else ZERO_HASH
+        if voucher_digest != voucher_digest_seen:
+            rt.record = replace(rt.record, coop_close_digest=previous)
+            raise Rejection("close_state_mismatch", "the relay's latest voucher is not the one the close request "
+                            "names: sync with the channel's state, then ask again", status=409)
         self.store.set_coop_close(channel_id, voucher_digest)
         rt.record = replace(rt.record, coop_close_digest=voucher_digest)
         close_digest = (latest.voucher if latest else Voucher.empty(channel_id)).close_digest(self.domain)

@@ -21,8 +21,8 @@ from chainstream.chain.transactions import TxSender
 from chainstream.errors import ChainStreamError, ProtocolError
 from chainstream.ledger import Charge, LedgerState, Listing, apply, charge_download, charge_play, charge_seconds, charge_tip
 from chainstream.protocol import PrivateKey, Signature, SignedVoucher, Voucher
-from chainstream.protocol.eip712 import caps_struct_hash
-from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
+from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
+from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.sdk.client import RelayClient, RelayError
 
 DEFAULT_SESSION_TTL = 7 * 86_400
@@ -167,13 +167,19 @@ class Listener:
         return self.relay.get(f"/channels/{_hex(self._cid())}/history", limit=limit)["items"]  # type: ignore[no-any-return]
 
     def set_caps(self, *, daily: int = 0, session: int = 0) -> dict[str, Any]:
-        """Ask the relay to refuse payments past `daily` per UTC day and past `session` in total (0 = no cap)."""
+        """Ask the relay to refuse payments past `daily` per UTC day and past `session` in total (0 = no cap).
+
+        Lowering or setting caps is signed by the session key; raising or lifting one by the wallet (the relay
+        does not let a session key loosen the limits meant for it)."""
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
+        current = self.spending()
         # Unix seconds, like the web player; strictly after the caps in force so that a newer message wins.
-        issued_at = max(int(time.time()), int(self.spending().get("capsIssuedAt", 0)) + 1)
+        issued_at = max(int(time.time()), int(current.get("capsIssuedAt", 0)) + 1)
         digest = self.channels.domain.digest(caps_struct_hash(self._cid(), daily, session, issued_at))
-        signature = self.session_key.sign(digest)
+        loosens = any(cap is not None and (new == 0 or new > int(cap))
+                      for cap, new in ((current.get("dailyCap"), daily), (current.get("sessionCap"), session)))
+        signature = (self.wallet if loosens else self.session_key).sign(digest)
         return self.relay.put(f"/channels/{_hex(self._cid())}/caps", {  # type: ignore[no-any-return]
             "dailyCap": str(daily), "sessionCap": str(session), "issuedAt": issued_at, "signature": signature.to_hex()})
 
@@ -183,7 +189,12 @@ class Listener:
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
         cid = self._cid()
-        reply = self.relay.post(f"/channels/{_hex(cid)}/close")
+        # The request names the latest voucher this listener knows, signed like a payment (session key).
+        voucher = self.state.voucher if self.state is not None else Voucher.empty(cid)
+        voucher_digest = voucher.digest(self.channels.domain) if voucher.payees else ZERO_HASH
+        request_sig = self.session_key.sign(self.channels.domain.digest(close_struct_hash(cid, voucher_digest)))
+        reply = self.relay.post(f"/channels/{_hex(cid)}/close", {"voucherDigest": _hex(voucher_digest),
+                                                                 "signature": request_sig.to_hex()})
         relay_sig = Signature.from_hex(reply["relaySignature"])
         final = None
         if reply["voucher"] is not None:
