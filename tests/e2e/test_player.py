@@ -428,3 +428,80 @@ def _track(stack: Stack, track_id: str) -> dict[str, Any] | None:
 
     response = httpx.get(f"{stack.url}/api/v1/tracks/{track_id}", timeout=10)
     return response.json() if response.status_code == 200 else None
+
+
+ETH_TOKEN = "0x0000000000000000000000000000000000000000"
+
+
+def _earned(stack: Stack, payee: str, track_id: str) -> dict[str, Any]:
+    """The payee's ETH earnings row for one track (zeros when it has none yet)."""
+    rows = [r for r in stack.get(f"/api/v1/artists/{payee}/earnings")["tracks"]
+            if r["token"].lower() == ETH_TOKEN and r["target"].lower() == track_id.lower()]
+    return rows[0] if rows else {"earned": "0", "downloads": 0, "plays": 0}
+
+
+def test_buy_a_track_then_its_plays_are_free(browser: Any, stack: Stack) -> None:
+    """Buy Gas Price Blues outright from its tile (one download voucher at its download price, split like a
+    play); the tile says it is owned, the relay stores the purchase and the ownership, and the next play is
+    accepted at no charge; the artists' earnings and the on-chain settlement count the purchase once."""
+    w3 = stack.web3()
+    channels = ChannelsClient(w3, stack.deployment.channels)
+    ben, label, platform = stack.address("ben"), stack.address("label"), stack.address("platform")
+    track_id = "0x" + stack.track_ids["Gas Price Blues"].hex()
+    price = 2_000_000 * GWEI  # the track's ETH download price (seed catalog): 0.002 ETH
+    fee = price * 500 // 10_000  # 5% platform fee off the top, then ben 80% / label 20%
+    shares = {platform: fee, ben: (price - fee) * 8_000 // 10_000, label: (price - fee) * 2_000 // 10_000}
+    before = {who: _earned(stack, who, track_id) for who in shares}
+    claimable_before = {who: channels.contract.functions.claimable(who, ETH_TOKEN).call() for who in shares}
+
+    page = open_page(browser, stack, "buyer")
+    connect(page)
+    page.get_by_test_id("deposit-input").fill("0.01")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    gas = tile(page, "Gas Price Blues")
+    expect(gas).to_contain_text("buy 0.002 ETH")
+    buy = gas.get_by_role("button", name="Buy")
+    expect(buy).to_be_visible()
+    reveal(buy)
+    buy.click()
+    expect(page.get_by_test_id("toast").filter(has_text="You own “Gas Price Blues” now")).to_be_visible()
+    expect(tile(page, "Gas Price Blues")).to_contain_text("Owned · plays free")
+    expect(tile(page, "Gas Price Blues").get_by_role("button", name="Buy")).to_have_count(0)
+    expect(page.get_by_test_id("spent")).to_have_text("0.002")
+    latest = page.get_by_test_id("history-item").first
+    expect(latest).to_have_attribute("data-kind", "download")
+    expect(latest).to_contain_text("Purchase")
+    shot(page, "14-bought", top=False)
+
+    (bought,) = wait_history(stack, cid, 1)
+    assert bought["kind"] == "download" and bought["target"] == track_id and bought["title"] == "Gas Price Blues"
+    assert int(bought["amount"]) == price and bought["units"] == 1
+    assert {k: int(v) for k, v in bought["payments"].items()} == shares
+    summary = stack.get(f"/api/v1/channels/{cid}")
+    assert summary["owned"] == [track_id] and int(summary["spent"]) == price
+
+    # Owned: the play is paid by a voucher that adds nothing, and the page calls it free.
+    play(page, "Gas Price Blues")
+    expect(page.get_by_test_id("player-status")).to_have_attribute("data-status", "playing", timeout=10_000)
+    free = wait_history(stack, cid, 2)[-1]
+    assert free["kind"] == "play" and free["target"] == track_id and free["amount"] == "0" and not free["payments"]
+    assert int(free["total"]) == price
+    expect(page.get_by_test_id("history-item").first).to_have_attribute("data-kind", "play")
+    expect(page.get_by_test_id("history-item").first).to_contain_text("free")
+    expect(page.get_by_test_id("spent")).to_have_text("0.002")
+    summary = stack.get(f"/api/v1/channels/{cid}")
+    assert int(summary["spent"]) == price and summary["plays"] == {track_id: 1}
+
+    # The artists earned the purchase once (the free play added nothing), pending then settled on-chain.
+    for who, share in shares.items():
+        row = _earned(stack, who, track_id)
+        assert int(row["earned"]) - int(before[who]["earned"]) == share, (who, row)
+        assert row["downloads"] - before[who]["downloads"] == 1, (who, row)
+    eventually(lambda: channels.get_channel(bytes.fromhex(cid[2:])).settled == price, 30, "settlement of the purchase")
+    for who, share in shares.items():
+        assert channels.contract.functions.claimable(who, ETH_TOKEN).call() - claimable_before[who] == share, who
+    calls = page.evaluate("window.__csWallet.calls")
+    assert calls.count("eth_sendTransaction") == 1 and "eth_signTypedData_v4" not in calls, calls
+    assert not page.errors, page.errors
+    page.context.close()
