@@ -8,6 +8,7 @@ Screenshots of the main screens go to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import wave
@@ -503,5 +504,79 @@ def test_buy_a_track_then_its_plays_are_free(browser: Any, stack: Stack) -> None
         assert channels.contract.functions.claimable(who, ETH_TOKEN).call() - claimable_before[who] == share, who
     calls = page.evaluate("window.__csWallet.calls")
     assert calls.count("eth_sendTransaction") == 1 and "eth_signTypedData_v4" not in calls, calls
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def _stored_session_key(page: Any, channel_id: str) -> str:
+    """The address of the session key this browser keeps for the channel (localStorage)."""
+    raw = page.evaluate(f"localStorage.getItem(Object.keys(localStorage).find(k => k.endsWith('{channel_id.lower()}')))")
+    assert raw, "no session key stored in this browser"
+    return str(json.loads(raw)["address"])
+
+
+def test_authorise_a_new_session_key_from_another_browser(browser: Any, stack: Stack) -> None:
+    """A channel opened in one browser, then used from a second browser that lacks its key: 'Authorise this
+    browser' replaces the session key with one wallet transaction (setSessionKey); the chain and the relay see the
+    new key, the next payment is signed by it without the wallet and accepted, the first browser no longer holds
+    the channel's key, and the cooperative close carries the new key's signature on the latest voucher."""
+    from chainstream.protocol.signing import Signature, recover
+
+    w3 = stack.web3()
+    channels = ChannelsClient(w3, stack.deployment.channels)
+
+    first = open_page(browser, stack, "rotator")
+    connect(first)
+    first.get_by_test_id("deposit-input").fill("0.01")
+    first.get_by_test_id("open-channel").click()
+    cid = channel_of(first)
+    old_key = channels.get_channel(bytes.fromhex(cid[2:])).session_key
+    assert _stored_session_key(first, cid) == old_key
+    play(first, "Morning Modem")
+    wait_history(stack, cid, 1)
+
+    # The same listener in another browser: the channel is there, its key is not.
+    page = open_page(browser, stack, "rotator")
+    connect(page)
+    card = page.get_by_test_id("channel-card")
+    expect(card).to_have_attribute("data-channel-id", cid, timeout=20_000)
+    expect(card).to_contain_text("not in this browser")
+    authorise = card.get_by_role("button", name="Authorise this browser")
+    shot(page, "15-authorise-session", top=False)
+    authorise.click()
+    expect(card).not_to_contain_text("not in this browser", timeout=20_000)
+    expect(authorise).to_have_count(0)
+
+    new_key = _stored_session_key(page, cid)
+    assert new_key != old_key
+    state = channels.get_channel(bytes.fromhex(cid[2:]))
+    assert state.session_key == new_key and state.payer == stack.address("rotator")
+    eventually(lambda: stack.get(f"/api/v1/channels/{cid}")["sessionKey"] == new_key, 20, "the relay to see the new key")
+    expect(card).to_contain_text(f"{new_key[:6]}…{new_key[-4:]}")
+    assert page.evaluate("window.__csWallet.calls").count("eth_sendTransaction") == 1  # setSessionKey, nothing else
+
+    # Paid from the new key: no wallet signature, accepted by the relay.
+    play(page, "Stream to Own")
+    items = wait_history(stack, cid, 2)
+    assert items[-1]["kind"] == "play" and items[-1]["title"] == "Stream to Own"
+    expect(page.get_by_test_id("history-item").first).to_contain_text("Stream to Own")
+    assert "eth_signTypedData_v4" not in page.evaluate("window.__csWallet.calls")
+
+    # The first browser's key is no longer the channel's: it says so once it reloads the channel (every 3 s).
+    expect(first.get_by_test_id("channel-card")).to_contain_text("not in this browser", timeout=20_000)
+    expect(first.get_by_test_id("channel-card").get_by_role("button", name="Authorise this browser")).to_be_visible()
+    first.context.close()
+
+    # Close cooperatively from the new browser; the relay's answer carries the latest voucher with its signature,
+    # which recovers to the new key over the digest the relay recorded; the contract accepts it.
+    spent = sum(int(i["amount"]) for i in items)
+    page.get_by_test_id("close-menu").click()
+    with page.expect_response(lambda r: r.url.endswith(f"/channels/{cid}/close") and r.request.method == "POST") as answer:
+        page.get_by_test_id("close-coop").click()
+    voucher = answer.value.json()["voucher"]
+    assert recover(bytes.fromhex(items[-1]["digest"][2:]), Signature.from_hex(voucher["signature"])) == new_key
+    expect(page.get_by_test_id("closed-summary")).to_be_visible(timeout=30_000)
+    final = channels.get_channel(bytes.fromhex(cid[2:]))
+    assert final.status == ChannelStatus.CLOSED and final.settled == spent
     assert not page.errors, page.errors
     page.context.close()
