@@ -580,3 +580,45 @@ def test_authorise_a_new_session_key_from_another_browser(browser: Any, stack: S
     assert final.status == ChannelStatus.CLOSED and final.settled == spent
     assert not page.errors, page.errors
     page.context.close()
+
+
+def test_wallet_without_the_chain_adds_it_then_plays(browser: Any, stack: Stack) -> None:
+    """The wallet starts on mainnet and does not know the relay's chain: 'Switch' gets error 4902, so the page
+    adds the chain with the relay's /player-config.json (wallet_addEthereumChain: chain id, name, RPC URL), then
+    switches; the wallet talks to the chain only through the added RPC URL, and a channel opens and pays."""
+    config = stack.get("/player-config.json")
+    assert config["rpcUrls"] == [stack.node.url]  # a loopback node is published
+    page = wallet_page(browser, stack.url + "/", rpc_url=stack.node.url, account=stack.address("newcomer"),
+                       chain_id=stack.deployment.chain_id, start_chain_id=1, knows_chain=False)
+    connect(page)
+    wrong = page.locator("[data-testid=banner][data-code=wrong_network]")
+    expect(wrong).to_be_visible()
+    expect(page.get_by_test_id("network")).to_contain_text("Wrong network · 1")
+    wrong.get_by_role("button", name="Switch to Anvil (local)").click()
+    expect(page.get_by_test_id("network")).to_contain_text("31337")
+    expect(wrong).to_have_count(0)
+    expect(page.locator("[data-testid=banner][data-code]")).to_have_count(0)
+
+    requests = [r for r in page.evaluate("window.__csWallet.requests") if r["method"].startswith("wallet_")]
+    chain = hex(stack.deployment.chain_id)
+    assert [r["method"] for r in requests] == ["wallet_switchEthereumChain", "wallet_addEthereumChain", "wallet_switchEthereumChain"]
+    assert requests[0]["params"] == [{"chainId": chain}] == requests[2]["params"]
+    (added,) = requests[1]["params"]
+    assert added["chainId"] == chain and added["rpcUrls"] == config["rpcUrls"]
+    assert added["chainName"] == (config["chainName"] or "Anvil (local)")
+    assert added["nativeCurrency"] == {"name": "Ether", "symbol": "ETH", "decimals": 18}
+
+    # On the added chain the player works: open a channel and pay for a play.
+    expect(page.get_by_test_id("channel-card")).to_have_attribute("data-status", "none")
+    page.get_by_test_id("deposit-input").fill("0.005")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    channels = ChannelsClient(stack.web3(), stack.deployment.channels)
+    assert channels.get_channel(bytes.fromhex(cid[2:])).payer == stack.address("newcomer")
+    play(page, "Morning Modem")
+    (paid,) = wait_history(stack, cid, 1)
+    assert paid["kind"] == "play" and paid["amount"] == str(20_000 * GWEI)
+    expect(page.get_by_test_id("spent")).to_have_text("0.00002")
+    shot(page, "16-added-chain")
+    assert not page.errors, page.errors
+    page.context.close()
