@@ -622,3 +622,48 @@ def test_wallet_without_the_chain_adds_it_then_plays(browser: Any, stack: Stack)
     shot(page, "16-added-chain")
     assert not page.errors, page.errors
     page.context.close()
+
+
+def test_renew_an_expired_session_key(browser: Any, stack: Stack) -> None:
+    """A one-day session key expires (chain time moves a day on): the relay refuses the browser's next voucher as
+    signed by an expired key, the page says so and offers to renew the key; one setSessionKey later the relay
+    knows the new key and the next play is paid by it without the wallet. (Moves this stack's chain a day on.)"""
+    channels = ChannelsClient(stack.web3(), stack.deployment.channels)
+    page = open_page(browser, stack, "renewer")
+    connect(page)
+    page.get_by_label("Session key valid for").select_option("1")
+    page.get_by_test_id("deposit-input").fill("0.01")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    old_key = channels.get_channel(bytes.fromhex(cid[2:])).session_key
+    play(page, "Morning Modem")
+    wait_history(stack, cid, 1)
+
+    stack.advance(86_400 + 60)
+    mined = stack.web3().eth.block_number
+    eventually(lambda: stack.get("/api/v1/health")["block"] >= mined, 15, "the relay to see the day-later block")
+    play(page, "Stream to Own")
+    expired = page.locator("[data-testid=banner][data-code=session_key_expired]")
+    expect(expired).to_be_visible()
+    card = page.get_by_test_id("channel-card")
+    expect(card).to_contain_text("expired")
+    renew = card.get_by_role("button", name="Renew this browser's key")
+    shot(page, "17-session-key-expired", top=False)
+    assert len(history(stack, cid)) == 1, "the expired key's voucher was refused"
+    renew.click()
+    # the page holds the new key once the relay reports it as the channel's (it polls the relay after the tx)
+    expect(card).not_to_contain_text("expired", timeout=20_000)
+    expect(renew).to_have_count(0)
+    new_key = _stored_session_key(page, cid)
+    state = channels.get_channel(bytes.fromhex(cid[2:]))
+    assert new_key != old_key and state.session_key == new_key
+    assert stack.get(f"/api/v1/channels/{cid}")["sessionKey"] == new_key
+
+    play(page, "Stream to Own")
+    items = wait_history(stack, cid, 2)
+    assert items[-1]["title"] == "Stream to Own" and items[-1]["amount"] == str(2_000 * GWEI)
+    calls = page.evaluate("window.__csWallet.calls")
+    assert calls.count("eth_sendTransaction") == 2 and "eth_signTypedData_v4" not in calls, calls
+    # the only console error is Chromium's note of the refused payment (HTTP 403)
+    assert [e for e in page.errors if "status of 403" not in e] == [], page.errors
+    page.context.close()
