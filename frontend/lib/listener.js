@@ -328,6 +328,12 @@ export class Listener extends EventTarget {
       this.changed("payment");
       return { ack, charge };
     } catch (err) {
+      // The relay judges key expiry by chain time, which may run ahead of this page's estimate (a devnet after
+      // time travel): re-read it so the page stops signing with the key and offers to renew it.
+      if (err instanceof RelayError && err.code === "session_key_expired") {
+        await this.refreshChainTime();
+        this.changed("channel");
+      }
       if (err instanceof RelayError && RESYNC_CODES.has(err.code) && err.state) {
         this.applySummary(err.state);
         if (err.code === "voucher_mismatch") await this.refreshCatalog().catch(() => {});

@@ -203,7 +203,7 @@ function sideKey(ctx) {
   const { listener, wallet } = ctx;
   const c = listener.channel;
   return JSON.stringify([wallet?.account, wallet?.chainId, ctx.chainOk(), c?.channelId, c?.status, !!c?.closesAt, !!listener.session,
-    c?.dailyCap, form.panel, form.busy, form.token, form.method, listener.channels.length, !!listener.closeResult]);
+    listener.sessionUsable(), c?.dailyCap, form.panel, form.busy, form.token, form.method, listener.channels.length, !!listener.closeResult]);
 }
 
 function renderSide(ctx, el) {
@@ -255,13 +255,20 @@ function renderSide(ctx, el) {
     body.push(h("div.meter", { "data-testid": "cap-meter" },
       h("div.meter-head", h("span", "Today ", refs.today), refs.capLabel), refs.capMeter));
     const session = listener.session;
+    // A key past (or within the relay's margin of) its expiry cannot pay: offer to replace it, as for a missing one.
+    const stale = session && !listener.sessionUsable();
+    const expiredWord = () => (listener.chainNow() >= c.sessionExpiry ? "expired" : "expires too soon to pay");
     body.push(h("div.kv-list",
-      h("div", h("span.k", "Session key"), session ? h("span.mono", { title: session.address }, shortAddr(session.address)) : h("span.chip.warn", "not in this browser")),
+      h("div", h("span.k", "Session key"), session ? h("span.row", h("span.mono", { title: session.address }, shortAddr(session.address)),
+        stale ? h("span.chip.warn", expiredWord()) : null) : h("span.chip.warn", "not in this browser")),
       h("div", h("span.k", "Key expires"), h("span", { "data-k": "expiry" }, "")),
       h("div", h("span.k", "Channel"), h("span.mono", { title: c.channelId }, shortAddr(c.channelId)))));
     if (!session) {
       body.push(h("div.inline-form", h("div.muted", "Vouchers from this browser need your wallet's signature each time. Authorise a session key to play without pop-ups."),
         busyButton(ctx, "authorize", "Authorise this browser", () => listener.authorizeSession(7), "btn primary small")));
+    } else if (stale) {
+      body.push(h("div.inline-form", h("div.muted", `This browser's session key ${expiredWord()}: vouchers need your wallet's signature each time. Renew it (one transaction) to play without pop-ups.`),
+        busyButton(ctx, "authorize", "Renew this browser's key", () => listener.authorizeSession(7), "btn primary small", "renew-session")));
     }
     body.push(h("div.actions-row",
       h("button.btn.small", { "data-testid": "set-cap", onclick: () => togglePanel(ctx, "cap") }, c.dailyCap ? "Change daily cap" : "Set daily cap"),
@@ -320,7 +327,8 @@ function updateSideNumbers(ctx, refs) {
       refs.capMeter.className = "meter-bar nocap";
     }
     const exp = document.querySelector("[data-k=expiry]");
-    if (exp) exp.textContent = c.sessionExpiry ? `in ${fmtDuration(c.sessionExpiry - ctx.listener.chainNow())}` : "—";
+    const left = c.sessionExpiry - ctx.listener.chainNow();
+    if (exp) exp.textContent = !c.sessionExpiry ? "—" : left > 0 ? `in ${fmtDuration(left)}` : "expired";
   }
   if (refs.countdown) {
     const left = (c.closesAt ?? 0) - ctx.listener.chainNow();

@@ -37,8 +37,12 @@ ANVIL_KEYS = (
     "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
     "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+    "0xf214f2b2cd398c806f84e317254e0f0b801d0643303237d97a22a48e01628897",
+    "0x701b615bbdfb9de65240bc28bd21bbc0d996645a3dd57e7b12bc2bdf6f192c82",
+    "0xa267530f49f8280200edf313ee7af6b827f2a8bce2897751d06a843f644967b1",
 )
-ROLES = {"deployer": 0, "relay": 1, "listener": 2, "ada": 3, "ben": 4, "cleo": 5, "label": 6, "platform": 7, "listener2": 8}
+ROLES = {"deployer": 0, "relay": 1, "listener": 2, "ada": 3, "ben": 4, "cleo": 5, "label": 6, "platform": 7, "listener2": 8,
+         "buyer": 9, "rotator": 10, "newcomer": 11, "renewer": 12}  # the last four: one listener per browser test
 CHALLENGE_PERIOD = 3_600
 
 
@@ -85,7 +89,7 @@ def start_stack(*, port: int | None = None, settle_interval: float = 1.0, settle
     from chainstream.config import Settings
     from chainstream.relay.app import create_app
 
-    node = AnvilNode().start()
+    node = AnvilNode(accounts=len(ANVIL_KEYS)).start()
     try:
         w3 = node.web3()
         keys = {role: PrivateKey(ANVIL_KEYS[i]) for role, i in ROLES.items()}

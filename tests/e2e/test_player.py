@@ -8,6 +8,7 @@ Screenshots of the main screens go to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import wave
@@ -431,3 +432,241 @@ def _track(stack: Stack, track_id: str) -> dict[str, Any] | None:
 
     response = httpx.get(f"{stack.url}/api/v1/tracks/{track_id}", timeout=10)
     return response.json() if response.status_code == 200 else None
+
+
+ETH_TOKEN = "0x0000000000000000000000000000000000000000"
+
+
+def _earned(stack: Stack, payee: str, track_id: str) -> dict[str, Any]:
+    """The payee's ETH earnings row for one track (zeros when it has none yet)."""
+    rows = [r for r in stack.get(f"/api/v1/artists/{payee}/earnings")["tracks"]
+            if r["token"].lower() == ETH_TOKEN and r["target"].lower() == track_id.lower()]
+    return rows[0] if rows else {"earned": "0", "downloads": 0, "plays": 0}
+
+
+def test_buy_a_track_then_its_plays_are_free(browser: Any, stack: Stack) -> None:
+    """Buy Gas Price Blues outright from its tile (one download voucher at its download price, split like a
+    play); the tile says it is owned, the relay stores the purchase and the ownership, and the next play is
+    accepted at no charge; the artists' earnings and the on-chain settlement count the purchase once."""
+    w3 = stack.web3()
+    channels = ChannelsClient(w3, stack.deployment.channels)
+    ben, label, platform = stack.address("ben"), stack.address("label"), stack.address("platform")
+    track_id = "0x" + stack.track_ids["Gas Price Blues"].hex()
+    price = 2_000_000 * GWEI  # the track's ETH download price (seed catalog): 0.002 ETH
+    fee = price * 500 // 10_000  # 5% platform fee off the top, then ben 80% / label 20%
+    shares = {platform: fee, ben: (price - fee) * 8_000 // 10_000, label: (price - fee) * 2_000 // 10_000}
+    before = {who: _earned(stack, who, track_id) for who in shares}
+    claimable_before = {who: channels.contract.functions.claimable(who, ETH_TOKEN).call() for who in shares}
+
+    page = open_page(browser, stack, "buyer")
+    connect(page)
+    page.get_by_test_id("deposit-input").fill("0.01")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    gas = tile(page, "Gas Price Blues")
+    expect(gas).to_contain_text("buy 0.002 ETH")
+    buy = gas.get_by_role("button", name="Buy")
+    expect(buy).to_be_visible()
+    reveal(buy)
+    buy.click()
+    expect(page.get_by_test_id("toast").filter(has_text="You own “Gas Price Blues” now")).to_be_visible()
+    expect(tile(page, "Gas Price Blues")).to_contain_text("Owned · plays free")
+    expect(tile(page, "Gas Price Blues").get_by_role("button", name="Buy")).to_have_count(0)
+    expect(page.get_by_test_id("spent")).to_have_text("0.002")
+    latest = page.get_by_test_id("history-item").first
+    expect(latest).to_have_attribute("data-kind", "download")
+    expect(latest).to_contain_text("Purchase")
+    shot(page, "14-bought", top=False)
+
+    (bought,) = wait_history(stack, cid, 1)
+    assert bought["kind"] == "download" and bought["target"] == track_id and bought["title"] == "Gas Price Blues"
+    assert int(bought["amount"]) == price and bought["units"] == 1
+    assert {k: int(v) for k, v in bought["payments"].items()} == shares
+    summary = stack.get(f"/api/v1/channels/{cid}")
+    assert summary["owned"] == [track_id] and int(summary["spent"]) == price
+
+    # Owned: the play is paid by a voucher that adds nothing, and the page calls it free.
+    play(page, "Gas Price Blues")
+    expect(page.get_by_test_id("player-status")).to_have_attribute("data-status", "playing", timeout=10_000)
+    free = wait_history(stack, cid, 2)[-1]
+    assert free["kind"] == "play" and free["target"] == track_id and free["amount"] == "0" and not free["payments"]
+    assert int(free["total"]) == price
+    expect(page.get_by_test_id("history-item").first).to_have_attribute("data-kind", "play")
+    expect(page.get_by_test_id("history-item").first).to_contain_text("free")
+    expect(page.get_by_test_id("spent")).to_have_text("0.002")
+    summary = stack.get(f"/api/v1/channels/{cid}")
+    assert int(summary["spent"]) == price and summary["plays"] == {track_id: 1}
+
+    # The artists earned the purchase once (the free play added nothing), pending then settled on-chain.
+    for who, share in shares.items():
+        row = _earned(stack, who, track_id)
+        assert int(row["earned"]) - int(before[who]["earned"]) == share, (who, row)
+        assert row["downloads"] - before[who]["downloads"] == 1, (who, row)
+    eventually(lambda: channels.get_channel(bytes.fromhex(cid[2:])).settled == price, 30, "settlement of the purchase")
+    for who, share in shares.items():
+        assert channels.contract.functions.claimable(who, ETH_TOKEN).call() - claimable_before[who] == share, who
+    calls = page.evaluate("window.__csWallet.calls")
+    assert calls.count("eth_sendTransaction") == 1 and "eth_signTypedData_v4" not in calls, calls
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def _stored_session_key(page: Any, channel_id: str) -> str:
+    """The address of the session key this browser keeps for the channel (localStorage)."""
+    raw = page.evaluate(f"localStorage.getItem(Object.keys(localStorage).find(k => k.endsWith('{channel_id.lower()}')))")
+    assert raw, "no session key stored in this browser"
+    return str(json.loads(raw)["address"])
+
+
+def test_authorise_a_new_session_key_from_another_browser(browser: Any, stack: Stack) -> None:
+    """A channel opened in one browser, then used from a second browser that lacks its key: 'Authorise this
+    browser' replaces the session key with one wallet transaction (setSessionKey); the chain and the relay see the
+    new key, the next payment is signed by it without the wallet and accepted, the first browser no longer holds
+    the channel's key, and the cooperative close carries the new key's signature on the latest voucher."""
+    from chainstream.protocol.signing import Signature, recover
+
+    w3 = stack.web3()
+    channels = ChannelsClient(w3, stack.deployment.channels)
+
+    first = open_page(browser, stack, "rotator")
+    connect(first)
+    first.get_by_test_id("deposit-input").fill("0.01")
+    first.get_by_test_id("open-channel").click()
+    cid = channel_of(first)
+    old_key = channels.get_channel(bytes.fromhex(cid[2:])).session_key
+    assert _stored_session_key(first, cid) == old_key
+    play(first, "Morning Modem")
+    wait_history(stack, cid, 1)
+
+    # The same listener in another browser: the channel is there, its key is not.
+    page = open_page(browser, stack, "rotator")
+    connect(page)
+    card = page.get_by_test_id("channel-card")
+    expect(card).to_have_attribute("data-channel-id", cid, timeout=20_000)
+    expect(card).to_contain_text("not in this browser")
+    authorise = card.get_by_role("button", name="Authorise this browser")
+    shot(page, "15-authorise-session", top=False)
+    authorise.click()
+    expect(card).not_to_contain_text("not in this browser", timeout=20_000)
+    expect(authorise).to_have_count(0)
+
+    new_key = _stored_session_key(page, cid)
+    assert new_key != old_key
+    state = channels.get_channel(bytes.fromhex(cid[2:]))
+    assert state.session_key == new_key and state.payer == stack.address("rotator")
+    eventually(lambda: stack.get(f"/api/v1/channels/{cid}")["sessionKey"] == new_key, 20, "the relay to see the new key")
+    expect(card).to_contain_text(f"{new_key[:6]}…{new_key[-4:]}")
+    assert page.evaluate("window.__csWallet.calls").count("eth_sendTransaction") == 1  # setSessionKey, nothing else
+
+    # Paid from the new key: no wallet signature, accepted by the relay.
+    play(page, "Stream to Own")
+    items = wait_history(stack, cid, 2)
+    assert items[-1]["kind"] == "play" and items[-1]["title"] == "Stream to Own"
+    expect(page.get_by_test_id("history-item").first).to_contain_text("Stream to Own")
+    assert "eth_signTypedData_v4" not in page.evaluate("window.__csWallet.calls")
+
+    # The first browser's key is no longer the channel's: it says so once it reloads the channel (every 3 s).
+    expect(first.get_by_test_id("channel-card")).to_contain_text("not in this browser", timeout=20_000)
+    expect(first.get_by_test_id("channel-card").get_by_role("button", name="Authorise this browser")).to_be_visible()
+    first.context.close()
+
+    # Close cooperatively from the new browser; the relay's answer carries the latest voucher with its signature,
+    # which recovers to the new key over the digest the relay recorded; the contract accepts it.
+    spent = sum(int(i["amount"]) for i in items)
+    page.get_by_test_id("close-menu").click()
+    with page.expect_response(lambda r: r.url.endswith(f"/channels/{cid}/close") and r.request.method == "POST") as answer:
+        page.get_by_test_id("close-coop").click()
+    voucher = answer.value.json()["voucher"]
+    assert recover(bytes.fromhex(items[-1]["digest"][2:]), Signature.from_hex(voucher["signature"])) == new_key
+    expect(page.get_by_test_id("closed-summary")).to_be_visible(timeout=30_000)
+    final = channels.get_channel(bytes.fromhex(cid[2:]))
+    assert final.status == ChannelStatus.CLOSED and final.settled == spent
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def test_wallet_without_the_chain_adds_it_then_plays(browser: Any, stack: Stack) -> None:
+    """The wallet starts on mainnet and does not know the relay's chain: 'Switch' gets error 4902, so the page
+    adds the chain with the relay's /player-config.json (wallet_addEthereumChain: chain id, name, RPC URL), then
+    switches; the wallet talks to the chain only through the added RPC URL, and a channel opens and pays."""
+    config = stack.get("/player-config.json")
+    assert config["rpcUrls"] == [stack.node.url]  # a loopback node is published
+    page = wallet_page(browser, stack.url + "/", rpc_url=stack.node.url, account=stack.address("newcomer"),
+                       chain_id=stack.deployment.chain_id, start_chain_id=1, knows_chain=False)
+    connect(page)
+    wrong = page.locator("[data-testid=banner][data-code=wrong_network]")
+    expect(wrong).to_be_visible()
+    expect(page.get_by_test_id("network")).to_contain_text("Wrong network · 1")
+    wrong.get_by_role("button", name="Switch to Anvil (local)").click()
+    expect(page.get_by_test_id("network")).to_contain_text("31337")
+    expect(wrong).to_have_count(0)
+    expect(page.locator("[data-testid=banner][data-code]")).to_have_count(0)
+
+    requests = [r for r in page.evaluate("window.__csWallet.requests") if r["method"].startswith("wallet_")]
+    chain = hex(stack.deployment.chain_id)
+    assert [r["method"] for r in requests] == ["wallet_switchEthereumChain", "wallet_addEthereumChain", "wallet_switchEthereumChain"]
+    assert requests[0]["params"] == [{"chainId": chain}] == requests[2]["params"]
+    (added,) = requests[1]["params"]
+    assert added["chainId"] == chain and added["rpcUrls"] == config["rpcUrls"]
+    assert added["chainName"] == (config["chainName"] or "Anvil (local)")
+    assert added["nativeCurrency"] == {"name": "Ether", "symbol": "ETH", "decimals": 18}
+
+    # On the added chain the player works: open a channel and pay for a play.
+    expect(page.get_by_test_id("channel-card")).to_have_attribute("data-status", "none")
+    page.get_by_test_id("deposit-input").fill("0.005")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    channels = ChannelsClient(stack.web3(), stack.deployment.channels)
+    assert channels.get_channel(bytes.fromhex(cid[2:])).payer == stack.address("newcomer")
+    play(page, "Morning Modem")
+    (paid,) = wait_history(stack, cid, 1)
+    assert paid["kind"] == "play" and paid["amount"] == str(20_000 * GWEI)
+    expect(page.get_by_test_id("spent")).to_have_text("0.00002")
+    shot(page, "16-added-chain")
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def test_renew_an_expired_session_key(browser: Any, stack: Stack) -> None:
+    """A one-day session key expires (chain time moves a day on): the relay refuses the browser's next voucher as
+    signed by an expired key, the page says so and offers to renew the key; one setSessionKey later the relay
+    knows the new key and the next play is paid by it without the wallet. (Moves this stack's chain a day on.)"""
+    channels = ChannelsClient(stack.web3(), stack.deployment.channels)
+    page = open_page(browser, stack, "renewer")
+    connect(page)
+    page.get_by_label("Session key valid for").select_option("1")
+    page.get_by_test_id("deposit-input").fill("0.01")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    old_key = channels.get_channel(bytes.fromhex(cid[2:])).session_key
+    play(page, "Morning Modem")
+    wait_history(stack, cid, 1)
+
+    stack.advance(86_400 + 60)
+    mined = stack.web3().eth.block_number
+    eventually(lambda: stack.get("/api/v1/health")["block"] >= mined, 15, "the relay to see the day-later block")
+    play(page, "Stream to Own")
+    expired = page.locator("[data-testid=banner][data-code=session_key_expired]")
+    expect(expired).to_be_visible()
+    card = page.get_by_test_id("channel-card")
+    expect(card).to_contain_text("expired")
+    renew = card.get_by_role("button", name="Renew this browser's key")
+    shot(page, "17-session-key-expired", top=False)
+    assert len(history(stack, cid)) == 1, "the expired key's voucher was refused"
+    renew.click()
+    # the page holds the new key once the relay reports it as the channel's (it polls the relay after the tx)
+    expect(card).not_to_contain_text("expired", timeout=20_000)
+    expect(renew).to_have_count(0)
+    new_key = _stored_session_key(page, cid)
+    state = channels.get_channel(bytes.fromhex(cid[2:]))
+    assert new_key != old_key and state.session_key == new_key
+    assert stack.get(f"/api/v1/channels/{cid}")["sessionKey"] == new_key
+
+    play(page, "Stream to Own")
+    items = wait_history(stack, cid, 2)
+    assert items[-1]["title"] == "Stream to Own" and items[-1]["amount"] == str(2_000 * GWEI)
+    calls = page.evaluate("window.__csWallet.calls")
+    assert calls.count("eth_sendTransaction") == 2 and "eth_signTypedData_v4" not in calls, calls
+    # the only console error is Chromium's note of the refused payment (HTTP 403)
+    assert [e for e in page.errors if "status of 403" not in e] == [], page.errors
+    page.context.close()

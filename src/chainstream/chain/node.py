@@ -85,16 +85,18 @@ def free_port() -> int:
 class AnvilNode:
     """A local anvil process on a free loopback port; a context manager that always stops it."""
 
-    def __init__(self, *, port: int | None = None, block_time: float | None = None, chain_id: int = 31337) -> None:
+    def __init__(self, *, port: int | None = None, block_time: float | None = None, chain_id: int = 31337,
+                 accounts: int = 10) -> None:
         self.port = port or free_port()
         self.chain_id = chain_id
         self.block_time = block_time
+        self.accounts = accounts  # unlocked dev accounts derived from anvil's test mnemonic
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> AnvilNode:
         args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id),
-                "--silent", "--accounts", "10", "--balance", "100000"]
+                "--silent", "--accounts", str(self.accounts), "--balance", "100000"]
         if self.block_time is not None:
             args += ["--block-time", str(self.block_time)]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
