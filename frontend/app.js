@@ -29,6 +29,8 @@ const ERROR_TITLES = {
   unknown_channel: "The relay does not know this channel yet",
   wrong_relay: "This channel is served by another relay",
   stale_caps: "Those caps are older than the ones in force",
+  caps_need_payer: "Raising or lifting a cap needs your wallet's signature",
+  close_state_mismatch: "Out of sync with the relay: try closing again",
   relay_unreachable: "The relay is unreachable",
   invalid_request: "The relay rejected the request",
 };

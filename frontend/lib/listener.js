@@ -363,8 +363,12 @@ export class Listener extends EventTarget {
     const issuedAt = BigInt(Math.max(Math.floor(Date.now() / 1000), (this._capsIssuedAt ?? 0) + 1));
     this._capsIssuedAt = Number(issuedAt);
     const message = { channelId: id, dailyCap: BigInt(dailyCap), sessionCap: BigInt(sessionCap), issuedAt };
+    // The session key may lower or set caps; raising or lifting one (0 = none) takes the wallet, as the relay
+    // does not let a key loosen the limits meant for it.
+    const loosens = [[this.channel.dailyCap, dailyCap], [this.channel.sessionCap, sessionCap]]
+      .some(([current, next]) => current != null && (BigInt(next) === 0n || BigInt(next) > BigInt(current)));
     let signature;
-    if (this.session) signature = P.signDigest(this.session.wallet, P.capsDigest(domain, message));
+    if (this.session && !loosens) signature = P.signDigest(this.session.wallet, P.capsDigest(domain, message));
     else signature = await (await this.ctx.wallet.signer()).signTypedData(domain, P.CAPS_TYPES, message);
     const summary = await this.ctx.relay.setCaps(id, {
       dailyCap: String(dailyCap), sessionCap: String(sessionCap), issuedAt: Number(issuedAt), signature,
@@ -382,7 +386,15 @@ export class Listener extends EventTarget {
     await this._queue; // no payment in flight
     let lastErr;
     for (let attempt = 0; attempt < 2; attempt++) {
-      const res = await this.ctx.relay.close(id);
+      let res;
+      try {
+        res = await this.ctx.relay.close(id, await this._closeRequest());
+      } catch (err) {
+        // the relay has a later voucher than this page (an acknowledgement lost on the way): take its state, once
+        if (err?.code !== "close_state_mismatch" || !err.state || attempt) throw err;
+        this.applySummary(err.state);
+        continue;
+      }
       const entry = closeEntry(id, res);
       const relaySig = P.toCompact(res.relaySignature);
       try {
@@ -398,6 +410,18 @@ export class Listener extends EventTarget {
       }
     }
     throw lastErr;
+  }
+
+  /** The request for the relay's consent: Close(channelId, our latest voucher's digest), signed like a payment. */
+  async _closeRequest() {
+    const { domain } = this.ctx;
+    const id = this.channel.channelId;
+    const voucher = this.ledger?.voucher ?? { channelId: id, payees: [] };
+    const voucherDigest = voucher.payees.length ? P.voucherDigest(domain, voucher) : P.ZERO_HASH;
+    const signature = this.session
+      ? P.signDigest(this.session.wallet, P.closeDigest(domain, voucher))
+      : await (await this.ctx.wallet.signer()).signTypedData(domain, P.CLOSE_TYPES, { channelId: id, voucherDigest });
+    return { voucherDigest, signature };
   }
 
   async requestClose() {

@@ -46,7 +46,7 @@ export class RelayClient {
   history = (id, limit = 50) => this.get(`/api/v1/channels/${id}/history?limit=${limit}`);
   pay = (id, body) => this.request("POST", `/api/v1/channels/${id}/payments`, body);
   setCaps = (id, body) => this.request("PUT", `/api/v1/channels/${id}/caps`, body);
-  close = (id) => this.request("POST", `/api/v1/channels/${id}/close`);
+  close = (id, body) => this.request("POST", `/api/v1/channels/${id}/close`, body);
   listenerChannels = (addr) => this.get(`/api/v1/listeners/${addr}/channels`);
   earnings = (addr) => this.get(`/api/v1/artists/${addr}/earnings`);
   earningsCsvUrl = (addr) => `${this.base}/api/v1/artists/${addr}/earnings?format=csv`;
