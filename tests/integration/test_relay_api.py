@@ -517,3 +517,13 @@ def test_a_database_from_before_persisted_caps_is_upgraded(tmp_path: Any) -> Non
     finally:
         store.close()
     SqliteStore(path).close()  # opening an upgraded database again changes nothing
+
+
+def test_every_refusal_has_the_relays_error_format(relay: InProcessRelay) -> None:
+    """Paths the relay does not have, methods a path does not take and a malformed SSE filter are refused like
+    everything else: {"error": {"code", "message"}} with a stable code."""
+    http = relay.http()
+    rejected(http.get("/no/such/path"), 404, "not_found")
+    rejected(http.delete("/health"), 405, "method_not_allowed")
+    rejected(http.get("/events", params={"channel": "0x1234"}), 400, "bad_bytes32")
+    rejected(http.get("/events", params={"payee": "0x1234"}), 400, "bad_address")

@@ -15,8 +15,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import requests
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
@@ -162,6 +164,24 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
     async def unrecoverable_handler(_: Request, exc: ChainStreamError) -> JSONResponse:
         log.error("internal error: %s", exc)
         return _error(503, exc.code, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_handler(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """The framework's own refusals (no such path, wrong method) in the relay's error format."""
+        if exc.status_code == 404:
+            return _error(404, "not_found", "no such path")
+        if exc.status_code == 405:
+            return _error(405, "method_not_allowed", "this path does not take that method")
+        return _error(exc.status_code, "request_refused", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected_handler(_: Request, exc: Exception) -> JSONResponse:
+        """Anything else: the chain's node unreachable (503, retry later), or a bug (500, logged)."""
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):  # web3's HTTP provider
+            log.warning("the chain's node is unreachable: %s", exc)
+            return _error(503, "chain_unavailable", "the relay cannot reach its chain's node; retry later")
+        log.exception("unexpected error", exc_info=exc)
+        return _error(500, "internal_error", f"unexpected {type(exc).__name__}; the relay's log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -342,7 +362,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         """Server-Sent Events: payments (filtered by channel or payee) and catalog changes as they happen."""
         topics = {"catalog"}
         if channel:
-            topics.add("channel:" + channel.lower())
+            topics.add("channel:0x" + to_bytes32(channel, "channel").hex())
         if payee:
             topics.add("payee:" + to_address(payee))
         if not channel and not payee:
