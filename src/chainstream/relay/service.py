@@ -373,13 +373,13 @@ class RelayService:
             raise Rejection("bad_signature", str(exc)) from exc
         if signer not in (rt.record.payer, rt.record.session_key) or signer == ZERO_ADDRESS:
             raise Rejection("unauthorized_signer", "caps must be signed by the payer or its session key", status=403)
+        if issued_at <= rt.caps_issued_at:  # first: a replayed message is stale, whatever it says
+            raise Rejection("stale_caps", "these caps are older than the ones in force", status=409)
         if signer != rt.record.payer and _loosens(rt.record.daily_cap, daily_cap) | _loosens(rt.record.session_cap,
                                                                                              session_cap):
             # The session cap is the limit on what the session key may spend: the key itself may only tighten.
             raise Rejection("caps_need_payer", "a session key may only lower caps or set new ones; raising or lifting "
                             "a cap takes the payer's own signature", status=403)
-        if issued_at <= rt.caps_issued_at:
-            raise Rejection("stale_caps", "these caps are older than the ones in force", status=409)
         rt.caps_issued_at = issued_at
         self.store.set_caps(channel_id, daily_cap or None, session_cap or None, issued_at)  # survives restarts
         rt.record = replace(rt.record, daily_cap=daily_cap or None, session_cap=session_cap or None,
