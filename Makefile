@@ -53,8 +53,10 @@ setup: $(STAMP)/python $(STAMP)/node $(STAMP)/browser $(STAMP)/postgres
 demo: $(STAMP)/python
 	$(VENV)/bin/chainstream demo
 
+# --dist loadgroup: tests marked xdist_group("browser") run on one worker, in file order (they share one stack,
+# and the last one moves the chain's clock a day ahead).
 test: setup
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 	npx hardhat test
 	@if [ -d tests/js ]; then node --test tests/js/; fi
 
