@@ -18,6 +18,9 @@ class Settings(BaseSettings):
                                                                  "postgresql:// URL")
     host: str = "127.0.0.1"
     port: int = 8700
+    instance: str = Field("main", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                          description="this relay instance's name: instances sharing a PostgreSQL database need "
+                                      "distinct names (each keeps its own watcher cursor); one leads settlement")
     frontend_dir: Path | None = Field(None, description="static web player to serve at / (default: ./frontend)")
 
     # settlement policy

@@ -8,13 +8,14 @@ import os
 
 import pytest
 
-from chainstream.sdk import Paid
+from chainstream.sdk import Paid, RelayError
 from chainstream.store.postgres import PostgresStore
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     DRIFT,
     ETH,
     LAZY,
     MODEM,
+    PLAY_PRICE,
     InProcessRelay,
     RelayChain,
     new_wallet,
@@ -65,3 +66,74 @@ def test_a_relay_on_postgresql_keeps_every_acknowledged_payment_across_a_restart
         assert earnings["tokens"][ETH]["settled"] == str(voucher.amounts[0])
     finally:
         second.stop()
+
+
+def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgres_url: str) -> None:  # noqa: F811
+    """Instances "a" and "b" of one relay (one key) on one PostgreSQL database, behind a round-robin balancer:
+    a listener's payments alternate between them and every one is accepted in order; caps set through one bind
+    payments through the other at once; one instance settles, and the other takes over when it stops; after a
+    cooperative close through one, the other takes no payment."""
+    actor = f"relay-pg-{os.urandom(4).hex()}"
+    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
+    a = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="a", **LAZY).start()
+    b = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="b", **LAZY).start()
+    try:
+        listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
+        cid = listener.channel_id
+        assert cid is not None
+        track = relay_chain.track(MODEM)
+        clients = [a.client(), b.client()]
+        for i in range(6):
+            listener.relay = clients[i % 2]
+            assert listener.play(track).seq == i + 1
+        assert [p.seq for p in reversed(a.relay.store.history(cid))] == [1, 2, 3, 4, 5, 6]
+        assert a.channel(cid)["seq"] == b.channel(cid)["seq"] == 6  # reads see the other instance's payments
+
+        # Caps set through a bind payments through b (whose memory still had no cap).
+        listener.relay = clients[0]
+        spent_today = int(a.channel(cid)["spentToday"])
+        listener.set_caps(daily=spent_today + PLAY_PRICE)
+        listener.relay = clients[1]
+        assert listener.play(track).seq == 7
+        with pytest.raises(RelayError) as info:
+            listener.play(track)
+        assert info.value.code == "daily_cap_exceeded"
+        listener.relay = clients[0]
+        listener.set_caps(daily=0)  # lifted (by the wallet)
+
+        # One instance leads settlement; the other never sends.
+        wait_until(lambda: a.relay.settler.leading != b.relay.settler.leading, what="one leader")
+        leader, follower = (a, b) if a.relay.settler.leading else (b, a)
+        assert leader.health()["leader"] and not follower.health()["leader"]
+        follower.settle_now(cid)
+        leader.settle_now(cid)
+        wait_until(lambda: listener.chain_state().settled == 7 * PLAY_PRICE, what="the leader's settlement")
+        assert follower.relay.settler.batches_sent == 0
+
+        # The leader stops: the follower takes over and settles what comes next.
+        leader.stop()
+        listener.relay = follower.client()
+        wait_until(lambda: follower.relay.settler.leading, what="the follower to take the lead")
+        assert listener.play(track).seq == 8
+        follower.settle_now(cid)
+        wait_until(lambda: listener.chain_state().settled == 8 * PLAY_PRICE, what="the new leader's settlement")
+
+        # A second instance again, as "a": a cooperative close through one, then no payment through the other.
+        again = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance=leader.settings.instance,
+                               **LAZY).start()
+        try:
+            listener.relay = again.client()
+            assert listener.play(track).seq == 9
+            listener.relay = follower.client()
+            refund = listener.close_cooperatively()
+            assert refund == 10**17 - 9 * PLAY_PRICE
+            listener.relay = again.client()
+            with pytest.raises(RelayError) as info:
+                listener.play(track)
+            assert info.value.code == "channel_not_open"
+        finally:
+            again.stop()
+    finally:
+        for relay in (a, b):
+            if relay.thread.is_alive():
+                relay.stop()

@@ -59,7 +59,7 @@ class Relay:
         key = PrivateKey(settings.relay_key.get_secret_value())
         self.store = open_store(settings.database)
         try:
-            self.store.claim_instance()
+            self.store.claim_instance(settings.instance)
         except ConfigurationError:
             self.store.close()
             raise
@@ -195,7 +195,9 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
     @api.get("/health")
     async def health() -> dict[str, Any]:
         s = svc()
-        return {"ok": True, "accepted": s.accepted_count, "block": holder["relay"].watcher.processed_block}
+        relay = holder["relay"]
+        return {"ok": True, "accepted": s.accepted_count, "block": relay.watcher.processed_block,
+                "instance": s.settings.instance, "leader": relay.settler.leading}
 
     @api.get("/info")
     async def info() -> dict[str, Any]:
@@ -240,7 +242,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         except Rejection as exc:
             extra: dict[str, Any] = {}
             if exc.code in ("voucher_mismatch", "stale_voucher", "seq_gap"):
-                extra["state"] = svc().channel_summary(await svc().runtime(payment.channel_id))
+                extra["state"] = svc().channel_summary(await svc().current(payment.channel_id))
             return _error(exc.status, exc.code, str(exc), **extra)
         return _ack_json(ack)
 
@@ -286,7 +288,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
     @api.get("/channels/{channel_id}")
     async def channel(channel_id: str) -> dict[str, Any]:
         s = svc()
-        return s.channel_summary(await s.runtime(to_bytes32(channel_id, "channelId")))
+        return s.channel_summary(await s.current(to_bytes32(channel_id, "channelId")))
 
     @api.get("/channels/{channel_id}/history")
     async def history(channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = None) -> dict[str, Any]:
@@ -340,7 +342,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         s = svc()
         out = []
         for record in s.store.channels_of(to_address(address)):
-            out.append(s.channel_summary(await s.runtime(record.channel_id)))
+            out.append(s.channel_summary(await s.current(record.channel_id)))
         return {"channels": out}
 
     @api.get("/artists/{address}/earnings")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable
@@ -68,7 +69,12 @@ class ChannelRuntime:
     refreshes: tuple[float, ...] = ()
     #: ChannelTerms derived from `record`, rebuilt when `record` is replaced (see RelayService._terms)
     terms: tuple[ChannelRecord, ChannelTerms] | None = field(default=None, repr=False)
+    #: the digest of the latest accepted voucher (None before the first): what the next payment extends
+    head_digest: bytes | None = None
 
+
+#: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
+CLOSE_PENDING = b"pending"
 
 #: refusals that a channel state newer than the relay's may turn into acceptances (a top-up, a new session key)
 CHAIN_REFRESH_CODES = frozenset({"insufficient_deposit", "unauthorized_signer"})
@@ -90,12 +96,21 @@ class PaymentAck:
     daily_cap: int | None
 
 
-def _copy_outcome(source: concurrent.futures.Future[None], target: asyncio.Future[None]) -> None:
+def _copy_outcome(source: concurrent.futures.Future[frozenset[bytes]],
+                  target: asyncio.Future[frozenset[bytes]]) -> None:
     exc = source.exception()
     if exc is not None:
         target.set_exception(exc)
     else:
-        target.set_result(None)
+        target.set_result(source.result())
+
+
+class StaleChannel(Rejection):
+    """Another relay instance sharing the database stored a payment for the channel (or new caps, or a
+    cooperative close) after this instance loaded it: its payment was not stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(code="conflict", message=message, status=409)
 
 
 class RelayService:
@@ -173,7 +188,8 @@ class RelayService:
             self.store.upsert_channel(record)
         day = int(self.clock()) // DAY
         ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
-        rt = ChannelRuntime(record, ledger, spent_today, day, caps_issued_at=record.caps_issued_at)
+        rt = ChannelRuntime(record, ledger, spent_today, day, caps_issued_at=record.caps_issued_at,
+                            head_digest=ledger.voucher.digest(self.domain) if ledger.seq else None)
         settled = self.store.get_settled(channel_id)
         if ledger.voucher.total > (settled.total if settled else 0):
             rt.unsettled_since = self.clock()
@@ -225,8 +241,21 @@ class RelayService:
 
     # ---------------------------------------------------------------- payments
     async def submit(self, payment: Payment) -> PaymentAck:
-        """Verify, store durably, then acknowledge. Raises Rejection with a stable code."""
+        """Verify, store durably, then acknowledge. Raises Rejection with a stable code.
+
+        With a shared store (several relay instances on one database) the channel may have moved on in another
+        instance: a payment ahead of this instance's view makes it reload the channel from the database and
+        decide again, and a payment the store left out at commit (the channel changed underneath) is decided
+        again once, on the reloaded channel."""
+        try:
+            return await self._submit(payment)
+        except StaleChannel:
+            return await self._submit(payment)
+
+    async def _submit(self, payment: Payment) -> PaymentAck:
         rt = await self.runtime(payment.channel_id)
+        if self.store.shared and payment.seq > rt.ledger.seq + 1:
+            rt = await self._reload(rt)
         duplicate = self._duplicate(rt, payment)
         if duplicate is None and payment.seq < rt.ledger.seq and rt.in_flight is not None and not rt.in_flight.done():
             # An older voucher can be accepted and not yet in the database (pipelined or batched resubmissions):
@@ -243,14 +272,21 @@ class RelayService:
         try:
             accepted = self._verify(rt, payment)
         except Rejection as exc:
+            if self.store.shared and self._behind(rt):
+                # Another instance changed the channel (payments, caps, a co-signed close) since this one loaded
+                # it: decide on the database's state instead (submit tries once more).
+                await self._reload(rt)
+                raise StaleChannel(f"channel 0x{payment.channel_id.hex()} changed in another instance") from exc
             # A top-up or a new session key may have landed before the watcher saw it: read the channel from
             # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
             if exc.code not in CHAIN_REFRESH_CODES or not await self._refresh_from_chain(rt):
                 raise
             accepted = self._verify(rt, payment)
-        previous = (rt.ledger, rt.spent_today)
+        previous = (rt.ledger, rt.spent_today, rt.head_digest)
+        prev_digest = rt.head_digest
         rt.ledger = accepted.state
         rt.spent_today += accepted.charge.amount
+        rt.head_digest = accepted.digest
         if rt.unsettled_since is None:
             rt.unsettled_since = now
         record = PaymentRecord(
@@ -258,17 +294,21 @@ class RelayService:
             signature=payment.signature.to_bytes(), signer=accepted.signer, kind=int(accepted.charge.kind),
             target=accepted.charge.target, units=accepted.charge.units, amount=accepted.charge.amount,
             split_hash=accepted.charge.split_hash, memo=accepted.charge.memo, payments=dict(accepted.charge.payments),
-            accepted_at=now,
+            accepted_at=now, prev_digest=prev_digest, caps_basis=rt.caps_issued_at,
         )
         commit = self._queue_commit(record)
         rt.in_flight = commit
         try:
-            await asyncio.shield(commit)  # shared with other payments: a caller going away must not cancel it
+            # shared with other payments: a caller going away must not cancel it
+            left_out = await asyncio.shield(commit)
+            if payment.channel_id in left_out:
+                raise StaleChannel(f"another relay instance changed channel 0x{payment.channel_id.hex()} first")
         except ChainStreamError:
             # Not durable, so not accepted: forget the in-memory advance and reload from the database.
             if rt.ledger is accepted.state:
-                rt.ledger, rt.spent_today = previous
-            self._runtime.pop(payment.channel_id, None)
+                rt.ledger, rt.spent_today, rt.head_digest = previous
+            if self._runtime.get(payment.channel_id) is rt:
+                self._runtime.pop(payment.channel_id, None)
             raise
         self.accepted_count += 1
         ack = self._ack("accepted", rt, accepted.state.voucher, accepted.receipt.seq, accepted.charge.amount,
@@ -276,7 +316,7 @@ class RelayService:
         self._publish_payment(rt, record)
         return ack
 
-    def _queue_commit(self, record: PaymentRecord) -> asyncio.Future[None]:
+    def _queue_commit(self, record: PaymentRecord) -> asyncio.Future[frozenset[bytes]]:
         """Queue an accepted payment for the store; the future resolves once it is durable.
 
         The payments accepted during one turn of the event loop go to the store together, with one future and
@@ -315,6 +355,29 @@ class RelayService:
         """Wait until every payment accepted so far on this channel is committed (commits are FIFO)."""
         if rt.in_flight is not None and not rt.in_flight.done():
             await asyncio.shield(rt.in_flight)
+
+    async def _reload(self, rt: ChannelRuntime) -> ChannelRuntime:
+        """The channel as the database now has it (after this instance's own commits in flight)."""
+        with contextlib.suppress(ChainStreamError):  # a failed commit: its own payment's caller hears of it
+            await self._durable(rt)
+        if self._runtime.get(rt.record.channel_id) is rt:
+            del self._runtime[rt.record.channel_id]
+        return await self.runtime(rt.record.channel_id)
+
+    def _behind(self, rt: ChannelRuntime) -> bool:
+        """Whether the database's view of the channel differs from this instance's (a shared store)."""
+        head = self.store.channel_head(rt.record.channel_id)
+        return head is not None and head != (rt.ledger.seq, rt.caps_issued_at, rt.record.coop_close_digest)
+
+    async def current(self, channel_id: bytes) -> ChannelRuntime:
+        """The channel's live state, checked against the database when other instances may have changed it
+        (its latest payment, its caps, a co-signed close): for reads and for changes other than payments."""
+        rt = await self.runtime(channel_id)
+        if not self.store.shared:
+            return rt
+        with contextlib.suppress(ChainStreamError):
+            await self._durable(rt)
+        return await self._reload(rt) if self._behind(rt) else rt
 
     def _duplicate(self, rt: ChannelRuntime, payment: Payment) -> PaymentAck | None:
         """An already accepted voucher is acknowledged again (idempotent), never stored twice."""
@@ -365,7 +428,7 @@ class RelayService:
     # ------------------------------------------------------------------- caps
     async def set_caps(self, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int,
                        signature: Signature) -> ChannelRuntime:
-        rt = await self.runtime(channel_id)
+        rt = await self.current(channel_id)
         digest = caps_digest(self.domain, channel_id, daily_cap, session_cap, issued_at)
         try:
             signer = recover(digest, signature)
@@ -373,15 +436,18 @@ class RelayService:
             raise Rejection("bad_signature", str(exc)) from exc
         if signer not in (rt.record.payer, rt.record.session_key) or signer == ZERO_ADDRESS:
             raise Rejection("unauthorized_signer", "caps must be signed by the payer or its session key", status=403)
+        stale = Rejection("stale_caps", "these caps are older than the ones in force", status=409)
         if issued_at <= rt.caps_issued_at:  # first: a replayed message is stale, whatever it says
-            raise Rejection("stale_caps", "these caps are older than the ones in force", status=409)
+            raise stale
         if signer != rt.record.payer and _loosens(rt.record.daily_cap, daily_cap) | _loosens(rt.record.session_cap,
                                                                                              session_cap):
             # The session cap is the limit on what the session key may spend: the key itself may only tighten.
             raise Rejection("caps_need_payer", "a session key may only lower caps or set new ones; raising or lifting "
                             "a cap takes the payer's own signature", status=403)
+        # Stored first (conditionally: another instance may have stored newer caps), then in force here.
+        if not self.store.set_caps(channel_id, daily_cap or None, session_cap or None, issued_at):
+            raise stale
         rt.caps_issued_at = issued_at
-        self.store.set_caps(channel_id, daily_cap or None, session_cap or None, issued_at)  # survives restarts
         rt.record = replace(rt.record, daily_cap=daily_cap or None, session_cap=session_cap or None,
                             caps_issued_at=issued_at)
         return rt
@@ -394,7 +460,7 @@ class RelayService:
         The request is the listener's own Close(channelId, voucherDigest) signed by the payer or its session key
         (anyone could otherwise stop a channel's payments), over the latest voucher the listener knows: it must
         be the relay's latest, or the answer is 409 close_state_mismatch with the relay's state."""
-        rt = await self.runtime(channel_id)
+        rt = await self.current(channel_id)
         if rt.record.status == "closed":
             raise Rejection("channel_not_open", "the channel is already closed", status=409)
         try:
@@ -405,12 +471,18 @@ class RelayService:
             raise Rejection("unauthorized_signer", "a close request must be signed by the payer or its session key",
                             status=403)
         previous = rt.record.coop_close_digest
-        rt.record = replace(rt.record, coop_close_digest=b"pending")  # refuse new payments
+        rt.record = replace(rt.record, coop_close_digest=CLOSE_PENDING)  # refuse new payments
         await self._durable(rt)
+        if self.store.shared:
+            # Other instances' groups store no payment for the channel from now on (they check this column under
+            # the channel's row lock), so the latest payment read next is the last one.
+            self.store.set_coop_close(channel_id, CLOSE_PENDING)
         latest = self.store.latest_payment(channel_id)
         voucher_digest = latest.digest if latest else ZERO_HASH
         if voucher_digest != voucher_digest_seen:
             rt.record = replace(rt.record, coop_close_digest=previous)
+            if self.store.shared:
+                self.store.set_coop_close(channel_id, previous)
             raise Rejection("close_state_mismatch", "the relay's latest voucher is not the one the close request "
                             "names: sync with the channel's state, then ask again", status=409)
         self.store.set_coop_close(channel_id, voucher_digest)

@@ -48,6 +48,9 @@ class Settler:
         self._wake = asyncio.Event()
         self.batches_sent = 0
         self.rounds = 0
+        #: whether this instance settles: always with one instance; with several sharing a database, the one
+        #: holding the lead (Store.try_lead), and the others take over when it goes
+        self.leading = False
 
     def wake(self) -> None:
         """Run the next round (or notice a stop) now instead of at the end of the interval."""
@@ -59,10 +62,11 @@ class Settler:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(self.recover_outbox)
         while not stop.is_set():
             try:
-                await self.settle_round()
+                await self._lead()
+                if self.leading:
+                    await self.settle_round()
             except Exception:  # the loop must survive RPC hiccups; the outbox keeps state consistent
                 log.exception("settlement round failed; retrying next round")
                 self.sender.reset_nonce()
@@ -72,6 +76,19 @@ class Settler:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.settle_interval)
             except TimeoutError:
                 pass
+
+    async def _lead(self) -> None:
+        """Take (or keep) the lead; on taking it, finish what the outbox holds and read the key's nonce anew
+        (after a restart, or after another instance led)."""
+        leading = await asyncio.to_thread(self.store.try_lead)
+        if leading and not self.leading:
+            if self.store.shared:
+                log.info("instance %s leads settlement", self.settings.instance)
+            self.sender.reset_nonce()
+            await asyncio.to_thread(self.recover_outbox)
+        elif not leading and self.leading:
+            log.warning("instance %s lost the lead: another instance settles now", self.settings.instance)
+        self.leading = leading
 
     # ------------------------------------------------------------------ policy
     def due(self, now: float, force: bool = False, chain_now: float | None = None) -> list[tuple[PaymentRecord, tuple[int, ...]]]:

@@ -51,7 +51,9 @@ class Watcher:
         self._events = {name: getattr(channels.events, name)() for name in CHANNEL_EVENTS}
         self._events.update({name: getattr(registry.events, name)() for name in REGISTRY_EVENTS})
         self._addresses = [channels.address, registry.address]
-        self.processed_block = self.store.get_cursor(CURSOR)
+        # Each instance sharing a database follows the chain itself (its catalog and channels live in its memory)
+        self.cursor = CURSOR if self.settings.instance == "main" else f"{CURSOR}@{self.settings.instance}"
+        self.processed_block = self.store.get_cursor(self.cursor)
         if self.processed_block is None:
             self.processed_block = service.deployment.deploy_block - 1
 
@@ -79,7 +81,7 @@ class Watcher:
             for change in changes:
                 change.apply()
             applied += len(changes)
-            self.store.set_cursor(CURSOR, end)
+            self.store.set_cursor(self.cursor, end)
             self.processed_block = end
         return applied
 

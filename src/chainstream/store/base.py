@@ -50,19 +50,33 @@ class Store(Protocol):
     def close(self) -> None:
         """Commit what is queued, stop the writer, release the connections (and the instance claim)."""
 
-    def claim_instance(self) -> None:
-        """Become the only relay instance working on this database until `close()`; ConfigurationError if
-        another one already is. (Each instance keeps its channels' state in memory and its settler assumes it
-        is the relay key's only sender: two on one database would contradict each other.)"""
+    def claim_instance(self, name: str = "main") -> None:
+        """Work on this database as the relay instance `name` until `close()`; ConfigurationError if another
+        instance holds that claim. A SQLite database takes one instance, whatever the name; a shared store
+        (PostgreSQL) one per name."""
 
-    def submit_payments(self, records: list[PaymentRecord]) -> Future[None]:
-        """Queue payments for the next group commit; the future resolves once they are durable."""
+    def submit_payments(self, records: list[PaymentRecord]) -> Future[frozenset[bytes]]:
+        """Queue payments for the next group commit; the future resolves once they are durable, with the channels
+        whose payments a shared store left out (another instance wrote to them first): those are not stored."""
+
+    @property
+    def shared(self) -> bool:
+        """True if several relay instances may write to this store at once (PostgreSQL)."""
+
+    def try_lead(self) -> bool:
+        """Whether this instance leads (settles on chain): it takes the lead if nobody holds it; always True for
+        a store with one instance."""
+
+    def channel_head(self, channel_id: bytes) -> tuple[int, int, bytes | None] | None:
+        """(latest payment's seq, caps issued-at, co-signed close digest) of a channel; None if unknown."""
 
     def upsert_channel(self, c: ChannelRecord) -> None:
         """Insert a channel, or update what the chain says of it; caps and the co-signed close are kept."""
 
-    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> None: ...
-    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes) -> None: ...
+    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> bool:
+        """Store caps unless the ones stored were issued at or after `issued_at`; True if stored."""
+
+    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes | None) -> None: ...
     def set_settled(self, s: SettledRecord) -> None: ...
     def add_claim(self, tx_hash: bytes, log_index: int, payee: str, token: str, amount: int, block: int) -> None: ...
     def set_cursor(self, name: str, block: int) -> None: ...
@@ -88,7 +102,8 @@ class Store(Protocol):
 def conflict_message(detail: str) -> str:
     """The error of a group that collided with payments already in the database (same channel and seq)."""
     return (f"could not store payments: {detail}: a payment with this channel id and sequence number is already "
-            "stored. Is another relay instance writing to this database? Run one relay instance per database.")
+            "stored, written outside the relay's coordination (another program, or a relay without its claim on "
+            "the database?)")
 
 
 class SqlStore(ABC):
@@ -108,13 +123,32 @@ class SqlStore(ABC):
         """Run one write statement in its own transaction."""
 
     @abstractmethod
-    def _write_group(self, payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]) -> None:
+    def _write_group(self, records: list[PaymentRecord], payments: list[tuple[Any, ...]],
+                     earnings: list[tuple[Any, ...]]) -> frozenset[bytes]:
         """Insert a group's rows in one durable transaction (see group_commit.WriteGroup)."""
 
     # ------------------------------------------------------------ group commit
-    def submit_payments(self, records: list[PaymentRecord]) -> Future[None]:
+    def submit_payments(self, records: list[PaymentRecord]) -> Future[frozenset[bytes]]:
         """Queue payments for the next group commit; the future resolves once they are durable."""
         return self._committer.submit(records)
+
+    # ------------------------------------------------------------ instances
+    @property
+    def shared(self) -> bool:
+        return False
+
+    def try_lead(self) -> bool:
+        return True
+
+    def channel_head(self, channel_id: bytes) -> tuple[int, int, bytes | None] | None:
+        rows = self._query(
+            "SELECT caps_issued_at, coop_close_digest, (SELECT MAX(seq) FROM payments WHERE channel_id=?) AS seq"
+            " FROM channels WHERE channel_id=?", (channel_id, channel_id))
+        if not rows:
+            return None
+        row = rows[0]
+        digest = row["coop_close_digest"]
+        return int(row["seq"] or 0), int(row["caps_issued_at"] or 0), None if digest is None else bytes(digest)
 
     @property
     def groups_committed(self) -> int:
@@ -135,11 +169,13 @@ class SqlStore(ABC):
             channel_params(c),
         )
 
-    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> None:
-        self._execute("UPDATE channels SET daily_cap=?, session_cap=?, caps_issued_at=? WHERE channel_id=?",
-                      (opt_text(daily_cap), opt_text(session_cap), issued_at, channel_id))
+    def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> bool:
+        # Conditional in the database itself: with several instances, another may have stored newer caps.
+        return bool(self._query(
+            "UPDATE channels SET daily_cap=?, session_cap=?, caps_issued_at=? WHERE channel_id=? AND caps_issued_at<?"
+            " RETURNING channel_id", (opt_text(daily_cap), opt_text(session_cap), issued_at, channel_id, issued_at)))
 
-    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes) -> None:
+    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes | None) -> None:
         self._execute("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (voucher_digest, channel_id))
 
     def set_settled(self, s: SettledRecord) -> None:

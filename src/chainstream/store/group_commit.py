@@ -16,10 +16,12 @@ from typing import Any
 from chainstream.errors import UnrecoverableError
 from chainstream.store.records import PaymentRecord, payment_rows
 
-# Writes payment rows and earnings rows in ONE transaction and returns once it is durable; raises
-# UnrecoverableError (and has written nothing) if it could not. Called on the writer thread only.
-WriteGroup = Callable[[list[tuple[Any, ...]], list[tuple[Any, ...]]], None]
-_Item = tuple[list[PaymentRecord], "Future[None]"]
+# Writes payment rows and earnings rows (of the records, in order) in ONE transaction and returns once it is
+# durable, with the channels whose rows it left out because another relay instance sharing the database wrote
+# to them first (empty for a store with one writer); raises UnrecoverableError (and has written nothing) if it
+# could not. Called on the writer thread only.
+WriteGroup = Callable[[list[PaymentRecord], list[tuple[Any, ...]], list[tuple[Any, ...]]], frozenset[bytes]]
+_Item = tuple[list[PaymentRecord], "Future[frozenset[bytes]]"]
 
 
 class GroupCommitter:
@@ -45,11 +47,12 @@ class GroupCommitter:
             self.thread.join(timeout=timeout)
             self.thread = None
 
-    def submit(self, records: list[PaymentRecord]) -> Future[None]:
-        """Queue payments for the next group commit; the future resolves once they are durable."""
+    def submit(self, records: list[PaymentRecord]) -> Future[frozenset[bytes]]:
+        """Queue payments for the next group commit; the future resolves once they are durable, with the
+        channels whose payments were not written (see WriteGroup): those payments are not accepted."""
         if self.thread is None:
             raise UnrecoverableError("the store's writer is not running")
-        future: Future[None] = Future()
+        future: Future[frozenset[bytes]] = Future()
         self._queue.put((records, future))
         return future
 
@@ -78,9 +81,11 @@ class GroupCommitter:
         return group, False
 
     def _commit(self, group: list[_Item]) -> None:
+        all_records: list[PaymentRecord] = []
         payments: list[tuple[Any, ...]] = []
         earnings: list[tuple[Any, ...]] = []
         for records, _ in group:
+            all_records.extend(records)
             for record in records:
                 payment, effects = payment_rows(record)
                 payments.append(payment)
@@ -89,11 +94,11 @@ class GroupCommitter:
         # accepted in memory. Only the futures still wanted are resolved (a cancelled one cannot be).
         futures = [future for _, future in group if future.set_running_or_notify_cancel()]
         try:
-            self._write(payments, earnings)
+            left_out = self._write(all_records, payments, earnings)
         except UnrecoverableError as exc:
             for future in futures:
                 future.set_exception(exc)
             return
         self.groups_committed += 1
         for future in futures:
-            future.set_result(None)
+            future.set_result(left_out)

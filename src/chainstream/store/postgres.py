@@ -8,8 +8,12 @@ record is flushed to the server's WAL (and to synchronous standbys, if the serve
 Reads and the small writes share one autocommit connection behind a lock: they come from the event loop and
 from worker threads, a few at a time, and each is a single statement.
 
-One relay instance per database: nothing here coordinates several relays (see docs/OPERATIONS.md). A second
-instance writing a (channel_id, seq) the first already stored fails its group with UnrecoverableError.
+Several relay instances may share one database (docs/OPERATIONS.md, "Several relay instances"). Each claims
+its instance name (an advisory lock); one of them leads (another advisory lock) and is the only one to send
+settlements. Payments stay consistent without any per-payment round trip: each group transaction locks the
+rows of its channels and writes a channel's payments only if they extend what the database holds (the previous
+payment's seq and digest, the caps, no co-signed close) as the instance believed when it verified them; the
+channels it leaves out are returned to the instance, which reloads them and decides again.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from psycopg.rows import dict_row
 
 from chainstream.errors import ConfigurationError, UnrecoverableError
 from chainstream.store.base import SqlStore, conflict_message
-from chainstream.store.records import EARNING_COLUMNS, PAYMENT_COLUMNS, SCHEMA_VERSION
+from chainstream.store.records import EARNING_COLUMNS, PAYMENT_COLUMNS, SCHEMA_VERSION, PaymentRecord
 
 log = logging.getLogger("chainstream.store")
 
@@ -120,8 +124,12 @@ CREATE TABLE IF NOT EXISTS chainstream_schema (
 # Relays opening the same new database at once must not both create it (CREATE ... IF NOT EXISTS can still
 # collide in the catalog): they take this transaction-scoped advisory lock first.
 SCHEMA_LOCK = 0x63686169  # "chai"
-# A relay instance holds this session-level advisory lock for as long as it runs (see claim_instance).
+# A relay instance holds the session-level advisory lock (INSTANCE_LOCK, hashtext(its name)) for as long as it
+# runs (see claim_instance); the leading instance holds (LEADER_LOCK, 0) too (see try_lead).
 INSTANCE_LOCK = 0x72656C61  # "rela"
+LEADER_LOCK = 0x6C656164  # "lead"
+_CHANNEL = PAYMENT_COLUMNS.index("channel_id")
+_EARNING_CHANNEL = EARNING_COLUMNS.index("channel_id")
 
 
 @functools.lru_cache(maxsize=256)
@@ -155,6 +163,37 @@ def _copy_rows(cursor: psycopg.Cursor[dict[str, Any]], table: str, columns: tupl
                 copy.write_row(row)
 
 
+def _stale_channels(cursor: psycopg.Cursor[dict[str, Any]], records: list[PaymentRecord]) -> frozenset[bytes]:
+    """The channels of `records` whose first payment here does not extend what the database holds.
+
+    Locks the channels' rows first (in one order, so two instances' groups cannot deadlock), then reads each
+    one's latest payment in a new statement: at READ COMMITTED that sees whatever a group holding the lock
+    before committed. A channel passes if its first payment in this group follows the stored latest one (seq
+    and digest), the caps it was verified under are the stored ones, and no cooperative close was co-signed.
+    Records without a basis (`prev_digest` and `caps_basis` None, e.g. written by tools) are checked on seq only."""
+    first: dict[bytes, PaymentRecord] = {}
+    for record in records:
+        first.setdefault(record.channel_id, record)
+    ids = sorted(first)
+    cursor.execute("SELECT channel_id FROM channels WHERE channel_id = ANY(%s) ORDER BY channel_id FOR UPDATE", (ids,))
+    cursor.execute(
+        "SELECT c.channel_id, c.caps_issued_at, c.coop_close_digest, p.seq, p.digest FROM channels c"
+        " LEFT JOIN LATERAL (SELECT seq, digest FROM payments WHERE channel_id = c.channel_id"
+        " ORDER BY seq DESC LIMIT 1) p ON true WHERE c.channel_id = ANY(%s)", (ids,))
+    heads = {bytes(row["channel_id"]): row for row in cursor.fetchall()}
+    stale: set[bytes] = set()
+    for channel_id, record in first.items():
+        head = heads.get(channel_id)
+        if head is None:
+            continue  # a channel the database does not know (rows written by tools): the (channel_id, seq) key guards it
+        seq = int(head["seq"] or 0)
+        if (record.seq != seq + 1 or head["coop_close_digest"] is not None
+                or (record.prev_digest is not None and (head["digest"] is None or bytes(head["digest"]) != record.prev_digest))
+                or (record.caps_basis is not None and int(head["caps_issued_at"]) != record.caps_basis)):
+            stale.add(channel_id)
+    return frozenset(stale)
+
+
 class PostgresStore(SqlStore):
     """All relay state in a PostgreSQL database, given by a libpq URL (postgresql://user:pass@host:port/db)."""
 
@@ -172,25 +211,58 @@ class PostgresStore(SqlStore):
             raise
         self._write_conn: Connection | None = None
         self._instance_conn: Connection | None = None
+        self.instance = "main"
 
-    def claim_instance(self) -> None:
-        """A session-level advisory lock on a connection of its own, held until close; the server releases it
-        when that connection ends, also when the relay's process dies."""
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def claim_instance(self, name: str = "main") -> None:
+        """A session-level advisory lock on the instance's name, on a connection of its own, held until close;
+        the server releases it when that connection ends, also when the relay's process dies. Instances with
+        different names may share the database; two with one name would share the watcher's cursor."""
         if self._instance_conn is not None:
             return
         conn = self._connect()
-        if conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (INSTANCE_LOCK,)).fetchone()["ok"]:  # type: ignore[index]
+        if conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS ok", (INSTANCE_LOCK, name)).fetchone()["ok"]:  # type: ignore[index]
             self._instance_conn = conn
+            self.instance = name
             return
         holder = conn.execute(
             "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = %s AND l.database ="
-            " (SELECT oid FROM pg_database WHERE datname = current_database())", (INSTANCE_LOCK,)).fetchone()
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid"
+            " AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (INSTANCE_LOCK, name)).fetchone()
         conn.close()
         who = (f"server pid {holder['pid']}, {holder['application_name'] or 'no application name'}"
                f" from {holder['client_addr'] or 'a local socket'}") if holder else "it just went away"
-        raise ConfigurationError(f"another relay instance is using this PostgreSQL database ({who}): one relay "
-                                 "per database; stop that one first")
+        raise ConfigurationError(f"another relay instance named {name!r} is using this PostgreSQL database ({who}): "
+                                 "give each instance its own name (CHAINSTREAM_INSTANCE), or stop that one first")
+
+    def try_lead(self) -> bool:
+        """Take the lead if no instance holds it (an advisory lock on the instance's connection, released with
+        it); True while this instance holds it. A lost connection loses the lead: the next call reconnects and
+        tries again."""
+        conn = self._instance_conn
+        if conn is None:
+            raise UnrecoverableError("claim_instance first: only a claimed instance can lead")
+        try:
+            if conn.broken or conn.closed:
+                raise psycopg.OperationalError("the instance's connection was lost")
+            held = conn.execute(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                " AND classid = %s AND objid = 0 AND objsubid = 2 AND granted", (LEADER_LOCK,)).fetchone()
+            if held and held["n"]:
+                return True
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, 0) AS ok", (LEADER_LOCK,)).fetchone()
+            return bool(row and row["ok"])
+        except psycopg.OperationalError:
+            # The server dropped the connection, and with it this instance's claim and any lead: claim again.
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            self._instance_conn = None
+            self.claim_instance(self.instance)
+            return False
 
     def _connect(self) -> Connection:
         try:
@@ -226,23 +298,31 @@ class PostgresStore(SqlStore):
             # Unlock before closing: the server would release the lock only once the backend has exited, a
             # moment after the close, and a relay restarted at once on this database would find it still held.
             with contextlib.suppress(psycopg.Error):
-                self._instance_conn.execute("SELECT pg_advisory_unlock(%s)", (INSTANCE_LOCK,))
+                self._instance_conn.execute("SELECT pg_advisory_unlock_all()")
             self._instance_conn.close()
             self._instance_conn = None
 
-    def _write_group(self, payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]) -> None:
-        """COPY the group's rows in one transaction. Should the connection fail during COMMIT, the group may
-        have been stored although its callers are told it was not: a client's retry of such a voucher is then
-        acknowledged as a duplicate (the relay reloads the channel from the database after a failed commit)."""
+    def _write_group(self, records: list[PaymentRecord], payments: list[tuple[Any, ...]],
+                     earnings: list[tuple[Any, ...]]) -> frozenset[bytes]:
+        """COPY the group's rows in one transaction, leaving out the channels another instance wrote to since
+        this one verified their payments (see `_stale_channels`). Should the connection fail during COMMIT, the
+        group may have been stored although its callers are told it was not: a client's retry of such a voucher
+        is then acknowledged as a duplicate (the relay reloads the channel from the database after a failed
+        commit)."""
         try:
             conn = self._writer_connection()
             with conn.transaction(), conn.cursor() as cursor:
+                stale = _stale_channels(cursor, records)
+                if stale:
+                    payments = [row for row in payments if row[_CHANNEL] not in stale]
+                    earnings = [row for row in earnings if row[_EARNING_CHANNEL] not in stale]
                 _copy_rows(cursor, "payments", PAYMENT_COLUMNS, payments)
                 _copy_rows(cursor, "earnings", EARNING_COLUMNS, earnings)
         except psycopg.errors.UniqueViolation as exc:
             raise UnrecoverableError(conflict_message(exc.diag.message_detail or str(exc))) from exc
         except psycopg.Error as exc:
             raise UnrecoverableError(f"could not store payments: {exc}") from exc
+        return stale
 
     def _writer_connection(self) -> Connection:
         """The writer's connection, opened again if the last one broke (a server restart, a network cut)."""

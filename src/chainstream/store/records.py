@@ -9,7 +9,7 @@ type it returns (str, int or Decimal).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 from chainstream.protocol import Voucher
@@ -63,6 +63,10 @@ class PaymentRecord:
     memo: str
     payments: dict[Address, int]
     accepted_at: float
+    #: What the relay instance verified the payment against, checked by a shared store when it commits (not
+    #: stored): the digest of the channel's previous payment (None for the first) and the caps in force.
+    prev_digest: bytes | None = field(default=None, compare=False)
+    caps_basis: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

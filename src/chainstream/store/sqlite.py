@@ -18,7 +18,7 @@ from typing import Any
 
 from chainstream.errors import ConfigurationError, UnrecoverableError
 from chainstream.store.base import SqlStore, conflict_message
-from chainstream.store.records import SCHEMA_VERSION
+from chainstream.store.records import SCHEMA_VERSION, PaymentRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS channels (
@@ -191,9 +191,10 @@ class SqliteStore(SqlStore):
         self.checkpoints = 0
         self._instance_lock: int | None = None  # file descriptor of `<database>.lock`, flock-ed
 
-    def claim_instance(self) -> None:
-        """An exclusive flock on `<database>.lock`, held until close (the kernel drops it if the process dies).
-        The file records the holder's pid, for the message a second instance gets."""
+    def claim_instance(self, name: str = "main") -> None:
+        """An exclusive flock on `<database>.lock`, held until close (the kernel drops it if the process dies):
+        one instance per SQLite database, whatever its name. The file records the holder's pid, for the message
+        a second instance gets."""
         if self.path == ":memory:" or self._instance_lock is not None:
             return
         lock_path = self.path + ".lock"
@@ -275,7 +276,9 @@ class SqliteStore(SqlStore):
         finally:
             conn.close()
 
-    def _write_group(self, payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]) -> None:
+    def _write_group(self, records: list[PaymentRecord], payments: list[tuple[Any, ...]],
+                     earnings: list[tuple[Any, ...]]) -> frozenset[bytes]:
+        """One instance writes a SQLite database (claim_instance): every row of the group is written."""
         conn = self._write_conn
         if conn is None:
             raise UnrecoverableError("the store's writer is not running")
@@ -284,6 +287,7 @@ class SqliteStore(SqlStore):
             _insert_rows(conn, "payments", payments)
             _insert_rows(conn, "earnings", earnings)
             conn.execute("COMMIT")
+            return frozenset()
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
