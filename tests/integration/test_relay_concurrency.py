@@ -126,8 +126,10 @@ def test_batch_endpoint_answers_each_payment_on_its_own(relay: InProcessRelay, r
     by_id = {r["id"]: r for r in results}
     for ident, seq in (("a1", 1), ("b1", 1), ("a2", 2), (3, 3), ("b2", 2)):
         assert by_id[ident]["ok"] and by_id[ident]["status"] == "accepted" and by_id[ident]["seq"] == seq, by_id[ident]
-    assert by_id["b3-gap"] == {"id": "b3-gap", "ok": False,
-                               "error": {"code": "seq_gap", "message": by_id["b3-gap"]["error"]["message"], "status": 409}}
+    gap = by_id["b3-gap"]
+    assert gap["state"]["channelId"] == cid_hex(b) and gap["state"]["seq"] >= 1  # to resynchronise from
+    assert {k: v for k, v in gap.items() if k != "state"} == {
+        "id": "b3-gap", "ok": False, "error": {"code": "seq_gap", "message": gap["error"]["message"], "status": 409}}
     assert by_id["a3-again"]["ok"] and by_id["a3-again"]["status"] == "duplicate"
     assert by_id["a1-again"]["ok"] and by_id["a1-again"]["status"] == "duplicate" and by_id["a1-again"]["seq"] == 1
     assert [r["seq"] for r in relay.payment_rows(a.channel_id)] == [1, 2, 3]  # type: ignore[arg-type]
@@ -166,6 +168,7 @@ def test_websocket_stream_pipelines_payments(relay: InProcessRelay, relay_chain:
         [skip] = signed_plays(listener, relay_chain.track(MODEM), 1, state=late.state)
         ws.send(json.dumps({**skip.body, "channelId": cid_hex(listener), "id": "skip"}))
         gap = json.loads(ws.recv(timeout=20))
+        assert gap.pop("state")["seq"] == 10
         assert gap == {"id": "skip", "ok": False, "error": {"code": "seq_gap", "message": gap["error"]["message"],
                                                              "status": 409}}
     assert [r["seq"] for r in relay.payment_rows(listener.channel_id)] == list(range(1, 11))  # type: ignore[arg-type]

@@ -18,12 +18,15 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     PLAY_PRICE,
     InProcessRelay,
     RelayChain,
+    cid_hex,
     new_wallet,
     open_listener,
     relay_chain,
+    signed_plays,
     wait_until,
 )
-from tests.store.postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
+from tests.store.postgres_server import PostgresServer, postgres_server, postgres_url  # noqa: F401 - fixtures
+from tests.store.test_postgres_store import _terminate as terminate
 
 pytestmark = pytest.mark.postgres
 
@@ -137,3 +140,29 @@ def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgre
         for relay in (a, b):
             if relay.thread.is_alive():
                 relay.stop()
+
+
+def test_a_failed_commit_is_an_error_of_its_batch_items_only_and_they_can_be_resent(
+        relay_chain: RelayChain, postgres_server: PostgresServer, postgres_url: str) -> None:  # noqa: F811
+    """The database drops the writer's connection: the batch items of that group are answered 503 (not stored),
+    the batch itself is a 200 with their results, and sending them again stores them."""
+    actor = f"relay-pg-{os.urandom(4).hex()}"
+    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
+    relay = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, **LAZY).start()
+    try:
+        listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+        plays = signed_plays(listener, relay_chain.track(MODEM), 2)
+        items = [{**p.body, "channelId": cid_hex(listener), "id": i} for i, p in enumerate(plays)]
+        writer = relay.relay.store._write_conn
+        assert writer is not None
+        terminate(postgres_server, writer.info.backend_pid)
+        reply = relay.http().post("/payments/batch", json={"payments": items})
+        assert reply.status_code == 200, reply.text
+        results = reply.json()["results"]
+        assert [r["ok"] for r in results] == [False, False]
+        assert {r["error"]["status"] for r in results} == {503}
+        assert relay.relay.store.latest_payment(listener.channel_id) is None  # type: ignore[arg-type]
+        again = relay.http().post("/payments/batch", json={"payments": items}).json()["results"]
+        assert [(r["ok"], r["status"], r["seq"]) for r in again] == [(True, "accepted", 1), (True, "accepted", 2)]
+    finally:
+        relay.stop()

@@ -247,12 +247,23 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         return _ack_json(ack)
 
     async def _one(body: StreamedPaymentIn) -> dict[str, Any]:
+        """One batch item or stream message: its acknowledgement, or its error with the status the single-payment
+        endpoint would answer (and the channel's state where that one adds it); never an exception."""
         try:
-            ack = await svc().submit(to_payment(body.channelId, body))
+            payment = to_payment(body.channelId, body)
+            ack = await svc().submit(payment)
             return {"id": body.id, "ok": True, **_ack_json(ack)}
+        except Rejection as exc:
+            out: dict[str, Any] = {"id": body.id, "ok": False,
+                                   "error": {"code": exc.code, "message": str(exc), "status": exc.status}}
+            if exc.code in ("voucher_mismatch", "stale_voucher", "seq_gap"):
+                out["state"] = svc().channel_summary(await svc().current(payment.channel_id))
+            return out
         except RecoverableError as exc:
-            status = exc.status if isinstance(exc, Rejection) else 400
-            return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": status}}
+            return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 400}}
+        except ChainStreamError as exc:  # not stored (a failed commit): this item only, the client may resend
+            log.error("payment not stored: %s", exc)
+            return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 503}}
 
     @api.post("/payments/batch")
     async def pay_batch(body: BatchIn) -> dict[str, Any]:
