@@ -111,6 +111,10 @@ def tune_interpreter_for_serving() -> None:
     sys.setswitchinterval(0.001)
 
 
+#: messages a WebSocket payment stream may have in flight (unanswered) before the relay stops reading from it
+STREAM_WINDOW = 4_096
+
+
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}, **extra}, status_code=status)
 
@@ -277,6 +281,9 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         of durability. Replies carry the id so a client can pipeline."""
         await ws.accept()
         pending: set[asyncio.Task[None]] = set()
+        # At most this many messages in flight per connection: past it the relay stops reading (TCP back-pressure
+        # on the client) instead of piling up tasks and replies for a client that does not read them.
+        window = asyncio.Semaphore(STREAM_WINDOW)
 
         async def handle(text: str) -> None:
             try:
@@ -287,11 +294,17 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
                 return
             await ws.send_json(await _one(body))
 
+        def done(task: asyncio.Task[None]) -> None:
+            pending.discard(task)
+            window.release()
+
         try:
             while True:
-                task = asyncio.create_task(handle(await ws.receive_text()))
+                text = await ws.receive_text()
+                await window.acquire()
+                task = asyncio.create_task(handle(text))
                 pending.add(task)
-                task.add_done_callback(pending.discard)
+                task.add_done_callback(done)
         except WebSocketDisconnect:
             for task in pending:
                 task.cancel()

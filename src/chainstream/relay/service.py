@@ -224,7 +224,11 @@ class RelayService:
         self.store.upsert_channel(record)
         rt = self._runtime.get(record.channel_id)
         if rt is not None:
-            rt.record = record
+            # The live record keeps what only memory may hold yet: a close being co-signed (CLOSE_PENDING) must
+            # not be dropped by a top-up seen meanwhile, or a payment could slip in after the consent's state.
+            rt.record = replace(rt.record, deposit=state.deposit, session_key=state.session_key,
+                                session_expiry=state.session_expiry, status=status_name(state.status),
+                                closes_at=state.closes_at)
 
     @staticmethod
     def _terms(rt: ChannelRuntime) -> ChannelTerms:
