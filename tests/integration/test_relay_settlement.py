@@ -12,9 +12,10 @@ import pytest
 
 from web3.logs import DISCARD
 
+from chainstream.chain.contracts import settle_entry
 from chainstream.chain.transactions import fund
 from chainstream.ledger import charge_play
-from chainstream.protocol import PrivateKey
+from chainstream.protocol import PrivateKey, SignedVoucher
 from chainstream.sdk import Listener, RelayError
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     DRIFT,
@@ -210,3 +211,44 @@ def test_a_voucher_the_contract_refuses_for_good_is_not_sent_again(make_relay: C
     wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, what="the new key's voucher to be settled")
     wait_until(lambda: settler.batches_sent > sent, what="the settler to count its batch")
     assert settler.batches_sent == sent + 1 and cid not in settler.unsettleable
+
+
+def forwarder(rc: RelayChain, target: str) -> str:
+    """Deploy a contract that forwards any call to `target` (CALL with its own calldata): hand-assembled EVM."""
+    # CALLDATACOPY(0, 0, size); CALL(gas, target, 0, 0, size, 0, 0); STOP
+    runtime = bytes.fromhex("36600060003760006000366000600073") + bytes.fromhex(target[2:]) + bytes.fromhex("5af100")
+    init = bytes.fromhex(f"60{len(runtime):02x}80600b6000396000f3") + runtime  # 11 bytes: copy and return
+    w3 = rc.w3
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": w3.eth.accounts[0], "data": init}))
+    return receipt["contractAddress"]  # type: ignore[no-any-return]
+
+
+def test_a_settlement_sent_through_another_contract_does_not_stop_the_watchtower(
+        make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain) -> None:
+    """Someone settles a listener's voucher through a forwarding contract: its calldata is not the settlement's,
+    so the relay cannot read the settled payees back. It marks that channel and goes on watching: the next
+    blocks' events (another channel's top-up) are applied and other channels still settle."""
+    relay = make_relay(**LAZY)
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+    other = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+    track = relay_chain.track(MODEM)
+    listener.play(track)
+    other.play(track)
+    cid: bytes = listener.channel_id  # type: ignore[assignment]
+    voucher = SignedVoucher(listener.state.voucher, listener.signatures[1])  # type: ignore[union-attr]
+    channels = relay_chain.chain.channels
+    data = channels.contract.encode_abi("settle", [settle_entry(voucher, ())])
+    via = forwarder(relay_chain, channels.address)
+    w3 = relay_chain.w3
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
+        {"from": w3.eth.accounts[0], "to": via, "data": data, "gas": 1_000_000}))
+    assert settled(listener) == PLAY_PRICE  # settled on chain, through the forwarder
+
+    settler = relay.relay.settler
+    assert wait_until(lambda: settler.unsettleable.get(cid), what="the channel to be marked") == (
+        PLAY_PRICE, "SettledStateUnknown")
+    other.top_up(10**16)
+    wait_until(lambda: relay.channel(other.channel_id)["deposit"] == str(10**17 + 10**16),  # type: ignore[arg-type]
+               what="the watcher to go on past the forwarded settlement")
+    relay.settle_now(other.channel_id)  # type: ignore[arg-type]
+    wait_until(lambda: settled(other) == PLAY_PRICE, what="other channels to settle as before")

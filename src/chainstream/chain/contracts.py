@@ -15,6 +15,7 @@ from web3.types import TxReceipt
 
 from chainstream.chain.artifacts import error_abis, load_artifact
 from chainstream.chain.transactions import TxSender
+from chainstream.errors import ChainError
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import Domain, SignedVoucher, Voucher
 from chainstream.protocol.signing import Signature
@@ -143,8 +144,18 @@ class ChannelsClient(_Client):
         return next(s for s in self.settlements_in(tx, receipt) if s.log_index == last["logIndex"])
 
     def settlements_in(self, tx: Any, receipt: Any) -> list[SettledState]:
-        """Every settlement a transaction made (settle, settleBatch or cooperativeClose), in log order."""
-        func, params = self.contract.decode_function_input(tx["input"])
+        """Every settlement a transaction made (settle, settleBatch or cooperativeClose), in log order.
+
+        Only a transaction sent to this contract can be read back: one that reached it through another contract
+        (a forwarder, a wallet contract) carries calldata that is not the settlement's, so it raises ChainError
+        rather than take some other contract's arguments for the settled voucher."""
+        if tx.get("to") is None or to_address(tx["to"]) != self.address:
+            raise ChainError(f"transaction 0x{bytes(tx['hash']).hex()} settled through another contract: its settled "
+                             "payees cannot be read from its calldata")
+        try:
+            func, params = self.contract.decode_function_input(tx["input"])
+        except ValueError as exc:
+            raise ChainError(f"transaction 0x{bytes(tx['hash']).hex()}: undecodable settlement call ({exc})") from exc
         if func.fn_name == "settleBatch":
             entries = params["entries"]
         elif func.fn_name in ("settle", "cooperativeClose"):

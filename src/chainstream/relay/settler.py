@@ -22,6 +22,7 @@ from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from chainstream.chain.contracts import ChannelsClient, SettledState, settle_entry
 from chainstream.chain.transactions import TxSender
+from chainstream.errors import ChainError
 from chainstream.protocol import Signature, SignedVoucher
 from chainstream.relay.service import RelayService
 from chainstream.store import PaymentRecord, SettledRecord, Store
@@ -178,9 +179,21 @@ class Settler:
                             channel_id.hex(), reason)
                 self.unsettleable[channel_id] = (totals.get(channel_id, 0), reason)
                 continue
-            state = self.service.channels.settled_state(channel_id)
+            try:
+                state = self.service.channels.settled_state(channel_id)
+            except ChainError as exc:
+                self.cannot_read_settled_state(channel_id, exc)
+                continue
             if state is not None:
                 record_state(self.store, state)
+
+    def cannot_read_settled_state(self, channel_id: bytes, exc: Exception) -> None:
+        """The channel was settled in a way the relay cannot read back (through another contract): without the
+        settled payees it cannot build prevAmounts, so it stops sending the channel's vouchers (each would be
+        skipped) until a newer voucher, and says so. Other channels are not affected."""
+        latest = self.store.latest_payment(channel_id)
+        log.error("channel 0x%s: %s; its vouchers are not sent until a newer one", channel_id.hex(), exc)
+        self.unsettleable[channel_id] = (latest.voucher.total if latest else 0, "SettledStateUnknown")
 
     def _broadcast(self, outbox_id: int, raw: bytes) -> None:
         try:

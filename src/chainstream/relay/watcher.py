@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chainstream.errors import ChainError
 from chainstream.relay.catalog import CatalogEntry
 from chainstream.relay.service import RelayService
 from chainstream.relay.settler import Settler, record_from_receipt
@@ -126,7 +127,7 @@ class Watcher:
         if name == "ChannelSettled":
             tx = self.w3.eth.get_transaction(entry["transactionHash"])
             receipt = self.w3.eth.get_transaction_receipt(entry["transactionHash"])
-            return Change(name, args, block, lambda: record_from_receipt(self.store, service.channels, tx, receipt))
+            return Change(name, args, block, lambda: self._record_settlement(channel_id, tx, receipt))
         state = service.channels.get_channel(channel_id)
 
         def apply_state() -> None:
@@ -136,6 +137,14 @@ class Watcher:
                 self.settler.request(channel_id)
 
         return Change(name, args, block, apply_state)
+
+    def _record_settlement(self, channel_id: bytes, tx: Any, receipt: Any) -> None:
+        """Record a settlement seen on chain; one that cannot be read back (sent through another contract) is
+        logged and its channel marked for the settler, and watching goes on."""
+        try:
+            record_from_receipt(self.store, self.service.channels, tx, receipt)
+        except ChainError as exc:
+            self.settler.cannot_read_settled_state(channel_id, exc)
 
     # ------------------------------------------------------------- loop side
     def _put_track(self, entry: CatalogEntry) -> None:
