@@ -15,6 +15,7 @@ const ERROR_TITLES = {
   daily_cap_exceeded: "Daily spending cap reached",
   session_cap_exceeded: "Session key limit reached",
   insufficient_deposit: "Not enough left in your channel — top up to keep listening",
+  too_many_payees: "This channel pays the most addresses the relay settles — open a new channel",
   session_key_expired: "This browser's session key has expired",
   unauthorized_signer: "The relay does not accept this signer for the channel",
   channel_not_open: "This channel is closing or closed",

@@ -36,3 +36,5 @@ class Settings(BaseSettings):
 
     # listener protection
     session_margin: int = Field(600, description="refuse session-key vouchers this close to the key's expiry (s)")
+    max_payees: int = Field(32, ge=1, le=256, description="refuse payments that would make a channel pay more "
+                                                           "addresses (each costs gas at every settlement)")

@@ -121,8 +121,13 @@ def verify_payment(
     now: int,
     spent_today: int,
     session_margin: int,
+    max_payees: int = 256,
 ) -> Accepted:
-    """Check a payment against the channel's last accepted state; raise Rejection if anything is off."""
+    """Check a payment against the channel's last accepted state; raise Rejection if anything is off.
+
+    `max_payees` bounds the voucher's payee list below the contract's 256: every new payee costs a fresh
+    storage slot (~20,000 gas) at each settlement, so dust tips to many fresh addresses would make a channel's
+    settlement cost far more than it pays, and a batch of such channels would not fit in a block."""
     if not channel.open:
         raise Rejection("channel_not_open", "the channel is closing or closed; no new payments", status=409)
     if payment.voucher.channel_id != payment.channel_id:
@@ -137,6 +142,9 @@ def verify_payment(
     if payment.voucher != expected:
         raise Rejection("voucher_mismatch", "the voucher is not the channel's next voucher for this charge",
                         status=409)
+    if len(expected.payees) > max_payees and len(expected.payees) > len(state.voucher.payees):
+        raise Rejection("too_many_payees", f"this payment would make the channel pay {len(expected.payees)} "
+                        f"addresses; this relay settles at most {max_payees} per channel: open a new channel")
     if expected.total > channel.deposit:
         raise Rejection("insufficient_deposit",
                         f"cumulative {expected.total} would exceed the deposit {channel.deposit}; top up first",

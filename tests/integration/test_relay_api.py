@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from chainstream.ledger import charge_download, charge_play, charge_seconds, cha
 from chainstream.protocol import Signature, Voucher
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.signing import high_s_twin
+from chainstream.protocol.types import to_address
 from chainstream.sdk import RelayError
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     BLUES,
@@ -527,3 +529,23 @@ def test_every_refusal_has_the_relays_error_format(relay: InProcessRelay) -> Non
     rejected(http.delete("/health"), 405, "method_not_allowed")
     rejected(http.get("/events", params={"channel": "0x1234"}), 400, "bad_bytes32")
     rejected(http.get("/events", params={"payee": "0x1234"}), 400, "bad_address")
+
+
+def test_a_channel_pays_at_most_max_payees_addresses(make_relay: Any, relay_chain: RelayChain) -> None:
+    """Each payee costs a fresh storage slot at every settlement: dust tips to many fresh addresses would make a
+    channel cost the relay more gas than it pays. The relay refuses the payment that adds one payee too many;
+    payments to payees already on the voucher go on."""
+    relay = make_relay(max_payees=3)
+    listener = open_listener(relay_chain, relay)
+    track = relay_chain.track(MODEM)
+    listener.play(track)
+    assert listener.state is not None
+    fresh = [to_address("0x" + os.urandom(20).hex()) for _ in range(3)]
+    for artist in fresh[:3 - len(listener.state.voucher.payees)]:
+        listener.tip(1, artist=artist)
+    assert len(listener.state.voucher.payees) == 3
+    with pytest.raises(RelayError) as info:
+        listener.tip(1, artist=fresh[-1])
+    assert (info.value.status, info.value.code) == (422, "too_many_payees")
+    seq = listener.state.seq
+    assert listener.play(track).seq == seq + 1  # the same payees: accepted

@@ -352,6 +352,7 @@ class RelayService:
             payment, state=rt.ledger, channel=self._terms(rt), domain=self.domain,
             listing_of=lambda track_id: self.catalog.listing(track_id, token), now=int(self.chain_now()),
             spent_today=rt.spent_today, session_margin=self.settings.session_margin,
+            max_payees=self.settings.max_payees,
         )
 
     @staticmethod
