@@ -146,6 +146,12 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         if (sessionKey != address(0) && expiry <= block.timestamp) revert SessionKeyExpiryInPast(expiry);
         address previous = ch.sessionKey;
         uint32 previousValidUntil;
+        if (previous != address(0) && previous == sessionKey) {
+            // Shortening the same key's life would void its unsettled vouchers without a rotation's grace.
+            uint256 graceEnd = block.timestamp + keyRotationGrace;
+            uint32 minimum = ch.sessionExpiry < graceEnd ? ch.sessionExpiry : uint32(graceEnd);
+            if (expiry < minimum) revert SessionKeyExpiryBelowGrace(channelId, expiry, minimum);
+        }
         if (previous != address(0) && previous != sessionKey) {
             RetiredKey storage retired = _retiredKeys[channelId];
             if (retired.key != address(0) && retired.validUntil >= block.timestamp) {

@@ -79,6 +79,9 @@ interface IChainStreamChannels {
     error SessionKeyExpiryInPast(uint32 expiry);
     /// @notice A rotated-out session key is still within its grace period; rotate again after `validUntil`.
     error SessionKeyRotationPending(bytes32 channelId, uint32 validUntil);
+    /// @notice Setting the same session key again may not end it sooner than a rotation would (its expiry, or
+    /// the rotation grace from now, whichever is earlier): `expiry` must be at least `minimum`.
+    error SessionKeyExpiryBelowGrace(bytes32 channelId, uint32 expiry, uint32 minimum);
     /// @notice The ERC-20 is not on the allowlist.
     error TokenNotAllowed(address token);
     /// @notice The ERC-20 is already on the allowlist.
@@ -203,7 +206,8 @@ interface IChainStreamChannels {
     function topUp(bytes32 channelId, uint96 amount) external payable;
 
     /// @notice Replace the channel's session key (address(0) to revoke). The previous key keeps settling for
-    /// the rotation grace period so that a payer cannot dodge vouchers it already signed.
+    /// the rotation grace period so that a payer cannot dodge vouchers it already signed. Setting the same key
+    /// again changes its expiry, but not to before the end of that grace (SessionKeyExpiryBelowGrace).
     function setSessionKey(bytes32 channelId, address sessionKey, uint32 expiry) external;
 
     /// @notice Settle one voucher. Reverts with the reason if it is invalid; a stale voucher is a no-op.

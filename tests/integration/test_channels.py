@@ -308,6 +308,28 @@ def test_setSessionKey_revertsIfRotationPendingDuringGrace(chain: Chain) -> None
     assert c.contract.functions.retiredSessionKey(cid).call()[0] == second
 
 
+def test_setSessionKey_sameKeyCannotEndBeforeTheRotationGrace(chain: Chain) -> None:
+    """Setting the same key again must not void what it signed sooner than a rotation would: its expiry may
+    move later, or earlier down to min(its expiry, now + grace), not below."""
+    c, tx = chain.channels, chain.tx("listener")
+    key = PrivateKey.generate()
+    expiry = chain.now() + 10 * 86_400
+    cid = open_channel(chain, 10 * FINNEY, session_key=key.address, session_expiry=expiry)
+    too_soon = chain.now() + 2
+    with reverts("SessionKeyExpiryBelowGrace", channelId=cid, expiry=too_soon):
+        c.set_session_key(tx, cid, key.address, too_soon)
+    soon = chain.now() + KEY_ROTATION_GRACE + 5  # about when a rotation would end the key
+    c.set_session_key(tx, cid, key.address, soon)
+    assert c.get_channel(cid).session_expiry == soon
+    c.set_session_key(tx, cid, key.address, expiry + 86_400)  # later: always
+    assert c.get_channel(cid).session_expiry == expiry + 86_400
+
+    # What the key signed still settles up to the minimum: the payer cannot cut it off at once.
+    signed = sign(chain, voucher(cid, {chain.address("artist"): FINNEY}, play_hash(1)), key)
+    chain.advance(KEY_ROTATION_GRACE - 60)
+    assert settle_call(chain, entry(signed)) == FINNEY
+
+
 # ------------------------------------------------------------------------------------------------- settle
 
 
