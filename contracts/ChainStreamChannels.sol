@@ -171,14 +171,14 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     /// @inheritdoc IChainStreamChannels
     function settle(SettleEntry calldata entry) external returns (uint256 credited) {
-        (credited,) = _settle(entry, true);
+        (credited,) = _settle(entry, true, false);
     }
 
     /// @inheritdoc IChainStreamChannels
     function settleBatch(SettleEntry[] calldata entries) external returns (uint256 credited) {
         uint256 count = entries.length;
         for (uint256 i; i < count; ++i) {
-            (uint256 c, bytes4 skipped) = _settle(entries[i], false);
+            (uint256 c, bytes4 skipped) = _settle(entries[i], false, false);
             if (skipped != bytes4(0)) emit SettlementSkipped(entries[i].channelId, i, skipped);
             // Cannot overflow: each entry credits at most one channel's deposit (< 2^96).
             unchecked {
@@ -208,7 +208,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         if (err != ECDSA.RecoverError.NoError || signer != _relays[ch.relayId]) {
             revert CloseInvalidRelaySignature(channelId, signer);
         }
-        if (voucherDigest != bytes32(0)) _settle(finalVoucher, true);
+        if (voucherDigest != bytes32(0)) _settle(finalVoucher, true, true); // the relay consented: its Close
         _finalize(ch, channelId, true);
     }
 
@@ -340,7 +340,10 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     /// @dev Settles one entry. With `strict` it reverts with the reason; otherwise it returns the reason's
     /// selector and changes nothing, so one bad entry cannot sink a batch. Every check runs before any write.
-    function _settle(SettleEntry calldata e, bool strict) private returns (uint256 credited, bytes4 skipped) {
+    function _settle(SettleEntry calldata e, bool strict, bool relayConsented)
+        private
+        returns (uint256 credited, bytes4 skipped)
+    {
         bytes32 channelId = e.channelId;
         Channel memory ch = _channels[channelId];
         if (ch.payer == address(0)) {
@@ -348,6 +351,16 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         }
         if (ch.closesAt != 0 && block.timestamp >= ch.closesAt) {
             return (0, _fail(strict, abi.encodeWithSelector(ChannelNotSettleable.selector, channelId, ch.closesAt)));
+        }
+        if (!relayConsented && msg.sender != _relays[ch.relayId]) {
+            // The payer's signature alone also signs vouchers the relay never accepted (paying the payer, say):
+            // settled first, they would void what the relay accepted and not yet settled. So only the relay
+            // settles, until the second half of a close window (a relay gone for good cannot block the payer).
+            uint256 opensAt = ch.closesAt == 0 ? 0 : ch.closesAt - challengePeriod / 2;
+            if (opensAt == 0 || block.timestamp < opensAt) {
+                return (0, _fail(strict, abi.encodeWithSelector(SettleNotAllowed.selector, channelId, msg.sender,
+                                                                 uint32(opensAt))));
+            }
         }
         address[] calldata payees = e.payees;
         uint256[] calldata amounts = e.amounts;

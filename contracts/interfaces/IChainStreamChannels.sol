@@ -77,6 +77,9 @@ interface IChainStreamChannels {
     error ChannelRelayZero();
     /// @notice The session key expiry is not in the future.
     error SessionKeyExpiryInPast(uint32 expiry);
+    /// @notice Only the channel's relay settles while the channel is open or early in its close window; anyone
+    /// may from `opensAt` (the second half of the window; 0 while the channel is open).
+    error SettleNotAllowed(bytes32 channelId, address caller, uint32 opensAt);
     /// @notice A rotated-out session key is still within its grace period; rotate again after `validUntil`.
     error SessionKeyRotationPending(bytes32 channelId, uint32 validUntil);
     /// @notice Setting the same session key again may not end it sooner than a rotation would (its expiry, or
@@ -210,11 +213,13 @@ interface IChainStreamChannels {
     /// again changes its expiry, but not to before the end of that grace (SessionKeyExpiryBelowGrace).
     function setSessionKey(bytes32 channelId, address sessionKey, uint32 expiry) external;
 
-    /// @notice Settle one voucher. Reverts with the reason if it is invalid; a stale voucher is a no-op.
+    /// @notice Settle one voucher. Reverts with the reason if it is invalid; a stale voucher is a no-op. Only the
+    /// channel's relay may settle, except in the second half of a close window (SettleNotAllowed).
     /// @return credited The amount newly credited to payees.
     function settle(SettleEntry calldata entry) external returns (uint256 credited);
 
-    /// @notice Settle many vouchers; invalid entries are skipped with a SettlementSkipped event.
+    /// @notice Settle many vouchers; invalid entries (and channels the caller may not settle yet) are skipped
+    /// with a SettlementSkipped event.
     /// @return credited The total newly credited across all entries.
     function settleBatch(SettleEntry[] calldata entries) external returns (uint256 credited);
 

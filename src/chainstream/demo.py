@@ -41,7 +41,7 @@ from chainstream.chain.deploy import Deployment, deploy_all
 from chainstream.chain.node import advance_time, connect, embedded_web3, free_port
 from chainstream.chain.transactions import TxSender, fund
 from chainstream.config import Settings
-from chainstream.errors import ChainStreamError, ConfigurationError
+from chainstream.errors import ChainError, ChainStreamError, ConfigurationError
 from chainstream.pricing import Model
 from chainstream.protocol import PrivateKey, SignedVoucher
 from chainstream.protocol.types import ZERO_ADDRESS, Address
@@ -706,7 +706,12 @@ class Demo:
                 f"total {a.token.fmt(latest.voucher.total)}; settled so far {a.token.fmt(settled_before)}).")
         c.print(f"{a.name} then tries to pay less: settles the [bold]stale[/] voucher seq {stale_seq} "
                 f"({a.token.fmt(stale.voucher.total)}) on-chain and requests a unilateral close.")
-        listener.settle_self(stale)
+        try:
+            listener.settle_self(stale)
+        except ChainError as exc:  # only the relay settles an open channel
+            c.print(f"[green]✓ contract[/]: {exc}")
+        else:
+            raise DemoFailed("the contract let the listener settle a stale voucher on an open channel")
         settled_by_listener = listener.chain_state().settled
         closes_at = listener.request_close()
         with self.spinner("the relay's watchtower sees CloseRequested and settles the latest voucher"):
@@ -737,7 +742,7 @@ class Demo:
         table.add_column("")
         table.add_column(a.token.symbol, justify="right")
         table.add_row("deposit", a.token.fmt(deposit))
-        table.add_row(f"stale voucher seq {stale_seq} (settled by {a.name})", a.token.fmt(stale.voucher.total))
+        table.add_row(f"stale voucher seq {stale_seq} ({a.name}'s settle refused)", a.token.fmt(stale.voucher.total))
         table.add_row(f"latest voucher seq {latest.seq} (settled by the watchtower)", a.token.fmt(settled_after))
         table.add_row("refund withdrawn (ChannelClosed)", a.token.fmt(refund))
         table.add_row("expected: deposit − latest total", a.token.fmt(deposit - latest.voucher.total))

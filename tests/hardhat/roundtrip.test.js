@@ -179,7 +179,7 @@ describe("ChainStream round trip (ethers v6, Hardhat network)", function () {
     assert.equal(ethers.verifyTypedData(domain, VOUCHER_TYPES, v1, first.signature), SESSION_KEY.address);
 
     // --- anyone settles the first voucher
-    let receipt = await (await channels.connect(settler).settleBatch([first.entry])).wait();
+    let receipt = await (await channels.connect(relay).settleBatch([first.entry])).wait();
     const [settled1] = eventsOf(receipt, channels, "ChannelSettled");
     assert.equal(settled1.args.channelId, channelId);
     assert.equal(settled1.args.settled, perPlay);
@@ -189,9 +189,9 @@ describe("ChainStream round trip (ethers v6, Hardhat network)", function () {
 
     // --- a batch with the latest voucher (prevAmounts = what was settled) and the old one, now stale
     const third = await signEntry(SESSION_KEY, domain, v3, v1.amounts);
-    const credited = await channels.connect(settler).settleBatch.staticCall([third.entry, first.entry]);
+    const credited = await channels.connect(relay).settleBatch.staticCall([third.entry, first.entry]);
     assert.equal(credited, 2n * perPlay);
-    receipt = await (await channels.connect(settler).settleBatch([third.entry, first.entry])).wait();
+    receipt = await (await channels.connect(relay).settleBatch([third.entry, first.entry])).wait();
     const [settled3] = eventsOf(receipt, channels, "ChannelSettled");
     assert.equal(settled3.args.settled, 3n * perPlay);
     const [skipped] = eventsOf(receipt, channels, "SettlementSkipped");
@@ -207,7 +207,7 @@ describe("ChainStream round trip (ethers v6, Hardhat network)", function () {
     const v4 = { ...v3, amounts: v3.amounts.map((a) => a + 1n), playHash: nextPlayHash(v3.playHash, 4) };
     const forged = await signEntry(settler, domain, v4, v3.amounts);
     const err = await expectRevert(
-      channels.connect(settler).settle(forged.entry),
+      channels.connect(relay).settle(forged.entry),
       channels,
       "VoucherUnauthorizedSigner",
     );

@@ -349,12 +349,41 @@ def test_settle_creditsPayeesAndEmitsSettled(chain: Chain) -> None:
     # The next voucher appends a payee; prevAmounts is what the last settlement credited.
     v2 = sign(chain, voucher(cid, {artist: 3 * FINNEY, collab: FINNEY}, play_hash(2)))
     assert settle_call(chain, entry(v2, (2 * FINNEY,))) == 2 * FINNEY
-    settle(chain, v2, (2 * FINNEY,), by="stranger")  # anyone may settle
+    settle(chain, v2, (2 * FINNEY,))
     state = c.get_channel(cid)
     assert (state.settled, state.deposit, state.status) == (4 * FINNEY, 10 * FINNEY, ChannelStatus.OPEN)
     assert (c.claimable(artist), c.claimable(collab)) == (3 * FINNEY, FINNEY)
     assert c.prev_amounts(cid) == (3 * FINNEY, FINNEY)
     assert chain.balance(c.address) == 10 * FINNEY  # credits stay in escrow until claimed
+
+
+def test_settle_onlyTheRelayUntilTheSecondHalfOfACloseWindow(chain: Chain) -> None:
+    """The payer's signature alone also signs vouchers the relay never accepted (one paying the payer itself):
+    settled first, it would void what the relay accepted and not yet settled. So while the channel is open and
+    in the first half of a close window only the relay settles; then anyone may (a relay gone for good cannot
+    keep the payer from paying its artists)."""
+    c = chain.channels
+    cid = open_channel(chain, 10 * FINNEY)
+    fork = sign(chain, voucher(cid, {chain.address("listener"): 10 * FINNEY}, play_hash(1)))
+    for who in ("listener", "stranger", "artist"):
+        with reverts("SettleNotAllowed", channelId=cid, caller=chain.address(who), opensAt=0):
+            settle(chain, fork, by=who)
+    receipt = batch(chain, [entry(fork)], by="listener")
+    assert [bytes(e.args.reason) for e in events(c.contract, "SettlementSkipped", receipt)] == [selector("SettleNotAllowed")]
+
+    honest = sign(chain, voucher(cid, {chain.address("artist"): 3 * FINNEY}, play_hash(1)))
+    c.request_close(chain.tx("listener"), cid)
+    closes_at = c.get_channel(cid).closes_at
+    opens_at = closes_at - CHALLENGE_PERIOD // 2
+    with reverts("SettleNotAllowed", channelId=cid, caller=chain.address("listener"), opensAt=opens_at):
+        settle(chain, honest, by="listener")
+    settle(chain, honest)  # the relay, first half: its latest voucher
+    chain.advance(opens_at - chain.now())
+    # The payer's own voucher now settles, but after the relay's: it can take only what the relay left.
+    rest = sign(chain, voucher(cid, {chain.address("artist"): 3 * FINNEY, chain.address("listener"): 7 * FINNEY},
+                               play_hash(2)))
+    settle(chain, rest, (3 * FINNEY,), by="listener")
+    assert c.get_channel(cid).settled == 10 * FINNEY and c.claimable(chain.address("artist")) == 3 * FINNEY
 
 
 def test_settle_voucherDigestMatchesPythonDigest(chain: Chain) -> None:
@@ -735,7 +764,7 @@ def test_settleBatch_skipsInvalidEntriesAndSettlesTheRest(chain: Chain) -> None:
         entry(sign(chain, voucher(d, {artist: 2 * FINNEY})), (FINNEY,)),           # 8 ok
         entry(a_new),                                                              # 9 duplicate of 0
     ]
-    assert int(c.contract.functions.settleBatch(entries).call()) == 3 * FINNEY + 4 * FINNEY + FINNEY
+    assert int(c.contract.functions.settleBatch(entries).call({"from": chain.address("relay")})) == 3 * FINNEY + 4 * FINNEY + FINNEY
     receipt = batch(chain, entries)
     skipped = [(bytes(e.args.channelId), e.args.index, bytes(e.args.reason))
                for e in events(c.contract, "SettlementSkipped", receipt)]

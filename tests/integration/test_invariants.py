@@ -52,7 +52,7 @@ LISTENERS = ("listener", "listener2", "stranger")
 RECIPIENTS = ("artist", "collab", "label")
 FEE_RECIPIENT = "platform"
 PAYEES = (*RECIPIENTS, FEE_RECIPIENT)
-SETTLERS = ("relay", "stranger", "artist", "deployer")
+SETTLERS = ("relay", "relay", "relay", "stranger", "artist", "deployer")  # the relay settles; others mostly may not
 ACTORS = (*LISTENERS, *PAYEES, "relay", "session", "deployer")
 ADDR: dict[str, Address] = {actor: test_key(actor).address for actor in ACTORS}
 FORGER = test_key("forger")  # signs vouchers nobody authorized; not a funded actor, not anyone's session key
@@ -141,10 +141,13 @@ def describe(out: Outcome) -> str:
     return out.skip_reason or ("capped" if out.capped else "settled")
 
 
-def predict(ch: ChannelModel, voucher: Voucher, signer: Address, prev: tuple[int, ...], t: int) -> Outcome:
-    """The contract's _settle, check for check, on the model."""
+def predict(ch: ChannelModel, voucher: Voucher, signer: Address, prev: tuple[int, ...], t: int,
+            caller: str | None) -> Outcome:
+    """The contract's _settle, check for check, on the model (`caller` None: the relay consented, a close)."""
     if ch.closes_at != 0 and t >= ch.closes_at:
         return Outcome(error="ChannelNotSettleable")
+    if caller is not None and caller != "relay" and (ch.closes_at == 0 or t < ch.closes_at - CHALLENGE_PERIOD // 2):
+        return Outcome(error="SettleNotAllowed")
     payees, amounts = voucher.payees, voucher.amounts
     n, k = len(payees), len(prev)
     total = sum(amounts)
@@ -340,7 +343,7 @@ class ChannelMachine(RuleBasedStateMachine):
     def settle_one(self, ch: ChannelModel, signed: SignedVoucher, signer: Address, prev: tuple[int, ...],
                    caller: str) -> Outcome:
         t = self.next_time()
-        out = predict(ch, signed.voucher, signer, prev, t)
+        out = predict(ch, signed.voucher, signer, prev, t, caller)
         event(f"settle: {describe(out)}")
         if out.error:
             self.expect_revert(out.error, self.cc.settle, self.chain.tx(caller), signed, prev)
@@ -419,7 +422,7 @@ class ChannelMachine(RuleBasedStateMachine):
         outcomes: list[tuple[ChannelModel, Outcome]] = []
         for ch, signed, signer in entries:
             w = work[ch.cid]
-            out = predict(w, signed.voucher, signer, prevs[ch.cid], t)
+            out = predict(w, signed.voucher, signer, prevs[ch.cid], t, caller)
             if out.settles:
                 w.settled_payees, w.credited, w.settled = out.payees, out.credited, sum(out.credited)
             outcomes.append((ch, out))
@@ -539,7 +542,7 @@ class ChannelMachine(RuleBasedStateMachine):
         elif not relay_ok:
             reason = "CloseInvalidRelaySignature"
         else:
-            out = predict(ch, voucher, entry[1], prev, t) if entry else Outcome(stale=True)
+            out = predict(ch, voucher, entry[1], prev, t, None) if entry else Outcome(stale=True)
             reason = out.error
         event(f"cooperative close: {reason or describe(out)}")
         if reason:

@@ -225,10 +225,11 @@ def forwarder(rc: RelayChain, target: str) -> str:
 
 def test_a_settlement_sent_through_another_contract_does_not_stop_the_watchtower(
         make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain) -> None:
-    """Someone settles a listener's voucher through a forwarding contract: its calldata is not the settlement's,
-    so the relay cannot read the settled payees back. It marks that channel and goes on watching: the next
-    blocks' events (another channel's top-up) are applied and other channels still settle."""
-    relay = make_relay(**LAZY)
+    """In the second half of a close window anyone may settle, also through a forwarding contract: its calldata
+    is not the settlement's, so the relay cannot read the settled payees back. It marks that channel and goes on
+    watching: the next blocks' events (another channel's top-up) are applied and other channels still settle.
+    (The relay here has no gas when the close is requested, so that the forwarded settlement is the first.)"""
+    relay = make_relay(eth=0, **LAZY)
     listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
     other = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
     track = relay_chain.track(MODEM)
@@ -237,6 +238,9 @@ def test_a_settlement_sent_through_another_contract_does_not_stop_the_watchtower
     cid: bytes = listener.channel_id  # type: ignore[assignment]
     voucher = SignedVoucher(listener.state.voucher, listener.signatures[1])  # type: ignore[union-attr]
     channels = relay_chain.chain.channels
+    closes_at = listener.request_close()
+    relay_chain.chain.advance(closes_at - channels.contract.functions.challengePeriod().call() // 2
+                              - relay_chain.chain.now())
     data = channels.contract.encode_abi("settle", [settle_entry(voucher, ())])
     via = forwarder(relay_chain, channels.address)
     w3 = relay_chain.w3
@@ -247,6 +251,7 @@ def test_a_settlement_sent_through_another_contract_does_not_stop_the_watchtower
     settler = relay.relay.settler
     assert wait_until(lambda: settler.unsettleable.get(cid), what="the channel to be marked") == (
         PLAY_PRICE, "SettledStateUnknown")
+    fund(relay_chain.w3, relay.address, 10**19)
     other.top_up(10**16)
     wait_until(lambda: relay.channel(other.channel_id)["deposit"] == str(10**17 + 10**16),  # type: ignore[arg-type]
                what="the watcher to go on past the forwarded settlement")

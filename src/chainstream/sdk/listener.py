@@ -218,7 +218,10 @@ class Listener:
         return state.deposit - state.settled
 
     def settle_self(self, voucher: SignedVoucher | None = None) -> int:
-        """Settle on-chain without the relay (e.g. the relay is gone): our latest signed voucher by default."""
+        """Settle on-chain without the relay (e.g. the relay is gone): our latest signed voucher by default.
+
+        The contract lets only the relay settle while the channel is open and in the first half of a close
+        window; from the second half anyone may (request_close first). Before that, ChainError SettleNotAllowed."""
         if voucher is None:
             state = self._state()
             if state.seq == 0:
