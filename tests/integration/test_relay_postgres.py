@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from chainstream.ledger import charge_play
 from chainstream.sdk import Paid, RelayError
 from chainstream.store.postgres import PostgresStore
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
@@ -22,6 +23,8 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     new_wallet,
     open_listener,
     relay_chain,
+    play_spec,
+    sign_charge,
     signed_plays,
     wait_until,
 )
@@ -166,3 +169,39 @@ def test_a_failed_commit_is_an_error_of_its_batch_items_only_and_they_can_be_res
         assert [(r["ok"], r["status"], r["seq"]) for r in again] == [(True, "accepted", 1), (True, "accepted", 2)]
     finally:
         relay.stop()
+
+
+def test_only_the_channels_own_signers_make_an_instance_reload_it(relay_chain: RelayChain, postgres_url: str) -> None:  # noqa: F811
+    """A payment ahead of an instance's view makes it re-read the channel's history from the database, but only
+    if the channel's payer or session key signed it: anyone can send one with any seq."""
+    actor = f"relay-pg-{os.urandom(4).hex()}"
+    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
+    a = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="a", **LAZY).start()
+    b = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="b", **LAZY).start()
+    try:
+        listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
+        track = relay_chain.track(MODEM)
+        listing = listener.listing(track)
+        listener.relay = b.client()
+        listener.play(track)  # b has the channel at seq 1, as the database does
+        store = b.relay.store
+        loads: list[bytes] = []
+        load_ledger = store.load_ledger
+        store.load_ledger = lambda cid, day: loads.append(cid) or load_ledger(cid, day)
+        stranger = relay_chain.chain.key("stranger")
+        first = sign_charge(listener, charge_play(listener.state, listing), play_spec(track), key=stranger)
+        ahead = sign_charge(listener, charge_play(first.state, listing), play_spec(track), key=stranger,
+                            state=first.state)  # seq 3: ahead of b's view
+        reply = b.http().post(f"/channels/{cid_hex(listener)}/payments", json=ahead.body)
+        assert reply.status_code == 409 and reply.json()["error"]["code"] == "seq_gap"
+        assert loads == []  # not signed by the channel's keys: b did not re-read the channel
+
+        listener.relay = a.client()
+        listener.play(track)
+        listener.play(track)  # the database has seq 3
+        listener.relay = b.client()
+        assert listener.play(track).seq == 4  # the listener's own, ahead of b's view: b reloads, then accepts
+        assert loads == [listener.channel_id]
+    finally:
+        a.stop()
+        b.stop()

@@ -258,7 +258,7 @@ class RelayService:
 
     async def _submit(self, payment: Payment) -> PaymentAck:
         rt = await self.runtime(payment.channel_id)
-        if self.store.shared and payment.seq > rt.ledger.seq + 1:
+        if self.store.shared and payment.seq > rt.ledger.seq + 1 and self._signed_for(rt, payment):
             rt = await self._reload(rt)
         duplicate = self._duplicate(rt, payment)
         if duplicate is None and payment.seq < rt.ledger.seq and rt.in_flight is not None and not rt.in_flight.done():
@@ -362,12 +362,24 @@ class RelayService:
             await asyncio.shield(rt.in_flight)
 
     async def _reload(self, rt: ChannelRuntime) -> ChannelRuntime:
-        """The channel as the database now has it (after this instance's own commits in flight)."""
+        """The channel as the database now has it (after this instance's own commits in flight). The budget
+        of chain re-reads carries over, so reloads cannot be used to reset it."""
         with contextlib.suppress(ChainStreamError):  # a failed commit: its own payment's caller hears of it
             await self._durable(rt)
         if self._runtime.get(rt.record.channel_id) is rt:
             del self._runtime[rt.record.channel_id]
-        return await self.runtime(rt.record.channel_id)
+        fresh = await self.runtime(rt.record.channel_id)
+        fresh.refreshes = rt.refreshes
+        return fresh
+
+    def _signed_for(self, rt: ChannelRuntime, payment: Payment) -> bool:
+        """Whether the payment is signed by the channel's payer or session key: only such a payment may make an
+        instance re-read the channel's history from the database (anyone can send one ahead of its view)."""
+        try:
+            signer = recover(payment.voucher.digest(self.domain), payment.signature)
+        except ChainStreamError:
+            return False
+        return signer in (rt.record.payer, rt.record.session_key)
 
     def _behind(self, rt: ChannelRuntime) -> bool:
         """Whether the database's view of the channel differs from this instance's (a shared store)."""
