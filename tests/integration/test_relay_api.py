@@ -549,3 +549,17 @@ def test_a_channel_pays_at_most_max_payees_addresses(make_relay: Any, relay_chai
     assert (info.value.status, info.value.code) == (422, "too_many_payees")
     seq = listener.state.seq
     assert listener.play(track).seq == seq + 1  # the same payees: accepted
+
+
+def test_made_up_channel_ids_do_not_each_cost_a_call_to_the_node(make_relay: Any, relay_chain: RelayChain) -> None:
+    relay = make_relay()
+    channels = relay.service.channels
+    reads: list[bytes] = []
+    get_channel = channels.get_channel
+    channels.get_channel = lambda channel_id: reads.append(channel_id) or get_channel(channel_id)
+    made_up = "0x" + os.urandom(32).hex()
+    for _ in range(5):
+        rejected(relay.http().get(f"/channels/{made_up}"), 404, "unknown_channel")
+    assert len(reads) == 1  # the answer is kept for a moment
+    listener = open_listener(relay_chain, relay)  # a channel opened meanwhile is served at once
+    assert listener.play(relay_chain.track(MODEM)).seq == 1

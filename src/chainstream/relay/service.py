@@ -81,6 +81,9 @@ CHAIN_REFRESH_CODES = frozenset({"insufficient_deposit", "unauthorized_signer"})
 #: at most this many such re-reads per channel within REFRESH_WINDOW seconds: enough for "refused, top up,
 #: retry", too few for refused payments (anyone can sign one) to turn into a flood of calls to the node
 REFRESH_BURST, REFRESH_WINDOW = 3, 5.0
+#: a channel id the chain did not know (or that is another relay's) is answered from memory for this long, so
+#: that requests for made-up ids do not each cost a call to the node; at most NOT_OURS_MAX ids are kept
+NOT_OURS_TTL, NOT_OURS_MAX = 2.0, 10_000
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class RelayService:
         self._commits: tuple[list[PaymentRecord], asyncio.Future[None]] | None = None
         self.accepted_count = 0
         self.clock = clock
+        self._not_ours: dict[bytes, tuple[float, Rejection]] = {}
         self._chain_time: tuple[float, float] | None = None  # (latest block's timestamp, clock() when seen)
 
     # ---------------------------------------------------------------- channels
@@ -184,7 +188,16 @@ class RelayService:
     async def _load(self, channel_id: bytes) -> ChannelRuntime:
         record = self.store.get_channel(channel_id)
         if record is None:
-            record = await asyncio.to_thread(self.fetch_channel, channel_id)
+            refused = self._not_ours.get(channel_id)
+            if refused is not None and self.clock() - refused[0] < NOT_OURS_TTL:
+                raise refused[1]  # asked again within seconds: answered without another call to the node
+            try:
+                record = await asyncio.to_thread(self.fetch_channel, channel_id)
+            except Rejection as exc:  # unknown_channel, wrong_relay
+                if len(self._not_ours) >= NOT_OURS_MAX:
+                    self._not_ours.clear()
+                self._not_ours[channel_id] = (self.clock(), exc)
+                raise
             self.store.upsert_channel(record)
         day = int(self.clock()) // DAY
         ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
@@ -209,6 +222,7 @@ class RelayService:
 
     def add_channel(self, record: ChannelRecord) -> None:
         """A channel just opened for this relay (watcher); a channel already known is left as it is."""
+        self._not_ours.pop(record.channel_id, None)
         if self.store.get_channel(record.channel_id) is None:
             self.store.upsert_channel(record)
 
@@ -283,7 +297,10 @@ class RelayService:
                 raise StaleChannel(f"channel 0x{payment.channel_id.hex()} changed in another instance") from exc
             # A top-up or a new session key may have landed before the watcher saw it: read the channel from
             # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
-            if exc.code not in CHAIN_REFRESH_CODES or not await self._refresh_from_chain(rt):
+            # (insufficient_deposit is judged before the signature: only the channel's own signers may ask.)
+            if exc.code not in CHAIN_REFRESH_CODES or (exc.code == "insufficient_deposit"
+                                                       and not self._signed_for(rt, payment)) \
+                    or not await self._refresh_from_chain(rt):
                 raise
             accepted = self._verify(rt, payment)
         previous = (rt.ledger, rt.spent_today, rt.head_digest)

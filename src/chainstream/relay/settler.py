@@ -46,6 +46,7 @@ class Settler:
         #: channel -> (voucher total, reason) of a latest voucher the contract refused for good: not sent again
         #: (each attempt would pay gas for another skip) until the channel has a newer voucher
         self.unsettleable: dict[bytes, tuple[int, str]] = {}
+        self._mismatched: dict[bytes, int] = {}  # channel -> voucher total last refused for its prevAmounts
         self._wake = asyncio.Event()
         self.batches_sent = 0
         self.rounds = 0
@@ -174,6 +175,17 @@ class Settler:
     def _note_skips(self, receipt: Any, totals: dict[bytes, int]) -> None:
         """Remember vouchers the contract refused for good; re-read the settled state where ours was behind."""
         for channel_id, reason in self.service.channels.skipped_in(receipt):
+            total = totals.get(channel_id, 0)
+            if reason == "VoucherPrevStateMismatch":
+                # Sent again after re-reading the settled state and refused again: the chain's settled state is
+                # not a prefix of this voucher (settled by someone else): no round can change that.
+                if self._mismatched.get(channel_id) == total:
+                    reason = f"{reason} (twice)"
+                    self.unsettleable[channel_id] = (total, reason)
+                    log.warning("settlement of 0x%s refused twice by the contract (%s): not retried until a newer "
+                                "voucher", channel_id.hex(), reason)
+                    continue
+                self._mismatched[channel_id] = total
             if reason in PERMANENT_SKIPS:
                 log.warning("settlement of 0x%s refused by the contract (%s): not retried until a newer voucher",
                             channel_id.hex(), reason)
