@@ -34,10 +34,16 @@ from tests.store.test_postgres_store import _terminate as terminate
 pytestmark = pytest.mark.postgres
 
 
+def relay_actor(rc: RelayChain) -> str:
+    """A funded relay key of its own (instances of one relay share it)."""
+    actor = f"relay-pg-{os.urandom(4).hex()}"
+    rc.chain.keys[actor] = new_wallet(rc)
+    return actor
+
+
 def test_a_relay_on_postgresql_keeps_every_acknowledged_payment_across_a_restart_and_settles(
         relay_chain: RelayChain, postgres_url: str) -> None:  # noqa: F811 - fixture
-    actor = f"relay-pg-{os.urandom(4).hex()}"
-    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
+    actor = relay_actor(relay_chain)
     first = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, **LAZY).start()
     try:
         assert isinstance(first.relay.store, PostgresStore)
@@ -79,10 +85,9 @@ def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgre
     a listener's payments alternate between them and every one is accepted in order; caps set through one bind
     payments through the other at once; one instance settles, and the other takes over when it stops; after a
     cooperative close through one, the other takes no payment."""
-    actor = f"relay-pg-{os.urandom(4).hex()}"
-    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
-    a = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="a", **LAZY).start()
-    b = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="b", **LAZY).start()
+    actor = relay_actor(relay_chain)
+    a, b = (InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance=name, **LAZY).start()
+            for name in ("a", "b"))
     try:
         listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
         cid = listener.channel_id
@@ -149,8 +154,7 @@ def test_a_failed_commit_is_an_error_of_its_batch_items_only_and_they_can_be_res
         relay_chain: RelayChain, postgres_server: PostgresServer, postgres_url: str) -> None:  # noqa: F811
     """The database drops the writer's connection: the batch items of that group are answered 503 (not stored),
     the batch itself is a 200 with their results, and sending them again stores them."""
-    actor = f"relay-pg-{os.urandom(4).hex()}"
-    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
+    actor = relay_actor(relay_chain)
     relay = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, **LAZY).start()
     try:
         listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
@@ -174,10 +178,9 @@ def test_a_failed_commit_is_an_error_of_its_batch_items_only_and_they_can_be_res
 def test_only_the_channels_own_signers_make_an_instance_reload_it(relay_chain: RelayChain, postgres_url: str) -> None:  # noqa: F811
     """A payment ahead of an instance's view makes it re-read the channel's history from the database, but only
     if the channel's payer or session key signed it: anyone can send one with any seq."""
-    actor = f"relay-pg-{os.urandom(4).hex()}"
-    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
-    a = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="a", **LAZY).start()
-    b = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="b", **LAZY).start()
+    actor = relay_actor(relay_chain)
+    a, b = (InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance=name, **LAZY).start()
+            for name in ("a", "b"))
     try:
         listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
         track = relay_chain.track(MODEM)
