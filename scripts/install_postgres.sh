@@ -8,20 +8,9 @@ set -euo pipefail
 if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install_postgres: /usr/lib/postgresql/*/bin/initdb is missing and apt-get is not available;" \
-       "install the PostgreSQL server by hand (initdb and pg_ctl on PATH will do)" >&2
-  exit 1
-fi
-SUDO=""
-if [[ "$(id -u)" != "0" ]]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "install_postgres: need root (or sudo) to apt-get install postgresql" >&2
-    exit 1
-  fi
-fi
+source "$(dirname "$0")/lib/apt.sh"
+apt_ready install_postgres "Debian's PostgreSQL server (initdb and pg_ctl)"
 echo "install_postgres: installing Debian's postgresql (server binaries for the store tests)"
-export DEBIAN_FRONTEND=noninteractive
 # postgresql-common would create and start a default cluster ("main") on port 5432: the tests do not use it.
 $SUDO mkdir -p /etc/postgresql-common/createcluster.d
 echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.d/chainstream.conf >/dev/null
