@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chainstream.errors import ProtocolError
 from chainstream.pricing import Split, Terms
 from chainstream.sdk import Artist, Listener, RelayError
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
@@ -30,6 +31,7 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     wait_until,
 )
 
+ETH_SINK = "0x000000000000000000000000000000000000dEaD"
 PER_PLAY = 10_000 * GWEI
 PER_SECOND = 100 * GWEI
 DOWNLOAD = 500_000 * GWEI
@@ -191,3 +193,38 @@ def test_new_prices_reach_the_relay_and_the_sdk(relay: InProcessRelay, relay_cha
     with pytest.raises(RelayError) as info:
         listener.play(track)
     assert info.value.code == "unknown_track" and info.value.status == 404
+
+
+def test_the_sdk_prices_from_the_chain_and_adopts_only_a_state_its_keys_signed(
+        relay: InProcessRelay, relay_chain: RelayChain) -> None:
+    """A relay cannot steer what the SDK signs: prices and splits come from the TrackRegistry (the SDK prices a
+    track with no relay at all), and a channel state from the relay is adopted only if its latest voucher is
+    signed by the payer or one of the channel's session keys — a device with a newer key included."""
+    listener = open_listener(relay_chain, relay)
+    track = relay_chain.track(MODEM)
+    offline = Listener(listener.wallet, w3=relay_chain.w3, deployment=relay_chain.chain.deployment)
+    offline.token = listener.token
+    assert offline.listing(track) == listener.listing(track) == relay.service.catalog.listing(track, ETH)
+
+    listener.play(track)
+    summary = relay.channel(listener.channel_id)  # type: ignore[arg-type]
+    listener.resync(summary)  # signed by our session key: adopted
+    forged = {**summary, "voucher": {**summary["voucher"], "payees": [*summary["voucher"]["payees"][:-1], ETH_SINK],
+                                     }}
+    with pytest.raises(ProtocolError) as info:
+        listener.resync(forged)  # the payees changed: the signature no longer recovers to a key of the channel
+    assert info.value.code == "untrusted_state"
+    unsigned = {**summary, "voucher": {**summary["voucher"], "signature": None}}
+    with pytest.raises(ProtocolError) as info:
+        listener.resync(unsigned)
+    assert info.value.code == "untrusted_state"
+
+    # Another device authorises a key of its own and pays: this one adopts that state (the chain names the key).
+    laptop = Listener(listener.wallet, w3=relay_chain.w3, deployment=relay_chain.chain.deployment, relay=relay.client())
+    laptop.attach(listener.channel_id)  # type: ignore[arg-type]
+    laptop.authorise_session_key()
+    wait_until(lambda: relay.channel(listener.channel_id)["sessionKey"] == laptop.session_key.address,  # type: ignore[arg-type]
+               what="the relay to see the laptop's key")
+    laptop.play(track)
+    listener.resync(relay.channel(listener.channel_id))  # type: ignore[arg-type]
+    assert listener.state == laptop.state

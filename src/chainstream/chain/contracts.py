@@ -16,6 +16,7 @@ from web3.types import TxReceipt
 from chainstream.chain.artifacts import error_abis, load_artifact
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ChainError
+from chainstream.ledger import Listing
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import Domain, SignedVoucher, Voucher
 from chainstream.protocol.signing import Signature
@@ -305,6 +306,15 @@ class RegistryClient(_Client):
     def get_split(self, track_id: bytes, version: int) -> tuple[Split, bytes]:
         raw, split_hash = self.contract.functions.getSplit(track_id, version).call()
         return Split(tuple(raw[0]), tuple(raw[1]), raw[2], raw[3]), bytes(split_hash)
+
+    def listing(self, track_id: bytes, token: str) -> Listing | None:
+        """The track as priced in `token`, read from the registry itself (None if it is not registered): what a
+        client prices its vouchers with, whatever a relay's catalog says."""
+        info = self.get_track(track_id)
+        if info.owner == ZERO_ADDRESS:
+            return None
+        split, _ = self.get_split(track_id, info.split_version)
+        return Listing(track_id, info.title, info.owner, self.get_terms(track_id, token), split, info.split_version)
 
     def track_ids(self) -> list[bytes]:
         count = self.contract.functions.trackCount().call()

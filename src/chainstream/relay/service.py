@@ -71,6 +71,8 @@ class ChannelRuntime:
     terms: tuple[ChannelRecord, ChannelTerms] | None = field(default=None, repr=False)
     #: the digest of the latest accepted voucher (None before the first): what the next payment extends
     head_digest: bytes | None = None
+    #: the listener's signature over that voucher (shown in the summary, so a client can check the state)
+    head_signature: bytes | None = None
 
 
 #: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
@@ -201,8 +203,10 @@ class RelayService:
             self.store.upsert_channel(record)
         day = int(self.clock()) // DAY
         ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
+        latest = self.store.latest_payment(channel_id) if ledger.seq else None
         rt = ChannelRuntime(record, ledger, spent_today, day, caps_issued_at=record.caps_issued_at,
-                            head_digest=ledger.voucher.digest(self.domain) if ledger.seq else None)
+                            head_digest=latest.digest if latest else None,
+                            head_signature=latest.signature if latest else None)
         settled = self.store.get_settled(channel_id)
         if ledger.voucher.total > (settled.total if settled else 0):
             rt.unsettled_since = self.clock()
@@ -303,11 +307,12 @@ class RelayService:
                     or not await self._refresh_from_chain(rt):
                 raise
             accepted = self._verify(rt, payment)
-        previous = (rt.ledger, rt.spent_today, rt.head_digest)
+        previous = (rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature)
         prev_digest = rt.head_digest
         rt.ledger = accepted.state
         rt.spent_today += accepted.charge.amount
         rt.head_digest = accepted.digest
+        rt.head_signature = payment.signature.to_bytes()
         if rt.unsettled_since is None:
             rt.unsettled_since = now
         record = PaymentRecord(
@@ -327,7 +332,7 @@ class RelayService:
         except ChainStreamError:
             # Not durable, so not accepted: forget the in-memory advance and reload from the database.
             if rt.ledger is accepted.state:
-                rt.ledger, rt.spent_today, rt.head_digest = previous
+                rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature = previous
             if self._runtime.get(payment.channel_id) is rt:
                 self._runtime.pop(payment.channel_id, None)
             raise
@@ -555,6 +560,7 @@ class RelayService:
                 "payees": list(v.payees),
                 "amounts": [str(a) for a in v.amounts],
                 "playHash": "0x" + v.play_hash.hex(),
+                "signature": None if rt.head_signature is None else "0x" + rt.head_signature.hex(),
             },
             "plays": {"0x" + t.hex(): n for t, n in rt.ledger.plays.items()},
             "owned": ["0x" + t.hex() for t in rt.ledger.owned],

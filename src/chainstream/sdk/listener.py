@@ -15,12 +15,12 @@ from typing import Any
 
 from web3 import Web3
 
-from chainstream.chain.contracts import ChannelsClient, ChannelState, SettledState
+from chainstream.chain.contracts import ChannelsClient, ChannelState, RegistryClient, SettledState
 from chainstream.chain.deploy import Deployment
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ChainStreamError, ProtocolError
 from chainstream.ledger import Charge, LedgerState, Listing, apply, charge_download, charge_play, charge_seconds, charge_tip
-from chainstream.protocol import PrivateKey, Signature, SignedVoucher, Voucher
+from chainstream.protocol import PrivateKey, Signature, SignedVoucher, Voucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.sdk.client import RelayClient, RelayError
@@ -49,6 +49,7 @@ class Listener:
         self.deployment = deployment
         self.relay = relay
         self.channels = ChannelsClient(w3, deployment.channels)
+        self.registry = RegistryClient(w3, deployment.registry)
         self.tx = TxSender(w3, wallet)
         self.session_key = session_key or PrivateKey.generate()
         self.channel_id: bytes | None = None
@@ -74,6 +75,7 @@ class Listener:
             cid, _ = self.channels.open(self.tx, relay=relay_address, token=token, amount=deposit, salt=salt,
                                         session_key=self.session_key.address, session_expiry=expiry)
         self.channel_id, self.token, self.state = cid, token, LedgerState.opened(cid)
+        self._listings = {}  # priced per token
         self.signatures.clear()
         return cid
 
@@ -94,13 +96,14 @@ class Listener:
 
     # ------------------------------------------------------------- paying
     def listing(self, track_id: bytes) -> Listing:
-        if track_id not in self._listings:
-            if self.relay is None:
-                raise ProtocolError("no relay to read the catalog from", code="no_relay")
-            self._listings = self.relay.listings(self.token)
+        """The track's terms and split in the channel's token, read from the TrackRegistry on chain (not from the
+        relay's catalog: vouchers are priced and split only on what the artists published)."""
         listing = self._listings.get(track_id)
         if listing is None:
-            raise ProtocolError(f"track 0x{track_id.hex()} is not offered in this token", code="unknown_track")
+            listing = self.registry.listing(track_id, self.token)
+            if listing is None:
+                raise ProtocolError(f"track 0x{track_id.hex()} is not registered", code="unknown_track")
+            self._listings[track_id] = listing
         return listing
 
     def play(self, track_id: bytes) -> Paid:
@@ -147,12 +150,29 @@ class Listener:
                     ack["status"])
 
     def resync(self, summary: dict[str, Any]) -> None:
-        """Adopt the relay's view of the channel (after a rejection that says our state drifted)."""
+        """Adopt the relay's view of the channel (after a rejection that says our state drifted), once its
+        latest voucher is shown to be signed by this channel's payer or one of its session keys: the next voucher
+        is built on it, so a relay must not be able to slip in payees or amounts nobody here signed."""
         v = summary["voucher"]
         voucher = Voucher(self._cid(), tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:]))
+        if summary["seq"] > 0:
+            self._check_signed(voucher, v.get("signature"))
         plays = {bytes.fromhex(t[2:]): n for t, n in summary["plays"].items()}
         owned = frozenset(bytes.fromhex(t[2:]) for t in summary["owned"])
         self.state = LedgerState(voucher, summary["seq"], MappingProxyType(plays), owned)
+
+    def _check_signed(self, voucher: Voucher, signature: str | None) -> None:
+        if signature is None:
+            raise ProtocolError("the relay's channel state carries no signature", code="untrusted_state")
+        signer = recover(voucher.digest(self.channels.domain), Signature.from_hex(signature))
+        if signer in (self.address, self.session_key.address):
+            return
+        cid = self._cid()  # another device's key: the chain says which keys the channel has
+        keys = {self.channels.get_channel(cid).session_key,
+                to_address(self.channels.contract.functions.retiredSessionKey(cid).call()[0])}
+        if signer not in keys - {ZERO_ADDRESS}:
+            raise ProtocolError(f"the relay's channel state is signed by {signer}, not by this channel's payer or a "
+                                "session key of it: not adopted", code="untrusted_state")
 
     # ------------------------------------------------------------ visibility
     def spending(self) -> dict[str, Any]:
@@ -253,6 +273,7 @@ class Listener:
         if chain.payer != self.address:
             raise ChainStreamError(f"channel 0x{channel_id.hex()} belongs to {chain.payer}")
         self.token = chain.token
+        self._listings = {}  # priced per token
         self.state = LedgerState.opened(channel_id)
         if self.relay is not None:
             self.resync(self.spending())
