@@ -26,6 +26,8 @@ const ERROR_TITLES = {
   unknown_track: "This track is not offered in your channel's token",
   not_offered: "Not offered in this token",
   price_overflow: "That would cost more than a channel can hold",
+  untrusted_catalog: "The relay's price or split differs from what the artist published on chain: not paid",
+  untrusted_state: "The relay's channel state is not signed by your keys: not adopted",
   already_owned: "You already own this track",
   unknown_channel: "The relay does not know this channel yet",
   wrong_relay: "This channel is served by another relay",

@@ -4,7 +4,7 @@ import { Contract, Signature, ZeroAddress, getAddress, hexlify, randomBytes } fr
 
 import * as P from "./protocol.js";
 import * as L from "./ledger.js";
-import { termsFromJson } from "./pricing.js";
+import { termsFromJson, termsTuple } from "./pricing.js";
 import { RelayError } from "./relay.js";
 import * as S from "./session.js";
 
@@ -25,6 +25,7 @@ export class Listener extends EventTarget {
     this.chainOffset = 0; // chain time - wall clock (anvil time travel)
     this.closeResult = null;
     this._queue = Promise.resolve();
+    this._checkedListings = new Set(); // listings found equal to the TrackRegistry's (see _checkListing)
     this._sse = null;
     this._poll = null;
   }
@@ -103,13 +104,40 @@ export class Listener extends EventTarget {
   async selectChannel(channelId) {
     const { info, wallet } = this.ctx;
     const summary = await this.ctx.relay.channel(channelId);
-    this.applySummary(summary);
+    await this.adoptSummary(summary);
     S.setActiveChannel(info.chainId, wallet.account, channelId);
     this.closeResult = null;
     await this.refreshCatalog(summary.token);
     await this.refreshHistory();
     this.subscribe();
     this.changed();
+  }
+
+  /**
+   * Take the relay's view of a channel once its latest voucher is shown to be signed by this account or one
+   * of the channel's session keys (this browser's, or another device's as the chain names it): the next
+   * voucher is built on it, so a relay must not be able to slip in payees or amounts nobody here signed.
+   */
+  async adoptSummary(summary) {
+    await this._checkState(summary);
+    this.applySummary(summary);
+  }
+
+  async _checkState(summary) {
+    if (!summary.seq) return;
+    const untrusted = (message) => new RelayError(0, { error: { code: "untrusted_state", message } });
+    const signature = summary.voucher?.signature;
+    if (!signature) throw untrusted("the relay's channel state carries no signature: not adopted");
+    const voucher = P.voucherFromJson(summary.channelId, summary.voucher);
+    const signer = getAddress(P.recoverDigest(P.voucherDigest(this.ctx.domain, voucher), signature));
+    const { info, wallet } = this.ctx;
+    const stored = S.loadSessionKey(info.chainId, info.channels, summary.channelId);
+    if ([wallet.account, stored?.address].filter(Boolean).some((a) => getAddress(a) === signer)) return;
+    const { channels } = await this.contracts();
+    const [view, retired] = await Promise.all([channels.getChannel(summary.channelId),
+      channels.retiredSessionKey(summary.channelId)]);
+    if ([view.sessionKey, retired[0]].some((a) => a !== ZeroAddress && getAddress(a) === signer)) return;
+    throw untrusted(`the relay's channel state is signed by ${signer}, not by your wallet or a session key of the channel: not adopted`);
   }
 
   applySummary(summary) {
@@ -127,7 +155,7 @@ export class Listener extends EventTarget {
     if (!this.channel) return;
     const summary = await this.ctx.relay.channel(this.channel.channelId);
     // keep our ledger if we are ahead (a payment in flight); the relay's state wins otherwise
-    if (summary.seq >= (this.ledger?.seq ?? 0)) this.applySummary(summary);
+    if (summary.seq >= (this.ledger?.seq ?? 0)) await this.adoptSummary(summary);
     else this.channel = { ...summary, seq: this.ledger.seq };
     if (summary.status === "closing" && summary.closesAt) await this.refreshChainTime();
     this.changed("channel");
@@ -299,6 +327,29 @@ export class Listener extends EventTarget {
   }
 
   /**
+   * The relay's catalog is a convenience: before the first payment priced from a track's listing, its terms
+   * and split are checked against the TrackRegistry on chain (then remembered), so a relay cannot make this
+   * page sign prices or payees the artist did not publish.
+   */
+  async _checkListing(charge) {
+    if (charge.splitHash === P.ZERO_HASH) return; // a tip straight to an address the listener chose
+    const listing = this.listing(charge.target);
+    const key = `${charge.target}|${this.catalogToken}|${charge.splitHash}|${termsTuple(listing.terms).join(",")}`;
+    if (this._checkedListings.has(key)) return;
+    const { info, abis } = this.ctx;
+    const registry = new Contract(info.registry, abis.registry, await this.ctx.wallet.signer());
+    const [track, terms] = await Promise.all([registry.getTrack(charge.target), registry.getTerms(charge.target, this.catalogToken)]);
+    const same = track.splitHash.toLowerCase() === charge.splitHash.toLowerCase()
+      && P.splitHash(listing.split).toLowerCase() === charge.splitHash.toLowerCase()
+      && termsTuple(listing.terms).every((v, i) => BigInt(v) === BigInt(terms[i]));
+    if (!same) {
+      throw new RelayError(0, { error: { code: "untrusted_catalog",
+        message: "the relay's catalog differs from the TrackRegistry for this track: nothing was signed" } });
+    }
+    this._checkedListings.add(key);
+  }
+
+  /**
    * Pay a charge computed from the current ledger state by `makeCharge(state)`. Payments are serialised; on
    * voucher_mismatch / stale / seq_gap the ledger is resynchronised from the relay's state (and the catalog
    * reloaded, in case a price or split changed) and the charge retried once. Resolves to the relay's ack.
@@ -313,6 +364,7 @@ export class Listener extends EventTarget {
   async _pay(makeCharge, meta, retry) {
     if (!this.channel || !this.ledger) throw new RelayError(0, { error: { code: "no_channel", message: "open a channel first" } });
     const charge = makeCharge(this.ledger);
+    await this._checkListing(charge);
     const { next, digest } = L.preparePayment(this.ledger, charge, this.ctx.domain);
     const body = L.paymentBody(next, charge, await this._sign(digest, next.voucher));
     try {
@@ -335,7 +387,7 @@ export class Listener extends EventTarget {
         this.changed("channel");
       }
       if (err instanceof RelayError && RESYNC_CODES.has(err.code) && err.state) {
-        this.applySummary(err.state);
+        await this.adoptSummary(err.state);
         if (err.code === "voucher_mismatch") await this.refreshCatalog().catch(() => {});
         this.changed("channel");
         if (retry) return this._pay(makeCharge, meta, false);
@@ -373,7 +425,7 @@ export class Listener extends EventTarget {
     const summary = await this.ctx.relay.setCaps(id, {
       dailyCap: String(dailyCap), sessionCap: String(sessionCap), issuedAt: Number(issuedAt), signature,
     });
-    this.applySummary(summary);
+    await this.adoptSummary(summary);
     this.changed("channel");
   }
 
@@ -392,7 +444,7 @@ export class Listener extends EventTarget {
       } catch (err) {
         // the relay has a later voucher than this page (an acknowledgement lost on the way): take its state, once
         if (err?.code !== "close_state_mismatch" || !err.state || attempt) throw err;
-        this.applySummary(err.state);
+        await this.adoptSummary(err.state);
         continue;
       }
       const entry = closeEntry(id, res);

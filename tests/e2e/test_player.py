@@ -627,6 +627,58 @@ def test_wallet_without_the_chain_adds_it_then_plays(browser: Any, stack: Stack)
     page.context.close()
 
 
+def test_the_player_signs_nothing_a_lying_relay_makes_up(browser: Any, stack: Stack) -> None:
+    """The page prices from the relay's catalog and builds on the relay's channel state, but checks both: a
+    catalog whose price differs from the TrackRegistry is refused before anything is signed, and a channel
+    state whose voucher the listener's keys did not sign is not adopted. (The lies are made in the browser, on
+    the relay's real answers: what a compromised relay or a man in the middle would send.)"""
+    page = open_page(browser, stack, "skeptic")
+
+    def inflate(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        for track in body["tracks"]:
+            if track["title"] == "Gas Price Blues":
+                for terms in track["terms"].values():
+                    terms["perPlay"] = str(int(terms["perPlay"]) * 10)
+        route.fulfill(response=response, json=body)
+
+    page.route(re.compile(r".*/api/v1/catalog.*"), inflate)
+    page.reload()
+    connect(page)
+    page.get_by_test_id("deposit-input").fill("0.01")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    play(page, "Morning Modem")
+    wait_history(stack, cid, 1)
+    signatures = page.evaluate("window.__csWallet.calls").count("eth_signTypedData_v4")
+    play(page, "Gas Price Blues")
+    expect(page.locator("[data-testid=banner][data-code=untrusted_catalog]")).to_be_visible()
+    assert len(history(stack, cid)) == 1  # nothing was paid
+    assert page.evaluate("window.__csWallet.calls").count("eth_signTypedData_v4") == signatures
+    page.unroute(re.compile(r".*/api/v1/catalog.*"))
+
+    def forge(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        voucher = body["voucher"]
+        body["voucher"] = {**voucher, "payees": [*voucher["payees"], "0x000000000000000000000000000000000000dEaD"],
+                           "amounts": [*voucher["amounts"], "1"]}
+        route.fulfill(response=response, json=body)
+
+    summary_path = re.compile(r".*/api/v1/channels/0x[0-9a-fA-F]{64}$")
+    page.route(summary_path, forge)
+    page.reload()
+    expect(page.locator("[data-testid=banner][data-code=untrusted_state]")).to_be_visible()
+    page.unroute(summary_path)
+    page.reload()
+    expect(page.get_by_test_id("channel-card")).to_have_attribute("data-channel-id", cid, timeout=20_000)
+    play(page, "Morning Modem")
+    items = wait_history(stack, cid, 2)
+    assert [i["title"] for i in items] == ["Morning Modem", "Morning Modem"]
+    page.context.close()
+
+
 def test_renew_an_expired_session_key(browser: Any, stack: Stack) -> None:
     """A one-day session key expires (chain time moves a day on): the relay refuses the browser's next voucher as
     signed by an expired key, the page says so and offers to renew the key; one setSessionKey later the relay
