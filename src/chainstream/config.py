@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     settle_max_age: float = Field(300.0, description="...or once its oldest unsettled payment is this old (s)")
     settle_deadline_margin: int = Field(3_600, description="...or this close to its close window / key expiry (s)")
     settle_batch_size: int = Field(100, description="channels per settlement transaction")
+    settle_batch_gas: int = Field(15_000_000, description="...and about this much gas per settlement transaction "
+                                                          "(keep it well under the chain's block gas limit)")
 
     # chain watching
     confirmations: int = Field(0, description="blocks to wait before acting on an event")

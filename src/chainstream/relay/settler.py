@@ -143,9 +143,7 @@ class Settler:
         self.service.observe_chain_time(block_time)
         due = self.due(self.service.clock(), force, self.service.chain_now())
         count = 0
-        size = self.settings.settle_batch_size
-        for start in range(0, len(due), size):
-            chunk = due[start:start + size]
+        for chunk in batches(due, self.settings.settle_batch_size, self.settings.settle_batch_gas):
             await asyncio.to_thread(self._settle_chunk, chunk)
             for latest, _ in chunk:
                 self.urgent.discard(latest.channel_id)
@@ -249,6 +247,34 @@ class Settler:
             except TimeoutError:
                 log.warning("outbox %s not mined yet", row.id)
         self.sender.reset_nonce()
+
+
+#: a conservative gas figure for one batch entry: its checks and event, plus a fresh storage slot per payee
+ENTRY_GAS, PAYEE_GAS = 30_000, 25_000
+
+
+def entry_gas(payees: int) -> int:
+    return ENTRY_GAS + PAYEE_GAS * payees
+
+
+def batches(due: list[tuple[PaymentRecord, tuple[int, ...]]], size: int,
+            gas_budget: int) -> list[list[tuple[PaymentRecord, tuple[int, ...]]]]:
+    """`due` in order, cut into settleBatch chunks of at most `size` entries and about `gas_budget` gas (by
+    entry_gas), so that channels with many payees can never make one transaction exceed a block's gas limit
+    (which would fail the round for every channel after it). An entry over the budget on its own goes alone."""
+    out: list[list[tuple[PaymentRecord, tuple[int, ...]]]] = []
+    chunk: list[tuple[PaymentRecord, tuple[int, ...]]] = []
+    used = 0
+    for item in due:
+        cost = entry_gas(len(item[0].voucher.payees))
+        if chunk and (len(chunk) >= size or used + cost > gas_budget):
+            out.append(chunk)
+            chunk, used = [], 0
+        chunk.append(item)
+        used += cost
+    if chunk:
+        out.append(chunk)
+    return out
 
 
 def record_from_receipt(store: Store, channels: ChannelsClient, tx: Any, receipt: Any) -> None:
