@@ -111,6 +111,9 @@ def tune_interpreter_for_serving() -> None:
     sys.setswitchinterval(0.001)
 
 
+#: refusals that mean the client's view of the channel drifted: answered with the channel's state to resync from
+RESYNC_CODES = frozenset({"voucher_mismatch", "stale_voucher", "seq_gap"})
+
 #: messages a WebSocket payment stream may have in flight (unanswered) before the relay stops reading from it
 STREAM_WINDOW = 4_096
 
@@ -245,7 +248,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
             ack = await svc().submit(payment)
         except Rejection as exc:
             extra: dict[str, Any] = {}
-            if exc.code in ("voucher_mismatch", "stale_voucher", "seq_gap"):
+            if exc.code in RESYNC_CODES:
                 extra["state"] = svc().channel_summary(await svc().current(payment.channel_id))
             return _error(exc.status, exc.code, str(exc), **extra)
         return _ack_json(ack)
@@ -260,7 +263,7 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         except Rejection as exc:
             out: dict[str, Any] = {"id": body.id, "ok": False,
                                    "error": {"code": exc.code, "message": str(exc), "status": exc.status}}
-            if exc.code in ("voucher_mismatch", "stale_voucher", "seq_gap"):
+            if exc.code in RESYNC_CODES:
                 out["state"] = svc().channel_summary(await svc().current(payment.channel_id))
             return out
         except RecoverableError as exc:

@@ -309,15 +309,16 @@ class RelayService:
             accepted = self._verify(rt, payment)
         previous = (rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature)
         prev_digest = rt.head_digest
+        signature = payment.signature.to_bytes()
         rt.ledger = accepted.state
         rt.spent_today += accepted.charge.amount
         rt.head_digest = accepted.digest
-        rt.head_signature = payment.signature.to_bytes()
+        rt.head_signature = signature
         if rt.unsettled_since is None:
             rt.unsettled_since = now
         record = PaymentRecord(
             channel_id=payment.channel_id, seq=accepted.receipt.seq, digest=accepted.digest, voucher=payment.voucher,
-            signature=payment.signature.to_bytes(), signer=accepted.signer, kind=int(accepted.charge.kind),
+            signature=signature, signer=accepted.signer, kind=int(accepted.charge.kind),
             target=accepted.charge.target, units=accepted.charge.units, amount=accepted.charge.amount,
             split_hash=accepted.charge.split_hash, memo=accepted.charge.memo, payments=dict(accepted.charge.payments),
             accepted_at=now, prev_digest=prev_digest, caps_basis=rt.caps_issued_at,
@@ -394,14 +395,26 @@ class RelayService:
         fresh.refreshes = rt.refreshes
         return fresh
 
+    @staticmethod
+    def _authorised_signer(rt: ChannelRuntime, digest: bytes, signature: Signature, what: str) -> Address:
+        """Who signed `digest`, if it is the channel's payer or session key; else bad_signature (422) or
+        unauthorized_signer (403). (Payments are checked by verify_payment, with the key's expiry.)"""
+        try:
+            signer = recover(digest, signature)
+        except ChainStreamError as exc:
+            raise Rejection("bad_signature", str(exc)) from exc
+        if signer == ZERO_ADDRESS or signer not in (rt.record.payer, rt.record.session_key):
+            raise Rejection("unauthorized_signer", f"{what} must be signed by the payer or its session key", status=403)
+        return signer
+
     def _signed_for(self, rt: ChannelRuntime, payment: Payment) -> bool:
         """Whether the payment is signed by the channel's payer or session key: only such a payment may make an
         instance re-read the channel's history from the database (anyone can send one ahead of its view)."""
         try:
-            signer = recover(payment.voucher.digest(self.domain), payment.signature)
-        except ChainStreamError:
+            self._authorised_signer(rt, payment.voucher.digest(self.domain), payment.signature, "a payment")
+        except Rejection:
             return False
-        return signer in (rt.record.payer, rt.record.session_key)
+        return True
 
     def _behind(self, rt: ChannelRuntime) -> bool:
         """Whether the database's view of the channel differs from this instance's (a shared store)."""
@@ -469,12 +482,7 @@ class RelayService:
                        signature: Signature) -> ChannelRuntime:
         rt = await self.current(channel_id)
         digest = caps_digest(self.domain, channel_id, daily_cap, session_cap, issued_at)
-        try:
-            signer = recover(digest, signature)
-        except ChainStreamError as exc:
-            raise Rejection("bad_signature", str(exc)) from exc
-        if signer not in (rt.record.payer, rt.record.session_key) or signer == ZERO_ADDRESS:
-            raise Rejection("unauthorized_signer", "caps must be signed by the payer or its session key", status=403)
+        signer = self._authorised_signer(rt, digest, signature, "caps")
         stale = Rejection("stale_caps", "these caps are older than the ones in force", status=409)
         if issued_at <= rt.caps_issued_at:  # first: a replayed message is stale, whatever it says
             raise stale
@@ -502,13 +510,8 @@ class RelayService:
         rt = await self.current(channel_id)
         if rt.record.status == "closed":
             raise Rejection("channel_not_open", "the channel is already closed", status=409)
-        try:
-            signer = recover(self.domain.digest(close_struct_hash(channel_id, voucher_digest_seen)), signature)
-        except ChainStreamError as exc:
-            raise Rejection("bad_signature", str(exc)) from exc
-        if signer not in (rt.record.payer, rt.record.session_key) or signer == ZERO_ADDRESS:
-            raise Rejection("unauthorized_signer", "a close request must be signed by the payer or its session key",
-                            status=403)
+        self._authorised_signer(rt, self.domain.digest(close_struct_hash(channel_id, voucher_digest_seen)),
+                                signature, "a close request")
         previous = rt.record.coop_close_digest
         rt.record = replace(rt.record, coop_close_digest=CLOSE_PENDING)  # refuse new payments
         await self._durable(rt)

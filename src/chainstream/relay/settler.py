@@ -178,16 +178,11 @@ class Settler:
                 # Sent again after re-reading the settled state and refused again: the chain's settled state is
                 # not a prefix of this voucher (settled by someone else): no round can change that.
                 if self._mismatched.get(channel_id) == total:
-                    reason = f"{reason} (twice)"
-                    self.unsettleable[channel_id] = (total, reason)
-                    log.warning("settlement of 0x%s refused twice by the contract (%s): not retried until a newer "
-                                "voucher", channel_id.hex(), reason)
+                    self._hold(channel_id, total, f"{reason} (twice)")
                     continue
                 self._mismatched[channel_id] = total
             if reason in PERMANENT_SKIPS:
-                log.warning("settlement of 0x%s refused by the contract (%s): not retried until a newer voucher",
-                            channel_id.hex(), reason)
-                self.unsettleable[channel_id] = (totals.get(channel_id, 0), reason)
+                self._hold(channel_id, total, reason)
                 continue
             try:
                 state = self.service.channels.settled_state(channel_id)
@@ -202,8 +197,12 @@ class Settler:
         settled payees it cannot build prevAmounts, so it stops sending the channel's vouchers (each would be
         skipped) until a newer voucher, and says so. Other channels are not affected."""
         latest = self.store.latest_payment(channel_id)
-        log.error("channel 0x%s: %s; its vouchers are not sent until a newer one", channel_id.hex(), exc)
-        self.unsettleable[channel_id] = (latest.voucher.total if latest else 0, "SettledStateUnknown")
+        self._hold(channel_id, latest.voucher.total if latest else 0, "SettledStateUnknown", str(exc))
+
+    def _hold(self, channel_id: bytes, total: int, reason: str, detail: str = "") -> None:
+        """Stop sending the channel's voucher of this total (a newer voucher lifts it; see `due`), and say so."""
+        log.warning("settlement of 0x%s held until a newer voucher: %s %s", channel_id.hex(), reason, detail)
+        self.unsettleable[channel_id] = (total, reason)
 
     def _broadcast(self, outbox_id: int, raw: bytes) -> None:
         try:

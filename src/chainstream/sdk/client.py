@@ -7,8 +7,6 @@ from typing import Any
 import httpx
 
 from chainstream.errors import RecoverableError
-from chainstream.ledger import Listing
-from chainstream.pricing import Split, Terms
 
 
 class RelayError(RecoverableError):
@@ -48,23 +46,6 @@ class RelayClient:
 
     def info(self) -> dict[str, Any]:
         return self.get("/info")  # type: ignore[no-any-return]
-
-    def listings(self, token: str) -> dict[bytes, Listing]:
-        """The catalog as priced in `token`."""
-        out: dict[bytes, Listing] = {}
-        for t in self.get("/catalog", token=token)["tracks"]:
-            terms = t["terms"].get(token)
-            if terms is None:
-                continue
-            split = Split(tuple(t["split"]["recipients"]), tuple(t["split"]["bps"]), t["split"]["feeRecipient"],
-                          t["split"]["feeBps"])
-            track_id = bytes.fromhex(t["trackId"][2:])
-            out[track_id] = Listing(
-                track_id, t["title"], t["owner"],
-                Terms(int(terms["perPlay"]), int(terms["perSecond"]), int(terms["download"]), terms["model"],
-                      terms["ownAfter"], terms["minSeconds"]),
-                split, t["splitVersion"])
-        return out
 
     def close(self) -> None:
         self.http.close()
