@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := .make
 PYTEST_ARGS ?=
 
-.PHONY: help setup postgres demo test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
+.PHONY: help setup postgres demo lint test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
 
 help:
 	@echo "make demo       - the full demo on an embedded chain: catalog, listeners streaming through a real relay,"
 	@echo "                  batched settlement, claims, closes, a stale close defeated, a reconciliation to the wei"
 	@echo "make test       - the whole test suite (unit, eth-tester + anvil integration, browser e2e, Hardhat, JS)"
 	@echo "make test-fast  - unit tests only (no chain)"
+	@echo "make lint       - ruff format --check and ruff check (run by make test)"
 	@echo "make postgres   - install Debian's PostgreSQL server binaries (for the PostgreSQL store tests)"
 	@echo "make gas        - regenerate docs/gas.md"
 	@echo "make contracts  - recompile contracts/ into src/chainstream/chain/artifacts/"
@@ -55,7 +56,12 @@ demo: $(STAMP)/python
 
 # --dist loadgroup: tests marked xdist_group("browser") run on one worker, in file order (they share one stack,
 # and the last one moves the chain's clock a day ahead).
-test: setup
+# Format and lint (ruff; configuration in pyproject.toml) before any test runs.
+lint: $(STAMP)/python
+	$(VENV)/bin/ruff format --check src tests scripts benchmarks
+	$(VENV)/bin/ruff check src tests scripts benchmarks
+
+test: setup lint
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 	npx hardhat test
 	@if [ -d tests/js ]; then node --test tests/js/; fi

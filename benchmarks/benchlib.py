@@ -41,17 +41,27 @@ def machine() -> str:
 
 def channel_id_for(chain_id: int, channels: str, payer: str, token: str, relay: str, salt: bytes) -> bytes:
     """ChainStreamChannels.channelIdFor, computed locally (no RPC per channel)."""
-    return keccak(word(chain_id) + address_word(channels) + address_word(payer) + address_word(token)
-                  + address_word(relay) + salt)
+    return keccak(
+        word(chain_id) + address_word(channels) + address_word(payer) + address_word(token) + address_word(relay) + salt
+    )
 
 
 def eth_listings(ids: dict[str, bytes], address_of: dict[str, str], platform_address: str) -> list[Listing]:
     """The seed catalog's tracks that have an ETH per-play price, priced exactly as the relay prices them.
 
     `ids` is what register_catalog returned ({title: track id})."""
-    return [Listing(ids[spec.title], spec.title, address_of[spec.artist], spec.eth,
-                    split_for(spec, address_of, platform_address), 1)
-            for spec in CATALOG if spec.eth.per_play > 0]
+    return [
+        Listing(
+            ids[spec.title],
+            spec.title,
+            address_of[spec.artist],
+            spec.eth,
+            split_for(spec, address_of, platform_address),
+            1,
+        )
+        for spec in CATALOG
+        if spec.eth.per_play > 0
+    ]
 
 
 def play_chain_cost(listings: Sequence[Listing], plays: int) -> int:
@@ -96,8 +106,11 @@ def sign_chain(job: ChainJob, listings: Sequence[Listing]) -> list[tuple[str, by
             "channelId": cid_hex,
             "seq": receipt.seq,
             "charge": {"kind": "play", "trackId": "0x" + listing.track_id.hex()},
-            "voucher": {"payees": list(v.payees), "amounts": [str(a) for a in v.amounts],
-                        "playHash": "0x" + v.play_hash.hex()},
+            "voucher": {
+                "payees": list(v.payees),
+                "amounts": [str(a) for a in v.amounts],
+                "playHash": "0x" + v.play_hash.hex(),
+            },
             "signature": signature.to_hex(),
         }
         out.append((json.dumps(body, separators=(",", ":")), digest, signature.to_bytes()))
@@ -118,10 +131,15 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
 
 def summarize_ms(latencies_s: Iterable[float]) -> dict[str, float]:
     values = sorted(x * 1000 for x in latencies_s)
-    return {"n": len(values), "p50": percentile(values, 50), "p90": percentile(values, 90),
-            "p99": percentile(values, 99), "p99.9": percentile(values, 99.9),
-            "max": values[-1] if values else float("nan"),
-            "mean": statistics.fmean(values) if values else float("nan")}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "p99.9": percentile(values, 99.9),
+        "max": values[-1] if values else float("nan"),
+        "mean": statistics.fmean(values) if values else float("nan"),
+    }
 
 
 class ProcessCpu:
@@ -137,8 +155,10 @@ class ProcessCpu:
         try:
             for tid in os.listdir(f"/proc/{self.pid}/task"):
                 raw = Path(f"/proc/{self.pid}/task/{tid}/stat").read_text()
-                fields = raw[raw.rindex(")") + 2:].split()
-                out["main" if int(tid) == self.pid else f"thread-{tid}"] = (int(fields[11]) + int(fields[12])) / self.tick
+                fields = raw[raw.rindex(")") + 2 :].split()
+                out["main" if int(tid) == self.pid else f"thread-{tid}"] = (
+                    int(fields[11]) + int(fields[12])
+                ) / self.tick
         except OSError:
             pass
         return out

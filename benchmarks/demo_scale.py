@@ -57,8 +57,14 @@ class RelayServer:
         self.relay = Relay(settings, w3=w3, deployment=deployment)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings, relay=self.relay), host="127.0.0.1", port=self.port,
-                                log_level="warning", log_config=None, lifespan="on")
+        config = uvicorn.Config(
+            create_app(settings, relay=self.relay),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            log_config=None,
+            lifespan="on",
+        )
         self.server = uvicorn.Server(config)
         self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(self.server.serve()), daemon=True)
@@ -120,18 +126,29 @@ async def _client(job: ClientJob, out: Any) -> None:
             listing = job.listings[(i + play) % len(job.listings)]
             states[i], receipt = apply(states[i], charge_play(states[i], listing))
             v = states[i].voucher
-            items.append(json.dumps({
-                "channelId": hexes[i], "seq": receipt.seq,
-                "charge": {"kind": "play", "trackId": "0x" + listing.track_id.hex()},
-                "voucher": {"payees": list(v.payees), "amounts": [str(a) for a in v.amounts],
-                            "playHash": "0x" + v.play_hash.hex()},
-                "signature": keys[i].sign(v.digest(domain)).to_hex()}, separators=(",", ":")))
+            items.append(
+                json.dumps(
+                    {
+                        "channelId": hexes[i],
+                        "seq": receipt.seq,
+                        "charge": {"kind": "play", "trackId": "0x" + listing.track_id.hex()},
+                        "voucher": {
+                            "payees": list(v.payees),
+                            "amounts": [str(a) for a in v.amounts],
+                            "playHash": "0x" + v.play_hash.hex(),
+                        },
+                        "signature": keys[i].sign(v.digest(domain)).to_hex(),
+                    },
+                    separators=(",", ":"),
+                )
+            )
         return items
 
     async def post(session: aiohttp.ClientSession, body: str) -> None:
         nonlocal accepted
-        async with session.post(job.url + "/api/v1/payments/batch", data=body,
-                                headers={"Content-Type": "application/json"}) as resp:
+        async with session.post(
+            job.url + "/api/v1/payments/batch", data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
             data = await resp.json()
         if resp.status != 200:
             errors[f"http_{resp.status}"] = errors.get(f"http_{resp.status}", 0) + 1
@@ -163,10 +180,19 @@ async def _client(job: ClientJob, out: Any) -> None:
             await asyncio.sleep(0)  # let the request go out before signing the next batch
         if in_flight is not None:
             await in_flight
-    finals = {cid: (list(s.voucher.payees), list(s.voucher.amounts)) for cid, s in zip(job.channel_ids, states,
-                                                                                        strict=True)}
-    out.put({"accepted": accepted, "errors": errors, "sign_s": sign_s, "wall_s": time.perf_counter() - start,
-             "cpu_s": time.process_time(), "finals": finals})
+    finals = {
+        cid: (list(s.voucher.payees), list(s.voucher.amounts)) for cid, s in zip(job.channel_ids, states, strict=True)
+    }
+    out.put(
+        {
+            "accepted": accepted,
+            "errors": errors,
+            "sign_s": sign_s,
+            "wall_s": time.perf_counter() - start,
+            "cpu_s": time.process_time(),
+            "finals": finals,
+        }
+    )
 
 
 def main() -> None:
@@ -201,8 +227,9 @@ def main() -> None:
     for k in (deployer, relay_key, platform, *artists.values()):
         fund(w3, k.address, 100 * ETH)
     d = deploy_all(w3, TxSender(w3, deployer))
-    ids = register_catalog(RegistryClient(w3, d.registry), artists, platform.address, d.stablecoin,
-                           audio_dir=workdir / "audio")
+    ids = register_catalog(
+        RegistryClient(w3, d.registry), artists, platform.address, d.stablecoin, audio_dir=workdir / "audio"
+    )
     address_of = {n: k.address for n, k in artists.items()}
     listings = eth_listings(ids, address_of, platform.address)
     t = lap("deploy + register catalog", t)
@@ -216,16 +243,19 @@ def main() -> None:
     channel_ids = []
     for i, k in enumerate(listeners):
         salt = i.to_bytes(32, "big")
-        call = channels.contract.functions.open(relay_key.address, ZERO_ADDRESS, deposit, salt, sessions[i].address,
-                                                expiry)
+        call = channels.contract.functions.open(
+            relay_key.address, ZERO_ADDRESS, deposit, salt, sessions[i].address, expiry
+        )
         TxSender(w3, k).send(call, value=deposit, gas=250_000, action="open")
-        channel_ids.append(channel_id_for(w3.eth.chain_id, d.channels, k.address, ZERO_ADDRESS, relay_key.address,
-                                          salt))
+        channel_ids.append(
+            channel_id_for(w3.eth.chain_id, d.channels, k.address, ZERO_ADDRESS, relay_key.address, salt)
+        )
     assert channels.get_channel(channel_ids[-1]).deposit == deposit
     t = lap(f"open {args.listeners} channels", t)
 
-    settings = Settings(relay_key="0x" + relay_key.secret.hex(), database=str(workdir / "relay.db"),
-                        settle_interval=3_600)
+    settings = Settings(
+        relay_key="0x" + relay_key.secret.hex(), database=str(workdir / "relay.db"), settle_interval=3_600
+    )
     server = RelayServer(settings, w3, d)
     server.start()
     t = lap("relay start (watcher sees every channel)", t)
@@ -238,8 +268,16 @@ def main() -> None:
     workers = []
     for c in range(procs):
         mine = list(range(c, args.listeners, procs))
-        job = ClientJob(server.url, w3.eth.chain_id, d.channels, listings, [channel_ids[i] for i in mine],
-                        [sessions[i].secret for i in mine], args.plays, args.batch_size)
+        job = ClientJob(
+            server.url,
+            w3.eth.chain_id,
+            d.channels,
+            listings,
+            [channel_ids[i] for i in mine],
+            [sessions[i].secret for i in mine],
+            args.plays,
+            args.batch_size,
+        )
         workers.append(ctx.Process(target=client_main, args=(job, out, go)))
     for w in workers:
         w.start()
@@ -260,8 +298,10 @@ def main() -> None:
         for code, count in r["errors"].items():
             errors[code] = errors.get(code, 0) + count
     t = lap(f"stream {accepted:,} plays (batch endpoint)", t)
-    print(f"    {accepted / stream_s:,.0f} accepted/s; listener processes spent {sum(r['sign_s'] for r in results):.1f} s "
-          f"signing; this process (relay + chain) used {sum(relay_thread_cpu.values()):.1f} s CPU; errors {errors or 'none'}")
+    print(
+        f"    {accepted / stream_s:,.0f} accepted/s; listener processes spent {sum(r['sign_s'] for r in results):.1f} s "
+        f"signing; this process (relay + chain) used {sum(relay_thread_cpu.values()):.1f} s CPU; errors {errors or 'none'}"
+    )
 
     # ------------------------------------------------------------------------------------ settle, claim
     settled = server.call(server.relay.settler.settle_round(force=True))
@@ -272,7 +312,7 @@ def main() -> None:
             for payee, amount in zip(payees, amounts, strict=True):
                 expected[payee] = expected.get(payee, 0) + amount
     claimed: dict[str, int] = {}
-    for name, k in (*artists.items(), ("platform", platform)):
+    for _name, k in (*artists.items(), ("platform", platform)):
         claimable = channels.claimable(k.address)
         if claimable:
             channels.claim(TxSender(w3, k))
@@ -282,17 +322,35 @@ def main() -> None:
     server.stop()
 
     reconciled = all(claimed.get(a, 0) == v for a, v in expected.items()) and accepted == args.listeners * args.plays
-    print(f"reconciliation: every payee claimed exactly what the listeners' last vouchers owe it: {reconciled} "
-          f"({sum(claimed.values()) / ETH:.6f} ETH claimed)")
+    print(
+        f"reconciliation: every payee claimed exactly what the listeners' last vouchers owe it: {reconciled} "
+        f"({sum(claimed.values()) / ETH:.6f} ETH claimed)"
+    )
     verdict = "within" if total <= args.target else "OVER"
-    print(f"total wall time {total:.1f} s ({verdict} the {args.target:.0f} s target; listener process start-up "
-          f"not counted)")
-    (workdir / "results.json").write_text(json.dumps({
-        "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "phases_s": times,
-        "accepted": accepted, "errors": errors, "accepted_per_s": accepted / stream_s,
-        "relay_process_cpu_s": relay_thread_cpu, "client_sign_s": [r["sign_s"] for r in results],
-        "client_cpu_s": [r["cpu_s"] for r in results], "reconciled": reconciled, "total_s": total,
-        "load_average_at_end": os.getloadavg()}, indent=2) + "\n")
+    print(
+        f"total wall time {total:.1f} s ({verdict} the {args.target:.0f} s target; listener process start-up "
+        f"not counted)"
+    )
+    (workdir / "results.json").write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "phases_s": times,
+                "accepted": accepted,
+                "errors": errors,
+                "accepted_per_s": accepted / stream_s,
+                "relay_process_cpu_s": relay_thread_cpu,
+                "client_sign_s": [r["sign_s"] for r in results],
+                "client_cpu_s": [r["cpu_s"] for r in results],
+                "reconciled": reconciled,
+                "total_s": total,
+                "load_average_at_end": os.getloadavg(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     if not reconciled:
         raise SystemExit("reconciliation failed")
 

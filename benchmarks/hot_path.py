@@ -61,15 +61,21 @@ def build_service(workdir: Path, channels: int, plays: int) -> tuple[RelayServic
     relay = key("relay")
     store = SqliteStore(workdir / "relay.db")
     deployment = Deployment(CHAIN_ID, CHANNELS_ADDRESS, "0x" + "c1" * 20, None, 0, 86_400, 3_600)  # type: ignore[arg-type]
-    service = RelayService(settings=Settings(relay_key="0x" + relay.secret.hex(), database=str(workdir / "relay.db")),
-                           channels=_Channels(), registry=None, deployment=deployment,  # type: ignore[arg-type]
-                           relay_key=relay, store=store)
+    service = RelayService(
+        settings=Settings(relay_key="0x" + relay.secret.hex(), database=str(workdir / "relay.db")),
+        channels=_Channels(),
+        registry=None,
+        deployment=deployment,  # type: ignore[arg-type]
+        relay_key=relay,
+        store=store,
+    )
     listings = []
     for spec in CATALOG:
         track_id, _ = track_audio(spec)
         split = split_for(spec, address_of, platform)
-        service.catalog.put(CatalogEntry(track_id, spec.title, address_of[spec.artist], split, 1, 0,
-                                         {ZERO_ADDRESS: spec.eth}))
+        service.catalog.put(
+            CatalogEntry(track_id, spec.title, address_of[spec.artist], split, 1, 0, {ZERO_ADDRESS: spec.eth})
+        )
         if spec.eth.per_play:
             listing = service.catalog.listing(track_id, ZERO_ADDRESS)
             assert listing is not None
@@ -80,23 +86,29 @@ def build_service(workdir: Path, channels: int, plays: int) -> tuple[RelayServic
     for i in range(channels):
         cid = os.urandom(32)
         session = key(f"session-{i}")
-        store.upsert_channel(ChannelRecord(cid, key(f"listener-{i}").address, ZERO_ADDRESS, deposit, session.address,
-                                           expiry, "open", 0))
+        store.upsert_channel(
+            ChannelRecord(cid, key(f"listener-{i}").address, ZERO_ADDRESS, deposit, session.address, expiry, "open", 0)
+        )
         ids.append(cid)
         sessions.append(session.secret)
     return service, listings, ids, sessions
 
 
-def stage_breakdown(service: RelayService, listings: list[Any], message: str, digest: bytes, sig: bytes) -> dict[str, float]:
+def stage_breakdown(
+    service: RelayService, listings: list[Any], message: str, digest: bytes, sig: bytes
+) -> dict[str, float]:
     """One-core cost of each pure stage for one voucher (best of 5 runs of 2,000 calls, thread CPU time)."""
     body = StreamedPaymentIn.model_validate_json(message)
     payment = to_payment(body.channelId, body)
     state = LedgerState.opened(payment.channel_id)
     record = service.store.get_channel(payment.channel_id)
     assert record is not None
-    terms = ChannelTerms(record.channel_id, record.payer, record.token, record.deposit, record.session_key,
-                         record.session_expiry, True)
-    listing = service.catalog.listing(body.charge.trackId and bytes.fromhex(body.charge.trackId[2:]) or b"", ZERO_ADDRESS)
+    terms = ChannelTerms(
+        record.channel_id, record.payer, record.token, record.deposit, record.session_key, record.session_expiry, True
+    )
+    listing = service.catalog.listing(
+        body.charge.trackId and bytes.fromhex(body.charge.trackId[2:]) or b"", ZERO_ADDRESS
+    )
     assert listing is not None
     charge = charge_play(state, listing)
     next_state, _ = apply(state, charge)
@@ -105,15 +117,23 @@ def stage_breakdown(service: RelayService, listings: list[Any], message: str, di
     stages = {
         "model_validate_json": lambda: StreamedPaymentIn.model_validate_json(message),
         "to_payment": lambda: to_payment(body.channelId, body),
-        "verify_payment (all)": lambda: verify_payment(payment, state=state, channel=terms, domain=service.domain,
-                                                       listing_of=lambda _: listing, now=now, spent_today=0,
-                                                       session_margin=600),
+        "verify_payment (all)": lambda: verify_payment(
+            payment,
+            state=state,
+            channel=terms,
+            domain=service.domain,
+            listing_of=lambda _: listing,
+            now=now,
+            spent_today=0,
+            session_margin=600,
+        ),
         "  charge_play": lambda: charge_play(state, listing),
         "  apply (next voucher)": lambda: apply(state, charge),
         "  voucher digest": lambda: next_state.voucher.digest(service.domain),
         "  recover": lambda: recover(digest, signature),
-        "reply json": lambda: json.dumps({"id": 1, "ok": True, **_ack_json(_fake_ack(payment))},
-                                         separators=(",", ":"), ensure_ascii=False),
+        "reply json": lambda: json.dumps(
+            {"id": 1, "ok": True, **_ack_json(_fake_ack(payment))}, separators=(",", ":"), ensure_ascii=False
+        ),
     }
     out = {}
     for name, fn in stages.items():
@@ -130,8 +150,9 @@ def stage_breakdown(service: RelayService, listings: list[Any], message: str, di
 def _fake_ack(payment: Any) -> Any:
     from chainstream.relay.service import PaymentAck
 
-    return PaymentAck("accepted", payment.channel_id, payment.seq, payment.voucher.total, 10**13, b"\x00" * 32,
-                      10**18, 10**15, None)
+    return PaymentAck(
+        "accepted", payment.channel_id, payment.seq, payment.voucher.total, 10**13, b"\x00" * 32, 10**18, 10**15, None
+    )
 
 
 async def stream(service: RelayService, messages: list[str], window: int) -> tuple[int, float, float, float]:
@@ -145,8 +166,9 @@ async def stream(service: RelayService, messages: list[str], window: int) -> tup
         try:
             body = StreamedPaymentIn.model_validate_json(text)
             ack = await service.submit(to_payment(body.channelId, body))
-            replies.append(json.dumps({"id": body.id, "ok": True, **_ack_json(ack)}, separators=(",", ":"),
-                                      ensure_ascii=False))
+            replies.append(
+                json.dumps({"id": body.id, "ok": True, **_ack_json(ack)}, separators=(",", ":"), ensure_ascii=False)
+            )
             accepted += 1
         finally:
             slots.release()
@@ -164,7 +186,7 @@ def thread_cpu(thread: threading.Thread) -> float:
     """CPU seconds of another thread of this process, from /proc."""
     native = thread.native_id
     raw = Path(f"/proc/self/task/{native}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = raw[raw.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -180,10 +202,14 @@ def main() -> None:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}")
 
     service, listings, ids, sessions = build_service(workdir, args.channels, args.per_channel)
-    chains = [sign_chain(ChainJob(i, cid, sessions[i], args.per_channel, CHAIN_ID, CHANNELS_ADDRESS), listings)
-              for i, cid in enumerate(ids)]
+    chains = [
+        sign_chain(ChainJob(i, cid, sessions[i], args.per_channel, CHAIN_ID, CHANNELS_ADDRESS), listings)
+        for i, cid in enumerate(ids)
+    ]
     # Round-robin over channels, as the load generator sends them; ids make the messages stream messages.
-    messages = [f'{{"id":{i * 1000 + s},{chains[i][s][0][1:]}' for s in range(args.per_channel) for i in range(len(ids))]
+    messages = [
+        f'{{"id":{i * 1000 + s},{chains[i][s][0][1:]}' for s in range(args.per_channel) for i in range(len(ids))
+    ]
     first = chains[0][0]
     breakdown = stage_breakdown(service, listings, f'{{"id":1,{first[0][1:]}', first[1], first[2])
 
@@ -202,9 +228,13 @@ def main() -> None:
         return accepted, wall, loop_cpu, writer_cpu, groups
 
     accepted, wall, loop_cpu, writer_cpu, groups = uvloop.run(run())  # uvicorn runs the relay on uvloop
-    print(f"{accepted} vouchers over {args.channels} channels, window {args.window}: {accepted / wall:,.0f}/s wall "
-          f"(one process, loop + writer threads), {groups} group commits")
-    print(f"CPU per voucher: event loop {loop_cpu / accepted * 1e6:.0f} us, writer {writer_cpu / accepted * 1e6:.0f} us")
+    print(
+        f"{accepted} vouchers over {args.channels} channels, window {args.window}: {accepted / wall:,.0f}/s wall "
+        f"(one process, loop + writer threads), {groups} group commits"
+    )
+    print(
+        f"CPU per voucher: event loop {loop_cpu / accepted * 1e6:.0f} us, writer {writer_cpu / accepted * 1e6:.0f} us"
+    )
     print("one-core stage costs per voucher (best of 5, thread CPU):")
     for name, us in breakdown.items():
         print(f"  {name:<24} {us:7.1f} us")

@@ -47,6 +47,8 @@ from web3 import Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import contextlib
+
 from benchlib import (  # noqa: E402
     PROJECT_ROOT,
     ChainJob,
@@ -85,18 +87,31 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ws-window", type=int, default=1_000, help="max unacknowledged messages per connection")
     p.add_argument("--batch-connections", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=500, help="payments per batch request (max 1000)")
-    p.add_argument("--rate", type=lambda text: [float(r) for r in text.split(",")], default=[2_000.0],
-                   help="paced load(s) of the latency phase, vouchers/s, comma-separated (default 2000)")
+    p.add_argument(
+        "--rate",
+        type=lambda text: [float(r) for r in text.split(",")],
+        default=[2_000.0],
+        help="paced load(s) of the latency phase, vouchers/s, comma-separated (default 2000)",
+    )
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--latency-connections", type=int, default=4)
-    p.add_argument("--settle-interval", type=float, default=3_600.0,
-                   help="the relay's settlement interval (default: no settlement round during the run)")
+    p.add_argument(
+        "--settle-interval",
+        type=float,
+        default=3_600.0,
+        help="the relay's settlement interval (default: no settlement round during the run)",
+    )
     p.add_argument("--sign-procs", type=int, default=os.cpu_count() or 1, help="processes that pre-sign vouchers")
     p.add_argument("--recover-seconds", type=float, default=3.0, help="how long to measure the recovery ceiling")
-    p.add_argument("--workdir", type=Path, default=PROJECT_ROOT / "build" / "bench",
-                   help="where the relay's database, logs and results.json go (a fresh subfolder per run)")
-    p.add_argument("--skip", action="append", default=[], choices=["ws", "batch", "latency"],
-                   help="skip a phase (repeatable)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=PROJECT_ROOT / "build" / "bench",
+        help="where the relay's database, logs and results.json go (a fresh subfolder per run)",
+    )
+    p.add_argument(
+        "--skip", action="append", default=[], choices=["ws", "batch", "latency"], help="skip a phase (repeatable)"
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 100 channels, 10 listeners, short phases")
     args = p.parse_args()
     if args.quick:
@@ -121,7 +136,9 @@ class World:
     rpc_url: str
 
 
-def set_up_chain(node: AnvilNode, args: argparse.Namespace, plays: int, workdir: Path, timings: dict[str, float]) -> World:
+def set_up_chain(
+    node: AnvilNode, args: argparse.Namespace, plays: int, workdir: Path, timings: dict[str, float]
+) -> World:
     w3 = node.web3()
     deployer, relay = key("deployer"), key("relay")
     artists = {name: key(f"artist-{name}") for name in ARTISTS}
@@ -158,8 +175,10 @@ def set_up_chain(node: AnvilNode, args: argparse.Namespace, plays: int, workdir:
 
         def open_all(listener: int) -> list[Any]:
             sender = senders[listener]
-            return [sender.send(open_call(i), value=deposit, gas=gas, action="open", wait=False)
-                    for i in range(listener, args.channels, args.listeners)]
+            return [
+                sender.send(open_call(i), value=deposit, gas=gas, action="open", wait=False)
+                for i in range(listener, args.channels, args.listeners)
+            ]
 
         with ThreadPoolExecutor(8) as pool:
             hashes = [h for batch in pool.map(open_all, range(args.listeners)) for h in batch]
@@ -169,16 +188,32 @@ def set_up_chain(node: AnvilNode, args: argparse.Namespace, plays: int, workdir:
             if receipt["status"] != 1:
                 raise SystemExit(f"channel open reverted: {tx_hash.hex()}")
             last_block = max(last_block, receipt["blockNumber"])
-    channel_ids = [channel_id_for(chain_id, d.channels, listeners[i % args.listeners].address, ZERO_ADDRESS,
-                                  relay.address, salts[i]) for i in range(args.channels)]
+    channel_ids = [
+        channel_id_for(
+            chain_id, d.channels, listeners[i % args.listeners].address, ZERO_ADDRESS, relay.address, salts[i]
+        )
+        for i in range(args.channels)
+    ]
     assert channels.get_channel(channel_ids[-1]).deposit == deposit, "local channel id does not match the contract's"
-    return World(w3, chain_id, d.channels, deployment_file, "0x" + relay.secret.hex(), channel_ids, sessions,
-                 listings, last_block, node.url)
+    return World(
+        w3,
+        chain_id,
+        d.channels,
+        deployment_file,
+        "0x" + relay.secret.hex(),
+        channel_ids,
+        sessions,
+        listings,
+        last_block,
+        node.url,
+    )
 
 
 def presign(world: World, plays: int, procs: int) -> list[list[tuple[str, bytes, bytes]]]:
-    jobs = [ChainJob(i, cid, world.session_secrets[i], plays, world.chain_id, world.channels_address)
-            for i, cid in enumerate(world.channel_ids)]
+    jobs = [
+        ChainJob(i, cid, world.session_secrets[i], plays, world.chain_id, world.channels_address)
+        for i, cid in enumerate(world.channel_ids)
+    ]
     work = partial(sign_chain, listings=world.listings)
     if procs <= 1:
         return [work(job) for job in jobs]
@@ -206,10 +241,27 @@ def start_relay(world: World, workdir: Path, args: argparse.Namespace) -> tuple[
     log = open(workdir / "relay.log", "wb")  # noqa: SIM115 - handed to the child
     env = {**os.environ, "CHAINSTREAM_RELAY_KEY": world.relay_secret, "CHAINSTREAM_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chainstream", "relay", "--rpc-url", world.rpc_url, "--deployment",
-         str(world.deployment_file), "--database", str(database), "--port", str(port),
-         "--settle-interval", str(args.settle_interval)],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "chainstream",
+            "relay",
+            "--rpc-url",
+            world.rpc_url,
+            "--deployment",
+            str(world.deployment_file),
+            "--database",
+            str(database),
+            "--port",
+            str(port),
+            "--settle-interval",
+            str(args.settle_interval),
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     import httpx
@@ -273,12 +325,20 @@ class PhaseResult:
         return self.accepted / main if main else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "sent": self.sent, "accepted": self.accepted, "rejected": dict(self.rejected),
-                "seconds": round(self.seconds, 3), "accepted_per_s": round(self.rate, 1),
-                "relay_cpu_us_per_voucher": _finite(self.cpu_us_per_voucher, 1),
-                "loop_capacity_per_s": _finite(self.loop_capacity, 0),
-                "relay_cpu_s": {k: round(v, 2) for k, v in self.relay_cpu.items()},
-                "client_cpu_s": round(self.client_cpu, 2), "latency_ms": self.latency_ms, **self.extra}
+        return {
+            "name": self.name,
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "rejected": dict(self.rejected),
+            "seconds": round(self.seconds, 3),
+            "accepted_per_s": round(self.rate, 1),
+            "relay_cpu_us_per_voucher": _finite(self.cpu_us_per_voucher, 1),
+            "loop_capacity_per_s": _finite(self.loop_capacity, 0),
+            "relay_cpu_s": {k: round(v, 2) for k, v in self.relay_cpu.items()},
+            "client_cpu_s": round(self.client_cpu, 2),
+            "latency_ms": self.latency_ms,
+            **self.extra,
+        }
 
 
 def _finite(value: float, digits: int) -> float | None:
@@ -348,7 +408,9 @@ async def ws_phase(base: str, load: Load, per_channel: int, args: argparse.Names
     return result
 
 
-async def batch_phase(base: str, load: Load, per_channel: int, args: argparse.Namespace, cpu: ProcessCpu) -> PhaseResult:
+async def batch_phase(
+    base: str, load: Load, per_channel: int, args: argparse.Namespace, cpu: ProcessCpu
+) -> PhaseResult:
     """Max offered load over the batch endpoint: each connection has one batch in flight at a time."""
     result = PhaseResult("batch")
     limit = [s + per_channel for s in load.next_seq]
@@ -434,10 +496,8 @@ async def latency_phase(base: str, load: Load, rate: float, args: argparse.Names
             await asyncio.sleep(0.0005)
         all_sent.set()
         if sent_at:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_answered.wait(), timeout=30)
-            except TimeoutError:
-                pass
         result.seconds = time.perf_counter() - start
         result.client_cpu = time.process_time() - client0
         result.relay_cpu = cpu.used()
@@ -471,8 +531,10 @@ async def warm_up(base: str, load: Load) -> PhaseResult:
 async def run_load(base: str, load: Load, args: argparse.Namespace, relay_pid: int) -> list[PhaseResult]:
     cpu = ProcessCpu(relay_pid)
     phases = [await warm_up(base, load)]
-    runs: list[tuple[str, Any]] = [("ws", lambda: ws_phase(base, load, args.ws_per_channel, args, cpu)),
-                                   ("batch", lambda: batch_phase(base, load, args.batch_per_channel, args, cpu))]
+    runs: list[tuple[str, Any]] = [
+        ("ws", lambda: ws_phase(base, load, args.ws_per_channel, args, cpu)),
+        ("batch", lambda: batch_phase(base, load, args.batch_per_channel, args, cpu)),
+    ]
     runs += [("latency", partial(latency_phase, base, load, rate, args, cpu)) for rate in args.rate]
     for name, run in runs:
         if name not in args.skip:
@@ -489,8 +551,12 @@ def check_durability(database: Path, load: Load) -> dict[str, Any]:
     index = {cid: i for i, cid in enumerate(load.channel_ids)}
     stored = {(index[bytes(cid)], seq) for cid, seq in rows}
     missing = load.acked - stored
-    return {"acknowledged": len(load.acked), "rows": len(rows), "missing": len(missing),
-            "examples_missing": sorted(missing)[:5]}
+    return {
+        "acknowledged": len(load.acked),
+        "rows": len(rows),
+        "missing": len(missing),
+        "examples_missing": sorted(missing)[:5],
+    }
 
 
 def main() -> None:
@@ -501,8 +567,10 @@ def main() -> None:
     latency_per_channel = sum(-(-int(rate * args.latency_seconds) // args.channels) for rate in args.rate)
     plays = 1 + args.ws_per_channel + args.batch_per_channel + latency_per_channel
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} (other processes compete for the CPUs)")
-    print(f"{args.channels} channels over {args.listeners} listeners, {plays} pre-signed vouchers per channel; "
-          f"workdir {workdir}")
+    print(
+        f"{args.channels} channels over {args.listeners} listeners, {plays} pre-signed vouchers per channel; "
+        f"workdir {workdir}"
+    )
     run_start = time.perf_counter()
     with AnvilNode() as node:
         world = set_up_chain(node, args, plays, workdir, timings)
@@ -510,8 +578,10 @@ def main() -> None:
         with timed("pre-sign", timings):
             chains = presign(world, plays, args.sign_procs)
         n_vouchers = sum(len(c) for c in chains)
-        print(f"pre-signed {n_vouchers} vouchers in {timings['pre-sign']:.1f}s "
-              f"({n_vouchers / timings['pre-sign']:.0f}/s over {args.sign_procs} processes)")
+        print(
+            f"pre-signed {n_vouchers} vouchers in {timings['pre-sign']:.1f}s "
+            f"({n_vouchers / timings['pre-sign']:.0f}/s over {args.sign_procs} processes)"
+        )
         ceiling = recovery_ceiling(chains, args.recover_seconds)
         print(f"signature-recovery ceiling (chainstream.protocol.recover, one core): {ceiling:,.0f} recoveries/s")
 
@@ -531,32 +601,50 @@ def main() -> None:
             proc.wait()
         durability = check_durability(database, load)
 
-    results = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "setup_s": timings,
-               "recoveries_per_s": round(ceiling), "phases": [p.as_dict() for p in phases],
-               "durability": durability, "total_s": round(time.perf_counter() - run_start, 1),
-               "load_average_at_end": os.getloadavg()}
+    results = {
+        "machine": machine(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "setup_s": timings,
+        "recoveries_per_s": round(ceiling),
+        "phases": [p.as_dict() for p in phases],
+        "durability": durability,
+        "total_s": round(time.perf_counter() - run_start, 1),
+        "load_average_at_end": os.getloadavg(),
+    }
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     print()
-    print(f"{'phase':<8} {'sent':>7} {'accepted':>8} {'seconds':>7} {'accepted/s':>10} {'/ceiling':>8} "
-          f"{'CPU us/v':>8} {'loop cap/s':>10}  relay CPU s by thread")
+    print(
+        f"{'phase':<8} {'sent':>7} {'accepted':>8} {'seconds':>7} {'accepted/s':>10} {'/ceiling':>8} "
+        f"{'CPU us/v':>8} {'loop cap/s':>10}  relay CPU s by thread"
+    )
     for p in phases:
         cpu_text = ", ".join(f"{k}={v:.1f}" for k, v in list(p.relay_cpu.items())[:3])
-        print(f"{p.name:<8} {p.sent:>7} {p.accepted:>8} {p.seconds:>7.2f} {p.rate:>10,.0f} {p.rate / ceiling:>8.2f} "
-              f"{p.cpu_us_per_voucher:>8.0f} {p.loop_capacity:>10,.0f}  {cpu_text}  (client CPU {p.client_cpu:.1f}s)")
+        print(
+            f"{p.name:<8} {p.sent:>7} {p.accepted:>8} {p.seconds:>7.2f} {p.rate:>10,.0f} {p.rate / ceiling:>8.2f} "
+            f"{p.cpu_us_per_voucher:>8.0f} {p.loop_capacity:>10,.0f}  {cpu_text}  (client CPU {p.client_cpu:.1f}s)"
+        )
         if p.rejected:
             print(f"         rejected: {dict(p.rejected)}")
         if p.latency_ms:
             lat = p.latency_ms
-            print(f"         latency ms at {p.extra['rate']:,.0f}/s: p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  "
-                  f"p99 {lat['p99']:.2f}  p99.9 {lat['p99.9']:.2f}  max {lat['max']:.2f}  "
-                  f"(client send lag max {p.extra['client_send_lag_max_ms']} ms)")
-    print("(CPU us/v: relay CPU per accepted voucher, all threads; loop cap/s: accepted vouchers per second of the "
-          "event loop's own CPU time)")
-    print(f"durability after SIGKILL: {durability['acknowledged']} acknowledged, {durability['rows']} rows, "
-          f"{durability['missing']} missing")
-    print(f"total run time {results['total_s']}s; load average now {os.getloadavg()[0]:.2f}; "
-          f"results in {workdir / 'results.json'}")
+            print(
+                f"         latency ms at {p.extra['rate']:,.0f}/s: p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  "
+                f"p99 {lat['p99']:.2f}  p99.9 {lat['p99.9']:.2f}  max {lat['max']:.2f}  "
+                f"(client send lag max {p.extra['client_send_lag_max_ms']} ms)"
+            )
+    print(
+        "(CPU us/v: relay CPU per accepted voucher, all threads; loop cap/s: accepted vouchers per second of the "
+        "event loop's own CPU time)"
+    )
+    print(
+        f"durability after SIGKILL: {durability['acknowledged']} acknowledged, {durability['rows']} rows, "
+        f"{durability['missing']} missing"
+    )
+    print(
+        f"total run time {results['total_s']}s; load average now {os.getloadavg()[0]:.2f}; "
+        f"results in {workdir / 'results.json'}"
+    )
     if durability["missing"]:
         raise SystemExit("an acknowledged voucher is not in the database")
 

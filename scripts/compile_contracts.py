@@ -12,7 +12,9 @@ from chainstream.chain import compile as build
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if the committed artifacts differ from a fresh build")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if the committed artifacts differ from a fresh build"
+    )
     args = parser.parse_args()
     version = build.compiler_version()
     artifacts = build.compile_contracts()

@@ -55,9 +55,14 @@ def setup() -> Env:
 
 def vouchers_for(env: Env, listener: PrivateKey, channel_id: bytes, payees: list[str], plays: int) -> Voucher:
     v = Voucher.empty(channel_id)
-    split = Split(tuple(payees), tuple([10_000 // len(payees)] * (len(payees) - 1) + [10_000 - 10_000 // len(payees) * (len(payees) - 1)]))
+    split = Split(
+        tuple(payees),
+        tuple([10_000 // len(payees)] * (len(payees) - 1) + [10_000 - 10_000 // len(payees) * (len(payees) - 1)]),
+    )
     for seq in range(1, plays + 1):
-        receipt = PlayReceipt(seq=seq, target=b"\x07" * 32, kind=Kind.PLAY, units=1, amount=10**12, split_hash=split.hash)
+        receipt = PlayReceipt(
+            seq=seq, target=b"\x07" * 32, kind=Kind.PLAY, units=1, amount=10**12, split_hash=split.hash
+        )
         v = v.add(split.apply(10**12), receipt)
     return v
 
@@ -67,14 +72,25 @@ def open_channels(env: Env, count: int, label: str) -> list[tuple[PrivateKey, by
     for i in range(count):
         listener = key(f"{label}-listener-{i}")
         fund(env.w3, listener.address, 10**19)  # type: ignore[arg-type]
-        cid, _ = env.channels.open(TxSender(env.w3, listener), relay=env.relay.address, amount=10**18,  # type: ignore[arg-type]
-                                   salt=i.to_bytes(32, "big"))
+        cid, _ = env.channels.open(
+            TxSender(env.w3, listener),
+            relay=env.relay.address,
+            amount=10**18,  # type: ignore[arg-type]
+            salt=i.to_bytes(32, "big"),
+        )
         out.append((listener, cid))
     return out
 
 
-def batch_gas(env: Env, channels: list[tuple[PrivateKey, bytes]], payees_of, plays: int, rounds: int,
-              state: dict[bytes, Voucher] | None = None, first_round: int = 0) -> list[int]:
+def batch_gas(
+    env: Env,
+    channels: list[tuple[PrivateKey, bytes]],
+    payees_of,
+    plays: int,
+    rounds: int,
+    state: dict[bytes, Voucher] | None = None,
+    first_round: int = 0,
+) -> list[int]:
     """Settle every channel once per round in one batch; returns gasUsed per round."""
     gas = []
     state = {} if state is None else state
@@ -107,21 +123,41 @@ def main() -> int:
     _, r = env.channels.open(TxSender(w3, first), relay=env.relay.address, amount=10**18, salt=b"\x02" * 32)  # type: ignore[arg-type]
     rows.append(("open (ETH), no session key", r["gasUsed"], "open"))
     open_eth = r["gasUsed"]
-    _, r = env.channels.open(TxSender(w3, first), relay=env.relay.address, amount=10**18, salt=b"\x03" * 32,  # type: ignore[arg-type]
-                             session_key=key("session").address, session_expiry=2**32 - 1)
+    _, r = env.channels.open(
+        TxSender(w3, first),
+        relay=env.relay.address,
+        amount=10**18,
+        salt=b"\x03" * 32,  # type: ignore[arg-type]
+        session_key=key("session").address,
+        session_expiry=2**32 - 1,
+    )
     rows.append(("open (ETH) with a session key", r["gasUsed"], "open"))
     first_tx = TxSender(w3, first)  # type: ignore[arg-type]
     env.token.mint(first_tx, first.address, 10**12)
     env.token.approve(first_tx, env.channels.address, 2**256 - 1)
-    _, r = env.channels.open(first_tx, relay=env.relay.address, token=env.token.address, amount=10**6, salt=b"\x04" * 32,
-                             session_key=key("session").address, session_expiry=2**32 - 1)
+    _, r = env.channels.open(
+        first_tx,
+        relay=env.relay.address,
+        token=env.token.address,
+        amount=10**6,
+        salt=b"\x04" * 32,
+        session_key=key("session").address,
+        session_expiry=2**32 - 1,
+    )
     rows.append(("open (stablecoin, pre-approved) with a session key", r["gasUsed"], "open"))
     permit_user = key("permit-user")
     fund(w3, permit_user.address, 10**19)  # type: ignore[arg-type]
     permit_tx = TxSender(w3, permit_user)  # type: ignore[arg-type]
     env.token.mint(TxSender(w3, first), permit_user.address, 10**12)  # type: ignore[arg-type]
-    _, r = env.channels.open_with_permit(permit_tx, relay=env.relay.address, token=env.token.address, amount=10**6,
-                                         salt=b"\x05" * 32, session_key=key("session").address, session_expiry=2**32 - 1)
+    _, r = env.channels.open_with_permit(
+        permit_tx,
+        relay=env.relay.address,
+        token=env.token.address,
+        amount=10**6,
+        salt=b"\x05" * 32,
+        session_key=key("session").address,
+        session_expiry=2**32 - 1,
+    )
     rows.append(("openWithPermit (stablecoin, permit + open in one tx) with a session key", r["gasUsed"], ""))
 
     # --- settle ----------------------------------------------------------------------------------------
@@ -140,8 +176,13 @@ def main() -> int:
     rows.append(("  per channel (one payee, payees not shared)", distinct[1] // BATCH, "settle_per_channel"))
 
     channels_3 = open_channels(env, BATCH, "three")
-    three = batch_gas(env, channels_3, lambda i: [key(f"artist-{i}").address, key(f"co-{i}").address, key(f"label-{i}").address],
-                      PLAYS_PER_SETTLEMENT, rounds=2)
+    three = batch_gas(
+        env,
+        channels_3,
+        lambda i: [key(f"artist-{i}").address, key(f"co-{i}").address, key(f"label-{i}").address],
+        PLAYS_PER_SETTLEMENT,
+        rounds=2,
+    )
     extra = (three[1] - distinct[1]) // (2 * BATCH)
     rows.append((f"settleBatch of {BATCH} channels, three distinct payees each, next settlement", three[1], ""))
     rows.append(("  per extra payee", extra, "settle_per_extra_payee"))
@@ -191,8 +232,15 @@ def main() -> int:
     return 0
 
 
-def write_report(path: Path, rows: list[tuple[str, int, str]], per_channel: int, amortised: float, transfer: int,
-                 open_eth: int, notes: list[str]) -> None:
+def write_report(
+    path: Path,
+    rows: list[tuple[str, int, str]],
+    per_channel: int,
+    amortised: float,
+    transfer: int,
+    open_eth: int,
+    notes: list[str],
+) -> None:
     lines = [
         "# Gas report",
         "",

@@ -71,8 +71,14 @@ PLATFORM = Address("0x3333333333333333333333333333333333333333")
 LABEL = Address("0x4444444444444444444444444444444444444444")
 PRODUCER = Address("0x5555555555555555555555555555555555555555")
 MIXER = Address("0x6666666666666666666666666666666666666666")
-PAYEES = (("artist", ARTIST), ("collaborator", COLLAB), ("platform (fee recipient)", PLATFORM), ("label", LABEL),
-          ("producer", PRODUCER), ("mixer", MIXER))
+PAYEES = (
+    ("artist", ARTIST),
+    ("collaborator", COLLAB),
+    ("platform (fee recipient)", PLATFORM),
+    ("label", LABEL),
+    ("producer", PRODUCER),
+    ("mixer", MIXER),
+)
 
 # Tracks: ids are keccak256 of the audio content by convention; here of a fixed string.
 TRACK_1 = keccak(b"ChainStream test vector track 1")
@@ -87,11 +93,13 @@ TIP_MEMO = "Great set! \U0001f3b6"
 CLOSE_DEPOSIT_CAP = 100_000  # the deposit of the capped-settlement example
 
 
-def channel_id(payer: str, token: str, relay: str, salt: bytes, chain_id: int = CHAIN_ID,
-               contract: str = VERIFYING_CONTRACT) -> bytes:
+def channel_id(
+    payer: str, token: str, relay: str, salt: bytes, chain_id: int = CHAIN_ID, contract: str = VERIFYING_CONTRACT
+) -> bytes:
     """keccak256(abi.encode(chainId, contract, payer, token, relay, salt)): the contract's channelIdFor."""
-    return keccak(word(chain_id) + address_word(contract) + address_word(payer) + address_word(token)
-                  + address_word(relay) + salt)
+    return keccak(
+        word(chain_id) + address_word(contract) + address_word(payer) + address_word(token) + address_word(relay) + salt
+    )
 
 
 def settled_root(payees: tuple[str, ...] | list[str], amounts: tuple[int, ...] | list[int]) -> bytes:
@@ -210,13 +218,24 @@ class _Channel:
         self.seq = 0
         self.receipts: list[dict[str, Any]] = []
 
-    def charge(self, what: str, kind: Kind, target: bytes, units: int, amount: int, split_hash: bytes,
-               payments: dict[Address, int], memo: str = "") -> None:
+    def charge(
+        self,
+        what: str,
+        kind: Kind,
+        target: bytes,
+        units: int,
+        amount: int,
+        split_hash: bytes,
+        payments: dict[Address, int],
+        memo: str = "",
+    ) -> None:
         self.seq += 1
-        receipt = PlayReceipt(seq=self.seq, target=target, kind=kind, units=units, amount=amount,
-                              split_hash=split_hash, memo=memo)
-        self.receipts.append(receipt_entry(f"channel {self.name}, receipt {self.seq}: {what}", self.voucher.play_hash,
-                                           receipt))
+        receipt = PlayReceipt(
+            seq=self.seq, target=target, kind=kind, units=units, amount=amount, split_hash=split_hash, memo=memo
+        )
+        self.receipts.append(
+            receipt_entry(f"channel {self.name}, receipt {self.seq}: {what}", self.voucher.play_hash, receipt)
+        )
         self.voucher = self.voucher.add(payments, receipt)
 
 
@@ -231,61 +250,133 @@ def _build() -> tuple[dict[str, Any], dict[str, Voucher]]:
 
     a = _Channel("A", CHANNEL_A)
     price = play_price(TERMS_1, 1)
-    a.charge(f"PLAY of track 1 (flat {price}, solo split)", Kind.PLAY, TRACK_1, 1, price, SPLIT_1.hash,
-             SPLIT_1.apply(price))
-    vouchers.append(voucher_entry(
-        "channel A, first voucher: one play of track 1 at a flat 1000 with a solo split -> one payee",
-        a.voucher, PAYER))
+    a.charge(
+        f"PLAY of track 1 (flat {price}, solo split)", Kind.PLAY, TRACK_1, 1, price, SPLIT_1.hash, SPLIT_1.apply(price)
+    )
+    vouchers.append(
+        voucher_entry(
+            "channel A, first voucher: one play of track 1 at a flat 1000 with a solo split -> one payee",
+            a.voucher,
+            PAYER,
+        )
+    )
 
     b = _Channel("B", CHANNEL_B)
     price = play_price(TERMS_2, 1)
-    b.charge(f"PLAY of track 2 ({price}; 70/30 split, 2.5% platform fee)", Kind.PLAY, TRACK_2, 1, price,
-             SPLIT_2.hash, SPLIT_2.apply(price))
+    b.charge(
+        f"PLAY of track 2 ({price}; 70/30 split, 2.5% platform fee)",
+        Kind.PLAY,
+        TRACK_2,
+        1,
+        price,
+        SPLIT_2.hash,
+        SPLIT_2.apply(price),
+    )
     price = seconds_price(TERMS_2, 30)
-    b.charge(f"SECONDS: 30 s of track 2 at 7/s = {price}", Kind.SECONDS, TRACK_2, 30, price, SPLIT_2.hash,
-             SPLIT_2.apply(price))
-    b.charge("TIP of 333333 to track 2's split, with a memo", Kind.TIP, TRACK_2, 0, 333_333, SPLIT_2.hash,
-             SPLIT_2.apply(333_333), TIP_MEMO)
-    vouchers.append(voucher_entry(
-        "channel B after 3 receipts (play 1001, 30 seconds 210, tip 333333 with memo), each split by Split.apply "
-        "(2.5% platform fee off the top, 70/30 artist/collaborator): 3 payees in first-paid order "
-        "[platform, collaborator, artist]",
-        b.voucher, PAYER))
+    b.charge(
+        f"SECONDS: 30 s of track 2 at 7/s = {price}",
+        Kind.SECONDS,
+        TRACK_2,
+        30,
+        price,
+        SPLIT_2.hash,
+        SPLIT_2.apply(price),
+    )
+    b.charge(
+        "TIP of 333333 to track 2's split, with a memo",
+        Kind.TIP,
+        TRACK_2,
+        0,
+        333_333,
+        SPLIT_2.hash,
+        SPLIT_2.apply(333_333),
+        TIP_MEMO,
+    )
+    vouchers.append(
+        voucher_entry(
+            "channel B after 3 receipts (play 1001, 30 seconds 210, tip 333333 with memo), each split by Split.apply "
+            "(2.5% platform fee off the top, 70/30 artist/collaborator): 3 payees in first-paid order "
+            "[platform, collaborator, artist]",
+            b.voucher,
+            PAYER,
+        )
+    )
     settled_voucher = b.voucher
     price = download_price(TERMS_2)
     b.charge(f"DOWNLOAD of track 2 ({price})", Kind.DOWNLOAD, TRACK_2, 1, price, SPLIT_2.hash, SPLIT_2.apply(price))
-    vouchers.append(voucher_entry(
-        "channel B after receipt 4 (download of track 2 for 50000), signed by the channel's session key",
-        b.voucher, SESSION))
-    b.charge("TIP of 777 straight to the label (target = its address left-padded, splitHash = 0)", Kind.TIP,
-             address_word(LABEL), 0, 777, ZERO_HASH, {LABEL: 777})
-    vouchers.append(voucher_entry(
-        "channel B after receipt 5 (direct tip of 777 to a new payee): the label is appended at the end",
-        b.voucher, PAYER))
+    vouchers.append(
+        voucher_entry(
+            "channel B after receipt 4 (download of track 2 for 50000), signed by the channel's session key",
+            b.voucher,
+            SESSION,
+        )
+    )
+    b.charge(
+        "TIP of 777 straight to the label (target = its address left-padded, splitHash = 0)",
+        Kind.TIP,
+        address_word(LABEL),
+        0,
+        777,
+        ZERO_HASH,
+        {LABEL: 777},
+    )
+    vouchers.append(
+        voucher_entry(
+            "channel B after receipt 5 (direct tip of 777 to a new payee): the label is appended at the end",
+            b.voucher,
+            PAYER,
+        )
+    )
     final_voucher = b.voucher
 
     closes = [
-        close_entry("relay consents to a cooperative close of channel B at its last voucher (voucherDigest = that "
-                    "voucher's digest)", CHANNEL_B, final_voucher.digest(DOMAIN), RELAY),
-        close_entry("relay consents to a cooperative close of channel A at the already settled state (no final "
-                    "voucher: voucherDigest = 0)", CHANNEL_A, ZERO_HASH, RELAY),
+        close_entry(
+            "relay consents to a cooperative close of channel B at its last voucher (voucherDigest = that "
+            "voucher's digest)",
+            CHANNEL_B,
+            final_voucher.digest(DOMAIN),
+            RELAY,
+        ),
+        close_entry(
+            "relay consents to a cooperative close of channel A at the already settled state (no final "
+            "voucher: voucherDigest = 0)",
+            CHANNEL_A,
+            ZERO_HASH,
+            RELAY,
+        ),
     ]
     assert closes[0]["digest"] == hex0x(final_voucher.close_digest(DOMAIN))
     assert closes[1]["digest"] == hex0x(Voucher.empty(CHANNEL_A).close_digest(DOMAIN))
 
     splits = [
         split_entry("solo split: the artist gets everything", SPLIT_1, 1000),
-        split_entry("track 2's split (70/30, 2.5% fee): fee 25 off the top, collaborator floor(976*3000/10000) = "
-                    "292, artist the rest 684 (683 + 1 dust)", SPLIT_2, 1001),
-        split_entry("three ways, no fee: recipients 1.. get floor(10*3333/10000) = 3, recipient 0 gets 4 (3 + 1 dust)",
-                    Split((ARTIST, COLLAB, PRODUCER), (3334, 3333, 3333)), 10),
-        split_entry("four recipients and a 10% fee: fee 9, rest 88 -> 26, 17, 8 and 37 for recipient 0 (35 + 2 dust)",
-                    Split((ARTIST, COLLAB, PRODUCER, MIXER), (4000, 3000, 2000, 1000), PLATFORM, 1000), 97),
-        split_entry("a tiny amount: fee floor(7*5000/10000) = 3, the 1-bps recipients' shares floor to 0 and are "
-                    "omitted, recipient 0 gets the remaining 4",
-                    Split((ARTIST, COLLAB, PRODUCER), (9998, 1, 1), PLATFORM, 5000), 7),
-        split_entry("the maximum 50% fee on an odd amount: fee floor(3/2) = 1, rest 2 split 1/1",
-                    Split((ARTIST, COLLAB), (5000, 5000), PLATFORM, 5000), 3),
+        split_entry(
+            "track 2's split (70/30, 2.5% fee): fee 25 off the top, collaborator floor(976*3000/10000) = "
+            "292, artist the rest 684 (683 + 1 dust)",
+            SPLIT_2,
+            1001,
+        ),
+        split_entry(
+            "three ways, no fee: recipients 1.. get floor(10*3333/10000) = 3, recipient 0 gets 4 (3 + 1 dust)",
+            Split((ARTIST, COLLAB, PRODUCER), (3334, 3333, 3333)),
+            10,
+        ),
+        split_entry(
+            "four recipients and a 10% fee: fee 9, rest 88 -> 26, 17, 8 and 37 for recipient 0 (35 + 2 dust)",
+            Split((ARTIST, COLLAB, PRODUCER, MIXER), (4000, 3000, 2000, 1000), PLATFORM, 1000),
+            97,
+        ),
+        split_entry(
+            "a tiny amount: fee floor(7*5000/10000) = 3, the 1-bps recipients' shares floor to 0 and are "
+            "omitted, recipient 0 gets the remaining 4",
+            Split((ARTIST, COLLAB, PRODUCER), (9998, 1, 1), PLATFORM, 5000),
+            7,
+        ),
+        split_entry(
+            "the maximum 50% fee on an odd amount: fee floor(3/2) = 1, rest 2 split 1/1",
+            Split((ARTIST, COLLAB), (5000, 5000), PLATFORM, 5000),
+            3,
+        ),
     ]
 
     doc = {
@@ -333,13 +424,13 @@ def render_block() -> str:
         "",
         "| value | hex |",
         "|---|---|",
-        f"| `keccak256(\"{DOMAIN_TYPE}\")` | `{hex0x(DOMAIN_TYPEHASH)}` |",
-        f"| `keccak256(\"{VOUCHER_TYPE}\")` | `{hex0x(VOUCHER_TYPEHASH)}` |",
-        f"| `keccak256(\"{CLOSE_TYPE}\")` | `{hex0x(CLOSE_TYPEHASH)}` |",
-        f"| `keccak256(\"{RECEIPT_TYPE}\")` | `{hex0x(RECEIPT_TYPEHASH)}` |",
-        f"| `keccak256(\"{CAPS_TYPE}\")` | `{hex0x(CAPS_TYPEHASH)}` |",
+        f'| `keccak256("{DOMAIN_TYPE}")` | `{hex0x(DOMAIN_TYPEHASH)}` |',
+        f'| `keccak256("{VOUCHER_TYPE}")` | `{hex0x(VOUCHER_TYPEHASH)}` |',
+        f'| `keccak256("{CLOSE_TYPE}")` | `{hex0x(CLOSE_TYPEHASH)}` |',
+        f'| `keccak256("{RECEIPT_TYPE}")` | `{hex0x(RECEIPT_TYPEHASH)}` |',
+        f'| `keccak256("{CAPS_TYPE}")` | `{hex0x(CAPS_TYPEHASH)}` |',
         f"| domain separator | `{doc['domainSeparator']}` |",
-        f"| `keccak256(\"\")` (hash of an empty array) | `{hex0x(keccak(b''))}` |",
+        f'| `keccak256("")` (hash of an empty array) | `{hex0x(keccak(b""))}` |',
         "",
         "#### Channel ids",
         "",
@@ -352,9 +443,9 @@ def render_block() -> str:
     out += [f"| {name} | `{hex0x(salt)}` | `{hex0x(cid)}` |" for name, salt, cid in CHANNELS]
     out += [
         "",
-        "Tracks: track 1 = `keccak256(\"ChainStream test vector track 1\")` = "
+        'Tracks: track 1 = `keccak256("ChainStream test vector track 1")` = '
         f"`{hex0x(TRACK_1)}`, terms: flat 1000 per play, split: solo artist (hash `{hex0x(SPLIT_1.hash)}`).",
-        "Track 2 = `keccak256(\"ChainStream test vector track 2\")` = "
+        'Track 2 = `keccak256("ChainStream test vector track 2")` = '
         f"`{hex0x(TRACK_2)}`, terms: 1001 per play, 7 per second, 50000 to download; split: artist 7000 bps, "
         f"collaborator 3000 bps, platform fee 250 bps (hash `{hex0x(SPLIT_2.hash)}`).",
         "",
@@ -459,8 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     doc_text = replace_block(DOC_PATH.read_text(encoding="utf-8"), render_block())
     outputs = ((VECTORS_PATH, vectors_text), (DOC_PATH, doc_text))
     if args.check:
-        stale = [str(p.relative_to(ROOT)) for p, text in outputs
-                 if not p.exists() or p.read_text(encoding="utf-8") != text]
+        stale = [
+            str(p.relative_to(ROOT)) for p, text in outputs if not p.exists() or p.read_text(encoding="utf-8") != text
+        ]
         if stale:
             print(f"out of date: {', '.join(stale)} (run scripts/make_vectors.py)", file=sys.stderr)
             return 1

@@ -13,8 +13,11 @@ from rich.markup import escape
 
 from chainstream.errors import ChainStreamError
 
-app = typer.Typer(help="ChainStream: pay-per-play music over Ethereum payment channels.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="ChainStream: pay-per-play music over Ethereum payment channels.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 err = Console(stderr=True)
 
@@ -28,8 +31,9 @@ def fail(message: str) -> typer.Exit:
 def relay(
     rpc_url: Annotated[str, typer.Option(envvar="CHAINSTREAM_RPC_URL", help="JSON-RPC URL")] = "http://127.0.0.1:8545",
     deployment: Annotated[Path, typer.Option(envvar="CHAINSTREAM_DEPLOYMENT_FILE")] = Path("deployments/local.json"),
-    database: Annotated[str, typer.Option(envvar="CHAINSTREAM_DATABASE",
-                                          help="SQLite file, or postgresql://user@host/db")] = "chainstream-relay.db",
+    database: Annotated[
+        str, typer.Option(envvar="CHAINSTREAM_DATABASE", help="SQLite file, or postgresql://user@host/db")
+    ] = "chainstream-relay.db",
     host: Annotated[str, typer.Option(envvar="CHAINSTREAM_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="CHAINSTREAM_PORT")] = 8700,
     settle_interval: Annotated[float, typer.Option(envvar="CHAINSTREAM_SETTLE_INTERVAL")] = 5.0,
@@ -41,8 +45,14 @@ def relay(
     from chainstream.relay.app import Relay, create_app
 
     try:
-        settings = Settings(rpc_url=rpc_url, deployment_file=deployment, database=database, host=host, port=port,
-                            settle_interval=settle_interval)
+        settings = Settings(
+            rpc_url=rpc_url,
+            deployment_file=deployment,
+            database=database,
+            host=host,
+            port=port,
+            settle_interval=settle_interval,
+        )
         if settings.relay_key is None:
             raise fail("set CHAINSTREAM_RELAY_KEY to the relay's private key (hex)")
         # Built here rather than at start-up, so that a wrong chain or deployment, a database in use by another
@@ -75,8 +85,13 @@ def deploy(
         key = PrivateKey(secret) if secret else PrivateKey.generate()
         if not secret or fund_from_node:
             fund(w3, key.address, 10 * 10**18)
-        d = deploy_all(w3, TxSender(w3, key), challenge_period=challenge_period,
-                       key_rotation_grace=key_rotation_grace, with_stablecoin=stablecoin)
+        d = deploy_all(
+            w3,
+            TxSender(w3, key),
+            challenge_period=challenge_period,
+            key_rotation_grace=key_rotation_grace,
+            with_stablecoin=stablecoin,
+        )
     except ChainStreamError as exc:
         raise fail(f"deploy failed: {exc}") from exc
     path = out or Path(f"deployments/{d.chain_id}.json")
@@ -91,8 +106,12 @@ def deploy(
 def demo(
     listeners: Annotated[int, typer.Option(min=1, max=100, help="how many listeners")] = 5,
     plays: Annotated[int, typer.Option(min=1, max=1000, help="plays and per-second listens per listener")] = 20,
-    rpc_url: Annotated[str | None, typer.Option(help="use this node (anvil, ...) instead of the embedded chain; "
-                                                     "actors are funded from its unlocked account")] = None,
+    rpc_url: Annotated[
+        str | None,
+        typer.Option(
+            help="use this node (anvil, ...) instead of the embedded chain; actors are funded from its unlocked account"
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="derive every key, salt and choice from this seed")] = None,
     keep_serving: Annotated[bool, typer.Option(help="leave the relay (and web player) running afterwards")] = False,
     port: Annotated[int, typer.Option(help="relay port (0: any free port)")] = 0,
@@ -101,8 +120,15 @@ def demo(
     from chainstream.demo import run_demo
 
     try:
-        result = run_demo(listeners=listeners, plays=plays, rpc_url=rpc_url, seed=seed, keep_serving=keep_serving,
-                          port=port, console=console)
+        result = run_demo(
+            listeners=listeners,
+            plays=plays,
+            rpc_url=rpc_url,
+            seed=seed,
+            keep_serving=keep_serving,
+            port=port,
+            console=console,
+        )
     except ChainStreamError as exc:
         raise fail(f"demo failed [{exc.code}]: {exc}") from exc
     except KeyboardInterrupt:

@@ -32,8 +32,9 @@ from chainstream.protocol.types import ZERO_ADDRESS, to_address
 from chainstream.sdk import Artist
 
 KEY_ENV = "CHAINSTREAM_ARTIST_KEY"
-app = typer.Typer(help="Publish tracks, follow earnings and claim them (key: CHAINSTREAM_ARTIST_KEY).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Publish tracks, follow earnings and claim them (key: CHAINSTREAM_ARTIST_KEY).", no_args_is_help=True
+)
 
 
 def _share(text: str, what: str) -> tuple[str, int]:
@@ -42,8 +43,9 @@ def _share(text: str, what: str) -> tuple[str, int]:
     try:
         return to_address(address), int(bps)
     except (ValueError, TypeError):
-        raise CliError(f"{what} must be ADDRESS:BPS (e.g. 0xAbc…:2500 for 25%), got {text!r}",
-                       code="bad_split") from None
+        raise CliError(
+            f"{what} must be ADDRESS:BPS (e.g. 0xAbc…:2500 for 25%), got {text!r}", code="bad_split"
+        ) from None
 
 
 def track_id_of(audio: str) -> bytes:
@@ -67,7 +69,9 @@ def register(
     own_after: Annotated[int, typer.Option(help="stream-to-own: owned after this many plays, each price doubling")] = 0,
     collaborator: Annotated[list[str] | None, typer.Option(help="ADDRESS:BPS, repeatable; you get the rest")] = None,
     fee: Annotated[str | None, typer.Option(help="platform fee ADDRESS:BPS, taken off the top")] = None,
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
 ) -> None:
     """Register a track with its prices and revenue split in the on-chain TrackRegistry."""
     with errors():
@@ -76,20 +80,31 @@ def register(
             t = session.token(token)
             track_id = track_id_of(audio)
             name = title or Path(audio).stem
-            terms = Terms(per_play=t.units(per_play), per_second=t.units(per_second), download=t.units(download),
-                          model=Model.STREAM_TO_OWN if own_after else Model.FLAT, own_after=own_after)
+            terms = Terms(
+                per_play=t.units(per_play),
+                per_second=t.units(per_second),
+                download=t.units(download),
+                model=Model.STREAM_TO_OWN if own_after else Model.FLAT,
+                own_after=own_after,
+            )
             shares = [_share(c, "--collaborator") for c in collaborator or []]
             fee_to, fee_bps = _share(fee, "--fee") if fee else (ZERO_ADDRESS, 0)
-            split = Split((key.address, *(a for a, _ in shares)), (10_000 - sum(b for _, b in shares),
-                                                                    *(b for _, b in shares)), fee_to, fee_bps)
+            split = Split(
+                (key.address, *(a for a, _ in shares)),
+                (10_000 - sum(b for _, b in shares), *(b for _, b in shares)),
+                fee_to,
+                fee_bps,
+            )
             artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
             with console.status(f"registering “{name}”"):
                 artist.register_track(track_id, name, terms, split, token=t.address)
             console.print(f"registered “{escape(name)}” as [bold]0x{track_id.hex()}[/]", highlight=False)
-            prices = [f"{t.fmt(terms.per_play)}/play" if terms.per_play else "",
-                      f"{t.fmt(terms.per_second)}/second" if terms.per_second else "",
-                      f"{t.fmt(terms.download)} to download" if terms.download else "",
-                      f"owned after {own_after} plays" if own_after else ""]
+            prices = [
+                f"{t.fmt(terms.per_play)}/play" if terms.per_play else "",
+                f"{t.fmt(terms.per_second)}/second" if terms.per_second else "",
+                f"{t.fmt(terms.download)} to download" if terms.download else "",
+                f"owned after {own_after} plays" if own_after else "",
+            ]
             console.print("prices: " + (", ".join(p for p in prices if p) or "free"), highlight=False)
             parts = [f"you {split.bps[0] / 100:g}%", *(f"{short(a)} {b / 100:g}%" for a, b in shares)]
             if fee_bps:
@@ -100,7 +115,9 @@ def register(
 @app.command()
 def earnings(
     address: Annotated[str | None, typer.Option(help="whose earnings (default: the key's address)")] = None,
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
 ) -> None:
     """Earnings per token and per track (relay), and what is claimable now (chain)."""
     with errors():
@@ -113,9 +130,11 @@ def earnings(
                 totals.add_column(col, justify="left" if col == "token" else "right")
             for t in session.tokens:
                 row = data["tokens"].get(t.address, {})
-                totals.add_row(t.symbol, *(t.num(int(row.get(k, 0))) for k in ("total", "pending", "settled",
-                                                                                 "claimed")),
-                               t.num(channels.claimable(payee, t.address)))
+                totals.add_row(
+                    t.symbol,
+                    *(t.num(int(row.get(k, 0))) for k in ("total", "pending", "settled", "claimed")),
+                    t.num(channels.claimable(payee, t.address)),
+                )
             console.print(totals)
             if data["tracks"]:
                 tracks = Table(title="per track")
@@ -124,8 +143,15 @@ def earnings(
                 for r in sorted(data["tracks"], key=lambda r: (r["token"], -int(r["earned"]))):
                     t = session.token_at(r["token"])
                     title = escape(r["title"]) if r["title"] else short(r["target"])
-                    tracks.add_row(title, t.symbol, str(r["plays"]), str(r["seconds"]), str(r["downloads"]),
-                                   t.num(int(r["tips"])), t.num(int(r["earned"])))
+                    tracks.add_row(
+                        title,
+                        t.symbol,
+                        str(r["plays"]),
+                        str(r["seconds"]),
+                        str(r["downloads"]),
+                        t.num(int(r["tips"])),
+                        t.num(int(r["earned"])),
+                    )
                 console.print(tracks)
 
 
@@ -133,7 +159,9 @@ def earnings(
 def claim(
     token: Annotated[str | None, typer.Option(help="ETH, mUSD or a token address (default: every token)")] = None,
     to: Annotated[str | None, typer.Option(help="send to this address instead")] = None,
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
 ) -> None:
     """Withdraw everything settled to you."""
     with errors():
@@ -145,10 +173,15 @@ def claim(
             for t in tokens:
                 amount = artist.claim(t.address, to=to_address(to) if to else None)
                 total_claims += amount
-                console.print(f"claimed [bold]{t.fmt(amount)}[/]" if amount else f"nothing to claim in {t.symbol}",
-                              highlight=False)
+                console.print(
+                    f"claimed [bold]{t.fmt(amount)}[/]" if amount else f"nothing to claim in {t.symbol}",
+                    highlight=False,
+                )
             if token and total_claims == 0:
                 pending = session.relay.get(f"/artists/{key.address}/earnings")["tokens"].get(tokens[0].address)
                 if pending and int(pending.get("pending", 0)):
-                    console.print(f"({tokens[0].fmt(int(pending['pending']))} earned but not settled yet: "
-                                  "the relay settles in batches)", highlight=False)
+                    console.print(
+                        f"({tokens[0].fmt(int(pending['pending']))} earned but not settled yet: "
+                        "the relay settles in batches)",
+                        highlight=False,
+                    )

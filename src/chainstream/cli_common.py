@@ -30,9 +30,14 @@ err = Console(stderr=True, soft_wrap=True)
 
 RelayUrl = Annotated[str, typer.Option("--relay-url", envvar="CHAINSTREAM_RELAY_URL", help="the relay's base URL")]
 RpcUrl = Annotated[str, typer.Option("--rpc-url", envvar="CHAINSTREAM_RPC_URL", help="JSON-RPC URL of the chain")]
-DeploymentOpt = Annotated[Path | None, typer.Option(
-    "--deployment", envvar="CHAINSTREAM_DEPLOYMENT_FILE",
-    help="deployment file (default: the addresses the relay announces at /api/v1/info)")]
+DeploymentOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--deployment",
+        envvar="CHAINSTREAM_DEPLOYMENT_FILE",
+        help="deployment file (default: the addresses the relay announces at /api/v1/info)",
+    ),
+]
 DEFAULT_RELAY_URL = "http://127.0.0.1:8700"
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 
@@ -151,23 +156,30 @@ def open_session(relay_url: str, rpc_url: str, deployment_file: Path | None) -> 
         raise CliError(str(exc), code="chain_unreachable") from None
     if w3.eth.chain_id != int(info["chainId"]):
         relay.close()
-        raise CliError(f"the relay serves chain {info['chainId']} but {rpc_url} is chain {w3.eth.chain_id}",
-                       code="wrong_chain")
+        raise CliError(
+            f"the relay serves chain {info['chainId']} but {rpc_url} is chain {w3.eth.chain_id}", code="wrong_chain"
+        )
     if deployment_file is not None:
         deployment = Deployment.load(deployment_file)
         if deployment.channels != to_address(info["channels"]):
             relay.close()
-            raise CliError(f"{deployment_file} names channels contract {deployment.channels}, the relay uses "
-                           f"{info['channels']}", code="wrong_deployment")
+            raise CliError(
+                f"{deployment_file} names channels contract {deployment.channels}, the relay uses {info['channels']}",
+                code="wrong_deployment",
+            )
     else:
-        deployment = Deployment(chain_id=int(info["chainId"]), channels=to_address(info["channels"]),
-                                registry=to_address(info["registry"]),
-                                stablecoin=to_address(info["stablecoin"]) if info.get("stablecoin") else None,
-                                deploy_block=0, challenge_period=int(info["challengePeriod"]),
-                                key_rotation_grace=int(info["keyRotationGrace"]))
+        deployment = Deployment(
+            chain_id=int(info["chainId"]),
+            channels=to_address(info["channels"]),
+            registry=to_address(info["registry"]),
+            stablecoin=to_address(info["stablecoin"]) if info.get("stablecoin") else None,
+            deploy_block=0,
+            challenge_period=int(info["challengePeriod"]),
+            key_rotation_grace=int(info["keyRotationGrace"]),
+        )
     return Session(relay, w3, deployment, info)
 
 
 def short(value: str | bytes, keep: int = 6) -> str:
     text = "0x" + value.hex() if isinstance(value, bytes) else value
-    return f"{text[:keep + 2]}…{text[-4:]}"
+    return f"{text[: keep + 2]}…{text[-4:]}"

@@ -40,12 +40,18 @@ from chainstream.sdk import Listener, Paid
 from chainstream.tokens import TokenInfo
 
 KEY_ENV = "CHAINSTREAM_LISTENER_KEY"
-app = typer.Typer(help="Pay for music from a payment channel (wallet key: CHAINSTREAM_LISTENER_KEY).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Pay for music from a payment channel (wallet key: CHAINSTREAM_LISTENER_KEY).", no_args_is_help=True
+)
 
-StateOpt = Annotated[Path | None, typer.Option(
-    "--state", envvar="CHAINSTREAM_LISTENER_STATE",
-    help="state file with the channel id and session key (default ~/.chainstream/listener-<address>.json)")]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state",
+        envvar="CHAINSTREAM_LISTENER_STATE",
+        help="state file with the channel id and session key (default ~/.chainstream/listener-<address>.json)",
+    ),
+]
 
 
 @dataclass
@@ -64,8 +70,9 @@ class ListenerState:
         try:
             return cls(**json.loads(path.read_text()))
         except FileNotFoundError:
-            raise CliError(f"no channel yet ({path} does not exist): run `chainstream listener open`",
-                           code="no_channel") from None
+            raise CliError(
+                f"no channel yet ({path} does not exist): run `chainstream listener open`", code="no_channel"
+            ) from None
         except (ValueError, TypeError) as exc:
             raise CliError(f"{path} is not a listener state file: {exc}", code="bad_state") from None
 
@@ -94,13 +101,20 @@ class Ctx:
         st = ListenerState.load(self.path)
         d = self.session.deployment
         if st.address != self.wallet.address:
-            raise CliError(f"{self.path} belongs to {st.address}, not to {self.wallet.address} ({KEY_ENV})",
-                           code="bad_state")
+            raise CliError(
+                f"{self.path} belongs to {st.address}, not to {self.wallet.address} ({KEY_ENV})", code="bad_state"
+            )
         if st.chain_id != d.chain_id or to_address(st.channels) != d.channels:
-            raise CliError(f"{self.path} is for another deployment (chain {st.chain_id}, {st.channels})",
-                           code="bad_state")
-        listener = Listener(self.wallet, w3=self.session.w3, deployment=d, relay=self.session.relay,
-                            session_key=PrivateKey(st.session_key))
+            raise CliError(
+                f"{self.path} is for another deployment (chain {st.chain_id}, {st.channels})", code="bad_state"
+            )
+        listener = Listener(
+            self.wallet,
+            w3=self.session.w3,
+            deployment=d,
+            relay=self.session.relay,
+            session_key=PrivateKey(st.session_key),
+        )
         listener.attach(bytes.fromhex(st.channel_id.removeprefix("0x")))
         return listener, st, self.session.token_at(st.token)
 
@@ -112,8 +126,10 @@ class Ctx:
 
 
 def _paid_line(what: str, paid: Paid, token: TokenInfo) -> str:
-    return (f"{what}: paid [bold]{token.fmt(paid.amount)}[/] · voucher seq {paid.seq}, total {token.fmt(paid.total)}"
-            f" · remaining {token.fmt(paid.remaining)}")
+    return (
+        f"{what}: paid [bold]{token.fmt(paid.amount)}[/] · voucher seq {paid.seq}, total {token.fmt(paid.total)}"
+        f" · remaining {token.fmt(paid.remaining)}"
+    )
 
 
 def _ts(unix: int) -> str:
@@ -127,7 +143,9 @@ def open_(
     permit: Annotated[bool, typer.Option(help="approve with an EIP-2612 permit in the same transaction")] = False,
     session_days: Annotated[float, typer.Option(help="how long the session key may sign")] = 7.0,
     force: Annotated[bool, typer.Option(help="replace the state file even if its channel is still open")] = False,
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Escrow a deposit once and authorise a fresh session key to sign every payment."""
@@ -136,23 +154,33 @@ def open_(
             old = ListenerState.load(ctx.path)
             listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment)
             listener.channel_id = bytes.fromhex(old.channel_id.removeprefix("0x"))
-            if old.channels == ctx.session.deployment.channels and \
-                    listener.chain_state().status in (ChannelStatus.OPEN, ChannelStatus.CLOSING):
-                raise CliError(f"channel {old.channel_id} in {ctx.path} is still open: close it first "
-                               "(or --force, or another --state)", code="channel_exists")
+            if old.channels == ctx.session.deployment.channels and listener.chain_state().status in (
+                ChannelStatus.OPEN,
+                ChannelStatus.CLOSING,
+            ):
+                raise CliError(
+                    f"channel {old.channel_id} in {ctx.path} is still open: close it first "
+                    "(or --force, or another --state)",
+                    code="channel_exists",
+                )
         t = ctx.session.token(token)
         amount = t.units(deposit)
         if amount <= 0:
             raise CliError("the deposit must be positive", code="bad_amount")
-        listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment,
-                            relay=ctx.session.relay)
+        listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment, relay=ctx.session.relay)
         with console.status(f"opening a channel with {t.fmt(amount)}"):
-            cid = listener.open_channel(amount, token=t.address, permit=permit,
-                                        session_ttl=int(session_days * 86_400))
+            cid = listener.open_channel(amount, token=t.address, permit=permit, session_ttl=int(session_days * 86_400))
         chain = listener.chain_state()
-        ListenerState(ctx.wallet.address, ctx.session.deployment.chain_id, ctx.session.deployment.channels,
-                      "0x" + cid.hex(), t.address, "0x" + listener.session_key.secret.hex(), chain.session_expiry,
-                      ctx.relay_url).save(ctx.path)
+        ListenerState(
+            ctx.wallet.address,
+            ctx.session.deployment.chain_id,
+            ctx.session.deployment.channels,
+            "0x" + cid.hex(),
+            t.address,
+            "0x" + listener.session_key.secret.hex(),
+            chain.session_expiry,
+            ctx.relay_url,
+        ).save(ctx.path)
         console.print(f"opened channel [bold]0x{cid.hex()}[/] with {t.fmt(amount)}")
         console.print(f"session key {listener.session_key.address} signs until {_ts(chain.session_expiry)}")
         console.print(f"state saved to {ctx.path}")
@@ -162,7 +190,9 @@ def open_(
 def play(
     track: Annotated[str, typer.Argument(help="title (or part of it) or track id")],
     times: Annotated[int, typer.Option(min=1, max=1000, help="play it this many times")] = 1,
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Pay for plays of a track (one voucher each)."""
@@ -177,7 +207,9 @@ def play(
 def listen(
     track: Annotated[str, typer.Argument(help="title (or part of it) or track id")],
     seconds: Annotated[int, typer.Option(min=1, max=3600, help="seconds listened")],
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Pay for seconds of listening at the track's per-second price."""
@@ -191,7 +223,9 @@ def listen(
 @app.command()
 def download(
     track: Annotated[str, typer.Argument(help="title (or part of it) or track id")],
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Buy a track outright: later plays are free."""
@@ -207,7 +241,9 @@ def tip(
     track: Annotated[str | None, typer.Option(help="tip a track (its split applies)")] = None,
     artist: Annotated[str | None, typer.Option(help="tip an artist's address directly")] = None,
     message: Annotated[str, typer.Option(help="a message for the artist")] = "",
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Tip a track or an artist, with an optional message."""
@@ -229,7 +265,9 @@ def tip(
 
 @app.command()
 def status(
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Deposit, spent, settled, remaining, today's spend and caps (relay) next to the chain's view."""
@@ -264,7 +302,9 @@ def status(
 @app.command()
 def history(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """The channel's latest payments, as the relay stored them."""
@@ -276,8 +316,15 @@ def history(
             table.add_column(col, justify="right" if col in ("seq", "units", "amount", "total") else "left")
         for i in items:
             target = escape(i["title"]) if i["title"] else short(i["target"])
-            table.add_row(str(i["seq"]), i["kind"], target, str(i["units"]), t.num(int(i["amount"])),
-                          t.num(int(i["total"])), escape(i["memo"] or ""))
+            table.add_row(
+                str(i["seq"]),
+                i["kind"],
+                target,
+                str(i["units"]),
+                t.num(int(i["amount"])),
+                t.num(int(i["total"])),
+                escape(i["memo"] or ""),
+            )
         console.print(table)
 
 
@@ -285,7 +332,9 @@ def history(
 def caps(
     daily: Annotated[str | None, typer.Option(help="refuse payments past this much per UTC day (0: no cap)")] = None,
     session: Annotated[str | None, typer.Option(help="refuse payments past this much in total (0: no cap)")] = None,
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Show or set spending caps (signed by the session key, enforced by the relay)."""
@@ -295,18 +344,25 @@ def caps(
         if daily is not None or session is not None:
             current_daily = int(s["dailyCap"] or 0)
             current_session = int(s["sessionCap"] or 0)
-            s = listener.set_caps(daily=t.units(daily) if daily is not None else current_daily,
-                                  session=t.units(session) if session is not None else current_session)
-        console.print(f"daily cap: {t.fmt(int(s['dailyCap'])) if s['dailyCap'] else 'none'} "
-                      f"(spent today {t.fmt(int(s['spentToday']))}) · "
-                      f"session cap: {t.fmt(int(s['sessionCap'])) if s['sessionCap'] else 'none'} "
-                      f"(spent {t.fmt(int(s['spent']))})", highlight=False)
+            s = listener.set_caps(
+                daily=t.units(daily) if daily is not None else current_daily,
+                session=t.units(session) if session is not None else current_session,
+            )
+        console.print(
+            f"daily cap: {t.fmt(int(s['dailyCap'])) if s['dailyCap'] else 'none'} "
+            f"(spent today {t.fmt(int(s['spentToday']))}) · "
+            f"session cap: {t.fmt(int(s['sessionCap'])) if s['sessionCap'] else 'none'} "
+            f"(spent {t.fmt(int(s['spent']))})",
+            highlight=False,
+        )
 
 
 @app.command()
 def close(
     unilateral: Annotated[bool, typer.Option(help="close without the relay: start the challenge window")] = False,
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Close the channel: cooperatively (refund now) or unilaterally (refund after the challenge window)."""
@@ -315,19 +371,22 @@ def close(
         if unilateral:
             with console.status("requesting close"):
                 closes_at = listener.request_close()
-            console.print(f"close requested: the relay may settle your latest voucher until {_ts(closes_at)}; "
-                          "then run `chainstream listener withdraw`")
+            console.print(
+                f"close requested: the relay may settle your latest voucher until {_ts(closes_at)}; "
+                "then run `chainstream listener withdraw`"
+            )
         else:
             with console.status("asking the relay to co-sign the close"):
                 refund = listener.close_cooperatively()
             chain = listener.chain_state()
-            console.print(f"closed: settled {t.fmt(chain.settled)}, refunded [bold]{t.fmt(refund)}[/]",
-                          highlight=False)
+            console.print(f"closed: settled {t.fmt(chain.settled)}, refunded [bold]{t.fmt(refund)}[/]", highlight=False)
 
 
 @app.command()
 def withdraw(
-    relay_url: RelayUrl = DEFAULT_RELAY_URL, rpc_url: RpcUrl = DEFAULT_RPC_URL, deployment: DeploymentOpt = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
     state: StateOpt = None,
 ) -> None:
     """After a unilateral close's challenge window: take back the unspent deposit."""
@@ -336,12 +395,17 @@ def withdraw(
         chain = listener.chain_state()
         now = int(ctx.session.w3.eth.get_block("latest")["timestamp"])
         if chain.status == ChannelStatus.OPEN:
-            raise CliError("the channel is open: `chainstream listener close --unilateral` first, "
-                           "or close cooperatively", code="channel_open")
+            raise CliError(
+                "the channel is open: `chainstream listener close --unilateral` first, or close cooperatively",
+                code="channel_open",
+            )
         if chain.status == ChannelStatus.CLOSED:
             raise CliError("the channel is already closed", code="channel_closed")
         if now < chain.closes_at:
-            raise CliError(f"the challenge window is open until {_ts(chain.closes_at)} "
-                           f"({(chain.closes_at - now) / 3600:.1f} h left)", code="window_not_over")
+            raise CliError(
+                f"the challenge window is open until {_ts(chain.closes_at)} "
+                f"({(chain.closes_at - now) / 3600:.1f} h left)",
+                code="window_not_over",
+            )
         refund = listener.withdraw()
         console.print(f"withdrew [bold]{t.fmt(refund)}[/] (settled {t.fmt(chain.settled)})", highlight=False)

@@ -14,13 +14,17 @@ class Settings(BaseSettings):
     rpc_url: str = Field("http://127.0.0.1:8545", description="JSON-RPC URL of the chain ('embedded' in-process)")
     deployment_file: Path = Field(Path("deployments/local.json"), description="addresses written by scripts/deploy.py")
     relay_key: SecretStr | None = Field(None, description="hex private key; signs only settlements and closes")
-    database: str = Field("chainstream-relay.db", description="SQLite file path (or sqlite:///path), or a "
-                                                                 "postgresql:// URL")
+    database: str = Field(
+        "chainstream-relay.db", description="SQLite file path (or sqlite:///path), or a postgresql:// URL"
+    )
     host: str = "127.0.0.1"
     port: int = 8700
-    instance: str = Field("main", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-                          description="this relay instance's name: instances sharing a PostgreSQL database need "
-                                      "distinct names (each keeps its own watcher cursor); one leads settlement")
+    instance: str = Field(
+        "main",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="this relay instance's name: instances sharing a PostgreSQL database need "
+        "distinct names (each keeps its own watcher cursor); one leads settlement",
+    )
     frontend_dir: Path | None = Field(None, description="static web player to serve at / (default: ./frontend)")
 
     # settlement policy
@@ -29,8 +33,11 @@ class Settings(BaseSettings):
     settle_max_age: float = Field(300.0, description="...or once its oldest unsettled payment is this old (s)")
     settle_deadline_margin: int = Field(3_600, description="...or this close to its close window / key expiry (s)")
     settle_batch_size: int = Field(100, description="channels per settlement transaction")
-    settle_batch_gas: int = Field(15_000_000, description="...and about this much gas per settlement transaction "
-                                                          "(keep it well under the chain's block gas limit)")
+    settle_batch_gas: int = Field(
+        15_000_000,
+        description="...and about this much gas per settlement transaction "
+        "(keep it well under the chain's block gas limit)",
+    )
 
     # chain watching
     confirmations: int = Field(0, description="blocks to wait before acting on an event")
@@ -38,5 +45,9 @@ class Settings(BaseSettings):
 
     # listener protection
     session_margin: int = Field(600, description="refuse session-key vouchers this close to the key's expiry (s)")
-    max_payees: int = Field(32, ge=1, le=256, description="refuse payments that would make a channel pay more "
-                                                           "addresses (each costs gas at every settlement)")
+    max_payees: int = Field(
+        32,
+        ge=1,
+        le=256,
+        description="refuse payments that would make a channel pay more addresses (each costs gas at every settlement)",
+    )

@@ -55,8 +55,16 @@ ETHER = 10**18
 USD = demo_seed.USD
 CHALLENGE_PERIOD = 86_400
 LISTENER_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
-TIP_MESSAGES = ("that bassline!", "played it on repeat all morning", "for the next album", "thank you for this",
-                "saw you live in Lisbon", "the bridge at 1:12", "more of this please", "my commute is better now")
+TIP_MESSAGES = (
+    "that bassline!",
+    "played it on repeat all morning",
+    "for the next album",
+    "thank you for this",
+    "saw you live in Lisbon",
+    "the bridge at 1:12",
+    "more of this please",
+    "my commute is better now",
+)
 # Unlimited in practice: in the demo the relay settles when asked (a round, or its watchtower), so the story
 # is deterministic. With --keep-serving the normal policy (settle anything unsettled) is restored afterwards.
 ON_DEMAND = 10**36
@@ -69,7 +77,7 @@ class DemoFailed(ChainStreamError):
 # ------------------------------------------------------------------------------------------ formatting
 def short(value: str | bytes, keep: int = 6) -> str:
     text = "0x" + value.hex() if isinstance(value, bytes) else value
-    return f"{text[:keep + 2]}…{text[-4:]}"
+    return f"{text[: keep + 2]}…{text[-4:]}"
 
 
 def derive_key(seed: int | None, name: str) -> PrivateKey:
@@ -88,14 +96,16 @@ def derive_salt(seed: int | None, name: str) -> bytes:
 class RelayThread:
     """A real relay (FastAPI + uvicorn, settler, watchtower) serving HTTP from a background thread."""
 
-    def __init__(self, settings: Settings, *, w3: Web3, deployment: Deployment, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, settings: Settings, *, w3: Web3, deployment: Deployment, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.relay = Relay(settings, w3=w3, deployment=deployment)
         self.app = create_app(settings, relay=self.relay)
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=self.port, log_level="warning",
-                                                    log_config=None, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host=host, port=self.port, log_level="warning", log_config=None, lifespan="on")
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="chainstream-relay", daemon=True)
         self.error: BaseException | None = None
@@ -174,12 +184,16 @@ class TokenReconciliation:
 
     @property
     def balanced(self) -> bool:
-        return (self.deposits == self.accounted and self.settled == self.paid
-                and self.contract_balance == self.claimable_artists + self.claimable_platform + self.escrowed)
+        return (
+            self.deposits == self.accounted
+            and self.settled == self.paid
+            and self.contract_balance == self.claimable_artists + self.claimable_platform + self.escrowed
+        )
 
 
-def reconcile(w3: Web3, deployment: Deployment, names: dict[Address, str],
-              tokens: list[TokenInfo]) -> tuple[list[TokenReconciliation], list[PayeeBalance]]:
+def reconcile(
+    w3: Web3, deployment: Deployment, names: dict[Address, str], tokens: list[TokenInfo]
+) -> tuple[list[TokenReconciliation], list[PayeeBalance]]:
     """Every figure from chain state and events since the deployment: deposits, credits, claims, refunds."""
     channels = ChannelsClient(w3, deployment.channels)
     registry = RegistryClient(w3, deployment.registry)
@@ -249,9 +263,11 @@ def reconcile(w3: Web3, deployment: Deployment, names: dict[Address, str],
 def reconciliation_table(rec: TokenReconciliation) -> Table:
     t = rec.token
     ok, bad = "[bold green]✓[/]", "[bold red]✗[/]"
-    table = Table(title=f"RECONCILIATION — {t.symbol}  ({rec.channels} channel{_s(rec.channels)}, "
-                        f"{rec.open_channels} still open)",
-                  title_style="bold")
+    table = Table(
+        title=f"RECONCILIATION — {t.symbol}  ({rec.channels} channel{_s(rec.channels)}, "
+        f"{rec.open_channels} still open)",
+        title_style="bold",
+    )
     table.add_column("")
     table.add_column("read from the chain", style="dim")
     table.add_column(t.symbol, justify="right")
@@ -265,13 +281,21 @@ def reconciliation_table(rec: TokenReconciliation) -> Table:
     table.add_row("refunds to listeners", "ChannelClosed.refund", t.num(rec.refunds))
     table.add_row("still escrowed", "getChannel: deposit − settled", t.num(rec.escrowed), end_section=True)
     table.add_row("[bold]accounted for", "", t.num(rec.accounted))
-    table.add_row(f"{ok if rec.deposits == rec.accounted else bad} deposits − accounted", "",
-                  t.num(rec.deposits - rec.accounted))
-    table.add_row(f"{ok if rec.settled == rec.paid else bad} settled = paid to payees", "Σ getChannel().settled",
-                  t.num(rec.settled))
+    table.add_row(
+        f"{ok if rec.deposits == rec.accounted else bad} deposits − accounted", "", t.num(rec.deposits - rec.accounted)
+    )
+    table.add_row(
+        f"{ok if rec.settled == rec.paid else bad} settled = paid to payees",
+        "Σ getChannel().settled",
+        t.num(rec.settled),
+    )
     in_contract = rec.claimable_artists + rec.claimable_platform + rec.escrowed
-    table.add_row(f"{ok if rec.contract_balance == in_contract else bad} held = claimable + escrowed",
-                  "balance of the contract", t.num(rec.contract_balance), end_section=True)
+    table.add_row(
+        f"{ok if rec.contract_balance == in_contract else bad} held = claimable + escrowed",
+        "balance of the contract",
+        t.num(rec.contract_balance),
+        end_section=True,
+    )
     table.add_row("[bold]balanced", "", "[bold green]yes[/]" if rec.balanced else "[bold red]NO[/]")
     return table
 
@@ -350,8 +374,17 @@ def plan_actions(rng: random.Random, index: int, count: int, plays: int) -> list
 
 
 class Demo:
-    def __init__(self, *, listeners: int = 5, plays: int = 20, rpc_url: str | None = None, seed: int | None = None,
-                 keep_serving: bool = False, port: int = 0, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        listeners: int = 5,
+        plays: int = 20,
+        rpc_url: str | None = None,
+        seed: int | None = None,
+        keep_serving: bool = False,
+        port: int = 0,
+        console: Console | None = None,
+    ) -> None:
         if listeners < 1 or plays < 1:
             raise ConfigurationError("need at least one listener and one play")
         self.n = listeners
@@ -384,8 +417,15 @@ class Demo:
             yield
 
     def progress(self) -> Progress:
-        return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=self.console, transient=False)
+        return Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
 
     # --------------------------------------------------------------------- run
     def run(self) -> DemoResult:
@@ -405,9 +445,14 @@ class Demo:
 
     def _run(self, tmp: Path, started: float) -> DemoResult:
         c = self.console
-        c.print(Panel.fit("[bold]ChainStream[/] — pay-per-play music over Ethereum payment channels\n"
-                          f"{self.n} listeners × {self.plays} plays, real chain, real relay over HTTP, "
-                          "vouchers signed off-chain by session keys", border_style="cyan"))
+        c.print(
+            Panel.fit(
+                "[bold]ChainStream[/] — pay-per-play music over Ethereum payment channels\n"
+                f"{self.n} listeners × {self.plays} plays, real chain, real relay over HTTP, "
+                "vouchers signed off-chain by session keys",
+                border_style="cyan",
+            )
+        )
 
         # ---------------------------------------------------------------- chain
         self.step("1 · Chain and contracts")
@@ -432,23 +477,32 @@ class Demo:
         self.step("2 · Catalog")
         with self.spinner("synthesising audio and registering tracks"):
             artists = {name: self.key(name) for name in demo_seed.ARTISTS}
-            ids = demo_seed.register_catalog(RegistryClient(w3, d.registry), artists, self.key("platform").address,
-                                             d.stablecoin)
+            ids = demo_seed.register_catalog(
+                RegistryClient(w3, d.registry), artists, self.key("platform").address, d.stablecoin
+            )
         self.ids = ids
         c.print(self._catalog_table(eth, usd))
 
         # ---------------------------------------------------------------- relay
         self.step("3 · Relay")
         relay_w3 = connect(self.rpc_url) if self.rpc_url else w3
-        settings = Settings(relay_key=self.key("relay").secret.hex(), database=str(tmp / "relay.db"),
-                            rpc_url=self.rpc_url or "embedded", settle_interval=0.5, poll_interval=0.2,
-                            settle_min_value=ON_DEMAND, settle_max_age=float(ON_DEMAND))
+        settings = Settings(
+            relay_key=self.key("relay").secret.hex(),
+            database=str(tmp / "relay.db"),
+            rpc_url=self.rpc_url or "embedded",
+            settle_interval=0.5,
+            poll_interval=0.2,
+            settle_min_value=ON_DEMAND,
+            settle_max_age=float(ON_DEMAND),
+        )
         with self.spinner("starting the relay (HTTP API, settler, watchtower)"):
             self.relay = RelayThread(settings, w3=relay_w3, deployment=d, port=self.port).start()
         self.client = RelayClient(self.relay.url)
         info = self.client.info()
-        c.print(f"relay [bold]{info['relay']}[/] serving [link={self.relay.url}]{self.relay.url}[/link] "
-                f"— {len(self.client.get('/catalog')['tracks'])} tracks in its catalog")
+        c.print(
+            f"relay [bold]{info['relay']}[/] serving [link={self.relay.url}]{self.relay.url}[/link] "
+            f"— {len(self.client.get('/catalog')['tracks'])} tracks in its catalog"
+        )
 
         # ------------------------------------------------------------- channels
         self.step("4 · Listeners open channels (one transaction each, then no gas per play)")
@@ -465,8 +519,10 @@ class Demo:
         # ------------------------------------------------------------ settlement
         self.step("7 · Batch settlement")
         channels = ChannelsClient(w3, d.channels)
-        c.print("[dim]one settleBatch transaction carries every channel's latest voucher (in this demo the relay "
-                "settles when asked, so the story is repeatable; by default its loop settles on a timer)")
+        c.print(
+            "[dim]one settleBatch transaction carries every channel's latest voucher (in this demo the relay "
+            "settles when asked, so the story is repeatable; by default its loop settles on a timer)"
+        )
         with self.spinner("the relay settles every channel's latest voucher"):
             count = self.relay.settle_now()
         table = Table(title=f"settled {count} channels in {self.relay.relay.settler.batches_sent} batch transaction(s)")
@@ -474,8 +530,9 @@ class Demo:
             table.add_column(col, justify="right" if col != "listener" else "left", no_wrap=True)
         for a in actors:
             st = channels.get_channel(a.listener._cid())
-            table.add_row(a.name, f"seq {a.listener._state().seq}", a.token.fmt(st.settled),
-                          a.token.fmt(st.deposit - st.settled))
+            table.add_row(
+                a.name, f"seq {a.listener._state().seq}", a.token.fmt(st.settled), a.token.fmt(st.deposit - st.settled)
+            )
         c.print(table)
 
         # ---------------------------------------------------------------- claims
@@ -502,10 +559,14 @@ class Demo:
         result = DemoResult(recs, payees, stale, rejection, sum(a.payments for a in actors), self.relay.url, elapsed)
         verdict = "[bold green]balanced: yes[/]" if result.balanced else "[bold red]balanced: NO[/]"
         channel_count = sum(r.channels for r in recs)
-        c.print(Panel.fit(f"{verdict} — {result.payments} payments by {self.n} listener{_s(self.n)}, "
-                          f"{channel_count} channel{_s(channel_count)}, every wei accounted for; "
-                          f"stale close defeated: {'yes' if stale.defeated else 'NO'}; {elapsed:.1f} s",
-                          border_style="green" if result.balanced else "red"))
+        c.print(
+            Panel.fit(
+                f"{verdict} — {result.payments} payments by {self.n} listener{_s(self.n)}, "
+                f"{channel_count} channel{_s(channel_count)}, every wei accounted for; "
+                f"stale close defeated: {'yes' if stale.defeated else 'NO'}; {elapsed:.1f} s",
+                border_style="green" if result.balanced else "red",
+            )
+        )
         return result
 
     # ------------------------------------------------------------------ scenes
@@ -515,10 +576,17 @@ class Demo:
             table.add_column(col)
         for spec in demo_seed.CATALOG:
             others = sum(b for _, b in spec.collaborators)
-            split = "\n".join([f"{spec.artist} {(10_000 - others) / 100:g}%",
-                               *(f"{n} {b / 100:g}%" for n, b in spec.collaborators)])
-            table.add_row(f"{spec.title}\n[dim]{short(self.ids[spec.title])}[/]", split, f"{spec.fee_bps / 100:g}%",
-                          _terms_text(spec.eth, eth), _terms_text(spec.usd, usd), end_section=True)
+            split = "\n".join(
+                [f"{spec.artist} {(10_000 - others) / 100:g}%", *(f"{n} {b / 100:g}%" for n, b in spec.collaborators)]
+            )
+            table.add_row(
+                f"{spec.title}\n[dim]{short(self.ids[spec.title])}[/]",
+                split,
+                f"{spec.fee_bps / 100:g}%",
+                _terms_text(spec.eth, eth),
+                _terms_text(spec.usd, usd),
+                end_section=True,
+            )
         return table
 
     def _open_channels(self, w3: Web3, d: Deployment, eth: TokenInfo, usd: TokenInfo) -> list[Actor]:
@@ -541,8 +609,12 @@ class Demo:
                     deposit = usd.units("3") + self.plays * usd.units("0.05")
                     TokenClient(w3, usd.address).mint(listener.tx, wallet.address, deposit + 100 * USD)
                     how = "approve + open" if permit_done else "EIP-2612 permit"
-                listener.open_channel(deposit, token=token.address, permit=token is usd and not permit_done,
-                                      salt=derive_salt(self.seed, name))
+                listener.open_channel(
+                    deposit,
+                    token=token.address,
+                    permit=token is usd and not permit_done,
+                    salt=derive_salt(self.seed, name),
+                )
                 permit_done = permit_done or token is usd
                 actor = Actor(name, i, listener, token, deposit, how)
                 actor.actions = plan_actions(self.rng, i, self.n, self.plays)
@@ -552,8 +624,13 @@ class Demo:
         for col in ("listener", "deposit", "opened with", "channel", "session key"):
             table.add_column(col, justify="right" if col == "deposit" else "left", no_wrap=True)
         for a in actors:
-            table.add_row(a.name, a.token.fmt(a.deposit), a.opened_with, short(a.listener._cid(), 4),
-                          short(a.listener.session_key.address, 4))
+            table.add_row(
+                a.name,
+                a.token.fmt(a.deposit),
+                a.opened_with,
+                short(a.listener._cid(), 4),
+                short(a.listener.session_key.address, 4),
+            )
         self.console.print(table)
         return actors
 
@@ -575,8 +652,15 @@ class Demo:
             table.add_column(col, justify="left" if col == "listener" else "right", no_wrap=True)
         for a in actors:
             s = a.listener.spending()
-            table.add_row(a.name, str(a.payments), str(a.plays), str(a.free), str(a.seconds),
-                          a.token.fmt(int(s["spent"])), a.token.fmt(int(s["remaining"])))
+            table.add_row(
+                a.name,
+                str(a.payments),
+                str(a.plays),
+                str(a.free),
+                str(a.seconds),
+                a.token.fmt(int(s["spent"])),
+                a.token.fmt(int(s["remaining"])),
+            )
         c.print(table)
         for note in [n for a in actors for n in a.notes] + tips:
             c.print(note)
@@ -592,8 +676,11 @@ class Demo:
                 a.free += 1
                 owned = title == "Stream to Own"
                 paid_plays = listener._state().plays_of(self.ids[title]) - 1
-                note = (f"[magenta]♪ {a.name} owns “{title}” after {paid_plays} paid plays: later plays are free"
-                        if owned else f"[magenta]♪ {a.name} bought “{title}”: its plays are free")
+                note = (
+                    f"[magenta]♪ {a.name} owns “{title}” after {paid_plays} paid plays: later plays are free"
+                    if owned
+                    else f"[magenta]♪ {a.name} bought “{title}”: its plays are free"
+                )
                 if (title, "free") not in a.seen:
                     a.seen.add((title, "free"))
                     a.notes.append(note)
@@ -624,9 +711,11 @@ class Demo:
         spent = int(a.listener.spending()["spentToday"])
         cap = spent + price - 1
         a.listener.set_caps(daily=cap)
-        self.console.print(f"{a.name} signs a daily cap of [bold]{a.token.fmt(cap)}[/] with the session key "
-                           f"(spent today: {a.token.fmt(spent)}), then plays “Morning Modem” "
-                           f"({a.token.fmt(price)})…")
+        self.console.print(
+            f"{a.name} signs a daily cap of [bold]{a.token.fmt(cap)}[/] with the session key "
+            f"(spent today: {a.token.fmt(spent)}), then plays “Morning Modem” "
+            f"({a.token.fmt(price)})…"
+        )
         try:
             a.listener.play(track)
         except RelayError as exc:
@@ -665,8 +754,13 @@ class Demo:
             by_address = {t.address: t for t in tokens}
             for r in rows:
                 t = by_address.get(Web3.to_checksum_address(r["token"]), tokens[0])
-                e.add_row(f"{r['title'] or short(r['target'])} [dim]({t.symbol})", str(r["plays"]), str(r["seconds"]),
-                          t.num(int(r["tips"])), t.num(int(r["earned"])))
+                e.add_row(
+                    f"{r['title'] or short(r['target'])} [dim]({t.symbol})",
+                    str(r["plays"]),
+                    str(r["seconds"]),
+                    t.num(int(r["tips"])),
+                    t.num(int(r["earned"])),
+                )
             self.console.print(e)
 
     def _cooperative_closes(self, closers: list[Actor]) -> None:
@@ -681,8 +775,9 @@ class Demo:
             a.payments += 1
             refund = a.listener.close_cooperatively()
             st = a.listener.chain_state()
-            table.add_row(a.name, a.token.fmt(paid.amount), f"seq {paid.seq}", a.token.fmt(st.settled),
-                          a.token.fmt(refund))
+            table.add_row(
+                a.name, a.token.fmt(paid.amount), f"seq {paid.seq}", a.token.fmt(st.settled), a.token.fmt(refund)
+            )
         self.console.print(table)
 
     def _stale_close(self, w3: Web3, d: Deployment, a: Actor) -> StaleClose:
@@ -702,10 +797,14 @@ class Demo:
                 stale, stale_seq = SignedVoucher(state.voucher, listener.signatures[state.seq]), state.seq
         assert stale is not None
         latest = listener._state()
-        c.print(f"{a.name} plays {late} more songs after the batch (vouchers up to seq {latest.seq}, "
-                f"total {a.token.fmt(latest.voucher.total)}; settled so far {a.token.fmt(settled_before)}).")
-        c.print(f"{a.name} then tries to pay less: settles the [bold]stale[/] voucher seq {stale_seq} "
-                f"({a.token.fmt(stale.voucher.total)}) on-chain and requests a unilateral close.")
+        c.print(
+            f"{a.name} plays {late} more songs after the batch (vouchers up to seq {latest.seq}, "
+            f"total {a.token.fmt(latest.voucher.total)}; settled so far {a.token.fmt(settled_before)})."
+        )
+        c.print(
+            f"{a.name} then tries to pay less: settles the [bold]stale[/] voucher seq {stale_seq} "
+            f"({a.token.fmt(stale.voucher.total)}) on-chain and requests a unilateral close."
+        )
         try:
             listener.settle_self(stale)
         except ChainError as exc:  # only the relay settles an open channel
@@ -722,22 +821,37 @@ class Demo:
                 time.sleep(0.1)
         channels = ChannelsClient(w3, d.channels)
         log = channels.contract.events.ChannelSettled().get_logs(
-            from_block=d.deploy_block, argument_filters={"channelId": listener._cid()})[-1]
+            from_block=d.deploy_block, argument_filters={"channelId": listener._cid()}
+        )[-1]
         sender = w3.eth.get_transaction(log["transactionHash"])["from"]
         block_time = int(w3.eth.get_block(log["blockNumber"])["timestamp"])
         settled_after = listener.chain_state().settled
         who = "the relay" if sender == self.key("relay").address else sender
-        c.print(f"[green]✓ watchtower[/]: {who} settled seq {latest.seq} ({a.token.fmt(settled_after)}) in block "
-                f"{log['blockNumber']}, {(closes_at - block_time) / 3600:.1f} h before the window closes.")
+        c.print(
+            f"[green]✓ watchtower[/]: {who} settled seq {latest.seq} ({a.token.fmt(settled_after)}) in block "
+            f"{log['blockNumber']}, {(closes_at - block_time) / 3600:.1f} h before the window closes."
+        )
         with self.spinner("advancing the chain clock past the challenge window"):
             advance_time(w3, CHALLENGE_PERIOD + 1)
         deposit = listener.chain_state().deposit
         listener.withdraw()
         closed = channels.contract.events.ChannelClosed().get_logs(
-            from_block=d.deploy_block, argument_filters={"channelId": listener._cid()})[-1]
+            from_block=d.deploy_block, argument_filters={"channelId": listener._cid()}
+        )[-1]
         refund = int(closed["args"]["refund"])
-        result = StaleClose(a.name, a.token, deposit, stale_seq, stale.voucher.total, latest.seq, latest.voucher.total,
-                            settled_by_listener, settled_after, who, refund)
+        result = StaleClose(
+            a.name,
+            a.token,
+            deposit,
+            stale_seq,
+            stale.voucher.total,
+            latest.seq,
+            latest.voucher.total,
+            settled_by_listener,
+            settled_after,
+            who,
+            refund,
+        )
         table = Table(title=f"{a.name}'s unilateral close (chain time +{CHALLENGE_PERIOD // 3600} h)")
         table.add_column("")
         table.add_column(a.token.symbol, justify="right")
@@ -769,14 +883,20 @@ class Demo:
         settings = self.relay.relay.settings
         settings.settle_min_value, settings.settle_max_age = 1, 300.0
         self.console.print()
-        self.console.print(Panel.fit(
-            f"relay still serving: open [bold link={self.relay.url}/]{self.relay.url}/[/] for the web player\n"
-            f"API docs: {self.relay.url}/docs — press Ctrl-C to stop", border_style="cyan"))
+        self.console.print(
+            Panel.fit(
+                f"relay still serving: open [bold link={self.relay.url}/]{self.relay.url}/[/] for the web player\n"
+                f"API docs: {self.relay.url}/docs — press Ctrl-C to stop",
+                border_style="cyan",
+            )
+        )
+
         def interrupt(*_: Any) -> None:
             raise KeyboardInterrupt
 
-        previous = signal.signal(signal.SIGTERM, interrupt) if threading.current_thread() is threading.main_thread() \
-            else None
+        previous = (
+            signal.signal(signal.SIGTERM, interrupt) if threading.current_thread() is threading.main_thread() else None
+        )
         try:
             while self.relay.thread.is_alive():
                 time.sleep(0.5)
@@ -804,11 +924,26 @@ def _terms_text(terms: Any, token: TokenInfo) -> str:
     return "\n".join(parts)
 
 
-def run_demo(*, listeners: int = 5, plays: int = 20, rpc_url: str | None = None, seed: int | None = None,
-             keep_serving: bool = False, port: int = 0, console: Console | None = None) -> DemoResult:
+def run_demo(
+    *,
+    listeners: int = 5,
+    plays: int = 20,
+    rpc_url: str | None = None,
+    seed: int | None = None,
+    keep_serving: bool = False,
+    port: int = 0,
+    console: Console | None = None,
+) -> DemoResult:
     """Run the whole demo; returns the chain-read reconciliation and the stale-close outcome."""
-    return Demo(listeners=listeners, plays=plays, rpc_url=rpc_url, seed=seed, keep_serving=keep_serving, port=port,
-                console=console).run()
+    return Demo(
+        listeners=listeners,
+        plays=plays,
+        rpc_url=rpc_url,
+        seed=seed,
+        keep_serving=keep_serving,
+        port=port,
+        console=console,
+    ).run()
 
 
 if __name__ == "__main__":  # `python -m chainstream.demo [options]`, same as `chainstream demo [options]`

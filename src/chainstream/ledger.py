@@ -51,8 +51,15 @@ class Charge:
     memo: str = ""
 
     def receipt(self, seq: int) -> PlayReceipt:
-        return PlayReceipt(seq=seq, target=self.target, kind=self.kind, units=self.units, amount=self.amount,
-                           split_hash=self.split_hash, memo=self.memo)
+        return PlayReceipt(
+            seq=seq,
+            target=self.target,
+            kind=self.kind,
+            units=self.units,
+            amount=self.amount,
+            split_hash=self.split_hash,
+            memo=self.memo,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,7 @@ def _split_payments(split: Split, amount: int) -> Mapping[Address, int]:
 
 def charge_play(state: LedgerState, listing: Listing) -> Charge:
     """A play: flat price, the stream-to-own curve's next step, or free once owned or downloaded."""
-    if listing.track_id in state.owned:
-        amount = 0
-    else:
-        amount = play_price(listing.terms, state.plays_of(listing.track_id) + 1)
+    amount = 0 if listing.track_id in state.owned else play_price(listing.terms, state.plays_of(listing.track_id) + 1)
     return Charge(Kind.PLAY, listing.track_id, 1, amount, listing.split_hash, _split_payments(listing.split, amount))
 
 
@@ -94,8 +98,9 @@ def charge_seconds(listing: Listing, seconds: int) -> Charge:
     if seconds > MAX_SECONDS_PER_CHARGE:
         raise PricingError(f"charge at most {MAX_SECONDS_PER_CHARGE} seconds at a time", code="bad_units")
     amount = seconds_price(listing.terms, seconds)
-    return Charge(Kind.SECONDS, listing.track_id, seconds, amount, listing.split_hash,
-                  _split_payments(listing.split, amount))
+    return Charge(
+        Kind.SECONDS, listing.track_id, seconds, amount, listing.split_hash, _split_payments(listing.split, amount)
+    )
 
 
 def charge_download(state: LedgerState, listing: Listing) -> Charge:
@@ -103,8 +108,9 @@ def charge_download(state: LedgerState, listing: Listing) -> Charge:
     if listing.track_id in state.owned:
         raise PricingError("the track is already owned", code="already_owned")
     amount = download_price(listing.terms)
-    return Charge(Kind.DOWNLOAD, listing.track_id, 1, amount, listing.split_hash,
-                  _split_payments(listing.split, amount))
+    return Charge(
+        Kind.DOWNLOAD, listing.track_id, 1, amount, listing.split_hash, _split_payments(listing.split, amount)
+    )
 
 
 def charge_tip(amount: int, *, listing: Listing | None = None, artist: str | None = None, memo: str = "") -> Charge:
@@ -117,8 +123,9 @@ def charge_tip(amount: int, *, listing: Listing | None = None, artist: str | Non
     if (listing is None) == (artist is None):
         raise PricingError("tip either a track or an artist", code="bad_tip")
     if listing is not None:
-        return Charge(Kind.TIP, listing.track_id, 0, amount, listing.split_hash,
-                      _split_payments(listing.split, amount), memo)
+        return Charge(
+            Kind.TIP, listing.track_id, 0, amount, listing.split_hash, _split_payments(listing.split, amount), memo
+        )
     payee = to_address(artist or "")
     return Charge(Kind.TIP, address_word(payee), 0, amount, ZERO_HASH, MappingProxyType({payee: amount}), memo)
 
@@ -139,5 +146,6 @@ def apply(state: LedgerState, charge: Charge) -> tuple[LedgerState, PlayReceipt]
 def require_within(state: LedgerState, deposit: int) -> None:
     """The cumulative total may never exceed what the channel holds."""
     if state.voucher.total > deposit:
-        raise ProtocolError(f"voucher total {state.voucher.total} exceeds the deposit {deposit}",
-                            code="insufficient_deposit")
+        raise ProtocolError(
+            f"voucher total {state.voucher.total} exceeds the deposit {deposit}", code="insufficient_deposit"
+        )

@@ -55,7 +55,15 @@ class Terms:
 
     def as_tuple(self) -> tuple[int, int, int, int, int, int, bool]:
         """The ABI tuple (perPlay, perSecond, download, model, ownAfter, minSeconds, enabled)."""
-        return (self.per_play, self.per_second, self.download, self.model, self.own_after, self.min_seconds, self.enabled)
+        return (
+            self.per_play,
+            self.per_second,
+            self.download,
+            self.model,
+            self.own_after,
+            self.min_seconds,
+            self.enabled,
+        )
 
     @classmethod
     def from_tuple(cls, values: tuple[int, int, int, int, int, int, bool]) -> Terms:
@@ -82,7 +90,9 @@ class Split:
         if len(set(self.recipients)) != count or ZERO_ADDRESS in self.recipients:
             raise PricingError("recipients must be distinct non-zero addresses", code="bad_split")
         if any(b <= 0 for b in self.bps) or sum(self.bps) != TOTAL_BPS:
-            raise PricingError(f"shares must be positive and sum to {TOTAL_BPS} bps, got {sum(self.bps)}", code="bad_split")
+            raise PricingError(
+                f"shares must be positive and sum to {TOTAL_BPS} bps, got {sum(self.bps)}", code="bad_split"
+            )
         if not 0 <= self.fee_bps <= MAX_FEE_BPS or (self.fee_bps != 0) != (self.fee_recipient != ZERO_ADDRESS):
             raise PricingError(f"fee must be 0..{MAX_FEE_BPS} bps with a recipient iff non-zero", code="bad_split")
 

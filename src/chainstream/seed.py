@@ -40,20 +40,45 @@ class TrackSpec:
 
 
 CATALOG: tuple[TrackSpec, ...] = (
-    TrackSpec("Morning Modem", "ada", (261.6, 329.6, 392.0, 523.3), 8.0,
-              eth=Terms(per_play=20_000 * GWEI, per_second=1_000 * GWEI),
-              usd=Terms(per_play=2_000, per_second=100),
-              collaborators=(("ben", 3_000),), fee_bps=500),
-    TrackSpec("Gas Price Blues", "ben", (196.0, 233.1, 261.6, 311.1, 349.2), 10.0,
-              eth=Terms(per_play=15_000 * GWEI, download=2_000_000 * GWEI),
-              usd=Terms(per_play=1_500, download=99 * USD // 100),
-              collaborators=(("label", 2_000),), fee_bps=500),
-    TrackSpec("Stream to Own", "cleo", (440.0, 493.9, 554.4, 659.3), 6.0,
-              eth=Terms(per_play=2_000 * GWEI, model=Model.STREAM_TO_OWN, own_after=9),
-              usd=Terms(per_play=200, model=Model.STREAM_TO_OWN, own_after=9), fee_bps=300),
-    TrackSpec("Per-Second Drift", "cleo", (174.6, 220.0, 261.6, 220.0), 12.0,
-              eth=Terms(per_second=2_000 * GWEI), usd=Terms(per_second=200),
-              collaborators=(("ada", 2_500), ("label", 2_500)), fee_bps=500),
+    TrackSpec(
+        "Morning Modem",
+        "ada",
+        (261.6, 329.6, 392.0, 523.3),
+        8.0,
+        eth=Terms(per_play=20_000 * GWEI, per_second=1_000 * GWEI),
+        usd=Terms(per_play=2_000, per_second=100),
+        collaborators=(("ben", 3_000),),
+        fee_bps=500,
+    ),
+    TrackSpec(
+        "Gas Price Blues",
+        "ben",
+        (196.0, 233.1, 261.6, 311.1, 349.2),
+        10.0,
+        eth=Terms(per_play=15_000 * GWEI, download=2_000_000 * GWEI),
+        usd=Terms(per_play=1_500, download=99 * USD // 100),
+        collaborators=(("label", 2_000),),
+        fee_bps=500,
+    ),
+    TrackSpec(
+        "Stream to Own",
+        "cleo",
+        (440.0, 493.9, 554.4, 659.3),
+        6.0,
+        eth=Terms(per_play=2_000 * GWEI, model=Model.STREAM_TO_OWN, own_after=9),
+        usd=Terms(per_play=200, model=Model.STREAM_TO_OWN, own_after=9),
+        fee_bps=300,
+    ),
+    TrackSpec(
+        "Per-Second Drift",
+        "cleo",
+        (174.6, 220.0, 261.6, 220.0),
+        12.0,
+        eth=Terms(per_second=2_000 * GWEI),
+        usd=Terms(per_second=200),
+        collaborators=(("ada", 2_500), ("label", 2_500)),
+        fee_bps=500,
+    ),
 )
 
 
@@ -103,15 +128,22 @@ def split_for(spec: TrackSpec, address_of: dict[str, str], platform: str) -> Spl
     return Split(recipients, bps, platform if spec.fee_bps else ZERO_ADDRESS, spec.fee_bps)
 
 
-def register_catalog(registry: RegistryClient, artists: dict[str, PrivateKey], platform: str,
-                     stablecoin: str | None, audio_dir: Path = AUDIO_DIR) -> dict[str, bytes]:
+def register_catalog(
+    registry: RegistryClient,
+    artists: dict[str, PrivateKey],
+    platform: str,
+    stablecoin: str | None,
+    audio_dir: Path = AUDIO_DIR,
+) -> dict[str, bytes]:
     """Register every catalog track (ETH terms, plus stablecoin terms if deployed); returns {title: track id}."""
     ids = write_audio(audio_dir)
     address_of = {name: key.address for name, key in artists.items()}
     for spec in CATALOG:
         owner = TxSender(registry.w3, artists[spec.artist])
         track_id = ids[spec.title]
-        registry.register_track(owner, track_id, spec.title, ZERO_ADDRESS, spec.eth, split_for(spec, address_of, platform))
+        registry.register_track(
+            owner, track_id, spec.title, ZERO_ADDRESS, spec.eth, split_for(spec, address_of, platform)
+        )
         if stablecoin:
             registry.set_terms(owner, track_id, stablecoin, spec.usd)
     return ids

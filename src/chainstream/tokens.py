@@ -8,7 +8,6 @@ from decimal import Context, Decimal, InvalidOperation
 from chainstream.errors import RecoverableError
 from chainstream.protocol.types import Address
 
-
 EXACT = Context(prec=200)  # uint256 has 78 digits: never round
 
 
@@ -39,6 +38,7 @@ class TokenInfo:
             raise RecoverableError(f"not an amount: {amount!r}", code="bad_amount")
         scaled = value.scaleb(self.decimals, EXACT)
         if scaled != scaled.to_integral_value():
-            raise RecoverableError(f"{amount} has more than {self.decimals} decimals ({self.symbol})",
-                                   code="bad_amount")
+            raise RecoverableError(
+                f"{amount} has more than {self.decimals} decimals ({self.symbol})", code="bad_amount"
+            )
         return int(scaled)

@@ -95,8 +95,9 @@ def price(spec: ChargeSpec, state: LedgerState, listing_of: Callable[[bytes], Li
     if spec.track_id is not None:
         listing = listing_of(spec.track_id)
         if listing is None:
-            raise Rejection("unknown_track", f"no track 0x{spec.track_id.hex()} is offered in this channel's token",
-                            status=404)
+            raise Rejection(
+                "unknown_track", f"no track 0x{spec.track_id.hex()} is offered in this channel's token", status=404
+            )
     try:
         if spec.kind == ChargeKind.TIP:
             return charge_tip(spec.amount, listing=listing, artist=spec.artist, memo=spec.memo)
@@ -140,19 +141,25 @@ def verify_payment(
     next_state, receipt = apply(state, charge)
     expected = next_state.voucher
     if payment.voucher != expected:
-        raise Rejection("voucher_mismatch", "the voucher is not the channel's next voucher for this charge",
-                        status=409)
+        raise Rejection("voucher_mismatch", "the voucher is not the channel's next voucher for this charge", status=409)
     if len(expected.payees) > max_payees and len(expected.payees) > len(state.voucher.payees):
-        raise Rejection("too_many_payees", f"this payment would make the channel pay {len(expected.payees)} "
-                        f"addresses; this relay settles at most {max_payees} per channel: open a new channel")
+        raise Rejection(
+            "too_many_payees",
+            f"this payment would make the channel pay {len(expected.payees)} "
+            f"addresses; this relay settles at most {max_payees} per channel: open a new channel",
+        )
     if expected.total > channel.deposit:
-        raise Rejection("insufficient_deposit",
-                        f"cumulative {expected.total} would exceed the deposit {channel.deposit}; top up first",
-                        status=402)
+        raise Rejection(
+            "insufficient_deposit",
+            f"cumulative {expected.total} would exceed the deposit {channel.deposit}; top up first",
+            status=402,
+        )
     if channel.daily_cap is not None and spent_today + charge.amount > channel.daily_cap:
-        raise Rejection("daily_cap_exceeded",
-                        f"today's spending {spent_today} + {charge.amount} would pass your daily cap {channel.daily_cap}",
-                        status=402)
+        raise Rejection(
+            "daily_cap_exceeded",
+            f"today's spending {spent_today} + {charge.amount} would pass your daily cap {channel.daily_cap}",
+            status=402,
+        )
 
     digest = expected.digest(domain)
     try:
@@ -161,14 +168,17 @@ def verify_payment(
         raise Rejection("bad_signature", str(exc)) from exc
     if signer != channel.payer:
         if channel.session_key == ZERO_ADDRESS or signer != channel.session_key:
-            raise Rejection("unauthorized_signer", f"{signer} is neither the payer nor the channel's session key",
-                            status=403)
+            raise Rejection(
+                "unauthorized_signer", f"{signer} is neither the payer nor the channel's session key", status=403
+            )
         if now > channel.session_expiry - session_margin:
-            raise Rejection("session_key_expired", "the session key has expired (or expires too soon to settle)",
-                            status=403)
+            raise Rejection(
+                "session_key_expired", "the session key has expired (or expires too soon to settle)", status=403
+            )
         if channel.session_cap is not None and expected.total > channel.session_cap:
-            raise Rejection("session_cap_exceeded",
-                            f"the session key may sign up to {channel.session_cap} in total", status=402)
+            raise Rejection(
+                "session_cap_exceeded", f"the session key may sign up to {channel.session_cap} in total", status=402
+            )
     return Accepted(next_state, receipt, charge, digest, signer)
 
 
@@ -182,4 +192,3 @@ __all__ = [
     "price",
     "verify_payment",
 ]
-

@@ -40,14 +40,28 @@ def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
 
 
-def wallet_page(browser: Any, url: str, *, rpc_url: str, account: str, chain_id: int, start_chain_id: int | None = None,
-                knows_chain: bool = True, name: str = "Test Wallet") -> Any:
+def wallet_page(
+    browser: Any,
+    url: str,
+    *,
+    rpc_url: str,
+    account: str,
+    chain_id: int,
+    start_chain_id: int | None = None,
+    knows_chain: bool = True,
+    name: str = "Test Wallet",
+) -> Any:
     """A new browser context whose page has the EIP-6963 test wallet for `account` injected before any script.
     With knows_chain=False the wallet does not know `chain_id` until the page adds it (wallet_addEthereumChain)."""
     context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
-    config = {"rpcUrl": rpc_url, "account": account, "chainId": hex(chain_id),
-              "startChainId": hex(start_chain_id if start_chain_id is not None else chain_id), "knowsChain": knows_chain,
-              "name": name}
+    config = {
+        "rpcUrl": rpc_url,
+        "account": account,
+        "chainId": hex(chain_id),
+        "startChainId": hex(start_chain_id if start_chain_id is not None else chain_id),
+        "knowsChain": knows_chain,
+        "name": name,
+    }
     context.add_init_script(f"window.__csWalletConfig = {json.dumps(config)};")
     context.add_init_script(WALLET_JS)
     page = context.new_page()

@@ -69,7 +69,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 if not page.is_closed():
                     page.screenshot(path=str(SCREENSHOTS / f"FAILED-{item.name}-{n}.png"))
                     banners = page.locator("[data-testid=banner]").all_inner_texts()
-                    report.sections.append((f"page {n} ({page.url})", "banners: " + repr(banners) + "\nconsole errors: " + repr(getattr(page, "errors", []))))
+                    report.sections.append(
+                        (
+                            f"page {n} ({page.url})",
+                            "banners: " + repr(banners) + "\nconsole errors: " + repr(getattr(page, "errors", [])),
+                        )
+                    )
             except Exception as exc:  # a crashed page must not hide the test's own failure
                 report.sections.append((f"page {n}", f"no screenshot: {exc}"))
     if report.when == "teardown":

@@ -42,8 +42,22 @@ ANVIL_KEYS = (
     "0xa267530f49f8280200edf313ee7af6b827f2a8bce2897751d06a843f644967b1",
     "0x47c99abed3324a2707c28affff1267e45918ec8c3f20b8aa892e8b065d2942dd",
 )
-ROLES = {"deployer": 0, "relay": 1, "listener": 2, "ada": 3, "ben": 4, "cleo": 5, "label": 6, "platform": 7, "listener2": 8,
-         "buyer": 9, "rotator": 10, "newcomer": 11, "renewer": 12, "skeptic": 13}  # from buyer on: one listener per browser test
+ROLES = {
+    "deployer": 0,
+    "relay": 1,
+    "listener": 2,
+    "ada": 3,
+    "ben": 4,
+    "cleo": 5,
+    "label": 6,
+    "platform": 7,
+    "listener2": 8,
+    "buyer": 9,
+    "rotator": 10,
+    "newcomer": 11,
+    "renewer": 12,
+    "skeptic": 13,
+}  # from buyer on: one listener per browser test
 CHALLENGE_PERIOD = 3_600
 
 
@@ -83,8 +97,14 @@ class Stack:
             self._tmp.cleanup()
 
 
-def start_stack(*, port: int | None = None, settle_interval: float = 1.0, settle_min_value: int = 1,
-                settle_max_age: float = 300.0, challenge_period: int = CHALLENGE_PERIOD) -> Stack:
+def start_stack(
+    *,
+    port: int | None = None,
+    settle_interval: float = 1.0,
+    settle_min_value: int = 1,
+    settle_max_age: float = 300.0,
+    challenge_period: int = CHALLENGE_PERIOD,
+) -> Stack:
     import uvicorn
 
     from chainstream.config import Settings
@@ -98,20 +118,29 @@ def start_stack(*, port: int | None = None, settle_interval: float = 1.0, settle
         deployment = deploy_all(w3, deployer, challenge_period=challenge_period, key_rotation_grace=600)
         assert deployment.stablecoin is not None
         artists = {name: keys[name] for name in ("ada", "ben", "cleo", "label")}
-        track_ids = register_catalog(RegistryClient(w3, deployment.registry), artists, keys["platform"].address,
-                                     deployment.stablecoin)
+        track_ids = register_catalog(
+            RegistryClient(w3, deployment.registry), artists, keys["platform"].address, deployment.stablecoin
+        )
         token = TokenClient(w3, deployment.stablecoin)
         for role in ("listener", "listener2"):
             token.mint(TxSender(w3, keys[role]), keys[role].address, 1_000 * 10**6)
         tmp = tempfile.TemporaryDirectory(prefix="chainstream-e2e-")
-        settings = Settings(relay_key=keys["relay"].secret.hex(), database=str(Path(tmp.name) / "relay.db"),
-                            settle_interval=settle_interval, settle_min_value=settle_min_value,
-                            settle_max_age=settle_max_age, poll_interval=0.5,
-                            rpc_url=node.url)
+        settings = Settings(
+            relay_key=keys["relay"].secret.hex(),
+            database=str(Path(tmp.name) / "relay.db"),
+            settle_interval=settle_interval,
+            settle_min_value=settle_min_value,
+            settle_max_age=settle_max_age,
+            poll_interval=0.5,
+            rpc_url=node.url,
+        )
         app = create_app(settings, w3=node.web3(), deployment=deployment)
         port = port or free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                               timeout_graceful_shutdown=2))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+            )
+        )
         thread = threading.Thread(target=server.run, name="relay", daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{port}"

@@ -49,8 +49,14 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "con
 
 
 def open_page(browser: Any, stack: Stack, role: str, path: str = "/", start_chain_id: int | None = None) -> Any:
-    return wallet_page(browser, stack.url + path, rpc_url=stack.node.url, account=stack.address(role),
-                       chain_id=stack.deployment.chain_id, start_chain_id=start_chain_id)
+    return wallet_page(
+        browser,
+        stack.url + path,
+        rpc_url=stack.node.url,
+        account=stack.address(role),
+        chain_id=stack.deployment.chain_id,
+        start_chain_id=start_chain_id,
+    )
 
 
 def connect(page: Any) -> None:
@@ -70,8 +76,11 @@ def history(stack: Stack, channel_id: str) -> list[dict[str, Any]]:
 
 
 def wait_history(stack: Stack, channel_id: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-    return eventually(lambda: (h := history(stack, channel_id)) and len(h) >= count and h, timeout,  # type: ignore[return-value]
-                      f"{count} payments on {channel_id}")
+    return eventually(
+        lambda: (h := history(stack, channel_id)) and len(h) >= count and h,
+        timeout,  # type: ignore[return-value]
+        f"{count} payments on {channel_id}",
+    )
 
 
 def reveal(locator: Any) -> None:
@@ -108,7 +117,9 @@ def wav_bytes(seconds: float = 1.0, freq: float = 330.0) -> bytes:
     import struct
 
     rate = 8000
-    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(int(rate * seconds)))
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(int(rate * seconds))
+    )
     out = BytesIO()
     with wave.open(out, "wb") as w:
         w.setnchannels(1)
@@ -183,7 +194,11 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     shot(page, "04b-money-flow", top=False)
     expect(page.get_by_test_id("player-status")).to_have_attribute("data-status", "ended", timeout=30_000)
     items = wait_history(stack, cid, 4)
-    eventually(lambda: sum(i["units"] for i in history(stack, cid) if i["kind"] == "seconds") >= 10, 10, "the last seconds voucher")
+    eventually(
+        lambda: sum(i["units"] for i in history(stack, cid) if i["kind"] == "seconds") >= 10,
+        10,
+        "the last seconds voucher",
+    )
     items = history(stack, cid)
     seconds = [i for i in items if i["kind"] == "seconds"]
     assert len(seconds) >= 2 and 10 <= sum(i["units"] for i in seconds) <= 12, seconds
@@ -203,7 +218,9 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     summary = stack.get(f"/api/v1/channels/{cid}")
     spent = sum(int(i["amount"]) for i in history(stack, cid))
     assert int(summary["spent"]) == spent == int(summary["spentToday"])
-    expect(page.get_by_test_id("spent")).to_have_text(format(Decimal(spent).scaleb(-18).normalize(), "f")[:8].rstrip("0"))
+    expect(page.get_by_test_id("spent")).to_have_text(
+        format(Decimal(spent).scaleb(-18).normalize(), "f")[:8].rstrip("0")
+    )
 
     # A daily cap just above today's spending: the next play is refused, with the relay's reason shown.
     cap = spent + 10_000 * GWEI  # Morning Modem costs 20,000 gwei
@@ -339,7 +356,9 @@ def test_stablecoin_permit_then_unilateral_close(browser: Any, stack: Stack) -> 
     expect(page.get_by_test_id("withdraw")).to_be_disabled()
     shot(page, "10-challenge-window")
     # the relay's watchtower settles the latest voucher inside the window
-    eventually(lambda: channels.get_channel(bytes.fromhex(cid[2:])).settled == spent, 30, "settlement inside the window")
+    eventually(
+        lambda: channels.get_channel(bytes.fromhex(cid[2:])).settled == spent, 30, "settlement inside the window"
+    )
 
     stack.advance(CHALLENGE_PERIOD + 5)
     expect(page.get_by_test_id("countdown")).to_have_text("Window over", timeout=15_000)
@@ -364,7 +383,9 @@ def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stac
     connect(page)
     register = page.get_by_test_id("register")
     reveal(register)
-    register.get_by_test_id("audio-file").set_input_files({"name": "night-bus.wav", "mimeType": "audio/wav", "buffer": audio})
+    register.get_by_test_id("audio-file").set_input_files(
+        {"name": "night-bus.wav", "mimeType": "audio/wav", "buffer": audio}
+    )
     expect(register.get_by_test_id("content-hash")).to_have_value(track_id)
     expect(register.get_by_test_id("track-title")).to_have_value("night bus")
     register.get_by_test_id("track-title").fill("Night Bus")
@@ -400,14 +421,20 @@ def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stac
     eth_terms = track["terms"]["0x0000000000000000000000000000000000000000"]
     assert eth_terms["perPlay"] == str(30_000 * GWEI) and eth_terms["perSecond"] == str(1_000 * GWEI)
 
-    mine = page.locator(f"[data-testid=my-track][data-title='Night Bus']")
+    mine = page.locator("[data-testid=my-track][data-title='Night Bus']")
     expect(mine).to_be_visible(timeout=15_000)
     mine.get_by_test_id("edit-track").click()
     editor = mine.get_by_test_id("track-editor")
     editor.get_by_test_id("price-play").fill("0.00004")
     editor.get_by_test_id("save-terms").click()
-    eventually(lambda: (t := _track(stack, track_id)) and t["terms"]["0x0000000000000000000000000000000000000000"]["perPlay"] == str(40_000 * GWEI),
-               20, "the new price")
+    eventually(
+        lambda: (
+            (t := _track(stack, track_id))
+            and t["terms"]["0x0000000000000000000000000000000000000000"]["perPlay"] == str(40_000 * GWEI)
+        ),
+        20,
+        "the new price",
+    )
     # The page closes the editor once its own wait for the receipt ends, which can be after the relay saw the
     # new terms: wait for that, or the next click on "Edit" lands on "Done" and the editor closes under us.
     expect(editor).to_be_hidden(timeout=20_000)
@@ -439,8 +466,11 @@ ETH_TOKEN = "0x0000000000000000000000000000000000000000"
 
 def _earned(stack: Stack, payee: str, track_id: str) -> dict[str, Any]:
     """The payee's ETH earnings row for one track (zeros when it has none yet)."""
-    rows = [r for r in stack.get(f"/api/v1/artists/{payee}/earnings")["tracks"]
-            if r["token"].lower() == ETH_TOKEN and r["target"].lower() == track_id.lower()]
+    rows = [
+        r
+        for r in stack.get(f"/api/v1/artists/{payee}/earnings")["tracks"]
+        if r["token"].lower() == ETH_TOKEN and r["target"].lower() == track_id.lower()
+    ]
     return rows[0] if rows else {"earned": "0", "downloads": 0, "plays": 0}
 
 
@@ -513,7 +543,9 @@ def test_buy_a_track_then_its_plays_are_free(browser: Any, stack: Stack) -> None
 
 def _stored_session_key(page: Any, channel_id: str) -> str:
     """The address of the session key this browser keeps for the channel (localStorage)."""
-    raw = page.evaluate(f"localStorage.getItem(Object.keys(localStorage).find(k => k.endsWith('{channel_id.lower()}')))")
+    raw = page.evaluate(
+        f"localStorage.getItem(Object.keys(localStorage).find(k => k.endsWith('{channel_id.lower()}')))"
+    )
     assert raw, "no session key stored in this browser"
     return str(json.loads(raw)["address"])
 
@@ -554,7 +586,9 @@ def test_authorise_a_new_session_key_from_another_browser(browser: Any, stack: S
     assert new_key != old_key
     state = channels.get_channel(bytes.fromhex(cid[2:]))
     assert state.session_key == new_key and state.payer == stack.address("rotator")
-    eventually(lambda: stack.get(f"/api/v1/channels/{cid}")["sessionKey"] == new_key, 20, "the relay to see the new key")
+    eventually(
+        lambda: stack.get(f"/api/v1/channels/{cid}")["sessionKey"] == new_key, 20, "the relay to see the new key"
+    )
     expect(card).to_contain_text(f"{new_key[:6]}…{new_key[-4:]}")
     assert page.evaluate("window.__csWallet.calls").count("eth_sendTransaction") == 1  # setSessionKey, nothing else
 
@@ -574,7 +608,9 @@ def test_authorise_a_new_session_key_from_another_browser(browser: Any, stack: S
     # which recovers to the new key over the digest the relay recorded; the contract accepts it.
     spent = sum(int(i["amount"]) for i in items)
     page.get_by_test_id("close-menu").click()
-    with page.expect_response(lambda r: r.url.endswith(f"/channels/{cid}/close") and r.request.method == "POST") as answer:
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/channels/{cid}/close") and r.request.method == "POST"
+    ) as answer:
         page.get_by_test_id("close-coop").click()
     voucher = answer.value.json()["voucher"]
     assert recover(bytes.fromhex(items[-1]["digest"][2:]), Signature.from_hex(voucher["signature"])) == new_key
@@ -591,8 +627,15 @@ def test_wallet_without_the_chain_adds_it_then_plays(browser: Any, stack: Stack)
     switches; the wallet talks to the chain only through the added RPC URL, and a channel opens and pays."""
     config = stack.get("/player-config.json")
     assert config["rpcUrls"] == [stack.node.url]  # a loopback node is published
-    page = wallet_page(browser, stack.url + "/", rpc_url=stack.node.url, account=stack.address("newcomer"),
-                       chain_id=stack.deployment.chain_id, start_chain_id=1, knows_chain=False)
+    page = wallet_page(
+        browser,
+        stack.url + "/",
+        rpc_url=stack.node.url,
+        account=stack.address("newcomer"),
+        chain_id=stack.deployment.chain_id,
+        start_chain_id=1,
+        knows_chain=False,
+    )
     connect(page)
     wrong = page.locator("[data-testid=banner][data-code=wrong_network]")
     expect(wrong).to_be_visible()
@@ -604,7 +647,11 @@ def test_wallet_without_the_chain_adds_it_then_plays(browser: Any, stack: Stack)
 
     requests = [r for r in page.evaluate("window.__csWallet.requests") if r["method"].startswith("wallet_")]
     chain = hex(stack.deployment.chain_id)
-    assert [r["method"] for r in requests] == ["wallet_switchEthereumChain", "wallet_addEthereumChain", "wallet_switchEthereumChain"]
+    assert [r["method"] for r in requests] == [
+        "wallet_switchEthereumChain",
+        "wallet_addEthereumChain",
+        "wallet_switchEthereumChain",
+    ]
     assert requests[0]["params"] == [{"chainId": chain}] == requests[2]["params"]
     (added,) = requests[1]["params"]
     assert added["chainId"] == chain and added["rpcUrls"] == config["rpcUrls"]
@@ -662,8 +709,11 @@ def test_the_player_signs_nothing_a_lying_relay_makes_up(browser: Any, stack: St
         response = route.fetch()
         body = response.json()
         voucher = body["voucher"]
-        body["voucher"] = {**voucher, "payees": [*voucher["payees"], "0x000000000000000000000000000000000000dEaD"],
-                           "amounts": [*voucher["amounts"], "1"]}
+        body["voucher"] = {
+            **voucher,
+            "payees": [*voucher["payees"], "0x000000000000000000000000000000000000dEaD"],
+            "amounts": [*voucher["amounts"], "1"],
+        }
         route.fulfill(response=response, json=body)
 
     summary_path = re.compile(r".*/api/v1/channels/0x[0-9a-fA-F]{64}$")

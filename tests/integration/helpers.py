@@ -90,21 +90,43 @@ def events(contract: Any, name: str, receipt: TxReceipt) -> list[Any]:
 # ---------------------------------------------------------------- channels
 
 
-def open_channel(chain: Chain, amount: int, *, label: str | int = 1, payer: str = "listener", relay: str = "relay",
-                 token: str = ETH, session_key: str = ZERO_ADDRESS, session_expiry: int = 0) -> bytes:
-    cid, _ = chain.channels.open(chain.tx(payer), relay=chain.address(relay), amount=amount, salt=salt(label),
-                                 token=token, session_key=session_key, session_expiry=session_expiry)
+def open_channel(
+    chain: Chain,
+    amount: int,
+    *,
+    label: str | int = 1,
+    payer: str = "listener",
+    relay: str = "relay",
+    token: str = ETH,
+    session_key: str = ZERO_ADDRESS,
+    session_expiry: int = 0,
+) -> bytes:
+    cid, _ = chain.channels.open(
+        chain.tx(payer),
+        relay=chain.address(relay),
+        amount=amount,
+        salt=salt(label),
+        token=token,
+        session_key=session_key,
+        session_expiry=session_expiry,
+    )
     return cid
 
 
 def voucher(cid: bytes, payments: Mapping[str, int] | list[tuple[str, int]], ph: bytes | None = None) -> Voucher:
     """A voucher paying cumulative `payments` (payee -> amount, in payee order)."""
     items = list(payments.items()) if isinstance(payments, Mapping) else list(payments)
-    return Voucher(cid, tuple(to_address(p) for p, _ in items), tuple(a for _, a in items),
-                   ph if ph is not None else play_hash(sum(a for _, a in items)))
+    return Voucher(
+        cid,
+        tuple(to_address(p) for p, _ in items),
+        tuple(a for _, a in items),
+        ph if ph is not None else play_hash(sum(a for _, a in items)),
+    )
 
 
-def sign(chain: Chain, v: Voucher, signer: str | PrivateKey = "listener", domain: Domain | None = None) -> SignedVoucher:
+def sign(
+    chain: Chain, v: Voucher, signer: str | PrivateKey = "listener", domain: Domain | None = None
+) -> SignedVoucher:
     key = signer if isinstance(signer, PrivateKey) else chain.key(signer)
     return v.sign(domain or chain.channels.domain, key)
 
@@ -113,12 +135,15 @@ def entry(signed: SignedVoucher, prev: tuple[int, ...] | list[int] = ()) -> tupl
     return settle_entry(signed, prev)
 
 
-def raw_entry(cid: bytes, payees: list[str], amounts: list[int], prev: list[int], r: bytes, vs: bytes,
-              ph: bytes = ZERO_HASH) -> tuple[Any, ...]:
+def raw_entry(
+    cid: bytes, payees: list[str], amounts: list[int], prev: list[int], r: bytes, vs: bytes, ph: bytes = ZERO_HASH
+) -> tuple[Any, ...]:
     return (cid, list(payees), list(amounts), ph, list(prev), r, vs)
 
 
-def settle(chain: Chain, signed: SignedVoucher, prev: tuple[int, ...] | list[int] = (), *, by: str = "relay") -> TxReceipt:
+def settle(
+    chain: Chain, signed: SignedVoucher, prev: tuple[int, ...] | list[int] = (), *, by: str = "relay"
+) -> TxReceipt:
     return chain.channels.settle(chain.tx(by), signed, prev)
 
 
@@ -140,31 +165,42 @@ def raw_channel(chain: Chain, cid: bytes) -> tuple[Any, ...]:
     return tuple(chain.channels.contract.functions.getChannel(cid).call())
 
 
-def close_signature(chain: Chain, cid: bytes, final: Voucher | None, signer: str = "relay",
-                    domain: Domain | None = None) -> Signature:
+def close_signature(
+    chain: Chain, cid: bytes, final: Voucher | None, signer: str = "relay", domain: Domain | None = None
+) -> Signature:
     """The relay's Close(channelId, voucherDigest) signature (voucherDigest zero without a final voucher)."""
     domain = domain or chain.channels.domain
     voucher_digest = final.digest(domain) if final is not None and final.payees else ZERO_HASH
     return chain.key(signer).sign(domain.digest(close_struct_hash(cid, voucher_digest)))
 
 
-def cooperative_close(chain: Chain, cid: bytes, final: SignedVoucher | None, prev: tuple[int, ...] | list[int] = (),
-                      sig: Signature | None = None, *, by: str = "listener") -> TxReceipt:
+def cooperative_close(
+    chain: Chain,
+    cid: bytes,
+    final: SignedVoucher | None,
+    prev: tuple[int, ...] | list[int] = (),
+    sig: Signature | None = None,
+    *,
+    by: str = "listener",
+) -> TxReceipt:
     sig = sig or close_signature(chain, cid, final.voucher if final else None)
     return chain.channels.cooperative_close(chain.tx(by), final, prev, sig, channel_id=cid)
 
 
 def expected_channel_id(chain: Chain, payer: str, token: str, relay: str, salt_: bytes) -> bytes:
-    encoded = abi_encode(["uint256", "address", "address", "address", "address", "bytes32"],
-                         [chain.w3.eth.chain_id, chain.channels.address, payer, token, relay, salt_])
+    encoded = abi_encode(
+        ["uint256", "address", "address", "address", "address", "bytes32"],
+        [chain.w3.eth.chain_id, chain.channels.address, payer, token, relay, salt_],
+    )
     return keccak(encoded)
 
 
 # ------------------------------------------------------------------ tokens
 
 
-def deploy_token(chain: Chain, name: str, *, allow: bool = True, mint_to: tuple[str, ...] = ("listener",),
-                 amount: int = 10**24) -> TokenClient:
+def deploy_token(
+    chain: Chain, name: str, *, allow: bool = True, mint_to: tuple[str, ...] = ("listener",), amount: int = 10**24
+) -> TokenClient:
     """Deploy a mock token, mint to some actors and (by default) allow it on the channels contract."""
     address = deploy_contract(chain.tx("deployer"), name)
     token = TokenClient(chain.w3, address)

@@ -97,10 +97,10 @@ def _build(name: str, w3: Any, audio_dir: Path) -> RelayChain:
         chain.keys[actor] = key
         fund(w3, key.address, 100 * 10**18)
     del artists["relay2"]
-    tracks = register_catalog(chain.registry, artists, chain.address("platform"), chain.deployment.stablecoin,
-                              audio_dir=audio_dir)
+    tracks = register_catalog(
+        chain.registry, artists, chain.address("platform"), chain.deployment.stablecoin, audio_dir=audio_dir
+    )
     return RelayChain(chain, tracks)
-
 
 
 def _snapshot_each_test(rc: RelayChain) -> Iterator[RelayChain]:
@@ -195,8 +195,15 @@ class _RelayBase:
 class InProcessRelay(_RelayBase):
     """create_app(...) served by uvicorn in a thread, sharing the test's embedded chain."""
 
-    def __init__(self, rc: RelayChain, database: Path | str, *, relay_actor: str = "relay",
-                 clock: Callable[[], float] = time.time, **settings: Any) -> None:
+    def __init__(
+        self,
+        rc: RelayChain,
+        database: Path | str,
+        *,
+        relay_actor: str = "relay",
+        clock: Callable[[], float] = time.time,
+        **settings: Any,
+    ) -> None:
         """`database`: a SQLite file, or a PostgreSQL URL (then `rows` cannot read it); `clock`: the relay's
         wall clock."""
         self.rc = rc
@@ -208,8 +215,9 @@ class InProcessRelay(_RelayBase):
         self.app = create_app(self.settings, relay=self.relay)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=5)
+        )
         self.thread = threading.Thread(target=self.server.run, name=f"relay-{self.port}", daemon=True)
         self._clients = []
         self.actor = relay_actor
@@ -267,11 +275,27 @@ class RelayProcess(_RelayBase):
         self.env.update(env)
         self.starts += 1
         executable = Path(sys.executable).parent / "chainstream"
-        args = [str(executable), "relay", "--rpc-url", self.rc.node.url,  # type: ignore[union-attr]
-                "--deployment", str(self.rc.deployment_file), "--database", str(self.database),
-                "--port", str(self.port), "--settle-interval", str(self.settle_interval)]
-        environment = {**os.environ, "CHAINSTREAM_RELAY_KEY": relay_key_hex(self.rc), "CHAINSTREAM_POLL_INTERVAL": "0.1",
-                       "CHAINSTREAM_LOG_LEVEL": "warning", **self.env}
+        args = [
+            str(executable),
+            "relay",
+            "--rpc-url",
+            self.rc.node.url,  # type: ignore[union-attr]
+            "--deployment",
+            str(self.rc.deployment_file),
+            "--database",
+            str(self.database),
+            "--port",
+            str(self.port),
+            "--settle-interval",
+            str(self.settle_interval),
+        ]
+        environment = {
+            **os.environ,
+            "CHAINSTREAM_RELAY_KEY": relay_key_hex(self.rc),
+            "CHAINSTREAM_POLL_INTERVAL": "0.1",
+            "CHAINSTREAM_LOG_LEVEL": "warning",
+            **self.env,
+        }
         log = open(self.workdir / f"relay-{self.starts}.log", "wb")  # noqa: SIM115 - the child owns it
         try:
             self.proc = subprocess.Popen(args, env=environment, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
@@ -364,9 +388,17 @@ def new_wallet(rc: RelayChain, eth: int = 10 * 10**18) -> PrivateKey:
     return key
 
 
-def open_listener(rc: RelayChain, relay: _RelayBase, *, wallet: PrivateKey | str = "listener", deposit: int = 10**17,
-                  token: str = ETH, session_ttl: int | None = None, relay_address: str | None = None,
-                  permit: bool = False) -> Listener:
+def open_listener(
+    rc: RelayChain,
+    relay: _RelayBase,
+    *,
+    wallet: PrivateKey | str = "listener",
+    deposit: int = 10**17,
+    token: str = ETH,
+    session_ttl: int | None = None,
+    relay_address: str | None = None,
+    permit: bool = False,
+) -> Listener:
     """A Listener SDK on a freshly opened channel served by `relay` (wallet: an actor name or a key)."""
     key = rc.chain.key(wallet) if isinstance(wallet, str) else wallet
     listener = Listener(key, w3=rc.w3, deployment=rc.chain.deployment, relay=relay.client())
@@ -391,8 +423,9 @@ class Signed:
         return int(self.state.seq)
 
 
-def sign_charge(listener: Listener, charge: Charge, spec: dict[str, Any], *, key: PrivateKey | None = None,
-                state: Any = None) -> Signed:
+def sign_charge(
+    listener: Listener, charge: Charge, spec: dict[str, Any], *, key: PrivateKey | None = None, state: Any = None
+) -> Signed:
     """The next voucher for `charge` after `state` (default: the SDK's state), signed by `key` (default: session key)."""
     nxt, _ = apply(state if state is not None else listener.state, charge)
     signature = (key or listener.session_key).sign(nxt.voucher.digest(listener.channels.domain))

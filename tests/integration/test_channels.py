@@ -98,8 +98,9 @@ def test_openWithPermit_opensWithoutPriorApproval(chain: Chain) -> None:
     listener = chain.address("listener")
     assert token.allowance(listener, c.address) == 0
     nonce_before = token.contract.functions.nonces(listener).call()
-    cid, _ = c.open_with_permit(chain.tx("listener"), relay=chain.address("relay"), token=token.address,
-                                amount=7 * STABLE, salt=salt(1))
+    cid, _ = c.open_with_permit(
+        chain.tx("listener"), relay=chain.address("relay"), token=token.address, amount=7 * STABLE, salt=salt(1)
+    )
     assert c.get_channel(cid).deposit == 7 * STABLE
     assert token.balance_of(c.address) == 7 * STABLE
     assert token.contract.functions.nonces(listener).call() == nonce_before + 1
@@ -112,11 +113,23 @@ def test_openWithPermit_succeedsIfPermitWasFrontRun(chain: Chain) -> None:
     deadline = chain.now() + 3_600
     sig = token.sign_permit(chain.tx("listener"), c.address, 7 * STABLE, deadline)
     # Someone else submits the listener's permit first; the open must still go through on the allowance.
-    chain.tx("stranger").transact(token.contract.functions.permit(listener, c.address, 7 * STABLE, deadline, sig.v,
-                                                                  sig.r_bytes, sig.s_bytes), action="permit")
+    chain.tx("stranger").transact(
+        token.contract.functions.permit(listener, c.address, 7 * STABLE, deadline, sig.v, sig.r_bytes, sig.s_bytes),
+        action="permit",
+    )
     assert token.allowance(listener, c.address) == 7 * STABLE
-    call = c.contract.functions.openWithPermit(chain.address("relay"), token.address, 7 * STABLE, salt(1), ZERO_ADDRESS,
-                                               0, deadline, sig.v, sig.r_bytes, sig.s_bytes)
+    call = c.contract.functions.openWithPermit(
+        chain.address("relay"),
+        token.address,
+        7 * STABLE,
+        salt(1),
+        ZERO_ADDRESS,
+        0,
+        deadline,
+        sig.v,
+        sig.r_bytes,
+        sig.s_bytes,
+    )
     chain.tx("listener").transact(call, action="openWithPermit")
     cid = c.channel_id_for(listener, token.address, chain.address("relay"), salt(1))
     assert c.get_channel(cid).deposit == 7 * STABLE
@@ -133,12 +146,14 @@ def test_open_revertsIfArgumentsInvalid(chain: Chain) -> None:
     with reverts("ChannelValueMismatch", expected=FINNEY, sent=FINNEY - 1):
         tx.transact(c.functions.open(relay, ETH, FINNEY, salt(1), ZERO_ADDRESS, 0), value=FINNEY - 1, action="open")
     with reverts("ChannelValueMismatch", expected=0, sent=1):
-        tx.transact(c.functions.open(relay, chain.token.address, STABLE, salt(1), ZERO_ADDRESS, 0), value=1,
-                    action="open")
+        tx.transact(
+            c.functions.open(relay, chain.token.address, STABLE, salt(1), ZERO_ADDRESS, 0), value=1, action="open"
+        )
     past = chain.now()
     with reverts("SessionKeyExpiryInPast", expiry=past):
-        tx.transact(c.functions.open(relay, ETH, FINNEY, salt(1), chain.address("session"), past), value=FINNEY,
-                    action="open")
+        tx.transact(
+            c.functions.open(relay, ETH, FINNEY, salt(1), chain.address("session"), past), value=FINNEY, action="open"
+        )
     unlisted = chain.registry.address  # any contract that was never allowed
     with reverts("TokenNotAllowed", token=unlisted):
         tx.transact(c.functions.open(relay, unlisted, FINNEY, salt(1), ZERO_ADDRESS, 0), action="open")
@@ -170,7 +185,11 @@ def test_topUp_byPayerIncreasesDeposit(chain: Chain) -> None:
     receipt = c.top_up(chain.tx("listener"), cid, 3 * FINNEY)
     (ev,) = events(c.contract, "ChannelToppedUp", receipt)
     assert (bytes(ev.args.channelId), ev.args["from"], ev.args.amount, ev.args.deposit) == (
-        cid, chain.address("listener"), 3 * FINNEY, 5 * FINNEY)
+        cid,
+        chain.address("listener"),
+        3 * FINNEY,
+        5 * FINNEY,
+    )
     assert c.get_channel(cid).deposit == 5 * FINNEY
     assert chain.balance(c.address) == 5 * FINNEY
 
@@ -234,7 +253,11 @@ def test_setSessionKey_setsRotatesAndRevokes(chain: Chain) -> None:
     receipt = c.set_session_key(tx, cid, session, expiry)
     (ev,) = events(c.contract, "SessionKeyChanged", receipt)
     assert (ev.args.sessionKey, ev.args.expiry, ev.args.previousKey, ev.args.previousValidUntil) == (
-        session, expiry, ZERO_ADDRESS, 0)
+        session,
+        expiry,
+        ZERO_ADDRESS,
+        0,
+    )
     state = c.get_channel(cid)
     assert (state.session_key, state.session_expiry) == (session, expiry)
 
@@ -243,7 +266,10 @@ def test_setSessionKey_setsRotatesAndRevokes(chain: Chain) -> None:
     ts = chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
     (ev,) = events(c.contract, "SessionKeyChanged", receipt)
     assert (ev.args.sessionKey, ev.args.previousKey, ev.args.previousValidUntil) == (
-        second, session, ts + KEY_ROTATION_GRACE)
+        second,
+        session,
+        ts + KEY_ROTATION_GRACE,
+    )
     assert tuple(c.contract.functions.retiredSessionKey(cid).call()) == (session, ts + KEY_ROTATION_GRACE)
     assert c.get_channel(cid).session_key == second
 
@@ -369,7 +395,9 @@ def test_settle_onlyTheRelayUntilTheSecondHalfOfACloseWindow(chain: Chain) -> No
         with reverts("SettleNotAllowed", channelId=cid, caller=chain.address(who), opensAt=0):
             settle(chain, fork, by=who)
     receipt = batch(chain, [entry(fork)], by="listener")
-    assert [bytes(e.args.reason) for e in events(c.contract, "SettlementSkipped", receipt)] == [selector("SettleNotAllowed")]
+    assert [bytes(e.args.reason) for e in events(c.contract, "SettlementSkipped", receipt)] == [
+        selector("SettleNotAllowed")
+    ]
 
     honest = sign(chain, voucher(cid, {chain.address("artist"): 3 * FINNEY}, play_hash(1)))
     c.request_close(chain.tx("listener"), cid)
@@ -380,8 +408,9 @@ def test_settle_onlyTheRelayUntilTheSecondHalfOfACloseWindow(chain: Chain) -> No
     settle(chain, honest)  # the relay, first half: its latest voucher
     chain.advance(opens_at - chain.now())
     # The payer's own voucher now settles, but after the relay's: it can take only what the relay left.
-    rest = sign(chain, voucher(cid, {chain.address("artist"): 3 * FINNEY, chain.address("listener"): 7 * FINNEY},
-                               play_hash(2)))
+    rest = sign(
+        chain, voucher(cid, {chain.address("artist"): 3 * FINNEY, chain.address("listener"): 7 * FINNEY}, play_hash(2))
+    )
     settle(chain, rest, (3 * FINNEY,), by="listener")
     assert c.get_channel(cid).settled == 10 * FINNEY and c.claimable(chain.address("artist")) == 3 * FINNEY
 
@@ -390,8 +419,9 @@ def test_settle_voucherDigestMatchesPythonDigest(chain: Chain) -> None:
     c = chain.channels
     cid = open_channel(chain, FINNEY)
     v = voucher(cid, {chain.address("artist"): 5, chain.address("collab"): 7}, play_hash("x"))
-    assert bytes(c.contract.functions.voucherDigest(cid, list(v.payees), list(v.amounts), v.play_hash).call()) == \
-        v.digest(c.domain)
+    assert bytes(
+        c.contract.functions.voucherDigest(cid, list(v.payees), list(v.amounts), v.play_hash).call()
+    ) == v.digest(c.domain)
     assert bytes(c.contract.functions.domainSeparator().call()) == c.domain.separator
     assert bytes(c.contract.functions.closeDigest(cid, v.digest(c.domain)).call()) == v.close_digest(c.domain)
 
@@ -428,7 +458,10 @@ def test_settle_isNoOpForOlderVoucherAfterNewerOne(chain: Chain) -> None:
     receipt = batch(chain, [entry(older)])
     (skipped,) = events(c.contract, "SettlementSkipped", receipt)
     assert (bytes(skipped.args.channelId), skipped.args.index, bytes(skipped.args.reason)) == (
-        cid, 0, selector("VoucherStale"))
+        cid,
+        0,
+        selector("VoucherStale"),
+    )
     assert raw_channel(chain, cid) == state
 
 
@@ -484,7 +517,10 @@ def test_settle_revertsIfVoucherFromOtherChain(chain: Chain) -> None:
     receipt = batch(chain, [entry(v)])
     (skipped,) = events(c.contract, "SettlementSkipped", receipt)
     assert (bytes(skipped.args.channelId), skipped.args.index, bytes(skipped.args.reason)) == (
-        cid, 0, selector("VoucherUnauthorizedSigner"))
+        cid,
+        0,
+        selector("VoucherUnauthorizedSigner"),
+    )
     assert c.get_channel(cid).settled == 0
 
 
@@ -514,7 +550,9 @@ def test_settle_revertsIfVoucherReplayedOnOtherChannel(chain: Chain) -> None:
     with reverts("VoucherUnauthorizedSigner", channelId=second):
         settle_raw(chain, replay)
     receipt = batch(chain, [replay])
-    assert bytes(events(c.contract, "SettlementSkipped", receipt)[0].args.reason) == selector("VoucherUnauthorizedSigner")
+    assert bytes(events(c.contract, "SettlementSkipped", receipt)[0].args.reason) == selector(
+        "VoucherUnauthorizedSigner"
+    )
     assert c.get_channel(second).settled == 0
     assert c.claimable(artist) == 4 * FINNEY
 
@@ -674,8 +712,9 @@ def test_settle_revertsIfSessionKeyExpired(chain: Chain) -> None:
     with reverts("VoucherUnauthorizedSigner", channelId=cid, signer=chain.address("session")):
         settle(chain, v)
     receipt = batch(chain, [entry(v)])
-    assert bytes(events(chain.channels.contract, "SettlementSkipped", receipt)[0].args.reason) == \
-        selector("VoucherUnauthorizedSigner")
+    assert bytes(events(chain.channels.contract, "SettlementSkipped", receipt)[0].args.reason) == selector(
+        "VoucherUnauthorizedSigner"
+    )
     # The payer's own signature never expires.
     settle(chain, sign(chain, voucher(cid, {chain.address("artist"): FINNEY})))
 
@@ -753,21 +792,26 @@ def test_settleBatch_skipsInvalidEntriesAndSettlesTheRest(chain: Chain) -> None:
     a_new = sign(chain, voucher(a, {artist: 3 * FINNEY}))
     a_old = sign(chain, voucher(a, {artist: 2 * FINNEY}))
     entries = [
-        entry(a_new),                                                              # 0 ok
-        entry(a_old),                                                              # 1 stale after 0
-        raw_entry(unknown, [artist], [1], [], ZERO_HASH, ZERO_HASH),               # 2 no such channel
-        entry(sign(chain, voucher(b, {artist: FINNEY}), domain=other_chain)),      # 3 wrong domain
-        entry(sign(chain, voucher(d, {artist: 2 * FINNEY})), (0,)),                # 4 wrong prevAmounts
-        entry(sign(chain, voucher(closed, {artist: FINNEY}))),                     # 5 closed
-        entry(sign(chain, voucher(b, {artist: 4 * FINNEY}), "stranger")),          # 6 unauthorised
-        entry(sign(chain, voucher(b, {artist: 4 * FINNEY}))),                      # 7 ok
-        entry(sign(chain, voucher(d, {artist: 2 * FINNEY})), (FINNEY,)),           # 8 ok
-        entry(a_new),                                                              # 9 duplicate of 0
+        entry(a_new),  # 0 ok
+        entry(a_old),  # 1 stale after 0
+        raw_entry(unknown, [artist], [1], [], ZERO_HASH, ZERO_HASH),  # 2 no such channel
+        entry(sign(chain, voucher(b, {artist: FINNEY}), domain=other_chain)),  # 3 wrong domain
+        entry(sign(chain, voucher(d, {artist: 2 * FINNEY})), (0,)),  # 4 wrong prevAmounts
+        entry(sign(chain, voucher(closed, {artist: FINNEY}))),  # 5 closed
+        entry(sign(chain, voucher(b, {artist: 4 * FINNEY}), "stranger")),  # 6 unauthorised
+        entry(sign(chain, voucher(b, {artist: 4 * FINNEY}))),  # 7 ok
+        entry(sign(chain, voucher(d, {artist: 2 * FINNEY})), (FINNEY,)),  # 8 ok
+        entry(a_new),  # 9 duplicate of 0
     ]
-    assert int(c.contract.functions.settleBatch(entries).call({"from": chain.address("relay")})) == 3 * FINNEY + 4 * FINNEY + FINNEY
+    assert (
+        int(c.contract.functions.settleBatch(entries).call({"from": chain.address("relay")}))
+        == 3 * FINNEY + 4 * FINNEY + FINNEY
+    )
     receipt = batch(chain, entries)
-    skipped = [(bytes(e.args.channelId), e.args.index, bytes(e.args.reason))
-               for e in events(c.contract, "SettlementSkipped", receipt)]
+    skipped = [
+        (bytes(e.args.channelId), e.args.index, bytes(e.args.reason))
+        for e in events(c.contract, "SettlementSkipped", receipt)
+    ]
     assert skipped == [
         (a, 1, selector("VoucherStale")),
         (unknown, 2, selector("ChannelNotFound")),
@@ -790,7 +834,7 @@ def test_settleBatch_clientReadsSettledEntryIfLaterEntryForSameChannelSkipped(ch
     capped = open_channel(chain, 4 * FINNEY, label="capped")
     entries = [
         entry(sign(chain, voucher(a, {artist: 5 * FINNEY}))),
-        entry(sign(chain, voucher(a, {artist: 9 * FINNEY}), "stranger")),              # skipped, higher total
+        entry(sign(chain, voucher(a, {artist: 9 * FINNEY}), "stranger")),  # skipped, higher total
         entry(sign(chain, voucher(b, {artist: 3 * FINNEY, collab: 2 * FINNEY}))),
         entry(sign(chain, voucher(b, {artist: FINNEY, collab: 4 * FINNEY}), "stranger")),  # skipped, same total
         entry(sign(chain, voucher(capped, {artist: 3 * FINNEY, collab: 3 * FINNEY}))),  # capped at 4
@@ -833,7 +877,11 @@ def test_cooperativeClose_settlesFinalVoucherAndRefunds(chain: Chain) -> None:
     assert (settled_ev.args.settled, bytes(settled_ev.args.playHash)) == (4 * FINNEY, play_hash("final"))
     (closed,) = events(c.contract, "ChannelClosed", receipt)
     assert (bytes(closed.args.channelId), closed.args.settled, closed.args.refund, closed.args.cooperative) == (
-        cid, 4 * FINNEY, 6 * FINNEY, True)
+        cid,
+        4 * FINNEY,
+        6 * FINNEY,
+        True,
+    )
     assert chain.balance("listener") == before + 6 * FINNEY - gas_cost(receipt)
     state = c.get_channel(cid)
     assert (state.status, state.settled, state.closes_at) == (ChannelStatus.CLOSED, 4 * FINNEY, 1)
@@ -849,7 +897,8 @@ def test_cooperativeClose_withEmptyVoucherRefundsUnsettled(chain: Chain) -> None
     assert sig == chain.key("relay").sign(bytes(c.contract.functions.closeDigest(cid, ZERO_HASH).call()))
     before = chain.balance("listener")
     receipt = chain.tx("listener").transact(
-        c.contract.functions.cooperativeClose(empty_entry(cid), sig.r_bytes, sig.vs_bytes), action="cooperativeClose")
+        c.contract.functions.cooperativeClose(empty_entry(cid), sig.r_bytes, sig.vs_bytes), action="cooperativeClose"
+    )
     assert events(c.contract, "ChannelSettled", receipt) == []
     (closed,) = events(c.contract, "ChannelClosed", receipt)
     assert (closed.args.settled, closed.args.refund, closed.args.cooperative) == (3 * FINNEY, 7 * FINNEY, True)
@@ -1034,4 +1083,3 @@ def test_withdraw_byAnyoneRefundsPayerOnce(chain: Chain) -> None:
     with reverts("ChannelWindowNotOver", channelId=cid, closesAt=1):
         c.withdraw(chain.tx("listener"), cid)
     assert token.balance_of(c.address) == 3 * STABLE
-

@@ -129,8 +129,13 @@ def test_claim_keepsEachTokenSeparate(chain: Chain) -> None:
     artist = chain.address("artist")
     eth_cid = open_channel(chain, 10 * FINNEY, label="eth")
     usd_cid = open_channel(chain, 10 * STABLE, label="usd", token=token.address)
-    batch(chain, [entry(sign(chain, voucher(eth_cid, {artist: 2 * FINNEY}))),
-                  entry(sign(chain, voucher(usd_cid, {artist: 3 * STABLE})))])
+    batch(
+        chain,
+        [
+            entry(sign(chain, voucher(eth_cid, {artist: 2 * FINNEY}))),
+            entry(sign(chain, voucher(usd_cid, {artist: 3 * STABLE}))),
+        ],
+    )
     assert (c.claimable(artist, ETH), c.claimable(artist, token.address)) == (2 * FINNEY, 3 * STABLE)
 
     c.claim(chain.tx("artist"), ETH)
@@ -305,9 +310,15 @@ def test_settle_splitRoundingPaysExactlyTheSettledAmount(chain: Chain) -> None:
     for i, split in enumerate(_splits(chain)):
         for j, amount in enumerate(amounts):
             # Fresh payees per case so that claimable() reads one case's shares.
-            fresh = {old: new_address(f"case-{i}-{j}-{k}") for k, old in enumerate((*split.recipients, split.fee_recipient))}
-            case_split = Split(tuple(fresh[r] for r in split.recipients), split.bps,
-                               fresh[split.fee_recipient] if split.fee_bps else ZERO_ADDRESS, split.fee_bps)
+            fresh = {
+                old: new_address(f"case-{i}-{j}-{k}") for k, old in enumerate((*split.recipients, split.fee_recipient))
+            }
+            case_split = Split(
+                tuple(fresh[r] for r in split.recipients),
+                split.bps,
+                fresh[split.fee_recipient] if split.fee_bps else ZERO_ADDRESS,
+                split.fee_bps,
+            )
             shares = case_split.apply(amount)
             cid = open_channel(chain, amount, label=f"split-{i}-{j}", token=token.address)
             entries.append(entry(sign(chain, voucher(cid, list(shares.items())))))
@@ -317,8 +328,11 @@ def test_settle_splitRoundingPaysExactlyTheSettledAmount(chain: Chain) -> None:
 
     for cid, split, amount, shares in cases:
         assert c.get_channel(cid).settled == amount
-        paid = {payee: c.claimable(payee, token.address) for payee in (*split.recipients, split.fee_recipient)
-                if payee != ZERO_ADDRESS}
+        paid = {
+            payee: c.claimable(payee, token.address)
+            for payee in (*split.recipients, split.fee_recipient)
+            if payee != ZERO_ADDRESS
+        }
         assert sum(paid.values()) == amount
         assert {p: v for p, v in paid.items() if v} == shares
         fee = amount * split.fee_bps // TOTAL_BPS
@@ -352,34 +366,47 @@ def test_escrow_holdsExactlyDepositsMinusRefundsAndClaims(chain: Chain) -> None:
     c.top_up(chain.tx("stranger"), ch3, 2 * FINNEY)
     c.top_up(chain.tx("listener"), ch4, 5 * STABLE, token=token.address)
 
-    batch(chain, [
-        entry(sign(chain, voucher(ch1, {artist: 3 * FINNEY, collab: FINNEY}))),
-        entry(sign(chain, voucher(ch2, {artist: 9 * FINNEY}), "listener2")),  # capped at 8
-        entry(sign(chain, voucher(ch3, {collab: 2 * FINNEY}))),
-        entry(sign(chain, voucher(ch4, {artist: 5 * STABLE, collab: STABLE}))),
-    ])
+    batch(
+        chain,
+        [
+            entry(sign(chain, voucher(ch1, {artist: 3 * FINNEY, collab: FINNEY}))),
+            entry(sign(chain, voucher(ch2, {artist: 9 * FINNEY}), "listener2")),  # capped at 8
+            entry(sign(chain, voucher(ch3, {collab: 2 * FINNEY}))),
+            entry(sign(chain, voucher(ch4, {artist: 5 * STABLE, collab: STABLE}))),
+        ],
+    )
     c.claim(chain.tx("artist"))
     c.claim(chain.tx("collab"), token.address)
-    cooperative_close(chain, ch1, sign(chain, voucher(ch1, {artist: 4 * FINNEY, collab: FINNEY})),
-                      (3 * FINNEY, FINNEY))
+    cooperative_close(chain, ch1, sign(chain, voucher(ch1, {artist: 4 * FINNEY, collab: FINNEY})), (3 * FINNEY, FINNEY))
     c.request_close(chain.tx("listener"), ch3)
     chain.advance(CHALLENGE_PERIOD + 1)
     c.withdraw(chain.tx("stranger"), ch3)
     cooperative_close(chain, ch4, None)
     c.claim(chain.tx("artist"), token.address)
 
-    for tkn, balance, before in ((ETH, chain.balance(c.address), eth_before),
-                                 (token.address, token.balance_of(c.address), usd_before)):
+    for tkn, balance, before in (
+        (ETH, chain.balance(c.address), eth_before),
+        (token.address, token.balance_of(c.address), usd_before),
+    ):
         deposits = _sum_args(c.contract, "ChannelOpened", start, "deposit", token=tkn)
-        top_ups = sum(int(log.args.amount) for log in c.contract.events.ChannelToppedUp().get_logs(from_block=start)
-                      if c.get_channel(bytes(log.args.channelId)).token == tkn)
-        refunds = sum(int(log.args.refund) for log in c.contract.events.ChannelClosed().get_logs(from_block=start)
-                      if c.get_channel(bytes(log.args.channelId)).token == tkn)
+        top_ups = sum(
+            int(log.args.amount)
+            for log in c.contract.events.ChannelToppedUp().get_logs(from_block=start)
+            if c.get_channel(bytes(log.args.channelId)).token == tkn
+        )
+        refunds = sum(
+            int(log.args.refund)
+            for log in c.contract.events.ChannelClosed().get_logs(from_block=start)
+            if c.get_channel(bytes(log.args.channelId)).token == tkn
+        )
         claims = _sum_args(c.contract, "Claimed", start, "amount", token=tkn)
         assert balance - before == deposits + top_ups - refunds - claims
         # And it is exactly what is still owed: open channels' unspent deposits plus unclaimed credits.
-        unspent = sum(c.get_channel(x).remaining for x in (ch1, ch2, ch3, ch4)
-                      if c.get_channel(x).token == tkn and c.get_channel(x).status != ChannelStatus.CLOSED)
+        unspent = sum(
+            c.get_channel(x).remaining
+            for x in (ch1, ch2, ch3, ch4)
+            if c.get_channel(x).token == tkn and c.get_channel(x).status != ChannelStatus.CLOSED
+        )
         owed = c.claimable(artist, tkn) + c.claimable(collab, tkn)
         assert balance - before == unspent + owed
 

@@ -45,12 +45,21 @@ class Env:
     keys: dict[str, PrivateKey]
     tmp: Path
 
-    def run(self, *args: str, key: str | None = None, artist: str = "artist", listener: str = "listener",
-            state: str | None = None) -> Result:
-        env = {"CHAINSTREAM_RELAY_URL": self.relay_url, "CHAINSTREAM_RPC_URL": self.node.url,
-               "CHAINSTREAM_ARTIST_KEY": "0x" + self.keys[artist].secret.hex(),
-               "CHAINSTREAM_LISTENER_KEY": "0x" + self.keys[listener].secret.hex(),
-               "CHAINSTREAM_LISTENER_STATE": str(self.tmp / f"{state or listener}.json")}
+    def run(
+        self,
+        *args: str,
+        key: str | None = None,
+        artist: str = "artist",
+        listener: str = "listener",
+        state: str | None = None,
+    ) -> Result:
+        env = {
+            "CHAINSTREAM_RELAY_URL": self.relay_url,
+            "CHAINSTREAM_RPC_URL": self.node.url,
+            "CHAINSTREAM_ARTIST_KEY": "0x" + self.keys[artist].secret.hex(),
+            "CHAINSTREAM_LISTENER_KEY": "0x" + self.keys[listener].secret.hex(),
+            "CHAINSTREAM_LISTENER_STATE": str(self.tmp / f"{state or listener}.json"),
+        }
         return CliRunner().invoke(app, list(args), env=env)
 
 
@@ -63,8 +72,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             raise
         pytest.skip(f"anvil is not installed ({exc})")
     tmp = tmp_path_factory.mktemp("cli")
-    keys = {name: test_key(f"cli-{name}") for name in ("deployer", "relay", "artist", "collab", "platform",
-                                                         "listener", "quitter")}
+    keys = {
+        name: test_key(f"cli-{name}")
+        for name in ("deployer", "relay", "artist", "collab", "platform", "listener", "quitter")
+    }
     with AnvilNode() as node:
         w3 = node.web3()
         for k in keys.values():
@@ -72,8 +83,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         d = deploy_all(w3, TxSender(w3, keys["deployer"]), challenge_period=CHALLENGE)
         path = tmp / "deployment.json"
         d.save(path)
-        settings = Settings(relay_key="0x" + keys["relay"].secret.hex(), database=str(tmp / "relay.db"),
-                            rpc_url=node.url, settle_interval=0.5, poll_interval=0.1)
+        settings = Settings(
+            relay_key="0x" + keys["relay"].secret.hex(),
+            database=str(tmp / "relay.db"),
+            rpc_url=node.url,
+            settle_interval=0.5,
+            poll_interval=0.1,
+        )
         relay = RelayThread(settings, w3=node.web3(), deployment=d).start()
         try:
             yield Env(node, d, path, relay.url, keys, tmp)
@@ -105,12 +121,29 @@ def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyp
 def test_artist_and_listener_round_trip(env: Env) -> None:
     audio = env.tmp / "tune.wav"
     audio.write_bytes(b"RIFF not really a wav, but bytes with a hash")
-    out = ok(env.run("artist", "register", str(audio), "--title", "Test Tune", "--per-play", "0.001",
-                     "--per-second", "0.00001", "--collaborator", f"{env.keys['collab'].address}:2000",
-                     "--fee", f"{env.keys['platform'].address}:500", "--deployment", str(env.deployment_file)))
+    out = ok(
+        env.run(
+            "artist",
+            "register",
+            str(audio),
+            "--title",
+            "Test Tune",
+            "--per-play",
+            "0.001",
+            "--per-second",
+            "0.00001",
+            "--collaborator",
+            f"{env.keys['collab'].address}:2000",
+            "--fee",
+            f"{env.keys['platform'].address}:500",
+            "--deployment",
+            str(env.deployment_file),
+        )
+    )
     assert "registered “Test Tune”" in out
-    wait_for(lambda: any(t["title"] == "Test Tune"
-                         for t in httpx.get(f"{env.relay_url}/api/v1/catalog").json()["tracks"]))
+    wait_for(
+        lambda: any(t["title"] == "Test Tune" for t in httpx.get(f"{env.relay_url}/api/v1/catalog").json()["tracks"])
+    )
 
     out = ok(env.run("listener", "open", "--deposit", "0.05"))
     assert "opened channel 0x" in out
@@ -187,13 +220,44 @@ def test_unilateral_close_then_withdraw_after_the_window(env: Env) -> None:
 
 
 def test_errors_are_one_line_with_a_code(env: Env, tmp_path: Path) -> None:
-    fails(CliRunner().invoke(app, ["listener", "status", "--relay-url", "http://127.0.0.1:9"],
-                             env={"CHAINSTREAM_LISTENER_KEY": "0x" + "11" * 32}), "relay_unreachable")
-    fails(CliRunner().invoke(app, ["listener", "status", "--relay-url", env.relay_url, "--rpc-url", env.node.url],
-                             env={"CHAINSTREAM_LISTENER_KEY": ""}), "no_key")
-    fails(CliRunner().invoke(app, ["listener", "status", "--relay-url", env.relay_url, "--rpc-url", env.node.url,
-                                   "--state", str(tmp_path / "none.json")],
-                             env={"CHAINSTREAM_LISTENER_KEY": "0x" + "11" * 32}), "no_channel")
-    fails(CliRunner().invoke(app, ["artist", "register", "nope.wav", "--relay-url", env.relay_url,
-                                   "--rpc-url", env.node.url],
-                             env={"CHAINSTREAM_ARTIST_KEY": "0x" + "22" * 32}), "bad_track")
+    fails(
+        CliRunner().invoke(
+            app,
+            ["listener", "status", "--relay-url", "http://127.0.0.1:9"],
+            env={"CHAINSTREAM_LISTENER_KEY": "0x" + "11" * 32},
+        ),
+        "relay_unreachable",
+    )
+    fails(
+        CliRunner().invoke(
+            app,
+            ["listener", "status", "--relay-url", env.relay_url, "--rpc-url", env.node.url],
+            env={"CHAINSTREAM_LISTENER_KEY": ""},
+        ),
+        "no_key",
+    )
+    fails(
+        CliRunner().invoke(
+            app,
+            [
+                "listener",
+                "status",
+                "--relay-url",
+                env.relay_url,
+                "--rpc-url",
+                env.node.url,
+                "--state",
+                str(tmp_path / "none.json"),
+            ],
+            env={"CHAINSTREAM_LISTENER_KEY": "0x" + "11" * 32},
+        ),
+        "no_channel",
+    )
+    fails(
+        CliRunner().invoke(
+            app,
+            ["artist", "register", "nope.wav", "--relay-url", env.relay_url, "--rpc-url", env.node.url],
+            env={"CHAINSTREAM_ARTIST_KEY": "0x" + "22" * 32},
+        ),
+        "bad_track",
+    )

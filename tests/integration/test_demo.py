@@ -18,8 +18,15 @@ def test_demo_reconciles_to_the_wei_and_the_watchtower_defeats_a_stale_close() -
     assert {r.token.symbol for r in result.reconciliation} == {"ETH", "mUSD"}
     for rec in result.reconciliation:
         assert rec.deposits > 0
-        assert rec.deposits == rec.claimed_artists + rec.claimable_artists + rec.claimed_platform \
-            + rec.claimable_platform + rec.refunds + rec.escrowed, rec
+        assert (
+            rec.deposits
+            == rec.claimed_artists
+            + rec.claimable_artists
+            + rec.claimed_platform
+            + rec.claimable_platform
+            + rec.refunds
+            + rec.escrowed
+        ), rec
         assert rec.settled == rec.paid > 0
         assert rec.contract_balance == rec.claimable_artists + rec.claimable_platform + rec.escrowed
         assert rec.claimed_artists > 0 and rec.claimed_platform > 0  # everyone claimed after the batch

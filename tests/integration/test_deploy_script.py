@@ -35,9 +35,24 @@ def test_deployScript_writesAddressesWithCode_andSettingsTakeEffect(anvil: Anvil
     out = tmp_path / "local.json"
     env = {k: v for k, v in os.environ.items() if k != "CHAINSTREAM_DEPLOYER_KEY"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "deploy.py"), "--rpc-url", anvil.url, "--out", str(out),
-         "--challenge-period", "7200", "--key-rotation-grace", "600"],
-        capture_output=True, text=True, env=env, timeout=120, check=False)
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "deploy.py"),
+            "--rpc-url",
+            anvil.url,
+            "--out",
+            str(out),
+            "--challenge-period",
+            "7200",
+            "--key-rotation-grace",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     deployment = Deployment.load(out)
     w3 = anvil.web3()
@@ -52,8 +67,19 @@ def test_deployScript_writesAddressesWithCode_andSettingsTakeEffect(anvil: Anvil
 
 def test_deployScript_unreachableNode_failsWithOneLineMessage(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "deploy.py"), "--rpc-url", "http://127.0.0.1:9", "--out",
-         str(tmp_path / "x.json")], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "deploy.py"),
+            "--rpc-url",
+            "http://127.0.0.1:9",
+            "--out",
+            str(tmp_path / "x.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1
     assert "cannot reach an Ethereum node" in result.stderr
     assert "Traceback" not in result.stderr

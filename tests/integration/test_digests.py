@@ -55,22 +55,32 @@ def test_voucher_and_close_digests(chain: Chain, n: int) -> None:
     domain = chain.channels.domain
     for _ in range(3):
         voucher = random_voucher(rng, n)
-        digest = bytes(functions.voucherDigest(voucher.channel_id, list(voucher.payees), list(voucher.amounts),
-                                               voucher.play_hash).call())
+        digest = bytes(
+            functions.voucherDigest(
+                voucher.channel_id, list(voucher.payees), list(voucher.amounts), voucher.play_hash
+            ).call()
+        )
         assert digest == voucher.digest(domain)
         voucher_digest = digest if voucher.payees else ZERO_HASH
         close = bytes(functions.closeDigest(voucher.channel_id, voucher_digest).call())
         assert close == voucher.close_digest(domain)
         assert bytes(functions.closeDigest(voucher.channel_id, ZERO_HASH).call()) == Voucher.empty(
-            voucher.channel_id).close_digest(domain)
+            voucher.channel_id
+        ).close_digest(domain)
 
 
 def test_channel_id_derivation(chain: Chain) -> None:
     rng = random.Random("channel-ids")
     for token in (ZERO_ADDRESS, chain.token.address):
         payer, relay, salt = random_address(rng), random_address(rng), rng.randbytes(32)
-        expected = keccak(word(chain.w3.eth.chain_id) + address_word(chain.channels.address) + address_word(payer)
-                          + address_word(token) + address_word(relay) + salt)
+        expected = keccak(
+            word(chain.w3.eth.chain_id)
+            + address_word(chain.channels.address)
+            + address_word(payer)
+            + address_word(token)
+            + address_word(relay)
+            + salt
+        )
         assert chain.channels.channel_id_for(payer, token, relay, salt) == expected
 
 
@@ -82,8 +92,9 @@ def test_hash_split(chain: Chain) -> None:
 
 
 def _voucher(chain: Chain, cid: bytes, amounts: dict[str, int]) -> Voucher:
-    receipt = PlayReceipt(seq=1, target=b"\x01" * 32, kind=Kind.TIP, units=0, amount=sum(amounts.values()),
-                          split_hash=ZERO_HASH)
+    receipt = PlayReceipt(
+        seq=1, target=b"\x01" * 32, kind=Kind.TIP, units=0, amount=sum(amounts.values()), split_hash=ZERO_HASH
+    )
     return Voucher.empty(cid).add({to_address(chain.address(a)): v for a, v in amounts.items()}, receipt)
 
 

@@ -82,8 +82,9 @@ def event(label: str) -> None:
 def splits(draw: st.DrawFn) -> Split:
     """A revenue split over 1-3 of the recipients, sometimes with a platform fee."""
     names = draw(st.lists(st.sampled_from(RECIPIENTS), min_size=1, max_size=len(RECIPIENTS), unique=True))
-    cuts = sorted(draw(st.lists(st.integers(1, TOTAL_BPS - 1), min_size=len(names) - 1,
-                                max_size=len(names) - 1, unique=True)))
+    cuts = sorted(
+        draw(st.lists(st.integers(1, TOTAL_BPS - 1), min_size=len(names) - 1, max_size=len(names) - 1, unique=True))
+    )
     bounds = [0, *cuts, TOTAL_BPS]
     bps = tuple(b - a for a, b in zip(bounds, bounds[1:], strict=False))
     fee_bps = draw(st.sampled_from((0, 0, 250, 5_000)))
@@ -141,8 +142,9 @@ def describe(out: Outcome) -> str:
     return out.skip_reason or ("capped" if out.capped else "settled")
 
 
-def predict(ch: ChannelModel, voucher: Voucher, signer: Address, prev: tuple[int, ...], t: int,
-            caller: str | None) -> Outcome:
+def predict(
+    ch: ChannelModel, voucher: Voucher, signer: Address, prev: tuple[int, ...], t: int, caller: str | None
+) -> Outcome:
     """The contract's _settle, check for check, on the model (`caller` None: the relay consented, a close)."""
     if ch.closes_at != 0 and t >= ch.closes_at:
         return Outcome(error="ChannelNotSettleable")
@@ -172,8 +174,9 @@ def predict(ch: ChannelModel, voucher: Voucher, signer: Address, prev: tuple[int
         credited.append(before + delta)
         if delta:
             deltas[payee] = delta
-    return Outcome(payees=tuple(payees), credited=tuple(credited), capped=tuple(credited) != tuple(amounts),
-                   deltas=deltas)
+    return Outcome(
+        payees=tuple(payees), credited=tuple(credited), capped=tuple(credited) != tuple(amounts), deltas=deltas
+    )
 
 
 class ChannelMachine(RuleBasedStateMachine):
@@ -246,23 +249,33 @@ class ChannelMachine(RuleBasedStateMachine):
         """This contract's `name` logs in the receipt, decoded, in log order."""
         decoder = getattr(self.cc.contract.events, name)()
         topic = HexBytes(decoder.topic)
-        return [decoder.process_log(log) for log in receipt["logs"]
-                if log["address"] == self.contract_address and HexBytes(log["topics"][0]) == topic]
+        return [
+            decoder.process_log(log)
+            for log in receipt["logs"]
+            if log["address"] == self.contract_address and HexBytes(log["topics"][0]) == topic
+        ]
 
     def check_settlement_events(self, receipt: Any, expected: list[tuple[ChannelModel, Outcome]]) -> None:
         """ChannelSettled/SettlementCapped logs match the entries the model says settle, in order."""
-        settled = [(bytes(e["args"]["channelId"]), e["args"]["settled"])
-                   for e in self.events("ChannelSettled", receipt)]
+        settled = [
+            (bytes(e["args"]["channelId"]), e["args"]["settled"]) for e in self.events("ChannelSettled", receipt)
+        ]
         assert settled == [(ch.cid, sum(out.credited)) for ch, out in expected if out.settles]
-        capped = [(bytes(e["args"]["channelId"]), tuple(e["args"]["credited"]))
-                  for e in self.events("SettlementCapped", receipt)]
+        capped = [
+            (bytes(e["args"]["channelId"]), tuple(e["args"]["credited"]))
+            for e in self.events("SettlementCapped", receipt)
+        ]
         assert capped == [(ch.cid, out.credited) for ch, out in expected if out.settles and out.capped]
 
     def check_closed_event(self, receipt: Any, ch: ChannelModel, refund: int, *, cooperative: bool) -> None:
         (log,) = self.events("ChannelClosed", receipt)
         args = log["args"]
         assert (bytes(args["channelId"]), args["settled"], args["refund"], args["cooperative"]) == (
-            ch.cid, ch.settled, refund, cooperative)
+            ch.cid,
+            ch.settled,
+            refund,
+            cooperative,
+        )
 
     def with_vouchers(self) -> list[ChannelModel]:
         return [ch for ch in self.channels if ch.signed]
@@ -283,28 +296,56 @@ class ChannelMachine(RuleBasedStateMachine):
     def channel_state(self, cid: bytes) -> ChannelState:
         """ChannelsClient.get_channel, through the faster view call."""
         raw = self.view("getChannel", cid)
-        return ChannelState(cid, to_address(raw[0]), to_address(raw[1]), to_address(raw[2]), raw[3], raw[4],
-                            to_address(raw[5]), raw[6], raw[7], bytes(raw[8]), ChannelStatus(raw[9]))
+        return ChannelState(
+            cid,
+            to_address(raw[0]),
+            to_address(raw[1]),
+            to_address(raw[2]),
+            raw[3],
+            raw[4],
+            to_address(raw[5]),
+            raw[6],
+            raw[7],
+            bytes(raw[8]),
+            ChannelStatus(raw[9]),
+        )
 
     # -------------------------------------------------------------------- rules
-    @initialize(listener=st.sampled_from(LISTENERS), deposit=st.integers(1, 100_000),
-                session_ttl=st.one_of(st.none(), st.integers(60, 3 * CHALLENGE_PERIOD)), data=st.data())
+    @initialize(
+        listener=st.sampled_from(LISTENERS),
+        deposit=st.integers(1, 100_000),
+        session_ttl=st.one_of(st.none(), st.integers(60, 3 * CHALLENGE_PERIOD)),
+        data=st.data(),
+    )
     def first_channel(self, listener: str, deposit: int, session_ttl: int | None, data: st.DataObject) -> None:
         """Start every example with a channel and a first voucher, so that settlement rules apply at once."""
         self.open_channel(listener, deposit, session_ttl)
-        self.sign_voucher(data, data.draw(splits(), label="split"), data.draw(st.integers(1, 40_000), label="price"),
-                          1, data.draw(st.booleans(), label="use_session"))
+        self.sign_voucher(
+            data,
+            data.draw(splits(), label="split"),
+            data.draw(st.integers(1, 40_000), label="price"),
+            1,
+            data.draw(st.booleans(), label="use_session"),
+        )
 
     @precondition(lambda self: len(self.channels) < MAX_CHANNELS and len(self.live()) < MAX_LIVE_CHANNELS)
-    @rule(listener=st.sampled_from(LISTENERS), deposit=st.integers(1, 100_000),
-          session_ttl=st.one_of(st.none(), st.integers(60, 3 * CHALLENGE_PERIOD)))
+    @rule(
+        listener=st.sampled_from(LISTENERS),
+        deposit=st.integers(1, 100_000),
+        session_ttl=st.one_of(st.none(), st.integers(60, 3 * CHALLENGE_PERIOD)),
+    )
     def open_channel(self, listener: str, deposit: int, session_ttl: int | None) -> None:
         self.salt += 1
         t = self.next_time()
         expiry = 0 if session_ttl is None else t + session_ttl
-        cid, receipt = self.cc.open(self.chain.tx(listener), relay=ADDR["relay"], amount=deposit,
-                                    salt=self.salt.to_bytes(32, "big"),
-                                    session_key=ADDR["session"] if expiry else ZERO_ADDRESS, session_expiry=expiry)
+        cid, receipt = self.cc.open(
+            self.chain.tx(listener),
+            relay=ADDR["relay"],
+            amount=deposit,
+            salt=self.salt.to_bytes(32, "big"),
+            session_key=ADDR["session"] if expiry else ZERO_ADDRESS,
+            session_expiry=expiry,
+        )
         self.check_time(receipt, t)
         self.channels.append(ChannelModel(cid, listener, deposit, expiry, Voucher.empty(cid)))
 
@@ -322,16 +363,18 @@ class ChannelMachine(RuleBasedStateMachine):
         ch.deposit += amount
 
     @precondition(lambda self: self.live())
-    @rule(data=st.data(), split=splits(), price=st.integers(1, 40_000), plays=st.integers(1, 3),
-          use_session=st.booleans())
+    @rule(
+        data=st.data(), split=splits(), price=st.integers(1, 40_000), plays=st.integers(1, 3), use_session=st.booleans()
+    )
     def sign_voucher(self, data: st.DataObject, split: Split, price: int, plays: int, use_session: bool) -> None:
         """The listener pays `plays` plays off-chain: a new cumulative voucher (it may exceed the deposit)."""
         ch = data.draw(st.sampled_from(self.live()), label="channel")
         voucher = ch.voucher
         for _ in range(plays):
             ch.seq += 1
-            receipt = PlayReceipt(seq=ch.seq, target=b"\x22" * 32, kind=Kind.PLAY, units=1, amount=price,
-                                  split_hash=split.hash)
+            receipt = PlayReceipt(
+                seq=ch.seq, target=b"\x22" * 32, kind=Kind.PLAY, units=1, amount=price, split_hash=split.hash
+            )
             voucher = voucher.add(split.apply(price), receipt)
         session_valid = ch.session_expiry >= self.next_time()  # (it may still expire before settlement)
         key: PrivateKey = self.chain.key("session" if use_session and session_valid else ch.payer)
@@ -340,8 +383,9 @@ class ChannelMachine(RuleBasedStateMachine):
         ch.voucher = voucher
         ch.signed.append((signed, key.address))
 
-    def settle_one(self, ch: ChannelModel, signed: SignedVoucher, signer: Address, prev: tuple[int, ...],
-                   caller: str) -> Outcome:
+    def settle_one(
+        self, ch: ChannelModel, signed: SignedVoucher, signer: Address, prev: tuple[int, ...], caller: str
+    ) -> Outcome:
         t = self.next_time()
         out = predict(ch, signed.voucher, signer, prev, t, caller)
         event(f"settle: {describe(out)}")
@@ -357,13 +401,17 @@ class ChannelMachine(RuleBasedStateMachine):
 
     def forge(self, ch: ChannelModel, bump: int) -> SignedVoucher:
         """The channel's next voucher as a thief would like it, signed by a key the channel never authorized."""
-        receipt = PlayReceipt(seq=ch.seq + 1, target=b"\x33" * 32, kind=Kind.TIP, units=0, amount=bump,
-                              split_hash=b"\x00" * 32)
+        receipt = PlayReceipt(
+            seq=ch.seq + 1, target=b"\x33" * 32, kind=Kind.TIP, units=0, amount=bump, split_hash=b"\x00" * 32
+        )
         return ch.voucher.add({ADDR["artist"]: bump}, receipt).sign(self.cc.domain, FORGER)
 
     @precondition(lambda self: any(ch.signed and ch.closes_at != 1 for ch in self.channels))
-    @rule(data=st.data(), variant=st.sampled_from(("model", "chain", "chain", "wrong prev", "forged")),
-          caller=st.sampled_from(SETTLERS))
+    @rule(
+        data=st.data(),
+        variant=st.sampled_from(("model", "chain", "chain", "wrong prev", "forged")),
+        caller=st.sampled_from(SETTLERS),
+    )
     def settle_latest(self, data: st.DataObject, variant: str, caller: str) -> None:
         """Anyone settles a channel's latest voucher (or a forged one, or with wrong prevAmounts)."""
         ch = self.pick(data, self.with_vouchers())
@@ -405,9 +453,16 @@ class ChannelMachine(RuleBasedStateMachine):
         live = [ch for ch in with_vouchers if ch.closes_at != 1]
         pending = [ch for ch in live if ch.settled < min(ch.voucher.total, ch.deposit)]
         candidates = pending + pending + live + with_vouchers
-        picks = data.draw(st.lists(st.tuples(st.sampled_from(candidates),
-                                             st.sampled_from(("latest", "latest", "latest", "older", "forged"))),
-                                   min_size=1, max_size=5), label="entries")
+        picks = data.draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(candidates), st.sampled_from(("latest", "latest", "latest", "older", "forged"))
+                ),
+                min_size=1,
+                max_size=5,
+            ),
+            label="entries",
+        )
         prevs = {ch.cid: self.prev_for(ch, prev_mode) for ch, _ in picks}  # read once, before the batch
         entries: list[tuple[ChannelModel, SignedVoucher, Address]] = []
         for ch, kind in picks:
@@ -428,13 +483,17 @@ class ChannelMachine(RuleBasedStateMachine):
                 w.settled_payees, w.credited, w.settled = out.payees, out.credited, sum(out.credited)
             outcomes.append((ch, out))
             event(f"batch entry: {describe(out)}")
-        receipt = self.cc.settle_batch(self.chain.tx(caller),
-                                       [settle_entry(signed, prevs[ch.cid]) for ch, signed, _ in entries])
+        receipt = self.cc.settle_batch(
+            self.chain.tx(caller), [settle_entry(signed, prevs[ch.cid]) for ch, signed, _ in entries]
+        )
         self.check_time(receipt, t)
-        skipped = [(bytes(e["args"]["channelId"]), e["args"]["index"], bytes(e["args"]["reason"]))
-                   for e in self.events("SettlementSkipped", receipt)]
-        assert skipped == [(ch.cid, i, SELECTORS[out.skip_reason]) for i, (ch, out) in enumerate(outcomes)
-                           if out.skip_reason]
+        skipped = [
+            (bytes(e["args"]["channelId"]), e["args"]["index"], bytes(e["args"]["reason"]))
+            for e in self.events("SettlementSkipped", receipt)
+        ]
+        assert skipped == [
+            (ch.cid, i, SELECTORS[out.skip_reason]) for i, (ch, out) in enumerate(outcomes) if out.skip_reason
+        ]
         self.check_settlement_events(receipt, outcomes)
         for ch, out in outcomes:
             if out.settles:
@@ -477,8 +536,12 @@ class ChannelMachine(RuleBasedStateMachine):
         self.check_time(receipt, t)
         ch.closes_at = t + CHALLENGE_PERIOD
 
-    @rule(data=st.data(), seconds=st.sampled_from(ADVANCES), to_deadline=st.sampled_from((False, False, True)),
-          offset=st.sampled_from((-1, 0, 1)))
+    @rule(
+        data=st.data(),
+        seconds=st.sampled_from(ADVANCES),
+        to_deadline=st.sampled_from((False, False, True)),
+        offset=st.sampled_from((-1, 0, 1)),
+    )
     def advance_time(self, data: st.DataObject, seconds: int, to_deadline: bool, offset: int) -> None:
         """Let time pass, sometimes up to one second before, at, or after a close window's end or a key's expiry."""
         now = self.chain.now()
@@ -513,11 +576,16 @@ class ChannelMachine(RuleBasedStateMachine):
         self.check_closed_event(receipt, ch, refund, cooperative=False)
 
     @precondition(lambda self: self.live())
-    @rule(data=st.data(), final=st.sampled_from(("none", "latest", "latest", "older")),
-          relay_ok=st.sampled_from((True, True, True, False)), by_payer=st.sampled_from((True, True, True, False)),
-          prev_mode=st.sampled_from(("model", "chain")))
-    def cooperative_close(self, data: st.DataObject, final: str, relay_ok: bool, by_payer: bool,
-                          prev_mode: str) -> None:
+    @rule(
+        data=st.data(),
+        final=st.sampled_from(("none", "latest", "latest", "older")),
+        relay_ok=st.sampled_from((True, True, True, False)),
+        by_payer=st.sampled_from((True, True, True, False)),
+        prev_mode=st.sampled_from(("model", "chain")),
+    )
+    def cooperative_close(
+        self, data: st.DataObject, final: str, relay_ok: bool, by_payer: bool, prev_mode: str
+    ) -> None:
         ch = self.pick(data, self.channels)
         entry: tuple[SignedVoucher, Address] | None = None
         if final == "latest" and ch.signed:
@@ -532,8 +600,9 @@ class ChannelMachine(RuleBasedStateMachine):
         t = self.next_time()
 
         def close() -> Any:
-            return self.cc.cooperative_close(self.chain.tx(sender), entry[0] if entry else None, prev, relay_sig,
-                                             channel_id=ch.cid)
+            return self.cc.cooperative_close(
+                self.chain.tx(sender), entry[0] if entry else None, prev, relay_sig, channel_id=ch.cid
+            )
 
         out: Outcome | None = None
         if not by_payer:
@@ -578,10 +647,16 @@ class ChannelMachine(RuleBasedStateMachine):
         for ch in self.channels:
             state = on_chain[ch.cid]
             assert (state.payer, state.deposit, state.settled, state.closes_at, state.status) == (
-                ADDR[ch.payer], ch.deposit, ch.settled, ch.closes_at, ch.status)
+                ADDR[ch.payer],
+                ch.deposit,
+                ch.settled,
+                ch.closes_at,
+                ch.status,
+            )
             assert state.settled_root == settled_root(ch.settled_payees, ch.credited)
             assert (state.session_key, state.session_expiry) == (
-                (ADDR["session"], ch.session_expiry) if ch.session_expiry else (ZERO_ADDRESS, 0))
+                (ADDR["session"], ch.session_expiry) if ch.session_expiry else (ZERO_ADDRESS, 0)
+            )
         # (a) the contract holds exactly what it owes: unspent deposits of live channels plus claimable balances
         outstanding = sum(s.deposit - s.settled for s in on_chain.values() if s.status != ChannelStatus.CLOSED)
         assert self.chain.balance(self.contract_address) == self.base_balance + outstanding + sum(claimable.values())

@@ -33,8 +33,15 @@ def _split(chain: Chain, fee: bool = True) -> Split:
     return Split((chain.address("artist"), chain.address("collab"), chain.address("label")), (5_000, 3_000, 2_000))
 
 
-def _register(chain: Chain, track: bytes = TRACK, owner: str = "artist", split: Split | None = None,
-              token: str = ETH, terms: Terms = TERMS, title: str = "Song") -> Any:
+def _register(
+    chain: Chain,
+    track: bytes = TRACK,
+    owner: str = "artist",
+    split: Split | None = None,
+    token: str = ETH,
+    terms: Terms = TERMS,
+    title: str = "Song",
+) -> Any:
     return chain.registry.register_track(chain.tx(owner), track, title, token, terms, split or _split(chain))
 
 
@@ -58,7 +65,10 @@ def test_registerTrack_storesTrackTermsAndSplit(chain: Chain) -> None:
 
     (registered,) = events(r.contract, "TrackRegistered", receipt)
     assert (bytes(registered.args.trackId), registered.args.owner, registered.args.title) == (
-        TRACK, chain.address("artist"), "First Light")
+        TRACK,
+        chain.address("artist"),
+        "First Light",
+    )
     (terms_ev,) = events(r.contract, "TermsSet", receipt)
     assert (terms_ev.args.token, _values(terms_ev.args.terms)) == (ETH, TERMS.as_tuple())
     (split_ev,) = events(r.contract, "SplitSet", receipt)
@@ -67,7 +77,12 @@ def test_registerTrack_storesTrackTermsAndSplit(chain: Chain) -> None:
 
     info = r.get_track(TRACK)
     assert (info.owner, info.title, info.split_version, info.split_hash, info.registered_at) == (
-        chain.address("artist"), "First Light", 1, split.hash, ts)
+        chain.address("artist"),
+        "First Light",
+        1,
+        split.hash,
+        ts,
+    )
     assert r.get_terms(TRACK, ETH) == TERMS
     assert r.get_split(TRACK, 1) == (split, split.hash)
     assert r.get_terms(TRACK, chain.token.address).enabled is False  # no terms in that token
@@ -145,7 +160,11 @@ def test_transferTrack_handsOverControl(chain: Chain) -> None:
     _register(chain)
     receipt = r.transfer_track(chain.tx("artist"), TRACK, chain.address("label"))
     (ev,) = events(r.contract, "TrackTransferred", receipt)
-    assert (bytes(ev.args.trackId), ev.args["from"], ev.args.to) == (TRACK, chain.address("artist"), chain.address("label"))
+    assert (bytes(ev.args.trackId), ev.args["from"], ev.args.to) == (
+        TRACK,
+        chain.address("artist"),
+        chain.address("label"),
+    )
     assert r.get_track(TRACK).owner == chain.address("label")
     with reverts("TrackNotOwner", caller=chain.address("artist")):
         r.set_terms(chain.tx("artist"), TRACK, ETH, Terms(per_play=1))
@@ -188,7 +207,8 @@ def test_setTerms_revertsIfModelInvalid(chain: Chain, model: int, own_after: int
     split = _split(chain).as_tuple()
     with reverts("TermsInvalid"):
         chain.tx("artist").transact(
-            chain.registry.contract.functions.registerTrack(b"\x99" * 32, "x", ETH, raw, split), action="register")
+            chain.registry.contract.functions.registerTrack(b"\x99" * 32, "x", ETH, raw, split), action="register"
+        )
 
 
 # ------------------------------------------------------------------------------------------------- split
@@ -199,23 +219,40 @@ def _invalid_splits(chain: Chain) -> list[tuple[str, tuple, dict[str, Any]]]:
     many = [new_address(i) for i in range(17)]
     return [
         ("noRecipients", _raw_split([], []), {"reason": "SplitRecipientCount", "count": 0}),
-        ("tooManyRecipients", _raw_split(many, [10_000 - 16 * 588] + [588] * 16),
-         {"reason": "SplitRecipientCount", "count": 17}),
-        ("lengthMismatch", _raw_split([a, b], [10_000]),
-         {"reason": "SplitLengthMismatch", "recipients": 2, "bps": 1}),
-        ("zeroRecipient", _raw_split([a, ZERO_ADDRESS], [5_000, 5_000]),
-         {"reason": "SplitBadRecipient", "index": 1, "recipient": ZERO_ADDRESS}),
-        ("duplicateRecipient", _raw_split([a, b, a], [4_000, 3_000, 3_000]),
-         {"reason": "SplitBadRecipient", "index": 2, "recipient": a}),
+        (
+            "tooManyRecipients",
+            _raw_split(many, [10_000 - 16 * 588] + [588] * 16),
+            {"reason": "SplitRecipientCount", "count": 17},
+        ),
+        ("lengthMismatch", _raw_split([a, b], [10_000]), {"reason": "SplitLengthMismatch", "recipients": 2, "bps": 1}),
+        (
+            "zeroRecipient",
+            _raw_split([a, ZERO_ADDRESS], [5_000, 5_000]),
+            {"reason": "SplitBadRecipient", "index": 1, "recipient": ZERO_ADDRESS},
+        ),
+        (
+            "duplicateRecipient",
+            _raw_split([a, b, a], [4_000, 3_000, 3_000]),
+            {"reason": "SplitBadRecipient", "index": 2, "recipient": a},
+        ),
         ("zeroShare", _raw_split([a, b], [10_000, 0]), {"reason": "SplitSharesInvalid", "sum": 0}),
         ("sharesBelowTotal", _raw_split([a, b], [5_000, 4_999]), {"reason": "SplitSharesInvalid", "sum": 9_999}),
         ("sharesAboveTotal", _raw_split([a, b], [5_000, 5_001]), {"reason": "SplitSharesInvalid", "sum": 10_001}),
-        ("feeAboveMax", _raw_split([a], [10_000], platform, 5_001),
-         {"reason": "SplitFeeInvalid", "feeBps": 5_001, "feeRecipient": platform}),
-        ("feeWithoutRecipient", _raw_split([a], [10_000], ZERO_ADDRESS, 100),
-         {"reason": "SplitFeeInvalid", "feeBps": 100, "feeRecipient": ZERO_ADDRESS}),
-        ("recipientWithoutFee", _raw_split([a], [10_000], platform, 0),
-         {"reason": "SplitFeeInvalid", "feeBps": 0, "feeRecipient": platform}),
+        (
+            "feeAboveMax",
+            _raw_split([a], [10_000], platform, 5_001),
+            {"reason": "SplitFeeInvalid", "feeBps": 5_001, "feeRecipient": platform},
+        ),
+        (
+            "feeWithoutRecipient",
+            _raw_split([a], [10_000], ZERO_ADDRESS, 100),
+            {"reason": "SplitFeeInvalid", "feeBps": 100, "feeRecipient": ZERO_ADDRESS},
+        ),
+        (
+            "recipientWithoutFee",
+            _raw_split([a], [10_000], platform, 0),
+            {"reason": "SplitFeeInvalid", "feeBps": 0, "feeRecipient": platform},
+        ),
     ]
 
 
@@ -229,7 +266,8 @@ def test_setSplit_revertsIfSplitInvalid(chain: Chain) -> None:
             chain.tx("artist").transact(r.contract.functions.setSplit(TRACK, raw), action=f"setSplit {name}")
         with reverts(reason, **expected):
             chain.tx("artist").transact(
-                r.contract.functions.registerTrack(b"\x99" * 32, "x", ETH, TERMS.as_tuple(), raw), action=name)
+                r.contract.functions.registerTrack(b"\x99" * 32, "x", ETH, TERMS.as_tuple(), raw), action=name
+            )
     assert r.get_track(TRACK).split_version == 1
     assert r.track_ids() == [TRACK]
 

@@ -92,8 +92,9 @@ def test_same_voucher_twice_is_a_duplicate_stored_once(relay: InProcessRelay, re
     assert older["status"] == "duplicate" and older["seq"] == 1 and older["total"] == str(PLAY_PRICE)
     assert post(http, cid, second.body).json()["status"] == "duplicate"
     assert [r["seq"] for r in relay.payment_rows(listener.channel_id)] == [1, 2]  # type: ignore[arg-type]
-    assert relay.rows("SELECT COUNT(*) AS n FROM earnings WHERE channel_id=? AND seq=1",
-                      (listener.channel_id,))[0]["n"] == len(first.state.voucher.payees)
+    assert relay.rows("SELECT COUNT(*) AS n FROM earnings WHERE channel_id=? AND seq=1", (listener.channel_id,))[0][
+        "n"
+    ] == len(first.state.voucher.payees)
     assert relay.health()["accepted"] == accepted_before + 2
 
 
@@ -121,7 +122,9 @@ def test_unknown_channel_is_404(relay: InProcessRelay, relay_chain: RelayChain) 
     http = relay.http()
     rejected(post(http, nowhere, play.body), 404, "unknown_channel")
     rejected(http.get(f"/channels/{nowhere}"), 404, "unknown_channel")
-    assert relay.rows("SELECT COUNT(*) AS n FROM channels WHERE channel_id=?", (bytes.fromhex(nowhere[2:]),))[0]["n"] == 0
+    assert (
+        relay.rows("SELECT COUNT(*) AS n FROM channels WHERE channel_id=?", (bytes.fromhex(nowhere[2:]),))[0]["n"] == 0
+    )
 
 
 def test_a_channel_served_by_another_relay_is_403(relay: InProcessRelay, relay_chain: RelayChain) -> None:
@@ -155,8 +158,11 @@ def test_voucher_mismatch_is_409_with_the_state_to_resync_from(relay: InProcessR
     v = two.state.voucher
     greedy = Voucher(v.channel_id, v.payees, (v.amounts[0] - 1, *v.amounts[1:]), v.play_hash)  # underpays by 1 wei
     signature = listener.session_key.sign(greedy.digest(listener.channels.domain))
-    body = {**two.body, "voucher": {**two.body["voucher"], "amounts": [str(a) for a in greedy.amounts]},
-            "signature": signature.to_hex()}
+    body = {
+        **two.body,
+        "voucher": {**two.body["voucher"], "amounts": [str(a) for a in greedy.amounts]},
+        "signature": signature.to_hex(),
+    }
     reply = rejected(post(http, cid, body), 409, "voucher_mismatch")
     state = reply["state"]
     assert state["seq"] == 1 and state["voucher"]["amounts"] == [str(a) for a in one.state.voucher.amounts]
@@ -165,7 +171,9 @@ def test_voucher_mismatch_is_409_with_the_state_to_resync_from(relay: InProcessR
     assert post(http, cid, two.body).json()["status"] == "accepted"  # the honest voucher still goes through
 
 
-def test_unknown_track_is_404_and_unpriced_charges_are_not_offered(relay: InProcessRelay, relay_chain: RelayChain) -> None:
+def test_unknown_track_is_404_and_unpriced_charges_are_not_offered(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
     listener = open_listener(relay_chain, relay)
     http = relay.http()
     cid = cid_hex(listener)
@@ -174,18 +182,42 @@ def test_unknown_track_is_404_and_unpriced_charges_are_not_offered(relay: InProc
     rejected(post(http, cid, {**play.body, "charge": {"kind": "play", "trackId": ghost}}), 404, "unknown_track")
     rejected(http.get(f"/tracks/{ghost}"), 404, "unknown_track")
     # Gas Price Blues has no per-second price; Morning Modem is not for sale; Per-Second Drift has no play price.
-    rejected(post(http, cid, {**play.body, "charge": {"kind": "seconds", "trackId": "0x" + relay_chain.track(BLUES).hex(),
-                                                       "seconds": 10}}), 422, "not_offered")
-    rejected(post(http, cid, {**play.body, "charge": {"kind": "download", "trackId": "0x" + relay_chain.track(MODEM).hex()}}),
-             422, "not_offered")
+    rejected(
+        post(
+            http,
+            cid,
+            {
+                **play.body,
+                "charge": {"kind": "seconds", "trackId": "0x" + relay_chain.track(BLUES).hex(), "seconds": 10},
+            },
+        ),
+        422,
+        "not_offered",
+    )
+    rejected(
+        post(
+            http, cid, {**play.body, "charge": {"kind": "download", "trackId": "0x" + relay_chain.track(MODEM).hex()}}
+        ),
+        422,
+        "not_offered",
+    )
     rejected(post(http, cid, {**play.body, "charge": {"kind": "play"}}), 422, "bad_charge")
-    rejected(post(http, cid, {**play.body, "charge": {"kind": "tip", "amount": "0", "artist": relay_chain.chain.address("ada")}}),
-             422, "bad_amount")
+    rejected(
+        post(
+            http,
+            cid,
+            {**play.body, "charge": {"kind": "tip", "amount": "0", "artist": relay_chain.chain.address("ada")}},
+        ),
+        422,
+        "bad_amount",
+    )
     assert count_rows(relay, listener.channel_id) == 0  # type: ignore[arg-type]
     assert post(http, cid, play.body).json()["seq"] == 1
 
 
-def test_insufficient_deposit_is_402_then_accepted_after_a_top_up(relay: InProcessRelay, relay_chain: RelayChain) -> None:
+def test_insufficient_deposit_is_402_then_accepted_after_a_top_up(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
     listener = open_listener(relay_chain, relay, deposit=2 * PLAY_PRICE + 1)
     http = relay.http()
     cid = cid_hex(listener)
@@ -200,7 +232,8 @@ def test_insufficient_deposit_is_402_then_accepted_after_a_top_up(relay: InProce
 
 
 def test_a_new_session_key_is_accepted_before_the_watcher_sees_it_and_refusals_read_the_chain_sparingly(
-        make_relay: Any, relay_chain: RelayChain) -> None:
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
     """A payment by a key the relay does not know yet makes it re-read the channel from the chain (the payer may
     have just authorised it), a few times per channel at most: anyone can sign a payment that is refused."""
     relay = make_relay(poll_interval=3_600)  # the watcher polls once, at start: only the re-read can see the key
@@ -217,8 +250,12 @@ def test_a_new_session_key_is_accepted_before_the_watcher_sees_it_and_refusals_r
     assert reads == [listener.channel_id]
 
     http = relay.http()
-    stranger = sign_charge(listener, charge_play(listener.state, listener.listing(track)), play_spec(track),
-                           key=relay_chain.chain.key("stranger"))
+    stranger = sign_charge(
+        listener,
+        charge_play(listener.state, listener.listing(track)),
+        play_spec(track),
+        key=relay_chain.chain.key("stranger"),
+    )
     for _ in range(6):
         rejected(post(http, cid_hex(listener), stranger.body), 403, "unauthorized_signer")
     assert len(reads) == 3  # REFRESH_BURST in its window; the other refusals cost the node nothing
@@ -231,19 +268,33 @@ def test_signatures_bad_unauthorized_and_malleable(relay: InProcessRelay, relay_
     cid = cid_hex(listener)
     [play] = signed_plays(listener, relay_chain.track(MODEM), 1)
     sig = play.signature
-    rejected(post(http, cid, {**play.body, "signature": Signature(v=29, r=sig.r, s=sig.s).to_hex()}), 422, "bad_signature")
+    rejected(
+        post(http, cid, {**play.body, "signature": Signature(v=29, r=sig.r, s=sig.s).to_hex()}), 422, "bad_signature"
+    )
     rejected(post(http, cid, {**play.body, "signature": Signature(v=27, r=0, s=sig.s).to_hex()}), 422, "bad_signature")
     rejected(post(http, cid, {**play.body, "signature": high_s_twin(sig).to_hex()}), 422, "bad_signature")
-    stranger = sign_charge(listener, charge_play(listener.state, listener.listing(relay_chain.track(MODEM))),
-                           play_spec(relay_chain.track(MODEM)), key=relay_chain.chain.key("stranger"))
+    stranger = sign_charge(
+        listener,
+        charge_play(listener.state, listener.listing(relay_chain.track(MODEM))),
+        play_spec(relay_chain.track(MODEM)),
+        key=relay_chain.chain.key("stranger"),
+    )
     rejected(post(http, cid, stranger.body), 403, "unauthorized_signer")
-    relay_signed = sign_charge(listener, charge_play(listener.state, listener.listing(relay_chain.track(MODEM))),
-                               play_spec(relay_chain.track(MODEM)), key=relay_chain.chain.key("relay"))
+    relay_signed = sign_charge(
+        listener,
+        charge_play(listener.state, listener.listing(relay_chain.track(MODEM))),
+        play_spec(relay_chain.track(MODEM)),
+        key=relay_chain.chain.key("relay"),
+    )
     rejected(post(http, cid, relay_signed.body), 403, "unauthorized_signer")
     assert count_rows(relay, listener.channel_id) == 0  # type: ignore[arg-type]
     # The payer's own wallet may always sign.
-    wallet = sign_charge(listener, charge_play(listener.state, listener.listing(relay_chain.track(MODEM))),
-                         play_spec(relay_chain.track(MODEM)), key=listener.wallet)
+    wallet = sign_charge(
+        listener,
+        charge_play(listener.state, listener.listing(relay_chain.track(MODEM))),
+        play_spec(relay_chain.track(MODEM)),
+        key=listener.wallet,
+    )
     assert post(http, cid, wallet.body).json()["status"] == "accepted"
 
 
@@ -257,8 +308,12 @@ def test_session_key_too_close_to_expiry_is_403(make_relay: Any, relay_chain: Re
     cid = cid_hex(listener)
     [play] = signed_plays(listener, relay_chain.track(MODEM), 1)
     rejected(post(http, cid, play.body), 403, "session_key_expired")
-    wallet = sign_charge(listener, charge_play(listener.state, listener.listing(relay_chain.track(MODEM))),
-                         play_spec(relay_chain.track(MODEM)), key=listener.wallet)
+    wallet = sign_charge(
+        listener,
+        charge_play(listener.state, listener.listing(relay_chain.track(MODEM))),
+        play_spec(relay_chain.track(MODEM)),
+        key=listener.wallet,
+    )
     assert post(http, cid, wallet.body).json()["status"] == "accepted"
 
 
@@ -287,7 +342,9 @@ def test_session_cap_binds_the_session_key_not_the_wallet(relay: InProcessRelay,
     with pytest.raises(RelayError) as info:
         listener.play(track)
     assert info.value.status == 402 and info.value.code == "session_cap_exceeded"
-    wallet = sign_charge(listener, charge_play(listener.state, listener.listing(track)), play_spec(track), key=listener.wallet)
+    wallet = sign_charge(
+        listener, charge_play(listener.state, listener.listing(track)), play_spec(track), key=listener.wallet
+    )
     assert post(relay.http(), cid_hex(listener), wallet.body).json()["status"] == "accepted"
 
 
@@ -299,21 +356,36 @@ def test_caps_must_be_signed_by_the_channel_and_be_newer(relay: InProcessRelay, 
 
     def caps_body(daily: int, issued_at: int, key: Any) -> dict[str, Any]:
         digest = domain.digest(caps_struct_hash(listener.channel_id, daily, 0, issued_at))  # type: ignore[arg-type]
-        return {"dailyCap": str(daily), "sessionCap": "0", "issuedAt": issued_at, "signature": key.sign(digest).to_hex()}
+        return {
+            "dailyCap": str(daily),
+            "sessionCap": "0",
+            "issuedAt": issued_at,
+            "signature": key.sign(digest).to_hex(),
+        }
 
     doc = http.get(f"/channels/{cid}/caps/typed-data", params={"dailyCap": 5, "issuedAt": 100}).json()
     assert doc["primaryType"] == "Caps" and doc["message"]["dailyCap"] == 5 and doc["message"]["issuedAt"] == 100
-    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 100, relay_chain.chain.key("stranger"))),
-             403, "unauthorized_signer")
+    rejected(
+        http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 100, relay_chain.chain.key("stranger"))),
+        403,
+        "unauthorized_signer",
+    )
     assert http.put(f"/channels/{cid}/caps", json=caps_body(10 * PLAY_PRICE, 100, listener.wallet)).status_code == 200
     rejected(http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 99, listener.session_key)), 409, "stale_caps")
-    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 100, listener.session_key)), 409, "stale_caps")
+    rejected(
+        http.put(f"/channels/{cid}/caps", json=caps_body(PLAY_PRICE, 100, listener.session_key)), 409, "stale_caps"
+    )
     assert relay.channel(listener.channel_id)["dailyCap"] == str(10 * PLAY_PRICE)  # type: ignore[arg-type]
 
     # The session key may tighten the caps that bind it, never loosen them: that takes the payer.
-    assert http.put(f"/channels/{cid}/caps", json=caps_body(5 * PLAY_PRICE, 101, listener.session_key)).status_code == 200
-    rejected(http.put(f"/channels/{cid}/caps", json=caps_body(6 * PLAY_PRICE, 102, listener.session_key)), 403,
-             "caps_need_payer")
+    assert (
+        http.put(f"/channels/{cid}/caps", json=caps_body(5 * PLAY_PRICE, 101, listener.session_key)).status_code == 200
+    )
+    rejected(
+        http.put(f"/channels/{cid}/caps", json=caps_body(6 * PLAY_PRICE, 102, listener.session_key)),
+        403,
+        "caps_need_payer",
+    )
     rejected(http.put(f"/channels/{cid}/caps", json=caps_body(0, 102, listener.session_key)), 403, "caps_need_payer")
     assert relay.channel(listener.channel_id)["dailyCap"] == str(5 * PLAY_PRICE)  # type: ignore[arg-type]
     assert http.put(f"/channels/{cid}/caps", json=caps_body(0, 102, listener.wallet)).status_code == 200
@@ -324,10 +396,16 @@ MALFORMED: list[tuple[str, Any]] = [
     ("seq zero", lambda b: {**b, "seq": 0}),
     ("seq as string", lambda b: {**b, "seq": "1"}),
     ("negative amount", lambda b: {**b, "voucher": {**b["voucher"], "amounts": ["-1"] * len(b["voucher"]["amounts"])}}),
-    ("fractional amount", lambda b: {**b, "voucher": {**b["voucher"], "amounts": ["1.5"] * len(b["voucher"]["amounts"])}}),
+    (
+        "fractional amount",
+        lambda b: {**b, "voucher": {**b["voucher"], "amounts": ["1.5"] * len(b["voucher"]["amounts"])}},
+    ),
     ("leading zero", lambda b: {**b, "voucher": {**b["voucher"], "amounts": ["01"] * len(b["voucher"]["amounts"])}}),
     ("amount as number", lambda b: {**b, "voucher": {**b["voucher"], "amounts": [1] * len(b["voucher"]["amounts"])}}),
-    ("30-digit amount", lambda b: {**b, "voucher": {**b["voucher"], "amounts": ["1" * 30] * len(b["voucher"]["amounts"])}}),
+    (
+        "30-digit amount",
+        lambda b: {**b, "voucher": {**b["voucher"], "amounts": ["1" * 30] * len(b["voucher"]["amounts"])}},
+    ),
     ("short playHash", lambda b: {**b, "voucher": {**b["voucher"], "playHash": "0x1234"}}),
     ("non-hex playHash", lambda b: {**b, "voucher": {**b["voucher"], "playHash": "0x" + "zz" * 32}}),
     ("bad payee", lambda b: {**b, "voucher": {**b["voucher"], "payees": ["0x1234"] * len(b["voucher"]["payees"])}}),
@@ -335,7 +413,10 @@ MALFORMED: list[tuple[str, Any]] = [
     ("short signature", lambda b: {**b, "signature": b["signature"][:-2]}),
     ("non-hex trackId", lambda b: {**b, "charge": {**b["charge"], "trackId": "0x" + "q" * 64}}),
     ("unknown kind", lambda b: {**b, "charge": {**b["charge"], "kind": "stream"}}),
-    ("too many seconds", lambda b: {**b, "charge": {"kind": "seconds", "trackId": b["charge"]["trackId"], "seconds": 3_601}}),
+    (
+        "too many seconds",
+        lambda b: {**b, "charge": {"kind": "seconds", "trackId": b["charge"]["trackId"], "seconds": 3_601}},
+    ),
     ("extra field", lambda b: {**b, "bonus": 1}),
     ("missing voucher", lambda b: {k: v for k, v in b.items() if k != "voucher"}),
     ("not an object", lambda b: [b]),
@@ -343,8 +424,9 @@ MALFORMED: list[tuple[str, Any]] = [
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=[name for name, _ in MALFORMED])
-def test_malformed_requests_are_422_invalid_request(relay: InProcessRelay, relay_chain: RelayChain,
-                                                     case: tuple[str, Any]) -> None:
+def test_malformed_requests_are_422_invalid_request(
+    relay: InProcessRelay, relay_chain: RelayChain, case: tuple[str, Any]
+) -> None:
     listener = open_listener(relay_chain, relay)
     [play] = signed_plays(listener, relay_chain.track(MODEM), 1)
     body = rejected(post(relay.http(), cid_hex(listener), case[1](play.body)), 422, "invalid_request")
@@ -358,14 +440,26 @@ def test_unparseable_json_and_bad_path_ids(relay: InProcessRelay, relay_chain: R
     [play] = signed_plays(listener, relay_chain.track(MODEM), 1)
     raw = json.dumps(play.body)
     for text in (raw[:-1], "{not json", "", "null"):
-        rejected(http.post(f"/channels/{cid}/payments", content=text, headers={"content-type": "application/json"}),
-                 422, "invalid_request")
+        rejected(
+            http.post(f"/channels/{cid}/payments", content=text, headers={"content-type": "application/json"}),
+            422,
+            "invalid_request",
+        )
     # Values the schema cannot judge are refused by the protocol layer with their own stable codes (400).
     rejected(post(http, "0x1234", play.body), 400, "bad_channel_id")
     rejected(http.get("/channels/0xnothex"), 400, "bad_bytes32")
-    too_big = {**play.body, "voucher": {**play.body["voucher"], "amounts": [str(2**96)] * len(play.body["voucher"]["amounts"])}}
+    too_big = {
+        **play.body,
+        "voucher": {**play.body["voucher"], "amounts": [str(2**96)] * len(play.body["voucher"]["amounts"])},
+    }
     rejected(post(http, cid, too_big), 400, "bad_amount")
-    twice = {**play.body, "voucher": {**play.body["voucher"], "payees": [play.body["voucher"]["payees"][0]] * len(play.body["voucher"]["payees"])}}
+    twice = {
+        **play.body,
+        "voucher": {
+            **play.body["voucher"],
+            "payees": [play.body["voucher"]["payees"][0]] * len(play.body["voucher"]["payees"]),
+        },
+    }
     rejected(post(http, cid, twice), 400, "bad_voucher")
     assert post(http, cid, play.body).json()["status"] == "accepted"
 
@@ -389,10 +483,16 @@ def test_no_payment_after_the_relay_cosigned_a_close(relay: InProcessRelay, rela
     # request must name the relay's latest voucher.
     latest = one.state.voucher.digest(domain)
     rejected(http.post(f"/channels/{cid}/close"), 422, "invalid_request")
-    rejected(http.post(f"/channels/{cid}/close", json=close_request(latest, relay_chain.chain.key("stranger"))), 403,
-             "unauthorized_signer")
-    stale = rejected(http.post(f"/channels/{cid}/close", json=close_request(b"\0" * 32, listener.session_key)), 409,
-                     "close_state_mismatch")
+    rejected(
+        http.post(f"/channels/{cid}/close", json=close_request(latest, relay_chain.chain.key("stranger"))),
+        403,
+        "unauthorized_signer",
+    )
+    stale = rejected(
+        http.post(f"/channels/{cid}/close", json=close_request(b"\0" * 32, listener.session_key)),
+        409,
+        "close_state_mismatch",
+    )
     assert stale["state"]["seq"] == 1
     assert relay.channel(listener.channel_id)["status"] == "open"  # type: ignore[arg-type]
     reply = http.post(f"/channels/{cid}/close", json=close_request(latest, listener.session_key))
@@ -429,14 +529,24 @@ def test_cooperative_close_refunds_the_rest_at_once(relay: InProcessRelay, relay
     summary = relay.channel(listener.channel_id)  # type: ignore[arg-type]
     assert int(summary["settled"]) == total
     closed = listener.state.voucher.digest(listener.channels.domain)  # type: ignore[union-attr]
-    request = {"voucherDigest": "0x" + closed.hex(), "signature": listener.session_key.sign(
-        listener.channels.domain.digest(close_struct_hash(listener.channel_id, closed))).to_hex()}  # type: ignore[arg-type]
+    request = {
+        "voucherDigest": "0x" + closed.hex(),
+        "signature": listener.session_key.sign(
+            listener.channels.domain.digest(close_struct_hash(listener.channel_id, closed))
+        ).to_hex(),
+    }  # type: ignore[arg-type]
     rejected(relay.http().post(f"/channels/{cid_hex(listener)}/close", json=request), 409, "channel_not_open")
     # What this channel credited its payees (their claimable balances also hold what other tests' channels,
     # settled by the same session relay meanwhile, credited them).
     assert listener.settled_state().credited == listener.state.voucher.amounts  # type: ignore[union-attr]
-    assert all(listener.channels.claimable(p) >= a for p, a in zip(listener.state.voucher.payees,  # type: ignore[union-attr]
-                                                                   listener.state.voucher.amounts, strict=True))  # type: ignore[union-attr]
+    assert all(
+        listener.channels.claimable(p) >= a
+        for p, a in zip(
+            listener.state.voucher.payees,  # type: ignore[union-attr]
+            listener.state.voucher.amounts,
+            strict=True,
+        )
+    )  # type: ignore[union-attr]
 
 
 def test_other_kinds_of_charges_are_priced_by_the_relay(relay: InProcessRelay, relay_chain: RelayChain) -> None:
@@ -447,9 +557,14 @@ def test_other_kinds_of_charges_are_priced_by_the_relay(relay: InProcessRelay, r
     ada = relay_chain.chain.address("ada")
     state = listener.state
     steps = [
-        (charge_seconds(listener.listing(relay_chain.track(DRIFT)), 45),
-         {"kind": "seconds", "trackId": "0x" + relay_chain.track(DRIFT).hex(), "seconds": 45}),
-        (charge_tip(12_345, artist=ada, memo="thanks!"), {"kind": "tip", "artist": ada, "amount": "12345", "memo": "thanks!"}),
+        (
+            charge_seconds(listener.listing(relay_chain.track(DRIFT)), 45),
+            {"kind": "seconds", "trackId": "0x" + relay_chain.track(DRIFT).hex(), "seconds": 45},
+        ),
+        (
+            charge_tip(12_345, artist=ada, memo="thanks!"),
+            {"kind": "tip", "artist": ada, "amount": "12345", "memo": "thanks!"},
+        ),
         (None, {"kind": "download", "trackId": "0x" + blues.hex()}),
         (None, {"kind": "play", "trackId": "0x" + blues.hex()}),  # owned now: free
     ]
@@ -486,7 +601,11 @@ def test_catalog_info_and_openapi(relay: InProcessRelay, relay_chain: RelayChain
     spec = httpx.get(relay.url + "/openapi.json", timeout=10).json()
     assert spec["info"]["title"] == "ChainStream relay"
     paths = spec["paths"]
-    for path in ("/api/v1/channels/{channel_id}/payments", "/api/v1/payments/batch", "/api/v1/channels/{channel_id}/close"):
+    for path in (
+        "/api/v1/channels/{channel_id}/payments",
+        "/api/v1/payments/batch",
+        "/api/v1/channels/{channel_id}/close",
+    ):
         assert "post" in paths[path], path
     assert "put" in paths["/api/v1/channels/{channel_id}/caps"]
     assert "get" in paths["/api/v1/artists/{address}/earnings"]
@@ -505,8 +624,10 @@ def test_a_database_from_before_persisted_caps_is_upgraded(tmp_path: Any) -> Non
         deposit TEXT NOT NULL, session_key TEXT NOT NULL, session_expiry INTEGER NOT NULL, status TEXT NOT NULL,
         closes_at INTEGER NOT NULL DEFAULT 0, coop_close_digest BLOB, daily_cap TEXT, session_cap TEXT,
         opened_block INTEGER NOT NULL DEFAULT 0)""")
-    conn.execute("INSERT INTO channels VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                 (b"\x01" * 32, ETH, ETH, "5", ETH, 0, "open", 0, None, "7", None, 3))
+    conn.execute(
+        "INSERT INTO channels VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (b"\x01" * 32, ETH, ETH, "5", ETH, 0, "open", 0, None, "7", None, 3),
+    )
     conn.commit()
     conn.close()
     store = SqliteStore(path)

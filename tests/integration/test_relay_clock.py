@@ -42,7 +42,8 @@ def utc(*parts: int) -> float:
 
 
 def test_the_daily_cap_starts_over_at_utc_midnight_and_counts_the_day_after_a_restart(
-        make_relay: Any, relay_chain: RelayChain) -> None:
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
     clock = SettableClock(utc(2026, 11, 24, 23, 58))
     relay = make_relay(clock=clock, **LAZY)
     listener = open_listener(relay_chain, relay)
@@ -71,7 +72,8 @@ def test_the_daily_cap_starts_over_at_utc_midnight_and_counts_the_day_after_a_re
 
 
 def test_a_session_key_is_settled_before_and_refused_near_its_expiry_on_the_chains_clock(
-        make_relay: Any, relay_chain: RelayChain) -> None:
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
     """The key expires two hours of chain time after the channel opened. The chain jumps ahead of the wall
     clock (time travel): inside the deadline margin (1 h) the relay settles the key's latest voucher on its
     own, and inside the session margin (10 min) it refuses the key's vouchers — the payer's wallet still pays.

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -115,9 +115,16 @@ def test_batch_endpoint_answers_each_payment_on_its_own(relay: InProcessRelay, r
     def item(listener: Any, signed: Signed, ident: Any) -> dict[str, Any]:
         return {**signed.body, "channelId": cid_hex(listener), "id": ident}
 
-    batch = [item(a, a_plays[0], "a1"), item(b, b_plays[0], "b1"), item(a, a_plays[1], "a2"), item(a, a_plays[2], 3),
-             item(b, b_plays[2], "b3-gap"), item(b, b_plays[1], "b2"), item(a, a_plays[2], "a3-again"),
-             item(a, a_plays[0], "a1-again")]  # accepted in this very batch, maybe not yet durable: still a duplicate
+    batch = [
+        item(a, a_plays[0], "a1"),
+        item(b, b_plays[0], "b1"),
+        item(a, a_plays[1], "a2"),
+        item(a, a_plays[2], 3),
+        item(b, b_plays[2], "b3-gap"),
+        item(b, b_plays[1], "b2"),
+        item(a, a_plays[2], "a3-again"),
+        item(a, a_plays[0], "a1-again"),
+    ]  # accepted in this very batch, maybe not yet durable: still a duplicate
     http = relay.http()
     response = http.post("/payments/batch", json={"payments": batch})
     assert response.status_code == 200, response.text
@@ -129,7 +136,10 @@ def test_batch_endpoint_answers_each_payment_on_its_own(relay: InProcessRelay, r
     gap = by_id["b3-gap"]
     assert gap["state"]["channelId"] == cid_hex(b) and gap["state"]["seq"] >= 1  # to resynchronise from
     assert {k: v for k, v in gap.items() if k != "state"} == {
-        "id": "b3-gap", "ok": False, "error": {"code": "seq_gap", "message": gap["error"]["message"], "status": 409}}
+        "id": "b3-gap",
+        "ok": False,
+        "error": {"code": "seq_gap", "message": gap["error"]["message"], "status": 409},
+    }
     assert by_id["a3-again"]["ok"] and by_id["a3-again"]["status"] == "duplicate"
     assert by_id["a1-again"]["ok"] and by_id["a1-again"]["status"] == "duplicate" and by_id["a1-again"]["seq"] == 1
     assert [r["seq"] for r in relay.payment_rows(a.channel_id)] == [1, 2, 3]  # type: ignore[arg-type]
@@ -156,11 +166,18 @@ def test_websocket_stream_pipelines_payments(relay: InProcessRelay, relay_chain:
         for i, signed in enumerate([plays[0], plays[5], plays[9]]):  # resubmitted, pipelined: duplicates
             ws.send(json.dumps({**signed.body, "channelId": cid_hex(listener), "id": f"again-{i}"}))
         again = sorted((json.loads(ws.recv(timeout=20)) for _ in range(3)), key=lambda r: r["id"])
-        assert [(r["ok"], r["status"], r["seq"]) for r in again] == [(True, "duplicate", 1), (True, "duplicate", 6),
-                                                                     (True, "duplicate", 10)], again
+        assert [(r["ok"], r["status"], r["seq"]) for r in again] == [
+            (True, "duplicate", 1),
+            (True, "duplicate", 6),
+            (True, "duplicate", 10),
+        ], again
         ws.send("{not json")
         garbled = json.loads(ws.recv(timeout=20))
-        assert garbled["ok"] is False and garbled["error"]["code"] == "invalid_request" and garbled["error"]["status"] == 422
+        assert (
+            garbled["ok"] is False
+            and garbled["error"]["code"] == "invalid_request"
+            and garbled["error"]["status"] == 422
+        )
         ws.send(json.dumps({**plays[3].body, "channelId": cid_hex(listener), "id": "again"}))
         again = json.loads(ws.recv(timeout=20))
         assert again["id"] == "again" and again["ok"] and again["status"] == "duplicate" and again["seq"] == 4
@@ -169,13 +186,17 @@ def test_websocket_stream_pipelines_payments(relay: InProcessRelay, relay_chain:
         ws.send(json.dumps({**skip.body, "channelId": cid_hex(listener), "id": "skip"}))
         gap = json.loads(ws.recv(timeout=20))
         assert gap.pop("state")["seq"] == 10
-        assert gap == {"id": "skip", "ok": False, "error": {"code": "seq_gap", "message": gap["error"]["message"],
-                                                             "status": 409}}
+        assert gap == {
+            "id": "skip",
+            "ok": False,
+            "error": {"code": "seq_gap", "message": gap["error"]["message"], "status": 409},
+        }
     assert [r["seq"] for r in relay.payment_rows(listener.channel_id)] == list(range(1, 11))  # type: ignore[arg-type]
 
 
-def test_pipelined_streams_keep_their_order_from_the_first_payment(relay: InProcessRelay,
-                                                                   relay_chain: RelayChain) -> None:
+def test_pipelined_streams_keep_their_order_from_the_first_payment(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
     """A client pipelines a channel's first payments over the websocket: the first loads the channel, the rest
     queue behind it, and none may overtake another (a seq_gap here would be the relay's doing, not the client's).
     Several fresh channels, since each load is one chance to get the order wrong."""
@@ -213,9 +234,11 @@ def test_server_sent_events_deliver_payments(relay: InProcessRelay, relay_chain:
     ada = relay_chain.chain.address("ada")
     timeout = httpx.Timeout(10.0, read=15.0)
     subscribers = len(relay.service.bus._subscribers)
-    with httpx.Client(base_url=relay.api, timeout=timeout) as http, \
-            http.stream("GET", "/events", params={"channel": cid_hex(listener)}) as by_channel, \
-            http.stream("GET", "/events", params={"payee": ada}) as by_payee:
+    with (
+        httpx.Client(base_url=relay.api, timeout=timeout) as http,
+        http.stream("GET", "/events", params={"channel": cid_hex(listener)}) as by_channel,
+        http.stream("GET", "/events", params={"payee": ada}) as by_payee,
+    ):
         assert by_channel.status_code == 200 and by_channel.headers["content-type"].startswith("text/event-stream")
         channel_lines, payee_lines = by_channel.iter_lines(), by_payee.iter_lines()
         assert next(channel_lines) == ": connected"

@@ -22,8 +22,8 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     cid_hex,
     new_wallet,
     open_listener,
-    relay_chain,
     play_spec,
+    relay_chain,
     sign_charge,
     signed_plays,
     wait_until,
@@ -42,7 +42,8 @@ def relay_actor(rc: RelayChain) -> str:
 
 
 def test_a_relay_on_postgresql_keeps_every_acknowledged_payment_across_a_restart_and_settles(
-        relay_chain: RelayChain, postgres_url: str) -> None:  # noqa: F811 - fixture
+    relay_chain: RelayChain, postgres_url: str
+) -> None:  # noqa: F811 - fixture
     actor = relay_actor(relay_chain)
     first = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, **LAZY).start()
     try:
@@ -86,8 +87,10 @@ def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgre
     payments through the other at once; one instance settles, and the other takes over when it stops; after a
     cooperative close through one, the other takes no payment."""
     actor = relay_actor(relay_chain)
-    a, b = (InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance=name, **LAZY).start()
-            for name in ("a", "b"))
+    a, b = (
+        InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance=name, **LAZY).start()
+        for name in ("a", "b")
+    )
     try:
         listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
         cid = listener.channel_id
@@ -130,8 +133,9 @@ def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgre
         wait_until(lambda: listener.chain_state().settled == 8 * PLAY_PRICE, what="the new leader's settlement")
 
         # A second instance again, as "a": a cooperative close through one, then no payment through the other.
-        again = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance=leader.settings.instance,
-                               **LAZY).start()
+        again = InProcessRelay(
+            relay_chain, postgres_url, relay_actor=actor, instance=leader.settings.instance, **LAZY
+        ).start()
         try:
             listener.relay = again.client()
             assert listener.play(track).seq == 9
@@ -151,7 +155,8 @@ def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgre
 
 
 def test_a_failed_commit_is_an_error_of_its_batch_items_only_and_they_can_be_resent(
-        relay_chain: RelayChain, postgres_server: PostgresServer, postgres_url: str) -> None:  # noqa: F811
+    relay_chain: RelayChain, postgres_server: PostgresServer, postgres_url: str
+) -> None:  # noqa: F811
     """The database drops the writer's connection: the batch items of that group are answered 503 (not stored),
     the batch itself is a 200 with their results, and sending them again stores them."""
     actor = relay_actor(relay_chain)
@@ -179,8 +184,10 @@ def test_only_the_channels_own_signers_make_an_instance_reload_it(relay_chain: R
     """A payment ahead of an instance's view makes it re-read the channel's history from the database, but only
     if the channel's payer or session key signed it: anyone can send one with any seq."""
     actor = relay_actor(relay_chain)
-    a, b = (InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance=name, **LAZY).start()
-            for name in ("a", "b"))
+    a, b = (
+        InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance=name, **LAZY).start()
+        for name in ("a", "b")
+    )
     try:
         listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
         track = relay_chain.track(MODEM)
@@ -193,8 +200,9 @@ def test_only_the_channels_own_signers_make_an_instance_reload_it(relay_chain: R
         store.load_ledger = lambda cid, day: loads.append(cid) or load_ledger(cid, day)
         stranger = relay_chain.chain.key("stranger")
         first = sign_charge(listener, charge_play(listener.state, listing), play_spec(track), key=stranger)
-        ahead = sign_charge(listener, charge_play(first.state, listing), play_spec(track), key=stranger,
-                            state=first.state)  # seq 3: ahead of b's view
+        ahead = sign_charge(
+            listener, charge_play(first.state, listing), play_spec(track), key=stranger, state=first.state
+        )  # seq 3: ahead of b's view
         reply = b.http().post(f"/channels/{cid_hex(listener)}/payments", json=ahead.body)
         assert reply.status_code == 409 and reply.json()["error"]["code"] == "seq_gap"
         assert loads == []  # not signed by the channel's keys: b did not re-read the channel

@@ -54,8 +54,11 @@ EAGER = {"CHAINSTREAM_SETTLE_MIN_VALUE": "1", "CHAINSTREAM_SETTLE_MAX_AGE": "300
 
 
 def settled_logs(rc: RelayChain, channel_id: bytes) -> list[Any]:
-    return list(rc.chain.channels.contract.events.ChannelSettled().get_logs(
-        from_block=rc.chain.deployment.deploy_block, argument_filters={"channelId": channel_id}))
+    return list(
+        rc.chain.channels.contract.events.ChannelSettled().get_logs(
+            from_block=rc.chain.deployment.deploy_block, argument_filters={"channelId": channel_id}
+        )
+    )
 
 
 def mixed_plays(listener: Listener, rc: RelayChain, count: int) -> list[Signed]:
@@ -71,8 +74,9 @@ def mixed_plays(listener: Listener, rc: RelayChain, count: int) -> list[Signed]:
     return out
 
 
-def test_kill_9_loses_no_acknowledged_voucher_and_settles_after_restart(relay_process: RelayProcess,
-                                                                        anvil_relay_chain: RelayChain) -> None:
+def test_kill_9_loses_no_acknowledged_voucher_and_settles_after_restart(
+    relay_process: RelayProcess, anvil_relay_chain: RelayChain
+) -> None:
     rc = anvil_relay_chain
     relay_process.start(**LAZY)
     listeners = [open_listener(rc, relay_process, wallet=w, deposit=10**18) for w in ("listener", "listener2")]
@@ -122,22 +126,28 @@ def test_kill_9_loses_no_acknowledged_voucher_and_settles_after_restart(relay_pr
         assert summary["seq"] == n and int(summary["spent"]) == signed[n - 1].state.voucher.total
         http = relay_process.http()
         if n > 1:
-            assert http.post(f"/channels/{cid_hex(listener)}/payments", json=signed[n - 2].body).json()["status"] == "duplicate"
-        for more in signed[n:n + 3]:
+            assert (
+                http.post(f"/channels/{cid_hex(listener)}/payments", json=signed[n - 2].body).json()["status"]
+                == "duplicate"
+            )
+        for more in signed[n : n + 3]:
             ack = http.post(f"/channels/{cid_hex(listener)}/payments", json=more.body).json()
             assert ack["status"] == "accepted" and ack["seq"] == more.seq, ack
     for listener, n, signed in zip(listeners, stored, sequences, strict=True):
         total = signed[n + 2].state.voucher.total
         wait_until(lambda: listener.chain_state().settled == total, what="settlement after the restart")
-        wait_until(lambda: relay_process.channel(listener.channel_id)["settled"] == str(total),  # type: ignore[arg-type]
-                   what="the relay to record its settlement")
+        wait_until(
+            lambda: relay_process.channel(listener.channel_id)["settled"] == str(total),  # type: ignore[arg-type]
+            what="the relay to record its settlement",
+        )
         credited = listener.settled_state().credited  # type: ignore[union-attr]
         assert credited == signed[n + 2].state.voucher.amounts
 
 
 @pytest.mark.parametrize("crash", ["signed_never_broadcast", "mined_never_recorded"])
-def test_outbox_recovery_settles_exactly_once(relay_process: RelayProcess, anvil_relay_chain: RelayChain,
-                                              crash: str) -> None:
+def test_outbox_recovery_settles_exactly_once(
+    relay_process: RelayProcess, anvil_relay_chain: RelayChain, crash: str
+) -> None:
     rc = anvil_relay_chain
     relay_process.start(**LAZY)
     listener = open_listener(rc, relay_process, deposit=10**17)
@@ -158,8 +168,9 @@ def test_outbox_recovery_settles_exactly_once(relay_process: RelayProcess, anvil
     tx["gas"] = int(tx["gas"] * 1.25) + 50_000
     tx["nonce"] = rc.w3.eth.get_transaction_count(sender.address, "pending")
     signed = Account.sign_transaction(tx, sender.account.key)
-    outbox_id = store.add_outbox("settleBatch", tx["nonce"], bytes(signed.hash), bytes(signed.raw_transaction),
-                                 {"channels": [cid_hex(listener)]})
+    outbox_id = store.add_outbox(
+        "settleBatch", tx["nonce"], bytes(signed.hash), bytes(signed.raw_transaction), {"channels": [cid_hex(listener)]}
+    )
     if crash == "mined_never_recorded":  # ...and broadcast it, and it was mined, but the receipt was never read
         rc.w3.eth.send_raw_transaction(signed.raw_transaction)
         rc.w3.eth.wait_for_transaction_receipt(signed.hash)
@@ -172,8 +183,10 @@ def test_outbox_recovery_settles_exactly_once(relay_process: RelayProcess, anvil
     store.close()
 
     relay_process.start(**EAGER)
-    wait_until(lambda: relay_process.rows("SELECT status FROM outbox WHERE id=?", (outbox_id,))[0]["status"] == "confirmed",
-               what="the outbox row to be confirmed")
+    wait_until(
+        lambda: relay_process.rows("SELECT status FROM outbox WHERE id=?", (outbox_id,))[0]["status"] == "confirmed",
+        what="the outbox row to be confirmed",
+    )
     assert rc.w3.eth.get_transaction_receipt(HexBytes(signed.hash))["status"] == 1
     assert listener.chain_state().settled == latest.voucher.total
     wait_until(lambda: relay_process.channel(cid)["settled"] == str(latest.voucher.total), what="settled recorded")
@@ -183,13 +196,21 @@ def test_outbox_recovery_settles_exactly_once(relay_process: RelayProcess, anvil
     logs = settled_logs(rc, cid)
     assert [int(log["args"]["settled"]) for log in logs] == [latest.voucher.total, paid.total]
     assert logs[0]["transactionHash"] == HexBytes(signed.hash)
-    outbox = wait_until(lambda: (rows := relay_process.rows("SELECT id, status, tx_hash FROM outbox ORDER BY id"))
-                        and all(r["status"] == "confirmed" for r in rows) and rows, what="both outbox rows confirmed")
+    outbox = wait_until(
+        lambda: (
+            (rows := relay_process.rows("SELECT id, status, tx_hash FROM outbox ORDER BY id"))
+            and all(r["status"] == "confirmed" for r in rows)
+            and rows
+        ),
+        what="both outbox rows confirmed",
+    )
     assert len(outbox) == 2
     assert bytes(outbox[0]["tx_hash"]) == bytes(signed.hash)
 
 
-def test_watchtower_defeats_a_stale_unilateral_close(relay_process: RelayProcess, anvil_relay_chain: RelayChain) -> None:
+def test_watchtower_defeats_a_stale_unilateral_close(
+    relay_process: RelayProcess, anvil_relay_chain: RelayChain
+) -> None:
     rc = anvil_relay_chain
     relay_process.start(**LAZY)
     deposit = 10**17
@@ -209,9 +230,17 @@ def test_watchtower_defeats_a_stale_unilateral_close(relay_process: RelayProcess
         listener.settle_self(old)
     closes_at = listener.request_close()
     assert closes_at > rc.chain.now()
-    wait_until(lambda: listener.chain_state().settled == latest.total, what="the watchtower to settle the latest voucher")
-    summary = wait_until(lambda: (s := relay_process.channel(listener.channel_id))["status"] == "closing"  # type: ignore[arg-type]
-                         and s["settled"] == str(latest.total) and s, what="the relay to record it")
+    wait_until(
+        lambda: listener.chain_state().settled == latest.total, what="the watchtower to settle the latest voucher"
+    )
+    summary = wait_until(
+        lambda: (
+            (s := relay_process.channel(listener.channel_id))["status"] == "closing"  # type: ignore[arg-type]
+            and s["settled"] == str(latest.total)
+            and s
+        ),
+        what="the relay to record it",
+    )
     assert summary["closesAt"] == closes_at
     with pytest.raises(RelayError) as info:
         listener.play(track)
@@ -225,13 +254,17 @@ def test_watchtower_defeats_a_stale_unilateral_close(relay_process: RelayProcess
     refund = listener.withdraw()
     assert refund == deposit - latest.total
     closed = rc.chain.channels.contract.events.ChannelClosed().get_logs(
-        from_block=rc.chain.deployment.deploy_block, argument_filters={"channelId": listener.channel_id})
-    assert [(int(e["args"]["settled"]), int(e["args"]["refund"]), e["args"]["cooperative"]) for e in closed] == \
-        [(latest.total, deposit - latest.total, False)]
+        from_block=rc.chain.deployment.deploy_block, argument_filters={"channelId": listener.channel_id}
+    )
+    assert [(int(e["args"]["settled"]), int(e["args"]["refund"]), e["args"]["cooperative"]) for e in closed] == [
+        (latest.total, deposit - latest.total, False)
+    ]
     assert 0 < before + refund - rc.w3.eth.get_balance(listener.address) < 10**16  # the withdraw's gas
     assert sum(listener.channels.claimable(p) for p in latest.payees) == latest.total
-    wait_until(lambda: relay_process.channel(listener.channel_id)["status"] == "closed",  # type: ignore[arg-type]
-               what="the relay to see the close")
+    wait_until(
+        lambda: relay_process.channel(listener.channel_id)["status"] == "closed",  # type: ignore[arg-type]
+        what="the relay to see the close",
+    )
 
 
 def test_the_watcher_waits_for_confirmations(relay_process: RelayProcess, anvil_relay_chain: RelayChain) -> None:
@@ -259,11 +292,15 @@ def test_the_watcher_waits_for_confirmations(relay_process: RelayProcess, anvil_
     rc.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     # Two confirmations: the close is acted on.
     wait_until(lambda: listener.chain_state().settled == total, what="the watchtower after two confirmations")
-    wait_until(lambda: relay_process.channel(listener.channel_id)["status"] == "closing",  # type: ignore[arg-type]
-               what="the relay to mark the channel closing")
+    wait_until(
+        lambda: relay_process.channel(listener.channel_id)["status"] == "closing",  # type: ignore[arg-type]
+        what="the relay to mark the channel closing",
+    )
 
 
-def test_caps_survive_a_restart_and_cannot_be_replayed(relay_process: RelayProcess, anvil_relay_chain: RelayChain) -> None:
+def test_caps_survive_a_restart_and_cannot_be_replayed(
+    relay_process: RelayProcess, anvil_relay_chain: RelayChain
+) -> None:
     rc = anvil_relay_chain
     relay_process.start(**LAZY)
     listener = open_listener(rc, relay_process, deposit=10**17)
@@ -272,8 +309,12 @@ def test_caps_survive_a_restart_and_cannot_be_replayed(relay_process: RelayProce
 
     def caps(daily: int, issued_at: int) -> dict[str, Any]:
         digest = listener.channels.domain.digest(caps_struct_hash(cid, daily, 0, issued_at))
-        return {"dailyCap": str(daily), "sessionCap": "0", "issuedAt": issued_at,
-                "signature": listener.session_key.sign(digest).to_hex()}
+        return {
+            "dailyCap": str(daily),
+            "sessionCap": "0",
+            "issuedAt": issued_at,
+            "signature": listener.session_key.sign(digest).to_hex(),
+        }
 
     loose, tight = caps(100 * PLAY_PRICE, 1_000), caps(2 * PLAY_PRICE, 2_000)
     http = relay_process.http()
@@ -315,25 +356,44 @@ def test_no_gas_is_spent_on_a_window_that_is_over(relay_process: RelayProcess, a
         paid = witness.play(rc.track(MODEM))
         wait_until(lambda: witness.chain_state().settled == paid.total, what="the witness channel's settlement")
         assert relay_process.channel(doomed.channel_id)["status"] == "closing"  # type: ignore[arg-type]
-    batches = [json.loads(r["payload"])["channels"] for r in relay_process.rows("SELECT payload FROM outbox ORDER BY id")]
+    batches = [
+        json.loads(r["payload"])["channels"] for r in relay_process.rows("SELECT payload FROM outbox ORDER BY id")
+    ]
     assert batches and all(channels == [cid_hex(witness)] for channels in batches), batches
     assert doomed.chain_state().settled == 0
     assert doomed.withdraw() == 10**17  # nothing was settled in the window: the whole deposit goes back
-    wait_until(lambda: relay_process.channel(doomed.channel_id)["status"] == "closed",  # type: ignore[arg-type]
-               what="the relay to see the withdrawal")
+    wait_until(
+        lambda: relay_process.channel(doomed.channel_id)["status"] == "closed",  # type: ignore[arg-type]
+        what="the relay to see the withdrawal",
+    )
 
 
-def test_a_second_relay_on_the_same_database_is_refused_with_a_message(relay_process: RelayProcess,
-                                                                        anvil_relay_chain: RelayChain) -> None:
+def test_a_second_relay_on_the_same_database_is_refused_with_a_message(
+    relay_process: RelayProcess, anvil_relay_chain: RelayChain
+) -> None:
     """Two relays on one database would each keep the channels' state in memory and send from the same key:
     `chainstream relay` refuses to start next to a running one, in one line, and the first is unharmed."""
     relay_process.start()
     assert relay_process.proc is not None
-    args = [str(Path(sys.executable).parent / "chainstream"), "relay", "--rpc-url", anvil_relay_chain.node.url,  # type: ignore[union-attr]
-            "--deployment", str(anvil_relay_chain.deployment_file), "--database", str(relay_process.database),
-            "--port", str(free_port())]
-    second = subprocess.run(args, env={**os.environ, "CHAINSTREAM_RELAY_KEY": relay_key_hex(anvil_relay_chain)},
-                            capture_output=True, text=True, timeout=60)
+    args = [
+        str(Path(sys.executable).parent / "chainstream"),
+        "relay",
+        "--rpc-url",
+        anvil_relay_chain.node.url,  # type: ignore[union-attr]
+        "--deployment",
+        str(anvil_relay_chain.deployment_file),
+        "--database",
+        str(relay_process.database),
+        "--port",
+        str(free_port()),
+    ]
+    second = subprocess.run(
+        args,
+        env={**os.environ, "CHAINSTREAM_RELAY_KEY": relay_key_hex(anvil_relay_chain)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     output = second.stdout + second.stderr
     assert second.returncode == 1, output
     assert f"another relay instance (pid {relay_process.proc.pid}) is using {relay_process.database}" in output

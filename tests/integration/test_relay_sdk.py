@@ -37,8 +37,11 @@ PER_SECOND = 100 * GWEI
 DOWNLOAD = 500_000 * GWEI
 
 
-def publish(rc: RelayChain, relay: InProcessRelay, terms: Terms = Terms(per_play=PER_PLAY, per_second=PER_SECOND,
-                                                                          download=DOWNLOAD)) -> tuple[Artist, bytes, Split]:
+def publish(
+    rc: RelayChain,
+    relay: InProcessRelay,
+    terms: Terms = Terms(per_play=PER_PLAY, per_second=PER_SECOND, download=DOWNLOAD),
+) -> tuple[Artist, bytes, Split]:
     """A new artist (fresh wallet, so its earnings are this test's alone) publishes a track with a collaborator
     and a platform fee; returns once the relay's catalog offers it."""
     artist = Artist(new_wallet(rc), w3=rc.w3, deployment=rc.chain.deployment, relay=relay.client())
@@ -48,10 +51,16 @@ def publish(rc: RelayChain, relay: InProcessRelay, terms: Terms = Terms(per_play
     artist.register_track(track_id, "Test Tune", terms, split)
     if rc.chain.deployment.stablecoin:
         artist.set_terms(track_id, Terms(per_play=3 * STABLE_TERMS_UNIT), token=rc.chain.deployment.stablecoin)
-    wait_until(lambda: relay.http().get(f"/tracks/0x{track_id.hex()}").status_code == 200 and
-               (not rc.chain.deployment.stablecoin or
-                rc.chain.deployment.stablecoin in relay.http().get(f"/tracks/0x{track_id.hex()}").json()["terms"]),
-               what="the relay's catalog to offer the new track")
+    wait_until(
+        lambda: (
+            relay.http().get(f"/tracks/0x{track_id.hex()}").status_code == 200
+            and (
+                not rc.chain.deployment.stablecoin
+                or rc.chain.deployment.stablecoin in relay.http().get(f"/tracks/0x{track_id.hex()}").json()["terms"]
+            )
+        ),
+        what="the relay's catalog to offer the new track",
+    )
     return artist, track_id, split
 
 
@@ -59,9 +68,15 @@ def test_listener_and_artist_end_to_end(relay: InProcessRelay, relay_chain: Rela
     artist, track, split = publish(relay_chain, relay)
     deposit = 10**17
     listener = open_listener(relay_chain, relay, deposit=deposit)
-    paid = [listener.play(track), listener.play(track), listener.listen(track, 20),
-            listener.tip(5_000 * GWEI, track_id=track, message="great bridge"),
-            listener.tip(1_234, artist=artist.address), listener.download(track), listener.play(track)]
+    paid = [
+        listener.play(track),
+        listener.play(track),
+        listener.listen(track, 20),
+        listener.tip(5_000 * GWEI, track_id=track, message="great bridge"),
+        listener.tip(1_234, artist=artist.address),
+        listener.download(track),
+        listener.play(track),
+    ]
     assert [p.amount for p in paid] == [PER_PLAY, PER_PLAY, 20 * PER_SECOND, 5_000 * GWEI, 1_234, DOWNLOAD, 0]
     assert [p.seq for p in paid] == list(range(1, 8))
     assert all(p.status == "accepted" for p in paid)
@@ -73,8 +88,9 @@ def test_listener_and_artist_end_to_end(relay: InProcessRelay, relay_chain: Rela
 
     # A listener paying in the stablecoin (opened with a permit): a second token in the artist's earnings.
     stable = relay_chain.chain.deployment.stablecoin
-    usd_listener = open_listener(relay_chain, relay, wallet="listener2", deposit=100 * STABLE_TERMS_UNIT, token=stable,
-                                 permit=True)
+    usd_listener = open_listener(
+        relay_chain, relay, wallet="listener2", deposit=100 * STABLE_TERMS_UNIT, token=stable, permit=True
+    )
     usd = usd_listener.play(track)
     assert usd.amount == 3 * STABLE_TERMS_UNIT
     usd_share = split.apply(usd.amount)[artist.address]
@@ -114,16 +130,29 @@ def test_listener_and_artist_end_to_end(relay: InProcessRelay, relay_chain: Rela
     assert claimed["tokens"][ETH] == {"pending": "0", "settled": "0", "claimed": str(share), "total": str(share)}
     assert claimed["tokens"][stable]["settled"] == str(usd_share)  # not claimed in that token
     assert artist.claim(token=stable) == usd_share
-    final = wait_until(lambda: (e := earnings())["tokens"][stable]["claimed"] == str(usd_share) and e,
-                       what="the stablecoin claim in the earnings")["tracks"]
+    final = wait_until(
+        lambda: (e := earnings())["tokens"][stable]["claimed"] == str(usd_share) and e,
+        what="the stablecoin claim in the earnings",
+    )["tracks"]
 
     # The same numbers as CSV, once the watcher has seen both claims.
     response = httpx.get(f"{relay.api}/artists/{artist.address}/earnings", params={"format": "csv"}, timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert artist.address in response.headers["content-disposition"]
     table = list(csv.DictReader(io.StringIO(response.text)))
-    assert list(table[0]) == ["token", "target", "title", "plays", "seconds", "tips", "downloads", "earned", "pending",
-                              "settled", "claimed"]
+    assert list(table[0]) == [
+        "token",
+        "target",
+        "title",
+        "plays",
+        "seconds",
+        "tips",
+        "downloads",
+        "earned",
+        "pending",
+        "settled",
+        "claimed",
+    ]
     assert len(table) == len(final)
     for row, expected in zip(table, final, strict=True):
         assert row == {k: "" if v is None else str(v) for k, v in expected.items()}
@@ -141,8 +170,13 @@ def test_sdk_resynchronises_when_another_client_paid(relay: InProcessRelay, rela
     _, track, _ = publish(relay_chain, relay)
     other_track = relay_chain.track(MODEM)
     phone = open_listener(relay_chain, relay)
-    laptop = Listener(phone.wallet, w3=relay_chain.w3, deployment=relay_chain.chain.deployment, relay=relay.client(),
-                      session_key=phone.session_key)
+    laptop = Listener(
+        phone.wallet,
+        w3=relay_chain.w3,
+        deployment=relay_chain.chain.deployment,
+        relay=relay.client(),
+        session_key=phone.session_key,
+    )
     laptop.attach(phone.channel_id)  # type: ignore[arg-type]
     assert laptop.state == phone.state
     phone.play(track)
@@ -170,8 +204,10 @@ def test_new_prices_reach_the_relay_and_the_sdk(relay: InProcessRelay, relay_cha
     artist, track, _ = publish(relay_chain, relay)
     listener = open_listener(relay_chain, relay)
     assert listener.play(track).amount == PER_PLAY
-    with httpx.Client(base_url=relay.api, timeout=httpx.Timeout(10.0, read=15.0)) as http, \
-            http.stream("GET", "/events", params={"channel": cid_hex(listener)}) as events:
+    with (
+        httpx.Client(base_url=relay.api, timeout=httpx.Timeout(10.0, read=15.0)) as http,
+        http.stream("GET", "/events", params={"channel": cid_hex(listener)}) as events,
+    ):
         lines = events.iter_lines()
         assert next(lines) == ": connected"
         artist.set_terms(track, Terms(per_play=3 * PER_PLAY, per_second=PER_SECOND, download=DOWNLOAD))
@@ -196,7 +232,8 @@ def test_new_prices_reach_the_relay_and_the_sdk(relay: InProcessRelay, relay_cha
 
 
 def test_the_sdk_prices_from_the_chain_and_adopts_only_a_state_its_keys_signed(
-        relay: InProcessRelay, relay_chain: RelayChain) -> None:
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
     """A relay cannot steer what the SDK signs: prices and splits come from the TrackRegistry (the SDK prices a
     track with no relay at all), and a channel state from the relay is adopted only if its latest voucher is
     signed by the payer or one of the channel's session keys — a device with a newer key included."""
@@ -209,8 +246,13 @@ def test_the_sdk_prices_from_the_chain_and_adopts_only_a_state_its_keys_signed(
     listener.play(track)
     summary = relay.channel(listener.channel_id)  # type: ignore[arg-type]
     listener.resync(summary)  # signed by our session key: adopted
-    forged = {**summary, "voucher": {**summary["voucher"], "payees": [*summary["voucher"]["payees"][:-1], ETH_SINK],
-                                     }}
+    forged = {
+        **summary,
+        "voucher": {
+            **summary["voucher"],
+            "payees": [*summary["voucher"]["payees"][:-1], ETH_SINK],
+        },
+    }
     with pytest.raises(ProtocolError) as info:
         listener.resync(forged)  # the payees changed: the signature no longer recovers to a key of the channel
     assert info.value.code == "untrusted_state"
@@ -223,8 +265,10 @@ def test_the_sdk_prices_from_the_chain_and_adopts_only_a_state_its_keys_signed(
     laptop = Listener(listener.wallet, w3=relay_chain.w3, deployment=relay_chain.chain.deployment, relay=relay.client())
     laptop.attach(listener.channel_id)  # type: ignore[arg-type]
     laptop.authorise_session_key()
-    wait_until(lambda: relay.channel(listener.channel_id)["sessionKey"] == laptop.session_key.address,  # type: ignore[arg-type]
-               what="the relay to see the laptop's key")
+    wait_until(
+        lambda: relay.channel(listener.channel_id)["sessionKey"] == laptop.session_key.address,  # type: ignore[arg-type]
+        what="the relay to see the laptop's key",
+    )
     laptop.play(track)
     listener.resync(relay.channel(listener.channel_id))  # type: ignore[arg-type]
     assert listener.state == laptop.state

@@ -3,13 +3,11 @@ the settle policy (eager, near a session key's expiry), cooperative close after 
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-
 from web3.logs import DISCARD
 
 from chainstream.chain.contracts import settle_entry
@@ -47,13 +45,15 @@ def settlement_receipts(rc: RelayChain, listeners: list[Listener], since: int) -
     out: dict[bytes, Any] = {}
     for listener in listeners:
         logs = rc.chain.channels.contract.events.ChannelSettled().get_logs(
-            from_block=since, argument_filters={"channelId": listener.channel_id})
+            from_block=since, argument_filters={"channelId": listener.channel_id}
+        )
         out[listener.channel_id] = logs[-1]["transactionHash"]  # type: ignore[index]
     return out
 
 
-def test_channels_settled_together_share_one_transaction_and_payee_lists_grow(relay: InProcessRelay,
-                                                                               relay_chain: RelayChain) -> None:
+def test_channels_settled_together_share_one_transaction_and_payee_lists_grow(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
     listeners = [open_listener(relay_chain, relay, wallet=new_wallet(relay_chain)) for _ in range(3)]
     for listener in listeners:
         listener.play(relay_chain.track(MODEM))
@@ -78,8 +78,10 @@ def test_channels_settled_together_share_one_transaction_and_payee_lists_grow(re
         voucher = listener.state.voucher  # type: ignore[union-attr]
         wait_until(lambda: settled(listener) == voucher.total, what="the second settlement")
         assert listener.settled_state().credited == voucher.amounts  # type: ignore[union-attr]
-        wait_until(lambda: relay.channel(listener.channel_id)["settled"] == str(voucher.total),  # type: ignore[arg-type]
-                   what="the relay to record it")
+        wait_until(
+            lambda: relay.channel(listener.channel_id)["settled"] == str(voucher.total),  # type: ignore[arg-type]
+            what="the relay to record it",
+        )
 
 
 def test_an_eager_relay_settles_without_being_asked(eager_relay: InProcessRelay, relay_chain: RelayChain) -> None:
@@ -91,8 +93,9 @@ def test_an_eager_relay_settles_without_being_asked(eager_relay: InProcessRelay,
     wait_until(lambda: settled(listener) == paid.total, what="the eager relay to settle again")
 
 
-def test_vouchers_of_a_session_key_about_to_expire_are_settled_first(relay: InProcessRelay,
-                                                                     relay_chain: RelayChain) -> None:
+def test_vouchers_of_a_session_key_about_to_expire_are_settled_first(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
     """The lazy relay settles only on request, except when waiting longer could make a voucher unsettleable:
     here the session key that signed it expires within settle_deadline_margin (an hour)."""
     listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain), session_ttl=1_800)
@@ -107,8 +110,10 @@ def test_cooperative_close_after_a_partial_settlement(relay: InProcessRelay, rel
     listener.play(relay_chain.track(MODEM))
     relay.settle_now(listener.channel_id)  # type: ignore[arg-type]
     wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, what="the partial settlement")
-    wait_until(lambda: relay.channel(listener.channel_id)["settled"] == str(2 * PLAY_PRICE),  # type: ignore[arg-type]
-               what="the relay to record it")
+    wait_until(
+        lambda: relay.channel(listener.channel_id)["settled"] == str(2 * PLAY_PRICE),  # type: ignore[arg-type]
+        what="the relay to record it",
+    )
     fan_favourite = new_wallet(relay_chain, eth=0).address
     listener.tip(4_321, artist=fan_favourite, message="bye")
     listener.listen(relay_chain.track(DRIFT), 5)
@@ -131,10 +136,16 @@ def test_a_rotated_session_key(relay: InProcessRelay, relay_chain: RelayChain) -
     listener.play(track)
     listener.play(track)
     old_key, new_key = listener.session_key, PrivateKey.generate()
-    listener.channels.set_session_key(listener.tx, listener.channel_id, new_key.address,  # type: ignore[arg-type]
-                                      relay_chain.chain.now() + 7 * 86_400)
-    wait_until(lambda: relay.channel(listener.channel_id)["sessionKey"] == new_key.address,  # type: ignore[arg-type]
-               what="the relay to see the new key")
+    listener.channels.set_session_key(
+        listener.tx,
+        listener.channel_id,
+        new_key.address,  # type: ignore[arg-type]
+        relay_chain.chain.now() + 7 * 86_400,
+    )
+    wait_until(
+        lambda: relay.channel(listener.channel_id)["sessionKey"] == new_key.address,  # type: ignore[arg-type]
+        what="the relay to see the new key",
+    )
     wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, what="the old key's vouchers to be settled")
     stale = sign_charge(listener, charge_play(listener.state, listener.listing(track)), play_spec(track), key=old_key)
     rejected(relay.http().post(f"/channels/{cid_hex(listener)}/payments", json=stale.body), 403, "unauthorized_signer")
@@ -142,8 +153,9 @@ def test_a_rotated_session_key(relay: InProcessRelay, relay_chain: RelayChain) -
     assert listener.play(track).seq == 3
 
 
-def test_a_close_seen_before_a_restart_is_still_settled_at_once(make_relay: Callable[..., InProcessRelay],
-                                                                relay_chain: RelayChain) -> None:
+def test_a_close_seen_before_a_restart_is_still_settled_at_once(
+    make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain
+) -> None:
     """The watchtower's "settle this now" must survive a restart. Here the relay cannot pay for gas when the
     CloseRequested arrives (so it cannot settle), is stopped, funded and started again on the same database:
     its cursor is past the close, yet it must settle the closing channel at once, not in the window's last hour."""
@@ -160,8 +172,9 @@ def test_a_close_seen_before_a_restart_is_still_settled_at_once(make_relay: Call
     wait_until(lambda: settled(listener) == 2 * PLAY_PRICE, timeout=15, what="the closing channel to be settled")
 
 
-def test_a_channel_opened_and_closed_while_the_relay_was_away(make_relay: Callable[..., InProcessRelay],
-                                                              relay_chain: RelayChain) -> None:
+def test_a_channel_opened_and_closed_while_the_relay_was_away(
+    make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain
+) -> None:
     """The watcher meets a channel's ChannelOpened and its later events (a top-up, a close request) in one
     range of blocks: it must apply all of them, not only the opening, or it takes a closing channel for open
     (and keeps accepting payments the contract will not let it settle once the window ends)."""
@@ -181,8 +194,9 @@ def test_a_channel_opened_and_closed_while_the_relay_was_away(make_relay: Callab
     assert info.value.code == "channel_not_open" and info.value.status == 409
 
 
-def test_a_voucher_the_contract_refuses_for_good_is_not_sent_again(make_relay: Callable[..., InProcessRelay],
-                                                                   relay_chain: RelayChain) -> None:
+def test_a_voucher_the_contract_refuses_for_good_is_not_sent_again(
+    make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain
+) -> None:
     """The relay is away for a whole key rotation: when it comes back, the old key's grace is over and its
     latest voucher can only be skipped (VoucherUnauthorizedSigner). The settler sends it once, learns that from
     the SettlementSkipped event, and does not pay gas for the same skip every round; a newer voucher (signed
@@ -200,7 +214,10 @@ def test_a_voucher_the_contract_refuses_for_good_is_not_sent_again(make_relay: C
     settler = back.relay.settler
     cid: bytes = listener.channel_id  # type: ignore[assignment]
     back.settle_now(cid)
-    assert wait_until(lambda: settler.unsettleable.get(cid), what="the skip") == (PLAY_PRICE, "VoucherUnauthorizedSigner")
+    assert wait_until(lambda: settler.unsettleable.get(cid), what="the skip") == (
+        PLAY_PRICE,
+        "VoucherUnauthorizedSigner",
+    )
     sent, rounds = settler.batches_sent, settler.rounds
     back.settle_now(cid)
     wait_until(lambda: settler.rounds >= rounds + 2, what="two more settlement rounds")
@@ -224,7 +241,8 @@ def forwarder(rc: RelayChain, target: str) -> str:
 
 
 def test_a_settlement_sent_through_another_contract_does_not_stop_the_watchtower(
-        make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain) -> None:
+    make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain
+) -> None:
     """In the second half of a close window anyone may settle, also through a forwarding contract: its calldata
     is not the settlement's, so the relay cannot read the settled payees back. It marks that channel and goes on
     watching: the next blocks' events (another channel's top-up) are applied and other channels still settle.
@@ -239,21 +257,27 @@ def test_a_settlement_sent_through_another_contract_does_not_stop_the_watchtower
     voucher = SignedVoucher(listener.state.voucher, listener.signatures[1])  # type: ignore[union-attr]
     channels = relay_chain.chain.channels
     closes_at = listener.request_close()
-    relay_chain.chain.advance(closes_at - channels.contract.functions.challengePeriod().call() // 2
-                              - relay_chain.chain.now())
+    relay_chain.chain.advance(
+        closes_at - channels.contract.functions.challengePeriod().call() // 2 - relay_chain.chain.now()
+    )
     data = channels.contract.encode_abi("settle", [settle_entry(voucher, ())])
     via = forwarder(relay_chain, channels.address)
     w3 = relay_chain.w3
-    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
-        {"from": w3.eth.accounts[0], "to": via, "data": data, "gas": 1_000_000}))
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": via, "data": data, "gas": 1_000_000})
+    )
     assert settled(listener) == PLAY_PRICE  # settled on chain, through the forwarder
 
     settler = relay.relay.settler
     assert wait_until(lambda: settler.unsettleable.get(cid), what="the channel to be marked") == (
-        PLAY_PRICE, "SettledStateUnknown")
+        PLAY_PRICE,
+        "SettledStateUnknown",
+    )
     fund(relay_chain.w3, relay.address, 10**19)
     other.top_up(10**16)
-    wait_until(lambda: relay.channel(other.channel_id)["deposit"] == str(10**17 + 10**16),  # type: ignore[arg-type]
-               what="the watcher to go on past the forwarded settlement")
+    wait_until(
+        lambda: relay.channel(other.channel_id)["deposit"] == str(10**17 + 10**16),  # type: ignore[arg-type]
+        what="the watcher to go on past the forwarded settlement",
+    )
     relay.settle_now(other.channel_id)  # type: ignore[arg-type]
     wait_until(lambda: settled(other) == PLAY_PRICE, what="other channels to settle as before")

@@ -13,7 +13,9 @@ def test_open_settle_claim_round_trip(chain: Chain) -> None:
     split = Split.solo(chain.address("artist"))
     voucher = Voucher.empty(cid)
     for seq in range(1, 4):
-        receipt = PlayReceipt(seq=seq, target=b"\x22" * 32, kind=Kind.PLAY, units=1, amount=10**15, split_hash=split.hash)
+        receipt = PlayReceipt(
+            seq=seq, target=b"\x22" * 32, kind=Kind.PLAY, units=1, amount=10**15, split_hash=split.hash
+        )
         voucher = voucher.add(split.apply(10**15), receipt)
     chain.channels.settle(chain.tx("relay"), voucher.sign(chain.channels.domain, listener))
     assert chain.channels.get_channel(cid).settled == 3 * 10**15

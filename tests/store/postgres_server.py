@@ -65,8 +65,10 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C")
         with open(self.data / "postgresql.conf", "a") as conf:
-            conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{self.workdir}'\nport = 5432\n"
-                       "fsync = on\nsynchronous_commit = on\n")
+            conf.write(
+                f"\nlisten_addresses = ''\nunix_socket_directories = '{self.workdir}'\nport = 5432\n"
+                "fsync = on\nsynchronous_commit = on\n"
+            )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
         return self
 
@@ -99,8 +101,10 @@ class PostgresServer:
 
 def missing_reason() -> str | None:
     if server_bindir() is None:
-        return (f"the PostgreSQL server binaries (initdb, pg_ctl) are not installed (looked in "
-                f"{DEBIAN_ROOT}/*/bin and on PATH): {INSTALL_HINT}")
+        return (
+            f"the PostgreSQL server binaries (initdb, pg_ctl) are not installed (looked in "
+            f"{DEBIAN_ROOT}/*/bin and on PATH): {INSTALL_HINT}"
+        )
     if os.geteuid() == 0:
         try:
             pwd.getpwnam(SERVER_USER)

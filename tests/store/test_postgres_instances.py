@@ -41,8 +41,9 @@ def pair(postgres_url: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:  #
         b.close()
 
 
-def chain(n: int, count: int, state: LedgerState | None = None, prev: bytes | None = None,
-          caps: int = 0) -> list[PaymentRecord]:
+def chain(
+    n: int, count: int, state: LedgerState | None = None, prev: bytes | None = None, caps: int = 0
+) -> list[PaymentRecord]:
     """`count` plays on channel n after `state`, each naming the previous one's digest, as an instance would."""
     state = state or LedgerState.opened(cid(n))
     out = []
@@ -58,7 +59,8 @@ def stored(store: PostgresStore, n: int) -> list[tuple[int, bytes]]:
 
 
 def test_a_payment_that_does_not_extend_the_stored_channel_is_left_out_alone(
-        pair: tuple[PostgresStore, PostgresStore]) -> None:
+    pair: tuple[PostgresStore, PostgresStore],
+) -> None:
     a, b = pair
     mine = chain(1, 2)
     assert a.submit_payments(mine).result(timeout=30) == frozenset()
@@ -73,7 +75,7 @@ def test_a_payment_that_does_not_extend_the_stored_channel_is_left_out_alone(
 
     # Right seq, wrong previous payment (a fork one step later): left out too.
     state = LedgerState.opened(cid(1))
-    for r in mine:
+    for _r in mine:
         state, _ = record_for(state, charge_play(state, LISTING))
     fork = chain(1, 1, state, prev=b"\x77" * 32)
     assert b.submit_payments(fork).result(timeout=30) == frozenset({cid(1)})
@@ -88,8 +90,10 @@ def test_later_groups_of_a_left_out_channel_stay_out(pair: tuple[PostgresStore, 
     groups are left out: the second group's seq 3 follows the first group's seq 2, which is not in the database."""
     a, b = pair
     assert a.submit_payments(chain(3, 1)).result(timeout=30) == frozenset()
-    pipelined = [dataclasses.replace(r, digest=bytes([r.seq]) * 32, prev_digest=bytes([r.seq - 1]) * 32 if r.seq > 1
-                                     else None) for r in chain(3, 4)]
+    pipelined = [
+        dataclasses.replace(r, digest=bytes([r.seq]) * 32, prev_digest=bytes([r.seq - 1]) * 32 if r.seq > 1 else None)
+        for r in chain(3, 4)
+    ]
     first, second = b.submit_payments(pipelined[:2]), b.submit_payments(pipelined[2:])
     assert first.result(timeout=30) == frozenset({cid(3)})
     assert second.result(timeout=30) == frozenset({cid(3)})
@@ -97,7 +101,8 @@ def test_later_groups_of_a_left_out_channel_stay_out(pair: tuple[PostgresStore, 
 
 
 def test_payments_verified_under_old_caps_or_after_a_cosigned_close_are_left_out(
-        pair: tuple[PostgresStore, PostgresStore]) -> None:
+    pair: tuple[PostgresStore, PostgresStore],
+) -> None:
     a, b = pair
     assert a.set_caps(cid(1), 5, None, 100)
     assert not b.set_caps(cid(1), 9, None, 100)  # not newer than the stored caps: refused by the database

@@ -39,8 +39,9 @@ def _terminate(server: PostgresServer, pid: int) -> None:
 
 
 @pytest.mark.postgres
-def test_the_writer_fails_the_group_of_a_cut_connection_then_reconnects(postgres_server: PostgresServer,
-                                                                        pg_store: PostgresStore) -> None:
+def test_the_writer_fails_the_group_of_a_cut_connection_then_reconnects(
+    postgres_server: PostgresServer, pg_store: PostgresStore
+) -> None:
     pg_store.submit_payments(records(1, 2)).result(timeout=30)
     assert pg_store._write_conn is not None
     _terminate(postgres_server, pg_store._write_conn.info.backend_pid)
@@ -77,8 +78,12 @@ def test_open_store_opens_postgresql_for_a_postgresql_url(postgres_url: str) -> 
 
 def test_open_store_opens_sqlite_for_a_path_or_a_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    for database, path in ((str(tmp_path / "a.db"), tmp_path / "a.db"), ("b.db", tmp_path / "b.db"),
-                           ("sqlite:///c.db", tmp_path / "c.db"), (f"sqlite:///{tmp_path}/d.db", tmp_path / "d.db")):
+    for database, path in (
+        (str(tmp_path / "a.db"), tmp_path / "a.db"),
+        ("b.db", tmp_path / "b.db"),
+        ("sqlite:///c.db", tmp_path / "c.db"),
+        (f"sqlite:///{tmp_path}/d.db", tmp_path / "d.db"),
+    ):
         store = open_store(database)
         assert isinstance(store, SqliteStore)
         store.close()
@@ -90,7 +95,8 @@ def test_open_store_opens_sqlite_for_a_path_or_a_sqlite_url(tmp_path: Path, monk
 
 
 def test_missing_server_binaries_are_reported_with_the_make_target_that_installs_them(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.store import postgres_server
 
     monkeypatch.setattr(postgres_server, "DEBIAN_ROOT", tmp_path)

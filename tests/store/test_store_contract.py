@@ -34,8 +34,14 @@ from tests.unit.test_group_commit import ARTIST, record_for, records
 from tests.unit.test_store_schema import COLLAB, FEE, SPLIT_LISTING
 
 BIG = 10**25  # an amount beyond 64 bits (amounts go up to 2**96 - 1)
-BIG_LISTING = Listing(b"\x44" * 32, "big", ARTIST, Terms(per_play=BIG, download=3 * BIG),
-                      Split((ARTIST, COLLAB), (5_000, 5_000), FEE, 100), 1)
+BIG_LISTING = Listing(
+    b"\x44" * 32,
+    "big",
+    ARTIST,
+    Terms(per_play=BIG, download=3 * BIG),
+    Split((ARTIST, COLLAB), (5_000, 5_000), FEE, 100),
+    1,
+)
 PAYER = to_address("0x" + "c3" * 20)
 
 
@@ -173,8 +179,18 @@ def test_earnings_rows_are_a_payees_credits_in_time_order(store: SqlStore) -> No
     interleaved = [dataclasses.replace(r, accepted_at=t0 + i) for i, r in enumerate((a[0], b[0], a[1], b[1]))]
     store.submit_payments(interleaved[2:]).result(timeout=30)  # commit order is not time order
     store.submit_payments(interleaved[:2]).result(timeout=30)
-    expected = [{"channel_id": r.channel_id, "seq": r.seq, "target": r.target, "kind": Kind.PLAY, "units": 1,
-                 "amount": r.payments[COLLAB], "accepted_at": r.accepted_at} for r in interleaved]
+    expected = [
+        {
+            "channel_id": r.channel_id,
+            "seq": r.seq,
+            "target": r.target,
+            "kind": Kind.PLAY,
+            "units": 1,
+            "amount": r.payments[COLLAB],
+            "accepted_at": r.accepted_at,
+        }
+        for r in interleaved
+    ]
     assert store.earnings_rows(COLLAB) == expected
     assert store.earnings_rows(COLLAB, since=t0 + 2) == expected[2:]
     assert [row["amount"] for row in store.earnings_rows(FEE)] == [r.payments[FEE] for r in interleaved]
@@ -185,9 +201,13 @@ def test_a_channels_ledger_is_rebuilt_from_its_payments(store: SqlStore) -> None
     day_start = 1_700_006_400.0
     state = LedgerState.opened(cid(3))
     written: list[PaymentRecord] = []
-    charges = [lambda s: charge_play(s, SPLIT_LISTING), lambda s: charge_play(s, BIG_LISTING),
-               lambda s: charge_play(s, SPLIT_LISTING), lambda s: charge_download(s, BIG_LISTING),
-               lambda s: charge_tip(1_234, artist=COLLAB)]
+    charges = [
+        lambda s: charge_play(s, SPLIT_LISTING),
+        lambda s: charge_play(s, BIG_LISTING),
+        lambda s: charge_play(s, SPLIT_LISTING),
+        lambda s: charge_download(s, BIG_LISTING),
+        lambda s: charge_tip(1_234, artist=COLLAB),
+    ]
     for i, make in enumerate(charges):
         state, record = record_for(state, make(state), accepted_at=day_start - 50 + 20 * i)
         written.append(record)
@@ -217,8 +237,16 @@ def test_a_channel_update_from_the_chain_keeps_the_caps_and_the_cosigned_close(s
     store.upsert_channel(channel(1, deposit=5 * BIG, status="closing", closes_at=1_800_000_000, session_key=FEE))
 
     got = store.get_channel(cid(1))
-    assert got == channel(1, deposit=5 * BIG, status="closing", closes_at=1_800_000_000, session_key=FEE,
-                          daily_cap=3 * BIG, coop_close_digest=b"\x0c" * 32, caps_issued_at=1_700_000_000)
+    assert got == channel(
+        1,
+        deposit=5 * BIG,
+        status="closing",
+        closes_at=1_800_000_000,
+        session_key=FEE,
+        daily_cap=3 * BIG,
+        coop_close_digest=b"\x0c" * 32,
+        caps_issued_at=1_700_000_000,
+    )
     assert store.get_channel(cid(9)) is None
     assert [c.channel_id for c in store.channels("closing")] == [cid(1)]
     assert sorted(c.channel_id for c in store.channels()) == [cid(1), cid(2)]
@@ -257,7 +285,9 @@ def test_the_outbox_follows_a_transaction_from_signed_to_confirmed_or_failed(sto
     assert second > first
     pending = store.outbox(("signed", "sent"))
     assert [(r.id, r.status, r.nonce, r.tx_hash, r.raw_tx) for r in pending] == [
-        (first, "signed", 7, b"\xaa" * 32, b"raw-1"), (second, "signed", 8, b"\xbb" * 32, b"raw-2")]
+        (first, "signed", 7, b"\xaa" * 32, b"raw-1"),
+        (second, "signed", 8, b"\xbb" * 32, b"raw-2"),
+    ]
     assert pending[0].payload == {"channels": ["0x01"], "total": str(BIG)}
 
     store.update_outbox(first, "sent")
@@ -306,8 +336,9 @@ time.sleep(600)
 
 def test_a_killed_instance_releases_the_database(backend: Backend) -> None:
     """A relay that dies without closing (kill -9) does not keep the database from a new one."""
-    child = subprocess.Popen([sys.executable, "-c", CLAIM_AND_WAIT, backend.database], stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLAIM_AND_WAIT, backend.database], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
         store = backend.open()

@@ -20,10 +20,23 @@ def test_checksum_matches_eth_utils(raw: bytes) -> None:
     assert to_address(expected) == expected
 
 
-@pytest.mark.parametrize("bad", [
-    "0x" + "g" * 40, "0x" + "1" * 39, "0x" + "1" * 41, "1x" + "1" * 40, "0X" + "1" * 40, "0x" + "1_" * 20,
-    "0x" + " 1" * 20, "0x-" + "1" * 39, b"\x00" * 19, b"\x00" * 21, 5, None,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "0x" + "g" * 40,
+        "0x" + "1" * 39,
+        "0x" + "1" * 41,
+        "1x" + "1" * 40,
+        "0X" + "1" * 40,
+        "0x" + "1_" * 20,
+        "0x" + " 1" * 20,
+        "0x-" + "1" * 39,
+        b"\x00" * 19,
+        b"\x00" * 21,
+        5,
+        None,
+    ],
+)
 def test_rejects_what_is_not_an_address(bad: object) -> None:
     with pytest.raises(ProtocolError) as info:
         to_address(bad)  # type: ignore[arg-type]

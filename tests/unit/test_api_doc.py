@@ -120,7 +120,7 @@ def codes_in_doc() -> list[str]:
     lines = API_DOC.read_text().splitlines()
     start = lines.index(TABLE_HEADING)
     codes = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("## "):
             break
         match = ROW.match(line)

@@ -20,7 +20,8 @@ def test_manifest_inputHash_matchesCurrentSources() -> None:
     except ConfigurationError as exc:
         pytest.skip(str(exc))
     assert _manifest()["inputHash"] == build.input_hash(version), (
-        "contracts/ changed without `make contracts`: the committed artifacts are stale")
+        "contracts/ changed without `make contracts`: the committed artifacts are stale"
+    )
 
 
 def test_recompiling_reproducesCommittedArtifacts_byteForByte() -> None:

@@ -100,10 +100,10 @@ def test_array_encodings() -> None:
 
 
 def test_type_hashes() -> None:
-    assert VOUCHER_TYPEHASH == keccak(VOUCHER_TYPE.encode())
-    assert CLOSE_TYPEHASH == keccak(CLOSE_TYPE.encode())
-    assert CAPS_TYPEHASH == keccak(CAPS_TYPE.encode())
-    assert DOMAIN_TYPEHASH == keccak(DOMAIN_TYPE.encode())
+    assert keccak(VOUCHER_TYPE.encode()) == VOUCHER_TYPEHASH
+    assert keccak(CLOSE_TYPE.encode()) == CLOSE_TYPEHASH
+    assert keccak(CAPS_TYPE.encode()) == CAPS_TYPEHASH
+    assert keccak(DOMAIN_TYPE.encode()) == DOMAIN_TYPEHASH
     assert len({VOUCHER_TYPEHASH, CLOSE_TYPEHASH, CAPS_TYPEHASH}) == 3
     # The type strings are what EIP712_TYPES (given to wallets) encode to.
     pairs = (("Voucher", VOUCHER_TYPE), ("Close", CLOSE_TYPE), ("Caps", CAPS_TYPE), ("EIP712Domain", DOMAIN_TYPE))

@@ -16,14 +16,27 @@ ARTIST = to_address("0x" + "a1" * 20)
 LISTING = Listing(b"\x22" * 32, "t", ARTIST, Terms(per_play=10**13), Split.solo(ARTIST), 1)
 
 
-def record_for(state: LedgerState, charge: Charge, accepted_at: float | None = None) -> tuple[LedgerState, PaymentRecord]:
+def record_for(
+    state: LedgerState, charge: Charge, accepted_at: float | None = None
+) -> tuple[LedgerState, PaymentRecord]:
     """The channel's next state and the payment record the relay would store for `charge`."""
     state, receipt = apply(state, charge)
     record = PaymentRecord(
-        channel_id=state.voucher.channel_id, seq=receipt.seq, digest=state.voucher.struct_hash(),
-        voucher=state.voucher, signature=b"\x01" * 65, signer=ARTIST, kind=int(charge.kind), target=charge.target,
-        units=charge.units, amount=charge.amount, split_hash=charge.split_hash, memo="",
-        payments=dict(charge.payments), accepted_at=time.time() if accepted_at is None else accepted_at)
+        channel_id=state.voucher.channel_id,
+        seq=receipt.seq,
+        digest=state.voucher.struct_hash(),
+        voucher=state.voucher,
+        signature=b"\x01" * 65,
+        signer=ARTIST,
+        kind=int(charge.kind),
+        target=charge.target,
+        units=charge.units,
+        amount=charge.amount,
+        split_hash=charge.split_hash,
+        memo="",
+        payments=dict(charge.payments),
+        accepted_at=time.time() if accepted_at is None else accepted_at,
+    )
     return state, record
 
 

@@ -31,8 +31,9 @@ def splits(draw: st.DrawFn) -> Split:
     n = draw(st.integers(min_value=1, max_value=MAX_RECIPIENTS))
     recipients = draw(st.lists(st.binary(min_size=20, max_size=20).filter(any), min_size=n, max_size=n, unique=True))
     # n positive shares summing to 10,000: n - 1 distinct cut points in 1..9999.
-    cuts = sorted(draw(st.lists(st.integers(min_value=1, max_value=TOTAL_BPS - 1), min_size=n - 1, max_size=n - 1,
-                                unique=True)))
+    cuts = sorted(
+        draw(st.lists(st.integers(min_value=1, max_value=TOTAL_BPS - 1), min_size=n - 1, max_size=n - 1, unique=True))
+    )
     bps = [b - a for a, b in zip([0, *cuts], [*cuts, TOTAL_BPS], strict=True)]
     fee_bps = draw(st.one_of(st.just(0), st.integers(min_value=0, max_value=MAX_FEE_BPS)))
     fee_recipient = draw(st.binary(min_size=20, max_size=20).filter(any)) if fee_bps else ZERO_ADDRESS
@@ -122,15 +123,22 @@ def test_apply_rejects_bad_amounts() -> None:
 @settings(max_examples=100, deadline=None)
 @given(split=splits())
 def test_split_hash_is_the_abi_encoding(split: Split) -> None:
-    encoded = encode(["address[]", "uint16[]", "address", "uint16"],
-                     [list(split.recipients), list(split.bps), split.fee_recipient, split.fee_bps])
+    encoded = encode(
+        ["address[]", "uint16[]", "address", "uint16"],
+        [list(split.recipients), list(split.bps), split.fee_recipient, split.fee_bps],
+    )
     assert split.hash == keccak(encoded)
 
 
 def test_split_hash_depends_on_every_field() -> None:
     base = Split((A, B), (7000, 3000), FEE, 250)
-    variants = [Split((B, A), (7000, 3000), FEE, 250), Split((A, B), (3000, 7000), FEE, 250),
-                Split((A, B), (7000, 3000), C, 250), Split((A, B), (7000, 3000), FEE, 251), Split((A, B), (7000, 3000))]
+    variants = [
+        Split((B, A), (7000, 3000), FEE, 250),
+        Split((A, B), (3000, 7000), FEE, 250),
+        Split((A, B), (7000, 3000), C, 250),
+        Split((A, B), (7000, 3000), FEE, 251),
+        Split((A, B), (7000, 3000)),
+    ]
     assert len({base.hash, *(v.hash for v in variants)}) == 1 + len(variants)
 
 

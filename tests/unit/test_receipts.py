@@ -38,16 +38,22 @@ RECEIPT_FIELDS = [
 
 
 def receipt(seq: int = 1, **overrides: object) -> PlayReceipt:
-    fields: dict[str, object] = {"seq": seq, "target": b"\x22" * 32, "kind": Kind.PLAY, "units": 1, "amount": 10,
-                                 "split_hash": b"\x33" * 32}
+    fields: dict[str, object] = {
+        "seq": seq,
+        "target": b"\x22" * 32,
+        "kind": Kind.PLAY,
+        "units": 1,
+        "amount": 10,
+        "split_hash": b"\x33" * 32,
+    }
     fields.update(overrides)
     return PlayReceipt(**fields)  # type: ignore[arg-type]
 
 
 def test_kinds_and_type_hash() -> None:
     assert [int(k) for k in (Kind.PLAY, Kind.SECONDS, Kind.TIP, Kind.DOWNLOAD)] == [0, 1, 2, 3]
-    assert RECEIPT_TYPEHASH == keccak(RECEIPT_TYPE.encode())
-    assert RECEIPT_TYPE == "PlayReceipt(" + ",".join(f"{f['type']} {f['name']}" for f in RECEIPT_FIELDS) + ")"
+    assert keccak(RECEIPT_TYPE.encode()) == RECEIPT_TYPEHASH
+    assert "PlayReceipt(" + ",".join(f"{f['type']} {f['name']}" for f in RECEIPT_FIELDS) + ")" == RECEIPT_TYPE
     assert GENESIS == ZERO_HASH
 
 
@@ -62,8 +68,16 @@ def test_chain_equals_abi_encoding_and_eip712_hash_struct(r: PlayReceipt, prev: 
         "types": {"EIP712Domain": [{"name": "name", "type": "string"}], "PlayReceipt": RECEIPT_FIELDS},
         "primaryType": "PlayReceipt",
         "domain": {"name": "ChainStream"},
-        "message": {"prev": prev, "seq": r.seq, "target": r.target, "kind": int(r.kind), "units": r.units,
-                    "amount": r.amount, "splitHash": r.split_hash, "memoHash": r.memo_hash},
+        "message": {
+            "prev": prev,
+            "seq": r.seq,
+            "target": r.target,
+            "kind": int(r.kind),
+            "units": r.units,
+            "amount": r.amount,
+            "splitHash": r.split_hash,
+            "memoHash": r.memo_hash,
+        },
     }
     assert bytes(encode_typed_data(full_message=document).body) == r.chain(prev)
 

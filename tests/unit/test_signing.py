@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from eth_account import Account
 from hypothesis import given, settings
@@ -58,10 +60,8 @@ def test_wrong_v_is_rejected(v: int) -> None:
 def test_flipped_v_recovers_someone_else() -> None:
     signature = KEY.sign(DIGEST)
     flipped = Signature(v=55 - signature.v, r=signature.r, s=signature.s)
-    try:
+    with contextlib.suppress(ProtocolError):  # or no point at all
         assert recover(DIGEST, flipped) != KEY.address
-    except ProtocolError:
-        pass  # or no point at all
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,9 @@ from tests.unit.test_group_commit import ARTIST, records
 
 SCHEMA_V1 = (Path(__file__).parent / "data" / "schema_v1.sql").read_text()
 COLLAB, FEE = to_address("0x" + "b2" * 20), to_address("0x" + "fe" * 20)
-SPLIT_LISTING = Listing(b"\x33" * 32, "t", ARTIST, Terms(per_play=10**13), Split((ARTIST, COLLAB), (7_000, 3_000), FEE, 500), 1)
+SPLIT_LISTING = Listing(
+    b"\x33" * 32, "t", ARTIST, Terms(per_play=10**13), Split((ARTIST, COLLAB), (7_000, 3_000), FEE, 500), 1
+)
 
 
 def write_v1(path: Path) -> list:
@@ -29,17 +31,39 @@ def write_v1(path: Path) -> list:
     written = records(1, 3) + records(2, 2, SPLIT_LISTING)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.executescript(SCHEMA_V1)
-    conn.execute("INSERT INTO channels (channel_id, payer, token, deposit, session_key, session_expiry, status)"
-                 " VALUES (?,?,?,?,?,?,?)", ((1).to_bytes(32, "big"), ARTIST, ARTIST, "10", ARTIST, 0, "open"))
+    conn.execute(
+        "INSERT INTO channels (channel_id, payer, token, deposit, session_key, session_expiry, status)"
+        " VALUES (?,?,?,?,?,?,?)",
+        ((1).to_bytes(32, "big"), ARTIST, ARTIST, "10", ARTIST, 0, "open"),
+    )
     for r in written:
         v = r.voucher
-        conn.execute("INSERT INTO payments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
-            r.channel_id, r.seq, r.digest, str(v.total), json.dumps(list(v.payees)),
-            json.dumps([str(a) for a in v.amounts]), v.play_hash, r.signature, r.signer, r.kind, r.target, r.units,
-            str(r.amount), r.split_hash, r.memo, r.accepted_at))
+        conn.execute(
+            "INSERT INTO payments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                r.channel_id,
+                r.seq,
+                r.digest,
+                str(v.total),
+                json.dumps(list(v.payees)),
+                json.dumps([str(a) for a in v.amounts]),
+                v.play_hash,
+                r.signature,
+                r.signer,
+                r.kind,
+                r.target,
+                r.units,
+                str(r.amount),
+                r.split_hash,
+                r.memo,
+                r.accepted_at,
+            ),
+        )
         for payee, amount in r.payments.items():
-            conn.execute("INSERT INTO earnings VALUES (?,?,?,?,?,?,?,?)",
-                         (payee, r.channel_id, r.seq, r.target, r.kind, r.units, str(amount), r.accepted_at))
+            conn.execute(
+                "INSERT INTO earnings VALUES (?,?,?,?,?,?,?,?)",
+                (payee, r.channel_id, r.seq, r.target, r.kind, r.units, str(amount), r.accepted_at),
+            )
     conn.close()
     return written
 
@@ -51,9 +75,15 @@ def test_a_schema_1_database_is_migrated_with_every_payment_and_earning(tmp_path
     for r in written:
         read = store.payment_at(r.channel_id, r.seq)
         assert read is not None
-        assert (read.digest, read.voucher, read.payments, read.signature) == (r.digest, r.voucher, r.payments, r.signature)
+        assert (read.digest, read.voucher, read.payments, read.signature) == (
+            r.digest,
+            r.voucher,
+            r.payments,
+            r.signature,
+        )
     assert [(bytes(e["channel_id"]), e["seq"], e["amount"]) for e in store.earnings_rows(COLLAB)] == [
-        (r.channel_id, r.seq, r.payments[COLLAB]) for r in written if COLLAB in r.payments]
+        (r.channel_id, r.seq, r.payments[COLLAB]) for r in written if COLLAB in r.payments
+    ]
     assert len(store.earnings_rows(ARTIST)) == 5
     channel = store.get_channel((1).to_bytes(32, "big"))
     assert channel is not None and channel.caps_issued_at == 0

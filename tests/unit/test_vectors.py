@@ -84,8 +84,19 @@ def test_format() -> None:
     keys = {
         "vouchers": ["description", "privateKey", "signer", "message", "structHash", "digest", "signature"],
         "closes": ["description", "privateKey", "signer", "message", "digest", "signature"],
-        "receipts": ["description", "prev", "seq", "target", "kind", "units", "amount", "splitHash", "memo",
-                     "memoHash", "head"],
+        "receipts": [
+            "description",
+            "prev",
+            "seq",
+            "target",
+            "kind",
+            "units",
+            "amount",
+            "splitHash",
+            "memo",
+            "memoHash",
+            "head",
+        ],
         "splits": ["description", "recipients", "bps", "feeRecipient", "feeBps", "hash", "amount", "shares"],
     }
     for section, fields in keys.items():
@@ -267,6 +278,7 @@ def test_ethers_snippet_in_the_doc_reproduces_the_vectors() -> None:
     text = DOC_PATH.read_text(encoding="utf-8")
     start = text.index("```js\n") + len("```js\n")
     snippet = text[start : text.index("```", start)]
-    result = subprocess.run([node, "--input-type=module"], input=snippet, cwd=ROOT, capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [node, "--input-type=module"], input=snippet, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr

@@ -151,8 +151,10 @@ class ChannelsClient(_Client):
         (a forwarder, a wallet contract) carries calldata that is not the settlement's, so it raises ChainError
         rather than take some other contract's arguments for the settled voucher."""
         if tx.get("to") is None or to_address(tx["to"]) != self.address:
-            raise ChainError(f"transaction 0x{bytes(tx['hash']).hex()} settled through another contract: its settled "
-                             "payees cannot be read from its calldata")
+            raise ChainError(
+                f"transaction 0x{bytes(tx['hash']).hex()} settled through another contract: its settled "
+                "payees cannot be read from its calldata"
+            )
         try:
             func, params = self.contract.decode_function_input(tx["input"])
         except ValueError as exc:
@@ -165,42 +167,63 @@ class ChannelsClient(_Client):
             return []
         settled_topic = _event_topic(self.contract, "ChannelSettled")
         skipped_topic = _event_topic(self.contract, "SettlementSkipped")
-        capped = {c["logIndex"]: tuple(c["args"]["credited"])
-                  for c in self.contract.events.SettlementCapped().process_receipt(receipt, errors=DISCARD)}
+        capped = {
+            c["logIndex"]: tuple(c["args"]["credited"])
+            for c in self.contract.events.SettlementCapped().process_receipt(receipt, errors=DISCARD)
+        }
         results: list[SettledState] = []
         position = 0  # every batch entry emits exactly one ChannelSettled or SettlementSkipped, in entry order
         for log in receipt["logs"]:
-            if to_address(log["address"]) != self.address or bytes(log["topics"][0]) not in (settled_topic, skipped_topic):
+            if to_address(log["address"]) != self.address or bytes(log["topics"][0]) not in (
+                settled_topic,
+                skipped_topic,
+            ):
                 continue
             entry = entries[min(position, len(entries) - 1)]
             position += 1
             if bytes(log["topics"][0]) == skipped_topic:
                 continue
             event = self.contract.events.ChannelSettled().process_log(log)
-            results.append(SettledState(
-                channel_id=bytes(event["args"]["channelId"]),
-                payees=tuple(to_address(p) for p in entry["payees"]),
-                credited=capped.get(log["logIndex"] + 1, tuple(entry["amounts"])),
-                play_hash=bytes(event["args"]["playHash"]),
-                block_number=int(log["blockNumber"]),
-                log_index=int(log["logIndex"]),
-            ))
+            results.append(
+                SettledState(
+                    channel_id=bytes(event["args"]["channelId"]),
+                    payees=tuple(to_address(p) for p in entry["payees"]),
+                    credited=capped.get(log["logIndex"] + 1, tuple(entry["amounts"])),
+                    play_hash=bytes(event["args"]["playHash"]),
+                    block_number=int(log["blockNumber"]),
+                    log_index=int(log["logIndex"]),
+                )
+            )
         return results
 
     def skipped_in(self, receipt: Any) -> list[tuple[bytes, str]]:
         """The batch entries a transaction skipped: (channel id, name of the custom error), in log order."""
         names = {selector: abi["name"] for selector, abi in error_abis().items()}
-        return [(bytes(e["args"]["channelId"]), names.get(bytes(e["args"]["reason"]), "0x" + bytes(e["args"]["reason"]).hex()))
-                for e in self.contract.events.SettlementSkipped().process_receipt(receipt, errors=DISCARD)
-                if to_address(e["address"]) == self.address]
+        return [
+            (
+                bytes(e["args"]["channelId"]),
+                names.get(bytes(e["args"]["reason"]), "0x" + bytes(e["args"]["reason"]).hex()),
+            )
+            for e in self.contract.events.SettlementSkipped().process_receipt(receipt, errors=DISCARD)
+            if to_address(e["address"]) == self.address
+        ]
 
     def prev_amounts(self, channel_id: bytes, from_block: int = 0) -> tuple[int, ...]:
         state = self.settled_state(channel_id, from_block)
         return state.credited if state else ()
 
     # ------------------------------------------------------ transactions
-    def open(self, sender: TxSender, *, relay: str, amount: int, salt: bytes, token: str = ZERO_ADDRESS,
-             session_key: str = ZERO_ADDRESS, session_expiry: int = 0) -> tuple[bytes, TxReceipt]:
+    def open(
+        self,
+        sender: TxSender,
+        *,
+        relay: str,
+        amount: int,
+        salt: bytes,
+        token: str = ZERO_ADDRESS,
+        session_key: str = ZERO_ADDRESS,
+        session_expiry: int = 0,
+    ) -> tuple[bytes, TxReceipt]:
         """Open a channel (approving the token first if needed); returns (channel id, receipt)."""
         if token != ZERO_ADDRESS:
             erc20 = TokenClient(self.w3, token)
@@ -210,15 +233,25 @@ class ChannelsClient(_Client):
         receipt = sender.transact(call, value=amount if token == ZERO_ADDRESS else 0, action="open")
         return self.channel_id_for(sender.address, token, relay, salt), receipt
 
-    def open_with_permit(self, sender: TxSender, *, relay: str, token: str, amount: int, salt: bytes,
-                         session_key: str = ZERO_ADDRESS, session_expiry: int = 0,
-                         deadline: int | None = None) -> tuple[bytes, TxReceipt]:
+    def open_with_permit(
+        self,
+        sender: TxSender,
+        *,
+        relay: str,
+        token: str,
+        amount: int,
+        salt: bytes,
+        session_key: str = ZERO_ADDRESS,
+        session_expiry: int = 0,
+        deadline: int | None = None,
+    ) -> tuple[bytes, TxReceipt]:
         """Open a token channel in one transaction with an EIP-2612 permit signed by the sender's key."""
         erc20 = TokenClient(self.w3, token)
         deadline = deadline or self.w3.eth.get_block("latest")["timestamp"] + 3600
         sig = erc20.sign_permit(sender, self.address, amount, deadline)
-        call = self.contract.functions.openWithPermit(relay, token, amount, salt, session_key, session_expiry,
-                                                      deadline, sig.v, sig.r_bytes, sig.s_bytes)
+        call = self.contract.functions.openWithPermit(
+            relay, token, amount, salt, session_key, session_expiry, deadline, sig.v, sig.r_bytes, sig.s_bytes
+        )
         receipt = sender.transact(call, action="openWithPermit")
         return self.channel_id_for(sender.address, token, relay, salt), receipt
 
@@ -227,20 +260,31 @@ class ChannelsClient(_Client):
             erc20 = TokenClient(self.w3, token)
             if erc20.allowance(sender.address, self.address) < amount:
                 sender.transact(erc20.contract.functions.approve(self.address, MAX_UINT256), action="approve")
-        return sender.transact(self.contract.functions.topUp(channel_id, amount),
-                               value=amount if token == ZERO_ADDRESS else 0, action="topUp")
+        return sender.transact(
+            self.contract.functions.topUp(channel_id, amount),
+            value=amount if token == ZERO_ADDRESS else 0,
+            action="topUp",
+        )
 
     def set_session_key(self, sender: TxSender, channel_id: bytes, key: str, expiry: int) -> TxReceipt:
         return sender.transact(self.contract.functions.setSessionKey(channel_id, key, expiry), action="setSessionKey")
 
-    def settle(self, sender: TxSender, signed: SignedVoucher, prev_amounts: tuple[int, ...] | list[int] = ()) -> TxReceipt:
+    def settle(
+        self, sender: TxSender, signed: SignedVoucher, prev_amounts: tuple[int, ...] | list[int] = ()
+    ) -> TxReceipt:
         return sender.transact(self.contract.functions.settle(settle_entry(signed, prev_amounts)), action="settle")
 
     def settle_batch(self, sender: TxSender, entries: list[tuple[Any, ...]], gas: int | None = None) -> TxReceipt:
         return sender.transact(self.contract.functions.settleBatch(entries), gas=gas, action="settleBatch")
 
-    def cooperative_close(self, sender: TxSender, final: SignedVoucher | None, prev_amounts: tuple[int, ...] | list[int],
-                          relay_signature: Signature, channel_id: bytes | None = None) -> TxReceipt:
+    def cooperative_close(
+        self,
+        sender: TxSender,
+        final: SignedVoucher | None,
+        prev_amounts: tuple[int, ...] | list[int],
+        relay_signature: Signature,
+        channel_id: bytes | None = None,
+    ) -> TxReceipt:
         if final is None:
             if channel_id is None:
                 raise ValueError("channel_id is required without a final voucher")
@@ -283,7 +327,9 @@ class TrackInfo:
 class RegistryClient(_Client):
     artifact_name = "TrackRegistry"
 
-    def register_track(self, sender: TxSender, track_id: bytes, title: str, token: str, terms: Terms, split: Split) -> TxReceipt:
+    def register_track(
+        self, sender: TxSender, track_id: bytes, title: str, token: str, terms: Terms, split: Split
+    ) -> TxReceipt:
         call = self.contract.functions.registerTrack(track_id, title, token, terms.as_tuple(), split.as_tuple())
         return sender.transact(call, action="registerTrack")
 
@@ -359,8 +405,19 @@ class TokenClient(_Client):
                 ],
             },
             "primaryType": "Permit",
-            "domain": {"name": name, "version": "1", "chainId": self.w3.eth.chain_id, "verifyingContract": self.address},
-            "message": {"owner": owner.address, "spender": spender, "value": value, "nonce": nonce, "deadline": deadline},
+            "domain": {
+                "name": name,
+                "version": "1",
+                "chainId": self.w3.eth.chain_id,
+                "verifyingContract": self.address,
+            },
+            "message": {
+                "owner": owner.address,
+                "spender": spender,
+                "value": value,
+                "nonce": nonce,
+                "deadline": deadline,
+            },
         }
         signed = Account.sign_typed_data(owner.account.key, full_message=typed)
         return Signature(v=signed.v, r=signed.r, s=signed.s)

@@ -47,8 +47,14 @@ def deploy_contract(sender: TxSender, name: str, *args: object) -> Address:
     return to_address(receipt["contractAddress"])
 
 
-def deploy_all(w3: Web3, deployer: TxSender, *, challenge_period: int = DEFAULT_CHALLENGE_PERIOD,
-               key_rotation_grace: int = DEFAULT_KEY_ROTATION_GRACE, with_stablecoin: bool = True) -> Deployment:
+def deploy_all(
+    w3: Web3,
+    deployer: TxSender,
+    *,
+    challenge_period: int = DEFAULT_CHALLENGE_PERIOD,
+    key_rotation_grace: int = DEFAULT_KEY_ROTATION_GRACE,
+    with_stablecoin: bool = True,
+) -> Deployment:
     """Deploy the channels contract, the track registry and (for local chains) the mock stablecoin."""
     start_block = w3.eth.block_number
     channels = deploy_contract(deployer, "ChainStreamChannels", challenge_period, key_rotation_grace, deployer.address)

@@ -85,8 +85,9 @@ def free_port() -> int:
 class AnvilNode:
     """A local anvil process on a free loopback port; a context manager that always stops it."""
 
-    def __init__(self, *, port: int | None = None, block_time: float | None = None, chain_id: int = 31337,
-                 accounts: int = 10) -> None:
+    def __init__(
+        self, *, port: int | None = None, block_time: float | None = None, chain_id: int = 31337, accounts: int = 10
+    ) -> None:
         self.port = port or free_port()
         self.chain_id = chain_id
         self.block_time = block_time
@@ -95,12 +96,25 @@ class AnvilNode:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> AnvilNode:
-        args = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id),
-                "--silent", "--accounts", str(self.accounts), "--balance", "100000"]
+        args = [
+            anvil_binary(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(self.chain_id),
+            "--silent",
+            "--accounts",
+            str(self.accounts),
+            "--balance",
+            "100000",
+        ]
         if self.block_time is not None:
             args += ["--block-time", str(self.block_time)]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                         env={**os.environ, "NO_COLOR": "1"})
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"}
+        )
         deadline = time.monotonic() + timeout
         w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 5}))
         while time.monotonic() < deadline:
@@ -132,5 +146,7 @@ class AnvilNode:
     def __enter__(self) -> AnvilNode:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

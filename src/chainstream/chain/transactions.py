@@ -107,8 +107,15 @@ class TxSender:
         tip = 1_000_000_000
         return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
 
-    def build(self, call: ContractFunction | None = None, *, to: str | None = None, value: int = 0,
-              gas: int | None = None, action: str = "transaction") -> dict[str, Any]:
+    def build(
+        self,
+        call: ContractFunction | None = None,
+        *,
+        to: str | None = None,
+        value: int = 0,
+        gas: int | None = None,
+        action: str = "transaction",
+    ) -> dict[str, Any]:
         """An unsigned transaction; estimating gas surfaces reverts as ChainError with the decoded reason."""
         tx: dict[str, Any] = {"from": self.address, "value": value, "chainId": self.w3.eth.chain_id, **self._fees()}
         if call is not None:
@@ -123,8 +130,16 @@ class TxSender:
             tx["gas"] = gas
         return tx
 
-    def send(self, call: ContractFunction | None = None, *, to: str | None = None, value: int = 0,
-             gas: int | None = None, action: str = "transaction", wait: bool = True) -> TxReceipt | HexBytes:
+    def send(
+        self,
+        call: ContractFunction | None = None,
+        *,
+        to: str | None = None,
+        value: int = 0,
+        gas: int | None = None,
+        action: str = "transaction",
+        wait: bool = True,
+    ) -> TxReceipt | HexBytes:
         """Sign and send; by default wait for the receipt and raise ChainError if it reverted."""
         tx = self.build(call, to=to, value=value, gas=gas, action=action)
         with self._lock:
@@ -142,7 +157,9 @@ class TxSender:
             raise ChainError(f"{action} reverted in block {receipt['blockNumber']} (tx {tx_hash.hex()})")
         return receipt
 
-    def transact(self, call: ContractFunction, *, value: int = 0, gas: int | None = None, action: str = "transaction") -> TxReceipt:
+    def transact(
+        self, call: ContractFunction, *, value: int = 0, gas: int | None = None, action: str = "transaction"
+    ) -> TxReceipt:
         receipt = self.send(call, value=value, gas=gas, action=action)
         assert not isinstance(receipt, (bytes, HexBytes))
         return receipt

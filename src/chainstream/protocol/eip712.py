@@ -95,7 +95,9 @@ class Domain:
         }
 
 
-def voucher_struct_hash(channel_id: bytes, payees: tuple[str, ...], amounts: tuple[int, ...], play_hash: bytes) -> bytes:
+def voucher_struct_hash(
+    channel_id: bytes, payees: tuple[str, ...], amounts: tuple[int, ...], play_hash: bytes
+) -> bytes:
     """hashStruct(Voucher)."""
     return keccak(VOUCHER_TYPEHASH + channel_id + hash_addresses(payees) + hash_uints(amounts) + play_hash)
 

@@ -51,8 +51,9 @@ class Voucher:
         return sum(self.amounts)
 
     @classmethod
-    def _unchecked(cls, channel_id: bytes, payees: tuple[Address, ...], amounts: tuple[int, ...],
-                   play_hash: bytes) -> Voucher:
+    def _unchecked(
+        cls, channel_id: bytes, payees: tuple[Address, ...], amounts: tuple[int, ...], play_hash: bytes
+    ) -> Voucher:
         """A voucher built from parts already validated (checksummed distinct payees, amounts in range):
         skips __post_init__'s checks, which the relay would otherwise run twice per payment."""
         voucher = cls.__new__(cls)

@@ -18,10 +18,10 @@ from typing import Any
 import requests
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from web3 import Web3
 
 from chainstream.chain.contracts import ChannelsClient, RegistryClient
@@ -46,16 +46,24 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 class Relay:
     """Service + settler + watchtower, started and stopped together (by the app's lifespan or by the demo)."""
 
-    def __init__(self, settings: Settings, *, w3: Web3 | None = None, deployment: Deployment | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        w3: Web3 | None = None,
+        deployment: Deployment | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if settings.relay_key is None:
             raise ConfigurationError("no relay key: set CHAINSTREAM_RELAY_KEY")
         self.settings = settings
         self.w3 = w3 or connect(settings.rpc_url)
         self.deployment = deployment or Deployment.load(settings.deployment_file)
         if self.deployment.chain_id != self.w3.eth.chain_id:
-            raise ConfigurationError(f"{settings.deployment_file} is for chain {self.deployment.chain_id}, "
-                                     f"the node is chain {self.w3.eth.chain_id}")
+            raise ConfigurationError(
+                f"{settings.deployment_file} is for chain {self.deployment.chain_id}, "
+                f"the node is chain {self.w3.eth.chain_id}"
+            )
         key = PrivateKey(settings.relay_key.get_secret_value())
         self.store = open_store(settings.database)
         try:
@@ -64,9 +72,13 @@ class Relay:
             self.store.close()
             raise
         self.service = RelayService(
-            settings=settings, channels=ChannelsClient(self.w3, self.deployment.channels),
-            registry=RegistryClient(self.w3, self.deployment.registry), deployment=self.deployment,
-            relay_key=key, store=self.store, clock=clock,
+            settings=settings,
+            channels=ChannelsClient(self.w3, self.deployment.channels),
+            registry=RegistryClient(self.w3, self.deployment.registry),
+            deployment=self.deployment,
+            relay_key=key,
+            store=self.store,
+            clock=clock,
         )
         self.settler = Settler(self.service, TxSender(self.w3, key))
         self.watcher = Watcher(self.service, self.settler)
@@ -78,8 +90,10 @@ class Relay:
         await asyncio.to_thread(self.service.catalog.load_all)
         await self.watcher.poll()
         self._stop = asyncio.Event()
-        self._tasks = [asyncio.create_task(self.watcher.run(self._stop)),
-                       asyncio.create_task(self.settler.run(self._stop))]
+        self._tasks = [
+            asyncio.create_task(self.watcher.run(self._stop)),
+            asyncio.create_task(self.settler.run(self._stop)),
+        ]
         tune_interpreter_for_serving()
 
     async def stop(self) -> None:
@@ -136,8 +150,13 @@ def _ack_json(ack: PaymentAck) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings | None = None, *, relay: Relay | None = None, w3: Web3 | None = None,
-               deployment: Deployment | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    relay: Relay | None = None,
+    w3: Web3 | None = None,
+    deployment: Deployment | None = None,
+) -> FastAPI:
     """The relay app. Tests and the demo pass their own chain (`w3`) and deployment."""
     settings = settings or Settings()
     holder: dict[str, Relay] = {}
@@ -152,9 +171,12 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         finally:
             await r.stop()
 
-    app = FastAPI(title="ChainStream relay", version="1", lifespan=lifespan,
-                  description="Pay-per-play vouchers: verified, stored durably, settled in batches. "
-                              "Protocol: docs/PROTOCOL.md")
+    app = FastAPI(
+        title="ChainStream relay",
+        version="1",
+        lifespan=lifespan,
+        description="Pay-per-play vouchers: verified, stored durably, settled in batches. Protocol: docs/PROTOCOL.md",
+    )
 
     def svc() -> RelayService:
         return holder["relay"].service
@@ -194,8 +216,12 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
     async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body")
-        return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"],
-                      details=json.loads(json.dumps(exc.errors(), default=str)))
+        return _error(
+            422,
+            "invalid_request",
+            f"{where}: {first['msg']}" if where else first["msg"],
+            details=json.loads(json.dumps(exc.errors(), default=str)),
+        )
 
     api = APIRouter(prefix="/api/v1")
 
@@ -203,8 +229,13 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
     async def health() -> dict[str, Any]:
         s = svc()
         relay = holder["relay"]
-        return {"ok": True, "accepted": s.accepted_count, "block": relay.watcher.processed_block,
-                "instance": s.settings.instance, "leader": relay.settler.leading}
+        return {
+            "ok": True,
+            "accepted": s.accepted_count,
+            "block": relay.watcher.processed_block,
+            "instance": s.settings.instance,
+            "leader": relay.settler.leading,
+        }
 
     @api.get("/info")
     async def info() -> dict[str, Any]:
@@ -213,19 +244,48 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         tokens = [{"address": ZERO_ADDRESS, "symbol": "ETH", "decimals": 18}]
         if d.stablecoin:
             tokens.append({"address": d.stablecoin, "symbol": "mUSD", "decimals": 6})
-        return {"chainId": d.chain_id, "channels": d.channels, "registry": d.registry, "stablecoin": d.stablecoin,
-                "relay": s.address, "challengePeriod": d.challenge_period, "keyRotationGrace": d.key_rotation_grace,
-                "sessionMargin": s.settings.session_margin, "domain": s.domain.as_dict(), "tokens": tokens}
+        return {
+            "chainId": d.chain_id,
+            "channels": d.channels,
+            "registry": d.registry,
+            "stablecoin": d.stablecoin,
+            "relay": s.address,
+            "challengePeriod": d.challenge_period,
+            "keyRotationGrace": d.key_rotation_grace,
+            "sessionMargin": s.settings.session_margin,
+            "domain": s.domain.as_dict(),
+            "tokens": tokens,
+        }
 
     def _track_json(entry: Any, token: str | None) -> dict[str, Any]:
-        terms = {t: {"perPlay": str(x.per_play), "perSecond": str(x.per_second), "download": str(x.download),
-                     "model": x.model, "ownAfter": x.own_after, "minSeconds": x.min_seconds}
-                 for t, x in entry.terms.items() if x.enabled and (token is None or t == token)}
-        return {"trackId": "0x" + entry.track_id.hex(), "title": entry.title, "owner": entry.owner,
-                "splitVersion": entry.split_version, "splitHash": "0x" + entry.split.hash.hex(),
-                "split": {"recipients": list(entry.split.recipients), "bps": list(entry.split.bps),
-                          "feeRecipient": entry.split.fee_recipient, "feeBps": entry.split.fee_bps},
-                "terms": terms, "registeredAt": entry.registered_at, "audio": f"/audio/0x{entry.track_id.hex()}.wav"}
+        terms = {
+            t: {
+                "perPlay": str(x.per_play),
+                "perSecond": str(x.per_second),
+                "download": str(x.download),
+                "model": x.model,
+                "ownAfter": x.own_after,
+                "minSeconds": x.min_seconds,
+            }
+            for t, x in entry.terms.items()
+            if x.enabled and (token is None or t == token)
+        }
+        return {
+            "trackId": "0x" + entry.track_id.hex(),
+            "title": entry.title,
+            "owner": entry.owner,
+            "splitVersion": entry.split_version,
+            "splitHash": "0x" + entry.split.hash.hex(),
+            "split": {
+                "recipients": list(entry.split.recipients),
+                "bps": list(entry.split.bps),
+                "feeRecipient": entry.split.fee_recipient,
+                "feeBps": entry.split.fee_bps,
+            },
+            "terms": terms,
+            "registeredAt": entry.registered_at,
+            "audio": f"/audio/0x{entry.track_id.hex()}.wav",
+        }
 
     @api.get("/catalog")
     async def catalog(token: str | None = None) -> dict[str, Any]:
@@ -261,8 +321,11 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
             ack = await svc().submit(payment)
             return {"id": body.id, "ok": True, **_ack_json(ack)}
         except Rejection as exc:
-            out: dict[str, Any] = {"id": body.id, "ok": False,
-                                   "error": {"code": exc.code, "message": str(exc), "status": exc.status}}
+            out: dict[str, Any] = {
+                "id": body.id,
+                "ok": False,
+                "error": {"code": exc.code, "message": str(exc), "status": exc.status},
+            }
             if exc.code in RESYNC_CODES:
                 out["state"] = svc().channel_summary(await svc().current(payment.channel_id))
             return out
@@ -292,8 +355,12 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
             try:
                 body = StreamedPaymentIn.model_validate_json(text)
             except ValidationError as exc:
-                await ws.send_json({"ok": False, "error": {"code": "invalid_request", "message": str(exc.errors()[0]["msg"]),
-                                                           "status": 422}})
+                await ws.send_json(
+                    {
+                        "ok": False,
+                        "error": {"code": "invalid_request", "message": str(exc.errors()[0]["msg"]), "status": 422},
+                    }
+                )
                 return
             await ws.send_json(await _one(body))
 
@@ -318,22 +385,36 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         return s.channel_summary(await s.current(to_bytes32(channel_id, "channelId")))
 
     @api.get("/channels/{channel_id}/history")
-    async def history(channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = None) -> dict[str, Any]:
+    async def history(
+        channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = None
+    ) -> dict[str, Any]:
         s = svc()
         cid = to_bytes32(channel_id, "channelId")
         await s.runtime(cid)
         items = []
         for p in s.store.history(cid, limit=limit, before_seq=before):
             entry = s.catalog.entries.get(p.target)
-            items.append({"seq": p.seq, "kind": ["play", "seconds", "tip", "download"][p.kind],
-                          "target": "0x" + p.target.hex(), "title": entry.title if entry else None,
-                          "units": p.units, "amount": str(p.amount), "total": str(p.voucher.total), "memo": p.memo,
-                          "payments": {k: str(v) for k, v in p.payments.items()}, "at": p.accepted_at,
-                          "digest": "0x" + p.digest.hex()})
+            items.append(
+                {
+                    "seq": p.seq,
+                    "kind": ["play", "seconds", "tip", "download"][p.kind],
+                    "target": "0x" + p.target.hex(),
+                    "title": entry.title if entry else None,
+                    "units": p.units,
+                    "amount": str(p.amount),
+                    "total": str(p.voucher.total),
+                    "memo": p.memo,
+                    "payments": {k: str(v) for k, v in p.payments.items()},
+                    "at": p.accepted_at,
+                    "digest": "0x" + p.digest.hex(),
+                }
+            )
         return {"channelId": channel_id, "items": items}
 
     @api.get("/channels/{channel_id}/caps/typed-data")
-    async def caps_doc(channel_id: str, dailyCap: int = 0, sessionCap: int = 0, issuedAt: int | None = None) -> dict[str, Any]:
+    async def caps_doc(
+        channel_id: str, dailyCap: int = 0, sessionCap: int = 0, issuedAt: int | None = None
+    ) -> dict[str, Any]:
         """The EIP-712 document a wallet or session key signs to set spending caps."""
         cid = to_bytes32(channel_id, "channelId")
         return caps_typed_data(svc().domain, cid, dailyCap, sessionCap, issuedAt or int(svc().clock()))
@@ -341,8 +422,13 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
     @api.put("/channels/{channel_id}/caps")
     async def caps(channel_id: str, body: CapsIn) -> dict[str, Any]:
         s = svc()
-        rt = await s.set_caps(to_bytes32(channel_id, "channelId"), int(body.dailyCap), int(body.sessionCap),
-                              body.issuedAt, Signature.from_hex(body.signature))
+        rt = await s.set_caps(
+            to_bytes32(channel_id, "channelId"),
+            int(body.dailyCap),
+            int(body.sessionCap),
+            body.issuedAt,
+            Signature.from_hex(body.signature),
+        )
         return s.channel_summary(rt)
 
     @api.post("/channels/{channel_id}/close")
@@ -351,18 +437,27 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         asked for by the payer or its session key over that voucher."""
         cid = to_bytes32(channel_id, "channelId")
         try:
-            latest, signature, prev = await svc().cosign_close(cid, to_bytes32(body.voucherDigest, "voucherDigest"),
-                                                               Signature.from_hex(body.signature))
+            latest, signature, prev = await svc().cosign_close(
+                cid, to_bytes32(body.voucherDigest, "voucherDigest"), Signature.from_hex(body.signature)
+            )
         except Rejection as exc:
             if exc.code != "close_state_mismatch":
                 raise
             return _error(exc.status, exc.code, str(exc), state=svc().channel_summary(await svc().runtime(cid)))
         voucher = None
         if latest is not None:
-            voucher = {"payees": list(latest.voucher.payees), "amounts": [str(a) for a in latest.voucher.amounts],
-                       "playHash": "0x" + latest.voucher.play_hash.hex(), "signature": "0x" + latest.signature.hex()}
-        return {"channelId": channel_id, "voucher": voucher, "prevAmounts": [str(a) for a in prev],
-                "relaySignature": signature.to_hex()}
+            voucher = {
+                "payees": list(latest.voucher.payees),
+                "amounts": [str(a) for a in latest.voucher.amounts],
+                "playHash": "0x" + latest.voucher.play_hash.hex(),
+                "signature": "0x" + latest.signature.hex(),
+            }
+        return {
+            "channelId": channel_id,
+            "voucher": voucher,
+            "prevAmounts": [str(a) for a in prev],
+            "relaySignature": signature.to_hex(),
+        }
 
     @api.get("/listeners/{address}/channels")
     async def listener_channels(address: str) -> dict[str, Any]:
@@ -378,13 +473,30 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
         if format == "json":
             return data
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=["token", "target", "title", "plays", "seconds", "tips", "downloads",
-                                                 "earned", "pending", "settled", "claimed"])
+        writer = csv.DictWriter(
+            out,
+            fieldnames=[
+                "token",
+                "target",
+                "title",
+                "plays",
+                "seconds",
+                "tips",
+                "downloads",
+                "earned",
+                "pending",
+                "settled",
+                "claimed",
+            ],
+        )
         writer.writeheader()
         for row in data["tracks"]:
             writer.writerow(row)
-        return PlainTextResponse(out.getvalue(), media_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="earnings-{address}.csv"'})
+        return PlainTextResponse(
+            out.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="earnings-{address}.csv"'},
+        )
 
     @api.get("/events")
     async def events(request: Request, channel: str | None = None, payee: str | None = None) -> StreamingResponse:
@@ -434,8 +546,9 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
                 import gzip
 
                 vendor_gzip[name] = await asyncio.to_thread(gzip.compress, path.read_bytes(), 6)
-            return Response(vendor_gzip[name], media_type="text/javascript",
-                            headers={**headers, "Content-Encoding": "gzip"})
+            return Response(
+                vendor_gzip[name], media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"}
+            )
         return FileResponse(path, media_type="text/javascript", headers=headers)
 
     # Contract ABIs straight from the committed artifacts (the player builds its contract objects from them).
@@ -447,8 +560,9 @@ def create_app(settings: Settings | None = None, *, relay: Relay | None = None, 
             return _error(404, "no_abi", f"no ABI {name}")
         from chainstream.chain.artifacts import load_artifact
 
-        return JSONResponse({"contractName": name, "abi": load_artifact(name).abi},
-                            headers={"Cache-Control": "public, max-age=300"})
+        return JSONResponse(
+            {"contractName": name, "abi": load_artifact(name).abi}, headers={"Cache-Control": "public, max-age=300"}
+        )
 
     @app.get("/player-config.json", include_in_schema=False)
     async def player_config() -> dict[str, Any]:

@@ -49,8 +49,9 @@ class Catalog:
         for token, t in entry.terms.items():
             key = (entry.track_id, token)
             if t.enabled:
-                self._listings[key] = Listing(entry.track_id, entry.title, entry.owner, t, entry.split,
-                                              entry.split_version)
+                self._listings[key] = Listing(
+                    entry.track_id, entry.title, entry.owner, t, entry.split, entry.split_version
+                )
             else:
                 self._listings.pop(key, None)
 

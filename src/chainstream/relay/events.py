@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,10 +23,8 @@ class EventBus:
     def publish(self, event: dict[str, Any], topics: set[str]) -> None:
         for queue, wanted in list(self._subscribers):
             if wanted & topics:
-                try:
+                with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    pass
 
     async def subscribe(self, topics: set[str]) -> AsyncIterator[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._max_queue)

@@ -68,9 +68,13 @@ class CapsIn(Strict):
 
 class CloseIn(Strict):
     voucherDigest: Hex32 = Field(description="EIP-712 digest of the listener's latest voucher (0x00..00 if none)")
-    signature: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$",
-                                    description="the payer's or its session key's over Close(channelId, "
-                                                "voucherDigest)")]
+    signature: Annotated[
+        str,
+        Field(
+            pattern=r"^0x[0-9a-fA-F]{130}$",
+            description="the payer's or its session key's over Close(channelId, voucherDigest)",
+        ),
+    ]
 
 
 def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
@@ -80,8 +84,12 @@ def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
     channel_id = to_bytes32(channel_id_hex, "channelId")
     amounts = tuple(check_amount(int(a), "voucher amount") for a in body.voucher.amounts)
     # Voucher checksums the payees itself.
-    voucher = Voucher(channel_id, tuple(Address(p) for p in body.voucher.payees), amounts,
-                      to_bytes32(body.voucher.playHash, "playHash"))
+    voucher = Voucher(
+        channel_id,
+        tuple(Address(p) for p in body.voucher.payees),
+        amounts,
+        to_bytes32(body.voucher.playHash, "playHash"),
+    )
     c = body.charge
     tip = int(c.amount) if c.amount is not None else 0
     if tip > MAX_AMOUNT:
@@ -95,4 +103,3 @@ def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
         memo=c.memo,
     )
     return Payment(channel_id, body.seq, charge, voucher, Signature.from_hex(body.signature))
-

@@ -12,8 +12,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import time
-from dataclasses import dataclass, field, replace
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chainstream.chain.contracts import ChannelsClient, ChannelState, ChannelStatus, RegistryClient
@@ -50,9 +50,14 @@ def caps_digest(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: 
     return domain.digest(caps_struct_hash(channel_id, daily_cap, session_cap, issued_at))
 
 
-def caps_typed_data(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> dict[str, Any]:
-    return typed_data(domain, "Caps", {"channelId": "0x" + channel_id.hex(), "dailyCap": daily_cap,
-                                       "sessionCap": session_cap, "issuedAt": issued_at})
+def caps_typed_data(
+    domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int
+) -> dict[str, Any]:
+    return typed_data(
+        domain,
+        "Caps",
+        {"channelId": "0x" + channel_id.hex(), "dailyCap": daily_cap, "sessionCap": session_cap, "issuedAt": issued_at},
+    )
 
 
 @dataclass
@@ -101,8 +106,9 @@ class PaymentAck:
     daily_cap: int | None
 
 
-def _copy_outcome(source: concurrent.futures.Future[frozenset[bytes]],
-                  target: asyncio.Future[frozenset[bytes]]) -> None:
+def _copy_outcome(
+    source: concurrent.futures.Future[frozenset[bytes]], target: asyncio.Future[frozenset[bytes]]
+) -> None:
     exc = source.exception()
     if exc is not None:
         target.set_exception(exc)
@@ -119,9 +125,17 @@ class StaleChannel(Rejection):
 
 
 class RelayService:
-    def __init__(self, *, settings: Settings, channels: ChannelsClient, registry: RegistryClient,
-                 deployment: Deployment, relay_key: PrivateKey, store: Store,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        channels: ChannelsClient,
+        registry: RegistryClient,
+        deployment: Deployment,
+        relay_key: PrivateKey,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """`clock` is the relay's wall clock (unix seconds): it stamps payments and decides which UTC day a
         daily cap counts. Rules that the contract judges by block time use `chain_now()` instead."""
         self.settings = settings
@@ -204,9 +218,15 @@ class RelayService:
         day = int(self.clock()) // DAY
         ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
         latest = self.store.latest_payment(channel_id) if ledger.seq else None
-        rt = ChannelRuntime(record, ledger, spent_today, day, caps_issued_at=record.caps_issued_at,
-                            head_digest=latest.digest if latest else None,
-                            head_signature=latest.signature if latest else None)
+        rt = ChannelRuntime(
+            record,
+            ledger,
+            spent_today,
+            day,
+            caps_issued_at=record.caps_issued_at,
+            head_digest=latest.digest if latest else None,
+            head_signature=latest.signature if latest else None,
+        )
         settled = self.store.get_settled(channel_id)
         if ledger.voucher.total > (settled.total if settled else 0):
             rt.unsettled_since = self.clock()
@@ -217,12 +237,21 @@ class RelayService:
         """Read a channel from the contract; Rejection if it does not exist or is served by another relay."""
         state = self.channels.get_channel(channel_id)
         if state.status == ChannelStatus.NONE:
-            raise Rejection("unknown_channel", f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}",
-                            status=404)
+            raise Rejection(
+                "unknown_channel", f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}", status=404
+            )
         if state.relay != self.address:
             raise Rejection("wrong_relay", f"the channel is served by {state.relay}, not this relay", status=403)
-        return ChannelRecord(channel_id, state.payer, state.token, state.deposit, state.session_key,
-                             state.session_expiry, status_name(state.status), state.closes_at)
+        return ChannelRecord(
+            channel_id,
+            state.payer,
+            state.token,
+            state.deposit,
+            state.session_key,
+            state.session_expiry,
+            status_name(state.status),
+            state.closes_at,
+        )
 
     def add_channel(self, record: ChannelRecord) -> None:
         """A channel just opened for this relay (watcher); a channel already known is left as it is."""
@@ -236,17 +265,27 @@ class RelayService:
         existing = self.store.get_channel(state.channel_id)
         if existing is None:
             return
-        record = replace(existing, deposit=state.deposit, session_key=state.session_key,
-                         session_expiry=state.session_expiry, status=status_name(state.status),
-                         closes_at=state.closes_at)
+        record = replace(
+            existing,
+            deposit=state.deposit,
+            session_key=state.session_key,
+            session_expiry=state.session_expiry,
+            status=status_name(state.status),
+            closes_at=state.closes_at,
+        )
         self.store.upsert_channel(record)
         rt = self._runtime.get(record.channel_id)
         if rt is not None:
             # The live record keeps what only memory may hold yet: a close being co-signed (CLOSE_PENDING) must
             # not be dropped by a top-up seen meanwhile, or a payment could slip in after the consent's state.
-            rt.record = replace(rt.record, deposit=state.deposit, session_key=state.session_key,
-                                session_expiry=state.session_expiry, status=status_name(state.status),
-                                closes_at=state.closes_at)
+            rt.record = replace(
+                rt.record,
+                deposit=state.deposit,
+                session_key=state.session_key,
+                session_expiry=state.session_expiry,
+                status=status_name(state.status),
+                closes_at=state.closes_at,
+            )
 
     @staticmethod
     def _terms(rt: ChannelRuntime) -> ChannelTerms:
@@ -254,9 +293,15 @@ class RelayService:
         if rt.terms is not None and rt.terms[0] is r:
             return rt.terms[1]
         terms = ChannelTerms(
-            channel_id=r.channel_id, payer=r.payer, token=r.token, deposit=r.deposit, session_key=r.session_key,
-            session_expiry=r.session_expiry, open=r.status == "open" and r.coop_close_digest is None,
-            daily_cap=r.daily_cap, session_cap=r.session_cap,
+            channel_id=r.channel_id,
+            payer=r.payer,
+            token=r.token,
+            deposit=r.deposit,
+            session_key=r.session_key,
+            session_expiry=r.session_expiry,
+            open=r.status == "open" and r.coop_close_digest is None,
+            daily_cap=r.daily_cap,
+            session_cap=r.session_cap,
         )
         rt.terms = (r, terms)
         return terms
@@ -302,9 +347,11 @@ class RelayService:
             # A top-up or a new session key may have landed before the watcher saw it: read the channel from
             # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
             # (insufficient_deposit is judged before the signature: only the channel's own signers may ask.)
-            if exc.code not in CHAIN_REFRESH_CODES or (exc.code == "insufficient_deposit"
-                                                       and not self._signed_for(rt, payment)) \
-                    or not await self._refresh_from_chain(rt):
+            if (
+                exc.code not in CHAIN_REFRESH_CODES
+                or (exc.code == "insufficient_deposit" and not self._signed_for(rt, payment))
+                or not await self._refresh_from_chain(rt)
+            ):
                 raise
             accepted = self._verify(rt, payment)
         previous = (rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature)
@@ -317,11 +364,22 @@ class RelayService:
         if rt.unsettled_since is None:
             rt.unsettled_since = now
         record = PaymentRecord(
-            channel_id=payment.channel_id, seq=accepted.receipt.seq, digest=accepted.digest, voucher=payment.voucher,
-            signature=signature, signer=accepted.signer, kind=int(accepted.charge.kind),
-            target=accepted.charge.target, units=accepted.charge.units, amount=accepted.charge.amount,
-            split_hash=accepted.charge.split_hash, memo=accepted.charge.memo, payments=dict(accepted.charge.payments),
-            accepted_at=now, prev_digest=prev_digest, caps_basis=rt.caps_issued_at,
+            channel_id=payment.channel_id,
+            seq=accepted.receipt.seq,
+            digest=accepted.digest,
+            voucher=payment.voucher,
+            signature=signature,
+            signer=accepted.signer,
+            kind=int(accepted.charge.kind),
+            target=accepted.charge.target,
+            units=accepted.charge.units,
+            amount=accepted.charge.amount,
+            split_hash=accepted.charge.split_hash,
+            memo=accepted.charge.memo,
+            payments=dict(accepted.charge.payments),
+            accepted_at=now,
+            prev_digest=prev_digest,
+            caps_basis=rt.caps_issued_at,
         )
         commit = self._queue_commit(record)
         rt.in_flight = commit
@@ -338,8 +396,9 @@ class RelayService:
                 self._runtime.pop(payment.channel_id, None)
             raise
         self.accepted_count += 1
-        ack = self._ack("accepted", rt, accepted.state.voucher, accepted.receipt.seq, accepted.charge.amount,
-                        accepted.digest)
+        ack = self._ack(
+            "accepted", rt, accepted.state.voucher, accepted.receipt.seq, accepted.charge.amount, accepted.digest
+        )
         self._publish_payment(rt, record)
         return ack
 
@@ -372,9 +431,14 @@ class RelayService:
         """Verify against the channel's live state; the session key's expiry is judged on the chain's clock."""
         token = rt.record.token
         return verify_payment(
-            payment, state=rt.ledger, channel=self._terms(rt), domain=self.domain,
-            listing_of=lambda track_id: self.catalog.listing(track_id, token), now=int(self.chain_now()),
-            spent_today=rt.spent_today, session_margin=self.settings.session_margin,
+            payment,
+            state=rt.ledger,
+            channel=self._terms(rt),
+            domain=self.domain,
+            listing_of=lambda track_id: self.catalog.listing(track_id, token),
+            now=int(self.chain_now()),
+            spent_today=rt.spent_today,
+            session_margin=self.settings.session_margin,
             max_payees=self.settings.max_payees,
         )
 
@@ -442,9 +506,20 @@ class RelayService:
                 return None
         return self._ack("duplicate", rt, payment.voucher, payment.seq, 0, digest)
 
-    def _ack(self, status: str, rt: ChannelRuntime, voucher: Voucher, seq: int, amount: int, digest: bytes) -> PaymentAck:
-        return PaymentAck(status, rt.record.channel_id, seq, voucher.total, amount, digest,
-                          rt.record.deposit - rt.ledger.voucher.total, rt.spent_today, rt.record.daily_cap)
+    def _ack(
+        self, status: str, rt: ChannelRuntime, voucher: Voucher, seq: int, amount: int, digest: bytes
+    ) -> PaymentAck:
+        return PaymentAck(
+            status,
+            rt.record.channel_id,
+            seq,
+            voucher.total,
+            amount,
+            digest,
+            rt.record.deposit - rt.ledger.voucher.total,
+            rt.spent_today,
+            rt.record.daily_cap,
+        )
 
     async def _refresh_from_chain(self, rt: ChannelRuntime) -> bool:
         """Re-read the channel from the contract, unless that was done REFRESH_BURST times in the last
@@ -478,30 +553,38 @@ class RelayService:
         self.bus.publish(event, topics)
 
     # ------------------------------------------------------------------- caps
-    async def set_caps(self, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int,
-                       signature: Signature) -> ChannelRuntime:
+    async def set_caps(
+        self, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int, signature: Signature
+    ) -> ChannelRuntime:
         rt = await self.current(channel_id)
         digest = caps_digest(self.domain, channel_id, daily_cap, session_cap, issued_at)
         signer = self._authorised_signer(rt, digest, signature, "caps")
         stale = Rejection("stale_caps", "these caps are older than the ones in force", status=409)
         if issued_at <= rt.caps_issued_at:  # first: a replayed message is stale, whatever it says
             raise stale
-        if signer != rt.record.payer and _loosens(rt.record.daily_cap, daily_cap) | _loosens(rt.record.session_cap,
-                                                                                             session_cap):
+        if signer != rt.record.payer and _loosens(rt.record.daily_cap, daily_cap) | _loosens(
+            rt.record.session_cap, session_cap
+        ):
             # The session cap is the limit on what the session key may spend: the key itself may only tighten.
-            raise Rejection("caps_need_payer", "a session key may only lower caps or set new ones; raising or lifting "
-                            "a cap takes the payer's own signature", status=403)
+            raise Rejection(
+                "caps_need_payer",
+                "a session key may only lower caps or set new ones; raising or lifting "
+                "a cap takes the payer's own signature",
+                status=403,
+            )
         # Stored first (conditionally: another instance may have stored newer caps), then in force here.
         if not self.store.set_caps(channel_id, daily_cap or None, session_cap or None, issued_at):
             raise stale
         rt.caps_issued_at = issued_at
-        rt.record = replace(rt.record, daily_cap=daily_cap or None, session_cap=session_cap or None,
-                            caps_issued_at=issued_at)
+        rt.record = replace(
+            rt.record, daily_cap=daily_cap or None, session_cap=session_cap or None, caps_issued_at=issued_at
+        )
         return rt
 
     # --------------------------------------------------------------- closing
-    async def cosign_close(self, channel_id: bytes, voucher_digest_seen: bytes,
-                           signature: Signature) -> tuple[PaymentRecord | None, Signature, tuple[int, ...]]:
+    async def cosign_close(
+        self, channel_id: bytes, voucher_digest_seen: bytes, signature: Signature
+    ) -> tuple[PaymentRecord | None, Signature, tuple[int, ...]]:
         """Consent to a cooperative close at the latest accepted voucher; no payment is accepted after it.
 
         The request is the listener's own Close(channelId, voucherDigest) signed by the payer or its session key
@@ -510,8 +593,9 @@ class RelayService:
         rt = await self.current(channel_id)
         if rt.record.status == "closed":
             raise Rejection("channel_not_open", "the channel is already closed", status=409)
-        self._authorised_signer(rt, self.domain.digest(close_struct_hash(channel_id, voucher_digest_seen)),
-                                signature, "a close request")
+        self._authorised_signer(
+            rt, self.domain.digest(close_struct_hash(channel_id, voucher_digest_seen)), signature, "a close request"
+        )
         previous = rt.record.coop_close_digest
         rt.record = replace(rt.record, coop_close_digest=CLOSE_PENDING)  # refuse new payments
         await self._durable(rt)
@@ -525,8 +609,12 @@ class RelayService:
             rt.record = replace(rt.record, coop_close_digest=previous)
             if self.store.shared:
                 self.store.set_coop_close(channel_id, previous)
-            raise Rejection("close_state_mismatch", "the relay's latest voucher is not the one the close request "
-                            "names: sync with the channel's state, then ask again", status=409)
+            raise Rejection(
+                "close_state_mismatch",
+                "the relay's latest voucher is not the one the close request "
+                "names: sync with the channel's state, then ask again",
+                status=409,
+            )
         self.store.set_coop_close(channel_id, voucher_digest)
         rt.record = replace(rt.record, coop_close_digest=voucher_digest)
         close_digest = (latest.voucher if latest else Voucher.empty(channel_id)).close_digest(self.domain)
@@ -600,9 +688,21 @@ class RelayService:
             totals = tokens.setdefault(token, {"pending": 0, "settled": 0, "claimed": 0, "total": 0})
             totals["total"] += amount
             key = (token, bytes(r["target"]))
-            track = tracks.setdefault(key, {"token": token, "target": "0x" + key[1].hex(), "plays": 0, "seconds": 0,
-                                            "tips": 0, "downloads": 0, "earned": 0, "pending": 0, "settled": 0,
-                                            "claimed": 0})
+            track = tracks.setdefault(
+                key,
+                {
+                    "token": token,
+                    "target": "0x" + key[1].hex(),
+                    "plays": 0,
+                    "seconds": 0,
+                    "tips": 0,
+                    "downloads": 0,
+                    "earned": 0,
+                    "pending": 0,
+                    "settled": 0,
+                    "claimed": 0,
+                },
+            )
             kind = Kind(r["kind"])
             if kind == Kind.PLAY:
                 track["plays"] += 1

@@ -13,6 +13,7 @@ never landed, so a settlement is never lost and never sent twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -32,8 +33,16 @@ log = logging.getLogger("chainstream.settler")
 #: Reasons settleBatch skips an entry for that no later round can change for the same voucher (its channel's
 #: window is over, its signer is no longer authorised, it is malformed). The others (stale, prevAmounts not
 #: matching the settled state) mean the relay's view of the settled state is behind the chain's.
-PERMANENT_SKIPS = frozenset({"ChannelNotFound", "ChannelNotSettleable", "VoucherLengthMismatch",
-                             "VoucherAmountOverflow", "VoucherInvalidSignature", "VoucherUnauthorizedSigner"})
+PERMANENT_SKIPS = frozenset(
+    {
+        "ChannelNotFound",
+        "ChannelNotSettleable",
+        "VoucherLengthMismatch",
+        "VoucherAmountOverflow",
+        "VoucherInvalidSignature",
+        "VoucherUnauthorizedSigner",
+    }
+)
 
 
 class Settler:
@@ -74,10 +83,8 @@ class Settler:
                 self.sender.reset_nonce()
             self.rounds += 1
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.settle_interval)
-            except TimeoutError:
-                pass
 
     async def _lead(self) -> None:
         """Take (or keep) the lead; on taking it, finish what the outbox holds and read the key's nonce anew
@@ -93,7 +100,9 @@ class Settler:
         self.leading = leading
 
     # ------------------------------------------------------------------ policy
-    def due(self, now: float, force: bool = False, chain_now: float | None = None) -> list[tuple[PaymentRecord, tuple[int, ...]]]:
+    def due(
+        self, now: float, force: bool = False, chain_now: float | None = None
+    ) -> list[tuple[PaymentRecord, tuple[int, ...]]]:
         """Latest unsettled voucher (and the prevAmounts to submit with it) of every channel that is due.
 
         Close windows and key expiries are measured on the chain's clock (`chain_now`, the latest block's time).
@@ -122,8 +131,9 @@ class Settler:
             since = rt.unsettled_since if rt and rt.unsettled_since else latest.accepted_at
             closing = record.status == "closing"
             by_session_key = latest.signer == record.session_key and latest.signer != record.payer
-            if (closing and record.closes_at and record.closes_at <= chain_now) or \
-                    (by_session_key and record.session_expiry <= chain_now):
+            if (closing and record.closes_at and record.closes_at <= chain_now) or (
+                by_session_key and record.session_expiry <= chain_now
+            ):
                 continue
             deadlines = [record.closes_at] if closing else []
             if by_session_key:
@@ -131,9 +141,14 @@ class Settler:
             near_deadline = any(d and d - chain_now <= margin for d in deadlines)
             # A closing channel takes no more payments: settle it now. (The watchtower's request for it is only
             # in memory; after a restart the cursor is past the CloseRequested, and this is what remains.)
-            if (force or record.channel_id in self.urgent or closing or near_deadline
-                    or unsettled >= self.settings.settle_min_value
-                    or now - since >= self.settings.settle_max_age):
+            if (
+                force
+                or record.channel_id in self.urgent
+                or closing
+                or near_deadline
+                or unsettled >= self.settings.settle_min_value
+                or now - since >= self.settings.settle_max_age
+            ):
                 due.append((latest, settled.credited if settled else ()))
         return due
 
@@ -163,7 +178,9 @@ class Settler:
             tx["nonce"] = self.sender._next_nonce()
             signed = Account.sign_transaction(tx, self.sender.account.key)
         payload = {"channels": ["0x" + p.channel_id.hex() for p, _ in chunk]}
-        outbox_id = self.store.add_outbox("settleBatch", tx["nonce"], bytes(signed.hash), bytes(signed.raw_transaction), payload)
+        outbox_id = self.store.add_outbox(
+            "settleBatch", tx["nonce"], bytes(signed.hash), bytes(signed.raw_transaction), payload
+        )
         self._broadcast(outbox_id, bytes(signed.raw_transaction))
         receipt = self._await_receipt(outbox_id, bytes(signed.hash))
         self.batches_sent += 1
@@ -256,8 +273,9 @@ def entry_gas(payees: int) -> int:
     return ENTRY_GAS + PAYEE_GAS * payees
 
 
-def batches(due: list[tuple[PaymentRecord, tuple[int, ...]]], size: int,
-            gas_budget: int) -> list[list[tuple[PaymentRecord, tuple[int, ...]]]]:
+def batches(
+    due: list[tuple[PaymentRecord, tuple[int, ...]]], size: int, gas_budget: int
+) -> list[list[tuple[PaymentRecord, tuple[int, ...]]]]:
     """`due` in order, cut into settleBatch chunks of at most `size` entries and about `gas_budget` gas (by
     entry_gas), so that channels with many payees can never make one transaction exceed a block's gas limit
     (which would fail the round for every channel after it). An entry over the budget on its own goes alone."""
@@ -286,5 +304,6 @@ def record_state(store: Store, settled: SettledState) -> None:
     """Keep a channel's settled state, unless the store already has a later one."""
     current = store.get_settled(settled.channel_id)
     if current is None or current.total <= settled.total:
-        store.set_settled(SettledRecord(settled.channel_id, settled.total, settled.payees, settled.credited,
-                                        settled.block_number))
+        store.set_settled(
+            SettledRecord(settled.channel_id, settled.total, settled.payees, settled.credited, settled.block_number)
+        )

@@ -10,6 +10,7 @@ settled at once, inside the window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +26,15 @@ log = logging.getLogger("chainstream.watcher")
 CURSOR = "events"
 MAX_RANGE = 2_000
 
-CHANNEL_EVENTS = ("ChannelOpened", "ChannelToppedUp", "SessionKeyChanged", "CloseRequested", "ChannelClosed",
-                  "ChannelSettled", "Claimed")
+CHANNEL_EVENTS = (
+    "ChannelOpened",
+    "ChannelToppedUp",
+    "SessionKeyChanged",
+    "CloseRequested",
+    "ChannelClosed",
+    "ChannelSettled",
+    "Claimed",
+)
 REGISTRY_EVENTS = ("TrackRegistered", "TermsSet", "SplitSet", "TrackTransferred")
 
 
@@ -64,10 +72,8 @@ class Watcher:
                 await self.poll()
             except Exception:  # keep watching through RPC errors; the cursor makes it resume exactly
                 log.exception("watcher poll failed; retrying")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval)
-            except TimeoutError:
-                pass
 
     async def poll(self) -> int:
         """Process every confirmed block not yet processed; returns the number of events applied."""
@@ -111,15 +117,34 @@ class Watcher:
             catalog_entry = service.catalog.fetch(bytes(args["trackId"]))
             return Change(name, args, block, lambda: self._put_track(catalog_entry))
         if name == "Claimed":
-            return Change(name, args, block, lambda: self.store.add_claim(
-                bytes(entry["transactionHash"]), int(entry["logIndex"]), args["payee"], args["token"],
-                int(args["amount"]), block))
+            return Change(
+                name,
+                args,
+                block,
+                lambda: self.store.add_claim(
+                    bytes(entry["transactionHash"]),
+                    int(entry["logIndex"]),
+                    args["payee"],
+                    args["token"],
+                    int(args["amount"]),
+                    block,
+                ),
+            )
         channel_id = bytes(args["channelId"])
         if name == "ChannelOpened":
             if args["relay"] != service.address:
                 return None
-            record = ChannelRecord(channel_id, args["payer"], args["token"], int(args["deposit"]), args["sessionKey"],
-                                   int(args["sessionExpiry"]), "open", 0, opened_block=block)
+            record = ChannelRecord(
+                channel_id,
+                args["payer"],
+                args["token"],
+                int(args["deposit"]),
+                args["sessionKey"],
+                int(args["sessionExpiry"]),
+                "open",
+                0,
+                opened_block=block,
+            )
             opened.add(channel_id)
             return Change(name, args, block, lambda: service.add_channel(record))
         if channel_id not in opened and self.store.get_channel(channel_id) is None:

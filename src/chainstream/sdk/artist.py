@@ -25,7 +25,9 @@ class Artist:
         self.channels = ChannelsClient(w3, deployment.channels)
         self.relay = relay
 
-    def register_track(self, track_id: bytes, title: str, terms: Terms, split: Split, *, token: str = ZERO_ADDRESS) -> None:
+    def register_track(
+        self, track_id: bytes, title: str, terms: Terms, split: Split, *, token: str = ZERO_ADDRESS
+    ) -> None:
         self.registry.register_track(self.tx, track_id, title, token, terms, split)
 
     def set_terms(self, track_id: bytes, terms: Terms, *, token: str = ZERO_ADDRESS) -> None:

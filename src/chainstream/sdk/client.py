@@ -29,8 +29,12 @@ class RelayClient:
             try:
                 body = response.json()
                 error = body.get("error", {})
-                raise RelayError(response.status_code, error.get("code", "http_error"),
-                                 error.get("message", response.text), body.get("state"))
+                raise RelayError(
+                    response.status_code,
+                    error.get("code", "http_error"),
+                    error.get("message", response.text),
+                    body.get("state"),
+                )
             except ValueError:
                 raise RelayError(response.status_code, "http_error", response.text) from None
         return response.json()

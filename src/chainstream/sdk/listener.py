@@ -19,7 +19,16 @@ from chainstream.chain.contracts import ChannelsClient, ChannelState, RegistryCl
 from chainstream.chain.deploy import Deployment
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ChainStreamError, ProtocolError
-from chainstream.ledger import Charge, LedgerState, Listing, apply, charge_download, charge_play, charge_seconds, charge_tip
+from chainstream.ledger import (
+    Charge,
+    LedgerState,
+    Listing,
+    apply,
+    charge_download,
+    charge_play,
+    charge_seconds,
+    charge_tip,
+)
 from chainstream.protocol import PrivateKey, Signature, SignedVoucher, Voucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
@@ -41,8 +50,15 @@ class Paid:
 
 
 class Listener:
-    def __init__(self, wallet: PrivateKey, *, w3: Web3, deployment: Deployment, relay: RelayClient | None = None,
-                 session_key: PrivateKey | None = None) -> None:
+    def __init__(
+        self,
+        wallet: PrivateKey,
+        *,
+        w3: Web3,
+        deployment: Deployment,
+        relay: RelayClient | None = None,
+        session_key: PrivateKey | None = None,
+    ) -> None:
         self.wallet = wallet
         self.address: Address = wallet.address
         self.w3 = w3
@@ -59,8 +75,16 @@ class Listener:
         self._listings: dict[bytes, Listing] = {}
 
     # ------------------------------------------------------------- channel
-    def open_channel(self, deposit: int, *, token: str = ZERO_ADDRESS, relay_address: str | None = None,
-                     permit: bool = False, session_ttl: int = DEFAULT_SESSION_TTL, salt: bytes | None = None) -> bytes:
+    def open_channel(
+        self,
+        deposit: int,
+        *,
+        token: str = ZERO_ADDRESS,
+        relay_address: str | None = None,
+        permit: bool = False,
+        session_ttl: int = DEFAULT_SESSION_TTL,
+        salt: bytes | None = None,
+    ) -> bytes:
         """Escrow `deposit` once and authorise this SDK's session key; returns the channel id."""
         relay_address = relay_address or (self.relay.info()["relay"] if self.relay else None)
         if relay_address is None:
@@ -69,11 +93,25 @@ class Listener:
         salt = salt or os.urandom(32)
         token = to_address(token)
         if permit:
-            cid, _ = self.channels.open_with_permit(self.tx, relay=relay_address, token=token, amount=deposit, salt=salt,
-                                                    session_key=self.session_key.address, session_expiry=expiry)
+            cid, _ = self.channels.open_with_permit(
+                self.tx,
+                relay=relay_address,
+                token=token,
+                amount=deposit,
+                salt=salt,
+                session_key=self.session_key.address,
+                session_expiry=expiry,
+            )
         else:
-            cid, _ = self.channels.open(self.tx, relay=relay_address, token=token, amount=deposit, salt=salt,
-                                        session_key=self.session_key.address, session_expiry=expiry)
+            cid, _ = self.channels.open(
+                self.tx,
+                relay=relay_address,
+                token=token,
+                amount=deposit,
+                salt=salt,
+                session_key=self.session_key.address,
+                session_expiry=expiry,
+            )
         self.channel_id, self.token, self.state = cid, token, LedgerState.opened(cid)
         self._listings = {}  # priced per token
         self.signatures.clear()
@@ -82,7 +120,9 @@ class Listener:
     def top_up(self, amount: int) -> None:
         self.channels.top_up(self.tx, self._cid(), amount, self.token)
 
-    def authorise_session_key(self, *, session_ttl: int = DEFAULT_SESSION_TTL, key: PrivateKey | None = None) -> Address:
+    def authorise_session_key(
+        self, *, session_ttl: int = DEFAULT_SESSION_TTL, key: PrivateKey | None = None
+    ) -> Address:
         """Authorise a new session key on chain (one wallet transaction); later payments are signed by it.
         The contract keeps the previous key valid for its rotation grace, so what it signed can still settle."""
         key = key or PrivateKey.generate()
@@ -107,15 +147,20 @@ class Listener:
         return listing
 
     def play(self, track_id: bytes) -> Paid:
-        return self._pay(charge_play(self._state(), self.listing(track_id)), {"kind": "play", "trackId": _hex(track_id)})
+        return self._pay(
+            charge_play(self._state(), self.listing(track_id)), {"kind": "play", "trackId": _hex(track_id)}
+        )
 
     def listen(self, track_id: bytes, seconds: int) -> Paid:
-        return self._pay(charge_seconds(self.listing(track_id), seconds),
-                         {"kind": "seconds", "trackId": _hex(track_id), "seconds": seconds})
+        return self._pay(
+            charge_seconds(self.listing(track_id), seconds),
+            {"kind": "seconds", "trackId": _hex(track_id), "seconds": seconds},
+        )
 
     def download(self, track_id: bytes) -> Paid:
-        return self._pay(charge_download(self._state(), self.listing(track_id)),
-                         {"kind": "download", "trackId": _hex(track_id)})
+        return self._pay(
+            charge_download(self._state(), self.listing(track_id)), {"kind": "download", "trackId": _hex(track_id)}
+        )
 
     def tip(self, amount: int, *, track_id: bytes | None = None, artist: str | None = None, message: str = "") -> Paid:
         listing = self.listing(track_id) if track_id is not None else None
@@ -146,15 +191,23 @@ class Listener:
             raise
         self.state = state
         self.signatures[state.seq] = signature
-        return Paid(ack["seq"], int(ack["amount"]), int(ack["total"]), int(ack["remaining"]), int(ack["spentToday"]),
-                    ack["status"])
+        return Paid(
+            ack["seq"],
+            int(ack["amount"]),
+            int(ack["total"]),
+            int(ack["remaining"]),
+            int(ack["spentToday"]),
+            ack["status"],
+        )
 
     def resync(self, summary: dict[str, Any]) -> None:
         """Adopt the relay's view of the channel (after a rejection that says our state drifted), once its
         latest voucher is shown to be signed by this channel's payer or one of its session keys: the next voucher
         is built on it, so a relay must not be able to slip in payees or amounts nobody here signed."""
         v = summary["voucher"]
-        voucher = Voucher(self._cid(), tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:]))
+        voucher = Voucher(
+            self._cid(), tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:])
+        )
         if summary["seq"] > 0:
             self._check_signed(voucher, v.get("signature"))
         plays = {bytes.fromhex(t[2:]): n for t, n in summary["plays"].items()}
@@ -168,11 +221,16 @@ class Listener:
         if signer in (self.address, self.session_key.address):
             return
         cid = self._cid()  # another device's key: the chain says which keys the channel has
-        keys = {self.channels.get_channel(cid).session_key,
-                to_address(self.channels.contract.functions.retiredSessionKey(cid).call()[0])}
+        keys = {
+            self.channels.get_channel(cid).session_key,
+            to_address(self.channels.contract.functions.retiredSessionKey(cid).call()[0]),
+        }
         if signer not in keys - {ZERO_ADDRESS}:
-            raise ProtocolError(f"the relay's channel state is signed by {signer}, not by this channel's payer or a "
-                                "session key of it: not adopted", code="untrusted_state")
+            raise ProtocolError(
+                f"the relay's channel state is signed by {signer}, not by this channel's payer or a "
+                "session key of it: not adopted",
+                code="untrusted_state",
+            )
 
     # ------------------------------------------------------------ visibility
     def spending(self) -> dict[str, Any]:
@@ -197,11 +255,20 @@ class Listener:
         # Unix seconds, like the web player; strictly after the caps in force so that a newer message wins.
         issued_at = max(int(time.time()), int(current.get("capsIssuedAt", 0)) + 1)
         digest = self.channels.domain.digest(caps_struct_hash(self._cid(), daily, session, issued_at))
-        loosens = any(cap is not None and (new == 0 or new > int(cap))
-                      for cap, new in ((current.get("dailyCap"), daily), (current.get("sessionCap"), session)))
+        loosens = any(
+            cap is not None and (new == 0 or new > int(cap))
+            for cap, new in ((current.get("dailyCap"), daily), (current.get("sessionCap"), session))
+        )
         signature = (self.wallet if loosens else self.session_key).sign(digest)
-        return self.relay.put(f"/channels/{_hex(self._cid())}/caps", {  # type: ignore[no-any-return]
-            "dailyCap": str(daily), "sessionCap": str(session), "issuedAt": issued_at, "signature": signature.to_hex()})
+        return self.relay.put(
+            f"/channels/{_hex(self._cid())}/caps",
+            {  # type: ignore[no-any-return]
+                "dailyCap": str(daily),
+                "sessionCap": str(session),
+                "issuedAt": issued_at,
+                "signature": signature.to_hex(),
+            },
+        )
 
     # --------------------------------------------------------------- closing
     def close_cooperatively(self) -> int:
@@ -213,13 +280,16 @@ class Listener:
         voucher = self.state.voucher if self.state is not None else Voucher.empty(cid)
         voucher_digest = voucher.digest(self.channels.domain) if voucher.payees else ZERO_HASH
         request_sig = self.session_key.sign(self.channels.domain.digest(close_struct_hash(cid, voucher_digest)))
-        reply = self.relay.post(f"/channels/{_hex(cid)}/close", {"voucherDigest": _hex(voucher_digest),
-                                                                 "signature": request_sig.to_hex()})
+        reply = self.relay.post(
+            f"/channels/{_hex(cid)}/close", {"voucherDigest": _hex(voucher_digest), "signature": request_sig.to_hex()}
+        )
         relay_sig = Signature.from_hex(reply["relaySignature"])
         final = None
         if reply["voucher"] is not None:
             v = reply["voucher"]
-            voucher = Voucher(cid, tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:]))
+            voucher = Voucher(
+                cid, tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:])
+            )
             final = SignedVoucher(voucher, Signature.from_hex(v["signature"]))
         before = self.channels.get_channel(cid)
         self.channels.cooperative_close(self.tx, final, self.channels.prev_amounts(cid), relay_sig, channel_id=cid)

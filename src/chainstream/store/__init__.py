@@ -20,8 +20,17 @@ from chainstream.store.records import (
 )
 from chainstream.store.sqlite import SqliteStore
 
-__all__ = ["ChannelRecord", "ClaimRow", "EarningRow", "OutboxRecord", "PaymentRecord", "SettledRecord", "SqliteStore",
-           "Store", "open_store"]
+__all__ = [
+    "ChannelRecord",
+    "ClaimRow",
+    "EarningRow",
+    "OutboxRecord",
+    "PaymentRecord",
+    "SettledRecord",
+    "SqliteStore",
+    "Store",
+    "open_store",
+]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -39,14 +48,17 @@ def open_store(database: str) -> Store:
         try:
             from chainstream.store.postgres import PostgresStore
         except ImportError as exc:
-            raise ConfigurationError(f"a PostgreSQL database needs psycopg: pip install 'chainstream[postgres]' "
-                                     f"({exc})") from exc
+            raise ConfigurationError(
+                f"a PostgreSQL database needs psycopg: pip install 'chainstream[postgres]' ({exc})"
+            ) from exc
         return PostgresStore(database)
     if scheme == "sqlite":
-        path = database[len(match.group(0)):]
+        path = database[len(match.group(0)) :]
         if not path.startswith("/"):
-            raise ConfigurationError(f"a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path, "
-                                     f"not {database!r}")
+            raise ConfigurationError(
+                f"a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path, not {database!r}"
+            )
         return SqliteStore(path[1:] or ":memory:")
-    raise ConfigurationError(f"unknown database URL scheme {scheme!r}: use postgresql://…, sqlite:///path or a "
-                             "file path")
+    raise ConfigurationError(
+        f"unknown database URL scheme {scheme!r}: use postgresql://…, sqlite:///path or a file path"
+    )

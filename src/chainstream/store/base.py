@@ -81,16 +81,16 @@ class Store(Protocol):
     def add_claim(self, tx_hash: bytes, log_index: int, payee: str, token: str, amount: int, block: int) -> None: ...
     def set_cursor(self, name: str, block: int) -> None: ...
     def add_outbox(self, kind: str, nonce: int, tx_hash: bytes, raw_tx: bytes, payload: dict[str, Any]) -> int: ...
-    def update_outbox(self, outbox_id: int, status: str, *, block: int | None = None,
-                      error: str | None = None) -> None: ...
+    def update_outbox(
+        self, outbox_id: int, status: str, *, block: int | None = None, error: str | None = None
+    ) -> None: ...
     def get_channel(self, channel_id: bytes) -> ChannelRecord | None: ...
     def channels(self, status: str | None = None) -> list[ChannelRecord]: ...
     def channels_of(self, payer: str) -> list[ChannelRecord]: ...
     def load_ledger(self, channel_id: bytes, day_start: float) -> tuple[LedgerState, int]: ...
     def payment_at(self, channel_id: bytes, seq: int) -> PaymentRecord | None: ...
     def latest_payment(self, channel_id: bytes) -> PaymentRecord | None: ...
-    def history(self, channel_id: bytes, *, limit: int = 50,
-                before_seq: int | None = None) -> list[PaymentRecord]: ...
+    def history(self, channel_id: bytes, *, limit: int = 50, before_seq: int | None = None) -> list[PaymentRecord]: ...
     def payment_count(self) -> int: ...
     def earnings_rows(self, payee: str, since: float = 0.0) -> list[EarningRow]: ...
     def get_settled(self, channel_id: bytes) -> SettledRecord | None: ...
@@ -101,9 +101,11 @@ class Store(Protocol):
 
 def conflict_message(detail: str) -> str:
     """The error of a group that collided with payments already in the database (same channel and seq)."""
-    return (f"could not store payments: {detail}: a payment with this channel id and sequence number is already "
-            "stored, written outside the relay's coordination (another program, or a relay without its claim on "
-            "the database?)")
+    return (
+        f"could not store payments: {detail}: a payment with this channel id and sequence number is already "
+        "stored, written outside the relay's coordination (another program, or a relay without its claim on "
+        "the database?)"
+    )
 
 
 class SqlStore(ABC):
@@ -123,8 +125,9 @@ class SqlStore(ABC):
         """Run one write statement in its own transaction."""
 
     @abstractmethod
-    def _write_group(self, records: list[PaymentRecord], payments: list[tuple[Any, ...]],
-                     earnings: list[tuple[Any, ...]]) -> frozenset[bytes]:
+    def _write_group(
+        self, records: list[PaymentRecord], payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]
+    ) -> frozenset[bytes]:
         """Insert a group's rows in one durable transaction (see group_commit.WriteGroup)."""
 
     # ------------------------------------------------------------ group commit
@@ -143,7 +146,9 @@ class SqlStore(ABC):
     def channel_head(self, channel_id: bytes) -> tuple[int, int, bytes | None] | None:
         rows = self._query(
             "SELECT caps_issued_at, coop_close_digest, (SELECT MAX(seq) FROM payments WHERE channel_id=?) AS seq"
-            " FROM channels WHERE channel_id=?", (channel_id, channel_id))
+            " FROM channels WHERE channel_id=?",
+            (channel_id, channel_id),
+        )
         if not rows:
             return None
         row = rows[0]
@@ -171,9 +176,13 @@ class SqlStore(ABC):
 
     def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> bool:
         # Conditional in the database itself: with several instances, another may have stored newer caps.
-        return bool(self._query(
-            "UPDATE channels SET daily_cap=?, session_cap=?, caps_issued_at=? WHERE channel_id=? AND caps_issued_at<?"
-            " RETURNING channel_id", (opt_text(daily_cap), opt_text(session_cap), issued_at, channel_id, issued_at)))
+        return bool(
+            self._query(
+                "UPDATE channels SET daily_cap=?, session_cap=?, caps_issued_at=? WHERE channel_id=? AND caps_issued_at<?"
+                " RETURNING channel_id",
+                (opt_text(daily_cap), opt_text(session_cap), issued_at, channel_id, issued_at),
+            )
+        )
 
     def set_coop_close(self, channel_id: bytes, voucher_digest: bytes | None) -> None:
         self._execute("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (voucher_digest, channel_id))
@@ -186,24 +195,30 @@ class SqlStore(ABC):
         )
 
     def add_claim(self, tx_hash: bytes, log_index: int, payee: str, token: str, amount: int, block: int) -> None:
-        self._execute("INSERT INTO claims VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                      (tx_hash, log_index, payee, token, str(amount), block))
+        self._execute(
+            "INSERT INTO claims VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            (tx_hash, log_index, payee, token, str(amount), block),
+        )
 
     def set_cursor(self, name: str, block: int) -> None:
-        self._execute("INSERT INTO cursors VALUES (?,?) ON CONFLICT(name) DO UPDATE SET block=excluded.block",
-                      (name, block))
+        self._execute(
+            "INSERT INTO cursors VALUES (?,?) ON CONFLICT(name) DO UPDATE SET block=excluded.block", (name, block)
+        )
 
     def add_outbox(self, kind: str, nonce: int, tx_hash: bytes, raw_tx: bytes, payload: dict[str, Any]) -> int:
         now = time.time()
         rows = self._query(
             "INSERT INTO outbox (kind, status, nonce, tx_hash, raw_tx, payload, created_at, updated_at)"
             " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
-            (kind, "signed", nonce, tx_hash, raw_tx, json.dumps(payload), now, now))
+            (kind, "signed", nonce, tx_hash, raw_tx, json.dumps(payload), now, now),
+        )
         return int(rows[0]["id"])
 
     def update_outbox(self, outbox_id: int, status: str, *, block: int | None = None, error: str | None = None) -> None:
-        self._execute("UPDATE outbox SET status=?, block=COALESCE(?, block), error=?, updated_at=? WHERE id=?",
-                      (status, block, error, time.time(), outbox_id))
+        self._execute(
+            "UPDATE outbox SET status=?, block=COALESCE(?, block), error=?, updated_at=? WHERE id=?",
+            (status, block, error, time.time(), outbox_id),
+        )
 
     # ------------------------------------------------------------------ reads
     def get_channel(self, channel_id: bytes) -> ChannelRecord | None:
@@ -222,7 +237,9 @@ class SqlStore(ABC):
         """Rebuild the channel's ledger from its accepted payments; also what it spent since `day_start`."""
         rows = self._query(
             "SELECT channel_id, seq, kind, target, amount, accepted_at, payees, amounts, play_hash FROM payments"
-            " WHERE channel_id=? ORDER BY seq", (channel_id,))
+            " WHERE channel_id=? ORDER BY seq",
+            (channel_id,),
+        )
         if not rows:
             return LedgerState.opened(channel_id), 0
         plays: dict[bytes, int] = {}
@@ -237,8 +254,9 @@ class SqlStore(ABC):
             if row["accepted_at"] >= day_start:
                 spent_today += int(row["amount"])
         last = rows[-1]
-        state = LedgerState(voucher=voucher_from_row(last), seq=int(last["seq"]), plays=MappingProxyType(plays),
-                            owned=frozenset(owned))
+        state = LedgerState(
+            voucher=voucher_from_row(last), seq=int(last["seq"]), plays=MappingProxyType(plays), owned=frozenset(owned)
+        )
         return state, spent_today
 
     def payment_at(self, channel_id: bytes, seq: int) -> PaymentRecord | None:
@@ -251,10 +269,14 @@ class SqlStore(ABC):
 
     def history(self, channel_id: bytes, *, limit: int = 50, before_seq: int | None = None) -> list[PaymentRecord]:
         if before_seq is None:
-            rows = self._query("SELECT * FROM payments WHERE channel_id=? ORDER BY seq DESC LIMIT ?", (channel_id, limit))
+            rows = self._query(
+                "SELECT * FROM payments WHERE channel_id=? ORDER BY seq DESC LIMIT ?", (channel_id, limit)
+            )
         else:
-            rows = self._query("SELECT * FROM payments WHERE channel_id=? AND seq<? ORDER BY seq DESC LIMIT ?",
-                               (channel_id, before_seq, limit))
+            rows = self._query(
+                "SELECT * FROM payments WHERE channel_id=? AND seq<? ORDER BY seq DESC LIMIT ?",
+                (channel_id, before_seq, limit),
+            )
         return [payment_from_row(r) for r in rows]
 
     def payment_count(self) -> int:
@@ -263,7 +285,9 @@ class SqlStore(ABC):
     def earnings_rows(self, payee: str, since: float = 0.0) -> list[EarningRow]:
         rows = self._query(
             "SELECT channel_id, seq, target, kind, units, amount, accepted_at FROM earnings"
-            " WHERE payee=? AND accepted_at>=? ORDER BY accepted_at, channel_id, seq", (payee, since))
+            " WHERE payee=? AND accepted_at>=? ORDER BY accepted_at, channel_id, seq",
+            (payee, since),
+        )
         return [earning_from_row(r) for r in rows]
 
     def get_settled(self, channel_id: bytes) -> SettledRecord | None:

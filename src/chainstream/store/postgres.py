@@ -148,15 +148,19 @@ def _prepare_schema(conn: Connection) -> None:
             conn.execute(SCHEMA)
             conn.execute("INSERT INTO chainstream_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
         elif row["version"] > SCHEMA_VERSION:
-            raise UnrecoverableError(f"the database has schema version {row['version']}; this relay knows up to "
-                                     f"{SCHEMA_VERSION}: upgrade chainstream")
+            raise UnrecoverableError(
+                f"the database has schema version {row['version']}; this relay knows up to "
+                f"{SCHEMA_VERSION}: upgrade chainstream"
+            )
         elif row["version"] < SCHEMA_VERSION:  # PostgreSQL databases start at schema 2: no relay wrote this
-            raise UnrecoverableError(f"the database has schema version {row['version']}, older than any relay "
-                                     "that used PostgreSQL")
+            raise UnrecoverableError(
+                f"the database has schema version {row['version']}, older than any relay that used PostgreSQL"
+            )
 
 
-def _copy_rows(cursor: psycopg.Cursor[dict[str, Any]], table: str, columns: tuple[str, ...],
-               rows: list[tuple[Any, ...]]) -> None:
+def _copy_rows(
+    cursor: psycopg.Cursor[dict[str, Any]], table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
     if rows:
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
@@ -179,7 +183,9 @@ def _stale_channels(cursor: psycopg.Cursor[dict[str, Any]], records: list[Paymen
     cursor.execute(
         "SELECT c.channel_id, c.caps_issued_at, c.coop_close_digest, p.seq, p.digest FROM channels c"
         " LEFT JOIN LATERAL (SELECT seq, digest FROM payments WHERE channel_id = c.channel_id"
-        " ORDER BY seq DESC LIMIT 1) p ON true WHERE c.channel_id = ANY(%s)", (ids,))
+        " ORDER BY seq DESC LIMIT 1) p ON true WHERE c.channel_id = ANY(%s)",
+        (ids,),
+    )
     heads = {bytes(row["channel_id"]): row for row in cursor.fetchall()}
     stale: set[bytes] = set()
     for channel_id, record in first.items():
@@ -187,9 +193,15 @@ def _stale_channels(cursor: psycopg.Cursor[dict[str, Any]], records: list[Paymen
         if head is None:
             continue  # a channel the database does not know (rows written by tools): the (channel_id, seq) key guards it
         seq = int(head["seq"] or 0)
-        if (record.seq != seq + 1 or head["coop_close_digest"] is not None
-                or (record.prev_digest is not None and (head["digest"] is None or bytes(head["digest"]) != record.prev_digest))
-                or (record.caps_basis is not None and int(head["caps_issued_at"]) != record.caps_basis)):
+        if (
+            record.seq != seq + 1
+            or head["coop_close_digest"] is not None
+            or (
+                record.prev_digest is not None
+                and (head["digest"] is None or bytes(head["digest"]) != record.prev_digest)
+            )
+            or (record.caps_basis is not None and int(head["caps_issued_at"]) != record.caps_basis)
+        ):
             stale.add(channel_id)
     return frozenset(stale)
 
@@ -232,12 +244,21 @@ class PostgresStore(SqlStore):
             "SELECT a.pid, a.application_name, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid"
             " AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (INSTANCE_LOCK, name)).fetchone()
+            (INSTANCE_LOCK, name),
+        ).fetchone()
         conn.close()
-        who = (f"server pid {holder['pid']}, {holder['application_name'] or 'no application name'}"
-               f" from {holder['client_addr'] or 'a local socket'}") if holder else "it just went away"
-        raise ConfigurationError(f"another relay instance named {name!r} is using this PostgreSQL database ({who}): "
-                                 "give each instance its own name (CHAINSTREAM_INSTANCE), or stop that one first")
+        who = (
+            (
+                f"server pid {holder['pid']}, {holder['application_name'] or 'no application name'}"
+                f" from {holder['client_addr'] or 'a local socket'}"
+            )
+            if holder
+            else "it just went away"
+        )
+        raise ConfigurationError(
+            f"another relay instance named {name!r} is using this PostgreSQL database ({who}): "
+            "give each instance its own name (CHAINSTREAM_INSTANCE), or stop that one first"
+        )
 
     def try_lead(self) -> bool:
         """Take the lead if no instance holds it (an advisory lock on the instance's connection, released with
@@ -251,7 +272,9 @@ class PostgresStore(SqlStore):
                 raise psycopg.OperationalError("the instance's connection was lost")
             held = conn.execute(
                 "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
-                " AND classid = %s AND objid = 0 AND objsubid = 2 AND granted", (LEADER_LOCK,)).fetchone()
+                " AND classid = %s AND objid = 0 AND objsubid = 2 AND granted",
+                (LEADER_LOCK,),
+            ).fetchone()
             if held and held["n"]:
                 return True
             row = conn.execute("SELECT pg_try_advisory_lock(%s, 0) AS ok", (LEADER_LOCK,)).fetchone()
@@ -266,8 +289,9 @@ class PostgresStore(SqlStore):
 
     def _connect(self) -> Connection:
         try:
-            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
-                                   application_name="chainstream-relay")
+            return psycopg.connect(
+                self.url, autocommit=True, row_factory=dict_row, application_name="chainstream-relay"
+            )
         except psycopg.OperationalError as exc:
             raise UnrecoverableError(f"could not connect to the PostgreSQL database: {exc}") from exc
 
@@ -302,8 +326,9 @@ class PostgresStore(SqlStore):
             self._instance_conn.close()
             self._instance_conn = None
 
-    def _write_group(self, records: list[PaymentRecord], payments: list[tuple[Any, ...]],
-                     earnings: list[tuple[Any, ...]]) -> frozenset[bytes]:
+    def _write_group(
+        self, records: list[PaymentRecord], payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]
+    ) -> frozenset[bytes]:
         """COPY the group's rows in one transaction, leaving out the channels another instance wrote to since
         this one verified their payments (see `_stale_channels`). Should the connection fail during COMMIT, the
         group may have been stored although its callers are told it was not: a client's retry of such a voucher

@@ -17,8 +17,25 @@ from chainstream.protocol.types import Address
 
 SCHEMA_VERSION = 2  # the tables' layout; both backends keep it (SQLite in PRAGMA user_version)
 
-PAYMENT_COLUMNS = ("channel_id", "seq", "digest", "total", "payees", "amounts", "play_hash", "signature", "signer",
-                   "kind", "target", "units", "amount", "split_hash", "memo", "accepted_at", "credits")
+PAYMENT_COLUMNS = (
+    "channel_id",
+    "seq",
+    "digest",
+    "total",
+    "payees",
+    "amounts",
+    "play_hash",
+    "signature",
+    "signer",
+    "kind",
+    "target",
+    "units",
+    "amount",
+    "split_hash",
+    "memo",
+    "accepted_at",
+    "credits",
+)
 EARNING_COLUMNS = ("payee", "accepted_at", "channel_id", "seq", "target", "kind", "units", "amount")
 
 
@@ -124,8 +141,20 @@ def opt_text(amount: int | None) -> str | None:
 
 def channel_params(c: ChannelRecord) -> tuple[Any, ...]:
     """The values of an INSERT into channels (without caps_issued_at, which only set_caps writes)."""
-    return (c.channel_id, c.payer, c.token, str(c.deposit), c.session_key, c.session_expiry, c.status, c.closes_at,
-            c.coop_close_digest, opt_text(c.daily_cap), opt_text(c.session_cap), c.opened_block)
+    return (
+        c.channel_id,
+        c.payer,
+        c.token,
+        str(c.deposit),
+        c.session_key,
+        c.session_expiry,
+        c.status,
+        c.closes_at,
+        c.coop_close_digest,
+        opt_text(c.daily_cap),
+        opt_text(c.session_cap),
+        c.opened_block,
+    )
 
 
 def settled_params(s: SettledRecord) -> tuple[Any, ...]:
@@ -137,9 +166,22 @@ def payment_rows(record: PaymentRecord) -> tuple[tuple[Any, ...], list[tuple[Any
     v = record.voucher
     credits = {payee: str(amount) for payee, amount in record.payments.items()}
     payment = (
-        record.channel_id, record.seq, record.digest, str(v.total), json.dumps(list(v.payees)),
-        json.dumps([str(a) for a in v.amounts]), v.play_hash, record.signature, record.signer, record.kind,
-        record.target, record.units, str(record.amount), record.split_hash, record.memo, record.accepted_at,
+        record.channel_id,
+        record.seq,
+        record.digest,
+        str(v.total),
+        json.dumps(list(v.payees)),
+        json.dumps([str(a) for a in v.amounts]),
+        v.play_hash,
+        record.signature,
+        record.signer,
+        record.kind,
+        record.target,
+        record.units,
+        str(record.amount),
+        record.split_hash,
+        record.memo,
+        record.accepted_at,
         json.dumps(credits),
     )
     earnings = [
@@ -162,47 +204,93 @@ def _opt_bytes(value: Any) -> bytes | None:
 
 def channel_from_row(row: Row) -> ChannelRecord:
     return ChannelRecord(
-        channel_id=bytes(row["channel_id"]), payer=row["payer"], token=row["token"], deposit=int(row["deposit"]),
-        session_key=row["session_key"], session_expiry=int(row["session_expiry"]), status=row["status"],
-        closes_at=int(row["closes_at"]), coop_close_digest=_opt_bytes(row["coop_close_digest"]),
-        daily_cap=_opt_int(row["daily_cap"]), session_cap=_opt_int(row["session_cap"]),
-        opened_block=int(row["opened_block"]), caps_issued_at=int(row["caps_issued_at"]),
+        channel_id=bytes(row["channel_id"]),
+        payer=row["payer"],
+        token=row["token"],
+        deposit=int(row["deposit"]),
+        session_key=row["session_key"],
+        session_expiry=int(row["session_expiry"]),
+        status=row["status"],
+        closes_at=int(row["closes_at"]),
+        coop_close_digest=_opt_bytes(row["coop_close_digest"]),
+        daily_cap=_opt_int(row["daily_cap"]),
+        session_cap=_opt_int(row["session_cap"]),
+        opened_block=int(row["opened_block"]),
+        caps_issued_at=int(row["caps_issued_at"]),
     )
 
 
 def voucher_from_row(row: Row) -> Voucher:
-    return Voucher(bytes(row["channel_id"]), tuple(json.loads(row["payees"])),
-                   tuple(int(a) for a in json.loads(row["amounts"])), bytes(row["play_hash"]))
+    return Voucher(
+        bytes(row["channel_id"]),
+        tuple(json.loads(row["payees"])),
+        tuple(int(a) for a in json.loads(row["amounts"])),
+        bytes(row["play_hash"]),
+    )
 
 
 def payment_from_row(row: Row) -> PaymentRecord:
     return PaymentRecord(
-        channel_id=bytes(row["channel_id"]), seq=int(row["seq"]), digest=bytes(row["digest"]),
-        voucher=voucher_from_row(row), signature=bytes(row["signature"]), signer=row["signer"], kind=int(row["kind"]),
-        target=bytes(row["target"]), units=int(row["units"]), amount=int(row["amount"]),
-        split_hash=bytes(row["split_hash"]), memo=row["memo"],
+        channel_id=bytes(row["channel_id"]),
+        seq=int(row["seq"]),
+        digest=bytes(row["digest"]),
+        voucher=voucher_from_row(row),
+        signature=bytes(row["signature"]),
+        signer=row["signer"],
+        kind=int(row["kind"]),
+        target=bytes(row["target"]),
+        units=int(row["units"]),
+        amount=int(row["amount"]),
+        split_hash=bytes(row["split_hash"]),
+        memo=row["memo"],
         payments={payee: int(amount) for payee, amount in json.loads(row["credits"]).items()},
         accepted_at=float(row["accepted_at"]),
     )
 
 
 def settled_from_row(row: Row) -> SettledRecord:
-    return SettledRecord(bytes(row["channel_id"]), int(row["total"]), tuple(json.loads(row["payees"])),
-                         tuple(int(c) for c in json.loads(row["credited"])), int(row["block"]))
+    return SettledRecord(
+        bytes(row["channel_id"]),
+        int(row["total"]),
+        tuple(json.loads(row["payees"])),
+        tuple(int(c) for c in json.loads(row["credited"])),
+        int(row["block"]),
+    )
 
 
 def outbox_from_row(row: Row) -> OutboxRecord:
-    return OutboxRecord(int(row["id"]), row["kind"], row["status"], int(row["nonce"]), bytes(row["tx_hash"]),
-                        bytes(row["raw_tx"]), json.loads(row["payload"]), float(row["created_at"]),
-                        _opt_int(row["block"]), row["error"])
+    return OutboxRecord(
+        int(row["id"]),
+        row["kind"],
+        row["status"],
+        int(row["nonce"]),
+        bytes(row["tx_hash"]),
+        bytes(row["raw_tx"]),
+        json.loads(row["payload"]),
+        float(row["created_at"]),
+        _opt_int(row["block"]),
+        row["error"],
+    )
 
 
 def earning_from_row(row: Row) -> EarningRow:
-    return EarningRow(channel_id=bytes(row["channel_id"]), seq=int(row["seq"]), target=bytes(row["target"]),
-                      kind=int(row["kind"]), units=int(row["units"]), amount=int(row["amount"]),
-                      accepted_at=float(row["accepted_at"]))
+    return EarningRow(
+        channel_id=bytes(row["channel_id"]),
+        seq=int(row["seq"]),
+        target=bytes(row["target"]),
+        kind=int(row["kind"]),
+        units=int(row["units"]),
+        amount=int(row["amount"]),
+        accepted_at=float(row["accepted_at"]),
+    )
 
 
 def claim_from_row(row: Row) -> ClaimRow:
-    return ClaimRow(tx_hash=bytes(row["tx_hash"]), log_index=int(row["log_index"]), payee=row["payee"],
-                    token=row["token"], amount=int(row["amount"]), block=int(row["block"]))
+    return ClaimRow(
+        tx_hash=bytes(row["tx_hash"]),
+        log_index=int(row["log_index"]),
+        payee=row["payee"],
+        token=row["token"],
+        amount=int(row["amount"]),
+        block=int(row["block"]),
+    )

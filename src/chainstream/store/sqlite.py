@@ -106,13 +106,16 @@ CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status);
 
 # Schema 1 -> 2: per-payee credits move into the payment's row, earnings are keyed by time within a payee and
 # payments lose the UNIQUE digest index (two random B-tree pages fewer per payment, and one per payee).
-MIGRATE_1_TO_2 = """
+MIGRATE_1_TO_2 = (
+    """
 BEGIN IMMEDIATE;
 CREATE INDEX earnings_v1_by_payment ON earnings (channel_id, seq);
 DROP INDEX IF EXISTS earnings_by_payee_time;
 ALTER TABLE payments RENAME TO payments_v1;
 ALTER TABLE earnings RENAME TO earnings_v1;
-""" + SCHEMA + """
+"""
+    + SCHEMA
+    + """
 INSERT INTO payments SELECT p.channel_id, p.seq, p.digest, p.total, p.payees, p.amounts, p.play_hash, p.signature,
     p.signer, p.kind, p.target, p.units, p.amount, p.split_hash, p.memo, p.accepted_at,
     COALESCE((SELECT json_group_object(e.payee, e.amount) FROM earnings_v1 e
@@ -124,14 +127,16 @@ DROP TABLE earnings_v1;
 PRAGMA user_version = 2;
 COMMIT;
 """
+)
 
 
 def _prepare_schema(conn: sqlite3.Connection) -> None:
     """Create the tables of a new database, or bring an older one to SCHEMA_VERSION (in one transaction)."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise UnrecoverableError(f"the database has schema version {version}; this relay knows up to "
-                                 f"{SCHEMA_VERSION}: upgrade chainstream")
+        raise UnrecoverableError(
+            f"the database has schema version {version}; this relay knows up to {SCHEMA_VERSION}: upgrade chainstream"
+        )
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if version == 0 and "channels" in tables:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(channels)")}
@@ -165,18 +170,25 @@ def _insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...
     per = max(1, min(ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // columns))
     row_marks = "(" + ",".join("?" * columns) + ")"
     for start in range(0, len(rows), per):
-        chunk = rows[start:start + per]
-        conn.execute(f"INSERT INTO {table} VALUES " + ",".join([row_marks] * len(chunk)),
-                     [value for row in chunk for value in row])
-
+        chunk = rows[start : start + per]
+        conn.execute(
+            f"INSERT INTO {table} VALUES " + ",".join([row_marks] * len(chunk)),
+            [value for row in chunk for value in row],
+        )
 
 
 class SqliteStore(SqlStore):
     """All relay state in one SQLite file. Reads and small writes share one connection (under a lock); payment
     writes go through the group committer's own connection."""
 
-    def __init__(self, path: str | Path, *, max_group: int = 2_000, checkpoint_interval: float = 0.2,
-                 wal_limit_pages: int = 65_536) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_group: int = 2_000,
+        checkpoint_interval: float = 0.2,
+        wal_limit_pages: int = 65_536,
+    ) -> None:
         super().__init__(max_group=max_group)
         self.path = str(path)
         if self.path != ":memory:":
@@ -204,8 +216,10 @@ class SqliteStore(SqlStore):
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise ConfigurationError(f"another relay instance (pid {holder}) is using {self.path}: one relay per "
-                                     "database; stop that one first") from None
+            raise ConfigurationError(
+                f"another relay instance (pid {holder}) is using {self.path}: one relay per "
+                "database; stop that one first"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._instance_lock = fd
@@ -237,8 +251,7 @@ class SqliteStore(SqlStore):
         self._write_conn = self._connect(check_same_thread=False)
         self._write_conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
         self._committer.start()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="chainstream-checkpoint",
-                                              daemon=True)
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="chainstream-checkpoint", daemon=True)
         self._checkpointer.start()
 
     def close(self) -> None:
@@ -276,8 +289,9 @@ class SqliteStore(SqlStore):
         finally:
             conn.close()
 
-    def _write_group(self, records: list[PaymentRecord], payments: list[tuple[Any, ...]],
-                     earnings: list[tuple[Any, ...]]) -> frozenset[bytes]:
+    def _write_group(
+        self, records: list[PaymentRecord], payments: list[tuple[Any, ...]], earnings: list[tuple[Any, ...]]
+    ) -> frozenset[bytes]:
         """One instance writes a SQLite database (claim_instance): every row of the group is written."""
         conn = self._write_conn
         if conn is None:
