@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := .make
 PYTEST_ARGS ?=
 
-.PHONY: help setup postgres demo lint test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
+.PHONY: help setup postgres demo dev lint test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
 
 help:
 	@echo "make demo       - the full demo on an embedded chain: catalog, listeners streaming through a real relay,"
 	@echo "                  batched settlement, claims, closes, a stale close defeated, a reconciliation to the wei"
+	@echo "make dev        - the web player on a local chain (anvil) a browser wallet can use, with funded dev keys"
 	@echo "make test       - the whole test suite (unit, eth-tester + anvil integration, browser e2e, Hardhat, JS)"
 	@echo "make test-fast  - unit tests only (no chain)"
 	@echo "make lint       - ruff format --check and ruff check (run by make test)"
@@ -53,6 +54,10 @@ setup: $(STAMP)/python $(STAMP)/node $(STAMP)/browser $(STAMP)/postgres
 
 demo: $(STAMP)/python
 	$(VENV)/bin/chainstream demo
+
+# The web player on a local chain a browser wallet can use (anvil from node_modules); prints what to do.
+dev: $(STAMP)/python $(STAMP)/node
+	$(VENV)/bin/chainstream dev
 
 # --dist loadgroup: tests marked xdist_group("browser") run on one worker, in file order (they share one stack,
 # and the last one moves the chain's clock a day ahead).

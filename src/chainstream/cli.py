@@ -137,6 +137,46 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="port of the relay and web player")] = 8700,
+    rpc_port: Annotated[int, typer.Option(help="port of the local chain (anvil) a browser wallet connects to")] = 8545,
+    host: Annotated[str, typer.Option(help="interface to serve the web player on")] = "127.0.0.1",
+    deployment_out: Annotated[
+        Path, typer.Option(help="also write the deployment here, for `chainstream relay/listener/artist` commands")
+    ] = Path("deployments/local.json"),
+) -> None:
+    """A local stack for the web player: anvil, the contracts, the demo catalog and a relay serving the page, with
+    funded dev keys to import into a browser wallet. Runs until Ctrl-C."""
+    import signal
+    import time
+
+    from chainstream.devstack import instructions, start_stack
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with console.status(
+            "starting anvil, deploying the contracts, registering the demo catalog, starting the relay"
+        ):
+            stack = start_stack(port=port, rpc_port=rpc_port, host=host, deployment_out=deployment_out)
+    except ChainStreamError as exc:
+        raise fail(f"the dev stack did not start: {exc}") from exc
+    except KeyboardInterrupt:
+        raise fail("interrupted") from None
+    try:
+        console.print(instructions(stack), highlight=False, soft_wrap=True)
+        console.print(f"Deployment written to {deployment_out}", highlight=False)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        stack.stop()
+
+
 def _add_user_commands() -> None:
     from chainstream.cli_artist import app as artist_app
     from chainstream.cli_listener import app as listener_app

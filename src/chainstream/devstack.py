@@ -1,0 +1,226 @@
+"""A local ChainStream a browser wallet can use: anvil, the contracts, the demo catalog and a relay serving the web
+player — what `chainstream dev` (and `make dev`) runs, and what the browser tests run against.
+
+Every actor is one of anvil's well-known dev accounts (the public test mnemonic "test test ... junk"), funded only on
+this local chain: a developer imports the listener's key into a browser wallet pointed at the printed RPC URL, and the
+browser tests' injected wallet forwards eth_sendTransaction and eth_signTypedData_v4 to anvil, which keeps them
+unlocked.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chainstream.chain.contracts import RegistryClient, TokenClient
+from chainstream.chain.deploy import Deployment, deploy_all
+from chainstream.chain.node import AnvilNode, advance_time, free_port
+from chainstream.chain.transactions import TxSender
+from chainstream.errors import ConfigurationError
+from chainstream.protocol import PrivateKey
+from chainstream.seed import ARTISTS, register_catalog
+
+# anvil's default dev keys (mnemonic "test test ... junk"): public test keys, funded only on local chains
+ANVIL_KEYS = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+    "0xf214f2b2cd398c806f84e317254e0f0b801d0643303237d97a22a48e01628897",
+    "0x701b615bbdfb9de65240bc28bd21bbc0d996645a3dd57e7b12bc2bdf6f192c82",
+    "0xa267530f49f8280200edf313ee7af6b827f2a8bce2897751d06a843f644967b1",
+    "0x47c99abed3324a2707c28affff1267e45918ec8c3f20b8aa892e8b065d2942dd",
+)
+ROLES = {
+    "deployer": 0,
+    "relay": 1,
+    "listener": 2,
+    "ada": 3,
+    "ben": 4,
+    "cleo": 5,
+    "label": 6,
+    "platform": 7,
+    "listener2": 8,
+    "buyer": 9,
+    "rotator": 10,
+    "newcomer": 11,
+    "renewer": 12,
+    "skeptic": 13,
+}  # from buyer on: one listener per browser test
+LISTENERS = ("listener", "listener2")
+CHALLENGE_PERIOD = 3_600
+STABLECOIN_GRANT = 1_000 * 10**6  # mUSD minted to each listener (6 decimals)
+
+
+@dataclass
+class Stack:
+    """A running local stack; `stop()` ends the relay, then anvil."""
+
+    node: AnvilNode
+    deployment: Deployment
+    url: str
+    keys: dict[str, PrivateKey]
+    track_ids: dict[str, bytes]
+    _server: Any = None
+    _thread: threading.Thread | None = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def address(self, role: str) -> str:
+        return self.keys[role].address
+
+    def web3(self) -> Any:
+        return self.node.web3()
+
+    def advance(self, seconds: int) -> None:
+        advance_time(self.node.web3(), seconds)
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(self.url + path, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.node.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def start_stack(
+    *,
+    port: int | None = None,
+    rpc_port: int | None = None,
+    host: str = "127.0.0.1",
+    settle_interval: float = 1.0,
+    settle_min_value: int = 1,
+    settle_max_age: float = 300.0,
+    challenge_period: int = CHALLENGE_PERIOD,
+    deployment_out: Path | None = None,
+) -> Stack:
+    """Start anvil (on `rpc_port`, else a free port), deploy, register the demo catalog, mint mUSD to the listeners,
+    and serve the relay and web player on `port` (else a free port). `deployment_out` also writes the deployment
+    file there, for `chainstream relay` / `listener` / `artist` commands pointed at this chain."""
+    node = AnvilNode(port=rpc_port, accounts=len(ANVIL_KEYS)).start()
+    try:
+        w3 = node.web3()
+        keys = {role: PrivateKey(ANVIL_KEYS[i]) for role, i in ROLES.items()}
+        deployer = TxSender(w3, keys["deployer"])
+        deployment = deploy_all(w3, deployer, challenge_period=challenge_period, key_rotation_grace=600)
+        if deployment.stablecoin is None:
+            raise ConfigurationError("the dev stack needs the mock stablecoin")
+        if deployment_out is not None:
+            deployment.save(deployment_out)
+        track_ids = register_catalog(
+            RegistryClient(w3, deployment.registry),
+            {name: keys[name] for name in ARTISTS},
+            keys["platform"].address,
+            deployment.stablecoin,
+        )
+        token = TokenClient(w3, deployment.stablecoin)
+        for role in LISTENERS:
+            token.mint(TxSender(w3, keys[role]), keys[role].address, STABLECOIN_GRANT)
+        tmp = tempfile.TemporaryDirectory(prefix="chainstream-dev-")
+        server, thread, url = _serve_relay(
+            keys["relay"],
+            node,
+            deployment,
+            Path(tmp.name),
+            host=host,
+            port=port or free_port(),
+            settle=(settle_interval, settle_min_value, settle_max_age),
+        )
+        return Stack(node, deployment, url, keys, track_ids, server, thread, tmp)
+    except BaseException:
+        node.stop()
+        raise
+
+
+def _serve_relay(
+    relay_key: PrivateKey,
+    node: AnvilNode,
+    deployment: Deployment,
+    data_dir: Path,
+    *,
+    host: str,
+    port: int,
+    settle: tuple[float, int, float],
+) -> tuple[Any, threading.Thread, str]:
+    """The relay (uvicorn in a thread) on the stack's chain; returns once it answers /health."""
+    import uvicorn
+
+    from chainstream.config import Settings
+    from chainstream.relay.app import create_app
+
+    interval, min_value, max_age = settle
+    settings = Settings(
+        relay_key=relay_key.secret.hex(),
+        database=str(data_dir / "relay.db"),
+        settle_interval=interval,
+        settle_min_value=min_value,
+        settle_max_age=max_age,
+        poll_interval=0.5,
+        rpc_url=node.url,
+    )
+    app = create_app(settings, w3=node.web3(), deployment=deployment)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    )
+    thread = threading.Thread(target=server.run, name="relay", daemon=True)
+    thread.start()
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.started:
+            try:
+                if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                    return server, thread, url
+            except httpx.HTTPError:
+                pass
+        if not thread.is_alive():
+            raise ConfigurationError(f"the relay exited during start-up (is port {port} free?)")
+        time.sleep(0.1)
+    server.should_exit = True
+    raise ConfigurationError(f"the relay did not answer on {url} within 60 s")
+
+
+def instructions(stack: Stack) -> str:
+    """What a developer does next, as plain text: open the page, add the chain, import a funded key."""
+    d = stack.deployment
+    listener, artist = stack.keys["listener"], stack.keys["ada"]
+    return "\n".join(
+        [
+            f"Web player and artist studio:  {stack.url}",
+            f"API docs:                      {stack.url}/docs",
+            "",
+            "In your browser wallet (MetaMask, Rabby, ...), add this network:",
+            "  Network name  ChainStream local",
+            f"  RPC URL       {stack.node.url}",
+            f"  Chain ID      {d.chain_id}",
+            "  Currency      ETH",
+            "",
+            "Then import a funded dev account (anvil's public test keys: never use them on a real chain):",
+            f"  listener  {listener.address}  key {ANVIL_KEYS[ROLES['listener']]}",
+            f"            100,000 ETH and {STABLECOIN_GRANT // 10**6:,} mUSD (token {d.stablecoin})",
+            f"  artist    {artist.address}  key {ANVIL_KEYS[ROLES['ada']]}",
+            "            owns some of the demo tracks: open Studio to see earnings, change prices and splits",
+            "",
+            f"Contracts: ChainStreamChannels {d.channels}, TrackRegistry {d.registry}",
+            "Stop with Ctrl-C (the chain and the relay's database are thrown away).",
+        ]
+    )
