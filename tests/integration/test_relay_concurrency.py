@@ -20,6 +20,7 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     RelayChain,
     Signed,
     cid_hex,
+    make_relay,
     new_wallet,
     open_listener,
     relay,
@@ -255,3 +256,23 @@ def test_server_sent_events_deliver_payments(relay: InProcessRelay, relay_chain:
         assert [e["channelId"] for e in to_ada] == [cid_hex(other), cid_hex(listener), cid_hex(listener)]
     # Subscriptions end with their connections (no queue is left filling up for nobody).
     wait_until(lambda: len(relay.service.bus._subscribers) == subscribers, what="the subscriptions to be dropped")
+
+
+def test_a_batch_is_applied_in_order_when_its_first_payment_makes_the_relay_read_the_chain(
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
+    """[seq 3 paid by a top-up the relay has not seen yet, seq 4]: the first makes the relay re-read the chain; the
+    second waits for it instead of being judged against the old head (it was seq_gap)."""
+    relay = make_relay(poll_interval=3_600)  # the watcher polls once, at start: only the re-read sees the top-up
+    listener = open_listener(relay_chain, relay, deposit=2 * PLAY_PRICE)
+    track = relay_chain.track(MODEM)
+    plays = signed_plays(listener, track, 4)
+    http = relay.http()
+    cid = cid_hex(listener)
+    for signed in plays[:2]:
+        assert http.post(f"/channels/{cid}/payments", json=signed.body).status_code == 200
+    listener.top_up(2 * PLAY_PRICE)
+    batch = [{**signed.body, "channelId": cid, "id": signed.seq} for signed in plays[2:]]
+    results = http.post("/payments/batch", json={"payments": batch}).json()["results"]
+    assert [(r["id"], r["ok"], r.get("seq")) for r in results] == [(3, True, 3), (4, True, 4)], results
+    assert int(relay.channel(listener.channel_id)["remaining"]) == 0  # type: ignore[arg-type]

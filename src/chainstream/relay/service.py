@@ -78,6 +78,9 @@ class ChannelRuntime:
     head_digest: bytes | None = None
     #: the listener's signature over that voucher (shown in the summary, so a client can check the state)
     head_signature: bytes | None = None
+    #: set while a refused payment re-reads the channel from the chain; later payments of the channel wait for it,
+    #: so a batch or stream is decided in order (seq 2 is not judged against the head seq 1 has not reached yet)
+    refreshing: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
 #: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
@@ -321,6 +324,8 @@ class RelayService:
 
     async def _submit(self, payment: Payment) -> PaymentAck:
         rt = await self.runtime(payment.channel_id)
+        while rt.refreshing is not None and not rt.refreshing.done():
+            await asyncio.shield(rt.refreshing)
         if self.store.shared and payment.seq > rt.ledger.seq + 1 and self._signed_for(rt, payment):
             rt = await self._reload(rt)
         duplicate = self._duplicate(rt, payment)
@@ -347,13 +352,19 @@ class RelayService:
             # A top-up or a new session key may have landed before the watcher saw it: read the channel from
             # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
             # (insufficient_deposit is judged before the signature: only the channel's own signers may ask.)
-            if (
-                exc.code not in CHAIN_REFRESH_CODES
-                or (exc.code == "insufficient_deposit" and not self._signed_for(rt, payment))
-                or not await self._refresh_from_chain(rt)
+            if exc.code not in CHAIN_REFRESH_CODES or (
+                exc.code == "insufficient_deposit" and not self._signed_for(rt, payment)
             ):
                 raise
-            accepted = self._verify(rt, payment)
+            refreshing = rt.refreshing = asyncio.get_running_loop().create_future()
+            try:
+                if not await self._refresh_from_chain(rt):
+                    raise
+                accepted = self._verify(rt, payment)
+            finally:
+                # Waiters resume only after this payment is applied below (no await in between), so they see
+                # its head; on a refusal they decide on the re-read state.
+                refreshing.set_result(None)
         previous = (rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature)
         prev_digest = rt.head_digest
         signature = payment.signature.to_bytes()
