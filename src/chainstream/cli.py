@@ -177,6 +177,31 @@ def dev(
         stack.stop()
 
 
+@app.command()
+def catalog(
+    query: Annotated[str, typer.Argument(help="words to find in titles and artist names (default: every track)")] = "",
+    relay_url: Annotated[str, typer.Option("--relay-url", envvar="CHAINSTREAM_RELAY_URL")] = "http://127.0.0.1:8700",
+) -> None:
+    """Search the relay's catalog: titles, artists, prices in every token the track takes, and track ids."""
+    from chainstream.cli_common import catalog_rows, errors
+    from chainstream.cli_common import console as out
+    from chainstream.sdk import RelayClient
+
+    with errors():
+        relay = RelayClient(relay_url, timeout=30)
+        try:
+            info, tracks = relay.info(), relay.get("/catalog")["tracks"]
+        finally:
+            relay.close()
+        rows = catalog_rows(info, tracks, query)
+        if not rows:
+            out.print(f"no track matches {query!r}" if query else "the catalog is empty", highlight=False)
+            return
+        out.print(f"{len(rows)} track{'s' if len(rows) != 1 else ''}" + (f" matching {query!r}" if query else ""))
+        for title, artist, prices, track_id in rows:
+            out.print(f"“{escape(title)}” by {escape(artist)} · {prices} · {track_id}", highlight=False)
+
+
 def _add_user_commands() -> None:
     from chainstream.cli_artist import app as artist_app
     from chainstream.cli_listener import app as listener_app

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from chainstream.chain.contracts import ChannelsClient
+from chainstream.chain.contracts import ChannelsClient, RegistryClient
 from chainstream.cli_common import (
     DEFAULT_RELAY_URL,
     DEFAULT_RPC_URL,
@@ -20,16 +20,18 @@ from chainstream.cli_common import (
     DeploymentOpt,
     RelayUrl,
     RpcUrl,
+    Session,
     console,
     errors,
     key_from_env,
     open_session,
     short,
 )
-from chainstream.pricing import Model, Split, Terms
+from chainstream.pricing import MAX_FEE_BPS, Model, Split, Terms
 from chainstream.protocol.hashing import keccak
 from chainstream.protocol.types import ZERO_ADDRESS, to_address
 from chainstream.sdk import Artist
+from chainstream.tokens import TokenInfo
 
 KEY_ENV = "CHAINSTREAM_ARTIST_KEY"
 app = typer.Typer(
@@ -58,10 +60,99 @@ def track_id_of(audio: str) -> bytes:
     raise CliError(f"{audio!r} is neither an audio file nor a 0x… track id", code="bad_track")
 
 
+def _pct(bps: int) -> str:
+    return f"{bps / 100:g}%"
+
+
+def _split(owner: str, collaborators: list[str] | None, fee: str | None) -> Split:
+    """The owner takes what the collaborators leave; every share and the fee checked with the numbers stated."""
+    shares = [_share(c, "--collaborator") for c in collaborators or []]
+    given = sum(b for _, b in shares)
+    if any(b <= 0 for _, b in shares):
+        raise CliError("every collaborator's share must be more than 0 bps", code="bad_split")
+    if given >= 10_000:
+        listed = " + ".join(f"{b}" for _, b in shares)
+        raise CliError(
+            f"the collaborators' shares add up to {_pct(given)} ({listed} = {given} bps): they must leave you "
+            "more than 0% (at most 9,999 bps in all)",
+            code="bad_split",
+        )
+    if owner in (a for a, _ in shares):
+        raise CliError(f"{owner} is you: your share is what the collaborators leave", code="bad_split")
+    fee_to, fee_bps = _share(fee, "--fee") if fee else (ZERO_ADDRESS, 0)
+    if fee and not 0 < fee_bps <= MAX_FEE_BPS:
+        raise CliError(
+            f"the fee is {_pct(fee_bps)} ({fee_bps} bps): it must be more than 0 and at most {_pct(MAX_FEE_BPS)}",
+            code="bad_split",
+        )
+    return Split((owner, *(a for a, _ in shares)), (10_000 - given, *(b for _, b in shares)), fee_to, fee_bps)
+
+
+def _terms(t: TokenInfo, per_play: str, per_second: str, download: str, own_after: int) -> Terms:
+    return Terms(
+        per_play=t.units(per_play),
+        per_second=t.units(per_second),
+        download=t.units(download),
+        model=Model.STREAM_TO_OWN if own_after else Model.FLAT,
+        own_after=own_after,
+    )
+
+
+def _print_terms(t: TokenInfo, terms: Terms) -> None:
+    prices = [
+        f"{t.fmt(terms.per_play)}/play" if terms.per_play else "",
+        f"{t.fmt(terms.per_second)}/second" if terms.per_second else "",
+        f"{t.fmt(terms.download)} to download" if terms.download else "",
+        f"owned after {terms.own_after} plays" if terms.own_after else "",
+    ]
+    console.print("prices: " + (", ".join(p for p in prices if p) or "free"), highlight=False)
+
+
+def _print_split(split: Split) -> None:
+    parts = [
+        f"you {_pct(split.bps[0])}",
+        *(f"{short(a)} {_pct(b)}" for a, b in zip(split.recipients[1:], split.bps[1:], strict=True)),
+    ]
+    if split.fee_bps:
+        parts.append(f"fee {_pct(split.fee_bps)} to {short(split.fee_recipient)} (off the top)")
+    console.print("split: " + ", ".join(parts), highlight=False)
+
+
+def _is_free(terms: Terms) -> bool:
+    return not (terms.per_play or terms.per_second or terms.download)
+
+
+def _owned_track(session: Session, key_address: str, spec: str) -> tuple[bytes, str]:
+    """A track (0x… id, or a title or unique part of one in the relay's catalog) that this key owns on chain."""
+    if spec.startswith("0x"):
+        track_id = track_id_of(spec)
+    else:
+        tracks = session.relay.get("/catalog")["tracks"]
+        matches = [t for t in tracks if t["title"].lower() == spec.lower()] or [
+            t for t in tracks if spec.lower() in t["title"].lower()
+        ]
+        mine = [t for t in matches if to_address(t["owner"]) == key_address] or matches
+        if not mine:
+            raise CliError(f"no track in the catalog matches {spec!r}", code="unknown_track")
+        if len(mine) > 1:
+            titles = ", ".join(f"“{t['title']}”" for t in mine[:5])
+            raise CliError(f"{spec!r} matches several tracks: {titles}; give its 0x… id", code="ambiguous_track")
+        track_id = bytes.fromhex(mine[0]["trackId"][2:])
+    info = RegistryClient(session.w3, session.deployment.registry).get_track(track_id)
+    if info.owner == ZERO_ADDRESS:
+        raise CliError(f"track 0x{track_id.hex()} is not registered", code="unknown_track")
+    if to_address(info.owner) != key_address:
+        raise CliError(
+            f"“{info.title or short(track_id)}” belongs to {info.owner}, not to {key_address} ({KEY_ENV})",
+            code="not_owner",
+        )
+    return track_id, info.title or short(track_id)
+
+
 @app.command()
 def register(
     audio: Annotated[str, typer.Argument(help="the audio file (its keccak256 is the track id) or a 0x… track id")],
-    title: Annotated[str | None, typer.Option(help="default: the file name")] = None,
+    title: Annotated[str | None, typer.Option(help="default: the file name (required with a 0x… track id)")] = None,
     token: Annotated[str, typer.Option(help="price in ETH, mUSD or a token address")] = "ETH",
     per_play: Annotated[str, typer.Option(help="price of a play, in whole tokens")] = "0",
     per_second: Annotated[str, typer.Option(help="price of a second of listening")] = "0",
@@ -69,6 +160,7 @@ def register(
     own_after: Annotated[int, typer.Option(help="stream-to-own: owned after this many plays, each price doubling")] = 0,
     collaborator: Annotated[list[str] | None, typer.Option(help="ADDRESS:BPS, repeatable; you get the rest")] = None,
     fee: Annotated[str | None, typer.Option(help="platform fee ADDRESS:BPS, taken off the top")] = None,
+    free: Annotated[bool, typer.Option(help="publish with every price 0 (listeners pay nothing)")] = False,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,
@@ -76,40 +168,83 @@ def register(
     """Register a track with its prices and revenue split in the on-chain TrackRegistry."""
     with errors():
         key = key_from_env(KEY_ENV)
+        track_id = track_id_of(audio)
+        if title is None and not Path(audio).is_file():
+            raise CliError(
+                "give the track a --title (a 0x… track id has no file name to take it from)", code="no_title"
+            )
+        name = (title if title is not None else Path(audio).stem).strip()
+        if not name:
+            raise CliError("the title is empty: give the track a --title", code="no_title")
         with open_session(relay_url, rpc_url, deployment) as session:
             t = session.token(token)
-            track_id = track_id_of(audio)
-            name = title or Path(audio).stem
-            terms = Terms(
-                per_play=t.units(per_play),
-                per_second=t.units(per_second),
-                download=t.units(download),
-                model=Model.STREAM_TO_OWN if own_after else Model.FLAT,
-                own_after=own_after,
-            )
-            shares = [_share(c, "--collaborator") for c in collaborator or []]
-            fee_to, fee_bps = _share(fee, "--fee") if fee else (ZERO_ADDRESS, 0)
-            split = Split(
-                (key.address, *(a for a, _ in shares)),
-                (10_000 - sum(b for _, b in shares), *(b for _, b in shares)),
-                fee_to,
-                fee_bps,
-            )
+            terms = _terms(t, per_play, per_second, download, own_after)
+            if _is_free(terms) and not free:
+                raise CliError(
+                    "every price is 0: set --per-play, --per-second or --download, or pass --free to publish it free",
+                    code="free_track",
+                )
+            split = _split(key.address, collaborator, fee)
             artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
             with console.status(f"registering “{name}”"):
                 artist.register_track(track_id, name, terms, split, token=t.address)
             console.print(f"registered “{escape(name)}” as [bold]0x{track_id.hex()}[/]", highlight=False)
-            prices = [
-                f"{t.fmt(terms.per_play)}/play" if terms.per_play else "",
-                f"{t.fmt(terms.per_second)}/second" if terms.per_second else "",
-                f"{t.fmt(terms.download)} to download" if terms.download else "",
-                f"owned after {own_after} plays" if own_after else "",
-            ]
-            console.print("prices: " + (", ".join(p for p in prices if p) or "free"), highlight=False)
-            parts = [f"you {split.bps[0] / 100:g}%", *(f"{short(a)} {b / 100:g}%" for a, b in shares)]
-            if fee_bps:
-                parts.append(f"fee {fee_bps / 100:g}% to {short(fee_to)}")
-            console.print("split: " + ", ".join(parts), highlight=False)
+            _print_terms(t, terms)
+            _print_split(split)
+
+
+@app.command("set-price")
+def set_price(
+    track: Annotated[str, typer.Argument(help="title (or part of it) or 0x… track id of a track you own")],
+    token: Annotated[str, typer.Option(help="the prices' token: ETH, mUSD or a token address")] = "ETH",
+    per_play: Annotated[str, typer.Option(help="price of a play, in whole tokens")] = "0",
+    per_second: Annotated[str, typer.Option(help="price of a second of listening")] = "0",
+    download: Annotated[str, typer.Option(help="price to buy the track outright (0: not for sale)")] = "0",
+    own_after: Annotated[int, typer.Option(help="stream-to-own: owned after this many plays, each price doubling")] = 0,
+    free: Annotated[bool, typer.Option(help="set every price to 0 (listeners pay nothing)")] = False,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """New prices for a track in one token; they apply to plays priced from now on."""
+    with errors():
+        key = key_from_env(KEY_ENV)
+        with open_session(relay_url, rpc_url, deployment) as session:
+            track_id, name = _owned_track(session, key.address, track)
+            t = session.token(token)
+            terms = _terms(t, per_play, per_second, download, own_after)
+            if _is_free(terms) and not free:
+                raise CliError(
+                    "every price is 0: set --per-play, --per-second or --download, or pass --free to make it free",
+                    code="free_track",
+                )
+            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
+            with console.status(f"setting the {t.symbol} prices of “{name}”"):
+                artist.set_terms(track_id, terms, token=t.address)
+            console.print(f"new {t.symbol} prices for “{escape(name)}”", highlight=False)
+            _print_terms(t, terms)
+
+
+@app.command("set-split")
+def set_split(
+    track: Annotated[str, typer.Argument(help="title (or part of it) or 0x… track id of a track you own")],
+    collaborator: Annotated[list[str] | None, typer.Option(help="ADDRESS:BPS, repeatable; you get the rest")] = None,
+    fee: Annotated[str | None, typer.Option(help="platform fee ADDRESS:BPS, taken off the top")] = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """A new revenue split for a track (a new version: plays already signed keep paying the old one)."""
+    with errors():
+        key = key_from_env(KEY_ENV)
+        with open_session(relay_url, rpc_url, deployment) as session:
+            track_id, name = _owned_track(session, key.address, track)
+            split = _split(key.address, collaborator, fee)
+            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
+            with console.status(f"setting the split of “{name}”"):
+                artist.set_split(track_id, split)
+            console.print(f"new split for “{escape(name)}”", highlight=False)
+            _print_split(split)
 
 
 @app.command()

@@ -54,8 +54,17 @@ def errors() -> Iterator[None]:
     except typer.Exit:
         raise
     except RelayError as exc:
-        text = str(exc).removeprefix(f"{exc.code}: ")
-        _die(exc.code, f"{text} (relay answered HTTP {exc.status})")
+        text = str(exc).removeprefix(f"{exc.code}: ").strip()
+        if exc.code == "http_error" or not text:
+            # not the relay's error format: a proxy, another server on that port, or a relay of another version
+            text = (
+                f"the relay answered HTTP {exc.status} without a reason"
+                + (f" ({text[:200]})" if text else "")
+                + ": is --relay-url a ChainStream relay?"
+            )
+        else:
+            text = f"{text} (relay answered HTTP {exc.status})"
+        _die(exc.code, text)
     except ChainError as exc:
         _die(exc.reason or exc.code, str(exc))
     except ChainStreamError as exc:
@@ -65,11 +74,22 @@ def errors() -> Iterator[None]:
     except httpx.HTTPError as exc:
         _die("relay_unreachable", f"relay request failed: {exc}")
     except Web3Exception as exc:
-        _die("chain", f"the node refused: {exc}")
+        _die("chain", f"the node refused: {node_message(exc)}")
     except Exception as exc:  # noqa: BLE001 - a CLI prints one line; CHAINSTREAM_DEBUG=1 shows the traceback
         if os.environ.get("CHAINSTREAM_DEBUG"):
             raise
         _die("unexpected", f"{type(exc).__name__}: {exc}", status=2)
+
+
+def node_message(exc: Exception) -> str:
+    """A node's refusal as its words, not a JSON-RPC dict: {'code': -32000, 'message': 'nonce too low'} -> 'nonce too
+    low'."""
+    first = exc.args[0] if exc.args else str(exc)
+    if isinstance(first, dict):
+        text = str(first.get("message") or first.get("data") or "no reason given")
+    else:
+        text = str(first) or type(exc).__name__
+    return text.rstrip(".") + "."
 
 
 def _die(code: str, message: str, status: int = 1) -> None:
@@ -183,3 +203,36 @@ def open_session(relay_url: str, rpc_url: str, deployment_file: Path | None) -> 
 def short(value: str | bytes, keep: int = 6) -> str:
     text = "0x" + value.hex() if isinstance(value, bytes) else value
     return f"{text[: keep + 2]}…{text[-4:]}"
+
+
+def catalog_rows(info: dict[str, Any], tracks: list[dict[str, Any]], query: str) -> list[tuple[str, str, str, str]]:
+    """(title, artist, prices, id) of the catalog's tracks whose title or artist contains every word of `query`."""
+    tokens = {
+        to_address(t["address"]): TokenInfo(to_address(t["address"]), t["symbol"], int(t["decimals"]))
+        for t in info["tokens"]
+    }
+    words = query.lower().split()
+    rows = []
+    for track in tracks:
+        artist = track.get("artistName") or track["owner"]
+        haystack = f"{track['title']} {artist} {track['owner']}".lower()
+        if not all(w in haystack for w in words):
+            continue
+        prices = []
+        for address, terms in track["terms"].items():
+            t = tokens.get(to_address(address)) or TokenInfo(to_address(address), short(address), 18)
+            parts = [
+                f"{t.fmt(int(terms['perPlay']))}/play" if int(terms["perPlay"]) else "",
+                f"{t.fmt(int(terms['perSecond']))}/s" if int(terms["perSecond"]) else "",
+                f"buy {t.fmt(int(terms['download']))}" if int(terms["download"]) else "",
+            ]
+            prices.append(", ".join(p for p in parts if p) or f"free in {t.symbol}")
+        rows.append(
+            (
+                track["title"] or "(untitled)",
+                artist if track.get("artistName") else short(artist),
+                "; ".join(prices),
+                track["trackId"],
+            )
+        )
+    return rows

@@ -187,6 +187,34 @@ def open_(
 
 
 @app.command()
+def topup(
+    amount: Annotated[str, typer.Argument(help="how much to add to the deposit, in whole tokens (e.g. 0.01)")],
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Add to the channel's deposit (one transaction; a token channel approves the contract first if needed)."""
+    with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
+        listener, _, t = ctx.listener()
+        value = t.units(amount)
+        if value <= 0:
+            raise CliError("the top-up must be more than zero", code="bad_amount")
+        if listener.chain_state().status != ChannelStatus.OPEN:
+            raise CliError(
+                "the channel is not open: open a new one with `chainstream listener open`", code="channel_not_open"
+            )
+        with console.status(f"adding {t.fmt(value)} to the deposit"):
+            listener.top_up(value)
+        chain = listener.chain_state()
+        console.print(
+            f"topped up [bold]{t.fmt(value)}[/]: deposit {t.fmt(chain.deposit)}, "
+            f"not yet spent {t.fmt(chain.deposit - listener.state.voucher.total)}",
+            highlight=False,
+        )
+
+
+@app.command()
 def play(
     track: Annotated[str, typer.Argument(help="title (or part of it) or track id")],
     times: Annotated[int, typer.Option(min=1, max=1000, help="play it this many times")] = 1,

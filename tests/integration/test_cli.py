@@ -17,7 +17,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from chainstream.chain.contracts import ChannelsClient, ChannelStatus
+from chainstream.chain.contracts import ChannelsClient, ChannelStatus, RegistryClient
 from chainstream.chain.deploy import Deployment, deploy_all
 from chainstream.chain.node import AnvilNode, advance_time, anvil_binary
 from chainstream.chain.transactions import TxSender, fund
@@ -74,7 +74,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("cli")
     keys = {
         name: test_key(f"cli-{name}")
-        for name in ("deployer", "relay", "artist", "collab", "platform", "listener", "quitter")
+        for name in ("deployer", "relay", "artist", "collab", "platform", "listener", "quitter", "topper")
     }
     with AnvilNode() as node:
         w3 = node.web3()
@@ -261,3 +261,93 @@ def test_errors_are_one_line_with_a_code(env: Env, tmp_path: Path) -> None:
         ),
         "bad_track",
     )
+
+
+def test_listener_tops_up_an_open_channel(env: Env) -> None:
+    ok(env.run("listener", "open", "--deposit", "0.01", listener="topper"))
+    cid = bytes.fromhex(json.loads((env.tmp / "topper.json").read_text())["channel_id"][2:])
+    channels = ChannelsClient(env.node.web3(), env.deployment.channels)
+    out = ok(env.run("listener", "topup", "0.02", listener="topper"))
+    assert "topped up 0.02 ETH: deposit 0.03 ETH" in out
+    assert channels.get_channel(cid).deposit == ETH.units("0.03")
+    fails(env.run("listener", "topup", "0", listener="topper"), "bad_amount")
+    fails(env.run("listener", "topup", "lots", listener="topper"), "bad_amount")
+    assert channels.get_channel(cid).deposit == ETH.units("0.03")
+
+
+def test_artist_sets_prices_and_splits_of_an_owned_track_and_the_catalog_finds_it(env: Env) -> None:
+    track_id = "0x" + "cd" * 32
+    ok(env.run("artist", "register", track_id, "--title", "Price Walk", "--per-play", "0.001"))
+    wait_for(lambda: any(t["trackId"] == track_id for t in catalog(env)))
+    registry = RegistryClient(env.node.web3(), env.deployment.registry)
+    tid = bytes.fromhex(track_id[2:])
+
+    out = ok(env.run("artist", "set-price", "price walk", "--per-play", "0.002", "--download", "0.05"))
+    assert "prices: 0.002 ETH/play, 0.05 ETH to download" in out
+    terms = registry.get_terms(tid, ZERO_ADDRESS)
+    assert (terms.per_play, terms.download) == (ETH.units("0.002"), ETH.units("0.05"))
+    fails(env.run("artist", "set-price", "Price Walk"), "free_track")
+    fails(env.run("artist", "set-price", "Price Walk", "--per-play", "1", artist="collab"), "not_owner")
+
+    collab = env.keys["collab"].address
+    out = ok(env.run("artist", "set-split", track_id, "--collaborator", f"{collab}:3000"))
+    assert "split: you 70%" in out and "30%" in out
+    assert registry.get_track(tid).split_version == 2
+    out = fails(
+        env.run(
+            "artist", "set-split", track_id, "--collaborator", f"{collab}:7000", "--collaborator", f"{collab}:5000"
+        ),
+        "bad_split",
+    )
+    assert "add up to 120%" in out and "12000 bps" in out
+
+    wait_for(
+        lambda: any(
+            int(t["terms"][ZERO_ADDRESS]["perPlay"]) == ETH.units("0.002")
+            for t in catalog(env)
+            if t["trackId"] == track_id
+        )
+    )
+    out = ok(env.run("catalog", "walk"))
+    assert "Price Walk" in out and "0.002 ETH/play" in out and track_id in out
+    assert "no track matches 'zzz-nothing'" in ok(env.run("catalog", "zzz-nothing"))
+
+
+def test_register_refuses_an_accidental_free_or_untitled_track(env: Env) -> None:
+    track_id = "0x" + "ef" * 32
+    out = fails(env.run("artist", "register", track_id, "--per-play", "0.001"), "no_title")
+    assert "--title" in out
+    out = fails(env.run("artist", "register", track_id, "--title", "Gratis"), "free_track")
+    assert "--free" in out
+    fee = f"{env.keys['platform'].address}:6000"
+    out = fails(env.run("artist", "register", track_id, "--title", "Gratis", "--free", "--fee", fee), "bad_split")
+    assert "60%" in out and "at most 50%" in out
+    ok(env.run("artist", "register", track_id, "--title", "Gratis", "--free"))
+    assert (
+        RegistryClient(env.node.web3(), env.deployment.registry).get_track(bytes.fromhex(track_id[2:])).title
+        == "Gratis"
+    )
+
+
+def test_a_server_that_is_not_a_relay_is_named_in_a_sentence(env: Env) -> None:
+    """A 404 without the relay's error format (another server on the port) is explained, not echoed empty."""
+    import http.server
+    import threading
+
+    class NotARelay(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotARelay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out = fails(CliRunner().invoke(app, ["catalog", "--relay-url", url]), "http_error")
+        assert "HTTP 404 without a reason" in out and "ChainStream relay" in out
+    finally:
+        server.shutdown()
