@@ -25,6 +25,7 @@ from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, r
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash, typed_data
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.relay.catalog import Catalog
+from chainstream.relay.earnings import TrackEarnings, earnings
 from chainstream.relay.events import EventBus
 from chainstream.store import ChannelRecord, PaymentRecord, Store
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
@@ -669,14 +670,10 @@ class RelayService:
         }
 
     def earnings(self, payee: str) -> dict[str, Any]:
-        """A payee's earnings per token and per track, each payment marked pending, settled or claimed.
-
-        Settlement is cumulative per (channel, payee), so the credited amount of a channel covers that payee's
-        earliest payments in sequence order; claims are attributed oldest-settled first.
-        """
+        """A payee's earnings per token and per track, each payment marked pending, settled or claimed (see
+        relay/earnings.py for the attribution rules)."""
         payee = to_address(payee)
         rows = self.store.earnings_rows(payee)
-        channels = {c.channel_id: c for c in self.store.channels()}
         credited: dict[bytes, int] = {}
         for channel_id in {bytes(r["channel_id"]) for r in rows}:
             settled = self.store.get_settled(channel_id)
@@ -685,68 +682,35 @@ class RelayService:
         claimed: dict[str, int] = {}
         for claim in self.store.claims_of(payee):
             claimed[claim["token"]] = claimed.get(claim["token"], 0) + int(claim["amount"])
-        tokens: dict[str, dict[str, Any]] = {}
-        tracks: dict[tuple[str, bytes], dict[str, Any]] = {}
-        cum: dict[bytes, int] = {}
-        timeline: dict[tuple[str, int], int] = {}
-        settled_rows: list[tuple[str, dict[str, Any], int]] = []
-        for r in sorted(rows, key=lambda r: (bytes(r["channel_id"]), r["seq"])):
-            channel_id = bytes(r["channel_id"])
-            token = channels[channel_id].token if channel_id in channels else ZERO_ADDRESS
-            amount = int(r["amount"])
-            cum[channel_id] = cum.get(channel_id, 0) + amount
-            status = "settled" if cum[channel_id] <= credited.get(channel_id, 0) else "pending"
-            totals = tokens.setdefault(token, {"pending": 0, "settled": 0, "claimed": 0, "total": 0})
-            totals["total"] += amount
-            key = (token, bytes(r["target"]))
-            track = tracks.setdefault(
-                key,
-                {
-                    "token": token,
-                    "target": "0x" + key[1].hex(),
-                    "plays": 0,
-                    "seconds": 0,
-                    "tips": 0,
-                    "downloads": 0,
-                    "earned": 0,
-                    "pending": 0,
-                    "settled": 0,
-                    "claimed": 0,
-                },
-            )
-            kind = Kind(r["kind"])
-            if kind == Kind.PLAY:
-                track["plays"] += 1
-            elif kind == Kind.SECONDS:
-                track["seconds"] += r["units"]
-            elif kind == Kind.TIP:
-                track["tips"] += amount
-            else:
-                track["downloads"] += 1
-            track["earned"] += amount
-            if status == "pending":
-                track["pending"] += amount
-                totals["pending"] += amount
-            else:
-                settled_rows.append((token, track, amount))
-            hour = int(r["accepted_at"]) // 3600 * 3600
-            timeline[(token, hour)] = timeline.get((token, hour), 0) + amount
-        remaining_claims = dict(claimed)
-        for token, track, amount in settled_rows:
-            take = min(amount, remaining_claims.get(token, 0))
-            remaining_claims[token] = remaining_claims.get(token, 0) - take
-            track["claimed"] += take
-            track["settled"] += amount - take
-            tokens[token]["claimed"] += take
-            tokens[token]["settled"] += amount - take
-        for track in tracks.values():
-            entry = self.catalog.entries.get(bytes.fromhex(track["target"][2:]))
-            track["title"] = entry.title if entry else None
-            for k in ("earned", "pending", "settled", "claimed", "tips"):
-                track[k] = str(track[k])
+        result = earnings(
+            rows,
+            token_of={c.channel_id: c.token for c in self.store.channels()},
+            credited=credited,
+            claimed=claimed,
+            default_token=ZERO_ADDRESS,
+        )
         return {
             "payee": payee,
-            "tokens": {t: {k: str(v) for k, v in totals.items()} for t, totals in tokens.items()},
-            "tracks": list(tracks.values()),
-            "timeline": [{"token": t, "hour": h, "amount": str(a)} for (t, h), a in sorted(timeline.items())],
+            "tokens": {
+                token: {k: str(getattr(t, k)) for k in ("pending", "settled", "claimed", "total")}
+                for token, t in result.tokens.items()
+            },
+            "tracks": [self._track_earnings_json(t) for t in result.tracks.values()],
+            "timeline": [{"token": t, "hour": h, "amount": str(a)} for (t, h), a in sorted(result.timeline.items())],
+        }
+
+    def _track_earnings_json(self, t: TrackEarnings) -> dict[str, Any]:
+        entry = self.catalog.entries.get(t.target)
+        return {
+            "token": t.token,
+            "target": "0x" + t.target.hex(),
+            "plays": t.plays,
+            "seconds": t.seconds,
+            "tips": str(t.tips),
+            "downloads": t.downloads,
+            "earned": str(t.total),
+            "pending": str(t.pending),
+            "settled": str(t.settled),
+            "claimed": str(t.claimed),
+            "title": entry.title if entry else None,
         }
