@@ -256,7 +256,7 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
 
     csv_href = studio.get_by_test_id("csv-export").get_attribute("href")
     csv_text = httpx.get(stack.url + csv_href, timeout=10).text
-    assert csv_text.splitlines()[0].startswith("token,target,title,plays,seconds,tips")
+    assert csv_text.splitlines()[0].startswith("date,channel,seq,track,title,kind,units,amount,token,status")
     assert "Morning Modem" in csv_text and "Per-Second Drift" in csv_text
 
     # Ada claims on-chain.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from chainstream.protocol import Kind
-from chainstream.relay.earnings import CLAIMED, PENDING, SETTLED, earnings
+from chainstream.relay.earnings import CLAIMED, CSV_COLUMNS, PENDING, SETTLED, csv_rows, earnings, spreadsheet_safe
 from chainstream.store.records import EarningRow
+from chainstream.tokens import TokenInfo
 
 ETH, USD = "0x" + "00" * 20, "0x" + "5d" * 20
 A, B = b"\xaa" * 32, b"\xbb" * 32  # channels: A in ETH, B in USD
@@ -67,3 +68,27 @@ def test_per_track_counts_and_hourly_timeline() -> None:
 def test_a_channel_the_relay_no_longer_lists_counts_in_the_default_token() -> None:
     e = earnings([row(b"\xcc" * 32, 1, 5)], token_of={}, credited={}, claimed={}, default_token=ETH)
     assert e.tokens[ETH].total == 5
+
+
+def test_csv_rows_are_per_payment_in_token_units_newest_first_and_spreadsheet_safe() -> None:
+    e = earnings(ROWS, token_of=TOKENS, credited={A: 60}, claimed={ETH: 10}, default_token=ETH)
+    tokens = {ETH: TokenInfo(ETH, "ETH", 18), USD: TokenInfo(USD, "mUSD", 6)}
+    titles = {SONG: '=HYPERLINK("http://evil","click")', OTHER: "@SUM(A1)"}
+    rows = list(csv_rows(e, titles=titles, tokens=tokens))
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert [(r["channel"][-2:], r["seq"]) for r in rows] == [("bb", "1"), ("aa", "3"), ("aa", "2"), ("aa", "1")]
+    download = rows[0]
+    assert (download["kind"], download["amount"], download["token"], download["status"]) == (
+        "download",
+        "0.001",
+        "mUSD",
+        "pending",
+    )
+    assert download["title"] == "'@SUM(A1)" and rows[1]["title"].startswith("'=HYPERLINK")
+    assert rows[-1]["date"] == "1970-01-01 00:00:05" and rows[-1]["status"] == "claimed"
+    assert rows[-1]["amount"] == "0.00000000000000001"
+
+
+def test_spreadsheet_safe_leaves_ordinary_text_alone() -> None:
+    assert spreadsheet_safe("Morning Modem") == "Morning Modem"
+    assert spreadsheet_safe("-1") == "'-1" and spreadsheet_safe("+x") == "'+x"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import gc
-import io
 import json
 import logging
 import sys
@@ -31,7 +29,7 @@ from chainstream.chain.transactions import TxSender
 from chainstream.config import Settings
 from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
 from chainstream.protocol import PrivateKey, Signature
-from chainstream.protocol.types import ZERO_ADDRESS, to_address, to_bytes32
+from chainstream.protocol.types import to_address, to_bytes32
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
@@ -241,9 +239,7 @@ def create_app(
     async def info() -> dict[str, Any]:
         s = svc()
         d = s.deployment
-        tokens = [{"address": ZERO_ADDRESS, "symbol": "ETH", "decimals": 18}]
-        if d.stablecoin:
-            tokens.append({"address": d.stablecoin, "symbol": "mUSD", "decimals": 6})
+        tokens = [{"address": t.address, "symbol": t.symbol, "decimals": t.decimals} for t in s.tokens()]
         return {
             "chainId": d.chain_id,
             "channels": d.channels,
@@ -469,31 +465,10 @@ def create_app(
 
     @api.get("/artists/{address}/earnings")
     async def earnings(address: str, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
-        data = svc().earnings(address)
         if format == "json":
-            return data
-        out = io.StringIO()
-        writer = csv.DictWriter(
-            out,
-            fieldnames=[
-                "token",
-                "target",
-                "title",
-                "plays",
-                "seconds",
-                "tips",
-                "downloads",
-                "earned",
-                "pending",
-                "settled",
-                "claimed",
-            ],
-        )
-        writer.writeheader()
-        for row in data["tracks"]:
-            writer.writerow(row)
+            return svc().earnings(address)
         return PlainTextResponse(
-            out.getvalue(),
+            svc().earnings_csv(address),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="earnings-{address}.csv"'},
         )

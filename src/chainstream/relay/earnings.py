@@ -8,11 +8,13 @@ to settled payments in the order those are listed (channel, then sequence), olde
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from chainstream.protocol import Kind
 from chainstream.store.records import EarningRow
+from chainstream.tokens import TokenInfo
 
 PENDING, SETTLED, CLAIMED = "pending", "settled", "claimed"
 
@@ -141,3 +143,35 @@ def _with_claims(payments: list[PaymentEarning], claimed: Mapping[str, int]) -> 
             p = replace(p, claimed=take)
         out.append(p)
     return out
+
+
+CSV_COLUMNS = ("date", "channel", "seq", "track", "title", "kind", "units", "amount", "token", "status", "claimed")
+#: a spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text is quoted with '
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a spreadsheet shows it and never runs it: a leading formula character is escaped with '."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_rows(
+    result: Earnings, *, titles: Mapping[bytes, str], tokens: Mapping[str, TokenInfo]
+) -> Iterator[dict[str, str]]:
+    """One row per payment, newest first: UTC date, channel, track id and title, kind, amount and claimed part in
+    token units (the token's decimals), and pending / settled / claimed."""
+    for p in sorted(result.payments, key=lambda p: (-p.accepted_at, p.channel_id, -p.seq)):
+        token = tokens.get(p.token) or TokenInfo(p.token, p.token, 18)
+        yield {
+            "date": datetime.fromtimestamp(p.accepted_at, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "channel": "0x" + p.channel_id.hex(),
+            "seq": str(p.seq),
+            "track": "0x" + p.target.hex(),
+            "title": spreadsheet_safe(titles.get(p.target, "")),
+            "kind": p.kind.name.lower(),
+            "units": str(p.units),
+            "amount": token.num(p.amount),
+            "token": spreadsheet_safe(token.symbol),
+            "status": p.status,
+            "claimed": token.num(p.claimed),
+        }

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import csv
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,9 +27,10 @@ from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, r
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash, typed_data
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.relay.catalog import Catalog
-from chainstream.relay.earnings import TrackEarnings, earnings
+from chainstream.relay.earnings import CSV_COLUMNS, Earnings, TrackEarnings, csv_rows, earnings
 from chainstream.relay.events import EventBus
 from chainstream.store import ChannelRecord, PaymentRecord, Store
+from chainstream.tokens import TokenInfo
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
 
 DAY = 86_400
@@ -669,26 +672,18 @@ class RelayService:
             "owned": ["0x" + t.hex() for t in rt.ledger.owned],
         }
 
+    def tokens(self) -> list[TokenInfo]:
+        """The tokens channels of this deployment take: ETH, and the stablecoin if deployed."""
+        tokens = [TokenInfo(ZERO_ADDRESS, "ETH", 18)]
+        if self.deployment.stablecoin:
+            tokens.append(TokenInfo(self.deployment.stablecoin, "mUSD", 6))
+        return tokens
+
     def earnings(self, payee: str) -> dict[str, Any]:
         """A payee's earnings per token and per track, each payment marked pending, settled or claimed (see
         relay/earnings.py for the attribution rules)."""
         payee = to_address(payee)
-        rows = self.store.earnings_rows(payee)
-        credited: dict[bytes, int] = {}
-        for channel_id in {bytes(r["channel_id"]) for r in rows}:
-            settled = self.store.get_settled(channel_id)
-            if settled and payee in settled.payees:
-                credited[channel_id] = settled.credited[settled.payees.index(payee)]
-        claimed: dict[str, int] = {}
-        for claim in self.store.claims_of(payee):
-            claimed[claim["token"]] = claimed.get(claim["token"], 0) + int(claim["amount"])
-        result = earnings(
-            rows,
-            token_of={c.channel_id: c.token for c in self.store.channels()},
-            credited=credited,
-            claimed=claimed,
-            default_token=ZERO_ADDRESS,
-        )
+        result = self._earnings(payee)
         return {
             "payee": payee,
             "tokens": {
@@ -698,6 +693,34 @@ class RelayService:
             "tracks": [self._track_earnings_json(t) for t in result.tracks.values()],
             "timeline": [{"token": t, "hour": h, "amount": str(a)} for (t, h), a in sorted(result.timeline.items())],
         }
+
+    def earnings_csv(self, payee: str) -> str:
+        """One CSV row per payment that credited `payee` (relay/earnings.py `csv_rows`)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        titles = {track_id: e.title for track_id, e in self.catalog.entries.items()}
+        tokens = {t.address: t for t in self.tokens()}
+        writer.writerows(csv_rows(self._earnings(to_address(payee)), titles=titles, tokens=tokens))
+        return out.getvalue()
+
+    def _earnings(self, payee: Address) -> Earnings:
+        rows = self.store.earnings_rows(payee)
+        credited: dict[bytes, int] = {}
+        for channel_id in {bytes(r["channel_id"]) for r in rows}:
+            settled = self.store.get_settled(channel_id)
+            if settled and payee in settled.payees:
+                credited[channel_id] = settled.credited[settled.payees.index(payee)]
+        claimed: dict[str, int] = {}
+        for claim in self.store.claims_of(payee):
+            claimed[claim["token"]] = claimed.get(claim["token"], 0) + int(claim["amount"])
+        return earnings(
+            rows,
+            token_of={c.channel_id: c.token for c in self.store.channels()},
+            credited=credited,
+            claimed=claimed,
+            default_token=ZERO_ADDRESS,
+        )
 
     def _track_earnings_json(self, t: TrackEarnings) -> dict[str, Any]:
         entry = self.catalog.entries.get(t.target)
