@@ -94,6 +94,11 @@ class Relay:
         ]
         tune_interpreter_for_serving()
 
+    def begin_shutdown(self) -> None:
+        """A shutdown was asked for (SIGTERM): end the live-event streams now, so the server need not wait for
+        their clients before the relay's own shutdown (`stop`) runs."""
+        self.service.bus.close()
+
     async def stop(self) -> None:
         self._stop.set()
         self.settler.wake()  # do not wait out the settle interval
