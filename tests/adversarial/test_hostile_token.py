@@ -42,8 +42,9 @@ def _attempts(token: TokenClient) -> tuple[int, int]:
 
 
 def test_reentrantToken_reentersClaimDuringAPayout_andGetsNothing(chain: Chain) -> None:
-    """Re-entrancy: the token is itself a credited payee and calls claim() again from inside the transfer that
-    pays another payee."""
+    """A token that is itself a credited payee re-enters claim() from inside the transfer paying another payee."""
+    # Re-entrancy: the token is itself a credited payee and calls claim() again from inside the transfer that pays
+    # another payee.
     c = chain.channels
     artist = chain.address("artist")
     token = _reentrant_token(chain)
@@ -60,8 +61,9 @@ def test_reentrantToken_reentersClaimDuringAPayout_andGetsNothing(chain: Chain) 
 
 
 def test_reentrantToken_reentersDuringAUnilateralCloseRefund_andGetsNothing(chain: Chain) -> None:
-    """Re-entrancy: the refund transfer of withdraw() (after the challenge window, called by anyone) re-enters
-    claim() while the channel is being closed."""
+    """The refund transfer of withdraw() after the challenge window re-enters claim()."""
+    # Re-entrancy: the refund transfer of withdraw() (after the challenge window, called by anyone) re-enters claim()
+    # while the channel is being closed.
     c = chain.channels
     token = _reentrant_token(chain)
     cid = open_channel(chain, 10 * STABLE, token=token.address)
@@ -111,8 +113,9 @@ def test_reentrantPayee_reentersClaimFromItsReceiveHook_andIsPaidOnce(chain: Cha
 
 
 def test_hostileTokenChannel_neverTouchesAnotherTokensEscrow(chain: Chain) -> None:
-    """Isolation: a payee credited in ETH and in the stablecoin is also credited in a re-entering token; the
-    token's payouts and re-entries leave the ETH and stablecoin balances (escrow and credits) exactly as they were."""
+    """A re-entering token's payouts try to reach the ETH and stablecoin escrow of the same payee."""
+    # Isolation: a payee credited in ETH and in the stablecoin is also credited in a re-entering token; the token's
+    # payouts and re-entries leave the ETH and stablecoin balances (escrow and credits) exactly as they were.
     c = chain.channels
     artist = chain.address("artist")
     stable = chain.token
@@ -135,8 +138,9 @@ def test_hostileTokenChannel_neverTouchesAnotherTokensEscrow(chain: Chain) -> No
 
 
 def test_falseReturningToken_failedPullsOpenNothingAndAddNothing(chain: Chain) -> None:
-    """False success: a token whose transferFrom returns false (no allowance, no balance) instead of reverting;
-    an open or a top-up must not count a deposit that never arrived."""
+    """A token's transferFrom returns false instead of reverting, in open() and topUp()."""
+    # False success: a token whose transferFrom returns false (no allowance, no balance) instead of reverting; an open
+    # or a top-up must not count a deposit that never arrived.
     c = chain.channels
     token = deploy_token(chain, "FalseReturnToken", mint_to=("listener",))
     call = c.contract.functions.open(chain.address("relay"), token.address, 10 * STABLE, b"\x01" * 32, ZERO_ADDRESS, 0)

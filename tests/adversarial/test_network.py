@@ -84,8 +84,9 @@ def _client(
 def test_theSamePaymentsFromManyClientsAtOnce_eachSeqIsAcceptedOnce_andEveryoneGetsTheSameAnswer(
     relay: InProcessRelay, relay_chain: RelayChain
 ) -> None:
-    """Duplicates: nine clients (three per transport: single POST, batch, WebSocket stream) deliver the same
-    eight vouchers of one channel, all starting at the same moment."""
+    """Nine clients (single POST, batch, WebSocket) deliver the same eight vouchers at the same moment."""
+    # Duplicates: nine clients (three per transport: single POST, batch, WebSocket stream) deliver the same eight
+    # vouchers of one channel, all starting at the same moment.
     listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain), deposit=10**18)
     plays = signed_plays(listener, relay_chain.track(MODEM), 8)
     cid = cid_hex(listener)
@@ -114,8 +115,9 @@ def test_theSamePaymentsFromManyClientsAtOnce_eachSeqIsAcceptedOnce_andEveryoneG
 def test_twoDifferentVouchersForOneSeqAtOnce_exactlyOneIsAccepted_andTheOtherAlwaysRefused(
     relay: InProcessRelay, relay_chain: RelayChain
 ) -> None:
-    """Double spend of a seq: a payer signs seq 1 twice (a play of one track and of another) and has both
-    delivered by many clients at once, on several channels."""
+    """A payer signs seq 1 twice (two tracks) and many clients deliver both at once, on several channels."""
+    # Double spend of a seq: a payer signs seq 1 twice (a play of one track and of another) and has both delivered by
+    # many clients at once, on several channels.
     listeners = [open_listener(relay_chain, relay, wallet=new_wallet(relay_chain)) for _ in range(4)]
     copies = 6
     work: list[tuple[Listener, Signed]] = []
@@ -162,9 +164,10 @@ def _close_request(listener: Listener, signed: Signed) -> dict[str, Any]:
 def test_aPaymentRacingACooperativeClose_isEitherSettledByTheClose_orRefused(
     relay: InProcessRelay, relay_chain: RelayChain
 ) -> None:
-    """Pay vs cooperative close: on many channels at once, seq 2 and the payer's close request at seq 1 reach
-    the relay at the same moment. Whichever wins, the relay must not both co-sign the close at seq 1 and
-    acknowledge seq 2 (the close would then settle seq 1 and seq 2's money would be lost)."""
+    """Seq 2 and the payer's close request at seq 1 reach the relay at the same moment, on many channels."""
+    # Pay vs cooperative close: on many channels at once, seq 2 and the payer's close request at seq 1 reach the relay
+    # at the same moment. Whichever wins, the relay must not both co-sign the close at seq 1 and acknowledge seq 2 (the
+    # close would then settle seq 1 and seq 2's money would be lost).
     listeners = [open_listener(relay_chain, relay, wallet=new_wallet(relay_chain)) for _ in range(6)]
     track = relay_chain.track(MODEM)
     pairs: dict[bytes, tuple[Signed, Signed]] = {}
@@ -212,9 +215,10 @@ def test_aPaymentRacingACooperativeClose_isEitherSettledByTheClose_orRefused(
 def test_paymentsRacingACloseRequestOnChain_everyAcknowledgedPaymentIsSettled(
     relay: InProcessRelay, relay_chain: RelayChain
 ) -> None:
-    """Pay vs close on chain: while a client streams payments, the payer's requestClose is mined. Payments the
-    relay acknowledges before it sees the close must still be settled by its watchtower; once it has seen the
-    close it acknowledges none."""
+    """Payments stream in while the payer's requestClose is mined."""
+    # Pay vs close on chain: while a client streams payments, the payer's requestClose is mined. Payments the relay
+    # acknowledges before it sees the close must still be settled by its watchtower; once it has seen the close it
+    # acknowledges none.
     listeners = [open_listener(relay_chain, relay, wallet=new_wallet(relay_chain)) for _ in range(3)]
     track = relay_chain.track(MODEM)
     streamed = 30

@@ -95,8 +95,9 @@ def twin_chain(twin_chain_session: Chain) -> Iterator[Chain]:
 
 
 def test_voucherReplayedOnAnotherChain_atTheSameContractAddress_isRefused(chain: Chain, twin_chain: Chain) -> None:
-    """Replay: a voucher settled on one chain is submitted on another chain where the same contract address
-    holds a channel opened by the same payer, to the same relay, with the same salt."""
+    """A settled voucher is replayed on another chain where the same contract address has the same channel."""
+    # Replay: a voucher settled on one chain is submitted on another chain where the same contract address holds a
+    # channel opened by the same payer, to the same relay, with the same salt.
     artist = chain.address("artist")
     assert twin_chain.channels.address == chain.channels.address  # the realistic case: one deployer, two chains
     assert twin_chain.w3.eth.chain_id != chain.w3.eth.chain_id
@@ -125,8 +126,9 @@ def test_voucherReplayedOnAnotherChain_atTheSameContractAddress_isRefused(chain:
 
 
 def test_voucherReplayedOnAnotherChannelsContract_isRefused(chain: Chain) -> None:
-    """Replay: the same payer opens the same channel (relay, token, salt) on a second deployment of the
-    channels contract on the same chain; the relay key holder settles the first deployment's voucher there."""
+    """A voucher is replayed on a second deployment of the channels contract holding the same channel."""
+    # Replay: the same payer opens the same channel (relay, token, salt) on a second deployment of the channels contract
+    # on the same chain; the relay key holder settles the first deployment's voucher there.
     artist = chain.address("artist")
     second = ChannelsClient(
         chain.w3,
@@ -154,8 +156,9 @@ def test_voucherReplayedOnAnotherChannelsContract_isRefused(chain: Chain) -> Non
 
 
 def test_channelReopenedWithTheSameParameters_isRefused_andOldVouchersNeverSettleOnItsSuccessor(chain: Chain) -> None:
-    """Replay: after a channel closed, its payer opens again with the same relay, token and salt (the same id)
-    or a new salt, and the relay key holder replays the closed channel's vouchers."""
+    """A closed channel is reopened with the same parameters and its old vouchers are replayed."""
+    # Replay: after a channel closed, its payer opens again with the same relay, token and salt (the same id) or a new
+    # salt, and the relay key holder replays the closed channel's vouchers.
     artist = chain.address("artist")
     old = open_channel(chain, 10 * FINNEY, label="reopen")
     first = sign(chain, voucher(old, {artist: 4 * FINNEY}))
@@ -182,8 +185,9 @@ def test_channelReopenedWithTheSameParameters_isRefused_andOldVouchersNeverSettl
 
 
 def test_highSTwinOfAVoucherSignature_isRefusedOnChain(chain: Chain) -> None:
-    """Malleability: the (r, n - s) twin of a valid voucher signature, in the one form that fits EIP-2098
-    (a key crafted so that its high s is below 2^255), settled as a 'new' voucher."""
+    """The high-s twin of a voucher signature, in the one form EIP-2098 can carry, is settled as new."""
+    # Malleability: the (r, n - s) twin of a valid voucher signature, in the one form that fits EIP-2098 (a key crafted
+    # so that its high s is below 2^255), settled as a 'new' voucher.
     c = chain.channels
     cid = open_channel(chain, 10 * FINNEY)
     v = voucher(cid, {chain.address("artist"): FINNEY})
@@ -204,8 +208,9 @@ def test_highSTwinOfAVoucherSignature_isRefusedOnChain(chain: Chain) -> None:
 
 
 def test_highSTwinOfTheRelaysCloseSignature_cannotCloseTheChannel(chain: Chain) -> None:
-    """Malleability: the twin of the relay's Close signature. A real key's twin has s >= 2^255, so the best
-    encoding an attacker has reads as another (s, v); it must not recover to the relay."""
+    """The high-s twin of the relay's Close signature is offered to cooperativeClose."""
+    # Malleability: the twin of the relay's Close signature. A real key's twin has s >= 2^255, so the best encoding an
+    # attacker has reads as another (s, v); it must not recover to the relay.
     cid = open_channel(chain, 10 * FINNEY)
     good = close_signature(chain, cid, None)
     twin = high_s_twin(good)
@@ -223,9 +228,10 @@ def test_highSTwinOfTheRelaysCloseSignature_cannotCloseTheChannel(chain: Chain) 
 def test_highSTwinOfAPaymentSignature_isRefusedByTheRelay_andNeverStored(
     relay: InProcessRelay, relay_chain: RelayChain
 ) -> None:
-    """Malleability at the relay: a payment sent with the twin of its signature (which a relay deduplicating by
-    signature would take as a new payment) is refused as a bad signature; once the original is accepted, the
-    twin is only ever the same payment again (by digest), stored once, with the original low-s signature."""
+    """A payment is sent to the relay with the high-s twin of its signature, before and after the original."""
+    # Malleability at the relay: a payment sent with the twin of its signature (which a relay deduplicating by signature
+    # would take as a new payment) is refused as a bad signature; once the original is accepted, the twin is only ever
+    # the same payment again (by digest), stored once, with the original low-s signature.
     listener = open_listener(relay_chain, relay)
     http = relay.http()
     cid = cid_hex(listener)
@@ -250,8 +256,9 @@ def test_highSTwinOfAPaymentSignature_isRefusedByTheRelay_andNeverStored(
 
 
 def test_voucherSignatureUsedAsCloseSignature_isRefused(chain: Chain) -> None:
-    """Type confusion: the relay key signs the final voucher as a Voucher (not a Close), and that signature is
-    offered as the relay's consent to close."""
+    """A Voucher signed with the relay key is offered as the relay's Close consent."""
+    # Type confusion: the relay key signs the final voucher as a Voucher (not a Close), and that signature is offered as
+    # the relay's consent to close.
     cid = open_channel(chain, 10 * FINNEY)
     final = sign(chain, voucher(cid, {chain.address("artist"): FINNEY}))
     relay_voucher_sig = sign(chain, final.voucher, "relay").signature
@@ -262,8 +269,9 @@ def test_voucherSignatureUsedAsCloseSignature_isRefused(chain: Chain) -> None:
 
 
 def test_payersCloseRequestOrCapsSignature_usedAsVoucherSignature_isRefused(chain: Chain) -> None:
-    """Type confusion: the relay holds messages the payer signed that are not vouchers (its Close request,
-    its Caps) and submits those signatures as a voucher's."""
+    """The payer's Close request and Caps signatures, which the relay holds, are submitted as a voucher's."""
+    # Type confusion: the relay holds messages the payer signed that are not vouchers (its Close request, its Caps) and
+    # submits those signatures as a voucher's.
     c = chain.channels
     cid = open_channel(chain, 10 * FINNEY)
     v = voucher(cid, {chain.address("artist"): 9 * FINNEY})
@@ -281,8 +289,8 @@ def test_payersCloseRequestOrCapsSignature_usedAsVoucherSignature_isRefused(chai
 
 
 def test_relayRewritesAVouchersPayees_toPayItself_isRefused(chain: Chain) -> None:
-    """Redirect: the relay keeps the listener's signature and amounts but names itself (or appends itself)
-    as a payee."""
+    """The relay keeps the listener's signature but names itself as a payee."""
+    # Redirect: the relay keeps the listener's signature and amounts but names itself (or appends itself) as a payee.
     c = chain.channels
     artist, thief = chain.address("artist"), chain.address("relay")
     cid = open_channel(chain, 10 * FINNEY)
@@ -299,8 +307,9 @@ def test_relayRewritesAVouchersPayees_toPayItself_isRefused(chain: Chain) -> Non
 
 
 def test_relaySettlesMoreThanSigned_isRefused(chain: Chain) -> None:
-    """Inflate: raise a signed amount; or understate what was already credited (prevAmounts) so that the
-    contract pays a payee's cumulative amount a second time; or settle past the deposit."""
+    """The relay raises an amount, understates prevAmounts, or settles past the deposit."""
+    # Inflate: raise a signed amount; or understate what was already credited (prevAmounts) so that the contract pays a
+    # payee's cumulative amount a second time; or settle past the deposit.
     c = chain.channels
     artist = chain.address("artist")
     cid = open_channel(chain, 10 * FINNEY)
@@ -324,8 +333,9 @@ def test_relaySettlesMoreThanSigned_isRefused(chain: Chain) -> None:
 
 
 def test_relayKeyHolder_cannotCloseClaimOrSettleForOthers(chain: Chain) -> None:
-    """Reach: with the relay key, close a listener's channel, claim an artist's balance, or settle a channel
-    served by another relay."""
+    """With the relay key: close a listener's channel, claim an artist's balance, settle another relay's channel."""
+    # Reach: with the relay key, close a listener's channel, claim an artist's balance, or settle a channel served by
+    # another relay.
     c = chain.channels
     artist = chain.address("artist")
     cid = open_channel(chain, 10 * FINNEY)
@@ -346,9 +356,10 @@ def test_relayKeyHolder_cannotCloseClaimOrSettleForOthers(chain: Chain) -> None:
 
 
 def test_stolenRelayKey_letsAPayerCloseBeforeUnsettledVouchers_butPaysTheThiefNothing(chain: Chain) -> None:
-    """The limit of the key: a thief co-signs a Close at the settled state for a payer who owes more. The
-    accepted-but-unsettled voucher is lost to its artist (the relay's loss, as documented), and nothing at
-    all reaches the thief: the refund goes to the payer only."""
+    """A relay key thief co-signs a Close at the settled state for a payer who owes more."""
+    # The limit of the key: a thief co-signs a Close at the settled state for a payer who owes more. The accepted-but-
+    # unsettled voucher is lost to its artist (the relay's loss, as documented), and nothing at all reaches the thief:
+    # the refund goes to the payer only.
     c = chain.channels
     artist, thief = chain.address("artist"), chain.address("stranger")
     cid = open_channel(chain, 10 * FINNEY)
