@@ -21,6 +21,7 @@ import pytest
 from chainstream.chain.contracts import ChannelsClient, ChannelStatus
 from chainstream.chain.deploy import deploy_contract
 from chainstream.chain.node import AnvilNode
+from chainstream.chain.transactions import chain_error_from
 from chainstream.errors import ChainError, ProtocolError
 from chainstream.protocol import Signature, SignedVoucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
@@ -304,6 +305,31 @@ def test_relayRewritesAVouchersPayees_toPayItself_isRefused(chain: Chain) -> Non
     with reverts("VoucherUnauthorizedSigner", channelId=cid, signer=thief):
         settle(chain, sign(chain, voucher(cid, {thief: 3 * FINNEY}), "relay"))
     assert c.claimable(thief) == 0
+
+
+def test_payeeAddressWithDirtyUpperBits_creditsNobody(chain: Chain) -> None:
+    """The relay re-encodes a signed payee's ABI word with dirty upper bits (the same low 20 bytes)."""
+    # The contract hashes the words as sent, so the digest is not the one signed; no balance may appear under a
+    # dirty-bit alias of the payee, and a batch skips the entry.
+    c = chain.channels
+    artist = chain.address("artist")
+    cid = open_channel(chain, 10 * FINNEY)
+    signed = sign(chain, voucher(cid, {artist: FINNEY}))
+    clean = bytes(12) + bytes.fromhex(artist[2:])
+    for function, args in (("settle", [entry(signed)]), ("settleBatch", [[entry(signed)]])):
+        data = bytes.fromhex(c.contract.encode_abi(function, args=args)[2:])
+        assert data.count(clean) == 1
+        dirty = data.replace(clean, b"\xff" * 12 + clean[12:])
+        call = {"from": chain.address("relay"), "to": c.address, "data": dirty}
+        if function == "settle":
+            with pytest.raises(Exception) as info:  # noqa: B017 - eth-tester and web3 raise different types
+                chain.w3.eth.call(call)  # type: ignore[arg-type]
+            assert chain_error_from(info.value, function).reason == "VoucherUnauthorizedSigner"
+        else:
+            assert int.from_bytes(chain.w3.eth.call(call), "big") == 0  # type: ignore[arg-type]  # credited
+    assert c.claimable(artist) == 0 and c.get_channel(cid).settled == 0
+    settle(chain, signed)  # the clean encoding of the same voucher settles
+    assert c.claimable(artist) == FINNEY
 
 
 def test_relaySettlesMoreThanSigned_isRefused(chain: Chain) -> None:
