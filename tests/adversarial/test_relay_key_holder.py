@@ -95,6 +95,7 @@ def twin_chain(twin_chain_session: Chain) -> Iterator[Chain]:
 # ------------------------------------------------------------------------------------------------ replay
 
 
+@pytest.mark.anvil  # the second chain is an anvil node, whichever chain `chain` is
 def test_voucherReplayedOnAnotherChain_atTheSameContractAddress_isRefused(chain: Chain, twin_chain: Chain) -> None:
     """A settled voucher is replayed on another chain where the same contract address has the same channel."""
     # Replay: a voucher settled on one chain is submitted on another chain where the same contract address holds a
