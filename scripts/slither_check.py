@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -111,11 +112,15 @@ def run_slither(*extra: str, guard_blind: bool = False) -> dict[str, Any]:
     except ImportError:
         raise SystemExit("slither_check: slither is not installed (pip install -e '.[dev]')") from None
     entry = ["-c", GUARD_BLIND] if guard_blind else ["-m", "slither"]
+    # Should anything still shell out to `solc`, it finds the local solcjs wrapper first, not solc-select's shim
+    # (installed with slither-analyzer), which would try to download a compiler.
+    env = {**os.environ, "PATH": f"{ROOT / 'scripts'}{os.pathsep}{os.environ.get('PATH', '')}"}
     # --json - prints the report on stdout; Slither exits non-zero whenever it finds anything, so its exit
     # status is not ours: the report's `success` says whether the analysis itself ran.
     proc = subprocess.run(
         [sys.executable, *entry, ".", "--config-file", "slither.config.json", *extra, "--json", "-"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
     )
