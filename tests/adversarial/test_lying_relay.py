@@ -9,6 +9,7 @@ justify, and refuse (`untrusted_state`, nothing signed) a state it cannot verify
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -16,13 +17,14 @@ import httpx
 import pytest
 
 from chainstream.errors import ChainStreamError, PricingError, ProtocolError
-from chainstream.pricing import play_price
+from chainstream.pricing import Split, Terms, play_price
 from chainstream.protocol import Kind, PlayReceipt, PrivateKey
 from chainstream.protocol.types import ZERO_HASH
-from chainstream.sdk import Listener, RelayClient
+from chainstream.sdk import Artist, Listener, RelayClient
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     BLUES,
     ETH,
+    GWEI,
     MODEM,
     OWN,
     InProcessRelay,
@@ -31,6 +33,7 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     open_listener,
     relay,
     relay_chain,
+    wait_until,
 )
 
 Rewrite = Callable[[httpx.Request, Any], Any]
@@ -253,3 +256,35 @@ def test_catalog_price_differing_from_the_chain_is_not_signed(relay: InProcessRe
     paid = listener.play(track)
     registered = listener.registry.get_terms(track, ETH).per_play
     assert paid.amount == registered and amount_of(transport.payments_sent()[0]) == registered
+
+
+def test_control_an_honest_history_is_adopted_with_counters_from_its_receipts(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
+    """Not an attack, the control: every kind of charge and a split change replay into the signed voucher."""
+    artist = Artist(new_wallet(relay_chain), w3=relay_chain.w3, deployment=relay_chain.chain.deployment)
+    track = os.urandom(32)
+    artist.register_track(
+        track, "Versions", Terms(per_play=1_000 * GWEI, per_second=10 * GWEI), Split((artist.address,), (10_000,))
+    )
+    wait_until(lambda: relay.http().get(f"/tracks/0x{track.hex()}").status_code == 200, what="the catalog")
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+    listener.play(track)
+    listener.play(relay_chain.track(OWN))
+    listener.play(relay_chain.track(OWN))
+    listener.listen(track, 3)
+    listener.tip(777, artist=new_wallet(relay_chain, eth=0).address, message="thanks")
+    listener.download(relay_chain.track(BLUES))
+    collaborator = new_wallet(relay_chain, eth=0).address
+    artist.set_split(track, Split((artist.address, collaborator), (6_000, 4_000)))
+    wait_until(lambda: relay.http().get(f"/tracks/0x{track.hex()}").json()["splitVersion"] == 2, what="split v2")
+    listener.attach(listener.channel_id)  # type: ignore[arg-type]  # replays from the opening: split v1 receipts too
+    listener.play(track)
+
+    device = Listener(listener.wallet, w3=relay_chain.w3, deployment=relay_chain.chain.deployment, relay=relay.client())
+    device.attach(listener.channel_id)  # type: ignore[arg-type]
+    assert device.state == listener.state
+    assert device.state is not None and device.state.seq == 7
+    assert dict(device.state.plays) == {track: 2, relay_chain.track(OWN): 2}
+    assert device.state.owned == frozenset({relay_chain.track(BLUES)})
+    assert collaborator in device.state.voucher.payees

@@ -284,11 +284,13 @@ class Listener:
         return [out[s] for s in sorted(out)]
 
     def _split_versions(self, track_id: bytes) -> list[Split]:
-        """Every split the track has had (TrackRegistry versions 1..current); none for an unregistered id."""
-        info = self.registry.get_track(track_id)
-        if info.owner == ZERO_ADDRESS:
+        """Every split the track has had (TrackRegistry versions 1..current); none for an id that is not a track
+        (a direct tip's address word). Version 1 is read first: getTrack reverts for an unknown id."""
+        _, first_hash = self.registry.contract.functions.getSplit(track_id, 1).call()
+        if bytes(first_hash) == ZERO_HASH:
             return []
-        return [self.registry.get_split(track_id, version)[0] for version in range(1, info.split_version + 1)]
+        current = self.registry.get_track(track_id).split_version
+        return [self.registry.get_split(track_id, v)[0] for v in range(1, current + 1)]
 
     def _check_signed(self, voucher: Voucher, signature: str | None) -> None:
         if signature is None:
