@@ -41,6 +41,7 @@ ANVIL_KEYS = (
     "0x701b615bbdfb9de65240bc28bd21bbc0d996645a3dd57e7b12bc2bdf6f192c82",
     "0xa267530f49f8280200edf313ee7af6b827f2a8bce2897751d06a843f644967b1",
     "0x47c99abed3324a2707c28affff1267e45918ec8c3f20b8aa892e8b065d2942dd",
+    "0xc526ee95bf44d8fc405a158bb884d9d1238d99f0612e9f33d006bb0789009aaa",
 )
 ROLES = {
     "deployer": 0,
@@ -57,6 +58,7 @@ ROLES = {
     "newcomer": 11,
     "renewer": 12,
     "skeptic": 13,
+    "doubter": 14,
 }  # from buyer on: one listener per browser test
 CHALLENGE_PERIOD = 3_600
 
@@ -103,8 +105,11 @@ def start_stack(
     settle_interval: float = 1.0,
     settle_min_value: int = 1,
     settle_max_age: float = 300.0,
+    settle_max_gas_fraction: float = 1e12,
     challenge_period: int = CHALLENGE_PERIOD,
 ) -> Stack:
+    """A devnet stack. Its relay settles due channels whatever the gas costs (`settle_max_gas_fraction`; test ETH),
+    the stablecoin valued at 1 wei a unit, so the UI shows settlement as soon as a channel is due."""
     import uvicorn
 
     from chainstream.config import Settings
@@ -131,6 +136,8 @@ def start_stack(
             settle_interval=settle_interval,
             settle_min_value=settle_min_value,
             settle_max_age=settle_max_age,
+            settle_max_gas_fraction=settle_max_gas_fraction,
+            settle_token_prices={deployment.stablecoin: 1.0},
             poll_interval=0.5,
             rpc_url=node.url,
         )

@@ -62,7 +62,6 @@ class Settler:
         self._wake = asyncio.Event()
         self.batches_sent = 0
         self.rounds = 0
-        self.policy = SettlePolicy.from_settings(self.settings)
         #: wei per gas a settlement costs now (base fee + tip), read each round; None until the first round, and
         #: while unknown nothing is settled for economics alone (deadlines still are)
         self.gas_price: int | None = None
@@ -122,6 +121,7 @@ class Settler:
         left out: sending it would pay gas every round for a settlement that is skipped every time."""
         due: list[tuple[PaymentRecord, tuple[int, ...]]] = []
         held: dict[bytes, int] = {}
+        policy = self.policy
         margin = self.settings.settle_deadline_margin
         chain_now = now if chain_now is None else chain_now
         for record in self.store.channels():
@@ -155,7 +155,14 @@ class Settler:
             # A closing channel takes no more payments: settle it now. (The watchtower's request for it is only
             # in memory; after a restart the cursor is past the CloseRequested, and this is what remains.)
             forced = force or record.channel_id in self.urgent or closing or near_deadline
-            decision = self.decide(record.token, unsettled, len(latest.voucher.payees), now - since, forced)
+            decision = policy.decide(
+                token=to_address(record.token),
+                unsettled=unsettled,
+                payees=len(latest.voucher.payees),
+                age=now - since,
+                deadline=forced,
+                gas_price=self.gas_price,
+            )
             if decision is Decision.HOLD_ECONOMICS:
                 held[record.channel_id] = unsettled
             elif decision is not Decision.WAIT:
@@ -163,16 +170,11 @@ class Settler:
         self._note_held(held)
         return due
 
-    def decide(self, token: str, unsettled: int, payees: int, age: float, deadline: bool) -> Decision:
-        """The policy's decision for one channel at the current round's gas price (`self.gas_price`)."""
-        return self.policy.decide(
-            token=to_address(token),
-            unsettled=unsettled,
-            payees=payees,
-            age=age,
-            deadline=deadline,
-            gas_price=self.gas_price,
-        )
+    @property
+    def policy(self) -> SettlePolicy:
+        """The selection policy from the current settings (read each time: an operator or the demo may change
+        them while the relay runs)."""
+        return SettlePolicy.from_settings(self.settings)
 
     def _note_held(self, held: dict[bytes, int]) -> None:
         """Report the channels held for economics: each newly held one once (not every round), and the count."""
