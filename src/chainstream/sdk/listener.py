@@ -273,8 +273,11 @@ class Listener:
         out: dict[int, AcceptedPayment] = {}
         before = upto + 1
         while before > after + 1:
-            items = self.relay.get(f"/channels/{_hex(self._cid())}/history", limit=HISTORY_PAGE, before=before)
-            page = [_accepted_payment(item) for item in items.get("items", [])]
+            body = self.relay.get(f"/channels/{_hex(self._cid())}/history", limit=HISTORY_PAGE, before=before)
+            raw = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(raw, list):
+                raise ProtocolError("the relay's history is malformed (no items list)", code="untrusted_state")
+            page = [_accepted_payment(item) for item in raw]
             page = [p for p in page if after < p.seq < before]
             if not page:
                 break
@@ -441,7 +444,7 @@ def payment_body(state: LedgerState, charge: dict[str, Any], signature: Signatur
     }
 
 
-KINDS = {"play": Kind.PLAY, "seconds": Kind.SECONDS, "tip": Kind.TIP, "download": Kind.DOWNLOAD}
+_KINDS = {"play": Kind.PLAY, "seconds": Kind.SECONDS, "tip": Kind.TIP, "download": Kind.DOWNLOAD}
 
 
 def _accepted_payment(item: dict[str, Any]) -> AcceptedPayment:
@@ -456,7 +459,7 @@ def _accepted_payment(item: dict[str, Any]) -> AcceptedPayment:
         memo = item.get("memo") or ""
         if not isinstance(memo, str):
             raise ValueError("memo must be a string")
-        return AcceptedPayment(seq, KINDS[item["kind"]], target, units, int(item["amount"]), memo, digest)
+        return AcceptedPayment(seq, _KINDS[item["kind"]], target, units, int(item["amount"]), memo, digest)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ProtocolError(f"the relay's history item is malformed ({exc})", code="untrusted_state") from exc
 
