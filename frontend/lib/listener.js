@@ -120,7 +120,80 @@ export class Listener extends EventTarget {
    */
   async adoptSummary(summary) {
     await this._checkState(summary);
-    this.applySummary(summary);
+    this.applySummary(summary, await this._verifiedLedger(summary));
+  }
+
+  /**
+   * The ledger at the summary's seq recomputed from receipts (ours up to our own state, the relay's history after
+   * it, priced by the TrackRegistry's splits), which must end at the summary's signed voucher. Plays and owned
+   * tracks decide prices, so they come from those receipts; a relay claiming others, or whose history does not
+   * replay, is refused (untrusted_state) and nothing is signed on it (PROTOCOL.md 6.1).
+   */
+  async _verifiedLedger(summary) {
+    const untrusted = (message) => new RelayError(0, { error: { code: "untrusted_state", message } });
+    let claimed;
+    try {
+      claimed = L.stateFromSummary(summary);
+    } catch {
+      throw untrusted("the relay's channel state is malformed: not adopted");
+    }
+    const id = summary.channelId.toLowerCase();
+    const starts = [L.openedState(summary.channelId)];
+    const own = this.ledger;
+    if (own && own.voucher.channelId.toLowerCase() === id && own.seq > 0 && own.seq <= claimed.seq) starts.unshift(own);
+    let problem = "its history does not lead to the voucher it shows";
+    for (const start of starts) {
+      let state;
+      try {
+        const payments = await this._historyBetween(summary.channelId, start.seq, claimed.seq);
+        state = L.replayHistory(start, payments, await this._registrySplits(payments), this.ctx.domain);
+      } catch (err) {
+        if (!(err instanceof L.UntrustedState)) throw err;
+        problem = err.message;
+        continue;
+      }
+      if (state.seq !== claimed.seq || P.voucherDigest(this.ctx.domain, state.voucher) !== P.voucherDigest(this.ctx.domain, claimed.voucher)) continue;
+      if (!L.sameState(state, claimed)) {
+        throw untrusted("the relay's play counts or owned tracks differ from the receipts this channel signed: not adopted, nothing signed");
+      }
+      return state;
+    }
+    throw untrusted(`the relay's channel state cannot be verified (${problem}): not adopted, nothing signed`);
+  }
+
+  /** The relay's accepted payments with after < seq <= upto, oldest first (paged back from `upto`). */
+  async _historyBetween(channelId, after, upto) {
+    const out = new Map();
+    let before = upto + 1;
+    while (before > after + 1) {
+      const page = (await this.ctx.relay.history(channelId, 500, before)).items.map(L.acceptedPayment)
+        .filter((p) => p.seq > after && p.seq < before);
+      if (!page.length) break;
+      for (const p of page) if (!out.has(p.seq)) out.set(p.seq, p);
+      before = Math.min(...page.map((p) => p.seq));
+    }
+    return [...out.keys()].sort((a, b) => a - b).map((seq) => out.get(seq));
+  }
+
+  /** splitsOf for replayHistory: every split version of the payments' targets, read from the TrackRegistry. */
+  async _registrySplits(payments) {
+    const { info, abis } = this.ctx;
+    const registry = new Contract(info.registry, abis.registry, this.ctx.wallet.browserProvider);
+    const splits = new Map();
+    for (const target of new Set(payments.map((p) => p.target))) {
+      // version 1 first: getTrack reverts for an id that is not a track (a direct tip's address word)
+      const [first, firstHash] = await registry.getSplit(target, 1);
+      const list = [];
+      if (firstHash !== P.ZERO_HASH) {
+        const versions = Number((await registry.getTrack(target)).splitVersion);
+        for (let v = 1; v <= versions; v++) {
+          const [split] = v === 1 ? [first] : await registry.getSplit(target, v);
+          list.push({ recipients: [...split.recipients], bps: [...split.bps].map(Number), feeRecipient: split.feeRecipient, feeBps: Number(split.feeBps) });
+        }
+      }
+      splits.set(target, list);
+    }
+    return (trackId) => splits.get(trackId.toLowerCase()) ?? [];
   }
 
   async _checkState(summary) {
@@ -140,10 +213,10 @@ export class Listener extends EventTarget {
     throw untrusted(`the relay's channel state is signed by ${signer}, not by your wallet or a session key of the channel: not adopted`);
   }
 
-  applySummary(summary) {
+  applySummary(summary, ledger) {
     const { info } = this.ctx;
     this.channel = summary;
-    this.ledger = L.stateFromSummary(summary);
+    this.ledger = ledger;
     const stored = S.loadSessionKey(info.chainId, info.channels, summary.channelId);
     this.session = stored && getAddress(stored.address) === getAddress(summary.sessionKey) ? stored : null;
     const i = this.channels.findIndex((c) => c.channelId === summary.channelId);

@@ -43,7 +43,8 @@ export class RelayClient {
   abi = (name) => this.get(`/abi/${name}.json`).then((j) => j.abi);
   catalog = (token) => this.get(`/api/v1/catalog${token ? `?token=${token}` : ""}`);
   channel = (id) => this.get(`/api/v1/channels/${id}`);
-  history = (id, limit = 50) => this.get(`/api/v1/channels/${id}/history?limit=${limit}`);
+  history = (id, limit = 50, before = null) =>
+    this.get(`/api/v1/channels/${id}/history?limit=${limit}${before == null ? "" : `&before=${before}`}`);
   pay = (id, body) => this.request("POST", `/api/v1/channels/${id}/payments`, body);
   setCaps = (id, body) => this.request("PUT", `/api/v1/channels/${id}/caps`, body);
   close = (id, body) => this.request("POST", `/api/v1/channels/${id}/close`, body);

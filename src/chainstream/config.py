@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     settle_min_value: int = Field(1, description="settle a channel once this much is unsettled (token units)")
     settle_max_age: float = Field(300.0, description="...or once its oldest unsettled payment is this old (s)")
     settle_deadline_margin: int = Field(3_600, description="...or this close to its close window / key expiry (s)")
+    settle_max_gas_fraction: float = Field(
+        0.1,
+        gt=0,
+        description="settle a due channel only if its estimated gas (at base fee + tip) costs at most this "
+        "fraction of the value it settles; deadlines (close window, key expiry or rotation) override it",
+    )
+    settle_token_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="value of one smallest unit of each ERC-20 in wei, for the gas rule, as JSON "
+        '({"0xToken": 300000000}); channels in a token without a price settle only at deadlines',
+    )
     settle_batch_size: int = Field(100, description="channels per settlement transaction")
     settle_batch_gas: int = Field(
         15_000_000,

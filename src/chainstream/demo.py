@@ -66,7 +66,7 @@ TIP_MESSAGES = (
     "my commute is better now",
 )
 # Unlimited in practice: in the demo the relay settles when asked (a round, or its watchtower), so the story
-# is deterministic. With --keep-serving the normal policy (settle anything unsettled) is restored afterwards.
+# is deterministic. With --keep-serving the normal policy (settle what is due and worth its gas) is restored.
 ON_DEMAND = 10**36
 
 

@@ -42,6 +42,7 @@ ANVIL_KEYS = (
     "0x701b615bbdfb9de65240bc28bd21bbc0d996645a3dd57e7b12bc2bdf6f192c82",
     "0xa267530f49f8280200edf313ee7af6b827f2a8bce2897751d06a843f644967b1",
     "0x47c99abed3324a2707c28affff1267e45918ec8c3f20b8aa892e8b065d2942dd",
+    "0xc526ee95bf44d8fc405a158bb884d9d1238d99f0612e9f33d006bb0789009aaa",
 )
 ROLES = {
     "deployer": 0,
@@ -58,6 +59,7 @@ ROLES = {
     "newcomer": 11,
     "renewer": 12,
     "skeptic": 13,
+    "doubter": 14,
 }  # from buyer on: one listener per browser test
 LISTENERS = ("listener", "listener2")
 CHALLENGE_PERIOD = 3_600
@@ -110,12 +112,16 @@ def start_stack(
     settle_interval: float = 1.0,
     settle_min_value: int = 1,
     settle_max_age: float = 300.0,
+    settle_max_gas_fraction: float = 1e12,
     challenge_period: int = CHALLENGE_PERIOD,
     deployment_out: Path | None = None,
 ) -> Stack:
     """Start anvil (on `rpc_port`, else a free port), deploy, register the demo catalog, mint mUSD to the listeners,
     and serve the relay and web player on `port` (else a free port). `deployment_out` also writes the deployment
-    file there, for `chainstream relay` / `listener` / `artist` commands pointed at this chain."""
+    file there, for `chainstream relay` / `listener` / `artist` commands pointed at this chain.
+
+    The relay settles due channels whatever the gas costs (`settle_max_gas_fraction`: test ETH), the stablecoin
+    valued at 1 wei a unit, so the player and studio show settlement as soon as a channel is due."""
     node = AnvilNode(port=rpc_port, accounts=len(ANVIL_KEYS)).start()
     try:
         w3 = node.web3()
@@ -143,7 +149,7 @@ def start_stack(
             Path(tmp.name),
             host=host,
             port=port or free_port(),
-            settle=(settle_interval, settle_min_value, settle_max_age),
+            settle=(settle_interval, settle_min_value, settle_max_age, settle_max_gas_fraction),
         )
         return Stack(node, deployment, url, keys, track_ids, server, thread, tmp)
     except BaseException:
@@ -159,7 +165,7 @@ def _serve_relay(
     *,
     host: str,
     port: int,
-    settle: tuple[float, int, float],
+    settle: tuple[float, int, float, float],
 ) -> tuple[Any, threading.Thread, str]:
     """The relay (uvicorn in a thread) on the stack's chain; returns once it answers /health."""
     import uvicorn
@@ -167,13 +173,15 @@ def _serve_relay(
     from chainstream.config import Settings
     from chainstream.relay.app import create_app
 
-    interval, min_value, max_age = settle
+    interval, min_value, max_age, max_gas_fraction = settle
     settings = Settings(
         relay_key=relay_key.secret.hex(),
         database=str(data_dir / "relay.db"),
         settle_interval=interval,
         settle_min_value=min_value,
         settle_max_age=max_age,
+        settle_max_gas_fraction=max_gas_fraction,
+        settle_token_prices={deployment.stablecoin: 1.0} if deployment.stablecoin else {},
         poll_interval=0.5,
         rpc_url=node.url,
     )

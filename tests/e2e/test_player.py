@@ -729,6 +729,59 @@ def test_the_player_signs_nothing_a_lying_relay_makes_up(browser: Any, stack: St
     page.context.close()
 
 
+def test_the_player_refuses_a_relay_lying_about_plays_or_owned(browser: Any, stack: Stack) -> None:
+    """Plays and owned tracks decide prices (stream-to-own steps, downloads): a relay whose channel state claims
+    other counts than the receipts behind the listener's signed voucher — a bought track hidden so that the page
+    sells it again, plays inflated up a price curve — is refused (untrusted_state) and nothing is signed; the
+    honest state is adopted, its counters replayed from the relay's history and the TrackRegistry."""
+    page = open_page(browser, stack, "doubter")
+    connect(page)
+    page.get_by_test_id("deposit-input").fill("0.01")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    gas = tile(page, "Gas Price Blues")
+    buy = gas.get_by_role("button", name="Buy")
+    expect(buy).to_be_visible()
+    reveal(buy)
+    buy.click()
+    expect(tile(page, "Gas Price Blues")).to_contain_text("Owned · plays free")
+    play(page, "Morning Modem")
+    wait_history(stack, cid, 2)
+    track_id = "0x" + stack.track_ids["Gas Price Blues"].hex()
+    modem_id = "0x" + stack.track_ids["Morning Modem"].hex()
+    summary_path = re.compile(r".*/api/v1/channels/0x[0-9a-fA-F]{64}$")
+
+    def lie(change: Callable[[dict[str, Any]], None]) -> Callable[[Any], None]:
+        def handler(route: Any) -> None:
+            response = route.fetch()
+            body = response.json()
+            change(body)
+            route.fulfill(response=response, json=body)
+
+        return handler
+
+    lies: list[Callable[[dict[str, Any]], None]] = [
+        lambda body: body.update(owned=[]),  # sell the track again
+        lambda body: body.update(plays={**body["plays"], modem_id: 9}),  # a later, dearer play
+    ]
+    for change in lies:
+        page.route(summary_path, lie(change))
+        page.reload()
+        expect(page.locator("[data-testid=banner][data-code=untrusted_state]")).to_be_visible()
+        expect(tile(page, "Gas Price Blues")).not_to_contain_text("Owned")  # nothing adopted
+        page.unroute(summary_path)
+    assert len(history(stack, cid)) == 2  # nothing was paid on a lie
+
+    page.reload()
+    expect(page.get_by_test_id("channel-card")).to_have_attribute("data-channel-id", cid, timeout=20_000)
+    expect(tile(page, "Gas Price Blues")).to_contain_text("Owned · plays free")  # from the receipts
+    play(page, "Gas Price Blues")
+    free = wait_history(stack, cid, 3)[-1]
+    assert free["target"] == track_id and free["amount"] == "0"
+    assert not page.errors, page.errors
+    page.context.close()
+
+
 def test_renew_an_expired_session_key(browser: Any, stack: Stack) -> None:
     """A one-day session key expires (chain time moves a day on): the relay refuses the browser's next voucher as
     signed by an expired key, the page says so and offers to renew the key; one setSessionKey later the relay

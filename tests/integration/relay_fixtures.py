@@ -350,6 +350,8 @@ def make_relay(relay_chain: RelayChain, tmp_path: Path) -> Iterator[Callable[...
 
 
 LAZY = {"settle_min_value": 10**30, "settle_max_age": 10**9}
+#: a relay that settles whatever the gas costs (gas valued up to 10^12 times what a settlement pays out)
+SPENDTHRIFT = {"settle_max_gas_fraction": 1e12}
 
 
 @pytest.fixture(scope="session")
@@ -364,7 +366,9 @@ def relay(relay_chain: RelayChain, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def eager_relay(relay_chain: RelayChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRelay]:
     """A second in-process relay (another key, another database) that settles everything every half second."""
-    server = InProcessRelay(relay_chain, tmp_path_factory.mktemp("eager") / "relay.db", relay_actor="relay2").start()
+    server = InProcessRelay(
+        relay_chain, tmp_path_factory.mktemp("eager") / "relay.db", relay_actor="relay2", **SPENDTHRIFT
+    ).start()
     yield server
     server.stop()
 

@@ -21,6 +21,9 @@ from chainstream.chain.artifacts import error_abis
 from chainstream.errors import ChainError
 from chainstream.protocol.signing import PrivateKey
 
+#: the priority fee (tip) every transaction offers, wei per gas; what one costs is about base fee + this
+PRIORITY_FEE = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class DecodedError:
@@ -104,8 +107,7 @@ class TxSender:
 
     def _fees(self) -> dict[str, int]:
         base = self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0
-        tip = 1_000_000_000
-        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+        return {"maxFeePerGas": 2 * base + PRIORITY_FEE, "maxPriorityFeePerGas": PRIORITY_FEE}
 
     def build(
         self,
