@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     anvil_relay_chain,
     anvil_relay_chain_session,
     cid_hex,
+    free_port,
     make_relay,
     open_listener,
     rejected,
@@ -115,6 +117,36 @@ def test_nested_brackets_are_400_on_a_relay_sharing_the_embedded_chains_interpre
     nested_objects = b'{"a":' * 100_000  # objects too, and brackets inside strings do not count
     rejected(http.post("/payments/batch", content=nested_objects), 400, "too_deeply_nested")
     assert http.get("/health").json()["ok"]
+
+
+def test_nested_brackets_are_400_from_the_demo_process_on_the_embedded_chain(tmp_path: Any) -> None:
+    """The same body against `chainstream demo` (a real process whose relay shares the embedded chain's interpreter)."""
+    port = free_port()
+    executable = Path(sys.executable).parent / "chainstream"
+    with open(tmp_path / "demo.log", "wb") as log:
+        demo = subprocess.Popen(
+            [str(executable), "demo", "--listeners", "1", "--plays", "1", "--port", str(port), "--keep-serving"],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        wait_until(
+            lambda: demo.poll() is None and httpx.get(f"{api}/health", timeout=5).status_code == 200, timeout=120
+        )
+        response = httpx.post(
+            f"{api}/channels/0x{'ab' * 32}/payments", content=NESTED, headers={"content-type": "application/json"}
+        )
+        rejected(response, 400, "too_deeply_nested")
+        assert demo.poll() is None and httpx.get(f"{api}/health", timeout=5).json()["ok"]
+    finally:
+        demo.terminate()
+        try:
+            demo.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait(timeout=30)
 
 
 def test_the_relay_command_on_an_rpc_node_neither_imports_the_embedded_chain_nor_keeps_the_raised_recursion_limit(

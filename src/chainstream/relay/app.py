@@ -169,6 +169,9 @@ def _validation_details(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(app: FastAPI, scope: Scope) -> str:
     """The methods some route takes at this request's path, for a 405's Allow header (asked of the routes
     themselves, method by method; the web player's static files, mounted at /, take GET and HEAD anywhere)."""
@@ -176,9 +179,6 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
     routes = [r for r in app.router.routes if r not in static]
     allowed = {m for m in HTTP_METHODS if any(r.matches({**scope, "method": m})[0] is Match.FULL for r in routes)}
     return ", ".join(sorted(allowed | {"GET", "HEAD"} if static else allowed))
-
-
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _ack_json(ack: PaymentAck) -> dict[str, Any]:

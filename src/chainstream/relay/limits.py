@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -133,24 +132,24 @@ class RequestLimits:
                     raise too_large
         chunks: list[bytes] = []
         size = 0
-        deadline = time.monotonic() + self.body_timeout
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0))
-            except TimeoutError:
-                raise Refusal(
-                    408, "request_timeout", f"the request body did not arrive within {self.body_timeout:g}s"
-                ) from None
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise too_large
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.body_timeout):  # one deadline for the whole body (no task per read)
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        size += len(chunk)
+                        if size > limit:
+                            raise too_large
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except TimeoutError:
+            raise Refusal(
+                408, "request_timeout", f"the request body did not arrive within {self.body_timeout:g}s"
+            ) from None
 
 
 async def _refuse(send: Send, refusal: Refusal) -> None:
