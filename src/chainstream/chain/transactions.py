@@ -60,6 +60,11 @@ def _tester_failures() -> tuple[type[Exception], ...]:
     return (module.TransactionFailed,) if module is not None else ()
 
 
+def _errors(*kinds: type[Exception]) -> tuple[type[Exception], ...]:
+    """`kinds`, plus eth-tester's TransactionFailed when the embedded chain is loaded (for an `except`)."""
+    return (*kinds, *_tester_failures())
+
+
 def _revert_data(exc: Exception) -> bytes | str | None:
     """Revert data from web3's exceptions, or from eth-tester's TransactionFailed (which only has a repr)."""
     data = getattr(exc, "data", None)
@@ -128,7 +133,7 @@ class TxSender:
         if call is not None:
             try:
                 tx = call.build_transaction(tx if gas is None else {**tx, "gas": gas})
-            except (ContractCustomError, ContractLogicError, Web3RPCError, ValueError, *_tester_failures()) as exc:
+            except _errors(ContractCustomError, ContractLogicError, Web3RPCError, ValueError) as exc:
                 raise chain_error_from(exc, action) from exc
         else:
             tx["to"] = to
@@ -154,7 +159,7 @@ class TxSender:
             signed = self.account.sign_transaction(tx)
             try:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except (Web3RPCError, ValueError, *_tester_failures()) as exc:
+            except _errors(Web3RPCError, ValueError) as exc:
                 self.reset_nonce()
                 raise chain_error_from(exc, action) from exc
         if not wait:
