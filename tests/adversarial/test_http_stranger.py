@@ -49,6 +49,7 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
 NESTED = b"[" * 200_000
 LAZY = {"CHAINSTREAM_SETTLE_MIN_VALUE": str(10**30), "CHAINSTREAM_SETTLE_MAX_AGE": "1000000000"}
 ZERO32 = "0x" + "00" * 32
+JSON = {"content-type": "application/json"}  # FastAPI parses a body as JSON only with this header
 
 
 def raw_request(port: int, data: bytes, *, timeout: float = 30.0) -> bytes:
@@ -101,6 +102,13 @@ def test_nested_brackets_on_every_body_endpoint_are_400_and_the_relay_process_st
             raise AssertionError(f"{method} {path} killed the relay: {exc!r}") from exc
         rejected(response, 400, "too_deeply_nested")
         assert relay_process.proc is not None and relay_process.proc.poll() is None
+    # The same nesting in UTF-16 (which json.loads also reads), hidden from a byte scan behind an escaped quote.
+    hidden = ('["\\"", ' + "[" * 5_000 + '"y"' + "]" * 5_000 + ', "z"]').encode("utf-16-le")
+    response = httpx.post(
+        f"{relay_process.api}/channels/{cid}/payments", content=hidden, headers={"content-type": "application/json"}
+    )
+    rejected(response, 422, "invalid_request")
+    assert "UTF-8" in response.json()["error"]["message"]
     assert relay_process.health()["ok"]
 
 
@@ -115,7 +123,7 @@ def test_nested_brackets_are_400_on_a_relay_sharing_the_embedded_chains_interpre
     )
     rejected(response, 400, "too_deeply_nested")
     nested_objects = b'{"a":' * 100_000  # objects too, and brackets inside strings do not count
-    rejected(http.post("/payments/batch", content=nested_objects), 400, "too_deeply_nested")
+    rejected(http.post("/payments/batch", content=nested_objects, headers=JSON), 400, "too_deeply_nested")
     assert http.get("/health").json()["ok"]
 
 

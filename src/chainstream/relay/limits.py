@@ -42,15 +42,22 @@ class Refusal(Exception):
 
 
 def check_json_depth(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
-    """Refuse JSON that nests deeper than `limit` (400 too_deeply_nested) before anything parses it, and JSON
-    whose brackets do not balance (422 invalid_request: no parser would accept it). Never recursive."""
+    """Refuse JSON that nests deeper than `limit` (400 too_deeply_nested) before anything parses it, JSON whose
+    brackets do not balance, and bodies that are not UTF-8 (422 invalid_request: no parser should accept
+    them). Never recursive."""
     # Fast path: nesting needs an opening bracket per level, and a payment body has five in all.
     if isinstance(data, str):
         if data.count("[") + data.count("{") <= limit:
             return
         data = data.encode("utf-8", "surrogatepass")
-    elif data.count(b"[") + data.count(b"{") <= limit:
-        return
+    else:
+        # json.loads also reads UTF-16 and UTF-32 bodies, where a string's escaped quote is \x00-padded and the
+        # byte scan below would misplace strings' ends (nesting could hide "inside" them): UTF-8 only, which
+        # never holds a NUL byte (RFC 8259 requires UTF-8 between systems anyway).
+        if b"\x00" in data:
+            raise Refusal(422, "invalid_request", "a JSON body must be UTF-8 text")
+        if data.count(b"[") + data.count(b"{") <= limit:
+            return
     # The brackets outside strings, as [ and ]. A few C-speed passes remove innermost pairs (each pass lowers the
     # depth by one, and a payment batch is empty after five); what is left is walked run by run, not byte by byte.
     brackets = _STRING_BYTES.sub(b"", data).translate(_BRACKETS_ONLY, _NOT_BRACKETS)
