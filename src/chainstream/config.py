@@ -62,3 +62,17 @@ class Settings(BaseSettings):
         le=256,
         description="refuse payments that would make a channel pay more addresses (each costs gas at every settlement)",
     )
+
+    # what one request or connection may cost (relay/limits.py, relay/server.py)
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1_024, description="largest HTTP request body (413 body_too_large beyond)"
+    )
+    max_message_bytes: int = Field(
+        64 * 1024, ge=1_024, description="largest WebSocket message (a payment with 256 payees is ~25 kB)"
+    )
+    header_timeout: float = Field(10.0, gt=0, description="seconds a connection has to send a request's headers")
+    body_timeout: float = Field(30.0, gt=0, description="seconds a request has to send its whole body (408 beyond)")
+    keep_alive_timeout: int = Field(5, ge=1, description="seconds an idle kept-alive connection stays open")
+    caps_clock_skew: int = Field(
+        600, ge=0, description="caps may be issued at most this far ahead of the relay's clock (s)"
+    )

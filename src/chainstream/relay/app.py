@@ -20,6 +20,8 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 from web3 import Web3
 
 from chainstream.chain.contracts import ChannelsClient, RegistryClient
@@ -30,6 +32,8 @@ from chainstream.config import Settings
 from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
 from chainstream.protocol import PrivateKey, Signature
 from chainstream.protocol.types import to_address, to_bytes32
+from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
+from chainstream.relay.openapi import responses
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
@@ -87,6 +91,9 @@ class Relay:
         self.store.start()
         await asyncio.to_thread(self.service.catalog.load_all)
         await self.watcher.poll()
+        # Before the port opens (uvicorn runs this lifespan step first): closing channels cannot wait for a relay
+        # that might be killed by its first request.
+        await self.settler.settle_urgent_before_serving()
         self._stop = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self.watcher.run(self._stop)),
@@ -131,12 +138,50 @@ def tune_interpreter_for_serving() -> None:
 #: refusals that mean the client's view of the channel drifted: answered with the channel's state to resync from
 RESYNC_CODES = frozenset({"voucher_mismatch", "stale_voucher", "seq_gap"})
 
+#: the answer to a binary WebSocket frame (payments are JSON text frames)
+BINARY_FRAME = Refusal(400, "binary_frame", "send each payment as a JSON text frame; binary frames are not read")
+
 #: messages a WebSocket payment stream may have in flight (unanswered) before the relay stops reading from it
 STREAM_WINDOW = 4_096
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}, **extra}, status_code=status)
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error may quote the request, and a string from a request can hold a lone
+    surrogate (valid JSON, "\\ud800") that no UTF-8 encoder accepts."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return _AsciiJSONResponse(
+        {"error": {"code": code, "message": message}, **extra}, status_code=status, headers=headers
+    )
+
+
+def _validation_details(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors without the input they quote (a body of megabytes would be echoed back) and with
+    location parts cut short (an unknown key can be long)."""
+    return [
+        {
+            "loc": [p if isinstance(p, int) else str(p)[:64] for p in e.get("loc", ())],
+            "msg": str(e.get("msg", ""))[:200],
+            "type": str(e.get("type", "")),
+        }
+        for e in errors[:20]
+    ]
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """The methods some route takes at this request's path, for a 405's Allow header (asked of the routes
+    themselves, method by method; the web player's static files, mounted at /, take GET and HEAD anywhere)."""
+    static = [r for r in app.router.routes if isinstance(r, Mount) and r.path == ""]
+    routes = [r for r in app.router.routes if r not in static]
+    allowed = {m for m in HTTP_METHODS if any(r.matches({**scope, "method": m})[0] is Match.FULL for r in routes)}
+    return ", ".join(sorted(allowed | {"GET", "HEAD"} if static else allowed))
 
 
 def _ack_json(ack: PaymentAck) -> dict[str, Any]:
@@ -181,6 +226,8 @@ def create_app(
         description="Pay-per-play vouchers: verified, stored durably, settled in batches. Protocol: docs/PROTOCOL.md",
     )
 
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
+
     def svc() -> RelayService:
         return holder["relay"].service
 
@@ -198,13 +245,16 @@ def create_app(
         return _error(503, exc.code, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_handler(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """The framework's own refusals (no such path, wrong method) in the relay's error format."""
         if exc.status_code == 404:
             return _error(404, "not_found", "no such path")
         if exc.status_code == 405:
-            return _error(405, "method_not_allowed", "this path does not take that method")
-        return _error(exc.status_code, "request_refused", str(exc.detail))
+            allow = allowed_methods(app, request.scope)
+            return _error(
+                405, "method_not_allowed", f"this path takes {allow}, not {request.method}", headers={"Allow": allow}
+            )
+        return _error(exc.status_code, "request_refused", str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -217,18 +267,14 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        details = _validation_details(exc.errors()) or [{"loc": [], "msg": "invalid request", "type": ""}]
+        first = details[0]
         where = ".".join(str(p) for p in first["loc"] if p != "body")
-        return _error(
-            422,
-            "invalid_request",
-            f"{where}: {first['msg']}" if where else first["msg"],
-            details=json.loads(json.dumps(exc.errors(), default=str)),
-        )
+        return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details=details)
 
     api = APIRouter(prefix="/api/v1")
 
-    @api.get("/health")
+    @api.get("/health", responses=responses("health"))
     async def health() -> dict[str, Any]:
         s = svc()
         relay = holder["relay"]
@@ -240,7 +286,7 @@ def create_app(
             "leader": relay.settler.leading,
         }
 
-    @api.get("/info")
+    @api.get("/info", responses=responses("info"))
     async def info() -> dict[str, Any]:
         s = svc()
         d = s.deployment
@@ -288,21 +334,21 @@ def create_app(
             "audio": f"/audio/0x{entry.track_id.hex()}.wav",
         }
 
-    @api.get("/catalog")
+    @api.get("/catalog", responses=responses("catalog"))
     async def catalog(token: str | None = None) -> dict[str, Any]:
         token = to_address(token) if token else None
         entries = sorted(svc().catalog.entries.values(), key=lambda e: e.registered_at)
         tracks = [_track_json(e, token) for e in entries]
         return {"tracks": [t for t in tracks if t["terms"]]}
 
-    @api.get("/tracks/{track_id}")
+    @api.get("/tracks/{track_id}", responses=responses("track"))
     async def track(track_id: str) -> Any:
         entry = svc().catalog.entries.get(to_bytes32(track_id, "trackId"))
         if entry is None:
             return _error(404, "unknown_track", f"no track {track_id}")
         return _track_json(entry, None)
 
-    @api.post("/channels/{channel_id}/payments")
+    @api.post("/channels/{channel_id}/payments", responses=responses("pay"))
     async def pay(channel_id: str, body: PaymentIn) -> Any:
         payment = to_payment(channel_id, body)
         try:
@@ -336,7 +382,7 @@ def create_app(
             log.error("payment not stored: %s", exc)
             return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 503}}
 
-    @api.post("/payments/batch")
+    @api.post("/payments/batch", responses=responses("pay_batch"))
     async def pay_batch(body: BatchIn) -> dict[str, Any]:
         """Many payments in one request (any channels); each is verified and acknowledged on its own."""
         results = await asyncio.gather(*(_one(p) for p in body.payments))
@@ -354,7 +400,11 @@ def create_app(
 
         async def handle(text: str) -> None:
             try:
+                check_message(text, settings.max_message_bytes)
                 body = StreamedPaymentIn.model_validate_json(text)
+            except Refusal as refusal:
+                await ws.send_json({"ok": False, "error": describe(refusal)})
+                return
             except ValidationError as exc:
                 await ws.send_json(
                     {
@@ -371,7 +421,13 @@ def create_app(
 
         try:
             while True:
-                text = await ws.receive_text()
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                text = message.get("text")
+                if text is None:  # a binary frame: answered, and the stream goes on
+                    await ws.send_json({"ok": False, "error": describe(BINARY_FRAME)})
+                    continue
                 await window.acquire()
                 task = asyncio.create_task(handle(text))
                 pending.add(task)
@@ -380,14 +436,14 @@ def create_app(
             for task in pending:
                 task.cancel()
 
-    @api.get("/channels/{channel_id}")
+    @api.get("/channels/{channel_id}", responses=responses("channel"))
     async def channel(channel_id: str) -> dict[str, Any]:
         s = svc()
         return s.channel_summary(await s.current(to_bytes32(channel_id, "channelId")))
 
-    @api.get("/channels/{channel_id}/history")
+    @api.get("/channels/{channel_id}/history", responses=responses("history"))
     async def history(
-        channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = None
+        channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = Query(None, ge=0, lt=2**63)
     ) -> dict[str, Any]:
         s = svc()
         cid = to_bytes32(channel_id, "channelId")
@@ -412,15 +468,18 @@ def create_app(
             )
         return {"channelId": channel_id, "items": items}
 
-    @api.get("/channels/{channel_id}/caps/typed-data")
+    @api.get("/channels/{channel_id}/caps/typed-data", responses=responses("caps_doc"))
     async def caps_doc(
-        channel_id: str, dailyCap: int = 0, sessionCap: int = 0, issuedAt: int | None = None
+        channel_id: str,
+        dailyCap: int = Query(0, ge=0, lt=2**96),
+        sessionCap: int = Query(0, ge=0, lt=2**96),
+        issuedAt: int | None = Query(None, ge=0, lt=2**63),
     ) -> dict[str, Any]:
         """The EIP-712 document a wallet or session key signs to set spending caps."""
         cid = to_bytes32(channel_id, "channelId")
         return caps_typed_data(svc().domain, cid, dailyCap, sessionCap, issuedAt or int(svc().clock()))
 
-    @api.put("/channels/{channel_id}/caps")
+    @api.put("/channels/{channel_id}/caps", responses=responses("caps"))
     async def caps(channel_id: str, body: CapsIn) -> dict[str, Any]:
         s = svc()
         rt = await s.set_caps(
@@ -432,7 +491,7 @@ def create_app(
         )
         return s.channel_summary(rt)
 
-    @api.post("/channels/{channel_id}/close")
+    @api.post("/channels/{channel_id}/close", responses=responses("close"))
     async def close(channel_id: str, body: CloseIn) -> Any:
         """The relay's consent to a cooperative close at the latest voucher (no payments are accepted after),
         asked for by the payer or its session key over that voucher."""
@@ -460,7 +519,7 @@ def create_app(
             "relaySignature": signature.to_hex(),
         }
 
-    @api.get("/listeners/{address}/channels")
+    @api.get("/listeners/{address}/channels", responses=responses("listener_channels"))
     async def listener_channels(address: str) -> dict[str, Any]:
         s = svc()
         out = []
@@ -468,7 +527,7 @@ def create_app(
             out.append(s.channel_summary(await s.current(record.channel_id)))
         return {"channels": out}
 
-    @api.get("/artists/{address}/earnings")
+    @api.get("/artists/{address}/earnings", responses=responses("earnings"))
     async def earnings(address: str, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
         if format == "json":
             return svc().earnings(address)
@@ -478,7 +537,7 @@ def create_app(
             headers={"Content-Disposition": f'attachment; filename="earnings-{address}.csv"'},
         )
 
-    @api.get("/events")
+    @api.get("/events", responses=responses("events"))
     async def events(request: Request, channel: str | None = None, payee: str | None = None) -> StreamingResponse:
         """Server-Sent Events: payments (filtered by channel or payee) and catalog changes as they happen."""
         topics = {"catalog"}

@@ -571,6 +571,14 @@ class RelayService:
     async def set_caps(
         self, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int, signature: Signature
     ) -> ChannelRuntime:
+        ahead = issued_at - int(self.clock())
+        if ahead > self.settings.caps_clock_skew:
+            # Caps must increase: caps dated far ahead would be the last ones the channel could ever set.
+            raise Rejection(
+                "caps_from_future",
+                f"issuedAt is {ahead}s ahead of the relay's clock (at most {self.settings.caps_clock_skew}s)",
+                status=422,
+            )
         rt = await self.current(channel_id)
         digest = caps_digest(self.domain, channel_id, daily_cap, session_cap, issued_at)
         signer = self._authorised_signer(rt, digest, signature, "caps")

@@ -109,6 +109,38 @@ class Settler:
             log.warning("instance %s lost the lead: another instance settles now", self.settings.instance)
         self.leading = leading
 
+    async def settle_urgent_before_serving(self) -> int:
+        """At start, before the relay opens its port: settle (sent and mined) the latest voucher of every channel
+        whose close window is running, or that the watchtower flagged while catching up (CloseRequested,
+        SessionKeyChanged). A relay that is killed again at each restart (by a request that crashes it, before
+        its settler's first round) still defends those channels: the payer cannot settle an older voucher at
+        the end of a window the relay slept through. Returns how many channels were settled. Only the instance
+        leading settlement does it; a failure is logged and left to the regular rounds."""
+        await self._lead()
+        if not self.leading:
+            return 0
+        block_time = await asyncio.to_thread(lambda: int(self.sender.w3.eth.get_block("latest")["timestamp"]))
+        self.service.observe_chain_time(block_time)
+        urgent = []
+        for latest, prev in self.due(self.service.clock(), chain_now=self.service.chain_now()):
+            record = self.store.get_channel(latest.channel_id)
+            if latest.channel_id in self.urgent or (record is not None and record.status == "closing"):
+                urgent.append((latest, prev))
+        count = 0
+        for chunk in batches(urgent, self.settings.settle_batch_size, self.settings.settle_batch_gas):
+            try:
+                await asyncio.to_thread(self._settle_chunk, chunk)
+            except Exception:  # the node refused or timed out: the regular rounds retry, the outbox keeps state
+                log.exception("settling closing channels before serving failed; the settler retries")
+                self.sender.reset_nonce()
+                continue
+            for latest, _ in chunk:
+                self.urgent.discard(latest.channel_id)
+            count += len(chunk)
+        if count:
+            log.warning("settled %d closing channel(s) before serving", count)
+        return count
+
     # ------------------------------------------------------------------ policy
     def due(
         self, now: float, force: bool = False, chain_now: float | None = None
