@@ -51,3 +51,9 @@ class Settings(BaseSettings):
         le=256,
         description="refuse payments that would make a channel pay more addresses (each costs gas at every settlement)",
     )
+
+    # privacy: reads of a listener's or an artist's data need a short-lived signed read token (docs/API.md)
+    read_token_max_ttl: int = Field(
+        900, ge=10, le=3_600, description="refuse read tokens valid for longer than this from now (s)"
+    )
+    read_token_skew: int = Field(30, ge=0, le=300, description="clock skew allowed on a read token's notAfter (s)")

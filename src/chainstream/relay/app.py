@@ -32,8 +32,10 @@ from chainstream.config import Settings
 from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
 from chainstream.protocol import PrivateKey, Signature
 from chainstream.protocol.types import ZERO_ADDRESS, to_address, to_bytes32
+from chainstream.relay.headers import SecurityHeaders
+from chainstream.relay.read_auth import ReadAuth, resync_state
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
-from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
+from chainstream.relay.service import PUBLIC_TOPIC, PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
 from chainstream.relay.watcher import Watcher
 from chainstream.store import open_store
@@ -132,6 +134,18 @@ RESYNC_CODES = frozenset({"voucher_mismatch", "stale_voucher", "seq_gap"})
 STREAM_WINDOW = 4_096
 
 
+def public_rpc_url(settings: Settings) -> str | None:
+    """The chain's node URL as published to the player's wallet: CHAINSTREAM_PUBLIC_RPC_URL, else the relay's own
+    node URL when it is on loopback (a provider URL may embed a key), else none."""
+    import os
+    from urllib.parse import urlparse
+
+    rpc = os.environ.get("CHAINSTREAM_PUBLIC_RPC_URL")
+    if rpc is None and urlparse(settings.rpc_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        rpc = settings.rpc_url
+    return rpc
+
+
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}, **extra}, status_code=status)
 
@@ -176,10 +190,17 @@ def create_app(
         version="1",
         lifespan=lifespan,
         description="Pay-per-play vouchers: verified, stored durably, settled in batches. Protocol: docs/PROTOCOL.md",
+        # No Swagger UI / ReDoc pages: FastAPI's load floating versions from a CDN, and this origin keeps the web
+        # player's session keys. The OpenAPI document stays at /openapi.json (docs/API.md).
+        docs_url=None,
+        redoc_url=None,
     )
 
     def svc() -> RelayService:
         return holder["relay"].service
+
+    def reads() -> ReadAuth:
+        return ReadAuth(svc())
 
     @app.exception_handler(Rejection)
     async def rejection_handler(_: Request, exc: Rejection) -> JSONResponse:
@@ -255,6 +276,8 @@ def create_app(
             "sessionMargin": s.settings.session_margin,
             "domain": s.domain.as_dict(),
             "tokens": tokens,
+            "time": int(s.clock()),  # the relay's clock, which judges read tokens' notAfter
+            "readTokenMaxTtl": s.settings.read_token_max_ttl,
         }
 
     def _track_json(entry: Any, token: str | None) -> dict[str, Any]:
@@ -308,8 +331,8 @@ def create_app(
             ack = await svc().submit(payment)
         except Rejection as exc:
             extra: dict[str, Any] = {}
-            if exc.code in RESYNC_CODES:
-                extra["state"] = svc().channel_summary(await svc().current(payment.channel_id))
+            if exc.code in RESYNC_CODES and (state := await resync_state(svc(), payment)) is not None:
+                extra["state"] = state
             return _error(exc.status, exc.code, str(exc), **extra)
         return _ack_json(ack)
 
@@ -326,8 +349,8 @@ def create_app(
                 "ok": False,
                 "error": {"code": exc.code, "message": str(exc), "status": exc.status},
             }
-            if exc.code in RESYNC_CODES:
-                out["state"] = svc().channel_summary(await svc().current(payment.channel_id))
+            if exc.code in RESYNC_CODES and (state := await resync_state(svc(), payment)) is not None:
+                out["state"] = state
             return out
         except RecoverableError as exc:
             return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 400}}
@@ -380,17 +403,18 @@ def create_app(
                 task.cancel()
 
     @api.get("/channels/{channel_id}")
-    async def channel(channel_id: str) -> dict[str, Any]:
-        s = svc()
-        return s.channel_summary(await s.current(to_bytes32(channel_id, "channelId")))
+    async def channel(channel_id: str, request: Request) -> dict[str, Any]:
+        """The channel's state (payer's read token)."""
+        return svc().channel_summary(await reads().channel(request, to_bytes32(channel_id, "channelId")))
 
     @api.get("/channels/{channel_id}/history")
     async def history(
-        channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = None
+        channel_id: str, request: Request, limit: int = Query(50, ge=1, le=500), before: int | None = None
     ) -> dict[str, Any]:
+        """The channel's payments, newest first (payer's read token)."""
         s = svc()
         cid = to_bytes32(channel_id, "channelId")
-        await s.runtime(cid)
+        await reads().channel(request, cid)
         items = []
         for p in s.store.history(cid, limit=limit, before_seq=before):
             entry = s.catalog.entries.get(p.target)
@@ -460,16 +484,18 @@ def create_app(
         }
 
     @api.get("/listeners/{address}/channels")
-    async def listener_channels(address: str) -> dict[str, Any]:
+    async def listener_channels(address: str, request: Request) -> dict[str, Any]:
+        """The listener's channels on this relay (its all-channels read token)."""
         s = svc()
         out = []
-        for record in s.store.channels_of(to_address(address)):
+        for record in reads().listener(request, address):
             out.append(s.channel_summary(await s.current(record.channel_id)))
         return {"channels": out}
 
     @api.get("/artists/{address}/earnings")
-    async def earnings(address: str, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
-        data = svc().earnings(address)
+    async def earnings(address: str, request: Request, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
+        """The artist's earnings (the artist's own read token)."""
+        data = svc().earnings(reads().artist(request, address))
         if format == "json":
             return data
         out = io.StringIO()
@@ -500,14 +526,18 @@ def create_app(
 
     @api.get("/events")
     async def events(request: Request, channel: str | None = None, payee: str | None = None) -> StreamingResponse:
-        """Server-Sent Events: payments (filtered by channel or payee) and catalog changes as they happen."""
+        """Server-Sent Events: payments and catalog changes as they happen. Filtered by channel (the payer's read
+        token) or payee (the payee's), in the `readToken` query parameter since EventSource sends no headers; the
+        unfiltered stream is public and shows only what kind of charge hit which track, when."""
         topics = {"catalog"}
         if channel:
-            topics.add("channel:0x" + to_bytes32(channel, "channel").hex())
+            cid = to_bytes32(channel, "channel")
+            await reads().channel(request, cid)
+            topics.add("channel:0x" + cid.hex())
         if payee:
-            topics.add("payee:" + to_address(payee))
+            topics.add("payee:" + reads().artist(request, payee))
         if not channel and not payee:
-            topics.add("all")
+            topics.add(PUBLIC_TOPIC)
 
         async def stream() -> AsyncIterator[str]:
             yield ": connected\n\n"
@@ -569,14 +599,12 @@ def create_app(
         """What a wallet needs to add the relay's chain (wallet_addEthereumChain). The node URL is published only
         when it is on loopback or set explicitly (CHAINSTREAM_PUBLIC_RPC_URL): a provider URL may embed a key."""
         import os
-        from urllib.parse import urlparse
 
-        rpc = os.environ.get("CHAINSTREAM_PUBLIC_RPC_URL")
-        if rpc is None and urlparse(settings.rpc_url).hostname in ("127.0.0.1", "localhost", "::1"):
-            rpc = settings.rpc_url
+        rpc = public_rpc_url(settings)
         return {"rpcUrls": [rpc] if rpc else [], "chainName": os.environ.get("CHAINSTREAM_CHAIN_NAME")}
 
     frontend = settings.frontend_dir or PROJECT_ROOT / "frontend"
+    app.add_middleware(SecurityHeaders, index_html=frontend / "index.html", rpc_url=public_rpc_url(settings))
     if frontend.is_dir() and (frontend / "index.html").exists():
         app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
     return app

@@ -80,6 +80,9 @@ class ChannelRuntime:
     head_signature: bytes | None = None
 
 
+#: the event bus topic of the public /events stream (no filter): carries no listener's data
+PUBLIC_TOPIC = "public"
+
 #: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
 CLOSE_PENDING = b"pending"
 
@@ -533,8 +536,28 @@ class RelayService:
         return True
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
+        """Live payment events, each audience shown only what is its own (docs/API.md, GET /events):
+
+        - the channel's subscribers (its payer's read token): everything about the payment;
+        - each payee's (the payee's read token): what it was paid, for what and when, and a tip's memo (addressed
+          to it), but nothing of the listener: no channel, payer, totals or other payees;
+        - the public stream: what kind of charge hit which track, when — no amounts, memo or channel."""
         if not self.bus.has_subscribers:
             return
+        kind = Kind(record.kind).name.lower()
+        target = "0x" + record.target.hex()
+        self.bus.publish({"type": "payment", "kind": kind, "target": target, "at": record.accepted_at}, {PUBLIC_TOPIC})
+        for payee, value in record.payments.items():
+            payee_event = {
+                "type": "payment",
+                "kind": kind,
+                "target": target,
+                "payee": payee,
+                "amount": str(value),
+                "memo": record.memo,
+                "at": record.accepted_at,
+            }
+            self.bus.publish(payee_event, {f"payee:{payee}"})
         event = {
             "type": "payment",
             "channelId": "0x" + record.channel_id.hex(),
@@ -549,8 +572,7 @@ class RelayService:
             "memo": record.memo,
             "at": record.accepted_at,
         }
-        topics = {"all", "channel:0x" + record.channel_id.hex(), *(f"payee:{p}" for p in record.payments)}
-        self.bus.publish(event, topics)
+        self.bus.publish(event, {"channel:0x" + record.channel_id.hex()})
 
     # ------------------------------------------------------------------- caps
     async def set_caps(

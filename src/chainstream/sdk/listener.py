@@ -32,7 +32,7 @@ from chainstream.ledger import (
 from chainstream.protocol import PrivateKey, Signature, SignedVoucher, Voucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
-from chainstream.sdk.client import RelayClient, RelayError
+from chainstream.sdk.client import ReadIdentity, RelayClient, RelayError
 
 DEFAULT_SESSION_TTL = 7 * 86_400
 
@@ -73,6 +73,13 @@ class Listener:
         self.state: LedgerState | None = None
         self.signatures: dict[int, Signature] = {}
         self._listings: dict[bytes, Listing] = {}
+        if relay is not None:
+            relay.add_reader(self._read_identities)
+
+    def _read_identities(self) -> list[ReadIdentity]:
+        """Who reads this listener's data at the relay: the session key its channel, the wallet everything."""
+        own = [ReadIdentity(self.session_key, self.address, self.channel_id)] if self.channel_id else []
+        return [*own, ReadIdentity(self.wallet, self.address)]
 
     # ------------------------------------------------------------- channel
     def open_channel(
