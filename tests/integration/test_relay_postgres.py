@@ -74,7 +74,7 @@ def test_a_relay_on_postgresql_keeps_every_acknowledged_payment_across_a_restart
 
         voucher = listener.state.voucher
         artist = voucher.payees[0]
-        earnings = second.http().get(f"/artists/{artist}/earnings").json()
+        earnings = second.http().get(f"/artists/{artist}/earnings", headers=second.owner_headers(payee=artist)).json()
         assert earnings["tokens"][ETH]["total"] == str(voucher.amounts[0])
         assert earnings["tokens"][ETH]["settled"] == str(voucher.amounts[0])
     finally:

@@ -507,6 +507,11 @@ class RelayService:
             stored = self.store.payment_at(payment.channel_id, payment.seq)
             if stored is None or stored.digest != digest:
                 return None
+        # The acknowledgement shows the channel's state (remaining, today's spending, caps): only to its own
+        # signers. Anyone can rebuild a channel's first voucher for a guessed track (its receipt is public data),
+        # and must not learn from a "duplicate" that the listener played it.
+        if not self._signed_for(rt, payment):
+            return None
         return self._ack("duplicate", rt, payment.voucher, payment.seq, 0, digest)
 
     def _ack(
@@ -541,12 +546,17 @@ class RelayService:
         - the channel's subscribers (its payer's read token): everything about the payment;
         - each payee's (the payee's read token): what it was paid, for what and when, and a tip's memo (addressed
           to it), but nothing of the listener: no channel, payer, totals or other payees;
-        - the public stream: what kind of charge hit which track, when — no amounts, memo or channel."""
+        - the public stream: what kind of charge hit which catalog track (none for a tip to an address), when —
+          no amounts, memo or channel."""
         if not self.bus.has_subscribers:
             return
         kind = Kind(record.kind).name.lower()
         target = "0x" + record.target.hex()
-        self.bus.publish({"type": "payment", "kind": kind, "target": target, "at": record.accepted_at}, {PUBLIC_TOPIC})
+        # a tip straight to an address names a person: the public stream shows catalog tracks only
+        public_target = target if record.target in self.catalog.entries else None
+        self.bus.publish(
+            {"type": "payment", "kind": kind, "target": public_target, "at": record.accepted_at}, {PUBLIC_TOPIC}
+        )
         for payee, value in record.payments.items():
             payee_event = {
                 "type": "payment",
