@@ -15,6 +15,13 @@ export class ReadTokens {
     this.ctx = ctx;
     this._cache = new Map(); // signer|account|channel -> {text, notAfter, bySession}
     this._pending = new Map(); // the same key -> a signature in progress (one wallet prompt, not one per read)
+    this._refused = new Set(); // session keys whose tokens the relay refused (expired by chain time, replaced)
+  }
+
+  /** The relay refused a token this session key signed: do not sign reads with it again. */
+  refused(address) {
+    if (address) this._refused.add(getAddress(address));
+    for (const [key, token] of this._cache) if (token.signer === address) this._cache.delete(key);
   }
 
   /** The relay's clock (read tokens' notAfter is judged on it), from GET /info's `time` at load. */
@@ -27,6 +34,7 @@ export class ReadTokens {
   forget() {
     this._cache.clear();
     this._pending.clear();
+    this._refused.clear();
   }
 
   /**
@@ -43,14 +51,25 @@ export class ReadTokens {
     return this._sign(null, owner, P.ZERO_HASH, false);
   }
 
+  /** A stored key still valid by chain time (the relay judges session keys by it), with a margin. */
   _live(stored) {
-    return stored && stored.expiry > this.relayNow() + RENEW_AT;
+    const chainNow = this.ctx.listener?.chainNow?.() ?? Date.now() / 1000;
+    return stored && stored.expiry > chainNow + RENEW_AT && !this._refused.has(getAddress(stored.address));
   }
 
   _sessionKey(channelId) {
     const { info } = this.ctx;
     const stored = S.loadSessionKey(info.chainId, info.channels, channelId);
-    return this._live(stored) ? stored : null;
+    return this._live(stored) && this._relayKnows(channelId, stored.address) ? stored : null;
+  }
+
+  /** Whether the relay's last summary of the channel names this key (a key just authorised is not known to it
+   * until its watcher sees the transaction: until then the wallet's token reads, rather than a refused one). */
+  _relayKnows(channelId, address) {
+    const l = this.ctx.listener;
+    const id = channelId.toLowerCase();
+    const seen = [l?.channel, ...(l?.channels ?? [])].find((c) => c?.channelId?.toLowerCase() === id);
+    return !seen?.sessionKey || getAddress(seen.sessionKey) === getAddress(address);
   }
 
   /** Any live session key of the account's channels known here (it may list the account's channels). */
@@ -78,7 +97,10 @@ export class ReadTokens {
         const signer = await this.ctx.wallet.signer();
         signature = await signer.signTypedData(domain, P.READ_ACCESS_TYPES, message);
       }
-      const token = { text: P.readTokenText(message, signature), notAfter: Number(message.notAfter), bySession };
+      const token = {
+        text: P.readTokenText(message, signature), notAfter: Number(message.notAfter), bySession,
+        signer: sessionWallet ? getAddress(sessionWallet.address) : null,
+      };
       this._cache.set(key, token);
       return token;
     })();

@@ -52,6 +52,7 @@ export class RelayClient {
       return await this.request("GET", path, undefined, token.text);
     } catch (err) {
       if (!(err instanceof RelayError) || err.code !== "read_token_invalid" || !token.bySession) throw err;
+      this.tokens.refused(token.signer); // expired by chain time, or replaced: read with the wallet from now on
       return this.request("GET", path, undefined, (await this.tokens.token(scope, { wallet: true })).text);
     }
   }

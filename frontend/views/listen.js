@@ -471,7 +471,7 @@ function channelPicker(ctx) {
     h("div.history", listener.channels.map((c) => h("div.h-item", { style: { cursor: "pointer" }, onclick: () => { form.panel = null; listener.selectChannel(c.channelId).catch((e) => ctx.showError(e)); } },
       h("div.h-art", { style: { background: artStyle(c.channelId) } }),
       h("div", { style: { minWidth: 0 } }, h("div.h-title.mono", shortAddr(c.channelId)), h("div.h-sub", `${c.status} · ${ctx.fmt(c.deposit, c.token)} deposit`)),
-      h("div.h-amt", ctx.fmt(c.spent, c.token), h("small", c.channelId === listener.channel?.channelId ? "active" : "spent"))))));
+      h("div.h-amt", ctx.fmt(c.spent ?? c.settled, c.token), h("small", c.channelId === listener.channel?.channelId ? "active" : "spent"))))));
 }
 
 // ------------------------------------------------------------------------------------------ history

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,14 @@ def token_for(
     """A read token signed by `key`, valid for `valid_for` s on the relay's clock (negative: already expired)."""
     info = httpx.get(f"{relay.api}/info", timeout=30).json()
     domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
+    now = info.get("time", int(time.time()))  # the relay's clock
     return sign_read_token(
         key,
         domain,
         relay_address or info["relay"],
         account=account or key.address,
         channel_id=channel_id,
-        not_after=info["time"] + valid_for,
+        not_after=now + valid_for,
     ).encode()
 
 
@@ -178,6 +180,12 @@ def test_a_token_for_one_channel_does_not_open_another(relay: InProcessRelay, re
         rejected(http.get(path, headers=auth(key_of_first)), 401, "read_token_invalid")
     # a one-channel token does not list the payer's channels either
     rejected(http.get(f"/listeners/{wallet.address}/channels", headers=auth(bound)), 403, "read_forbidden")
+    # the first channel's key lists the payer's channels, but sees the second only as the chain shows it
+    listed = http.get(f"/listeners/{wallet.address}/channels", headers=auth(key_of_first)).json()["channels"]
+    by_id = {c["channelId"]: c for c in listed}
+    assert by_id[cid_hex(first)]["plays"] and "partial" not in by_id[cid_hex(first)]
+    other = by_id[cid_hex(second)]
+    assert other["partial"] is True and not {"plays", "spent", "spentToday", "voucher", "dailyCap"} & set(other)
 
 
 def test_an_expired_or_too_long_lived_token_is_refused(relay: InProcessRelay, relay_chain: RelayChain) -> None:
@@ -356,3 +364,26 @@ def test_stranger_rebuilds_a_guessed_first_voucher_learns_nothing_from_a_duplica
     # the listener's own resend of that voucher is still acknowledged as a duplicate (idempotent retries)
     own = sign_charge(listener, charge_play(opened, listener.listing(modem)), play_spec(modem), state=opened)
     assert relay.http().post(f"/channels/{cid_hex(listener)}/payments", json=own.body).json()["status"] == "duplicate"
+
+
+def test_stranger_probes_a_channels_seq_and_next_voucher_with_payments_learns_nothing(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
+    """A stranger posts payments it signed itself (any seq, a guessed next voucher) to read the channel's seq,
+    whether its guess of the history is right, or today's spending, from the refusals."""
+    listener = played(relay, relay_chain)
+    stranger = new_wallet(relay_chain)
+    modem = relay_chain.track(MODEM)
+    assert listener.state is not None
+    # the true next voucher (what a perfect guess of the history would give), signed by the stranger
+    right = sign_charge(listener, charge_play(listener.state, listener.listing(modem)), play_spec(modem), key=stranger)
+    http = relay.http()
+    answers = []
+    for seq in (1, 2, 3, 99):
+        body = {**right.body, "seq": seq}
+        answers.append(
+            rejected(http.post(f"/channels/{cid_hex(listener)}/payments", json=body), 403, "unauthorized_signer")
+        )
+    # every answer is the same refusal, whatever the seq and however good the guess: no "expected seq 3"
+    assert len({a["error"]["message"] for a in answers}) == 1 and "seq" not in answers[0]["error"]["message"]
+    assert not any("state" in a for a in answers)

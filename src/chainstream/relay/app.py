@@ -33,7 +33,7 @@ from chainstream.errors import ChainStreamError, ConfigurationError, Recoverable
 from chainstream.protocol import PrivateKey, Signature
 from chainstream.protocol.types import ZERO_ADDRESS, to_address, to_bytes32
 from chainstream.relay.headers import SecurityHeaders
-from chainstream.relay.read_auth import ReadAuth, resync_state
+from chainstream.relay.read_auth import ReadAuth, on_chain_view, resync_state
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PUBLIC_TOPIC, PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
@@ -488,8 +488,8 @@ def create_app(
         """The listener's channels on this relay (its all-channels read token)."""
         s = svc()
         out = []
-        for record in reads().listener(request, address):
-            out.append(s.channel_summary(await s.current(record.channel_id)))
+        for record, full in reads().listener(request, address):
+            out.append(s.channel_summary(await s.current(record.channel_id)) if full else on_chain_view(s, record))
         return {"channels": out}
 
     @api.get("/artists/{address}/earnings")

@@ -29,7 +29,7 @@ from chainstream.relay.service import ChannelRuntime, RelayService
 from chainstream.store import ChannelRecord
 from chainstream.verify import Payment, Rejection
 
-__all__ = ["ReadAuth", "resync_state"]
+__all__ = ["ReadAuth", "on_chain_view", "resync_state"]
 
 
 def _token_text(request: Request) -> str | None:
@@ -107,8 +107,10 @@ class ReadAuth:
             )
         return rt
 
-    def listener(self, request: Request, address: str) -> list[ChannelRecord]:
-        """A listener's channels: its all-channels token, signed by it or a live session key of one of them."""
+    def listener(self, request: Request, address: str) -> list[tuple[ChannelRecord, bool]]:
+        """A listener's channels: its all-channels token, signed by it or a live session key of one of them.
+        Each channel comes with whether the signer may read all of it: a session key reads only its own channel
+        in full, and the others as the chain shows them (see `on_chain_view`)."""
         account = to_address(address)
         token = self.token(request)
         if token.account != account or not token.all_channels:
@@ -121,7 +123,7 @@ class ReadAuth:
                 "the read token is not signed by the listener or a live session key of its channels (for this relay)",
                 status=401,
             )
-        return records
+        return [(r, signer == account or self._live_session_key(r, signer)) for r in records]
 
     def artist(self, request: Request, address: str) -> Address:
         """A payee's earnings and live payments: its all-channels token, signed by the payee's own key."""
@@ -137,6 +139,25 @@ class ReadAuth:
                 status=401,
             )
         return payee
+
+
+def on_chain_view(service: RelayService, record: ChannelRecord) -> dict[str, Any]:
+    """What anyone can read about a channel from the chain (no spending, plays or caps): the listing of a payer's
+    other channels for a session key, which may read only its own channel in full."""
+    settled = service.store.get_settled(record.channel_id)
+    return {
+        "channelId": "0x" + record.channel_id.hex(),
+        "payer": record.payer,
+        "token": record.token,
+        "relay": service.address,
+        "status": record.status,
+        "closesAt": record.closes_at,
+        "deposit": str(record.deposit),
+        "settled": str(settled.total if settled else 0),
+        "sessionKey": record.session_key,
+        "sessionExpiry": record.session_expiry,
+        "partial": True,
+    }
 
 
 async def resync_state(service: RelayService, payment: Payment) -> dict[str, Any] | None:

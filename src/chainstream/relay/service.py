@@ -349,7 +349,8 @@ class RelayService:
                 raise StaleChannel(f"channel 0x{payment.channel_id.hex()} changed in another instance") from exc
             # A top-up or a new session key may have landed before the watcher saw it: read the channel from
             # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
-            # (insufficient_deposit is judged before the signature: only the channel's own signers may ask.)
+            # (insufficient_deposit comes after the signer check, so only the channel's own signers can ask;
+            # checked again here in case that order ever changes.)
             if (
                 exc.code not in CHAIN_REFRESH_CODES
                 or (exc.code == "insufficient_deposit" and not self._signed_for(rt, payment))
