@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ from typing import Any
 import httpx
 
 from chainstream.ledger import LedgerState, charge_play
-from chainstream.protocol import Domain, PrivateKey
-from chainstream.protocol.read_token import sign_read_token
+from chainstream.protocol import PrivateKey
 from chainstream.protocol.types import ZERO_HASH
 from chainstream.sdk import Listener
 from tests.integration.relay_fixtures import (
@@ -45,27 +43,11 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"ChainStream-Read {token}"}
 
 
-def token_for(
-    relay: InProcessRelay,
-    key: PrivateKey,
-    *,
-    account: str | None = None,
-    channel_id: bytes = ZERO_HASH,
-    valid_for: int = 300,
-    relay_address: str | None = None,
-) -> str:
-    """A read token signed by `key`, valid for `valid_for` s on the relay's clock (negative: already expired)."""
-    info = httpx.get(f"{relay.api}/info", timeout=30).json()
-    domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
-    now = info.get("time", int(time.time()))  # the relay's clock
-    return sign_read_token(
-        key,
-        domain,
-        relay_address or info["relay"],
-        account=account or key.address,
-        channel_id=channel_id,
-        not_after=now + valid_for,
-    ).encode()
+def token_for(relay: InProcessRelay, key: PrivateKey, **kwargs: Any) -> str:
+    """A read token signed by `key` (InProcessRelay.read_token: account, channel_id, valid_for, relay_address)."""
+    account = kwargs.pop("account", None)
+    channel_id = kwargs.pop("channel_id", ZERO_HASH)
+    return relay.read_token(key, account, channel_id, **kwargs)
 
 
 def played(relay: InProcessRelay, rc: RelayChain, wallet: PrivateKey | str = "listener") -> Listener:

@@ -189,17 +189,27 @@ class _RelayBase:
                 return key
         raise KeyError(f"the harness has no key of {address}")
 
-    def read_token(self, key: PrivateKey, account: str | None = None, channel_id: bytes = ZERO_HASH) -> str:
-        """A read token signed by `key` for `account` (default: the key's address), on the relay's clock."""
+    def read_token(
+        self,
+        key: PrivateKey,
+        account: str | None = None,
+        channel_id: bytes = ZERO_HASH,
+        *,
+        valid_for: int = 300,
+        relay_address: str | None = None,
+    ) -> str:
+        """A read token signed by `key` for `account` (default: the key's address), valid for `valid_for` s on the
+        relay's clock (negative: already expired), for this relay (or `relay_address`)."""
         info = httpx.get(f"{self.api}/info", timeout=30).json()
         domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
+        now = info.get("time", int(time.time()))  # (relays before read tokens did not publish their clock)
         token = sign_read_token(
             key,
             domain,
-            info["relay"],
+            relay_address or info["relay"],
             account=account or key.address,
             channel_id=channel_id,
-            not_after=info["time"] + 300,
+            not_after=now + valid_for,
         )
         return token.encode()
 
