@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,40 @@ def test_the_public_stream_carries_no_memo_amount_channel_or_identity(
         assert set(event) - {"_raw"} == {"type", "kind", "target", "at"}
         raw = event["_raw"].lower()
         assert not [s for s in secrets if s.lower().removeprefix("0x") in raw], raw
+
+
+def test_a_stream_opened_with_a_token_sends_nothing_after_the_token_expires(
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
+    """Someone who got hold of a read token (a URL in a log) opens the channel's stream just before it expires,
+    to keep watching the listener's payments for good."""
+    clock = SettableClock(time.time())
+    relay = make_relay(clock=clock)
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+    modem = relay_chain.track(MODEM)
+    leaked = token_for(relay, listener.wallet, valid_for=60)
+    with (
+        httpx.Client(base_url=relay.api, timeout=httpx.Timeout(10.0, read=15.0)) as http,
+        http.stream("GET", "/events", params={"channel": cid_hex(listener), "readToken": leaked}) as events,
+    ):
+        lines = events.iter_lines()
+        assert next(lines) == ": connected"
+        listener.play(modem)
+        assert read_events(lines, 1)[0]["seq"] == 1  # while the token is valid
+        clock.now += 600  # ten minutes later (the relay's clock)
+        listener.tip(1_000, artist=relay_chain.chain.address("ada"), message="after hours")
+        rest = list(lines)  # the stream ends instead of sending it
+    assert not any("after hours" in line for line in rest), rest
+
+
+class SettableClock:
+    """The relay's wall clock, moved by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 # ------------------------------------------------------------------------------------------- side doors

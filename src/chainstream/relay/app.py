@@ -538,11 +538,15 @@ def create_app(
             topics.add("payee:" + reads().artist(request, payee))
         if not channel and not payee:
             topics.add(PUBLIC_TOPIC)
+        # a private stream ends with its token: nothing is sent past notAfter (the client reconnects with a new one)
+        ends_at = reads().token(request).not_after + svc().settings.read_token_skew if channel or payee else None
 
         async def stream() -> AsyncIterator[str]:
             yield ": connected\n\n"
             async for event in svc().bus.subscribe(topics):
                 if await request.is_disconnected():
+                    break
+                if ends_at is not None and svc().clock() > ends_at and event["type"] == "payment":
                     break
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
 
