@@ -61,7 +61,8 @@ class RelayClient:
     # ------------------------------------------------------------------ read tokens
     def add_reader(self, reader: Reader) -> None:
         """Let this client sign read tokens with the identities `reader` returns (Listener and Artist call it)."""
-        self._readers.append(reader)
+        if reader not in self._readers:
+            self._readers.append(reader)
 
     def _relay_view(self) -> tuple[Domain, Address, float]:
         if self._relay is None:

@@ -63,7 +63,7 @@ class Listener:
         self.address: Address = wallet.address
         self.w3 = w3
         self.deployment = deployment
-        self.relay = relay
+        self._relay: RelayClient | None = None
         self.channels = ChannelsClient(w3, deployment.channels)
         self.registry = RegistryClient(w3, deployment.registry)
         self.tx = TxSender(w3, wallet)
@@ -73,8 +73,18 @@ class Listener:
         self.state: LedgerState | None = None
         self.signatures: dict[int, Signature] = {}
         self._listings: dict[bytes, Listing] = {}
-        if relay is not None:
-            relay.add_reader(self._read_identities)
+        self.relay = relay
+
+    @property
+    def relay(self) -> RelayClient | None:
+        return self._relay
+
+    @relay.setter
+    def relay(self, client: RelayClient | None) -> None:
+        """The relay client; it signs this listener's private reads with its keys (RelayClient.add_reader)."""
+        self._relay = client
+        if client is not None:
+            client.add_reader(self._read_identities)
 
     def _read_identities(self) -> list[ReadIdentity]:
         """Who reads this listener's data at the relay: the session key its channel, the wallet everything."""
