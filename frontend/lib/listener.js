@@ -9,6 +9,8 @@ import { RelayError } from "./relay.js";
 import * as S from "./session.js";
 
 const RESYNC_CODES = new Set(["voucher_mismatch", "stale_voucher", "seq_gap"]);
+/** Days a new browser session key is valid for, unless the listener picks another validity. */
+export const DEFAULT_SESSION_DAYS = 1;
 
 export class Listener extends EventTarget {
   constructor(ctx) {
@@ -62,6 +64,8 @@ export class Listener extends EventTarget {
   reset() {
     this._sse?.close();
     this._sse = null;
+    this._sseGeneration = (this._sseGeneration ?? 0) + 1;
+    this.ctx.relay.tokens?.forget();
     clearInterval(this._poll);
     this.channels = [];
     this.channel = this.ledger = this.session = null;
@@ -215,6 +219,8 @@ export class Listener extends EventTarget {
 
   applySummary(summary, ledger) {
     const { info } = this.ctx;
+    // a closed channel's key can sign nothing useful any more: it does not stay in this browser
+    if (summary.status === "closed") S.forgetSessionKey(info.chainId, info.channels, summary.channelId);
     this.channel = summary;
     this.ledger = ledger;
     const stored = S.loadSessionKey(info.chainId, info.channels, summary.channelId);
@@ -242,10 +248,25 @@ export class Listener extends EventTarget {
 
   subscribe() {
     this._sse?.close();
+    this._sse = null;
     clearInterval(this._poll);
     const id = this.channel.channelId;
+    const generation = (this._sseGeneration = (this._sseGeneration ?? 0) + 1);
+    this._openEvents(id, generation).catch(() => {});
+    // settlement progress and on-chain status are not pushed: poll them gently
+    this._poll = setInterval(() => {
+      this.refreshChannel().catch(() => {});
+      // the stream's read token is checked when it opens: once the relay refuses a reconnection (an expired
+      // token), open it again with a fresh one
+      if (this._sse?.readyState === EventSource.CLOSED && generation === this._sseGeneration) {
+        this._openEvents(id, generation).catch(() => {});
+      }
+    }, 3000);
+  }
+
+  async _openEvents(id, generation) {
     let historyTimer = null;
-    this._sse = this.ctx.relay.events({ channel: id }, (type, ev) => {
+    const source = await this.ctx.relay.events({ channel: id }, (type, ev) => {
       if (type === "catalog") {
         this.refreshCatalog().catch(() => {});
         return;
@@ -258,8 +279,12 @@ export class Listener extends EventTarget {
       clearTimeout(historyTimer);
       historyTimer = setTimeout(() => this.refreshHistory().catch(() => {}), 150);
     });
-    // settlement progress and on-chain status are not pushed: poll them gently
-    this._poll = setInterval(() => this.refreshChannel().catch(() => {}), 3000);
+    if (generation !== this._sseGeneration || this.channel?.channelId !== id) {
+      source.close(); // another channel was selected (or the account reset) meanwhile
+      return;
+    }
+    this._sse?.close();
+    this._sse = source;
   }
 
   async refreshChainTime() {
@@ -294,7 +319,7 @@ export class Listener extends EventTarget {
   }
 
   /** Open a channel with a fresh browser session key. method: "eth" | "permit" | "approve". */
-  async openChannel({ token, amount, method, days = 7 }, progress = () => {}) {
+  async openChannel({ token, amount, method, days = DEFAULT_SESSION_DAYS }, progress = () => {}) {
     const { info, wallet } = this.ctx;
     const { channels, token: tokenContract, signer } = await this.contracts();
     const account = getAddress(wallet.account);
@@ -338,6 +363,12 @@ export class Listener extends EventTarget {
     if (receipt.status !== 1) throw new Error("the open transaction failed");
     S.rememberChannel(info.chainId, account, channelId);
     await this.selectChannel(channelId);
+    // Default session cap: the browser's key may sign at most the opening deposit in total (a top-up does not
+    // raise what a copied key could spend; the wallet can lift the cap). Signed by the key itself, no prompt.
+    if (this.session && this.channel?.sessionCap == null) {
+      progress("Setting this browser's spending limit…");
+      await this.setCaps({ dailyCap: BigInt(this.channel.dailyCap ?? 0), sessionCap: BigInt(amount) }).catch(() => {});
+    }
     return channelId;
   }
 
@@ -357,7 +388,7 @@ export class Listener extends EventTarget {
   }
 
   /** Authorise a new browser session key for the active channel (setSessionKey, payer only). */
-  async authorizeSession(days = 7) {
+  async authorizeSession(days = DEFAULT_SESSION_DAYS) {
     const { info } = this.ctx;
     const { channels } = await this.contracts();
     const session = S.createSessionKey();
@@ -482,7 +513,8 @@ export class Listener extends EventTarget {
   }
 
   // ------------------------------------------------------------------------------------------ caps
-  async setCaps({ dailyCap, sessionCap = 0n }) {
+  /** Set caps; the session cap in force is kept unless given (0 lifts it, which takes the wallet). */
+  async setCaps({ dailyCap, sessionCap = this.channel?.sessionCap ?? 0n }) {
     const { domain } = this.ctx;
     const id = this.channel.channelId;
     const issuedAt = BigInt(Math.max(Math.floor(Date.now() / 1000), (this._capsIssuedAt ?? 0) + 1));
@@ -577,6 +609,9 @@ export class Listener extends EventTarget {
   }
 
   async _afterClose() {
+    const { info } = this.ctx;
+    S.forgetSessionKey(info.chainId, info.channels, this.channel.channelId);
+    this.session = null;
     this.ctx.player?.stop();
     this.ctx.clearPaymentErrors?.();
     this._sse?.close();

@@ -76,3 +76,8 @@ class Settings(BaseSettings):
     caps_clock_skew: int = Field(
         600, ge=0, description="caps may be issued at most this far ahead of the relay's clock (s)"
     )
+    # privacy: reads of a listener's or an artist's data need a short-lived signed read token (docs/API.md)
+    read_token_max_ttl: int = Field(
+        900, ge=10, le=3_600, description="refuse read tokens valid for longer than this from now (s)"
+    )
+    read_token_skew: int = Field(30, ge=0, le=300, description="clock skew allowed on a read token's notAfter (s)")

@@ -9,6 +9,7 @@ unlocked.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 import time
@@ -18,12 +19,14 @@ from typing import Any
 
 import httpx
 
-from chainstream.chain.contracts import RegistryClient, TokenClient
+from chainstream.chain.contracts import ChannelsClient, RegistryClient, TokenClient
 from chainstream.chain.deploy import Deployment, deploy_all
 from chainstream.chain.node import AnvilNode, advance_time, free_port
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ConfigurationError
-from chainstream.protocol import PrivateKey
+from chainstream.protocol import Domain, PrivateKey
+from chainstream.protocol.read_token import sign_read_token
+from chainstream.protocol.types import to_address
 from chainstream.seed import ARTISTS, register_catalog
 
 # anvil's default dev keys (mnemonic "test test ... junk"): public test keys, funded only on local chains
@@ -90,9 +93,28 @@ class Stack:
         advance_time(self.node.web3(), seconds)
 
     def get(self, path: str) -> Any:
-        response = httpx.get(self.url + path, timeout=10)
+        """GET a relay path; a private read (a channel's, a listener's or an artist's) as its owner, with a read
+        token signed by the owner's key (docs/API.md, read tokens)."""
+        response = httpx.get(self.url + path, headers=self.owner_headers(path), timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def owner_headers(self, path: str) -> dict[str, str]:
+        channel = re.match(r"^/api/v1/channels/(0x[0-9a-fA-F]{64})(?:/history)?(?:\?.*)?$", path)
+        account = re.match(r"^/api/v1/(?:listeners|artists)/(0x[0-9a-fA-F]{40})/", path)
+        if channel:
+            owner = (
+                ChannelsClient(self.web3(), self.deployment.channels).get_channel(bytes.fromhex(channel[1][2:])).payer
+            )
+        elif account:
+            owner = to_address(account[1])
+        else:
+            return {}
+        key = next(k for k in self.keys.values() if k.address == owner)
+        info = httpx.get(self.url + "/api/v1/info", timeout=10).json()
+        domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
+        token = sign_read_token(key, domain, info["relay"], account=owner, not_after=info["time"] + 300)
+        return {"Authorization": f"ChainStream-Read {token.encode()}"}
 
     def stop(self) -> None:
         if self._server is not None:

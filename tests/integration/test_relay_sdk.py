@@ -138,7 +138,10 @@ def test_listener_and_artist_end_to_end(relay: InProcessRelay, relay_chain: Rela
     )["tracks"]
 
     # The same money as CSV, one row per payment, in token units, once the watcher has seen both claims.
-    response = httpx.get(f"{relay.api}/artists/{artist.address}/earnings", params={"format": "csv"}, timeout=10)
+    token = relay.read_token(artist.key)  # in the query, as a download link carries it
+    response = httpx.get(
+        f"{relay.api}/artists/{artist.address}/earnings", params={"format": "csv", "readToken": token}, timeout=10
+    )
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert artist.address in response.headers["content-disposition"]
     table = list(csv.DictReader(io.StringIO(response.text)))
@@ -202,7 +205,14 @@ def test_new_prices_reach_the_relay_and_the_sdk(relay: InProcessRelay, relay_cha
     assert listener.play(track).amount == PER_PLAY
     with (
         httpx.Client(base_url=relay.api, timeout=httpx.Timeout(10.0, read=15.0)) as http,
-        http.stream("GET", "/events", params={"channel": cid_hex(listener)}) as events,
+        http.stream(
+            "GET",
+            "/events",
+            params={
+                "channel": cid_hex(listener),
+                "readToken": relay.read_token(listener.session_key, listener.address),
+            },
+        ) as events,
     ):
         lines = events.iter_lines()
         assert next(lines) == ": connected"

@@ -32,10 +32,12 @@ from chainstream.config import Settings
 from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
 from chainstream.protocol import PrivateKey, Signature
 from chainstream.protocol.types import to_address, to_bytes32
+from chainstream.relay.headers import SecurityHeaders
 from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
 from chainstream.relay.openapi import responses
+from chainstream.relay.read_auth import ReadAuth, on_chain_view, resync_state
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
-from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
+from chainstream.relay.service import PUBLIC_TOPIC, PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
 from chainstream.relay.watcher import Watcher
 from chainstream.store import open_store
@@ -145,6 +147,18 @@ BINARY_FRAME = Refusal(400, "binary_frame", "send each payment as a JSON text fr
 STREAM_WINDOW = 4_096
 
 
+def public_rpc_url(settings: Settings) -> str | None:
+    """The chain's node URL as published to the player's wallet: CHAINSTREAM_PUBLIC_RPC_URL, else the relay's own
+    node URL when it is on loopback (a provider URL may embed a key), else none."""
+    import os
+    from urllib.parse import urlparse
+
+    rpc = os.environ.get("CHAINSTREAM_PUBLIC_RPC_URL")
+    if rpc is None and urlparse(settings.rpc_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        rpc = settings.rpc_url
+    return rpc
+
+
 class _AsciiJSONResponse(JSONResponse):
     """JSON with non-ASCII escaped: an error may quote the request, and a string from a request can hold a lone
     surrogate (valid JSON, "\\ud800") that no UTF-8 encoder accepts."""
@@ -224,12 +238,19 @@ def create_app(
         version="1",
         lifespan=lifespan,
         description="Pay-per-play vouchers: verified, stored durably, settled in batches. Protocol: docs/PROTOCOL.md",
+        # No Swagger UI / ReDoc pages: FastAPI's load floating versions from a CDN, and this origin keeps the web
+        # player's session keys. The OpenAPI document stays at /openapi.json (docs/API.md).
+        docs_url=None,
+        redoc_url=None,
     )
 
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
 
     def svc() -> RelayService:
         return holder["relay"].service
+
+    def reads() -> ReadAuth:
+        return ReadAuth(svc())
 
     @app.exception_handler(Rejection)
     async def rejection_handler(_: Request, exc: Rejection) -> JSONResponse:
@@ -302,6 +323,8 @@ def create_app(
             "sessionMargin": s.settings.session_margin,
             "domain": s.domain.as_dict(),
             "tokens": tokens,
+            "time": int(s.clock()),  # the relay's clock, which judges read tokens' notAfter
+            "readTokenMaxTtl": s.settings.read_token_max_ttl,
         }
 
     def _track_json(entry: Any, token: str | None) -> dict[str, Any]:
@@ -355,8 +378,8 @@ def create_app(
             ack = await svc().submit(payment)
         except Rejection as exc:
             extra: dict[str, Any] = {}
-            if exc.code in RESYNC_CODES:
-                extra["state"] = svc().channel_summary(await svc().current(payment.channel_id))
+            if exc.code in RESYNC_CODES and (state := await resync_state(svc(), payment)) is not None:
+                extra["state"] = state
             return _error(exc.status, exc.code, str(exc), **extra)
         return _ack_json(ack)
 
@@ -373,8 +396,8 @@ def create_app(
                 "ok": False,
                 "error": {"code": exc.code, "message": str(exc), "status": exc.status},
             }
-            if exc.code in RESYNC_CODES:
-                out["state"] = svc().channel_summary(await svc().current(payment.channel_id))
+            if exc.code in RESYNC_CODES and (state := await resync_state(svc(), payment)) is not None:
+                out["state"] = state
             return out
         except RecoverableError as exc:
             return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 400}}
@@ -437,17 +460,21 @@ def create_app(
                 task.cancel()
 
     @api.get("/channels/{channel_id}", responses=responses("channel"))
-    async def channel(channel_id: str) -> dict[str, Any]:
-        s = svc()
-        return s.channel_summary(await s.current(to_bytes32(channel_id, "channelId")))
+    async def channel(channel_id: str, request: Request) -> dict[str, Any]:
+        """The channel's state (payer's read token)."""
+        return svc().channel_summary(await reads().channel(request, to_bytes32(channel_id, "channelId")))
 
     @api.get("/channels/{channel_id}/history", responses=responses("history"))
     async def history(
-        channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = Query(None, ge=0, lt=2**63)
+        channel_id: str,
+        request: Request,
+        limit: int = Query(50, ge=1, le=500),
+        before: int | None = Query(None, ge=0, lt=2**63),
     ) -> dict[str, Any]:
+        """The channel's payments, newest first (payer's read token)."""
         s = svc()
         cid = to_bytes32(channel_id, "channelId")
-        await s.runtime(cid)
+        await reads().channel(request, cid)
         items = []
         for p in s.store.history(cid, limit=limit, before_seq=before):
             entry = s.catalog.entries.get(p.target)
@@ -520,15 +547,18 @@ def create_app(
         }
 
     @api.get("/listeners/{address}/channels", responses=responses("listener_channels"))
-    async def listener_channels(address: str) -> dict[str, Any]:
+    async def listener_channels(address: str, request: Request) -> dict[str, Any]:
+        """The listener's channels on this relay (its all-channels read token)."""
         s = svc()
         out = []
-        for record in s.store.channels_of(to_address(address)):
-            out.append(s.channel_summary(await s.current(record.channel_id)))
+        for record, full in reads().listener(request, address):
+            out.append(s.channel_summary(await s.current(record.channel_id)) if full else on_chain_view(s, record))
         return {"channels": out}
 
     @api.get("/artists/{address}/earnings", responses=responses("earnings"))
-    async def earnings(address: str, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
+    async def earnings(address: str, request: Request, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
+        """The artist's earnings (the artist's own read token)."""
+        address = reads().artist(request, address)
         if format == "json":
             return svc().earnings(address)
         return PlainTextResponse(
@@ -539,19 +569,27 @@ def create_app(
 
     @api.get("/events", responses=responses("events"))
     async def events(request: Request, channel: str | None = None, payee: str | None = None) -> StreamingResponse:
-        """Server-Sent Events: payments (filtered by channel or payee) and catalog changes as they happen."""
+        """Server-Sent Events: payments and catalog changes as they happen. Filtered by channel (the payer's read
+        token) or payee (the payee's), in the `readToken` query parameter since EventSource sends no headers; the
+        unfiltered stream is public and shows only what kind of charge hit which track, when."""
         topics = {"catalog"}
         if channel:
-            topics.add("channel:0x" + to_bytes32(channel, "channel").hex())
+            cid = to_bytes32(channel, "channel")
+            await reads().channel(request, cid)
+            topics.add("channel:0x" + cid.hex())
         if payee:
-            topics.add("payee:" + to_address(payee))
+            topics.add("payee:" + reads().artist(request, payee))
         if not channel and not payee:
-            topics.add("all")
+            topics.add(PUBLIC_TOPIC)
+        # a private stream ends with its token: nothing is sent past notAfter (the client reconnects with a new one)
+        ends_at = reads().token(request).not_after + svc().settings.read_token_skew if channel or payee else None
 
         async def stream() -> AsyncIterator[str]:
             yield ": connected\n\n"
             async for event in svc().bus.subscribe(topics):
                 if await request.is_disconnected():
+                    break
+                if ends_at is not None and svc().clock() > ends_at and event["type"] == "payment":
                     break
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
 
@@ -608,14 +646,12 @@ def create_app(
         """What a wallet needs to add the relay's chain (wallet_addEthereumChain). The node URL is published only
         when it is on loopback or set explicitly (CHAINSTREAM_PUBLIC_RPC_URL): a provider URL may embed a key."""
         import os
-        from urllib.parse import urlparse
 
-        rpc = os.environ.get("CHAINSTREAM_PUBLIC_RPC_URL")
-        if rpc is None and urlparse(settings.rpc_url).hostname in ("127.0.0.1", "localhost", "::1"):
-            rpc = settings.rpc_url
+        rpc = public_rpc_url(settings)
         return {"rpcUrls": [rpc] if rpc else [], "chainName": os.environ.get("CHAINSTREAM_CHAIN_NAME")}
 
     frontend = settings.frontend_dir or PROJECT_ROOT / "frontend"
+    app.add_middleware(SecurityHeaders, index_html=frontend / "index.html", rpc_url=public_rpc_url(settings))
     if frontend.is_dir() and (frontend / "index.html").exists():
         app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
     return app

@@ -50,6 +50,10 @@ WITH_BODY: dict[int, str] = {
 
 BAD_ID = "`bad_bytes32`: the id in the path is not 0x + 64 hex digits"
 NO_CHANNEL = "`unknown_channel`: no such channel on the relay's chain"
+#: private reads (docs/API.md, read tokens)
+READ_401 = "`read_token_required`, `read_token_invalid`, `read_token_expired`: no valid read token of the owner"
+READ_403 = "`read_forbidden`: a read token of another account or channel"
+READ = {401: READ_401, 403: READ_403}
 
 #: route name -> status -> what it means there (on top of COMMON, and WITH_BODY for routes with a body)
 ROUTES: dict[str, dict[int, str]] = {
@@ -67,8 +71,8 @@ ROUTES: dict[str, dict[int, str]] = {
         "`bad_units`, `memo_too_long`, `already_owned`, `price_overflow`, `too_many_payees`",
     },
     "pay_batch": {},  # each item is answered on its own, with its status inside
-    "channel": {400: BAD_ID, 404: NO_CHANNEL},
-    "history": {400: BAD_ID, 404: NO_CHANNEL},
+    "channel": {400: BAD_ID, 404: NO_CHANNEL, **READ},
+    "history": {400: BAD_ID, 404: NO_CHANNEL, **READ},
     "caps_doc": {400: BAD_ID},
     "caps": {
         400: BAD_ID,
@@ -84,9 +88,9 @@ ROUTES: dict[str, dict[int, str]] = {
         409: "`channel_not_open`; `close_state_mismatch` (with `state`)",
         422: "`bad_signature`",
     },
-    "listener_channels": {400: "`bad_address`"},
-    "earnings": {400: "`bad_address`"},
-    "events": {400: "`bad_bytes32` (channel), `bad_address` (payee)"},
+    "listener_channels": {400: "`bad_address`", **READ},
+    "earnings": {400: "`bad_address`", **READ},
+    "events": {400: "`bad_bytes32` (channel), `bad_address` (payee)", 404: NO_CHANNEL, **READ},
 }
 BODY_ROUTES = frozenset({"pay", "pay_batch", "caps", "close"})
 

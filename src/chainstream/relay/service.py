@@ -87,6 +87,9 @@ class ChannelRuntime:
     refreshing: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
+#: the event bus topic of the public /events stream (no filter): carries no listener's data
+PUBLIC_TOPIC = "public"
+
 #: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
 CLOSE_PENDING = b"pending"
 
@@ -355,7 +358,8 @@ class RelayService:
                 raise StaleChannel(f"channel 0x{payment.channel_id.hex()} changed in another instance") from exc
             # A top-up or a new session key may have landed before the watcher saw it: read the channel from
             # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
-            # (insufficient_deposit is judged before the signature: only the channel's own signers may ask.)
+            # (insufficient_deposit comes after the signer check, so only the channel's own signers can ask;
+            # checked again here in case that order ever changes.)
             if exc.code not in CHAIN_REFRESH_CODES or (
                 exc.code == "insufficient_deposit" and not self._signed_for(rt, payment)
             ):
@@ -519,6 +523,11 @@ class RelayService:
             stored = self.store.payment_at(payment.channel_id, payment.seq)
             if stored is None or stored.digest != digest:
                 return None
+        # The acknowledgement shows the channel's state (remaining, today's spending, caps): only to its own
+        # signers. Anyone can rebuild a channel's first voucher for a guessed track (its receipt is public data),
+        # and must not learn from a "duplicate" that the listener played it.
+        if not self._signed_for(rt, payment):
+            return None
         return self._ack("duplicate", rt, payment.voucher, payment.seq, 0, digest)
 
     def _ack(
@@ -548,8 +557,33 @@ class RelayService:
         return True
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
+        """Live payment events, each audience shown only what is its own (docs/API.md, GET /events):
+
+        - the channel's subscribers (its payer's read token): everything about the payment;
+        - each payee's (the payee's read token): what it was paid, for what and when, and a tip's memo (addressed
+          to it), but nothing of the listener: no channel, payer, totals or other payees;
+        - the public stream: what kind of charge hit which catalog track (none for a tip to an address), when —
+          no amounts, memo or channel."""
         if not self.bus.has_subscribers:
             return
+        kind = Kind(record.kind).name.lower()
+        target = "0x" + record.target.hex()
+        # a tip straight to an address names a person: the public stream shows catalog tracks only
+        public_target = target if record.target in self.catalog.entries else None
+        self.bus.publish(
+            {"type": "payment", "kind": kind, "target": public_target, "at": record.accepted_at}, {PUBLIC_TOPIC}
+        )
+        for payee, value in record.payments.items():
+            payee_event = {
+                "type": "payment",
+                "kind": kind,
+                "target": target,
+                "payee": payee,
+                "amount": str(value),
+                "memo": record.memo,
+                "at": record.accepted_at,
+            }
+            self.bus.publish(payee_event, {f"payee:{payee}"})
         event = {
             "type": "payment",
             "channelId": "0x" + record.channel_id.hex(),
@@ -564,8 +598,7 @@ class RelayService:
             "memo": record.memo,
             "at": record.accepted_at,
         }
-        topics = {"all", "channel:0x" + record.channel_id.hex(), *(f"payee:{p}" for p in record.payments)}
-        self.bus.publish(event, topics)
+        self.bus.publish(event, {"channel:0x" + record.channel_id.hex()})
 
     # ------------------------------------------------------------------- caps
     async def set_caps(

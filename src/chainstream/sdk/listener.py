@@ -34,7 +34,7 @@ from chainstream.pricing import Split
 from chainstream.protocol import Kind, PrivateKey, Signature, SignedVoucher, Voucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
-from chainstream.sdk.client import RelayClient, RelayError
+from chainstream.sdk.client import ReadIdentity, RelayClient, RelayError
 
 DEFAULT_SESSION_TTL = 7 * 86_400
 HISTORY_PAGE = 500  # the relay's largest history page
@@ -66,7 +66,7 @@ class Listener:
         self.address: Address = wallet.address
         self.w3 = w3
         self.deployment = deployment
-        self.relay = relay
+        self._relay: RelayClient | None = None
         self.channels = ChannelsClient(w3, deployment.channels)
         self.registry = RegistryClient(w3, deployment.registry)
         self.tx = TxSender(w3, wallet)
@@ -76,6 +76,23 @@ class Listener:
         self.state: LedgerState | None = None
         self.signatures: dict[int, Signature] = {}
         self._listings: dict[bytes, Listing] = {}
+        self.relay = relay
+
+    @property
+    def relay(self) -> RelayClient | None:
+        return self._relay
+
+    @relay.setter
+    def relay(self, client: RelayClient | None) -> None:
+        """The relay client; it signs this listener's private reads with its keys (RelayClient.add_reader)."""
+        self._relay = client
+        if client is not None:
+            client.add_reader(self._read_identities)
+
+    def _read_identities(self) -> list[ReadIdentity]:
+        """Who reads this listener's data at the relay: the session key its channel, the wallet everything."""
+        own = [ReadIdentity(self.session_key, self.address, self.channel_id)] if self.channel_id else []
+        return [*own, ReadIdentity(self.wallet, self.address)]
 
     # ------------------------------------------------------------- channel
     def open_channel(
