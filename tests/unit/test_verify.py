@@ -111,10 +111,10 @@ def _judge(case: Case) -> Accepted:
 
 
 def _other_voucher(p: Payment) -> Payment:
-    bumped = Voucher(
-        p.voucher.channel_id, p.voucher.payees, (p.voucher.amounts[0] + 1, *p.voucher.amounts[1:]), p.voucher.play_hash
-    )
-    return replace(p, voucher=bumped)
+    """One wei more to the first payee, properly signed by the session key: not the voucher the charge makes."""
+    v = p.voucher
+    bumped = Voucher(v.channel_id, v.payees, (v.amounts[0] + 1, *v.amounts[1:]), v.play_hash)
+    return replace(p, voucher=bumped, signature=SESSION.sign(bumped.digest(DOMAIN)))
 
 
 CASES = {
