@@ -263,8 +263,10 @@ def test_history_before_2_63_is_422(relay: InProcessRelay, relay_chain: RelayCha
     """GET history?before=2^63: past SQLite's integers (a 500)."""
     listener = open_listener(relay_chain, relay)
     http = relay.http()
-    rejected(http.get(f"/channels/{cid_hex(listener)}/history", params={"before": 2**63}), 422, "invalid_request")
-    assert http.get(f"/channels/{cid_hex(listener)}/history", params={"before": 2**63 - 1}).status_code == 200
+    owner = {"Authorization": f"ChainStream-Read {relay.read_token(listener.wallet)}"}
+    history = f"/channels/{cid_hex(listener)}/history"
+    rejected(http.get(history, params={"before": 2**63}, headers=owner), 422, "invalid_request")
+    assert http.get(history, params={"before": 2**63 - 1}, headers=owner).status_code == 200
 
 
 def test_lone_surrogates_in_a_tip_memo_or_a_batch_id_are_422(relay: InProcessRelay, relay_chain: RelayChain) -> None:

@@ -57,7 +57,10 @@ class LyingRelay(httpx.BaseTransport):
             return httpx.Response(fabricated[0], json=fabricated[1])
         response = self.real.handle_request(request)
         response.read()
-        return httpx.Response(response.status_code, json=self.rewrite(request, json.loads(response.content)))
+        body = json.loads(response.content)
+        if response.status_code != 200:  # the lies are in answers; refusals (e.g. of a read token) pass through
+            return httpx.Response(response.status_code, json=body)
+        return httpx.Response(response.status_code, json=self.rewrite(request, body))
 
     def payments_sent(self) -> list[Any]:
         return [body for method, path, body in self.sent if method == "POST" and path.endswith("/payments")]

@@ -232,8 +232,8 @@ def test_highSTwinOfAPaymentSignature_isRefusedByTheRelay_andNeverStored(
 ) -> None:
     """A payment is sent to the relay with the high-s twin of its signature, before and after the original."""
     # Malleability at the relay: a payment sent with the twin of its signature (which a relay deduplicating by signature
-    # would take as a new payment) is refused as a bad signature; once the original is accepted, the twin is only ever
-    # the same payment again (by digest), stored once, with the original low-s signature.
+    # would take as a new payment) is refused as a bad signature, before and after the original is accepted; the
+    # original sent again is a duplicate (by digest), stored once, with the low-s signature.
     listener = open_listener(relay_chain, relay)
     http = relay.http()
     cid = cid_hex(listener)
@@ -243,9 +243,10 @@ def test_highSTwinOfAPaymentSignature_isRefusedByTheRelay_andNeverStored(
     assert relay.payment_rows(listener.channel_id) == []  # type: ignore[arg-type]
     accepted = http.post(f"/channels/{cid}/payments", json=play.body).json()
     assert accepted["status"] == "accepted"
-    # Duplicates are recognised by digest before any signature check (docs/SECURITY.md, relay notes), so the
-    # twin is now acknowledged as the stored payment: nothing new is stored and nothing is credited twice.
-    again = http.post(f"/channels/{cid}/payments", json=twin).json()
+    # The signature is checked before anything else (a duplicate is answered only to the channel's own signers),
+    # so the twin stays refused after the original is accepted: nothing new is stored, nothing credited twice.
+    rejected(http.post(f"/channels/{cid}/payments", json=twin), 422, "bad_signature")
+    again = http.post(f"/channels/{cid}/payments", json=play.body).json()
     assert again["status"] == "duplicate" and again["amount"] == "0" and again["digest"] == accepted["digest"]
     rows = relay.rows(
         "SELECT seq, signature FROM payments WHERE channel_id=?",

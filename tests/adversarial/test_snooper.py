@@ -125,7 +125,7 @@ def test_stranger_reads_an_artists_earnings_is_refused_and_the_artist_reads_them
     mine = token_for(relay, ada)
     assert http.get(path, headers=auth(mine)).json()["payee"] == ada.address
     csv = http.get(path, params={"format": "csv", "readToken": mine})
-    assert csv.status_code == 200 and csv.text.startswith("token,target,title")
+    assert csv.status_code == 200 and csv.text.startswith("date,channel,seq,track,title,kind,units,amount")
 
 
 def test_the_owner_reads_with_a_session_key_token_or_a_wallet_token(

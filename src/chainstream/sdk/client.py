@@ -104,7 +104,10 @@ class RelayClient:
             cid = bytes.fromhex(channel[2:])
             own = [i for i in identities if i.channel_id == cid]
             payers = {i.account for i in own}
-            own += [i for i in identities if i.channel_id is None and i.account in payers]
+            # then the wallets: the channel's payer first (if a session key named it), then any other wallet
+            # registered here (a wallet not yet attached to the channel, e.g. while it resyncs)
+            wallets = [i for i in identities if i.channel_id is None]
+            own += sorted(wallets, key=lambda i: i.account not in payers)
             return [self.read_token(i.key, i.account, cid) for i in own]
         if payee is not None:
             account = to_address(payee)
@@ -124,7 +127,7 @@ class RelayClient:
             try:
                 return self._send(method, path, **attempt)
             except RelayError as exc:
-                if exc.code != "read_token_invalid" or i == len(tokens) - 1:
+                if exc.code not in ("read_token_invalid", "read_forbidden") or i == len(tokens) - 1:
                     raise
         return self._send(method, path, **kwargs)
 
