@@ -265,6 +265,15 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         view_.status = _status(ch);
     }
 
+    /// @inheritdoc IChainStreamChannels
+    function sessionKeyValidUntil(bytes32 channelId, address key) external view returns (uint32 validUntil) {
+        if (key == address(0)) return 0;
+        Channel storage ch = _channels[channelId];
+        if (key == ch.sessionKey) validUntil = ch.sessionExpiry;
+        RetiredKey storage retired = _retiredKeys[channelId];
+        if (key == retired.key && retired.validUntil > validUntil) validUntil = retired.validUntil;
+    }
+
     /// @notice The rotated-out session key that still settles, if any.
     function retiredSessionKey(bytes32 channelId) external view returns (address key, uint32 validUntil) {
         RetiredKey storage retired = _retiredKeys[channelId];
@@ -471,8 +480,12 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         }
     }
 
+    /// @dev A key is judged by every validity it holds, never by the latest alone: the current key's expiry and,
+    /// independently, the retired key's grace. A key retired and then set again (S -> 0 -> S with a short
+    /// expiry, in one block or one transaction) is both, and keeps its grace (security review, issue 8).
+    /// The current key is checked first so that a valid current key costs no extra storage read.
     function _isSessionKey(Channel memory ch, bytes32 channelId, address signer) private view returns (bool) {
-        if (signer == ch.sessionKey) return block.timestamp <= ch.sessionExpiry;
+        if (signer == ch.sessionKey && block.timestamp <= ch.sessionExpiry) return true;
         RetiredKey storage retired = _retiredKeys[channelId];
         return signer == retired.key && block.timestamp <= retired.validUntil;
     }
