@@ -38,7 +38,6 @@ from tests.integration.helpers import (
     voucher,
 )
 from tests.integration.relay_fixtures import (
-    LAZY,
     MODEM,
     PLAY_PRICE,
     InProcessRelay,
@@ -76,9 +75,7 @@ def in_one_block(chain: Chain, sends: list[tuple[str, ContractFunction]]) -> lis
 
 def session_channel(chain: Chain, key: PrivateKey, *, label: str, deposit: int = 10 * FINNEY) -> bytes:
     """A channel of `listener` whose session key `key` is valid for a week."""
-    return open_channel(
-        chain, deposit, label=label, session_key=key.address, session_expiry=chain.now() + 7 * DAY
-    )
+    return open_channel(chain, deposit, label=label, session_key=key.address, session_expiry=chain.now() + 7 * DAY)
 
 
 def set_key(chain: Chain, cid: bytes, key: str, expiry: int) -> ContractFunction:
