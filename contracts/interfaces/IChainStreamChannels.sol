@@ -122,7 +122,9 @@ interface IChainStreamChannels {
     /// @param tokenId Its compact id in this contract (ETH is 0).
     event TokenAllowed(address indexed token, uint16 tokenId);
 
-    /// @notice A relay address was seen for the first time and given a compact id.
+    /// @notice A relay address was seen for the first time and given a compact id (the first 65,535 relays; a
+    /// relay seen after that has no id and is stored with each of its channels instead, so relays are never
+    /// refused however many were registered).
     event RelayRegistered(address indexed relay, uint16 relayId);
 
     /// @notice A channel was opened.
