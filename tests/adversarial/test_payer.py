@@ -13,6 +13,7 @@ Real chains (eth-tester and anvil, `chain`) and a real relay (`relay`, for the w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ from tests.integration.helpers import (
     voucher,
 )
 from tests.integration.relay_fixtures import (
+    LAZY,
     MODEM,
     PLAY_PRICE,
     InProcessRelay,
@@ -199,6 +201,35 @@ def test_rotateAwayAndBackInOneTransaction_secondRotationReverts_oldKeyKeepsSett
     chain.advance(60)
     settle(chain, signed)  # A, retired, still inside its grace
     assert chain.channels.get_channel(cid).settled == 2 * FINNEY
+
+
+def test_revokeThenReaddKeyWhileRelayIsAway_relaySettlesWithinTheGrace(
+    make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain
+) -> None:
+    """S -> 0 -> S(short) while the relay is away: back, it must judge S by the grace (the contract's rule), not
+    by S's new expiry, and settle what S signed instead of dropping it as unsettleable."""
+    relay = make_relay(**LAZY)
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+    track = relay_chain.track(MODEM)
+    listener.play(track)
+    listener.play(track)
+    relay.stop()
+
+    chain = relay_chain.chain
+    cid: bytes = listener.channel_id  # type: ignore[assignment]
+    key = listener.session_key.address
+    receipt = chain.channels.set_session_key(listener.tx, cid, ZERO_ADDRESS, 0)
+    revoked_at = int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+    chain.channels.set_session_key(listener.tx, cid, key, chain.now() + 10)
+    chain.advance(120)  # past the key's new expiry, well inside its grace
+
+    back = make_relay(actor=relay.actor, **LAZY)
+    wait_until(
+        lambda: back.channel(cid)["sessionExpiry"] == revoked_at + KEY_ROTATION_GRACE,
+        what="the relay to take the key's validity from the contract's rule",
+    )
+    back.settle_now(cid)
+    wait_until(lambda: listener.chain_state().settled == 2 * PLAY_PRICE, what="S's vouchers to be settled")
 
 
 @pytest.mark.parametrize("offset", [0, -1])
