@@ -908,3 +908,46 @@ def test_channel_escrow_invariants(embedded_chain: Chain) -> None:
     COVERAGE.clear()
     run_state_machine_as_test(Machine, settings=SETTINGS)
     print("\n".join(f"{count:5d}  {label}" for label, count in sorted(COVERAGE.items())))
+
+
+class Picks:
+    """Stands in for hypothesis's `data` when a test drives the machine's rules in a fixed order: each draw
+    returns the next value given (the rules' own logic, model and chain are the real ones)."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any, label: str | None = None) -> Any:
+        return self.values.pop(0)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_model_catches_a_revoked_and_readded_key(embedded_chain: Chain) -> None:
+    """The review's finding 1 as rule steps, for an EOA payer (two blocks) and the contract wallet (one
+    transaction): revoke S, set S again expiring a second later, then S pays and the relay settles. The model
+    says S is still within its grace; a contract that judges S by its new expiry alone fails this test."""
+    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
+    ADDR[WALLET] = wallet_address
+
+    class Machine(ChannelMachine):
+        chain = embedded_chain
+        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
+
+    machine = Machine()
+    try:
+        for payer in ("listener", WALLET):
+            machine.open_channel(payer, 50_000, 7 * 86_400)
+            ch = machine.channels[-1]
+            machine.pay_with_a_key_and_settle(Picks(ch), "current", 1_000)
+            if payer == WALLET:
+                machine.key_changes_in_one_transaction(Picks(ch), [(None, 60), ("retired", 1)], False)
+            else:
+                machine.change_session_key(Picks(ch), None, 60, True)
+                machine.change_session_key(Picks(ch), "retired", 1, True)
+            assert ch.session_key == "session" and ch.session_expiry < ch.promised["session"]  # shortened
+            machine.chain.advance(30)
+            machine.pay_with_a_key_and_settle(Picks(ch), "current", 2_000)
+            assert ch.settled == 3_000
+            machine.escrow_matches_obligations()
+    finally:
+        machine.teardown()
