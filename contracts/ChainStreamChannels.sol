@@ -69,7 +69,12 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     uint16 public tokenCount;
     mapping(address relay => uint16) private _relayIds;
     mapping(uint16 relayId => address) private _relays;
+    /// @notice Relays given a compact id so far (at most 65,535; later relays are stored per channel).
     uint16 public relayCount;
+    /// @dev The relay of a channel opened after the 65,535 compact ids ran out (its relayId is 0). Compact ids only
+    /// save the first channels of a relay a storage slot; they are not needed to use a relay, so registering
+    /// relays in bulk (anyone can: a 1-wei channel naming any address) cannot lock new relays out.
+    mapping(bytes32 channelId => address) private _channelRelays;
 
     /// @param challengePeriod_ Seconds of the unilateral-close challenge window (e.g. 86400).
     /// @param keyRotationGrace_ Seconds a rotated-out session key keeps settling (e.g. 3600).
@@ -205,7 +210,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
             );
         bytes32 closeDigest = _hashTypedDataV4(VoucherHashing.closeStructHash(channelId, voucherDigest));
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(closeDigest, r, vs);
-        if (err != ECDSA.RecoverError.NoError || signer != _relays[ch.relayId]) {
+        if (err != ECDSA.RecoverError.NoError || !_isRelay(signer, ch.relayId, channelId)) {
             revert CloseInvalidRelaySignature(channelId, signer);
         }
         if (voucherDigest != bytes32(0)) _settle(finalVoucher, true, true); // the relay consented: its Close
@@ -255,7 +260,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         Channel storage ch = _channels[channelId];
         view_.payer = ch.payer;
         view_.token = _tokens[ch.tokenId];
-        view_.relay = _relays[ch.relayId];
+        view_.relay = _relayOf(ch.relayId, channelId);
         view_.deposit = ch.deposit;
         view_.settled = ch.settled;
         view_.sessionKey = ch.sessionKey;
@@ -263,6 +268,15 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         view_.closesAt = ch.closesAt;
         view_.settledRoot = ch.settledRoot;
         view_.status = _status(ch);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function sessionKeyValidUntil(bytes32 channelId, address key) external view returns (uint32 validUntil) {
+        if (key == address(0)) return 0;
+        Channel storage ch = _channels[channelId];
+        if (key == ch.sessionKey) validUntil = ch.sessionExpiry;
+        RetiredKey storage retired = _retiredKeys[channelId];
+        if (key == retired.key && retired.validUntil > validUntil) validUntil = retired.validUntil;
     }
 
     /// @notice The rotated-out session key that still settles, if any.
@@ -329,7 +343,9 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         if (ch.payer != address(0)) revert ChannelExists(channelId);
         ch.payer = msg.sender;
         ch.tokenId = tokenId;
-        ch.relayId = _relayIdOf(relay);
+        uint16 relayId = _relayIdOf(relay);
+        ch.relayId = relayId;
+        if (relayId == 0) _channelRelays[channelId] = relay; // compact ids exhausted
         ch.sessionExpiry = sessionKey == address(0) ? 0 : sessionExpiry;
         ch.settledRoot = EMPTY_ROOT;
         ch.deposit = amount;
@@ -356,8 +372,10 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
             // The payer's signature alone also signs vouchers the relay never accepted (paying the payer, say):
             // settled first, they would void what the relay accepted and not yet settled. So only the relay
             // settles, until the second half of a close window (a relay gone for good cannot block the payer).
+            // A channel without a compact relay id (relayId 0) stores its relay: looked up only here, off the
+            // steady path, so that settling channels with an id costs nothing more.
             uint256 opensAt = ch.closesAt == 0 ? 0 : ch.closesAt - challengePeriod / 2;
-            if (opensAt == 0 || block.timestamp < opensAt) {
+            if ((opensAt == 0 || block.timestamp < opensAt) && !_isRelay(msg.sender, ch.relayId, channelId)) {
                 return (0, _fail(strict, abi.encodeWithSelector(SettleNotAllowed.selector, channelId, msg.sender,
                                                                  uint32(opensAt))));
             }
@@ -471,8 +489,12 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         }
     }
 
+    /// @dev A key is judged by every validity it holds, never by the latest alone: the current key's expiry and,
+    /// independently, the retired key's grace. A key retired and then set again (S -> 0 -> S with a short
+    /// expiry, in one block or one transaction) is both, and keeps its grace (security review, issue 8).
+    /// The current key is checked first so that a valid current key costs no extra storage read.
     function _isSessionKey(Channel memory ch, bytes32 channelId, address signer) private view returns (bool) {
-        if (signer == ch.sessionKey) return block.timestamp <= ch.sessionExpiry;
+        if (signer == ch.sessionKey && block.timestamp <= ch.sessionExpiry) return true;
         RetiredKey storage retired = _retiredKeys[channelId];
         return signer == retired.key && block.timestamp <= retired.validUntil;
     }
@@ -535,14 +557,34 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         if (tokenId == 0) revert TokenNotAllowed(token);
     }
 
+    /// @dev The relay's compact id, registering it on first use; 0 once all 65,535 ids are taken (the channel then
+    /// stores its relay address itself, see _channelRelays): never a revert, so ids cannot be exhausted into a DoS.
     function _relayIdOf(address relay) private returns (uint16 relayId) {
         relayId = _relayIds[relay];
         if (relayId == 0) {
-            relayId = ++relayCount; // checked: reverts after 65,535 relays
+            uint16 count = relayCount;
+            if (count == type(uint16).max) return 0;
+            // Cannot overflow: count < type(uint16).max.
+            unchecked {
+                relayId = count + 1;
+            }
+            relayCount = relayId;
             _relayIds[relay] = relayId;
             _relays[relayId] = relay;
             emit RelayRegistered(relay, relayId);
         }
+    }
+
+    /// @dev The channel's relay: by compact id, or stored with the channel when it has none (id 0).
+    function _relayOf(uint16 relayId, bytes32 channelId) private view returns (address) {
+        return relayId != 0 ? _relays[relayId] : _channelRelays[channelId];
+    }
+
+    /// @dev Whether `who` is the channel's relay. The compact id is tried first and decides alone when it matches
+    /// (the steady state: the relay settling its channels), so channels with an id pay nothing for the fallback.
+    /// `_relays[0]` is never set, so a channel without an id always reaches its stored relay.
+    function _isRelay(address who, uint16 relayId, bytes32 channelId) private view returns (bool) {
+        return who == _relays[relayId] || (relayId == 0 && who == _channelRelays[channelId] && who != address(0));
     }
 
     /// @dev Takes `amount` from the caller: checks msg.value for ETH, transferFrom for tokens.

@@ -122,7 +122,9 @@ interface IChainStreamChannels {
     /// @param tokenId Its compact id in this contract (ETH is 0).
     event TokenAllowed(address indexed token, uint16 tokenId);
 
-    /// @notice A relay address was seen for the first time and given a compact id.
+    /// @notice A relay address was seen for the first time and given a compact id (the first 65,535 relays; a
+    /// relay seen after that has no id and is stored with each of its channels instead, so relays are never
+    /// refused however many were registered).
     event RelayRegistered(address indexed relay, uint16 relayId);
 
     /// @notice A channel was opened.
@@ -211,7 +213,20 @@ interface IChainStreamChannels {
     /// @notice Replace the channel's session key (address(0) to revoke). The previous key keeps settling for
     /// the rotation grace period so that a payer cannot dodge vouchers it already signed. Setting the same key
     /// again changes its expiry, but not to before the end of that grace (SessionKeyExpiryBelowGrace).
+    /// @dev The rule every path keeps: once a key K was authorised with validity V, vouchers signed by K settle
+    /// at least until min(V, t + keyRotationGrace), t being the time of any later change, whatever the payer
+    /// does next (revoke, re-add K with a shorter expiry, rotate twice, in one block or one transaction). A key
+    /// re-added while it is still the retired key holds both validities (see sessionKeyValidUntil); a second
+    /// rotation while one is pending reverts (SessionKeyRotationPending), so the retired slot is never
+    /// overwritten during a grace. Keys change only while the channel is open; channels never reopen.
     function setSessionKey(bytes32 channelId, address sessionKey, uint32 expiry) external;
+
+    /// @notice The last second (inclusive) at which a voucher signed by `key` settles on this channel, as the
+    /// contract judges it now: the later of the current key's expiry and the retired key's grace, for whichever
+    /// of them `key` is; 0 if it is neither (or is the zero address). The payer's own signature always settles.
+    /// @dev Later key changes can only keep or extend this bound up to min(itself, change time + grace); the relay
+    /// uses it to refuse vouchers it could not settle and to schedule settlement before it passes.
+    function sessionKeyValidUntil(bytes32 channelId, address key) external view returns (uint32 validUntil);
 
     /// @notice Settle one voucher. Reverts with the reason if it is invalid; a stale voucher is a no-op. Only the
     /// channel's relay may settle, except in the second half of a close window (SettleNotAllowed).

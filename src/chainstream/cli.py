@@ -66,18 +66,44 @@ def deploy(
     out: Annotated[Path | None, typer.Option(help="deployment file (default deployments/<chainId>.json)")] = None,
     challenge_period: int = 86_400,
     key_rotation_grace: int = 3_600,
-    stablecoin: Annotated[bool, typer.Option(help="deploy the mock stablecoin (local chains)")] = True,
+    stablecoin: Annotated[
+        bool | None,
+        typer.Option(
+            "--stablecoin/--no-stablecoin",
+            help="deploy the mock stablecoin (anyone can mint it); default: only on development chains",
+            show_default=False,
+        ),
+    ] = None,
+    token_admin: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHAINSTREAM_TOKEN_ADMIN",
+            help="the address that may allowlist ERC-20s (default: the deployer key's; "
+            "required without CHAINSTREAM_DEPLOYER_KEY except on development chains)",
+        ),
+    ] = None,
     fund_from_node: Annotated[bool, typer.Option(help="fund the deployer from the node's unlocked account")] = False,
 ) -> None:
     """Deploy the contracts (deployer key: CHAINSTREAM_DEPLOYER_KEY, else a fresh key funded by the node)."""
-    from chainstream.chain.deploy import deploy_all
+    from chainstream.chain.deploy import deploy_all, is_dev_chain
     from chainstream.chain.node import connect
     from chainstream.chain.transactions import TxSender, fund
     from chainstream.protocol import PrivateKey
+    from chainstream.protocol.types import is_address
 
+    if token_admin is not None and not is_address(token_admin):
+        raise fail(f"--token-admin {token_admin!r} is not an address (0x and 40 hex digits)")
     try:
         w3 = connect(rpc_url)
         secret = os.environ.get("CHAINSTREAM_DEPLOYER_KEY")
+        if not secret and token_admin is None:
+            # A generated deployer key is thrown away after the deploy: it must not be the token admin.
+            if not is_dev_chain(w3.eth.chain_id):
+                raise fail(
+                    "without CHAINSTREAM_DEPLOYER_KEY the deployer key is generated and discarded: pass "
+                    "--token-admin ADDRESS (the operator's address that may allowlist tokens)"
+                )
+            token_admin = w3.eth.accounts[0]  # the development node's own account, which funds the deployer
         key = PrivateKey(secret) if secret else PrivateKey.generate()
         if not secret or fund_from_node:
             fund(w3, key.address, 10 * 10**18)
@@ -87,14 +113,16 @@ def deploy(
             challenge_period=challenge_period,
             key_rotation_grace=key_rotation_grace,
             with_stablecoin=stablecoin,
+            token_admin=token_admin,
         )
     except ChainStreamError as exc:
         raise fail(f"deploy failed: {exc}") from exc
     path = out or Path(f"deployments/{d.chain_id}.json")
     d.save(path)
     console.print(f"ChainStreamChannels [bold]{d.channels}[/]\nTrackRegistry       [bold]{d.registry}[/]")
+    console.print(f"token admin         [bold]{d.token_admin}[/]")
     if d.stablecoin:
-        console.print(f"MockStablecoin      [bold]{d.stablecoin}[/]")
+        console.print(f"MockStablecoin      [bold]{d.stablecoin}[/] (a mock anyone can mint)")
     console.print(f"written to {path}")
 
 

@@ -470,7 +470,8 @@ class Demo:
             for name in ("deployer", "relay", "platform", *demo_seed.ARTISTS):
                 fund(w3, self.key(name).address, 10 * ETHER)
             deployer = TxSender(w3, self.key("deployer"))
-            d = deploy_all(w3, deployer, challenge_period=CHALLENGE_PERIOD)
+            # The demo's own mock stablecoin, explicitly (the demo funds its keys from the node: a dev node).
+            d = deploy_all(w3, deployer, challenge_period=CHALLENGE_PERIOD, with_stablecoin=True)
         assert d.stablecoin is not None
         eth = TokenInfo(ZERO_ADDRESS, "ETH", 18)
         usd = TokenInfo(d.stablecoin, "mUSD", 6)

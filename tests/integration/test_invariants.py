@@ -12,7 +12,18 @@ revert reason, a batch's skipped entries, a settlement capped by the deposit). A
     payee's claimable balance (so escrow always covers outstanding obligations);
 (b) per channel, paid to payees + refunded <= deposited, and settled <= deposit;
 (c) the on-chain settled totals, settled-state commitments, statuses and claimable balances equal the model's;
-(d) no payee is ever credited more than the latest voucher the listener signed for it.
+(d) no payee is ever credited more than the latest voucher the listener signed for it;
+(e) session keys: the current and retired keys on chain equal the model's, and a voucher signed by a key that
+    was once authorised with validity V settles at least until min(V, t + keyRotationGrace), t being the time
+    of any later change of the channel's key. The model keeps that promise per key independently of how the
+    contract stores keys, so a contract that forgets a grace (security review, issue 8: S -> 0 -> S) is caught.
+
+Key changes: revoke (zero key), re-add a retired key, rotate to another key, set a key expiring now or in the
+past, and same-block sequences: one payer is a contract wallet (WalletPayer) that runs two or three key changes
+(and a close request) atomically, in one transaction, so at one block timestamp.
+
+Profiles: the CI profile (25 examples x 20 steps) runs by default; CHAINSTREAM_INVARIANTS=deep selects the deep
+profile (256 examples x 500 steps, hours) — see docs/OPERATIONS.md.
 
 Each example runs on a chain snapshot taken when the machine starts and reverted in its teardown.
 """
@@ -20,6 +31,7 @@ Each example runs on a chain snapshot taken when the machine starts and reverted
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,23 +50,34 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from chainstream.chain.artifacts import error_abis
+from chainstream.chain.artifacts import error_abis, load_artifact
 from chainstream.chain.contracts import ChannelState, ChannelStatus, settle_entry
+from chainstream.chain.deploy import deploy_contract
 from chainstream.errors import ChainError
 from chainstream.pricing import TOTAL_BPS, Split
 from chainstream.protocol import Kind, PlayReceipt, PrivateKey, SignedVoucher, Voucher
 from chainstream.protocol.hashing import hash_addresses, hash_uints, keccak
 from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
 from tests.conftest import test_key
-from tests.integration.conftest import CHALLENGE_PERIOD, Chain
+from tests.integration.conftest import CHALLENGE_PERIOD, KEY_ROTATION_GRACE, Chain
 
 LISTENERS = ("listener", "listener2", "stranger")
 RECIPIENTS = ("artist", "collab", "label")
 FEE_RECIPIENT = "platform"
 PAYEES = (*RECIPIENTS, FEE_RECIPIENT)
 SETTLERS = ("relay", "relay", "relay", "stranger", "artist", "deployer")  # the relay settles; others mostly may not
-ACTORS = (*LISTENERS, *PAYEES, "relay", "session", "deployer")
-ADDR: dict[str, Address] = {actor: test_key(actor).address for actor in ACTORS}
+WALLET = "wallet"  # a contract-wallet payer (WalletPayer, owned by WALLET_OWNER): runs key changes atomically
+WALLET_OWNER = "listener"
+PAYERS = (*LISTENERS, WALLET)
+SESSION_KEYS = ("session", "session2")  # signing keys only (never funded)
+KEYS: dict[str, PrivateKey] = {name: test_key(name) for name in SESSION_KEYS}
+ACTORS = (*LISTENERS, *PAYEES, "relay", *SESSION_KEYS, "deployer")
+ADDR: dict[str, Address] = {actor: test_key(actor).address for actor in ACTORS}  # + WALLET once deployed
+# A new key's expiry, relative to the next block's time: in the past, now, just after (most often: a payer
+# shortening a key is the attack), and further out.
+KEY_EXPIRY_OFFSETS = (-1, 0, 1, 1, 2, 2, 60, KEY_ROTATION_GRACE - 1, KEY_ROTATION_GRACE + 1, 86_400, 3 * 86_400)
+# Which key a change sets: none (revoke), the current key again, the retired key again, or a named key.
+KEY_CHOICES = (None, None, "current", "retired", "retired", *SESSION_KEYS)
 FORGER = test_key("forger")  # signs vouchers nobody authorized; not a funded actor, not anyone's session key
 SELECTORS: dict[str, bytes] = {abi["name"]: selector for selector, abi in error_abis().items()}
 
@@ -66,12 +89,26 @@ MAX_CHANNELS = 8  # per example
 MAX_LIVE_CHANNELS = 3  # not closed
 COVERAGE: Counter[str] = Counter()  # how often each outcome was exercised (printed with `pytest -s`)
 
-SETTINGS = settings(
+CI_SETTINGS = settings(
     max_examples=25,
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+#: CHAINSTREAM_INVARIANTS=deep: 256 examples of up to 500 steps (hours on the embedded chain; run it in the
+#: background, see docs/OPERATIONS.md). Shrinking is kept, so a failure still ends as a short sequence.
+DEEP_SETTINGS = settings(
+    CI_SETTINGS,
+    max_examples=256,
+    stateful_step_count=500,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.large_base_example,  # 500 steps are large by design
+        HealthCheck.data_too_large,
+    ],
+)
+SETTINGS = DEEP_SETTINGS if os.environ.get("CHAINSTREAM_INVARIANTS") == "deep" else CI_SETTINGS
 
 
 def event(label: str) -> None:
@@ -101,8 +138,14 @@ class ChannelModel:
     cid: bytes
     payer: str
     deposit: int
+    session_key: str | None  # the current key (a name in SESSION_KEYS), None for the zero key
     session_expiry: int  # 0: no session key
     voucher: Voucher  # the latest voucher the listener (or its session key) signed
+    retired_key: str | None = None  # the contract's retired slot (what retiredSessionKey returns)
+    retired_until: int = 0
+    #: the promise, per key: once authorised with validity V and then changed at t, it settles until at least
+    #: min(V, t + grace) whatever happens next (kept independently of the contract's storage)
+    promised: dict[str, int] = field(default_factory=dict)
     signed: list[tuple[SignedVoucher, Address]] = field(default_factory=list)  # every signed voucher and its signer
     seq: int = 0
     settled_payees: tuple[Address, ...] = ()
@@ -161,8 +204,7 @@ def predict(
         return Outcome(error="VoucherPrevStateMismatch")
     if any(amounts[i] < prev[i] for i in range(k)):
         return Outcome(error="VoucherNotMonotonic")
-    session_ok = ch.session_expiry != 0 and signer == ADDR["session"] and t <= ch.session_expiry
-    if signer != ADDR[ch.payer] and not session_ok:
+    if signer != ADDR[ch.payer] and not key_valid(ch, signer, t):
         return Outcome(error="VoucherUnauthorizedSigner")
     available = ch.deposit - ch.settled
     credited: list[int] = []
@@ -179,8 +221,39 @@ def predict(
     )
 
 
+def key_valid(ch: ChannelModel, signer: Address, t: int) -> bool:
+    """Whether a voucher signed by `signer` may settle at `t` by the session-key rule (the payer aside)."""
+    for name in SESSION_KEYS:
+        if ADDR[name] == signer:
+            current = ch.session_key == name and t <= ch.session_expiry
+            return current or t <= ch.promised.get(name, 0)
+    return False
+
+
+def predict_key_change(ch: ChannelModel, key: str | None, expiry: int, t: int) -> str | None:
+    """setSessionKey by the payer at `t`, on the model: the revert reason, or None after applying the change."""
+    if ch.closes_at != 0:
+        return "ChannelNotOpen"
+    if key is not None and expiry <= t:
+        return "SessionKeyExpiryInPast"
+    previous = ch.session_key
+    cap = min(ch.session_expiry, t + KEY_ROTATION_GRACE)
+    if previous is not None and previous == key and expiry < cap:
+        return "SessionKeyExpiryBelowGrace"
+    if previous is not None and previous != key:
+        if ch.retired_key is not None and ch.retired_until >= t:
+            return "SessionKeyRotationPending"
+        ch.retired_key, ch.retired_until = previous, cap
+    if previous is not None:
+        ch.promised[previous] = max(ch.promised.get(previous, 0), cap)
+    ch.session_key = key
+    ch.session_expiry = 0 if key is None else expiry
+    return None
+
+
 class ChannelMachine(RuleBasedStateMachine):
     chain: Chain  # set by the test
+    wallet: Any  # the WalletPayer contract, deployed by the test
 
     def __init__(self) -> None:
         super().__init__()
@@ -206,6 +279,22 @@ class ChannelMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ helpers
     def next_time(self) -> int:
         return self.chain.now() + 1
+
+    def as_payer(self, payer: str, calls: list[Any], value: int = 0) -> Any:
+        """Send contract calls as `payer`: one transaction from an EOA, or the wallet's calls in one transaction."""
+        if payer != WALLET:
+            (call,) = calls
+            return self.chain.tx(payer).transact(call, value=value, action=call.fn_name)
+        encoded = [(self.contract_address, 0, bytes.fromhex(c._encode_transaction_data()[2:])) for c in calls]
+        if value:
+            encoded[0] = (self.contract_address, value, encoded[0][2])
+        return self.chain.tx(WALLET_OWNER).transact(
+            self.wallet.functions.execute(encoded), value=value, action="wallet.execute"
+        )
+
+    def gas_paid_by(self, payer: str, sender: str, receipt: Any) -> int:
+        """Gas the payer's own balance paid (the wallet's owner pays for the wallet)."""
+        return receipt["gasUsed"] * receipt["effectiveGasPrice"] if sender == payer and payer != WALLET else 0
 
     def expect_revert(self, reason: str, fn: Any, *args: Any, **kwargs: Any) -> None:
         with pytest.raises(ChainError) as excinfo:
@@ -289,6 +378,9 @@ class ChannelMachine(RuleBasedStateMachine):
         pending = [ch for ch in live if ch.settled < min(ch.voucher.total, ch.deposit)]
         return data.draw(st.sampled_from(pending + pending + live + channels), label="channel")
 
+    def balance(self, actor: str) -> int:
+        return self.chain.balance(ADDR[actor])
+
     def view(self, fn: str, *args: Any) -> Any:
         """A view call with an explicit `from` (web3 otherwise asks eth-tester for its accounts every time)."""
         return getattr(self.cc.contract.functions, fn)(*args).call({"from": ADDR["deployer"]})
@@ -312,7 +404,7 @@ class ChannelMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------------------- rules
     @initialize(
-        listener=st.sampled_from(LISTENERS),
+        listener=st.sampled_from(PAYERS),
         deposit=st.integers(1, 100_000),
         session_ttl=st.one_of(st.none(), st.integers(60, 3 * CHALLENGE_PERIOD)),
         data=st.data(),
@@ -325,12 +417,12 @@ class ChannelMachine(RuleBasedStateMachine):
             data.draw(splits(), label="split"),
             data.draw(st.integers(1, 40_000), label="price"),
             1,
-            data.draw(st.booleans(), label="use_session"),
+            data.draw(st.sampled_from(("payer", *SESSION_KEYS)), label="signer"),
         )
 
     @precondition(lambda self: len(self.channels) < MAX_CHANNELS and len(self.live()) < MAX_LIVE_CHANNELS)
     @rule(
-        listener=st.sampled_from(LISTENERS),
+        listener=st.sampled_from(PAYERS),
         deposit=st.integers(1, 100_000),
         session_ttl=st.one_of(st.none(), st.integers(60, 3 * CHALLENGE_PERIOD)),
     )
@@ -338,16 +430,15 @@ class ChannelMachine(RuleBasedStateMachine):
         self.salt += 1
         t = self.next_time()
         expiry = 0 if session_ttl is None else t + session_ttl
-        cid, receipt = self.cc.open(
-            self.chain.tx(listener),
-            relay=ADDR["relay"],
-            amount=deposit,
-            salt=self.salt.to_bytes(32, "big"),
-            session_key=ADDR["session"] if expiry else ZERO_ADDRESS,
-            session_expiry=expiry,
-        )
+        salt = self.salt.to_bytes(32, "big")
+        key = ADDR["session"] if expiry else ZERO_ADDRESS
+        call = self.cc.contract.functions.open(ADDR["relay"], ZERO_ADDRESS, deposit, salt, key, expiry)
+        receipt = self.as_payer(listener, [call], value=deposit)
+        cid = self.cc.channel_id_for(ADDR[listener], ZERO_ADDRESS, ADDR["relay"], salt)
         self.check_time(receipt, t)
-        self.channels.append(ChannelModel(cid, listener, deposit, expiry, Voucher.empty(cid)))
+        self.channels.append(
+            ChannelModel(cid, listener, deposit, "session" if expiry else None, expiry, Voucher.empty(cid))
+        )
 
     @precondition(lambda self: self.live())
     @rule(data=st.data(), funder=st.sampled_from(LISTENERS), amount=st.integers(1, 100_000))
@@ -364,10 +455,16 @@ class ChannelMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.live())
     @rule(
-        data=st.data(), split=splits(), price=st.integers(1, 40_000), plays=st.integers(1, 3), use_session=st.booleans()
+        data=st.data(),
+        split=splits(),
+        price=st.integers(1, 40_000),
+        plays=st.integers(1, 3),
+        signer=st.sampled_from(("payer", *SESSION_KEYS)),
     )
-    def sign_voucher(self, data: st.DataObject, split: Split, price: int, plays: int, use_session: bool) -> None:
-        """The listener pays `plays` plays off-chain: a new cumulative voucher (it may exceed the deposit)."""
+    def sign_voucher(self, data: st.DataObject, split: Split, price: int, plays: int, signer: str) -> None:
+        """The listener pays `plays` plays off-chain: a new cumulative voucher (it may exceed the deposit), signed
+        by the payer or by a session key the model says is valid now (else by the payer; for the contract wallet
+        the payer's signature is its owner's, which the contract never accepts)."""
         ch = data.draw(st.sampled_from(self.live()), label="channel")
         voucher = ch.voucher
         for _ in range(plays):
@@ -376,8 +473,8 @@ class ChannelMachine(RuleBasedStateMachine):
                 seq=ch.seq, target=b"\x22" * 32, kind=Kind.PLAY, units=1, amount=price, split_hash=split.hash
             )
             voucher = voucher.add(split.apply(price), receipt)
-        session_valid = ch.session_expiry >= self.next_time()  # (it may still expire before settlement)
-        key: PrivateKey = self.chain.key("session" if use_session and session_valid else ch.payer)
+        use_key = signer != "payer" and key_valid(ch, ADDR[signer], self.next_time())  # (it may expire before settling)
+        key: PrivateKey = KEYS[signer] if use_key else self.chain.key(WALLET_OWNER if ch.payer == WALLET else ch.payer)
         signed = voucher.sign(self.cc.domain, key)
         assert signed.signer(self.cc.domain) == key.address
         ch.voucher = voucher
@@ -525,14 +622,15 @@ class ChannelMachine(RuleBasedStateMachine):
     def request_close(self, data: st.DataObject, by_payer: bool) -> None:
         ch = self.pick(data, self.channels)
         sender = ch.payer if by_payer else next(a for a in LISTENERS if a != ch.payer)
+        call = self.cc.contract.functions.requestClose(ch.cid)
         if not by_payer:
-            self.expect_revert("ChannelNotPayer", self.cc.request_close, self.chain.tx(sender), ch.cid)
+            self.expect_revert("ChannelNotPayer", self.as_payer, sender, [call])
             return
         if ch.closes_at != 0:
-            self.expect_revert("ChannelNotOpen", self.cc.request_close, self.chain.tx(sender), ch.cid)
+            self.expect_revert("ChannelNotOpen", self.as_payer, sender, [call])
             return
         t = self.next_time()
-        receipt = self.cc.request_close(self.chain.tx(sender), ch.cid)
+        receipt = self.as_payer(sender, [call])
         self.check_time(receipt, t)
         ch.closes_at = t + CHALLENGE_PERIOD
 
@@ -546,7 +644,12 @@ class ChannelMachine(RuleBasedStateMachine):
         """Let time pass, sometimes up to one second before, at, or after a close window's end or a key's expiry."""
         now = self.chain.now()
         clean = self.checked_block == self.chain.w3.eth.block_number
-        deadlines = [d for ch in self.channels for d in (ch.closes_at, ch.session_expiry) if d > now + 2]
+        deadlines = [
+            d
+            for ch in self.channels
+            for d in (ch.closes_at, ch.session_expiry, ch.retired_until, *ch.promised.values())
+            if d > now + 2
+        ]
         if to_deadline and deadlines:
             target = data.draw(st.sampled_from(deadlines), label="deadline") + offset  # the next transaction's time
             seconds = target - 1 - now
@@ -562,17 +665,17 @@ class ChannelMachine(RuleBasedStateMachine):
         over = [ch for ch in closing if ch.closes_at <= self.next_time()]
         ch = data.draw(st.sampled_from(over + over + closing + self.channels), label="channel")
         sender = ch.payer if caller == "payer" else caller
+        call = self.cc.contract.functions.withdraw(ch.cid)
         t = self.next_time()
         event(f"withdraw: {'ok' if 1 < ch.closes_at <= t else 'ChannelWindowNotOver'}")
         if ch.closes_at <= 1 or t < ch.closes_at:
-            self.expect_revert("ChannelWindowNotOver", self.cc.withdraw, self.chain.tx(sender), ch.cid)
+            self.expect_revert("ChannelWindowNotOver", self.as_payer, sender, [call])
             return
-        before = self.chain.balance(ch.payer)
-        receipt = self.cc.withdraw(self.chain.tx(sender), ch.cid)
+        before = self.balance(ch.payer)
+        receipt = self.as_payer(sender, [call])
         self.check_time(receipt, t)
         refund = self.finalize(ch)
-        gas = receipt["gasUsed"] * receipt["effectiveGasPrice"] if sender == ch.payer else 0
-        assert self.chain.balance(ch.payer) == before + refund - gas
+        assert self.balance(ch.payer) == before + refund - self.gas_paid_by(ch.payer, sender, receipt)
         self.check_closed_event(receipt, ch, refund, cooperative=False)
 
     @precondition(lambda self: self.live())
@@ -599,10 +702,13 @@ class ChannelMachine(RuleBasedStateMachine):
         sender = ch.payer if by_payer else next(a for a in LISTENERS if a != ch.payer)
         t = self.next_time()
 
+        final_entry = (
+            settle_entry(entry[0], prev) if entry else (ch.cid, [], [], b"\x00" * 32, [], b"\x00" * 32, b"\x00" * 32)
+        )
+        call = self.cc.contract.functions.cooperativeClose(final_entry, relay_sig.r_bytes, relay_sig.vs_bytes)
+
         def close() -> Any:
-            return self.cc.cooperative_close(
-                self.chain.tx(sender), entry[0] if entry else None, prev, relay_sig, channel_id=ch.cid
-            )
+            return self.as_payer(sender, [call])
 
         out: Outcome | None = None
         if not by_payer:
@@ -619,16 +725,117 @@ class ChannelMachine(RuleBasedStateMachine):
             self.expect_revert(reason, close)
             return
         assert out is not None
-        before = self.chain.balance(ch.payer)
+        before = self.balance(ch.payer)
         receipt = close()
         self.check_time(receipt, t)
         self.check_settlement_events(receipt, [(ch, out)])
         if out.settles:
             self.apply(ch, out)
         refund = self.finalize(ch)
-        gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
-        assert self.chain.balance(ch.payer) == before + refund - gas
+        assert self.balance(ch.payer) == before + refund - self.gas_paid_by(ch.payer, sender, receipt)
         self.check_closed_event(receipt, ch, refund, cooperative=True)
+
+    def key_change_call(self, ch: ChannelModel, key: str | None, expiry: int) -> Any:
+        return self.cc.contract.functions.setSessionKey(ch.cid, ADDR[key] if key else ZERO_ADDRESS, expiry)
+
+    @staticmethod
+    def resolve_key(ch: ChannelModel, choice: str | None) -> str | None:
+        """A KEY_CHOICES entry for this channel now ("current" and "retired" may name no key: the zero key)."""
+        if choice == "current":
+            return ch.session_key
+        if choice == "retired":
+            return ch.retired_key
+        return choice
+
+    @precondition(lambda self: self.channels)
+    @rule(
+        data=st.data(),
+        choice=st.sampled_from(KEY_CHOICES),
+        offset=st.sampled_from(KEY_EXPIRY_OFFSETS),
+        by_payer=st.sampled_from((True, True, True, False)),
+    )
+    def change_session_key(self, data: st.DataObject, choice: str | None, offset: int, by_payer: bool) -> None:
+        """The payer revokes its session key, re-adds one, rotates to another, or moves its expiry (by any amount,
+        into the past too); a non-payer tries the same."""
+        open_ = [c for c in self.channels if c.closes_at == 0]
+        ch = data.draw(st.sampled_from(open_ + open_ + self.channels), label="channel")
+        key = self.resolve_key(ch, choice)
+        t = self.next_time()
+        expiry = 0 if key is None and offset < 0 else max(0, t + offset)
+        sender = ch.payer if by_payer else next(a for a in LISTENERS if a != ch.payer)
+        call = self.key_change_call(ch, key, expiry)
+        work = copy.deepcopy(ch)
+        reason = predict_key_change(work, key, expiry, t) if by_payer else "ChannelNotPayer"
+        event(f"key change: {reason or 'ok'}")
+        if reason:
+            self.expect_revert(reason, self.as_payer, sender, [call])
+            return
+        receipt = self.as_payer(sender, [call])
+        self.check_time(receipt, t)
+        self.adopt_keys(ch, work)
+
+    @precondition(lambda self: any(ch.payer == WALLET for ch in self.channels))
+    @rule(
+        data=st.data(),
+        changes=st.lists(
+            st.tuples(st.sampled_from(KEY_CHOICES), st.sampled_from(KEY_EXPIRY_OFFSETS)),
+            min_size=2,
+            max_size=3,
+        ),
+        then_close=st.sampled_from((False, False, True)),
+    )
+    def key_changes_in_one_transaction(
+        self, data: st.DataObject, changes: list[tuple[str | None, int]], then_close: bool
+    ) -> None:
+        """The contract-wallet payer makes two or three key changes (and maybe a close request) atomically: one
+        block, one timestamp (S -> 0 -> S, A -> B -> A, A -> B -> C, ...). All happen, or none."""
+        wallets = [c for c in self.channels if c.payer == WALLET]
+        ch = data.draw(st.sampled_from([c for c in wallets if c.closes_at == 0] * 2 + wallets), label="channel")
+        t = self.next_time()
+        work = copy.deepcopy(ch)
+        calls = []
+        reason: str | None = None
+        for choice, offset in changes:
+            key = self.resolve_key(work, choice)  # as the wallet's owner sees the keys at this point of the sequence
+            expiry = 0 if key is None and offset < 0 else max(0, t + offset)
+            calls.append(self.key_change_call(ch, key, expiry))
+            reason = reason or predict_key_change(work, key, expiry, t)
+        if then_close:
+            calls.append(self.cc.contract.functions.requestClose(ch.cid))
+            if reason is None and work.closes_at != 0:
+                reason = "ChannelNotOpen"
+        event(f"key changes in one transaction: {reason or 'ok'}")
+        if reason:
+            self.expect_revert(reason, self.as_payer, WALLET, calls)
+            return
+        receipt = self.as_payer(WALLET, calls)
+        self.check_time(receipt, t)
+        self.adopt_keys(ch, work)
+        if then_close:
+            ch.closes_at = t + CHALLENGE_PERIOD
+
+    @precondition(lambda self: any(ch.closes_at == 0 for ch in self.channels))
+    @rule(data=st.data(), choice=st.sampled_from(KEY_CHOICES[2:]), tip=st.integers(1, 5_000))
+    def pay_with_a_key_and_settle(self, data: st.DataObject, choice: str, tip: int) -> None:
+        """The payer's key (current, retired, or any) signs the next voucher, valid or not, and the relay settles
+        it at once: probes the session-key rule right after key changes (same block, a second later)."""
+        ch = data.draw(st.sampled_from([c for c in self.channels if c.closes_at == 0]), label="channel")
+        key = self.resolve_key(ch, choice) or "session"
+        ch.seq += 1
+        receipt = PlayReceipt(
+            seq=ch.seq, target=b"\x44" * 32, kind=Kind.TIP, units=0, amount=tip, split_hash=b"\x00" * 32
+        )
+        voucher = ch.voucher.add({ADDR["artist"]: tip}, receipt)
+        signed = voucher.sign(self.cc.domain, KEYS[key])
+        ch.voucher = voucher
+        ch.signed.append((signed, KEYS[key].address))
+        out = self.settle_one(ch, signed, KEYS[key].address, ch.credited, "relay")
+        event(f"pay with a key and settle: {describe(out)}")
+
+    @staticmethod
+    def adopt_keys(ch: ChannelModel, work: ChannelModel) -> None:
+        ch.session_key, ch.session_expiry = work.session_key, work.session_expiry
+        ch.retired_key, ch.retired_until, ch.promised = work.retired_key, work.retired_until, work.promised
 
     # --------------------------------------------------------------- invariants
     @invariant()
@@ -654,9 +861,15 @@ class ChannelMachine(RuleBasedStateMachine):
                 ch.status,
             )
             assert state.settled_root == settled_root(ch.settled_payees, ch.credited)
+            # (e) the keys on chain are the model's
             assert (state.session_key, state.session_expiry) == (
-                (ADDR["session"], ch.session_expiry) if ch.session_expiry else (ZERO_ADDRESS, 0)
+                (ADDR[ch.session_key], ch.session_expiry) if ch.session_key else (ZERO_ADDRESS, 0)
             )
+            if state.status != ChannelStatus.CLOSED:
+                retired = tuple(self.view("retiredSessionKey", ch.cid))
+                assert (to_address(retired[0]), retired[1]) == (
+                    (ADDR[ch.retired_key], ch.retired_until) if ch.retired_key else (ZERO_ADDRESS, 0)
+                )
         # (a) the contract holds exactly what it owes: unspent deposits of live channels plus claimable balances
         outstanding = sum(s.deposit - s.settled for s in on_chain.values() if s.status != ChannelStatus.CLOSED)
         assert self.chain.balance(self.contract_address) == self.base_balance + outstanding + sum(claimable.values())
@@ -685,9 +898,56 @@ class ChannelMachine(RuleBasedStateMachine):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_channel_escrow_invariants(embedded_chain: Chain) -> None:
+    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
+    ADDR[WALLET] = wallet_address
+
     class Machine(ChannelMachine):
         chain = embedded_chain
+        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
 
     COVERAGE.clear()
     run_state_machine_as_test(Machine, settings=SETTINGS)
     print("\n".join(f"{count:5d}  {label}" for label, count in sorted(COVERAGE.items())))
+
+
+class Picks:
+    """Stands in for hypothesis's `data` when a test drives the machine's rules in a fixed order: each draw
+    returns the next value given (the rules' own logic, model and chain are the real ones)."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any, label: str | None = None) -> Any:
+        return self.values.pop(0)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_model_catches_a_revoked_and_readded_key(embedded_chain: Chain) -> None:
+    """The review's finding 1 as rule steps, for an EOA payer (two blocks) and the contract wallet (one
+    transaction): revoke S, set S again expiring a second later, then S pays and the relay settles. The model
+    says S is still within its grace; a contract that judges S by its new expiry alone fails this test."""
+    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
+    ADDR[WALLET] = wallet_address
+
+    class Machine(ChannelMachine):
+        chain = embedded_chain
+        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
+
+    machine = Machine()
+    try:
+        for payer in ("listener", WALLET):
+            machine.open_channel(payer, 50_000, 7 * 86_400)
+            ch = machine.channels[-1]
+            machine.pay_with_a_key_and_settle(Picks(ch), "current", 1_000)
+            if payer == WALLET:
+                machine.key_changes_in_one_transaction(Picks(ch), [(None, 60), ("retired", 1)], False)
+            else:
+                machine.change_session_key(Picks(ch), None, 60, True)
+                machine.change_session_key(Picks(ch), "retired", 1, True)
+            assert ch.session_key == "session" and ch.session_expiry < ch.promised["session"]  # shortened
+            machine.chain.advance(30)
+            machine.pay_with_a_key_and_settle(Picks(ch), "current", 2_000)
+            assert ch.settled == 3_000
+            machine.escrow_matches_obligations()
+    finally:
+        machine.teardown()

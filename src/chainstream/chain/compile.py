@@ -30,6 +30,7 @@ DEPLOYABLE = (
     "FalseReturnToken",
     "ReentrantToken",
     "ReentrantPayee",
+    "WalletPayer",
 )
 
 SETTINGS: dict[str, Any] = {

@@ -47,6 +47,10 @@ class ChannelState:
     closes_at: int
     settled_root: bytes
     status: ChannelStatus
+    #: the last second (inclusive) at which vouchers signed by `session_key` settle: its expiry, or later when the
+    #: key is also the retired key within its rotation grace (re-added after a revocation); 0 without a key.
+    #: The contract's sessionKeyValidUntil: what the relay must use to accept and to schedule settlement.
+    session_valid_until: int = 0
 
     @property
     def remaining(self) -> int:
@@ -107,7 +111,12 @@ class ChannelsClient(_Client):
         return bytes(self.contract.functions.channelIdFor(payer, token, relay, salt).call())
 
     def get_channel(self, channel_id: bytes) -> ChannelState:
+        """The channel, with its session key's validity as the contract judges it (one more call with a key)."""
         raw = self.contract.functions.getChannel(channel_id).call()
+        session_key = to_address(raw[5])
+        valid_until = 0
+        if session_key != ZERO_ADDRESS:
+            valid_until = int(self.contract.functions.sessionKeyValidUntil(channel_id, session_key).call())
         return ChannelState(
             channel_id=channel_id,
             payer=to_address(raw[0]),
@@ -120,6 +129,7 @@ class ChannelsClient(_Client):
             closes_at=raw[7],
             settled_root=bytes(raw[8]),
             status=ChannelStatus(raw[9]),
+            session_valid_until=valid_until,
         )
 
     def claimable(self, payee: str, token: str = ZERO_ADDRESS) -> int:

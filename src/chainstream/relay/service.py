@@ -258,7 +258,7 @@ class RelayService:
             state.token,
             state.deposit,
             state.session_key,
-            state.session_expiry,
+            state.session_valid_until,  # the contract's rule: a re-added key keeps its grace
             status_name(state.status),
             state.closes_at,
         )
@@ -275,11 +275,13 @@ class RelayService:
         existing = self.store.get_channel(state.channel_id)
         if existing is None:
             return
+        # The key's validity as the contract judges it (sessionKeyValidUntil), not its stored expiry alone: a key
+        # revoked and set again with a short expiry still settles through its grace, so the relay settles it then.
         record = replace(
             existing,
             deposit=state.deposit,
             session_key=state.session_key,
-            session_expiry=state.session_expiry,
+            session_expiry=state.session_valid_until,
             status=status_name(state.status),
             closes_at=state.closes_at,
         )
@@ -292,7 +294,7 @@ class RelayService:
                 rt.record,
                 deposit=state.deposit,
                 session_key=state.session_key,
-                session_expiry=state.session_expiry,
+                session_expiry=state.session_valid_until,
                 status=status_name(state.status),
                 closes_at=state.closes_at,
             )
