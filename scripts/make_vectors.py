@@ -33,6 +33,7 @@ from chainstream.protocol.eip712 import (
     READ_ACCESS_TYPEHASH,
     VOUCHER_TYPE,
     VOUCHER_TYPEHASH,
+    caps_struct_hash,
     close_struct_hash,
 )
 from chainstream.protocol.hashing import address_word, hash_addresses, hash_uints, keccak, word
@@ -129,6 +130,7 @@ def capped_credit(amounts: tuple[int, ...], prev: tuple[int, ...], available: in
 SKIP_REASONS = (
     "ChannelNotFound(bytes32)",
     "ChannelNotSettleable(bytes32,uint32)",
+    "SettleNotAllowed(bytes32,address,uint32)",
     "VoucherLengthMismatch(bytes32,uint256,uint256,uint256)",
     "VoucherAmountOverflow(bytes32)",
     "VoucherStale(bytes32,uint256,uint256)",
@@ -200,6 +202,28 @@ def read_token_entry(
         "digest": hex0x(token.digest(DOMAIN, RELAY.address)),
         "signature": token.signature.to_hex(),
         "token": token.encode(),
+    }
+
+
+def caps_entry(
+    description: str, key: PrivateKey, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int
+) -> dict[str, Any]:
+    """Caps(channelId, dailyCap, sessionCap, issuedAt) signed by the payer or its session key (relay only)."""
+    struct_hash = caps_struct_hash(channel_id, daily_cap, session_cap, issued_at)
+    digest = DOMAIN.digest(struct_hash)
+    return {
+        "description": description,
+        "privateKey": hex0x(key.secret),
+        "signer": key.address,
+        "message": {
+            "channelId": hex0x(channel_id),
+            "dailyCap": str(daily_cap),
+            "sessionCap": str(session_cap),
+            "issuedAt": issued_at,
+        },
+        "structHash": hex0x(struct_hash),
+        "digest": hex0x(digest),
+        "signature": key.sign(digest).to_hex(),
     }
 
 
@@ -409,6 +433,24 @@ def _build() -> tuple[dict[str, Any], dict[str, Voucher]]:
         "closes": closes,
         "receipts": a.receipts + b.receipts,
         "splits": splits,
+        "caps": [
+            caps_entry(
+                "the payer sets a daily cap of 5000 and a session cap of 20000",
+                PAYER,
+                CHANNEL_A,
+                5_000,
+                20_000,
+                1_700_000_000,
+            ),
+            caps_entry(
+                "the session key tightens the daily cap to 4000 (no session cap)",
+                SESSION,
+                CHANNEL_A,
+                4_000,
+                0,
+                1_700_000_001,
+            ),
+        ],
         "readTokens": [
             read_token_entry(
                 "the payer reads all its channels at the relay (channelId zero)",
@@ -525,6 +567,12 @@ def render_block() -> str:
         ]
     out += ["#### Splits", "", "```json", dump_json(doc["splits"]), "```", ""]
     out += [
+        "#### Caps (relay only; amounts as decimal strings, 0 = no cap)",
+        "",
+        "```json",
+        dump_json(doc["caps"]),
+        "```",
+        "",
         "#### Read tokens (relay only; `token` is the wire form)",
         "",
         "```json",

@@ -204,6 +204,23 @@ test("hand-built voucher digests equal ethers' generic EIP-712 encoder", () => {
   }
 });
 
+test("caps (Caps): digests and signatures", () => {
+  assert.ok(vectors.caps?.length > 0);
+  for (const vec of vectors.caps) {
+    const m = {
+      channelId: vec.message.channelId,
+      dailyCap: BigInt(vec.message.dailyCap),
+      sessionCap: BigInt(vec.message.sessionCap),
+      issuedAt: BigInt(vec.message.issuedAt),
+    };
+    const digest = P.capsDigest(domain, m);
+    assert.equal(digest, vec.digest);
+    assert.equal(TypedDataEncoder.hash(domain, P.CAPS_TYPES, m), vec.digest);
+    assert.equal(P.signDigest(vec.privateKey, digest), vec.signature);
+    assert.equal(getAddress(P.recoverDigest(digest, vec.signature)), vec.signer);
+  }
+});
+
 test("read tokens (ReadAccess): digests, signatures and wire form", () => {
   assert.ok(vectors.readTokens?.length > 0);
   for (const vec of vectors.readTokens) {

@@ -75,7 +75,16 @@ def voucher_of(entry: dict[str, Any]) -> Voucher:
 
 
 def test_format() -> None:
-    assert list(VECTORS) == ["domain", "domainSeparator", "vouchers", "closes", "receipts", "splits", "readTokens"]
+    assert list(VECTORS) == [
+        "domain",
+        "domainSeparator",
+        "vouchers",
+        "closes",
+        "receipts",
+        "splits",
+        "caps",
+        "readTokens",
+    ]
     assert VECTORS["domain"] == {
         "name": "ChainStream",
         "version": "1",
@@ -193,6 +202,25 @@ def test_read_token_vectors(entry: dict[str, Any]) -> None:
     assert token.signer(DOMAIN, m["relay"]) == entry["signer"]
     # shown to another relay, the same token recovers to someone else
     assert token.signer(DOMAIN, "0x" + "77" * 20) != entry["signer"]
+
+
+@pytest.mark.parametrize("entry", VECTORS["caps"], ids=lambda e: e["description"])
+def test_caps_vectors(entry: dict[str, Any]) -> None:
+    """hashStruct(Caps) by hand (PROTOCOL.md §3.3), the digest, and the payer's or session key's signature."""
+    m = entry["message"]
+    struct = keccak(
+        keccak(b"Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)")
+        + b32(m["channelId"])
+        + int(m["dailyCap"]).to_bytes(32, "big")
+        + int(m["sessionCap"]).to_bytes(32, "big")
+        + m["issuedAt"].to_bytes(32, "big")
+    )
+    assert hex0x(struct) == entry["structHash"]
+    digest = DOMAIN.digest(struct)
+    assert hex0x(digest) == entry["digest"]
+    key = PrivateKey(entry["privateKey"])
+    assert key.address == entry["signer"] and key.sign(digest).to_hex() == entry["signature"]
+    assert recover(digest, Signature.from_hex(entry["signature"])) == entry["signer"]
 
 
 def receipt_of(entry: dict[str, Any]) -> PlayReceipt:
