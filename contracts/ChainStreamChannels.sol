@@ -255,7 +255,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     // ----------------------------------------------------------------- views
 
-    /// @notice The channel's state as clients see it.
+    /// @inheritdoc IChainStreamChannels
     function getChannel(bytes32 channelId) external view returns (ChannelView memory view_) {
         Channel storage ch = _channels[channelId];
         view_.payer = ch.payer;
@@ -279,24 +279,24 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         if (key == retired.key && retired.validUntil > validUntil) validUntil = retired.validUntil;
     }
 
-    /// @notice The rotated-out session key that still settles, if any.
+    /// @inheritdoc IChainStreamChannels
     function retiredSessionKey(bytes32 channelId) external view returns (address key, uint32 validUntil) {
         RetiredKey storage retired = _retiredKeys[channelId];
         return (retired.key, retired.validUntil);
     }
 
-    /// @notice What `payee` can claim in `token` (address(0) for ETH).
+    /// @inheritdoc IChainStreamChannels
     function claimable(address payee, address token) external view returns (uint256) {
         uint256 stored = _balances[payee][_tokenIdOf(token)];
         return stored == 0 ? 0 : stored - 1;
     }
 
-    /// @notice The id a channel opened with these parameters gets (ids also bind chain id and this contract).
+    /// @inheritdoc IChainStreamChannels
     function channelIdFor(address payer, address token, address relay, bytes32 salt) public view returns (bytes32) {
         return keccak256(abi.encode(block.chainid, address(this), payer, token, relay, salt));
     }
 
-    /// @notice The EIP-712 digest a payer or session key signs for this voucher.
+    /// @inheritdoc IChainStreamChannels
     function voucherDigest(bytes32 channelId, address[] calldata payees, uint256[] calldata amounts, bytes32 playHash)
         external
         view
@@ -307,17 +307,17 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         );
     }
 
-    /// @notice The EIP-712 digest a relay signs to consent to a cooperative close at `voucherDigest_`.
+    /// @inheritdoc IChainStreamChannels
     function closeDigest(bytes32 channelId, bytes32 voucherDigest_) external view returns (bytes32) {
         return _hashTypedDataV4(VoucherHashing.closeStructHash(channelId, voucherDigest_));
     }
 
-    /// @notice The EIP-712 domain separator (rebuilt by EIP712 if the chain id ever changes).
+    /// @inheritdoc IChainStreamChannels
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
     }
 
-    /// @notice The compact id of an allowed token (0 for ETH); reverts for tokens not allowed.
+    /// @inheritdoc IChainStreamChannels
     function tokenIdOf(address token) external view returns (uint16) {
         return _tokenIdOf(token);
     }

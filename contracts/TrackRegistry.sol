@@ -62,29 +62,29 @@ contract TrackRegistry is ITrackRegistry {
 
     // ----------------------------------------------------------------- views
 
-    /// @notice A track's owner, title and current split.
+    /// @inheritdoc ITrackRegistry
     function getTrack(bytes32 trackId) external view returns (TrackView memory view_) {
         Track storage track = _tracks[trackId];
         if (track.owner == address(0)) revert TrackNotFound(trackId);
         view_ = TrackView(track.owner, track.title, track.splitVersion, _splitHashes[trackId][track.splitVersion], track.registeredAt);
     }
 
-    /// @notice A track's terms in `token` (address(0) = ETH); enabled = false if none.
+    /// @inheritdoc ITrackRegistry
     function getTerms(bytes32 trackId, address token) external view returns (Terms memory) {
         return _terms[trackId][token];
     }
 
-    /// @notice A split version of a track (versions start at 1) and its hash.
+    /// @inheritdoc ITrackRegistry
     function getSplit(bytes32 trackId, uint32 version) external view returns (Split memory split, bytes32 splitHash) {
         return (_splits[trackId][version], _splitHashes[trackId][version]);
     }
 
-    /// @notice Number of registered tracks.
+    /// @inheritdoc ITrackRegistry
     function trackCount() external view returns (uint256) {
         return _trackIds.length;
     }
 
-    /// @notice Track ids in registration order, `count` of them from `start`.
+    /// @inheritdoc ITrackRegistry
     function trackIds(uint256 start, uint256 count) external view returns (bytes32[] memory ids) {
         uint256 end = start + count;
         if (end > _trackIds.length) end = _trackIds.length;
@@ -95,7 +95,7 @@ contract TrackRegistry is ITrackRegistry {
         }
     }
 
-    /// @notice The hash a play receipt commits to: keccak256(abi.encode(recipients, bps, feeRecipient, feeBps)).
+    /// @inheritdoc ITrackRegistry
     function hashSplit(Split calldata split) public pure returns (bytes32) {
         return keccak256(abi.encode(split.recipients, split.bps, split.feeRecipient, split.feeBps));
     }

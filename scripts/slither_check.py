@@ -102,6 +102,9 @@ def compile_contracts() -> None:
     npx = shutil.which("npx")
     if npx is None:
         raise SystemExit("slither_check: npx not found (run `make setup`)")
+    # Clean first: Slither reads every build-info file, and one left from before an edit holds source maps of the
+    # old text (crytic-compile then fails with "Source map ... falls outside the cached source").
+    subprocess.run([npx, "hardhat", "clean"], cwd=ROOT, check=True)
     subprocess.run([npx, "hardhat", "compile", "--quiet"], cwd=ROOT, check=True)
 
 

@@ -228,6 +228,33 @@ interface IChainStreamChannels {
     /// uses it to refuse vouchers it could not settle and to schedule settlement before it passes.
     function sessionKeyValidUntil(bytes32 channelId, address key) external view returns (uint32 validUntil);
 
+    /// @notice The channel's state as clients see it (status derived from the close window and the clock).
+    function getChannel(bytes32 channelId) external view returns (ChannelView memory view_);
+
+    /// @notice The rotated-out session key that still settles until `validUntil`, if any (zero address if none).
+    function retiredSessionKey(bytes32 channelId) external view returns (address key, uint32 validUntil);
+
+    /// @notice What `payee` can claim in `token` (address(0) for ETH).
+    function claimable(address payee, address token) external view returns (uint256);
+
+    /// @notice The id a channel opened with these parameters gets (ids also bind the chain id and this contract).
+    function channelIdFor(address payer, address token, address relay, bytes32 salt) external view returns (bytes32);
+
+    /// @notice The EIP-712 digest a payer or session key signs for this voucher.
+    function voucherDigest(bytes32 channelId, address[] calldata payees, uint256[] calldata amounts, bytes32 playHash)
+        external
+        view
+        returns (bytes32);
+
+    /// @notice The EIP-712 digest a relay signs to consent to a cooperative close at `voucherDigest_`.
+    function closeDigest(bytes32 channelId, bytes32 voucherDigest_) external view returns (bytes32);
+
+    /// @notice The EIP-712 domain separator (rebuilt if the chain id ever changes).
+    function domainSeparator() external view returns (bytes32);
+
+    /// @notice The compact id of an allowed token (0 for ETH); reverts for tokens not allowed.
+    function tokenIdOf(address token) external view returns (uint16);
+
     /// @notice Settle one voucher. Reverts with the reason if it is invalid; a stale voucher is a no-op. Only the
     /// channel's relay may settle, except in the second half of a close window (SettleNotAllowed).
     /// @return credited The amount newly credited to payees.

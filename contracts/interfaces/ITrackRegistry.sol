@@ -89,4 +89,26 @@ interface ITrackRegistry {
 
     /// @notice Hand the track to a new owner. Owner only.
     function transferTrack(bytes32 trackId, address newOwner) external;
+
+    // ----------------------------------------------------------------- views (what clients price from)
+
+    /// @notice A track's owner, title, current split version and its hash, and registration time.
+    /// @dev Reverts with TrackNotFound for an unregistered id (e.g. a direct tip's address word).
+    function getTrack(bytes32 trackId) external view returns (TrackView memory view_);
+
+    /// @notice A track's terms in `token` (address(0) = ETH); `enabled = false` if it is not offered in it.
+    function getTerms(bytes32 trackId, address token) external view returns (Terms memory);
+
+    /// @notice A split version of a track (versions start at 1) and its hash; every version stays readable, so a
+    /// receipt's splitHash can be matched against the version it was priced with.
+    function getSplit(bytes32 trackId, uint32 version) external view returns (Split memory split, bytes32 splitHash);
+
+    /// @notice Number of registered tracks.
+    function trackCount() external view returns (uint256);
+
+    /// @notice Track ids in registration order, `count` of them from `start` (fewer at the end).
+    function trackIds(uint256 start, uint256 count) external view returns (bytes32[] memory ids);
+
+    /// @notice The hash a play receipt commits to: keccak256(abi.encode(recipients, bps, feeRecipient, feeBps)).
+    function hashSplit(Split calldata split) external pure returns (bytes32);
 }
