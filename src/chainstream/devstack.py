@@ -24,7 +24,8 @@ from chainstream.chain.node import AnvilNode, advance_time, free_port
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ConfigurationError
 from chainstream.protocol import PrivateKey
-from chainstream.seed import ARTISTS, register_catalog
+from chainstream.sdk.client import RelayClient
+from chainstream.seed import ARTISTS, publish_catalog_audio, register_catalog
 
 # anvil's default dev keys (mnemonic "test test ... junk"): public test keys, funded only on local chains
 ANVIL_KEYS = (
@@ -145,6 +146,9 @@ def start_stack(
             port=port or free_port(),
             settle=(settle_interval, settle_min_value, settle_max_age),
         )
+        # The demo catalog's audio enters like any artist's: uploaded to the relay, signed by each track's owner.
+        with RelayClient(url) as relay_client:
+            publish_catalog_audio(relay_client, {name: keys[name] for name in ARTISTS})
         return Stack(node, deployment, url, keys, track_ids, server, thread, tmp)
     except BaseException:
         node.stop()
@@ -171,6 +175,7 @@ def _serve_relay(
     settings = Settings(
         relay_key=relay_key.secret.hex(),
         database=str(data_dir / "relay.db"),
+        media_dir=data_dir / "media",
         settle_interval=interval,
         settle_min_value=min_value,
         settle_max_age=max_age,

@@ -16,6 +16,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -97,9 +98,7 @@ def _build(name: str, w3: Any, audio_dir: Path) -> RelayChain:
         chain.keys[actor] = key
         fund(w3, key.address, 100 * 10**18)
     del artists["relay2"]
-    tracks = register_catalog(
-        chain.registry, artists, chain.address("platform"), chain.deployment.stablecoin, audio_dir=audio_dir
-    )
+    tracks = register_catalog(chain.registry, artists, chain.address("platform"), chain.deployment.stablecoin)
     return RelayChain(chain, tracks)
 
 
@@ -210,6 +209,9 @@ class InProcessRelay(_RelayBase):
         self.database = database  # type: ignore[assignment]
         self.address = rc.chain.address(relay_actor)
         options: dict[str, Any] = {"settle_interval": 0.5, "poll_interval": 0.1, **settings}
+        if "media_dir" not in options:  # the content store next to the database (or a temporary one)
+            is_file = "://" not in str(database)
+            options["media_dir"] = Path(database).parent / f"{relay_actor}-media" if is_file else tempfile.mkdtemp()
         self.settings = Settings(relay_key=SecretStr(relay_key_hex(rc, relay_actor)), database=str(database), **options)
         self.relay = Relay(self.settings, w3=rc.w3, deployment=rc.chain.deployment, clock=clock)
         self.app = create_app(self.settings, relay=self.relay)

@@ -32,6 +32,7 @@ from chainstream.config import Settings
 from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
 from chainstream.protocol import PrivateKey, Signature
 from chainstream.protocol.types import ZERO_ADDRESS, to_address, to_bytes32
+from chainstream.relay.media_routes import media_router
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
@@ -147,6 +148,7 @@ def _ack_json(ack: PaymentAck) -> dict[str, Any]:
         "remaining": str(ack.remaining),
         "spentToday": str(ack.spent_today),
         "dailyCap": None if ack.daily_cap is None else str(ack.daily_cap),
+        **({"grant": ack.grant} if ack.grant is not None else {}),
     }
 
 
@@ -284,7 +286,7 @@ def create_app(
             },
             "terms": terms,
             "registeredAt": entry.registered_at,
-            "audio": f"/audio/0x{entry.track_id.hex()}.wav",
+            "media": f"/api/v1/tracks/0x{entry.track_id.hex()}/media",
         }
 
     @api.get("/catalog")
@@ -409,7 +411,7 @@ def create_app(
                     "digest": "0x" + p.digest.hex(),
                 }
             )
-        return {"channelId": channel_id, "items": items}
+        return {"channelId": channel_id, "items": items, "delivered": s.media.delivery_summary(cid)}
 
     @api.get("/channels/{channel_id}/caps/typed-data")
     async def caps_doc(
@@ -519,17 +521,9 @@ def create_app(
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     app.include_router(api)
+    app.include_router(media_router(svc))
 
     # ------------------------------------------------------------------ web player (frontend/) and its assets
-    audio_dir = PROJECT_ROOT / "frontend" / "audio"
-
-    @app.get("/audio/{name}", include_in_schema=False)
-    async def audio(name: str) -> Response:
-        path = (audio_dir / name).resolve()
-        if path.parent != audio_dir.resolve() or not path.exists():
-            return _error(404, "no_audio", f"no audio file {name}")
-        return FileResponse(path, media_type="audio/wav")
-
     # Third-party builds are served from node_modules (never committed, no CDN): the player imports "ethers"
     # through an import map pointing here.
     vendor_files = {"ethers.js": PROJECT_ROOT / "node_modules" / "ethers" / "dist" / "ethers.min.js"}

@@ -26,6 +26,7 @@ from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash, typ
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.relay.catalog import Catalog
 from chainstream.relay.events import EventBus
+from chainstream.relay.media import MediaService
 from chainstream.store import ChannelRecord, PaymentRecord, Store
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
 
@@ -107,6 +108,8 @@ class PaymentAck:
     remaining: int
     spent_today: int
     daily_cap: int | None
+    #: a payment for a track: the streaming grant that opens its audio (relay/media.py)
+    grant: dict[str, Any] | None = None
 
 
 def _copy_outcome(
@@ -160,6 +163,16 @@ class RelayService:
         self.clock = clock
         self._not_ours: dict[bytes, tuple[float, Rejection]] = {}
         self._chain_time: tuple[float, float] | None = None  # (latest block's timestamp, clock() when seen)
+        self.media = MediaService(
+            settings,
+            relay_key=relay_key,
+            store=store,
+            catalog=self.catalog,
+            registry=registry,
+            chain_id=deployment.chain_id,
+            channels_address=deployment.channels,
+            clock=clock,
+        )
 
     # ---------------------------------------------------------------- channels
     async def runtime(self, channel_id: bytes) -> ChannelRuntime:
@@ -318,9 +331,11 @@ class RelayService:
         decide again, and a payment the store left out at commit (the channel changed underneath) is decided
         again once, on the reloaded channel."""
         try:
-            return await self._submit(payment)
+            ack = await self._submit(payment)
         except StaleChannel:
-            return await self._submit(payment)
+            ack = await self._submit(payment)
+        grant = self.media.grant_for(payment, ack.seq)
+        return ack if grant is None else replace(ack, grant=grant)
 
     async def _submit(self, payment: Payment) -> PaymentAck:
         rt = await self.runtime(payment.channel_id)
