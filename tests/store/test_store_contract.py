@@ -272,6 +272,20 @@ def test_a_claim_is_recorded_once_and_claims_list_by_block(store: SqlStore) -> N
     ]
 
 
+def test_audio_deliveries_are_recorded_once_per_receipt_and_metered_against_a_budget(store: SqlStore) -> None:
+    """A segment served twice under one receipt counts once; metered (per-second) audio stops at the budget,
+    with at most one segment beyond it; unmetered (a play) is recorded without a budget."""
+    track = b"\x07" * 32
+    served = [store.record_delivery(cid(1), track, 3, k, 2_000, budget_ms=5_000, served_at=1.0) for k in range(5)]
+    assert served == ["served", "served", "served", "exhausted", "exhausted"]  # 0-2 s, 2-4 s, 4-6 s (< 5 s before)
+    assert store.record_delivery(cid(1), track, 3, 0, 2_000, budget_ms=5_000, served_at=2.0) == "repeat"
+    assert store.record_delivery(cid(1), track, 4, 3, 2_000, budget_ms=9_000, served_at=3.0) == "served"
+    assert store.record_delivery(cid(1), track, 5, 0, 2_000, budget_ms=None, served_at=4.0) == "served"
+    assert store.record_delivery(cid(2), track, 1, 0, 2_000, budget_ms=1, served_at=5.0) == "served"  # its own
+    assert store.deliveries(cid(1)) == [{"target": track, "millis": 10_000, "metered_millis": 8_000, "segments": 5}]
+    assert store.seconds_paid(cid(1), track) == 0
+
+
 def test_a_cursor_is_absent_until_set_and_then_moves(store: SqlStore) -> None:
     assert store.get_cursor("events") is None
     store.set_cursor("events", 41)
