@@ -252,7 +252,10 @@ def main() -> None:
     t = lap(f"open {args.listeners} channels", t)
 
     settings = Settings(
-        relay_key="0x" + relay_key.secret.hex(), database=str(workdir / "relay.db"), settle_interval=3_600
+        relay_key="0x" + relay_key.secret.hex(),
+        database=str(workdir / "relay.db"),
+        media_dir=workdir / "media",
+        settle_interval=3_600,
     )
     server = RelayServer(settings, w3, d)
     server.start()
