@@ -208,6 +208,28 @@ def test_an_expired_play_grant_opens_nothing(relay_chain: RelayChain, make_relay
     rejected(_get(relay, _segments(manifest)[1], token), 402, "grant_expired")
 
 
+def test_a_buyer_gets_the_original_again_after_the_purchase_grant_expired_and_a_player_never_does(
+    relay_chain: RelayChain, make_relay: Any
+) -> None:
+    """A download buyer's later (free) play earns a download grant: the original again. A listener who only
+    played the track gets 402 for the original whatever it replays."""
+    now = [1_700_000_000.0]
+    import time as _time
+
+    offset = _time.time() - now[0]
+    relay = make_relay(grant_ttl=60, clock=lambda: now[0] + offset)
+    manifest = publish(relay_chain, relay, BLUES)[BLUES]
+    buyer = open_listener(relay_chain, relay)
+    first = buyer.download(relay_chain.track(BLUES)).grant["token"]  # type: ignore[index]
+    now[0] += 61
+    rejected(_get(relay, manifest["original"]["url"], first), 402, "grant_expired")
+    assert buyer.download_original(relay_chain.track(BLUES)) == catalog_audio()[BLUES][1]
+    player = open_listener(relay_chain, relay, wallet="listener2")
+    for _ in range(2):
+        token = player.play(relay_chain.track(BLUES)).grant["token"]  # type: ignore[index]
+        rejected(_get(relay, manifest["original"]["url"], token), 402, "payment_required")
+
+
 def test_a_free_preview_serves_min_seconds_and_no_more(relay_chain: RelayChain, relay: InProcessRelay) -> None:
     """A track charging a play only after minSeconds: those seconds are free to anyone, the rest is 402."""
     track = audio_track(

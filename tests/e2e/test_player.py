@@ -203,6 +203,10 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     seconds = [i for i in items if i["kind"] == "seconds"]
     assert len(seconds) >= 2 and 10 <= sum(i["units"] for i in seconds) <= 12, seconds
     assert all(int(i["amount"]) == 2_000 * GWEI * i["units"] for i in seconds)
+    # The audio came from the relay through MSE, segment by segment against the grants of those payments.
+    (drift,) = [t for t in stack.get(f"/api/v1/channels/{cid}/deliveries")["tracks"] if t["secondsPaid"]]
+    assert drift["secondsDeliveredMetered"] == pytest.approx(12.0, abs=0.1), drift
+    assert drift["secondsPaid"] == sum(i["units"] for i in seconds)
 
     # A tip with a message, split like a play.
     tile(page, "Morning Modem").get_by_test_id("tip").click()

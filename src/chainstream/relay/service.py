@@ -334,7 +334,9 @@ class RelayService:
             ack = await self._submit(payment)
         except StaleChannel:
             ack = await self._submit(payment)
-        grant = self.media.grant_for(payment, ack.seq)
+        rt = self._runtime.get(payment.channel_id)
+        owned = rt is not None and payment.charge.track_id in rt.ledger.owned
+        grant = self.media.grant_for(payment, ack.seq, owned=owned)
         return ack if grant is None else replace(ack, grant=grant)
 
     async def _submit(self, payment: Payment) -> PaymentAck:
