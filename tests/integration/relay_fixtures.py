@@ -90,7 +90,7 @@ class RelayChain:
         return self.tracks[title]
 
 
-def _build(name: str, w3: Any, audio_dir: Path) -> RelayChain:
+def _build(name: str, w3: Any) -> RelayChain:
     chain = build_chain(name, w3)
     artists = {a: test_key(f"artist-{a}") for a in ARTISTS}
     artists["relay2"] = test_key("relay2")  # a second relay (another operator)
@@ -117,7 +117,7 @@ def relay_chain(tmp_path_factory: pytest.TempPathFactory) -> RelayChain:
     Never reverted: the in-process relays live for the whole session (as a relay does), and every test opens
     channels of its own (the SDK draws a random salt), so tests do not see each other's payments.
     """
-    return _build("embedded", embedded_web3(), tmp_path_factory.mktemp("audio"))
+    return _build("embedded", embedded_web3())
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +125,7 @@ def anvil_relay_chain_session(tmp_path_factory: pytest.TempPathFactory) -> Itera
     """An anvil node, deployed, with the demo catalog and a deployment file for `chainstream relay`."""
     _anvil_or_skip()
     with AnvilNode() as node:
-        rc = _build("anvil", node.web3(), tmp_path_factory.mktemp("audio"))
+        rc = _build("anvil", node.web3())
         rc.node = node
         rc.deployment_file = tmp_path_factory.mktemp("deployment") / "deployment.json"
         rc.chain.deployment.save(rc.deployment_file)

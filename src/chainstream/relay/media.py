@@ -225,12 +225,16 @@ class MediaService:
         return Served("audio/mp4", body=data)
 
     # --------------------------------------------------------------- grants
-    def grant_for(self, payment: Payment, seq: int) -> dict[str, Any] | None:
-        """The grant acknowledging an accepted payment for a track (None for a tip)."""
+    def grant_for(self, payment: Payment, seq: int, *, owned: bool = False) -> dict[str, Any] | None:
+        """The grant acknowledging an accepted payment for a track (None for a tip). A play of a track the channel
+        bought (`owned`: its receipts hold a download of it) is free and earns a download grant, so a buyer
+        can fetch the original again after the purchase's grant expired."""
         kind = _KINDS.get(payment.charge.kind)
         track_id = payment.charge.track_id
         if kind is None or track_id is None:
             return None
+        if kind == GrantKind.PLAY and owned:
+            kind = GrantKind.DOWNLOAD
         paid_ms = 0
         if kind == GrantKind.SECONDS:
             paid_ms = 1000 * self.store.seconds_paid(payment.channel_id, track_id, seq)
