@@ -418,6 +418,10 @@ def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stac
     shot(page, "12-register-track", top=False)
     register.get_by_test_id("register-track").click()
     expect(page.locator("[data-testid=toast]").filter(has_text="registered")).to_be_visible(timeout=20_000)
+    # ...and the chosen file goes to the relay (signed by the owner, with progress), which makes it playable.
+    expect(register.get_by_test_id("upload-progress")).to_have_attribute("data-state", "published", timeout=30_000)
+    manifest = stack.get(f"/api/v1/tracks/{track_id}/media")
+    assert manifest["original"]["bytes"] == len(audio) and manifest["segments"]
 
     track = eventually(lambda: _track(stack, track_id), 20, "the relay to see the new track")
     assert track["title"] == "Night Bus" and track["owner"] == ben
