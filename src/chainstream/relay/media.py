@@ -35,7 +35,7 @@ from chainstream.protocol import PrivateKey, Signature, recover
 from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import Catalog
 from chainstream.store import Store
-from chainstream.store.records import EXHAUSTED
+from chainstream.store.records import EXHAUSTED, REPEAT, SERVED
 from chainstream.verify import ChargeKind, Payment
 
 log = logging.getLogger("chainstream.relay.media")
@@ -49,6 +49,86 @@ _KINDS = {
     ChargeKind.SECONDS: GrantKind.SECONDS,
     ChargeKind.DOWNLOAD: GrantKind.DOWNLOAD,
 }
+
+
+#: deliveries decided in memory are written to the store this often (one statement, one commit per batch)
+DELIVERY_FLUSH_SECONDS = 0.25
+#: receipts whose served segments are kept in memory; past it the book is written out and starts over
+DELIVERY_BOOK_MAX = 100_000
+
+
+class DeliveryBook:
+    """What the relay served, per channel, track and receipt, decided in memory and written to the store in
+    batches (a store with one relay instance: SQLite).
+
+    Each decision (served / repeat / exhausted) is taken on the event loop without awaiting, against what this
+    instance served (loaded from the store the first time a channel's track or a receipt is seen), so it is
+    atomic; the rows then reach the store within DELIVERY_FLUSH_SECONDS, one commit per batch instead of one
+    fsync per segment. A crash can lose that last fraction of a second of records: the listener's history then
+    shows slightly less delivered (never more), and the metered budget counts those segments again after the
+    restart, against the listener only if it fetches them again. A shared store (several instances) decides in
+    the database instead (`Store.record_delivery`), where every instance sees every delivery."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._served: dict[tuple[bytes, bytes, int], set[int]] = {}
+        self._metered: dict[tuple[bytes, bytes], int] = {}
+        self._pending: list[tuple[bytes, bytes, int, int, int, int, float]] = []
+        self._flush_scheduled = False
+
+    def record(
+        self, channel: bytes, track: bytes, seq: int, segment: int, millis: int, budget_ms: int | None, now: float
+    ) -> str:
+        if len(self._served) > DELIVERY_BOOK_MAX:
+            self.flush()
+            self._served.clear()
+            self._metered.clear()
+        key = (channel, track, seq)
+        served = self._served.get(key)
+        if served is None:
+            served = self._served[key] = set(self.store.served_segments(channel, track, seq))
+        if segment in served:
+            return REPEAT
+        if budget_ms is not None:
+            total = self._metered.get((channel, track))
+            if total is None:
+                total = self._metered[(channel, track)] = self.store.metered_millis(channel, track)
+            if total >= budget_ms:
+                return EXHAUSTED
+            self._metered[(channel, track)] = total + millis
+        served.add(segment)
+        self._pending.append((channel, track, seq, segment, millis, 0 if budget_ms is None else 1, now))
+        self._schedule()
+        return SERVED
+
+    def _schedule(self) -> None:
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a direct call): write at once
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_later(DELIVERY_FLUSH_SECONDS, self._flush_later, loop)
+
+    def _flush_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._flush_scheduled = False
+        rows, self._pending = self._pending, []
+        if rows:
+            loop.run_in_executor(None, self._write, rows)
+
+    def _write(self, rows: list[tuple[bytes, bytes, int, int, int, int, float]]) -> None:
+        try:
+            self.store.add_deliveries(rows)
+        except ChainStreamError as exc:  # accounting only: logged, never fails a request that was served
+            log.error("could not record %d deliveries: %s", len(rows), exc)
+
+    def flush(self) -> None:
+        """Write what is pending now (before reading deliveries back)."""
+        rows, self._pending = self._pending, []
+        if rows:
+            self._write(rows)
 
 
 @dataclass(frozen=True)
@@ -85,6 +165,7 @@ class MediaService:
         self.content = DirectoryContentStore(settings.media_dir, instance=settings.instance)
         self._grant_key = grants.grant_key(relay_key.secret)
         self._transcodes = asyncio.Semaphore(TRANSCODES)
+        self.book = None if store.shared else DeliveryBook(store)
         # Constructed once the instance holds its claim on the database: no upload of this instance is running.
         left = self.content.clean_staging()
         if left:
@@ -270,15 +351,7 @@ class MediaService:
             return self._read(track_id, seg.name)
         grant = self._grant(track_id, token, seg, m)
         metered = grant.kind == GrantKind.SECONDS
-        outcome = self.store.record_delivery(
-            grant.channel_id,
-            track_id,
-            grant.seq,
-            index,
-            seg.duration_ms,
-            budget_ms=grant.paid_ms if metered else None,
-            served_at=self.clock(),
-        )
+        outcome = self._record(grant, track_id, index, seg.duration_ms, grant.paid_ms if metered else None)
         if outcome == EXHAUSTED:
             raise self.payment_required(
                 m,
@@ -294,13 +367,18 @@ class MediaService:
         grant = self._grant(track_id, token, None, m)
         if not grant.original:
             raise self.payment_required(m, None, "the original file is sold as a download: buy it for a download grant")
-        self.store.record_delivery(
-            grant.channel_id, track_id, grant.seq, -1, m.duration_ms, budget_ms=None, served_at=self.clock()
-        )
+        self._record(grant, track_id, -1, m.duration_ms, None)
         chunks = self.content.stream(track_id, ORIGINAL)
         if chunks is None:
             raise MediaError("media_not_published", "the original file is missing", status=404)
         return Served("application/octet-stream", chunks=chunks, size=m.original_bytes)
+
+    def _record(self, grant: Grant, track_id: bytes, segment: int, millis: int, budget_ms: int | None) -> str:
+        if self.book is not None:
+            return self.book.record(grant.channel_id, track_id, grant.seq, segment, millis, budget_ms, self.clock())
+        return self.store.record_delivery(
+            grant.channel_id, track_id, grant.seq, segment, millis, budget_ms=budget_ms, served_at=self.clock()
+        )
 
     def _read(self, track_id: bytes, name: str) -> Served:
         data = self.content.read(track_id, name)
@@ -345,6 +423,8 @@ class MediaService:
     # ------------------------------------------------------------- accounting
     def delivery_summary(self, channel_id: bytes) -> list[dict[str, Any]]:
         """Per track: seconds paid (per-second receipts) vs seconds of audio the relay served on the channel."""
+        if self.book is not None:
+            self.book.flush()
         out = []
         for row in self.store.deliveries(channel_id):
             out.append(

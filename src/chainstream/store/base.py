@@ -122,6 +122,16 @@ class Store(Protocol):
     def seconds_paid(self, channel_id: bytes, target: bytes, up_to_seq: int | None = None) -> int:
         """Seconds the channel paid for a track (per-second receipts), up to a seq."""
 
+    def add_deliveries(self, rows: list[tuple[bytes, bytes, int, int, int, int, float]]) -> None:
+        """Record deliveries decided elsewhere (channel, target, play_seq, segment, millis, metered, served_at) in
+        one statement; rows already there are left as they are."""
+
+    def served_segments(self, channel_id: bytes, target: bytes, play_seq: int) -> list[int]:
+        """The segments recorded as served under one receipt."""
+
+    def metered_millis(self, channel_id: bytes, target: bytes) -> int:
+        """Milliseconds of a track served on a channel under per-second grants."""
+
 
 def conflict_message(detail: str) -> str:
     """The error of a group that collided with payments already in the database (same channel and seq)."""
@@ -388,5 +398,29 @@ class SqlStore(ABC):
         rows = self._query(
             "SELECT COALESCE(SUM(units), 0) AS n FROM payments WHERE channel_id=? AND target=? AND kind=? AND seq<=?",
             (channel_id, target, int(Kind.SECONDS), 2**62 if up_to_seq is None else up_to_seq),
+        )
+        return int(rows[0]["n"])
+
+    def add_deliveries(self, rows: list[tuple[bytes, bytes, int, int, int, int, float]]) -> None:
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            self._execute(
+                "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at) VALUES "
+                + ",".join(["(?,?,?,?,?,?,?)"] * len(chunk))
+                + " ON CONFLICT DO NOTHING",
+                [value for row in chunk for value in row],
+            )
+
+    def served_segments(self, channel_id: bytes, target: bytes, play_seq: int) -> list[int]:
+        rows = self._query(
+            "SELECT segment FROM deliveries WHERE channel_id=? AND target=? AND play_seq=?",
+            (channel_id, target, play_seq),
+        )
+        return [int(r["segment"]) for r in rows]
+
+    def metered_millis(self, channel_id: bytes, target: bytes) -> int:
+        rows = self._query(
+            "SELECT COALESCE(SUM(millis), 0) AS n FROM deliveries WHERE channel_id=? AND target=? AND metered=1",
+            (channel_id, target),
         )
         return int(rows[0]["n"])
