@@ -6,8 +6,8 @@ catalog put into its catalog and one channel into its store; the catalog's audio
 (owner signature, keccak, Debian's ffmpeg, atomic publish). Requests go through the ASGI app (FastAPI router of
 relay/media_routes.py) with httpx's ASGI transport, so both sides pay the same framework cost:
 
-- `raw`: a route added here that reads the same segment from the content store and answers it with the same
-  headers, with no grant, no check and no record;
+- `raw`: a route added here with the paid route's shape (same parameters, same response path) that reads the
+  same segment from the content store, with no grant check and no record;
 - `play`: GET /segments/k with a download grant (HMAC check, manifest, a delivery row per new segment);
 - `seconds`: GET /segments/k with per-second grants (the same, plus the metered budget check).
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,7 +43,8 @@ from chainstream.ledger import LedgerState, apply, charge_download, charge_secon
 from chainstream.media.upload import upload_digest  # noqa: E402
 from chainstream.protocol.types import ZERO_ADDRESS  # noqa: E402
 from chainstream.relay.catalog import CatalogEntry  # noqa: E402
-from chainstream.relay.media_routes import media_router  # noqa: E402
+from chainstream.relay.media import Served  # noqa: E402
+from chainstream.relay.media_routes import _grant, _send, _track, media_router  # noqa: E402
 from chainstream.relay.service import RelayService  # noqa: E402
 from chainstream.seed import ARTISTS, CATALOG, split_for, track_audio  # noqa: E402
 from chainstream.store import ChannelRecord, SqliteStore  # noqa: E402
@@ -147,10 +148,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     app.include_router(media_router(lambda: service))
 
     @app.get("/raw/{track_id}/{index}")
-    async def raw(track_id: str, index: int) -> Response:
-        m = service.media.manifest(bytes.fromhex(track_id[2:]))
-        data = service.media.content.read(m.track_id, m.segments[index].name)
-        return Response(data, media_type="audio/mp4", headers={"Cache-Control": "private, no-store"})
+    async def raw(track_id: str, index: int, request: Request) -> Response:
+        """The paid route's shape (same parameters, same response path) minus the grant, the check, the record."""
+        _grant(request)  # read the header as the paid route does, ignore it
+        m = service.media.manifest(_track(track_id))
+        return _send(Served("audio/mp4", body=service.media.content.read(m.track_id, m.segments[index].name)))
 
     sold = service.media.manifest(ids[FOR_SALE])
     sold_segments = len(sold.segments)
@@ -165,6 +167,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         (f"/api/v1/tracks/{hex_d}/segments/{i % sold_segments}", {"X-ChainStream-Grant": download})
         for i in range(args.requests)
     ]
+    if args.http:
+        results = await over_http(app, args, raw_urls, seconds_urls, play_urls)
+        return finish(service, manifest, n_seg, track, results, "http")
     transport = httpx.ASGITransport(app=app)
     results: dict[str, Any] = {}
     async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
@@ -194,31 +199,89 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 fresh.append(token)
             seconds_urls = [(u, {"X-ChainStream-Grant": fresh[i // n_seg]}) for i, (u, _) in enumerate(seconds_urls)]
+    return finish(service, manifest, n_seg, track, results, "asgi")
+
+
+def finish(
+    service: RelayService, manifest: Any, n_seg: int, track: bytes, results: dict[str, Any], mode: str
+) -> dict[str, Any]:
     base = results["raw"]["cpu_us_per_request"]
     seg_seconds = manifest.duration_ms / 1000 / n_seg
     for r in results.values():
         r["overhead_cpu_pct"] = (r["cpu_us_per_request"] / base - 1) * 100
         r["cpu_ms_per_audio_second"] = r["cpu_us_per_request"] / 1000 / seg_seconds
     service.store.close()
+    size = len(service.media.content.read(track, manifest.segments[1].name) or b"")
     return {
         "machine": machine(),
+        "mode": mode,
         "segment_seconds": seg_seconds,
-        "segment_bytes": len(service.media.content.read(track, manifest.segments[1].name) or b""),
+        "segment_bytes": size,
         "results": results,
     }
+
+
+CLIENT = """
+import json, sys, httpx
+port, path = int(sys.argv[1]), sys.argv[2]
+urls = json.load(open(path))
+with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+    for url, headers in urls:
+        r = c.get(url, headers=headers)
+        assert r.status_code == 200, (url, r.text)
+"""
+
+
+async def over_http(
+    app: FastAPI, args: argparse.Namespace, *phases: list[tuple[str, dict[str, str]]]
+) -> dict[str, Any]:
+    """The app under uvicorn (uvloop, httptools) in this process, the client in another: this process's CPU is the
+    relay's, sockets and HTTP parsing included."""
+    import uvicorn
+
+    from chainstream.chain.node import free_port
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    results: dict[str, Any] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-media-client-"))
+    try:
+        for round_ in range(args.rounds):
+            for name, urls in zip(("raw", "seconds (new row each)", "download grant (re-fetch)"), phases, strict=True):
+                if name.startswith("seconds") and round_:
+                    continue  # its grants' segments are served now: a second round would measure re-fetches
+                path = workdir / "urls.json"
+                path.write_text(json.dumps(urls))
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CLIENT, str(port), str(path))
+                assert await proc.wait() == 0
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+                r = {"requests": len(urls), "per_s": len(urls) / wall, "cpu_us_per_request": cpu / len(urls) * 1e6}
+                best = results.get(name)
+                if best is None or r["cpu_us_per_request"] < best["cpu_us_per_request"]:
+                    results[name] = r
+    finally:
+        server.should_exit = True
+        await task
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3_000, help="requests per phase")
     parser.add_argument("--rounds", type=int, default=3, help="repeat the phases; the best round is kept")
+    parser.add_argument("--http", action="store_true", help="over real HTTP (uvicorn here, the client in a subprocess)")
     args = parser.parse_args()
     out = asyncio.run(main_async(args))
     folder = PROJECT_ROOT / "build" / "bench" / f"media_serving-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(out, indent=2))
     print(out["machine"])
-    print(f"segments of {out['segment_seconds']:.2f} s, {out['segment_bytes']} bytes")
+    print(f"{out['mode']}: segments of {out['segment_seconds']:.2f} s, {out['segment_bytes']} bytes")
     for name, r in out["results"].items():
         print(
             f"{name:28s} {r['per_s']:8.0f} segments/s  {r['cpu_us_per_request']:7.0f} us CPU/segment  "

@@ -51,6 +51,8 @@ _KINDS = {
 }
 
 
+#: verified grant tokens kept (a per-second listener's grant serves one or two segments, a play's every one)
+VERIFIED_GRANTS_MAX = 50_000
 #: deliveries decided in memory are written to the store this often (one statement, one commit per batch)
 DELIVERY_FLUSH_SECONDS = 0.25
 #: receipts whose served segments are kept in memory; past it the book is written out and starts over
@@ -100,6 +102,10 @@ class DeliveryBook:
         self._pending.append((channel, track, seq, segment, millis, 0 if budget_ms is None else 1, now))
         self._schedule()
         return SERVED
+
+    def new_receipt(self, channel: bytes, track: bytes, seq: int) -> None:
+        """A receipt just accepted here: nothing was served under it yet (no need to ask the store)."""
+        self._served.setdefault((channel, track, seq), set())
 
     def _schedule(self) -> None:
         if self._flush_scheduled:
@@ -166,6 +172,7 @@ class MediaService:
         self._grant_key = grants.grant_key(relay_key.secret)
         self._transcodes = asyncio.Semaphore(TRANSCODES)
         self.book = None if store.shared else DeliveryBook(store)
+        self._verified: dict[str, Grant] = {}  # grant tokens whose MAC checked out (a listener reuses one)
         # Constructed once the instance holds its claim on the database: no upload of this instance is running.
         left = self.content.clean_staging()
         if left:
@@ -306,7 +313,9 @@ class MediaService:
         return Served("audio/mp4", body=data)
 
     # --------------------------------------------------------------- grants
-    def grant_for(self, payment: Payment, seq: int, *, owned: bool = False) -> dict[str, Any] | None:
+    def grant_for(
+        self, payment: Payment, seq: int, *, owned: bool = False, fresh: bool = False
+    ) -> dict[str, Any] | None:
         """The grant acknowledging an accepted payment for a track (None for a tip). A play of a track the channel
         bought (`owned`: its receipts hold a download of it) is free and earns a download grant, so a buyer
         can fetch the original again after the purchase's grant expired."""
@@ -320,6 +329,8 @@ class MediaService:
         if kind == GrantKind.SECONDS:
             paid_ms = 1000 * self.store.seconds_paid(payment.channel_id, track_id, seq)
         grant = Grant(payment.channel_id, track_id, seq, kind, int(self.clock()) + self.settings.grant_ttl, paid_ms)
+        if fresh and self.book is not None:
+            self.book.new_receipt(payment.channel_id, track_id, seq)
         return {
             "token": grants.issue(self._grant_key, grant),
             "trackId": "0x" + track_id.hex(),
@@ -334,7 +345,14 @@ class MediaService:
     def _grant(self, track_id: bytes, token: str | None, segment: Segment | None, m: Manifest) -> Grant:
         if not token:
             raise self.payment_required(m, segment, "this audio is paid for: pay for the track, then send the grant")
-        grant = grants.verify(self._grant_key, token, now=self.clock())
+        grant = self._verified.get(token)
+        if grant is None:
+            grant = grants.verify(self._grant_key, token, now=self.clock())
+            if len(self._verified) >= VERIFIED_GRANTS_MAX:
+                self._verified.clear()
+            self._verified[token] = grant
+        elif self.clock() >= grant.expires_at:
+            grant = grants.verify(self._grant_key, token, now=self.clock())  # raises grant_expired
         if grant.track_id != track_id:
             raise MediaError(
                 "grant_mismatch", f"the grant is for track 0x{grant.track_id.hex()}, not this one", status=403

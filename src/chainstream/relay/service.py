@@ -336,7 +336,7 @@ class RelayService:
             ack = await self._submit(payment)
         rt = self._runtime.get(payment.channel_id)
         owned = rt is not None and payment.charge.track_id in rt.ledger.owned
-        grant = self.media.grant_for(payment, ack.seq, owned=owned)
+        grant = self.media.grant_for(payment, ack.seq, owned=owned, fresh=ack.status == "accepted")
         return ack if grant is None else replace(ack, grant=grant)
 
     async def _submit(self, payment: Payment) -> PaymentAck:
