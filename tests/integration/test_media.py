@@ -28,6 +28,7 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     RelayProcess,
     anvil_relay_chain,
     anvil_relay_chain_session,
+    cid_hex,
     make_relay,
     open_listener,
     rejected,
@@ -36,6 +37,7 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     relay_process,
     wait_until,
 )
+from tests.store.postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 
 def _put(relay: InProcessRelay, track_id: bytes, body: bytes, key: PrivateKey) -> httpx.Response:
@@ -204,3 +206,41 @@ def test_a_relay_killed_mid_upload_publishes_nothing_and_takes_the_upload_again_
     rejected(httpx.get(f"{relay_process.api}/tracks/0x{track_id.hex()}/media"), 404, "media_not_published")
     assert upload_audio(relay_process.client(), key, data)["status"] == "published"
     assert (media / "tracks" / f"0x{track_id.hex()}" / "manifest.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------ several instances
+
+
+@pytest.mark.postgres
+def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_others_grants(
+    relay_chain: RelayChain,
+    postgres_url: str,  # noqa: F811 - fixture
+    tmp_path: Path,
+) -> None:
+    """Instances a and b of one relay (one key, one PostgreSQL database, one content directory): audio uploaded
+    through a streams from b; a grant issued by a opens b's segments, and the per-second budget a listener
+    paid through a is metered across both (b refuses what a already served)."""
+    from tests.integration.relay_fixtures import LAZY, new_wallet
+
+    actor = f"relay-media-{os.urandom(4).hex()}"
+    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
+    shared = {"media_dir": tmp_path / "media", **LAZY}
+    a = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="a", **shared).start()
+    b = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="b", **shared).start()
+    try:
+        manifest = publish(relay_chain, a, DRIFT)[DRIFT]
+        assert b.client().get(f"/tracks/0x{relay_chain.track(DRIFT).hex()}/media") == {
+            k: v for k, v in manifest.items() if k != "status"
+        }
+        listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
+        token = listener.listen(relay_chain.track(DRIFT), 3).grant["token"]  # type: ignore[index]
+        segments = [s["url"] for s in manifest["segments"]]
+        assert httpx.get(a.url + segments[0], headers={GRANT: token}).status_code == 200  # 0-2 s of 3 s paid
+        assert httpx.get(b.url + segments[1], headers={GRANT: token}).status_code == 200  # b: 2-4 s (one ahead)
+        rejected(httpx.get(a.url + segments[2], headers={GRANT: token}), 402, "payment_required")
+        rejected(httpx.get(b.url + segments[2], headers={GRANT: token}), 402, "payment_required")
+        delivered = b.client().get(f"/channels/{cid_hex(listener)}/deliveries")["tracks"]
+        assert delivered[0]["secondsPaid"] == 3 and delivered[0]["segments"] == 2
+    finally:
+        b.stop()
+        a.stop()
