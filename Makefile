@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := .make
 PYTEST_ARGS ?=
 
-.PHONY: help setup postgres demo dev lint test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
+.PHONY: help setup postgres demo dev lint slither test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
 
 help:
 	@echo "make demo       - the full demo on an embedded chain: catalog, listeners streaming through a real relay,"
@@ -14,6 +14,7 @@ help:
 	@echo "make test       - the whole test suite (unit, eth-tester + anvil integration, browser e2e, Hardhat, JS)"
 	@echo "make test-fast  - unit tests only (no chain)"
 	@echo "make lint       - ruff format --check and ruff check (run by make test)"
+	@echo "make slither    - Slither on contracts/: fails on any high/medium finding not triaged (run by make test)"
 	@echo "make postgres   - install Debian's PostgreSQL server binaries (for the PostgreSQL store tests)"
 	@echo "make gas        - regenerate docs/gas.md"
 	@echo "make contracts  - recompile contracts/ into src/chainstream/chain/artifacts/"
@@ -71,7 +72,12 @@ lint: $(STAMP)/python
 	$(VENV)/bin/ruff format --check src tests scripts benchmarks
 	$(VENV)/bin/ruff check src tests scripts benchmarks
 
-test: setup lint
+# Slither on contracts/ through Hardhat's build (the local solcjs; nothing is downloaded). Fails on any high or
+# medium finding not in slither.triage.json, and on any reentrancy finding with the guards ignored.
+slither: setup
+	$(PY) scripts/slither_check.py
+
+test: setup lint slither
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 	npx hardhat test
 	@if [ -d tests/js ]; then node --test tests/js/; fi

@@ -3,7 +3,7 @@
 A RelayService over a real SqliteStore (WAL, synchronous=FULL, group commit) with the seed catalog and
 `--channels` channels put straight into its catalog and store (no chain: nothing on this path reads one once
 a channel is loaded). Pre-signed play vouchers go through what WS /api/v1/payments/stream does for each
-message: StreamedPaymentIn.model_validate_json -> to_payment -> RelayService.submit (verify, queue for the
+message: limits.check_message -> StreamedPaymentIn.model_validate_json -> to_payment -> RelayService.submit (verify, queue for the
 group commit, await durability) -> the reply dict -> json.dumps, with `--window` messages in flight.
 
 It reports CPU microseconds per voucher of the event-loop thread and of the writer thread (thread CPU
@@ -38,6 +38,7 @@ from chainstream.protocol import Domain, Signature, recover  # noqa: E402
 from chainstream.protocol.types import ZERO_ADDRESS  # noqa: E402
 from chainstream.relay.app import _ack_json, tune_interpreter_for_serving  # noqa: E402
 from chainstream.relay.catalog import CatalogEntry  # noqa: E402
+from chainstream.relay.limits import check_json_depth, check_message  # noqa: E402
 from chainstream.relay.schemas import StreamedPaymentIn, to_payment  # noqa: E402
 from chainstream.relay.service import RelayService  # noqa: E402
 from chainstream.seed import ARTISTS, CATALOG, split_for, track_audio  # noqa: E402
@@ -116,7 +117,11 @@ def stage_breakdown(
     next_state, _ = apply(state, charge)
     signature = Signature.from_bytes(sig)
     now = int(time.time())
+    max_message = Settings.model_fields["max_message_bytes"].default
+    body_bytes = message.encode()
     stages = {
+        "check_message (limits)": lambda: check_message(message, max_message),
+        "check_json_depth (bytes)": lambda: check_json_depth(body_bytes),
         "model_validate_json": lambda: StreamedPaymentIn.model_validate_json(message),
         "to_payment": lambda: to_payment(body.channelId, body),
         "verify_payment (all)": lambda: verify_payment(
@@ -160,12 +165,14 @@ def _fake_ack(payment: Any) -> Any:
 async def stream(service: RelayService, messages: list[str], window: int) -> tuple[int, float, float, float]:
     """What the stream endpoint does per message, `window` messages in flight; returns (accepted, wall, loop CPU)."""
     slots = asyncio.Semaphore(window)
+    max_message = Settings.model_fields["max_message_bytes"].default
     accepted = 0
     replies: list[str] = []
 
     async def handle(text: str) -> None:
         nonlocal accepted
         try:
+            check_message(text, max_message)
             body = StreamedPaymentIn.model_validate_json(text)
             ack = await service.submit(to_payment(body.channelId, body))
             replies.append(

@@ -2,6 +2,8 @@
 import { ZeroAddress, getAddress } from "ethers";
 
 import { makeDomain } from "./lib/protocol.js";
+import { ReadTokens } from "./lib/readtokens.js";
+import { forgetAllSessionKeys, forgetExpiredSessionKeys } from "./lib/session.js";
 import { RelayClient, RelayError } from "./lib/relay.js";
 import { Listener } from "./lib/listener.js";
 import { WalletConnection, describeTxError, discoverWallets } from "./lib/wallet.js";
@@ -69,6 +71,7 @@ const ctx = {
   switchNetwork: () => switchNetwork(),
   rerender: () => render(),
 };
+ctx.relay.tokens = new ReadTokens(ctx);
 window.chainstream = ctx; // for debugging in the console
 
 // ------------------------------------------------------------------------------------------ banners & toasts
@@ -186,6 +189,9 @@ async function useWallet(discovered, { silent = false } = {}) {
 }
 
 function disconnect() {
+  // nothing spendable stays behind in this browser: its session keys go (a new one is authorised next time)
+  forgetAllSessionKeys();
+  ctx.relay.tokens.forget();
   ctx.wallet?.disconnect();
   ctx.wallet = null;
   localStorage.removeItem("chainstream.wallet");
@@ -321,6 +327,7 @@ async function boot() {
       ctx.relay.info(), ctx.relay.config(), ctx.relay.abi("ChainStreamChannels"), ctx.relay.abi("TrackRegistry"), ctx.relay.abi("MockStablecoin"),
     ]);
     ctx.info = info;
+    ctx.loadedAt = Date.now() / 1000; // with info.time: the relay's clock, which judges read tokens
     ctx.config = config;
     ctx.abis = { channels: channelsAbi, registry: registryAbi, token: tokenAbi };
     ctx.domain = makeDomain(info.domain);
@@ -328,6 +335,7 @@ async function boot() {
     mount($("#view"), h("div.connect-cta", h("h2", "The relay is not answering"), h("p", err.message)));
     return;
   }
+  forgetExpiredSessionKeys(Date.now() / 1000);
   ctx.listener = new Listener(ctx);
   ctx.player = new Player(ctx, $("#player"), $("#audio"));
   ctx.listener.addEventListener("change", () => currentView?.update?.());

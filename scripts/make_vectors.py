@@ -29,11 +29,14 @@ from chainstream.protocol.eip712 import (
     CLOSE_TYPEHASH,
     DOMAIN_TYPE,
     DOMAIN_TYPEHASH,
+    READ_ACCESS_TYPE,
+    READ_ACCESS_TYPEHASH,
     VOUCHER_TYPE,
     VOUCHER_TYPEHASH,
     close_struct_hash,
 )
 from chainstream.protocol.hashing import address_word, hash_addresses, hash_uints, keccak, word
+from chainstream.protocol.read_token import sign_read_token
 from chainstream.protocol.receipts import RECEIPT_TYPE, RECEIPT_TYPEHASH
 from chainstream.protocol.signing import Signature
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address
@@ -177,6 +180,26 @@ def close_entry(description: str, cid: bytes, voucher_digest: bytes, key: Privat
         "message": {"channelId": hex0x(cid), "voucherDigest": hex0x(voucher_digest)},
         "digest": hex0x(digest),
         "signature": key.sign(digest).to_hex(),
+    }
+
+
+def read_token_entry(
+    description: str, key: PrivateKey, account: str, channel_id: bytes, not_after: int
+) -> dict[str, Any]:
+    token = sign_read_token(key, DOMAIN, RELAY.address, account=account, channel_id=channel_id, not_after=not_after)
+    return {
+        "description": description,
+        "privateKey": hex0x(key.secret),
+        "signer": key.address,
+        "message": {
+            "account": token.account,
+            "channelId": hex0x(channel_id),
+            "relay": RELAY.address,
+            "notAfter": not_after,
+        },
+        "digest": hex0x(token.digest(DOMAIN, RELAY.address)),
+        "signature": token.signature.to_hex(),
+        "token": token.encode(),
     }
 
 
@@ -386,6 +409,18 @@ def _build() -> tuple[dict[str, Any], dict[str, Voucher]]:
         "closes": closes,
         "receipts": a.receipts + b.receipts,
         "splits": splits,
+        "readTokens": [
+            read_token_entry(
+                "the payer reads all its channels at the relay (channelId zero)",
+                PAYER,
+                PAYER.address,
+                ZERO_HASH,
+                1_700_000_300,
+            ),
+            read_token_entry(
+                "channel A's session key reads channel A only", SESSION, PAYER.address, CHANNEL_A, 1_700_000_300
+            ),
+        ],
     }
     return doc, {"settled": settled_voucher, "final": final_voucher}
 
@@ -429,6 +464,7 @@ def render_block() -> str:
         f'| `keccak256("{CLOSE_TYPE}")` | `{hex0x(CLOSE_TYPEHASH)}` |',
         f'| `keccak256("{RECEIPT_TYPE}")` | `{hex0x(RECEIPT_TYPEHASH)}` |',
         f'| `keccak256("{CAPS_TYPE}")` | `{hex0x(CAPS_TYPEHASH)}` |',
+        f'| `keccak256("{READ_ACCESS_TYPE}")` | `{hex0x(READ_ACCESS_TYPEHASH)}` |',
         f"| domain separator | `{doc['domainSeparator']}` |",
         f'| `keccak256("")` (hash of an empty array) | `{hex0x(keccak(b""))}` |',
         "",
@@ -488,6 +524,14 @@ def render_block() -> str:
             "",
         ]
     out += ["#### Splits", "", "```json", dump_json(doc["splits"]), "```", ""]
+    out += [
+        "#### Read tokens (relay only; `token` is the wire form)",
+        "",
+        "```json",
+        dump_json(doc["readTokens"]),
+        "```",
+        "",
+    ]
 
     settled = extra["settled"]
     final = extra["final"]

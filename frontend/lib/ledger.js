@@ -13,6 +13,7 @@ import {
   emptyVoucher,
   makeReceipt,
   signDigest,
+  splitHash as hashSplit,
   voucherDigest,
   voucherFromJson,
   voucherJson,
@@ -35,7 +36,10 @@ export function makeState({ voucher, seq = 0, plays = new Map(), owned = new Set
 
 export const openedState = (channelId) => makeState({ voucher: emptyVoucher(channelId) });
 
-/** The ledger state from the relay's channel summary (GET /channels/{id}, or the `state` of a rejection). */
+/**
+ * The ledger state from the relay's channel summary (GET /channels/{id}, or the `state` of a rejection), taken
+ * as is. Its `plays` and `owned` decide prices: a client must not sign on them unverified (see replayHistory).
+ */
 export function stateFromSummary(summary) {
   const plays = new Map(Object.entries(summary.plays ?? {}).map(([t, n]) => [t.toLowerCase(), Number(n)]));
   const owned = new Set((summary.owned ?? []).map((t) => t.toLowerCase()));
@@ -138,3 +142,80 @@ export function buildPayment(state, charge, domain, signer) {
 }
 
 export const kindName = (kind) => KIND_NAMES[kind];
+
+// ------------------------------------------------------------------------------------------------ replay
+/** A relay state this page will not build on (see replayHistory); `code` is "untrusted_state". */
+export class UntrustedState extends Error {
+  constructor(message) {
+    super(message);
+    this.code = "untrusted_state";
+  }
+}
+
+/** One item of GET /channels/{id}/history, parsed strictly: {seq, kind, target, units, amount, memo, digest}. */
+export function acceptedPayment(item) {
+  const hex32 = (v) => typeof v === "string" && /^0x[0-9a-fA-F]{64}$/.test(v);
+  const kind = KIND_NAMES.indexOf(item?.kind);
+  if (!Number.isSafeInteger(item?.seq) || !Number.isSafeInteger(item?.units) || kind < 0 || !hex32(item.target)
+    || !hex32(item.digest) || typeof item.amount !== "string" || !/^(0|[1-9][0-9]{0,28})$/.test(item.amount)
+    || (item.memo != null && typeof item.memo !== "string")) {
+    throw new UntrustedState("the relay's history has a malformed item: not adopted");
+  }
+  return Object.freeze({
+    seq: item.seq, kind, target: item.target.toLowerCase(), units: item.units, amount: BigInt(item.amount),
+    memo: item.memo ?? "", digest: item.digest.toLowerCase(),
+  });
+}
+
+/** Every charge that could have produced `payment`: the target's splits (any registry version), and for a tip
+ * whose target is an address word, the tip straight to that address. */
+function* candidateCharges(payment, splitsOf) {
+  const { kind, target, units, amount, memo } = payment;
+  for (const split of splitsOf(target)) {
+    yield makeCharge({ kind, target, units, amount, splitHash: hashSplit(split), payments: amount ? applySplit(split, amount) : [], memo });
+  }
+  if (kind === Kind.TIP && target.startsWith("0x" + "00".repeat(12)) && amount > 0n) {
+    const payee = getAddress("0x" + target.slice(26));
+    yield makeCharge({ kind, target, units: 0, amount, splitHash: ZERO_HASH, payments: [[payee, amount]], memo });
+  }
+}
+
+/**
+ * The ledger state after `payments` (acceptedPayment items, consecutive from `start.seq + 1`), recomputed here:
+ * each receipt is rebuilt and applied with the code that signs, and must lead to the voucher digest reported
+ * for it. `splitsOf(trackId)` gives the track's splits over all its registry versions ([] for none). Plays and
+ * owned tracks then come from receipts, never from the relay. The caller compares the result with a voucher
+ * its own key signed, whose playHash commits to the whole chain (PROTOCOL.md 6.1). Throws UntrustedState.
+ */
+export function replayHistory(start, payments, splitsOf, domain) {
+  let state = start;
+  for (const payment of payments) {
+    if (payment.seq !== state.seq + 1) throw new UntrustedState(`the relay's history jumps from seq ${state.seq} to ${payment.seq}`);
+    let next = null;
+    for (const charge of candidateCharges(payment, splitsOf)) {
+      let candidate;
+      try {
+        candidate = applyCharge(state, charge).state;
+      } catch {
+        continue; // a field out of range: not what anybody signed
+      }
+      if (voucherDigest(domain, candidate.voucher).toLowerCase() === payment.digest) {
+        next = candidate;
+        break;
+      }
+    }
+    if (!next) throw new UntrustedState(`the relay's payment ${payment.seq} does not chain into the voucher it reports`);
+    state = next;
+  }
+  return state;
+}
+
+/** Whether two states price alike: same seq, voucher, plays per track and owned tracks. */
+export function sameState(a, b) {
+  const v = (s) => JSON.stringify({
+    seq: s.seq, ...voucherJson(s.voucher), playHash: s.voucher.playHash.toLowerCase(), channelId: s.voucher.channelId.toLowerCase(),
+  });
+  const plays = (s) => JSON.stringify([...s.plays.entries()].filter(([, n]) => n).sort());
+  const owned = (s) => JSON.stringify([...s.owned].sort());
+  return v(a) === v(b) && plays(a) === plays(b) && owned(a) === owned(b);
+}

@@ -9,6 +9,8 @@ import { RelayError } from "./relay.js";
 import * as S from "./session.js";
 
 const RESYNC_CODES = new Set(["voucher_mismatch", "stale_voucher", "seq_gap"]);
+/** Days a new browser session key is valid for, unless the listener picks another validity. */
+export const DEFAULT_SESSION_DAYS = 1;
 
 export class Listener extends EventTarget {
   constructor(ctx) {
@@ -62,6 +64,8 @@ export class Listener extends EventTarget {
   reset() {
     this._sse?.close();
     this._sse = null;
+    this._sseGeneration = (this._sseGeneration ?? 0) + 1;
+    this.ctx.relay.tokens?.forget();
     clearInterval(this._poll);
     this.channels = [];
     this.channel = this.ledger = this.session = null;
@@ -120,7 +124,80 @@ export class Listener extends EventTarget {
    */
   async adoptSummary(summary) {
     await this._checkState(summary);
-    this.applySummary(summary);
+    this.applySummary(summary, await this._verifiedLedger(summary));
+  }
+
+  /**
+   * The ledger at the summary's seq recomputed from receipts (ours up to our own state, the relay's history after
+   * it, priced by the TrackRegistry's splits), which must end at the summary's signed voucher. Plays and owned
+   * tracks decide prices, so they come from those receipts; a relay claiming others, or whose history does not
+   * replay, is refused (untrusted_state) and nothing is signed on it (PROTOCOL.md 6.1).
+   */
+  async _verifiedLedger(summary) {
+    const untrusted = (message) => new RelayError(0, { error: { code: "untrusted_state", message } });
+    let claimed;
+    try {
+      claimed = L.stateFromSummary(summary);
+    } catch {
+      throw untrusted("the relay's channel state is malformed: not adopted");
+    }
+    const id = summary.channelId.toLowerCase();
+    const starts = [L.openedState(summary.channelId)];
+    const own = this.ledger;
+    if (own && own.voucher.channelId.toLowerCase() === id && own.seq > 0 && own.seq <= claimed.seq) starts.unshift(own);
+    let problem = "its history does not lead to the voucher it shows";
+    for (const start of starts) {
+      let state;
+      try {
+        const payments = await this._historyBetween(summary.channelId, start.seq, claimed.seq);
+        state = L.replayHistory(start, payments, await this._registrySplits(payments), this.ctx.domain);
+      } catch (err) {
+        if (!(err instanceof L.UntrustedState)) throw err;
+        problem = err.message;
+        continue;
+      }
+      if (state.seq !== claimed.seq || P.voucherDigest(this.ctx.domain, state.voucher) !== P.voucherDigest(this.ctx.domain, claimed.voucher)) continue;
+      if (!L.sameState(state, claimed)) {
+        throw untrusted("the relay's play counts or owned tracks differ from the receipts this channel signed: not adopted, nothing signed");
+      }
+      return state;
+    }
+    throw untrusted(`the relay's channel state cannot be verified (${problem}): not adopted, nothing signed`);
+  }
+
+  /** The relay's accepted payments with after < seq <= upto, oldest first (paged back from `upto`). */
+  async _historyBetween(channelId, after, upto) {
+    const out = new Map();
+    let before = upto + 1;
+    while (before > after + 1) {
+      const page = (await this.ctx.relay.history(channelId, 500, before)).items.map(L.acceptedPayment)
+        .filter((p) => p.seq > after && p.seq < before);
+      if (!page.length) break;
+      for (const p of page) if (!out.has(p.seq)) out.set(p.seq, p);
+      before = Math.min(...page.map((p) => p.seq));
+    }
+    return [...out.keys()].sort((a, b) => a - b).map((seq) => out.get(seq));
+  }
+
+  /** splitsOf for replayHistory: every split version of the payments' targets, read from the TrackRegistry. */
+  async _registrySplits(payments) {
+    const { info, abis } = this.ctx;
+    const registry = new Contract(info.registry, abis.registry, this.ctx.wallet.browserProvider);
+    const splits = new Map();
+    for (const target of new Set(payments.map((p) => p.target))) {
+      // version 1 first: getTrack reverts for an id that is not a track (a direct tip's address word)
+      const [first, firstHash] = await registry.getSplit(target, 1);
+      const list = [];
+      if (firstHash !== P.ZERO_HASH) {
+        const versions = Number((await registry.getTrack(target)).splitVersion);
+        for (let v = 1; v <= versions; v++) {
+          const [split] = v === 1 ? [first] : await registry.getSplit(target, v);
+          list.push({ recipients: [...split.recipients], bps: [...split.bps].map(Number), feeRecipient: split.feeRecipient, feeBps: Number(split.feeBps) });
+        }
+      }
+      splits.set(target, list);
+    }
+    return (trackId) => splits.get(trackId.toLowerCase()) ?? [];
   }
 
   async _checkState(summary) {
@@ -140,10 +217,12 @@ export class Listener extends EventTarget {
     throw untrusted(`the relay's channel state is signed by ${signer}, not by your wallet or a session key of the channel: not adopted`);
   }
 
-  applySummary(summary) {
+  applySummary(summary, ledger) {
     const { info } = this.ctx;
+    // a closed channel's key can sign nothing useful any more: it does not stay in this browser
+    if (summary.status === "closed") S.forgetSessionKey(info.chainId, info.channels, summary.channelId);
     this.channel = summary;
-    this.ledger = L.stateFromSummary(summary);
+    this.ledger = ledger;
     const stored = S.loadSessionKey(info.chainId, info.channels, summary.channelId);
     this.session = stored && getAddress(stored.address) === getAddress(summary.sessionKey) ? stored : null;
     const i = this.channels.findIndex((c) => c.channelId === summary.channelId);
@@ -169,10 +248,25 @@ export class Listener extends EventTarget {
 
   subscribe() {
     this._sse?.close();
+    this._sse = null;
     clearInterval(this._poll);
     const id = this.channel.channelId;
+    const generation = (this._sseGeneration = (this._sseGeneration ?? 0) + 1);
+    this._openEvents(id, generation).catch(() => {});
+    // settlement progress and on-chain status are not pushed: poll them gently
+    this._poll = setInterval(() => {
+      this.refreshChannel().catch(() => {});
+      // the stream's read token is checked when it opens: once the relay refuses a reconnection (an expired
+      // token), open it again with a fresh one
+      if (this._sse?.readyState === EventSource.CLOSED && generation === this._sseGeneration) {
+        this._openEvents(id, generation).catch(() => {});
+      }
+    }, 3000);
+  }
+
+  async _openEvents(id, generation) {
     let historyTimer = null;
-    this._sse = this.ctx.relay.events({ channel: id }, (type, ev) => {
+    const source = await this.ctx.relay.events({ channel: id }, (type, ev) => {
       if (type === "catalog") {
         this.refreshCatalog().catch(() => {});
         return;
@@ -185,8 +279,12 @@ export class Listener extends EventTarget {
       clearTimeout(historyTimer);
       historyTimer = setTimeout(() => this.refreshHistory().catch(() => {}), 150);
     });
-    // settlement progress and on-chain status are not pushed: poll them gently
-    this._poll = setInterval(() => this.refreshChannel().catch(() => {}), 3000);
+    if (generation !== this._sseGeneration || this.channel?.channelId !== id) {
+      source.close(); // another channel was selected (or the account reset) meanwhile
+      return;
+    }
+    this._sse?.close();
+    this._sse = source;
   }
 
   async refreshChainTime() {
@@ -221,7 +319,7 @@ export class Listener extends EventTarget {
   }
 
   /** Open a channel with a fresh browser session key. method: "eth" | "permit" | "approve". */
-  async openChannel({ token, amount, method, days = 7 }, progress = () => {}) {
+  async openChannel({ token, amount, method, days = DEFAULT_SESSION_DAYS }, progress = () => {}) {
     const { info, wallet } = this.ctx;
     const { channels, token: tokenContract, signer } = await this.contracts();
     const account = getAddress(wallet.account);
@@ -265,6 +363,12 @@ export class Listener extends EventTarget {
     if (receipt.status !== 1) throw new Error("the open transaction failed");
     S.rememberChannel(info.chainId, account, channelId);
     await this.selectChannel(channelId);
+    // Default session cap: the browser's key may sign at most the opening deposit in total (a top-up does not
+    // raise what a copied key could spend; the wallet can lift the cap). Signed by the key itself, no prompt.
+    if (this.session && this.channel?.sessionCap == null) {
+      progress("Setting this browser's spending limit…");
+      await this.setCaps({ dailyCap: BigInt(this.channel.dailyCap ?? 0), sessionCap: BigInt(amount) }).catch(() => {});
+    }
     return channelId;
   }
 
@@ -284,7 +388,7 @@ export class Listener extends EventTarget {
   }
 
   /** Authorise a new browser session key for the active channel (setSessionKey, payer only). */
-  async authorizeSession(days = 7) {
+  async authorizeSession(days = DEFAULT_SESSION_DAYS) {
     const { info } = this.ctx;
     const { channels } = await this.contracts();
     const session = S.createSessionKey();
@@ -409,7 +513,8 @@ export class Listener extends EventTarget {
   }
 
   // ------------------------------------------------------------------------------------------ caps
-  async setCaps({ dailyCap, sessionCap = 0n }) {
+  /** Set caps; the session cap in force is kept unless given (0 lifts it, which takes the wallet). */
+  async setCaps({ dailyCap, sessionCap = this.channel?.sessionCap ?? 0n }) {
     const { domain } = this.ctx;
     const id = this.channel.channelId;
     const issuedAt = BigInt(Math.max(Math.floor(Date.now() / 1000), (this._capsIssuedAt ?? 0) + 1));
@@ -504,6 +609,9 @@ export class Listener extends EventTarget {
   }
 
   async _afterClose() {
+    const { info } = this.ctx;
+    S.forgetSessionKey(info.chainId, info.channels, this.channel.channelId);
+    this.session = null;
     this.ctx.player?.stop();
     this.ctx.clearPaymentErrors?.();
     this._sse?.close();

@@ -293,3 +293,26 @@ export function capsDigest(domain, { channelId, dailyCap, sessionCap, issuedAt }
   const struct = keccak256(concat([CAPS_TYPEHASH, bytes32(channelId), word(dailyCap), word(sessionCap), word(issuedAt)]));
   return eip712Digest(domain, struct);
 }
+
+// ------------------------------------------------------------------------------------------ read tokens
+// ReadAccess(account, channelId, relay, notAfter): the owner's short-lived permission for a relay to show it its
+// own data (docs/PROTOCOL.md §3.5). Wire form: account.channelId.notAfter.signature (docs/API.md, read tokens).
+export const READ_ACCESS_TYPE = "ReadAccess(address account,bytes32 channelId,address relay,uint256 notAfter)";
+export const READ_ACCESS_TYPES = {
+  ReadAccess: [
+    { name: "account", type: "address" },
+    { name: "channelId", type: "bytes32" },
+    { name: "relay", type: "address" },
+    { name: "notAfter", type: "uint256" },
+  ],
+};
+export const READ_ACCESS_TYPEHASH = typeHash(READ_ACCESS_TYPE);
+
+export function readAccessDigest(domain, { account, channelId = ZERO_HASH, relay, notAfter }) {
+  const struct = keccak256(concat([READ_ACCESS_TYPEHASH, addressWord(account), bytes32(channelId), addressWord(relay), word(notAfter)]));
+  return eip712Digest(domain, struct);
+}
+
+/** The wire form of a signed ReadAccess message. */
+export const readTokenText = ({ account, channelId = ZERO_HASH, notAfter }, signature) =>
+  `${getAddress(account)}.${channelId.toLowerCase()}.${BigInt(notAfter)}.${signature}`;

@@ -13,14 +13,17 @@ export class RelayError extends Error {
 export class RelayClient {
   constructor(base = "") {
     this.base = base;
+    this.tokens = null; // a ReadTokens (lib/readtokens.js): signs the read tokens of private reads
   }
 
-  async request(method, path, body) {
+  async request(method, path, body, token) {
     let res;
+    const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+    if (token) headers.Authorization = `ChainStream-Read ${token}`;
     try {
       res = await fetch(this.base + path, {
         method,
-        headers: body === undefined ? {} : { "Content-Type": "application/json" },
+        headers,
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
@@ -38,24 +41,51 @@ export class RelayClient {
   }
 
   get = (path) => this.request("GET", path);
+
+  /**
+   * A private read with the owner's read token (scope {channel} or {account}); a session-key token the relay no
+   * longer takes (the key was replaced or expired) is retried once with the wallet's.
+   */
+  async read(path, scope, { wallet = false } = {}) {
+    const token = await this.tokens.token(scope, { wallet });
+    try {
+      return await this.request("GET", path, undefined, token.text);
+    } catch (err) {
+      if (!(err instanceof RelayError) || err.code !== "read_token_invalid" || !token.bySession) throw err;
+      this.tokens.refused(token.signer); // expired by chain time, or replaced: read with the wallet from now on
+      return this.request("GET", path, undefined, (await this.tokens.token(scope, { wallet: true })).text);
+    }
+  }
+
   info = () => this.get("/api/v1/info");
   config = () => this.get("/player-config.json").catch(() => ({ rpcUrls: [] }));
   abi = (name) => this.get(`/abi/${name}.json`).then((j) => j.abi);
   catalog = (token) => this.get(`/api/v1/catalog${token ? `?token=${token}` : ""}`);
-  channel = (id) => this.get(`/api/v1/channels/${id}`);
-  history = (id, limit = 50) => this.get(`/api/v1/channels/${id}/history?limit=${limit}`);
+  channel = (id) => this.read(`/api/v1/channels/${id}`, { channel: id });
+  history = (id, limit = 50, before = null) =>
+    this.read(`/api/v1/channels/${id}/history?limit=${limit}${before == null ? "" : `&before=${before}`}`, { channel: id });
   pay = (id, body) => this.request("POST", `/api/v1/channels/${id}/payments`, body);
   setCaps = (id, body) => this.request("PUT", `/api/v1/channels/${id}/caps`, body);
   close = (id, body) => this.request("POST", `/api/v1/channels/${id}/close`, body);
-  listenerChannels = (addr) => this.get(`/api/v1/listeners/${addr}/channels`);
-  earnings = (addr) => this.get(`/api/v1/artists/${addr}/earnings`);
-  earningsCsvUrl = (addr) => `${this.base}/api/v1/artists/${addr}/earnings?format=csv`;
+  listenerChannels = (addr) => this.read(`/api/v1/listeners/${addr}/channels`, { account: addr });
+  // earnings: the artist's own key only (a session key never reads them)
+  earnings = (addr) => this.read(`/api/v1/artists/${addr}/earnings`, { account: addr }, { wallet: true });
+  /** A download link for the earnings CSV (a link cannot send headers: the token rides in the query). */
+  async earningsCsvUrl(addr) {
+    const token = await this.tokens.token({ account: addr }, { wallet: true });
+    return `${this.base}/api/v1/artists/${addr}/earnings?format=csv&readToken=${encodeURIComponent(token.text)}`;
+  }
 
-  /** Server-Sent Events for a channel (payments) or a payee; returns the EventSource. */
-  events({ channel, payee } = {}, onEvent) {
+  /**
+   * Server-Sent Events for a channel (payments) or a payee; resolves to the EventSource. EventSource cannot send
+   * headers, so the read token is in the URL (short-lived; Referrer-Policy no-referrer keeps it from leaking).
+   */
+  async events({ channel, payee } = {}, onEvent) {
     const q = new URLSearchParams();
     if (channel) q.set("channel", channel);
     if (payee) q.set("payee", payee);
+    const scope = channel ? { channel } : { account: payee };
+    if (channel || payee) q.set("readToken", (await this.tokens.token(scope, { wallet: !channel })).text);
     const source = new EventSource(`${this.base}/api/v1/events?${q}`);
     for (const type of ["payment", "catalog"]) {
       source.addEventListener(type, (e) => {

@@ -1,6 +1,8 @@
 // Browser session keys: one random key per channel, kept in localStorage, authorised on-chain in open() (or
 // setSessionKey) so that plays are paid without a wallet pop-up. It can only sign vouchers for its channel,
-// up to the deposit (and the caps the listener sets), until its expiry.
+// up to the deposit and the session cap (set to the opening deposit by default), until its expiry (one day by
+// default). Whoever copies this browser's profile holds these keys: they are deleted when the channel closes,
+// when the wallet is disconnected, and once expired (docs/SECURITY.md).
 import { Wallet } from "ethers";
 
 const PREFIX = "chainstream.session";
@@ -31,6 +33,25 @@ export function loadSessionKey(chainId, contract, channelId) {
 
 export function forgetSessionKey(chainId, contract, channelId) {
   localStorage.removeItem(keyName(chainId, contract, channelId));
+}
+
+const sessionEntries = () => Object.keys(localStorage).filter((k) => k.startsWith(`${PREFIX}.`));
+
+/** Delete every session key this browser keeps (on disconnect: nothing is left to spend from here). */
+export function forgetAllSessionKeys() {
+  for (const name of sessionEntries()) localStorage.removeItem(name);
+}
+
+/** Delete the session keys whose expiry (unix seconds) has passed by `now`. */
+export function forgetExpiredSessionKeys(now) {
+  for (const name of sessionEntries()) {
+    try {
+      const { expiry } = JSON.parse(localStorage.getItem(name));
+      if (!(Number(expiry) > now)) localStorage.removeItem(name);
+    } catch {
+      localStorage.removeItem(name);
+    }
+  }
 }
 
 /** Channels this browser opened for an account (so a channel shows before the relay's watcher has seen it). */

@@ -5,9 +5,10 @@ import { ZeroAddress } from "ethers";
 import * as L from "../lib/ledger.js";
 import { Model, meteringOf, ownedAfter, playPrice, termsFromJson } from "../lib/pricing.js";
 import { Ticker, artStyle, avatarStyle, fmtDuration, fmtTime, h, mount, parseAmount, shortAddr } from "../lib/ui.js";
+import { DEFAULT_SESSION_DAYS } from "../lib/listener.js";
 import { ICONS, openTipModal } from "./player.js";
 
-const form = { token: ZeroAddress, amount: "", method: "permit", days: 7, busy: null, panel: null, capText: "", topUpText: "" };
+const form = { token: ZeroAddress, amount: "", method: "permit", days: DEFAULT_SESSION_DAYS, busy: null, panel: null, capText: "", topUpText: "" };
 
 export function renderListen(ctx, root) {
   const hero = h("div.hero");
@@ -265,10 +266,10 @@ function renderSide(ctx, el) {
       h("div", h("span.k", "Channel"), h("span.mono", { title: c.channelId }, shortAddr(c.channelId)))));
     if (!session) {
       body.push(h("div.inline-form", h("div.muted", "Vouchers from this browser need your wallet's signature each time. Authorise a session key to play without pop-ups."),
-        busyButton(ctx, "authorize", "Authorise this browser", () => listener.authorizeSession(7), "btn primary small")));
+        busyButton(ctx, "authorize", "Authorise this browser", () => listener.authorizeSession(), "btn primary small")));
     } else if (stale) {
       body.push(h("div.inline-form", h("div.muted", `This browser's session key ${expiredWord()}: vouchers need your wallet's signature each time. Renew it (one transaction) to play without pop-ups.`),
-        busyButton(ctx, "authorize", "Renew this browser's key", () => listener.authorizeSession(7), "btn primary small", "renew-session")));
+        busyButton(ctx, "authorize", "Renew this browser's key", () => listener.authorizeSession(), "btn primary small", "renew-session")));
     }
     body.push(h("div.actions-row",
       h("button.btn.small", { "data-testid": "set-cap", onclick: () => togglePanel(ctx, "cap") }, c.dailyCap ? "Change daily cap" : "Set daily cap"),
@@ -470,7 +471,7 @@ function channelPicker(ctx) {
     h("div.history", listener.channels.map((c) => h("div.h-item", { style: { cursor: "pointer" }, onclick: () => { form.panel = null; listener.selectChannel(c.channelId).catch((e) => ctx.showError(e)); } },
       h("div.h-art", { style: { background: artStyle(c.channelId) } }),
       h("div", { style: { minWidth: 0 } }, h("div.h-title.mono", shortAddr(c.channelId)), h("div.h-sub", `${c.status} · ${ctx.fmt(c.deposit, c.token)} deposit`)),
-      h("div.h-amt", ctx.fmt(c.spent, c.token), h("small", c.channelId === listener.channel?.channelId ? "active" : "spent"))))));
+      h("div.h-amt", ctx.fmt(c.spent ?? c.settled, c.token), h("small", c.channelId === listener.channel?.channelId ? "active" : "spent"))))));
 }
 
 // ------------------------------------------------------------------------------------------ history

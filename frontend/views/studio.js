@@ -30,6 +30,7 @@ function newSplitState(owner) {
 export function renderStudio(ctx, root) {
   let timer = null;
   let sse = null;
+  let generation = 0; // bumped by stop(): an event stream opened after it is closed at once
   let account = null;
   let catalogKey = null;
   let earningsKey = null;
@@ -38,6 +39,8 @@ export function renderStudio(ctx, root) {
   const tracksEl = h("div");
   const claimEl = h("div");
   const registerEl = h("div");
+  // the CSV link carries the artist's read token in its URL (a link cannot send headers): set once signed
+  const csvEl = h("a.btn", { href: "#", "aria-disabled": "true", "data-testid": "csv-export" }, "Export CSV");
 
   function layout() {
     if (!ctx.wallet?.account) {
@@ -54,7 +57,7 @@ export function renderStudio(ctx, root) {
         h("div", h("div.label", "Artist studio"), h("h1", "Earnings & catalog"),
           h("div.row", { style: { marginTop: "6px" } }, h("span.avatar.sm", { style: { background: avatarStyle(ctx.wallet.account) } }), h("span.mono.muted", ctx.wallet.account))),
         h("div.row",
-          h("a.btn", { href: ctx.relay.earningsCsvUrl(ctx.wallet.account), download: `earnings-${ctx.wallet.account}.csv`, "data-testid": "csv-export" }, "Export CSV"),
+          csvEl,
           h("a.btn.primary", { href: "#register", onclick: (e) => { e.preventDefault(); registerEl.scrollIntoView({ behavior: "smooth" }); } }, "Register a track"))),
       h("div.studio-grid",
         h("div", { style: { display: "flex", flexDirection: "column", gap: "20px" } }, earningsEl, tracksEl),
@@ -73,6 +76,9 @@ export function renderStudio(ctx, root) {
     if (acct !== ctx.wallet?.account) return;
     S.earnings = earnings;
     S.catalog = catalog.tracks;
+    csvEl.href = await ctx.relay.earningsCsvUrl(acct); // the token earnings() just used (cached)
+    csvEl.download = `earnings-${acct}.csv`;
+    csvEl.removeAttribute("aria-disabled");
     ctx.info.tokens.forEach((t, i) => { S.claimable[t.address] = claimable[i]; });
     draw();
   }
@@ -117,10 +123,17 @@ export function renderStudio(ctx, root) {
     draw();
     load().catch((err) => ctx.showError(err, "Could not load your earnings"));
     timer = setInterval(() => load().catch(() => {}), 3000);
-    sse = ctx.relay.events({ payee: account }, () => load().catch(() => {}));
+    const mine = generation;
+    ctx.relay.events({ payee: account }, () => load().catch(() => {}))
+      .then((source) => {
+        if (mine === generation) sse = source;
+        else source.close();
+      })
+      .catch(() => {}); // the 3 s poll keeps the earnings current anyway
   }
 
   function stop() {
+    generation += 1;
     clearInterval(timer);
     sse?.close();
     sse = null;

@@ -39,10 +39,8 @@ def relay(
     settle_interval: Annotated[float, typer.Option(envvar="CHAINSTREAM_SETTLE_INTERVAL")] = 5.0,
 ) -> None:
     """Run the relay: verify and store vouchers, settle in batches, watch the chain. Key: CHAINSTREAM_RELAY_KEY."""
-    import uvicorn
-
     from chainstream.config import Settings
-    from chainstream.relay.app import Relay, create_app
+    from chainstream.relay.server import build_served_app, serve
 
     try:
         settings = Settings(
@@ -55,13 +53,11 @@ def relay(
         )
         if settings.relay_key is None:
             raise fail("set CHAINSTREAM_RELAY_KEY to the relay's private key (hex)")
-        # Built here rather than at start-up, so that a wrong chain or deployment, a database in use by another
-        # relay, ... is a one-line message and not a traceback from the server.
-        api = create_app(settings, relay=Relay(settings))
+        api = build_served_app(settings)
     except ChainStreamError as exc:
         raise fail(str(exc)) from exc
     console.print(f"relay on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(api, host=host, port=port, log_level=os.environ.get("CHAINSTREAM_LOG_LEVEL", "warning"))
+    serve(api, settings, host=host, port=port, log_level=os.environ.get("CHAINSTREAM_LOG_LEVEL", "warning"))
 
 
 @app.command()

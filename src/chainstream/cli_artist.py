@@ -293,16 +293,25 @@ def set_split(
 
 @app.command()
 def earnings(
-    address: Annotated[str | None, typer.Option(help="whose earnings (default: the key's address)")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="whose earnings: the key's own address (the relay shows earnings to the artist only)"),
+    ] = None,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,
 ) -> None:
     """Earnings per token and per track (relay), and what is claimable now (chain)."""
     with errors():
-        payee = to_address(address) if address else key_from_env(KEY_ENV).address
+        key = key_from_env(KEY_ENV)
+        payee = to_address(address) if address else key.address
+        if payee != key.address:
+            raise CliError(
+                f"the relay shows earnings only to the artist itself: set {KEY_ENV} to the key of {payee}",
+                code="not_your_earnings",
+            )
         with open_session(relay_url, rpc_url, deployment) as session:
-            data = session.relay.get(f"/artists/{payee}/earnings")
+            data = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay).earnings()
             channels = ChannelsClient(session.w3, session.deployment.channels)
             totals = Table(title=f"earnings of {payee}")
             for col in ("token", "earned", "pending", "settled", "claimed", "claimable now"):
@@ -357,7 +366,7 @@ def claim(
                     highlight=False,
                 )
             if token and total_claims == 0:
-                pending = session.relay.get(f"/artists/{key.address}/earnings")["tokens"].get(tokens[0].address)
+                pending = artist.earnings()["tokens"].get(tokens[0].address)
                 if pending and int(pending.get("pending", 0)):
                     console.print(
                         f"({tokens[0].fmt(int(pending['pending']))} earned but not settled yet: "

@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     settle_min_value: int = Field(1, description="settle a channel once this much is unsettled (token units)")
     settle_max_age: float = Field(300.0, description="...or once its oldest unsettled payment is this old (s)")
     settle_deadline_margin: int = Field(3_600, description="...or this close to its close window / key expiry (s)")
+    settle_max_gas_fraction: float = Field(
+        0.1,
+        gt=0,
+        description="settle a due channel only if its estimated gas (at base fee + tip) costs at most this "
+        "fraction of the value it settles; deadlines (close window, key expiry or rotation) override it",
+    )
+    settle_token_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="value of one smallest unit of each ERC-20 in wei, for the gas rule, as JSON "
+        '({"0xToken": 300000000}); channels in a token without a price settle only at deadlines',
+    )
     settle_batch_size: int = Field(100, description="channels per settlement transaction")
     settle_batch_gas: int = Field(
         15_000_000,
@@ -52,6 +63,24 @@ class Settings(BaseSettings):
         description="refuse payments that would make a channel pay more addresses (each costs gas at every settlement)",
     )
 
+    # what one request or connection may cost (relay/limits.py, relay/server.py)
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1_024, description="largest HTTP request body (413 body_too_large beyond)"
+    )
+    max_message_bytes: int = Field(
+        64 * 1024, ge=1_024, description="largest WebSocket message (a payment with 256 payees is ~25 kB)"
+    )
+    header_timeout: float = Field(10.0, gt=0, description="seconds a connection has to send a request's headers")
+    body_timeout: float = Field(30.0, gt=0, description="seconds a request has to send its whole body (408 beyond)")
+    keep_alive_timeout: int = Field(5, ge=1, description="seconds an idle kept-alive connection stays open")
+    caps_clock_skew: int = Field(
+        600, ge=0, description="caps may be issued at most this far ahead of the relay's clock (s)"
+    )
+    # privacy: reads of a listener's or an artist's data need a short-lived signed read token (docs/API.md)
+    read_token_max_ttl: int = Field(
+        900, ge=10, le=3_600, description="refuse read tokens valid for longer than this from now (s)"
+    )
+    read_token_skew: int = Field(30, ge=0, le=300, description="clock skew allowed on a read token's notAfter (s)")
     # audio: uploads, transcoding, paid streaming (src/chainstream/media, relay/media_routes.py)
     media_dir: Path = Field(
         Path("chainstream-media"),

@@ -46,6 +46,7 @@ from chainstream.pricing import Model
 from chainstream.protocol import PrivateKey, SignedVoucher
 from chainstream.protocol.types import ZERO_ADDRESS, Address
 from chainstream.relay.app import Relay, create_app
+from chainstream.relay.server import uvicorn_options
 from chainstream.sdk import Artist, Listener, RelayClient, RelayError
 from chainstream.tokens import TokenInfo
 
@@ -66,7 +67,7 @@ TIP_MESSAGES = (
     "my commute is better now",
 )
 # Unlimited in practice: in the demo the relay settles when asked (a round, or its watchtower), so the story
-# is deterministic. With --keep-serving the normal policy (settle anything unsettled) is restored afterwards.
+# is deterministic. With --keep-serving the normal policy (settle what is due and worth its gas) is restored.
 ON_DEMAND = 10**36
 
 
@@ -104,7 +105,15 @@ class RelayThread:
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host=host, port=self.port, log_level="warning", log_config=None, lifespan="on")
+            uvicorn.Config(
+                self.app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                log_config=None,
+                lifespan="on",
+                **uvicorn_options(settings),
+            )
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="chainstream-relay", daemon=True)

@@ -9,6 +9,7 @@ unlocked.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 import time
@@ -18,12 +19,14 @@ from typing import Any
 
 import httpx
 
-from chainstream.chain.contracts import RegistryClient, TokenClient
+from chainstream.chain.contracts import ChannelsClient, RegistryClient, TokenClient
 from chainstream.chain.deploy import Deployment, deploy_all
 from chainstream.chain.node import AnvilNode, advance_time, free_port
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ConfigurationError
-from chainstream.protocol import PrivateKey
+from chainstream.protocol import Domain, PrivateKey
+from chainstream.protocol.read_token import sign_read_token
+from chainstream.protocol.types import to_address
 from chainstream.sdk.client import RelayClient
 from chainstream.seed import ARTISTS, publish_catalog_audio, register_catalog
 
@@ -43,6 +46,7 @@ ANVIL_KEYS = (
     "0x701b615bbdfb9de65240bc28bd21bbc0d996645a3dd57e7b12bc2bdf6f192c82",
     "0xa267530f49f8280200edf313ee7af6b827f2a8bce2897751d06a843f644967b1",
     "0x47c99abed3324a2707c28affff1267e45918ec8c3f20b8aa892e8b065d2942dd",
+    "0xc526ee95bf44d8fc405a158bb884d9d1238d99f0612e9f33d006bb0789009aaa",
 )
 ROLES = {
     "deployer": 0,
@@ -59,6 +63,7 @@ ROLES = {
     "newcomer": 11,
     "renewer": 12,
     "skeptic": 13,
+    "doubter": 14,
 }  # from buyer on: one listener per browser test
 LISTENERS = ("listener", "listener2")
 CHALLENGE_PERIOD = 3_600
@@ -89,9 +94,28 @@ class Stack:
         advance_time(self.node.web3(), seconds)
 
     def get(self, path: str) -> Any:
-        response = httpx.get(self.url + path, timeout=10)
+        """GET a relay path; a private read (a channel's, a listener's or an artist's) as its owner, with a read
+        token signed by the owner's key (docs/API.md, read tokens)."""
+        response = httpx.get(self.url + path, headers=self.owner_headers(path), timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def owner_headers(self, path: str) -> dict[str, str]:
+        channel = re.match(r"^/api/v1/channels/(0x[0-9a-fA-F]{64})(?:/history|/deliveries)?(?:\?.*)?$", path)
+        account = re.match(r"^/api/v1/(?:listeners|artists)/(0x[0-9a-fA-F]{40})/", path)
+        if channel:
+            owner = (
+                ChannelsClient(self.web3(), self.deployment.channels).get_channel(bytes.fromhex(channel[1][2:])).payer
+            )
+        elif account:
+            owner = to_address(account[1])
+        else:
+            return {}
+        key = next(k for k in self.keys.values() if k.address == owner)
+        info = httpx.get(self.url + "/api/v1/info", timeout=10).json()
+        domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
+        token = sign_read_token(key, domain, info["relay"], account=owner, not_after=info["time"] + 300)
+        return {"Authorization": f"ChainStream-Read {token.encode()}"}
 
     def stop(self) -> None:
         if self._server is not None:
@@ -111,12 +135,16 @@ def start_stack(
     settle_interval: float = 1.0,
     settle_min_value: int = 1,
     settle_max_age: float = 300.0,
+    settle_max_gas_fraction: float = 1e12,
     challenge_period: int = CHALLENGE_PERIOD,
     deployment_out: Path | None = None,
 ) -> Stack:
     """Start anvil (on `rpc_port`, else a free port), deploy, register the demo catalog, mint mUSD to the listeners,
     and serve the relay and web player on `port` (else a free port). `deployment_out` also writes the deployment
-    file there, for `chainstream relay` / `listener` / `artist` commands pointed at this chain."""
+    file there, for `chainstream relay` / `listener` / `artist` commands pointed at this chain.
+
+    The relay settles due channels whatever the gas costs (`settle_max_gas_fraction`: test ETH), the stablecoin
+    valued at 1 wei a unit, so the player and studio show settlement as soon as a channel is due."""
     node = AnvilNode(port=rpc_port, accounts=len(ANVIL_KEYS)).start()
     try:
         w3 = node.web3()
@@ -144,7 +172,7 @@ def start_stack(
             Path(tmp.name),
             host=host,
             port=port or free_port(),
-            settle=(settle_interval, settle_min_value, settle_max_age),
+            settle=(settle_interval, settle_min_value, settle_max_age, settle_max_gas_fraction),
         )
         # The demo catalog's audio enters like any artist's: uploaded to the relay, signed by each track's owner.
         with RelayClient(url) as relay_client:
@@ -163,7 +191,7 @@ def _serve_relay(
     *,
     host: str,
     port: int,
-    settle: tuple[float, int, float],
+    settle: tuple[float, int, float, float],
 ) -> tuple[Any, threading.Thread, str]:
     """The relay (uvicorn in a thread) on the stack's chain; returns once it answers /health."""
     import uvicorn
@@ -171,7 +199,7 @@ def _serve_relay(
     from chainstream.config import Settings
     from chainstream.relay.app import create_app
 
-    interval, min_value, max_age = settle
+    interval, min_value, max_age, max_gas_fraction = settle
     settings = Settings(
         relay_key=relay_key.secret.hex(),
         database=str(data_dir / "relay.db"),
@@ -179,6 +207,8 @@ def _serve_relay(
         settle_interval=interval,
         settle_min_value=min_value,
         settle_max_age=max_age,
+        settle_max_gas_fraction=max_gas_fraction,
+        settle_token_prices={deployment.stablecoin: 1.0} if deployment.stablecoin else {},
         poll_interval=0.5,
         rpc_url=node.url,
     )

@@ -8,13 +8,13 @@ difference is a rejection, answered with the relay's state so that a drifted cli
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from chainstream.errors import PricingError, ProtocolError
 from chainstream.pricing import Split, Terms, download_price, play_price, seconds_price
-from chainstream.protocol import Kind, PlayReceipt, Voucher
+from chainstream.protocol import Domain, Kind, PlayReceipt, Voucher
 from chainstream.protocol.hashing import address_word
 from chainstream.protocol.receipts import MAX_MEMO_BYTES
 from chainstream.protocol.types import ZERO_HASH, Address, check_amount, to_address
@@ -149,3 +149,69 @@ def require_within(state: LedgerState, deposit: int) -> None:
         raise ProtocolError(
             f"voucher total {state.voucher.total} exceeds the deposit {deposit}", code="insufficient_deposit"
         )
+
+
+# ------------------------------------------------------------------------------------------------ replay
+@dataclass(frozen=True)
+class AcceptedPayment:
+    """One accepted payment as a relay reports it (``GET /channels/{id}/history``): the receipt's fields except
+    its splitHash, and the digest of the voucher it led to. Untrusted until `replay` shows that it chains into
+    a voucher the listener signed."""
+
+    seq: int
+    kind: Kind
+    target: bytes
+    units: int
+    amount: int
+    memo: str
+    digest: bytes
+
+
+#: a track's splits over all its versions (from the TrackRegistry), any of which an old receipt may name
+SplitsOf = Callable[[bytes], Sequence[Split]]
+
+
+def _candidate_charges(payment: AcceptedPayment, splits_of: SplitsOf) -> Iterator[Charge]:
+    """Every charge that could have produced `payment`: the target's splits (any version), and for a tip whose
+    target is an address word, the tip straight to that address."""
+    for split in splits_of(payment.target):
+        try:
+            payments = _split_payments(split, payment.amount)
+        except (ProtocolError, PricingError):  # an amount past 2^96: not what anybody signed
+            continue
+        yield Charge(payment.kind, payment.target, payment.units, payment.amount, split.hash, payments, payment.memo)
+    if payment.kind == Kind.TIP and payment.target[:12] == bytes(12) and payment.amount > 0:
+        payee = to_address("0x" + payment.target[12:].hex())
+        payments = MappingProxyType({payee: payment.amount})
+        yield Charge(Kind.TIP, payment.target, 0, payment.amount, ZERO_HASH, payments, payment.memo)
+
+
+def replay(start: LedgerState, payments: Sequence[AcceptedPayment], splits_of: SplitsOf, domain: Domain) -> LedgerState:
+    """The ledger state after `payments` (consecutive, from `start.seq + 1`), recomputed here: each payment's
+    receipt is rebuilt, chained and applied with the same code that signs, and must lead to the voucher digest
+    reported for it. Every pricing counter (plays per track, tracks owned) then comes from receipts, never from
+    a relay's say-so. The caller compares the result with a voucher its own key signed: that voucher's
+    playHash commits to the whole receipt chain, so only the receipts actually signed can reach it.
+
+    Raises ProtocolError(untrusted_state) at the first payment that does not fit."""
+    state = start
+    for payment in payments:
+        if payment.seq != state.seq + 1:
+            raise ProtocolError(
+                f"the relay's history jumps from seq {state.seq} to {payment.seq}", code="untrusted_state"
+            )
+        for charge in _candidate_charges(payment, splits_of):
+            try:
+                candidate, _ = apply(state, charge)
+            except (ProtocolError, PricingError):  # a field out of range: not what anybody signed
+                continue
+            if candidate.voucher.digest(domain) == payment.digest:
+                state = candidate
+                break
+        else:
+            raise ProtocolError(
+                f"the relay's payment {payment.seq} does not chain into the voucher it reports: no split of its "
+                "track, nor a tip to an address, gives that voucher",
+                code="untrusted_state",
+            )
+    return state

@@ -133,6 +133,17 @@ def verify_payment(
         raise Rejection("channel_not_open", "the channel is closing or closed; no new payments", status=409)
     if payment.voucher.channel_id != payment.channel_id:
         raise Rejection("wrong_channel", "the voucher is for another channel")
+    # Who signed comes first: every later refusal tells something of the channel's state (its seq, whether a
+    # guessed voucher is the next one, today's spending), which only the channel's own signers may learn.
+    digest = payment.voucher.digest(domain)
+    try:
+        signer = recover(digest, payment.signature)
+    except ChainStreamError as exc:
+        raise Rejection("bad_signature", str(exc)) from exc
+    if signer != channel.payer and (channel.session_key == ZERO_ADDRESS or signer != channel.session_key):
+        raise Rejection(
+            "unauthorized_signer", f"{signer} is neither the payer nor the channel's session key", status=403
+        )
     if payment.seq != state.seq + 1:
         code = "stale_voucher" if payment.seq <= state.seq else "seq_gap"
         raise Rejection(code, f"expected seq {state.seq + 1}, got {payment.seq}", status=409)
@@ -161,16 +172,7 @@ def verify_payment(
             status=402,
         )
 
-    digest = expected.digest(domain)
-    try:
-        signer = recover(digest, payment.signature)
-    except ChainStreamError as exc:
-        raise Rejection("bad_signature", str(exc)) from exc
-    if signer != channel.payer:
-        if channel.session_key == ZERO_ADDRESS or signer != channel.session_key:
-            raise Rejection(
-                "unauthorized_signer", f"{signer} is neither the payer nor the channel's session key", status=403
-            )
+    if signer != channel.payer:  # the channel's session key (checked above)
         if now > channel.session_expiry - session_margin:
             raise Rejection(
                 "session_key_expired", "the session key has expired (or expires too soon to settle)", status=403

@@ -178,7 +178,7 @@ def test_a_per_second_listener_who_pays_for_20_seconds_gets_at_most_20_seconds_a
     assert _get(relay, manifest["segments"][0]["url"], grants[-1]).status_code == 200
     last = manifest["segments"][-1]["url"]
     rejected(_get(relay, last, grants[-1]), 402, "payment_required")
-    delivered = relay.client().get(f"/channels/0x{listener.channel_id.hex()}/deliveries")["tracks"]  # type: ignore[union-attr]
+    delivered = listener.relay.get(f"/channels/0x{listener.channel_id.hex()}/deliveries")["tracks"]  # type: ignore[union-attr]
     assert delivered[0]["secondsPaid"] == 20 and delivered[0]["secondsDeliveredMetered"] <= 20 + longest
 
 

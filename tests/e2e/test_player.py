@@ -59,6 +59,17 @@ def open_page(browser: Any, stack: Stack, role: str, path: str = "/", start_chai
     )
 
 
+def wallet_signatures(page: Any, *, reads: bool = False) -> list[str]:
+    """The primaryType of each EIP-712 signature the page asked the wallet for, in order; read tokens
+    (ReadAccess, a sign-in to read the account's own data) are left out unless `reads`."""
+    types = []
+    for request in page.evaluate("window.__csWallet.requests"):
+        if request["method"] == "eth_signTypedData_v4":
+            document = request["params"][1]
+            types.append((json.loads(document) if isinstance(document, str) else document)["primaryType"])
+    return types if reads else [t for t in types if t != "ReadAccess"]
+
+
 def connect(page: Any) -> None:
     page.get_by_test_id("connect-wallet").click()
 
@@ -242,7 +253,10 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     assert len(history(stack, cid)) == len(items) + 1, "the refused play was not accepted"
     # Every voucher was signed in the browser by the session key: the wallet never had to sign one.
     calls = page.evaluate("window.__csWallet.calls")
-    assert "eth_signTypedData_v4" not in calls and calls.count("eth_sendTransaction") == 1, calls
+    assert not wallet_signatures(page) and calls.count("eth_sendTransaction") == 1, calls
+    # Reads of the channel were signed by the session key too: the wallet signed one read token, at connect
+    # (no session key in this browser yet), to list the account's channels.
+    assert wallet_signatures(page, reads=True).count("ReadAccess") <= 1
 
     # The relay settles on its own; the artist's earnings move from pending to settled.
     eventually(lambda: stack.get(f"/api/v1/channels/{cid}")["settled"] == str(spent), 30, "settlement")
@@ -258,9 +272,10 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     # The CSV export link serves the same per-track earnings.
     import httpx
 
+    expect(studio.get_by_test_id("csv-export")).to_have_attribute("href", re.compile("readToken="))
     csv_href = studio.get_by_test_id("csv-export").get_attribute("href")
     csv_text = httpx.get(stack.url + csv_href, timeout=10).text
-    assert csv_text.splitlines()[0].startswith("token,target,title,plays,seconds,tips")
+    assert csv_text.splitlines()[0].startswith("date,channel,seq,track,title,kind,units,amount,token,status")
     assert "Morning Modem" in csv_text and "Per-Second Drift" in csv_text
 
     # Ada claims on-chain.
@@ -311,7 +326,7 @@ def test_stablecoin_permit_then_unilateral_close(browser: Any, stack: Stack) -> 
     page.get_by_test_id("open-channel").click()
     cid = channel_of(page)
     calls = page.evaluate("window.__csWallet.calls")
-    assert calls.count("eth_signTypedData_v4") == 1 and calls.count("eth_sendTransaction") == 1, "one permit + one tx"
+    assert wallet_signatures(page) == ["Permit"] and calls.count("eth_sendTransaction") == 1, "one permit + one tx"
     assert usd.balance_of(who) == start_balance - 20 * USD
     expect(page.get_by_test_id("catalog-token")).to_contain_text("mUSD")
 
@@ -341,7 +356,7 @@ def test_stablecoin_permit_then_unilateral_close(browser: Any, stack: Stack) -> 
     expect(other.get_by_test_id("channel-card")).to_contain_text("not in this browser")
     play(other, "Gas Price Blues")
     wait_history(stack, cid, 4)
-    assert other.evaluate("window.__csWallet.calls").count("eth_signTypedData_v4") == 1
+    assert wallet_signatures(other) == ["Voucher"]
     other.context.close()
 
     # Top up (approve + topUp) before closing.
@@ -544,7 +559,7 @@ def test_buy_a_track_then_its_plays_are_free(browser: Any, stack: Stack) -> None
     for who, share in shares.items():
         assert channels.contract.functions.claimable(who, ETH_TOKEN).call() - claimable_before[who] == share, who
     calls = page.evaluate("window.__csWallet.calls")
-    assert calls.count("eth_sendTransaction") == 1 and "eth_signTypedData_v4" not in calls, calls
+    assert calls.count("eth_sendTransaction") == 1 and not wallet_signatures(page), calls
     assert not page.errors, page.errors
     page.context.close()
 
@@ -605,7 +620,7 @@ def test_authorise_a_new_session_key_from_another_browser(browser: Any, stack: S
     items = wait_history(stack, cid, 2)
     assert items[-1]["kind"] == "play" and items[-1]["title"] == "Stream to Own"
     expect(page.get_by_test_id("history-item").first).to_contain_text("Stream to Own")
-    assert "eth_signTypedData_v4" not in page.evaluate("window.__csWallet.calls")
+    assert not wallet_signatures(page)
 
     # The first browser's key is no longer the channel's: it says so once it reloads the channel (every 3 s).
     expect(first.get_by_test_id("channel-card")).to_contain_text("not in this browser", timeout=20_000)
@@ -706,11 +721,11 @@ def test_the_player_signs_nothing_a_lying_relay_makes_up(browser: Any, stack: St
     cid = channel_of(page)
     play(page, "Morning Modem")
     wait_history(stack, cid, 1)
-    signatures = page.evaluate("window.__csWallet.calls").count("eth_signTypedData_v4")
+    signatures = len(wallet_signatures(page))
     play(page, "Gas Price Blues")
     expect(page.locator("[data-testid=banner][data-code=untrusted_catalog]")).to_be_visible()
     assert len(history(stack, cid)) == 1  # nothing was paid
-    assert page.evaluate("window.__csWallet.calls").count("eth_signTypedData_v4") == signatures
+    assert len(wallet_signatures(page)) == signatures
     page.unroute(re.compile(r".*/api/v1/catalog.*"))
 
     def forge(route: Any) -> None:
@@ -734,6 +749,59 @@ def test_the_player_signs_nothing_a_lying_relay_makes_up(browser: Any, stack: St
     play(page, "Morning Modem")
     items = wait_history(stack, cid, 2)
     assert [i["title"] for i in items] == ["Morning Modem", "Morning Modem"]
+    page.context.close()
+
+
+def test_the_player_refuses_a_relay_lying_about_plays_or_owned(browser: Any, stack: Stack) -> None:
+    """Plays and owned tracks decide prices (stream-to-own steps, downloads): a relay whose channel state claims
+    other counts than the receipts behind the listener's signed voucher — a bought track hidden so that the page
+    sells it again, plays inflated up a price curve — is refused (untrusted_state) and nothing is signed; the
+    honest state is adopted, its counters replayed from the relay's history and the TrackRegistry."""
+    page = open_page(browser, stack, "doubter")
+    connect(page)
+    page.get_by_test_id("deposit-input").fill("0.01")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    gas = tile(page, "Gas Price Blues")
+    buy = gas.get_by_role("button", name="Buy")
+    expect(buy).to_be_visible()
+    reveal(buy)
+    buy.click()
+    expect(tile(page, "Gas Price Blues")).to_contain_text("Owned · plays free")
+    play(page, "Morning Modem")
+    wait_history(stack, cid, 2)
+    track_id = "0x" + stack.track_ids["Gas Price Blues"].hex()
+    modem_id = "0x" + stack.track_ids["Morning Modem"].hex()
+    summary_path = re.compile(r".*/api/v1/channels/0x[0-9a-fA-F]{64}$")
+
+    def lie(change: Callable[[dict[str, Any]], None]) -> Callable[[Any], None]:
+        def handler(route: Any) -> None:
+            response = route.fetch()
+            body = response.json()
+            change(body)
+            route.fulfill(response=response, json=body)
+
+        return handler
+
+    lies: list[Callable[[dict[str, Any]], None]] = [
+        lambda body: body.update(owned=[]),  # sell the track again
+        lambda body: body.update(plays={**body["plays"], modem_id: 9}),  # a later, dearer play
+    ]
+    for change in lies:
+        page.route(summary_path, lie(change))
+        page.reload()
+        expect(page.locator("[data-testid=banner][data-code=untrusted_state]")).to_be_visible()
+        expect(tile(page, "Gas Price Blues")).not_to_contain_text("Owned")  # nothing adopted
+        page.unroute(summary_path)
+    assert len(history(stack, cid)) == 2  # nothing was paid on a lie
+
+    page.reload()
+    expect(page.get_by_test_id("channel-card")).to_have_attribute("data-channel-id", cid, timeout=20_000)
+    expect(tile(page, "Gas Price Blues")).to_contain_text("Owned · plays free")  # from the receipts
+    play(page, "Gas Price Blues")
+    free = wait_history(stack, cid, 3)[-1]
+    assert free["target"] == track_id and free["amount"] == "0"
+    assert not page.errors, page.errors
     page.context.close()
 
 
@@ -776,7 +844,10 @@ def test_renew_an_expired_session_key(browser: Any, stack: Stack) -> None:
     items = wait_history(stack, cid, 2)
     assert items[-1]["title"] == "Stream to Own" and items[-1]["amount"] == str(2_000 * GWEI)
     calls = page.evaluate("window.__csWallet.calls")
-    assert calls.count("eth_sendTransaction") == 2 and "eth_signTypedData_v4" not in calls, calls
-    # the only console error is Chromium's note of the refused payment (HTTP 403)
-    assert [e for e in page.errors if "status of 403" not in e] == [], page.errors
+    assert calls.count("eth_sendTransaction") == 2 and not wallet_signatures(page), calls
+    # the only console errors are Chromium's notes of the refused payment (HTTP 403) and, at most once, of a read
+    # token the expired key signed before the page saw the chain's day-later clock (HTTP 401: the page re-reads
+    # the chain's time and reads with the wallet's token instead)
+    assert [e for e in page.errors if "status of 403" not in e and "status of 401" not in e] == [], page.errors
+    assert sum("status of 401" in e for e in page.errors) <= 1, page.errors
     page.context.close()

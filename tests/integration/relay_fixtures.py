@@ -33,8 +33,9 @@ from chainstream.chain.node import AnvilNode, embedded_web3, free_port
 from chainstream.chain.transactions import fund
 from chainstream.config import Settings
 from chainstream.ledger import Charge, apply
-from chainstream.protocol import PrivateKey, Signature
-from chainstream.protocol.types import ZERO_ADDRESS
+from chainstream.protocol import Domain, PrivateKey, Signature
+from chainstream.protocol.read_token import sign_read_token
+from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH
 from chainstream.relay.app import Relay, create_app
 from chainstream.sdk import Listener, RelayClient, payment_body
 from chainstream.seed import ARTISTS, register_catalog
@@ -144,9 +145,14 @@ def relay_key_hex(rc: RelayChain, actor: str = "relay") -> str:
     return "0x" + rc.chain.key(actor).secret.hex()
 
 
+#: every key the harness made (new_wallet), so reads can be signed as a channel's or a payee's owner
+KNOWN_KEYS: dict[str, PrivateKey] = {}
+
+
 class _RelayBase:
     url: str
     database: Path
+    rc: RelayChain
     _clients: list[Any]
 
     @property
@@ -175,8 +181,52 @@ class _RelayBase:
     def payment_rows(self, channel_id: bytes) -> list[sqlite3.Row]:
         return self.rows("SELECT seq, total, digest FROM payments WHERE channel_id=? ORDER BY seq", (channel_id,))
 
+    def owner_key(self, address: str) -> PrivateKey:
+        """The harness's key of `address` (a chain actor, or a wallet made by new_wallet)."""
+        for key in (*self.rc.chain.keys.values(), *KNOWN_KEYS.values()):
+            if key.address == address:
+                return key
+        raise KeyError(f"the harness has no key of {address}")
+
+    def read_token(
+        self,
+        key: PrivateKey,
+        account: str | None = None,
+        channel_id: bytes = ZERO_HASH,
+        *,
+        valid_for: int = 300,
+        relay_address: str | None = None,
+    ) -> str:
+        """A read token signed by `key` for `account` (default: the key's address), valid for `valid_for` s on the
+        relay's clock (negative: already expired), for this relay (or `relay_address`)."""
+        info = httpx.get(f"{self.api}/info", timeout=30).json()
+        domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
+        now = info.get("time", int(time.time()))  # (relays before read tokens did not publish their clock)
+        token = sign_read_token(
+            key,
+            domain,
+            relay_address or info["relay"],
+            account=account or key.address,
+            channel_id=channel_id,
+            not_after=now + valid_for,
+        )
+        return token.encode()
+
+    def owner_headers(self, channel_id: bytes | None = None, *, payee: str | None = None) -> dict[str, str]:
+        """Authorization headers of the owner's read token: a channel's payer (its wallet), or a payee."""
+        if channel_id is not None:
+            payer = self.rc.chain.channels.get_channel(channel_id).payer
+            token = self.read_token(self.owner_key(payer))
+        else:
+            assert payee is not None
+            token = self.read_token(self.owner_key(payee))
+        return {"Authorization": f"ChainStream-Read {token}"}
+
     def channel(self, channel_id: bytes) -> dict[str, Any]:
-        response = httpx.get(f"{self.api}/channels/0x{channel_id.hex()}", timeout=30)
+        """The channel's summary, read as its payer."""
+        response = httpx.get(
+            f"{self.api}/channels/0x{channel_id.hex()}", headers=self.owner_headers(channel_id), timeout=30
+        )
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 
@@ -352,6 +402,8 @@ def make_relay(relay_chain: RelayChain, tmp_path: Path) -> Iterator[Callable[...
 
 
 LAZY = {"settle_min_value": 10**30, "settle_max_age": 10**9}
+#: a relay that settles whatever the gas costs (gas valued up to 10^12 times what a settlement pays out)
+SPENDTHRIFT = {"settle_max_gas_fraction": 1e12}
 
 
 @pytest.fixture(scope="session")
@@ -366,7 +418,9 @@ def relay(relay_chain: RelayChain, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def eager_relay(relay_chain: RelayChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRelay]:
     """A second in-process relay (another key, another database) that settles everything every half second."""
-    server = InProcessRelay(relay_chain, tmp_path_factory.mktemp("eager") / "relay.db", relay_actor="relay2").start()
+    server = InProcessRelay(
+        relay_chain, tmp_path_factory.mktemp("eager") / "relay.db", relay_actor="relay2", **SPENDTHRIFT
+    ).start()
     yield server
     server.stop()
 
@@ -387,6 +441,7 @@ def relay_process(anvil_relay_chain: RelayChain, tmp_path: Path) -> Iterator[Rel
 def new_wallet(rc: RelayChain, eth: int = 10 * 10**18) -> PrivateKey:
     key = PrivateKey.generate()
     fund(rc.w3, key.address, eth)
+    KNOWN_KEYS[key.address] = key
     return key
 
 

@@ -135,7 +135,7 @@ def test_the_sdk_streams_a_per_second_track_paying_one_segment_ahead(
     assert streamed.segments == len(manifest["segments"])
     assert streamed.audio.startswith(httpx.get(relay.url + manifest["init"]).content)
     assert streamed.seconds_paid >= 12
-    delivered = relay.client().get(f"/channels/0x{listener.channel_id.hex()}/deliveries")["tracks"]  # type: ignore[union-attr]
+    delivered = listener.relay.get(f"/channels/0x{listener.channel_id.hex()}/deliveries")["tracks"]  # type: ignore[union-attr]
     assert delivered == [
         {
             "trackId": "0x" + relay_chain.track(DRIFT).hex(),
@@ -145,7 +145,7 @@ def test_the_sdk_streams_a_per_second_track_paying_one_segment_ahead(
             "segments": len(manifest["segments"]),
         }
     ]
-    history = relay.client().get(f"/channels/0x{listener.channel_id.hex()}/history")  # type: ignore[union-attr]
+    history = listener.relay.get(f"/channels/0x{listener.channel_id.hex()}/history")  # type: ignore[union-attr]
     assert history["delivered"] == delivered
 
 
@@ -239,7 +239,7 @@ def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_othe
         assert httpx.get(b.url + segments[1], headers={GRANT: token}).status_code == 200  # b: 2-4 s (one ahead)
         rejected(httpx.get(a.url + segments[2], headers={GRANT: token}), 402, "payment_required")
         rejected(httpx.get(b.url + segments[2], headers={GRANT: token}), 402, "payment_required")
-        delivered = b.client().get(f"/channels/{cid_hex(listener)}/deliveries")["tracks"]
+        delivered = listener.relay.get(f"/channels/{cid_hex(listener)}/deliveries")["tracks"]
         assert delivered[0]["secondsPaid"] == 3 and delivered[0]["segments"] == 2
     finally:
         b.stop()

@@ -237,8 +237,17 @@ def test_server_sent_events_deliver_payments(relay: InProcessRelay, relay_chain:
     subscribers = len(relay.service.bus._subscribers)
     with (
         httpx.Client(base_url=relay.api, timeout=timeout) as http,
-        http.stream("GET", "/events", params={"channel": cid_hex(listener)}) as by_channel,
-        http.stream("GET", "/events", params={"payee": ada}) as by_payee,
+        http.stream(
+            "GET",
+            "/events",
+            params={
+                "channel": cid_hex(listener),
+                "readToken": relay.read_token(listener.session_key, listener.address),
+            },
+        ) as by_channel,
+        http.stream(
+            "GET", "/events", params={"payee": ada, "readToken": relay.read_token(relay_chain.chain.key("ada"))}
+        ) as by_payee,
     ):
         assert by_channel.status_code == 200 and by_channel.headers["content-type"].startswith("text/event-stream")
         channel_lines, payee_lines = by_channel.iter_lines(), by_payee.iter_lines()
@@ -253,7 +262,11 @@ def test_server_sent_events_deliver_payments(relay: InProcessRelay, relay_chain:
         assert mine[1]["kind"] == "tip" and mine[1]["memo"] == "encore" and mine[1]["payments"] == {ada: "777"}
         assert int(mine[1]["total"]) == paid.total
         to_ada = _read_sse(payee_lines, 3)  # ada is paid by both channels' plays and by the tip
-        assert [e["channelId"] for e in to_ada] == [cid_hex(other), cid_hex(listener), cid_hex(listener)]
+        # ada sees what it was paid, for what, and a tip's message; nothing of the listeners (no channel, payer or
+        # totals: docs/API.md, live events)
+        assert [(e["kind"], e["payee"]) for e in to_ada] == [("play", ada), ("play", ada), ("tip", ada)]
+        assert to_ada[2]["amount"] == "777" and to_ada[2]["memo"] == "encore"
+        assert not {"channelId", "seq", "total", "remaining", "spentToday", "payments"} & {k for e in to_ada for k in e}
     # Subscriptions end with their connections (no queue is left filling up for nobody).
     wait_until(lambda: len(relay.service.bus._subscribers) == subscribers, what="the subscriptions to be dropped")
 

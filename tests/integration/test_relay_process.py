@@ -50,7 +50,11 @@ pytestmark = pytest.mark.anvil
 
 # Settle only when asked (the watchtower asks), or as soon as anything is unsettled.
 LAZY = {"CHAINSTREAM_SETTLE_MIN_VALUE": str(10**30), "CHAINSTREAM_SETTLE_MAX_AGE": "1000000000"}
-EAGER = {"CHAINSTREAM_SETTLE_MIN_VALUE": "1", "CHAINSTREAM_SETTLE_MAX_AGE": "300"}
+EAGER = {
+    "CHAINSTREAM_SETTLE_MIN_VALUE": "1",
+    "CHAINSTREAM_SETTLE_MAX_AGE": "300",
+    "CHAINSTREAM_SETTLE_MAX_GAS_FRACTION": "1e12",  # whatever the gas costs: these tests settle single plays
+}
 
 
 def settled_logs(rc: RelayChain, channel_id: bytes) -> list[Any]:
@@ -398,4 +402,43 @@ def test_a_second_relay_on_the_same_database_is_refused_with_a_message(
     assert second.returncode == 1, output
     assert f"another relay instance (pid {relay_process.proc.pid}) is using {relay_process.database}" in output
     assert "Traceback" not in output
+    assert relay_process.health()["ok"]
+
+
+def test_sigterm_stops_the_relay_promptly_with_live_event_and_websocket_clients_and_frees_the_database(
+    relay_process: RelayProcess, anvil_relay_chain: RelayChain
+) -> None:
+    """An operator's restart: SIGTERM while a browser holds the live-event stream and a client holds the payment
+    WebSocket. The relay ends both, exits within 5 s (the issue's bound), and releases the database, so the next
+    `chainstream relay` on it starts."""
+    from websockets.sync.client import connect as ws_connect
+
+    relay_process.start()
+    assert relay_process.proc is not None
+    events_open = threading.Event()
+    events_ended = threading.Event()
+
+    def follow_events() -> None:
+        with (
+            httpx.Client(timeout=httpx.Timeout(5, read=None)) as client,
+            client.stream("GET", relay_process.url + "/api/v1/events") as response,
+        ):
+            for _ in response.iter_lines():
+                events_open.set()
+        events_ended.set()
+
+    threading.Thread(target=follow_events, daemon=True).start()
+    assert events_open.wait(20), "the event stream did not open"
+    ws = ws_connect(relay_process.url.replace("http", "ws") + "/api/v1/payments/stream", open_timeout=10)
+    try:
+        relay_process.proc.terminate()
+        try:
+            code = relay_process.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the relay did not exit within 5 s of SIGTERM:\n{relay_process.log}")
+        assert code == 0, relay_process.log
+        assert events_ended.wait(5), "the event stream was not ended"
+    finally:
+        ws.close()
+    relay_process.start()  # same database: the lock was released
     assert relay_process.health()["ok"]

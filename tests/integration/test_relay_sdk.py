@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 
 from chainstream.errors import ProtocolError
 from chainstream.pricing import Split, Terms
+from chainstream.relay.earnings import CSV_COLUMNS
 from chainstream.sdk import Artist, Listener, RelayError
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     ETH,
@@ -135,28 +137,25 @@ def test_listener_and_artist_end_to_end(relay: InProcessRelay, relay_chain: Rela
         what="the stablecoin claim in the earnings",
     )["tracks"]
 
-    # The same numbers as CSV, once the watcher has seen both claims.
-    response = httpx.get(f"{relay.api}/artists/{artist.address}/earnings", params={"format": "csv"}, timeout=10)
+    # The same money as CSV, one row per payment, in token units, once the watcher has seen both claims.
+    token = relay.read_token(artist.key)  # in the query, as a download link carries it
+    response = httpx.get(
+        f"{relay.api}/artists/{artist.address}/earnings", params={"format": "csv", "readToken": token}, timeout=10
+    )
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert artist.address in response.headers["content-disposition"]
     table = list(csv.DictReader(io.StringIO(response.text)))
-    assert list(table[0]) == [
-        "token",
-        "target",
-        "title",
-        "plays",
-        "seconds",
-        "tips",
-        "downloads",
-        "earned",
-        "pending",
-        "settled",
-        "claimed",
-    ]
-    assert len(table) == len(final)
-    for row, expected in zip(table, final, strict=True):
-        assert row == {k: "" if v is None else str(v) for k, v in expected.items()}
-    assert sum(int(r["earned"]) for r in table if r["token"] == ETH) == share
+    assert list(table[0]) == list(CSV_COLUMNS)
+    eth_rows = [r for r in table if r["token"] == "ETH"]
+    usd_rows = [r for r in table if r["token"] == "mUSD"]
+    assert len(eth_rows) == 6 and len(usd_rows) == 1  # the free play paid the artist nothing: no row
+    assert sum(Decimal(r["amount"]) for r in eth_rows) == Decimal(share) / 10**18
+    assert Decimal(usd_rows[0]["amount"]) == Decimal(usd_share) / 10**6
+    assert {r["status"] for r in table} == {"claimed"} and all(r["claimed"] == r["amount"] for r in table)
+    assert {r["kind"] for r in eth_rows} == {"play", "seconds", "tip", "download"}
+    assert {r["title"] for r in eth_rows} == {"Test Tune", ""}  # "" for the direct tip
+    assert all(r["channel"] == cid_hex(listener) for r in eth_rows) and all(r["date"][:2] == "20" for r in table)
+    assert sum(int(t["earned"]) for t in final if t["token"] == ETH) == share
     assert httpx.get(f"{relay.api}/artists/{artist.address}/earnings", params={"format": "xml"}).status_code == 422
 
     history = listener.history()
@@ -206,7 +205,14 @@ def test_new_prices_reach_the_relay_and_the_sdk(relay: InProcessRelay, relay_cha
     assert listener.play(track).amount == PER_PLAY
     with (
         httpx.Client(base_url=relay.api, timeout=httpx.Timeout(10.0, read=15.0)) as http,
-        http.stream("GET", "/events", params={"channel": cid_hex(listener)}) as events,
+        http.stream(
+            "GET",
+            "/events",
+            params={
+                "channel": cid_hex(listener),
+                "readToken": relay.read_token(listener.session_key, listener.address),
+            },
+        ) as events,
     ):
         lines = events.iter_lines()
         assert next(lines) == ": connected"

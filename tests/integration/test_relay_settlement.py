@@ -122,9 +122,17 @@ def test_cooperative_close_after_a_partial_settlement(relay: InProcessRelay, rel
     state = listener.chain_state()
     assert state.settled == voucher.total and state.status.name == "CLOSED"
     assert listener.channels.claimable(fan_favourite) == 4_321
-    listed = {c["channelId"] for c in relay.http().get(f"/listeners/{listener.address}/channels").json()["channels"]}
+    own = {"Authorization": "ChainStream-Read " + relay.read_token(listener.wallet)}
+    listed = {
+        c["channelId"]
+        for c in relay.http().get(f"/listeners/{listener.address}/channels", headers=own).json()["channels"]
+    }
     assert listed == {"0x" + listener.channel_id.hex()}  # type: ignore[union-attr]
-    page = relay.http().get(f"/channels/0x{listener.channel_id.hex()}/history", params={"limit": 2, "before": 4}).json()  # type: ignore[union-attr]
+    page = (
+        relay.http()
+        .get(f"/channels/0x{listener.channel_id.hex()}/history", params={"limit": 2, "before": 4}, headers=own)
+        .json()
+    )  # type: ignore[union-attr]
     assert [item["seq"] for item in page["items"]] == [3, 2]
 
 

@@ -203,3 +203,17 @@ test("hand-built voucher digests equal ethers' generic EIP-712 encoder", () => {
     assert.equal(TypedDataEncoder.hash(domain, P.VOUCHER_TYPES, P.voucherMessage(voucherOf(vec.message))), vec.digest);
   }
 });
+
+test("read tokens (ReadAccess): digests, signatures and wire form", () => {
+  assert.ok(vectors.readTokens?.length > 0);
+  for (const vec of vectors.readTokens) {
+    const m = { ...vec.message, notAfter: BigInt(vec.message.notAfter) };
+    const digest = P.readAccessDigest(domain, m);
+    assert.equal(digest, vec.digest);
+    assert.equal(TypedDataEncoder.hash(domain, P.READ_ACCESS_TYPES, m), vec.digest);
+    assert.equal(P.signDigest(vec.privateKey, digest), vec.signature);
+    assert.equal(getAddress(P.recoverDigest(digest, vec.signature)), vec.signer);
+    assert.equal(P.readTokenText(m, vec.signature), vec.token);
+  }
+});
+

@@ -23,6 +23,7 @@ from chainstream.pricing import Split
 from chainstream.protocol import Domain, Kind, PlayReceipt, PrivateKey, Signature, Voucher, recover
 from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.protocol.hashing import keccak
+from chainstream.protocol.read_token import ReadToken
 from chainstream.protocol.receipts import GENESIS
 from chainstream.protocol.types import ZERO_HASH, Address, to_address
 
@@ -74,7 +75,7 @@ def voucher_of(entry: dict[str, Any]) -> Voucher:
 
 
 def test_format() -> None:
-    assert list(VECTORS) == ["domain", "domainSeparator", "vouchers", "closes", "receipts", "splits"]
+    assert list(VECTORS) == ["domain", "domainSeparator", "vouchers", "closes", "receipts", "splits", "readTokens"]
     assert VECTORS["domain"] == {
         "name": "ChainStream",
         "version": "1",
@@ -98,6 +99,7 @@ def test_format() -> None:
             "head",
         ],
         "splits": ["description", "recipients", "bps", "feeRecipient", "feeBps", "hash", "amount", "shares"],
+        "readTokens": ["description", "privateKey", "signer", "message", "digest", "signature", "token"],
     }
     for section, fields in keys.items():
         assert VECTORS[section], section
@@ -167,6 +169,30 @@ def test_close_vectors(entry: dict[str, Any]) -> None:
         (voucher,) = [voucher_of(v) for v in VECTORS["vouchers"] if v["digest"] == entry["message"]["voucherDigest"]]
         assert voucher.channel_id == channel_id
         assert hex0x(voucher.close_digest(DOMAIN)) == entry["digest"]
+
+
+@pytest.mark.parametrize("entry", VECTORS["readTokens"], ids=lambda e: e["description"][:40])
+def test_read_token_vectors(entry: dict[str, Any]) -> None:
+    """hashStruct(ReadAccess) by hand (PROTOCOL.md §3.5), the signature, and the wire form parsed back."""
+    m = entry["message"]
+    struct = keccak(
+        keccak(b"ReadAccess(address account,bytes32 channelId,address relay,uint256 notAfter)")
+        + bytes(12)
+        + bytes.fromhex(m["account"][2:])
+        + b32(m["channelId"])
+        + bytes(12)
+        + bytes.fromhex(m["relay"][2:])
+        + m["notAfter"].to_bytes(32, "big")
+    )
+    digest = DOMAIN.digest(struct)
+    assert hex0x(digest) == entry["digest"]
+    key = PrivateKey(entry["privateKey"])
+    assert key.address == entry["signer"] and key.sign(digest).to_hex() == entry["signature"]
+    token = ReadToken.parse(entry["token"])
+    assert (token.account, hex0x(token.channel_id), token.not_after) == (m["account"], m["channelId"], m["notAfter"])
+    assert token.signer(DOMAIN, m["relay"]) == entry["signer"]
+    # shown to another relay, the same token recovers to someone else
+    assert token.signer(DOMAIN, "0x" + "77" * 20) != entry["signer"]
 
 
 def receipt_of(entry: dict[str, Any]) -> PlayReceipt:
@@ -262,11 +288,11 @@ def test_protocol_doc_holds_the_current_vectors_block() -> None:
 
 
 def test_protocol_doc_states_the_type_strings() -> None:
-    from chainstream.protocol.eip712 import CAPS_TYPE, CLOSE_TYPE, DOMAIN_TYPE, VOUCHER_TYPE
+    from chainstream.protocol.eip712 import CAPS_TYPE, CLOSE_TYPE, DOMAIN_TYPE, READ_ACCESS_TYPE, VOUCHER_TYPE
     from chainstream.protocol.receipts import RECEIPT_TYPE
 
     text = DOC_PATH.read_text(encoding="utf-8")
-    for type_string in (VOUCHER_TYPE, CLOSE_TYPE, CAPS_TYPE, DOMAIN_TYPE, RECEIPT_TYPE):
+    for type_string in (VOUCHER_TYPE, CLOSE_TYPE, CAPS_TYPE, DOMAIN_TYPE, RECEIPT_TYPE, READ_ACCESS_TYPE):
         assert type_string in text
 
 

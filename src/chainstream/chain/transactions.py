@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,6 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
@@ -20,6 +20,9 @@ from web3.types import TxReceipt
 from chainstream.chain.artifacts import error_abis
 from chainstream.errors import ChainError
 from chainstream.protocol.signing import PrivateKey
+
+#: the priority fee (tip) every transaction offers, wei per gas; what one costs is about base fee + this
+PRIORITY_FEE = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,24 @@ def decode_revert(data: bytes | str | None) -> DecodedError | None:
     return DecodedError(abi["name"], {i["name"]: v for i, v in zip(abi["inputs"], values, strict=True)})
 
 
+def _tester_failures() -> tuple[type[Exception], ...]:
+    """eth-tester's TransactionFailed if the embedded chain is loaded, else nothing: a relay on an RPC node never
+    imports eth-tester/py-evm (a third of a second of start-up and a large attack surface it does not use)."""
+    module = sys.modules.get("eth_tester.exceptions")
+    return (module.TransactionFailed,) if module is not None else ()
+
+
+def _errors(*kinds: type[Exception]) -> tuple[type[Exception], ...]:
+    """`kinds`, plus eth-tester's TransactionFailed when the embedded chain is loaded (for an `except`)."""
+    return (*kinds, *_tester_failures())
+
+
 def _revert_data(exc: Exception) -> bytes | str | None:
     """Revert data from web3's exceptions, or from eth-tester's TransactionFailed (which only has a repr)."""
     data = getattr(exc, "data", None)
     if isinstance(data, dict):  # some nodes nest the data
         data = data.get("data")
-    if data is None and isinstance(exc, TransactionFailed):
+    if data is None and isinstance(exc, _tester_failures()):
         text = str(exc).removeprefix("execution reverted: ")
         try:
             literal = ast.literal_eval(text)
@@ -104,8 +119,7 @@ class TxSender:
 
     def _fees(self) -> dict[str, int]:
         base = self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0
-        tip = 1_000_000_000
-        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+        return {"maxFeePerGas": 2 * base + PRIORITY_FEE, "maxPriorityFeePerGas": PRIORITY_FEE}
 
     def build(
         self,
@@ -121,7 +135,7 @@ class TxSender:
         if call is not None:
             try:
                 tx = call.build_transaction(tx if gas is None else {**tx, "gas": gas})
-            except (ContractCustomError, ContractLogicError, Web3RPCError, TransactionFailed, ValueError) as exc:
+            except _errors(ContractCustomError, ContractLogicError, Web3RPCError, ValueError) as exc:
                 raise chain_error_from(exc, action) from exc
         else:
             tx["to"] = to
@@ -147,7 +161,7 @@ class TxSender:
             signed = self.account.sign_transaction(tx)
             try:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except (Web3RPCError, TransactionFailed, ValueError) as exc:
+            except _errors(Web3RPCError, ValueError) as exc:
                 self.reset_nonce()
                 raise chain_error_from(exc, action) from exc
         if not wait:

@@ -8,6 +8,8 @@ Three signed types exist, with different type hashes so that one can never be re
   cooperatively at the voucher with that digest.
 - ``Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)``: signed by the listener or
   its session key — spending limits the relay enforces (never seen by the contract).
+- ``ReadAccess(address account,bytes32 channelId,address relay,uint256 notAfter)``: signed by a listener (or its
+  session key) or an artist — a short-lived read token for the relay's private reads (never seen by the contract).
 
 The domain is ``{name: "ChainStream", version: "1", chainId, verifyingContract}``, so a signature is bound to
 one chain and one deployment.
@@ -27,11 +29,13 @@ DOMAIN_VERSION = "1"
 VOUCHER_TYPE = "Voucher(bytes32 channelId,address[] payees,uint256[] amounts,bytes32 playHash)"
 CLOSE_TYPE = "Close(bytes32 channelId,bytes32 voucherDigest)"
 CAPS_TYPE = "Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)"
+READ_ACCESS_TYPE = "ReadAccess(address account,bytes32 channelId,address relay,uint256 notAfter)"
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 
 VOUCHER_TYPEHASH = type_hash(VOUCHER_TYPE)
 CLOSE_TYPEHASH = type_hash(CLOSE_TYPE)
 CAPS_TYPEHASH = type_hash(CAPS_TYPE)
+READ_ACCESS_TYPEHASH = type_hash(READ_ACCESS_TYPE)
 DOMAIN_TYPEHASH = type_hash(DOMAIN_TYPE)
 
 #: EIP-712 type definitions, as wallets (eth_signTypedData_v4) and eth-account expect them.
@@ -57,6 +61,12 @@ EIP712_TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "dailyCap", "type": "uint256"},
         {"name": "sessionCap", "type": "uint256"},
         {"name": "issuedAt", "type": "uint256"},
+    ],
+    "ReadAccess": [
+        {"name": "account", "type": "address"},
+        {"name": "channelId", "type": "bytes32"},
+        {"name": "relay", "type": "address"},
+        {"name": "notAfter", "type": "uint256"},
     ],
 }
 
@@ -110,6 +120,12 @@ def close_struct_hash(channel_id: bytes, voucher_digest: bytes) -> bytes:
 def caps_struct_hash(channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> bytes:
     """hashStruct(Caps): the listener's spending caps (0 = none), enforced by the relay, not on-chain."""
     return keccak(CAPS_TYPEHASH + channel_id + word(daily_cap) + word(session_cap) + word(issued_at))
+
+
+def read_access_struct_hash(account: str, channel_id: bytes, relay: str, not_after: int) -> bytes:
+    """hashStruct(ReadAccess): `account` lets `relay` show it its data (one channel, or all with a zero channelId)
+    until `notAfter` (unix seconds); checked by that relay only, never by the contract."""
+    return keccak(READ_ACCESS_TYPEHASH + address_word(account) + channel_id + address_word(relay) + word(not_after))
 
 
 def typed_data(domain: Domain, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import gc
-import io
 import json
 import logging
 import sys
@@ -22,6 +20,8 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 from web3 import Web3
 
 from chainstream.chain.contracts import ChannelsClient, RegistryClient
@@ -31,10 +31,14 @@ from chainstream.chain.transactions import TxSender
 from chainstream.config import Settings
 from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
 from chainstream.protocol import PrivateKey, Signature
-from chainstream.protocol.types import ZERO_ADDRESS, to_address, to_bytes32
-from chainstream.relay.media_routes import media_router
+from chainstream.protocol.types import to_address, to_bytes32
+from chainstream.relay.headers import SecurityHeaders
+from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
+from chainstream.relay.media_routes import is_upload, media_router
+from chainstream.relay.openapi import responses
+from chainstream.relay.read_auth import ReadAuth, on_chain_view, resync_state
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
-from chainstream.relay.service import PaymentAck, RelayService, caps_typed_data
+from chainstream.relay.service import PUBLIC_TOPIC, PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
 from chainstream.relay.watcher import Watcher
 from chainstream.store import open_store
@@ -90,12 +94,20 @@ class Relay:
         self.store.start()
         await asyncio.to_thread(self.service.catalog.load_all)
         await self.watcher.poll()
+        # Before the port opens (uvicorn runs this lifespan step first): closing channels cannot wait for a relay
+        # that might be killed by its first request.
+        await self.settler.settle_urgent_before_serving()
         self._stop = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self.watcher.run(self._stop)),
             asyncio.create_task(self.settler.run(self._stop)),
         ]
         tune_interpreter_for_serving()
+
+    def begin_shutdown(self) -> None:
+        """A shutdown was asked for (SIGTERM): end the live-event streams now, so the server need not wait for
+        their clients before the relay's own shutdown (`stop`) runs."""
+        self.service.bus.close()
 
     async def stop(self) -> None:
         self._stop.set()
@@ -129,12 +141,62 @@ def tune_interpreter_for_serving() -> None:
 #: refusals that mean the client's view of the channel drifted: answered with the channel's state to resync from
 RESYNC_CODES = frozenset({"voucher_mismatch", "stale_voucher", "seq_gap"})
 
+#: the answer to a binary WebSocket frame (payments are JSON text frames)
+BINARY_FRAME = Refusal(400, "binary_frame", "send each payment as a JSON text frame; binary frames are not read")
+
 #: messages a WebSocket payment stream may have in flight (unanswered) before the relay stops reading from it
 STREAM_WINDOW = 4_096
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}, **extra}, status_code=status)
+def public_rpc_url(settings: Settings) -> str | None:
+    """The chain's node URL as published to the player's wallet: CHAINSTREAM_PUBLIC_RPC_URL, else the relay's own
+    node URL when it is on loopback (a provider URL may embed a key), else none."""
+    import os
+    from urllib.parse import urlparse
+
+    rpc = os.environ.get("CHAINSTREAM_PUBLIC_RPC_URL")
+    if rpc is None and urlparse(settings.rpc_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        rpc = settings.rpc_url
+    return rpc
+
+
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error may quote the request, and a string from a request can hold a lone
+    surrogate (valid JSON, "\\ud800") that no UTF-8 encoder accepts."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return _AsciiJSONResponse(
+        {"error": {"code": code, "message": message}, **extra}, status_code=status, headers=headers
+    )
+
+
+def _validation_details(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors without the input they quote (a body of megabytes would be echoed back) and with
+    location parts cut short (an unknown key can be long)."""
+    return [
+        {
+            "loc": [p if isinstance(p, int) else str(p)[:64] for p in e.get("loc", ())],
+            "msg": str(e.get("msg", ""))[:200],
+            "type": str(e.get("type", "")),
+        }
+        for e in errors[:20]
+    ]
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """The methods some route takes at this request's path, for a 405's Allow header (asked of the routes
+    themselves, method by method; the web player's static files, mounted at /, take GET and HEAD anywhere)."""
+    static = [r for r in app.router.routes if isinstance(r, Mount) and r.path == ""]
+    routes = [r for r in app.router.routes if r not in static]
+    allowed = {m for m in HTTP_METHODS if any(r.matches({**scope, "method": m})[0] is Match.FULL for r in routes)}
+    return ", ".join(sorted(allowed | {"GET", "HEAD"} if static else allowed))
 
 
 def _ack_json(ack: PaymentAck) -> dict[str, Any]:
@@ -178,10 +240,24 @@ def create_app(
         version="1",
         lifespan=lifespan,
         description="Pay-per-play vouchers: verified, stored durably, settled in batches. Protocol: docs/PROTOCOL.md",
+        # No Swagger UI / ReDoc pages: FastAPI's load floating versions from a CDN, and this origin keeps the web
+        # player's session keys. The OpenAPI document stays at /openapi.json (docs/API.md).
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+        streamed=is_upload,  # audio uploads: streamed to disk by their route, under upload_max_bytes
     )
 
     def svc() -> RelayService:
         return holder["relay"].service
+
+    def reads() -> ReadAuth:
+        return ReadAuth(svc())
 
     @app.exception_handler(Rejection)
     async def rejection_handler(_: Request, exc: Rejection) -> JSONResponse:
@@ -197,13 +273,16 @@ def create_app(
         return _error(503, exc.code, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_handler(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """The framework's own refusals (no such path, wrong method) in the relay's error format."""
         if exc.status_code == 404:
             return _error(404, "not_found", "no such path")
         if exc.status_code == 405:
-            return _error(405, "method_not_allowed", "this path does not take that method")
-        return _error(exc.status_code, "request_refused", str(exc.detail))
+            allow = allowed_methods(app, request.scope)
+            return _error(
+                405, "method_not_allowed", f"this path takes {allow}, not {request.method}", headers={"Allow": allow}
+            )
+        return _error(exc.status_code, "request_refused", str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -216,18 +295,14 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        details = _validation_details(exc.errors()) or [{"loc": [], "msg": "invalid request", "type": ""}]
+        first = details[0]
         where = ".".join(str(p) for p in first["loc"] if p != "body")
-        return _error(
-            422,
-            "invalid_request",
-            f"{where}: {first['msg']}" if where else first["msg"],
-            details=json.loads(json.dumps(exc.errors(), default=str)),
-        )
+        return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details=details)
 
     api = APIRouter(prefix="/api/v1")
 
-    @api.get("/health")
+    @api.get("/health", responses=responses("health"))
     async def health() -> dict[str, Any]:
         s = svc()
         relay = holder["relay"]
@@ -239,13 +314,11 @@ def create_app(
             "leader": relay.settler.leading,
         }
 
-    @api.get("/info")
+    @api.get("/info", responses=responses("info"))
     async def info() -> dict[str, Any]:
         s = svc()
         d = s.deployment
-        tokens = [{"address": ZERO_ADDRESS, "symbol": "ETH", "decimals": 18}]
-        if d.stablecoin:
-            tokens.append({"address": d.stablecoin, "symbol": "mUSD", "decimals": 6})
+        tokens = [{"address": t.address, "symbol": t.symbol, "decimals": t.decimals} for t in s.tokens()]
         return {
             "chainId": d.chain_id,
             "channels": d.channels,
@@ -257,6 +330,8 @@ def create_app(
             "sessionMargin": s.settings.session_margin,
             "domain": s.domain.as_dict(),
             "tokens": tokens,
+            "time": int(s.clock()),  # the relay's clock, which judges read tokens' notAfter
+            "readTokenMaxTtl": s.settings.read_token_max_ttl,
         }
 
     def _track_json(entry: Any, token: str | None) -> dict[str, Any]:
@@ -289,29 +364,29 @@ def create_app(
             "media": f"/api/v1/tracks/0x{entry.track_id.hex()}/media",
         }
 
-    @api.get("/catalog")
+    @api.get("/catalog", responses=responses("catalog"))
     async def catalog(token: str | None = None) -> dict[str, Any]:
         token = to_address(token) if token else None
         entries = sorted(svc().catalog.entries.values(), key=lambda e: e.registered_at)
         tracks = [_track_json(e, token) for e in entries]
         return {"tracks": [t for t in tracks if t["terms"]]}
 
-    @api.get("/tracks/{track_id}")
+    @api.get("/tracks/{track_id}", responses=responses("track"))
     async def track(track_id: str) -> Any:
         entry = svc().catalog.entries.get(to_bytes32(track_id, "trackId"))
         if entry is None:
             return _error(404, "unknown_track", f"no track {track_id}")
         return _track_json(entry, None)
 
-    @api.post("/channels/{channel_id}/payments")
+    @api.post("/channels/{channel_id}/payments", responses=responses("pay"))
     async def pay(channel_id: str, body: PaymentIn) -> Any:
         payment = to_payment(channel_id, body)
         try:
             ack = await svc().submit(payment)
         except Rejection as exc:
             extra: dict[str, Any] = {}
-            if exc.code in RESYNC_CODES:
-                extra["state"] = svc().channel_summary(await svc().current(payment.channel_id))
+            if exc.code in RESYNC_CODES and (state := await resync_state(svc(), payment)) is not None:
+                extra["state"] = state
             return _error(exc.status, exc.code, str(exc), **extra)
         return _ack_json(ack)
 
@@ -328,8 +403,8 @@ def create_app(
                 "ok": False,
                 "error": {"code": exc.code, "message": str(exc), "status": exc.status},
             }
-            if exc.code in RESYNC_CODES:
-                out["state"] = svc().channel_summary(await svc().current(payment.channel_id))
+            if exc.code in RESYNC_CODES and (state := await resync_state(svc(), payment)) is not None:
+                out["state"] = state
             return out
         except RecoverableError as exc:
             return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 400}}
@@ -337,7 +412,7 @@ def create_app(
             log.error("payment not stored: %s", exc)
             return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 503}}
 
-    @api.post("/payments/batch")
+    @api.post("/payments/batch", responses=responses("pay_batch"))
     async def pay_batch(body: BatchIn) -> dict[str, Any]:
         """Many payments in one request (any channels); each is verified and acknowledged on its own."""
         results = await asyncio.gather(*(_one(p) for p in body.payments))
@@ -355,7 +430,11 @@ def create_app(
 
         async def handle(text: str) -> None:
             try:
+                check_message(text, settings.max_message_bytes)
                 body = StreamedPaymentIn.model_validate_json(text)
+            except Refusal as refusal:
+                await ws.send_json({"ok": False, "error": describe(refusal)})
+                return
             except ValidationError as exc:
                 await ws.send_json(
                     {
@@ -372,7 +451,13 @@ def create_app(
 
         try:
             while True:
-                text = await ws.receive_text()
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                text = message.get("text")
+                if text is None:  # a binary frame: answered, and the stream goes on
+                    await ws.send_json({"ok": False, "error": describe(BINARY_FRAME)})
+                    continue
                 await window.acquire()
                 task = asyncio.create_task(handle(text))
                 pending.add(task)
@@ -381,18 +466,22 @@ def create_app(
             for task in pending:
                 task.cancel()
 
-    @api.get("/channels/{channel_id}")
-    async def channel(channel_id: str) -> dict[str, Any]:
-        s = svc()
-        return s.channel_summary(await s.current(to_bytes32(channel_id, "channelId")))
+    @api.get("/channels/{channel_id}", responses=responses("channel"))
+    async def channel(channel_id: str, request: Request) -> dict[str, Any]:
+        """The channel's state (payer's read token)."""
+        return svc().channel_summary(await reads().channel(request, to_bytes32(channel_id, "channelId")))
 
-    @api.get("/channels/{channel_id}/history")
+    @api.get("/channels/{channel_id}/history", responses=responses("history"))
     async def history(
-        channel_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = None
+        channel_id: str,
+        request: Request,
+        limit: int = Query(50, ge=1, le=500),
+        before: int | None = Query(None, ge=0, lt=2**63),
     ) -> dict[str, Any]:
+        """The channel's payments, newest first (payer's read token)."""
         s = svc()
         cid = to_bytes32(channel_id, "channelId")
-        await s.runtime(cid)
+        await reads().channel(request, cid)
         items = []
         for p in s.store.history(cid, limit=limit, before_seq=before):
             entry = s.catalog.entries.get(p.target)
@@ -413,15 +502,18 @@ def create_app(
             )
         return {"channelId": channel_id, "items": items, "delivered": s.media.delivery_summary(cid)}
 
-    @api.get("/channels/{channel_id}/caps/typed-data")
+    @api.get("/channels/{channel_id}/caps/typed-data", responses=responses("caps_doc"))
     async def caps_doc(
-        channel_id: str, dailyCap: int = 0, sessionCap: int = 0, issuedAt: int | None = None
+        channel_id: str,
+        dailyCap: int = Query(0, ge=0, lt=2**96),
+        sessionCap: int = Query(0, ge=0, lt=2**96),
+        issuedAt: int | None = Query(None, ge=0, lt=2**63),
     ) -> dict[str, Any]:
         """The EIP-712 document a wallet or session key signs to set spending caps."""
         cid = to_bytes32(channel_id, "channelId")
         return caps_typed_data(svc().domain, cid, dailyCap, sessionCap, issuedAt or int(svc().clock()))
 
-    @api.put("/channels/{channel_id}/caps")
+    @api.put("/channels/{channel_id}/caps", responses=responses("caps"))
     async def caps(channel_id: str, body: CapsIn) -> dict[str, Any]:
         s = svc()
         rt = await s.set_caps(
@@ -433,7 +525,7 @@ def create_app(
         )
         return s.channel_summary(rt)
 
-    @api.post("/channels/{channel_id}/close")
+    @api.post("/channels/{channel_id}/close", responses=responses("close"))
     async def close(channel_id: str, body: CloseIn) -> Any:
         """The relay's consent to a cooperative close at the latest voucher (no payments are accepted after),
         asked for by the payer or its session key over that voucher."""
@@ -461,60 +553,50 @@ def create_app(
             "relaySignature": signature.to_hex(),
         }
 
-    @api.get("/listeners/{address}/channels")
-    async def listener_channels(address: str) -> dict[str, Any]:
+    @api.get("/listeners/{address}/channels", responses=responses("listener_channels"))
+    async def listener_channels(address: str, request: Request) -> dict[str, Any]:
+        """The listener's channels on this relay (its all-channels read token)."""
         s = svc()
         out = []
-        for record in s.store.channels_of(to_address(address)):
-            out.append(s.channel_summary(await s.current(record.channel_id)))
+        for record, full in reads().listener(request, address):
+            out.append(s.channel_summary(await s.current(record.channel_id)) if full else on_chain_view(s, record))
         return {"channels": out}
 
-    @api.get("/artists/{address}/earnings")
-    async def earnings(address: str, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
-        data = svc().earnings(address)
+    @api.get("/artists/{address}/earnings", responses=responses("earnings"))
+    async def earnings(address: str, request: Request, format: str = Query("json", pattern="^(json|csv)$")) -> Any:
+        """The artist's earnings (the artist's own read token)."""
+        address = reads().artist(request, address)
         if format == "json":
-            return data
-        out = io.StringIO()
-        writer = csv.DictWriter(
-            out,
-            fieldnames=[
-                "token",
-                "target",
-                "title",
-                "plays",
-                "seconds",
-                "tips",
-                "downloads",
-                "earned",
-                "pending",
-                "settled",
-                "claimed",
-            ],
-        )
-        writer.writeheader()
-        for row in data["tracks"]:
-            writer.writerow(row)
+            return svc().earnings(address)
         return PlainTextResponse(
-            out.getvalue(),
+            svc().earnings_csv(address),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="earnings-{address}.csv"'},
         )
 
-    @api.get("/events")
+    @api.get("/events", responses=responses("events"))
     async def events(request: Request, channel: str | None = None, payee: str | None = None) -> StreamingResponse:
-        """Server-Sent Events: payments (filtered by channel or payee) and catalog changes as they happen."""
+        """Server-Sent Events: payments and catalog changes as they happen. Filtered by channel (the payer's read
+        token) or payee (the payee's), in the `readToken` query parameter since EventSource sends no headers; the
+        unfiltered stream is public and shows only what kind of charge hit which track, when."""
         topics = {"catalog"}
         if channel:
-            topics.add("channel:0x" + to_bytes32(channel, "channel").hex())
+            cid = to_bytes32(channel, "channel")
+            await reads().channel(request, cid)
+            topics.add("channel:0x" + cid.hex())
         if payee:
-            topics.add("payee:" + to_address(payee))
+            topics.add("payee:" + reads().artist(request, payee))
         if not channel and not payee:
-            topics.add("all")
+            topics.add(PUBLIC_TOPIC)
+        # a private stream ends with its token: nothing is sent past notAfter (the client reconnects with a new one)
+        ends_at = reads().token(request).not_after + svc().settings.read_token_skew if channel or payee else None
 
         async def stream() -> AsyncIterator[str]:
             yield ": connected\n\n"
             async for event in svc().bus.subscribe(topics):
                 if await request.is_disconnected():
+                    break
+                if ends_at is not None and svc().clock() > ends_at and event["type"] == "payment":
                     break
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
 
@@ -563,14 +645,12 @@ def create_app(
         """What a wallet needs to add the relay's chain (wallet_addEthereumChain). The node URL is published only
         when it is on loopback or set explicitly (CHAINSTREAM_PUBLIC_RPC_URL): a provider URL may embed a key."""
         import os
-        from urllib.parse import urlparse
 
-        rpc = os.environ.get("CHAINSTREAM_PUBLIC_RPC_URL")
-        if rpc is None and urlparse(settings.rpc_url).hostname in ("127.0.0.1", "localhost", "::1"):
-            rpc = settings.rpc_url
+        rpc = public_rpc_url(settings)
         return {"rpcUrls": [rpc] if rpc else [], "chainName": os.environ.get("CHAINSTREAM_CHAIN_NAME")}
 
     frontend = settings.frontend_dir or PROJECT_ROOT / "frontend"
+    app.add_middleware(SecurityHeaders, index_html=frontend / "index.html", rpc_url=public_rpc_url(settings))
     if frontend.is_dir() and (frontend / "index.html").exists():
         app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
     return app

@@ -12,20 +12,33 @@ Refusals are MediaError (a code, an HTTP status, and for 402 the `payment` block
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Scope
 
 from chainstream.media.errors import MediaError
 from chainstream.protocol.types import to_bytes32
 from chainstream.relay.media import GRANT_HEADER, Served
+from chainstream.relay.openapi import responses
+from chainstream.relay.read_auth import ReadAuth
 
 if TYPE_CHECKING:
     from chainstream.relay.service import RelayService
 
 UPLOAD_SIGNATURE_HEADER = "X-ChainStream-Signature"
+_UPLOAD_PATH = re.compile(r"^/api/v1/tracks/[^/]+/media$")
+#: the 200 of the audio routes: bytes, not JSON
+AUDIO_200 = {200: {"content": {"audio/mp4": {}}, "description": "the segment (fMP4)"}}
+ORIGINAL_200 = {200: {"content": {"application/octet-stream": {}}, "description": "the uploaded file"}}
+
+
+def is_upload(scope: Scope) -> bool:
+    """Whether a request is an audio upload (its body is streamed by the route, not read by the limits)."""
+    return scope.get("method") == "PUT" and bool(_UPLOAD_PATH.match(scope.get("path", "")))
 
 
 def _error(exc: MediaError) -> JSONResponse:
@@ -58,7 +71,7 @@ def media_router(svc: Callable[[], RelayService]) -> APIRouter:
     """The audio routes, on the relay service that `svc()` returns once the app has started."""
     api = APIRouter(prefix="/api/v1")
 
-    @api.put("/tracks/{track_id}/media")
+    @api.put("/tracks/{track_id}/media", responses=responses("upload_media"))
     async def upload(track_id: str, request: Request) -> Any:
         """Publish a track's audio: the raw file as the body (streamed to disk, never held in memory)."""
         length = request.headers.get("content-length")
@@ -72,7 +85,7 @@ def media_router(svc: Callable[[], RelayService]) -> APIRouter:
         except MediaError as exc:
             return _error(exc)
 
-    @api.get("/tracks/{track_id}/media")
+    @api.get("/tracks/{track_id}/media", responses=responses("media_manifest"))
     async def manifest(track_id: str) -> Any:
         try:
             media = svc().media
@@ -80,31 +93,33 @@ def media_router(svc: Callable[[], RelayService]) -> APIRouter:
         except MediaError as exc:
             return _error(exc)
 
-    @api.get("/tracks/{track_id}/init")
+    @api.get("/tracks/{track_id}/init", responses={**responses("media_init"), **AUDIO_200})
     async def init(track_id: str) -> Response:
         try:
             return _send(svc().media.init_segment(_track(track_id)))
         except MediaError as exc:
             return _error(exc)
 
-    @api.get("/tracks/{track_id}/segments/{index}")
+    @api.get("/tracks/{track_id}/segments/{index}", responses={**responses("media_segment"), **AUDIO_200})
     async def segment(track_id: str, index: int, request: Request) -> Response:
         try:
             return _send(svc().media.segment(_track(track_id), index, _grant(request)))
         except MediaError as exc:
             return _error(exc)
 
-    @api.get("/tracks/{track_id}/original")
+    @api.get("/tracks/{track_id}/original", responses={**responses("media_original"), **ORIGINAL_200})
     async def original(track_id: str, request: Request) -> Response:
         try:
             return _send(svc().media.original(_track(track_id), _grant(request)))
         except MediaError as exc:
             return _error(exc)
 
-    @api.get("/channels/{channel_id}/deliveries")
-    async def deliveries(channel_id: str) -> dict[str, Any]:
-        """Per track: seconds paid for (per-second receipts) and seconds of audio served on the channel."""
+    @api.get("/channels/{channel_id}/deliveries", responses=responses("deliveries"))
+    async def deliveries(channel_id: str, request: Request) -> dict[str, Any]:
+        """Per track: seconds paid for (per-second receipts) and seconds of audio served on the channel (the
+        payer's read token, like the channel's history)."""
         cid = to_bytes32(channel_id, "channelId")
+        await ReadAuth(svc()).channel(request, cid)
         return {"channelId": "0x" + cid.hex(), "tracks": svc().media.delivery_summary(cid)}
 
     return api

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from chainstream.errors import ProtocolError
 from chainstream.protocol import Signature, Voucher
@@ -22,6 +22,19 @@ _HEX32 = re.compile(HEX32)
 Amount = Annotated[str, Field(pattern=AMOUNT, description="decimal string, token's smallest unit")]
 Hex32 = Annotated[str, Field(pattern=HEX32)]
 AddressStr = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+
+
+def _unicode_text(value: str) -> str:
+    """Refuse lone surrogates: JSON can carry "\\ud800", but it is not text, and nothing can store or sign it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+#: free text from a client: valid Unicode only
+Text = Annotated[str, AfterValidator(_unicode_text)]
 
 
 class Strict(BaseModel):
@@ -40,7 +53,7 @@ class ChargeIn(Strict):
     artist: AddressStr | None = None
     seconds: StrictInt = Field(0, ge=0, le=3_600)
     amount: Amount | None = Field(None, description="tips only")
-    memo: str = Field("", max_length=280)
+    memo: Text = Field("", max_length=280)
 
 
 class PaymentIn(Strict):
@@ -52,7 +65,7 @@ class PaymentIn(Strict):
 
 class StreamedPaymentIn(PaymentIn):
     channelId: Hex32
-    id: StrictInt | str | None = Field(None, description="echoed back in the reply")
+    id: StrictInt | Annotated[Text, Field(max_length=128)] | None = Field(None, description="echoed back in the reply")
 
 
 class BatchIn(Strict):
@@ -62,7 +75,11 @@ class BatchIn(Strict):
 class CapsIn(Strict):
     dailyCap: Amount = Field(description="0 = no daily cap")
     sessionCap: Amount = Field(description="0 = no session-key cap")
-    issuedAt: StrictInt = Field(ge=0, description="unix seconds; must increase")
+    issuedAt: StrictInt = Field(
+        ge=0,
+        lt=2**63,
+        description="unix seconds; must increase, and be at most caps_clock_skew ahead of the relay's clock",
+    )
     signature: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import csv
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,9 +27,11 @@ from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, r
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash, typed_data
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 from chainstream.relay.catalog import Catalog
+from chainstream.relay.earnings import CSV_COLUMNS, Earnings, TrackEarnings, csv_rows, earnings
 from chainstream.relay.events import EventBus
 from chainstream.relay.media import MediaService
 from chainstream.store import ChannelRecord, PaymentRecord, Store
+from chainstream.tokens import TokenInfo
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
 
 DAY = 86_400
@@ -83,6 +87,9 @@ class ChannelRuntime:
     #: so a batch or stream is decided in order (seq 2 is not judged against the head seq 1 has not reached yet)
     refreshing: asyncio.Future[None] | None = field(default=None, repr=False)
 
+
+#: the event bus topic of the public /events stream (no filter): carries no listener's data
+PUBLIC_TOPIC = "public"
 
 #: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
 CLOSE_PENDING = b"pending"
@@ -368,7 +375,8 @@ class RelayService:
                 raise StaleChannel(f"channel 0x{payment.channel_id.hex()} changed in another instance") from exc
             # A top-up or a new session key may have landed before the watcher saw it: read the channel from
             # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
-            # (insufficient_deposit is judged before the signature: only the channel's own signers may ask.)
+            # (insufficient_deposit comes after the signer check, so only the channel's own signers can ask;
+            # checked again here in case that order ever changes.)
             if exc.code not in CHAIN_REFRESH_CODES or (
                 exc.code == "insufficient_deposit" and not self._signed_for(rt, payment)
             ):
@@ -532,6 +540,11 @@ class RelayService:
             stored = self.store.payment_at(payment.channel_id, payment.seq)
             if stored is None or stored.digest != digest:
                 return None
+        # The acknowledgement shows the channel's state (remaining, today's spending, caps): only to its own
+        # signers. Anyone can rebuild a channel's first voucher for a guessed track (its receipt is public data),
+        # and must not learn from a "duplicate" that the listener played it.
+        if not self._signed_for(rt, payment):
+            return None
         return self._ack("duplicate", rt, payment.voucher, payment.seq, 0, digest)
 
     def _ack(
@@ -561,8 +574,33 @@ class RelayService:
         return True
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
+        """Live payment events, each audience shown only what is its own (docs/API.md, GET /events):
+
+        - the channel's subscribers (its payer's read token): everything about the payment;
+        - each payee's (the payee's read token): what it was paid, for what and when, and a tip's memo (addressed
+          to it), but nothing of the listener: no channel, payer, totals or other payees;
+        - the public stream: what kind of charge hit which catalog track (none for a tip to an address), when —
+          no amounts, memo or channel."""
         if not self.bus.has_subscribers:
             return
+        kind = Kind(record.kind).name.lower()
+        target = "0x" + record.target.hex()
+        # a tip straight to an address names a person: the public stream shows catalog tracks only
+        public_target = target if record.target in self.catalog.entries else None
+        self.bus.publish(
+            {"type": "payment", "kind": kind, "target": public_target, "at": record.accepted_at}, {PUBLIC_TOPIC}
+        )
+        for payee, value in record.payments.items():
+            payee_event = {
+                "type": "payment",
+                "kind": kind,
+                "target": target,
+                "payee": payee,
+                "amount": str(value),
+                "memo": record.memo,
+                "at": record.accepted_at,
+            }
+            self.bus.publish(payee_event, {f"payee:{payee}"})
         event = {
             "type": "payment",
             "channelId": "0x" + record.channel_id.hex(),
@@ -577,13 +615,20 @@ class RelayService:
             "memo": record.memo,
             "at": record.accepted_at,
         }
-        topics = {"all", "channel:0x" + record.channel_id.hex(), *(f"payee:{p}" for p in record.payments)}
-        self.bus.publish(event, topics)
+        self.bus.publish(event, {"channel:0x" + record.channel_id.hex()})
 
     # ------------------------------------------------------------------- caps
     async def set_caps(
         self, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int, signature: Signature
     ) -> ChannelRuntime:
+        ahead = issued_at - int(self.clock())
+        if ahead > self.settings.caps_clock_skew:
+            # Caps must increase: caps dated far ahead would be the last ones the channel could ever set.
+            raise Rejection(
+                "caps_from_future",
+                f"issuedAt is {ahead}s ahead of the relay's clock (at most {self.settings.caps_clock_skew}s)",
+                status=422,
+            )
         rt = await self.current(channel_id)
         digest = caps_digest(self.domain, channel_id, daily_cap, session_cap, issued_at)
         signer = self._authorised_signer(rt, digest, signature, "caps")
@@ -685,15 +730,40 @@ class RelayService:
             "owned": ["0x" + t.hex() for t in rt.ledger.owned],
         }
 
-    def earnings(self, payee: str) -> dict[str, Any]:
-        """A payee's earnings per token and per track, each payment marked pending, settled or claimed.
+    def tokens(self) -> list[TokenInfo]:
+        """The tokens channels of this deployment take: ETH, and the stablecoin if deployed."""
+        tokens = [TokenInfo(ZERO_ADDRESS, "ETH", 18)]
+        if self.deployment.stablecoin:
+            tokens.append(TokenInfo(self.deployment.stablecoin, "mUSD", 6))
+        return tokens
 
-        Settlement is cumulative per (channel, payee), so the credited amount of a channel covers that payee's
-        earliest payments in sequence order; claims are attributed oldest-settled first.
-        """
+    def earnings(self, payee: str) -> dict[str, Any]:
+        """A payee's earnings per token and per track, each payment marked pending, settled or claimed (see
+        relay/earnings.py for the attribution rules)."""
         payee = to_address(payee)
+        result = self._earnings(payee)
+        return {
+            "payee": payee,
+            "tokens": {
+                token: {k: str(getattr(t, k)) for k in ("pending", "settled", "claimed", "total")}
+                for token, t in result.tokens.items()
+            },
+            "tracks": [self._track_earnings_json(t) for t in result.tracks.values()],
+            "timeline": [{"token": t, "hour": h, "amount": str(a)} for (t, h), a in sorted(result.timeline.items())],
+        }
+
+    def earnings_csv(self, payee: str) -> str:
+        """One CSV row per payment that credited `payee` (relay/earnings.py `csv_rows`)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        titles = {track_id: e.title for track_id, e in self.catalog.entries.items()}
+        tokens = {t.address: t for t in self.tokens()}
+        writer.writerows(csv_rows(self._earnings(to_address(payee)), titles=titles, tokens=tokens))
+        return out.getvalue()
+
+    def _earnings(self, payee: Address) -> Earnings:
         rows = self.store.earnings_rows(payee)
-        channels = {c.channel_id: c for c in self.store.channels()}
         credited: dict[bytes, int] = {}
         for channel_id in {bytes(r["channel_id"]) for r in rows}:
             settled = self.store.get_settled(channel_id)
@@ -702,68 +772,26 @@ class RelayService:
         claimed: dict[str, int] = {}
         for claim in self.store.claims_of(payee):
             claimed[claim["token"]] = claimed.get(claim["token"], 0) + int(claim["amount"])
-        tokens: dict[str, dict[str, Any]] = {}
-        tracks: dict[tuple[str, bytes], dict[str, Any]] = {}
-        cum: dict[bytes, int] = {}
-        timeline: dict[tuple[str, int], int] = {}
-        settled_rows: list[tuple[str, dict[str, Any], int]] = []
-        for r in sorted(rows, key=lambda r: (bytes(r["channel_id"]), r["seq"])):
-            channel_id = bytes(r["channel_id"])
-            token = channels[channel_id].token if channel_id in channels else ZERO_ADDRESS
-            amount = int(r["amount"])
-            cum[channel_id] = cum.get(channel_id, 0) + amount
-            status = "settled" if cum[channel_id] <= credited.get(channel_id, 0) else "pending"
-            totals = tokens.setdefault(token, {"pending": 0, "settled": 0, "claimed": 0, "total": 0})
-            totals["total"] += amount
-            key = (token, bytes(r["target"]))
-            track = tracks.setdefault(
-                key,
-                {
-                    "token": token,
-                    "target": "0x" + key[1].hex(),
-                    "plays": 0,
-                    "seconds": 0,
-                    "tips": 0,
-                    "downloads": 0,
-                    "earned": 0,
-                    "pending": 0,
-                    "settled": 0,
-                    "claimed": 0,
-                },
-            )
-            kind = Kind(r["kind"])
-            if kind == Kind.PLAY:
-                track["plays"] += 1
-            elif kind == Kind.SECONDS:
-                track["seconds"] += r["units"]
-            elif kind == Kind.TIP:
-                track["tips"] += amount
-            else:
-                track["downloads"] += 1
-            track["earned"] += amount
-            if status == "pending":
-                track["pending"] += amount
-                totals["pending"] += amount
-            else:
-                settled_rows.append((token, track, amount))
-            hour = int(r["accepted_at"]) // 3600 * 3600
-            timeline[(token, hour)] = timeline.get((token, hour), 0) + amount
-        remaining_claims = dict(claimed)
-        for token, track, amount in settled_rows:
-            take = min(amount, remaining_claims.get(token, 0))
-            remaining_claims[token] = remaining_claims.get(token, 0) - take
-            track["claimed"] += take
-            track["settled"] += amount - take
-            tokens[token]["claimed"] += take
-            tokens[token]["settled"] += amount - take
-        for track in tracks.values():
-            entry = self.catalog.entries.get(bytes.fromhex(track["target"][2:]))
-            track["title"] = entry.title if entry else None
-            for k in ("earned", "pending", "settled", "claimed", "tips"):
-                track[k] = str(track[k])
+        return earnings(
+            rows,
+            token_of={c.channel_id: c.token for c in self.store.channels()},
+            credited=credited,
+            claimed=claimed,
+            default_token=ZERO_ADDRESS,
+        )
+
+    def _track_earnings_json(self, t: TrackEarnings) -> dict[str, Any]:
+        entry = self.catalog.entries.get(t.target)
         return {
-            "payee": payee,
-            "tokens": {t: {k: str(v) for k, v in totals.items()} for t, totals in tokens.items()},
-            "tracks": list(tracks.values()),
-            "timeline": [{"token": t, "hour": h, "amount": str(a)} for (t, h), a in sorted(timeline.items())],
+            "token": t.token,
+            "target": "0x" + t.target.hex(),
+            "plays": t.plays,
+            "seconds": t.seconds,
+            "tips": str(t.tips),
+            "downloads": t.downloads,
+            "earned": str(t.total),
+            "pending": str(t.pending),
+            "settled": str(t.settled),
+            "claimed": str(t.claimed),
+            "title": entry.title if entry else None,
         }

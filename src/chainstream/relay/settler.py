@@ -1,9 +1,11 @@
 """Batched settlement through a transaction outbox.
 
-Policy: a channel is due when its unsettled value reaches `settle_min_value`, when its oldest unsettled
-payment is `settle_max_age` old, or when it is within `settle_deadline_margin` of its close window's end or
-its session key's expiry (after which the voucher could no longer be settled). Due channels are settled in
-`settle_batch_size` chunks, one settleBatch transaction each.
+Policy (`settle_policy`): a channel is settled when a deadline forces it (closing, within
+`settle_deadline_margin` of its close window's end or its session key's expiry, after which the voucher could
+no longer be settled, or asked for by the watchtower or a key rotation), or when it is due (unsettled value
+>= `settle_min_value`, or its oldest unsettled payment `settle_max_age` old) and worth its gas
+(`settle_max_gas_fraction`); due channels not worth their gas are held (`held_for_economics`) until they are.
+Settled channels go in `settle_batch_size` chunks, one settleBatch transaction each.
 
 Outbox: a transaction is signed, then written to the database with its nonce and hash, and only then sent.
 After a crash, every signed or sent row is looked up by hash and re-broadcast as the same signed bytes if it
@@ -22,10 +24,11 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from chainstream.chain.contracts import ChannelsClient, SettledState, settle_entry
-from chainstream.chain.transactions import TxSender
+from chainstream.chain.transactions import PRIORITY_FEE, TxSender
 from chainstream.errors import ChainError
-from chainstream.protocol import Signature, SignedVoucher
+from chainstream.protocol import Signature, SignedVoucher, to_address
 from chainstream.relay.service import RelayService
+from chainstream.relay.settle_policy import ENTRY_GAS, PAYEE_GAS, Decision, SettlePolicy, entry_gas
 from chainstream.store import PaymentRecord, SettledRecord, Store
 
 log = logging.getLogger("chainstream.settler")
@@ -59,6 +62,13 @@ class Settler:
         self._wake = asyncio.Event()
         self.batches_sent = 0
         self.rounds = 0
+        #: wei per gas a settlement costs now (base fee + tip), read each round; None until the first round, and
+        #: while unknown nothing is settled for economics alone (deadlines still are)
+        self.gas_price: int | None = None
+        #: channel -> unsettled value of each due channel the last round held because its gas would cost more
+        #: than `settle_max_gas_fraction` of it (operators: watch its size; `held_rounds` counts round-holds)
+        self.held_for_economics: dict[bytes, int] = {}
+        self.held_rounds = 0
         #: whether this instance settles: always with one instance; with several sharing a database, the one
         #: holding the lead (Store.try_lead), and the others take over when it goes
         self.leading = False
@@ -99,16 +109,51 @@ class Settler:
             log.warning("instance %s lost the lead: another instance settles now", self.settings.instance)
         self.leading = leading
 
+    async def settle_urgent_before_serving(self) -> int:
+        """At start, before the relay opens its port: settle (sent and mined) the latest voucher of every channel
+        whose close window is running, or that the watchtower flagged while catching up (CloseRequested,
+        SessionKeyChanged). A relay that is killed again at each restart (by a request that crashes it, before
+        its settler's first round) still defends those channels: the payer cannot settle an older voucher at
+        the end of a window the relay slept through. Returns how many channels were settled. Only the instance
+        leading settlement does it; a failure is logged and left to the regular rounds."""
+        await self._lead()
+        if not self.leading:
+            return 0
+        block_time = await asyncio.to_thread(lambda: int(self.sender.w3.eth.get_block("latest")["timestamp"]))
+        self.service.observe_chain_time(block_time)
+        urgent = []
+        for latest, prev in self.due(self.service.clock(), chain_now=self.service.chain_now()):
+            record = self.store.get_channel(latest.channel_id)
+            if latest.channel_id in self.urgent or (record is not None and record.status == "closing"):
+                urgent.append((latest, prev))
+        count = 0
+        for chunk in batches(urgent, self.settings.settle_batch_size, self.settings.settle_batch_gas):
+            try:
+                await asyncio.to_thread(self._settle_chunk, chunk)
+            except Exception:  # the node refused or timed out: the regular rounds retry, the outbox keeps state
+                log.exception("settling closing channels before serving failed; the settler retries")
+                self.sender.reset_nonce()
+                continue
+            for latest, _ in chunk:
+                self.urgent.discard(latest.channel_id)
+            count += len(chunk)
+        if count:
+            log.warning("settled %d closing channel(s) before serving", count)
+        return count
+
     # ------------------------------------------------------------------ policy
     def due(
         self, now: float, force: bool = False, chain_now: float | None = None
     ) -> list[tuple[PaymentRecord, tuple[int, ...]]]:
-        """Latest unsettled voucher (and the prevAmounts to submit with it) of every channel that is due.
+        """Latest unsettled voucher (and the prevAmounts to submit with it) of every channel to settle now
+        (`SettlePolicy.decide`; due channels not worth their gas go to `held_for_economics` instead).
 
         Close windows and key expiries are measured on the chain's clock (`chain_now`, the latest block's time).
         A voucher the contract can only refuse (its channel's window is over, its session key has expired) is
         left out: sending it would pay gas every round for a settlement that is skipped every time."""
         due: list[tuple[PaymentRecord, tuple[int, ...]]] = []
+        held: dict[bytes, int] = {}
+        policy = self.policy
         margin = self.settings.settle_deadline_margin
         chain_now = now if chain_now is None else chain_now
         for record in self.store.channels():
@@ -141,21 +186,48 @@ class Settler:
             near_deadline = any(d and d - chain_now <= margin for d in deadlines)
             # A closing channel takes no more payments: settle it now. (The watchtower's request for it is only
             # in memory; after a restart the cursor is past the CloseRequested, and this is what remains.)
-            if (
-                force
-                or record.channel_id in self.urgent
-                or closing
-                or near_deadline
-                or unsettled >= self.settings.settle_min_value
-                or now - since >= self.settings.settle_max_age
-            ):
+            forced = force or record.channel_id in self.urgent or closing or near_deadline
+            decision = policy.decide(
+                token=to_address(record.token),
+                unsettled=unsettled,
+                payees=len(latest.voucher.payees),
+                age=now - since,
+                deadline=forced,
+                gas_price=self.gas_price,
+            )
+            if decision is Decision.HOLD_ECONOMICS:
+                held[record.channel_id] = unsettled
+            elif decision is not Decision.WAIT:
                 due.append((latest, settled.credited if settled else ()))
+        self._note_held(held)
         return due
+
+    @property
+    def policy(self) -> SettlePolicy:
+        """The selection policy from the current settings (read each time: an operator or the demo may change
+        them while the relay runs)."""
+        return SettlePolicy.from_settings(self.settings)
+
+    def _note_held(self, held: dict[bytes, int]) -> None:
+        """Report the channels held for economics: each newly held one once (not every round), and the count."""
+        for channel_id, unsettled in held.items():
+            if channel_id not in self.held_for_economics:
+                log.info(
+                    "settlement of 0x%s held for economics: %d unsettled is worth less than its gas "
+                    "/ settle_max_gas_fraction at %s wei/gas (settled once worth it, or at a deadline)",
+                    channel_id.hex(),
+                    unsettled,
+                    self.gas_price,
+                )
+        if held:
+            self.held_rounds += 1
+        self.held_for_economics = held
 
     async def settle_round(self, force: bool = False) -> int:
         """Settle everything due now; returns how many channels were settled."""
-        block_time = await asyncio.to_thread(lambda: int(self.sender.w3.eth.get_block("latest")["timestamp"]))
-        self.service.observe_chain_time(block_time)
+        block = await asyncio.to_thread(self.sender.w3.eth.get_block, "latest")
+        self.service.observe_chain_time(int(block["timestamp"]))
+        self.gas_price = int(block.get("baseFeePerGas", 0) or 0) + PRIORITY_FEE
         due = self.due(self.service.clock(), force, self.service.chain_now())
         count = 0
         for chunk in batches(due, self.settings.settle_batch_size, self.settings.settle_batch_gas):
@@ -265,12 +337,7 @@ class Settler:
         self.sender.reset_nonce()
 
 
-#: a conservative gas figure for one batch entry: its checks and event, plus a fresh storage slot per payee
-ENTRY_GAS, PAYEE_GAS = 30_000, 25_000
-
-
-def entry_gas(payees: int) -> int:
-    return ENTRY_GAS + PAYEE_GAS * payees
+__all__ = ["ENTRY_GAS", "PAYEE_GAS", "PERMANENT_SKIPS", "Settler", "batches", "entry_gas", "record_state"]
 
 
 def batches(

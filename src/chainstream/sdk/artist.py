@@ -17,7 +17,7 @@ from chainstream.pricing import Split, Terms
 from chainstream.protocol import PrivateKey
 from chainstream.protocol.hashing import keccak
 from chainstream.protocol.types import ZERO_ADDRESS, Address
-from chainstream.sdk.client import RelayClient
+from chainstream.sdk.client import ReadIdentity, RelayClient
 
 
 class Artist:
@@ -28,6 +28,8 @@ class Artist:
         self.registry = RegistryClient(w3, deployment.registry)
         self.channels = ChannelsClient(w3, deployment.channels)
         self.relay = relay
+        if relay is not None:  # earnings are read with this key's read tokens
+            relay.add_reader(lambda: [ReadIdentity(self.key, self.address)])
 
     def register_track(
         self, track_id: bytes, title: str, terms: Terms, split: Split, *, token: str = ZERO_ADDRESS

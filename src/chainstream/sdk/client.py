@@ -1,12 +1,44 @@
-"""HTTP client for the relay API, with rejections raised as RelayError carrying the relay's stable code."""
+"""HTTP client for the relay API, with rejections raised as RelayError carrying the relay's stable code.
+
+Private reads (a channel's summary and history, a listener's channels, an artist's earnings, filtered events) carry
+a read token (protocol/read_token.py), signed on the fly by whoever registered as able to read them
+(`add_reader`: the Listener with its session key and wallet, the Artist with its key) and reused until shortly
+before it expires. Callers just `get(path)`.
+"""
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from chainstream.errors import RecoverableError
+from chainstream.protocol import Domain, PrivateKey
+from chainstream.protocol.read_token import AUTH_SCHEME, QUERY_PARAMETER, ReadToken, sign_read_token
+from chainstream.protocol.types import ZERO_HASH, Address, to_address
+
+#: read tokens are asked for this long (relays refuse much longer ones) and renewed with less than RENEW_AT left
+READ_TOKEN_TTL, RENEW_AT = 300, 60
+
+_CHANNEL_READ = re.compile(r"^/channels/(0x[0-9a-fA-F]{64})(?:/history|/deliveries)?$")
+_ACCOUNT_READ = re.compile(r"^/(?:listeners|artists)/(0x[0-9a-fA-F]{40})/(?:channels|earnings)$")
+
+
+@dataclass(frozen=True)
+class ReadIdentity:
+    """A key able to read `account`'s data: one channel's (`channel_id`, e.g. its session key) or all of it."""
+
+    key: PrivateKey
+    account: Address
+    channel_id: bytes | None = None
+
+
+#: a callable naming the identities a client may read as (evaluated at each read: keys and channels change)
+Reader = Callable[[], list[ReadIdentity]]
 
 
 class RelayError(RecoverableError):
@@ -31,8 +63,84 @@ class RelayClient:
     def __init__(self, base_url: str, *, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = client or httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._readers: list[Reader] = []
+        self._tokens: dict[tuple[Address, Address, bytes], ReadToken] = {}
+        self._relay: tuple[Domain, Address, float] | None = None  # domain, relay address, relay clock - ours
+
+    # ------------------------------------------------------------------ read tokens
+    def add_reader(self, reader: Reader) -> None:
+        """Let this client sign read tokens with the identities `reader` returns (Listener and Artist call it)."""
+        if reader not in self._readers:
+            self._readers.append(reader)
+
+    def _relay_view(self) -> tuple[Domain, Address, float]:
+        if self._relay is None:
+            info = self.info()
+            domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
+            offset = float(info["time"]) - time.time() if "time" in info else 0.0
+            self._relay = (domain, to_address(info["relay"]), offset)
+        return self._relay
+
+    def read_token(self, key: PrivateKey, account: str, channel_id: bytes = ZERO_HASH) -> str:
+        """A read token for `account`'s data (one channel, or all with a zero id) signed by `key`, valid for
+        READ_TOKEN_TTL seconds on the relay's clock; cached and reused until RENEW_AT seconds before it expires."""
+        domain, relay, offset = self._relay_view()
+        now = time.time() + offset
+        cache_key = (key.address, to_address(account), channel_id)
+        token = self._tokens.get(cache_key)
+        if token is None or token.not_after - now < RENEW_AT:
+            token = sign_read_token(
+                key, domain, relay, account=account, channel_id=channel_id, not_after=int(now) + READ_TOKEN_TTL
+            )
+            self._tokens[cache_key] = token
+        return token.encode()
+
+    def _identities(self) -> list[ReadIdentity]:
+        return [identity for reader in self._readers for identity in reader()]
+
+    def _tokens_for(self, path: str, params: dict[str, Any]) -> list[str]:
+        """Tokens for a private read, best first, from the registered readers (none: the relay answers 401).
+        A channel's read is tried with its session key, then with its payer's own key (a session key expires)."""
+        if path == "/events":
+            channel, payee = params.get("channel"), params.get("payee")
+        else:
+            match = _CHANNEL_READ.match(path)
+            channel = match.group(1) if match else None
+            match = _ACCOUNT_READ.match(path)
+            payee = match.group(1) if match else None
+        identities = self._identities() if channel or payee else []
+        if channel is not None:
+            cid = bytes.fromhex(channel[2:])
+            own = [i for i in identities if i.channel_id == cid]
+            payers = {i.account for i in own}
+            # then the wallets: the channel's payer first (if a session key named it), then any other wallet
+            # registered here (a wallet not yet attached to the channel, e.g. while it resyncs)
+            wallets = [i for i in identities if i.channel_id is None]
+            own += sorted(wallets, key=lambda i: i.account not in payers)
+            return [self.read_token(i.key, i.account, cid) for i in own]
+        if payee is not None:
+            account = to_address(payee)
+            return [
+                self.read_token(i.key, account) for i in identities if i.channel_id is None and i.account == account
+            ]
+        return []
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        tokens = self._tokens_for(path, kwargs.get("params") or {}) if method == "GET" and self._readers else []
+        for i, token in enumerate(tokens):
+            attempt = dict(kwargs)
+            if path == "/events":
+                attempt["params"] = {**kwargs.get("params", {}), QUERY_PARAMETER: token}
+            else:
+                attempt["headers"] = {**kwargs.get("headers", {}), "Authorization": f"{AUTH_SCHEME} {token}"}
+            try:
+                return self._send(method, path, **attempt)
+            except RelayError as exc:
+                if exc.code not in ("read_token_invalid", "read_forbidden") or i == len(tokens) - 1:
+                    raise
+        return self._send(method, path, **kwargs)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.http.request(method, f"/api/v1{path}", **kwargs)
         if response.status_code >= 400:
             try:

@@ -11,7 +11,6 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from web3 import Web3
@@ -21,6 +20,7 @@ from chainstream.chain.deploy import Deployment
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ChainStreamError, ProtocolError
 from chainstream.ledger import (
+    AcceptedPayment,
     Charge,
     LedgerState,
     Listing,
@@ -29,13 +29,16 @@ from chainstream.ledger import (
     charge_play,
     charge_seconds,
     charge_tip,
+    replay,
 )
-from chainstream.protocol import PrivateKey, Signature, SignedVoucher, Voucher, recover
+from chainstream.pricing import Split
+from chainstream.protocol import Kind, PrivateKey, Signature, SignedVoucher, Voucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
-from chainstream.sdk.client import RelayClient, RelayError
+from chainstream.sdk.client import ReadIdentity, RelayClient, RelayError
 
 DEFAULT_SESSION_TTL = 7 * 86_400
+HISTORY_PAGE = 500  # the relay's largest history page
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Listener:
         self.address: Address = wallet.address
         self.w3 = w3
         self.deployment = deployment
-        self.relay = relay
+        self._relay: RelayClient | None = None
         self.channels = ChannelsClient(w3, deployment.channels)
         self.registry = RegistryClient(w3, deployment.registry)
         self.tx = TxSender(w3, wallet)
@@ -85,6 +88,23 @@ class Listener:
         self.state: LedgerState | None = None
         self.signatures: dict[int, Signature] = {}
         self._listings: dict[bytes, Listing] = {}
+        self.relay = relay
+
+    @property
+    def relay(self) -> RelayClient | None:
+        return self._relay
+
+    @relay.setter
+    def relay(self, client: RelayClient | None) -> None:
+        """The relay client; it signs this listener's private reads with its keys (RelayClient.add_reader)."""
+        self._relay = client
+        if client is not None:
+            client.add_reader(self._read_identities)
+
+    def _read_identities(self) -> list[ReadIdentity]:
+        """Who reads this listener's data at the relay: the session key its channel, the wallet everything."""
+        own = [ReadIdentity(self.session_key, self.address, self.channel_id)] if self.channel_id else []
+        return [*own, ReadIdentity(self.wallet, self.address)]
 
     # ------------------------------------------------------------- channel
     def open_channel(
@@ -218,7 +238,7 @@ class Listener:
         """Fetch a track's audio as a player would, paying as it goes: a per-play track is paid once (its play's
         grant opens every segment); a per-second track is paid one segment ahead (the seconds of the next segment
         whenever the relay answers 402 for it). `max_segments` stops early (a listener who stops listening)."""
-        relay = self._relay()
+        relay = self._client()
         manifest = relay.get(f"/tracks/{_hex(track_id)}/media")
         listing = self.listing(track_id)
         per_second = listing.terms.per_second > 0
@@ -251,7 +271,7 @@ class Listener:
         fetched again with the grant of a free play (its receipts prove the purchase)."""
         owned = track_id in self._state().owned
         grant = self._grant_token(self.play(track_id) if owned else self.download(track_id))
-        return self._relay().fetch(f"/tracks/{_hex(track_id)}/original", {"X-ChainStream-Grant": grant})
+        return self._client().fetch(f"/tracks/{_hex(track_id)}/original", {"X-ChainStream-Grant": grant})
 
     @staticmethod
     def _grant_token(paid: Paid) -> str:
@@ -259,24 +279,102 @@ class Listener:
             raise ProtocolError("the relay acknowledged the payment without a grant", code="no_grant")
         return str(paid.grant["token"])
 
-    def _relay(self) -> RelayClient:
+    def _client(self) -> RelayClient:
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
         return self.relay
 
     def resync(self, summary: dict[str, Any]) -> None:
-        """Adopt the relay's view of the channel (after a rejection that says our state drifted), once its
-        latest voucher is shown to be signed by this channel's payer or one of its session keys: the next voucher
-        is built on it, so a relay must not be able to slip in payees or amounts nobody here signed."""
-        v = summary["voucher"]
-        voucher = Voucher(
-            self._cid(), tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:])
-        )
-        if summary["seq"] > 0:
+        """Adopt the relay's view of the channel (after a rejection that says our state drifted), once it is shown
+        to be what this listener signed: its latest voucher must be signed by this channel's payer or one of its
+        session keys, and the relay's history must replay (receipt by receipt, priced by the registry's splits)
+        into exactly that voucher. The pricing counters (plays per track, tracks owned) are derived from those
+        receipts; a relay claiming others, or unable to show a consistent history, is refused (untrusted_state)
+        and nothing is adopted or signed."""
+        try:
+            v = summary["voucher"]
+            seq = summary["seq"]
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                raise ValueError(f"seq {seq!r}")
+            voucher = Voucher(
+                self._cid(),
+                tuple(v["payees"]),
+                tuple(int(a) for a in v["amounts"]),
+                bytes.fromhex(v["playHash"][2:]),
+            )
+            claimed_plays = {bytes.fromhex(t[2:]): int(n) for t, n in summary["plays"].items()}
+            claimed_owned = frozenset(bytes.fromhex(t[2:]) for t in summary["owned"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProtocolError(
+                f"the relay's channel state is malformed ({exc}): not adopted", code="untrusted_state"
+            ) from exc
+        if seq > 0:
             self._check_signed(voucher, v.get("signature"))
-        plays = {bytes.fromhex(t[2:]): n for t, n in summary["plays"].items()}
-        owned = frozenset(bytes.fromhex(t[2:]) for t in summary["owned"])
-        self.state = LedgerState(voucher, summary["seq"], MappingProxyType(plays), owned)
+        state = self._verified_state(seq, voucher)
+        if dict(state.plays) != claimed_plays or state.owned != claimed_owned:
+            raise ProtocolError(
+                "the relay's play counts or owned tracks differ from the receipts this channel signed: not adopted",
+                code="untrusted_state",
+            )
+        self.state = state
+
+    def _verified_state(self, seq: int, voucher: Voucher) -> LedgerState:
+        """The ledger state at `seq` recomputed from receipts (ours up to our own state, the relay's history after
+        it), checked to end at `voucher`. Falls back to a replay from the channel's opening when our own state is
+        not on the relay's path (another device signed from the same seq)."""
+        genesis = LedgerState.opened(self._cid())
+        starts = [genesis]
+        if self.state is not None and 0 < self.state.seq <= seq:
+            starts.insert(0, self.state)
+        splits: dict[bytes, list[Split]] = {}
+
+        def splits_of(track_id: bytes) -> list[Split]:
+            if track_id not in splits:
+                splits[track_id] = self._split_versions(track_id)
+            return splits[track_id]
+
+        problem = "no history"
+        for start in starts:
+            try:
+                state = replay(start, self._history_between(start.seq, seq), splits_of, self.channels.domain)
+            except ProtocolError as exc:
+                problem = str(exc)
+                continue
+            if state.seq == seq and state.voucher == voucher:
+                return state
+            problem = "the relay's history does not lead to its signed voucher"
+        raise ProtocolError(f"{problem}: the relay's channel state is not adopted", code="untrusted_state")
+
+    def _history_between(self, after: int, upto: int) -> list[AcceptedPayment]:
+        """The relay's accepted payments with after < seq <= upto, oldest first (paged back from `upto`)."""
+        if upto <= after:
+            return []
+        if self.relay is None:
+            raise ProtocolError("no relay to read the channel's history from", code="no_relay")
+        out: dict[int, AcceptedPayment] = {}
+        before = upto + 1
+        while before > after + 1:
+            body = self.relay.get(f"/channels/{_hex(self._cid())}/history", limit=HISTORY_PAGE, before=before)
+            raw = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(raw, list):
+                raise ProtocolError("the relay's history is malformed (no items list)", code="untrusted_state")
+            page = [_accepted_payment(item) for item in raw]
+            page = [p for p in page if after < p.seq < before]
+            if not page:
+                break
+            for p in page:
+                out.setdefault(p.seq, p)
+            before = min(p.seq for p in page)
+        return [out[s] for s in sorted(out)]
+
+    def _split_versions(self, track_id: bytes) -> list[Split]:
+        """Every split the track has had (TrackRegistry versions 1..current); none for an id that is not a track
+        (a direct tip's address word). Version 1 is read first: getTrack reverts for an unknown id."""
+        _, first_hash = self.registry.contract.functions.getSplit(track_id, 1).call()
+        if bytes(first_hash) == ZERO_HASH:
+            return []
+        current = self.registry.get_track(track_id).split_version
+        return [self.registry.get_split(track_id, v)[0] for v in range(1, current + 1)]
 
     def _check_signed(self, voucher: Voucher, signature: str | None) -> None:
         if signature is None:
@@ -408,9 +506,12 @@ class Listener:
             raise ChainStreamError(f"channel 0x{channel_id.hex()} belongs to {chain.payer}")
         self.token = chain.token
         self._listings = {}  # priced per token
-        self.state = LedgerState.opened(channel_id)
+        self.state = None  # until the relay's state is verified (resync), nothing can be signed on this channel
+        self.signatures.clear()
         if self.relay is not None:
             self.resync(self.spending())
+        else:
+            self.state = LedgerState.opened(channel_id)
 
 
 def payment_body(state: LedgerState, charge: dict[str, Any], signature: Signature) -> dict[str, Any]:
@@ -422,6 +523,26 @@ def payment_body(state: LedgerState, charge: dict[str, Any], signature: Signatur
         "voucher": {"payees": list(v.payees), "amounts": [str(a) for a in v.amounts], "playHash": _hex(v.play_hash)},
         "signature": signature.to_hex(),
     }
+
+
+_KINDS = {"play": Kind.PLAY, "seconds": Kind.SECONDS, "tip": Kind.TIP, "download": Kind.DOWNLOAD}
+
+
+def _accepted_payment(item: dict[str, Any]) -> AcceptedPayment:
+    """One item of GET /channels/{id}/history, parsed strictly (a malformed item is an untrusted state)."""
+    try:
+        seq, units = item["seq"], item["units"]
+        if any(isinstance(x, bool) or not isinstance(x, int) for x in (seq, units)):
+            raise ValueError("seq and units must be integers")
+        target, digest = bytes.fromhex(item["target"][2:]), bytes.fromhex(item["digest"][2:])
+        if len(target) != 32 or len(digest) != 32:
+            raise ValueError("target and digest must be 32 bytes")
+        memo = item.get("memo") or ""
+        if not isinstance(memo, str):
+            raise ValueError("memo must be a string")
+        return AcceptedPayment(seq, _KINDS[item["kind"]], target, units, int(item["amount"]), memo, digest)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProtocolError(f"the relay's history item is malformed ({exc})", code="untrusted_state") from exc
 
 
 def _hex(raw: bytes) -> str:
