@@ -259,3 +259,13 @@ def test_a_stranger_with_a_made_up_key_gets_nothing(relay_chain: RelayChain, rel
         )
         rejected(_get(relay, _segments(manifest)[0], token), 403, "invalid_grant")
         rejected(_get(relay, manifest["original"]["url"], token), 403, "invalid_grant")
+
+
+def test_a_stranger_cannot_read_what_a_channel_listened_to(relay_chain: RelayChain, relay: InProcessRelay) -> None:
+    """A channel's deliveries (what it heard, when) are the payer's: 401 without a read token, 200 with it."""
+    publish(relay_chain, relay, BLUES)
+    listener = open_listener(relay_chain, relay)
+    listener.stream(relay_chain.track(BLUES), max_segments=1)
+    path = f"/channels/0x{listener.channel_id.hex()}/deliveries"  # type: ignore[union-attr]
+    rejected(httpx.get(relay.api + path), 401, "read_token_required")
+    assert listener.relay.get(path)["tracks"][0]["segments"] == 1  # type: ignore[union-attr]
