@@ -82,9 +82,10 @@ class Settings(BaseSettings):
     )
     read_token_skew: int = Field(30, ge=0, le=300, description="clock skew allowed on a read token's notAfter (s)")
     # audio: uploads, transcoding, paid streaming (src/chainstream/media, relay/media_routes.py)
-    media_dir: Path = Field(
-        Path("chainstream-media"),
-        description="content store directory: originals and streaming segments by track id (published atomically)",
+    media_dir: Path | None = Field(
+        None,
+        description="content store directory: originals and streaming segments by track id (published "
+        "atomically); default: chainstream-media/ beside the SQLite database, or in the working directory",
     )
     upload_max_bytes: int = Field(
         200 * 1024 * 1024,

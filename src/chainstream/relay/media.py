@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sha3 import keccak_256
@@ -147,6 +148,19 @@ class Served:
     size: int = 0
 
 
+def media_root(settings: Settings) -> Path:
+    """The content store's directory: MEDIA_DIR, else chainstream-media/ beside a SQLite database file (the
+    relay's state in one place), else in the working directory (a PostgreSQL URL)."""
+    if settings.media_dir is not None:
+        return settings.media_dir
+    database = settings.database
+    if database.startswith("sqlite:///"):
+        database = database[len("sqlite:///") :]
+    if "://" not in database and database != ":memory:":
+        return Path(database).parent / "chainstream-media"
+    return Path("chainstream-media")
+
+
 class MediaService:
     def __init__(
         self,
@@ -168,7 +182,7 @@ class MediaService:
         self.chain_id = chain_id
         self.channels_address = channels_address
         self.clock = clock
-        self.content = DirectoryContentStore(settings.media_dir, instance=settings.instance)
+        self.content = DirectoryContentStore(media_root(settings), instance=settings.instance)
         self._grant_key = grants.grant_key(relay_key.secret)
         self._transcodes = asyncio.Semaphore(TRANSCODES)
         self.book = None if store.shared else DeliveryBook(store)
