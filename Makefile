@@ -43,6 +43,11 @@ $(STAMP)/browser: | $(STAMP)
 	@if [ -x scripts/install_browser.sh ]; then scripts/install_browser.sh; fi
 	@touch $@
 
+# Debian's ffmpeg: the relay transcodes uploaded audio into streaming segments with it (and the tests run it).
+$(STAMP)/ffmpeg: | $(STAMP)
+	scripts/install_ffmpeg.sh
+	@touch $@
+
 # Debian's PostgreSQL server binaries for the PostgreSQL store tests (they start a throwaway cluster of their own).
 $(STAMP)/postgres: | $(STAMP)
 	scripts/install_postgres.sh
@@ -51,7 +56,7 @@ $(STAMP)/postgres: | $(STAMP)
 postgres:
 	scripts/install_postgres.sh
 
-setup: $(STAMP)/python $(STAMP)/node $(STAMP)/browser $(STAMP)/postgres
+setup: $(STAMP)/python $(STAMP)/node $(STAMP)/browser $(STAMP)/ffmpeg $(STAMP)/postgres
 
 demo: $(STAMP)/python
 	$(VENV)/bin/chainstream demo

@@ -227,9 +227,7 @@ def main() -> None:
     for k in (deployer, relay_key, platform, *artists.values()):
         fund(w3, k.address, 100 * ETH)
     d = deploy_all(w3, TxSender(w3, deployer))
-    ids = register_catalog(
-        RegistryClient(w3, d.registry), artists, platform.address, d.stablecoin, audio_dir=workdir / "audio"
-    )
+    ids = register_catalog(RegistryClient(w3, d.registry), artists, platform.address, d.stablecoin)
     address_of = {n: k.address for n, k in artists.items()}
     listings = eth_listings(ids, address_of, platform.address)
     t = lap("deploy + register catalog", t)
@@ -254,7 +252,10 @@ def main() -> None:
     t = lap(f"open {args.listeners} channels", t)
 
     settings = Settings(
-        relay_key="0x" + relay_key.secret.hex(), database=str(workdir / "relay.db"), settle_interval=3_600
+        relay_key="0x" + relay_key.secret.hex(),
+        database=str(workdir / "relay.db"),
+        media_dir=workdir / "media",
+        settle_interval=3_600,
     )
     server = RelayServer(settings, w3, d)
     server.start()

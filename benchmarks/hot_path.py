@@ -63,7 +63,9 @@ def build_service(workdir: Path, channels: int, plays: int) -> tuple[RelayServic
     store = SqliteStore(workdir / "relay.db")
     deployment = Deployment(CHAIN_ID, CHANNELS_ADDRESS, "0x" + "c1" * 20, None, 0, 86_400, 3_600)  # type: ignore[arg-type]
     service = RelayService(
-        settings=Settings(relay_key="0x" + relay.secret.hex(), database=str(workdir / "relay.db")),
+        settings=Settings(
+            relay_key="0x" + relay.secret.hex(), database=str(workdir / "relay.db"), media_dir=workdir / "media"
+        ),
         channels=_Channels(),
         registry=None,
         deployment=deployment,  # type: ignore[arg-type]

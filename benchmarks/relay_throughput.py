@@ -153,7 +153,7 @@ def set_up_chain(
         deployment_file = workdir / "deployment.json"
         d.save(deployment_file)
         registry = RegistryClient(w3, d.registry)
-        ids = register_catalog(registry, artists, platform.address, d.stablecoin, audio_dir=workdir / "audio")
+        ids = register_catalog(registry, artists, platform.address, d.stablecoin)
     listings = eth_listings(ids, {n: k.address for n, k in artists.items()}, platform.address)
     deposit = play_chain_cost(listings, plays)
 

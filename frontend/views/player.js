@@ -1,8 +1,11 @@
-// The player bar: real audio from the relay, paid as it plays. A per-play track is paid when it starts (or
-// once minSeconds were heard); a per-second track is paid every CHUNK seconds of actual listening, and the rest
-// when it pauses or ends. A refused payment stops the music and shows the relay's reason.
+// The player bar: real audio from the relay, paid as it plays. The audio streams through MSE (lib/stream.js): the
+// relay serves each segment only against the grant a payment earned. A per-play track is paid when it starts (or
+// once its free minSeconds preview was heard); a per-second track is paid a segment's seconds ahead whenever the
+// relay asks (402) for the next segment, which keeps the payment at most one segment ahead of what was heard.
+// A refused payment stops the music and shows the relay's reason.
 import * as L from "../lib/ledger.js";
 import { meteringOf } from "../lib/pricing.js";
+import { PaidStream } from "../lib/stream.js";
 import { Ticker, artStyle, fmtClock, h, mount, parseAmount, shortAddr } from "../lib/ui.js";
 
 export const CHUNK_SECONDS = 5;
@@ -27,6 +30,8 @@ export class Player {
     this.unpaid = 0; // seconds heard and not yet paid (per-second metering)
     this.lastTime = 0;
     this.inflight = null;
+    this.stream = null; // the PaidStream of the current play
+    this.grant = null; // the grant of the current play's payment (per-play tracks)
     this.build();
     audio.addEventListener("timeupdate", () => this.onTime());
     audio.addEventListener("ended", () => this.onEnded());
@@ -102,28 +107,99 @@ export class Player {
     this.unpaid = 0;
     this.renderTrack(listing);
     this.setStatus("loading");
-    this.audio.src = this.track.audio;
+    this.grant = null;
+    this.aheadMs = 0; // per-second: milliseconds paid ahead in this play minus milliseconds fetched
+    const stream = this.stream = new PaidStream({
+      audio: this.audio, trackId,
+      pay: (seg, refusal) => this.payFor(stream, seg, refusal),
+      before: (seg) => this.payAhead(stream, seg),
+    });
+    stream.addEventListener("change", () => this.showBuffering(stream.buffering));
+    stream.addEventListener("error", (e) => this.streamFailed(e.detail));
     try {
-      await new Promise((resolve, reject) => {
-        const ok = () => { cleanup(); resolve(); };
-        const bad = () => { cleanup(); reject(new Error("the relay has no audio for this track")); };
-        const cleanup = () => { this.audio.removeEventListener("loadedmetadata", ok); this.audio.removeEventListener("error", bad); };
-        this.audio.addEventListener("loadedmetadata", ok);
-        this.audio.addEventListener("error", bad);
-        this.audio.load();
-      });
+      await stream.open();
     } catch (err) {
       this.setStatus("idle");
-      this.ctx.banner({ kind: "error", title: "Could not load the audio", message: err.message, code: "no_audio" });
+      if (err?.code === "media_not_published") {
+        this.ctx.banner({ kind: "warn", title: "No audio yet", message: "The artist has not uploaded this track's audio to the relay.", code: err.code });
+      } else {
+        this.ctx.banner({ kind: "error", title: "Could not load the audio", message: err.message, code: err?.code ?? "no_audio" });
+      }
       return;
     }
+    if (this.stream !== stream) return; // another track was chosen meanwhile
     if (this.mode === "play" && listing.terms.minSeconds === 0) {
       if (!(await this.chargePlay())) return;
     }
     await this.startAudio();
   }
 
+  /** Per-second: before fetching `seg`, pay its seconds if what this play paid ahead does not cover it (the relay
+   * serves a segment while the seconds it served stay below the seconds paid: one segment ahead at most). */
+  async payAhead(stream, seg) {
+    if (this.mode !== "seconds" || this.stream !== stream) return null;
+    const grant = this.aheadMs <= 0 ? await this.paySeconds(seg) : null;
+    this.aheadMs -= Math.round(seg.duration * 1000);
+    return grant;
+  }
+
+  /** Pay a segment's seconds ahead; they count against the seconds heard (unpaid may go below zero). */
+  async paySeconds(seg) {
+    const id = this.track.trackId;
+    const seconds = Math.max(1, Math.round(seg.duration));
+    this.unpaid -= seconds;
+    this.aheadMs += seconds * 1000;
+    while (this.inflight) await this.inflight.catch(() => {}); // one voucher at a time, in order
+    const p = this.ctx.listener.pay(() => L.chargeSeconds(this.ctx.listener.listing(id), seconds));
+    this.inflight = p;
+    try {
+      const { ack } = await p;
+      return ack.grant?.token ?? null;
+    } catch (err) {
+      this.unpaid += seconds;
+      this.aheadMs -= seconds * 1000;
+      throw err;
+    } finally {
+      if (this.inflight === p) this.inflight = null;
+    }
+  }
+
+  /** The stream needs a grant for `seg` (the relay answered 402): pay what it takes and return the new grant. */
+  async payFor(stream, seg, refusal) {
+    if (this.stream !== stream) throw refusal;
+    if (this.mode === "seconds") return this.paySeconds(seg);
+    if (this.grant && refusal.code === "payment_required" && this.charged) throw refusal;
+    if (!this.charged || refusal.code === "grant_expired") {
+      if (!(await this.chargePlay())) throw refusal;
+      this.setStatus("playing");
+    }
+    if (!this.grant) await this.charging;
+    return this.grant;
+  }
+
+  showBuffering(on) {
+    this.statusChip.dataset.buffering = on ? "1" : "";
+    if (on && this.status === "playing") this.statusChip.textContent = "buffering…";
+    else if (!on) this.setStatus(this.status);
+  }
+
+  streamFailed(err) {
+    if (this.status === "idle") return;
+    this.audio.pause();
+    this.setStatus("paused");
+    if (err?.status === 402) {
+      this.ctx.banner({ kind: "error", title: "Payment required", message: `The relay will not send more of this track without a payment: ${err.message}`, code: err.code, id: "stream-402" });
+    } else {
+      this.ctx.showError(err, "Streaming stopped");
+    }
+  }
+
   async startAudio() {
+    const listing = this.track && this.ctx.listener.listing(this.track.trackId);
+    if (this.mode === "play" && !this.charged && listing?.terms.minSeconds === 0) {
+      if (!(await this.chargePlay())) return; // (a resumed play whose payment was refused earlier)
+    }
+    this.stream?.start(this.grant);
     try {
       this.lastTime = this.audio.currentTime;
       await this.audio.play();
@@ -151,17 +227,22 @@ export class Player {
       this.audio.pause();
       this.flush();
     }
+    this.stream?.close();
+    this.stream = null;
     this.setStatus(this.track ? "idle" : "idle");
   }
 
   async chargePlay() {
     this.setStatus("paying");
     const id = this.track.trackId;
+    this.charged = true; // before the await: the preview's onTime charge must not pay the same play again
+    const charging = this.charging = this.ctx.listener.pay((state) => L.chargePlay(state, this.ctx.listener.listing(id)));
     try {
-      await this.ctx.listener.pay((state) => L.chargePlay(state, this.ctx.listener.listing(id)));
-      this.charged = true;
+      const { ack } = await charging;
+      this.grant = ack.grant?.token ?? null;
       return true;
     } catch (err) {
+      this.charged = false;
       this.refused(err);
       return false;
     }
@@ -173,6 +254,7 @@ export class Player {
     const seconds = Math.floor(this.unpaid);
     if (seconds < min) return;
     this.unpaid -= seconds;
+    this.aheadMs += seconds * 1000; // the relay counts every paid second (replayed audio was paid again)
     const id = this.track.trackId;
     const p = this.ctx.listener.pay(() => L.chargeSeconds(this.ctx.listener.listing(id), seconds));
     this.inflight = p;
@@ -202,7 +284,8 @@ export class Player {
       const listing = this.ctx.listener.listing(this.track.trackId);
       if (listing && this.heard >= listing.terms.minSeconds) {
         this.charged = true;
-        this.ctx.listener.pay((state) => L.chargePlay(state, this.ctx.listener.listing(this.track.trackId))).catch((err) => this.refused(err));
+        const charging = this.charging = this.ctx.listener.pay((state) => L.chargePlay(state, this.ctx.listener.listing(this.track.trackId)));
+        charging.then(({ ack }) => { this.grant = ack.grant?.token ?? null; }).catch((err) => this.refused(err));
       }
     }
   }

@@ -6,6 +6,7 @@ import { Contract, ZeroAddress, getAddress, isAddress, keccak256 } from "ethers"
 import { ZERO_ADDRESS, applySplit, splitProblems } from "../lib/protocol.js";
 import { Model, termsFromJson, termsTuple } from "../lib/pricing.js";
 import { artStyle, avatarStyle, fmtTime, h, mount, parseAmount, shortAddr, svg } from "../lib/ui.js";
+import { RelayError } from "../lib/relay.js";
 
 const S = {
   token: ZeroAddress, // earnings token shown
@@ -491,6 +492,7 @@ function drawRegister(ctx, el, reload) {
     const id = keccak256(new Uint8Array(await f.arrayBuffer()));
     r.trackId = id;
     r.fileName = f.name;
+    r.file = f; // uploaded to the relay once the track is registered
     hashInput.value = id;
     fileLabel.textContent = `${f.name} hashed ✓`;
     if (!r.title) {
@@ -502,13 +504,16 @@ function drawRegister(ctx, el, reload) {
   const termsEl = h("div");
   const drawTerms = () => mount(termsEl, termsEditor(ctx, r.terms, { onToken: (addr) => { r.terms = { ...r.terms, token: addr, perPlay: "", perSecond: "", download: "" }; drawTerms(); } }));
   drawTerms();
+  const last = S.upload; // the latest upload's outcome stays shown after the form resets
+  const progress = h("div.upload-progress", { class: last ? "" : "hidden", "data-testid": "upload-progress", "data-state": last?.state ?? "idle" },
+    h("div.p-bar", h("i", { style: { width: `${last?.pct ?? 0}%` } })), h("span.faint", last?.text ?? ""));
   mount(el, h("div.card#register", { "data-testid": "register" },
     h("div.card-head", h("h3", "Register a track"), h("span.chip.accent", "on-chain")),
     h("div.form-grid",
       h("label.field", h("span", "Title"), titleInput),
       h("div.field", h("span", "Content hash (track id)"),
         h("label.drop", file, fileLabel),
-        hashInput),
+        hashInput, progress),
       h("div.field", h("span", "Price"), termsEl),
       h("div.field", h("span", "Revenue split"), splitEditor(ctx, r.split, () => samplePrice(ctx, r.terms))),
       actionButton(ctx, "register-track", "Register track", async () => {
@@ -522,8 +527,59 @@ function drawRegister(ctx, el, reload) {
         await (await registry.registerTrack(r.trackId, r.title.trim(), r.terms.token, termsTuple(terms),
           [split.recipients, split.bps, split.feeRecipient, split.feeBps])).wait();
         ctx.toast(`“${r.title.trim()}” is registered`);
+        if (r.file && keccak256(new Uint8Array(await r.file.arrayBuffer())) === r.trackId) {
+          await uploadAudio(ctx, r.file, r.trackId, progress);
+          ctx.toast(`“${r.title.trim()}” is playable: its audio is on the relay`);
+        }
         S.reg = { owner: r.owner, title: "", trackId: "", fileName: "", terms: newTermsState(r.terms.token), split: newSplitState(r.owner) };
         drawRegister(ctx, el, reload);
         await reload();
       }, "btn primary"))));
+}
+
+// ------------------------------------------------------------------------------------------ upload
+/** Publish a registered track's audio on the relay: the owner signs the upload message (personal_sign, one
+ * wallet prompt), then the file goes up with progress (XMLHttpRequest: fetch reports no upload progress). The relay
+ * checks the owner on chain and that the file's keccak256 is the track id, then transcodes it (docs/API.md). */
+function uploadAudio(ctx, file, trackId, progress) {
+  const bar = progress.querySelector("i");
+  const label = progress.querySelector("span");
+  const show = (state, text, pct) => {
+    S.upload = { state, text, pct: pct ?? S.upload?.pct ?? 0 };
+    progress.classList.remove("hidden");
+    progress.dataset.state = state;
+    label.textContent = text;
+    if (pct !== undefined) bar.style.width = `${pct}%`;
+  };
+  return (async () => {
+    show("signing", "Sign the upload in your wallet…", 0);
+    const message = `ChainStream: publish audio\ntrack: ${trackId.toLowerCase()}\nrelay: ${ctx.info.relay}\nchain: ${ctx.info.chainId}`;
+    const signature = await (await ctx.wallet.signer()).signMessage(message);
+    await new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", `/api/v1/tracks/${trackId}/media`);
+      xhr.setRequestHeader("X-ChainStream-Signature", signature);
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) show("uploading", `Uploading ${file.name}… ${Math.round((e.loaded / e.total) * 100)}%`, (e.loaded / e.total) * 100);
+      };
+      xhr.upload.onload = () => show("transcoding", "Uploaded; the relay is transcoding it for streaming…", 100);
+      xhr.onload = () => {
+        let body = null;
+        try { body = JSON.parse(xhr.responseText); } catch { body = { error: { code: `http_${xhr.status}`, message: xhr.statusText } }; }
+        if (xhr.status >= 200 && xhr.status < 300) {
+          show("published", `Published: ${body.duration.toFixed(1)} s in ${body.segments.length} segments`, 100);
+          resolve(body);
+        } else {
+          show("failed", `Upload refused: ${body?.error?.message ?? xhr.statusText}`);
+          reject(new RelayError(xhr.status, body));
+        }
+      };
+      xhr.onerror = () => {
+        show("failed", "The relay did not answer the upload");
+        reject(new RelayError(0, { error: { code: "relay_unreachable", message: "the upload did not reach the relay" } }));
+      };
+      show("uploading", `Uploading ${file.name}…`, 0);
+      xhr.send(file);
+    });
+  })();
 }

@@ -28,9 +28,9 @@ from chainstream.cli_common import (
     short,
 )
 from chainstream.pricing import MAX_FEE_BPS, Model, Split, Terms
-from chainstream.protocol.hashing import keccak
 from chainstream.protocol.types import ZERO_ADDRESS, to_address
 from chainstream.sdk import Artist
+from chainstream.sdk.artist import file_keccak as keccak_file
 from chainstream.tokens import TokenInfo
 
 KEY_ENV = "CHAINSTREAM_ARTIST_KEY"
@@ -54,7 +54,7 @@ def track_id_of(audio: str) -> bytes:
     """The track id: keccak256 of the audio file's bytes, or a 0x-prefixed 32-byte id as given."""
     path = Path(audio)
     if path.is_file():
-        return keccak(path.read_bytes())
+        return keccak_file(path)
     if audio.startswith("0x") and len(audio) == 66:
         return bytes.fromhex(audio[2:])
     raise CliError(f"{audio!r} is neither an audio file nor a 0x… track id", code="bad_track")
@@ -161,11 +161,13 @@ def register(
     collaborator: Annotated[list[str] | None, typer.Option(help="ADDRESS:BPS, repeatable; you get the rest")] = None,
     fee: Annotated[str | None, typer.Option(help="platform fee ADDRESS:BPS, taken off the top")] = None,
     free: Annotated[bool, typer.Option(help="publish with every price 0 (listeners pay nothing)")] = False,
+    upload: Annotated[bool, typer.Option(help="then upload the audio file to the relay (it streams it)")] = False,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,
 ) -> None:
-    """Register a track with its prices and revenue split in the on-chain TrackRegistry."""
+    """Register a track with its prices and revenue split in the on-chain TrackRegistry (and, with --upload,
+    publish its audio on the relay)."""
     with errors():
         key = key_from_env(KEY_ENV)
         track_id = track_id_of(audio)
@@ -174,6 +176,8 @@ def register(
                 "give the track a --title (a 0x… track id has no file name to take it from)", code="no_title"
             )
         name = (title if title is not None else Path(audio).stem).strip()
+        if upload and not Path(audio).is_file():
+            raise CliError("--upload needs the audio file, not a track id", code="no_file")
         if not name:
             raise CliError("the title is empty: give the track a --title", code="no_title")
         with open_session(relay_url, rpc_url, deployment) as session:
@@ -191,6 +195,46 @@ def register(
             console.print(f"registered “{escape(name)}” as [bold]0x{track_id.hex()}[/]", highlight=False)
             _print_terms(t, terms)
             _print_split(split)
+            if upload:
+                _upload(artist, Path(audio), track_id)
+
+
+def _upload(artist: Artist, path: Path, track_id: bytes) -> None:
+    with console.status(f"uploading {path.name} (the relay transcodes it)"):
+        manifest = artist.upload(path, track_id)
+    state = "published" if manifest["status"] == "published" else "already published"
+    console.print(
+        f"audio {state}: {manifest['duration']:.1f} s in {len(manifest['segments'])} segments, "
+        f"served per payment at {manifest['trackId']}",
+        highlight=False,
+    )
+
+
+@app.command()
+def upload(
+    audio: Annotated[Path, typer.Argument(help="the audio file registered as the track (its keccak256 is the id)")],
+    track: Annotated[str | None, typer.Option(help="the 0x… track id (default: the file's keccak256)")] = None,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Publish a registered track's audio on the relay (signed as the track's owner; the relay checks the
+    owner on chain and that the file's keccak256 is the track id, then transcodes it for streaming)."""
+    with errors():
+        key = key_from_env(KEY_ENV)
+        if not audio.is_file():
+            raise CliError(f"{audio} is not a file", code="no_file")
+        file_id = keccak_file(audio)
+        track_id = track_id_of(track) if track else file_id
+        if track_id != file_id:
+            raise CliError(
+                f"{audio.name} hashes to 0x{file_id.hex()}, not the track 0x{track_id.hex()}: the relay takes only "
+                "the very file the track was registered with",
+                code="content_mismatch",
+            )
+        with open_session(relay_url, rpc_url, deployment) as session:
+            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
+            _upload(artist, audio, track_id)
 
 
 @app.command("set-price")

@@ -81,3 +81,21 @@ class Settings(BaseSettings):
         900, ge=10, le=3_600, description="refuse read tokens valid for longer than this from now (s)"
     )
     read_token_skew: int = Field(30, ge=0, le=300, description="clock skew allowed on a read token's notAfter (s)")
+    # audio: uploads, transcoding, paid streaming (src/chainstream/media, relay/media_routes.py)
+    media_dir: Path | None = Field(
+        None,
+        description="content store directory: originals and streaming segments by track id (published "
+        "atomically); default: chainstream-media/ beside the SQLite database, or in the working directory",
+    )
+    upload_max_bytes: int = Field(
+        200 * 1024 * 1024,
+        ge=1,
+        description="largest audio upload taken (bytes); streamed to disk, never held in memory",
+    )
+    upload_max_seconds: int = Field(1_800, ge=1, description="longest audio taken (seconds of playback)")
+    segment_seconds: int = Field(2, ge=1, le=10, description="target length of a streaming segment (seconds)")
+    transcode_timeout: float = Field(300.0, gt=0, description="give up on an ffmpeg run after this long (s)")
+    ffmpeg: str = Field("ffmpeg", description="the ffmpeg executable (ffprobe is looked up next to it)")
+    grant_ttl: int = Field(
+        3_600, ge=10, description="a streaming grant (returned with a payment's acknowledgement) is valid this long (s)"
+    )

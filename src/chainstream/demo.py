@@ -499,6 +499,7 @@ class Demo:
         settings = Settings(
             relay_key=self.key("relay").secret.hex(),
             database=str(tmp / "relay.db"),
+            media_dir=tmp / "media",
             rpc_url=self.rpc_url or "embedded",
             settle_interval=0.5,
             poll_interval=0.2,
@@ -508,6 +509,8 @@ class Demo:
         with self.spinner("starting the relay (HTTP API, settler, watchtower)"):
             self.relay = RelayThread(settings, w3=relay_w3, deployment=d, port=self.port).start()
         self.client = RelayClient(self.relay.url)
+        with self.spinner("uploading the catalog's audio (signed by each artist; transcoded by the relay)"):
+            demo_seed.publish_catalog_audio(self.client, {name: self.key(name) for name in demo_seed.ARTISTS})
         info = self.client.info()
         c.print(
             f"relay [bold]{info['relay']}[/] serving [link={self.relay.url}]{self.relay.url}[/link] "

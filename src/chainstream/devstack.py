@@ -27,7 +27,8 @@ from chainstream.errors import ConfigurationError
 from chainstream.protocol import Domain, PrivateKey
 from chainstream.protocol.read_token import sign_read_token
 from chainstream.protocol.types import to_address
-from chainstream.seed import ARTISTS, register_catalog
+from chainstream.sdk.client import RelayClient
+from chainstream.seed import ARTISTS, publish_catalog_audio, register_catalog
 
 # anvil's default dev keys (mnemonic "test test ... junk"): public test keys, funded only on local chains
 ANVIL_KEYS = (
@@ -100,7 +101,7 @@ class Stack:
         return response.json()
 
     def owner_headers(self, path: str) -> dict[str, str]:
-        channel = re.match(r"^/api/v1/channels/(0x[0-9a-fA-F]{64})(?:/history)?(?:\?.*)?$", path)
+        channel = re.match(r"^/api/v1/channels/(0x[0-9a-fA-F]{64})(?:/history|/deliveries)?(?:\?.*)?$", path)
         account = re.match(r"^/api/v1/(?:listeners|artists)/(0x[0-9a-fA-F]{40})/", path)
         if channel:
             owner = (
@@ -173,6 +174,9 @@ def start_stack(
             port=port or free_port(),
             settle=(settle_interval, settle_min_value, settle_max_age, settle_max_gas_fraction),
         )
+        # The demo catalog's audio enters like any artist's: uploaded to the relay, signed by each track's owner.
+        with RelayClient(url) as relay_client:
+            publish_catalog_audio(relay_client, {name: keys[name] for name in ARTISTS})
         return Stack(node, deployment, url, keys, track_ids, server, thread, tmp)
     except BaseException:
         node.stop()
@@ -199,6 +203,7 @@ def _serve_relay(
     settings = Settings(
         relay_key=relay_key.secret.hex(),
         database=str(data_dir / "relay.db"),
+        media_dir=data_dir / "media",
         settle_interval=interval,
         settle_min_value=min_value,
         settle_max_age=max_age,

@@ -2,6 +2,7 @@
 
 Audio is synthesised at set-up (nothing binary is committed): each track is a short WAV melody, and its track
 id is the keccak256 of the file's bytes, so the id is a content hash anyone can check against what they heard.
+The audio reaches a relay like any artist's: uploaded and signed by the track's owner (`publish_catalog_audio`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 import struct
 import wave
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from chainstream.chain.contracts import RegistryClient
 from chainstream.chain.transactions import TxSender
@@ -19,9 +20,9 @@ from chainstream.pricing import Model, Split, Terms
 from chainstream.protocol import PrivateKey
 from chainstream.protocol.hashing import keccak
 from chainstream.protocol.types import ZERO_ADDRESS
+from chainstream.sdk.artist import upload_audio
+from chainstream.sdk.client import RelayClient
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-AUDIO_DIR = PROJECT_ROOT / "frontend" / "audio"
 SAMPLE_RATE = 22_050
 GWEI = 10**9
 USD = 10**6  # the mock stablecoin has 6 decimals
@@ -108,17 +109,9 @@ def track_audio(spec: TrackSpec) -> tuple[bytes, bytes]:
     return keccak(data), data
 
 
-def write_audio(directory: Path = AUDIO_DIR) -> dict[str, bytes]:
-    """Write every catalog track's WAV as <0xtrackId>.wav; returns {title: track id}. Idempotent."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ids: dict[str, bytes] = {}
-    for spec in CATALOG:
-        track_id, data = track_audio(spec)
-        path = directory / f"0x{track_id.hex()}.wav"
-        if not path.exists():
-            path.write_bytes(data)
-        ids[spec.title] = track_id
-    return ids
+def catalog_audio() -> dict[str, tuple[bytes, bytes]]:
+    """{title: (track id, WAV bytes)} of every catalog track."""
+    return {spec.title: track_audio(spec) for spec in CATALOG}
 
 
 def split_for(spec: TrackSpec, address_of: dict[str, str], platform: str) -> Split:
@@ -133,10 +126,10 @@ def register_catalog(
     artists: dict[str, PrivateKey],
     platform: str,
     stablecoin: str | None,
-    audio_dir: Path = AUDIO_DIR,
 ) -> dict[str, bytes]:
-    """Register every catalog track (ETH terms, plus stablecoin terms if deployed); returns {title: track id}."""
-    ids = write_audio(audio_dir)
+    """Register every catalog track (ETH terms, plus stablecoin terms if deployed); returns {title: track id}.
+    Its audio is published separately, through a relay like any artist's (`publish_catalog_audio`)."""
+    ids = {title: track_id for title, (track_id, _) in catalog_audio().items()}
     address_of = {name: key.address for name, key in artists.items()}
     for spec in CATALOG:
         owner = TxSender(registry.w3, artists[spec.artist])
@@ -147,6 +140,16 @@ def register_catalog(
         if stablecoin:
             registry.set_terms(owner, track_id, stablecoin, spec.usd)
     return ids
+
+
+def publish_catalog_audio(relay: RelayClient, artists: dict[str, PrivateKey]) -> dict[str, dict[str, Any]]:
+    """Upload every catalog track's audio to a relay, each signed by its artist (the one path audio enters by);
+    returns {title: the relay's manifest}. Idempotent: a track already published is left as it is."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in CATALOG:
+        _, data = track_audio(spec)
+        out[spec.title] = upload_audio(relay, artists[spec.artist], data)
+    return out
 
 
 ARTISTS = ("ada", "ben", "cleo", "label")

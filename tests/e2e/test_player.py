@@ -214,6 +214,10 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     seconds = [i for i in items if i["kind"] == "seconds"]
     assert len(seconds) >= 2 and 10 <= sum(i["units"] for i in seconds) <= 12, seconds
     assert all(int(i["amount"]) == 2_000 * GWEI * i["units"] for i in seconds)
+    # The audio came from the relay through MSE, segment by segment against the grants of those payments.
+    (drift,) = [t for t in stack.get(f"/api/v1/channels/{cid}/deliveries")["tracks"] if t["secondsPaid"]]
+    assert drift["secondsDeliveredMetered"] == pytest.approx(12.0, abs=0.1), drift
+    assert drift["secondsPaid"] == sum(i["units"] for i in seconds)
 
     # A tip with a message, split like a play.
     tile(page, "Morning Modem").get_by_test_id("tip").click()
@@ -429,6 +433,10 @@ def test_artist_registers_a_track_and_changes_price_and_split(browser: Any, stac
     shot(page, "12-register-track", top=False)
     register.get_by_test_id("register-track").click()
     expect(page.locator("[data-testid=toast]").filter(has_text="registered")).to_be_visible(timeout=20_000)
+    # ...and the chosen file goes to the relay (signed by the owner, with progress), which makes it playable.
+    expect(register.get_by_test_id("upload-progress")).to_have_attribute("data-state", "published", timeout=30_000)
+    manifest = stack.get(f"/api/v1/tracks/{track_id}/media")
+    assert manifest["original"]["bytes"] == len(audio) and manifest["segments"]
 
     track = eventually(lambda: _track(stack, track_id), 20, "the relay to see the new track")
     assert track["title"] == "Night Bus" and track["owner"] == ben

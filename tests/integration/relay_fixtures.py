@@ -16,6 +16,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -90,7 +91,7 @@ class RelayChain:
         return self.tracks[title]
 
 
-def _build(name: str, w3: Any, audio_dir: Path) -> RelayChain:
+def _build(name: str, w3: Any) -> RelayChain:
     chain = build_chain(name, w3)
     artists = {a: test_key(f"artist-{a}") for a in ARTISTS}
     artists["relay2"] = test_key("relay2")  # a second relay (another operator)
@@ -98,9 +99,7 @@ def _build(name: str, w3: Any, audio_dir: Path) -> RelayChain:
         chain.keys[actor] = key
         fund(w3, key.address, 100 * 10**18)
     del artists["relay2"]
-    tracks = register_catalog(
-        chain.registry, artists, chain.address("platform"), chain.deployment.stablecoin, audio_dir=audio_dir
-    )
+    tracks = register_catalog(chain.registry, artists, chain.address("platform"), chain.deployment.stablecoin)
     return RelayChain(chain, tracks)
 
 
@@ -119,7 +118,7 @@ def relay_chain(tmp_path_factory: pytest.TempPathFactory) -> RelayChain:
     Never reverted: the in-process relays live for the whole session (as a relay does), and every test opens
     channels of its own (the SDK draws a random salt), so tests do not see each other's payments.
     """
-    return _build("embedded", embedded_web3(), tmp_path_factory.mktemp("audio"))
+    return _build("embedded", embedded_web3())
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +126,7 @@ def anvil_relay_chain_session(tmp_path_factory: pytest.TempPathFactory) -> Itera
     """An anvil node, deployed, with the demo catalog and a deployment file for `chainstream relay`."""
     _anvil_or_skip()
     with AnvilNode() as node:
-        rc = _build("anvil", node.web3(), tmp_path_factory.mktemp("audio"))
+        rc = _build("anvil", node.web3())
         rc.node = node
         rc.deployment_file = tmp_path_factory.mktemp("deployment") / "deployment.json"
         rc.chain.deployment.save(rc.deployment_file)
@@ -260,6 +259,9 @@ class InProcessRelay(_RelayBase):
         self.database = database  # type: ignore[assignment]
         self.address = rc.chain.address(relay_actor)
         options: dict[str, Any] = {"settle_interval": 0.5, "poll_interval": 0.1, **settings}
+        if "media_dir" not in options:  # the content store next to the database (or a temporary one)
+            is_file = "://" not in str(database)
+            options["media_dir"] = Path(database).parent / f"{relay_actor}-media" if is_file else tempfile.mkdtemp()
         self.settings = Settings(relay_key=SecretStr(relay_key_hex(rc, relay_actor)), database=str(database), **options)
         self.relay = Relay(self.settings, w3=rc.w3, deployment=rc.chain.deployment, clock=clock)
         self.app = create_app(self.settings, relay=self.relay)

@@ -86,6 +86,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         settings = Settings(
             relay_key="0x" + keys["relay"].secret.hex(),
             database=str(tmp / "relay.db"),
+            media_dir=tmp / "media",
             rpc_url=node.url,
             settle_interval=0.5,
             poll_interval=0.1,
@@ -327,6 +328,29 @@ def test_register_refuses_an_accidental_free_or_untitled_track(env: Env) -> None
         RegistryClient(env.node.web3(), env.deployment.registry).get_track(bytes.fromhex(track_id[2:])).title
         == "Gratis"
     )
+
+
+def test_artist_registers_with_upload_then_a_second_upload_and_a_wrong_file_are_told_apart(env: Env) -> None:
+    """`register --upload` publishes the audio; `upload` of the same file says it is already there; a file that is
+    not the track's is refused before anything is sent; another artist's upload is refused by the relay."""
+    from chainstream.protocol.hashing import keccak
+    from chainstream.seed import synthesize
+    from tests.integration.media_fixtures import needs_ffmpeg
+
+    needs_ffmpeg()
+    song = env.tmp / "night-drive.wav"
+    song.write_bytes(synthesize((261.6, 392.0), 4.0))
+    out = ok(env.run("artist", "register", str(song), "--per-second", "0.000001", "--upload"))
+    assert "audio published: 4.0 s in 2 segments" in out
+    track = "0x" + keccak(song.read_bytes()).hex()
+    assert "already published" in ok(env.run("artist", "upload", str(song)))
+    other = env.tmp / "other.wav"
+    other.write_bytes(synthesize((300.0,), 1.0))
+    out = fails(env.run("artist", "upload", str(other), "--track", track), "content_mismatch")
+    assert "other.wav hashes to" in out
+    ok(env.run("artist", "register", str(other), "--per-play", "0.001"))
+    out = fails(env.run("artist", "upload", str(other), artist="collab"), "not_track_owner")
+    assert "only the track's owner" in out and "(relay answered HTTP 403)" in out
 
 
 def test_a_server_that_is_not_a_relay_is_named_in_a_sentence(env: Env) -> None:

@@ -272,6 +272,31 @@ def test_a_claim_is_recorded_once_and_claims_list_by_block(store: SqlStore) -> N
     ]
 
 
+def test_audio_deliveries_are_recorded_once_per_receipt_and_metered_against_a_budget(store: SqlStore) -> None:
+    """A segment served twice under one receipt counts once; metered (per-second) audio stops at the budget,
+    with at most one segment beyond it; unmetered (a play) is recorded without a budget."""
+    track = b"\x07" * 32
+    served = [store.record_delivery(cid(1), track, 3, k, 2_000, budget_ms=5_000, served_at=1.0) for k in range(5)]
+    assert served == ["served", "served", "served", "exhausted", "exhausted"]  # 0-2 s, 2-4 s, 4-6 s (< 5 s before)
+    assert store.record_delivery(cid(1), track, 3, 0, 2_000, budget_ms=5_000, served_at=2.0) == "repeat"
+    assert store.record_delivery(cid(1), track, 4, 3, 2_000, budget_ms=9_000, served_at=3.0) == "served"
+    assert store.record_delivery(cid(1), track, 5, 0, 2_000, budget_ms=None, served_at=4.0) == "served"
+    assert store.record_delivery(cid(2), track, 1, 0, 2_000, budget_ms=1, served_at=5.0) == "served"  # its own
+    assert store.deliveries(cid(1)) == [{"target": track, "millis": 10_000, "metered_millis": 8_000, "segments": 5}]
+    assert store.seconds_paid(cid(1), track) == 0
+
+
+def test_deliveries_decided_in_memory_are_written_in_one_batch_and_read_back(store: SqlStore) -> None:
+    """The relay's delivery book writes batches of rows (a row already there is kept) and reloads from them."""
+    track = b"\x08" * 32
+    rows = [(cid(3), track, 7, k, 2_000, 1, 1.0) for k in range(3)] + [(cid(3), track, 8, 0, 2_000, 0, 2.0)]
+    store.add_deliveries(rows)
+    store.add_deliveries(rows[:1] + [(cid(3), track, 7, 3, 1_000, 1, 3.0)])
+    assert sorted(store.served_segments(cid(3), track, 7)) == [0, 1, 2, 3]
+    assert store.metered_millis(cid(3), track) == 7_000
+    assert store.deliveries(cid(3)) == [{"target": track, "millis": 9_000, "metered_millis": 7_000, "segments": 5}]
+
+
 def test_a_cursor_is_absent_until_set_and_then_moves(store: SqlStore) -> None:
     assert store.get_cursor("events") is None
     store.set_cursor("events", 41)

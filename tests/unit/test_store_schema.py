@@ -3,6 +3,7 @@ and the background checkpointer (not the commits) copies the WAL into the databa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -16,6 +17,7 @@ from chainstream.ledger import Listing
 from chainstream.pricing import Split, Terms
 from chainstream.protocol.types import to_address
 from chainstream.store import SqliteStore
+from chainstream.store import sqlite as sqlite_schema
 from chainstream.store.sqlite import SCHEMA_VERSION
 from tests.unit.test_group_commit import ARTIST, records
 
@@ -136,3 +138,22 @@ def test_the_checkpointer_copies_committed_payments_into_the_database_file(tmp_p
     with sqlite3.connect(alone) as conn:
         assert conn.execute("SELECT COUNT(*) FROM payments").fetchone()[0] == 50
     store.close()
+
+
+def test_a_schema_2_database_gains_the_deliveries_table_and_keeps_its_payments(tmp_path: Path) -> None:
+    """Schema 2 -> 3: the audio deliveries table is added; nothing else changes."""
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(sqlite_schema.SCHEMA.replace(sqlite_schema.DELIVERIES, ""))
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO cursors VALUES ('events', 5)")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    try:
+        assert store.get_cursor("events") == 5
+        assert store.record_delivery(b"\x01" * 32, b"\x02" * 32, 1, 0, 2_000, budget_ms=None, served_at=1.0) == "served"
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3

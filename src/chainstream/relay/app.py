@@ -34,6 +34,7 @@ from chainstream.protocol import PrivateKey, Signature
 from chainstream.protocol.types import to_address, to_bytes32
 from chainstream.relay.headers import SecurityHeaders
 from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
+from chainstream.relay.media_routes import is_upload, media_router
 from chainstream.relay.openapi import responses
 from chainstream.relay.read_auth import ReadAuth, on_chain_view, resync_state
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
@@ -209,6 +210,7 @@ def _ack_json(ack: PaymentAck) -> dict[str, Any]:
         "remaining": str(ack.remaining),
         "spentToday": str(ack.spent_today),
         "dailyCap": None if ack.daily_cap is None else str(ack.daily_cap),
+        **({"grant": ack.grant} if ack.grant is not None else {}),
     }
 
 
@@ -244,7 +246,12 @@ def create_app(
         redoc_url=None,
     )
 
-    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+        streamed=is_upload,  # audio uploads: streamed to disk by their route, under upload_max_bytes
+    )
 
     def svc() -> RelayService:
         return holder["relay"].service
@@ -354,7 +361,7 @@ def create_app(
             },
             "terms": terms,
             "registeredAt": entry.registered_at,
-            "audio": f"/audio/0x{entry.track_id.hex()}.wav",
+            "media": f"/api/v1/tracks/0x{entry.track_id.hex()}/media",
         }
 
     @api.get("/catalog", responses=responses("catalog"))
@@ -493,7 +500,7 @@ def create_app(
                     "digest": "0x" + p.digest.hex(),
                 }
             )
-        return {"channelId": channel_id, "items": items}
+        return {"channelId": channel_id, "items": items, "delivered": s.media.delivery_summary(cid)}
 
     @api.get("/channels/{channel_id}/caps/typed-data", responses=responses("caps_doc"))
     async def caps_doc(
@@ -596,17 +603,9 @@ def create_app(
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     app.include_router(api)
+    app.include_router(media_router(svc))
 
     # ------------------------------------------------------------------ web player (frontend/) and its assets
-    audio_dir = PROJECT_ROOT / "frontend" / "audio"
-
-    @app.get("/audio/{name}", include_in_schema=False)
-    async def audio(name: str) -> Response:
-        path = (audio_dir / name).resolve()
-        if path.parent != audio_dir.resolve() or not path.exists():
-            return _error(404, "no_audio", f"no audio file {name}")
-        return FileResponse(path, media_type="audio/wav")
-
     # Third-party builds are served from node_modules (never committed, no CDN): the player imports "ethers"
     # through an import map pointing here.
     vendor_files = {"ethers.js": PROJECT_ROOT / "node_modules" / "ethers" / "dist" / "ethers.min.js"}

@@ -51,7 +51,7 @@ def content_security_policy(script_hashes: list[str], connect_origins: list[str]
         "script-src": ["'self'", *script_hashes],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
-        "media-src": ["'self'"],
+        "media-src": ["'self'", "blob:"],  # the player streams through Media Source Extensions (blob: URLs)
         "connect-src": ["'self'", *connect_origins],
         "object-src": ["'none'"],
         "base-uri": ["'none'"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -97,13 +98,23 @@ class RequestLimits:
     then hands the app the body in one piece. Refusals are answered here, and close the connection (the rest
     of an oversized or stalled body is never read)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_timeout: float,
+        streamed: Callable[[Scope], bool] | None = None,
+    ) -> None:
+        """`streamed`: requests whose body the route itself reads as a stream, under its own limits (audio
+        uploads: large, binary, not JSON); they pass through untouched."""
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.streamed is not None and self.streamed(scope)):
             await self.app(scope, receive, send)
             return
         try:

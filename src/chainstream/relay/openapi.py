@@ -91,6 +91,30 @@ ROUTES: dict[str, dict[int, str]] = {
     "listener_channels": {400: "`bad_address`", **READ},
     "earnings": {400: "`bad_address`", **READ},
     "events": {400: "`bad_bytes32` (channel), `bad_address` (payee)", 404: NO_CHANNEL, **READ},
+    # audio (relay/media_routes.py; docs/API.md, Audio)
+    "upload_media": {
+        400: BAD_ID,
+        403: "`not_track_owner`",
+        404: "`unknown_track`",
+        413: "`upload_too_large`, `audio_too_long`",
+        415: "`unsupported_media`",
+        422: "`content_mismatch`, `transcode_failed`, `bad_signature`",
+    },
+    "media_manifest": {400: BAD_ID, 404: "`media_not_published`"},
+    "media_init": {400: BAD_ID, 404: "`media_not_published`"},
+    "media_segment": {
+        400: BAD_ID,
+        402: "`payment_required`, `grant_expired` (with `payment`: what to pay)",
+        403: "`invalid_grant`, `grant_mismatch`",
+        404: "`media_not_published`, `no_such_segment`",
+    },
+    "media_original": {
+        400: BAD_ID,
+        402: "`payment_required`, `grant_expired` (with `payment`: what to pay)",
+        403: "`invalid_grant`, `grant_mismatch`",
+        404: "`media_not_published`",
+    },
+    "deliveries": {400: BAD_ID, 404: NO_CHANNEL, **READ},
 }
 BODY_ROUTES = frozenset({"pay", "pay_batch", "caps", "close"})
 

@@ -29,6 +29,7 @@ from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_addr
 from chainstream.relay.catalog import Catalog
 from chainstream.relay.earnings import CSV_COLUMNS, Earnings, TrackEarnings, csv_rows, earnings
 from chainstream.relay.events import EventBus
+from chainstream.relay.media import MediaService
 from chainstream.store import ChannelRecord, PaymentRecord, Store
 from chainstream.tokens import TokenInfo
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
@@ -114,6 +115,8 @@ class PaymentAck:
     remaining: int
     spent_today: int
     daily_cap: int | None
+    #: a payment for a track: the streaming grant that opens its audio (relay/media.py)
+    grant: dict[str, Any] | None = None
 
 
 def _copy_outcome(
@@ -167,6 +170,16 @@ class RelayService:
         self.clock = clock
         self._not_ours: dict[bytes, tuple[float, Rejection]] = {}
         self._chain_time: tuple[float, float] | None = None  # (latest block's timestamp, clock() when seen)
+        self.media = MediaService(
+            settings,
+            relay_key=relay_key,
+            store=store,
+            catalog=self.catalog,
+            registry=registry,
+            chain_id=deployment.chain_id,
+            channels_address=deployment.channels,
+            clock=clock,
+        )
 
     # ---------------------------------------------------------------- channels
     async def runtime(self, channel_id: bytes) -> ChannelRuntime:
@@ -327,9 +340,13 @@ class RelayService:
         decide again, and a payment the store left out at commit (the channel changed underneath) is decided
         again once, on the reloaded channel."""
         try:
-            return await self._submit(payment)
+            ack = await self._submit(payment)
         except StaleChannel:
-            return await self._submit(payment)
+            ack = await self._submit(payment)
+        rt = self._runtime.get(payment.channel_id)
+        owned = rt is not None and payment.charge.track_id in rt.ledger.owned
+        grant = self.media.grant_for(payment, ack.seq, owned=owned, fresh=ack.status == "accepted")
+        return ack if grant is None else replace(ack, grant=grant)
 
     async def _submit(self, payment: Payment) -> PaymentAck:
         rt = await self.runtime(payment.channel_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from web3 import Web3
@@ -10,8 +12,10 @@ from chainstream.chain.contracts import ChannelsClient, RegistryClient, TrackInf
 from chainstream.chain.deploy import Deployment
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ProtocolError
+from chainstream.media.upload import upload_digest
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import PrivateKey
+from chainstream.protocol.hashing import keccak
 from chainstream.protocol.types import ZERO_ADDRESS, Address
 from chainstream.sdk.client import ReadIdentity, RelayClient
 
@@ -59,3 +63,52 @@ class Artist:
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
         return self.relay.get(f"/artists/{self.address}/earnings")  # type: ignore[no-any-return]
+
+    def upload(self, audio: str | Path | bytes, track_id: bytes | None = None) -> dict[str, Any]:
+        """Publish a track's audio on the relay (the file whose keccak256 is the track id), signed by this
+        artist (the track's owner). Returns the relay's manifest: segments, duration, status."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return upload_audio(self.relay, self.key, audio, track_id)
+
+
+def upload_audio(
+    relay: RelayClient, key: PrivateKey, audio: str | Path | bytes, track_id: bytes | None = None
+) -> dict[str, Any]:
+    """PUT /tracks/{id}/media: the file (streamed from disk) with `key`'s upload signature (docs/API.md)."""
+    if isinstance(audio, bytes):
+        expected = keccak(audio)
+        body: Any = audio
+    else:
+        path = Path(audio)
+        expected = file_keccak(path)
+        body = _chunks(path)
+    track_id = track_id or expected
+    if track_id != expected:
+        raise ProtocolError(
+            f"the file's keccak256 is 0x{expected.hex()}, not the track id 0x{track_id.hex()}",
+            code="content_mismatch",
+        )
+    info = relay.info()
+    signature = key.sign(upload_digest(int(info["chainId"]), info["relay"], track_id))
+    return relay.upload(  # type: ignore[no-any-return]
+        f"/tracks/0x{track_id.hex()}/media",
+        body,
+        {"X-ChainStream-Signature": signature.to_hex(), "Content-Type": "application/octet-stream"},
+    )
+
+
+def file_keccak(path: Path) -> bytes:
+    """keccak256 of a file, read in chunks (the track id of its audio)."""
+    from sha3 import keccak_256
+
+    digest = keccak_256()
+    for chunk in _chunks(path):
+        digest.update(chunk)
+    return digest.digest()
+
+
+def _chunks(path: Path, size: int = 256 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk

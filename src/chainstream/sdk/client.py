@@ -24,7 +24,7 @@ from chainstream.protocol.types import ZERO_HASH, Address, to_address
 #: read tokens are asked for this long (relays refuse much longer ones) and renewed with less than RENEW_AT left
 READ_TOKEN_TTL, RENEW_AT = 300, 60
 
-_CHANNEL_READ = re.compile(r"^/channels/(0x[0-9a-fA-F]{64})(?:/history)?$")
+_CHANNEL_READ = re.compile(r"^/channels/(0x[0-9a-fA-F]{64})(?:/history|/deliveries)?$")
 _ACCOUNT_READ = re.compile(r"^/(?:listeners|artists)/(0x[0-9a-fA-F]{40})/(?:channels|earnings)$")
 
 
@@ -44,10 +44,19 @@ Reader = Callable[[], list[ReadIdentity]]
 class RelayError(RecoverableError):
     """The relay refused a request; ``code`` is its machine-readable reason, ``state`` its view of the channel."""
 
-    def __init__(self, status: int, code: str, message: str, state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        state: dict[str, Any] | None = None,
+        *,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(f"{code}: {message}", code=code)
         self.status = status
         self.state = state
+        self.body = body or {}  # the whole error reply (a 402's `payment` block)
 
 
 class RelayClient:
@@ -142,6 +151,7 @@ class RelayClient:
                     error.get("code", "http_error"),
                     error.get("message", response.text),
                     body.get("state"),
+                    body=body,
                 )
             except ValueError:
                 raise RelayError(response.status_code, "http_error", response.text) from None
@@ -156,8 +166,30 @@ class RelayClient:
     def put(self, path: str, body: Any) -> Any:
         return self._request("PUT", path, json=body)
 
+    def upload(self, path: str, body: Any, headers: dict[str, str]) -> Any:
+        """PUT a raw body (bytes or an iterator of chunks, streamed) with `headers`; the JSON reply."""
+        return self._request("PUT", path, content=body, headers=headers, timeout=None)
+
+    def fetch(self, path: str, headers: dict[str, str] | None = None) -> bytes:
+        """GET raw bytes (audio); a refusal (402 included) is a RelayError with the relay's code and body."""
+        response = self.http.get(f"/api/v1{path}", headers=headers or {})
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                raise RelayError(response.status_code, "http_error", response.text) from None
+            error = body.get("error", {})
+            raise RelayError(response.status_code, error.get("code", "http_error"), error.get("message", ""), body=body)
+        return response.content
+
     def info(self) -> dict[str, Any]:
         return self.get("/info")  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.http.close()
+
+    def __enter__(self) -> RelayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -7,6 +7,7 @@ the same code the relay verifies with; should the two ever drift, it resynchroni
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -50,6 +51,17 @@ class Paid:
     remaining: int
     spent_today: int
     status: str
+    grant: dict[str, Any] | None = None  # a payment for a track: the grant that opens its audio
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A track fetched segment by segment: the fMP4 audio (init segment + media segments), and what it cost."""
+
+    audio: bytes
+    segments: int
+    payments: int
+    seconds_paid: int
 
 
 class Listener:
@@ -218,7 +230,59 @@ class Listener:
             int(ack["remaining"]),
             int(ack["spentToday"]),
             ack["status"],
+            ack.get("grant"),
         )
+
+    # ------------------------------------------------------------- audio
+    def stream(self, track_id: bytes, *, max_segments: int | None = None) -> Streamed:
+        """Fetch a track's audio as a player would, paying as it goes: a per-play track is paid once (its play's
+        grant opens every segment); a per-second track is paid one segment ahead (the seconds of the next segment
+        whenever the relay answers 402 for it). `max_segments` stops early (a listener who stops listening)."""
+        relay = self._client()
+        manifest = relay.get(f"/tracks/{_hex(track_id)}/media")
+        listing = self.listing(track_id)
+        per_second = listing.terms.per_second > 0
+        grant: str | None = None
+        payments = seconds = 0
+        if not per_second:
+            grant = self._grant_token(self.play(track_id))
+            payments = 1
+        parts = [relay.fetch(f"/tracks/{_hex(track_id)}/init")]
+        segments = manifest["segments"][:max_segments] if max_segments is not None else manifest["segments"]
+        for seg in segments:
+            for _attempt in range(3):
+                try:
+                    headers = {manifest["grantHeader"]: grant} if grant else {}
+                    parts.append(relay.fetch(f"/tracks/{_hex(track_id)}/segments/{seg['index']}", headers))
+                    break
+                except RelayError as exc:
+                    if exc.status != 402 or not per_second:
+                        raise
+                    pay = max(1, math.ceil(float(seg["duration"])))
+                    grant = self._grant_token(self.listen(track_id, pay))
+                    payments += 1
+                    seconds += pay
+            else:
+                raise ProtocolError(f"the relay kept refusing segment {seg['index']}", code="not_served")
+        return Streamed(b"".join(parts), len(segments), payments, seconds)
+
+    def download_original(self, track_id: bytes) -> bytes:
+        """Buy the track (a download) and fetch its original file; a track this channel bought already is
+        fetched again with the grant of a free play (its receipts prove the purchase)."""
+        owned = track_id in self._state().owned
+        grant = self._grant_token(self.play(track_id) if owned else self.download(track_id))
+        return self._client().fetch(f"/tracks/{_hex(track_id)}/original", {"X-ChainStream-Grant": grant})
+
+    @staticmethod
+    def _grant_token(paid: Paid) -> str:
+        if paid.grant is None:
+            raise ProtocolError("the relay acknowledged the payment without a grant", code="no_grant")
+        return str(paid.grant["token"])
+
+    def _client(self) -> RelayClient:
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return self.relay
 
     def resync(self, summary: dict[str, Any]) -> None:
         """Adopt the relay's view of the channel (after a rejection that says our state drifted), once it is shown

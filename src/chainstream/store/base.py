@@ -20,6 +20,9 @@ from chainstream.ledger import LedgerState
 from chainstream.protocol import Kind
 from chainstream.store.group_commit import GroupCommitter
 from chainstream.store.records import (
+    EXHAUSTED,
+    REPEAT,
+    SERVED,
     ChannelRecord,
     ClaimRow,
     EarningRow,
@@ -97,6 +100,37 @@ class Store(Protocol):
     def claims_of(self, payee: str) -> list[ClaimRow]: ...
     def get_cursor(self, name: str) -> int | None: ...
     def outbox(self, statuses: tuple[str, ...]) -> list[OutboxRecord]: ...
+    def record_delivery(
+        self,
+        channel_id: bytes,
+        target: bytes,
+        play_seq: int,
+        segment: int,
+        millis: int,
+        *,
+        budget_ms: int | None,
+        served_at: float,
+    ) -> str:
+        """Record that audio was served under the grant of receipt `play_seq`: SERVED (recorded now), REPEAT (this
+        segment was already served under that receipt: not counted again) or EXHAUSTED (metered: what this channel
+        was served of the track, per-second, already reached `budget_ms`; nothing recorded). `budget_ms` None:
+        not metered (a play or a download)."""
+
+    def deliveries(self, channel_id: bytes) -> list[dict[str, Any]]:
+        """Per track: {target, millis (all served), metered_millis, segments} for a channel."""
+
+    def seconds_paid(self, channel_id: bytes, target: bytes, up_to_seq: int | None = None) -> int:
+        """Seconds the channel paid for a track (per-second receipts), up to a seq."""
+
+    def add_deliveries(self, rows: list[tuple[bytes, bytes, int, int, int, int, float]]) -> None:
+        """Record deliveries decided elsewhere (channel, target, play_seq, segment, millis, metered, served_at) in
+        one statement; rows already there are left as they are."""
+
+    def served_segments(self, channel_id: bytes, target: bytes, play_seq: int) -> list[int]:
+        """The segments recorded as served under one receipt."""
+
+    def metered_millis(self, channel_id: bytes, target: bytes) -> int:
+        """Milliseconds of a track served on a channel under per-second grants."""
 
 
 def conflict_message(detail: str) -> str:
@@ -308,3 +342,85 @@ class SqlStore(ABC):
         marks = ",".join("?" * len(statuses))
         rows = self._query(f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY id", statuses)
         return [outbox_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ audio delivered
+    def record_delivery(
+        self,
+        channel_id: bytes,
+        target: bytes,
+        play_seq: int,
+        segment: int,
+        millis: int,
+        *,
+        budget_ms: int | None,
+        served_at: float,
+    ) -> str:
+        key = (channel_id, target, play_seq, segment)
+        seen = "SELECT 1 AS x FROM deliveries WHERE channel_id=? AND target=? AND play_seq=? AND segment=?"
+        if self._query(seen, key):
+            return REPEAT
+        # One statement: the budget check and the insert see the same table (SQLite: one writer at a time).
+        rows = self._query(
+            "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at)"
+            " SELECT ?,?,?,?,?,?,? WHERE (SELECT COALESCE(SUM(millis), 0) FROM deliveries"
+            " WHERE channel_id=? AND target=? AND metered=1) < ? ON CONFLICT DO NOTHING RETURNING segment",
+            (
+                *key,
+                millis,
+                0 if budget_ms is None else 1,
+                served_at,
+                channel_id,
+                target,
+                2**62 if budget_ms is None else budget_ms,
+            ),
+        )
+        if rows:
+            return SERVED
+        return REPEAT if self._query(seen, key) else EXHAUSTED
+
+    def deliveries(self, channel_id: bytes) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT target, SUM(millis) AS millis, SUM(millis * metered) AS metered_millis, COUNT(*) AS segments"
+            " FROM deliveries WHERE channel_id=? GROUP BY target ORDER BY target",
+            (channel_id,),
+        )
+        return [
+            {
+                "target": bytes(r["target"]),
+                "millis": int(r["millis"]),
+                "metered_millis": int(r["metered_millis"]),
+                "segments": int(r["segments"]),
+            }
+            for r in rows
+        ]
+
+    def seconds_paid(self, channel_id: bytes, target: bytes, up_to_seq: int | None = None) -> int:
+        rows = self._query(
+            "SELECT COALESCE(SUM(units), 0) AS n FROM payments WHERE channel_id=? AND target=? AND kind=? AND seq<=?",
+            (channel_id, target, int(Kind.SECONDS), 2**62 if up_to_seq is None else up_to_seq),
+        )
+        return int(rows[0]["n"])
+
+    def add_deliveries(self, rows: list[tuple[bytes, bytes, int, int, int, int, float]]) -> None:
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            self._execute(
+                "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at) VALUES "
+                + ",".join(["(?,?,?,?,?,?,?)"] * len(chunk))
+                + " ON CONFLICT DO NOTHING",
+                [value for row in chunk for value in row],
+            )
+
+    def served_segments(self, channel_id: bytes, target: bytes, play_seq: int) -> list[int]:
+        rows = self._query(
+            "SELECT segment FROM deliveries WHERE channel_id=? AND target=? AND play_seq=?",
+            (channel_id, target, play_seq),
+        )
+        return [int(r["segment"]) for r in rows]
+
+    def metered_millis(self, channel_id: bytes, target: bytes) -> int:
+        rows = self._query(
+            "SELECT COALESCE(SUM(millis), 0) AS n FROM deliveries WHERE channel_id=? AND target=? AND metered=1",
+            (channel_id, target),
+        )
+        return int(rows[0]["n"])

@@ -36,7 +36,20 @@ log = logging.getLogger("chainstream.store")
 Connection = psycopg.Connection[dict[str, Any]]
 
 AMOUNT = "NUMERIC(78,0)"  # up to 2**256 - 1
-SCHEMA = f"""
+DELIVERIES = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    channel_id BYTEA NOT NULL,
+    target BYTEA NOT NULL,
+    play_seq BIGINT NOT NULL,
+    segment INTEGER NOT NULL,
+    millis BIGINT NOT NULL,
+    metered SMALLINT NOT NULL,
+    served_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (channel_id, target, play_seq, segment)
+);
+"""
+SCHEMA = (
+    f"""
 CREATE TABLE IF NOT EXISTS channels (
     channel_id BYTEA PRIMARY KEY,
     payer TEXT NOT NULL,
@@ -113,9 +126,12 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY (tx_hash, log_index)
 );
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, block BIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS claims_by_payee ON claims (payee);
+"""
+    + DELIVERIES
+    + """CREATE INDEX IF NOT EXISTS claims_by_payee ON claims (payee);
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status);
 """
+)
 VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS chainstream_schema (
     one_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one_row),
@@ -152,10 +168,13 @@ def _prepare_schema(conn: Connection) -> None:
                 f"the database has schema version {row['version']}; this relay knows up to "
                 f"{SCHEMA_VERSION}: upgrade chainstream"
             )
-        elif row["version"] < SCHEMA_VERSION:  # PostgreSQL databases start at schema 2: no relay wrote this
+        elif row["version"] < 2:  # PostgreSQL databases start at schema 2: no relay wrote this
             raise UnrecoverableError(
                 f"the database has schema version {row['version']}, older than any relay that used PostgreSQL"
             )
+        elif row["version"] == 2:  # schema 2 -> 3: the deliveries table (audio streaming)
+            conn.execute(DELIVERIES)
+            conn.execute("UPDATE chainstream_schema SET version = %s", (SCHEMA_VERSION,))
 
 
 def _copy_rows(

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypedDict
 from chainstream.protocol import Voucher
 from chainstream.protocol.types import Address
 
-SCHEMA_VERSION = 2  # the tables' layout; both backends keep it (SQLite in PRAGMA user_version)
+SCHEMA_VERSION = 3  # the tables' layout; both backends keep it (SQLite in PRAGMA user_version)
 
 PAYMENT_COLUMNS = (
     "channel_id",
@@ -36,6 +36,9 @@ PAYMENT_COLUMNS = (
     "accepted_at",
     "credits",
 )
+#: delivery outcomes (Store.record_delivery)
+SERVED, REPEAT, EXHAUSTED = "served", "repeat", "exhausted"
+
 EARNING_COLUMNS = ("payee", "accepted_at", "channel_id", "seq", "target", "kind", "units", "amount")
 
 

@@ -20,7 +20,21 @@ from chainstream.errors import ConfigurationError, UnrecoverableError
 from chainstream.store.base import SqlStore, conflict_message
 from chainstream.store.records import SCHEMA_VERSION, PaymentRecord
 
-SCHEMA = """
+DELIVERIES = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    channel_id BLOB NOT NULL,
+    target BLOB NOT NULL,            -- the track
+    play_seq INTEGER NOT NULL,       -- the receipt (payment seq) whose grant the audio was served under
+    segment INTEGER NOT NULL,        -- segment index; -1 = the original file
+    millis INTEGER NOT NULL,         -- milliseconds of audio served
+    metered INTEGER NOT NULL,        -- 1: counted against the seconds paid (per-second tracks)
+    served_at REAL NOT NULL,
+    PRIMARY KEY (channel_id, target, play_seq, segment)
+);
+"""
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS channels (
     channel_id BLOB PRIMARY KEY,
     payer TEXT NOT NULL,
@@ -97,9 +111,12 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY (tx_hash, log_index)
 );
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, block INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS claims_by_payee ON claims (payee);
+"""
+    + DELIVERIES
+    + """CREATE INDEX IF NOT EXISTS claims_by_payee ON claims (payee);
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status);
 """
+)
 
 
 # PRAGMA user_version holds SCHEMA_VERSION; 0 on a database written before versions were kept (schema 1).
@@ -129,6 +146,9 @@ COMMIT;
 """
 )
 
+# Schema 2 -> 3: what the relay served of each track per channel and play (audio streaming).
+MIGRATE_2_TO_3 = "BEGIN IMMEDIATE;\n" + DELIVERIES + "PRAGMA user_version = 3;\nCOMMIT;\n"
+
 
 def _prepare_schema(conn: sqlite3.Connection) -> None:
     """Create the tables of a new database, or bring an older one to SCHEMA_VERSION (in one transaction)."""
@@ -142,13 +162,19 @@ def _prepare_schema(conn: sqlite3.Connection) -> None:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(channels)")}
         if "caps_issued_at" not in columns:  # a database from before caps' issuedAt was kept
             conn.execute("ALTER TABLE channels ADD COLUMN caps_issued_at INTEGER NOT NULL DEFAULT 0")
+    steps = []
     if version == 0 and "payments" in tables:
-        try:
-            conn.executescript(MIGRATE_1_TO_2)
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise UnrecoverableError(f"could not migrate the database to schema {SCHEMA_VERSION}: {exc}") from exc
+        steps = [MIGRATE_1_TO_2, MIGRATE_2_TO_3]
+    elif version == 2:
+        steps = [MIGRATE_2_TO_3]
+    if steps:
+        for step in steps:
+            try:
+                conn.executescript(step)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise UnrecoverableError(f"could not migrate the database to schema {SCHEMA_VERSION}: {exc}") from exc
         return
     conn.executescript(SCHEMA)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

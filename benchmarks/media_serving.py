@@ -1,0 +1,294 @@
+"""Paid streaming: segments served per second with the entitlement checks vs the same files without them, and
+the relay's CPU per second of audio streamed.
+
+In-process, no network and no chain (like hot_path.py): a RelayService over a real SqliteStore with the seed
+catalog put into its catalog and one channel into its store; the catalog's audio uploaded through the real path
+(owner signature, keccak, Debian's ffmpeg, atomic publish). Requests go through the ASGI app (FastAPI router of
+relay/media_routes.py) with httpx's ASGI transport, so both sides pay the same framework cost:
+
+- `raw`: a route added here with the paid route's shape (same parameters, same response path) that reads the
+  same segment from the content store, with no grant check and no record;
+- `play`: GET /segments/k with a download grant (HMAC check, manifest, a delivery row per new segment);
+- `seconds`: GET /segments/k with per-second grants (the same, plus the metered budget check).
+
+Each request in the `play` and `seconds` phases is a segment not yet served under its grant (a new row), the
+worst case; a re-fetch is cheaper. CPU is the process's CPU time (one thread serves everything).
+
+Run:  .venv/bin/python benchmarks/media_serving.py [--requests 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import PROJECT_ROOT, key, machine  # noqa: E402
+from hot_path import CHAIN_ID, CHANNELS_ADDRESS, _Channels  # noqa: E402
+
+from chainstream.chain.deploy import Deployment  # noqa: E402
+from chainstream.config import Settings  # noqa: E402
+from chainstream.ledger import LedgerState, apply, charge_download, charge_seconds  # noqa: E402
+from chainstream.media.upload import upload_digest  # noqa: E402
+from chainstream.protocol.types import ZERO_ADDRESS  # noqa: E402
+from chainstream.relay.catalog import CatalogEntry  # noqa: E402
+from chainstream.relay.media import Served  # noqa: E402
+from chainstream.relay.media_routes import _grant, _send, _track, media_router  # noqa: E402
+from chainstream.relay.service import RelayService  # noqa: E402
+from chainstream.seed import ARTISTS, CATALOG, split_for, track_audio  # noqa: E402
+from chainstream.store import ChannelRecord, SqliteStore  # noqa: E402
+from chainstream.verify import ChargeKind, ChargeSpec, Payment  # noqa: E402
+
+PER_SECOND = "Per-Second Drift"
+FOR_SALE = "Gas Price Blues"
+
+
+async def build(workdir: Path) -> tuple[RelayService, dict[str, bytes], bytes, Any]:
+    artists = {name: key(f"artist-{name}") for name in ARTISTS}
+    address_of = {n: k.address for n, k in artists.items()}
+    relay = key("relay")
+    store = SqliteStore(workdir / "relay.db")
+    store.start()
+    deployment = Deployment(CHAIN_ID, CHANNELS_ADDRESS, "0x" + "c1" * 20, None, 0, 86_400, 3_600)  # type: ignore[arg-type]
+    service = RelayService(
+        settings=Settings(
+            relay_key="0x" + relay.secret.hex(), database=str(workdir / "relay.db"), media_dir=workdir / "media"
+        ),
+        channels=_Channels(),  # type: ignore[arg-type]
+        registry=None,  # type: ignore[arg-type]
+        deployment=deployment,
+        relay_key=relay,
+        store=store,
+    )
+    ids = {}
+    for spec in CATALOG:
+        track_id, data = track_audio(spec)
+        ids[spec.title] = track_id
+        split = split_for(spec, address_of, key("platform").address)
+        service.catalog.put(
+            CatalogEntry(track_id, spec.title, address_of[spec.artist], split, 1, 0, {ZERO_ADDRESS: spec.eth})
+        )
+        if spec.title in (PER_SECOND, FOR_SALE):
+            signature = artists[spec.artist].sign(upload_digest(CHAIN_ID, relay.address, track_id)).to_hex()
+
+            async def body(data: bytes = data) -> Any:
+                yield data
+
+            await service.media.upload(track_id, signature, body(), len(data))
+    cid = os.urandom(32)
+    session = key("session-0")
+    store.upsert_channel(
+        ChannelRecord(
+            cid, key("listener-0").address, ZERO_ADDRESS, 10**24, session.address, int(time.time()) + 86_400, "open", 0
+        )
+    )
+    return service, ids, cid, session
+
+
+async def pay(
+    service: RelayService, cid: bytes, session: Any, state: LedgerState, spec: ChargeSpec, charge: Any
+) -> tuple[LedgerState, str]:
+    nxt, _ = apply(state, charge)
+    signature = session.sign(nxt.voucher.digest(service.domain))
+    ack = await service.submit(Payment(cid, nxt.seq, spec, nxt.voucher, signature))
+    assert ack.grant is not None
+    return nxt, str(ack.grant["token"])
+
+
+async def phase(client: httpx.AsyncClient, urls: list[tuple[str, dict[str, str]]]) -> dict[str, float]:
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for url, headers in urls:
+        response = await client.get(url, headers=headers)
+        assert response.status_code == 200, (url, response.text)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"requests": len(urls), "per_s": len(urls) / wall, "cpu_us_per_request": cpu / len(urls) * 1e6}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-media-"))
+    service, ids, cid, session = await build(workdir)
+    track = ids[PER_SECOND]
+    manifest = service.media.manifest(track)
+    n_seg = len(manifest.segments)
+    per_grant = n_seg
+    grants_needed = -(-args.requests // per_grant)
+    state = LedgerState.opened(cid)
+    listing_s = service.catalog.listing(track, ZERO_ADDRESS)
+    listing_d = service.catalog.listing(ids[FOR_SALE], ZERO_ADDRESS)
+    assert listing_s is not None and listing_d is not None
+    # per-second grants, each paying a whole track's seconds: every (grant, segment) is a new delivery row
+    seconds_grants = []
+    for _ in range(grants_needed):
+        seconds = -(-manifest.duration_ms // 1000) + 1
+        state, token = await pay(
+            service,
+            cid,
+            session,
+            state,
+            ChargeSpec(ChargeKind.SECONDS, track, seconds=seconds),
+            charge_seconds(listing_s, seconds),
+        )
+        seconds_grants.append(token)
+    state, download = await pay(
+        service, cid, session, state, ChargeSpec(ChargeKind.DOWNLOAD, ids[FOR_SALE]), charge_download(state, listing_d)
+    )
+
+    app = FastAPI()
+    app.include_router(media_router(lambda: service))
+
+    @app.get("/raw/{track_id}/{index}")
+    async def raw(track_id: str, index: int, request: Request) -> Response:
+        """The paid route's shape (same parameters, same response path) minus the grant, the check, the record."""
+        _grant(request)  # read the header as the paid route does, ignore it
+        m = service.media.manifest(_track(track_id))
+        return _send(Served("audio/mp4", body=service.media.content.read(m.track_id, m.segments[index].name)))
+
+    sold = service.media.manifest(ids[FOR_SALE])
+    sold_segments = len(sold.segments)
+    hex_s, hex_d = "0x" + track.hex(), "0x" + ids[FOR_SALE].hex()
+    raw_urls = [(f"/raw/{hex_s}/{i % n_seg}", {}) for i in range(args.requests)]
+    seconds_urls = [
+        (f"/api/v1/tracks/{hex_s}/segments/{i % n_seg}", {"X-ChainStream-Grant": seconds_grants[i // n_seg]})
+        for i in range(args.requests)
+    ]
+    # the download grant: one receipt, so each segment is a new row only once; later requests re-fetch (repeat)
+    play_urls = [
+        (f"/api/v1/tracks/{hex_d}/segments/{i % sold_segments}", {"X-ChainStream-Grant": download})
+        for i in range(args.requests)
+    ]
+    if args.http:
+        results = await over_http(app, args, raw_urls, seconds_urls, play_urls)
+        return finish(service, manifest, n_seg, track, results, "http")
+    transport = httpx.ASGITransport(app=app)
+    results: dict[str, Any] = {}
+    async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+        await phase(client, raw_urls[:200])  # warm-up
+        for _ in range(args.rounds):
+            for name, urls in (
+                ("raw", raw_urls),
+                ("seconds (new row each)", seconds_urls),
+                ("download grant (re-fetch)", play_urls),
+            ):
+                r = await phase(client, urls)
+                best = results.get(name)
+                if best is None or r["per_s"] > best["per_s"]:
+                    results[name] = r
+            seconds_urls = [(u.replace("/segments/", "/segments/"), h) for u, h in seconds_urls]
+            # later rounds re-fetch under the same grants: make them new rows again with fresh grants
+            fresh = []
+            for _ in range(grants_needed):
+                seconds = -(-manifest.duration_ms // 1000) + 1
+                state, token = await pay(
+                    service,
+                    cid,
+                    session,
+                    state,
+                    ChargeSpec(ChargeKind.SECONDS, track, seconds=seconds),
+                    charge_seconds(listing_s, seconds),
+                )
+                fresh.append(token)
+            seconds_urls = [(u, {"X-ChainStream-Grant": fresh[i // n_seg]}) for i, (u, _) in enumerate(seconds_urls)]
+    return finish(service, manifest, n_seg, track, results, "asgi")
+
+
+def finish(
+    service: RelayService, manifest: Any, n_seg: int, track: bytes, results: dict[str, Any], mode: str
+) -> dict[str, Any]:
+    base = results["raw"]["cpu_us_per_request"]
+    seg_seconds = manifest.duration_ms / 1000 / n_seg
+    for r in results.values():
+        r["overhead_cpu_pct"] = (r["cpu_us_per_request"] / base - 1) * 100
+        r["cpu_ms_per_audio_second"] = r["cpu_us_per_request"] / 1000 / seg_seconds
+    service.store.close()
+    size = len(service.media.content.read(track, manifest.segments[1].name) or b"")
+    return {
+        "machine": machine(),
+        "mode": mode,
+        "segment_seconds": seg_seconds,
+        "segment_bytes": size,
+        "results": results,
+    }
+
+
+CLIENT = """
+import json, sys, httpx
+port, path = int(sys.argv[1]), sys.argv[2]
+urls = json.load(open(path))
+with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+    for url, headers in urls:
+        r = c.get(url, headers=headers)
+        assert r.status_code == 200, (url, r.text)
+"""
+
+
+async def over_http(
+    app: FastAPI, args: argparse.Namespace, *phases: list[tuple[str, dict[str, str]]]
+) -> dict[str, Any]:
+    """The app under uvicorn (uvloop, httptools) in this process, the client in another: this process's CPU is the
+    relay's, sockets and HTTP parsing included."""
+    import uvicorn
+
+    from chainstream.chain.node import free_port
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    results: dict[str, Any] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-media-client-"))
+    try:
+        for round_ in range(args.rounds):
+            for name, urls in zip(("raw", "seconds (new row each)", "download grant (re-fetch)"), phases, strict=True):
+                if name.startswith("seconds") and round_:
+                    continue  # its grants' segments are served now: a second round would measure re-fetches
+                path = workdir / "urls.json"
+                path.write_text(json.dumps(urls))
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CLIENT, str(port), str(path))
+                assert await proc.wait() == 0
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+                r = {"requests": len(urls), "per_s": len(urls) / wall, "cpu_us_per_request": cpu / len(urls) * 1e6}
+                best = results.get(name)
+                if best is None or r["cpu_us_per_request"] < best["cpu_us_per_request"]:
+                    results[name] = r
+    finally:
+        server.should_exit = True
+        await task
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3_000, help="requests per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat the phases; the best round is kept")
+    parser.add_argument("--http", action="store_true", help="over real HTTP (uvicorn here, the client in a subprocess)")
+    args = parser.parse_args()
+    out = asyncio.run(main_async(args))
+    folder = PROJECT_ROOT / "build" / "bench" / f"media_serving-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(out, indent=2))
+    print(out["machine"])
+    print(f"{out['mode']}: segments of {out['segment_seconds']:.2f} s, {out['segment_bytes']} bytes")
+    for name, r in out["results"].items():
+        print(
+            f"{name:28s} {r['per_s']:8.0f} segments/s  {r['cpu_us_per_request']:7.0f} us CPU/segment  "
+            f"{r['overhead_cpu_pct']:+6.1f}% vs raw  {r['cpu_ms_per_audio_second']:.3f} ms CPU per second of audio"
+        )
+    print(f"results: {folder / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

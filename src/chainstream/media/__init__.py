@@ -1,0 +1,21 @@
+"""Audio as the product: the content store, transcoding with ffmpeg, upload authorisation and streaming grants.
+
+Pure or file-system-only pieces; the relay's HTTP edge is relay/media_routes.py and its logic relay/media.py.
+"""
+
+from chainstream.media.errors import MediaError
+from chainstream.media.grants import Grant, GrantKind
+from chainstream.media.store import ContentStore, DirectoryContentStore, Manifest, Segment
+from chainstream.media.upload import upload_digest, upload_message
+
+__all__ = [
+    "ContentStore",
+    "DirectoryContentStore",
+    "Grant",
+    "GrantKind",
+    "Manifest",
+    "MediaError",
+    "Segment",
+    "upload_digest",
+    "upload_message",
+]
