@@ -1,0 +1,59 @@
+"""Attacker: the outside red team, after the fixes for the security review (issue 8). Each test is an attack that
+still works on the code it was written against, stated as the safe outcome it expects; see docs/SECURITY.md for
+the claims attacked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chainstream.chain.transactions import TxSender
+from tests.adversarial.test_payee import DUE_AT_ONCE, publish_dust_track, rounds_pass, settled_on_chain
+from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+    RelayChain,
+    make_relay,
+    new_wallet,
+    open_listener,
+    relay_chain,
+    wait_until,
+)
+
+
+def relay_settlement_gas(relay: Any) -> int:
+    """Gas the relay's key spent on its settlement transactions so far (from its outbox, receipts on chain)."""
+    w3 = relay.rc.w3
+    return sum(
+        int(w3.eth.get_transaction_receipt(bytes(row["tx_hash"]))["gasUsed"])
+        for row in relay.rows("SELECT tx_hash FROM outbox WHERE kind = 'settleBatch'")
+    )
+
+
+def test_extending_a_session_key_forces_no_settlement_at_a_loss(make_relay: Any, relay_chain: RelayChain) -> None:
+    """A griefer re-sets its live session key with one more second after each 1-wei play; the relay must not
+    spend more gas settling that dust than the griefer spends forcing it (SECURITY.md, settlement economics)."""
+    relay = make_relay(**DUE_AT_ONCE)
+    _, dust_track = publish_dust_track(relay_chain, relay)
+    sybil = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain), deposit=10**15)
+    sybil.play(dust_track)
+    rounds_pass(relay)
+    assert settled_on_chain(sybil) == 0  # dust is held for economics, as claimed
+    assert sybil.channel_id is not None
+    griefer_tx = TxSender(relay_chain.w3, sybil.wallet)
+    griefer_gas = 0
+    for plays in range(2, 5):
+        sybil.play(dust_track)
+        expiry = sybil.chain_state().session_expiry
+        # Same key, one second longer: nothing is shortened, no rotation grace starts, no limit on repeats.
+        receipt = sybil.channels.set_session_key(griefer_tx, sybil.channel_id, sybil.session_key.address, expiry + 1)
+        griefer_gas += int(receipt["gasUsed"])
+        # What the relay does with it once its watcher has seen the change: a settlement of the dust whatever it
+        # costs (or nothing, which is safe).
+        wait_until(lambda: relay.health()["block"] >= receipt["blockNumber"], what="the watcher to see the change")
+        rounds_pass(relay)
+        if settled_on_chain(sybil) != plays:
+            break
+    relay_gas = relay_settlement_gas(relay)
+    assert relay_gas <= griefer_gas, (
+        f"the relay spent {relay_gas} gas settling {settled_on_chain(sybil)} wei of dust, forced by "
+        f"session-key extensions that cost the griefer {griefer_gas} gas"
+    )
