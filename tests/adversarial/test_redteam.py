@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from chainstream.chain.transactions import TxSender
 from tests.adversarial.test_payee import DUE_AT_ONCE, publish_dust_track, rounds_pass, settled_on_chain
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+    InProcessRelay,
     RelayChain,
     make_relay,
     new_wallet,
     open_listener,
+    rejected,
+    relay,
     relay_chain,
     wait_until,
 )
@@ -57,3 +62,16 @@ def test_extending_a_session_key_forces_no_settlement_at_a_loss(make_relay: Any,
         f"the relay spent {relay_gas} gas settling {settled_on_chain(sybil)} wei of dust, forced by "
         f"session-key extensions that cost the griefer {griefer_gas} gas"
     )
+
+
+def test_an_audio_name_with_a_nul_byte_is_refused_not_a_500(relay: InProcessRelay) -> None:
+    """A stranger asks for /audio/a%00.wav (a NUL byte in the file name): a 404 no_audio, never a 500."""
+    with httpx.Client(base_url=relay.url, timeout=30) as http:
+        rejected(http.get("/audio/a%00.wav"), 404, "no_audio")
+
+
+def test_a_bad_address_is_refused_without_quoting_it_back(relay: InProcessRelay) -> None:
+    """A stranger sends a 50 kB "address" to the catalog: bad_address, and the refusal does not echo the input."""
+    junk = "A" * 50_000
+    body = rejected(relay.http().get("/catalog", params={"token": junk}), 400, "bad_address")
+    assert "A" * 100 not in body["error"]["message"], f"the refusal quotes {len(body['error']['message'])} characters"
