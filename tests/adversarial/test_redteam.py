@@ -8,10 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from chainstream.chain.transactions import TxSender
+from chainstream.errors import ProtocolError
+from tests.adversarial.test_lying_relay import LyingRelay, lying_client
 from tests.adversarial.test_payee import DUE_AT_ONCE, publish_dust_track, rounds_pass, settled_on_chain
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+    BLUES,
     InProcessRelay,
     RelayChain,
     make_relay,
@@ -75,3 +79,51 @@ def test_a_bad_address_is_refused_without_quoting_it_back(relay: InProcessRelay)
     junk = "A" * 50_000
     body = rejected(relay.http().get("/catalog", params={"token": junk}), 400, "bad_address")
     assert "A" * 100 not in body["error"]["message"], f"the refusal quotes {len(body['error']['message'])} characters"
+
+
+#: history pages the lying relay below serves before it stops by itself (500 made-up items each)
+LYING_PAGES = 100
+
+
+def test_a_lying_relays_endless_history_is_refused_before_the_relay_stops_lying(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
+    """The relay answers a play with the listener's own signed voucher claimed at seq 10^18 and serves made-up
+    history pages back from there: the SDK must refuse (untrusted_state) on its own, not page on as long as the
+    relay keeps answering (it would for 2 * 10^15 requests, holding every item in memory)."""
+    listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+    track = relay_chain.track(BLUES)
+    listener.play(track)
+    listener.play(track)
+    honest = listener.state
+    assert listener.channel_id is not None
+    cid = listener.channel_id
+    lie = relay.channel(cid)
+    lie["seq"] = 10**18
+    real_item = (
+        relay.http().get(f"/channels/0x{cid.hex()}/history", headers=relay.owner_headers(cid)).json()["items"][0]
+    )
+
+    transport = LyingRelay()
+    listener.relay = lying_client(relay, transport)
+    pages = 0
+
+    def answer(request: httpx.Request) -> tuple[int, Any] | None:
+        nonlocal pages
+        if request.method == "POST" and request.url.path.endswith("/payments"):
+            return 409, {"error": {"code": "voucher_mismatch", "message": "resync"}, "state": lie}
+        if request.url.path.endswith("/history"):
+            pages += 1
+            if pages > LYING_PAGES:
+                return 200, {"channelId": "0x" + cid.hex(), "items": []}
+            before = int(request.url.params["before"])
+            items = [dict(real_item, seq=seq) for seq in range(before - 1, before - 501, -1)]
+            return 200, {"channelId": "0x" + cid.hex(), "items": items}
+        return None
+
+    transport.answer = answer
+    with pytest.raises(ProtocolError) as info:
+        listener.play(track)
+    assert info.value.code == "untrusted_state"
+    assert listener.state == honest
+    assert pages <= LYING_PAGES, f"the SDK read {pages} made-up history pages and would have gone on"
