@@ -127,3 +127,24 @@ def test_a_lying_relays_endless_history_is_refused_before_the_relay_stops_lying(
     assert info.value.code == "untrusted_state"
     assert listener.state == honest
     assert pages <= LYING_PAGES, f"the SDK read {pages} made-up history pages and would have gone on"
+
+
+def test_a_key_inside_its_deadline_margin_forces_one_dust_settlement_not_one_per_play(
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
+    """A sybil opens one channel whose session key expires in 30 min (inside the 1 h deadline margin, outside the
+    10 min acceptance margin) and plays 1 wei after each settlement: at most one uneconomic settlement per
+    deadline (SECURITY.md), not one per play for the open's gas alone."""
+    relay = make_relay(**DUE_AT_ONCE)
+    _, dust_track = publish_dust_track(relay_chain, relay)
+    sybil = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain), deposit=10**15, session_ttl=1_800)
+    for plays in range(1, 4):
+        sybil.play(dust_track)
+        rounds_pass(relay)
+        if settled_on_chain(sybil) != plays:
+            break
+    settlements = len(relay.rows("SELECT id FROM outbox WHERE kind = 'settleBatch'"))
+    assert settlements <= 1, (
+        f"the relay sent {settlements} settlements ({relay_settlement_gas(relay)} gas) for "
+        f"{settled_on_chain(sybil)} wei of dust on one key's deadline"
+    )
