@@ -5,6 +5,9 @@ the claims attacked.
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 from typing import Any
 
 import httpx
@@ -12,6 +15,8 @@ import pytest
 
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ProtocolError
+from chainstream.pricing import Split, Terms
+from chainstream.sdk import Artist
 from tests.adversarial.test_lying_relay import LyingRelay, lying_client
 from tests.adversarial.test_payee import DUE_AT_ONCE, publish_dust_track, rounds_pass, settled_on_chain
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
@@ -148,3 +153,25 @@ def test_a_key_inside_its_deadline_margin_forces_one_dust_settlement_not_one_per
         f"the relay sent {settlements} settlements ({relay_settlement_gas(relay)} gas) for "
         f"{settled_on_chain(sybil)} wei of dust on one key's deadline"
     )
+
+
+def test_a_track_title_cannot_start_a_formula_cell_in_a_semicolon_spreadsheet(
+    relay: InProcessRelay, relay_chain: RelayChain
+) -> None:
+    """A track owner titles its track "Hit;=2+5;" and puts a victim artist in its split: the victim's earnings CSV,
+    opened where the list separator is ";" (Excel in most European locales), must not hold a cell that starts
+    with a formula character."""
+    owner = Artist(new_wallet(relay_chain), w3=relay_chain.w3, deployment=relay_chain.chain.deployment)
+    victim = new_wallet(relay_chain).address
+    track_id = os.urandom(32)
+    owner.register_track(track_id, "Hit;=2+5;", Terms(per_play=10**9), Split((owner.address, victim), (5_000, 5_000)))
+    wait_until(lambda: relay.http().get(f"/tracks/0x{track_id.hex()}").status_code == 200, what="the relay's catalog")
+    open_listener(relay_chain, relay, wallet=new_wallet(relay_chain)).play(track_id)
+
+    answer = relay.http().get(
+        f"/artists/{victim}/earnings", params={"format": "csv"}, headers=relay.owner_headers(payee=victim)
+    )
+    assert answer.status_code == 200, answer.text
+    cells = [cell for row in csv.reader(io.StringIO(answer.text), delimiter=";") for cell in row]
+    formulas = [cell for cell in cells if cell.startswith(("=", "+", "-", "@"))]
+    assert formulas == [], f"cells a spreadsheet would run: {formulas}"
