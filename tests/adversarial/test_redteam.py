@@ -5,9 +5,11 @@ the claims attacked.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,13 +18,16 @@ import pytest
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ProtocolError
 from chainstream.pricing import Split, Terms
-from chainstream.sdk import Artist
+from chainstream.sdk import Artist, RelayError
 from tests.adversarial.test_lying_relay import LyingRelay, lying_client
 from tests.adversarial.test_payee import DUE_AT_ONCE, publish_dust_track, rounds_pass, settled_on_chain
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     BLUES,
+    LAZY,
     InProcessRelay,
     RelayChain,
+    anvil_relay_chain,
+    anvil_relay_chain_session,
     make_relay,
     new_wallet,
     open_listener,
@@ -175,3 +180,40 @@ def test_a_track_title_cannot_start_a_formula_cell_in_a_semicolon_spreadsheet(
     cells = [cell for row in csv.reader(io.StringIO(answer.text), delimiter=";") for cell in row]
     formulas = [cell for cell in cells if cell.startswith(("=", "+", "-", "@"))]
     assert formulas == [], f"cells a spreadsheet would run: {formulas}"
+
+
+@pytest.mark.anvil
+def test_a_session_key_rotation_not_yet_confirmed_is_not_trusted_so_a_reorg_voids_nothing_acknowledged(
+    anvil_relay_chain: RelayChain, tmp_path: Path
+) -> None:
+    """The payer rotates to a new session key and pays with it at once; a relay set to 3 confirmations must not
+    acknowledge on that unconfirmed rotation (it re-reads the chain's head on unauthorized_signer): after a
+    one-block reorg drops the rotation, every voucher it acknowledged must still be settleable."""
+    rc = anvil_relay_chain
+    relay = InProcessRelay(rc, tmp_path / "relay.db", confirmations=3, **LAZY).start()
+    try:
+        listener = open_listener(rc, relay, wallet=new_wallet(rc))
+        track = rc.track(BLUES)
+        for _ in range(4):  # the open is confirmed: only the rotation below is at the head
+            rc.w3.provider.make_request("evm_mine", [])
+        listener.play(track)
+        assert listener.channel_id is not None
+        cid = listener.channel_id
+        before_rotation = rc.chain.snapshot()
+        listener.authorise_session_key()
+        with contextlib.suppress(RelayError):  # refused is the safe answer
+            listener.play(track)
+        rc.chain.revert(before_rotation)  # a one-block reorg, shallower than the relay's 3 confirmations
+
+        now = rc.chain.now()
+        payer = listener.address
+        contract = rc.chain.channels.contract
+        acknowledged = relay.rows("SELECT seq, signer FROM payments WHERE channel_id=? ORDER BY seq", (cid,))
+        unsettleable = [
+            (row["seq"], row["signer"])
+            for row in acknowledged
+            if row["signer"] != payer and contract.functions.sessionKeyValidUntil(cid, row["signer"]).call() < now
+        ]
+        assert unsettleable == [], f"acknowledged vouchers no key on chain authorises after the reorg: {unsettleable}"
+    finally:
+        relay.stop()
