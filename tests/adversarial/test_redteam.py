@@ -18,6 +18,7 @@ import pytest
 from chainstream.chain.transactions import TxSender
 from chainstream.errors import ProtocolError
 from chainstream.pricing import Split, Terms
+from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.sdk import Artist, RelayError
 from tests.adversarial.test_lying_relay import LyingRelay, lying_client
 from tests.adversarial.test_payee import DUE_AT_ONCE, publish_dust_track, rounds_pass, settled_on_chain
@@ -215,5 +216,32 @@ def test_a_session_key_rotation_not_yet_confirmed_is_not_trusted_so_a_reorg_void
             if row["signer"] != payer and contract.functions.sessionKeyValidUntil(cid, row["signer"]).call() < now
         ]
         assert unsettleable == [], f"acknowledged vouchers no key on chain authorises after the reorg: {unsettleable}"
+    finally:
+        relay.stop()
+
+
+@pytest.mark.anvil
+def test_an_expired_session_key_cannot_lock_the_channel_with_a_close_request(
+    anvil_relay_chain: RelayChain, tmp_path: Path
+) -> None:
+    """A thief kept a copy of a session key; once the key has expired on chain (the listener has not rotated yet),
+    it asks the relay to co-sign a cooperative close, which would stop the channel's payments for good: refused
+    403 unauthorized_signer, as its reads are (a key's powers end at its expiry)."""
+    rc = anvil_relay_chain
+    relay = InProcessRelay(rc, tmp_path / "relay.db", **LAZY).start()
+    try:
+        listener = open_listener(rc, relay, wallet=new_wallet(rc), session_ttl=3_600)
+        listener.play(rc.track(BLUES))
+        assert listener.channel_id is not None and listener.state is not None
+        cid = listener.channel_id
+        rc.chain.advance(7_200)
+        wait_until(lambda: relay.service.chain_now() > listener.chain_state().session_expiry, what="the relay to see")
+        domain = listener.channels.domain
+        latest = listener.state.voucher.digest(domain)
+        stolen = listener.session_key.sign(domain.digest(close_struct_hash(cid, latest)))
+        answer = relay.http().post(
+            f"/channels/0x{cid.hex()}/close", json={"voucherDigest": "0x" + latest.hex(), "signature": stolen.to_hex()}
+        )
+        rejected(answer, 403, "unauthorized_signer")
     finally:
         relay.stop()
