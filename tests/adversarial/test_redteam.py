@@ -245,3 +245,42 @@ def test_an_expired_session_key_cannot_lock_the_channel_with_a_close_request(
         rejected(answer, 403, "unauthorized_signer")
     finally:
         relay.stop()
+
+
+class HarvestingRelay(LyingRelay):
+    """A lying relay that also keeps the Authorization headers (read tokens) its clients send it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.authorizations: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if "authorization" in request.headers:
+            self.authorizations.append(request.headers["authorization"])
+        return super().handle_request(request)
+
+
+def test_a_relay_cannot_harvest_read_tokens_for_another_relay_by_naming_it_in_info(
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
+    """A relay the artist also uses answers /info with another relay's address; the SDK signs the artist's earnings
+    token for that relay, which the liar replays there: it must open nothing at the other relay (401)."""
+    liar, honest = make_relay(), make_relay()
+    artist_key = new_wallet(relay_chain)
+    listener = open_listener(relay_chain, honest, wallet=new_wallet(relay_chain))
+    listener.tip(10**15, artist=artist_key.address, message="private note")
+
+    transport = HarvestingRelay()
+    transport.rewrite = lambda request, body: (
+        {**body, "relay": honest.address} if request.url.path.endswith("/info") else body
+    )
+    artist = Artist(
+        artist_key, w3=relay_chain.w3, deployment=relay_chain.chain.deployment, relay=lying_client(liar, transport)
+    )
+    with contextlib.suppress(RelayError):  # the liar's own relay refuses the token; the liar keeps it
+        artist.earnings()
+    assert transport.authorizations, "the SDK sent no read token"
+    replayed = honest.http().get(
+        f"/artists/{artist_key.address}/earnings", headers={"Authorization": transport.authorizations[-1]}
+    )
+    assert replayed.status_code == 401, f"the harvested token read the artist's earnings elsewhere: {replayed.text}"
