@@ -14,8 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from chainstream.chain.transactions import TxSender
+from chainstream.devstack import start_stack
 from chainstream.errors import ProtocolError
 from chainstream.pricing import Split, Terms
 from chainstream.protocol.eip712 import close_struct_hash
@@ -284,3 +287,18 @@ def test_a_relay_cannot_harvest_read_tokens_for_another_relay_by_naming_it_in_in
         f"/artists/{artist_key.address}/earnings", headers={"Authorization": transport.authorizations[-1]}
     )
     assert replayed.status_code == 401, f"the harvested token read the artist's earnings elsewhere: {replayed.text}"
+
+
+@pytest.mark.anvil
+def test_the_dev_stack_cuts_off_an_oversized_websocket_message_like_the_relay_command() -> None:
+    """`chainstream dev` (which can serve a LAN interface, --host) gets a 1 MiB WebSocket message: closed 1009
+    before it is buffered, as `chainstream relay` does, not read whole (uvicorn's own limit is 16 MiB)."""
+    stack = start_stack()
+    try:
+        with ws_connect(stack.url.replace("http", "ws") + "/api/v1/payments/stream", open_timeout=10) as ws:
+            ws.send("x" * 2**20)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=20)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    finally:
+        stack.stop()
