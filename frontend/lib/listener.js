@@ -8,6 +8,9 @@ import { termsFromJson, termsTuple } from "./pricing.js";
 import { RelayError } from "./relay.js";
 import * as S from "./session.js";
 
+/** The most receipts a resync replays (as the SDK's MAX_REPLAY): a longer claimed history is refused unread. */
+const MAX_REPLAY = 100_000;
+
 const RESYNC_CODES = new Set(["voucher_mismatch", "stale_voucher", "seq_gap"]);
 /** Days a new browser session key is valid for, unless the listener picks another validity. */
 export const DEFAULT_SESSION_DAYS = 1;
@@ -142,9 +145,11 @@ export class Listener extends EventTarget {
       throw untrusted("the relay's channel state is malformed: not adopted");
     }
     const id = summary.channelId.toLowerCase();
-    const starts = [L.openedState(summary.channelId)];
+    // A lying relay can claim any seq and serve made-up pages for ever: replay at most MAX_REPLAY receipts.
+    const starts = claimed.seq <= MAX_REPLAY ? [L.openedState(summary.channelId)] : [];
     const own = this.ledger;
-    if (own && own.voucher.channelId.toLowerCase() === id && own.seq > 0 && own.seq <= claimed.seq) starts.unshift(own);
+    if (own && own.voucher.channelId.toLowerCase() === id && own.seq > 0 && own.seq <= claimed.seq && claimed.seq - own.seq <= MAX_REPLAY) starts.unshift(own);
+    if (!starts.length) throw untrusted(`the relay claims ${claimed.seq} payments on this channel, more than this player replays: not adopted, nothing signed`);
     let problem = "its history does not lead to the voucher it shows";
     for (const start of starts) {
       let state;

@@ -56,7 +56,7 @@ def relay(
         api = build_served_app(settings)
     except ChainStreamError as exc:
         raise fail(str(exc)) from exc
-    console.print(f"relay on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    console.print(f"relay on http://{host}:{port}  (API schema: http://{host}:{port}/openapi.json)")
     serve(api, settings, host=host, port=port, log_level=os.environ.get("CHAINSTREAM_LOG_LEVEL", "warning"))
 
 
@@ -176,6 +176,7 @@ def dev(
     import time
 
     from chainstream.devstack import instructions, start_stack
+    from chainstream.relay.server import restore_recursion_limit
 
     def _terminate(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -186,6 +187,7 @@ def dev(
             "starting anvil, deploying the contracts, registering the demo catalog, starting the relay"
         ):
             stack = start_stack(port=port, rpc_port=rpc_port, host=host, deployment_out=deployment_out)
+        restore_recursion_limit()  # as `chainstream relay`: the dev stack's chain is anvil, not the embedded one
     except ChainStreamError as exc:
         raise fail(f"the dev stack did not start: {exc}") from exc
     except KeyboardInterrupt:

@@ -899,7 +899,7 @@ class Demo:
         self.console.print(
             Panel.fit(
                 f"relay still serving: open [bold link={self.relay.url}/]{self.relay.url}/[/] for the web player\n"
-                f"API docs: {self.relay.url}/docs — press Ctrl-C to stop",
+                f"API schema: {self.relay.url}/openapi.json — press Ctrl-C to stop",
                 border_style="cyan",
             )
         )

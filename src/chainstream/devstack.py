@@ -198,6 +198,7 @@ def _serve_relay(
 
     from chainstream.config import Settings
     from chainstream.relay.app import create_app
+    from chainstream.relay.server import uvicorn_options
 
     interval, min_value, max_age, max_gas_fraction = settle
     settings = Settings(
@@ -214,7 +215,15 @@ def _serve_relay(
     )
     app = create_app(settings, w3=node.web3(), deployment=deployment)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            **uvicorn_options(settings),  # the same bounds on connections as `chainstream relay`
+        )
     )
     thread = threading.Thread(target=server.run, name="relay", daemon=True)
     thread.start()
@@ -241,7 +250,7 @@ def instructions(stack: Stack) -> str:
     return "\n".join(
         [
             f"Web player and artist studio:  {stack.url}",
-            f"API docs:                      {stack.url}/docs",
+            f"API schema (OpenAPI):          {stack.url}/openapi.json",
             "",
             "In your browser wallet (MetaMask, Rabby, ...), add this network:",
             "  Network name  ChainStream local",

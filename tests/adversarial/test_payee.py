@@ -89,6 +89,10 @@ def test_a_session_key_about_to_expire_still_settles_dust(make_relay: Any, relay
     _, dust_track = publish_dust_track(relay_chain, relay)
     sybil = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain), deposit=10**15, session_ttl=1_800)
     sybil.play(dust_track)
+    rounds_pass(relay)
+    assert settled_on_chain(sybil) == 0  # held while the key may still sign more (each play would force one)
+    # within SESSION_MARGIN of the expiry the relay takes no more of the key's vouchers: then it settles, once
+    relay_chain.chain.advance(1_800 - relay.service.settings.session_margin + 1)
     wait_until(lambda: settled_on_chain(sybil) == 1, what="a settlement ahead of the key's expiry")
 
 

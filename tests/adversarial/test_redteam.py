@@ -83,9 +83,11 @@ def test_extending_a_session_key_forces_no_settlement_at_a_loss(make_relay: Any,
 
 
 def test_an_audio_name_with_a_nul_byte_is_refused_not_a_500(relay: InProcessRelay) -> None:
-    """A stranger asks for /audio/a%00.wav (a NUL byte in the file name): a 404 no_audio, never a 500."""
+    """A stranger asks for /audio/a%00.wav (a NUL byte in the file name): a 404, never a 500. (The free audio route
+    is gone — audio is served only as paid segments — so the path does not exist.)"""
     with httpx.Client(base_url=relay.url, timeout=30) as http:
-        rejected(http.get("/audio/a%00.wav"), 404, "no_audio")
+        rejected(http.get("/audio/a%00.wav"), 404, "not_found")
+        assert http.get("/api/v1/tracks/0x%00/media/playlist.m3u8").status_code < 500
 
 
 def test_a_bad_address_is_refused_without_quoting_it_back(relay: InProcessRelay) -> None:
@@ -229,7 +231,7 @@ def test_an_expired_session_key_cannot_lock_the_channel_with_a_close_request(
 ) -> None:
     """A thief kept a copy of a session key; once the key has expired on chain (the listener has not rotated yet),
     it asks the relay to co-sign a cooperative close, which would stop the channel's payments for good: refused
-    403 unauthorized_signer, as its reads are (a key's powers end at its expiry)."""
+    403 session_key_expired, as its reads are (a key's powers end at its expiry)."""
     rc = anvil_relay_chain
     relay = InProcessRelay(rc, tmp_path / "relay.db", **LAZY).start()
     try:
@@ -245,7 +247,8 @@ def test_an_expired_session_key_cannot_lock_the_channel_with_a_close_request(
         answer = relay.http().post(
             f"/channels/0x{cid.hex()}/close", json={"voucherDigest": "0x" + latest.hex(), "signature": stolen.to_hex()}
         )
-        rejected(answer, 403, "unauthorized_signer")
+        rejected(answer, 403, "session_key_expired")
+        assert relay.channel(cid)["status"] == "open", "the channel still takes payments"
     finally:
         relay.stop()
 
@@ -280,13 +283,14 @@ def test_a_relay_cannot_harvest_read_tokens_for_another_relay_by_naming_it_in_in
     artist = Artist(
         artist_key, w3=relay_chain.w3, deployment=relay_chain.chain.deployment, relay=lying_client(liar, transport)
     )
-    with contextlib.suppress(RelayError):  # the liar's own relay refuses the token; the liar keeps it
+    with pytest.raises(ProtocolError) as refused:  # the liar cannot sign the SDK's challenge as the honest relay
         artist.earnings()
-    assert transport.authorizations, "the SDK sent no read token"
-    replayed = honest.http().get(
-        f"/artists/{artist_key.address}/earnings", headers={"Authorization": transport.authorizations[-1]}
-    )
-    assert replayed.status_code == 401, f"the harvested token read the artist's earnings elsewhere: {replayed.text}"
+    assert refused.value.code == "untrusted_relay"
+    for authorization in transport.authorizations:  # nothing harvested, or nothing that opens the honest relay
+        replayed = honest.http().get(
+            f"/artists/{artist_key.address}/earnings", headers={"Authorization": authorization}
+        )
+        assert replayed.status_code == 401, f"the harvested token read the artist's earnings elsewhere: {replayed.text}"
 
 
 @pytest.mark.anvil

@@ -88,14 +88,23 @@ def test_apply_rounding_rule(split: Split, amount: int) -> None:
     assert all(v > 0 for v in shares.values())
     fee = amount * split.fee_bps // TOTAL_BPS
     rest = amount - fee
-    assert shares.get(split.fee_recipient, 0) == fee if split.fee_bps else ZERO_ADDRESS not in shares
+    # The fee off the top, then each other recipient floor(rest * bps / 10000), the primary the rest; an address
+    # that is both the fee recipient and a recipient (allowed) gets both parts.
+    expected: dict[str, int] = {}
+    if split.fee_bps:
+        expected[split.fee_recipient] = fee
     for recipient, bps in zip(split.recipients[1:], split.bps[1:], strict=True):
-        assert shares.get(recipient, 0) == rest * bps // TOTAL_BPS
-    primary = shares.get(split.recipients[0], 0)
-    dust = primary - rest * split.bps[0] // TOTAL_BPS
+        expected[recipient] = expected.get(recipient, 0) + rest * bps // TOTAL_BPS
+    others = sum(rest * bps // TOTAL_BPS for bps in split.bps[1:])
+    primary = split.recipients[0]
+    expected[primary] = expected.get(primary, 0) + rest - others
+    assert shares == {a: v for a, v in expected.items() if v}
+    dust = (rest - others) - rest * split.bps[0] // TOTAL_BPS
     assert 0 <= dust < len(split.recipients)
-    # Order: fee recipient, recipients 1.., recipient 0 (zero shares dropped).
-    expected_order = [p for p in (split.fee_recipient, *split.recipients[1:], split.recipients[0]) if p in shares]
+    # Order: fee recipient, recipients 1.., recipient 0 (zero shares dropped; an address keeps its first place).
+    expected_order = list(
+        dict.fromkeys(p for p in (split.fee_recipient, *split.recipients[1:], primary) if p in shares)
+    )
     assert list(shares) == expected_order
 
 

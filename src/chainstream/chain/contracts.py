@@ -110,13 +110,15 @@ class ChannelsClient(_Client):
     def channel_id_for(self, payer: str, token: str, relay: str, salt: bytes) -> bytes:
         return bytes(self.contract.functions.channelIdFor(payer, token, relay, salt).call())
 
-    def get_channel(self, channel_id: bytes) -> ChannelState:
-        """The channel, with its session key's validity as the contract judges it (one more call with a key)."""
-        raw = self.contract.functions.getChannel(channel_id).call()
+    def get_channel(self, channel_id: bytes, block: int | str = "latest") -> ChannelState:
+        """The channel as of `block`, with its session key's validity as the contract judges it (one more call
+        with a key)."""
+        raw = self.contract.functions.getChannel(channel_id).call(block_identifier=block)
         session_key = to_address(raw[5])
         valid_until = 0
         if session_key != ZERO_ADDRESS:
-            valid_until = int(self.contract.functions.sessionKeyValidUntil(channel_id, session_key).call())
+            call = self.contract.functions.sessionKeyValidUntil(channel_id, session_key)
+            valid_until = int(call.call(block_identifier=block))
         return ChannelState(
             channel_id=channel_id,
             payer=to_address(raw[0]),

@@ -30,12 +30,14 @@ VOUCHER_TYPE = "Voucher(bytes32 channelId,address[] payees,uint256[] amounts,byt
 CLOSE_TYPE = "Close(bytes32 channelId,bytes32 voucherDigest)"
 CAPS_TYPE = "Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)"
 READ_ACCESS_TYPE = "ReadAccess(address account,bytes32 channelId,address relay,uint256 notAfter)"
+RELAY_IDENTITY_TYPE = "RelayIdentity(bytes32 challenge)"
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 
 VOUCHER_TYPEHASH = type_hash(VOUCHER_TYPE)
 CLOSE_TYPEHASH = type_hash(CLOSE_TYPE)
 CAPS_TYPEHASH = type_hash(CAPS_TYPE)
 READ_ACCESS_TYPEHASH = type_hash(READ_ACCESS_TYPE)
+RELAY_IDENTITY_TYPEHASH = type_hash(RELAY_IDENTITY_TYPE)
 DOMAIN_TYPEHASH = type_hash(DOMAIN_TYPE)
 
 #: EIP-712 type definitions, as wallets (eth_signTypedData_v4) and eth-account expect them.
@@ -126,6 +128,12 @@ def read_access_struct_hash(account: str, channel_id: bytes, relay: str, not_aft
     """hashStruct(ReadAccess): `account` lets `relay` show it its data (one channel, or all with a zero channelId)
     until `notAfter` (unix seconds); checked by that relay only, never by the contract."""
     return keccak(READ_ACCESS_TYPEHASH + address_word(account) + channel_id + address_word(relay) + word(not_after))
+
+
+def relay_identity_struct_hash(challenge: bytes) -> bytes:
+    """hashStruct(RelayIdentity): a relay proves which key it holds by signing a client's random challenge, so a
+    client never signs a read token for a relay address another server only claims (GET /info?challenge=)."""
+    return keccak(RELAY_IDENTITY_TYPEHASH + challenge)
 
 
 def typed_data(domain: Domain, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:

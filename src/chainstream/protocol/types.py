@@ -49,7 +49,8 @@ def to_address(value: str | bytes) -> Address:
             raise ValueError("not a 0x-prefixed 40-hex-digit string")
         return _checksummed(value[2:])
     except ValueError as exc:
-        raise ProtocolError(f"invalid address {value!r}: {exc}", code="bad_address") from exc
+        # never the input itself in the message: it may be megabytes (and an error is sent back to whoever sent it)
+        raise ProtocolError(f"invalid address: {exc}", code="bad_address") from exc
 
 
 def is_address(value: object) -> bool:

@@ -31,6 +31,7 @@ from chainstream.chain.transactions import TxSender
 from chainstream.config import Settings
 from chainstream.errors import ChainStreamError, ConfigurationError, RecoverableError
 from chainstream.protocol import PrivateKey, Signature
+from chainstream.protocol.eip712 import relay_identity_struct_hash
 from chainstream.protocol.types import to_address, to_bytes32
 from chainstream.relay.headers import SecurityHeaders
 from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
@@ -315,8 +316,16 @@ def create_app(
         }
 
     @api.get("/info", responses=responses("info"))
-    async def info() -> dict[str, Any]:
+    async def info(
+        challenge: str | None = Query(
+            None, pattern="^0x[0-9a-fA-F]{64}$", description="32 random bytes the relay signs to prove its address"
+        ),
+    ) -> dict[str, Any]:
         s = svc()
+        identity = {}
+        if challenge is not None:
+            digest = s.domain.digest(relay_identity_struct_hash(bytes.fromhex(challenge[2:])))
+            identity = {"identity": {"challenge": challenge, "signature": s.relay_key.sign(digest).to_hex()}}
         d = s.deployment
         tokens = [{"address": t.address, "symbol": t.symbol, "decimals": t.decimals} for t in s.tokens()]
         return {
@@ -332,6 +341,7 @@ def create_app(
             "tokens": tokens,
             "time": int(s.clock()),  # the relay's clock, which judges read tokens' notAfter
             "readTokenMaxTtl": s.settings.read_token_max_ttl,
+            **identity,
         }
 
     def _track_json(entry: Any, token: str | None) -> dict[str, Any]:

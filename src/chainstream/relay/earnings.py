@@ -8,6 +8,7 @@ to settled payments in the order those are listed (channel, then sequence), olde
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -146,13 +147,17 @@ def _with_claims(payments: list[PaymentEarning], claimed: Mapping[str, int]) -> 
 
 
 CSV_COLUMNS = ("date", "channel", "seq", "track", "title", "kind", "units", "amount", "token", "status", "claimed")
-#: a spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such text is quoted with '
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+#: a formula character at the start of the text or of any part a spreadsheet may split it into (locales that use
+#: ';' as the separator split "Hit;=2+5" into two cells, the second a formula)
+_FORMULA_CELL = re.compile(r"(^|[;,|\t\r\n])(\s*)([=+\-@])")
 
 
 def spreadsheet_safe(text: str) -> str:
-    """`text` as a spreadsheet shows it and never runs it: a leading formula character is escaped with '."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """`text` as a spreadsheet shows it and never runs it: a formula character that starts the text, or starts any
+    part of it after a separator some spreadsheet splits on, is escaped with '."""
+    return _FORMULA_CELL.sub(r"\1\2'\3", text)
 
 
 def csv_rows(

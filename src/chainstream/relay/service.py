@@ -256,9 +256,18 @@ class RelayService:
         self._runtime[channel_id] = rt
         return rt
 
+    def confirmed_block(self) -> int | str:
+        """The newest block the relay acts on: `confirmations` behind the head (a reorg shallower than that cannot
+        undo what it read there), or the head itself with no confirmations."""
+        depth = self.settings.confirmations
+        if depth <= 0:
+            return "latest"
+        return max(0, int(self.channels.w3.eth.block_number) - depth)
+
     def fetch_channel(self, channel_id: bytes) -> ChannelRecord:
-        """Read a channel from the contract; Rejection if it does not exist or is served by another relay."""
-        state = self.channels.get_channel(channel_id)
+        """Read a channel from the contract (as of the confirmed block); Rejection if it does not exist or is
+        served by another relay."""
+        state = self.channels.get_channel(channel_id, self.confirmed_block())
         if state.status == ChannelStatus.NONE:
             raise Rejection(
                 "unknown_channel", f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}", status=404
@@ -497,16 +506,18 @@ class RelayService:
         fresh.refreshes = rt.refreshes
         return fresh
 
-    @staticmethod
-    def _authorised_signer(rt: ChannelRuntime, digest: bytes, signature: Signature, what: str) -> Address:
-        """Who signed `digest`, if it is the channel's payer or session key; else bad_signature (422) or
-        unauthorized_signer (403). (Payments are checked by verify_payment, with the key's expiry.)"""
+    def _authorised_signer(self, rt: ChannelRuntime, digest: bytes, signature: Signature, what: str) -> Address:
+        """Who signed `digest`, if it is the channel's payer or its session key while the key is valid (chain time);
+        else bad_signature (422), unauthorized_signer or session_key_expired (403). An expired key has no powers
+        left: no caps, no close request, no resync state. (Payments: verify_payment, with the margin.)"""
         try:
             signer = recover(digest, signature)
         except ChainStreamError as exc:
             raise Rejection("bad_signature", str(exc)) from exc
         if signer == ZERO_ADDRESS or signer not in (rt.record.payer, rt.record.session_key):
             raise Rejection("unauthorized_signer", f"{what} must be signed by the payer or its session key", status=403)
+        if signer != rt.record.payer and rt.record.session_expiry < self.chain_now():
+            raise Rejection("session_key_expired", f"the session key that signed {what} has expired", status=403)
         return signer
 
     def _signed_for(self, rt: ChannelRuntime, payment: Payment) -> bool:
@@ -572,7 +583,10 @@ class RelayService:
         if len(recent) >= REFRESH_BURST:
             return False
         rt.refreshes = (*recent, now)
-        self.apply_chain_state(await asyncio.to_thread(self.channels.get_channel, rt.record.channel_id))
+        # as of the confirmed block: a top-up or key change a reorg could still drop must not let the relay
+        # acknowledge a voucher the chain would then refuse
+        block = await asyncio.to_thread(self.confirmed_block)
+        self.apply_chain_state(await asyncio.to_thread(self.channels.get_channel, rt.record.channel_id, block))
         return True
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:

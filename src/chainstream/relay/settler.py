@@ -180,13 +180,19 @@ class Settler:
                 by_session_key and record.session_expiry <= chain_now
             ):
                 continue
-            deadlines = [record.closes_at] if closing else []
-            if by_session_key:
-                deadlines.append(record.session_expiry)
-            near_deadline = any(d and d - chain_now <= margin for d in deadlines)
+            near_deadline = closing and bool(record.closes_at) and record.closes_at - chain_now <= margin
+            # A session key's deadline counts once the relay has stopped taking that key's vouchers (within
+            # SESSION_MARGIN of its expiry): the voucher can no longer grow, so this forces one settlement per key,
+            # not one per play (a griefer's dust played inside a longer margin would force one each round).
+            key_deadline = by_session_key and record.session_expiry - chain_now <= self.settings.session_margin
+            # A voucher signed by neither the payer nor the current key is a rotated-out key's: it settles only
+            # within that key's grace (the watcher's request for it is in memory only; this survives a restart).
+            retired_signer = latest.signer not in (record.payer, record.session_key)
             # A closing channel takes no more payments: settle it now. (The watchtower's request for it is only
             # in memory; after a restart the cursor is past the CloseRequested, and this is what remains.)
-            forced = force or record.channel_id in self.urgent or closing or near_deadline
+            forced = (
+                force or record.channel_id in self.urgent or closing or near_deadline or key_deadline or retired_signer
+            )
             decision = policy.decide(
                 token=to_address(record.token),
                 unsettled=unsettled,

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chainstream.chain.contracts import ChannelState
 from chainstream.errors import ChainError
+from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import CatalogEntry
 from chainstream.relay.service import RelayService
 from chainstream.relay.settler import Settler, record_from_receipt
@@ -156,8 +158,9 @@ class Watcher:
         state = service.channels.get_channel(channel_id)
 
         def apply_state() -> None:
+            before = self.store.get_channel(channel_id)
             service.apply_chain_state(state)
-            if name in ("CloseRequested", "SessionKeyChanged"):
+            if name == "CloseRequested" or (name == "SessionKeyChanged" and _key_validity_shrank(before, state)):
                 log.info("%s on 0x%s: settling its latest voucher now", name, channel_id.hex())
                 self.settler.request(channel_id)
 
@@ -175,3 +178,13 @@ class Watcher:
     def _put_track(self, entry: CatalogEntry) -> None:
         self.service.catalog.put(entry)
         self.service.bus.publish({"type": "catalog", "trackId": "0x" + entry.track_id.hex()}, {"all", "catalog"})
+
+
+def _key_validity_shrank(before: ChannelRecord | None, after: ChannelState) -> bool:
+    """Whether a key change can void what the relay holds: the previous key was rotated out (it now settles only
+    within its grace) or its validity was cut short. Setting a first key, or extending the same one, shortens
+    nothing, and must not force a settlement (a griefer could otherwise buy a relay's ~57k-gas settlement of
+    dust with each ~33k-gas extension)."""
+    if before is None or before.session_key == ZERO_ADDRESS:
+        return False
+    return after.session_key != before.session_key or after.session_expiry < before.session_expiry

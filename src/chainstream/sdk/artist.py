@@ -30,6 +30,7 @@ class Artist:
         self.relay = relay
         if relay is not None:  # earnings are read with this key's read tokens
             relay.add_reader(lambda: [ReadIdentity(self.key, self.address)])
+            relay.pin_domain(self.channels.domain)
 
     def register_track(
         self, track_id: bytes, title: str, terms: Terms, split: Split, *, token: str = ZERO_ADDRESS

@@ -8,6 +8,7 @@ before it expires. Callers just `get(path)`.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -16,13 +17,16 @@ from typing import Any
 
 import httpx
 
-from chainstream.errors import RecoverableError
-from chainstream.protocol import Domain, PrivateKey
+from chainstream.errors import ChainStreamError, ProtocolError, RecoverableError
+from chainstream.protocol import Domain, PrivateKey, Signature, recover
+from chainstream.protocol.eip712 import relay_identity_struct_hash
 from chainstream.protocol.read_token import AUTH_SCHEME, QUERY_PARAMETER, ReadToken, sign_read_token
 from chainstream.protocol.types import ZERO_HASH, Address, to_address
 
 #: read tokens are asked for this long (relays refuse much longer ones) and renewed with less than RENEW_AT left
 READ_TOKEN_TTL, RENEW_AT = 300, 60
+#: how far (s) the relay's clock may be from ours when a read token's notAfter is set from it
+MAX_CLOCK_OFFSET = 120.0
 
 _CHANNEL_READ = re.compile(r"^/channels/(0x[0-9a-fA-F]{64})(?:/history|/deliveries)?$")
 _ACCOUNT_READ = re.compile(r"^/(?:listeners|artists)/(0x[0-9a-fA-F]{40})/(?:channels|earnings)$")
@@ -66,6 +70,7 @@ class RelayClient:
         self._readers: list[Reader] = []
         self._tokens: dict[tuple[Address, Address, bytes], ReadToken] = {}
         self._relay: tuple[Domain, Address, float] | None = None  # domain, relay address, relay clock - ours
+        self._domain: Domain | None = None
 
     # ------------------------------------------------------------------ read tokens
     def add_reader(self, reader: Reader) -> None:
@@ -73,12 +78,34 @@ class RelayClient:
         if reader not in self._readers:
             self._readers.append(reader)
 
+    def pin_domain(self, domain: Domain) -> None:
+        """The signing domain this client's users trust (their deployment's): read tokens are signed in it, and a
+        relay announcing another one is refused."""
+        self._domain = domain
+
     def _relay_view(self) -> tuple[Domain, Address, float]:
+        """The domain, the relay's address and the offset of its clock, as far as this client can check them: the
+        relay proves its address by signing a fresh random challenge (a server that only names another relay in
+        /info would otherwise collect read tokens that work there), the domain is the pinned deployment's, and the
+        relay's clock may differ from ours by at most MAX_CLOCK_OFFSET (a relay claiming a far-future time would
+        otherwise collect tokens valid later)."""
         if self._relay is None:
-            info = self.info()
-            domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
-            offset = float(info["time"]) - time.time() if "time" in info else 0.0
-            self._relay = (domain, to_address(info["relay"]), offset)
+            challenge = os.urandom(32)
+            info = self.get("/info", challenge="0x" + challenge.hex())
+            try:
+                domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
+                relay = to_address(info["relay"])
+                proof = Signature.from_hex(info["identity"]["signature"])
+                offset = float(info["time"]) - time.time() if "time" in info else 0.0
+            except (KeyError, TypeError, ValueError, ChainStreamError) as exc:
+                raise ProtocolError(
+                    f"the relay's /info does not prove its identity ({exc})", code="untrusted_relay"
+                ) from exc
+            if self._domain is not None and domain != self._domain:
+                raise ProtocolError("the relay signs in another deployment's domain", code="untrusted_relay")
+            if recover(domain.digest(relay_identity_struct_hash(challenge)), proof) != relay:
+                raise ProtocolError(f"the relay does not hold the key of {relay} it names", code="untrusted_relay")
+            self._relay = (domain, relay, max(-MAX_CLOCK_OFFSET, min(MAX_CLOCK_OFFSET, offset)))
         return self._relay
 
     def read_token(self, key: PrivateKey, account: str, channel_id: bytes = ZERO_HASH) -> str:

@@ -39,6 +39,10 @@ from chainstream.sdk.client import ReadIdentity, RelayClient, RelayError
 
 DEFAULT_SESSION_TTL = 7 * 86_400
 HISTORY_PAGE = 500  # the relay's largest history page
+#: the most receipts a resync replays: a relay claiming a longer history (a lying one can claim any seq and serve
+#: made-up pages for ever) is refused before any page is read. A channel past it cannot be attached to by a new
+#: device; open a new one.
+MAX_REPLAY = 100_000
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Listener:
         self._relay = client
         if client is not None:
             client.add_reader(self._read_identities)
+            client.pin_domain(self.channels.domain)
 
     def _read_identities(self) -> list[ReadIdentity]:
         """Who reads this listener's data at the relay: the session key its channel, the wallet everything."""
@@ -323,9 +328,15 @@ class Listener:
         it), checked to end at `voucher`. Falls back to a replay from the channel's opening when our own state is
         not on the relay's path (another device signed from the same seq)."""
         genesis = LedgerState.opened(self._cid())
-        starts = [genesis]
-        if self.state is not None and 0 < self.state.seq <= seq:
+        starts = [genesis] if seq <= MAX_REPLAY else []
+        if self.state is not None and 0 < self.state.seq <= seq and seq - self.state.seq <= MAX_REPLAY:
             starts.insert(0, self.state)
+        if not starts:
+            raise ProtocolError(
+                f"the relay claims {seq} payments on this channel, more than this client replays ({MAX_REPLAY}):"
+                " the relay's channel state is not adopted",
+                code="untrusted_state",
+            )
         splits: dict[bytes, list[Split]] = {}
 
         def splits_of(track_id: bytes) -> list[Split]:
