@@ -81,7 +81,9 @@ def build_chain(name: str, w3: Web3) -> Chain:
     for key in keys.values():
         fund(w3, key.address, 1_000 * 10**18)
     deployer = TxSender(w3, keys["deployer"])
-    deployment = deploy_all(w3, deployer, challenge_period=CHALLENGE_PERIOD, key_rotation_grace=KEY_ROTATION_GRACE)
+    deployment = deploy_all(
+        w3, deployer, challenge_period=CHALLENGE_PERIOD, key_rotation_grace=KEY_ROTATION_GRACE, with_stablecoin=True
+    )
     assert deployment.stablecoin is not None
     chain = Chain(
         name=name,

@@ -275,6 +275,12 @@ def test_the_watcher_waits_for_confirmations(relay_process: RelayProcess, anvil_
     rc = anvil_relay_chain
     relay_process.start(CHAINSTREAM_CONFIRMATIONS="2", **LAZY)
     listener = open_listener(rc, relay_process, deposit=10**17)
+    # The relay acts on the opening only once it has two confirmations (a reorg could still drop it).
+    with pytest.raises(RelayError) as unconfirmed:
+        listener.play(rc.track(MODEM))
+    assert unconfirmed.value.code == "channel_unconfirmed"
+    for _ in range(2):
+        rc.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     for _ in range(3):
         listener.play(rc.track(MODEM))
     total = listener.state.voucher.total  # type: ignore[union-attr]

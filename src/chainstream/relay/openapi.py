@@ -66,7 +66,8 @@ ROUTES: dict[str, dict[int, str]] = {
         402: "`insufficient_deposit`, `daily_cap_exceeded`, `session_cap_exceeded`",
         403: "`unauthorized_signer`, `session_key_expired`, `wrong_relay`",
         404: f"{NO_CHANNEL}; `unknown_track`",
-        409: "`channel_not_open`, `conflict`; `stale_voucher`, `seq_gap`, `voucher_mismatch` (with `state`)",
+        409: "`channel_not_open`, `channel_unconfirmed`, `conflict`; `stale_voucher`, `seq_gap`, `voucher_mismatch`"
+        " (with `state`)",
         422: "`bad_signature`, `bad_amount`, `not_offered`, `bad_charge`, `bad_tip`, "
         "`bad_units`, `memo_too_long`, `already_owned`, `price_overflow`, `too_many_payees`",
     },

@@ -232,7 +232,9 @@ class RelayService:
                 raise refused[1]  # asked again within seconds: answered without another call to the node
             try:
                 record = await asyncio.to_thread(self.fetch_channel, channel_id)
-            except Rejection as exc:  # unknown_channel, wrong_relay
+            except Rejection as exc:  # unknown_channel, wrong_relay (channel_unconfirmed: a real channel, soon ours)
+                if exc.code == "channel_unconfirmed":
+                    raise
                 if len(self._not_ours) >= NOT_OURS_MAX:
                     self._not_ours.clear()
                 self._not_ours[channel_id] = (self.clock(), exc)
@@ -267,8 +269,16 @@ class RelayService:
     def fetch_channel(self, channel_id: bytes) -> ChannelRecord:
         """Read a channel from the contract (as of the confirmed block); Rejection if it does not exist or is
         served by another relay."""
-        state = self.channels.get_channel(channel_id, self.confirmed_block())
+        block = self.confirmed_block()
+        state = self.channels.get_channel(channel_id, block)
         if state.status == ChannelStatus.NONE:
+            if block != "latest" and self.channels.get_channel(channel_id).status != ChannelStatus.NONE:
+                raise Rejection(
+                    "channel_unconfirmed",
+                    f"the channel's opening has fewer than {self.settings.confirmations} confirmations: retry in a few"
+                    " blocks",
+                    status=409,
+                )
             raise Rejection(
                 "unknown_channel", f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}", status=404
             )
