@@ -243,7 +243,7 @@ def test_a_new_session_key_is_accepted_before_the_watcher_sees_it_and_refusals_r
     channels = relay.service.channels
     reads: list[bytes] = []
     get_channel = channels.get_channel
-    channels.get_channel = lambda channel_id: reads.append(channel_id) or get_channel(channel_id)
+    channels.get_channel = lambda channel_id, *block: reads.append(channel_id) or get_channel(channel_id, *block)
 
     key = listener.authorise_session_key()
     assert listener.play(track).seq == 2 and relay.channel(listener.channel_id)["sessionKey"] == key
@@ -679,7 +679,7 @@ def test_made_up_channel_ids_do_not_each_cost_a_call_to_the_node(make_relay: Any
     channels = relay.service.channels
     reads: list[bytes] = []
     get_channel = channels.get_channel
-    channels.get_channel = lambda channel_id: reads.append(channel_id) or get_channel(channel_id)
+    channels.get_channel = lambda channel_id, *block: reads.append(channel_id) or get_channel(channel_id, *block)
     made_up = "0x" + os.urandom(32).hex()
     headers = {"Authorization": "ChainStream-Read " + relay.read_token(relay_chain.chain.key("listener"))}
     for _ in range(5):

@@ -48,6 +48,8 @@ def test_the_daily_cap_starts_over_at_utc_midnight_and_counts_the_day_after_a_re
     # The SDK dates its caps by this machine's clock, days after the relay's: allow that much skew.
     relay = make_relay(clock=clock, caps_clock_skew=10**9, **LAZY)
     listener = open_listener(relay_chain, relay)
+    assert listener.relay is not None
+    listener.relay.max_clock_offset = 10.0**9  # and its read tokens by the relay's clock, however far off
     track = relay_chain.track(MODEM)
     listener.set_caps(daily=2 * PLAY_PRICE)
     listener.play(track)
@@ -76,9 +78,10 @@ def test_a_session_key_is_settled_before_and_refused_near_its_expiry_on_the_chai
     make_relay: Any, relay_chain: RelayChain
 ) -> None:
     """The key expires two hours of chain time after the channel opened. The chain jumps ahead of the wall
-    clock (time travel): inside the deadline margin (1 h) the relay settles the key's latest voucher on its
-    own, and inside the session margin (10 min) it refuses the key's vouchers — the payer's wallet still pays.
-    Judged on the relay's wall clock, the key would have hours left and both would be missed."""
+    clock (time travel): inside the session margin (10 min) the relay refuses the key's vouchers — the payer's
+    wallet still pays — and, since that voucher can no longer grow, settles it on its own (once per key: earlier,
+    each play could force a settlement). Judged on the relay's wall clock, the key would have hours left and both
+    would be missed."""
     relay = make_relay(session_margin=600, settle_deadline_margin=3_600, **LAZY)
     listener = open_listener(relay_chain, relay, session_ttl=7_200)
     expiry = relay_chain.chain.now() + 7_200 - 1  # open_channel read the latest block before mining its own
@@ -88,12 +91,12 @@ def test_a_session_key_is_settled_before_and_refused_near_its_expiry_on_the_chai
 
     relay_chain.chain.advance(7_200 - 900)  # 15 minutes before expiry, on the chain's clock
     wait_until(lambda: relay.service.chain_now() >= expiry - 900, what="the relay to see the chain's time")
-    settled = wait_until(lambda: channels.settled_state(listener.channel_id), what="the deadline settlement")
-    assert settled.credited and sum(settled.credited) == PLAY_PRICE
     assert listener.play(track).seq == 2  # still outside the session margin
 
     relay_chain.chain.advance(400)  # 8 minutes before expiry: inside the margin
     wait_until(lambda: relay.service.chain_now() >= expiry - 500, what="the relay to see the chain's time")
+    settled = wait_until(lambda: channels.settled_state(listener.channel_id), what="the deadline settlement")
+    assert settled.credited and sum(settled.credited) == 2 * PLAY_PRICE
     with pytest.raises(RelayError) as info:
         listener.play(track)
     assert info.value.code == "session_key_expired" and info.value.status == 403

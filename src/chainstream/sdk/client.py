@@ -71,6 +71,9 @@ class RelayClient:
         self._tokens: dict[tuple[Address, Address, bytes], ReadToken] = {}
         self._relay: tuple[Domain, Address, float] | None = None  # domain, relay address, relay clock - ours
         self._domain: Domain | None = None
+        #: how far (s) the relay's clock may be from ours when a token's notAfter is set from it (tests that run a
+        #: relay on a made-up clock widen it)
+        self.max_clock_offset = MAX_CLOCK_OFFSET
 
     # ------------------------------------------------------------------ read tokens
     def add_reader(self, reader: Reader) -> None:
@@ -105,7 +108,7 @@ class RelayClient:
                 raise ProtocolError("the relay signs in another deployment's domain", code="untrusted_relay")
             if recover(domain.digest(relay_identity_struct_hash(challenge)), proof) != relay:
                 raise ProtocolError(f"the relay does not hold the key of {relay} it names", code="untrusted_relay")
-            self._relay = (domain, relay, max(-MAX_CLOCK_OFFSET, min(MAX_CLOCK_OFFSET, offset)))
+            self._relay = (domain, relay, max(-self.max_clock_offset, min(self.max_clock_offset, offset)))
         return self._relay
 
     def read_token(self, key: PrivateKey, account: str, channel_id: bytes = ZERO_HASH) -> str:
