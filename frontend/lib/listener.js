@@ -79,9 +79,22 @@ export class Listener extends EventTarget {
 
   /** Load the connected account's channels and pick the active one. */
   async loadAccount() {
-    const { wallet, info } = this.ctx;
+    const { wallet } = this.ctx;
     if (!wallet?.account) return this.reset();
-    const account = getAddress(wallet.account);
+    // Until the account's channels are known the page offers nothing to click (a form shown now would be
+    // re-rendered under the listener's pointer when they arrive: a wallet-signed read token can take a while).
+    this.loading = true;
+    this.changed();
+    try {
+      await this._loadAccount(getAddress(wallet.account));
+    } finally {
+      this.loading = false;
+      this.changed();
+    }
+  }
+
+  async _loadAccount(account) {
+    const { info } = this.ctx;
     const listed = (await this.ctx.relay.listenerChannels(account)).channels;
     const ids = new Set(listed.map((c) => c.channelId.toLowerCase()));
     for (const id of S.knownChannels(info.chainId, account)) {

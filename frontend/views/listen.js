@@ -204,7 +204,8 @@ function sideKey(ctx) {
   const { listener, wallet } = ctx;
   const c = listener.channel;
   return JSON.stringify([wallet?.account, wallet?.chainId, ctx.chainOk(), c?.channelId, c?.status, !!c?.closesAt, !!listener.session,
-    listener.sessionUsable(), c?.dailyCap, form.panel, form.busy, form.token, form.method, listener.channels.length, !!listener.closeResult]);
+    listener.sessionUsable(), c?.dailyCap, form.panel, form.busy, form.token, form.method, listener.channels.length, !!listener.closeResult,
+    !!listener.loading]);
 }
 
 function renderSide(ctx, el) {
@@ -224,6 +225,11 @@ function renderSide(ctx, el) {
     return refs;
   }
   const c = listener.channel;
+  if (!c && listener.loading) {
+    mount(el, h("div.card.channel-card", { "data-testid": "channel-card", "data-status": "loading" },
+      h("h3", "Your channels"), h("p.muted", h("span.spinner"), " Loading your channels…")));
+    return refs;
+  }
   if (!c || (c.status === "closed" && form.panel === "new")) {
     mount(el, openCard(ctx), channelPicker(ctx));
     return refs;

@@ -71,7 +71,16 @@ def wallet_signatures(page: Any, *, reads: bool = False) -> list[str]:
 
 
 def connect(page: Any) -> None:
+    """Connect the wallet and wait until the page knows the account's channels (or asks for another network)."""
     page.get_by_test_id("connect-wallet").click()
+    if "#/studio" in page.url:
+        return
+    ready = page.locator(
+        "[data-testid=channel-card][data-status=none], [data-testid=channel-card][data-status=open], "
+        "[data-testid=channel-card][data-status=closing], [data-testid=channel-card][data-status=closed], "
+        "[data-testid=switch-network]"
+    )
+    expect(ready.first).to_be_visible(timeout=30_000)
 
 
 def tile(page: Any, title: str) -> Any:
