@@ -124,7 +124,9 @@ def shot(page: Any, name: str, *, top: bool = True) -> None:
 
 def channel_of(page: Any) -> str:
     card = page.get_by_test_id("channel-card")
-    expect(card).to_have_attribute("data-status", "open", timeout=30_000)
+    # the open transaction, then the page reads the new channel back from the relay and verifies it (read tokens,
+    # history replay, caps): on a loaded 2-core machine this has taken over 30 s (seen as a flaky "Working…")
+    expect(card).to_have_attribute("data-status", "open", timeout=90_000)
     return str(card.get_attribute("data-channel-id"))
 
 
