@@ -7,6 +7,7 @@ import * as L from "./ledger.js";
 import { termsFromJson, termsTuple } from "./pricing.js";
 import { RelayError } from "./relay.js";
 import * as S from "./session.js";
+import { mined } from "./wallet.js";
 
 /** The most receipts a resync replays (as the SDK's MAX_REPLAY): a longer claimed history is refused unread. */
 const MAX_REPLAY = 100_000;
@@ -371,13 +372,13 @@ export class Listener extends EventTarget {
       const allowance = await erc20.allowance(account, info.channels);
       if (allowance < amount) {
         progress("Approve the deposit in your wallet (1 of 2)…");
-        await (await erc20.approve(info.channels, amount)).wait();
+        await mined(await erc20.approve(info.channels, amount));
       }
       progress("Confirm the deposit in your wallet (2 of 2)…");
       tx = await channels.open(info.relay, token, amount, salt, session.address, expiry);
     }
     progress("Waiting for the transaction…");
-    const receipt = await tx.wait();
+    const receipt = await mined(tx);
     if (receipt.status !== 1) throw new Error("the open transaction failed");
     S.rememberChannel(info.chainId, account, channelId);
     await this.selectChannel(channelId);
@@ -397,11 +398,11 @@ export class Listener extends EventTarget {
     if (token !== ZeroAddress) {
       const erc20 = tokenContract(token);
       if ((await erc20.allowance(this.ctx.wallet.account, info.channels)) < amount) {
-        await (await erc20.approve(info.channels, amount)).wait();
+        await mined(await erc20.approve(info.channels, amount));
       }
     }
     const tx = await channels.topUp(this.channel.channelId, amount, token === ZeroAddress ? { value: amount } : {});
-    await tx.wait();
+    await mined(tx);
     await this.refreshChannel();
   }
 
@@ -416,7 +417,7 @@ export class Listener extends EventTarget {
     const previous = S.loadSessionKey(info.chainId, info.channels, id);
     S.saveSessionKey(info.chainId, info.channels, id, session, expiry);
     try {
-      await (await channels.setSessionKey(id, session.address, expiry)).wait();
+      await mined(await channels.setSessionKey(id, session.address, expiry));
     } catch (err) {
       if (previous) S.saveSessionKey(info.chainId, info.channels, id, previous.wallet, previous.expiry);
       throw err;
@@ -431,7 +432,7 @@ export class Listener extends EventTarget {
 
   async mintTestTokens(token, amount) {
     const { token: tokenContract } = await this.contracts();
-    await (await tokenContract(token).mint(this.ctx.wallet.account, amount)).wait();
+    await mined(await tokenContract(token).mint(this.ctx.wallet.account, amount));
   }
 
   // ------------------------------------------------------------------------------------------ payments
@@ -574,7 +575,7 @@ export class Listener extends EventTarget {
       const relaySig = P.toCompact(res.relaySignature);
       try {
         const tx = await channels.cooperativeClose(entry, relaySig.r, relaySig.vs);
-        const receipt = await tx.wait();
+        const receipt = await mined(tx);
         this.closeResult = { ...closedEvent(channels, receipt), hash: receipt.hash, cooperative: true };
         await this._afterClose();
         return this.closeResult;
@@ -603,7 +604,7 @@ export class Listener extends EventTarget {
     const { channels } = await this.contracts();
     this.ctx.player?.stop();
     await this._queue;
-    await (await channels.requestClose(this.channel.channelId)).wait();
+    await mined(await channels.requestClose(this.channel.channelId));
     await this.refreshChainTime();
     this.ctx.clearPaymentErrors?.();
     for (let i = 0; i < 20; i++) {
@@ -620,7 +621,7 @@ export class Listener extends EventTarget {
 
   async withdraw() {
     const { channels } = await this.contracts();
-    const receipt = await (await channels.withdraw(this.channel.channelId)).wait();
+    const receipt = await mined(await channels.withdraw(this.channel.channelId));
     this.closeResult = { ...closedEvent(channels, receipt), hash: receipt.hash, cooperative: false };
     await this._afterClose();
     return this.closeResult;

@@ -104,3 +104,18 @@ export function describeTxError(err) {
   if (err.shortMessage) return err.shortMessage;
   return err.message ?? String(err);
 }
+
+/**
+ * The receipt of a sent transaction, asked for every half second until it is mined. (ethers' `tx.wait()` looks
+ * again only when a new block arrives: on an automining devnet the block that mined the transaction can be the
+ * last one for a long while, and `wait()` then never returns — seen as an "Open channel" stuck on "Working…".)
+ */
+export async function mined(tx, timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const receipt = await tx.provider.getTransactionReceipt(tx.hash);
+    if (receipt) return receipt;
+    if (Date.now() > deadline) throw new Error(`transaction ${tx.hash} was not mined within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

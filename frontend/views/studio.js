@@ -7,6 +7,7 @@ import { ZERO_ADDRESS, applySplit, splitProblems } from "../lib/protocol.js";
 import { Model, termsFromJson, termsTuple } from "../lib/pricing.js";
 import { artStyle, avatarStyle, fmtTime, h, mount, parseAmount, shortAddr, svg } from "../lib/ui.js";
 import { RelayError } from "../lib/relay.js";
+import { mined } from "../lib/wallet.js";
 
 const S = {
   token: ZeroAddress, // earnings token shown
@@ -256,7 +257,7 @@ async function claim(ctx, t, reload, redraw) {
   try {
     const signer = await ctx.wallet.signer();
     const channels = new Contract(ctx.info.channels, ctx.abis.channels, signer);
-    const receipt = await (await channels.claim(t.address, ctx.wallet.account)).wait();
+    const receipt = await mined(await channels.claim(t.address, ctx.wallet.account));
     let paid = null;
     for (const log of receipt.logs) {
       try {
@@ -322,7 +323,7 @@ function trackEditor(ctx, t, redraw) {
     h("div.label", "Price"), termsEl,
     h("div.row", actionButton(ctx, "save-terms", "Save price", async () => {
       const terms = termsFromState(ctx, ed.terms);
-      await (await (await registry()).setTerms(t.trackId, ed.terms.token, termsTuple(terms))).wait();
+      await mined(await (await registry()).setTerms(t.trackId, ed.terms.token, termsTuple(terms)));
       ctx.toast(`New price for “${t.title}” is live`);
       delete S[`edit-${t.trackId}`];
       S.editing = null;
@@ -334,7 +335,7 @@ function trackEditor(ctx, t, redraw) {
       const split = splitFromState(ed.split);
       const problems = splitProblems(split);
       if (problems.length) throw new Error(problems[0]);
-      await (await (await registry()).setSplit(t.trackId, [split.recipients, split.bps, split.feeRecipient, split.feeBps])).wait();
+      await mined(await (await registry()).setSplit(t.trackId, [split.recipients, split.bps, split.feeRecipient, split.feeBps]));
       ctx.toast(`Split v${t.splitVersion + 1} published for “${t.title}” — it applies to plays from now on`);
       delete S[`edit-${t.trackId}`];
       S.editing = null;
@@ -524,8 +525,8 @@ function drawRegister(ctx, el, reload) {
         if (problems.length) throw new Error(problems[0]);
         const terms = termsFromState(ctx, r.terms);
         const registry = new Contract(ctx.info.registry, ctx.abis.registry, await ctx.wallet.signer());
-        await (await registry.registerTrack(r.trackId, r.title.trim(), r.terms.token, termsTuple(terms),
-          [split.recipients, split.bps, split.feeRecipient, split.feeBps])).wait();
+        await mined(await registry.registerTrack(r.trackId, r.title.trim(), r.terms.token, termsTuple(terms),
+          [split.recipients, split.bps, split.feeRecipient, split.feeBps]));
         ctx.toast(`“${r.title.trim()}” is registered`);
         if (r.file && keccak256(new Uint8Array(await r.file.arrayBuffer())) === r.trackId) {
           await uploadAudio(ctx, r.file, r.trackId, progress);
