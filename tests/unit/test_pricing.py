@@ -101,10 +101,10 @@ def test_apply_rounding_rule(split: Split, amount: int) -> None:
     assert shares == {a: v for a, v in expected.items() if v}
     dust = (rest - others) - rest * split.bps[0] // TOTAL_BPS
     assert 0 <= dust < len(split.recipients)
-    # Order: fee recipient, recipients 1.., recipient 0 (zero shares dropped; an address keeps its first place).
-    expected_order = list(
-        dict.fromkeys(p for p in (split.fee_recipient, *split.recipients[1:], primary) if p in shares)
-    )
+    # Order: fee recipient (if the fee is not 0), recipients 1.., recipient 0 (zero shares dropped; an address in
+    # two roles keeps the place of its first entry).
+    fee_first = (split.fee_recipient,) if fee else ()
+    expected_order = list(dict.fromkeys(p for p in (*fee_first, *split.recipients[1:], primary) if p in shares))
     assert list(shares) == expected_order
 
 
