@@ -31,7 +31,6 @@ class Settings(BaseSettings):
     settle_interval: float = Field(5.0, description="seconds between settlement rounds")
     settle_min_value: int = Field(1, description="settle a channel once this much is unsettled (token units)")
     settle_max_age: float = Field(300.0, description="...or once its oldest unsettled payment is this old (s)")
-    settle_deadline_margin: int = Field(3_600, description="...or this close to its close window (s)")
     settle_max_gas_fraction: float = Field(
         0.1,
         gt=0,

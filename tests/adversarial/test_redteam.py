@@ -82,6 +82,36 @@ def test_extending_a_session_key_forces_no_settlement_at_a_loss(make_relay: Any,
     )
 
 
+def test_extending_a_re_added_key_inside_its_grace_forces_no_settlement(
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
+    """The griefer revokes its key S and sets it again with a tiny expiry: S now settles until its rotation grace
+    ends. Extending S in steps that stay below that grace shortens nothing (the contract's sessionKeyValidUntil is
+    unchanged), so after the one settlement the revocation forces, the relay settles no more dust (the watcher
+    compared the raw expiry with the stored validity and took every step for a shrink)."""
+    relay = make_relay(**DUE_AT_ONCE)
+    _, dust_track = publish_dust_track(relay_chain, relay)
+    sybil = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain), deposit=10**15)
+    assert sybil.channel_id is not None
+    cid, key = sybil.channel_id, sybil.session_key.address
+    griefer_tx = TxSender(relay_chain.w3, sybil.wallet)
+
+    def set_key(address: str, expiry: int) -> None:
+        receipt = sybil.channels.set_session_key(griefer_tx, cid, address, expiry)
+        wait_until(lambda: relay.health()["block"] >= receipt["blockNumber"], what="the watcher to see the change")
+        rounds_pass(relay)
+
+    sybil.play(dust_track)
+    set_key("0x" + "00" * 20, 0)  # revoked: S's voucher settles only within its grace, so it is settled now
+    wait_until(lambda: settled_on_chain(sybil) == 1, what="the settlement the revocation forces")
+    short = relay_chain.chain.now() + 60
+    set_key(key, short)  # re-added with a tiny expiry: it still settles until its grace ends
+    for step in range(1, 4):
+        sybil.play(dust_track)
+        set_key(key, short + step * 10)  # longer each time, still inside the grace
+    assert settled_on_chain(sybil) == 1, "extensions inside the grace forced dust settlements"
+
+
 def test_an_audio_name_with_a_nul_byte_is_refused_not_a_500(relay: InProcessRelay) -> None:
     """A stranger asks for /audio/a%00.wav (a NUL byte in the file name): a 404, never a 500. (The free audio route
     is gone — audio is served only as paid segments — so the path does not exist.)"""

@@ -82,7 +82,7 @@ def test_a_session_key_is_settled_before_and_refused_near_its_expiry_on_the_chai
     wallet still pays — and, since that voucher can no longer grow, settles it on its own (once per key: earlier,
     each play could force a settlement). Judged on the relay's wall clock, the key would have hours left and both
     would be missed."""
-    relay = make_relay(session_margin=600, settle_deadline_margin=3_600, **LAZY)
+    relay = make_relay(session_margin=600, **LAZY)
     listener = open_listener(relay_chain, relay, session_ttl=7_200)
     expiry = relay_chain.chain.now() + 7_200 - 1  # open_channel read the latest block before mining its own
     track = relay_chain.track(MODEM)

@@ -2,9 +2,10 @@
 
 A channel's latest unsettled voucher is settled when
 
-- a **deadline** forces it: the channel is closing (its window runs), its close window or the expiry of the
-  session key that signed the voucher is within `settle_deadline_margin`, the watchtower or a key rotation
-  asked for it (`Settler.request`), or the operator forces a round. Past a deadline the voucher can never be
+- a **deadline** forces it: the channel is closing (its window runs), the session key that signed the voucher
+  is within `session_margin` of its expiry (the relay takes no more of its vouchers) or was rotated out, the
+  watchtower or a key change that shortened a key asked for it (`Settler.request`), or the operator forces a
+  round. Past a deadline the voucher can never be
   settled, so the relay settles whatever the gas costs;
 - otherwise, when it is **due** (unsettled value >= `settle_min_value`, or its oldest unsettled payment is
   `settle_max_age` old) **and worth its gas**: the estimated gas of its batch entry (`entry_gas`), valued at

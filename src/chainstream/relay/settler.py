@@ -1,8 +1,9 @@
 """Batched settlement through a transaction outbox.
 
-Policy (`settle_policy`): a channel is settled when a deadline forces it (closing, within
-`settle_deadline_margin` of its close window's end or its session key's expiry, after which the voucher could
-no longer be settled, or asked for by the watchtower or a key rotation), or when it is due (unsettled value
+Policy (`settle_policy`): a channel is settled when a deadline forces it (the channel is closing; the session
+key that signed its latest voucher is within `session_margin` of its expiry, or was rotated out; or the
+watchtower or a key change asked for it — past a deadline the voucher could no longer be settled), or when it
+is due (unsettled value
 >= `settle_min_value`, or its oldest unsettled payment `settle_max_age` old) and worth its gas
 (`settle_max_gas_fraction`); due channels not worth their gas are held (`held_for_economics`) until they are.
 Settled channels go in `settle_batch_size` chunks, one settleBatch transaction each.
@@ -154,7 +155,6 @@ class Settler:
         due: list[tuple[PaymentRecord, tuple[int, ...]]] = []
         held: dict[bytes, int] = {}
         policy = self.policy
-        margin = self.settings.settle_deadline_margin
         chain_now = now if chain_now is None else chain_now
         for record in self.store.channels():
             if record.status == "closed":
@@ -180,7 +180,6 @@ class Settler:
                 by_session_key and record.session_expiry <= chain_now
             ):
                 continue
-            near_deadline = closing and bool(record.closes_at) and record.closes_at - chain_now <= margin
             # A session key's deadline counts once the relay has stopped taking that key's vouchers (within
             # SESSION_MARGIN of its expiry): the voucher can no longer grow, so this forces one settlement per key,
             # not one per play (a griefer's dust played inside a longer margin would force one each round).
@@ -190,9 +189,7 @@ class Settler:
             retired_signer = latest.signer not in (record.payer, record.session_key)
             # A closing channel takes no more payments: settle it now. (The watchtower's request for it is only
             # in memory; after a restart the cursor is past the CloseRequested, and this is what remains.)
-            forced = (
-                force or record.channel_id in self.urgent or closing or near_deadline or key_deadline or retired_signer
-            )
+            forced = force or record.channel_id in self.urgent or closing or key_deadline or retired_signer
             decision = policy.decide(
                 token=to_address(record.token),
                 unsettled=unsettled,

@@ -187,4 +187,5 @@ def _key_validity_shrank(before: ChannelRecord | None, after: ChannelState) -> b
     dust with each ~33k-gas extension)."""
     if before is None or before.session_key == ZERO_ADDRESS:
         return False
-    return after.session_key != before.session_key or after.session_expiry < before.session_expiry
+    # the stored expiry is the contract's validity (sessionKeyValidUntil), so compare it with the same
+    return after.session_key != before.session_key or after.session_valid_until < before.session_expiry
