@@ -25,11 +25,13 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     MODEM,
     InProcessRelay,
     RelayChain,
+    cid_hex,
     make_relay,
     open_listener,
     rejected,
     relay,
     relay_chain,
+    signed_plays,
 )
 
 
@@ -206,6 +208,30 @@ def test_an_expired_play_grant_opens_nothing(relay_chain: RelayChain, make_relay
     assert _get(relay, _segments(manifest)[0], token).status_code == 200
     now[0] += 61
     rejected(_get(relay, _segments(manifest)[1], token), 402, "grant_expired")
+
+
+def test_resending_a_paid_play_after_its_grant_expired_buys_no_more_listening(
+    relay_chain: RelayChain, make_relay: Any
+) -> None:
+    """The listener (or anyone holding its signed play) posts the accepted payment again once the grant expired:
+    the relay answers `duplicate` (nothing is charged) with the same grant, bounded by when the play was accepted —
+    not a fresh hour of audio for the same single payment."""
+    now = [1_700_000_000.0]
+    import time as _time
+
+    offset = _time.time() - now[0]
+    relay = make_relay(grant_ttl=60, clock=lambda: now[0] + offset)
+    manifest = publish(relay_chain, relay, BLUES)[BLUES]
+    listener = open_listener(relay_chain, relay)
+    [play] = signed_plays(listener, relay_chain.track(BLUES), 1)
+    path = f"/channels/{cid_hex(listener)}/payments"
+    first = relay.http().post(path, json=play.body).json()
+    assert first["status"] == "accepted"
+    now[0] += 61
+    again = relay.http().post(path, json=play.body).json()
+    assert again["status"] == "duplicate" and again["amount"] == "0"
+    assert again["grant"]["expiresAt"] == first["grant"]["expiresAt"]
+    rejected(_get(relay, _segments(manifest)[0], again["grant"]["token"]), 402, "grant_expired")
 
 
 def test_a_buyer_gets_the_original_again_after_the_purchase_grant_expired_and_a_player_never_does(

@@ -328,11 +328,13 @@ class MediaService:
 
     # --------------------------------------------------------------- grants
     def grant_for(
-        self, payment: Payment, seq: int, *, owned: bool = False, fresh: bool = False
+        self, payment: Payment, seq: int, *, accepted_at: float, owned: bool = False, fresh: bool = False
     ) -> dict[str, Any] | None:
-        """The grant acknowledging an accepted payment for a track (None for a tip). A play of a track the channel
-        bought (`owned`: its receipts hold a download of it) is free and earns a download grant, so a buyer
-        can fetch the original again after the purchase's grant expired."""
+        """The grant acknowledging an accepted payment for a track (None for a tip), valid `grant_ttl` from when
+        the payment was accepted — also when a duplicate is acknowledged again, so resending a paid play never
+        buys more listening time. A play of a track the channel bought (`owned`: its receipts hold a download
+        of it) is free and earns a download grant, so a buyer can fetch the original again after the purchase's
+        grant expired (with a new free play)."""
         kind = _KINDS.get(payment.charge.kind)
         track_id = payment.charge.track_id
         if kind is None or track_id is None:
@@ -342,7 +344,7 @@ class MediaService:
         paid_ms = 0
         if kind == GrantKind.SECONDS:
             paid_ms = 1000 * self.store.seconds_paid(payment.channel_id, track_id, seq)
-        grant = Grant(payment.channel_id, track_id, seq, kind, int(self.clock()) + self.settings.grant_ttl, paid_ms)
+        grant = Grant(payment.channel_id, track_id, seq, kind, int(accepted_at) + self.settings.grant_ttl, paid_ms)
         if fresh and self.book is not None:
             self.book.new_receipt(payment.channel_id, track_id, seq)
         return {

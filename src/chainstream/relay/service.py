@@ -362,9 +362,14 @@ class RelayService:
             ack = await self._submit(payment)
         except StaleChannel:
             ack = await self._submit(payment)
+        if payment.charge.track_id is None:
+            return ack  # a tip to an address: no audio
         rt = self._runtime.get(payment.channel_id)
         owned = rt is not None and payment.charge.track_id in rt.ledger.owned
-        grant = self.media.grant_for(payment, ack.seq, owned=owned, fresh=ack.status == "accepted")
+        fresh = ack.status == "accepted"
+        stored = None if fresh else self.store.payment_at(payment.channel_id, ack.seq)
+        accepted_at = self.clock() if stored is None else stored.accepted_at
+        grant = self.media.grant_for(payment, ack.seq, accepted_at=accepted_at, owned=owned, fresh=fresh)
         return ack if grant is None else replace(ack, grant=grant)
 
     async def _submit(self, payment: Payment) -> PaymentAck:
