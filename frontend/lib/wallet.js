@@ -114,6 +114,7 @@ export async function mined(tx, timeoutMs = 120_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const receipt = await tx.provider.getTransactionReceipt(tx.hash);
+    if (receipt?.status === 0) throw new Error(`transaction ${tx.hash} reverted`); // as tx.wait() did
     if (receipt) return receipt;
     if (Date.now() > deadline) throw new Error(`transaction ${tx.hash} was not mined within ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 500));

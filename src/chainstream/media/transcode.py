@@ -60,6 +60,13 @@ async def _run(args: list[str], timeout: float) -> tuple[int, bytes, bytes]:
     return proc.returncode or 0, out, err
 
 
+#: the only demuxers ffprobe and ffmpeg may open an upload with: audio containers. A playlist format (hls,
+#: concat, ...) would make them read other files on the relay's disk — another artist's published segments,
+#: say — and publish them under the uploader's track (`-protocol_whitelist file` does not prevent that).
+DEMUXERS = ("wav", "mp3", "flac", "ogg", "mov", "aac", "matroska")
+_DEMUXER_OPTIONS = ["-format_whitelist", ",".join(DEMUXERS)]
+
+
 async def probe(ffprobe: str, path: Path, *, max_seconds: int, timeout: float) -> Probe:
     """The file's container, audio codec and duration; MediaError if it is no audio ffmpeg can read, or too long."""
     try:
@@ -70,6 +77,7 @@ async def probe(ffprobe: str, path: Path, *, max_seconds: int, timeout: float) -
                 "error",
                 "-protocol_whitelist",
                 "file",
+                *_DEMUXER_OPTIONS,
                 "-show_entries",
                 "format=duration,format_name:stream=codec_type,codec_name",
                 "-of",
@@ -102,7 +110,12 @@ async def probe(ffprobe: str, path: Path, *, max_seconds: int, timeout: float) -
         raise MediaError(
             "audio_too_long", f"the audio lasts {duration:.0f} s; this relay takes up to {max_seconds} s", status=413
         )
-    return Probe(duration, str(info["format"].get("format_name", "")), str(audio[0].get("codec_name", "")))
+    container = str(info["format"].get("format_name", ""))
+    if container.split(",")[0] not in DEMUXERS:  # the whitelist's second line of defence
+        raise MediaError(
+            "unsupported_media", f"{container[:40]} is not an audio container this relay takes", status=415
+        )
+    return Probe(duration, container, str(audio[0].get("codec_name", "")))
 
 
 async def transcode(
@@ -117,6 +130,7 @@ async def transcode(
         "error",
         "-protocol_whitelist",
         "file",
+        *_DEMUXER_OPTIONS,
         "-i",
         str(source),
         "-t",
