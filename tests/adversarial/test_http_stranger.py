@@ -127,6 +127,18 @@ def test_nested_brackets_are_400_on_a_relay_sharing_the_embedded_chains_interpre
     assert http.get("/health").json()["ok"]
 
 
+def test_a_body_of_unclosed_escaped_quotes_is_refused_without_holding_the_event_loop(
+    relay: InProcessRelay,
+) -> None:
+    """33 brackets (past the guard's fast path), then 2 MB of `"\\"`: a string scan that restarts at every unclosed
+    quote takes hours on the event loop that answers every payment. It is refused at once (the 30 s client
+    timeout only catches a hang) and the relay keeps answering."""
+    http = relay.http()
+    body = b"[" * 33 + b'"' + b'\\"' * 1_000_000
+    rejected(http.post("/payments/batch", content=body, headers=JSON), 400, "too_deeply_nested")
+    assert http.get("/health").json()["ok"]
+
+
 def test_nested_brackets_are_400_from_the_demo_process_on_the_embedded_chain(tmp_path: Any) -> None:
     """The same body against `chainstream demo` (a real process whose relay shares the embedded chain's interpreter)."""
     port = free_port()

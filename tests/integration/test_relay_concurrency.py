@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect as ws_connect
 
+from tests.conftest import test_key
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     MODEM,
     PLAY_PRICE,
@@ -289,3 +290,39 @@ def test_a_batch_is_applied_in_order_when_its_first_payment_makes_the_relay_read
     results = http.post("/payments/batch", json={"payments": batch}).json()["results"]
     assert [(r["id"], r["ok"], r.get("seq")) for r in results] == [(3, True, 3), (4, True, 4)], results
     assert int(relay.channel(listener.channel_id)["remaining"]) == 0  # type: ignore[arg-type]
+
+
+def test_a_strangers_refused_payment_does_not_hold_up_the_channels_own_payments(
+    make_relay: Any, relay_chain: RelayChain
+) -> None:
+    """Anyone can send a payment with a garbage signature; it is refused unauthorized_signer after the relay
+    re-reads the channel from the chain (the signer could be a key just authorised). While that read hangs (a slow
+    or unreachable node), the listener's own next payment is still decided: the stranger's re-read blocks nobody."""
+    relay = make_relay(poll_interval=3_600)
+    listener = open_listener(relay_chain, relay)
+    first, honest = signed_plays(listener, relay_chain.track(MODEM), 2)
+    http = relay.http()
+    cid = cid_hex(listener)
+    assert http.post(f"/channels/{cid}/payments", json=first.body).status_code == 200  # the relay knows the channel
+    channels = relay.service.channels
+    reading, release = threading.Event(), threading.Event()
+    get_channel = channels.get_channel
+
+    def slow_get_channel(channel_id: bytes, *block: Any) -> Any:
+        reading.set()
+        release.wait(30)  # the node does not answer until the test lets it
+        return get_channel(channel_id, *block)
+
+    digest = honest.state.voucher.digest(listener.channels.domain)
+    forged = {**honest.body, "signature": test_key("a stranger").sign(digest).to_hex()}  # a valid, foreign signature
+    with ThreadPoolExecutor(1) as pool:
+        channels.get_channel = slow_get_channel
+        stranger = pool.submit(http.post, f"/channels/{cid}/payments", json=forged)
+        assert reading.wait(10), "the stranger's payment made the relay read the chain"
+        try:
+            answer = httpx.post(f"{relay.api}/channels/{cid}/payments", json=honest.body, timeout=10)
+            assert answer.status_code == 200 and answer.json()["seq"] == 2, answer.text
+        finally:
+            release.set()
+            channels.get_channel = get_channel
+        assert stranger.result(30).json()["error"]["code"] == "unauthorized_signer"

@@ -152,6 +152,9 @@ CASES = {
         terms=replace(TERMS, deposit=10**9),
     ),
     "insufficient_deposit": Case("insufficient_deposit", terms=replace(TERMS, deposit=999), status=402),
+    "a stranger past the deposit is unauthorized_signer (the signer is judged first)": Case(
+        "unauthorized_signer", signer=STRANGER, terms=replace(TERMS, deposit=999), status=403
+    ),
     "daily_cap_exceeded": Case(
         "daily_cap_exceeded", terms=replace(TERMS, daily_cap=1_500), spent_today=600, status=402
     ),

@@ -401,13 +401,14 @@ class RelayService:
                 raise StaleChannel(f"channel 0x{payment.channel_id.hex()} changed in another instance") from exc
             # A top-up or a new session key may have landed before the watcher saw it: read the channel from
             # the chain (a few times per channel at most, see REFRESH_BURST), then decide again.
-            # (insufficient_deposit comes after the signer check, so only the channel's own signers can ask;
-            # checked again here in case that order ever changes.)
-            if exc.code not in CHAIN_REFRESH_CODES or (
-                exc.code == "insufficient_deposit" and not self._signed_for(rt, payment)
-            ):
+            if exc.code not in CHAIN_REFRESH_CODES:
                 raise
-            refreshing = rt.refreshing = asyncio.get_running_loop().create_future()
+            # insufficient_deposit is judged after the signer (verify_payment), so it is the channel's own
+            # payment: the channel's later payments wait for this re-read, so that a batch or stream is decided
+            # in order. An unknown signer is anyone's (a garbage signature will do): its re-read blocks nobody.
+            refreshing = None
+            if exc.code == "insufficient_deposit":
+                refreshing = rt.refreshing = asyncio.get_running_loop().create_future()
             try:
                 if not await self._refresh_from_chain(rt):
                     raise
@@ -415,7 +416,8 @@ class RelayService:
             finally:
                 # Waiters resume only after this payment is applied below (no await in between), so they see
                 # its head; on a refusal they decide on the re-read state.
-                refreshing.set_result(None)
+                if refreshing is not None:
+                    refreshing.set_result(None)
         previous = (rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature)
         prev_digest = rt.head_digest
         signature = payment.signature.to_bytes()
