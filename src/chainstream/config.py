@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     )
 
     # chain watching
-    confirmations: int = Field(0, description="blocks to wait before acting on an event")
+    confirmations: int = Field(0, ge=0, description="blocks to wait before acting on an event")
     poll_interval: float = Field(1.0, description="seconds between chain polls")
 
     # listener protection

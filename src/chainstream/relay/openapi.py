@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chainstream.relay.limits import MAX_JSON_DEPTH
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable and machine-readable: docs/API.md, Error codes")
@@ -43,7 +45,7 @@ COMMON: dict[int, str] = {
 }
 #: ... and every route that takes a body
 WITH_BODY: dict[int, str] = {
-    400: "`too_deeply_nested`: the JSON nests more than 32 levels",
+    400: f"`too_deeply_nested`: the JSON nests more than {MAX_JSON_DEPTH} levels",
     408: "`request_timeout`: the body did not arrive in time",
     413: "`body_too_large`: the body is over the relay's limit",
 }
@@ -54,6 +56,23 @@ NO_CHANNEL = "`unknown_channel`: no such channel on the relay's chain"
 READ_401 = "`read_token_required`, `read_token_invalid`, `read_token_expired`: no valid read token of the owner"
 READ_403 = "`read_forbidden`: a read token of another account or channel"
 READ = {401: READ_401, 403: READ_403}
+#: every route that loads a channel the relay may not have seen yet (RelayService.fetch_channel)
+CHANNEL = {
+    403: "`wrong_relay`: the channel is another relay's",
+    404: NO_CHANNEL,
+    409: "`channel_unconfirmed`: its opening has fewer than the relay's CONFIRMATIONS blocks",
+}
+#: ... and a request signed by the payer or its session key (RelayService._authorised_signer)
+SIGNED = {403: "`unauthorized_signer`, `session_key_expired`", 422: "`bad_signature`"}
+
+
+def _merge(*tables: dict[int, str]) -> dict[int, str]:
+    out: dict[int, list[str]] = {}
+    for table in tables:
+        for status, text in table.items():
+            out.setdefault(status, []).append(text)
+    return {status: "; ".join(texts) for status, texts in out.items()}
+
 
 #: route name -> status -> what it means there (on top of COMMON, and WITH_BODY for routes with a body)
 ROUTES: dict[str, dict[int, str]] = {
@@ -72,26 +91,16 @@ ROUTES: dict[str, dict[int, str]] = {
         "`bad_units`, `memo_too_long`, `already_owned`, `price_overflow`, `too_many_payees`",
     },
     "pay_batch": {},  # each item is answered on its own, with its status inside
-    "channel": {400: BAD_ID, 404: NO_CHANNEL, **READ},
-    "history": {400: BAD_ID, 404: NO_CHANNEL, **READ},
+    "channel": _merge({400: BAD_ID}, CHANNEL, READ),
+    "history": _merge({400: BAD_ID}, CHANNEL, READ),
     "caps_doc": {400: BAD_ID},
-    "caps": {
-        400: BAD_ID,
-        403: "`unauthorized_signer`, `caps_need_payer`",
-        404: NO_CHANNEL,
-        409: "`stale_caps`",
-        422: "`bad_signature`, `caps_from_future`",
-    },
-    "close": {
-        400: BAD_ID,
-        403: "`unauthorized_signer`",
-        404: NO_CHANNEL,
-        409: "`channel_not_open`; `close_state_mismatch` (with `state`)",
-        422: "`bad_signature`",
-    },
+    "caps": _merge(
+        {400: BAD_ID, 403: "`caps_need_payer`", 409: "`stale_caps`", 422: "`caps_from_future`"}, CHANNEL, SIGNED
+    ),
+    "close": _merge({400: BAD_ID, 409: "`channel_not_open`; `close_state_mismatch` (with `state`)"}, CHANNEL, SIGNED),
     "listener_channels": {400: "`bad_address`", **READ},
     "earnings": {400: "`bad_address`", **READ},
-    "events": {400: "`bad_bytes32` (channel), `bad_address` (payee)", 404: NO_CHANNEL, **READ},
+    "events": _merge({400: "`bad_bytes32` (channel), `bad_address` (payee)"}, CHANNEL, READ),
     # audio (relay/media_routes.py; docs/API.md, Audio)
     "upload_media": {
         400: BAD_ID,
@@ -115,7 +124,7 @@ ROUTES: dict[str, dict[int, str]] = {
         403: "`invalid_grant`, `grant_mismatch`",
         404: "`media_not_published`",
     },
-    "deliveries": {400: BAD_ID, 404: NO_CHANNEL, **READ},
+    "deliveries": _merge({400: BAD_ID}, CHANNEL, READ),
 }
 BODY_ROUTES = frozenset({"pay", "pay_batch", "caps", "close"})
 
