@@ -82,10 +82,7 @@ class DeliveryBook:
     def record(
         self, channel: bytes, track: bytes, seq: int, segment: int, millis: int, budget_ms: int | None, now: float
     ) -> str:
-        if len(self._served) > DELIVERY_BOOK_MAX:
-            self.flush()
-            self._served.clear()
-            self._metered.clear()
+        self._bound()
         key = (channel, track, seq)
         served = self._served.get(key)
         if served is None:
@@ -106,7 +103,16 @@ class DeliveryBook:
 
     def new_receipt(self, channel: bytes, track: bytes, seq: int) -> None:
         """A receipt just accepted here: nothing was served under it yet (no need to ask the store)."""
+        self._bound()
         self._served.setdefault((channel, track, seq), set())
+
+    def _bound(self) -> None:
+        """At most DELIVERY_BOOK_MAX receipts in memory (paid receipts nothing is fetched for count too): past it,
+        write what is pending and start over from the store."""
+        if len(self._served) > DELIVERY_BOOK_MAX:
+            self.flush()
+            self._served.clear()
+            self._metered.clear()
 
     def _schedule(self) -> None:
         if self._flush_scheduled:
