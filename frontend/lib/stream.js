@@ -81,6 +81,9 @@ export class PaidStream extends EventTarget {
     const segs = this.manifest.segments;
     try {
       while (!this.closed && this.next < segs.length) {
+        // A seek forward skips what lies before it: never fetched, so never paid for (fMP4 fragments carry their
+        // own timestamps, so appending from the new position is enough).
+        this.next = Math.max(this.next, this.current());
         if (this.next > this.current() + 1) {
           await new Promise((resolve) => { this.wake = resolve; });
           continue;

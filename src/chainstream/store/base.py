@@ -359,7 +359,9 @@ class SqlStore(ABC):
         seen = "SELECT 1 AS x FROM deliveries WHERE channel_id=? AND target=? AND play_seq=? AND segment=?"
         if self._query(seen, key):
             return REPEAT
-        # One statement: the budget check and the insert see the same table (SQLite: one writer at a time).
+        # One statement: the budget check and the insert see the same table. (Used by the shared store: under
+        # PostgreSQL's READ COMMITTED, two instances serving one channel in the same instant can each pass the
+        # check — at most one segment over per instance; PROTOCOL.md §13.2 says so.)
         rows = self._query(
             "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at)"
             " SELECT ?,?,?,?,?,?,? WHERE (SELECT COALESCE(SUM(millis), 0) FROM deliveries"
