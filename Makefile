@@ -74,7 +74,7 @@ lint: $(STAMP)/python
 
 # Slither on contracts/ through Hardhat's build (the local solcjs; nothing is downloaded). Fails on any high or
 # medium finding not in slither.triage.json, and on any reentrancy finding with the guards ignored.
-slither: setup
+slither: $(STAMP)/python $(STAMP)/node
 	$(PY) scripts/slither_check.py
 
 test: setup lint slither

@@ -138,8 +138,8 @@ def _owned_track(session: Session, key_address: str, spec: str) -> tuple[bytes, 
             titles = ", ".join(f"“{t['title']}”" for t in mine[:5])
             raise CliError(f"{spec!r} matches several tracks: {titles}; give its 0x… id", code="ambiguous_track")
         track_id = bytes.fromhex(mine[0]["trackId"][2:])
-    info = RegistryClient(session.w3, session.deployment.registry).get_track(track_id)
-    if info.owner == ZERO_ADDRESS:
+    info = RegistryClient(session.w3, session.deployment.registry).find_track(track_id)
+    if info is None:
         raise CliError(f"track 0x{track_id.hex()} is not registered", code="unknown_track")
     if to_address(info.owner) != key_address:
         raise CliError(

@@ -288,6 +288,7 @@ def test_artist_sets_prices_and_splits_of_an_owned_track_and_the_catalog_finds_i
     terms = registry.get_terms(tid, ZERO_ADDRESS)
     assert (terms.per_play, terms.download) == (ETH.units("0.002"), ETH.units("0.05"))
     fails(env.run("artist", "set-price", "Price Walk"), "free_track")
+    fails(env.run("artist", "set-price", "0x" + "99" * 32, "--per-play", "1"), "unknown_track")  # not registered
     fails(env.run("artist", "set-price", "Price Walk", "--per-play", "1", artist="collab"), "not_owner")
 
     collab = env.keys["collab"].address

@@ -224,11 +224,10 @@ def test_new_prices_reach_the_relay_and_the_sdk(relay: InProcessRelay, relay_cha
     assert relay.http().get(f"/tracks/0x{track.hex()}").json()["terms"][ETH]["perPlay"] == str(3 * PER_PLAY)
     # The SDK priced from its cached catalog: the relay answers voucher_mismatch, the SDK refreshes its
     # prices, and the next play goes through at the new price.
-    try:
-        paid = listener.play(track)
-    except RelayError as exc:
-        assert exc.code == "voucher_mismatch" and exc.status == 409
-        paid = listener.play(track)
+    with pytest.raises(RelayError) as stale_price:
+        listener.play(track)
+    assert stale_price.value.code == "voucher_mismatch" and stale_price.value.status == 409
+    paid = listener.play(track)
     assert paid.amount == 3 * PER_PLAY and paid.seq == 2
     artist.set_terms(track, Terms(per_play=PER_PLAY, enabled=False))
     wait_until(lambda: ETH not in relay.http().get(f"/tracks/0x{track.hex()}").json()["terms"], what="terms disabled")

@@ -14,7 +14,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from chainstream.chain.artifacts import error_abis, load_artifact
-from chainstream.chain.transactions import TxSender
+from chainstream.chain.transactions import TxSender, revert_errors
 from chainstream.errors import ChainError
 from chainstream.ledger import Listing
 from chainstream.pricing import Split, Terms
@@ -357,6 +357,14 @@ class RegistryClient(_Client):
     def get_track(self, track_id: bytes) -> TrackInfo:
         raw = self.contract.functions.getTrack(track_id).call()
         return TrackInfo(track_id, to_address(raw[0]), raw[1], raw[2], bytes(raw[3]), raw[4])
+
+    def find_track(self, track_id: bytes) -> TrackInfo | None:
+        """The track, or None if the registry does not know it (getTrack reverts TrackNotFound); a node that
+        cannot be reached still raises."""
+        try:
+            return self.get_track(track_id)
+        except revert_errors():
+            return None
 
     def get_terms(self, track_id: bytes, token: str = ZERO_ADDRESS) -> Terms:
         return Terms.from_tuple(tuple(self.contract.functions.getTerms(track_id, token).call()))  # type: ignore[arg-type]

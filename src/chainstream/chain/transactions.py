@@ -68,6 +68,12 @@ def _errors(*kinds: type[Exception]) -> tuple[type[Exception], ...]:
     return (*kinds, *_tester_failures())
 
 
+def revert_errors() -> tuple[type[Exception], ...]:
+    """What a reverted eth_call raises: web3's ContractLogicError, or eth-tester's TransactionFailed on the embedded
+    chain (a node that cannot be reached raises neither)."""
+    return _errors(ContractLogicError)
+
+
 def _revert_data(exc: Exception) -> bytes | str | None:
     """Revert data from web3's exceptions, or from eth-tester's TransactionFailed (which only has a repr)."""
     data = getattr(exc, "data", None)

@@ -33,7 +33,6 @@ from chainstream.media.store import ORIGINAL, DirectoryContentStore, Manifest, S
 from chainstream.media.transcode import INIT, MIME, PLAYLIST, probe, tools, transcode
 from chainstream.media.upload import upload_digest
 from chainstream.protocol import PrivateKey, Signature, recover
-from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import Catalog
 from chainstream.store import Store
 from chainstream.store.records import EXHAUSTED, REPEAT, SERVED
@@ -204,13 +203,8 @@ class MediaService:
         entry = self.catalog.entries.get(track_id)
         if entry is not None:
             return entry.owner
-        try:
-            info = await asyncio.to_thread(self.registry.get_track, track_id)
-        except ChainStreamError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the registry reverts (TrackNotFound) for an unknown track
-            raise MediaError("unknown_track", f"no track 0x{track_id.hex()} in the registry", status=404) from exc
-        if info.owner == ZERO_ADDRESS:
+        info = await asyncio.to_thread(self.registry.find_track, track_id)  # a node outage stays a 503
+        if info is None:
             raise MediaError("unknown_track", f"no track 0x{track_id.hex()} in the registry", status=404)
         return info.owner
 
