@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ CLOCK_LEAD = 86_400
 ADVANCES = (1, 59, 3_600, 43_200, CHALLENGE_PERIOD - 1, CHALLENGE_PERIOD, CHALLENGE_PERIOD + 1, 2 * CHALLENGE_PERIOD)
 MAX_CHANNELS = 8  # per example
 MAX_LIVE_CHANNELS = 3  # not closed
+PROGRESS: Counter[str] = Counter()  # examples finished (printed in the deep profile)
 COVERAGE: Counter[str] = Counter()  # how often each outcome was exercised (printed with `pytest -s`)
 
 CI_SETTINGS = settings(
@@ -275,6 +277,9 @@ class ChannelMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.chain.revert(self.snapshot_id)
+        if SETTINGS is DEEP_SETTINGS:  # a run of hours says how far it is
+            PROGRESS["examples"] += 1
+            print(f"{time.strftime('%H:%M:%S')} example {PROGRESS['examples']} done", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ helpers
     def next_time(self) -> int:
