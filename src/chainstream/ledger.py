@@ -70,6 +70,8 @@ class LedgerState:
     seq: int = 0
     plays: Mapping[bytes, int] = field(default_factory=lambda: MappingProxyType({}))
     owned: frozenset[bytes] = frozenset()
+    #: seconds paid per track (per-second charges): what a metered stream of the track may deliver
+    seconds: Mapping[bytes, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def opened(cls, channel_id: bytes) -> LedgerState:
@@ -81,6 +83,9 @@ class LedgerState:
 
     def plays_of(self, track_id: bytes) -> int:
         return self.plays.get(track_id, 0)
+
+    def seconds_of(self, track_id: bytes) -> int:
+        return self.seconds.get(track_id, 0)
 
 
 def _split_payments(split: Split, amount: int) -> Mapping[Address, int]:
@@ -134,13 +139,14 @@ def apply(state: LedgerState, charge: Charge) -> tuple[LedgerState, PlayReceipt]
     """The state after `charge`, and the receipt chained into its voucher."""
     receipt = charge.receipt(state.seq + 1)
     voucher = state.voucher.add(charge.payments, receipt)
-    plays = state.plays
-    owned = state.owned
+    plays, owned, seconds = state.plays, state.owned, state.seconds
     if charge.kind == Kind.PLAY:
         plays = MappingProxyType({**plays, charge.target: plays.get(charge.target, 0) + 1})
     elif charge.kind == Kind.DOWNLOAD:
         owned = owned | {charge.target}
-    return LedgerState(voucher, receipt.seq, plays, owned), receipt
+    elif charge.kind == Kind.SECONDS:
+        seconds = MappingProxyType({**seconds, charge.target: seconds.get(charge.target, 0) + charge.units})
+    return LedgerState(voucher, receipt.seq, plays, owned, seconds), receipt
 
 
 def require_within(state: LedgerState, deposit: int) -> None:

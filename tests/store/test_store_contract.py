@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from chainstream.errors import ConfigurationError, UnrecoverableError
-from chainstream.ledger import LedgerState, Listing, charge_download, charge_play, charge_tip
+from chainstream.ledger import LedgerState, Listing, charge_download, charge_play, charge_seconds, charge_tip
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import Kind
 from chainstream.protocol.types import to_address
@@ -42,6 +42,7 @@ BIG_LISTING = Listing(
     Split((ARTIST, COLLAB), (5_000, 5_000), FEE, 100),
     1,
 )
+METERED_LISTING = Listing(b"\x55" * 32, "metered", ARTIST, Terms(per_second=7), Split.solo(ARTIST), 1)
 PAYER = to_address("0x" + "c3" * 20)
 
 
@@ -205,8 +206,10 @@ def test_a_channels_ledger_is_rebuilt_from_its_payments(store: SqlStore) -> None
         lambda s: charge_play(s, SPLIT_LISTING),
         lambda s: charge_play(s, BIG_LISTING),
         lambda s: charge_play(s, SPLIT_LISTING),
+        lambda s: charge_seconds(METERED_LISTING, 7),
         lambda s: charge_download(s, BIG_LISTING),
         lambda s: charge_tip(1_234, artist=COLLAB),
+        lambda s: charge_seconds(METERED_LISTING, 5),
     ]
     for i, make in enumerate(charges):
         state, record = record_for(state, make(state), accepted_at=day_start - 50 + 20 * i)
@@ -217,7 +220,8 @@ def test_a_channels_ledger_is_rebuilt_from_its_payments(store: SqlStore) -> None
     assert ledger == state
     assert dict(ledger.plays) == {SPLIT_LISTING.track_id: 2, BIG_LISTING.track_id: 1}
     assert ledger.owned == frozenset({BIG_LISTING.track_id})
-    assert spent_today == written[3].amount + written[4].amount  # the download and the tip came after day_start
+    assert dict(ledger.seconds) == {METERED_LISTING.track_id: 12}  # what a metered stream of it may deliver
+    assert spent_today == sum(r.amount for r in written[3:])  # the first three came before day_start
     assert store.load_ledger(cid(4), day_start) == (LedgerState.opened(cid(4)), 0)
 
 

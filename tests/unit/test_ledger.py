@@ -89,6 +89,21 @@ def test_seconds_are_priced_per_second_up_to_an_hour_per_charge() -> None:
     assert refused.value.code == "bad_units"
 
 
+def test_the_ledger_counts_the_seconds_paid_per_track() -> None:
+    other = Listing(b"\x03" * 32, "Other", ARTIST, Terms(per_second=5), Split.solo(ARTIST), 1)
+    state = LedgerState.opened(b"\x01" * 32)
+    for charge in (
+        charge_seconds(FLAT, 4),
+        charge_play(state, FLAT),
+        charge_seconds(FLAT, 6),
+        charge_seconds(other, 2),
+    ):
+        state, _ = apply(state, charge)
+    assert state.seconds_of(FLAT.track_id) == 10
+    assert state.seconds_of(other.track_id) == 2
+    assert state.plays_of(FLAT.track_id) == 1  # a play is not seconds
+
+
 def test_a_direct_tip_pays_one_address_with_no_split_and_a_track_tip_follows_the_split() -> None:
     direct = charge_tip(77, artist=FAN, memo="thanks")
     assert dict(direct.payments) == {FAN: 77}

@@ -328,7 +328,14 @@ class MediaService:
 
     # --------------------------------------------------------------- grants
     def grant_for(
-        self, payment: Payment, seq: int, *, accepted_at: float, owned: bool = False, fresh: bool = False
+        self,
+        payment: Payment,
+        seq: int,
+        *,
+        accepted_at: float,
+        owned: bool = False,
+        fresh: bool = False,
+        paid_seconds: int | None = None,
     ) -> dict[str, Any] | None:
         """The grant acknowledging an accepted payment for a track (None for a tip), valid `grant_ttl` from when
         the payment was accepted — also when a duplicate is acknowledged again, so resending a paid play never
@@ -343,7 +350,11 @@ class MediaService:
             kind = GrantKind.DOWNLOAD
         paid_ms = 0
         if kind == GrantKind.SECONDS:
-            paid_ms = 1000 * self.store.seconds_paid(payment.channel_id, track_id, seq)
+            # a new payment: the seconds the channel's ledger holds for the track (no query on the event loop);
+            # a duplicate: what was paid up to it, from the store
+            if paid_seconds is None:
+                paid_seconds = self.store.seconds_paid(payment.channel_id, track_id, seq)
+            paid_ms = 1000 * paid_seconds
         grant = Grant(payment.channel_id, track_id, seq, kind, int(accepted_at) + self.settings.grant_ttl, paid_ms)
         if fresh and self.book is not None:
             self.book.new_receipt(payment.channel_id, track_id, seq)

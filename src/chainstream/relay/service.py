@@ -117,6 +117,8 @@ class PaymentAck:
     daily_cap: int | None
     #: a payment for a track: the streaming grant that opens its audio (relay/media.py)
     grant: dict[str, Any] | None = None
+    #: an accepted per-second payment: the seconds of its track paid up to and including it (not serialised)
+    paid_seconds: int | None = None
 
 
 def _copy_outcome(
@@ -369,7 +371,9 @@ class RelayService:
         fresh = ack.status == "accepted"
         stored = None if fresh else self.store.payment_at(payment.channel_id, ack.seq)
         accepted_at = self.clock() if stored is None else stored.accepted_at
-        grant = self.media.grant_for(payment, ack.seq, accepted_at=accepted_at, owned=owned, fresh=fresh)
+        grant = self.media.grant_for(
+            payment, ack.seq, accepted_at=accepted_at, owned=owned, fresh=fresh, paid_seconds=ack.paid_seconds
+        )
         return ack if grant is None else replace(ack, grant=grant)
 
     async def _submit(self, payment: Payment) -> PaymentAck:
@@ -463,6 +467,8 @@ class RelayService:
         ack = self._ack(
             "accepted", rt, accepted.state.voucher, accepted.receipt.seq, accepted.charge.amount, accepted.digest
         )
+        if accepted.charge.kind == Kind.SECONDS:
+            ack = replace(ack, paid_seconds=accepted.state.seconds_of(accepted.charge.target))
         self._publish_payment(rt, record)
         return ack
 

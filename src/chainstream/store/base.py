@@ -270,7 +270,7 @@ class SqlStore(ABC):
     def load_ledger(self, channel_id: bytes, day_start: float) -> tuple[LedgerState, int]:
         """Rebuild the channel's ledger from its accepted payments; also what it spent since `day_start`."""
         rows = self._query(
-            "SELECT channel_id, seq, kind, target, amount, accepted_at, payees, amounts, play_hash FROM payments"
+            "SELECT channel_id, seq, kind, target, units, amount, accepted_at, payees, amounts, play_hash FROM payments"
             " WHERE channel_id=? ORDER BY seq",
             (channel_id,),
         )
@@ -278,6 +278,7 @@ class SqlStore(ABC):
             return LedgerState.opened(channel_id), 0
         plays: dict[bytes, int] = {}
         owned: set[bytes] = set()
+        seconds: dict[bytes, int] = {}
         spent_today = 0
         for row in rows:
             target = bytes(row["target"])
@@ -285,11 +286,17 @@ class SqlStore(ABC):
                 plays[target] = plays.get(target, 0) + 1
             elif row["kind"] == Kind.DOWNLOAD:
                 owned.add(target)
+            elif row["kind"] == Kind.SECONDS:
+                seconds[target] = seconds.get(target, 0) + int(row["units"])
             if row["accepted_at"] >= day_start:
                 spent_today += int(row["amount"])
         last = rows[-1]
         state = LedgerState(
-            voucher=voucher_from_row(last), seq=int(last["seq"]), plays=MappingProxyType(plays), owned=frozenset(owned)
+            voucher=voucher_from_row(last),
+            seq=int(last["seq"]),
+            plays=MappingProxyType(plays),
+            owned=frozenset(owned),
+            seconds=MappingProxyType(seconds),
         )
         return state, spent_today
 
