@@ -25,23 +25,19 @@ from chainstream.chain.transactions import chain_error_from
 from chainstream.errors import ChainError, ProtocolError
 from chainstream.protocol import Signature, SignedVoucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
-from chainstream.protocol.signing import HALF_N, high_s_twin
+from chainstream.protocol.signing import high_s_twin
 from chainstream.protocol.types import ZERO_ADDRESS
 from tests.integration.conftest import CHALLENGE_PERIOD, KEY_ROTATION_GRACE, Chain, _anvil_or_skip, build_chain
 from tests.integration.helpers import (
     FINNEY,
-    batch,
     close_signature,
     cooperative_close,
-    crafted_high_s_key,
     entry,
-    events,
     open_channel,
     raw_channel,
     raw_entry,
     reverts,
     salt,
-    selector,
     settle,
     settle_raw,
     sign,
@@ -186,29 +182,6 @@ def test_channelReopenedWithTheSameParameters_isRefused_andOldVouchersNeverSettl
 # ------------------------------------------------------------------------------------ signature malleability
 
 
-def test_highSTwinOfAVoucherSignature_isRefusedOnChain(chain: Chain) -> None:
-    """The high-s twin of a voucher signature, in the one form EIP-2098 can carry, is settled as new."""
-    # Malleability: the (r, n - s) twin of a valid voucher signature, in the one form that fits EIP-2098 (a key crafted
-    # so that its high s is below 2^255), settled as a 'new' voucher.
-    c = chain.channels
-    cid = open_channel(chain, 10 * FINNEY)
-    v = voucher(cid, {chain.address("artist"): FINNEY})
-    key, high = crafted_high_s_key(v.digest(c.domain))
-    low = high_s_twin(high)
-    assert low.s <= HALF_N < high.s < 2**255 and recover(v.digest(c.domain), low) == key.address
-    c.set_session_key(chain.tx("listener"), cid, key.address, chain.now() + 86_400)
-
-    high_entry = raw_entry(cid, list(v.payees), list(v.amounts), [], high.r_bytes, _compact(high), v.play_hash)
-    with reverts("VoucherInvalidSignature", channelId=cid):
-        settle_raw(chain, high_entry)
-    skipped = events(c.contract, "SettlementSkipped", batch(chain, [high_entry]))
-    assert [bytes(s.args.reason) for s in skipped] == [selector("VoucherInvalidSignature")]
-    assert c.get_channel(cid).settled == 0
-    settle(chain, SignedVoucher(v, low))  # the low-s original settles, once
-    settle(chain, SignedVoucher(v, low))
-    assert c.get_channel(cid).settled == FINNEY == c.claimable(chain.address("artist"))
-
-
 def test_highSTwinOfTheRelaysCloseSignature_cannotCloseTheChannel(chain: Chain) -> None:
     """The high-s twin of the relay's Close signature is offered to cooperativeClose."""
     # Malleability: the twin of the relay's Close signature. A real key's twin has s >= 2^255, so the best encoding an
@@ -256,19 +229,6 @@ def test_highSTwinOfAPaymentSignature_isRefusedByTheRelay_andNeverStored(
 
 
 # ------------------------------------------------------------------------------------------ type confusion
-
-
-def test_voucherSignatureUsedAsCloseSignature_isRefused(chain: Chain) -> None:
-    """A Voucher signed with the relay key is offered as the relay's Close consent."""
-    # Type confusion: the relay key signs the final voucher as a Voucher (not a Close), and that signature is offered as
-    # the relay's consent to close.
-    cid = open_channel(chain, 10 * FINNEY)
-    final = sign(chain, voucher(cid, {chain.address("artist"): FINNEY}))
-    relay_voucher_sig = sign(chain, final.voucher, "relay").signature
-    with reverts("CloseInvalidRelaySignature", channelId=cid) as info:
-        cooperative_close(chain, cid, final, sig=relay_voucher_sig)
-    assert info.value.error_args["signer"] != chain.address("relay")
-    assert chain.channels.get_channel(cid).status == ChannelStatus.OPEN
 
 
 def test_payersCloseRequestOrCapsSignature_usedAsVoucherSignature_isRefused(chain: Chain) -> None:

@@ -557,24 +557,6 @@ def test_settle_revertsIfVoucherReplayedOnOtherChannel(chain: Chain) -> None:
     assert c.claimable(artist) == 4 * FINNEY
 
 
-def test_settle_revertsIfVoucherReplayedOnReopenedChannel(chain: Chain) -> None:
-    c = chain.channels
-    artist = chain.address("artist")
-    old = open_channel(chain, 10 * FINNEY, label="old")
-    v = sign(chain, voucher(old, {artist: 4 * FINNEY}))
-    final = sign(chain, voucher(old, {artist: 5 * FINNEY}))
-    settle(chain, v)
-    cooperative_close(chain, old, final, (4 * FINNEY,))
-    new = open_channel(chain, 10 * FINNEY, label="new")
-    for signed in (v, final):
-        with reverts("VoucherUnauthorizedSigner", channelId=new):
-            settle_raw(chain, (new, *entry(signed)[1:]))
-        with reverts("ChannelNotSettleable", channelId=old, closesAt=1):
-            settle(chain, signed, (5 * FINNEY,))
-    assert c.get_channel(new).settled == 0
-    assert c.claimable(artist) == 5 * FINNEY
-
-
 def test_settle_revertsIfSignatureIsHighSTwin(chain: Chain) -> None:
     c = chain.channels
     artist = chain.address("artist")
@@ -967,17 +949,6 @@ def test_cooperativeClose_revertsIfVoucherSignatureUsedAsCloseSignature(chain: C
         cooperative_close(chain, cid, final, sig=relay_voucher_sig)
     assert info.value.error_args["signer"] != chain.address("relay")
     assert c.get_channel(cid).status == ChannelStatus.OPEN
-
-
-def test_settle_revertsIfCloseSignatureUsedAsVoucherSignature(chain: Chain) -> None:
-    c = chain.channels
-    cid = open_channel(chain, 10 * FINNEY)
-    v = voucher(cid, {chain.address("artist"): FINNEY})
-    payer_close_sig = close_signature(chain, cid, v, signer="listener")  # the payer's key, but the Close type
-    with reverts("VoucherUnauthorizedSigner", channelId=cid) as info:
-        settle(chain, SignedVoucher(v, payer_close_sig))
-    assert info.value.error_args["signer"] != chain.address("listener")
-    assert c.get_channel(cid).settled == 0
 
 
 def test_cooperativeClose_revertsIfNotPayerOrNotSettleable(chain: Chain) -> None:
