@@ -28,6 +28,29 @@ def fail(message: str) -> typer.Exit:
 
 
 @app.command()
+def audit(
+    rpc_url: Annotated[str, typer.Option(envvar="CHAINSTREAM_RPC_URL", help="JSON-RPC URL")] = "http://127.0.0.1:8545",
+    deployment: Annotated[Path, typer.Option(envvar="CHAINSTREAM_DEPLOYMENT_FILE")] = Path("deployments/local.json"),
+) -> None:
+    """Reconcile a deployment from the chain alone: per token, deposits = paid to payees + refunded + escrowed,
+    and the contract holds exactly what it owes. Exits 1 if any token does not balance."""
+    from chainstream.audit import deployment_tokens, reconcile, reconciliation_table
+    from chainstream.chain.deploy import Deployment
+    from chainstream.chain.node import connect
+
+    try:
+        w3 = connect(rpc_url)
+        d = Deployment.load(deployment)
+        recs, _ = reconcile(w3, d, {}, deployment_tokens(w3, d))
+    except ChainStreamError as exc:
+        raise fail(str(exc)) from exc
+    for rec in recs:
+        console.print(reconciliation_table(rec))
+    if not all(rec.balanced for rec in recs):
+        raise fail("the deployment does not balance: see the rows marked ✗")
+
+
+@app.command()
 def relay(
     rpc_url: Annotated[str, typer.Option(envvar="CHAINSTREAM_RPC_URL", help="JSON-RPC URL")] = "http://127.0.0.1:8545",
     deployment: Annotated[Path, typer.Option(envvar="CHAINSTREAM_DEPLOYMENT_FILE")] = Path("deployments/local.json"),

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import random
@@ -21,14 +20,12 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
-import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -36,21 +33,19 @@ from rich.table import Table
 from web3 import Web3
 
 from chainstream import seed as demo_seed
-from chainstream.chain.contracts import ChannelsClient, ChannelStatus, RegistryClient, TokenClient
+from chainstream.audit import PayeeBalance, TokenReconciliation, reconcile, reconciliation_table
+from chainstream.chain.contracts import ChannelsClient, RegistryClient, TokenClient
 from chainstream.chain.deploy import Deployment, deploy_all
-from chainstream.chain.node import advance_time, connect, embedded_web3, free_port
+from chainstream.chain.node import advance_time, connect, embedded_web3
 from chainstream.chain.transactions import TxSender, fund
 from chainstream.config import Settings
 from chainstream.errors import ChainError, ChainStreamError, ConfigurationError
 from chainstream.pricing import Model
 from chainstream.protocol import PrivateKey, SignedVoucher
 from chainstream.protocol.types import ZERO_ADDRESS, Address
-from chainstream.relay.app import Relay, create_app
-from chainstream.relay.server import uvicorn_options
+from chainstream.relay.thread import RelayThread
 from chainstream.sdk import Artist, Listener, RelayClient, RelayError
 from chainstream.tokens import TokenInfo
-
-T = TypeVar("T")
 
 ETHER = 10**18
 USD = demo_seed.USD
@@ -91,222 +86,6 @@ def derive_salt(seed: int | None, name: str) -> bytes:
     if seed is None:
         return os.urandom(32)
     return hashlib.sha256(f"chainstream-demo-salt:{seed}:{name}".encode()).digest()
-
-
-# -------------------------------------------------------------------------------------- relay thread
-class RelayThread:
-    """A real relay (FastAPI + uvicorn, settler, watchtower) serving HTTP from a background thread."""
-
-    def __init__(
-        self, settings: Settings, *, w3: Web3, deployment: Deployment, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
-        self.relay = Relay(settings, w3=w3, deployment=deployment)
-        self.app = create_app(settings, relay=self.relay)
-        self.port = port or free_port()
-        self.url = f"http://{host}:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                host=host,
-                port=self.port,
-                log_level="warning",
-                log_config=None,
-                lifespan="on",
-                **uvicorn_options(settings),
-            )
-        )
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name="chainstream-relay", daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.server.serve())
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self.error = exc
-
-    def start(self, timeout: float = 60.0) -> RelayThread:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.thread.is_alive():
-                raise ConfigurationError(f"the relay did not start: {self.error or 'server exited'}")
-            if self.server.started:
-                try:
-                    if httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.05)
-        self.stop()
-        raise ConfigurationError(f"the relay did not answer on {self.url} within {timeout:.0f}s")
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
-        """Run a coroutine on the relay's event loop (where its service, settler and watcher live)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def settle_now(self) -> int:
-        """One settlement round of every channel with unsettled vouchers; returns how many were settled."""
-        return self.call(self.relay.settler.settle_round(force=True))
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        if self.thread.is_alive():
-            self.thread.join(timeout=60)
-        if not self.thread.is_alive() and not self.loop.is_closed():
-            self.loop.close()
-
-
-# -------------------------------------------------------------------------------------- reconciliation
-@dataclass
-class PayeeBalance:
-    address: Address
-    name: str
-    role: str  # "platform" or "artist"
-    claimed: dict[Address, int] = field(default_factory=dict)
-    claimable: dict[Address, int] = field(default_factory=dict)
-
-
-@dataclass
-class TokenReconciliation:
-    token: TokenInfo
-    deposits: int = 0
-    claimed_artists: int = 0
-    claimable_artists: int = 0
-    claimed_platform: int = 0
-    claimable_platform: int = 0
-    refunds: int = 0
-    escrowed: int = 0
-    settled: int = 0  # sum over channels of what left them for payees
-    contract_balance: int = 0
-    channels: int = 0
-    open_channels: int = 0
-
-    @property
-    def paid(self) -> int:
-        return self.claimed_artists + self.claimable_artists + self.claimed_platform + self.claimable_platform
-
-    @property
-    def accounted(self) -> int:
-        return self.paid + self.refunds + self.escrowed
-
-    @property
-    def balanced(self) -> bool:
-        return (
-            self.deposits == self.accounted
-            and self.settled == self.paid
-            and self.contract_balance == self.claimable_artists + self.claimable_platform + self.escrowed
-        )
-
-
-def reconcile(
-    w3: Web3, deployment: Deployment, names: dict[Address, str], tokens: list[TokenInfo]
-) -> tuple[list[TokenReconciliation], list[PayeeBalance]]:
-    """Every figure from chain state and events since the deployment: deposits, credits, claims, refunds."""
-    channels = ChannelsClient(w3, deployment.channels)
-    registry = RegistryClient(w3, deployment.registry)
-    start = deployment.deploy_block
-    events = channels.contract.events
-    result = {t.address: TokenReconciliation(t) for t in tokens}
-
-    token_of: dict[bytes, Address] = {}
-    for log in events.ChannelOpened().get_logs(from_block=start):
-        cid = bytes(log["args"]["channelId"])
-        token_of[cid] = Web3.to_checksum_address(log["args"]["token"])
-        result[token_of[cid]].deposits += int(log["args"]["deposit"])
-    for log in events.ChannelToppedUp().get_logs(from_block=start):
-        result[token_of[bytes(log["args"]["channelId"])]].deposits += int(log["args"]["amount"])
-    for log in events.ChannelClosed().get_logs(from_block=start):
-        result[token_of[bytes(log["args"]["channelId"])]].refunds += int(log["args"]["refund"])
-
-    payees: dict[Address, PayeeBalance] = {}
-    fee_recipients: set[Address] = set()
-    for log in registry.contract.events.SplitSet().get_logs(from_block=start):
-        split = log["args"]["split"]
-        fee = Web3.to_checksum_address(split["feeRecipient"])
-        if fee != ZERO_ADDRESS:
-            fee_recipients.add(fee)
-
-    def payee(address: str) -> PayeeBalance:
-        address = Web3.to_checksum_address(address)
-        if address not in payees:
-            role = "platform" if address in fee_recipients else "artist"
-            payees[address] = PayeeBalance(address, names.get(address, short(address)), role)
-        return payees[address]
-
-    for cid, token in token_of.items():
-        state = channels.get_channel(cid)
-        rec = result[token]
-        rec.channels += 1
-        rec.settled += state.settled
-        if state.status != ChannelStatus.CLOSED:
-            rec.open_channels += 1
-            rec.escrowed += state.deposit - state.settled
-        settled = channels.settled_state(cid, from_block=start) if state.settled else None
-        for address in settled.payees if settled else ():
-            payee(address)
-    for log in events.Claimed().get_logs(from_block=start):
-        p = payee(log["args"]["payee"])
-        token = Web3.to_checksum_address(log["args"]["token"])
-        p.claimed[token] = p.claimed.get(token, 0) + int(log["args"]["amount"])
-    for p in payees.values():
-        for t in tokens:
-            p.claimable[t.address] = channels.claimable(p.address, t.address)
-            rec = result[t.address]
-            if p.role == "platform":
-                rec.claimed_platform += p.claimed.get(t.address, 0)
-                rec.claimable_platform += p.claimable[t.address]
-            else:
-                rec.claimed_artists += p.claimed.get(t.address, 0)
-                rec.claimable_artists += p.claimable[t.address]
-    for t in tokens:
-        if t.address == ZERO_ADDRESS:
-            result[t.address].contract_balance = int(w3.eth.get_balance(deployment.channels))
-        else:
-            result[t.address].contract_balance = TokenClient(w3, t.address).balance_of(deployment.channels)
-    order = {"artist": 0, "platform": 1}
-    return list(result.values()), sorted(payees.values(), key=lambda p: (order[p.role], p.name))
-
-
-def reconciliation_table(rec: TokenReconciliation) -> Table:
-    t = rec.token
-    ok, bad = "[bold green]✓[/]", "[bold red]✗[/]"
-    table = Table(
-        title=f"RECONCILIATION — {t.symbol}  ({rec.channels} channel{_s(rec.channels)}, "
-        f"{rec.open_channels} still open)",
-        title_style="bold",
-    )
-    table.add_column("")
-    table.add_column("read from the chain", style="dim")
-    table.add_column(t.symbol, justify="right")
-    table.add_row("[bold]deposits", "ChannelOpened, ChannelToppedUp", t.num(rec.deposits), end_section=True)
-    table.add_row("artists, collaborators, label", "", t.num(rec.claimed_artists + rec.claimable_artists))
-    table.add_row("  [dim]claimed", "Claimed events", f"[dim]{t.num(rec.claimed_artists)}")
-    table.add_row("  [dim]still claimable", "claimable(payee, token)", f"[dim]{t.num(rec.claimable_artists)}")
-    table.add_row("platform fees", "", t.num(rec.claimed_platform + rec.claimable_platform))
-    table.add_row("  [dim]claimed", "Claimed events", f"[dim]{t.num(rec.claimed_platform)}")
-    table.add_row("  [dim]still claimable", "claimable(payee, token)", f"[dim]{t.num(rec.claimable_platform)}")
-    table.add_row("refunds to listeners", "ChannelClosed.refund", t.num(rec.refunds))
-    table.add_row("still escrowed", "getChannel: deposit − settled", t.num(rec.escrowed), end_section=True)
-    table.add_row("[bold]accounted for", "", t.num(rec.accounted))
-    table.add_row(
-        f"{ok if rec.deposits == rec.accounted else bad} deposits − accounted", "", t.num(rec.deposits - rec.accounted)
-    )
-    table.add_row(
-        f"{ok if rec.settled == rec.paid else bad} settled = paid to payees",
-        "Σ getChannel().settled",
-        t.num(rec.settled),
-    )
-    in_contract = rec.claimable_artists + rec.claimable_platform + rec.escrowed
-    table.add_row(
-        f"{ok if rec.contract_balance == in_contract else bad} held = claimable + escrowed",
-        "balance of the contract",
-        t.num(rec.contract_balance),
-        end_section=True,
-    )
-    table.add_row("[bold]balanced", "", "[bold green]yes[/]" if rec.balanced else "[bold red]NO[/]")
-    return table
 
 
 # ------------------------------------------------------------------------------------------ the demo
@@ -957,11 +736,3 @@ def run_demo(
         port=port,
         console=console,
     ).run()
-
-
-if __name__ == "__main__":  # `python -m chainstream.demo [options]`, same as `chainstream demo [options]`
-    import sys
-
-    from chainstream.cli import app
-
-    app(["demo", *sys.argv[1:]])

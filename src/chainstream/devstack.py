@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,12 @@ from chainstream.chain.contracts import ChannelsClient, RegistryClient, TokenCli
 from chainstream.chain.deploy import Deployment, deploy_all
 from chainstream.chain.node import AnvilNode, advance_time, free_port
 from chainstream.chain.transactions import TxSender
+from chainstream.config import Settings
 from chainstream.errors import ConfigurationError
 from chainstream.protocol import Domain, PrivateKey
 from chainstream.protocol.read_token import sign_read_token
 from chainstream.protocol.types import to_address
+from chainstream.relay.thread import RelayThread
 from chainstream.sdk.client import RelayClient
 from chainstream.seed import ARTISTS, publish_catalog_audio, register_catalog
 
@@ -79,8 +79,7 @@ class Stack:
     url: str
     keys: dict[str, PrivateKey]
     track_ids: dict[str, bytes]
-    _server: Any = None
-    _thread: threading.Thread | None = None
+    _relay: RelayThread | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -118,10 +117,8 @@ class Stack:
         return {"Authorization": f"ChainStream-Read {token.encode()}"}
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if self._relay is not None:
+            self._relay.stop()
         self.node.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -165,43 +162,34 @@ def start_stack(
         for role in LISTENERS:
             token.mint(TxSender(w3, keys[role]), keys[role].address, STABLECOIN_GRANT)
         tmp = tempfile.TemporaryDirectory(prefix="chainstream-dev-")
-        server, thread, url = _serve_relay(
+        settings = _relay_settings(
             keys["relay"],
             node,
             deployment,
             Path(tmp.name),
-            host=host,
-            port=port or free_port(),
-            settle=(settle_interval, settle_min_value, settle_max_age, settle_max_gas_fraction),
+            (settle_interval, settle_min_value, settle_max_age, settle_max_gas_fraction),
         )
+        relay = RelayThread(
+            settings, w3=node.web3(), deployment=deployment, host=host, port=port or free_port(), graceful_timeout=2
+        ).start()
         # The demo catalog's audio enters like any artist's: uploaded to the relay, signed by each track's owner.
-        with RelayClient(url) as relay_client:
+        with RelayClient(relay.url) as relay_client:
             publish_catalog_audio(relay_client, {name: keys[name] for name in ARTISTS})
-        return Stack(node, deployment, url, keys, track_ids, server, thread, tmp)
+        return Stack(node, deployment, relay.url, keys, track_ids, relay, tmp)
     except BaseException:
         node.stop()
         raise
 
 
-def _serve_relay(
+def _relay_settings(
     relay_key: PrivateKey,
     node: AnvilNode,
     deployment: Deployment,
     data_dir: Path,
-    *,
-    host: str,
-    port: int,
     settle: tuple[float, int, float, float],
-) -> tuple[Any, threading.Thread, str]:
-    """The relay (uvicorn in a thread) on the stack's chain; returns once it answers /health."""
-    import uvicorn
-
-    from chainstream.config import Settings
-    from chainstream.relay.app import create_app
-    from chainstream.relay.server import uvicorn_options
-
+) -> Settings:
     interval, min_value, max_age, max_gas_fraction = settle
-    settings = Settings(
+    return Settings(
         relay_key=relay_key.secret.hex(),
         database=str(data_dir / "relay.db"),
         media_dir=data_dir / "media",
@@ -213,34 +201,6 @@ def _serve_relay(
         poll_interval=0.5,
         rpc_url=node.url,
     )
-    app = create_app(settings, w3=node.web3(), deployment=deployment)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-            **uvicorn_options(settings),  # the same bounds on connections as `chainstream relay`
-        )
-    )
-    thread = threading.Thread(target=server.run, name="relay", daemon=True)
-    thread.start()
-    url = f"http://{host}:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.started:
-            try:
-                if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
-                    return server, thread, url
-            except httpx.HTTPError:
-                pass
-        if not thread.is_alive():
-            raise ConfigurationError(f"the relay exited during start-up (is port {port} free?)")
-        time.sleep(0.1)
-    server.should_exit = True
-    raise ConfigurationError(f"the relay did not answer on {url} within 60 s")
 
 
 def instructions(stack: Stack) -> str:

@@ -23,10 +23,10 @@ from chainstream.chain.node import AnvilNode, advance_time, anvil_binary
 from chainstream.chain.transactions import TxSender, fund
 from chainstream.cli import app
 from chainstream.config import Settings
-from chainstream.demo import RelayThread
 from chainstream.errors import ConfigurationError
 from chainstream.protocol import PrivateKey
 from chainstream.protocol.types import ZERO_ADDRESS
+from chainstream.relay.thread import RelayThread
 from chainstream.tokens import TokenInfo
 from tests.conftest import IN_CI, test_key
 
@@ -376,3 +376,17 @@ def test_a_server_that_is_not_a_relay_is_named_in_a_sentence(env: Env) -> None:
         assert "HTTP 404 without a reason" in out and "ChainStream relay" in out
     finally:
         server.shutdown()
+
+
+def test_audit_reconciles_the_deployment_from_the_chain_and_fails_on_a_wrong_start_block(env: Env) -> None:
+    """`chainstream audit` balances every token after the other tests' channels; read from a start block after
+    the first channels opened, their deposits are missing and it says so, exiting 1."""
+    ok(env.run("listener", "open", "--deposit", "0.02", listener="topper", state="audit"))
+    out = ok(env.run("audit", "--deployment", str(env.deployment_file)))
+    assert out.count("RECONCILIATION") == 2 and "ETH" in out and "mUSD" in out  # ETH and the allowed stablecoin
+    assert out.count("yes") == 2 and "NO" not in out
+
+    late = env.tmp / "late-deployment.json"
+    Deployment(**{**vars(env.deployment), "deploy_block": env.node.web3().eth.block_number}).save(late)
+    result = env.run("audit", "--deployment", str(late))
+    assert result.exit_code == 1 and "does not balance" in result.output and "Traceback" not in result.output
