@@ -80,7 +80,7 @@ def relay(
     except ChainStreamError as exc:
         raise fail(str(exc)) from exc
     console.print(f"relay on http://{host}:{port}  (API schema: http://{host}:{port}/openapi.json)")
-    serve(api, settings, host=host, port=port, log_level=os.environ.get("CHAINSTREAM_LOG_LEVEL", "warning"))
+    serve(api, settings, host=host, port=port, log_level=settings.log_level)
 
 
 @app.command()

@@ -25,7 +25,23 @@ class Settings(BaseSettings):
         description="this relay instance's name: instances sharing a PostgreSQL database need "
         "distinct names (each keeps its own watcher cursor); one leads settlement",
     )
-    frontend_dir: Path | None = Field(None, description="static web player to serve at / (default: ./frontend)")
+    frontend_dir: Path | None = Field(
+        None, description="static web player to serve at / (default: the package's, or the checkout's frontend/)"
+    )
+    vendor_dir: Path | None = Field(
+        None,
+        description="directory holding the browser builds the player imports (ethers.min.js); default: the "
+        "package's, or the checkout's node_modules",
+    )
+    public_rpc_url: str | None = Field(
+        None,
+        description="node URL the web player offers wallets (wallet_addEthereumChain); default: rpc_url when it "
+        "is on loopback, else none (a provider URL may embed a key)",
+    )
+    chain_name: str | None = Field(None, description="chain name the web player offers wallets")
+    log_level: str = Field(
+        "warning", pattern=r"^(critical|error|warning|info|debug)$", description="log level of `chainstream relay`"
+    )
 
     # settlement policy
     settle_interval: float = Field(5.0, description="seconds between settlement rounds")

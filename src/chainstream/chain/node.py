@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -16,8 +14,8 @@ from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
 from chainstream.errors import ConfigurationError
+from chainstream.resources import anvil_binary
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 EMBEDDED = "embedded"
 
 
@@ -63,17 +61,6 @@ def advance_time(w3: Web3, seconds: int) -> None:
     else:
         w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-
-
-def anvil_binary() -> str:
-    """The anvil executable from node_modules (npm @foundry-rs/anvil) or PATH."""
-    local = PROJECT_ROOT / "node_modules" / ".bin" / "anvil"
-    if local.exists():
-        return str(local)
-    found = shutil.which("anvil")
-    if found:
-        return found
-    raise ConfigurationError("anvil not found: run `npm ci` (package @foundry-rs/anvil)")
 
 
 def free_port() -> int:

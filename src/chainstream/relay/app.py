@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -24,6 +23,7 @@ from starlette.routing import Match, Mount
 from starlette.types import Scope
 from web3 import Web3
 
+from chainstream import resources
 from chainstream.chain.contracts import ChannelsClient, RegistryClient
 from chainstream.chain.deploy import Deployment
 from chainstream.chain.node import connect
@@ -46,7 +46,6 @@ from chainstream.store import open_store
 from chainstream.verify import Rejection
 
 log = logging.getLogger("chainstream.relay")
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 class Relay:
@@ -152,10 +151,9 @@ STREAM_WINDOW = 4_096
 def public_rpc_url(settings: Settings) -> str | None:
     """The chain's node URL as published to the player's wallet: CHAINSTREAM_PUBLIC_RPC_URL, else the relay's own
     node URL when it is on loopback (a provider URL may embed a key), else none."""
-    import os
     from urllib.parse import urlparse
 
-    rpc = os.environ.get("CHAINSTREAM_PUBLIC_RPC_URL")
+    rpc = settings.public_rpc_url
     if rpc is None and urlparse(settings.rpc_url).hostname in ("127.0.0.1", "localhost", "::1"):
         rpc = settings.rpc_url
     return rpc
@@ -618,14 +616,13 @@ def create_app(
     # ------------------------------------------------------------------ web player (frontend/) and its assets
     # Third-party builds are served from node_modules (never committed, no CDN): the player imports "ethers"
     # through an import map pointing here.
-    vendor_files = {"ethers.js": PROJECT_ROOT / "node_modules" / "ethers" / "dist" / "ethers.min.js"}
     vendor_gzip: dict[str, bytes] = {}
 
     @app.get("/vendor/{name}", include_in_schema=False)
     async def vendor(name: str, request: Request) -> Response:
-        path = vendor_files.get(name)
-        if path is None or not path.exists():
-            return _error(404, "no_vendor_file", f"{name} is not available: run `npm ci`")
+        path = resources.vendor_file(name, settings.vendor_dir)
+        if path is None:
+            return _error(404, "no_vendor_file", resources.vendor_missing_message(name))
         headers = {"Cache-Control": "public, max-age=3600", "Vary": "Accept-Encoding"}
         if "gzip" in request.headers.get("accept-encoding", ""):
             if name not in vendor_gzip:  # ethers.min.js: 510 kB, 140 kB gzipped; compressed once
@@ -654,13 +651,13 @@ def create_app(
     async def player_config() -> dict[str, Any]:
         """What a wallet needs to add the relay's chain (wallet_addEthereumChain). The node URL is published only
         when it is on loopback or set explicitly (CHAINSTREAM_PUBLIC_RPC_URL): a provider URL may embed a key."""
-        import os
-
         rpc = public_rpc_url(settings)
-        return {"rpcUrls": [rpc] if rpc else [], "chainName": os.environ.get("CHAINSTREAM_CHAIN_NAME")}
+        return {"rpcUrls": [rpc] if rpc else [], "chainName": settings.chain_name}
 
-    frontend = settings.frontend_dir or PROJECT_ROOT / "frontend"
-    app.add_middleware(SecurityHeaders, index_html=frontend / "index.html", rpc_url=public_rpc_url(settings))
-    if frontend.is_dir() and (frontend / "index.html").exists():
+    frontend = resources.web_dir(settings.frontend_dir)
+    app.add_middleware(
+        SecurityHeaders, index_html=frontend / "index.html" if frontend else None, rpc_url=public_rpc_url(settings)
+    )
+    if frontend is not None:
         app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
     return app

@@ -20,9 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _INLINE_SCRIPT = re.compile(r"<script(?:\s[^>]*)?>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 
 
-def inline_script_hashes(index_html: Path) -> list[str]:
+def inline_script_hashes(index_html: Path | None) -> list[str]:
     """CSP source expressions ('sha256-…') for the inline scripts (those with a body) of the player's page."""
-    if not index_html.exists():
+    if index_html is None or not index_html.exists():
         return []
     text = index_html.read_text(encoding="utf-8")
     out = []
@@ -77,7 +77,7 @@ class SecurityHeaders:
     included; a header the route set itself is kept). No per-request work beyond appending them: the payment
     path stays as fast as it was."""
 
-    def __init__(self, app: ASGIApp, *, index_html: Path, rpc_url: str | None) -> None:
+    def __init__(self, app: ASGIApp, *, index_html: Path | None, rpc_url: str | None) -> None:
         self.app = app
         connect = [o for o in (origin_of(rpc_url),) if o]
         headers = security_headers(content_security_policy(inline_script_hashes(index_html), connect))
