@@ -86,7 +86,13 @@ def relay(
 @app.command()
 def deploy(
     rpc_url: Annotated[str, typer.Option(envvar="CHAINSTREAM_RPC_URL")] = "http://127.0.0.1:8545",
-    out: Annotated[Path | None, typer.Option(help="deployment file (default deployments/<chainId>.json)")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            envvar="CHAINSTREAM_DEPLOYMENT_FILE",
+            help="deployment file to write: where `relay`, `audit` and the listener/artist commands look by default",
+        ),
+    ] = Path("deployments/local.json"),
     challenge_period: int = 86_400,
     key_rotation_grace: int = 3_600,
     stablecoin: Annotated[
@@ -140,7 +146,7 @@ def deploy(
         )
     except ChainStreamError as exc:
         raise fail(f"deploy failed: {exc}") from exc
-    path = out or Path(f"deployments/{d.chain_id}.json")
+    path = out
     d.save(path)
     console.print(f"ChainStreamChannels [bold]{d.channels}[/]\nTrackRegistry       [bold]{d.registry}[/]")
     console.print(f"token admin         [bold]{d.token_admin}[/]")

@@ -66,6 +66,20 @@ def test_deployScript_writesAddressesWithCode_andSettingsTakeEffect(anvil: Anvil
     assert channels.contract.functions.tokenIdOf(deployment.stablecoin).call() == 1
 
 
+@pytest.mark.anvil
+def test_deploy_withoutOut_writesTheFileTheOtherCommandsReadByDefault(anvil: AnvilNode, tmp_path: Path) -> None:
+    """`chainstream deploy` with no --out writes deployments/local.json, the default of `relay`, `audit` and the
+    listener and artist commands (it wrote deployments/<chainId>.json, which none of them read)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINSTREAM_")}
+    deploy = [sys.executable, "-m", "chainstream", "deploy", "--rpc-url", anvil.url]
+    result = subprocess.run(deploy, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert [p.name for p in (tmp_path / "deployments").iterdir()] == ["local.json"]
+    audit = [sys.executable, "-m", "chainstream", "audit", "--rpc-url", anvil.url]  # reads it by default
+    result = subprocess.run(audit, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+    assert result.returncode == 0 and "balanced" in result.stdout, result.stderr + result.stdout
+
+
 def test_deployScript_unreachableNode_failsWithOneLineMessage(tmp_path: Path) -> None:
     result = subprocess.run(
         [
