@@ -13,7 +13,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
 from chainstream.chain.contracts import ChannelsClient, ChannelStatus, RegistryClient, TokenClient
 from chainstream.chain.deploy import Deployment
-from chainstream.protocol.types import ZERO_ADDRESS, Address
+from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
 from chainstream.tokens import TokenInfo
 
 
@@ -83,7 +83,7 @@ def reconcile(
 
     for log in events.ChannelOpened().get_logs(from_block=start):
         cid = bytes(log["args"]["channelId"])
-        token_of[cid] = Web3.to_checksum_address(log["args"]["token"])
+        token_of[cid] = to_address(log["args"]["token"])
         result[token_of[cid]].deposits += int(log["args"]["deposit"])
     for log in events.ChannelToppedUp().get_logs(from_block=start):
         result[channel_token(bytes(log["args"]["channelId"]))].deposits += int(log["args"]["amount"])
@@ -94,12 +94,12 @@ def reconcile(
     fee_recipients: set[Address] = set()
     for log in registry.contract.events.SplitSet().get_logs(from_block=start):
         split = log["args"]["split"]
-        fee = Web3.to_checksum_address(split["feeRecipient"])
+        fee = to_address(split["feeRecipient"])
         if fee != ZERO_ADDRESS:
             fee_recipients.add(fee)
 
-    def payee(address: str) -> PayeeBalance:
-        address = Web3.to_checksum_address(address)
+    def payee(raw: str) -> PayeeBalance:
+        address = to_address(raw)
         if address not in payees:
             role = "platform" if address in fee_recipients else "artist"
             payees[address] = PayeeBalance(address, names.get(address, _short(address)), role)
@@ -118,7 +118,7 @@ def reconcile(
             payee(address)
     for log in events.Claimed().get_logs(from_block=start):
         p = payee(log["args"]["payee"])
-        token = Web3.to_checksum_address(log["args"]["token"])
+        token = to_address(log["args"]["token"])
         p.claimed[token] = p.claimed.get(token, 0) + int(log["args"]["amount"])
     for p in payees.values():
         for t in tokens:
@@ -132,7 +132,7 @@ def reconcile(
                 rec.claimable_artists += p.claimable[t.address]
     for t in tokens:
         if t.address == ZERO_ADDRESS:
-            result[t.address].contract_balance = int(w3.eth.get_balance(deployment.channels))
+            result[t.address].contract_balance = int(w3.eth.get_balance(Web3.to_checksum_address(deployment.channels)))
         else:
             result[t.address].contract_balance = TokenClient(w3, t.address).balance_of(deployment.channels)
     order = {"artist": 0, "platform": 1}
@@ -185,7 +185,7 @@ def deployment_tokens(w3: Web3, deployment: Deployment) -> list[TokenInfo]:
     channels = ChannelsClient(w3, deployment.channels)
     tokens = [TokenInfo(ZERO_ADDRESS, "ETH", 18)]
     for log in channels.contract.events.TokenAllowed().get_logs(from_block=deployment.deploy_block):
-        address = Web3.to_checksum_address(log["args"]["token"])
+        address = to_address(log["args"]["token"])
         erc20 = TokenClient(w3, address).contract.functions
         try:
             symbol, decimals = str(erc20.symbol().call()), int(erc20.decimals().call())

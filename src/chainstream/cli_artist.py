@@ -28,7 +28,7 @@ from chainstream.cli_common import (
     short,
 )
 from chainstream.pricing import MAX_FEE_BPS, Model, Split, Terms
-from chainstream.protocol.types import ZERO_ADDRESS, to_address
+from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
 from chainstream.sdk import Artist
 from chainstream.sdk.artist import file_keccak as keccak_file
 from chainstream.tokens import TokenInfo
@@ -39,7 +39,7 @@ app = typer.Typer(
 )
 
 
-def _share(text: str, what: str) -> tuple[str, int]:
+def _share(text: str, what: str) -> tuple[Address, int]:
     """ADDRESS:BPS (basis points: 2500 = 25%)."""
     address, _, bps = text.partition(":")
     try:
@@ -64,7 +64,7 @@ def _pct(bps: int) -> str:
     return f"{bps / 100:g}%"
 
 
-def _split(owner: str, collaborators: list[str] | None, fee: str | None) -> Split:
+def _split(owner: Address, collaborators: list[str] | None, fee: str | None) -> Split:
     """The owner takes what the collaborators leave; every share and the fee checked with the numbers stated."""
     shares = [_share(c, "--collaborator") for c in collaborators or []]
     given = sum(b for _, b in shares)

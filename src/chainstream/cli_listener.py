@@ -207,6 +207,8 @@ def topup(
         with console.status(f"adding {t.fmt(value)} to the deposit"):
             listener.top_up(value)
         chain = listener.chain_state()
+        if listener.state is None:  # attach() always sets it (resynced from the relay); this narrows the Optional
+            raise CliError("the channel's payment state could not be read from the relay", code="bad_state")
         console.print(
             f"topped up [bold]{t.fmt(value)}[/]: deposit {t.fmt(chain.deposit)}, "
             f"not yet spent {t.fmt(chain.deposit - listener.state.voucher.total)}",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -42,7 +43,7 @@ from chainstream.config import Settings
 from chainstream.errors import ChainError, ChainStreamError, ConfigurationError
 from chainstream.pricing import Model
 from chainstream.protocol import PrivateKey, SignedVoucher
-from chainstream.protocol.types import ZERO_ADDRESS, Address
+from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
 from chainstream.relay.thread import RelayThread
 from chainstream.sdk import Artist, Listener, RelayClient, RelayError
 from chainstream.tokens import TokenInfo
@@ -276,7 +277,7 @@ class Demo:
         self.step("3 · Relay")
         relay_w3 = connect(self.rpc_url) if self.rpc_url else w3
         settings = Settings(
-            relay_key=self.key("relay").secret.hex(),
+            relay_key=SecretStr(self.key("relay").secret.hex()),
             database=str(tmp / "relay.db"),
             media_dir=tmp / "media",
             rpc_url=self.rpc_url or "embedded",
@@ -545,7 +546,7 @@ class Demo:
                 e.add_column(col, justify="left" if col == "track" else "right", no_wrap=col != "track")
             by_address = {t.address: t for t in tokens}
             for r in rows:
-                t = by_address.get(Web3.to_checksum_address(r["token"]), tokens[0])
+                t = by_address.get(to_address(r["token"]), tokens[0])
                 e.add_row(
                     f"{r['title'] or short(r['target'])} [dim]({t.symbol})",
                     str(r["plays"]),
@@ -615,7 +616,7 @@ class Demo:
         log = channels.contract.events.ChannelSettled().get_logs(
             from_block=d.deploy_block, argument_filters={"channelId": listener._cid()}
         )[-1]
-        sender = w3.eth.get_transaction(log["transactionHash"])["from"]
+        sender = to_address(w3.eth.get_transaction(log["transactionHash"])["from"])
         block_time = int(w3.eth.get_block(log["blockNumber"])["timestamp"])
         settled_after = listener.chain_state().settled
         who = "the relay" if sender == self.key("relay").address else sender

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from chainstream.chain.contracts import ChannelsClient, RegistryClient, TokenClient
 from chainstream.chain.deploy import Deployment, deploy_all
@@ -190,7 +191,7 @@ def _relay_settings(
 ) -> Settings:
     interval, min_value, max_age, max_gas_fraction = settle
     return Settings(
-        relay_key=relay_key.secret.hex(),
+        relay_key=SecretStr(relay_key.secret.hex()),
         database=str(data_dir / "relay.db"),
         media_dir=data_dir / "media",
         settle_interval=interval,

@@ -179,4 +179,4 @@ def owned_after(terms: Terms) -> int | None:
     """Stream-to-own: the total paid once the track is owned (None for flat pricing)."""
     if terms.model != Model.STREAM_TO_OWN:
         return None
-    return terms.per_play * (2**terms.own_after - 1)
+    return terms.per_play * ((1 << terms.own_after) - 1)  # 2**n - 1 (own_after >= 1 here), as an int

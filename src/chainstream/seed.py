@@ -11,6 +11,7 @@ import io
 import math
 import struct
 import wave
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from chainstream.chain.transactions import TxSender
 from chainstream.pricing import Model, Split, Terms
 from chainstream.protocol import PrivateKey
 from chainstream.protocol.hashing import keccak
-from chainstream.protocol.types import ZERO_ADDRESS
+from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
 from chainstream.sdk.artist import upload_audio
 from chainstream.sdk.client import RelayClient
 
@@ -114,11 +115,11 @@ def catalog_audio() -> dict[str, tuple[bytes, bytes]]:
     return {spec.title: track_audio(spec) for spec in CATALOG}
 
 
-def split_for(spec: TrackSpec, address_of: dict[str, str], platform: str) -> Split:
+def split_for(spec: TrackSpec, address_of: Mapping[str, Address], platform: str) -> Split:
     others = sum(bps for _, bps in spec.collaborators)
     recipients = (address_of[spec.artist], *(address_of[name] for name, _ in spec.collaborators))
     bps = (10_000 - others, *(bps for _, bps in spec.collaborators))
-    return Split(recipients, bps, platform if spec.fee_bps else ZERO_ADDRESS, spec.fee_bps)
+    return Split(recipients, bps, to_address(platform) if spec.fee_bps else ZERO_ADDRESS, spec.fee_bps)
 
 
 def register_catalog(

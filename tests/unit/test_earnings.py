@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from chainstream.protocol import Kind
+from chainstream.protocol.types import Address
 from chainstream.relay.earnings import CLAIMED, CSV_COLUMNS, PENDING, SETTLED, csv_rows, earnings, spreadsheet_safe
 from chainstream.store.records import EarningRow
 from chainstream.tokens import TokenInfo
 
-ETH, USD = "0x" + "00" * 20, "0x" + "5d" * 20
+ETH, USD = Address("0x" + "00" * 20), Address("0x" + "5d" * 20)
 A, B = b"\xaa" * 32, b"\xbb" * 32  # channels: A in ETH, B in USD
 SONG, OTHER = b"\x01" * 32, b"\x02" * 32
 HOUR = 3_600

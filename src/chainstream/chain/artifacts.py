@@ -33,7 +33,7 @@ def load_artifact(name: str) -> Artifact:
 @cache
 def error_abis() -> dict[bytes, dict[str, Any]]:
     """Every custom error of every shipped contract, keyed by its 4-byte selector."""
-    from eth_utils import function_abi_to_4byte_selector
+    from eth_utils.abi import function_abi_to_4byte_selector
 
     selectors: dict[bytes, dict[str, Any]] = {}
     for path in sorted(ARTIFACTS_DIR.glob("*.json")):

@@ -15,7 +15,8 @@ from sha3 import keccak_256 as _keccak_256  # safe-pysha3: C keccak, ~0.7 us a h
 
 def keccak(data: bytes) -> bytes:
     """keccak256 (the Ethereum variant, not NIST SHA3)."""
-    return _keccak_256(data).digest()
+    digest: bytes = _keccak_256(data).digest()  # sha3 ships no type stubs
+    return digest
 
 
 def word(value: int) -> bytes:

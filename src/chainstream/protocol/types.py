@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NewType
 
-from eth_utils import is_checksum_address
+from eth_utils.address import is_checksum_address
 
 from chainstream.errors import ProtocolError
 from chainstream.protocol.hashing import keccak

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chainstream.chain.contracts import RegistryClient
 from chainstream.ledger import Listing
 from chainstream.pricing import Split, Terms
+from chainstream.protocol.types import Address
 
 
 @dataclass
 class CatalogEntry:
     track_id: bytes
     title: str
-    owner: str
+    owner: Address
     split: Split
     split_version: int
     registered_at: int
@@ -23,7 +25,7 @@ class CatalogEntry:
 class Catalog:
     """Loaded from the chain at start and refreshed track by track when registry events arrive."""
 
-    def __init__(self, registry: RegistryClient, tokens: list[str]) -> None:
+    def __init__(self, registry: RegistryClient, tokens: Sequence[str]) -> None:
         self.registry = registry
         self.tokens = tokens
         self.entries: dict[bytes, CatalogEntry] = {}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from chainstream.protocol import Kind
+from chainstream.protocol.types import Address
 from chainstream.store.records import EarningRow
 from chainstream.tokens import TokenInfo
 
@@ -26,7 +27,7 @@ class PaymentEarning:
 
     channel_id: bytes
     seq: int
-    token: str
+    token: Address
     target: bytes
     kind: Kind
     units: int
@@ -90,10 +91,10 @@ class Earnings:
 def earnings(
     rows: Iterable[EarningRow],
     *,
-    token_of: Mapping[bytes, str],
+    token_of: Mapping[bytes, Address],
     credited: Mapping[bytes, int],
     claimed: Mapping[str, int],
-    default_token: str,
+    default_token: Address,
 ) -> Earnings:
     """The payee's earnings. `token_of`: each channel's token; `credited`: what the chain credited the payee per
     channel; `claimed`: what the payee claimed per token."""
@@ -108,7 +109,10 @@ def earnings(
 
 
 def _with_settlement(
-    rows: Iterable[EarningRow], token_of: Mapping[bytes, str], credited: Mapping[bytes, int], default_token: str
+    rows: Iterable[EarningRow],
+    token_of: Mapping[bytes, Address],
+    credited: Mapping[bytes, int],
+    default_token: Address,
 ) -> list[PaymentEarning]:
     """Each payment, settled iff the channel's cumulative earnings up to it are within what the chain credited."""
     cumulative: dict[bytes, int] = {}
@@ -161,7 +165,7 @@ def spreadsheet_safe(text: str) -> str:
 
 
 def csv_rows(
-    result: Earnings, *, titles: Mapping[bytes, str], tokens: Mapping[str, TokenInfo]
+    result: Earnings, *, titles: Mapping[bytes, str], tokens: Mapping[Address, TokenInfo]
 ) -> Iterator[dict[str, str]]:
     """One row per payment, newest first: UTC date, channel, track id and title, kind, amount and claimed part in
     token units (the token's decimals), and pending / settled / claimed."""

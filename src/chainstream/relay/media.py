@@ -259,10 +259,15 @@ class MediaService:
                 )
             ffmpeg, ffprobe = tools(self.settings.ffmpeg)
             async with self._transcodes:
-                limits = {"max_seconds": self.settings.upload_max_seconds, "timeout": self.settings.transcode_timeout}
-                info = await probe(ffprobe, original, **limits)
+                max_seconds, timeout = self.settings.upload_max_seconds, self.settings.transcode_timeout
+                info = await probe(ffprobe, original, max_seconds=max_seconds, timeout=timeout)
                 segments = await transcode(
-                    ffmpeg, original, staging, segment_seconds=self.settings.segment_seconds, **limits
+                    ffmpeg,
+                    original,
+                    staging,
+                    segment_seconds=self.settings.segment_seconds,
+                    max_seconds=max_seconds,
+                    timeout=timeout,
                 )
             (staging / PLAYLIST).unlink(missing_ok=True)
             manifest = Manifest(
