@@ -5,40 +5,13 @@ import { makeDomain } from "./lib/protocol.js";
 import { ReadTokens } from "./lib/readtokens.js";
 import { forgetAllSessionKeys, forgetExpiredSessionKeys } from "./lib/session.js";
 import { RelayClient, RelayError } from "./lib/relay.js";
+import { ERROR_TITLES, explainRelayError } from "./lib/messages.js";
 import { Listener } from "./lib/listener.js";
-import { WalletConnection, describeTxError, discoverWallets } from "./lib/wallet.js";
+import { WalletConnection, describeTxError, discoverWallets, txLog } from "./lib/wallet.js";
 import { $, avatarStyle, fmtAmount, h, mount, shortAddr } from "./lib/ui.js";
 import { Player } from "./views/player.js";
-import { renderActivity, renderListen } from "./views/listen.js";
+import { renderActivity, renderArtist, renderListen } from "./views/listen.js";
 import { renderStudio } from "./views/studio.js";
-
-/** Friendly titles for the relay's rejection codes (the relay's own message is shown under them). */
-const ERROR_TITLES = {
-  daily_cap_exceeded: "Daily spending cap reached",
-  session_cap_exceeded: "Session key limit reached",
-  insufficient_deposit: "Not enough left in your channel — top up to keep listening",
-  too_many_payees: "This channel pays the most addresses the relay settles — open a new channel",
-  session_key_expired: "This browser's session key has expired",
-  unauthorized_signer: "The relay does not accept this signer for the channel",
-  channel_not_open: "This channel is closing or closed",
-  voucher_mismatch: "The relay computed a different voucher",
-  stale_voucher: "Out of sync with the relay",
-  seq_gap: "Out of sync with the relay",
-  bad_signature: "The voucher signature was refused",
-  unknown_track: "This track is not offered in your channel's token",
-  not_offered: "Not offered in this token",
-  price_overflow: "That would cost more than a channel can hold",
-  untrusted_catalog: "The relay's price or split differs from what the artist published on chain: not paid",
-  untrusted_state: "The relay's channel state is not signed by your keys: not adopted",
-  already_owned: "You already own this track",
-  unknown_channel: "The relay does not know this channel yet",
-  wrong_relay: "This channel is served by another relay",
-  stale_caps: "Those caps are older than the ones in force",
-  caps_need_payer: "Raising or lifting a cap needs your wallet's signature",
-  close_state_mismatch: "Out of sync with the relay: try closing again",
-  relay_unreachable: "The relay is unreachable",
-  invalid_request: "The relay rejected the request",
-};
 
 const ctx = {
   relay: new RelayClient(""),
@@ -121,29 +94,27 @@ function showError(err, context = "Something went wrong") {
   return banner({ kind: "error", title: context, message: describeTxError(err), code: err?.revert?.name ?? err?.code ?? "" });
 }
 
-/** The relay states amounts in the token's smallest unit; say the same in ETH / mUSD for the listener. */
+/** The relay states amounts in the token's smallest unit (in the error's details); say them in ETH / mUSD. */
 function friendlyRelayMessage(err) {
   const c = ctx.listener?.channel;
   if (!c) return null;
   const token = ctx.tokenOf(c.token);
-  const nums = (err.message.match(/\d+/g) ?? []).map(BigInt);
-  if (err.code === "daily_cap_exceeded" && nums.length >= 3) {
-    const [today, amount, cap] = nums;
-    return `This costs ${ctx.fmt(amount, token)}, and you have spent ${ctx.fmt(today, token)} of your ${ctx.fmt(cap, token)} daily cap today. Raise the cap or come back tomorrow.`;
-  }
-  if (err.code === "insufficient_deposit" && nums.length >= 2) {
-    const [total, deposit] = nums;
-    return `This would bring your total to ${ctx.fmt(total, token)}, more than the ${ctx.fmt(deposit, token)} you deposited.`;
-  }
-  if (err.code === "session_cap_exceeded" && nums.length >= 1) {
-    return `The session key may sign up to ${ctx.fmt(nums.at(-1), token)} in total.`;
-  }
-  return null;
+  return explainRelayError(err, (v) => ctx.fmt(v, token));
 }
 
 function modal(build) {
   const root = $("#modal-root");
-  const close = () => root.replaceChildren();
+  const close = () => {
+    document.removeEventListener("keydown", onKey, true);
+    root.replaceChildren();
+  };
+  const onKey = (e) => {
+    if (e.key === "Escape") {
+      e.stopPropagation();
+      close();
+    }
+  };
+  document.addEventListener("keydown", onKey, true);
   const back = h("div.modal-back", { onclick: (e) => e.target === back && close() });
   const box = h("div.modal", { role: "dialog", "aria-modal": "true" });
   back.append(box);
@@ -151,6 +122,55 @@ function modal(build) {
   build(box, close);
   box.querySelector("input, button")?.focus();
   return close;
+}
+
+// ------------------------------------------------------------------------------------------ transactions
+const EXPLORERS = { 1: "https://etherscan.io", 11155111: "https://sepolia.etherscan.io", 8453: "https://basescan.org", 10: "https://optimistic.etherscan.io", 42161: "https://arbiscan.io" };
+const TX_STATUS = { signing: "Confirm in your wallet", pending: "Pending", confirmed: "Confirmed", failed: "Failed" };
+
+/** Wallet transactions as they go: signing -> pending (hash, explorer link) -> confirmed, or failed with why. */
+function renderTx(item) {
+  const root = $("#txs");
+  let el = root.querySelector(`[data-tx-id="${item.id}"]`);
+  if (!el) {
+    el = h("div.tx", { "data-tx-id": item.id, "data-testid": "tx" });
+    root.prepend(el);
+    while (root.children.length > 3) root.lastChild.remove();
+  }
+  el.dataset.status = item.status;
+  const explorer = EXPLORERS[ctx.info?.chainId];
+  const hash = item.hash ? (explorer ? h("a.mono", { href: `${explorer}/tx/${item.hash}`, target: "_blank", rel: "noopener" }, shortAddr(item.hash)) : h("span.mono", { title: item.hash }, shortAddr(item.hash))) : null;
+  mount(el,
+    h("span.tx-dot", { "aria-hidden": "true" }),
+    h("div.tx-body",
+      h("div", h("b", item.label), " · ", h("span.tx-status", { "data-testid": "tx-status" }, TX_STATUS[item.status] ?? item.status)),
+      item.reason ? h("div.tx-reason", item.reason) : null,
+      hash ? h("div.faint", hash) : null),
+    h("button.b-close", { "aria-label": "Dismiss", onclick: () => el.remove() }, "×"));
+  if (item.status === "confirmed") setTimeout(() => el.remove(), 8000);
+}
+
+// ------------------------------------------------------------------------------------------ keyboard
+/** Space plays / pauses, ←/→ seek 5 s, Shift+←/→ previous / next, ↑/↓ volume, "/" searches the catalog. */
+function onKeyDown(e) {
+  if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+  const t = e.target instanceof HTMLElement ? e.target : null;
+  if (!ctx.player || $("#modal-root").firstChild) return;
+  if (t && (t.isContentEditable || t.closest("input, textarea, select"))) return; // typing, or a slider's own keys
+  if (e.key === " " && t?.closest("button, a, summary")) return; // Space activates the focused control
+  const p = ctx.player;
+  const keys = {
+    " ": () => p.toggle(),
+    ArrowLeft: () => (e.shiftKey ? p.previous() : p.seekBy(-5)),
+    ArrowRight: () => (e.shiftKey ? p.next() : p.seekBy(5)),
+    ArrowUp: () => p.setVolume(p.audio.volume + 0.1),
+    ArrowDown: () => p.setVolume(p.audio.volume - 0.1),
+    "/": () => $("[data-testid=catalog-search]")?.focus(),
+  };
+  const action = keys[e.key];
+  if (!action) return;
+  e.preventDefault();
+  action();
 }
 
 // ------------------------------------------------------------------------------------------ wallet
@@ -296,24 +316,32 @@ function accountModal() {
 }
 
 // ------------------------------------------------------------------------------------------ routing
-const VIEWS = { listen: renderListen, activity: renderActivity, studio: renderStudio };
-const TITLES = { listen: "Discover", activity: "Your listening activity", studio: "Artist studio" };
+const VIEWS = { listen: renderListen, activity: renderActivity, studio: renderStudio, artist: renderArtist };
+const TITLES = { listen: "Discover", activity: "Your listening activity", studio: "Artist studio", artist: "Artist" };
+const NAV_OF = { artist: "listen" };
 let currentView = null;
 
+/** The view and its argument from the location: #/listen, #/activity, #/studio, #/artist/<address>. */
 function route() {
-  const name = (location.hash.match(/^#\/(\w+)/)?.[1]) ?? "listen";
-  return VIEWS[name] ? name : "listen";
+  const [, name = "listen", arg = ""] = location.hash.match(/^#\/(\w+)(?:\/([^/?#]*))?/) ?? [];
+  return VIEWS[name] ? { name, arg, key: `${name}/${arg}` } : { name: "listen", arg: "", key: "listen/" };
 }
 
 function render() {
-  const name = route();
-  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === name);
+  const { name, arg, key } = route();
+  for (const a of document.querySelectorAll("#nav a")) {
+    const active = a.dataset.view === (NAV_OF[name] ?? name);
+    a.classList.toggle("active", active);
+    if (active) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
   $("#topbar-title").textContent = TITLES[name];
   const view = $("#view");
-  if (currentView?.name !== name) {
+  if (currentView?.key !== key) {
     currentView?.dispose?.();
     view.replaceChildren();
-    currentView = { name, ...(VIEWS[name](ctx, view) ?? {}) };
+    // each visit builds the view afresh: its state (forms, panels, filters) lives in the view, not in the module
+    currentView = { key, ...(VIEWS[name](ctx, view, arg) ?? {}) };
   } else {
     currentView.update?.();
   }
@@ -339,6 +367,12 @@ async function boot() {
   ctx.listener = new Listener(ctx);
   ctx.player = new Player(ctx, $("#player"), $("#audio"));
   ctx.listener.addEventListener("change", () => currentView?.update?.());
+  // the model tells the page what happened; it never reaches into the UI itself
+  ctx.listener.addEventListener("paid", () => clearPaymentErrors());
+  ctx.listener.addEventListener("closed", () => clearPaymentErrors());
+  ctx.listener.addEventListener("stop-playback", () => ctx.player.stop());
+  txLog.addEventListener("change", (e) => renderTx(e.detail));
+  document.addEventListener("keydown", onKeyDown);
   await ctx.listener.refreshCatalog(ZeroAddress).catch((err) => showError(err, "Could not load the catalog"));
   window.addEventListener("hashchange", render);
   render();

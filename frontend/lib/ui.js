@@ -157,3 +157,9 @@ export class Ticker {
     this.raf = requestAnimationFrame(step);
   }
 }
+
+/**
+ * How an artist is shown: their address, shortened. The one place a name would come from once the relay serves
+ * artist profiles (signed by the artist); the full address is on their page (#/artist/<address>).
+ */
+export const artistName = (address) => shortAddr(address);

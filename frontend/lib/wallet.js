@@ -106,17 +106,66 @@ export function describeTxError(err) {
 }
 
 /**
- * The receipt of a sent transaction, asked for every half second until it is mined. (ethers' `tx.wait()` looks
+ * The wallet transactions of this page, newest first, each {id, label, hash, status: "pending" | "confirmed" |
+ * "failed", reason, at}: `mined` records them, the UI listens ("change") and shows their state.
+ */
+export class TxLog extends EventTarget {
+  constructor(max = 20) {
+    super();
+    this.max = max;
+    this.items = [];
+    this._next = 1;
+  }
+
+  add(label, hash) {
+    const item = { id: this._next++, label, hash, status: "pending", reason: "", at: Date.now() / 1000 };
+    this.items = [item, ...this.items].slice(0, this.max);
+    this._changed(item);
+    return item;
+  }
+
+  settle(item, status, reason = "") {
+    Object.assign(item, { status, reason });
+    this._changed(item);
+  }
+
+  _changed(item) {
+    this.dispatchEvent(new CustomEvent("change", { detail: item }));
+  }
+}
+
+export const txLog = new TxLog();
+
+/**
+ * The receipt of a transaction, asked for every half second until it is mined; recorded in `txLog` under `label`:
+ * "signing" while the wallet is asked (when given the send's promise), "pending" with its hash, then "confirmed",
+ * or "failed" with the reason (a rejected prompt, a decoded custom error, a revert). (ethers' `tx.wait()` looks
  * again only when a new block arrives: on an automining devnet the block that mined the transaction can be the
  * last one for a long while, and `wait()` then never returns — seen as an "Open channel" stuck on "Working…".)
  */
-export async function mined(tx, timeoutMs = 120_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const receipt = await tx.provider.getTransactionReceipt(tx.hash);
-    if (receipt?.status === 0) throw new Error(`transaction ${tx.hash} reverted`); // as tx.wait() did
-    if (receipt) return receipt;
-    if (Date.now() > deadline) throw new Error(`transaction ${tx.hash} was not mined within ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 500));
+export async function mined(txOrSend, label = "Transaction", timeoutMs = 120_000, log = txLog) {
+  const entry = log.add(label, txOrSend?.hash ?? null);
+  try {
+    let tx = txOrSend;
+    if (typeof tx?.then === "function") {
+      log.settle(entry, "signing");
+      tx = await tx;
+      entry.hash = tx.hash;
+      log.settle(entry, "pending");
+    }
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const receipt = await tx.provider.getTransactionReceipt(tx.hash);
+      if (receipt?.status === 0) throw new Error(`transaction ${tx.hash} reverted on chain`); // as tx.wait() did
+      if (receipt) {
+        log.settle(entry, "confirmed");
+        return receipt;
+      }
+      if (Date.now() > deadline) throw new Error(`transaction ${tx.hash} was not mined within ${timeoutMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } catch (err) {
+    log.settle(entry, "failed", describeTxError(err));
+    throw err;
   }
 }
