@@ -412,7 +412,7 @@ function capForm(ctx, token) {
 }
 
 function topUpForm(ctx, token) {
-  const input = h("input.input", { value: ctx.form.topUpText, placeholder: token.decimals === 18 ? "0.01" : "10", inputmode: "decimal", oninput: (e) => { ctx.form.topUpText = e.target.value; } });
+  const input = h("input.input", { value: ctx.form.topUpText, placeholder: token.decimals === 18 ? "0.01" : "10", inputmode: "decimal", "data-testid": "topup-input", oninput: (e) => { ctx.form.topUpText = e.target.value; } });
   return h("div.inline-form",
     h("label.field", h("span", "Add to deposit"), h("div.input-wrap", input, h("span.suffix", token.symbol))),
     h("div.row", busyButton(ctx, "topup", "Top up", async () => {
