@@ -1,5 +1,5 @@
 // ChainStream web player: the shell (wallet, network, banners, routing). Views live in views/.
-import { ZeroAddress, getAddress } from "ethers";
+import { Contract, ZeroAddress, getAddress } from "ethers";
 
 import { makeDomain } from "./lib/protocol.js";
 import { ReadTokens } from "./lib/readtokens.js";
@@ -27,9 +27,10 @@ const ctx = {
   chainOk() {
     return !!(this.wallet?.account && this.wallet.chainId === this.info.chainId);
   },
+  /** A token by address: the relay's list, else what the token contract says of itself (symbol, decimals). */
   tokenOf(address) {
     const a = getAddress(address ?? ZeroAddress);
-    return this.info.tokens.find((t) => getAddress(t.address) === a) ?? { address: a, symbol: "?", decimals: 18 };
+    return this.info.tokens.find((t) => getAddress(t.address) === a) ?? otherToken(a);
   },
   fmt(value, token, opts) {
     return fmtAmount(value, typeof token === "string" || !token ? this.tokenOf(token) : token, opts);
@@ -46,6 +47,26 @@ const ctx = {
 };
 ctx.relay.tokens = new ReadTokens(ctx);
 window.chainstream = ctx; // for debugging in the console
+
+/** Tokens the relay does not list (an earnings row in another token): named as their contract spells it once read. */
+const otherTokens = new Map();
+function otherToken(address) {
+  let t = otherTokens.get(address);
+  if (t) return t;
+  t = { address, symbol: `units of ${shortAddr(address)}`, decimals: 0, known: false }; // honest until the contract answers
+  otherTokens.set(address, t);
+  const provider = ctx.wallet?.browserProvider;
+  if (provider && ctx.abis.token) {
+    const erc20 = new Contract(address, ctx.abis.token, provider);
+    Promise.all([erc20.symbol(), erc20.decimals()]).then(([symbol, decimals]) => {
+      otherTokens.set(address, { address, symbol: String(symbol).slice(0, 16), decimals: Number(decimals), known: true });
+      render();
+    }).catch(() => otherTokens.delete(address)); // asked again once a wallet can read it
+  } else {
+    otherTokens.delete(address);
+  }
+  return t;
+}
 
 // ------------------------------------------------------------------------------------------ banners & toasts
 function banner({ kind = "error", title, message = "", code = "", detail = code, id = null, actions = [], sticky = false }) {

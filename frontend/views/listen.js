@@ -4,7 +4,7 @@ import { ZeroAddress, getAddress } from "ethers";
 
 import * as L from "../lib/ledger.js";
 import { Model, meteringOf, ownedAfter, playPrice, termsFromJson } from "../lib/pricing.js";
-import { Ticker, artStyle, artistName, avatarStyle, fmtDuration, fmtTime, h, mount, parseAmount, shortAddr } from "../lib/ui.js";
+import { Ticker, artStyle, artistName, avatarStyle, fmtDuration, fmtTime, h, mount, parseAmount, shortAddr, trackTitle } from "../lib/ui.js";
 import { DEFAULT_SESSION_DAYS } from "../lib/listener.js";
 import { ICONS, openTipModal } from "./player.js";
 
@@ -150,9 +150,9 @@ function renderTiles(ctx, el, tracks = ctx.listener.catalog) {
     return h("article.tile", { "data-testid": "track", "data-track-id": t.trackId, "data-title": t.title, "data-owner": t.owner, "data-mode": mode },
       h("div.art", { style: { background: artStyle(t.trackId) } },
         h("div.eq.paused", h("i"), h("i"), h("i"), h("i")),
-        h("div.art-title", t.title), playBtn),
+        h("div.art-title", trackTitle(t)), playBtn),
       h("div.tile-meta",
-        h("div.tile-title", t.title),
+        h("div.tile-title", trackTitle(t)),
         h("a.tile-artist", { href: `#/artist/${t.owner}`, "data-testid": "artist-link", title: `All tracks by ${t.owner}` },
           h("span.avatar.sm", { style: { background: avatarStyle(t.owner) } }), artistName(t.owner),
           t.split.recipients.length > 1 ? h("span.faint", `+${t.split.recipients.length - 1}`) : null),

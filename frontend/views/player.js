@@ -6,7 +6,7 @@
 import * as L from "../lib/ledger.js";
 import { meteringOf } from "../lib/pricing.js";
 import { PaidStream } from "../lib/stream.js";
-import { Ticker, artStyle, artistName, fmtClock, h, mount, parseAmount } from "../lib/ui.js";
+import { Ticker, artStyle, artistName, fmtClock, h, mount, parseAmount, trackTitle } from "../lib/ui.js";
 
 export const CHUNK_SECONDS = 5;
 const VOLUME_KEY = "chainstream.volume";
@@ -396,7 +396,7 @@ export class Player {
   renderTrack(listing) {
     const t = this.track;
     this.art.style.background = artStyle(t.trackId);
-    this.title.textContent = t.title;
+    this.title.textContent = trackTitle(t);
     const token = this.ctx.listener.token();
     const price = this.mode === "seconds"
       ? `${this.ctx.fmt(listing.terms.perSecond, token)} / second`
