@@ -41,6 +41,7 @@ const ctx = {
   toast,
   modal,
   showError,
+  describe,
   connect: () => connectFlow(),
   switchNetwork: () => switchNetwork(),
   rerender: () => render(),
@@ -80,8 +81,10 @@ function banner({ kind = "error", title, message = "", code = "", detail = code,
       detail ? h("div.b-code", detail) : null),
     ...actions.map((a) => h("button.btn.small", { onclick: () => a.onclick(el) }, a.label)),
     h("button.b-close", { "aria-label": "Dismiss", onclick: () => el.remove() }, "×"));
+  // one error at a time (the newest says what to do now); warnings such as the network stay until their cause clears
+  if (kind === "error") for (const old of root.querySelectorAll(".banner.error")) old.remove();
   root.prepend(el);
-  while (root.children.length > 4) root.lastChild.remove();
+  while (root.children.length > 3) root.lastChild.remove();
   if (!sticky) setTimeout(() => el.remove(), kind === "error" ? 25000 : 12000);
   return el;
 }
@@ -101,18 +104,22 @@ function toast(message, { error = false, ms = 4200 } = {}) {
   setTimeout(() => el.remove(), ms);
 }
 
-/** Show any error as a banner: the relay's code and message, or a contract's decoded custom error. */
-function showError(err, context = "Something went wrong") {
-  console.warn(context, err);
+/** What to say about an error: {title, message, code, detail} (the relay's code and message with its numbers in
+ * token units, or a contract's decoded custom error, never raw RPC text). */
+function describe(err, context = "Something went wrong") {
   if (err instanceof RelayError) {
     const friendly = friendlyRelayMessage(err);
-    return banner({ kind: "error", title: ERROR_TITLES[err.code] ?? context, message: friendly ?? err.message,
-      code: err.code, detail: friendly ? `${err.code} · relay: ${err.message}` : err.code, id: `relay-${err.code}` });
+    return { title: ERROR_TITLES[err.code] ?? context, message: friendly ?? err.message, code: err.code,
+      detail: friendly ? `${err.code} · relay: ${err.message}` : err.code, id: `relay-${err.code}` };
   }
-  if (err?.code && ERROR_TITLES[err.code]) {
-    return banner({ kind: "error", title: ERROR_TITLES[err.code], message: err.message, code: err.code });
-  }
-  return banner({ kind: "error", title: context, message: describeTxError(err), code: err?.revert?.name ?? err?.code ?? "" });
+  if (err?.code && ERROR_TITLES[err.code]) return { title: ERROR_TITLES[err.code], message: err.message, code: err.code };
+  return { title: context, message: describeTxError(err), code: String(err?.revert?.name ?? err?.code ?? "") };
+}
+
+/** Show any error as a banner (one error at a time: a new one replaces the last). */
+function showError(err, context = "Something went wrong") {
+  console.warn(context, err);
+  return banner({ kind: "error", ...describe(err, context) });
 }
 
 /** The relay states amounts in the token's smallest unit (in the error's details); say them in ETH / mUSD. */
@@ -390,6 +397,10 @@ async function boot() {
   ctx.listener.addEventListener("change", () => currentView?.update?.());
   // the model tells the page what happened; it never reaches into the UI itself
   ctx.listener.addEventListener("paid", () => clearPaymentErrors());
+  ctx.listener.addEventListener("change", () => {
+    if (ctx.listener.channel?.status === "open") clearBanner("need-channel"); // its cause is gone
+  });
+  ctx.relay.addEventListener("reachable", () => clearBanner("relay-relay_unreachable"));
   ctx.listener.addEventListener("closed", () => clearPaymentErrors());
   ctx.listener.addEventListener("stop-playback", () => ctx.player.stop());
   txLog.addEventListener("change", (e) => renderTx(e.detail));

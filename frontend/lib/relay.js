@@ -19,9 +19,13 @@ export class RelayError extends Error {
   }
 }
 
-export class RelayClient {
+/** The relay's API. Events: "reachable" when a request succeeds after the relay did not answer (a banner about
+ * it can go). */
+export class RelayClient extends EventTarget {
   constructor(base = "") {
+    super();
     this.base = base;
+    this.unreachable = false;
     this.tokens = null; // a ReadTokens (lib/readtokens.js): signs the read tokens of private reads
   }
 
@@ -36,7 +40,12 @@ export class RelayClient {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
+      this.unreachable = true;
       throw new RelayError(0, { error: { code: "relay_unreachable", message: `the relay did not answer (${err.message})` } });
+    }
+    if (this.unreachable) {
+      this.unreachable = false;
+      this.dispatchEvent(new Event("reachable"));
     }
     const text = await res.text();
     let data = null;

@@ -312,6 +312,20 @@ function renderSide(ctx, el) {
     if (ctx.form.panel === "cap") body.push(capForm(ctx, token));
     if (ctx.form.panel === "topup") body.push(topUpForm(ctx, token));
     if (ctx.form.panel === "close") body.push(closeForm(ctx, token));
+  } else if (c.status === "closing" && !c.closesAt) {
+    // a cooperative close the relay co-signed, its transaction not mined yet: no challenge window applies
+    body.push(h("div.inline-form", { "data-testid": "coop-pending" },
+      h("div.row", h("span.spinner"), h("b", "Closing cooperatively")),
+      h("div.muted", "The relay co-signed your latest voucher. Once the close transaction is mined, artists are paid and the rest comes back to your wallet in the same transaction — no challenge window."),
+      h("div.muted", "If the transaction was rejected or dropped, send it again:"),
+      h("div.row.wrap",
+        busyButton(ctx, "coop-retry", "Send the close again", async () => {
+          const r = await listener.closeCooperative();
+          ctx.toast(`Channel closed: ${ctx.fmt(r.refund ?? 0n, token)} refunded`);
+        }, "btn primary small", "coop-retry"),
+        busyButton(ctx, "unilateral", "Close without the relay", async () => {
+          await listener.requestClose();
+        }, "btn danger small", "request-close"))));
   } else if (c.status === "closing") {
     refs.countdown = h("div.countdown", { "data-testid": "countdown" });
     refs.withdraw = busyButton(ctx, "withdraw", "Withdraw remainder", async () => {

@@ -219,6 +219,8 @@ export class Player {
       this.setStatus("idle");
       if (err?.code === "media_not_published") {
         this.ctx.banner({ kind: "warn", title: "No audio yet", message: "The artist has not uploaded this track's audio to the relay.", code: err.code });
+      } else if (err?.code === "relay_unreachable" || err?.status >= 500) {
+        this.ctx.showError(err, "The relay is not answering"); // the relay is down, not the track
       } else {
         this.ctx.banner({ kind: "error", title: "Could not load the audio", message: err.message, code: err?.code ?? "no_audio" });
       }
@@ -453,15 +455,22 @@ export function openTipModal(ctx, trackId) {
       if (!value) return;
       send.disabled = true;
       send.replaceChildren(h("span.spinner"), "Sending…");
+      problem.classList.add("hidden");
       try {
         await listener.tipTrack(trackId, value, memo.value.trim());
         close();
-        ctx.toast(`Tipped ${ctx.fmt(value, token)} to “${track.title}” ♥`);
+        ctx.toast(`Tipped ${ctx.fmt(value, token)} to “${trackTitle(track)}” ♥`);
       } catch (err) {
-        close();
-        ctx.showError(err, "Tip refused");
+        // the dialog stays open with what was typed: say why here, and let the listener try again
+        const d = ctx.describe(err, "Tip refused");
+        mount(problem, h("b", d.title), d.message ? h("div", d.message) : null);
+        problem.dataset.code = err?.code ?? "";
+        problem.classList.remove("hidden");
+        mount(send, "Try again");
+        sync();
       }
     } }, "Send tip");
+    const problem = h("div.modal-problem.hidden", { role: "alert", "data-testid": "tip-error" });
     const sync = () => {
       const ok = !!parseAmount(amountText, token);
       amount.classList.toggle("invalid", !ok);
@@ -470,10 +479,11 @@ export function openTipModal(ctx, trackId) {
     };
     mount(box,
       h("div.row", h("div.p-art", { style: { background: artStyle(trackId), width: "52px", height: "52px" } }),
-        h("div", h("h3", `Tip “${track.title}”`), h("div.faint", "Split like plays, platform fee included"))),
+        h("div", h("h3", `Tip “${trackTitle(track)}”`), h("div.faint", "Split like plays, platform fee included"))),
       h("div.form-grid", { style: { marginTop: "16px" } },
         h("label.field", h("span", "Amount"), h("div.input-wrap", amount, h("span.suffix", token.symbol))), presetRow,
         h("label.field", h("span", "Message"), memo)),
+      problem,
       h("div.actions", h("button.btn.ghost", { onclick: close }, "Cancel"), send));
     sync();
   });

@@ -142,3 +142,68 @@ def test_search_artist_page_queue_seek_volume_keys_transactions_activity(browser
     assert audio(page, "volume") == pytest.approx(0.4)
     assert not [e for e in page.errors if "402" not in e], page.errors
     page.context.close()
+
+
+def test_refused_tip_keeps_the_message_and_relay_down_is_said_as_relay_down(browser: Any, stack: Stack) -> None:
+    """A tip the relay refuses leaves the dialog open with the typed message; a relay that stops answering is
+    named as such (not as a track without audio), and that banner goes once the relay answers again."""
+    page = open_page(browser, stack, "buyer")
+    connect(page)
+    page.get_by_test_id("deposit-input").fill("0.005")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+
+    tile(page, "Morning Modem").get_by_test_id("tip").click()
+    page.get_by_test_id("tip-amount").fill("1")  # more than the channel holds
+    page.get_by_test_id("tip-message").fill("for the bridge at 2:10")
+    page.get_by_test_id("tip-send").click()
+    problem = page.get_by_test_id("tip-error")
+    expect(problem).to_be_visible()
+    expect(problem).to_have_attribute("data-code", "insufficient_deposit")
+    expect(problem).to_contain_text("Not enough left in your channel")
+    expect(page.get_by_test_id("tip-message")).to_have_value("for the bridge at 2:10")
+    page.get_by_test_id("tip-amount").fill("0.0001")
+    page.get_by_test_id("tip-send").click()
+    expect(page.get_by_test_id("tip-message")).to_have_count(0)
+    tip = wait_history(stack, cid, 1)[-1]
+    assert tip["kind"] == "tip" and tip["memo"] == "for the bridge at 2:10"
+
+    # The relay stops answering (the browser's requests to it fail at the network level).
+    page.route("**/api/v1/**", lambda route: route.abort("connectionrefused"))
+    tile(page, "Gas Price Blues").get_by_test_id("play").click()
+    down = page.locator("[data-testid=banner][data-code=relay_unreachable]")
+    expect(down).to_be_visible()
+    expect(down).to_contain_text("The relay is unreachable")
+    expect(page.locator("[data-testid=banner]", has_text="No audio")).to_have_count(0)
+    expect(page.locator("[data-testid=banner]", has_text="Could not load the audio")).to_have_count(0)
+    page.unroute("**/api/v1/**")
+    expect(down).to_have_count(0, timeout=15_000)  # the next answer from the relay clears it
+    tile(page, "Gas Price Blues").get_by_test_id("play").click()
+    wait_history(stack, cid, 2)
+    page.context.close()
+
+
+def test_a_pending_cooperative_close_is_not_shown_as_a_unilateral_one(browser: Any, stack: Stack) -> None:
+    """The listener rejects the cooperative close transaction after the relay co-signed: the card says the close
+    is cooperative and pending (no challenge window), and sending it again closes the channel."""
+    page = open_page(browser, stack, "listener2")
+    connect(page)
+    page.get_by_test_id("deposit-input").fill("0.005")
+    page.get_by_test_id("open-channel").click()
+    cid = channel_of(page)
+    tile(page, "Morning Modem").get_by_test_id("play").click()
+    wait_history(stack, cid, 1)
+
+    page.get_by_test_id("close-menu").click()
+    page.evaluate("window.__csWallet.rejectNext = true")
+    page.get_by_test_id("close-coop").click()
+    expect(page.locator("[data-testid=tx][data-status=failed]", has_text="Close channel")).to_be_visible()
+    card = page.get_by_test_id("channel-card")
+    expect(card).to_have_attribute("data-status", "closing", timeout=15_000)  # the relay stopped taking payments
+    expect(page.get_by_test_id("coop-pending")).to_be_visible()
+    expect(page.get_by_test_id("countdown")).to_have_count(0)
+    expect(page.get_by_test_id("withdraw")).to_have_count(0)
+    page.get_by_test_id("coop-retry").click()
+    expect(page.get_by_test_id("closed-summary")).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("closed-summary")).to_contain_text("cooperative")
+    page.context.close()
