@@ -7,7 +7,7 @@ import { forgetAllSessionKeys, forgetExpiredSessionKeys } from "./lib/session.js
 import { RelayClient, RelayError } from "./lib/relay.js";
 import { ERROR_TITLES, explainRelayError } from "./lib/messages.js";
 import { Listener } from "./lib/listener.js";
-import { WalletConnection, describeTxError, discoverWallets, txLog } from "./lib/wallet.js";
+import { WalletConnection, decodeRevert, describeTxError, discoverWallets, knowErrorsOf, txLog } from "./lib/wallet.js";
 import { $, avatarStyle, fmtAmount, h, mount, shortAddr } from "./lib/ui.js";
 import { Player } from "./views/player.js";
 import { renderActivity, renderArtist, renderListen } from "./views/listen.js";
@@ -113,13 +113,23 @@ function describe(err, context = "Something went wrong") {
       detail: friendly ? `${err.code} · relay: ${err.message}` : err.code, id: `relay-${err.code}` };
   }
   if (err?.code && ERROR_TITLES[err.code]) return { title: ERROR_TITLES[err.code], message: err.message, code: err.code };
-  return { title: context, message: describeTxError(err), code: String(err?.revert?.name ?? err?.code ?? "") };
+  return { title: context, message: describeTxError(err), code: String(decodeRevert(err)?.name ?? err?.code ?? "") };
 }
 
 /** Show any error as a banner (one error at a time: a new one replaces the last). */
 function showError(err, context = "Something went wrong") {
   console.warn(context, err);
+  if (err?.code === "relay_unreachable") watchRelay();
   return banner({ kind: "error", ...describe(err, context) });
+}
+
+/** The relay did not answer (seen by any request, the audio's too): ask it every few seconds until it does, which
+ * clears the banner (RelayClient's "reachable"). */
+let relayProbe = null;
+function watchRelay() {
+  ctx.relay.unreachable = true;
+  if (relayProbe) return;
+  relayProbe = setInterval(() => ctx.relay.info().catch(() => {}), 3000);
 }
 
 /** The relay states amounts in the token's smallest unit (in the error's details); say them in ETH / mUSD. */
@@ -387,6 +397,7 @@ async function boot() {
     ctx.config = config;
     ctx.abis = { channels: channelsAbi, registry: registryAbi, token: tokenAbi };
     ctx.domain = makeDomain(info.domain);
+    knowErrorsOf(channelsAbi, registryAbi, tokenAbi); // decode a custom error from any of them, whichever call met it
   } catch (err) {
     mount($("#view"), h("div.connect-cta", h("h2", "The relay is not answering"), h("p", err.message)));
     return;
@@ -400,7 +411,11 @@ async function boot() {
   ctx.listener.addEventListener("change", () => {
     if (ctx.listener.channel?.status === "open") clearBanner("need-channel"); // its cause is gone
   });
-  ctx.relay.addEventListener("reachable", () => clearBanner("relay-relay_unreachable"));
+  ctx.relay.addEventListener("reachable", () => {
+    clearInterval(relayProbe);
+    relayProbe = null;
+    clearBanner("relay-relay_unreachable");
+  });
   ctx.listener.addEventListener("closed", () => clearPaymentErrors());
   ctx.listener.addEventListener("stop-playback", () => ctx.player.stop());
   txLog.addEventListener("change", (e) => renderTx(e.detail));

@@ -53,3 +53,31 @@ export function explainRelayError(err, fmt) {
   }
   return null;
 }
+
+/**
+ * What a contract's custom error means for the person who sent the transaction, as a sentence that says what to
+ * do. Amounts in the errors' arguments are in the token's smallest unit and are left out (never shown as wei).
+ */
+export const REVERT_SENTENCES = {
+  TrackExists: () => "A track with this content hash is already registered: the same audio file was registered before.",
+  TrackNotFound: () => "This track is not registered on chain.",
+  TrackNotOwner: () => "Only the track's owner can change it: connect the wallet that registered it.",
+  SplitSharesInvalid: ([sum]) => `The shares add up to ${Number(sum) / 100} %, not 100 %.`,
+  SplitRecipientCount: ([count]) => `A split has 1 to 16 recipients (this one has ${count}).`,
+  SplitBadRecipient: ([index]) => `Recipient ${Number(index) + 1} is not a valid address (empty, or listed twice).`,
+  SplitLengthMismatch: () => "Every recipient needs a share.",
+  SplitFeeInvalid: () => "The platform fee must be at most 50 % and go to an address (and an address needs a fee).",
+  TermsInvalid: () => "Those prices are not valid: stream-to-own needs 1 to 32 paid plays and a first-play price.",
+  ChannelNotOpen: () => "This channel is closing or closed.",
+  ChannelNotPayer: () => "Only the wallet that opened this channel can do that: connect it.",
+  ChannelWindowNotOver: () => "The challenge window is not over yet: withdraw once the countdown ends.",
+  ChannelDepositZero: () => "Enter an amount above zero.",
+  ChannelDepositOverflow: () => "That would make the deposit larger than a channel can hold.",
+  SessionKeyExpiryInPast: () => "That session key would already be expired: check your computer's clock.",
+  TokenNotAllowed: () => "This deployment does not take that token.",
+  NothingToClaim: () => "Nothing to claim in this token yet: earnings become claimable once the relay settles them.",
+  VoucherPrevStateMismatch: () => "The relay settled this channel meanwhile: try again.",
+  ERC20InsufficientBalance: () => "Your wallet does not hold enough of this token.",
+  ERC20InsufficientAllowance: () => "The channel contract may not move that much of your token yet: approve it first.",
+  ERC2612ExpiredSignature: () => "The spending permit expired before the transaction was sent: try again.",
+};

@@ -1,6 +1,8 @@
 // Wallet discovery and connection: EIP-6963 (multi-wallet discovery) with a window.ethereum fallback, chain
 // checks and wallet_switchEthereumChain / wallet_addEthereumChain.
-import { BrowserProvider, toQuantity } from "ethers";
+import { BrowserProvider, Interface, toQuantity } from "ethers";
+
+import { REVERT_SENTENCES } from "./messages.js";
 
 /** Wallets announced through EIP-6963 (plus window.ethereum if nothing announced itself). */
 export async function discoverWallets({ waitMs = 250 } = {}) {
@@ -92,17 +94,56 @@ export class WalletConnection extends EventTarget {
   }
 }
 
-/** Human-readable reason for a failed wallet or contract call (custom errors decoded by ethers). */
+/** ABIs whose custom errors a failed call may carry (a token's error inside a channel call): set by the page. */
+const errorInterfaces = [];
+export function knowErrorsOf(...abis) {
+  for (const abi of abis) if (abi) errorInterfaces.push(new Interface(abi));
+}
+
+/** The revert data of a failed call, wherever the provider put it. */
+function revertData(err) {
+  for (const d of [err?.data, err?.error?.data, err?.info?.error?.data, err?.info?.error?.data?.data, err?.error?.data?.data]) {
+    if (typeof d === "string" && /^0x[0-9a-f]{8}/i.test(d)) return d;
+  }
+  return null;
+}
+
+/** {name, args} of the custom error behind a failed call: as ethers decoded it, else from the known ABIs. */
+export function decodeRevert(err) {
+  const revert = err?.revert ?? err?.error?.revert;
+  if (revert?.name) return { name: revert.name, args: [...(revert.args ?? [])] };
+  const data = revertData(err);
+  if (!data) return null;
+  for (const iface of errorInterfaces) {
+    try {
+      const parsed = iface.parseError(data);
+      if (parsed) return { name: parsed.name, args: [...parsed.args] };
+    } catch {
+      /* not this contract's error */
+    }
+  }
+  return null;
+}
+
+/**
+ * Why a wallet or contract call failed, as a sentence: a rejected prompt, missing gas money, a decoded custom error
+ * (in words for the common ones), never a raw JSON-RPC dump.
+ */
 export function describeTxError(err) {
   if (!err) return "unknown error";
-  if (err.code === "ACTION_REJECTED" || err.code === 4001 || err?.info?.error?.code === 4001) return "you rejected the request in your wallet";
-  const revert = err.revert ?? err?.error?.revert;
-  if (revert?.name) {
-    const args = (revert.args ?? []).map((a) => (typeof a === "bigint" ? a.toString() : String(a)));
-    return `the contract refused: ${revert.name}(${args.join(", ")})`;
+  if (err.code === "ACTION_REJECTED" || err.code === 4001 || err?.info?.error?.code === 4001 || err?.error?.code === 4001) return "you rejected the request in your wallet";
+  if (err.code === "INSUFFICIENT_FUNDS" || /insufficient funds/i.test(String(err.message))) return "your wallet does not have enough ETH for this transaction and its gas";
+  const revert = decodeRevert(err);
+  if (revert) {
+    const sentence = REVERT_SENTENCES[revert.name];
+    if (sentence) return sentence(revert.args);
+    return `the contract refused: ${revert.name}(${revert.args.map((a) => (typeof a === "bigint" ? a.toString() : String(a))).join(", ")})`;
   }
-  if (err.shortMessage) return err.shortMessage;
-  return err.message ?? String(err);
+  const text = String(err.shortMessage ?? err.message ?? err);
+  if (/could not coalesce|missing revert data|execution reverted|CALL_EXCEPTION|-32603|"jsonrpc"/i.test(text)) {
+    return "the transaction would fail on chain and the contract gave no reason: check the network and try again";
+  }
+  return text.length > 240 ? `${text.slice(0, 240)}…` : text;
 }
 
 /**
