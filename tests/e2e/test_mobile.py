@@ -87,6 +87,9 @@ def test_phone_navigation_fits_and_every_link_is_a_tap_target(browser: Any, stac
     assert_fits(page, "studio")
     nav.get_by_role("link", name="Listen").tap()
     expect(page.get_by_test_id("catalog")).to_be_visible()
+    page.get_by_test_id("track").first.get_by_test_id("artist-link").tap()
+    expect(page.get_by_test_id("artist-tracks")).to_be_visible()
+    assert_fits(page, "artist page")
     page.context.close()
 
 
