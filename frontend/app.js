@@ -1,44 +1,17 @@
 // ChainStream web player: the shell (wallet, network, banners, routing). Views live in views/.
-import { ZeroAddress, getAddress } from "ethers";
+import { Contract, ZeroAddress, getAddress } from "ethers";
 
 import { makeDomain } from "./lib/protocol.js";
 import { ReadTokens } from "./lib/readtokens.js";
 import { forgetAllSessionKeys, forgetExpiredSessionKeys } from "./lib/session.js";
 import { RelayClient, RelayError } from "./lib/relay.js";
+import { ERROR_TITLES, explainRelayError } from "./lib/messages.js";
 import { Listener } from "./lib/listener.js";
-import { WalletConnection, describeTxError, discoverWallets } from "./lib/wallet.js";
+import { WalletConnection, decodeRevert, describeTxError, discoverWallets, knowErrorsOf, txLog } from "./lib/wallet.js";
 import { $, avatarStyle, fmtAmount, h, mount, shortAddr } from "./lib/ui.js";
 import { Player } from "./views/player.js";
-import { renderActivity, renderListen } from "./views/listen.js";
+import { renderActivity, renderArtist, renderListen } from "./views/listen.js";
 import { renderStudio } from "./views/studio.js";
-
-/** Friendly titles for the relay's rejection codes (the relay's own message is shown under them). */
-const ERROR_TITLES = {
-  daily_cap_exceeded: "Daily spending cap reached",
-  session_cap_exceeded: "Session key limit reached",
-  insufficient_deposit: "Not enough left in your channel — top up to keep listening",
-  too_many_payees: "This channel pays the most addresses the relay settles — open a new channel",
-  session_key_expired: "This browser's session key has expired",
-  unauthorized_signer: "The relay does not accept this signer for the channel",
-  channel_not_open: "This channel is closing or closed",
-  voucher_mismatch: "The relay computed a different voucher",
-  stale_voucher: "Out of sync with the relay",
-  seq_gap: "Out of sync with the relay",
-  bad_signature: "The voucher signature was refused",
-  unknown_track: "This track is not offered in your channel's token",
-  not_offered: "Not offered in this token",
-  price_overflow: "That would cost more than a channel can hold",
-  untrusted_catalog: "The relay's price or split differs from what the artist published on chain: not paid",
-  untrusted_state: "The relay's channel state is not signed by your keys: not adopted",
-  already_owned: "You already own this track",
-  unknown_channel: "The relay does not know this channel yet",
-  wrong_relay: "This channel is served by another relay",
-  stale_caps: "Those caps are older than the ones in force",
-  caps_need_payer: "Raising or lifting a cap needs your wallet's signature",
-  close_state_mismatch: "Out of sync with the relay: try closing again",
-  relay_unreachable: "The relay is unreachable",
-  invalid_request: "The relay rejected the request",
-};
 
 const ctx = {
   relay: new RelayClient(""),
@@ -54,9 +27,10 @@ const ctx = {
   chainOk() {
     return !!(this.wallet?.account && this.wallet.chainId === this.info.chainId);
   },
+  /** A token by address: the relay's list, else what the token contract says of itself (symbol, decimals). */
   tokenOf(address) {
     const a = getAddress(address ?? ZeroAddress);
-    return this.info.tokens.find((t) => getAddress(t.address) === a) ?? { address: a, symbol: "?", decimals: 18 };
+    return this.info.tokens.find((t) => getAddress(t.address) === a) ?? otherToken(a);
   },
   fmt(value, token, opts) {
     return fmtAmount(value, typeof token === "string" || !token ? this.tokenOf(token) : token, opts);
@@ -67,12 +41,33 @@ const ctx = {
   toast,
   modal,
   showError,
+  describe,
   connect: () => connectFlow(),
   switchNetwork: () => switchNetwork(),
   rerender: () => render(),
 };
 ctx.relay.tokens = new ReadTokens(ctx);
 window.chainstream = ctx; // for debugging in the console
+
+/** Tokens the relay does not list (an earnings row in another token): named as their contract spells it once read. */
+const otherTokens = new Map();
+function otherToken(address) {
+  let t = otherTokens.get(address);
+  if (t) return t;
+  t = { address, symbol: `units of ${shortAddr(address)}`, decimals: 0, known: false }; // honest until the contract answers
+  otherTokens.set(address, t);
+  const provider = ctx.wallet?.browserProvider;
+  if (provider && ctx.abis.token) {
+    const erc20 = new Contract(address, ctx.abis.token, provider);
+    Promise.all([erc20.symbol(), erc20.decimals()]).then(([symbol, decimals]) => {
+      otherTokens.set(address, { address, symbol: String(symbol).slice(0, 16), decimals: Number(decimals), known: true });
+      render();
+    }).catch(() => otherTokens.delete(address)); // asked again once a wallet can read it
+  } else {
+    otherTokens.delete(address);
+  }
+  return t;
+}
 
 // ------------------------------------------------------------------------------------------ banners & toasts
 function banner({ kind = "error", title, message = "", code = "", detail = code, id = null, actions = [], sticky = false }) {
@@ -86,8 +81,10 @@ function banner({ kind = "error", title, message = "", code = "", detail = code,
       detail ? h("div.b-code", detail) : null),
     ...actions.map((a) => h("button.btn.small", { onclick: () => a.onclick(el) }, a.label)),
     h("button.b-close", { "aria-label": "Dismiss", onclick: () => el.remove() }, "×"));
+  // one error at a time (the newest says what to do now); warnings such as the network stay until their cause clears
+  if (kind === "error") for (const old of root.querySelectorAll(".banner.error")) old.remove();
   root.prepend(el);
-  while (root.children.length > 4) root.lastChild.remove();
+  while (root.children.length > 3) root.lastChild.remove();
   if (!sticky) setTimeout(() => el.remove(), kind === "error" ? 25000 : 12000);
   return el;
 }
@@ -107,43 +104,55 @@ function toast(message, { error = false, ms = 4200 } = {}) {
   setTimeout(() => el.remove(), ms);
 }
 
-/** Show any error as a banner: the relay's code and message, or a contract's decoded custom error. */
-function showError(err, context = "Something went wrong") {
-  console.warn(context, err);
+/** What to say about an error: {title, message, code, detail} (the relay's code and message with its numbers in
+ * token units, or a contract's decoded custom error, never raw RPC text). */
+function describe(err, context = "Something went wrong") {
   if (err instanceof RelayError) {
     const friendly = friendlyRelayMessage(err);
-    return banner({ kind: "error", title: ERROR_TITLES[err.code] ?? context, message: friendly ?? err.message,
-      code: err.code, detail: friendly ? `${err.code} · relay: ${err.message}` : err.code, id: `relay-${err.code}` });
+    return { title: ERROR_TITLES[err.code] ?? context, message: friendly ?? err.message, code: err.code,
+      detail: friendly ? `${err.code} · relay: ${err.message}` : err.code, id: `relay-${err.code}` };
   }
-  if (err?.code && ERROR_TITLES[err.code]) {
-    return banner({ kind: "error", title: ERROR_TITLES[err.code], message: err.message, code: err.code });
-  }
-  return banner({ kind: "error", title: context, message: describeTxError(err), code: err?.revert?.name ?? err?.code ?? "" });
+  if (err?.code && ERROR_TITLES[err.code]) return { title: ERROR_TITLES[err.code], message: err.message, code: err.code };
+  return { title: context, message: describeTxError(err), code: String(decodeRevert(err)?.name ?? err?.code ?? "") };
 }
 
-/** The relay states amounts in the token's smallest unit; say the same in ETH / mUSD for the listener. */
+/** Show any error as a banner (one error at a time: a new one replaces the last). */
+function showError(err, context = "Something went wrong") {
+  console.warn(context, err);
+  if (err?.code === "relay_unreachable") watchRelay();
+  return banner({ kind: "error", ...describe(err, context) });
+}
+
+/** The relay did not answer (seen by any request, the audio's too): ask it every few seconds until it does, which
+ * clears the banner (RelayClient's "reachable"). */
+let relayProbe = null;
+function watchRelay() {
+  ctx.relay.unreachable = true;
+  if (relayProbe) return;
+  relayProbe = setInterval(() => ctx.relay.info().catch(() => {}), 3000);
+}
+
+/** The relay states amounts in the token's smallest unit (in the error's details); say them in ETH / mUSD. */
 function friendlyRelayMessage(err) {
   const c = ctx.listener?.channel;
   if (!c) return null;
   const token = ctx.tokenOf(c.token);
-  const nums = (err.message.match(/\d+/g) ?? []).map(BigInt);
-  if (err.code === "daily_cap_exceeded" && nums.length >= 3) {
-    const [today, amount, cap] = nums;
-    return `This costs ${ctx.fmt(amount, token)}, and you have spent ${ctx.fmt(today, token)} of your ${ctx.fmt(cap, token)} daily cap today. Raise the cap or come back tomorrow.`;
-  }
-  if (err.code === "insufficient_deposit" && nums.length >= 2) {
-    const [total, deposit] = nums;
-    return `This would bring your total to ${ctx.fmt(total, token)}, more than the ${ctx.fmt(deposit, token)} you deposited.`;
-  }
-  if (err.code === "session_cap_exceeded" && nums.length >= 1) {
-    return `The session key may sign up to ${ctx.fmt(nums.at(-1), token)} in total.`;
-  }
-  return null;
+  return explainRelayError(err, (v) => ctx.fmt(v, token));
 }
 
 function modal(build) {
   const root = $("#modal-root");
-  const close = () => root.replaceChildren();
+  const close = () => {
+    document.removeEventListener("keydown", onKey, true);
+    root.replaceChildren();
+  };
+  const onKey = (e) => {
+    if (e.key === "Escape") {
+      e.stopPropagation();
+      close();
+    }
+  };
+  document.addEventListener("keydown", onKey, true);
   const back = h("div.modal-back", { onclick: (e) => e.target === back && close() });
   const box = h("div.modal", { role: "dialog", "aria-modal": "true" });
   back.append(box);
@@ -151,6 +160,55 @@ function modal(build) {
   build(box, close);
   box.querySelector("input, button")?.focus();
   return close;
+}
+
+// ------------------------------------------------------------------------------------------ transactions
+const EXPLORERS = { 1: "https://etherscan.io", 11155111: "https://sepolia.etherscan.io", 8453: "https://basescan.org", 10: "https://optimistic.etherscan.io", 42161: "https://arbiscan.io" };
+const TX_STATUS = { signing: "Confirm in your wallet", pending: "Pending", confirmed: "Confirmed", failed: "Failed" };
+
+/** Wallet transactions as they go: signing -> pending (hash, explorer link) -> confirmed, or failed with why. */
+function renderTx(item) {
+  const root = $("#txs");
+  let el = root.querySelector(`[data-tx-id="${item.id}"]`);
+  if (!el) {
+    el = h("div.tx", { "data-tx-id": item.id, "data-testid": "tx" });
+    root.prepend(el);
+    while (root.children.length > 3) root.lastChild.remove();
+  }
+  el.dataset.status = item.status;
+  const explorer = EXPLORERS[ctx.info?.chainId];
+  const hash = item.hash ? (explorer ? h("a.mono", { href: `${explorer}/tx/${item.hash}`, target: "_blank", rel: "noopener" }, shortAddr(item.hash)) : h("span.mono", { title: item.hash }, shortAddr(item.hash))) : null;
+  mount(el,
+    h("span.tx-dot", { "aria-hidden": "true" }),
+    h("div.tx-body",
+      h("div", h("b", item.label), " · ", h("span.tx-status", { "data-testid": "tx-status" }, TX_STATUS[item.status] ?? item.status)),
+      item.reason ? h("div.tx-reason", item.reason) : null,
+      hash ? h("div.faint", hash) : null),
+    h("button.b-close", { "aria-label": "Dismiss", onclick: () => el.remove() }, "×"));
+  if (item.status === "confirmed") setTimeout(() => el.remove(), 8000);
+}
+
+// ------------------------------------------------------------------------------------------ keyboard
+/** Space plays / pauses, ←/→ seek 5 s, Shift+←/→ previous / next, ↑/↓ volume, "/" searches the catalog. */
+function onKeyDown(e) {
+  if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+  const t = e.target instanceof HTMLElement ? e.target : null;
+  if (!ctx.player || $("#modal-root").firstChild) return;
+  if (t && (t.isContentEditable || t.closest("input, textarea, select"))) return; // typing, or a slider's own keys
+  if (e.key === " " && t?.closest("button, a, summary")) return; // Space activates the focused control
+  const p = ctx.player;
+  const keys = {
+    " ": () => p.toggle(),
+    ArrowLeft: () => (e.shiftKey ? p.previous() : p.seekBy(-5)),
+    ArrowRight: () => (e.shiftKey ? p.next() : p.seekBy(5)),
+    ArrowUp: () => p.setVolume(p.audio.volume + 0.1),
+    ArrowDown: () => p.setVolume(p.audio.volume - 0.1),
+    "/": () => $("[data-testid=catalog-search]")?.focus(),
+  };
+  const action = keys[e.key];
+  if (!action) return;
+  e.preventDefault();
+  action();
 }
 
 // ------------------------------------------------------------------------------------------ wallet
@@ -296,24 +354,32 @@ function accountModal() {
 }
 
 // ------------------------------------------------------------------------------------------ routing
-const VIEWS = { listen: renderListen, activity: renderActivity, studio: renderStudio };
-const TITLES = { listen: "Discover", activity: "Your listening activity", studio: "Artist studio" };
+const VIEWS = { listen: renderListen, activity: renderActivity, studio: renderStudio, artist: renderArtist };
+const TITLES = { listen: "Discover", activity: "Your listening activity", studio: "Artist studio", artist: "Artist" };
+const NAV_OF = { artist: "listen" };
 let currentView = null;
 
+/** The view and its argument from the location: #/listen, #/activity, #/studio, #/artist/<address>. */
 function route() {
-  const name = (location.hash.match(/^#\/(\w+)/)?.[1]) ?? "listen";
-  return VIEWS[name] ? name : "listen";
+  const [, name = "listen", arg = ""] = location.hash.match(/^#\/(\w+)(?:\/([^/?#]*))?/) ?? [];
+  return VIEWS[name] ? { name, arg, key: `${name}/${arg}` } : { name: "listen", arg: "", key: "listen/" };
 }
 
 function render() {
-  const name = route();
-  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === name);
+  const { name, arg, key } = route();
+  for (const a of document.querySelectorAll("#nav a")) {
+    const active = a.dataset.view === (NAV_OF[name] ?? name);
+    a.classList.toggle("active", active);
+    if (active) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
   $("#topbar-title").textContent = TITLES[name];
   const view = $("#view");
-  if (currentView?.name !== name) {
+  if (currentView?.key !== key) {
     currentView?.dispose?.();
     view.replaceChildren();
-    currentView = { name, ...(VIEWS[name](ctx, view) ?? {}) };
+    // each visit builds the view afresh: its state (forms, panels, filters) lives in the view, not in the module
+    currentView = { key, ...(VIEWS[name](ctx, view, arg) ?? {}) };
   } else {
     currentView.update?.();
   }
@@ -331,6 +397,7 @@ async function boot() {
     ctx.config = config;
     ctx.abis = { channels: channelsAbi, registry: registryAbi, token: tokenAbi };
     ctx.domain = makeDomain(info.domain);
+    knowErrorsOf(channelsAbi, registryAbi, tokenAbi); // decode a custom error from any of them, whichever call met it
   } catch (err) {
     mount($("#view"), h("div.connect-cta", h("h2", "The relay is not answering"), h("p", err.message)));
     return;
@@ -339,6 +406,20 @@ async function boot() {
   ctx.listener = new Listener(ctx);
   ctx.player = new Player(ctx, $("#player"), $("#audio"));
   ctx.listener.addEventListener("change", () => currentView?.update?.());
+  // the model tells the page what happened; it never reaches into the UI itself
+  ctx.listener.addEventListener("paid", () => clearPaymentErrors());
+  ctx.listener.addEventListener("change", () => {
+    if (ctx.listener.channel?.status === "open") clearBanner("need-channel"); // its cause is gone
+  });
+  ctx.relay.addEventListener("reachable", () => {
+    clearInterval(relayProbe);
+    relayProbe = null;
+    clearBanner("relay-relay_unreachable");
+  });
+  ctx.listener.addEventListener("closed", () => clearPaymentErrors());
+  ctx.listener.addEventListener("stop-playback", () => ctx.player.stop());
+  txLog.addEventListener("change", (e) => renderTx(e.detail));
+  document.addEventListener("keydown", onKeyDown);
   await ctx.listener.refreshCatalog(ZeroAddress).catch((err) => showError(err, "Could not load the catalog"));
   window.addEventListener("hashchange", render);
   render();

@@ -16,10 +16,20 @@ const RESYNC_CODES = new Set(["voucher_mismatch", "stale_voucher", "seq_gap"]);
 /** Days a new browser session key is valid for, unless the listener picks another validity. */
 export const DEFAULT_SESSION_DAYS = 1;
 
+/** sessionStorage key of what this tab paid per channel ("spent this session" survives a reload, not the tab). */
+export const SESSION_SPENT_KEY = "chainstream.sessionSpent";
+
+/**
+ * The listener's model. It reads the relay, the deployment and the wallet from `ctx` and never calls the UI: it
+ * tells it through events — "change" (detail: what changed), "paid" (detail: {ack, charge}, a payment went through),
+ * "stop-playback" (a close is starting: the player pays what was heard and stops, synchronously) and "closed".
+ */
 export class Listener extends EventTarget {
-  constructor(ctx) {
+  constructor(ctx, { storage = globalThis.sessionStorage ?? null } = {}) {
     super();
     this.ctx = ctx;
+    this.storage = storage;
+    this._spent = this._loadSpent(); // channelId (lower case) -> bigint paid from this tab
     this.channels = []; // relay summaries of this account's channels
     this.channel = null; // the active channel's summary
     this.ledger = null; // its ledger state (the relay's last accepted voucher)
@@ -27,7 +37,6 @@ export class Listener extends EventTarget {
     this.catalog = []; // catalog tracks, priced in the active channel's token (ETH when none)
     this.catalogToken = ZeroAddress;
     this.history = [];
-    this.sessionSpent = 0n; // spent from this page since it loaded
     this.chainOffset = 0; // chain time - wall clock (anvil time travel)
     this.closeResult = null;
     this._queue = Promise.resolve();
@@ -38,6 +47,39 @@ export class Listener extends EventTarget {
 
   changed(what = "all") {
     this.dispatchEvent(new CustomEvent("change", { detail: what }));
+  }
+
+  /** What this tab has paid on the active channel (kept in sessionStorage: a reload keeps it, a new tab starts at 0). */
+  get sessionSpent() {
+    return this.channel ? (this._spent.get(this.channel.channelId.toLowerCase()) ?? 0n) : 0n;
+  }
+
+  _loadSpent() {
+    const out = new Map();
+    try {
+      const raw = JSON.parse(this.storage?.getItem(SESSION_SPENT_KEY) ?? "{}");
+      for (const [k, v] of Object.entries(raw && typeof raw === "object" ? raw : {})) {
+        if (/^0x[0-9a-f]{64}$/.test(k) && typeof v === "string" && /^\d{1,78}$/.test(v)) out.set(k, BigInt(v));
+      }
+    } catch {
+      /* unreadable: start from zero */
+    }
+    return out;
+  }
+
+  _addSpent(channelId, amount) {
+    const id = channelId.toLowerCase();
+    this._spent.set(id, (this._spent.get(id) ?? 0n) + BigInt(amount));
+    try {
+      this.storage?.setItem(SESSION_SPENT_KEY, JSON.stringify(Object.fromEntries([...this._spent].map(([k, v]) => [k, String(v)]))));
+    } catch {
+      /* storage full or denied: the number still counts in this page */
+    }
+  }
+
+  /** Ask the UI to stop playing (it pays for what was heard first, enqueuing that payment before this returns). */
+  _stopPlayback() {
+    this.dispatchEvent(new CustomEvent("stop-playback"));
   }
 
   // ------------------------------------------------------------------------------------------ catalog
@@ -265,6 +307,22 @@ export class Listener extends EventTarget {
     this.changed("history");
   }
 
+  /**
+   * The account's payments across all its channels (the latest `perChannel` of each), newest first, each with its
+   * channel, token and settlement status (see withSettlement). Channels whose history cannot be read are skipped.
+   */
+  async activity(perChannel = 50) {
+    const lists = await Promise.all(this.channels.map(async (c) => {
+      try {
+        const { items } = await this.ctx.relay.history(c.channelId, perChannel);
+        return withSettlement(items, c);
+      } catch {
+        return [];
+      }
+    }));
+    return lists.flat().sort((a, b) => b.at - a.at || b.seq - a.seq);
+  }
+
   subscribe() {
     this._sse?.close();
     this._sse = null;
@@ -352,7 +410,7 @@ export class Listener extends EventTarget {
     let tx;
     if (token === ZeroAddress) {
       progress("Confirm the deposit in your wallet…");
-      tx = await channels.open(info.relay, token, amount, salt, session.address, expiry, { value: amount });
+      tx = channels.open(info.relay, token, amount, salt, session.address, expiry, { value: amount });
     } else if (method === "permit") {
       const erc20 = tokenContract(token);
       progress("Sign the spending permit in your wallet…");
@@ -366,19 +424,19 @@ export class Listener extends EventTarget {
       const raw = await signer.signTypedData(permitDomain, types, { owner: account, spender: info.channels, value: amount, nonce, deadline });
       const sig = Signature.from(raw);
       progress("Confirm the deposit in your wallet…");
-      tx = await channels.openWithPermit(info.relay, token, amount, salt, session.address, expiry, deadline, sig.v, sig.r, sig.s);
+      tx = channels.openWithPermit(info.relay, token, amount, salt, session.address, expiry, deadline, sig.v, sig.r, sig.s);
     } else {
       const erc20 = tokenContract(token);
       const allowance = await erc20.allowance(account, info.channels);
       if (allowance < amount) {
         progress("Approve the deposit in your wallet (1 of 2)…");
-        await mined(await erc20.approve(info.channels, amount));
+        await mined(erc20.approve(info.channels, amount), "Approve deposit");
       }
       progress("Confirm the deposit in your wallet (2 of 2)…");
-      tx = await channels.open(info.relay, token, amount, salt, session.address, expiry);
+      tx = channels.open(info.relay, token, amount, salt, session.address, expiry);
     }
     progress("Waiting for the transaction…");
-    const receipt = await mined(tx);
+    const receipt = await mined(tx, "Open channel");
     if (receipt.status !== 1) throw new Error("the open transaction failed");
     S.rememberChannel(info.chainId, account, channelId);
     await this.selectChannel(channelId);
@@ -398,11 +456,10 @@ export class Listener extends EventTarget {
     if (token !== ZeroAddress) {
       const erc20 = tokenContract(token);
       if ((await erc20.allowance(this.ctx.wallet.account, info.channels)) < amount) {
-        await mined(await erc20.approve(info.channels, amount));
+        await mined(erc20.approve(info.channels, amount), "Approve top-up");
       }
     }
-    const tx = await channels.topUp(this.channel.channelId, amount, token === ZeroAddress ? { value: amount } : {});
-    await mined(tx);
+    await mined(channels.topUp(this.channel.channelId, amount, token === ZeroAddress ? { value: amount } : {}), "Top up");
     await this.refreshChannel();
   }
 
@@ -417,7 +474,7 @@ export class Listener extends EventTarget {
     const previous = S.loadSessionKey(info.chainId, info.channels, id);
     S.saveSessionKey(info.chainId, info.channels, id, session, expiry);
     try {
-      await mined(await channels.setSessionKey(id, session.address, expiry));
+      await mined(channels.setSessionKey(id, session.address, expiry), "Renew session key");
     } catch (err) {
       if (previous) S.saveSessionKey(info.chainId, info.channels, id, previous.wallet, previous.expiry);
       throw err;
@@ -432,7 +489,7 @@ export class Listener extends EventTarget {
 
   async mintTestTokens(token, amount) {
     const { token: tokenContract } = await this.contracts();
-    await mined(await tokenContract(token).mint(this.ctx.wallet.account, amount));
+    await mined(tokenContract(token).mint(this.ctx.wallet.account, amount), "Mint test tokens");
   }
 
   // ------------------------------------------------------------------------------------------ payments
@@ -497,9 +554,9 @@ export class Listener extends EventTarget {
         this.channel = { ...this.channel, spent: ack.total, remaining: ack.remaining, spentToday: ack.spentToday,
           dailyCap: ack.dailyCap, seq: ack.seq, voucher: P.voucherJson(next.voucher),
           plays: Object.fromEntries(next.plays), owned: [...next.owned] };
-        if (ack.status === "accepted") this.sessionSpent += BigInt(ack.amount);
+        if (ack.status === "accepted") this._addSpent(this.channel.channelId, ack.amount);
       }
-      this.ctx.clearPaymentErrors?.();
+      this.dispatchEvent(new CustomEvent("paid", { detail: { ack, charge } }));
       this.changed("payment");
       return { ack, charge };
     } catch (err) {
@@ -558,7 +615,7 @@ export class Listener extends EventTarget {
   async closeCooperative() {
     const { channels } = await this.contracts();
     const id = this.channel.channelId;
-    this.ctx.player?.stop(); // pays for what was heard, then no more payments
+    this._stopPlayback(); // pays for what was heard, then no more payments
     await this._queue; // no payment in flight
     let lastErr;
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -574,8 +631,7 @@ export class Listener extends EventTarget {
       const entry = closeEntry(id, res);
       const relaySig = P.toCompact(res.relaySignature);
       try {
-        const tx = await channels.cooperativeClose(entry, relaySig.r, relaySig.vs);
-        const receipt = await mined(tx);
+        const receipt = await mined(channels.cooperativeClose(entry, relaySig.r, relaySig.vs), "Close channel");
         this.closeResult = { ...closedEvent(channels, receipt), hash: receipt.hash, cooperative: true };
         await this._afterClose();
         return this.closeResult;
@@ -602,11 +658,11 @@ export class Listener extends EventTarget {
 
   async requestClose() {
     const { channels } = await this.contracts();
-    this.ctx.player?.stop();
+    this._stopPlayback();
     await this._queue;
-    await mined(await channels.requestClose(this.channel.channelId));
+    await mined(channels.requestClose(this.channel.channelId), "Request close");
     await this.refreshChainTime();
-    this.ctx.clearPaymentErrors?.();
+    this.dispatchEvent(new CustomEvent("closed"));
     for (let i = 0; i < 20; i++) {
       await this.refreshChannel();
       if (this.channel.closesAt) break;
@@ -621,7 +677,7 @@ export class Listener extends EventTarget {
 
   async withdraw() {
     const { channels } = await this.contracts();
-    const receipt = await mined(await channels.withdraw(this.channel.channelId));
+    const receipt = await mined(channels.withdraw(this.channel.channelId), "Withdraw");
     this.closeResult = { ...closedEvent(channels, receipt), hash: receipt.hash, cooperative: false };
     await this._afterClose();
     return this.closeResult;
@@ -631,8 +687,8 @@ export class Listener extends EventTarget {
     const { info } = this.ctx;
     S.forgetSessionKey(info.chainId, info.channels, this.channel.channelId);
     this.session = null;
-    this.ctx.player?.stop();
-    this.ctx.clearPaymentErrors?.();
+    this._stopPlayback();
+    this.dispatchEvent(new CustomEvent("closed"));
     this._sse?.close();
     this._sse = null;
     this.channel = { ...this.channel, status: "closed" };
@@ -642,6 +698,22 @@ export class Listener extends EventTarget {
     // the relay's watcher marks the channel closed shortly
     setTimeout(() => this.refreshChannel().catch(() => {}), 1500);
   }
+}
+
+/**
+ * History items (newest first from the relay, the channel's latest payments) marked settled or pending: a payment
+ * is settled once the channel's settled total reaches the running total it brought the voucher to.
+ */
+export function withSettlement(items, channel) {
+  const settled = BigInt(channel.settled ?? 0);
+  let after = BigInt(channel.spent ?? 0); // the voucher total after the newest payment
+  const out = [];
+  for (const item of [...items].sort((a, b) => b.seq - a.seq)) {
+    out.push({ ...item, channelId: channel.channelId, token: channel.token, totalAfter: after,
+      status: after <= settled ? "settled" : "pending" });
+    after -= BigInt(item.amount);
+  }
+  return out;
 }
 
 /** The SettleEntry for cooperativeClose from the relay's POST /close answer. */

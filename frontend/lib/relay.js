@@ -1,18 +1,31 @@
 // The relay's HTTP API (src/chainstream/relay/app.py): JSON in and out, errors as RelayError with the relay's
-// stable code, message and (for voucher_mismatch / stale_voucher / seq_gap) its channel state.
+// stable code, message, the numbers behind it (`details`, docs/API.md: named decimal strings such as
+// daily_cap_exceeded's spentToday / amount / dailyCap) and, for voucher_mismatch / stale_voucher / seq_gap, its
+// channel state.
 export class RelayError extends Error {
   constructor(status, body) {
     const e = body?.error ?? {};
     super(e.message || `HTTP ${status}`);
     this.status = status;
     this.code = e.code || "http_" + status;
-    this.state = body?.state ?? null;
+    this.state = body?.state ?? e.state ?? null;
+    this.details = e.details && typeof e.details === "object" && !Array.isArray(e.details) ? e.details : null;
+  }
+
+  /** A named amount from `details` as a bigint, or null when the relay did not state it (or not as an integer). */
+  amount(name) {
+    const v = this.details?.[name];
+    return typeof v === "string" && /^\d{1,78}$/.test(v) ? BigInt(v) : typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : null;
   }
 }
 
-export class RelayClient {
+/** The relay's API. Events: "reachable" when a request succeeds after the relay did not answer (a banner about
+ * it can go). */
+export class RelayClient extends EventTarget {
   constructor(base = "") {
+    super();
     this.base = base;
+    this.unreachable = false;
     this.tokens = null; // a ReadTokens (lib/readtokens.js): signs the read tokens of private reads
   }
 
@@ -27,7 +40,12 @@ export class RelayClient {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
+      this.unreachable = true;
       throw new RelayError(0, { error: { code: "relay_unreachable", message: `the relay did not answer (${err.message})` } });
+    }
+    if (this.unreachable) {
+      this.unreachable = false;
+      this.dispatchEvent(new Event("reachable"));
     }
     const text = await res.text();
     let data = null;

@@ -157,3 +157,12 @@ export class Ticker {
     this.raf = requestAnimationFrame(step);
   }
 }
+
+/**
+ * How an artist is shown: their address, shortened. The one place a name would come from once the relay serves
+ * artist profiles (signed by the artist); the full address is on their page (#/artist/<address>).
+ */
+export const artistName = (address) => shortAddr(address);
+
+/** A track's title for display: never a bare hash (a track registered without one shows as untitled + short id). */
+export const trackTitle = (track) => String(track?.title ?? "").trim() || `Untitled ${shortAddr(track?.trackId ?? "")}`;

@@ -1,18 +1,26 @@
 // Listen view: the catalog as album tiles, the listener's channel (balance, today's spend vs cap, session key,
 // top-up, close, withdraw) and the history of plays and tips. Also the Activity view.
-import { ZeroAddress } from "ethers";
+import { ZeroAddress, getAddress } from "ethers";
 
 import * as L from "../lib/ledger.js";
 import { Model, meteringOf, ownedAfter, playPrice, termsFromJson } from "../lib/pricing.js";
-import { Ticker, artStyle, avatarStyle, fmtDuration, fmtTime, h, mount, parseAmount, shortAddr } from "../lib/ui.js";
+import { Ticker, artStyle, artistName, avatarStyle, fmtDuration, fmtTime, h, mount, parseAmount, shortAddr, trackTitle } from "../lib/ui.js";
 import { DEFAULT_SESSION_DAYS } from "../lib/listener.js";
 import { ICONS, openTipModal } from "./player.js";
 
-const form = { token: ZeroAddress, amount: "", method: "permit", days: DEFAULT_SESSION_DAYS, busy: null, panel: null, capText: "", topUpText: "" };
+/** The listen view's own state (forms, open panel, search): made afresh on each visit, dropped on leaving. */
+function viewState(ctx) {
+  const form = { token: ctx.listener.catalogToken ?? ZeroAddress, amount: "", method: "permit", days: DEFAULT_SESSION_DAYS, busy: null, panel: null, capText: "", topUpText: "" };
+  return Object.assign(Object.create(ctx), { form, search: "" });
+}
 
 export function renderListen(ctx, root) {
+  ctx = viewState(ctx);
   const hero = h("div.hero");
   const tiles = h("div.tiles", { "data-testid": "catalog" });
+  const noMatch = h("div.empty.hidden", { "data-testid": "no-match" });
+  const search = h("input.input.search", { type: "search", placeholder: "Search titles or artists  ( / )", "aria-label": "Search the catalog", "data-testid": "catalog-search",
+    oninput: (e) => { ctx.search = e.target.value; applySearch(tiles, noMatch, ctx.search); } });
   const flow = h("div");
   const side = h("div.side-col");
   const history = h("div.card", h("div.card-head", h("h3", "Recent plays & tips"), h("a.btn.small.ghost", { href: "#/activity" }, "See all")), h("div.history", { "data-testid": "history" }));
@@ -20,7 +28,8 @@ export function renderListen(ctx, root) {
   mount(side, channelSlot, history);
   mount(root, h("div.listen",
     h("div", hero,
-      h("div.section-head", h("h2", "Tonight's catalog"), h("span.muted", { "data-testid": "catalog-token" })), tiles,
+      h("div.section-head", h("h2", "Tonight's catalog"), h("span.muted", { "data-testid": "catalog-token" })),
+      h("div.search-row", search), tiles, noMatch,
       h("div.section-head", h("h2", "Where your money goes")), flow),
     side));
 
@@ -37,6 +46,7 @@ export function renderListen(ctx, root) {
     if (tkey !== keys.tiles) {
       keys.tiles = tkey;
       renderTiles(ctx, tiles);
+      applySearch(tiles, noMatch, ctx.search);
       keys.player = null;
     }
     // the player's state only restyles the tiles in place (no rebuild under the pointer)
@@ -85,14 +95,28 @@ function renderHero(ctx, el) {
 }
 
 // ------------------------------------------------------------------------------------------ tiles
-function renderTiles(ctx, el) {
+/** Hide the tiles whose title and artist do not contain every word of the query. */
+function applySearch(tiles, noMatch, query) {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  let shown = 0;
+  for (const tile of tiles.querySelectorAll("[data-testid=track]")) {
+    const text = `${tile.dataset.title} ${tile.dataset.owner} ${artistName(tile.dataset.owner)}`.toLowerCase();
+    const match = words.every((w) => text.includes(w));
+    tile.classList.toggle("hidden", !match);
+    shown += match ? 1 : 0;
+  }
+  noMatch.classList.toggle("hidden", !words.length || shown > 0);
+  noMatch.textContent = `No track or artist matches “${query.trim()}”.`;
+}
+
+function renderTiles(ctx, el, tracks = ctx.listener.catalog) {
   const { listener, player } = ctx;
   const token = listener.token();
-  if (!listener.catalog.length) {
+  if (!tracks.length) {
     mount(el, h("div.empty", { style: { gridColumn: "1 / -1" } }, "No tracks are offered in this token yet."));
     return;
   }
-  mount(el, listener.catalog.map((t) => {
+  mount(el, tracks.map((t) => {
     const terms = termsFromJson(t.terms[token.address] ?? Object.values(t.terms)[0] ?? {});
     const state = listener.ledger;
     const plays = state ? L.playsOf(state, t.trackId) : 0;
@@ -123,20 +147,24 @@ function renderTiles(ctx, el) {
         else player.play(t.trackId);
       },
     });
-    return h("article.tile", { "data-testid": "track", "data-track-id": t.trackId, "data-title": t.title, "data-mode": mode },
+    return h("article.tile", { "data-testid": "track", "data-track-id": t.trackId, "data-title": t.title, "data-owner": t.owner, "data-mode": mode },
       h("div.art", { style: { background: artStyle(t.trackId) } },
         h("div.eq.paused", h("i"), h("i"), h("i"), h("i")),
-        h("div.art-title", t.title), playBtn),
+        h("div.art-title", trackTitle(t)), playBtn),
       h("div.tile-meta",
-        h("div.tile-title", t.title),
-        h("div.tile-artist", h("span.avatar.sm", { style: { background: avatarStyle(t.owner) } }), shortAddr(t.owner),
+        h("div.tile-title", trackTitle(t)),
+        h("a.tile-artist", { href: `#/artist/${t.owner}`, "data-testid": "artist-link", title: `All tracks by ${t.owner}` },
+          h("span.avatar.sm", { style: { background: avatarStyle(t.owner) } }), artistName(t.owner),
           t.split.recipients.length > 1 ? h("span.faint", `+${t.split.recipients.length - 1}`) : null),
         h("div.tile-prices", chips),
         terms.model === Model.STREAM_TO_OWN && !owned && state ? h("div.own-bar", { title: `${plays} of ${terms.ownAfter} plays towards owning it (${ctx.fmt(ownedAfter(terms), token)} in total)` },
           h("i", { style: { width: `${(plays / terms.ownAfter) * 100}%` } })) : null,
-        listener.channel?.status === "open" ? h("div.tile-actions",
-          h("button.btn.small.ghost", { html: ICONS.heart + "<span>Tip</span>", "data-testid": "tip", onclick: () => openTipModal(ctx, t.trackId) }),
-          terms.download > 0n && !owned ? h("button.btn.small.ghost", { "data-testid": "buy", onclick: () => buyTrack(ctx, t) }, "Buy") : null) : null));
+        h("div.tile-actions",
+          h("button.btn.small.ghost", { "data-testid": "queue-add", "aria-label": `Add ${t.title} to the queue`, onclick: () => { player.enqueue(t.trackId); ctx.toast(`“${t.title}” is up next`); } }, "+ Queue"),
+          listener.channel?.status === "open" ? [
+            h("button.btn.small.ghost", { html: ICONS.heart + "<span>Tip</span>", "data-testid": "tip", onclick: () => openTipModal(ctx, t.trackId) }),
+            terms.download > 0n && !owned ? h("button.btn.small.ghost", { "data-testid": "buy", onclick: () => buyTrack(ctx, t) }, "Buy") : null,
+          ] : null)));
   }));
 }
 
@@ -204,7 +232,7 @@ function sideKey(ctx) {
   const { listener, wallet } = ctx;
   const c = listener.channel;
   return JSON.stringify([wallet?.account, wallet?.chainId, ctx.chainOk(), c?.channelId, c?.status, !!c?.closesAt, !!listener.session,
-    listener.sessionUsable(), c?.dailyCap, form.panel, form.busy, form.token, form.method, listener.channels.length, !!listener.closeResult,
+    listener.sessionUsable(), c?.dailyCap, ctx.form.panel, ctx.form.busy, ctx.form.token, ctx.form.method, listener.channels.length, !!listener.closeResult,
     !!listener.loading]);
 }
 
@@ -230,7 +258,7 @@ function renderSide(ctx, el) {
       h("h3", "Your channels"), h("p.muted", h("span.spinner"), " Loading your channels…")));
     return refs;
   }
-  if (!c || (c.status === "closed" && form.panel === "new")) {
+  if (!c || (c.status === "closed" && ctx.form.panel === "new")) {
     mount(el, openCard(ctx), channelPicker(ctx));
     return refs;
   }
@@ -281,9 +309,23 @@ function renderSide(ctx, el) {
       h("button.btn.small", { "data-testid": "set-cap", onclick: () => togglePanel(ctx, "cap") }, c.dailyCap ? "Change daily cap" : "Set daily cap"),
       h("button.btn.small", { "data-testid": "top-up", onclick: () => togglePanel(ctx, "topup") }, "Top up"),
       h("button.btn.small.danger", { "data-testid": "close-menu", onclick: () => togglePanel(ctx, "close") }, "Close")));
-    if (form.panel === "cap") body.push(capForm(ctx, token));
-    if (form.panel === "topup") body.push(topUpForm(ctx, token));
-    if (form.panel === "close") body.push(closeForm(ctx, token));
+    if (ctx.form.panel === "cap") body.push(capForm(ctx, token));
+    if (ctx.form.panel === "topup") body.push(topUpForm(ctx, token));
+    if (ctx.form.panel === "close") body.push(closeForm(ctx, token));
+  } else if (c.status === "closing" && !c.closesAt) {
+    // a cooperative close the relay co-signed, its transaction not mined yet: no challenge window applies
+    body.push(h("div.inline-form", { "data-testid": "coop-pending" },
+      h("div.row", h("span.spinner"), h("b", "Closing cooperatively")),
+      h("div.muted", "The relay co-signed your latest voucher. Once the close transaction is mined, artists are paid and the rest comes back to your wallet in the same transaction — no challenge window."),
+      h("div.muted", "If the transaction was rejected or dropped, send it again:"),
+      h("div.row.wrap",
+        busyButton(ctx, "coop-retry", "Send the close again", async () => {
+          const r = await listener.closeCooperative();
+          ctx.toast(`Channel closed: ${ctx.fmt(r.refund ?? 0n, token)} refunded`);
+        }, "btn primary small", "coop-retry"),
+        busyButton(ctx, "unilateral", "Close without the relay", async () => {
+          await listener.requestClose();
+        }, "btn danger small", "request-close"))));
   } else if (c.status === "closing") {
     refs.countdown = h("div.countdown", { "data-testid": "countdown" });
     refs.withdraw = busyButton(ctx, "withdraw", "Withdraw remainder", async () => {
@@ -303,7 +345,7 @@ function renderSide(ctx, el) {
         h("div", h("span.k", "Paid to artists"), h("span", { "data-testid": "closed-settled" }, ctx.fmt(r.settled ?? 0n, token))),
         h("div", h("span.k", "Refunded to you"), h("span", { "data-testid": "refund" }, ctx.fmt(r.refund ?? 0n, token))),
         h("div", h("span.k", "Transaction"), h("span.mono", shortAddr(r.hash)))) : null,
-      h("button.btn.primary", { "data-testid": "open-new", onclick: () => { form.panel = "new"; ctx.listener.changed(); } }, "Open a new channel")));
+      h("button.btn.primary", { "data-testid": "open-new", onclick: () => { ctx.form.panel = "new"; ctx.listener.changed(); } }, "Open a new channel")));
   }
   mount(el, h("div.card.channel-card", { "data-testid": "channel-card", "data-status": c.status, "data-channel-id": c.channelId }, body), channelPicker(ctx));
   return refs;
@@ -340,59 +382,59 @@ function updateSideNumbers(ctx, refs) {
   if (refs.countdown) {
     const left = (c.closesAt ?? 0) - ctx.listener.chainNow();
     refs.countdown.textContent = left > 0 ? fmtDuration(left) : "Window over";
-    refs.withdraw.disabled = left > 0 || !!form.busy;
+    refs.withdraw.disabled = left > 0 || !!ctx.form.busy;
   }
 }
 
 function togglePanel(ctx, name) {
-  form.panel = form.panel === name ? null : name;
+  ctx.form.panel = ctx.form.panel === name ? null : name;
   ctx.listener.changed();
 }
 
 /** A button that runs an async action once, shows a spinner, and reports errors as banners. */
 function busyButton(ctx, id, label, action, cls = "btn primary", testid = id) {
-  const busy = form.busy === id;
-  const btn = h("button", { class: cls, "data-testid": testid, disabled: !!form.busy, onclick: async () => {
-    form.busy = id;
+  const busy = ctx.form.busy === id;
+  const btn = h("button", { class: cls, "data-testid": testid, disabled: !!ctx.form.busy, onclick: async () => {
+    ctx.form.busy = id;
     ctx.listener.changed();
     try {
       await action();
     } catch (err) {
       ctx.showError(err, `${label} failed`);
     } finally {
-      form.busy = null;
+      ctx.form.busy = null;
       ctx.listener.changed();
     }
-  } }, busy ? [h("span.spinner"), form.progress || "Working…"] : label);
+  } }, busy ? [h("span.spinner"), ctx.form.progress || "Working…"] : label);
   return btn;
 }
 
 function capForm(ctx, token) {
   const c = ctx.listener.channel;
-  const input = h("input.input", { value: form.capText || (c.dailyCap ? ctx.fmt(c.dailyCap, token, { symbol: false, sig: 6 }) : ""), placeholder: "e.g. 0.0001", inputmode: "decimal", "data-testid": "cap-input", oninput: (e) => { form.capText = e.target.value; } });
+  const input = h("input.input", { value: ctx.form.capText || (c.dailyCap ? ctx.fmt(c.dailyCap, token, { symbol: false, sig: 6 }) : ""), placeholder: "e.g. 0.0001", inputmode: "decimal", "data-testid": "cap-input", oninput: (e) => { ctx.form.capText = e.target.value; } });
   return h("div.inline-form",
     h("label.field", h("span", "Daily spending cap"), h("div.input-wrap", input, h("span.suffix", token.symbol))),
     h("div.muted", "Signed by your session key; the relay refuses any voucher that would pass it today. 0 removes the cap."),
     h("div.row", busyButton(ctx, "cap", "Save cap", async () => {
-      const value = parseAmount(form.capText || input.value, token);
+      const value = parseAmount(ctx.form.capText || input.value, token);
       if (value === null) throw Object.assign(new Error("enter an amount"), { code: "" });
       await ctx.listener.setCaps({ dailyCap: value });
-      form.panel = null;
-      form.capText = "";
+      ctx.form.panel = null;
+      ctx.form.capText = "";
       ctx.toast(value ? `Daily cap set to ${ctx.fmt(value, token)}` : "Daily cap removed");
     }, "btn primary small", "cap-save"), h("button.btn.small.ghost", { onclick: () => togglePanel(ctx, "cap") }, "Cancel")));
 }
 
 function topUpForm(ctx, token) {
-  const input = h("input.input", { value: form.topUpText, placeholder: token.decimals === 18 ? "0.01" : "10", inputmode: "decimal", oninput: (e) => { form.topUpText = e.target.value; } });
+  const input = h("input.input", { value: ctx.form.topUpText, placeholder: token.decimals === 18 ? "0.01" : "10", inputmode: "decimal", "data-testid": "topup-input", oninput: (e) => { ctx.form.topUpText = e.target.value; } });
   return h("div.inline-form",
     h("label.field", h("span", "Add to deposit"), h("div.input-wrap", input, h("span.suffix", token.symbol))),
     h("div.row", busyButton(ctx, "topup", "Top up", async () => {
-      const value = parseAmount(form.topUpText, token);
+      const value = parseAmount(ctx.form.topUpText, token);
       if (!value) throw new Error("enter an amount");
       await ctx.listener.topUp(value);
-      form.panel = null;
-      form.topUpText = "";
+      ctx.form.panel = null;
+      ctx.form.topUpText = "";
       ctx.toast(`Added ${ctx.fmt(value, token)} to your channel`);
     }, "btn primary small"), h("button.btn.small.ghost", { onclick: () => togglePanel(ctx, "topup") }, "Cancel")));
 }
@@ -404,51 +446,51 @@ function closeForm(ctx, token) {
     h("div", h("b", "Close now"), h("div.muted", `The relay co-signs your latest voucher; artists are paid and the remaining ${ctx.fmt(c.remaining, token)} comes back in one transaction.`)),
     busyButton(ctx, "coop", "Close & refund now", async () => {
       const r = await listener.closeCooperative();
-      form.panel = null;
+      ctx.form.panel = null;
       ctx.toast(`Channel closed: ${ctx.fmt(r.refund ?? 0n, token)} refunded`);
     }, "btn primary small", "close-coop"),
     h("div.divider"),
     h("div", h("b", "Close without the relay"), h("div.muted", `Starts a ${Math.round(ctx.info.challengePeriod / 3600)} h challenge window in which the relay can settle; then you withdraw the rest.`)),
     busyButton(ctx, "unilateral", "Request close", async () => {
       await listener.requestClose();
-      form.panel = null;
+      ctx.form.panel = null;
     }, "btn danger small", "request-close"));
 }
 
 function openCard(ctx) {
   const { listener } = ctx;
-  const token = ctx.tokenOf(form.token);
+  const token = ctx.tokenOf(ctx.form.token);
   const isEth = token.address === ZeroAddress;
-  if (!form.amount) form.amount = isEth ? "0.01" : "20";
+  if (!ctx.form.amount) ctx.form.amount = isEth ? "0.01" : "20";
   const presets = isEth ? ["0.005", "0.01", "0.05"] : ["5", "20", "50"];
   const balance = h("span.muted.num", { "data-testid": "wallet-token-balance" }, "…");
   listener.tokenBalance(token.address).then((b) => { balance.textContent = `Wallet: ${ctx.fmt(b, token)}`; }).catch(() => { balance.textContent = ""; });
-  const amount = h("input.input", { value: form.amount, inputmode: "decimal", "data-testid": "deposit-input", oninput: (e) => { form.amount = e.target.value; } });
+  const amount = h("input.input", { value: ctx.form.amount, inputmode: "decimal", "data-testid": "deposit-input", oninput: (e) => { ctx.form.amount = e.target.value; } });
   const body = [
     h("div.card-head", h("h3", listener.channels.length ? "Open a new channel" : "Open your listening channel"), h("span.chip.accent", "one deposit")),
     h("div.form-grid",
       h("div.field", h("span", "Pay with"), h("div.seg", ctx.info.tokens.map((t) => h("button", {
         class: t.address === token.address ? "on" : "", "data-testid": `token-${t.symbol}`,
-        onclick: () => { form.token = t.address; form.amount = ""; ctx.listener.refreshCatalog(t.address).catch(() => {}); ctx.listener.changed(); },
+        onclick: () => { ctx.form.token = t.address; ctx.form.amount = ""; ctx.listener.refreshCatalog(t.address).catch(() => {}); ctx.listener.changed(); },
       }, t.symbol)))),
       h("label.field", h("span", "Deposit"), h("div.input-wrap", amount, h("span.suffix", token.symbol))),
-      h("div.presets", presets.map((p) => h("button", { type: "button", class: p === form.amount ? "on" : "", onclick: () => { form.amount = p; amount.value = p; } }, `${p} ${token.symbol}`))),
+      h("div.presets", presets.map((p) => h("button", { type: "button", class: p === ctx.form.amount ? "on" : "", onclick: () => { ctx.form.amount = p; amount.value = p; } }, `${p} ${token.symbol}`))),
       balance,
       !isEth ? h("div.field", h("span", "Funding"), h("div.seg",
-        h("button", { class: form.method === "permit" ? "on" : "", "data-testid": "method-permit", onclick: () => { form.method = "permit"; ctx.listener.changed(); } }, "One signature (permit)"),
-        h("button", { class: form.method === "approve" ? "on" : "", "data-testid": "method-approve", onclick: () => { form.method = "approve"; ctx.listener.changed(); } }, "Approve + open"))) : null,
-      h("label.field", h("span", "Session key valid for"), h("select.input", { onchange: (e) => { form.days = Number(e.target.value); } },
-        [1, 7, 30].map((d) => h("option", { value: d, selected: d === form.days }, `${d} day${d > 1 ? "s" : ""}`)))),
+        h("button", { class: ctx.form.method === "permit" ? "on" : "", "data-testid": "method-permit", onclick: () => { ctx.form.method = "permit"; ctx.listener.changed(); } }, "One signature (permit)"),
+        h("button", { class: ctx.form.method === "approve" ? "on" : "", "data-testid": "method-approve", onclick: () => { ctx.form.method = "approve"; ctx.listener.changed(); } }, "Approve + open"))) : null,
+      h("label.field", h("span", "Session key valid for"), h("select.input", { onchange: (e) => { ctx.form.days = Number(e.target.value); } },
+        [1, 7, 30].map((d) => h("option", { value: d, selected: d === ctx.form.days }, `${d} day${d > 1 ? "s" : ""}`)))),
       h("div.muted", { style: { fontSize: "12.5px" } }, "A fresh key is created in this browser and authorised in the open transaction. It can only pay from this channel."),
       busyButton(ctx, "open", "Open channel", async () => {
-        const value = parseAmount(form.amount, token);
+        const value = parseAmount(ctx.form.amount, token);
         if (!value) throw new Error("enter a deposit amount");
-        await listener.openChannel({ token: token.address, amount: value, method: isEth ? "eth" : form.method, days: form.days }, (msg) => {
-          form.progress = msg;
+        await listener.openChannel({ token: token.address, amount: value, method: isEth ? "eth" : ctx.form.method, days: ctx.form.days }, (msg) => {
+          ctx.form.progress = msg;
           ctx.listener.changed();
         });
-        form.panel = null;
-        form.progress = null;
+        ctx.form.panel = null;
+        ctx.form.progress = null;
         ctx.toast(`Channel open with ${ctx.fmt(value, token)} — press play`);
       }, "btn primary", "open-channel"),
       !isEth ? h("button.btn.small.ghost", { "data-testid": "faucet", onclick: async () => {
@@ -474,7 +516,7 @@ function channelPicker(ctx) {
   if (listener.channels.length < 2 && !(listener.channel?.status === "closed")) return null;
   return h("div.card",
     h("h3", "Your channels"),
-    h("div.history", listener.channels.map((c) => h("div.h-item", { style: { cursor: "pointer" }, onclick: () => { form.panel = null; listener.selectChannel(c.channelId).catch((e) => ctx.showError(e)); } },
+    h("div.history", listener.channels.map((c) => h("div.h-item", { style: { cursor: "pointer" }, onclick: () => { ctx.form.panel = null; listener.selectChannel(c.channelId).catch((e) => ctx.showError(e)); } },
       h("div.h-art", { style: { background: artStyle(c.channelId) } }),
       h("div", { style: { minWidth: 0 } }, h("div.h-title.mono", shortAddr(c.channelId)), h("div.h-sub", `${c.status} · ${ctx.fmt(c.deposit, c.token)} deposit`)),
       h("div.h-amt", ctx.fmt(c.spent ?? c.settled, c.token), h("small", c.channelId === listener.channel?.channelId ? "active" : "spent"))))));
@@ -507,29 +549,116 @@ function renderHistory(ctx, el, items, fresh) {
 }
 
 // ------------------------------------------------------------------------------------------ activity view
+/** Every payment of the account's channels (newest first), with its date, channel, amount and settlement status. */
 export function renderActivity(ctx, root) {
   const list = h("div.history", { "data-testid": "activity" });
-  const summary = h("div.grid-3");
+  const summary = h("div.kpis.kpis-3");
   mount(root, h("div", { style: { maxWidth: "980px" } },
     h("div.studio-head", h("div", h("div.label", "Listening"), h("h1", "Activity"))),
     h("div", { style: { marginTop: "20px" } }, summary),
     h("div.card", { style: { marginTop: "16px" } }, list)));
-  function update() {
+  let items = null;
+  let loadedFor = null;
+  let loading = false;
+  async function load() {
+    const key = JSON.stringify(ctx.listener.channels.map((c) => [c.channelId, c.seq, c.settled, c.status]));
+    if (key === loadedFor || loading) return;
+    loading = true;
+    try {
+      items = await ctx.listener.activity();
+      loadedFor = key;
+    } finally {
+      loading = false;
+    }
+    draw();
+  }
+  function draw() {
     const { listener } = ctx;
-    const c = listener.channel;
-    if (!c) {
+    if (!listener.channels.length) {
       mount(summary);
-      mount(list, h("div.empty", ctx.wallet ? "No channel yet." : "Connect a wallet to see your activity."));
+      mount(list, h("div.empty", ctx.wallet ? "No channel yet — open one on the Listen page." : "Connect a wallet to see your activity."));
       return;
     }
-    const token = ctx.tokenOf(c.token);
-    const sums = { play: 0n, seconds: 0n, tip: 0n, download: 0n };
-    for (const i of listener.history) sums[i.kind] += BigInt(i.amount);
+    const token = listener.token();
+    const mine = (items ?? []).filter((i) => i.token.toLowerCase() === token.address.toLowerCase());
+    const sum = (pred) => mine.filter(pred).reduce((a, i) => a + BigInt(i.amount), 0n);
     mount(summary,
-      h("div.kpi", h("span", "Plays"), h("b", ctx.fmt(sums.play, token))),
-      h("div.kpi", h("span", "Per-second listening"), h("b", ctx.fmt(sums.seconds, token))),
-      h("div.kpi", h("span", "Tips & purchases"), h("b", ctx.fmt(sums.tip + sums.download, token))));
-    renderHistory(ctx, list, listener.history, null);
+      h("div.kpi", h("span", "This session"), h("b", { "data-testid": "activity-session" }, ctx.fmt(listener.sessionSpent, token))),
+      h("div.kpi.pending", h("span", h("span.dot"), "Pending settlement"), h("b", ctx.fmt(sum((i) => i.status === "pending"), token))),
+      h("div.kpi.settled", h("span", h("span.dot"), "Settled on-chain"), h("b", ctx.fmt(sum((i) => i.status === "settled"), token))));
+    if (items === null) {
+      mount(list, h("div.boot", h("div.spinner"), "Loading your payments…"));
+      return;
+    }
+    if (!items.length) {
+      mount(list, h("div.empty", "Nothing paid yet — press play on a track."));
+      return;
+    }
+    mount(list, items.map((i) => activityRow(ctx, i)));
+  }
+  function update() {
+    draw();
+    load().catch((err) => ctx.showError(err, "Could not load your activity"));
+  }
+  update();
+  return { update };
+}
+
+function activityRow(ctx, item) {
+  const token = ctx.tokenOf(item.token);
+  const direct = item.kind === "tip" && !item.title;
+  const track = direct ? null : ctx.listener.track(item.target);
+  const what = direct ? `Tip to ${shortAddr("0x" + item.target.slice(26))}` : (item.title ?? shortAddr(item.target));
+  const sub = item.kind === "play" ? "Play" : item.kind === "seconds" ? `${item.units} s listened` : item.kind === "tip" ? (item.memo ? `Tip · “${item.memo}”` : "Tip") : "Purchase";
+  return h("div.h-item", { "data-testid": "history-item", "data-kind": item.kind, "data-status": item.status },
+    h("div.h-art", { style: { background: direct ? avatarStyle("0x" + item.target.slice(26)) : artStyle(item.target) } }, KIND_ICON[item.kind]),
+    h("div", { style: { minWidth: 0 } },
+      h("div.h-title", track ? h("a", { href: `#/artist/${track.owner}`, title: `More by ${track.owner}` }, what) : what),
+      h("div.h-sub", `${sub} · ${fmtTime(item.at)} · channel `, h("span.mono", { title: item.channelId }, shortAddr(item.channelId)))),
+    h("div.h-amt", item.amount === "0" ? "free" : ctx.fmt(item.amount, token),
+      h("small", h("span.chip.tiny", { class: item.status === "settled" ? "teal" : "warn", "data-testid": "settlement" }, item.status))));
+}
+
+// ------------------------------------------------------------------------------------------ artist page
+/** #/artist/<address>: the artist's tracks (as primary artist) and the tracks they are paid on as a collaborator. */
+export function renderArtist(ctx, root, address) {
+  ctx = viewState(ctx);
+  let who;
+  try {
+    who = getAddress(address);
+  } catch {
+    mount(root, h("div.connect-cta", { "data-testid": "artist-page" }, h("h2", "No such artist"), h("p", `“${address}” is not an address.`),
+      h("a.btn.primary", { href: "#/listen" }, "Back to the catalog")));
+    return {};
+  }
+  const own = h("div.tiles", { "data-testid": "artist-tracks" });
+  const featured = h("div.tiles", { "data-testid": "artist-featured" });
+  const featuredHead = h("div.section-head", h("h2", "Also paid on"));
+  const count = h("span.muted");
+  mount(root, h("div", { "data-testid": "artist-page", "data-address": who },
+    h("div.artist-head",
+      h("span.avatar.lg", { style: { background: avatarStyle(who) } }),
+      h("div", { style: { minWidth: 0 } }, h("div.label", "Artist"), h("h1", { "data-testid": "artist-name" }, artistName(who)),
+        h("div.mono.faint.addr", who), count)),
+    h("div.section-head", h("h2", "Tracks")), own, featuredHead, featured));
+  let key = null;
+  function update() {
+    const { listener } = ctx;
+    const mine = listener.catalog.filter((t) => getAddress(t.owner) === who);
+    const paidOn = listener.catalog.filter((t) => getAddress(t.owner) !== who && t.split.recipients.some((r) => getAddress(r) === who));
+    const k = JSON.stringify([mine.map((t) => t.trackId + JSON.stringify(t.terms)), paidOn.map((t) => t.trackId), listener.catalogToken,
+      listener.channel?.status, listener.ledger ? [...listener.ledger.plays] : null]);
+    if (k !== key) {
+      key = k;
+      count.textContent = `${mine.length} track${mine.length === 1 ? "" : "s"} in ${listener.token().symbol}`;
+      if (mine.length) renderTiles(ctx, own, mine);
+      else mount(own, h("div.empty", { style: { gridColumn: "1 / -1" } }, "No tracks of this artist are offered in this token."));
+      featuredHead.classList.toggle("hidden", !paidOn.length);
+      if (paidOn.length) renderTiles(ctx, featured, paidOn);
+      else mount(featured);
+    }
+    updateTilesPlayer(ctx, own);
+    updateTilesPlayer(ctx, featured);
   }
   update();
   return { update };

@@ -6,13 +6,18 @@
 import * as L from "../lib/ledger.js";
 import { meteringOf } from "../lib/pricing.js";
 import { PaidStream } from "../lib/stream.js";
-import { Ticker, artStyle, fmtClock, h, mount, parseAmount, shortAddr } from "../lib/ui.js";
+import { Ticker, artStyle, artistName, fmtClock, h, mount, parseAmount, trackTitle } from "../lib/ui.js";
 
 export const CHUNK_SECONDS = 5;
+const VOLUME_KEY = "chainstream.volume";
 
 const ICONS = {
   play: '<svg viewBox="0 0 24 24"><path d="M7 4.5v15a1 1 0 0 0 1.5.86l12.5-7.5a1 1 0 0 0 0-1.72L8.5 3.64A1 1 0 0 0 7 4.5Z"/></svg>',
   pause: '<svg viewBox="0 0 24 24"><rect x="6" y="4" width="4" height="16" rx="1.2"/><rect x="14" y="4" width="4" height="16" rx="1.2"/></svg>',
+  prev: '<svg viewBox="0 0 24 24"><path d="M6 5h2v14H6zM20 5.8v12.4a.8.8 0 0 1-1.24.67L10 13.1a1.3 1.3 0 0 1 0-2.2l8.76-5.77A.8.8 0 0 1 20 5.8Z"/></svg>',
+  next: '<svg viewBox="0 0 24 24"><path d="M16 5h2v14h-2zM4 5.8v12.4a.8.8 0 0 0 1.24.67L14 13.1a1.3 1.3 0 0 0 0-2.2L5.24 5.13A.8.8 0 0 0 4 5.8Z"/></svg>',
+  queue: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"><path d="M4 6h12M4 12h12M4 18h8m6-3v6m-3-3h6"/></svg>',
+  volume: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M11 5 6 9H3v6h3l5 4V5Zm4.5 3.5a5 5 0 0 1 0 7M18.4 5.6a9 9 0 0 1 0 12.8"/></svg>',
   heart: '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"><path d="M20.8 4.6a5.5 5.5 0 0 0-7.8 0L12 5.7l-1-1.1a5.5 5.5 0 0 0-7.8 7.8l1 1.1L12 21l7.8-7.5 1-1.1a5.5 5.5 0 0 0 0-7.8Z"/></svg>',
 };
 export { ICONS };
@@ -32,7 +37,12 @@ export class Player {
     this.inflight = null;
     this.stream = null; // the PaidStream of the current play
     this.grant = null; // the grant of the current play's payment (per-play tracks)
+    this.queue = []; // track ids up next (this page only)
+    this.played = []; // track ids played before the current one (for Previous)
     this.build();
+    this.renderQueueCount();
+    const stored = Number(localStorage.getItem(VOLUME_KEY) ?? "1");
+    this.setVolume(Number.isFinite(stored) ? stored : 1);
     audio.addEventListener("timeupdate", () => this.onTime());
     audio.addEventListener("ended", () => this.onEnded());
     audio.addEventListener("pause", () => { if (this.status === "playing") this.setStatus("paused"); this.flush(); });
@@ -43,27 +53,114 @@ export class Player {
     });
   }
 
+  // ------------------------------------------------------------------------------------------ queue
+  /** Add a track to "up next" (played after the current one ends, or with Next). */
+  enqueue(trackId) {
+    this.queue.push(trackId);
+    this.renderQueueCount();
+    this.ctx.listener.changed("queue");
+  }
+
+  dequeue(index) {
+    this.queue.splice(index, 1);
+    this.renderQueueCount();
+    this.ctx.listener.changed("queue");
+  }
+
+  renderQueueCount() {
+    this.queueBtn.dataset.count = String(this.queue.length);
+    this.queueCount.textContent = this.queue.length ? String(this.queue.length) : "";
+    this.nextBtn.disabled = !this.track && !this.queue.length;
+  }
+
+  /** Next: the first queued track, else the catalog's next track (each play is paid as usual). */
+  next() {
+    const catalog = this.ctx.listener.catalog;
+    let id = this.queue.shift();
+    if (!id && catalog.length) {
+      const i = catalog.findIndex((t) => t.trackId === this.track?.trackId);
+      id = catalog[(i + 1) % catalog.length].trackId;
+    }
+    this.renderQueueCount();
+    if (!id) return;
+    if (this.track) this.played.push(this.track.trackId);
+    this.play(id);
+  }
+
+  /** Previous: back to the start of this track if it has played a few seconds, else the track played before it. */
+  previous() {
+    if (this.track && (this.audio.currentTime > 3 || !this.played.length)) {
+      this.seekTo(0);
+      return;
+    }
+    const id = this.played.pop();
+    if (id) this.play(id);
+  }
+
+  // ------------------------------------------------------------------------------------------ seek & volume
+  /**
+   * Seek within what is paid: anywhere once a play is paid (or in a per-second track: a forward seek skips the
+   * segments it jumps over, never fetched nor paid); within the free preview before a per-play track is paid.
+   */
+  seekTo(seconds) {
+    const d = this.audio.duration;
+    if (!this.track || !Number.isFinite(d) || !d) return;
+    let t = Math.max(0, Math.min(seconds, d - 0.25));
+    if (this.mode === "play" && !this.charged) {
+      const min = this.ctx.listener.listing(this.track.trackId)?.terms.minSeconds ?? 0;
+      t = Math.min(t, Math.max(0, min - 1));
+    }
+    this.audio.currentTime = t;
+    this.lastTime = t;
+  }
+
+  seekBy(delta) {
+    this.seekTo((this.audio.currentTime || 0) + delta);
+  }
+
+  setVolume(v) {
+    v = Math.max(0, Math.min(1, Math.round(v * 100) / 100));
+    this.audio.volume = v;
+    this.volume.value = String(Math.round(v * 100));
+    try {
+      localStorage.setItem(VOLUME_KEY, String(v));
+    } catch {
+      /* not stored: the volume still applies */
+    }
+  }
+
   build() {
     this.art = h("div.p-art");
-    this.title = h("div.p-title", "Nothing playing");
+    this.title = h("div.p-title", { "data-testid": "player-title" }, "Nothing playing");
     this.sub = h("div.p-sub", "Pick a track — you pay only for what you hear");
     this.playBtn = h("button.p-play", { html: ICONS.play, "aria-label": "Play", disabled: true, "data-testid": "player-toggle", onclick: () => this.toggle() });
+    this.prevBtn = h("button.p-btn", { html: ICONS.prev, "aria-label": "Previous", title: "Previous (Shift+←)", "data-testid": "player-prev", onclick: () => this.previous() });
+    this.nextBtn = h("button.p-btn", { html: ICONS.next, "aria-label": "Next", title: "Next (Shift+→)", "data-testid": "player-next", onclick: () => this.next() });
     this.bar = h("i", { style: { width: "0%" } });
     this.paidBar = h("b", { style: { width: "0%" } });
-    this.cur = h("span", "0:00");
+    this.seek = h("input.p-seek", { type: "range", min: 0, max: 1000, step: 1, value: 0, "aria-label": "Seek", "data-testid": "player-seek",
+      oninput: (e) => this.seekTo((Number(e.target.value) / 1000) * (this.audio.duration || 0)) });
+    this.cur = h("span", { "data-testid": "player-time" }, "0:00");
     this.dur = h("span", "0:00");
     this.rate = h("div.spend-rate", "");
     this.spendVal = h("div.spend-val", { "data-testid": "session-spend" }, "0");
     this.spendTicker = new Ticker(this.spendVal, (v) => this.ctx.fmt(v, this.ctx.listener?.token()));
-    this.tipBtn = h("button.btn.small", { html: ICONS.heart + "<span>Tip</span>", disabled: true, "data-testid": "player-tip", onclick: () => this.track && openTipModal(this.ctx, this.track.trackId) });
+    this.tipBtn = h("button.btn.small.p-tip", { html: ICONS.heart + "<span>Tip</span>", "aria-label": "Tip this track", disabled: true, "data-testid": "player-tip", onclick: () => this.track && openTipModal(this.ctx, this.track.trackId) });
+    this.volume = h("input.p-vol", { type: "range", min: 0, max: 100, step: 1, value: 100, "aria-label": "Volume", "data-testid": "player-volume",
+      oninput: (e) => this.setVolume(Number(e.target.value) / 100) });
+    this.queueCount = h("span.p-count");
+    this.queueBtn = h("button.p-btn", { html: ICONS.queue, "aria-label": "Up next", title: "Up next", "data-testid": "player-queue", onclick: () => openQueueModal(this.ctx) }, this.queueCount);
     this.spendTicker.set(0n, { animate: false });
     this.statusChip = h("span.chip.hidden", { "data-testid": "player-status", "data-status": "idle" }, "idle");
     mount(this.el,
       h("div.p-now", this.art, h("div", { style: { minWidth: 0 } }, this.title, this.sub)),
       h("div.p-center",
-        h("div.p-controls", this.statusChip, this.playBtn, this.tipBtn),
-        h("div.p-progress", this.cur, h("div.p-bar", this.paidBar, this.bar), this.dur)),
-      h("div.p-right", h("div.spend", h("div.label", h("span.live-dot"), "Spent this session"), this.spendVal, this.rate)));
+        h("div.p-controls", this.statusChip, this.prevBtn, this.playBtn, this.nextBtn, this.tipBtn),
+        h("div.p-progress", this.cur, h("div.p-bar", this.paidBar, this.bar, this.seek), this.dur)),
+      h("div.p-right",
+        h("label.p-volume", { html: ICONS.volume }, this.volume),
+        this.queueBtn,
+        h("div.spend", h("div.label", h("span.live-dot"), "Spent this session"), this.spendVal, this.rate)));
   }
 
   setStatus(status) {
@@ -122,6 +219,8 @@ export class Player {
       this.setStatus("idle");
       if (err?.code === "media_not_published") {
         this.ctx.banner({ kind: "warn", title: "No audio yet", message: "The artist has not uploaded this track's audio to the relay.", code: err.code });
+      } else if (err?.code === "relay_unreachable" || err?.status >= 500) {
+        this.ctx.showError(err, "The relay is not answering"); // the relay is down, not the track
       } else {
         this.ctx.banner({ kind: "error", title: "Could not load the audio", message: err.message, code: err?.code ?? "no_audio" });
       }
@@ -293,17 +392,18 @@ export class Player {
   onEnded() {
     this.flush();
     this.setStatus("ended");
+    if (this.queue.length) this.next(); // only what the listener queued plays on by itself
   }
 
   renderTrack(listing) {
     const t = this.track;
     this.art.style.background = artStyle(t.trackId);
-    this.title.textContent = t.title;
+    this.title.textContent = trackTitle(t);
     const token = this.ctx.listener.token();
     const price = this.mode === "seconds"
       ? `${this.ctx.fmt(listing.terms.perSecond, token)} / second`
       : `${this.ctx.fmt(L.chargePlay(this.ctx.listener.ledger, listing).amount, token)} this play`;
-    mount(this.sub, shortAddr(t.owner), " · ", price);
+    mount(this.sub, h("a.artist-link", { href: `#/artist/${t.owner}` }, artistName(t.owner)), " · ", price);
     this.tipBtn.disabled = false;
   }
 
@@ -314,6 +414,8 @@ export class Player {
     const d = this.audio.duration || 0;
     const t = this.audio.currentTime || 0;
     this.bar.style.width = d ? `${(t / d) * 100}%` : "0%";
+    if (document.activeElement !== this.seek) this.seek.value = String(d ? Math.round((t / d) * 1000) : 0);
+    this.seek.disabled = !this.track || !d;
     this.cur.textContent = fmtClock(t);
     this.dur.textContent = fmtClock(d);
     let accrued = 0n;
@@ -353,15 +455,22 @@ export function openTipModal(ctx, trackId) {
       if (!value) return;
       send.disabled = true;
       send.replaceChildren(h("span.spinner"), "Sending…");
+      problem.classList.add("hidden");
       try {
         await listener.tipTrack(trackId, value, memo.value.trim());
         close();
-        ctx.toast(`Tipped ${ctx.fmt(value, token)} to “${track.title}” ♥`);
+        ctx.toast(`Tipped ${ctx.fmt(value, token)} to “${trackTitle(track)}” ♥`);
       } catch (err) {
-        close();
-        ctx.showError(err, "Tip refused");
+        // the dialog stays open with what was typed: say why here, and let the listener try again
+        const d = ctx.describe(err, "Tip refused");
+        mount(problem, h("b", d.title), d.message ? h("div", d.message) : null);
+        problem.dataset.code = err?.code ?? "";
+        problem.classList.remove("hidden");
+        mount(send, "Try again");
+        sync();
       }
     } }, "Send tip");
+    const problem = h("div.modal-problem.hidden", { role: "alert", "data-testid": "tip-error" });
     const sync = () => {
       const ok = !!parseAmount(amountText, token);
       amount.classList.toggle("invalid", !ok);
@@ -370,11 +479,32 @@ export function openTipModal(ctx, trackId) {
     };
     mount(box,
       h("div.row", h("div.p-art", { style: { background: artStyle(trackId), width: "52px", height: "52px" } }),
-        h("div", h("h3", `Tip “${track.title}”`), h("div.faint", "Split like plays, platform fee included"))),
+        h("div", h("h3", `Tip “${trackTitle(track)}”`), h("div.faint", "Split like plays, platform fee included"))),
       h("div.form-grid", { style: { marginTop: "16px" } },
         h("label.field", h("span", "Amount"), h("div.input-wrap", amount, h("span.suffix", token.symbol))), presetRow,
         h("label.field", h("span", "Message"), memo)),
+      problem,
       h("div.actions", h("button.btn.ghost", { onclick: close }, "Cancel"), send));
     sync();
+  });
+}
+
+/** Up next: the queued tracks, each removable. */
+export function openQueueModal(ctx) {
+  const { player, listener } = ctx;
+  ctx.modal((box, close) => {
+    const draw = () => mount(box,
+      h("h3", "Up next"),
+      player.queue.length
+        ? h("div.history", { "data-testid": "queue-list" }, player.queue.map((id, i) => {
+          const t = listener.track(id);
+          return h("div.h-item", { "data-testid": "queue-item" },
+            h("div.h-art", { style: { background: artStyle(id) } }),
+            h("div", { style: { minWidth: 0 } }, h("div.h-title", t?.title ?? "Unknown track"), h("div.h-sub", t ? artistName(t.owner) : "")),
+            h("button.btn.small.ghost", { "aria-label": `Remove ${t?.title ?? "track"} from the queue`, onclick: () => { player.dequeue(i); draw(); } }, "Remove"));
+        }))
+        : h("div.empty", "Nothing queued. Add tracks with “+ Queue” on a track."),
+      h("div.actions", h("button.btn", { onclick: close }, "Close")));
+    draw();
   });
 }

@@ -1,34 +1,40 @@
 // Artist studio: earnings per track (pending -> settled -> claimed), a chart of the last 24 hours, CSV export,
 // on-chain claims; registering tracks (content hash, prices, revenue split with platform fee) and changing a
-// track's price or split later.
-import { Contract, ZeroAddress, getAddress, isAddress, keccak256 } from "ethers";
+// track's price or split later. The view renders lib/artist.js's model and calls it: it sends no transaction itself.
+import { ZeroAddress, getAddress, isAddress, keccak256 } from "ethers";
 
 import { ZERO_ADDRESS, applySplit, splitProblems } from "../lib/protocol.js";
-import { Model, termsFromJson, termsTuple } from "../lib/pricing.js";
-import { artStyle, avatarStyle, fmtTime, h, mount, parseAmount, shortAddr, svg } from "../lib/ui.js";
-import { RelayError } from "../lib/relay.js";
-import { mined } from "../lib/wallet.js";
+import { Model, termsFromJson } from "../lib/pricing.js";
+import { artStyle, avatarStyle, fmtTime, h, mount, parseAmount, shortAddr, svg, trackTitle } from "../lib/ui.js";
+import { Artist, MAX_TITLE, addShare, parsePct, pctText, removeShare, setShare, titleProblem } from "../lib/artist.js";
 
-const S = {
-  token: ZeroAddress, // earnings token shown
-  earnings: null,
-  claimable: {},
-  claimResult: {},
-  catalog: [],
-  editing: null, // trackId being edited
-  busy: null,
-  reg: null, // register form state
-};
+/** The studio's own state: made afresh on each visit (nothing survives navigation but what the chain and relay keep). */
+function viewState(ctx) {
+  const S = {
+    token: ZeroAddress, // earnings token shown
+    artist: null, // the Artist model of the connected account
+    earnings: null,
+    claimable: {},
+    claimResult: {},
+    catalog: [],
+    editing: null, // trackId being edited
+    busy: null,
+    reg: null, // register form state
+    upload: null, // the latest upload's outcome
+  };
+  return Object.assign(Object.create(ctx), { S });
+}
 
 function newTermsState(token) {
   return { token, perPlay: "", perSecond: "", download: "", model: Model.FLAT, ownAfter: 8, minSeconds: 0 };
 }
 
 function newSplitState(owner) {
-  return { rows: [{ address: owner ?? "", pct: "100" }], feeOn: false, feeRecipient: "", feePct: "5" };
+  return { rows: [{ address: owner ?? "", bps: 10_000, pct: "100" }], feeOn: false, feeRecipient: "", feePct: "5" };
 }
 
 export function renderStudio(ctx, root) {
+  ctx = viewState(ctx);
   let timer = null;
   let sse = null;
   let generation = 0; // bumped by stop(): an event stream opened after it is closed at once
@@ -67,40 +73,36 @@ export function renderStudio(ctx, root) {
   }
 
   async function load() {
-    if (!ctx.chainOk()) return;
-    const acct = ctx.wallet.account;
-    const channels = new Contract(ctx.info.channels, ctx.abis.channels, ctx.wallet.browserProvider);
-    const [earnings, catalog, ...claimable] = await Promise.all([
-      ctx.relay.earnings(acct), ctx.relay.catalog(),
-      ...ctx.info.tokens.map((t) => channels.claimable(acct, t.address).catch(() => 0n)),
-    ]);
-    if (acct !== ctx.wallet?.account) return;
-    S.earnings = earnings;
-    S.catalog = catalog.tracks;
-    csvEl.href = await ctx.relay.earningsCsvUrl(acct); // the token earnings() just used (cached)
-    csvEl.download = `earnings-${acct}.csv`;
+    const artist = ctx.S.artist;
+    if (!ctx.chainOk() || !artist) return;
+    await artist.load();
+    if (artist !== ctx.S.artist || artist.account !== ctx.wallet?.account) return;
+    ctx.S.earnings = artist.earnings;
+    ctx.S.catalog = artist.catalog;
+    csvEl.href = artist.csvUrl;
+    csvEl.download = `earnings-${artist.account}.csv`;
     csvEl.removeAttribute("aria-disabled");
-    ctx.info.tokens.forEach((t, i) => { S.claimable[t.address] = claimable[i]; });
+    ctx.S.claimable = { ...artist.claimable };
     draw();
   }
 
   function draw() {
-    if (!S.earnings) {
+    if (!ctx.S.earnings) {
       mount(earningsEl, h("div.card", h("div.boot", h("div.spinner"), "Loading earnings…")));
       return;
     }
     // redraw only what changed (no flicker, nothing detached under the pointer)
-    const ekey = JSON.stringify([S.earnings, S.token, Math.floor(Date.now() / 3_600_000)]);
+    const ekey = JSON.stringify([ctx.S.earnings, ctx.S.token, Math.floor(Date.now() / 3_600_000)]);
     if (ekey !== earningsKey) {
       earningsKey = ekey;
       drawEarnings(ctx, earningsEl, redraw);
     }
-    const ckey = JSON.stringify([Object.entries(S.claimable).map(([k, v]) => [k, String(v)]), S.busy, S.claimResult], (k, v) => (typeof v === "bigint" ? String(v) : v));
+    const ckey = JSON.stringify([Object.entries(ctx.S.claimable).map(([k, v]) => [k, String(v)]), ctx.S.busy, ctx.S.claimResult], (k, v) => (typeof v === "bigint" ? String(v) : v));
     if (ckey !== claimsKey) {
       claimsKey = ckey;
       drawClaims(ctx, claimEl, redraw, load);
     }
-    const key = JSON.stringify([S.catalog.map((t) => [t.trackId, t.splitHash, t.terms]), S.editing, ctx.wallet.account]);
+    const key = JSON.stringify([ctx.S.catalog.map((t) => [t.trackId, t.splitHash, t.terms]), ctx.S.editing, ctx.wallet.account]);
     if (key !== catalogKey) {
       catalogKey = key;
       drawTracks(ctx, tracksEl, () => { catalogKey = null; draw(); });
@@ -118,8 +120,9 @@ export function renderStudio(ctx, root) {
     started = `${ctx.wallet?.account}|${ctx.chainOk()}`;
     if (!layout()) return;
     account = ctx.wallet.account;
+    ctx.S.artist = new Artist(ctx, account);
     catalogKey = earningsKey = claimsKey = null;
-    if (!S.reg || S.reg.owner !== account) S.reg = { owner: account, title: "", trackId: "", fileName: "", terms: newTermsState(ZeroAddress), split: newSplitState(account) };
+    if (!ctx.S.reg || ctx.S.reg.owner !== account) ctx.S.reg = { owner: account, title: "", trackId: "", fileName: "", terms: newTermsState(ZeroAddress), split: newSplitState(account) };
     drawRegister(ctx, registerEl, () => load().catch(() => {}));
     draw();
     load().catch((err) => ctx.showError(err, "Could not load your earnings"));
@@ -151,13 +154,13 @@ export function renderStudio(ctx, root) {
 
 // ------------------------------------------------------------------------------------------ earnings
 function drawEarnings(ctx, el, redraw) {
-  const e = S.earnings;
-  const token = ctx.tokenOf(S.token);
+  const e = ctx.S.earnings;
+  const token = ctx.tokenOf(ctx.S.token);
   const totals = e.tokens[token.address] ?? e.tokens[token.address.toLowerCase()] ?? { pending: "0", settled: "0", claimed: "0", total: "0" };
   const rows = e.tracks.filter((t) => getAddress(t.token) === token.address);
   const kpi = (cls, label, value, testid) => h("div.kpi", { class: cls }, h("span", cls ? h("span.dot") : null, label), h("b", { "data-testid": testid }, ctx.fmt(value, token)));
   mount(el, h("div.card", { "data-testid": "earnings" },
-    h("div.card-head", h("h3", "Earnings"), h("div.seg", ctx.info.tokens.map((t) => h("button", { class: t.address === token.address ? "on" : "", onclick: () => { S.token = t.address; redraw(); } }, t.symbol)))),
+    h("div.card-head", h("h3", "Earnings"), h("div.seg", ctx.info.tokens.map((t) => h("button", { class: t.address === token.address ? "on" : "", onclick: () => { ctx.S.token = t.address; redraw(); } }, t.symbol)))),
     h("div.kpis",
       kpi("", "Earned", totals.total, "earned-total"),
       kpi("pending", "Pending", totals.pending, "earned-pending"),
@@ -170,7 +173,7 @@ function drawEarnings(ctx, el, redraw) {
     h("div.divider"),
     h("div.row", { style: { justifyContent: "space-between", marginBottom: "4px" } }, h("div.label", "By track"),
       h("div.legend", h("span", h("span.dot", { style: { color: "var(--warn)" } }), "pending"), h("span", h("span.dot", { style: { color: "var(--accent-2)" } }), "settled on-chain"), h("span", h("span.dot", { style: { color: "var(--accent)" } }), "claimed"))),
-    rows.length ? h("table.tbl", { "data-testid": "earnings-table" },
+    rows.length ? h("div.tbl-wrap", h("table.tbl", { "data-testid": "earnings-table" },
       h("thead", h("tr", h("th", "Track"), h("th.r", "Plays"), h("th.r", "Seconds"), h("th.r", "Tips"), h("th.r", "Earned"), h("th", "Status"))),
       h("tbody", rows.map((r) => {
         const earned = BigInt(r.earned) || 1n;
@@ -182,7 +185,7 @@ function drawEarnings(ctx, el, redraw) {
           h("td.r", r.plays), h("td.r", r.seconds), h("td.r", ctx.fmt(r.tips, token)), h("td.r", h("b", ctx.fmt(r.earned, token))),
           h("td", h("div.stack", { title: `claimed ${ctx.fmt(r.claimed, token)} · settled ${ctx.fmt(r.settled, token)} · pending ${ctx.fmt(r.pending, token)}` },
             h("i.s-claimed", { style: { width: pct(r.claimed) } }), h("i.s-settled", { style: { width: pct(r.settled) } }), h("i.s-pending", { style: { width: pct(r.pending) } }))));
-      }))) : h("div.empty", "No earnings in this token yet. Plays show up here the moment a listener's voucher is accepted.")));
+      })))) : h("div.empty", "No earnings in this token yet. Plays show up here the moment a listener's voucher is accepted.")));
 }
 
 /** Hourly earnings over the last 24 hours: bars plus a cumulative line (inline SVG, no library). */
@@ -235,16 +238,16 @@ function drawClaims(ctx, el, redraw, reload) {
   }
   for (const t of ctx.info.tokens) {
     const box = el.querySelector(`[data-token="${t.address}"]`);
-    const amount = S.claimable[t.address] ?? 0n;
+    const amount = ctx.S.claimable[t.address] ?? 0n;
     box.querySelector("[data-role=amount]").textContent = ctx.fmt(amount, t);
     const button = box.querySelector("button");
-    const busy = S.busy === "claim-" + t.address;
-    button.disabled = !amount || !!S.busy;
+    const busy = ctx.S.busy === "claim-" + t.address;
+    button.disabled = !amount || !!ctx.S.busy;
     if (button.dataset.busy !== String(busy)) {
       button.dataset.busy = String(busy);
       mount(button, busy ? [h("span.spinner"), "Claiming…"] : "Claim");
     }
-    const result = S.claimResult[t.address];
+    const result = ctx.S.claimResult[t.address];
     const line = box.querySelector("[data-role=result]");
     line.classList.toggle("hidden", !result);
     if (result) line.textContent = `✓ Claimed ${ctx.fmt(result.amount ?? 0n, t)} at ${fmtTime(result.at)} · tx ${shortAddr(result.hash)}`;
@@ -252,25 +255,16 @@ function drawClaims(ctx, el, redraw, reload) {
 }
 
 async function claim(ctx, t, reload, redraw) {
-  S.busy = "claim-" + t.address;
+  ctx.S.busy = "claim-" + t.address;
   redraw();
   try {
-    const signer = await ctx.wallet.signer();
-    const channels = new Contract(ctx.info.channels, ctx.abis.channels, signer);
-    const receipt = await mined(await channels.claim(t.address, ctx.wallet.account));
-    let paid = null;
-    for (const log of receipt.logs) {
-      try {
-        const p = channels.interface.parseLog(log);
-        if (p?.name === "Claimed") paid = p.args.amount;
-      } catch { /* another contract's log */ }
-    }
-    S.claimResult[t.address] = { amount: paid, hash: receipt.hash, at: Date.now() / 1000 };
-    ctx.toast(`Claimed ${ctx.fmt(paid ?? 0n, t)} to your wallet`);
+    const { amount, hash } = await ctx.S.artist.claim(t.address);
+    ctx.S.claimResult[t.address] = { amount, hash, at: Date.now() / 1000 };
+    ctx.toast(`Claimed ${ctx.fmt(amount ?? 0n, t)} to your wallet`);
   } catch (err) {
     ctx.showError(err, "Claim failed");
   } finally {
-    S.busy = null;
+    ctx.S.busy = null;
     await reload().catch(() => {});
     redraw();
   }
@@ -278,11 +272,11 @@ async function claim(ctx, t, reload, redraw) {
 
 // ------------------------------------------------------------------------------------------ your tracks
 function drawTracks(ctx, el, redraw) {
-  const mine = S.catalog.filter((t) => getAddress(t.owner) === getAddress(ctx.wallet.account));
+  const mine = ctx.S.catalog.filter((t) => getAddress(t.owner) === getAddress(ctx.wallet.account));
   mount(el, h("div.card", { "data-testid": "my-tracks" },
     h("div.card-head", h("h3", "Your tracks"), h("span.faint", `${mine.length} registered`)),
     mine.length ? mine.map((t) => {
-      const editing = S.editing === t.trackId;
+      const editing = ctx.S.editing === t.trackId;
       const prices = Object.entries(t.terms).map(([addr, terms]) => {
         const tok = ctx.tokenOf(addr);
         const x = termsFromJson(terms);
@@ -296,22 +290,21 @@ function drawTracks(ctx, el, redraw) {
       return h("div", { "data-testid": "my-track", "data-title": t.title },
         h("div.my-track",
           h("div.art", { style: { background: artStyle(t.trackId) } }),
-          h("div", { style: { minWidth: 0 } }, h("div.h-title", t.title),
+          h("div", { style: { minWidth: 0 } }, h("div.h-title", trackTitle(t)),
             h("div.row.wrap", { style: { gap: "5px", marginTop: "4px" } }, prices,
               h("span.chip", `split v${t.splitVersion}: ${t.split.recipients.length} recipient${t.split.recipients.length > 1 ? "s" : ""}${t.split.feeBps ? ` + ${t.split.feeBps / 100}% fee` : ""}`))),
-          h("button.btn.small", { "data-testid": "edit-track", onclick: () => { S.editing = editing ? null : t.trackId; redraw(); } }, editing ? "Done" : "Edit")),
+          h("button.btn.small", { "data-testid": "edit-track", onclick: () => { ctx.S.editing = editing ? null : t.trackId; redraw(); } }, editing ? "Done" : "Edit")),
         editing ? trackEditor(ctx, t, redraw) : null);
     }) : h("div.empty", "You have no tracks on this registry yet.")));
 }
 
 function trackEditor(ctx, t, redraw) {
   const firstToken = Object.keys(t.terms)[0] ?? ZeroAddress;
-  const ed = S[`edit-${t.trackId}`] ??= {
+  const ed = ctx.S[`edit-${t.trackId}`] ??= {
     terms: termsStateFrom(ctx, firstToken, t.terms[firstToken]),
-    split: { rows: t.split.recipients.map((a, i) => ({ address: a, pct: String(t.split.bps[i] / 100) })), feeOn: t.split.feeBps > 0,
+    split: { rows: t.split.recipients.map((a, i) => ({ address: a, bps: t.split.bps[i], pct: pctText(t.split.bps[i]) })), feeOn: t.split.feeBps > 0,
       feeRecipient: t.split.feeBps ? t.split.feeRecipient : "", feePct: String((t.split.feeBps || 500) / 100) },
   };
-  const registry = async () => new Contract(ctx.info.registry, ctx.abis.registry, await ctx.wallet.signer());
   const termsEl = h("div");
   const splitEl = h("div");
   const drawTerms = () => mount(termsEl, termsEditor(ctx, ed.terms, {
@@ -323,22 +316,19 @@ function trackEditor(ctx, t, redraw) {
     h("div.label", "Price"), termsEl,
     h("div.row", actionButton(ctx, "save-terms", "Save price", async () => {
       const terms = termsFromState(ctx, ed.terms);
-      await mined(await (await registry()).setTerms(t.trackId, ed.terms.token, termsTuple(terms)));
+      await ctx.S.artist.setTerms(t.trackId, ed.terms.token, terms);
       ctx.toast(`New price for “${t.title}” is live`);
-      delete S[`edit-${t.trackId}`];
-      S.editing = null;
+      delete ctx.S[`edit-${t.trackId}`];
+      ctx.S.editing = null;
       redraw();
     })),
     h("div.divider"),
     h("div.label", "Revenue split"), splitEl,
     h("div.row", actionButton(ctx, "save-split", "Publish new split", async () => {
-      const split = splitFromState(ed.split);
-      const problems = splitProblems(split);
-      if (problems.length) throw new Error(problems[0]);
-      await mined(await (await registry()).setSplit(t.trackId, [split.recipients, split.bps, split.feeRecipient, split.feeBps]));
+      await ctx.S.artist.setSplit(t.trackId, splitFromState(ed.split));
       ctx.toast(`Split v${t.splitVersion + 1} published for “${t.title}” — it applies to plays from now on`);
-      delete S[`edit-${t.trackId}`];
-      S.editing = null;
+      delete ctx.S[`edit-${t.trackId}`];
+      ctx.S.editing = null;
       redraw();
     }), h("span.faint", "Plays already paid keep the split they were priced with.")));
 }
@@ -420,17 +410,19 @@ function termsEditor(ctx, s, { onToken } = {}) {
 const SPLIT_COLORS = ["#8b6cff", "#19d3a8", "#5a8dff", "#ffb54a", "#ff5d7c", "#c66bff", "#3ee07d", "#ffd84a"];
 
 function splitFromState(s) {
-  const rows = s.rows.filter((r) => r.address.trim() || r.pct.trim());
+  const rows = s.rows;
   return {
     recipients: rows.map((r) => (isAddress(r.address.trim()) ? getAddress(r.address.trim()) : r.address.trim())),
-    bps: rows.map((r) => Math.round(parseFloat(r.pct) * 100)),
+    bps: rows.map((r) => parsePct(r.pct) ?? NaN),
     feeRecipient: s.feeOn ? (isAddress(s.feeRecipient.trim()) ? getAddress(s.feeRecipient.trim()) : s.feeRecipient.trim() || ZERO_ADDRESS) : ZERO_ADDRESS,
     feeBps: s.feeOn ? Math.round(parseFloat(s.feePct) * 100) : 0,
   };
 }
 
 /** Recipients with shares (in %, stored as bps) and an optional platform fee, validated as you type: shares
- * must sum to exactly 10,000 bps, recipients be distinct valid addresses, the fee 0..50% with a recipient. */
+ * must sum to exactly 10,000 bps, recipients be distinct valid addresses, the fee 0..50% with a recipient. The
+ * shares stay at 100 %: a new collaborator joins with an equal share; setting a collaborator's share gives the rest to the
+ * primary artist, setting the primary's rebalances the collaborators (lib/artist.js); the platform fee is off the top. */
 function splitEditor(ctx, s, sample) {
   const el = h("div.form-grid", { "data-testid": "split-editor" });
   const rowsEl = h("div.split-rows");
@@ -438,7 +430,24 @@ function splitEditor(ctx, s, sample) {
   const status = h("div.split-total", { "data-testid": "split-status" });
   const preview = h("div");
   const feeRow = h("div");
-  const addBtn = h("button.btn.small", { type: "button", "data-testid": "add-collaborator", onclick: () => { s.rows.push({ address: "", pct: "" }); drawRows(); } }, "+ Add collaborator");
+  /** Take new shares: every row's bps and text (and the inputs not being typed in). */
+  const setAll = (bps, except = -1) => {
+    s.rows.forEach((r, i) => {
+      if (i === except) return;
+      r.bps = bps[i];
+      r.pct = pctText(bps[i]);
+      const input = rowsEl.querySelectorAll("[data-testid=split-pct]")[i];
+      if (input) input.value = r.pct;
+    });
+  };
+  const current = () => s.rows.map((r) => parsePct(r.pct) ?? r.bps ?? 0);
+  const addBtn = h("button.btn.small", { type: "button", "data-testid": "add-collaborator", onclick: () => {
+    const next = addShare(current());
+    s.rows.push({ address: "", bps: next.at(-1), pct: pctText(next.at(-1)) });
+    setAll(next);
+    drawRows();
+    rowsEl.querySelectorAll("[data-testid=split-address]")[s.rows.length - 1]?.focus();
+  } }, "+ Add collaborator");
   const refresh = () => {
     const split = splitFromState(s);
     const problems = splitProblems(split);
@@ -462,8 +471,24 @@ function splitEditor(ctx, s, sample) {
     mount(rowsEl, s.rows.map((r, i) => h("div.split-row", { "data-testid": "split-row" },
       h("div", h("input.input.mono", { value: r.address, placeholder: "0x… collaborator address", "data-testid": "split-address", oninput: (e) => { r.address = e.target.value; refresh(); } }),
         h("div.tag", i === 0 ? "Primary artist — receives rounding dust" : `Collaborator ${i}`)),
-      h("div.input-wrap", h("input.input", { value: r.pct, inputmode: "decimal", placeholder: "0", "data-testid": "split-pct", oninput: (e) => { r.pct = e.target.value; refresh(); } }), h("span.suffix", "%")),
-      i === 0 ? h("span") : h("button.btn.icon.ghost", { type: "button", "aria-label": "Remove", onclick: () => { s.rows.splice(i, 1); drawRows(); } }, "×"))));
+      h("div.input-wrap", h("input.input", { value: r.pct, inputmode: "decimal", placeholder: "0", "data-testid": "split-pct", "aria-label": `Share of ${i === 0 ? "the primary artist" : `collaborator ${i}`} in %`,
+        oninput: (e) => {
+          r.pct = e.target.value;
+          const v = parsePct(r.pct);
+          if (v !== null && s.rows.length > 1) {
+            const before = current();
+            before[i] = v;
+            setAll(setShare(before, i, v), i);
+            r.bps = v;
+          }
+          refresh();
+        } }), h("span.suffix", "%")),
+      i === 0 ? h("span") : h("button.btn.icon.ghost", { type: "button", "aria-label": `Remove collaborator ${i}`, "data-testid": "remove-collaborator", onclick: () => {
+        const next = removeShare(current(), i);
+        s.rows.splice(i, 1);
+        setAll(next);
+        drawRows();
+      } }, "×"))));
     addBtn.disabled = s.rows.length >= 16;
     refresh();
   };
@@ -483,7 +508,7 @@ function splitEditor(ctx, s, sample) {
 
 // ------------------------------------------------------------------------------------------ register
 function drawRegister(ctx, el, reload) {
-  const r = S.reg;
+  const r = ctx.S.reg;
   const hashInput = h("input.input.mono", { value: r.trackId, placeholder: "0x… keccak256 of the audio file", "data-testid": "content-hash", oninput: (e) => { r.trackId = e.target.value.trim(); } });
   const fileLabel = h("span", r.fileName ? `${r.fileName} hashed ✓` : "Choose an audio file to hash it in your browser");
   const file = h("input", { type: "file", accept: "audio/*", class: "hidden", "data-testid": "audio-file", onchange: async (e) => {
@@ -499,88 +524,65 @@ function drawRegister(ctx, el, reload) {
     if (!r.title) {
       r.title = f.name.replace(/\.[^.]+$/, "").replace(/[-_]+/g, " ");
       titleInput.value = r.title;
+      if (r.titleTried) showTitleProblem(titleProblem(r.title));
     }
   } });
-  const titleInput = h("input.input", { value: r.title, placeholder: "Track title", maxlength: 120, "data-testid": "track-title", oninput: (e) => { r.title = e.target.value; } });
+  const titleProblemEl = h("div.field-problem.hidden", { "data-testid": "title-problem", role: "alert" });
+  const showTitleProblem = (problem) => {
+    titleInput.classList.toggle("invalid", !!problem);
+    titleInput.setAttribute("aria-invalid", problem ? "true" : "false");
+    titleProblemEl.classList.toggle("hidden", !problem);
+    titleProblemEl.textContent = problem ?? "";
+  };
+  const titleInput = h("input.input", { value: r.title, placeholder: "Track title", maxlength: MAX_TITLE, required: true, "data-testid": "track-title", "aria-describedby": "title-problem",
+    oninput: (e) => { r.title = e.target.value; if (r.titleTried) showTitleProblem(titleProblem(r.title)); } });
+  titleProblemEl.id = "title-problem";
   const termsEl = h("div");
   const drawTerms = () => mount(termsEl, termsEditor(ctx, r.terms, { onToken: (addr) => { r.terms = { ...r.terms, token: addr, perPlay: "", perSecond: "", download: "" }; drawTerms(); } }));
   drawTerms();
-  const last = S.upload; // the latest upload's outcome stays shown after the form resets
+  const last = ctx.S.upload; // the latest upload's outcome stays shown after the form resets
   const progress = h("div.upload-progress", { class: last ? "" : "hidden", "data-testid": "upload-progress", "data-state": last?.state ?? "idle" },
     h("div.p-bar", h("i", { style: { width: `${last?.pct ?? 0}%` } })), h("span.faint", last?.text ?? ""));
   mount(el, h("div.card#register", { "data-testid": "register" },
     h("div.card-head", h("h3", "Register a track"), h("span.chip.accent", "on-chain")),
     h("div.form-grid",
-      h("label.field", h("span", "Title"), titleInput),
+      h("label.field", h("span", "Title"), titleInput, titleProblemEl),
       h("div.field", h("span", "Content hash (track id)"),
         h("label.drop", file, fileLabel),
         hashInput, progress),
       h("div.field", h("span", "Price"), termsEl),
       h("div.field", h("span", "Revenue split"), splitEditor(ctx, r.split, () => samplePrice(ctx, r.terms))),
       actionButton(ctx, "register-track", "Register track", async () => {
-        if (!r.title.trim()) throw new Error("give the track a title");
-        if (!/^0x[0-9a-fA-F]{64}$/.test(r.trackId)) throw new Error("the content hash must be 0x + 64 hex digits (choose the audio file to compute it)");
-        const split = splitFromState(r.split);
-        const problems = splitProblems(split);
-        if (problems.length) throw new Error(problems[0]);
+        r.titleTried = true;
+        const problem = titleProblem(r.title);
+        showTitleProblem(problem);
+        if (problem) {
+          titleInput.focus();
+          return; // said next to the field; nothing is sent
+        }
         const terms = termsFromState(ctx, r.terms);
-        const registry = new Contract(ctx.info.registry, ctx.abis.registry, await ctx.wallet.signer());
-        await mined(await registry.registerTrack(r.trackId, r.title.trim(), r.terms.token, termsTuple(terms),
-          [split.recipients, split.bps, split.feeRecipient, split.feeBps]));
+        await ctx.S.artist.registerTrack({ trackId: r.trackId, title: r.title, token: r.terms.token, terms, split: splitFromState(r.split) });
         ctx.toast(`“${r.title.trim()}” is registered`);
         if (r.file && keccak256(new Uint8Array(await r.file.arrayBuffer())) === r.trackId) {
           await uploadAudio(ctx, r.file, r.trackId, progress);
           ctx.toast(`“${r.title.trim()}” is playable: its audio is on the relay`);
         }
-        S.reg = { owner: r.owner, title: "", trackId: "", fileName: "", terms: newTermsState(r.terms.token), split: newSplitState(r.owner) };
+        ctx.S.reg = { owner: r.owner, title: "", trackId: "", fileName: "", terms: newTermsState(r.terms.token), split: newSplitState(r.owner) };
         drawRegister(ctx, el, reload);
         await reload();
       }, "btn primary"))));
 }
 
 // ------------------------------------------------------------------------------------------ upload
-/** Publish a registered track's audio on the relay: the owner signs the upload message (personal_sign, one
- * wallet prompt), then the file goes up with progress (XMLHttpRequest: fetch reports no upload progress). The relay
- * checks the owner on chain and that the file's keccak256 is the track id, then transcodes it (docs/API.md). */
+/** Publish the audio through the model, showing its progress (kept in the view state after the form resets). */
 function uploadAudio(ctx, file, trackId, progress) {
   const bar = progress.querySelector("i");
   const label = progress.querySelector("span");
-  const show = (state, text, pct) => {
-    S.upload = { state, text, pct: pct ?? S.upload?.pct ?? 0 };
+  return ctx.S.artist.uploadAudio(file, trackId, (state, text, pct) => {
+    ctx.S.upload = { state, text, pct: pct ?? ctx.S.upload?.pct ?? 0 };
     progress.classList.remove("hidden");
     progress.dataset.state = state;
     label.textContent = text;
     if (pct !== undefined) bar.style.width = `${pct}%`;
-  };
-  return (async () => {
-    show("signing", "Sign the upload in your wallet…", 0);
-    const message = `ChainStream: publish audio\ntrack: ${trackId.toLowerCase()}\nrelay: ${ctx.info.relay}\nchain: ${ctx.info.chainId}`;
-    const signature = await (await ctx.wallet.signer()).signMessage(message);
-    await new Promise((resolve, reject) => {
-      const xhr = new XMLHttpRequest();
-      xhr.open("PUT", `/api/v1/tracks/${trackId}/media`);
-      xhr.setRequestHeader("X-ChainStream-Signature", signature);
-      xhr.upload.onprogress = (e) => {
-        if (e.lengthComputable) show("uploading", `Uploading ${file.name}… ${Math.round((e.loaded / e.total) * 100)}%`, (e.loaded / e.total) * 100);
-      };
-      xhr.upload.onload = () => show("transcoding", "Uploaded; the relay is transcoding it for streaming…", 100);
-      xhr.onload = () => {
-        let body = null;
-        try { body = JSON.parse(xhr.responseText); } catch { body = { error: { code: `http_${xhr.status}`, message: xhr.statusText } }; }
-        if (xhr.status >= 200 && xhr.status < 300) {
-          show("published", `Published: ${body.duration.toFixed(1)} s in ${body.segments.length} segments`, 100);
-          resolve(body);
-        } else {
-          show("failed", `Upload refused: ${body?.error?.message ?? xhr.statusText}`);
-          reject(new RelayError(xhr.status, body));
-        }
-      };
-      xhr.onerror = () => {
-        show("failed", "The relay did not answer the upload");
-        reject(new RelayError(0, { error: { code: "relay_unreachable", message: "the upload did not reach the relay" } }));
-      };
-      show("uploading", `Uploading ${file.name}…`, 0);
-      xhr.send(file);
-    });
-  })();
+  });
 }

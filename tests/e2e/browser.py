@@ -23,6 +23,7 @@ CHROMIUM_ARGS = [
 WALLET_JS = (Path(__file__).parent / "wallet.js").read_text()
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 OPEN_PAGES: list[Any] = []  # for screenshots when a test fails
+PHONE = {"width": 390, "height": 844}  # an iPhone 12-15 sized viewport, in CSS pixels
 
 
 def missing_reason() -> str | None:
@@ -50,10 +51,15 @@ def wallet_page(
     start_chain_id: int | None = None,
     knows_chain: bool = True,
     name: str = "Test Wallet",
+    phone: bool = False,
 ) -> Any:
     """A new browser context whose page has the EIP-6963 test wallet for `account` injected before any script.
-    With knows_chain=False the wallet does not know `chain_id` until the page adds it (wallet_addEthereumChain)."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
+    With knows_chain=False the wallet does not know `chain_id` until the page adds it (wallet_addEthereumChain).
+    phone=True: a 390x844 touch screen (PHONE) instead of a 1440x900 desktop."""
+    if phone:
+        context = browser.new_context(viewport=PHONE, device_scale_factor=1, has_touch=True, is_mobile=True)
+    else:
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
     config = {
         "rpcUrl": rpc_url,
         "account": account,

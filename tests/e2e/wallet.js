@@ -2,7 +2,8 @@
 // EIP-6963 and implements EIP-1193 over one of anvil's unlocked dev accounts: account and chain requests are
 // answered here, wallet_switchEthereumChain switches the chain it reports, and everything else (reads,
 // eth_sendTransaction, eth_signTypedData_v4) is forwarded to the chain's JSON-RPC (anvil, which signs for its
-// dev accounts). window.__csWallet.calls records every method asked and .requests every {method, params}.
+// dev accounts). window.__csWallet.calls records every method asked and .requests every {method, params};
+// setting window.__csWallet.rejectNext makes the next eth_sendTransaction fail as a user rejection (4001).
 //
 // With cfg.knowsChain === false the wallet starts without the relay's chain, like a real wallet meeting a new
 // network: switching to it fails with 4902 (EIP-3326) until wallet_addEthereumChain (EIP-3085) adds it, which
@@ -98,6 +99,12 @@
         case "wallet_addEthereumChain":
           return addChain(params?.[0]);
         case "eth_sendTransaction":
+          if (window.__csWallet.rejectNext) {
+            window.__csWallet.rejectNext = false; // the user presses Reject once
+            throw providerError(4001, "User rejected the request.");
+          }
+          if (chainId !== cfg.chainId.toLowerCase()) throw providerError(4901, "the wallet is on another chain");
+          return forward(method, params);
         case "eth_signTypedData_v4":
         case "eth_sign":
         case "personal_sign":
@@ -126,5 +133,5 @@
   const announce = () => window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail: Object.freeze({ info, provider }) }));
   window.addEventListener("eip6963:requestProvider", announce);
   announce();
-  window.__csWallet = { provider, calls, requests, setChain: (id) => { chainId = id; emit("chainChanged", id); } };
+  window.__csWallet = { provider, calls, requests, rejectNext: false, setChain: (id) => { chainId = id; emit("chainChanged", id); } };
 })();
