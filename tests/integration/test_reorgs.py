@@ -114,7 +114,9 @@ def test_a_settlement_dropped_by_a_reorg_is_settled_again(
     mine(rc, confirmations)
     for listener in listeners:
         play(listener, rc, 3)
-    wait_until(lambda: all(x.chain_state().settled == total(x) for x in listeners), what="the first settlement")
+    wait_until(
+        lambda: all(x.chain_state().settled == total(x) for x in listeners), timeout=60, what="the first settlement"
+    )
     settled_block = max(log["blockNumber"] for x in listeners for log in settled_logs(rc, x.channel_id))  # type: ignore[arg-type]
     if deeper:
         mine(rc, deeper)  # the relay records it, `confirmations` deep
@@ -199,7 +201,9 @@ def test_a_node_back_behind_its_old_head_loses_no_settlement(
     ]
     for listener in listeners:
         play(listener, rc, 3)
-    wait_until(lambda: all(x.chain_state().settled == total(x) for x in listeners), what="the first settlement")
+    wait_until(
+        lambda: all(x.chain_state().settled == total(x) for x in listeners), timeout=60, what="the first settlement"
+    )
     for listener in listeners:
         wait_until(
             lambda c=listener.channel_id, t=total(listener): relay_process.channel(c)["settled"] == str(t),  # type: ignore[arg-type]
