@@ -57,8 +57,10 @@ PERMANENT_SKIPS = frozenset(
 #: outbox states of a transaction not yet settled for good: signed (maybe not sent), sent, mined (fewer than
 #: `confirmations` blocks deep), replaced (a higher-fee transaction of the same nonce was sent; either may land)
 UNFINISHED = ("signed", "sent", "mined", "replaced")
-#: recorded settlements are checked against reorgs until this many blocks deep (at most RECHECK_WINDOW of them)
-RECHECK_DEPTH, RECHECK_WINDOW = 64, 256
+#: settlements this process recorded are checked against reorgs until `confirmations` + RECHECK_DEPTH blocks deep
+#: (at most RECHECK_WINDOW of them): long enough for the watcher, which checks every block it processed, to be past
+#: them (a reorg of a block the watcher processed is the watcher's to roll back)
+RECHECK_DEPTH, RECHECK_WINDOW = 16, 256
 
 
 class Settler:
@@ -477,11 +479,14 @@ class Settler:
             return
         w3 = self.sender.w3
         head = int(w3.eth.block_number)
+        depth = self.settings.confirmations + RECHECK_DEPTH
+        hashes: dict[int, bytes] = {}  # one read per block, however many settlements it holds
         for outbox_id, (block, block_hash, payload) in list(self._recent.items()):
             if block <= head:
-                found = w3.eth.get_block(block)
-                if bytes(found["hash"]) == block_hash:
-                    if head - block > RECHECK_DEPTH:
+                if block not in hashes:
+                    hashes[block] = bytes(w3.eth.get_block(block)["hash"])
+                if hashes[block] == block_hash:
+                    if head - block > depth:
                         del self._recent[outbox_id]
                     continue
             del self._recent[outbox_id]

@@ -174,7 +174,10 @@ class Watcher:
         the relay's was ahead of the chain's (a dropped settlement) (thread side)."""
         block = self.service.confirmed_block()
         out = []
-        for record in self.store.channels():
+        # Channels the relay holds closed are not re-read (a relay with years of channels would make one call
+        # each): a dropped ChannelClosed leaves the channel refused by the relay (its payer can open another),
+        # and the payer's withdrawal or cooperative close, back in a later block, closes it again.
+        for record in [*self.store.channels("open"), *self.store.channels("closing")]:
             try:
                 state = self.service.channels.get_channel(record.channel_id, block)
             except ChainError as exc:
