@@ -126,13 +126,14 @@ def main() -> None:
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(
-        f"{'run':<20} {'ack p50':>8} {'ack p99':>8} {'ack max':>8} {'health p50':>10} {'health p99':>10} {'health max':>10}"
+        f"{'run':<20} {'ack p50':>8} {'ack p99':>8} {'ack max':>8} {'health p50':>10} {'health p99':>10} {'health max':>10} "
+        f"{'loop CPU s':>10}"
     )
     for name in ("without settlement", "settling"):
         ack, health = results[name]["ack_ms"], results[name]["health_ms"]
         print(
             f"{name:<20} {ack['p50']:>8} {ack['p99']:>8} {ack['max']:>8} "
-            f"{health['p50']:>10} {health['p99']:>10} {health['max']:>10}"
+            f"{health['p50']:>10} {health['p99']:>10} {health['max']:>10} {results[name]['relay_cpu_s']['main']:>10}"
         )
     print(f"settlement transactions in the settling run: {results['settling']['outbox_after']}")
 
