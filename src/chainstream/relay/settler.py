@@ -433,6 +433,9 @@ class Settler:
         Nothing here waits for a transaction, so one stuck transaction never stops the rounds (nor the defence of
         closing channels, which its replacement unblocks)."""
         self._recheck_recent()
+        # The next settlement's nonce is read from the chain's view (its pending count) after this reconciliation,
+        # never carried over from memory: a reorg or a node restart may have lost what the key sent.
+        self.sender.reset_nonce()
         rows = self.store.outbox(UNFINISHED)
         if not rows:
             return
@@ -442,7 +445,6 @@ class Settler:
         by_nonce: dict[int, list[OutboxRecord]] = {}
         for row in rows:
             by_nonce.setdefault(row.nonce, []).append(row)
-        changed = False
         for nonce in sorted(by_nonce):
             group = by_nonce[nonce]
             landed = None
@@ -458,7 +460,6 @@ class Settler:
                     if other.id != row.id:
                         self.store.update_outbox(other.id, "dropped", error=f"replaced by outbox {row.id}")
                 continue
-            changed = True
             if nonce < chain_nonce:
                 for row in group:
                     self.store.update_outbox(row.id, "dropped", error="its nonce was used by another transaction")
@@ -468,8 +469,7 @@ class Settler:
             self._rebroadcast(newest)
             if time.time() - newest.created_at >= self.settings.settle_replace_after:
                 self._replace(newest, [row.id for row in group])
-        if changed:
-            self.sender.reset_nonce()
+        self.sender.reset_nonce()
 
     def _recheck_recent(self) -> None:
         """The settlements this process recorded lately: one whose block the chain no longer holds (a reorg
