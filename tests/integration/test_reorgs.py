@@ -9,7 +9,9 @@ owe it.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,6 +49,19 @@ def mine(rc: RelayChain, blocks: int = 1) -> None:
 def reorg(rc: RelayChain, depth: int, txs: list[tuple[bytes, int]] = ()) -> None:  # type: ignore[assignment]
     """Replace the last `depth` blocks with as many new ones, holding only `txs` (raw transaction, block offset)."""
     rpc(rc, "anvil_reorg", [depth, [["0x" + raw.hex(), offset] for raw, offset in txs]])
+
+
+@contextlib.contextmanager
+def held_blocks(rc: RelayChain) -> Iterator[None]:
+    """Automine off for the block; afterwards automine on and the next base fee back to what it was (anvil keeps
+    a base fee set by anvil_setNextBlockBaseFeePerGas across evm_revert: later tests' fees would be too low)."""
+    base_fee = int(rc.w3.eth.get_block("latest")["baseFeePerGas"])
+    rpc(rc, "evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        rpc(rc, "evm_setAutomine", [True])
+        rpc(rc, "anvil_setNextBlockBaseFeePerGas", [hex(base_fee)])
 
 
 def play(listener: Listener, rc: RelayChain, times: int) -> None:
@@ -232,8 +247,7 @@ def test_a_stuck_underpriced_settlement_is_replaced_with_a_higher_fee(
     since = rc.w3.eth.block_number
     relay_process.start(CHAINSTREAM_SETTLE_REPLACE_AFTER="1", CHAINSTREAM_SETTLE_RECEIPT_WAIT="1", **EAGER)
     listener = open_listener(rc, relay_process, deposit=10**17)
-    rpc(rc, "evm_setAutomine", [False])
-    try:
+    with held_blocks(rc):
         play(listener, rc, 3)
         first = wait_until(
             lambda: relay_process.rows("SELECT id, nonce FROM outbox WHERE status='sent'"), what="a settlement sent"
@@ -248,8 +262,6 @@ def test_a_stuck_underpriced_settlement_is_replaced_with_a_higher_fee(
             what="a replacement at the same nonce",
         )
         mine(rc)
-    finally:
-        rpc(rc, "evm_setAutomine", [True])
     wait_until(lambda: listener.chain_state().settled == total(listener), what="the replacement mined")
     rows = wait_until(
         lambda: (
@@ -261,4 +273,35 @@ def test_a_stuck_underpriced_settlement_is_replaced_with_a_higher_fee(
     )
     assert sorted(x["status"] for x in rows) == ["confirmed", "dropped"]
     assert len(settled_logs(rc, listener.channel_id)) == 1  # type: ignore[arg-type]
+    assert_settled_exactly_once(rc, relay_process, [listener], since)
+
+
+def test_a_restart_with_a_stuck_settlement_in_the_outbox_serves_and_replaces_it(
+    relay_process: RelayProcess, anvil_relay_chain: RelayChain
+) -> None:
+    """The relay restarts while its settlement is stuck underpriced: it serves at once, then replaces it."""
+    rc = anvil_relay_chain
+    since = rc.w3.eth.block_number
+    fast = {"CHAINSTREAM_SETTLE_REPLACE_AFTER": "1", "CHAINSTREAM_SETTLE_RECEIPT_WAIT": "1"}
+    relay_process.start(**fast, **EAGER)
+    listener = open_listener(rc, relay_process, deposit=10**17)
+    with held_blocks(rc):
+        play(listener, rc, 3)
+        first = wait_until(
+            lambda: relay_process.rows("SELECT id, nonce FROM outbox WHERE status='sent'"), what="a settlement sent"
+        )[0]
+        relay_process.kill()
+        rpc(rc, "anvil_setNextBlockBaseFeePerGas", [hex(100 * 10**9)])
+        mine(rc)  # the settlement stays out
+        relay_process.start(**fast, **EAGER)  # serving again (start() waits for /health), the settlement still stuck
+        assert listener.chain_state().settled == 0
+        play(listener, rc, 1)  # acknowledged while the settlement waits
+        wait_until(
+            lambda: relay_process.rows(
+                "SELECT id FROM outbox WHERE nonce=? AND id>? AND status='sent'", (first["nonce"], first["id"])
+            ),
+            what="a replacement at the same nonce",
+        )
+        mine(rc)
+    wait_until(lambda: listener.chain_state().settled == total(listener), timeout=60, what="everything settled")
     assert_settled_exactly_once(rc, relay_process, [listener], since)
