@@ -64,6 +64,20 @@ class Settings(BaseSettings):
         description="...and about this much gas per settlement transaction "
         "(keep it well under the chain's block gas limit)",
     )
+    settle_max_fee_per_gas: int = Field(
+        500 * 10**9,
+        gt=0,
+        description="the most a settlement transaction may offer per gas (wei), replacements included: a "
+        "transaction stuck below the base fee is re-sent with a 12.5 percent higher fee up to this ceiling",
+    )
+    settle_replace_after: float = Field(
+        30.0, gt=0, description="seconds a settlement transaction may stay unmined before it is replaced"
+    )
+    settle_receipt_wait: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a round waits for its settlement's receipt; then the outbox follows it in later rounds",
+    )
 
     # chain watching
     confirmations: int = Field(0, ge=0, description="blocks to wait before acting on an event")

@@ -11,6 +11,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
@@ -23,6 +24,8 @@ from chainstream.protocol.signing import PrivateKey
 
 #: the priority fee (tip) every transaction offers, wei per gas; what one costs is about base fee + this
 PRIORITY_FEE = 1_000_000_000
+#: a replacement must raise both the tip and the fee cap by at least this fraction (geth's and anvil's pool rule)
+REPLACEMENT_BUMP = (1, 8)  # 12.5 %
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,36 @@ class TxSender:
         receipt = self.send(call, value=value, gas=gas, action=action)
         assert not isinstance(receipt, (bytes, HexBytes))
         return receipt
+
+
+def unsigned_from_raw(raw: bytes) -> dict[str, Any]:
+    """The fields of a signed EIP-1559 transaction (as `Account.sign_transaction` takes them), without its
+    signature: what a replacement at the same nonce re-signs with other fees."""
+    fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+    for name in ("v", "r", "s", "type"):
+        fields.pop(name, None)
+    fields["to"] = Web3.to_checksum_address(fields["to"]) if fields.get("to") else None
+    fields["data"] = bytes(fields.get("data", b""))
+    fields["accessList"] = list(fields.get("accessList", ()))
+    return fields
+
+
+def bumped_fees(
+    max_fee: int, tip: int, *, base_fee: int, ceiling: int, min_tip: int = PRIORITY_FEE
+) -> tuple[int, int] | None:
+    """The (maxFeePerGas, maxPriorityFeePerGas) of a replacement for a transaction offering `max_fee`/`tip`: both
+    raised by at least REPLACEMENT_BUMP (a node refuses a smaller raise as "replacement underpriced"), the fee
+    cap at least twice the current `base_fee` plus the tip (room for the base fee to rise while it waits).
+    None when `ceiling` (the operator's most per gas) leaves no room for a valid replacement: the transaction
+    is then left to wait rather than pay more than the operator allowed."""
+    num, den = REPLACEMENT_BUMP
+    new_tip = max(tip + -(-tip * num // den), min_tip)
+    new_max = max(max_fee + -(-max_fee * num // den), 2 * base_fee + new_tip)
+    if new_max > ceiling:
+        new_max = ceiling
+    if new_max < max_fee + -(-max_fee * num // den) or new_tip > new_max:
+        return None
+    return new_max, new_tip
 
 
 def fund(w3: Web3, address: str, wei: int) -> None:

@@ -9,8 +9,12 @@ is due (unsettled value
 Settled channels go in `settle_batch_size` chunks, one settleBatch transaction each.
 
 Outbox: a transaction is signed, then written to the database with its nonce and hash, and only then sent.
-After a crash, every signed or sent row is looked up by hash and re-broadcast as the same signed bytes if it
-never landed, so a settlement is never lost and never sent twice.
+Every round (and after a crash) the outbox is reconciled with the chain by receipt, not by memory
+(`reconcile_outbox`): what a settlement credited is recorded only once its receipt is `confirmations` deep; a
+transaction whose receipt vanished (a reorg, a node restarted behind) is re-broadcast as the same bytes, or
+dropped if its nonce went to another transaction (its channels then settle again); one left unmined for
+`settle_replace_after` seconds is replaced at the same nonce with a 12.5 % higher fee, up to
+`settle_max_fee_per_gas`. Channels in an unfinished transaction are not settled again meanwhile.
 """
 
 from __future__ import annotations
@@ -18,19 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from eth_account import Account
 from hexbytes import HexBytes
-from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.exceptions import TimeExhausted, TransactionNotFound, Web3RPCError
 
-from chainstream.chain.contracts import ChannelsClient, SettledState, settle_entry
-from chainstream.chain.transactions import PRIORITY_FEE, TxSender
+from chainstream.chain.contracts import ChannelsClient, ChannelState, SettledState, settle_entry
+from chainstream.chain.transactions import PRIORITY_FEE, TxSender, bumped_fees, unsigned_from_raw
 from chainstream.errors import ChainError
 from chainstream.protocol import Signature, SignedVoucher, to_address
 from chainstream.relay.service import RelayService
 from chainstream.relay.settle_policy import ENTRY_GAS, PAYEE_GAS, Decision, SettlePolicy, entry_gas
-from chainstream.store import PaymentRecord, SettledRecord, Store
+from chainstream.store import OutboxRecord, PaymentRecord, SettledRecord, Store
 
 log = logging.getLogger("chainstream.settler")
 
@@ -47,6 +52,15 @@ PERMANENT_SKIPS = frozenset(
         "VoucherUnauthorizedSigner",
     }
 )
+
+
+#: outbox states of a transaction not yet settled for good: signed (maybe not sent), sent, mined (fewer than
+#: `confirmations` blocks deep), replaced (a higher-fee transaction of the same nonce was sent; either may land)
+UNFINISHED = ("signed", "sent", "mined", "replaced")
+#: settlements this process recorded are checked against reorgs until `confirmations` + RECHECK_DEPTH blocks deep
+#: (at most RECHECK_WINDOW of them): long enough for the watcher, which checks every block it processed, to be past
+#: them (a reorg of a block the watcher processed is the watcher's to roll back)
+RECHECK_DEPTH, RECHECK_WINDOW = 16, 256
 
 
 class Settler:
@@ -73,6 +87,9 @@ class Settler:
         #: whether this instance settles: always with one instance; with several sharing a database, the one
         #: holding the lead (Store.try_lead), and the others take over when it goes
         self.leading = False
+        self._at_ceiling: set[int] = set()  # outbox rows stuck at the fee ceiling (said once)
+        #: outbox id -> (block, block hash, payload) of settlements recorded lately, checked for reorgs
+        self._recent: dict[int, tuple[int, bytes, dict[str, Any]]] = {}
 
     def wake(self) -> None:
         """Run the next round (or notice a stop) now instead of at the end of the interval."""
@@ -123,7 +140,10 @@ class Settler:
         block_time = await asyncio.to_thread(lambda: int(self.sender.w3.eth.get_block("latest")["timestamp"]))
         self.service.observe_chain_time(block_time)
         urgent = []
+        in_flight = await asyncio.to_thread(self.in_flight)
         for latest, prev in self.due(self.service.clock(), chain_now=self.service.chain_now()):
+            if latest.channel_id in in_flight:
+                continue
             record = self.store.get_channel(latest.channel_id)
             if latest.channel_id in self.urgent or (record is not None and record.status == "closing"):
                 urgent.append((latest, prev))
@@ -228,10 +248,16 @@ class Settler:
 
     async def settle_round(self, force: bool = False) -> int:
         """Settle everything due now; returns how many channels were settled."""
+        await asyncio.to_thread(self.reconcile_outbox)
         block = await asyncio.to_thread(self.sender.w3.eth.get_block, "latest")
         self.service.observe_chain_time(int(block["timestamp"]))
         self.gas_price = int(block.get("baseFeePerGas", 0) or 0) + PRIORITY_FEE
-        due = self.due(self.service.clock(), force, self.service.chain_now())
+        in_flight = await asyncio.to_thread(self.in_flight)
+        due = [
+            d
+            for d in self.due(self.service.clock(), force, self.service.chain_now())
+            if d[0].channel_id not in in_flight
+        ]
         count = 0
         for chunk in batches(due, self.settings.settle_batch_size, self.settings.settle_batch_gas):
             await asyncio.to_thread(self._settle_chunk, chunk)
@@ -245,10 +271,14 @@ class Settler:
 
     # ------------------------------------------------------------- transactions
     def _settle_chunk(self, chunk: list[tuple[PaymentRecord, tuple[int, ...]]]) -> None:
+        """Sign one settleBatch, write it to the outbox, send it, and follow it for up to `settle_receipt_wait`
+        seconds (a round never hangs on a stuck transaction: the outbox follows it in later rounds)."""
         entries = [settle_entry(SignedVoucher(p.voucher, Signature.from_bytes(p.signature)), prev) for p, prev in chunk]
         call = self.service.channels.contract.functions.settleBatch(entries)
         tx = self.sender.build(call, gas=None, action="settleBatch")
         tx["gas"] = int(tx["gas"] * 1.25) + 50_000
+        ceiling = self.settings.settle_max_fee_per_gas
+        tx["maxFeePerGas"] = max(min(tx["maxFeePerGas"], ceiling), tx["maxPriorityFeePerGas"])
         with self.sender._lock:
             tx["nonce"] = self.sender._next_nonce()
             signed = Account.sign_transaction(tx, self.sender.account.key)
@@ -257,10 +287,48 @@ class Settler:
             "settleBatch", tx["nonce"], bytes(signed.hash), bytes(signed.raw_transaction), payload
         )
         self._broadcast(outbox_id, bytes(signed.raw_transaction))
-        receipt = self._await_receipt(outbox_id, bytes(signed.hash))
         self.batches_sent += 1
-        if receipt is not None:
-            self._note_skips(receipt, {p.channel_id: p.voucher.total for p, _ in chunk})
+        try:
+            receipt = self.sender.w3.eth.wait_for_transaction_receipt(
+                HexBytes(signed.hash), timeout=self.settings.settle_receipt_wait
+            )
+        except TimeExhausted:
+            log.warning(
+                "settlement 0x%s (nonce %s) not mined within %ss: the outbox follows it (replaced if stuck)",
+                bytes(signed.hash).hex(),
+                tx["nonce"],
+                self.settings.settle_receipt_wait,
+            )
+            return
+        head = int(self.sender.w3.eth.block_number)
+        row = OutboxRecord(
+            outbox_id, "settleBatch", "sent", tx["nonce"], bytes(signed.hash), b"", payload, time.time(), None, None
+        )
+        self._on_receipt(row, receipt, head, {p.channel_id: p.voucher.total for p, _ in chunk})
+
+    def _on_receipt(self, row: OutboxRecord, receipt: Any, head: int, totals: dict[bytes, int] | None = None) -> None:
+        """A receipt of an outbox transaction: recorded once `confirmations` deep (a reorg shallower than that
+        could still drop it, and what it settled must then be settled again), else left `mined`."""
+        block = int(receipt["blockNumber"])
+        if receipt["status"] != 1:
+            self.store.update_outbox(row.id, "failed", block=block, error="reverted")
+            return
+        if head - block < self.settings.confirmations:
+            if row.status != "mined":
+                self.store.update_outbox(row.id, "mined", block=block)
+            return
+        self.record_settlements(receipt)
+        self.store.update_outbox(row.id, "confirmed", block=block)
+        self._recent[row.id] = (block, bytes(receipt["blockHash"]), row.payload)
+        while len(self._recent) > RECHECK_WINDOW:
+            del self._recent[min(self._recent)]
+        if totals is None:
+            totals = {}
+            for channel in row.payload.get("channels", ()):
+                channel_id = bytes.fromhex(channel.removeprefix("0x"))
+                latest = self.store.latest_payment(channel_id)
+                totals[channel_id] = latest.voucher.total if latest else 0
+        self._note_skips(receipt, totals)
 
     def _note_skips(self, receipt: Any, totals: dict[bytes, int]) -> None:
         """Remember vouchers the contract refused for good; re-read the settled state where ours was behind."""
@@ -276,13 +344,42 @@ class Settler:
             if reason in PERMANENT_SKIPS:
                 self._hold(channel_id, total, reason)
                 continue
+            self.refresh_settled(channel_id)
+
+    def refresh_settled(self, channel_id: bytes, state: ChannelState | None = None) -> bool:
+        """Make the stored settled state of a channel the chain's (`state`: the channel as just read, if at
+        hand), whichever is ahead: a settlement a reorg dropped (or a node restarted behind lost) is forgotten,
+        so the channel is settled again with prevAmounts that the chain holds. Returns whether it changed."""
+        chain = state if state is not None else self.service.channels.get_channel(channel_id)
+        stored = self.store.get_settled(channel_id)
+        stored_total = stored.total if stored else 0
+        if chain.settled == stored_total:
+            return False
+        if chain.settled == 0:
+            fresh: SettledState | None = None
+        else:
             try:
-                state = self.service.channels.settled_state(channel_id)
+                fresh = self.service.channels.settled_state(channel_id)
             except ChainError as exc:
                 self.cannot_read_settled_state(channel_id, exc)
-                continue
-            if state is not None:
-                record_state(self.store, state)
+                return False
+        if fresh is None:
+            record = SettledRecord(channel_id, 0, (), (), 0)
+        else:
+            record = SettledRecord(channel_id, fresh.total, fresh.payees, fresh.credited, fresh.block_number)
+        log.warning(
+            "settled state of 0x%s re-read from the chain: %d (the relay had %d)",
+            channel_id.hex(),
+            record.total,
+            stored_total,
+        )
+        self.store.set_settled(record)
+        self._mismatched.pop(channel_id, None)
+        self.unsettleable.pop(channel_id, None)
+        rt = self.service.loaded(channel_id)
+        if rt is not None and rt.ledger.voucher.total > record.total and rt.unsettled_since is None:
+            rt.unsettled_since = self.service.clock()
+        return True
 
     def cannot_read_settled_state(self, channel_id: bytes, exc: Exception) -> None:
         """The channel was settled in a way the relay cannot read back (through another contract): without the
@@ -307,36 +404,179 @@ class Settler:
                 raise
         self.store.update_outbox(outbox_id, "sent")
 
-    def _await_receipt(self, outbox_id: int, tx_hash: bytes, timeout: float = 120) -> Any:
-        """The transaction's receipt once mined (None if it reverted), its settlements recorded."""
-        receipt = self.sender.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=timeout)
-        if receipt["status"] != 1:
-            self.store.update_outbox(outbox_id, "failed", block=receipt["blockNumber"], error="reverted")
-            return None
-        self.record_settlements(receipt)
-        self.store.update_outbox(outbox_id, "confirmed", block=receipt["blockNumber"])
-        return receipt
-
     def record_settlements(self, receipt: Any) -> None:
         """Store what a settlement transaction credited, from its events and calldata."""
         tx = self.sender.w3.eth.get_transaction(receipt["transactionHash"])
         record_from_receipt(self.store, self.service.channels, tx, receipt)
 
-    def recover_outbox(self) -> None:
-        """After a restart: finish what was signed or sent, re-broadcasting the same bytes if needed."""
-        for row in self.store.outbox(("signed", "sent")):
-            try:
-                self.sender.w3.eth.get_transaction_receipt(HexBytes(row.tx_hash))
-            except TransactionNotFound:
-                log.info("re-broadcasting outbox %s (nonce %s)", row.id, row.nonce)
-                try:
-                    self._broadcast(row.id, row.raw_tx)
-                except (Web3RPCError, ValueError):
+    def in_flight(self) -> set[bytes]:
+        """Channels in a settlement transaction not yet confirmed (sent, mined, or being replaced): not settled
+        again meanwhile (a second transaction would pay gas for a no-op)."""
+        out: set[bytes] = set()
+        for row in self.store.outbox(UNFINISHED):
+            out.update(bytes.fromhex(c.removeprefix("0x")) for c in row.payload.get("channels", ()))
+        return out
+
+    def reconcile_outbox(self) -> None:
+        """Follow every unfinished outbox transaction by its receipt, never by memory (run each round, and after a
+        restart or on taking the lead). Per nonce:
+
+        - a receipt `confirmations` deep: its settlements are recorded (`confirmed`); the other transactions of
+          that nonce (replaced ones) are `dropped`;
+        - a receipt not yet that deep: `mined`, looked at again next round (a reorg may still drop it);
+        - no receipt and the nonce already used on chain by a transaction not ours: `dropped`, and the settled
+          state of its channels re-read from the chain (they settle again in a later round if they need to);
+        - no receipt and the nonce free: re-broadcast (a reorg or a node restart loses transactions; the same
+          bytes fill the nonce gap), and replaced with a 12.5 % higher fee once older than
+          `settle_replace_after` (up to `settle_max_fee_per_gas`).
+
+        Nothing here waits for a transaction, so one stuck transaction never stops the rounds (nor the defence of
+        closing channels, which its replacement unblocks)."""
+        self._recheck_recent()
+        # The next settlement's nonce is read from the chain's view (its pending count) after this reconciliation,
+        # never carried over from memory: a reorg or a node restart may have lost what the key sent.
+        self.sender.reset_nonce()
+        rows = self.store.outbox(UNFINISHED)
+        if not rows:
+            return
+        w3 = self.sender.w3
+        head = int(w3.eth.block_number)
+        chain_nonce = int(w3.eth.get_transaction_count(self.sender.address, "latest"))
+        by_nonce: dict[int, list[OutboxRecord]] = {}
+        for row in rows:
+            by_nonce.setdefault(row.nonce, []).append(row)
+        for nonce in sorted(by_nonce):
+            group = by_nonce[nonce]
+            landed = None
+            for row in group:
+                receipt = self._receipt(row.tx_hash)
+                if receipt is not None:
+                    landed = (row, receipt)
+                    break
+            if landed is not None:
+                row, receipt = landed
+                self._on_receipt(row, receipt, head)
+                for other in group:
+                    if other.id != row.id:
+                        self.store.update_outbox(other.id, "dropped", error=f"replaced by outbox {row.id}")
+                continue
+            if nonce < chain_nonce:
+                for row in group:
+                    self.store.update_outbox(row.id, "dropped", error="its nonce was used by another transaction")
+                self._refresh_channels(group)
+                continue
+            newest = group[-1]
+            self._rebroadcast(newest)
+            if time.time() - newest.created_at >= self.settings.settle_replace_after:
+                self._replace(newest, [row.id for row in group])
+        self.sender.reset_nonce()
+
+    def _recheck_recent(self) -> None:
+        """The settlements this process recorded lately: one whose block the chain no longer holds (a reorg
+        deeper than `confirmations`, a node restarted behind) is followed again and its channels' settled state
+        re-read from the chain (the watcher does the same for the blocks it processed)."""
+        if not self._recent:
+            return
+        w3 = self.sender.w3
+        head = int(w3.eth.block_number)
+        depth = self.settings.confirmations + RECHECK_DEPTH
+        hashes: dict[int, bytes] = {}  # one read per block, however many settlements it holds
+        for outbox_id, (block, block_hash, payload) in list(self._recent.items()):
+            if block <= head:
+                if block not in hashes:
+                    hashes[block] = bytes(w3.eth.get_block(block)["hash"])
+                if hashes[block] == block_hash:
+                    if head - block > depth:
+                        del self._recent[outbox_id]
                     continue
-            try:
-                self._await_receipt(row.id, row.tx_hash, timeout=60)
-            except TimeoutError:
-                log.warning("outbox %s not mined yet", row.id)
+            del self._recent[outbox_id]
+            log.warning(
+                "settlement of outbox %s (block %s) is no longer on the chain: following it again", outbox_id, block
+            )
+            self.store.update_outbox(outbox_id, "sent")
+            for channel in payload.get("channels", ()):
+                try:
+                    self.refresh_settled(bytes.fromhex(channel.removeprefix("0x")))
+                except ChainError as exc:
+                    log.warning("cannot re-read the settled state of %s: %s", channel, exc)
+
+    def _receipt(self, tx_hash: bytes) -> Any:
+        try:
+            return self.sender.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return None
+
+    def _refresh_channels(self, rows: list[OutboxRecord]) -> None:
+        for row in rows:
+            for channel in row.payload.get("channels", ()):
+                channel_id = bytes.fromhex(channel.removeprefix("0x"))
+                try:
+                    self.refresh_settled(channel_id)
+                except ChainError as exc:
+                    log.warning("cannot re-read the settled state of %s: %s", channel, exc)
+
+    def _rebroadcast(self, row: OutboxRecord) -> None:
+        """Send the row's signed bytes again (a no-op if the node's pool holds them)."""
+        try:
+            self.sender.w3.eth.send_raw_transaction(row.raw_tx)
+        except (Web3RPCError, ValueError) as exc:
+            text = str(exc).lower()
+            if "already known" in text or "nonce too low" in text:
+                return
+            log.info("outbox %s (nonce %s) not re-broadcast: %s", row.id, row.nonce, exc)
+            return
+        if row.status == "signed":
+            self.store.update_outbox(row.id, "sent")
+        log.info("re-broadcast outbox %s (nonce %s)", row.id, row.nonce)
+
+    def _replace(self, row: OutboxRecord, superseded: list[int]) -> None:
+        """Re-sign the row's transaction at the same nonce with fees 12.5 % higher (EIP-1559 replacement), within
+        `settle_max_fee_per_gas`; the old rows stay followed (`replaced`) in case one of them lands first."""
+        fields = unsigned_from_raw(row.raw_tx)
+        base_fee = int(self.sender.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+        fees = bumped_fees(
+            int(fields["maxFeePerGas"]),
+            int(fields["maxPriorityFeePerGas"]),
+            base_fee=base_fee,
+            ceiling=self.settings.settle_max_fee_per_gas,
+        )
+        if fees is None:
+            if row.id not in self._at_ceiling:
+                self._at_ceiling.add(row.id)
+                log.warning(
+                    "outbox %s (nonce %s) is stuck at %s wei/gas (base fee %s) and SETTLE_MAX_FEE_PER_GAS (%s) "
+                    "allows no higher replacement: it waits",
+                    row.id,
+                    row.nonce,
+                    fields["maxFeePerGas"],
+                    base_fee,
+                    self.settings.settle_max_fee_per_gas,
+                )
+            return
+        fields["maxFeePerGas"], fields["maxPriorityFeePerGas"] = fees
+        signed = Account.sign_transaction(fields, self.sender.account.key)
+        payload = {**row.payload, "replaces": row.id}
+        new_id = self.store.add_outbox(row.kind, row.nonce, bytes(signed.hash), bytes(signed.raw_transaction), payload)
+        try:
+            self._broadcast(new_id, bytes(signed.raw_transaction))
+        except (Web3RPCError, ValueError) as exc:
+            log.warning("replacement of outbox %s refused by the node: %s", row.id, exc)
+            return
+        for old in superseded:
+            self.store.update_outbox(old, "replaced")
+        log.warning(
+            "outbox %s (nonce %s) unmined for %.0fs: replaced by outbox %s at %s wei/gas (tip %s)",
+            row.id,
+            row.nonce,
+            time.time() - row.created_at,
+            new_id,
+            fees[0],
+            fees[1],
+        )
+
+    def recover_outbox(self) -> None:
+        """After a restart (or on taking the lead): finish what the outbox holds (`reconcile_outbox`)."""
+        self.reconcile_outbox()
         self.sender.reset_nonce()
 
 

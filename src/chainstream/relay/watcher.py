@@ -1,10 +1,19 @@
-"""The watchtower: follows the contracts' events from the last processed block, surviving restarts.
+"""The watchtower: follows the contracts' events from the last processed block, surviving restarts and reorgs.
 
 Each poll reads logs up to `head - confirmations` in a worker thread (including the extra reads a log needs,
-such as a settlement's calldata or a track's new terms), then applies the changes on the event loop and
-moves the persisted cursor. Applying is idempotent, so a crash between the two only replays a range.
-When a listener asks to close a channel (or rotates its session key), the channel's latest voucher is
-settled at once, inside the window.
+such as a settlement's calldata, decoded once per transaction, or a track's new terms), then applies the
+changes on the event loop and moves the persisted cursor. Applying is idempotent, so a crash between the two
+only replays a range. When a listener asks to close a channel (or rotates its session key), the channel's
+latest voucher is settled at once, inside the window.
+
+Reorgs: the watcher remembers the hash of each block it processed up to (the last `REORG_WINDOW`). A poll
+that finds the hash of its last processed block changed, or a node whose head is behind it (restarted from
+an older state), rolls back: it finds the newest remembered block still on the chain, re-reads every known
+channel as the chain now has it (status, deposit, key, and the settled state: a settlement the chain no
+longer shows is forgotten and settled again), puts the outbox transactions mined after that block back to
+be followed, and processes the replacement blocks' events from there. Claims and catalog entries learnt from
+dropped blocks are not undone (they are re-read from the replacement blocks; a claim that vanished stays
+listed until the chain shows it again).
 """
 
 from __future__ import annotations
@@ -16,17 +25,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chainstream.chain.contracts import ChannelState
+from chainstream.chain.contracts import ChannelState, ChannelStatus, SettledState
 from chainstream.errors import ChainError
 from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import CatalogEntry
 from chainstream.relay.service import RelayService
-from chainstream.relay.settler import Settler, record_from_receipt
+from chainstream.relay.settler import Settler, record_state
 from chainstream.store import ChannelRecord
 
 log = logging.getLogger("chainstream.watcher")
 CURSOR = "events"
 MAX_RANGE = 2_000
+#: how many processed blocks' hashes are kept to find where a reorg forked (deeper reorgs roll back this far)
+REORG_WINDOW = 256
 
 CHANNEL_EVENTS = (
     "ChannelOpened",
@@ -67,6 +78,11 @@ class Watcher:
         self.processed_block = self.store.get_cursor(self.cursor)
         if self.processed_block is None:
             self.processed_block = service.deployment.deploy_block - 1
+        #: block number -> hash of blocks processed up to (the ends of poll ranges), to detect reorgs
+        self.hashes: dict[int, bytes] = {}
+        self.reorgs = 0
+        self._settlements: dict[bytes, list[SettledState] | ChainError] = {}
+        self._range_end = self.processed_block
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -78,27 +94,123 @@ class Watcher:
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval)
 
     async def poll(self) -> int:
-        """Process every confirmed block not yet processed; returns the number of events applied."""
+        """Process every confirmed block not yet processed (after rolling back a reorg, if one happened);
+        returns the number of events applied."""
         latest = await asyncio.to_thread(self.w3.eth.get_block, "latest")
         self.service.observe_chain_time(latest["timestamp"])
+        fork = await asyncio.to_thread(self.find_fork, int(latest["number"]))
+        if fork is not None:
+            await self.rollback(fork)
         target = latest["number"] - self.settings.confirmations
         applied = 0
         while self.processed_block is not None and self.processed_block < target:
             start = self.processed_block + 1
             end = min(target, start + MAX_RANGE - 1)
-            changes = await asyncio.to_thread(self.collect, start, end)
+            changes, end_hash = await asyncio.to_thread(self.collect, start, end)
             for change in changes:
                 change.apply()
             applied += len(changes)
             self.store.set_cursor(self.cursor, end)
             self.processed_block = end
+            self._remember(end, end_hash)
         return applied
 
+    # ----------------------------------------------------------- reorgs
+    def _remember(self, number: int, block_hash: bytes | None) -> None:
+        if block_hash is None:
+            return
+        self.hashes[number] = block_hash
+        while len(self.hashes) > REORG_WINDOW:
+            del self.hashes[min(self.hashes)]
+
+    def _hash_of(self, number: int) -> bytes | None:
+        block = self.w3.eth.get_block(number)
+        return bytes(block["hash"]) if block is not None and block.get("hash") is not None else None
+
+    def find_fork(self, head: int) -> int | None:
+        """None if the chain still holds the last processed block; else the block to roll back to: the newest
+        remembered block the chain still holds (thread side)."""
+        processed = self.processed_block
+        if processed is None or processed < 0:
+            return None
+        behind = head < processed
+        if not behind:
+            known = self.hashes.get(processed)
+            if known is None:  # (after a restart) from now on a reorg of this block is seen
+                self._remember(processed, self._hash_of(processed))
+                return None
+            if self._hash_of(processed) == known:
+                return None
+        for number in sorted(self.hashes, reverse=True):
+            if number > head:
+                continue
+            if self._hash_of(number) == self.hashes[number]:
+                return number
+        # Nothing remembered survives (a restart forgets hashes, or a reorg deeper than the window): go back a
+        # whole window from what the node has (re-applying a processed range is harmless).
+        floor = self.service.deployment.deploy_block - 1
+        return max(floor, min(head, processed) - REORG_WINDOW)
+
+    async def rollback(self, fork: int) -> None:
+        """Forget what was learnt after block `fork`: re-derive every known channel from the chain, put the
+        outbox transactions mined after it back to be followed, and process again from `fork + 1`."""
+        self.reorgs += 1
+        log.warning(
+            "chain reorganised: processed up to block %s, rolling back to %s and re-reading channels",
+            self.processed_block,
+            fork,
+        )
+        for number in [n for n in self.hashes if n > fork]:
+            del self.hashes[number]
+        states = await asyncio.to_thread(self._chain_states)
+        for state in states:
+            self._apply_rederived(state)
+        await asyncio.to_thread(self._reopen_outbox, fork)
+        self.store.set_cursor(self.cursor, fork)
+        self.processed_block = fork
+
+    def _chain_states(self) -> list[ChannelState]:
+        """Every known channel as the chain holds it at the confirmed block, with its settled state fixed where
+        the relay's was ahead of the chain's (a dropped settlement) (thread side)."""
+        block = self.service.confirmed_block()
+        out = []
+        # Channels the relay holds closed are not re-read (a relay with years of channels would make one call
+        # each): a dropped ChannelClosed leaves the channel refused by the relay (its payer can open another),
+        # and the payer's withdrawal or cooperative close, back in a later block, closes it again.
+        for record in [*self.store.channels("open"), *self.store.channels("closing")]:
+            try:
+                state = self.service.channels.get_channel(record.channel_id, block)
+            except ChainError as exc:
+                log.warning("cannot re-read channel 0x%s after a reorg: %s", record.channel_id.hex(), exc)
+                continue
+            if state.status == ChannelStatus.NONE:
+                continue  # its opening was dropped: it stays known (payments need the chain to show it to settle)
+            self.settler.refresh_settled(record.channel_id, state)
+            out.append(state)
+        return out
+
+    def _apply_rederived(self, state: ChannelState) -> None:
+        before = self.store.get_channel(state.channel_id)
+        self.service.apply_chain_state(state)
+        if state.status == ChannelStatus.CLOSING and (before is None or before.status != "closing"):
+            self.settler.request(state.channel_id)
+
+    def _reopen_outbox(self, fork: int) -> None:
+        """Outbox transactions recorded as mined after `fork` may be gone with the dropped blocks: follow them
+        again (the settler re-broadcasts or drops them by receipt)."""
+        for row in self.store.outbox(("confirmed", "mined")):
+            if row.block is not None and row.block > fork:
+                self.store.update_outbox(row.id, "sent")
+
     # ----------------------------------------------------------- thread side
-    def collect(self, start: int, end: int) -> list[Change]:
+    def collect(self, start: int, end: int) -> tuple[list[Change], bytes | None]:
+        """The changes of blocks `start`..`end`, and the hash of block `end` they were read from."""
+        end_hash = self._hash_of(end)
         logs = self.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": self._addresses})
         changes: list[Change] = []
         opened: set[bytes] = set()  # our channels opened in this range: not in the store until applied
+        self._settlements: dict[bytes, list[SettledState] | ChainError] = {}  # tx hash -> decoded once
+        self._range_end = end
         by_topic = {event.topic: (name, event) for name, event in self._events.items()}  # type: ignore[attr-defined]
         for entry in logs:
             topic = bytes(entry["topics"][0])
@@ -110,7 +222,7 @@ class Watcher:
             change = self._change(name, dict(decoded["args"]), entry, opened)
             if change is not None:
                 changes.append(change)
-        return changes
+        return changes, end_hash
 
     def _change(self, name: str, args: dict[str, Any], entry: Any, opened: set[bytes]) -> Change | None:
         block = int(entry["blockNumber"])
@@ -152,10 +264,10 @@ class Watcher:
         if channel_id not in opened and self.store.get_channel(channel_id) is None:
             return None  # not one of ours
         if name == "ChannelSettled":
-            tx = self.w3.eth.get_transaction(entry["transactionHash"])
-            receipt = self.w3.eth.get_transaction_receipt(entry["transactionHash"])
-            return Change(name, args, block, lambda: self._record_settlement(channel_id, tx, receipt))
-        state = service.channels.get_channel(channel_id)
+            settled = self._settled_by(bytes(entry["transactionHash"]), int(entry["logIndex"]))
+            return Change(name, args, block, lambda: self._record_settlement(channel_id, settled))
+        # as of the end of the range: never past it (what is shallower than `confirmations` is not acted on)
+        state = service.channels.get_channel(channel_id, block=self._range_end)
 
         def apply_state() -> None:
             before = self.store.get_channel(channel_id)
@@ -166,13 +278,30 @@ class Watcher:
 
         return Change(name, args, block, apply_state)
 
-    def _record_settlement(self, channel_id: bytes, tx: Any, receipt: Any) -> None:
-        """Record a settlement seen on chain; one that cannot be read back (sent through another contract) is
-        logged and its channel marked for the settler, and watching goes on."""
-        try:
-            record_from_receipt(self.store, self.service.channels, tx, receipt)
-        except ChainError as exc:
-            self.settler.cannot_read_settled_state(channel_id, exc)
+    def _settled_by(self, tx_hash: bytes, log_index: int) -> SettledState | ChainError | None:
+        """What the ChannelSettled at `log_index` of this transaction settled. A settlement transaction's calldata
+        and receipt are read and decoded once per collect (a 100-channel batch emits 100 events: decoding it
+        for each was quadratic, and ran on the event loop)."""
+        decoded = self._settlements.get(tx_hash)
+        if decoded is None:
+            tx = self.w3.eth.get_transaction(tx_hash)
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            try:
+                decoded = self.service.channels.settlements_in(tx, receipt)
+            except ChainError as exc:
+                decoded = exc
+            self._settlements[tx_hash] = decoded
+        if isinstance(decoded, ChainError):
+            return decoded
+        return next((s for s in decoded if s.log_index == log_index), None)
+
+    def _record_settlement(self, channel_id: bytes, settled: SettledState | ChainError | None) -> None:
+        """Record a settlement seen on chain (decoded in the worker thread); one that cannot be read back (sent
+        through another contract) is logged and its channel marked for the settler, and watching goes on."""
+        if isinstance(settled, ChainError):
+            self.settler.cannot_read_settled_state(channel_id, settled)
+        elif settled is not None:
+            record_state(self.store, settled)
 
     # ------------------------------------------------------------- loop side
     def _put_track(self, entry: CatalogEntry) -> None:
