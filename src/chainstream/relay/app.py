@@ -51,6 +51,8 @@ from chainstream.relay.service import PUBLIC_TOPIC, PaymentAck, RelayService, ca
 from chainstream.relay.settler import Settler
 from chainstream.relay.watcher import Watcher
 from chainstream.store import open_store
+from chainstream.store.errors import RETRY_AFTER as DATABASE_RETRY_AFTER
+from chainstream.store.errors import UNAVAILABLE_ERRORS, database_unavailable
 from chainstream.verify import Rejection
 
 log = logging.getLogger("chainstream.relay")
@@ -190,6 +192,11 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     )
 
 
+def retry_headers(code: str) -> dict[str, str] | None:
+    """Retry-After for the 503s a client should wait out."""
+    return {"Retry-After": str(DATABASE_RETRY_AFTER)} if code == "database_unavailable" else None
+
+
 def _validation_details(errors: Any) -> list[dict[str, Any]]:
     """Validation errors without the input they quote (a body of megabytes would be echoed back) and with
     location parts cut short (an unknown key can be long)."""
@@ -286,7 +293,16 @@ def create_app(
     @app.exception_handler(ChainStreamError)
     async def unrecoverable_handler(_: Request, exc: ChainStreamError) -> JSONResponse:
         log.error("internal error: %s", exc)
-        return _error(503, exc.code, str(exc))
+        return _error(503, exc.code, str(exc), headers=retry_headers(exc.code))
+
+    async def database_handler(_: Request, exc: Exception) -> JSONResponse:
+        """A store write the database refused (full, read-only, I/O error) outside a payment's commit."""
+        error = database_unavailable("the relay could not write its database", exc)
+        log.error("%s", error)
+        return _error(503, error.code, str(error), headers=retry_headers(error.code))
+
+    for driver_error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(driver_error, database_handler)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -438,7 +454,15 @@ def create_app(
             return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 400}}
         except ChainStreamError as exc:  # not stored (a failed commit): this item only, the client may resend
             log.error("payment not stored: %s", exc)
-            return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 503}}
+            error = {"code": exc.code, "message": str(exc), "status": 503}
+            if exc.code == "database_unavailable":
+                error["retryAfter"] = DATABASE_RETRY_AFTER
+            return {"id": body.id, "ok": False, "error": error}
+        except UNAVAILABLE_ERRORS as exc:  # another store write (a channel's first load) the database refused
+            error = database_unavailable("the relay could not write its database", exc)
+            log.error("payment not stored: %s", error)
+            item = {"code": error.code, "message": str(error), "status": 503, "retryAfter": DATABASE_RETRY_AFTER}
+            return {"id": body.id, "ok": False, "error": item}
         except Exception as exc:
             if not is_chain_unreachable(exc):
                 raise
