@@ -40,6 +40,7 @@ def relay(
 ) -> None:
     """Run the relay: verify and store vouchers, settle in batches, watch the chain. Key: CHAINSTREAM_RELAY_KEY."""
     from chainstream.config import Settings
+    from chainstream.relay.logs import configure_logging, key_secrets
     from chainstream.relay.server import build_served_app, serve
 
     try:
@@ -53,11 +54,13 @@ def relay(
         )
         if settings.relay_key is None:
             raise fail("set CHAINSTREAM_RELAY_KEY to the relay's private key (hex)")
+        log_level = os.environ.get("CHAINSTREAM_LOG_LEVEL", "warning")
+        configure_logging(log_level, key_secrets(settings.relay_key.get_secret_value()))  # JSON lines, no key
         api = build_served_app(settings)
     except ChainStreamError as exc:
         raise fail(str(exc)) from exc
     console.print(f"relay on http://{host}:{port}  (API schema: http://{host}:{port}/openapi.json)")
-    serve(api, settings, host=host, port=port, log_level=os.environ.get("CHAINSTREAM_LOG_LEVEL", "warning"))
+    serve(api, settings, host=host, port=port, log_level=log_level)
 
 
 @app.command()

@@ -36,6 +36,7 @@ from chainstream.relay.headers import SecurityHeaders
 from chainstream.relay.health import DatabaseProbe, health_router
 from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
 from chainstream.relay.media_routes import is_upload, media_router
+from chainstream.relay.metrics import instrument, metrics_router
 from chainstream.relay.openapi import responses
 from chainstream.relay.outage import (
     UNREACHABLE,
@@ -100,6 +101,7 @@ class Relay:
         self.watcher = Watcher(self.service, self.settler)
         self.chain_status = ChainStatus(settings)  # relay/outage.py: node lost / back, backoff
         self.database_probe = DatabaseProbe(self.store, settings.instance)  # relay/health.py
+        instrument(self)  # relay/metrics.py: counters and latency histograms
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._remove_log_filter: Callable[[], None] | None = None
@@ -118,6 +120,13 @@ class Relay:
             asyncio.create_task(self.settler.run(self._stop)),
         ]
         self._remove_log_filter = install_log_filter(self.chain_status)
+        log.info(
+            "relay %s serving chain %s from block %s (instance %s)",
+            self.service.address,
+            self.deployment.chain_id,
+            self.watcher.processed_block,
+            self.settings.instance,
+        )
         tune_interpreter_for_serving()
 
     def begin_shutdown(self) -> None:
@@ -674,6 +683,7 @@ def create_app(
 
     app.include_router(api)
     app.include_router(health_router(lambda: holder["relay"]))
+    app.include_router(metrics_router(lambda: holder["relay"]))
     app.include_router(media_router(svc))
 
     # ------------------------------------------------------------------ web player (frontend/) and its assets

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import requests
 
 from chainstream.config import Settings
+from chainstream.relay.metrics import CHAIN_RPC_ERRORS
 
 log = logging.getLogger("chainstream.relay.outage")
 
@@ -83,6 +84,7 @@ class ChainStatus:
     def failed(self, exc: BaseException) -> None:
         """The node did not answer; logged once per outage (the first failure), counted after that."""
         self.failures += 1
+        CHAIN_RPC_ERRORS.inc()
         self.last_error = _describe(exc)
         if self.reachable:
             self.reachable = False
