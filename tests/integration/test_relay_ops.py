@@ -54,7 +54,10 @@ def test_metrics_count_payments_by_outcome_and_code_latencies_exposure_outbox_la
     assert http.post(f"/channels/{cid}/payments", json=plays[0].body).json()["status"] == "accepted"
     assert http.post(f"/channels/{cid}/payments", json=plays[0].body).json()["status"] == "duplicate"
     assert http.post(f"/channels/{cid}/payments", json=plays[2].body).json()["error"]["code"] == "seq_gap"
-    after = scrape(relay)
+    eth = "0x0000000000000000000000000000000000000000"
+    exposure = ("chainstream_unsettled_exposure", (("token", eth),))
+    # the scrape-time gauges are reused for up to a second (GAUGE_TTL): wait for a fresh one
+    after = wait_until(lambda: exposure in (s := scrape(relay)) and s, what="a scrape with the new exposure")
 
     def grew(name: str, by: float = 1, **labels: str) -> bool:
         key = (name, tuple(sorted(labels.items())))
@@ -65,8 +68,7 @@ def test_metrics_count_payments_by_outcome_and_code_latencies_exposure_outbox_la
     assert grew("chainstream_vouchers_total", outcome="rejected", code="seq_gap")
     assert grew("chainstream_verify_seconds_count", 2)  # the accepted and the refused one were verified
     assert grew("chainstream_commit_seconds_count")
-    eth = "0x0000000000000000000000000000000000000000"
-    assert after[("chainstream_unsettled_exposure", (("token", eth),))] >= plays[0].state.voucher.total
+    assert after[exposure] >= plays[0].state.voucher.total
     assert ("chainstream_outbox", (("state", "sent"),)) in after
     assert after[("chainstream_watcher_lag_blocks", ())] >= 0
     assert after[("chainstream_chain_reachable", ())] == 1
@@ -76,16 +78,13 @@ def test_metrics_count_payments_by_outcome_and_code_latencies_exposure_outbox_la
         lambda: relay_chain.chain.channels.get_channel(listener.channel_id).settled > 0,  # type: ignore[arg-type]
         what="the settlement",
     )
+    mined = ("chainstream_settlement_batches_total", (("outcome", "mined"),))
     settled = wait_until(
-        lambda: (
-            (s := scrape(relay)).get(("chainstream_settlement_batches_total", (("outcome", "mined"),)), 0)
-            > before.get(("chainstream_settlement_batches_total", (("outcome", "mined"),)), 0)
-            and s
-        ),
-        what="the settlement to be counted",
+        # the gauges are reused for up to a second: wait for a scrape after the settlement was recorded
+        lambda: (s := scrape(relay)).get(mined, 0) > before.get(mined, 0) and exposure not in s and s,
+        what="the settlement to be counted and its exposure gone",
     )
     assert settled[("chainstream_settlement_gas_total", ())] > before.get(("chainstream_settlement_gas_total", ()), 0)
-    assert ("chainstream_unsettled_exposure", (("token", eth),)) not in settled  # nothing of it left unsettled
 
 
 def test_relay_logs_json_lines_at_info_and_never_its_key(

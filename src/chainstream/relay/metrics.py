@@ -29,6 +29,8 @@ from chainstream.verify import Rejection
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: seconds the scrape-time gauges are reused
+GAUGE_TTL = 1.0
 
 VOUCHERS = Counter(
     "chainstream_vouchers_total",
@@ -186,6 +188,8 @@ def metrics_router(get_relay: Any) -> APIRouter:
     """`GET /metrics` (Prometheus text format), outside /api/v1 as scrapers expect."""
     router = APIRouter()
     collectors: dict[int, CollectorRegistry] = {}
+    cached: dict[int, tuple[float, bytes]] = {}
+    lock = asyncio.Lock()
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -194,8 +198,13 @@ def metrics_router(get_relay: Any) -> APIRouter:
         if own is None:
             own = collectors[id(relay)] = CollectorRegistry(auto_describe=False)
             own.register(RelayCollector(relay))
-        # the scrape-time gauges read the store (a few queries): off the event loop
-        body = generate_latest(REGISTRY) + await asyncio.to_thread(generate_latest, own)
-        return Response(body, media_type=CONTENT_TYPE)
+        # The scrape-time gauges read the store (a query per channel in memory): off the event loop, and at
+        # most once per GAUGE_TTL however often /metrics is asked (it is public, like /health).
+        async with lock:
+            at, gauges = cached.get(id(relay), (float("-inf"), b""))
+            if time.monotonic() - at >= GAUGE_TTL:
+                gauges = await asyncio.to_thread(generate_latest, own)
+                cached[id(relay)] = (time.monotonic(), gauges)
+        return Response(generate_latest(REGISTRY) + gauges, media_type=CONTENT_TYPE)
 
     return router
