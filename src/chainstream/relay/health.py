@@ -24,6 +24,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from chainstream.relay.openapi import responses
+from chainstream.store.errors import public_reason
 
 #: seconds a database probe's verdict is reused
 PROBE_INTERVAL = 1.0
@@ -64,7 +65,7 @@ class DatabaseProbe:
         try:
             self.store.set_cursor(self.cursor, int(time.time()))
         except Exception as exc:  # any driver's error: the probe reports it, it never raises
-            return f"{type(exc).__name__}: {str(exc)[:200]}"
+            return public_reason(exc)
         return None
 
 

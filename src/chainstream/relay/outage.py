@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -74,7 +75,7 @@ class ChainStatus:
         if head is not None:
             self.head = head
         if not self.reachable:
-            down = self.clock() - (self.lost_since or self.clock())
+            down = 0.0 if self.lost_since is None else self.clock() - self.lost_since
             log.warning("chain node back after %.1f s (%d failed attempts)", down, self.failures)
         self.reachable = True
         self.failures = 0
@@ -110,13 +111,19 @@ class ChainStatus:
         """Why the node is considered lost (None while it answers)."""
         if self.reachable:
             return None
-        return f"chain node unreachable for {self.clock() - (self.lost_since or self.clock()):.0f} s: {self.last_error}"
+        down = 0.0 if self.lost_since is None else self.clock() - self.lost_since
+        return f"chain node unreachable for {down:.0f} s: {self.last_error}"
 
 
 def _describe(exc: BaseException) -> str:
-    """A short line for an exception: its type and the first line of its text (requests' texts are long)."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+    """A short line for an exception, fit for the public /health: its type and what happened, without the node's
+    URL path (a provider's URL often carries an API key: `https://host/v3/<key>`)."""
+    if isinstance(exc, requests.Timeout):
+        return f"{type(exc).__name__}: no answer within the RPC timeout"
+    text = (str(exc).splitlines() or [""])[0]
+    text = re.sub(r"url: \S+", "url: [hidden]", text)
+    text = re.sub(r"(https?|wss?)://[^\s'\"]+", r"\1://[hidden]", text)
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
 async def follow_chain(watcher: _Watcher, w3: Any, status: ChainStatus, stop: asyncio.Event) -> None:
