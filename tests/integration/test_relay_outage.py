@@ -6,9 +6,11 @@ Each test runs its own anvil: the session's node is shared by other tests and mu
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 from websockets.sync.client import connect as ws_connect
 
-from chainstream.chain.node import AnvilNode
+from chainstream.chain.node import AnvilNode, anvil_binary
 from tests.integration.conftest import _anvil_or_skip
 from tests.integration.relay_fixtures import (
     MODEM,
@@ -85,15 +88,30 @@ def _kill_node(rc: RelayChain) -> str:
     return str(state)
 
 
-def _restart_node(rc: RelayChain, state: str) -> None:
-    """A node on the same port again, with the state the killed one had."""
+def _restart_node(rc: RelayChain, state: str, workdir: Path) -> None:
+    """A node on the same port again, starting from the state the killed one had (loaded before it serves: a
+    node that came back empty and was loaded afterwards would show the relay a chain without its funds)."""
     assert rc.node is not None
-    rc.node.start()
-    assert rc.w3.provider.make_request("anvil_loadState", [state])["result"] is True
+    dump = workdir / "anvil-state.json"
+    dump.write_bytes(gzip.decompress(bytes.fromhex(state.removeprefix("0x"))))
+    rc.node._process = subprocess.Popen(
+        [anvil_binary(), "--host", "127.0.0.1", "--port", str(rc.node.port), "--chain-id", str(rc.node.chain_id)]
+        + ["--silent", "--accounts", str(rc.node.accounts), "--balance", "100000", "--load-state", str(dump)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def answers() -> bool:
+        try:
+            return bool(rc.w3.eth.chain_id == rc.node.chain_id)  # type: ignore[union-attr]
+        except requests.ConnectionError:
+            return False
+
+    wait_until(answers, what="the node to answer again")
 
 
 def test_node_killed_known_channels_pay_unknown_get_503_retry_after_batch_per_item_health_tells_node_back_recovers(
-    own_anvil: RelayChain, outage_relay: RelayProcess
+    own_anvil: RelayChain, outage_relay: RelayProcess, tmp_path: Path
 ) -> None:
     """The node dies under a running relay: payments within known deposits go on; whatever needs the node gets
     chain_unavailable with a retry hint (HTTP 503 + Retry-After, a batch per item, a WebSocket reply, never
@@ -157,7 +175,7 @@ def test_node_killed_known_channels_pay_unknown_get_503_retry_after_batch_per_it
     assert log.count("chain node lost") == 1, log
     assert "Traceback" not in log, log
 
-    _restart_node(rc, state)
+    _restart_node(rc, state, tmp_path)
     wait_until(lambda: relay.health()["ok"], timeout=30, what="the relay to be ready again")
     assert httpx.get(f"{relay.api}/health/ready", timeout=10).status_code == 200
     assert relay.log.count("chain node back") == 1, relay.log
