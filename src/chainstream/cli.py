@@ -63,6 +63,7 @@ def relay(
 ) -> None:
     """Run the relay: verify and store vouchers, settle in batches, watch the chain. Key: CHAINSTREAM_RELAY_KEY."""
     from chainstream.config import Settings
+    from chainstream.relay.logs import configure_logging, key_secrets
     from chainstream.relay.server import build_served_app, serve
 
     try:
@@ -76,6 +77,7 @@ def relay(
         )
         if settings.relay_key is None:
             raise fail("set CHAINSTREAM_RELAY_KEY to the relay's private key (hex)")
+        configure_logging(settings.log_level, key_secrets(settings.relay_key.get_secret_value()))  # JSON lines, no key
         api = build_served_app(settings)
     except ChainStreamError as exc:
         raise fail(str(exc)) from exc

@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     # chain watching
     confirmations: int = Field(0, ge=0, description="blocks to wait before acting on an event")
     poll_interval: float = Field(1.0, description="seconds between chain polls")
+    rpc_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds one call to the chain's node may take: a request that needs the node is answered "
+        "(chain_unavailable) within about this long when the node hangs",
+    )
+    chain_backoff_max: float = Field(
+        15.0, gt=0, description="while the node is unreachable, polls back off exponentially up to this many seconds"
+    )
+    ready_max_lag_blocks: int = Field(
+        20, ge=0, description="/health/ready is 503 when the watcher is more than this many blocks behind the head"
+    )
 
     # listener protection
     session_margin: int = Field(600, description="refuse session-key vouchers this close to the key's expiry (s)")

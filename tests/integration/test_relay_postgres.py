@@ -173,6 +173,8 @@ def test_a_failed_commit_is_an_error_of_its_batch_items_only_and_they_can_be_res
         results = reply.json()["results"]
         assert [r["ok"] for r in results] == [False, False]
         assert {r["error"]["status"] for r in results} == {503}
+        assert {r["error"]["code"] for r in results} == {"database_unavailable"}  # with the server's reason
+        assert all(r["error"]["retryAfter"] >= 1 for r in results)
         assert relay.relay.store.latest_payment(listener.channel_id) is None  # type: ignore[arg-type]
         again = relay.http().post("/payments/batch", json={"payments": items}).json()["results"]
         assert [(r["ok"], r["status"], r["seq"]) for r in again] == [(True, "accepted", 1), (True, "accepted", 2)]

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 
@@ -168,6 +169,10 @@ def test_a_close_request_dropped_by_a_reorg_is_no_longer_believed(
     reorg(rc, rc.w3.eth.block_number - close_block + 1)  # the close request and the watchtower's settlement
     assert listener.chain_state().status == ChannelStatus.OPEN
     wait_until(lambda: relay_process.channel(cid)["status"] == "open", what="the relay to forget the close")
+    metrics = httpx.get(relay_process.url + "/metrics").text
+    assert any(
+        line.startswith("chainstream_reorgs_total ") and float(line.split()[1]) >= 1 for line in metrics.splitlines()
+    )
     play(listener, rc, 2)  # accepted again
     listener.tx.reset_nonce()  # (its request went with the dropped block)
     listener.request_close()  # a real close this time: the watchtower settles what was acknowledged

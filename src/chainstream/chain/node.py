@@ -36,13 +36,16 @@ def embedded_web3() -> Web3:
     return Web3(LockedTesterProvider())
 
 
-def connect(rpc_url: str) -> Web3:
-    """`embedded` for a fresh in-process chain, else an HTTP(S) or WS JSON-RPC URL."""
+def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
+    """`embedded` for a fresh in-process chain, else an HTTP(S) or WS JSON-RPC URL; `timeout`: seconds one call
+    to the node may take."""
     if rpc_url == EMBEDDED:
         return embedded_web3()
     if rpc_url.startswith(("ws://", "wss://")):
         raise ConfigurationError("use an http(s) RPC URL")
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    # No retries inside the provider: web3 retries a read 5 times by default, so a hung node held a request for
+    # six timeouts; the relay's loops retry on their own schedule (relay/outage.py), and clients on Retry-After.
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
     if not w3.is_connected():
         raise ConfigurationError(f"cannot reach an Ethereum node at {rpc_url}")
     return w3

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import requests
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -34,15 +33,27 @@ from chainstream.protocol import PrivateKey, Signature
 from chainstream.protocol.eip712 import relay_identity_struct_hash
 from chainstream.protocol.types import to_address, to_bytes32
 from chainstream.relay.headers import SecurityHeaders
+from chainstream.relay.health import DatabaseProbe, health_router
 from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
 from chainstream.relay.media_routes import is_upload, media_router
+from chainstream.relay.metrics import instrument, metrics_router
 from chainstream.relay.openapi import responses
+from chainstream.relay.outage import (
+    UNREACHABLE,
+    ChainStatus,
+    follow_chain,
+    install_log_filter,
+    is_chain_unreachable,
+    unavailable_item,
+)
 from chainstream.relay.read_auth import ReadAuth, on_chain_view, resync_state
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PUBLIC_TOPIC, PaymentAck, RelayService, caps_typed_data
 from chainstream.relay.settler import Settler
 from chainstream.relay.watcher import Watcher
 from chainstream.store import open_store
+from chainstream.store.errors import RETRY_AFTER as DATABASE_RETRY_AFTER
+from chainstream.store.errors import UNAVAILABLE_ERRORS, database_unavailable
 from chainstream.verify import Rejection
 
 log = logging.getLogger("chainstream.relay")
@@ -62,7 +73,7 @@ class Relay:
         if settings.relay_key is None:
             raise ConfigurationError("no relay key: set CHAINSTREAM_RELAY_KEY")
         self.settings = settings
-        self.w3 = w3 or connect(settings.rpc_url)
+        self.w3 = w3 or connect(settings.rpc_url, timeout=settings.rpc_timeout)
         self.deployment = deployment or Deployment.load(settings.deployment_file)
         if self.deployment.chain_id != self.w3.eth.chain_id:
             raise ConfigurationError(
@@ -87,21 +98,34 @@ class Relay:
         )
         self.settler = Settler(self.service, TxSender(self.w3, key))
         self.watcher = Watcher(self.service, self.settler)
+        self.chain_status = ChainStatus(settings)  # relay/outage.py: node lost / back, backoff
+        self.database_probe = DatabaseProbe(self.store, settings.instance)  # relay/health.py
+        instrument(self)  # relay/metrics.py: counters and latency histograms
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._remove_log_filter: Callable[[], None] | None = None
 
     async def start(self) -> None:
         self.store.start()
         await asyncio.to_thread(self.service.catalog.load_all)
+        self.chain_status.answered(await asyncio.to_thread(lambda: int(self.w3.eth.block_number)))
         await self.watcher.poll()
         # Before the port opens (uvicorn runs this lifespan step first): closing channels cannot wait for a relay
         # that might be killed by its first request.
         await self.settler.settle_urgent_before_serving()
         self._stop = asyncio.Event()
         self._tasks = [
-            asyncio.create_task(self.watcher.run(self._stop)),
+            asyncio.create_task(follow_chain(self.watcher, self.w3, self.chain_status, self._stop)),
             asyncio.create_task(self.settler.run(self._stop)),
         ]
+        self._remove_log_filter = install_log_filter(self.chain_status)
+        log.info(
+            "relay %s serving chain %s from block %s (instance %s)",
+            self.service.address,
+            self.deployment.chain_id,
+            self.watcher.processed_block,
+            self.settings.instance,
+        )
         tune_interpreter_for_serving()
 
     def begin_shutdown(self) -> None:
@@ -117,6 +141,8 @@ class Relay:
                 await asyncio.wait_for(task, timeout=30)
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
+        if self._remove_log_filter is not None:
+            self._remove_log_filter()
         self.store.close()
 
 
@@ -171,6 +197,11 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return _AsciiJSONResponse(
         {"error": {"code": code, "message": message}, **extra}, status_code=status, headers=headers
     )
+
+
+def retry_headers(code: str) -> dict[str, str] | None:
+    """Retry-After for the 503s a client should wait out."""
+    return {"Retry-After": str(DATABASE_RETRY_AFTER)} if code == "database_unavailable" else None
 
 
 def _validation_details(errors: Any) -> list[dict[str, Any]]:
@@ -269,7 +300,16 @@ def create_app(
     @app.exception_handler(ChainStreamError)
     async def unrecoverable_handler(_: Request, exc: ChainStreamError) -> JSONResponse:
         log.error("internal error: %s", exc)
-        return _error(503, exc.code, str(exc))
+        return _error(503, exc.code, str(exc), headers=retry_headers(exc.code))
+
+    async def database_handler(_: Request, exc: Exception) -> JSONResponse:
+        """A store write the database refused (full, read-only, I/O error) outside a payment's commit."""
+        error = database_unavailable("the relay could not write its database", exc)
+        log.error("%s", error)
+        return _error(503, error.code, str(error), headers=retry_headers(error.code))
+
+    for driver_error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(driver_error, database_handler)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -283,12 +323,27 @@ def create_app(
             )
         return _error(exc.status_code, "request_refused", str(exc.detail), headers=exc.headers)
 
+    async def chain_unreachable_handler(_: Request, exc: Exception) -> JSONResponse:
+        """The chain's node did not answer: 503 with Retry-After; logged once per outage (relay/outage.py).
+        Registered per exception class, not only under `Exception`: Starlette re-raises what its `Exception`
+        handler answered, and the server then logs a traceback per request and drops the connection."""
+        status = holder["relay"].chain_status
+        status.failed(exc)
+        return _error(
+            503,
+            "chain_unavailable",
+            "the relay cannot reach its chain's node; retry later",
+            headers={"Retry-After": str(status.retry_after())},
+        )
+
+    for unreachable in UNREACHABLE:
+        app.add_exception_handler(unreachable, chain_unreachable_handler)
+
     @app.exception_handler(Exception)
-    async def unexpected_handler(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
         """Anything else: the chain's node unreachable (503, retry later), or a bug (500, logged)."""
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):  # web3's HTTP provider
-            log.warning("the chain's node is unreachable: %s", exc)
-            return _error(503, "chain_unavailable", "the relay cannot reach its chain's node; retry later")
+        if is_chain_unreachable(exc):  # raised from a node error
+            return await chain_unreachable_handler(request, exc)
         log.exception("unexpected error", exc_info=exc)
         return _error(500, "internal_error", f"unexpected {type(exc).__name__}; the relay's log has the details")
 
@@ -300,18 +355,6 @@ def create_app(
         return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details=details)
 
     api = APIRouter(prefix="/api/v1")
-
-    @api.get("/health", responses=responses("health"))
-    async def health() -> dict[str, Any]:
-        s = svc()
-        relay = holder["relay"]
-        return {
-            "ok": True,
-            "accepted": s.accepted_count,
-            "block": relay.watcher.processed_block,
-            "instance": s.settings.instance,
-            "leader": relay.settler.leading,
-        }
 
     @api.get("/info", responses=responses("info"))
     async def info(
@@ -418,7 +461,20 @@ def create_app(
             return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 400}}
         except ChainStreamError as exc:  # not stored (a failed commit): this item only, the client may resend
             log.error("payment not stored: %s", exc)
-            return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 503}}
+            error = {"code": exc.code, "message": str(exc), "status": 503}
+            if exc.code == "database_unavailable":
+                error["retryAfter"] = DATABASE_RETRY_AFTER
+            return {"id": body.id, "ok": False, "error": error}
+        except UNAVAILABLE_ERRORS as exc:  # another store write (a channel's first load) the database refused
+            error = database_unavailable("the relay could not write its database", exc)
+            log.error("payment not stored: %s", error)
+            item = {"code": error.code, "message": str(error), "status": 503, "retryAfter": DATABASE_RETRY_AFTER}
+            return {"id": body.id, "ok": False, "error": item}
+        except Exception as exc:
+            if not is_chain_unreachable(exc):
+                raise
+            holder["relay"].chain_status.failed(exc)  # needed the node (a channel not loaded yet): retry later
+            return {"id": body.id, "ok": False, "error": unavailable_item(holder["relay"].chain_status)}
 
     @api.post("/payments/batch", responses=responses("pay_batch"))
     async def pay_batch(body: BatchIn) -> dict[str, Any]:
@@ -451,7 +507,20 @@ def create_app(
                     }
                 )
                 return
-            await ws.send_json(await _one(body))
+            try:
+                reply = await _one(body)
+            except Exception as exc:  # never silence: a fault is answered too (and logged)
+                log.exception("payment stream message failed", exc_info=exc)
+                reply = {
+                    "id": body.id,
+                    "ok": False,
+                    "error": {
+                        "code": "internal_error",
+                        "message": f"unexpected {type(exc).__name__}; the relay's log has the details",
+                        "status": 500,
+                    },
+                }
+            await ws.send_json(reply)
 
         def done(task: asyncio.Task[None]) -> None:
             pending.discard(task)
@@ -611,6 +680,8 @@ def create_app(
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     app.include_router(api)
+    app.include_router(health_router(lambda: holder["relay"]))
+    app.include_router(metrics_router(lambda: holder["relay"]))
     app.include_router(media_router(svc))
 
     # ------------------------------------------------------------------ web player (frontend/) and its assets

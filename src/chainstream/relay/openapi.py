@@ -40,8 +40,9 @@ class ErrorResponse(BaseModel):
 COMMON: dict[int, str] = {
     422: "`invalid_request`: a query, path or body value failed validation (`details` says which)",
     500: "`internal_error`: a fault the relay did not expect (logged); retry later",
-    503: "`chain_unavailable` (the chain's node is unreachable), `chainstream_error` (a failed database commit: "
-    "nothing was stored) or `configuration`; retry later",
+    503: "`chain_unavailable` (the chain's node is unreachable; `Retry-After`), `database_unavailable` (the "
+    "database takes no write: full or read-only; nothing was stored; `Retry-After`), `chainstream_error` or "
+    "`configuration`; retry later",
 }
 #: ... and every route that takes a body
 WITH_BODY: dict[int, str] = {
@@ -77,6 +78,10 @@ def _merge(*tables: dict[int, str]) -> dict[int, str]:
 #: route name -> status -> what it means there (on top of COMMON, and WITH_BODY for routes with a body)
 ROUTES: dict[str, dict[int, str]] = {
     "health": {},
+    "health_ready": {
+        503: "`not_ready`: the node is unreachable, the watcher lags or the database takes no write "
+        "(`reasons` says which; `Retry-After`)"
+    },
     "info": {},
     "catalog": {400: "`bad_address`: `token` is not an address"},
     "track": {400: BAD_ID, 404: "`unknown_track`"},

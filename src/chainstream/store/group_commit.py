@@ -95,9 +95,10 @@ class GroupCommitter:
         futures = [future for _, future in group if future.set_running_or_notify_cancel()]
         try:
             left_out = self._write(all_records, payments, earnings)
-        except UnrecoverableError as exc:
+        except Exception as exc:  # never let the writer thread die: every waiter hears of the failure
+            failure = exc if isinstance(exc, UnrecoverableError) else UnrecoverableError(f"could not store: {exc}")
             for future in futures:
-                future.set_exception(exc)
+                future.set_exception(failure)
             return
         self.groups_committed += 1
         for future in futures:

@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 
 from chainstream.errors import ConfigurationError, UnrecoverableError
 from chainstream.store.base import SqlStore, conflict_message
+from chainstream.store.errors import database_unavailable
 from chainstream.store.records import EARNING_COLUMNS, PAYMENT_COLUMNS, SCHEMA_VERSION, PaymentRecord
 
 log = logging.getLogger("chainstream.store")
@@ -364,6 +365,9 @@ class PostgresStore(SqlStore):
                 _copy_rows(cursor, "earnings", EARNING_COLUMNS, earnings)
         except psycopg.errors.UniqueViolation as exc:
             raise UnrecoverableError(conflict_message(exc.diag.message_detail or str(exc))) from exc
+        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
+            # the server is gone, out of disk (DiskFull is an OperationalError) or read-only (a standby)
+            raise database_unavailable("could not store payments", exc) from exc
         except psycopg.Error as exc:
             raise UnrecoverableError(f"could not store payments: {exc}") from exc
         return stale

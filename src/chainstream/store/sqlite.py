@@ -18,6 +18,7 @@ from typing import Any
 
 from chainstream.errors import ConfigurationError, UnrecoverableError
 from chainstream.store.base import SqlStore, conflict_message
+from chainstream.store.errors import database_unavailable
 from chainstream.store.records import SCHEMA_VERSION, PaymentRecord
 
 DELIVERIES = """
@@ -330,10 +331,28 @@ class SqliteStore(SqlStore):
             return frozenset()
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a failed disk can fail the rollback too
+                    conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.IntegrityError) and "payments.channel_id, payments.seq" in str(exc):
                 raise UnrecoverableError(conflict_message(str(exc))) from exc
+            if isinstance(exc, sqlite3.OperationalError):
+                # A full or read-only disk, an I/O error: the next group gets a fresh connection, so writing
+                # resumes by itself once space or permission is back (no restart).
+                self._reopen_writer()
+                raise database_unavailable("could not store payments", exc) from exc
             raise UnrecoverableError(f"could not store payments: {exc}") from exc
+
+    def _reopen_writer(self) -> None:
+        """Replace the writer thread's connection (after a failed write); keep the old one if none opens yet."""
+        try:
+            fresh = self._connect(check_same_thread=False)
+            fresh.execute("PRAGMA wal_autocheckpoint=0")
+        except sqlite3.Error:
+            return  # still unavailable: the next group tries again with the connection it has
+        old, self._write_conn = self._write_conn, fresh
+        if old is not None:
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
 
     # ------------------------------------------------------------ connection
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:

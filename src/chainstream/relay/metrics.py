@@ -1,0 +1,218 @@
+"""Prometheus metrics at `GET /metrics` (docs/OPERATIONS.md, Metrics and alerts).
+
+Two kinds:
+
+- **Counters and histograms** updated as things happen, process-wide, in `REGISTRY` (prometheus-client's own
+  locks only; nothing else on the payment path). `instrument(relay)` hooks them into a relay's service, store
+  and settler by wrapping bound methods of those instances (no edit of their modules): payments by outcome and
+  code, verification and commit latency, settlement batches, gas and failures. Other modules increment the
+  counters they own: `REORGS` (the watcher, on a reorg it detected), `CHAIN_RPC_ERRORS` (relay/outage.py).
+- **Gauges read at scrape time** from one relay (`RelayCollector`): unsettled exposure per token (over the
+  channels in memory), outbox depth by state, watcher lag in blocks, the node's reachability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from chainstream.verify import Rejection
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: seconds the scrape-time gauges are reused
+GAUGE_TTL = 1.0
+
+VOUCHERS = Counter(
+    "chainstream_vouchers_total",
+    "payments answered, by outcome (accepted, duplicate, rejected, failed) and error code",
+    ["outcome", "code"],
+    registry=REGISTRY,
+)
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+VERIFY_SECONDS = Histogram(
+    "chainstream_verify_seconds",
+    "time to verify one payment (signature, ledger, pricing)",
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+COMMIT_SECONDS = Histogram(
+    "chainstream_commit_seconds",
+    "time from queueing a group of payments to their durable commit",
+    buckets=(*_FAST, 2.5, 5.0),
+    registry=REGISTRY,
+)
+SETTLEMENT_BATCHES = Counter(
+    "chainstream_settlement_batches_total",
+    "settleBatch transactions, by outcome (mined, failed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SETTLEMENT_GAS = Counter("chainstream_settlement_gas_total", "gas used by mined settlements", registry=REGISTRY)
+SETTLEMENT_CHANNELS = Counter(
+    "chainstream_settlement_channels_total", "channel entries in mined settlements", registry=REGISTRY
+)
+#: incremented by the watcher when it detects a reorg (the faults work owns that code: one `.inc()` there)
+REORGS = Counter("chainstream_reorgs_total", "chain reorganisations the watcher detected", registry=REGISTRY)
+CHAIN_RPC_ERRORS = Counter(
+    "chainstream_chain_rpc_errors_total",
+    "calls to the chain's node that failed (unreachable, timeout)",
+    registry=REGISTRY,
+)
+DATABASE_ERRORS = Counter(
+    "chainstream_database_unavailable_total",
+    "writes the database refused (full, read-only, I/O)",
+    registry=REGISTRY,
+)
+
+#: outbox states that are not final (confirmed rows only grow, and are not read at scrape time)
+OUTBOX_STATES = ("signed", "sent", "failed")
+
+
+def instrument(relay: Any) -> None:
+    """Hook the counters into this relay's service, store and settler (wrapping their bound methods)."""
+    service, store, settler = relay.service, relay.store, relay.settler
+    submit, verify = service.submit, service._verify
+
+    async def counted_submit(payment: Any) -> Any:
+        try:
+            ack = await submit(payment)
+        except Rejection as exc:
+            VOUCHERS.labels("rejected", exc.code).inc()
+            raise
+        except Exception as exc:
+            code = getattr(exc, "code", type(exc).__name__)
+            VOUCHERS.labels("failed", code).inc()
+            if code == "database_unavailable":
+                DATABASE_ERRORS.inc()
+            raise
+        VOUCHERS.labels(ack.status, "").inc()
+        return ack
+
+    def timed_verify(rt: Any, payment: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return verify(rt, payment)
+        finally:
+            VERIFY_SECONDS.observe(time.perf_counter() - start)
+
+    submit_payments = store.submit_payments
+
+    def timed_submit_payments(records: list[Any]) -> Future[frozenset[bytes]]:
+        start = time.perf_counter()
+        future = submit_payments(records)
+        future.add_done_callback(lambda _: COMMIT_SECONDS.observe(time.perf_counter() - start))
+        return future
+
+    settle_chunk = settler._settle_chunk
+
+    def counted_settle_chunk(chunk: list[Any]) -> None:
+        try:
+            settle_chunk(chunk)
+        except Exception:
+            SETTLEMENT_BATCHES.labels("failed").inc()
+            raise
+        SETTLEMENT_BATCHES.labels("sent").inc()
+        SETTLEMENT_CHANNELS.inc(len(chunk))
+
+    note_skips = settler._note_skips
+
+    def gas_of(receipt: Any, totals: Any) -> None:
+        SETTLEMENT_GAS.inc(int(receipt.get("gasUsed", 0) or 0))
+        note_skips(receipt, totals)
+
+    watcher = relay.watcher
+    rollback = watcher.rollback
+
+    async def counted_rollback(fork: int) -> None:
+        REORGS.inc()
+        await rollback(fork)
+
+    watcher.rollback = counted_rollback
+    service.submit = counted_submit
+    service._verify = timed_verify
+    store.submit_payments = timed_submit_payments
+    settler._settle_chunk = counted_settle_chunk
+    settler._note_skips = gas_of
+
+
+class RelayCollector(Collector):
+    """Gauges read from one relay when scraped."""
+
+    def __init__(self, relay: Any) -> None:
+        self.relay = relay
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        relay = self.relay
+        service, store, status = relay.service, relay.store, relay.chain_status
+        exposure = GaugeMetricFamily(
+            "chainstream_unsettled_exposure",
+            "accepted but not yet settled, per token (smallest units; channels in memory)",
+            labels=["token"],
+        )
+        per_token: dict[str, int] = {}
+        for channel_id, rt in list(service._runtime.items()):
+            settled = store.get_settled(channel_id)
+            unsettled = rt.ledger.voucher.total - (settled.total if settled else 0)
+            if unsettled > 0:
+                per_token[rt.record.token] = per_token.get(rt.record.token, 0) + unsettled
+        for token, amount in sorted(per_token.items()):
+            exposure.add_metric([token], float(amount))
+        yield exposure
+        outbox = GaugeMetricFamily(
+            "chainstream_outbox", "settlement transactions by state (not confirmed)", labels=["state"]
+        )
+        counts = dict.fromkeys(OUTBOX_STATES, 0)
+        for row in store.outbox(OUTBOX_STATES):
+            counts[row.status] = counts.get(row.status, 0) + 1
+        for state, n in counts.items():
+            outbox.add_metric([state], n)
+        yield outbox
+        processed = relay.watcher.processed_block
+        if status.head is not None and processed is not None:
+            lag = max(0, status.head - relay.settings.confirmations - processed)
+            yield GaugeMetricFamily(
+                "chainstream_watcher_lag_blocks", "blocks the watcher is behind the head", value=lag
+            )
+            yield GaugeMetricFamily("chainstream_chain_head", "the newest block the node reported", value=status.head)
+        yield GaugeMetricFamily(
+            "chainstream_chain_reachable", "1 while the chain's node answers", value=1 if status.reachable else 0
+        )
+        yield GaugeMetricFamily(
+            "chainstream_accepted_since_start", "payments accepted by this process", value=service.accepted_count
+        )
+
+
+def metrics_router(get_relay: Any) -> APIRouter:
+    """`GET /metrics` (Prometheus text format), outside /api/v1 as scrapers expect."""
+    router = APIRouter()
+    collectors: dict[int, CollectorRegistry] = {}
+    cached: dict[int, tuple[float, bytes]] = {}
+    lock = asyncio.Lock()
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        relay = get_relay()
+        own = collectors.get(id(relay))
+        if own is None:
+            own = collectors[id(relay)] = CollectorRegistry(auto_describe=False)
+            own.register(RelayCollector(relay))
+        # The scrape-time gauges read the store (a query per channel in memory): off the event loop, and at
+        # most once per GAUGE_TTL however often /metrics is asked (it is public, like /health).
+        async with lock:
+            at, gauges = cached.get(id(relay), (float("-inf"), b""))
+            if time.monotonic() - at >= GAUGE_TTL:
+                gauges = await asyncio.to_thread(generate_latest, own)
+                cached[id(relay)] = (time.monotonic(), gauges)
+        return Response(generate_latest(REGISTRY) + gauges, media_type=CONTENT_TYPE)
+
+    return router
