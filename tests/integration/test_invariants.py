@@ -151,6 +151,9 @@ class ChannelModel:
     signed: list[tuple[SignedVoucher, Address]] = field(default_factory=list)  # every signed voucher and its signer
     seq: int = 0
     settled_payees: tuple[Address, ...] = ()
+    #: the last settlement reached the contract through the payer's wallet contract (a cooperative close it
+    #: sent): its calldata is the wallet's, so the chain cannot say which voucher it settled
+    settled_through_wallet: bool = False
     credited: tuple[int, ...] = ()  # what the last settlement credited (the next prevAmounts)
     settled: int = 0
     closes_at: int = 0  # 0 open, 1 closed, else end of the challenge window
@@ -312,6 +315,12 @@ class ChannelMachine(RuleBasedStateMachine):
     def prev_for(self, ch: ChannelModel, mode: str, data: st.DataObject | None = None) -> tuple[int, ...]:
         """prevAmounts from the model's record, from the chain (events and calldata), or deliberately wrong."""
         if mode == "chain":
+            if ch.settled_through_wallet:
+                # chain/contracts.py refuses to take a wallet's calldata for the settlement's (ChainError): a
+                # relay uses its own record then (it co-signed that close), as the model does here
+                with pytest.raises(ChainError, match="another contract"):
+                    self.cc.prev_amounts(ch.cid, from_block=self.start_block)
+                return ch.credited
             from_chain = tuple(self.cc.prev_amounts(ch.cid, from_block=self.start_block))
             assert from_chain == ch.credited, f"prev_amounts read from the chain {from_chain} != {ch.credited}"
             return from_chain
@@ -325,8 +334,9 @@ class ChannelMachine(RuleBasedStateMachine):
             return data.draw(st.sampled_from([o for o in options if o != ch.credited]), label="wrong prev")
         return ch.credited
 
-    def apply(self, ch: ChannelModel, out: Outcome) -> None:
+    def apply(self, ch: ChannelModel, out: Outcome, *, through_wallet: bool = False) -> None:
         assert out.settles
+        ch.settled_through_wallet = through_wallet
         ch.settled_payees = out.payees
         ch.credited = out.credited
         ch.settled = sum(out.credited)
@@ -735,7 +745,7 @@ class ChannelMachine(RuleBasedStateMachine):
         self.check_time(receipt, t)
         self.check_settlement_events(receipt, [(ch, out)])
         if out.settles:
-            self.apply(ch, out)
+            self.apply(ch, out, through_wallet=sender == WALLET)
         refund = self.finalize(ch)
         assert self.balance(ch.payer) == before + refund - self.gas_paid_by(ch.payer, sender, receipt)
         self.check_closed_event(receipt, ch, refund, cooperative=True)
@@ -954,5 +964,32 @@ def test_model_catches_a_revoked_and_readded_key(embedded_chain: Chain) -> None:
             machine.pay_with_a_key_and_settle(Picks(ch), "current", 2_000)
             assert ch.settled == 3_000
             machine.escrow_matches_obligations()
+    finally:
+        machine.teardown()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_prev_amounts_after_a_close_through_a_wallet_come_from_the_record(embedded_chain: Chain) -> None:
+    """The deep run's first counterexample (a harness gap, not a contract bug): the contract wallet closes
+    cooperatively through its execute(), then a later rule reads the channel's prevAmounts from the chain. The
+    chain cannot tell (the settling calldata is the wallet's): reading it raises ChainError, and the machine
+    uses its record, as a relay uses the close it co-signed; the second close is refused as not settleable."""
+    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
+    ADDR[WALLET] = wallet_address
+
+    class Machine(ChannelMachine):
+        chain = embedded_chain
+        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
+
+    machine = Machine()
+    try:
+        machine.open_channel(WALLET, 50_000, 7 * 86_400)
+        ch = machine.channels[-1]
+        split = Split((ADDR["artist"],), (TOTAL_BPS,))
+        machine.sign_voucher(Picks(ch), split, 1_000, 2, "session")
+        machine.cooperative_close(Picks(ch), "latest", True, True, "model")
+        assert ch.settled_through_wallet and ch.settled == 2_000 and ch.closes_at == 1
+        machine.cooperative_close(Picks(ch), "latest", True, True, "chain")  # ChannelNotSettleable, prev from record
+        machine.escrow_matches_obligations()
     finally:
         machine.teardown()
