@@ -234,14 +234,6 @@ class ScheduleAuth(_Auth):
             raise ProtocolError("an enabled schedule needs a threshold or a period", code="bad_authorization")
 
 
-def fee_check(fee: int, max_fee: int, amount: int | None = None) -> None:
-    """The contract's fee rule, checked before submitting: fee ≤ max_fee and (for open/top-up) fee < amount."""
-    if fee > max_fee:
-        raise ProtocolError(f"fee {fee} exceeds the signed maximum {max_fee}", code="fee_above_max")
-    if amount is not None and fee >= amount:
-        raise ProtocolError(f"fee {fee} would take the whole amount {amount}", code="fee_above_max")
-
-
 __all__ = [
     "CLOSE_CHANNEL_TYPE",
     "OPEN_CHANNEL_TYPE",
@@ -253,6 +245,5 @@ __all__ = [
     "OpenAuth",
     "ScheduleAuth",
     "TopUpAuth",
-    "fee_check",
     "gasless_domain",
 ]

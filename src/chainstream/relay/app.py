@@ -36,7 +36,10 @@ from chainstream.protocol.types import to_address, to_bytes32
 from chainstream.relay.headers import SecurityHeaders
 from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
 from chainstream.relay.media_routes import is_upload, media_router
+from chainstream.relay.onboarding import Onboarding
+from chainstream.relay.onboarding_routes import onboarding_router
 from chainstream.relay.openapi import responses
+from chainstream.relay.payouts import PayoutPusher
 from chainstream.relay.read_auth import ReadAuth, on_chain_view, resync_state
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PUBLIC_TOPIC, PaymentAck, RelayService, caps_typed_data
@@ -88,6 +91,14 @@ class Relay:
         )
         self.settler = Settler(self.service, TxSender(self.w3, key))
         self.watcher = Watcher(self.service, self.settler)
+        self.onboarding = Onboarding(settings, self.service.channels, self.settler.sender)
+        self.payouts = PayoutPusher(
+            settings,
+            self.service.channels,
+            self.settler.sender,
+            [t.address for t in self.service.tokens()],
+            from_block=self.deployment.deploy_block,
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -103,6 +114,8 @@ class Relay:
             asyncio.create_task(self.watcher.run(self._stop)),
             asyncio.create_task(self.settler.run(self._stop)),
         ]
+        if self.settings.payout_interval > 0:
+            self._tasks.append(asyncio.create_task(self.payouts.run(self._stop, lambda: self.settler.leading)))
         tune_interpreter_for_serving()
 
     def begin_shutdown(self) -> None:
@@ -614,6 +627,7 @@ def create_app(
 
     app.include_router(api)
     app.include_router(media_router(svc))
+    app.include_router(onboarding_router(svc, lambda: holder["relay"].onboarding))
 
     # ------------------------------------------------------------------ web player (frontend/) and its assets
     # Third-party builds are served from node_modules (never committed, no CDN): the player imports "ethers"

@@ -1,0 +1,98 @@
+"""Scheduled payouts at the relay: a loop that pushes payees' due balances in payoutBatch transactions.
+
+Payees opt in by signature (POST /payouts/schedule, or straight to the contract); the loop learns them from the
+contract's PayoutScheduleSet events, asks the contract which are due (enabled, balance ≥ threshold and above the
+fee, period elapsed), and sends one payoutBatch per `payout_batch_size` of them. The contract pays each balance
+only to its owner or the recipient the owner signed, keeps at most the owner's signed maxFee for the relay, and
+skips anything not due, so a stale view here costs gas at worst, never anyone's money. Only the settlement leader
+pushes (the same key, one nonce sequence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from web3.logs import DISCARD
+
+from chainstream.chain.contracts import ChannelsClient
+from chainstream.chain.gasless import PaidOut, payout_batch, payout_schedule, payouts_in
+from chainstream.chain.transactions import TxSender
+from chainstream.config import Settings
+from chainstream.protocol.types import Address, to_address
+
+log = logging.getLogger("chainstream.payouts")
+
+
+@dataclass
+class PayoutPusher:
+    """Finds scheduled payees and pushes their due balances."""
+
+    settings: Settings
+    channels: ChannelsClient
+    sender: TxSender
+    tokens: list[str]
+    from_block: int = 0
+    scheduled: dict[str, set[Address]] = field(default_factory=dict)
+    paid: list[tuple[str, PaidOut]] = field(default_factory=list)
+
+    def discover(self) -> None:
+        """Read new PayoutScheduleSet events (enabled or not: the contract's view decides at payout time)."""
+        head = int(self.channels.w3.eth.block_number)
+        if head < self.from_block:
+            return
+        logs = self.channels.contract.events.PayoutScheduleSet().get_logs(from_block=self.from_block, to_block=head)
+        for entry in logs:
+            token = to_address(entry["args"]["token"])
+            self.scheduled.setdefault(token, set()).add(to_address(entry["args"]["payee"]))
+        self.from_block = head + 1
+
+    def due(self, token: str) -> list[Address]:
+        """The scheduled payees of `token` the contract would pay now (a preview; the contract checks again)."""
+        now = int(self.channels.w3.eth.get_block("latest")["timestamp"])
+        out = []
+        for payee in sorted(self.scheduled.get(token, ())):
+            s = payout_schedule(self.channels, payee, token)
+            if not s.enabled:
+                continue
+            balance = self.channels.claimable(payee, token)
+            fee = min(self.settings.payout_fee, s.max_fee)
+            if balance < s.threshold or balance <= fee:
+                continue
+            if s.period and now < s.last_paid_at + s.period:
+                continue
+            out.append(payee)
+        return out
+
+    def run_once(self) -> list[PaidOut]:
+        """One round: discover, then one payoutBatch per batch of due payees per token. Returns what was paid."""
+        self.discover()
+        paid: list[PaidOut] = []
+        size = self.settings.payout_batch_size
+        for token in self.tokens:
+            due = self.due(token)
+            for i in range(0, len(due), size):
+                receipt = payout_batch(self.channels, self.sender, token, due[i : i + size], self.settings.payout_fee)
+                batch = payouts_in(self.channels, receipt)
+                tx = "0x" + bytes(receipt["transactionHash"]).hex()
+                self.paid.extend((tx, p) for p in batch)
+                paid.extend(batch)
+                log.info("payoutBatch %s: %d paid of %d due", tx, len(batch), len(due[i : i + size]))
+        return paid
+
+    async def run(self, stop: asyncio.Event, leading: object) -> None:
+        """Rounds every `payout_interval` seconds while `leading()` says this instance leads settlement."""
+        while not stop.is_set():
+            try:
+                if callable(leading) and leading():
+                    await asyncio.to_thread(self.run_once)
+            except Exception:  # the loop must survive RPC hiccups; the contract skips anything not due
+                log.exception("payout round failed; retrying next round")
+                self.sender.reset_nonce()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.payout_interval)
+
+
+__all__ = ["DISCARD", "PayoutPusher"]
