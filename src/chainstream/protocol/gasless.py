@@ -112,8 +112,9 @@ class _Auth:
         return key.sign(self.digest(domain))
 
     def message(self) -> dict[str, Any]:
-        """The typed-data message (bytes as 0x hex), for wallets and eth-account."""
-        return {k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        """The typed-data message under the type's own (camelCase) field names, bytes as 0x hex."""
+        names = [f["name"] for f in _fields(self.TYPE)]
+        return {k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in zip(names, self.values(), strict=True)}
 
     def typed_data(self, domain: Domain) -> dict[str, Any]:
         """A full EIP-712 document (eth_signTypedData_v4)."""

@@ -172,13 +172,6 @@ def schedule_payouts(
     return relay.post("/payouts/schedule", body)  # type: ignore[no-any-return]
 
 
-_CAMEL = {
-    "session_key": "sessionKey",
-    "session_expiry": "sessionExpiry",
-    "max_fee": "maxFee",
-    "channel_id": "channelId",
-    "voucher_digest": "voucherDigest",
-}
 #: fields the relay takes as numbers; the other integers travel as decimal strings
 _NUMBERS = {"sessionExpiry", "period"}
 
@@ -186,11 +179,10 @@ _NUMBERS = {"sessionExpiry", "period"}
 def _auth_json(message: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in message.items():
-        name = _CAMEL.get(key, key)
-        if isinstance(value, bool) or name in _NUMBERS or not isinstance(value, int):
-            out[name] = value
+        if isinstance(value, bool) or key in _NUMBERS or not isinstance(value, int):
+            out[key] = value
         else:
-            out[name] = str(value)
+            out[key] = str(value)
     return out
 
 
