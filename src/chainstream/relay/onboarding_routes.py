@@ -24,6 +24,7 @@ from chainstream.chain.gasless import NO_PERMIT, PermitSig
 from chainstream.protocol import Signature, SignedVoucher
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
 from chainstream.protocol.types import ZERO_HASH, to_bytes32
+from chainstream.relay.openapi import COMMON, WITH_BODY, ErrorResponse
 from chainstream.relay.schemas import AddressStr, Amount, Hex32, Strict
 from chainstream.verify import Rejection
 
@@ -35,16 +36,29 @@ SignatureHex = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")]
 Uint32 = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
 Uint256 = Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,77})$", description="decimal string")]
 
-_ERRORS = {
-    402: {"description": "`insufficient_allowance`: the permit is missing or for too little"},
-    403: {"description": "`wrong_relay`, `wrong_submitter`, `unauthorized_signer`"},
-    404: {"description": "`unknown_channel`"},
-    409: {"description": "`authorization_used`, `channel_exists`, `channel_not_open`"},
-    422: {
-        "description": "`invalid_request`, `bad_authorization`, `bad_amount`, `max_fee_too_low`, "
-        "`authorization_expired`, `chain_refused`"
-    },
+#: refusals of the gas-free routes, beyond the relay's common ones (docs/API.md)
+_REFUSALS: dict[int, str] = {
+    400: "`bad_authorization`: a field out of its type's range; `request_refused`: the body is not JSON",
+    402: "`insufficient_allowance`: the permit is missing or for too little",
+    403: "`wrong_relay`, `wrong_submitter`, `unauthorized_signer`",
+    404: "`unknown_channel`",
+    409: "`authorization_used`, `channel_exists`, `close_state_mismatch`",
+    422: "`bad_authorization`, `bad_amount`, `max_fee_too_low`, `authorization_expired`, `chain_refused`",
 }
+
+
+def _responses(*tables: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` in the relay's format (relay/openapi.py), from its common tables and these."""
+    statuses: dict[int, list[str]] = {}
+    for table in tables:
+        for status, meaning in table.items():
+            if meaning not in statuses.setdefault(status, []):
+                statuses[status].append(meaning)
+    return {status: {"model": ErrorResponse, "description": "; ".join(statuses[status])} for status in sorted(statuses)}
+
+
+QUOTE_RESPONSES = _responses(COMMON)
+BODY_RESPONSES = _responses(COMMON, WITH_BODY, _REFUSALS)
 
 
 class PermitIn(Strict):
@@ -184,13 +198,13 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
     """The gas-free routes, on the relay that `svc()` / `onboarding()` return once the app has started."""
     api = APIRouter(prefix="/api/v1")
 
-    @api.get("/onboard/quote")
+    @api.get("/onboard/quote", responses=QUOTE_RESPONSES)
     async def quote() -> dict[str, Any]:
         """The gasless contract and its EIP-712 domain, this relay's address (sign it as `submitter`, or zero for
         anyone) and the fee it keeps: the listener's signed `maxFee` must be at least `fee`."""
         return onboarding().quote()
 
-    @api.post("/onboard/open", responses=_ERRORS)  # type: ignore[arg-type]
+    @api.post("/onboard/open", responses=BODY_RESPONSES)
     async def open_channel(body: OpenIn) -> dict[str, Any]:
         """Open a channel for a listener who signed an OpenChannel (and a permit for the gasless contract)."""
         auth = open_auth(body.auth)
@@ -199,7 +213,7 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
         cid = svc().channels.channel_id_for(auth.payer, auth.token, auth.relay, auth.salt)
         return done.as_json(channelId="0x" + cid.hex(), deposit=str(auth.amount - done.fee))
 
-    @api.post("/onboard/topup", responses=_ERRORS)  # type: ignore[arg-type]
+    @api.post("/onboard/topup", responses=BODY_RESPONSES)
     async def top_up(body: TopUpIn) -> dict[str, Any]:
         """Top up a channel of this relay for a payer who signed a TopUpChannel."""
         auth = top_up_auth(body.auth)
@@ -207,7 +221,7 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
         done = await onboarding().top_up(auth, Signature.from_hex(body.signature), permit)
         return done.as_json(channelId=body.auth.channelId, added=str(auth.amount - done.fee))
 
-    @api.post("/onboard/close", responses=_ERRORS)  # type: ignore[arg-type]
+    @api.post("/onboard/close", responses=BODY_RESPONSES)
     async def close(body: CloseAuthBody) -> dict[str, Any]:
         """Close cooperatively a channel whose close this relay co-signed, at that voucher."""
         auth = close_auth(body.auth)
@@ -231,7 +245,7 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
         done = await onboarding().close(auth, Signature.from_hex(body.signature), final, prev, relay_sig)
         return done.as_json(channelId=body.auth.channelId)
 
-    @api.post("/payouts/schedule", responses=_ERRORS)  # type: ignore[arg-type]
+    @api.post("/payouts/schedule", responses=BODY_RESPONSES)
     async def schedule(body: ScheduleIn) -> dict[str, Any]:
         """Submit a payee's signed payout schedule (or opt-out); the relay then pushes its due balances."""
         done = await onboarding().schedule(schedule_auth(body.auth), Signature.from_hex(body.signature))
