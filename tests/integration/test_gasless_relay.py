@@ -87,6 +87,12 @@ def scenario(rc: RelayChain, relay: Any) -> None:
     assert (events[0]["args"]["amount"], events[0]["args"]["fee"]) == (share - PAYOUT_FEE, PAYOUT_FEE)
     assert events[0]["args"]["to"] == artist_key.address
     assert chain.channels.claimable(artist_key.address, stable) == 0
+    # The relay records the payout as the payee's claim: its earnings show that money claimed, not settled.
+    wait_until(
+        lambda: artist.earnings()["tokens"][stable]["claimed"] == str(share),
+        what="the payout in the artist's earnings",
+    )
+    assert artist.earnings()["tokens"][stable]["settled"] == "0"
     assert rc.w3.eth.get_transaction_count(artist_key.address) == artist_nonce
     assert rc.w3.eth.get_balance(artist_key.address) == artist_eth
 

@@ -97,6 +97,7 @@ class Relay:
             self.service.channels,
             self.settler.sender,
             [t.address for t in self.service.tokens()],
+            store=self.store,
             from_block=self.deployment.deploy_block,
         )
         self._stop = asyncio.Event()
@@ -114,8 +115,7 @@ class Relay:
             asyncio.create_task(self.watcher.run(self._stop)),
             asyncio.create_task(self.settler.run(self._stop)),
         ]
-        if self.settings.payout_interval > 0:
-            self._tasks.append(asyncio.create_task(self.payouts.run(self._stop, lambda: self.settler.leading)))
+        self._tasks.append(asyncio.create_task(self.payouts.run(self._stop, lambda: self.settler.leading)))
         tune_interpreter_for_serving()
 
     def begin_shutdown(self) -> None:

@@ -6,6 +6,11 @@ fee, period elapsed), and sends one payoutBatch per `payout_batch_size` of them.
 only to its owner or the recipient the owner signed, keeps at most the owner's signed maxFee for the relay, and
 skips anything not due, so a stale view here costs gas at worst, never anyone's money. Only the settlement leader
 pushes (the same key, one nonce sequence).
+
+Every PaidOut event (whoever sent the batch) is recorded as a claim of `amount + fee` in the store: the payee's
+whole balance left the contract, so its earnings (and the earnings CSV) show those payments as claimed, like a
+pull claim. (Recorded as seen, without the watcher's reorg handling: a payout dropped by a reorg would show as
+claimed until the payee claims or is paid again.)
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from chainstream.chain.gasless import PaidOut, payout_batch, payout_schedule, pa
 from chainstream.chain.transactions import TxSender
 from chainstream.config import Settings
 from chainstream.protocol.types import Address, to_address
+from chainstream.store import Store
 
 log = logging.getLogger("chainstream.payouts")
 
@@ -34,6 +40,7 @@ class PayoutPusher:
     channels: ChannelsClient
     sender: TxSender
     tokens: list[str]
+    store: Store | None = None
     from_block: int = 0
     scheduled: dict[str, set[Address]] = field(default_factory=dict)
     paid: list[tuple[str, PaidOut]] = field(default_factory=list)
@@ -47,6 +54,17 @@ class PayoutPusher:
         for entry in logs:
             token = to_address(entry["args"]["token"])
             self.scheduled.setdefault(token, set()).add(to_address(entry["args"]["payee"]))
+        if self.store is not None:
+            for entry in self.channels.contract.events.PaidOut().get_logs(from_block=self.from_block, to_block=head):
+                a = entry["args"]
+                self.store.add_claim(
+                    bytes(entry["transactionHash"]),
+                    int(entry["logIndex"]),
+                    to_address(a["payee"]),
+                    to_address(a["token"]),
+                    int(a["amount"]) + int(a["fee"]),
+                    int(entry["blockNumber"]),
+                )
         self.from_block = head + 1
 
     def due(self, token: str) -> list[Address]:
@@ -66,9 +84,12 @@ class PayoutPusher:
             out.append(payee)
         return out
 
-    def run_once(self) -> list[PaidOut]:
-        """One round: discover, then one payoutBatch per batch of due payees per token. Returns what was paid."""
+    def run_once(self, push: bool = True) -> list[PaidOut]:
+        """One round: discover (and record payouts), then, if `push`, one payoutBatch per batch of due payees per
+        token. Returns what this round paid."""
         self.discover()
+        if not push:
+            return []
         paid: list[PaidOut] = []
         size = self.settings.payout_batch_size
         for token in self.tokens:
@@ -83,16 +104,18 @@ class PayoutPusher:
         return paid
 
     async def run(self, stop: asyncio.Event, leading: object) -> None:
-        """Rounds every `payout_interval` seconds while `leading()` says this instance leads settlement."""
+        """Rounds every `payout_interval` seconds (pushing while `leading()` says this instance leads settlement);
+        with payout_interval 0, every settle_interval, only recording payouts others sent."""
+        interval = self.settings.payout_interval or self.settings.settle_interval
         while not stop.is_set():
             try:
-                if callable(leading) and leading():
-                    await asyncio.to_thread(self.run_once)
+                push = self.settings.payout_interval > 0 and callable(leading) and bool(leading())
+                await asyncio.to_thread(self.run_once, push)
             except Exception:  # the loop must survive RPC hiccups; the contract skips anything not due
                 log.exception("payout round failed; retrying next round")
                 self.sender.reset_nonce()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.payout_interval)
+                await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 __all__ = ["DISCARD", "PayoutPusher"]
