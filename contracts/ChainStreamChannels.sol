@@ -351,6 +351,10 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint16 tokenId = _tokenIdOf(token);
         uint256 fees;
         uint256 count = payees.length;
+        // Every check and every balance write first, the transfers after (checks-effects-interactions across the
+        // whole batch: no storage is written once a payee's transfer has run).
+        address[] memory to = new address[](count);
+        uint256[] memory amounts = new uint256[](count);
         for (uint256 i; i < count; ++i) {
             address payee = payees[i];
             StoredSchedule memory s = _schedules[payee][tokenId];
@@ -373,27 +377,22 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
                 emit PayoutSkipped(payee, i, skipped);
                 continue;
             }
-            address to = s.hasRecipient ? _payoutRecipients[payee][tokenId] : payee;
-            // Effects first: the whole balance leaves (1 stays, with the payout time above it).
+            address recipient = s.hasRecipient ? _payoutRecipients[payee][tokenId] : payee;
+            // The whole balance leaves (1 stays, with the payout time above it).
             _balances[payee][tokenId] = (block.timestamp << 128) | 1;
             uint256 amount;
-            // Cannot underflow: balance > payeeFee.
+            // Cannot underflow: balance > payeeFee. Cannot overflow: sums of balances, each below 2^128.
             unchecked {
                 amount = balance - payeeFee;
-            }
-            if (!_tryPush(tokenId, to, amount)) {
-                // A refusing recipient only skips its own payout. Added back rather than restored, so that anything
-                // credited to the payee during the failed call (a settle re-entered from it) is kept.
-                _balances[payee][tokenId] = stored + (_balances[payee][tokenId] - ((block.timestamp << 128) | 1));
-                emit PayoutSkipped(payee, i, PayoutFailed.selector);
-                continue;
-            }
-            // Cannot overflow: sums of balances, each below 2^128.
-            unchecked {
                 fees += payeeFee;
                 paid += amount;
             }
-            emit PaidOut(payee, token, to, amount, payeeFee);
+            to[i] = recipient;
+            amounts[i] = amount;
+            emit PaidOut(payee, token, recipient, amount, payeeFee);
+        }
+        for (uint256 i; i < count; ++i) {
+            if (amounts[i] != 0) _push(tokenId, to[i], amounts[i]);
         }
         if (fees != 0) _push(tokenId, msg.sender, fees);
     }
@@ -763,15 +762,6 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
             if (msg.value != 0) revert ChannelValueMismatch(0, msg.value);
             IERC20(_tokens[tokenId]).safeTransferFrom(msg.sender, address(this), amount);
         }
-    }
-
-    /// @dev Pays out like _push, but reports a refusal instead of reverting (a batch of payouts goes on).
-    function _tryPush(uint16 tokenId, address to, uint256 amount) private returns (bool) {
-        if (tokenId == 0) {
-            (bool ok,) = to.call{value: amount}("");
-            return ok;
-        }
-        return IERC20(_tokens[tokenId]).trySafeTransfer(to, amount);
     }
 
     /// @dev Pays out; ETH through a call that forwards all gas (callers are nonReentrant and update state first).

@@ -214,7 +214,7 @@ interface IChainStreamChannels {
     event PaidOut(address indexed payee, address indexed token, address to, uint256 amount, uint256 fee);
 
     /// @notice A payoutBatch entry was skipped; `reason` is the selector of PayoutNotScheduled,
-    /// PayoutBelowThreshold, PayoutNotDue or PayoutFailed. Nothing changed for that payee.
+    /// PayoutBelowThreshold or PayoutNotDue. Nothing changed for that payee.
     event PayoutSkipped(address indexed payee, uint256 index, bytes4 reason);
 
     // -------------------------------------------------------------- functions
@@ -354,8 +354,10 @@ interface IChainStreamChannels {
 
     /// @notice Push the balances of `token` owed to `payees` that are due under their schedules, each to the
     /// payee or to the recipient it signed, minus min(fee, the payee's signed maxFee), which goes to the caller.
-    /// Entries not due (or not scheduled, or whose transfer fails) are skipped with PayoutSkipped, not reverted.
-    /// Anyone may call it. A payee listed twice is paid once (its balance is then empty).
+    /// Entries not due (or not scheduled) are skipped with PayoutSkipped, not reverted. A transfer the recipient
+    /// refuses (an ETH recipient that reverts, a token that blocks it) reverts the whole batch: the submitter
+    /// simulates first and sends again without that payee, whose balance stays claimable. Anyone may call it. A
+    /// payee listed twice is paid once (its balance is then empty).
     /// @return paid The total sent to payees and recipients (fees excluded).
     function payoutBatch(address token, address[] calldata payees, uint256 fee) external returns (uint256 paid);
 

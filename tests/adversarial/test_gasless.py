@@ -26,14 +26,16 @@ from chainstream.chain.gasless import (
     payouts_in,
     sign_permit,
 )
+from chainstream.config import Settings
 from chainstream.errors import ChainError
 from chainstream.protocol import PrivateKey
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
 from chainstream.protocol.signing import Signature, high_s_twin
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH
+from chainstream.relay.payouts import PayoutPusher
 from tests.conftest import test_key
 from tests.integration.conftest import STABLE, Chain
-from tests.integration.helpers import close_signature, reverts, salt, settle, sign, voucher
+from tests.integration.helpers import close_signature, open_channel, reverts, salt, settle, sign, voucher
 
 FEE = STABLE // 100  # what the relay asks: one cent
 MAX_FEE = 2 * FEE
@@ -431,3 +433,24 @@ def test_period_is_enforced_and_pull_claim_keeps_working(
     chain.advance(86_400)
     receipt = payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist], 0)
     assert payout_skips_in(chain.channels, receipt) == [(artist, "PayoutBelowThreshold")]  # nothing left to pay
+
+
+def test_recipient_refusing_its_payout_cannot_block_the_others(chain: Chain, gasless: GaslessClient) -> None:
+    """A payee signs a recipient that refuses ETH: the batch reverts as a whole (nothing moves), and the relay's
+    payout loop pays the other payees one by one; the refusing payee keeps its balance to claim."""
+    artist, collab = chain.address("artist"), chain.address("collab")
+    cid = open_channel(chain, 10**18)
+    settle(chain, sign(chain, voucher(cid, {artist: 3 * 10**15, collab: 2 * 10**15})))
+    refuser = chain.deployment.registry  # a contract without a receive function
+    for payee, recipient in (("artist", refuser), ("collab", ZERO_ADDRESS)):
+        auth, sig = schedule(chain, gasless, payee, token=ZERO_ADDRESS, threshold=1, max_fee=0, recipient=recipient)
+        gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    with reverts("PayoutFailed"):
+        payout_batch(chain.channels, chain.tx("relay"), ZERO_ADDRESS, [artist, collab], 0)
+    assert chain.channels.claimable(collab) == 2 * 10**15
+    pusher = PayoutPusher(Settings(payout_fee=0), chain.channels, chain.tx("relay"), [ZERO_ADDRESS])
+    paid = pusher.run_once()
+    assert [(p.payee, p.amount) for p in paid] == [(collab, 2 * 10**15)]
+    assert chain.channels.claimable(artist) == 3 * 10**15
+    chain.channels.claim(chain.tx("artist"))
+    assert chain.channels.claimable(artist) == 0

@@ -26,6 +26,7 @@ from chainstream.chain.contracts import ChannelsClient
 from chainstream.chain.gasless import PaidOut, payout_batch, payout_schedule, payouts_in
 from chainstream.chain.transactions import TxSender
 from chainstream.config import Settings
+from chainstream.errors import ChainError
 from chainstream.protocol.types import Address, to_address
 from chainstream.store import Store
 
@@ -95,13 +96,26 @@ class PayoutPusher:
         for token in self.tokens:
             due = self.due(token)
             for i in range(0, len(due), size):
-                receipt = payout_batch(self.channels, self.sender, token, due[i : i + size], self.settings.payout_fee)
-                batch = payouts_in(self.channels, receipt)
-                tx = "0x" + bytes(receipt["transactionHash"]).hex()
-                self.paid.extend((tx, p) for p in batch)
-                paid.extend(batch)
-                log.info("payoutBatch %s: %d paid of %d due", tx, len(batch), len(due[i : i + size]))
+                try:
+                    paid.extend(self._send(token, due[i : i + size]))
+                except ChainError as exc:
+                    # One recipient refusing its transfer reverts the batch (found by the gas estimate, before
+                    # sending): pay the others one by one; the refusing payee keeps its balance to claim.
+                    log.warning("payoutBatch of %d refused (%s); paying one by one", len(due[i : i + size]), exc)
+                    for payee in due[i : i + size]:
+                        try:
+                            paid.extend(self._send(token, [payee]))
+                        except ChainError as single:
+                            log.warning("payout to %s refused: %s", payee, single)
         return paid
+
+    def _send(self, token: str, payees: list[Address]) -> list[PaidOut]:
+        receipt = payout_batch(self.channels, self.sender, token, list(payees), self.settings.payout_fee)
+        batch = payouts_in(self.channels, receipt)
+        tx = "0x" + bytes(receipt["transactionHash"]).hex()
+        self.paid.extend((tx, p) for p in batch)
+        log.info("payoutBatch %s: %d paid of %d due", tx, len(batch), len(payees))
+        return batch
 
     async def run(self, stop: asyncio.Event, leading: object) -> None:
         """Rounds every `payout_interval` seconds (pushing while `leading()` says this instance leads settlement);

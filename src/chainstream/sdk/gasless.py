@@ -54,13 +54,16 @@ def open_gasless(
 ) -> bytes:
     relay = listener._client()
     max_fee, quote = quoted_fee(relay, max_fee)
+    # The channel's relay is the one this client talks to (GET /info, as open_channel takes it), whatever the
+    # quote says: a relay cannot have a listener sign a channel for another address.
+    relay_address = to_address(relay.info()["relay"])
     gasless = GaslessClient.of(listener.channels)
     now = int(listener.w3.eth.get_block("latest")["timestamp"])
     token = to_address(token)
     auth = OpenAuth(
         payer=listener.address,
         token=token,
-        relay=to_address(quote["relay"]),
+        relay=relay_address,
         session_key=listener.session_key.address,
         session_expiry=now + session_ttl,
         salt=salt or os.urandom(32),
