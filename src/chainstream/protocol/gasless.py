@@ -18,7 +18,7 @@ from chainstream.errors import ProtocolError
 from chainstream.protocol.eip712 import Domain
 from chainstream.protocol.hashing import address_word, keccak, type_hash, word
 from chainstream.protocol.signing import PrivateKey, Signature
-from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
+from chainstream.protocol.types import Address, to_address
 
 GASLESS_DOMAIN_NAME = "ChainStreamGasless"
 GASLESS_DOMAIN_VERSION = "1"
@@ -240,8 +240,6 @@ __all__ = [
     "OPEN_CHANNEL_TYPE",
     "PAYOUT_SCHEDULE_TYPE",
     "TOPUP_CHANNEL_TYPE",
-    "ZERO_ADDRESS",
-    "ZERO_HASH",
     "CloseAuth",
     "OpenAuth",
     "ScheduleAuth",

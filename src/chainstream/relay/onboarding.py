@@ -21,7 +21,7 @@ from chainstream.config import Settings
 from chainstream.errors import ChainError
 from chainstream.protocol import Signature, SignedVoucher, recover
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
-from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address
+from chainstream.protocol.types import ZERO_ADDRESS, Address
 from chainstream.verify import Rejection
 
 
@@ -148,4 +148,4 @@ def _refusal(exc: ChainError) -> Rejection:
     return Rejection("chain_refused", message)
 
 
-__all__ = ["ZERO_HASH", "Onboarding", "Submitted"]
+__all__ = ["Onboarding", "Submitted"]

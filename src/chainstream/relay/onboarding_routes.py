@@ -22,8 +22,9 @@ from pydantic import Field, StrictBool, StrictInt
 
 from chainstream.chain.gasless import NO_PERMIT, PermitSig
 from chainstream.protocol import Signature, SignedVoucher
+from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
-from chainstream.protocol.types import ZERO_HASH, to_bytes32
+from chainstream.protocol.types import ZERO_HASH, to_address, to_bytes32
 from chainstream.relay.openapi import COMMON, WITH_BODY, ErrorResponse
 from chainstream.relay.schemas import AddressStr, Amount, Hex32, Strict
 from chainstream.verify import Rejection
@@ -142,56 +143,56 @@ class ScheduleIn(Strict):
 
 def open_auth(a: OpenAuthIn) -> OpenAuth:
     return OpenAuth(
-        a.payer,
-        a.token,
-        a.relay,
-        a.sessionKey,
+        to_address(a.payer),
+        to_address(a.token),
+        to_address(a.relay),
+        to_address(a.sessionKey),
         a.sessionExpiry,
         to_bytes32(a.salt, "salt"),
         int(a.amount),
         int(a.maxFee),
-        a.submitter,
+        to_address(a.submitter),
         int(a.nonce),
         int(a.deadline),
-    )  # type: ignore[arg-type]
+    )
 
 
 def top_up_auth(a: TopUpAuthIn) -> TopUpAuth:
     return TopUpAuth(
-        a.payer,
+        to_address(a.payer),
         to_bytes32(a.channelId, "channelId"),
         int(a.amount),
         int(a.maxFee),
-        a.submitter,
+        to_address(a.submitter),
         int(a.nonce),
         int(a.deadline),
-    )  # type: ignore[arg-type]
+    )
 
 
 def close_auth(a: CloseAuthIn) -> CloseAuth:
     return CloseAuth(
-        a.payer,
+        to_address(a.payer),
         to_bytes32(a.channelId, "channelId"),
         to_bytes32(a.voucherDigest, "voucherDigest"),
         int(a.maxFee),
-        a.submitter,
+        to_address(a.submitter),
         int(a.nonce),
         int(a.deadline),
-    )  # type: ignore[arg-type]
+    )
 
 
 def schedule_auth(a: ScheduleAuthIn) -> ScheduleAuth:
     return ScheduleAuth(
-        a.payee,
-        a.token,
+        to_address(a.payee),
+        to_address(a.token),
         a.enabled,
-        a.recipient,
+        to_address(a.recipient),
         int(a.threshold),
         a.period,
         int(a.maxFee),
         int(a.nonce),
         int(a.deadline),
-    )  # type: ignore[arg-type]
+    )
 
 
 def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], Onboarding]) -> APIRouter:
@@ -241,7 +242,7 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
             raise Rejection("close_state_mismatch", "the co-signed voucher is not the relay's latest", status=409)
         settled = s.store.get_settled(auth.channel_id)
         prev = settled.credited if settled else ()
-        relay_sig = s.relay_key.sign(s.domain.digest(_close_struct(auth.channel_id, auth.voucher_digest)))
+        relay_sig = s.relay_key.sign(s.domain.digest(close_struct_hash(auth.channel_id, auth.voucher_digest)))
         done = await onboarding().close(auth, Signature.from_hex(body.signature), final, prev, relay_sig)
         return done.as_json(channelId=body.auth.channelId)
 
@@ -252,9 +253,3 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
         return done.as_json(payee=body.auth.payee, token=body.auth.token, enabled=body.auth.enabled)
 
     return api
-
-
-def _close_struct(channel_id: bytes, voucher_digest: bytes) -> bytes:
-    from chainstream.protocol.eip712 import close_struct_hash
-
-    return close_struct_hash(channel_id, voucher_digest)

@@ -20,8 +20,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from web3.logs import DISCARD
-
 from chainstream.chain.contracts import ChannelsClient
 from chainstream.chain.gasless import PaidOut, payout_batch, payout_schedule, payouts_in
 from chainstream.chain.transactions import TxSender
@@ -132,4 +130,4 @@ class PayoutPusher:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-__all__ = ["DISCARD", "PayoutPusher"]
+__all__ = ["PayoutPusher"]
