@@ -19,6 +19,7 @@ from chainstream.errors import ChainError
 from chainstream.ledger import Listing
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import Domain, SignedVoucher, Voucher
+from chainstream.protocol.eip712 import EIP712_TYPES
 from chainstream.protocol.signing import Signature
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 
@@ -424,37 +425,32 @@ class TokenClient(_Client):
     def sign_permit(self, owner: TxSender, spender: str, value: int, deadline: int) -> Signature:
         """An EIP-2612 permit signed by the owner's key."""
         nonce = self.contract.functions.nonces(owner.address).call()
-        name = self.contract.functions.name().call()
-        typed = {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "Permit": [
-                    {"name": "owner", "type": "address"},
-                    {"name": "spender", "type": "address"},
-                    {"name": "value", "type": "uint256"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-            },
-            "primaryType": "Permit",
-            "domain": {
-                "name": name,
-                "version": "1",
-                "chainId": self.w3.eth.chain_id,
-                "verifyingContract": self.address,
-            },
-            "message": {
-                "owner": owner.address,
-                "spender": spender,
-                "value": value,
-                "nonce": nonce,
-                "deadline": deadline,
-            },
-        }
+        typed = permit_typed_data(self, owner.address, spender, value, nonce, deadline)
         signed = Account.sign_typed_data(owner.account.key, full_message=typed)
         return Signature(v=signed.v, r=signed.r, s=signed.s)
+
+
+def permit_typed_data(
+    token: TokenClient, owner: str, spender: str, value: int, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """The EIP-2612 Permit typed data of `token` (its name as the domain's, version "1")."""
+    return {
+        "types": {
+            "EIP712Domain": EIP712_TYPES["EIP712Domain"],
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Permit",
+        "domain": {
+            "name": token.contract.functions.name().call(),
+            "version": "1",
+            "chainId": token.w3.eth.chain_id,
+            "verifyingContract": token.address,
+        },
+        "message": {"owner": owner, "spender": spender, "value": value, "nonce": nonce, "deadline": deadline},
+    }

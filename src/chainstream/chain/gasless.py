@@ -15,7 +15,14 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from chainstream.chain.artifacts import error_abis
-from chainstream.chain.contracts import ChannelsClient, TokenClient, _Client, empty_entry, settle_entry
+from chainstream.chain.contracts import (
+    ChannelsClient,
+    TokenClient,
+    _Client,
+    empty_entry,
+    permit_typed_data,
+    settle_entry,
+)
 from chainstream.chain.transactions import TxSender
 from chainstream.protocol import Domain, SignedVoucher
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth, gasless_domain
@@ -47,31 +54,7 @@ def sign_permit(
     erc20 = TokenClient(w3, token)
     if nonce is None:
         nonce = int(erc20.contract.functions.nonces(owner.address).call())
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": {
-            "name": erc20.contract.functions.name().call(),
-            "version": "1",
-            "chainId": w3.eth.chain_id,
-            "verifyingContract": erc20.address,
-        },
-        "message": {"owner": owner.address, "spender": spender, "value": value, "nonce": nonce, "deadline": deadline},
-    }
+    typed = permit_typed_data(erc20, owner.address, spender, value, nonce, deadline)
     signed = Account.sign_typed_data(owner.secret, full_message=typed)
     return PermitSig(value, deadline, signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from chainstream.errors import ProtocolError
-from chainstream.protocol.eip712 import Domain
+from chainstream.protocol.eip712 import EIP712_TYPES, Domain
 from chainstream.protocol.hashing import address_word, keccak, type_hash, word
 from chainstream.protocol.signing import PrivateKey, Signature
 from chainstream.protocol.types import Address, to_address
@@ -120,12 +120,7 @@ class _Auth:
         """A full EIP-712 document (eth_signTypedData_v4)."""
         return {
             "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
+                "EIP712Domain": EIP712_TYPES["EIP712Domain"],
                 self.PRIMARY: _fields(self.TYPE),
             },
             "primaryType": self.PRIMARY,
