@@ -93,6 +93,13 @@ def scenario(rc: RelayChain, relay: Any) -> None:
         what="the payout in the artist's earnings",
     )
     assert artist.earnings()["tokens"][stable]["settled"] == "0"
+    # The studio's view: the schedule, the next payout, every payout with its transaction.
+    view = artist.payouts()["tokens"][stable]
+    assert view["schedule"]["enabled"] is True and view["schedule"]["maxFee"] == str(PAYOUT_FEE)
+    assert view["claimable"] == "0" and view["nextPayoutAt"] == 0
+    assert [(p["amount"], p["fee"], p["txHash"]) for p in view["payouts"]] == [
+        (str(share - PAYOUT_FEE), str(PAYOUT_FEE), "0x" + bytes(events[0]["transactionHash"]).hex())
+    ]
     assert rc.w3.eth.get_transaction_count(artist_key.address) == artist_nonce
     assert rc.w3.eth.get_balance(artist_key.address) == artist_eth
 

@@ -6,6 +6,8 @@
     POST /api/v1/onboard/close      {auth: CloseChannel, signature}: close it cooperatively at the voucher the relay
                                     co-signed (POST /channels/{id}/close first); the fee comes out of the refund
     POST /api/v1/payouts/schedule   {auth: PayoutSchedule, signature}: a payee's payout schedule (or opt-out)
+    GET  /api/v1/artists/{address}/payouts   per token: the schedule, the next payout, every payout with its
+                                    transaction (the payee's own read token, like its earnings)
 
 Bodies are validated strictly here (amounts as decimal strings, 0x-hex bytes); refusals use the relay's error
 format and codes (docs/API.md). The relay keeps `gasless_fee` from each open, top-up and close (≤ the signed
@@ -14,10 +16,11 @@ maxFee) and nothing for a schedule.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import Field, StrictBool, StrictInt
 
 from chainstream.chain.gasless import NO_PERMIT, PermitSig
@@ -25,7 +28,9 @@ from chainstream.protocol import Signature, SignedVoucher
 from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
 from chainstream.protocol.types import ZERO_HASH, to_address, to_bytes32
-from chainstream.relay.openapi import COMMON, WITH_BODY, ErrorResponse
+from chainstream.relay.openapi import COMMON, READ, WITH_BODY, ErrorResponse
+from chainstream.relay.payouts import payout_view
+from chainstream.relay.read_auth import ReadAuth
 from chainstream.relay.schemas import AddressStr, Amount, Hex32, Strict
 from chainstream.verify import Rejection
 
@@ -59,6 +64,7 @@ def _responses(*tables: dict[int, str]) -> dict[int | str, dict[str, Any]]:
 
 
 QUOTE_RESPONSES = _responses(COMMON)
+PAYOUTS_RESPONSES = _responses(COMMON, {400: "`bad_address`"}, READ)
 BODY_RESPONSES = _responses(COMMON, WITH_BODY, _REFUSALS)
 
 
@@ -251,5 +257,13 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
         """Submit a payee's signed payout schedule (or opt-out); the relay then pushes its due balances."""
         done = await onboarding().schedule(schedule_auth(body.auth), Signature.from_hex(body.signature))
         return done.as_json(payee=body.auth.payee, token=body.auth.token, enabled=body.auth.enabled)
+
+    @api.get("/artists/{address}/payouts", responses=PAYOUTS_RESPONSES)
+    async def payouts(address: str, request: Request) -> dict[str, Any]:
+        """The payee's payout schedules (from the contract), when each next payout is due, and every payout made
+        (PaidOut events: amount, fee, recipient, transaction), per token."""
+        payee = ReadAuth(svc()).artist(request, address)
+        s = svc()
+        return {"payee": payee, "tokens": await asyncio.to_thread(payout_view, s.channels, payee, s.tokens())}
 
     return api

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from chainstream.chain.contracts import ChannelsClient
 from chainstream.chain.gasless import PaidOut, payout_batch, payout_schedule, payouts_in
@@ -27,6 +28,7 @@ from chainstream.config import Settings
 from chainstream.errors import ChainError
 from chainstream.protocol.types import Address, to_address
 from chainstream.store import Store
+from chainstream.tokens import TokenInfo
 
 log = logging.getLogger("chainstream.payouts")
 
@@ -130,4 +132,40 @@ class PayoutPusher:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-__all__ = ["PayoutPusher"]
+def payout_view(channels: ChannelsClient, payee: str, tokens: list[TokenInfo]) -> dict[str, Any]:
+    """Per token: the payee's schedule, its claimable balance, when the next payout can be due, and its payouts."""
+    out: dict[str, Any] = {}
+    events = channels.contract.events.PaidOut().get_logs(from_block=0, argument_filters={"payee": payee})
+    for t in tokens:
+        s = payout_schedule(channels, payee, t.address)
+        balance = channels.claimable(payee, t.address)
+        next_at = None
+        if s.enabled:
+            next_at = s.last_paid_at + s.period if s.period and s.last_paid_at else 0
+        out[t.address] = {
+            "schedule": {
+                "enabled": s.enabled,
+                "recipient": s.recipient,
+                "threshold": str(s.threshold),
+                "period": s.period,
+                "maxFee": str(s.max_fee),
+            },
+            "claimable": str(balance),
+            "lastPaidAt": s.last_paid_at,
+            "nextPayoutAt": next_at,  # unix seconds from which the period allows one (0: now); null without schedule
+            "payouts": [
+                {
+                    "to": e["args"]["to"],
+                    "amount": str(e["args"]["amount"]),
+                    "fee": str(e["args"]["fee"]),
+                    "txHash": "0x" + bytes(e["transactionHash"]).hex(),
+                    "block": int(e["blockNumber"]),
+                }
+                for e in events
+                if to_address(e["args"]["token"]) == t.address
+            ],
+        }
+    return out
+
+
+__all__ = ["PayoutPusher", "payout_view"]

@@ -87,6 +87,13 @@ class Artist:
             enabled=enabled,
         )
 
+    def payouts(self) -> dict[str, Any]:
+        """Per token: the payout schedule, the next payout, and every payout with its transaction (from the relay,
+        with this artist's read token)."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return self.relay.get(f"/artists/{self.address}/payouts")  # type: ignore[no-any-return]
+
     def earnings(self) -> dict[str, Any]:
         """Per token and per track: plays, seconds, tips, and pending / settled / claimed (from the relay)."""
         if self.relay is None:
