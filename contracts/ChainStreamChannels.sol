@@ -8,6 +8,7 @@ import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC2
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
+import {ChainStreamGasless} from "./ChainStreamGasless.sol";
 import {IChainStreamChannels} from "./interfaces/IChainStreamChannels.sol";
 import {VoucherHashing} from "./libraries/VoucherHashing.sol";
 
@@ -45,8 +46,20 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint32 validUntil;
     }
 
+    /// @dev A payee's payout schedule for one token, in one slot (the recipient is read only when it is set).
+    struct StoredSchedule {
+        uint96 threshold;
+        uint64 maxFee;
+        uint32 period;
+        bool enabled;
+        bool hasRecipient;
+    }
+
     uint32 private constant CLOSED = 1;
     uint256 private constant MAX_AMOUNT = type(uint96).max;
+    /// @dev Low 128 bits of a balance slot: claimable + 1. Bits 128..159: time of the last scheduled payout, kept in
+    /// the slot a payout writes anyway so that a payout's period check costs no storage access of its own.
+    uint256 private constant BALANCE_MASK = type(uint128).max;
 
     /// @notice Commitment to "nothing settled yet": settledRoot(hash of no payees, hash of no amounts).
     bytes20 public constant EMPTY_ROOT = bytes20(keccak256(abi.encode(keccak256(""), keccak256(""))));
@@ -76,6 +89,12 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     /// relays in bulk (anyone can: a 1-wei channel naming any address) cannot lock new relays out.
     mapping(bytes32 channelId => address) private _channelRelays;
 
+    mapping(address payee => mapping(uint16 tokenId => StoredSchedule)) private _schedules;
+    mapping(address payee => mapping(uint16 tokenId => address)) private _payoutRecipients;
+
+    /// @inheritdoc IChainStreamChannels
+    address public immutable gasless;
+
     /// @param challengePeriod_ Seconds of the unilateral-close challenge window (e.g. 86400).
     /// @param keyRotationGrace_ Seconds a rotated-out session key keeps settling (e.g. 3600).
     /// @param tokenAdmin_ The address allowed to add ERC-20s.
@@ -83,6 +102,12 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         challengePeriod = challengePeriod_;
         keyRotationGrace = keyRotationGrace_;
         tokenAdmin = tokenAdmin_;
+        gasless = address(new ChainStreamGasless(this));
+    }
+
+    modifier onlyGasless() {
+        if (msg.sender != gasless) revert NotGaslessForwarder(msg.sender);
+        _;
     }
 
     // ----------------------------------------------------------------- admin
@@ -109,7 +134,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         address sessionKey,
         uint32 sessionExpiry
     ) external payable nonReentrant returns (bytes32 channelId) {
-        channelId = _open(relay, token, amount, salt, sessionKey, sessionExpiry);
+        channelId = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -127,7 +152,20 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     ) external nonReentrant returns (bytes32 channelId) {
         // A permit front-run by someone else leaves the allowance in place; transferFrom then decides.
         try IERC20Permit(token).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
-        channelId = _open(relay, token, amount, salt, sessionKey, sessionExpiry);
+        channelId = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function openFor(
+        address payer,
+        address relay,
+        address token,
+        uint96 amount,
+        bytes32 salt,
+        address sessionKey,
+        uint32 sessionExpiry
+    ) external onlyGasless nonReentrant returns (bytes32 channelId) {
+        channelId = _open(payer, relay, token, amount, salt, sessionKey, sessionExpiry);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -146,7 +184,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     /// @inheritdoc IChainStreamChannels
     function setSessionKey(bytes32 channelId, address sessionKey, uint32 expiry) external {
         Channel storage ch = _channels[channelId];
-        _requirePayer(ch, channelId);
+        _requirePayer(ch, channelId, msg.sender);
         if (ch.closesAt != 0) revert ChannelNotOpen(channelId, ch.closesAt);
         if (sessionKey != address(0) && expiry <= block.timestamp) revert SessionKeyExpiryInPast(expiry);
         address previous = ch.sessionKey;
@@ -196,9 +234,30 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     /// @inheritdoc IChainStreamChannels
     function cooperativeClose(SettleEntry calldata finalVoucher, bytes32 r, bytes32 vs) external nonReentrant {
+        _cooperativeClose(msg.sender, finalVoucher, r, vs, msg.sender);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function cooperativeCloseFor(address payer, SettleEntry calldata finalVoucher, bytes32 r, bytes32 vs)
+        external
+        onlyGasless
+        nonReentrant
+        returns (uint256 refund)
+    {
+        refund = _cooperativeClose(payer, finalVoucher, r, vs, msg.sender);
+    }
+
+    /// @dev The cooperative close of `payer`'s channel; the refund goes to `refundTo`.
+    function _cooperativeClose(
+        address payer,
+        SettleEntry calldata finalVoucher,
+        bytes32 r,
+        bytes32 vs,
+        address refundTo
+    ) private returns (uint256 refund) {
         bytes32 channelId = finalVoucher.channelId;
         Channel storage ch = _channels[channelId];
-        _requirePayer(ch, channelId);
+        _requirePayer(ch, channelId, payer);
         _requireSettleable(ch.closesAt, channelId);
         bytes32 voucherDigest = finalVoucher.payees.length == 0
             ? bytes32(0)
@@ -214,13 +273,13 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
             revert CloseInvalidRelaySignature(channelId, signer);
         }
         if (voucherDigest != bytes32(0)) _settle(finalVoucher, true, true); // the relay consented: its Close
-        _finalize(ch, channelId, true);
+        refund = _finalize(ch, channelId, true, refundTo);
     }
 
     /// @inheritdoc IChainStreamChannels
     function requestClose(bytes32 channelId) external {
         Channel storage ch = _channels[channelId];
-        _requirePayer(ch, channelId);
+        _requirePayer(ch, channelId, msg.sender);
         if (ch.closesAt != 0) revert ChannelNotOpen(channelId, ch.closesAt);
         uint32 closesAt = uint32(block.timestamp + challengePeriod);
         ch.closesAt = closesAt;
@@ -233,7 +292,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         if (ch.payer == address(0)) revert ChannelNotFound(channelId);
         uint32 closesAt = ch.closesAt;
         if (closesAt <= CLOSED || block.timestamp < closesAt) revert ChannelWindowNotOver(channelId, closesAt);
-        _finalize(ch, channelId, false);
+        _finalize(ch, channelId, false, ch.payer);
     }
 
     // ----------------------------------------------------------------- claim
@@ -243,14 +302,117 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         if (to == address(0)) revert ClaimToZero();
         uint16 tokenId = _tokenIdOf(token);
         uint256 stored = _balances[msg.sender][tokenId];
-        if (stored <= 1) revert NothingToClaim(msg.sender, token);
-        // Cannot underflow: stored > 1.
+        uint256 balance = stored & BALANCE_MASK;
+        if (balance <= 1) revert NothingToClaim(msg.sender, token);
+        // Cannot underflow: balance > 1. Leaves 1 and the last payout time.
         unchecked {
-            amount = stored - 1;
+            amount = balance - 1;
+            _balances[msg.sender][tokenId] = stored - amount;
         }
-        _balances[msg.sender][tokenId] = 1;
         emit Claimed(msg.sender, token, to, amount);
         _push(tokenId, to, amount);
+    }
+
+    // --------------------------------------------------------------- payouts
+
+    /// @inheritdoc IChainStreamChannels
+    function setPayoutScheduleFor(address payee, address token, PayoutSchedule calldata schedule)
+        external
+        onlyGasless
+    {
+        uint16 tokenId = _tokenIdOf(token);
+        if (schedule.enabled && schedule.threshold == 0 && schedule.period == 0) revert PayoutScheduleEmpty(payee);
+        bool hasRecipient = schedule.enabled && schedule.recipient != address(0) && schedule.recipient != payee;
+        _schedules[payee][tokenId] = StoredSchedule({
+            threshold: schedule.threshold,
+            maxFee: schedule.maxFee,
+            period: schedule.period,
+            enabled: schedule.enabled,
+            hasRecipient: hasRecipient
+        });
+        _payoutRecipients[payee][tokenId] = hasRecipient ? schedule.recipient : address(0);
+        emit PayoutScheduleSet(
+            payee,
+            token,
+            schedule.enabled,
+            hasRecipient ? schedule.recipient : address(0),
+            schedule.threshold,
+            schedule.period,
+            schedule.maxFee
+        );
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function payoutBatch(address token, address[] calldata payees, uint256 fee)
+        external
+        nonReentrant
+        returns (uint256 paid)
+    {
+        uint16 tokenId = _tokenIdOf(token);
+        uint256 fees;
+        uint256 count = payees.length;
+        // Every check and every balance write first, the transfers after (checks-effects-interactions across the
+        // whole batch: no storage is written once a payee's transfer has run).
+        address[] memory to = new address[](count);
+        uint256[] memory amounts = new uint256[](count);
+        for (uint256 i; i < count; ++i) {
+            address payee = payees[i];
+            StoredSchedule memory s = _schedules[payee][tokenId];
+            uint256 stored = _balances[payee][tokenId];
+            uint256 balance = stored & BALANCE_MASK;
+            // Cannot underflow: checked non-zero.
+            unchecked {
+                balance = balance == 0 ? 0 : balance - 1;
+            }
+            uint256 payeeFee = fee < s.maxFee ? fee : s.maxFee;
+            bytes4 skipped;
+            if (!s.enabled) {
+                skipped = PayoutNotScheduled.selector;
+            } else if (balance < s.threshold || balance <= payeeFee) {
+                skipped = PayoutBelowThreshold.selector;
+            } else if (s.period != 0 && block.timestamp < (stored >> 128) + s.period) {
+                skipped = PayoutNotDue.selector;
+            }
+            if (skipped != bytes4(0)) {
+                emit PayoutSkipped(payee, i, skipped);
+                continue;
+            }
+            address recipient = s.hasRecipient ? _payoutRecipients[payee][tokenId] : payee;
+            // The whole balance leaves (1 stays, with the payout time above it).
+            _balances[payee][tokenId] = (block.timestamp << 128) | 1;
+            uint256 amount;
+            // Cannot underflow: balance > payeeFee. Cannot overflow: sums of balances, each below 2^128.
+            unchecked {
+                amount = balance - payeeFee;
+                fees += payeeFee;
+                paid += amount;
+            }
+            to[i] = recipient;
+            amounts[i] = amount;
+            emit PaidOut(payee, token, recipient, amount, payeeFee);
+        }
+        for (uint256 i; i < count; ++i) {
+            if (amounts[i] != 0) _push(tokenId, to[i], amounts[i]);
+        }
+        if (fees != 0) _push(tokenId, msg.sender, fees);
+    }
+
+    /// @inheritdoc IChainStreamChannels
+    function payoutSchedule(address payee, address token)
+        external
+        view
+        returns (PayoutSchedule memory schedule, uint32 lastPaidAt)
+    {
+        uint16 tokenId = _tokenIdOf(token);
+        StoredSchedule memory s = _schedules[payee][tokenId];
+        schedule = PayoutSchedule({
+            enabled: s.enabled,
+            recipient: s.hasRecipient ? _payoutRecipients[payee][tokenId] : address(0),
+            threshold: s.threshold,
+            period: s.period,
+            maxFee: s.maxFee
+        });
+        lastPaidAt = uint32(_balances[payee][tokenId] >> 128);
     }
 
     // ----------------------------------------------------------------- views
@@ -287,8 +449,8 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     /// @inheritdoc IChainStreamChannels
     function claimable(address payee, address token) external view returns (uint256) {
-        uint256 stored = _balances[payee][_tokenIdOf(token)];
-        return stored == 0 ? 0 : stored - 1;
+        uint256 balance = _balances[payee][_tokenIdOf(token)] & BALANCE_MASK;
+        return balance == 0 ? 0 : balance - 1;
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -325,6 +487,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     // -------------------------------------------------------------- internal
 
     function _open(
+        address payer,
         address relay,
         address token,
         uint96 amount,
@@ -338,10 +501,10 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
             revert SessionKeyExpiryInPast(sessionExpiry);
         }
         uint16 tokenId = _tokenIdOf(token);
-        channelId = channelIdFor(msg.sender, token, relay, salt);
+        channelId = channelIdFor(payer, token, relay, salt);
         Channel storage ch = _channels[channelId];
         if (ch.payer != address(0)) revert ChannelExists(channelId);
-        ch.payer = msg.sender;
+        ch.payer = payer;
         ch.tokenId = tokenId;
         uint16 relayId = _relayIdOf(relay);
         ch.relayId = relayId;
@@ -350,7 +513,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         ch.settledRoot = EMPTY_ROOT;
         ch.deposit = amount;
         ch.sessionKey = sessionKey;
-        emit ChannelOpened(channelId, msg.sender, relay, token, amount, sessionKey, ch.sessionExpiry, salt);
+        emit ChannelOpened(channelId, payer, relay, token, amount, sessionKey, ch.sessionExpiry, salt);
         _pull(tokenId, amount);
     }
 
@@ -501,18 +664,22 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     function _credit(address payee, uint16 tokenId, uint256 delta) private {
         uint256 stored = _balances[payee][tokenId];
-        // Cannot overflow: total credits are bounded by total deposits (< 2^96 each).
+        // Cannot overflow the low 128 bits: a payee's credits are bounded by the token's supply (< 2^128 for
+        // allowed tokens, see allowToken), and the payout time above them is never touched by the addition.
         unchecked {
             _balances[payee][tokenId] = (stored == 0 ? 1 : stored) + delta;
         }
     }
 
-    function _finalize(Channel storage ch, bytes32 channelId, bool cooperative) private {
+    function _finalize(Channel storage ch, bytes32 channelId, bool cooperative, address refundTo)
+        private
+        returns (uint256 refund)
+    {
         uint256 settled = ch.settled;
-        uint256 refund = ch.deposit - settled;
+        refund = ch.deposit - settled;
         ch.closesAt = CLOSED;
         emit ChannelClosed(channelId, settled, refund, cooperative);
-        if (refund != 0) _push(ch.tokenId, ch.payer, refund);
+        if (refund != 0) _push(ch.tokenId, refundTo, refund);
     }
 
     function _voucherDigest(bytes32 channelId, bytes32 payeesHash, bytes32 amountsHash, bytes32 playHash)
@@ -533,10 +700,10 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         return bytes4(reason);
     }
 
-    function _requirePayer(Channel storage ch, bytes32 channelId) private view {
+    function _requirePayer(Channel storage ch, bytes32 channelId, address who) private view {
         address payer = ch.payer;
         if (payer == address(0)) revert ChannelNotFound(channelId);
-        if (payer != msg.sender) revert ChannelNotPayer(channelId, msg.sender);
+        if (payer != who) revert ChannelNotPayer(channelId, who);
     }
 
     function _requireSettleable(uint32 closesAt, bytes32 channelId) private view {

@@ -14,16 +14,21 @@ from pathlib import Path
 
 from chainstream.chain.contracts import ChannelsClient, TokenClient, settle_entry
 from chainstream.chain.deploy import deploy_all
+from chainstream.chain.gasless import GaslessClient, payout_batch, payouts_in, sign_permit
 from chainstream.chain.node import embedded_web3
 from chainstream.chain.transactions import TxSender, fund
 from chainstream.pricing import Split
 from chainstream.protocol import Kind, PlayReceipt, PrivateKey, Voucher
+from chainstream.protocol.eip712 import close_struct_hash
+from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
+from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH
 
 TARGETS = {
     "settle_per_channel": 25_000,
     "settle_per_extra_payee": 8_000,
     "open": 100_000,
     "claim": 50_000,
+    "payout_vs_claim": 30,  # percent of a later stablecoin claim
 }
 BATCH = 100
 PLAYS_PER_SETTLEMENT = 100
@@ -213,6 +218,9 @@ def main() -> int:
     transfer = TxSender(w3, token_listener).transact(r)  # type: ignore[arg-type]
     rows.append(("reference: ERC-20 transfer of the stablecoin to an existing holder", transfer["gasUsed"], ""))
 
+    later_claim = next(g for label, g, _ in rows if label == "claim (stablecoin), later claim")
+    payout_per_payee = gasless_rows(env, rows, later_claim)
+
     amortised = per_channel / PLAYS_PER_SETTLEMENT
     token_open = next(g for label, g, _ in rows if label.startswith("open (stablecoin"))
     eth_open_session = next(g for label, g, _ in rows if label == "open (ETH) with a session key")
@@ -228,8 +236,83 @@ def main() -> int:
         f"- **First token claim to a new holder** ({token_claim_new:,}): the token's own balance slot for the "
         f"recipient goes from zero to non-zero ({token_claim_new - token_claim_later:,} gas more than a later claim).",
     ]
+    percent = 100 * payout_per_payee / token_claim_later
+    notes.append(
+        f"- **Scheduled payout** ({payout_per_payee:,} per payee in a batch of {BATCH}, {percent:.0f} % of a later "
+        f"stablecoin claim's {token_claim_later:,}): "
+        + (
+            "within the 30 % target."
+            if percent <= TARGETS["payout_vs_claim"]
+            else "per payee, the token's own transfer (the payee's cold token balance slot and its Transfer event, "
+            "about 8,000) and the payee's cold balance slot here (read and write, 5,000) are paid whatever the design "
+            "(26 % of the claim by themselves); the payee's schedule (one more cold slot, 2,100) and the PaidOut "
+            "record (about 2,400) bring it over. Reaching 30 % would mean packing the schedule into the balance slot "
+            "(capping balances at 2^97, not safe for every token) and dropping the per-payee event (the studio's "
+            "payout history reads it): not done, for safety and auditability."
+        )
+    )
     write_report(Path(args.out), rows, per_channel, amortised, transfer["gasUsed"], open_eth, notes)
     return 0
+
+
+def gasless_rows(env: Env, rows: list[tuple[str, int, str]], claim_gas: int) -> int:
+    """Gas-free onboarding (relay submits a listener's signatures) and scheduled payouts; returns gas per payout."""
+    w3 = env.w3
+    gasless = GaslessClient.of(env.channels)
+    listener = key("gasless-listener")  # holds the stablecoin and no ETH
+    env.token.mint(env.relay_tx, listener.address, 10**12)
+    now = w3.eth.get_block("latest")["timestamp"]  # type: ignore[attr-defined]
+    auth = OpenAuth(
+        payer=listener.address,
+        token=env.token.address,
+        relay=env.relay.address,
+        session_key=key("session").address,
+        session_expiry=2**32 - 1,
+        salt=b"\x11" * 32,
+        amount=10**9,
+        max_fee=10**5,
+        submitter=ZERO_ADDRESS,
+        nonce=1,
+        deadline=now + 3600,
+    )
+    permit = sign_permit(w3, env.token.address, listener, gasless.address, 2**96, now + 3600)
+    r = gasless.open_for(env.relay_tx, auth, auth.sign(listener, gasless.domain), 10**4, permit)
+    rows.append(
+        ("openFor (stablecoin, gas-free: permit + signed terms, relay submits) with a session key", r["gasUsed"], "")
+    )
+    cid = env.channels.channel_id_for(listener.address, env.token.address, env.relay.address, auth.salt)
+    top = TopUpAuth(listener.address, cid, 10**8, 10**4, ZERO_ADDRESS, 2, now + 3600)
+    r = gasless.top_up_for(env.relay_tx, top, top.sign(listener, gasless.domain), 10**4)
+    rows.append(("topUpFor (gas-free top-up, allowance from the earlier permit)", r["gasUsed"], ""))
+    close = CloseAuth(listener.address, cid, ZERO_HASH, 10**4, ZERO_ADDRESS, 3, now + 3600)
+    relay_sig = env.relay.sign(env.channels.domain.digest(close_struct_hash(cid, ZERO_HASH)))
+    r = gasless.close_for(env.relay_tx, close, close.sign(listener, gasless.domain), 10**4, None, (), relay_sig)
+    rows.append(("cooperativeCloseFor (gas-free close, no final voucher)", r["gasUsed"], ""))
+
+    # --- scheduled payouts: BATCH payees credited through one channel, each already holding the token ---
+    payees = [key(f"payout-{i}") for i in range(BATCH)]
+    payer = key("payout-payer")
+    fund(w3, payer.address, 10**19)  # type: ignore[arg-type]
+    ptx = TxSender(w3, payer)  # type: ignore[arg-type]
+    env.token.mint(ptx, payer.address, 10**15)
+    pcid, _ = env.channels.open(ptx, relay=env.relay.address, token=env.token.address, amount=10**15, salt=b"\x12" * 32)
+    v = Voucher(pcid, tuple(p.address for p in payees), tuple([10**8] * BATCH), b"\x07" * 32)
+    env.channels.settle_batch(env.relay_tx, [settle_entry(v.sign(env.channels.domain, payer), ())], gas=25_000_000)
+    first_sig = None
+    for p in payees:
+        env.token.mint(ptx, p.address, 1)
+        sched = ScheduleAuth(p.address, env.token.address, True, ZERO_ADDRESS, 10**6, 0, 10**3, 0, now + 3600)
+        r = gasless.set_schedule_for(env.relay_tx, sched, sched.sign(p, gasless.domain))
+        first_sig = first_sig or r["gasUsed"]
+    rows.append(("setPayoutScheduleFor (payee opts in by signature, relay submits)", first_sig or 0, ""))
+    r = payout_batch(env.channels, env.relay_tx, env.token.address, [p.address for p in payees], 10**3)
+    assert len(payouts_in(env.channels, r)) == BATCH
+    rows.append((f"payoutBatch of {BATCH} scheduled payees (stablecoin, each already a holder)", r["gasUsed"], ""))
+    per_payee = r["gasUsed"] // BATCH
+    rows.append(("  per payee", per_payee, ""))
+    percent = round(100 * per_payee / claim_gas)
+    rows.append(("  per payee, in % of a later stablecoin claim", percent, "payout_vs_claim"))
+    return per_payee
 
 
 def write_report(

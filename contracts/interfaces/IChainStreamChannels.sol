@@ -45,6 +45,20 @@ interface IChainStreamChannels {
         ChannelStatus status;
     }
 
+    /// @notice A payee's standing order to have its balance of one token pushed to it (see payoutBatch).
+    /// @param enabled False cancels the schedule (pull claims always keep working).
+    /// @param recipient Where payouts go; address(0) means the payee itself.
+    /// @param threshold A payout is due only once the balance reaches this (0: any balance above the fee).
+    /// @param period A payout is due only this many seconds after the previous one (0: no waiting).
+    /// @param maxFee The most a submitter may keep from one payout, in the token's units.
+    struct PayoutSchedule {
+        bool enabled;
+        address recipient;
+        uint96 threshold;
+        uint32 period;
+        uint64 maxFee;
+    }
+
     /// @notice Lifecycle of a channel. `Closing` keeps accepting settlements until the window ends.
     enum ChannelStatus {
         None,
@@ -114,6 +128,17 @@ interface IChainStreamChannels {
     error NotTokenAdmin(address caller);
     /// @notice An ETH payout was refused by the recipient.
     error PayoutFailed(address to, uint256 amount);
+    /// @notice Only the gas-free entry point contract (`gasless()`) may act on a signer's behalf.
+    error NotGaslessForwarder(address caller);
+    /// @notice An enabled payout schedule needs a threshold or a period (else any submitter could push every
+    /// few wei and keep a fee each time).
+    error PayoutScheduleEmpty(address payee);
+    /// @notice Skip reason in payoutBatch: the payee has no enabled schedule for this token.
+    error PayoutNotScheduled(address payee);
+    /// @notice Skip reason in payoutBatch: the balance is below the signed threshold, or not above the fee.
+    error PayoutBelowThreshold(address payee, uint256 balance, uint256 threshold, uint256 fee);
+    /// @notice Skip reason in payoutBatch: the signed period since the last payout has not passed.
+    error PayoutNotDue(address payee, uint256 dueAt);
 
     // ----------------------------------------------------------------- events
 
@@ -172,6 +197,25 @@ interface IChainStreamChannels {
 
     /// @notice A payee withdrew its balance.
     event Claimed(address indexed payee, address indexed token, address to, uint256 amount);
+
+    /// @notice A payee's payout schedule for `token` was set (or cancelled: enabled false).
+    event PayoutScheduleSet(
+        address indexed payee,
+        address indexed token,
+        bool enabled,
+        address recipient,
+        uint256 threshold,
+        uint32 period,
+        uint256 maxFee
+    );
+
+    /// @notice A scheduled payout: the payee's whole balance left the contract, `amount` to `to` and `fee` to the
+    /// batch's submitter. Equivalent to a Claimed for the payee's books.
+    event PaidOut(address indexed payee, address indexed token, address to, uint256 amount, uint256 fee);
+
+    /// @notice A payoutBatch entry was skipped; `reason` is the selector of PayoutNotScheduled,
+    /// PayoutBelowThreshold or PayoutNotDue. Nothing changed for that payee.
+    event PayoutSkipped(address indexed payee, uint256 index, bytes4 reason);
 
     // -------------------------------------------------------------- functions
 
@@ -280,6 +324,50 @@ interface IChainStreamChannels {
     /// @return amount The amount paid out.
     function claim(address token, address to) external returns (uint256 amount);
 
-    /// @notice Add an ERC-20 to the allowlist (owner only). Fee-on-transfer and rebasing tokens are unsupported.
+    /// @notice The gas-free entry point contract (ChainStreamGasless), created by this contract's constructor: the
+    /// only caller of openFor, cooperativeCloseFor and setPayoutScheduleFor, which it calls after checking the
+    /// signer's EIP-712 authorisation.
+    function gasless() external view returns (address);
+
+    /// @notice Open a channel for `payer`, funded by the caller (the gasless contract, which pulled the tokens
+    /// from the payer under the payer's signed authorisation). Same rules as open; the payer is `payer`.
+    function openFor(
+        address payer,
+        address relay,
+        address token,
+        uint96 amount,
+        bytes32 salt,
+        address sessionKey,
+        uint32 sessionExpiry
+    ) external returns (bytes32 channelId);
+
+    /// @notice cooperativeClose on behalf of `payer` (gasless contract only); the refund goes to the caller, which
+    /// pays the submitter's signed fee out of it and the rest to the payer.
+    /// @return refund The unspent deposit sent to the caller.
+    function cooperativeCloseFor(address payer, SettleEntry calldata finalVoucher, bytes32 r, bytes32 vs)
+        external
+        returns (uint256 refund);
+
+    /// @notice Set `payee`'s payout schedule for `token` (gasless contract only: it checks the payee's signature,
+    /// or that the payee itself sent the transaction).
+    function setPayoutScheduleFor(address payee, address token, PayoutSchedule calldata schedule) external;
+
+    /// @notice Push the balances of `token` owed to `payees` that are due under their schedules, each to the
+    /// payee or to the recipient it signed, minus min(fee, the payee's signed maxFee), which goes to the caller.
+    /// Entries not due (or not scheduled) are skipped with PayoutSkipped, not reverted. A transfer the recipient
+    /// refuses (an ETH recipient that reverts, a token that blocks it) reverts the whole batch: the submitter
+    /// simulates first and sends again without that payee, whose balance stays claimable. Anyone may call it. A
+    /// payee listed twice is paid once (its balance is then empty).
+    /// @return paid The total sent to payees and recipients (fees excluded).
+    function payoutBatch(address token, address[] calldata payees, uint256 fee) external returns (uint256 paid);
+
+    /// @notice A payee's payout schedule for `token` and the time of its last payout (0 if none).
+    function payoutSchedule(address payee, address token)
+        external
+        view
+        returns (PayoutSchedule memory schedule, uint32 lastPaidAt);
+
+    /// @notice Add an ERC-20 to the allowlist (owner only). Fee-on-transfer and rebasing tokens are unsupported,
+    /// and so are tokens whose supply can reach 2^128 units (a payee's balance is kept in 128 bits).
     function allowToken(address token) external returns (uint16 tokenId);
 }

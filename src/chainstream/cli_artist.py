@@ -373,3 +373,45 @@ def claim(
                         "the relay settles in batches)",
                         highlight=False,
                     )
+
+
+@app.command()
+def payouts(
+    token: Annotated[str, typer.Option(help="ETH, mUSD or a token address")] = "mUSD",
+    threshold: Annotated[str, typer.Option(help="pay out once the balance reaches this, in whole tokens")] = "0",
+    period_days: Annotated[float, typer.Option(help="at most one payout per this many days (0: no waiting)")] = 0.0,
+    max_fee: Annotated[
+        str | None, typer.Option(help="the most the relay may keep per payout, in whole tokens (default: its quote)")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="pay out to this address instead of yours")] = None,
+    off: Annotated[bool, typer.Option(help="stop scheduled payouts (claims keep working)")] = False,
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Have the relay push your balance to you (no transaction, no gas: you sign, the relay submits)."""
+    with errors():
+        key = key_from_env(KEY_ENV)
+        with open_session(relay_url, rpc_url, deployment) as session:
+            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
+            t = session.token(token)
+            minimum, period = t.units(threshold), int(period_days * 86_400)
+            if not off and minimum <= 0 and period <= 0:
+                raise CliError("give a --threshold or a --period-days (or --off)", code="bad_schedule")
+            fee = t.units(max_fee) if max_fee is not None else None
+            artist.schedule_payouts(
+                t.address,
+                threshold=minimum,
+                period=period,
+                max_fee=fee,
+                recipient=to_address(to) if to else ZERO_ADDRESS,
+                enabled=not off,
+            )
+            if off:
+                console.print(f"scheduled payouts of {t.symbol} stopped", highlight=False)
+            else:
+                when = f"once it reaches {t.fmt(minimum)}" if minimum else "whenever there is any"
+                every = f", at most every {period_days:g} days" if period else ""
+                console.print(
+                    f"the relay pays out your {t.symbol} {when}{every}, to {to or key.address}", highlight=False
+                )

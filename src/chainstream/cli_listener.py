@@ -35,7 +35,7 @@ from chainstream.cli_common import (
     short,
 )
 from chainstream.protocol import PrivateKey
-from chainstream.protocol.types import to_address
+from chainstream.protocol.types import ZERO_ADDRESS, to_address
 from chainstream.sdk import Listener, Paid
 from chainstream.tokens import TokenInfo
 
@@ -136,6 +136,20 @@ def _ts(unix: int) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC") if unix else "—"
 
 
+def _require_token(t: TokenInfo) -> None:
+    if t.address == ZERO_ADDRESS:
+        raise CliError("--gasless takes a token channel (an ETH payer has gas): use --token mUSD", code="bad_token")
+
+
+def _max_fee(t: TokenInfo, text: str | None) -> int | None:
+    if text is None:
+        return None
+    value = t.units(text)
+    if value < 0:
+        raise CliError("--max-fee must not be negative", code="bad_amount")
+    return value
+
+
 @app.command("open")
 def open_(
     deposit: Annotated[str, typer.Option(help="amount to escrow, in whole tokens (e.g. 0.01)")],
@@ -143,6 +157,13 @@ def open_(
     permit: Annotated[bool, typer.Option(help="approve with an EIP-2612 permit in the same transaction")] = False,
     session_days: Annotated[float, typer.Option(help="how long the session key may sign")] = 7.0,
     force: Annotated[bool, typer.Option(help="replace the state file even if its channel is still open")] = False,
+    gasless: Annotated[
+        bool, typer.Option(help="no ETH needed: sign, and the relay submits and keeps its fee in the token")
+    ] = False,
+    max_fee: Annotated[
+        str | None,
+        typer.Option(help="with --gasless: the most the relay may keep, in whole tokens (default: its quote)"),
+    ] = None,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,
@@ -168,8 +189,17 @@ def open_(
         if amount <= 0:
             raise CliError("the deposit must be positive", code="bad_amount")
         listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment, relay=ctx.session.relay)
-        with console.status(f"opening a channel with {t.fmt(amount)}"):
-            cid = listener.open_channel(amount, token=t.address, permit=permit, session_ttl=int(session_days * 86_400))
+        if gasless:
+            _require_token(t)
+            with console.status(f"signing for a gas-free channel of {t.fmt(amount)} (the relay submits it)"):
+                cid = listener.open_gasless(
+                    amount, token=t.address, max_fee=_max_fee(t, max_fee), session_ttl=int(session_days * 86_400)
+                )
+        else:
+            with console.status(f"opening a channel with {t.fmt(amount)}"):
+                cid = listener.open_channel(
+                    amount, token=t.address, permit=permit, session_ttl=int(session_days * 86_400)
+                )
         chain = listener.chain_state()
         ListenerState(
             ctx.wallet.address,
@@ -181,7 +211,9 @@ def open_(
             chain.session_expiry,
             ctx.relay_url,
         ).save(ctx.path)
-        console.print(f"opened channel [bold]0x{cid.hex()}[/] with {t.fmt(amount)}")
+        console.print(f"opened channel [bold]0x{cid.hex()}[/] with {t.fmt(chain.deposit)}", highlight=False)
+        if gasless:
+            console.print(f"the relay kept {t.fmt(amount - chain.deposit)} for the gas", highlight=False)
         console.print(f"session key {listener.session_key.address} signs until {_ts(chain.session_expiry)}")
         console.print(f"state saved to {ctx.path}")
 
@@ -189,6 +221,13 @@ def open_(
 @app.command()
 def topup(
     amount: Annotated[str, typer.Argument(help="how much to add to the deposit, in whole tokens (e.g. 0.01)")],
+    gasless: Annotated[
+        bool, typer.Option(help="no ETH needed: sign, and the relay submits and keeps its fee in the token")
+    ] = False,
+    max_fee: Annotated[
+        str | None,
+        typer.Option(help="with --gasless: the most the relay may keep, in whole tokens (default: its quote)"),
+    ] = None,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,
@@ -204,8 +243,13 @@ def topup(
             raise CliError(
                 "the channel is not open: open a new one with `chainstream listener open`", code="channel_not_open"
             )
-        with console.status(f"adding {t.fmt(value)} to the deposit"):
-            listener.top_up(value)
+        if gasless:
+            _require_token(t)
+            with console.status(f"signing a gas-free top-up of {t.fmt(value)} (the relay submits it)"):
+                listener.top_up_gasless(value, max_fee=_max_fee(t, max_fee))
+        else:
+            with console.status(f"adding {t.fmt(value)} to the deposit"):
+                listener.top_up(value)
         chain = listener.chain_state()
         if listener.state is None:  # attach() always sets it (resynced from the relay); this narrows the Optional
             raise CliError("the channel's payment state could not be read from the relay", code="bad_state")
@@ -390,6 +434,13 @@ def caps(
 @app.command()
 def close(
     unilateral: Annotated[bool, typer.Option(help="close without the relay: start the challenge window")] = False,
+    gasless: Annotated[
+        bool, typer.Option(help="no ETH needed: sign, and the relay submits and keeps its fee in the token")
+    ] = False,
+    max_fee: Annotated[
+        str | None,
+        typer.Option(help="with --gasless: the most the relay may keep, in whole tokens (default: its quote)"),
+    ] = None,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,
@@ -407,7 +458,11 @@ def close(
             )
         else:
             with console.status("asking the relay to co-sign the close"):
-                refund = listener.close_cooperatively()
+                if gasless:
+                    _require_token(t)
+                    refund = listener.close_gasless(max_fee=_max_fee(t, max_fee))
+                else:
+                    refund = listener.close_cooperatively()
             chain = listener.chain_state()
             console.print(f"closed: settled {t.fmt(chain.settled)}, refunded [bold]{t.fmt(refund)}[/]", highlight=False)
 

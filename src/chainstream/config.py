@@ -140,3 +140,18 @@ class Settings(BaseSettings):
     grant_ttl: int = Field(
         3_600, ge=10, description="a streaming grant (returned with a payment's acknowledgement) is valid this long (s)"
     )
+
+    # gas-free onboarding and scheduled payouts (issue 13)
+    gasless_fee: int = Field(
+        10_000,
+        ge=0,
+        description="token units the relay keeps for submitting a listener's gas-free open, top-up or close "
+        "(quoted by GET /onboard/quote; the listener's signed maxFee must cover it)",
+    )
+    payout_fee: int = Field(
+        1_000, ge=0, description="token units the relay keeps per scheduled payout (capped by each payee's maxFee)"
+    )
+    payout_interval: float = Field(
+        0.0, ge=0, description="seconds between scheduled-payout rounds (0: the relay pushes no payouts)"
+    )
+    payout_batch_size: int = Field(100, ge=1, le=500, description="payees per payoutBatch transaction")

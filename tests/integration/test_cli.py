@@ -390,3 +390,31 @@ def test_audit_reconciles_the_deployment_from_the_chain_and_fails_on_a_wrong_sta
     Deployment(**{**vars(env.deployment), "deploy_block": env.node.web3().eth.block_number}).save(late)
     result = env.run("audit", "--deployment", str(late))
     assert result.exit_code == 1 and "does not balance" in result.output and "Traceback" not in result.output
+
+
+def test_listener_without_eth_opens_tops_up_and_closes_gas_free_and_artist_schedules_payouts(env: Env) -> None:
+    """`--gasless`: a listener holding only mUSD signs, the relay submits; the artist opts in to payouts by signing."""
+    from chainstream.chain.contracts import TokenClient
+
+    env.keys["nogas"] = key = test_key("cli-nogas")  # never funded with ETH
+    w3 = env.node.web3()
+    assert env.deployment.stablecoin is not None
+    TokenClient(w3, env.deployment.stablecoin).mint(TxSender(w3, env.keys["deployer"]), key.address, 10**8)
+    fails(env.run("listener", "open", "--deposit", "1", "--gasless", listener="nogas"), "bad_token")  # ETH
+    fails(
+        env.run(
+            "listener", "open", "--deposit", "1", "--token", "mUSD", "--gasless", "--max-fee", "0.001", listener="nogas"
+        ),
+        "fee_above_max",
+    )  # the relay's default fee is 0.01
+    out = ok(env.run("listener", "open", "--deposit", "5", "--token", "mUSD", "--gasless", listener="nogas"))
+    assert "with 4.99 mUSD" in out and "the relay kept 0.01 mUSD for the gas" in out
+    out = ok(env.run("listener", "topup", "1", "--gasless", listener="nogas"))
+    assert "deposit 5.98 mUSD" in out
+    out = ok(env.run("listener", "close", "--gasless", listener="nogas"))
+    assert "refunded 5.97 mUSD" in out
+    assert w3.eth.get_balance(key.address) == 0
+    out = ok(env.run("artist", "payouts", "--token", "mUSD", "--threshold", "1"))
+    assert "the relay pays out your mUSD once it reaches 1 mUSD" in out
+    fails(env.run("artist", "payouts", "--token", "mUSD"), "bad_schedule")
+    ok(env.run("artist", "payouts", "--token", "mUSD", "--off"))

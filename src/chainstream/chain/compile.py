@@ -24,6 +24,7 @@ ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 #: Contracts whose artifacts ship with the package (the rest are libraries and interfaces).
 DEPLOYABLE = (
     "ChainStreamChannels",
+    "ChainStreamGasless",
     "TrackRegistry",
     "MockStablecoin",
     "NoReturnToken",

@@ -19,6 +19,7 @@ from chainstream.errors import ChainError
 from chainstream.ledger import Listing
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import Domain, SignedVoucher, Voucher
+from chainstream.protocol.eip712 import EIP712_TYPES
 from chainstream.protocol.signing import Signature
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 
@@ -105,6 +106,7 @@ class ChannelsClient(_Client):
     def __init__(self, w3: Web3, address: str) -> None:
         super().__init__(w3, address)
         self.domain = Domain(chain_id=w3.eth.chain_id, verifying_contract=self.address)
+        self._gasless: Address | None = None
 
     # ------------------------------------------------------------- views
     def channel_id_for(self, payer: str, token: str, relay: str, salt: bytes) -> bytes:
@@ -162,19 +164,26 @@ class ChannelsClient(_Client):
         Only a transaction sent to this contract can be read back: one that reached it through another contract
         (a forwarder, a wallet contract) carries calldata that is not the settlement's, so it raises ChainError
         rather than take some other contract's arguments for the settled voucher."""
-        if tx.get("to") is None or to_address(tx["to"]) != self.address:
+        target = None if tx.get("to") is None else to_address(tx["to"])
+        # The gasless contract (created by this one, and the only contract it lets close for a payer) passes the
+        # payer's final voucher through unchanged, so its cooperativeCloseFor calldata names the settled voucher.
+        via_gasless = target is not None and target != self.address and target == self.gasless_address()
+        if target != self.address and not via_gasless:
             raise ChainError(
                 f"transaction 0x{bytes(tx['hash']).hex()} settled through another contract: its settled "
                 "payees cannot be read from its calldata"
             )
         try:
-            func, params = self.contract.decode_function_input(tx["input"])
+            decoder = self._gasless_contract() if via_gasless else self.contract
+            func, params = decoder.decode_function_input(tx["input"])
         except ValueError as exc:
             raise ChainError(f"transaction 0x{bytes(tx['hash']).hex()}: undecodable settlement call ({exc})") from exc
-        if func.fn_name == "settleBatch":
+        if func.fn_name == "settleBatch" and not via_gasless:
             entries = params["entries"]
-        elif func.fn_name in ("settle", "cooperativeClose"):
+        elif func.fn_name in ("settle", "cooperativeClose") and not via_gasless:
             entries = [params.get("entry", params.get("finalVoucher"))]
+        elif func.fn_name == "cooperativeCloseFor" and via_gasless:
+            entries = [params["finalVoucher"]]
         else:
             return []
         settled_topic = _event_topic(self.contract, "ChannelSettled")
@@ -207,6 +216,15 @@ class ChannelsClient(_Client):
                 )
             )
         return results
+
+    def gasless_address(self) -> Address:
+        """The gas-free entry point contract this one created (ChainStreamChannels.gasless()), read once."""
+        if self._gasless is None:
+            self._gasless = to_address(self.contract.functions.gasless().call())
+        return self._gasless
+
+    def _gasless_contract(self) -> Contract:
+        return self.w3.eth.contract(address=self.gasless_address(), abi=load_artifact("ChainStreamGasless").abi)
 
     def skipped_in(self, receipt: Any) -> list[tuple[bytes, str]]:
         """The batch entries a transaction skipped: (channel id, name of the custom error), in log order."""
@@ -407,37 +425,32 @@ class TokenClient(_Client):
     def sign_permit(self, owner: TxSender, spender: str, value: int, deadline: int) -> Signature:
         """An EIP-2612 permit signed by the owner's key."""
         nonce = self.contract.functions.nonces(owner.address).call()
-        name = self.contract.functions.name().call()
-        typed = {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "Permit": [
-                    {"name": "owner", "type": "address"},
-                    {"name": "spender", "type": "address"},
-                    {"name": "value", "type": "uint256"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-            },
-            "primaryType": "Permit",
-            "domain": {
-                "name": name,
-                "version": "1",
-                "chainId": self.w3.eth.chain_id,
-                "verifyingContract": self.address,
-            },
-            "message": {
-                "owner": owner.address,
-                "spender": spender,
-                "value": value,
-                "nonce": nonce,
-                "deadline": deadline,
-            },
-        }
+        typed = permit_typed_data(self, owner.address, spender, value, nonce, deadline)
         signed = Account.sign_typed_data(owner.account.key, full_message=typed)
         return Signature(v=signed.v, r=signed.r, s=signed.s)
+
+
+def permit_typed_data(
+    token: TokenClient, owner: str, spender: str, value: int, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """The EIP-2612 Permit typed data of `token` (its name as the domain's, version "1")."""
+    return {
+        "types": {
+            "EIP712Domain": EIP712_TYPES["EIP712Domain"],
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Permit",
+        "domain": {
+            "name": token.contract.functions.name().call(),
+            "version": "1",
+            "chainId": token.w3.eth.chain_id,
+            "verifyingContract": token.address,
+        },
+        "message": {"owner": owner, "spender": spender, "value": value, "nonce": nonce, "deadline": deadline},
+    }

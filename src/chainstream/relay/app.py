@@ -37,6 +37,8 @@ from chainstream.relay.health import DatabaseProbe, health_router
 from chainstream.relay.limits import Refusal, RequestLimits, check_message, describe
 from chainstream.relay.media_routes import is_upload, media_router
 from chainstream.relay.metrics import instrument, metrics_router
+from chainstream.relay.onboarding import Onboarding
+from chainstream.relay.onboarding_routes import onboarding_router
 from chainstream.relay.openapi import responses
 from chainstream.relay.outage import (
     UNREACHABLE,
@@ -46,6 +48,7 @@ from chainstream.relay.outage import (
     is_chain_unreachable,
     unavailable_item,
 )
+from chainstream.relay.payouts import PayoutPusher
 from chainstream.relay.read_auth import ReadAuth, on_chain_view, resync_state
 from chainstream.relay.schemas import BatchIn, CapsIn, CloseIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PUBLIC_TOPIC, PaymentAck, RelayService, caps_typed_data
@@ -101,6 +104,15 @@ class Relay:
         self.chain_status = ChainStatus(settings)  # relay/outage.py: node lost / back, backoff
         self.database_probe = DatabaseProbe(self.store, settings.instance)  # relay/health.py
         instrument(self)  # relay/metrics.py: counters and latency histograms
+        self.onboarding = Onboarding(settings, self.service.channels, self.settler.sender)
+        self.payouts = PayoutPusher(
+            settings,
+            self.service.channels,
+            self.settler.sender,
+            [t.address for t in self.service.tokens()],
+            store=self.store,
+            from_block=self.deployment.deploy_block,
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._remove_log_filter: Callable[[], None] | None = None
@@ -126,6 +138,7 @@ class Relay:
             self.watcher.processed_block,
             self.settings.instance,
         )
+        self._tasks.append(asyncio.create_task(self.payouts.run(self._stop, lambda: self.settler.leading)))
         tune_interpreter_for_serving()
 
     def begin_shutdown(self) -> None:
@@ -683,6 +696,7 @@ def create_app(
     app.include_router(health_router(lambda: holder["relay"]))
     app.include_router(metrics_router(lambda: holder["relay"]))
     app.include_router(media_router(svc))
+    app.include_router(onboarding_router(svc, lambda: holder["relay"].onboarding))
 
     # ------------------------------------------------------------------ web player (frontend/) and its assets
     # Third-party builds are served from node_modules (never committed, no CDN): the player imports "ethers"

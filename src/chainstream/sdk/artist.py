@@ -17,6 +17,7 @@ from chainstream.pricing import Split, Terms
 from chainstream.protocol import PrivateKey
 from chainstream.protocol.hashing import keccak
 from chainstream.protocol.types import ZERO_ADDRESS, Address
+from chainstream.sdk import gasless as _gasless
 from chainstream.sdk.client import ReadIdentity, RelayClient
 
 
@@ -58,6 +59,40 @@ class Artist:
             return 0
         self.channels.claim(self.tx, token, to)
         return amount
+
+    def schedule_payouts(
+        self,
+        token: str,
+        *,
+        threshold: int = 0,
+        period: int = 0,
+        max_fee: int | None = None,
+        recipient: str = ZERO_ADDRESS,
+        enabled: bool = True,
+    ) -> dict[str, Any]:
+        """Opt in (or out, enabled False) to payouts of `token` by signature alone: the relay submits it and then
+        pushes each due balance (≥ threshold, once per period) to this artist or `recipient`, keeping at most
+        `max_fee` (default: the relay's quoted payout fee) per payout. Pull claims keep working."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return _gasless.schedule_payouts(
+            self.key,
+            self.channels,
+            self.relay,
+            token,
+            threshold=threshold,
+            period=period,
+            max_fee=max_fee,
+            recipient=recipient,
+            enabled=enabled,
+        )
+
+    def payouts(self) -> dict[str, Any]:
+        """Per token: the payout schedule, the next payout, and every payout with its transaction (from the relay,
+        with this artist's read token)."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return self.relay.get(f"/artists/{self.address}/payouts")  # type: ignore[no-any-return]
 
     def earnings(self) -> dict[str, Any]:
         """Per token and per track: plays, seconds, tips, and pending / settled / claimed (from the relay)."""

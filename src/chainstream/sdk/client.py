@@ -29,7 +29,7 @@ READ_TOKEN_TTL, RENEW_AT = 300, 60
 MAX_CLOCK_OFFSET = 120.0
 
 _CHANNEL_READ = re.compile(r"^/channels/(0x[0-9a-fA-F]{64})(?:/history|/deliveries)?$")
-_ACCOUNT_READ = re.compile(r"^/(?:listeners|artists)/(0x[0-9a-fA-F]{40})/(?:channels|earnings)$")
+_ACCOUNT_READ = re.compile(r"^/(?:listeners|artists)/(0x[0-9a-fA-F]{40})/(?:channels|earnings|payouts)$")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from chainstream.pricing import Split
 from chainstream.protocol import Kind, PrivateKey, Signature, SignedVoucher, Voucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
+from chainstream.sdk import gasless as _gasless
 from chainstream.sdk.client import ReadIdentity, RelayClient, RelayError
 
 DEFAULT_SESSION_TTL = 7 * 86_400
@@ -156,6 +157,32 @@ class Listener:
 
     def top_up(self, amount: int) -> None:
         self.channels.top_up(self.tx, self._cid(), amount, self.token)
+
+    # ------------------------------------------------------ gas-free (issue 13)
+    def open_gasless(
+        self,
+        amount: int,
+        *,
+        token: str,
+        max_fee: int | None = None,
+        session_ttl: int = DEFAULT_SESSION_TTL,
+        salt: bytes | None = None,
+    ) -> bytes:
+        """Open a token channel without ETH: the wallet signs a permit and the channel's terms, the relay submits
+        and keeps its quoted fee (refused, fee_above_max, above `max_fee`); the deposit is `amount - fee`."""
+        cid = _gasless.open_gasless(self, amount, token, max_fee=max_fee, session_ttl=session_ttl, salt=salt)
+        self.channel_id, self.token, self.state = cid, to_address(token), LedgerState.opened(cid)
+        self._listings = {}
+        self.signatures.clear()
+        return cid
+
+    def top_up_gasless(self, amount: int, *, max_fee: int | None = None) -> int:
+        """Top up without ETH (permit + signed TopUpChannel through the relay); returns what the deposit gained."""
+        return _gasless.top_up_gasless(self, amount, max_fee=max_fee)
+
+    def close_gasless(self, *, max_fee: int | None = None) -> int:
+        """Close cooperatively without ETH (the relay submits; its fee comes out of the refund); returns the refund."""
+        return _gasless.close_gasless(self, max_fee=max_fee)
 
     def authorise_session_key(
         self, *, session_ttl: int = DEFAULT_SESSION_TTL, key: PrivateKey | None = None

@@ -1,0 +1,171 @@
+"""Scheduled payouts at the relay: a loop that pushes payees' due balances in payoutBatch transactions.
+
+Payees opt in by signature (POST /payouts/schedule, or straight to the contract); the loop learns them from the
+contract's PayoutScheduleSet events, asks the contract which are due (enabled, balance ≥ threshold and above the
+fee, period elapsed), and sends one payoutBatch per `payout_batch_size` of them. The contract pays each balance
+only to its owner or the recipient the owner signed, keeps at most the owner's signed maxFee for the relay, and
+skips anything not due, so a stale view here costs gas at worst, never anyone's money. Only the settlement leader
+pushes (the same key, one nonce sequence).
+
+Every PaidOut event (whoever sent the batch) is recorded as a claim of `amount + fee` in the store: the payee's
+whole balance left the contract, so its earnings (and the earnings CSV) show those payments as claimed, like a
+pull claim. (Recorded as seen, without the watcher's reorg handling: a payout dropped by a reorg would show as
+claimed until the payee claims or is paid again.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from chainstream.chain.contracts import ChannelsClient
+from chainstream.chain.gasless import PaidOut, payout_batch, payout_schedule, payouts_in
+from chainstream.chain.transactions import TxSender
+from chainstream.config import Settings
+from chainstream.errors import ChainError
+from chainstream.protocol.types import Address, to_address
+from chainstream.store import Store
+from chainstream.tokens import TokenInfo
+
+log = logging.getLogger("chainstream.payouts")
+
+
+@dataclass
+class PayoutPusher:
+    """Finds scheduled payees and pushes their due balances."""
+
+    settings: Settings
+    channels: ChannelsClient
+    sender: TxSender
+    tokens: list[str]
+    store: Store | None = None
+    from_block: int = 0
+    scheduled: dict[str, set[Address]] = field(default_factory=dict)
+    paid: list[tuple[str, PaidOut]] = field(default_factory=list)
+
+    def discover(self) -> None:
+        """Read new PayoutScheduleSet events (enabled or not: the contract's view decides at payout time)."""
+        head = int(self.channels.w3.eth.block_number)
+        if head < self.from_block:
+            return
+        logs = self.channels.contract.events.PayoutScheduleSet().get_logs(from_block=self.from_block, to_block=head)
+        for entry in logs:
+            token = to_address(entry["args"]["token"])
+            self.scheduled.setdefault(token, set()).add(to_address(entry["args"]["payee"]))
+        if self.store is not None:
+            for entry in self.channels.contract.events.PaidOut().get_logs(from_block=self.from_block, to_block=head):
+                a = entry["args"]
+                self.store.add_claim(
+                    bytes(entry["transactionHash"]),
+                    int(entry["logIndex"]),
+                    to_address(a["payee"]),
+                    to_address(a["token"]),
+                    int(a["amount"]) + int(a["fee"]),
+                    int(entry["blockNumber"]),
+                )
+        self.from_block = head + 1
+
+    def due(self, token: str) -> list[Address]:
+        """The scheduled payees of `token` the contract would pay now (a preview; the contract checks again)."""
+        now = int(self.channels.w3.eth.get_block("latest")["timestamp"])
+        out = []
+        for payee in sorted(self.scheduled.get(token, ())):
+            s = payout_schedule(self.channels, payee, token)
+            if not s.enabled:
+                continue
+            balance = self.channels.claimable(payee, token)
+            fee = min(self.settings.payout_fee, s.max_fee)
+            if balance < s.threshold or balance <= fee:
+                continue
+            if s.period and now < s.last_paid_at + s.period:
+                continue
+            out.append(payee)
+        return out
+
+    def run_once(self, push: bool = True) -> list[PaidOut]:
+        """One round: discover (and record payouts), then, if `push`, one payoutBatch per batch of due payees per
+        token. Returns what this round paid."""
+        self.discover()
+        if not push:
+            return []
+        paid: list[PaidOut] = []
+        size = self.settings.payout_batch_size
+        for token in self.tokens:
+            due = self.due(token)
+            for i in range(0, len(due), size):
+                try:
+                    paid.extend(self._send(token, due[i : i + size]))
+                except ChainError as exc:
+                    # One recipient refusing its transfer reverts the batch (found by the gas estimate, before
+                    # sending): pay the others one by one; the refusing payee keeps its balance to claim.
+                    log.warning("payoutBatch of %d refused (%s); paying one by one", len(due[i : i + size]), exc)
+                    for payee in due[i : i + size]:
+                        try:
+                            paid.extend(self._send(token, [payee]))
+                        except ChainError as single:
+                            log.warning("payout to %s refused: %s", payee, single)
+        return paid
+
+    def _send(self, token: str, payees: list[Address]) -> list[PaidOut]:
+        receipt = payout_batch(self.channels, self.sender, token, list(payees), self.settings.payout_fee)
+        batch = payouts_in(self.channels, receipt)
+        tx = "0x" + bytes(receipt["transactionHash"]).hex()
+        self.paid.extend((tx, p) for p in batch)
+        log.info("payoutBatch %s: %d paid of %d due", tx, len(batch), len(payees))
+        return batch
+
+    async def run(self, stop: asyncio.Event, leading: object) -> None:
+        """Rounds every `payout_interval` seconds (pushing while `leading()` says this instance leads settlement);
+        with payout_interval 0, every settle_interval, only recording payouts others sent."""
+        interval = self.settings.payout_interval or self.settings.settle_interval
+        while not stop.is_set():
+            try:
+                push = self.settings.payout_interval > 0 and callable(leading) and bool(leading())
+                await asyncio.to_thread(self.run_once, push)
+            except Exception:  # the loop must survive RPC hiccups; the contract skips anything not due
+                log.exception("payout round failed; retrying next round")
+                self.sender.reset_nonce()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def payout_view(channels: ChannelsClient, payee: str, tokens: list[TokenInfo]) -> dict[str, Any]:
+    """Per token: the payee's schedule, its claimable balance, when the next payout can be due, and its payouts."""
+    out: dict[str, Any] = {}
+    events = channels.contract.events.PaidOut().get_logs(from_block=0, argument_filters={"payee": payee})
+    for t in tokens:
+        s = payout_schedule(channels, payee, t.address)
+        balance = channels.claimable(payee, t.address)
+        next_at = None
+        if s.enabled:
+            next_at = s.last_paid_at + s.period if s.period and s.last_paid_at else 0
+        out[t.address] = {
+            "schedule": {
+                "enabled": s.enabled,
+                "recipient": s.recipient,
+                "threshold": str(s.threshold),
+                "period": s.period,
+                "maxFee": str(s.max_fee),
+            },
+            "claimable": str(balance),
+            "lastPaidAt": s.last_paid_at,
+            "nextPayoutAt": next_at,  # unix seconds from which the period allows one (0: now); null without schedule
+            "payouts": [
+                {
+                    "to": e["args"]["to"],
+                    "amount": str(e["args"]["amount"]),
+                    "fee": str(e["args"]["fee"]),
+                    "txHash": "0x" + bytes(e["transactionHash"]).hex(),
+                    "block": int(e["blockNumber"]),
+                }
+                for e in events
+                if to_address(e["args"]["token"]) == t.address
+            ],
+        }
+    return out
+
+
+__all__ = ["PayoutPusher", "payout_view"]

@@ -1,0 +1,456 @@
+"""The attacker submits (or front-runs) a listener's gas-free authorisations, or a payee's payout schedule.
+
+Gas-free onboarding (issue 13): a listener holding only the stablecoin signs an OpenChannel / TopUpChannel /
+CloseChannel authorisation and an EIP-2612 permit; anyone (normally the relay) submits them through the
+ChainStreamGasless contract and keeps a fee of at most the signed maximum. The attacker is that submitter, or a
+stranger watching the mempool: it tries to change the terms, replay an authorisation, take more than the signed
+fee, use an expired one, block the open with the permit, play zero-address tricks, call the trusted entry points
+directly, and redirect or repeat scheduled payouts.
+
+Real chains (eth-tester and anvil, `chain`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from chainstream.chain.gasless import (
+    NO_PERMIT,
+    GaslessClient,
+    PermitSig,
+    payout_batch,
+    payout_schedule,
+    payout_skips_in,
+    payouts_in,
+    sign_permit,
+)
+from chainstream.config import Settings
+from chainstream.errors import ChainError
+from chainstream.protocol import PrivateKey
+from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
+from chainstream.protocol.signing import Signature, high_s_twin
+from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH
+from chainstream.relay.payouts import PayoutPusher
+from tests.conftest import test_key
+from tests.integration.conftest import STABLE, Chain
+from tests.integration.helpers import close_signature, open_channel, reverts, salt, settle, sign, voucher
+
+FEE = STABLE // 100  # what the relay asks: one cent
+MAX_FEE = 2 * FEE
+
+
+@pytest.fixture
+def listener() -> PrivateKey:
+    """A listener that never holds ETH: it only signs."""
+    return test_key("gasless-listener-no-eth")
+
+
+@pytest.fixture
+def gasless(chain: Chain, listener: PrivateKey) -> GaslessClient:
+    chain.token.mint(chain.tx("stranger"), listener.address, 100 * STABLE)
+    return GaslessClient.of(chain.channels)
+
+
+def open_auth(chain: Chain, listener: PrivateKey, **changes: object) -> OpenAuth:
+    auth = OpenAuth(
+        payer=listener.address,
+        token=chain.token.address,
+        relay=chain.address("relay"),
+        session_key=chain.address("session"),
+        session_expiry=chain.now() + 86_400,
+        salt=salt("gasless"),
+        amount=10 * STABLE,
+        max_fee=MAX_FEE,
+        submitter=ZERO_ADDRESS,
+        nonce=1,
+        deadline=chain.now() + 600,
+    )
+    return replace(auth, **changes)  # type: ignore[arg-type]
+
+
+def permit(chain: Chain, gasless: GaslessClient, listener: PrivateKey, value: int = 1_000 * STABLE) -> PermitSig:
+    return sign_permit(chain.w3, chain.token.address, listener, gasless.address, value, chain.now() + 600)
+
+
+def open_gasless(chain: Chain, gasless: GaslessClient, listener: PrivateKey, **changes: object) -> bytes:
+    auth = open_auth(chain, listener, **changes)
+    gasless.open_for(
+        chain.tx("relay"), auth, auth.sign(listener, gasless.domain), FEE, permit(chain, gasless, listener)
+    )
+    return chain.channels.channel_id_for(listener.address, auth.token, auth.relay, auth.salt)
+
+
+# ----------------------------------------------------------------------------------------------- baseline
+
+
+def test_gasless_open_by_listener_without_eth_charges_at_most_the_signed_fee(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """Baseline: the relay submits a 0-ETH listener's open; the channel has the signed terms, the fee is as asked."""
+    auth = open_auth(chain, listener)
+    assert gasless.contract.functions.openDigest(auth.values()).call() == auth.digest(gasless.domain)
+    relay_before = chain.token.balance_of(chain.address("relay"))
+    gasless.open_for(
+        chain.tx("relay"), auth, auth.sign(listener, gasless.domain), FEE, permit(chain, gasless, listener)
+    )
+    state = chain.channels.get_channel(
+        chain.channels.channel_id_for(listener.address, auth.token, auth.relay, auth.salt)
+    )
+    assert (state.payer, state.relay, state.session_key, state.deposit) == (
+        listener.address,
+        auth.relay,
+        auth.session_key,
+        auth.amount - FEE,
+    )
+    assert chain.token.balance_of(chain.address("relay")) - relay_before == FEE
+    assert chain.balance(listener.address) == 0
+    assert chain.token.balance_of(gasless.address) == 0
+
+
+# ----------------------------------------------------------------------------------------------- the terms
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"relay": "stranger"},
+        {"session_key": "stranger"},
+        {"session_expiry": 1},
+        {"salt": salt("other")},
+        {"amount": 5 * STABLE},
+        {"max_fee": 5 * STABLE},
+        {"submitter": "relay"},
+        {"nonce": 2},
+        {"deadline": 2**40},
+    ],
+)
+def test_submitter_altering_any_signed_term_is_refused(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey, change: dict[str, object]
+) -> None:
+    """The submitter changes one term of a signed open (relay, session key, amount, fee cap...): bad signature."""
+    auth = open_auth(chain, listener)
+    sig = auth.sign(listener, gasless.domain)
+    field, value = next(iter(change.items()))
+    if field == "session_expiry":
+        value = auth.session_expiry + 1
+    altered = replace(auth, **{field: chain.address(value) if value in ("stranger", "relay") else value})  # type: ignore[arg-type]
+    with reverts("GaslessInvalidSignature"):
+        gasless.open_for(chain.tx("relay"), altered, sig, FEE, permit(chain, gasless, listener))
+
+
+def test_authorisation_of_another_kind_or_domain_is_refused(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """A voucher-domain signature over the same struct, or a high-s twin of a good signature, does not open."""
+    auth = open_auth(chain, listener)
+    wrong_domain = listener.sign(chain.channels.domain.digest(auth.struct_hash()))
+    with reverts("GaslessInvalidSignature"):
+        gasless.open_for(chain.tx("relay"), auth, wrong_domain, FEE, permit(chain, gasless, listener))
+    twin = high_s_twin(auth.sign(listener, gasless.domain))
+    with pytest.raises(ChainError) as info:
+        gasless.open_for(chain.tx("relay"), auth, twin, FEE, permit(chain, gasless, listener))
+    assert info.value.reason in {"GaslessInvalidSignature"}, info.value
+
+
+# ------------------------------------------------------------------------------------------------- replay
+
+
+def test_replayed_open_and_top_up_are_refused(chain: Chain, gasless: GaslessClient, listener: PrivateKey) -> None:
+    """The relay submits the same open twice (another salt cannot be swapped in), then a top-up twice."""
+    auth = open_auth(chain, listener)
+    sig = auth.sign(listener, gasless.domain)
+    gasless.open_for(chain.tx("relay"), auth, sig, FEE, permit(chain, gasless, listener))
+    with reverts("GaslessNonceUsed", nonce=1):
+        gasless.open_for(chain.tx("relay"), auth, sig, FEE)
+    cid = chain.channels.channel_id_for(listener.address, auth.token, auth.relay, auth.salt)
+    top = TopUpAuth(listener.address, cid, 5 * STABLE, MAX_FEE, ZERO_ADDRESS, 2, chain.now() + 600)
+    top_sig = top.sign(listener, gasless.domain)
+    gasless.top_up_for(chain.tx("relay"), top, top_sig, FEE)
+    deposit = chain.channels.get_channel(cid).deposit
+    with reverts("GaslessNonceUsed", nonce=2):
+        gasless.top_up_for(chain.tx("stranger"), top, top_sig, FEE)
+    assert chain.channels.get_channel(cid).deposit == deposit == 15 * STABLE - 2 * FEE
+
+
+def test_cancelled_nonce_cannot_be_used(chain: Chain, gasless: GaslessClient, listener: PrivateKey) -> None:
+    """A payer with gas cancels a signed open before the relay submits it."""
+    payer = chain.key("listener")
+    auth = open_auth(chain, payer)
+    chain.tx("listener").transact(gasless.contract.functions.cancelAuthorization(1), action="cancelAuthorization")
+    with reverts("GaslessNonceUsed", nonce=1):
+        gasless.open_for(chain.tx("relay"), auth, auth.sign(payer, gasless.domain), FEE, permit(chain, gasless, payer))
+
+
+# --------------------------------------------------------------------------------------------------- fees
+
+
+def test_fee_above_the_signed_max_is_refused(chain: Chain, gasless: GaslessClient, listener: PrivateKey) -> None:
+    """The relay asks one unit more than the signed maximum, or the whole amount."""
+    auth = open_auth(chain, listener)
+    sig = auth.sign(listener, gasless.domain)
+    with reverts("GaslessFeeAboveMax", fee=MAX_FEE + 1, maxFee=MAX_FEE):
+        gasless.open_for(chain.tx("relay"), auth, sig, MAX_FEE + 1, permit(chain, gasless, listener))
+    generous = open_auth(chain, listener, max_fee=auth.amount, nonce=9)
+    with reverts("GaslessFeeTooHigh"):
+        gasless.open_for(
+            chain.tx("relay"),
+            generous,
+            generous.sign(listener, gasless.domain),
+            auth.amount,
+            permit(chain, gasless, listener),
+        )
+
+
+def test_close_fee_larger_than_the_refund_is_refused(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """The payer spent nearly everything; the relay's close fee may not dig into what payees are owed."""
+    cid = open_gasless(chain, gasless, listener, max_fee=10 * STABLE)
+    deposit = chain.channels.get_channel(cid).deposit
+    final = sign(chain, voucher(cid, {chain.address("artist"): deposit - 1}), listener)
+    close = CloseAuth(
+        listener.address, cid, final.voucher.digest(chain.channels.domain), 5, ZERO_ADDRESS, 7, chain.now() + 600
+    )
+    with reverts("GaslessFeeTooHigh", fee=2, available=1):
+        gasless.close_for(
+            chain.tx("relay"),
+            replace(close, max_fee=2),
+            replace(close, max_fee=2).sign(listener, gasless.domain),
+            2,
+            final,
+            (),
+            close_signature(chain, cid, final.voucher),
+        )
+    gasless.close_for(
+        chain.tx("relay"),
+        close,
+        close.sign(listener, gasless.domain),
+        1,
+        final,
+        (),
+        close_signature(chain, cid, final.voucher),
+    )
+    assert chain.channels.claimable(chain.address("artist"), chain.token.address) == deposit - 1
+
+
+# ------------------------------------------------------------------------------------------------ expiry
+
+
+def test_expired_authorisation_is_refused(chain: Chain, gasless: GaslessClient, listener: PrivateKey) -> None:
+    """The relay holds a signed open and submits it after its deadline."""
+    auth = open_auth(chain, listener)
+    sig = auth.sign(listener, gasless.domain)
+    long_permit = sign_permit(chain.w3, chain.token.address, listener, gasless.address, 10**12, chain.now() + 10**6)
+    chain.advance(601)
+    with reverts("GaslessExpired", deadline=auth.deadline):
+        gasless.open_for(chain.tx("relay"), auth, sig, FEE, long_permit)
+
+
+# ------------------------------------------------------------------------------------------ front-running
+
+
+def test_front_run_permit_does_not_block_the_open(chain: Chain, gasless: GaslessClient, listener: PrivateKey) -> None:
+    """A stranger submits the listener's permit first (consuming its nonce); the open still goes through."""
+    auth = open_auth(chain, listener)
+    p = permit(chain, gasless, listener)
+    chain.tx("stranger").transact(
+        chain.token.contract.functions.permit(listener.address, gasless.address, p.value, p.deadline, p.v, p.r, p.s),
+        action="permit",
+    )
+    gasless.open_for(chain.tx("relay"), auth, auth.sign(listener, gasless.domain), FEE, p)
+    cid = chain.channels.channel_id_for(listener.address, auth.token, auth.relay, auth.salt)
+    assert chain.channels.get_channel(cid).deposit == auth.amount - FEE
+
+
+def test_missing_allowance_is_a_clear_error(chain: Chain, gasless: GaslessClient, listener: PrivateKey) -> None:
+    """The submitter drops the permit (or it is for too little): GaslessAllowanceTooLow, nothing moves."""
+    auth = open_auth(chain, listener)
+    with reverts("GaslessAllowanceTooLow", allowance=0, amount=auth.amount):
+        gasless.open_for(chain.tx("relay"), auth, auth.sign(listener, gasless.domain), FEE, NO_PERMIT)
+    assert not gasless.nonce_used(listener.address, 1)
+
+
+def test_stranger_submitting_first_gets_no_other_terms_and_a_bound_submitter_stops_it(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """A stranger copies the relay's pending open: the channel is exactly the signed one; with submitter=relay it
+    cannot submit at all."""
+    auth = open_auth(chain, listener, submitter=chain.address("relay"))
+    sig = auth.sign(listener, gasless.domain)
+    with reverts("GaslessWrongSubmitter"):
+        gasless.open_for(chain.tx("stranger"), auth, sig, FEE, permit(chain, gasless, listener))
+    anyone = open_auth(chain, listener, nonce=2, salt=salt("anyone"))
+    gasless.open_for(
+        chain.tx("stranger"), anyone, anyone.sign(listener, gasless.domain), MAX_FEE, permit(chain, gasless, listener)
+    )
+    state = chain.channels.get_channel(
+        chain.channels.channel_id_for(listener.address, anyone.token, anyone.relay, anyone.salt)
+    )
+    assert (state.payer, state.relay, state.deposit) == (listener.address, anyone.relay, anyone.amount - MAX_FEE)
+
+
+# ---------------------------------------------------------------------------------------- zero addresses
+
+
+def test_zero_address_tricks_are_refused(chain: Chain, gasless: GaslessClient, listener: PrivateKey) -> None:
+    """payer 0 with a garbage signature (ecrecover's 0), token 0 (ETH), relay 0: each refused with its reason."""
+    garbage = Signature(v=27, r=0, s=0)
+    with reverts("GaslessSignerZero"):
+        gasless.open_for(chain.tx("relay"), open_auth(chain, listener, payer=ZERO_ADDRESS), garbage, 0)
+    with reverts("GaslessInvalidSignature"):
+        gasless.open_for(chain.tx("relay"), open_auth(chain, listener), garbage, 0, permit(chain, gasless, listener))
+    eth = open_auth(chain, listener, token=ZERO_ADDRESS)
+    with reverts("GaslessTokenRequired"):
+        gasless.open_for(chain.tx("relay"), eth, eth.sign(listener, gasless.domain), 0)
+    no_relay = open_auth(chain, listener, relay=ZERO_ADDRESS)
+    with reverts("ChannelRelayZero"):
+        gasless.open_for(
+            chain.tx("relay"), no_relay, no_relay.sign(listener, gasless.domain), 0, permit(chain, gasless, listener)
+        )
+
+
+def test_trusted_entry_points_refuse_anyone_but_the_gasless_contract(chain: Chain, gasless: GaslessClient) -> None:
+    """A stranger calls channels.openFor / cooperativeCloseFor / setPayoutScheduleFor directly to act as someone."""
+    fns = chain.channels.contract.functions
+    victim = chain.address("listener")
+    token = chain.token.address
+    for call in (
+        fns.openFor(victim, chain.address("relay"), token, 1, salt(1), ZERO_ADDRESS, 0),
+        fns.cooperativeCloseFor(victim, (salt(1), [], [], ZERO_HASH, [], ZERO_HASH, ZERO_HASH), ZERO_HASH, ZERO_HASH),
+        fns.setPayoutScheduleFor(victim, token, (True, chain.address("stranger"), 1, 0, 0)),
+    ):
+        with reverts("NotGaslessForwarder"):
+            chain.tx("stranger").transact(call, action="direct")
+
+
+def test_close_authorisation_cannot_close_someone_elses_channel(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """A stranger signs a CloseChannel naming itself as payer for the listener's channel."""
+    cid = open_gasless(chain, gasless, listener)
+    stranger = chain.key("stranger")
+    close = CloseAuth(stranger.address, cid, ZERO_HASH, 0, ZERO_ADDRESS, 1, chain.now() + 600)
+    with reverts("ChannelNotPayer"):
+        gasless.close_for(
+            chain.tx("stranger"),
+            close,
+            close.sign(stranger, gasless.domain),
+            0,
+            None,
+            (),
+            close_signature(chain, cid, None),
+        )
+
+
+# ----------------------------------------------------------------------------------------------- payouts
+
+
+def credit(chain: Chain, gasless: GaslessClient, listener: PrivateKey, payments: dict[str, int]) -> bytes:
+    cid = open_gasless(chain, gasless, listener)
+    settle(chain, sign(chain, voucher(cid, payments), listener))
+    return cid
+
+
+def schedule(chain: Chain, gasless: GaslessClient, payee: str, **changes: object) -> tuple[ScheduleAuth, Signature]:
+    auth = ScheduleAuth(
+        payee=chain.address(payee),
+        token=chain.token.address,
+        enabled=True,
+        recipient=ZERO_ADDRESS,
+        threshold=STABLE,
+        period=0,
+        max_fee=FEE,
+        nonce=gasless.schedule_nonce(chain.address(payee)),
+        deadline=chain.now() + 600,
+    )
+    auth = replace(auth, **changes)  # type: ignore[arg-type]
+    return auth, auth.sign(chain.key(payee), gasless.domain)
+
+
+def test_payout_goes_only_to_the_payee_or_its_signed_recipient_once(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """The relay redirects a payout to itself, lists the payee twice and asks more than the signed fee."""
+    artist, collab = chain.address("artist"), chain.address("collab")
+    credit(chain, gasless, listener, {artist: 3 * STABLE, collab: 2 * STABLE})
+    auth, sig = schedule(chain, gasless, "artist", recipient=chain.address("label"))
+    with reverts("GaslessInvalidSignature"):
+        gasless.set_schedule_for(chain.tx("relay"), replace(auth, recipient=chain.address("relay")), sig)
+    gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    label_before = chain.token.balance_of(chain.address("label"))
+    receipt = payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist, collab, artist], 10 * FEE)
+    paid = payouts_in(chain.channels, receipt)
+    assert [(p.payee, p.to, p.amount, p.fee) for p in paid] == [(artist, chain.address("label"), 3 * STABLE - FEE, FEE)]
+    assert [reason for _, reason in payout_skips_in(chain.channels, receipt)] == [
+        "PayoutNotScheduled",
+        "PayoutBelowThreshold",
+    ]
+    assert chain.token.balance_of(chain.address("label")) - label_before == 3 * STABLE - FEE
+    assert chain.channels.claimable(artist, chain.token.address) == 0
+    assert chain.channels.claimable(collab, chain.token.address) == 2 * STABLE  # no schedule: untouched
+
+
+def test_old_schedule_signature_cannot_be_replayed_after_an_opt_out(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """The payee opts out (by signature, then by transaction); the relay re-submits the older opt-in."""
+    first, first_sig = schedule(chain, gasless, "artist")
+    gasless.set_schedule_for(chain.tx("relay"), first, first_sig)
+    stop, stop_sig = schedule(chain, gasless, "artist", enabled=False, threshold=0)
+    gasless.set_schedule_for(chain.tx("relay"), stop, stop_sig)
+    with reverts("GaslessScheduleNonce", nonce=0, expected=2):
+        gasless.set_schedule_for(chain.tx("relay"), first, first_sig)
+    pending, pending_sig = schedule(chain, gasless, "artist")  # signed, not yet submitted
+    gasless.set_schedule(chain.tx("artist"), chain.token.address, enabled=False)
+    with reverts("GaslessScheduleNonce"):
+        gasless.set_schedule_for(chain.tx("relay"), pending, pending_sig)
+    assert not payout_schedule(chain.channels, chain.address("artist"), chain.token.address).enabled
+
+
+def test_period_is_enforced_and_pull_claim_keeps_working(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """The relay pushes again inside the signed period; the payee pulls the new balance itself meanwhile."""
+    artist = chain.address("artist")
+    cid = credit(chain, gasless, listener, {artist: 2 * STABLE})
+    auth, sig = schedule(chain, gasless, "artist", threshold=0, period=86_400)
+    gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    assert (
+        len(
+            payouts_in(
+                chain.channels, payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist], 0)
+            )
+        )
+        == 1
+    )
+    settle(chain, sign(chain, voucher(cid, {artist: 3 * STABLE}), listener), (2 * STABLE,))
+    receipt = payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist], 0)
+    assert payout_skips_in(chain.channels, receipt) == [(artist, "PayoutNotDue")]
+    chain.channels.claim(chain.tx("artist"), chain.token.address)
+    assert chain.channels.claimable(artist, chain.token.address) == 0
+    chain.advance(86_400)
+    receipt = payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist], 0)
+    assert payout_skips_in(chain.channels, receipt) == [(artist, "PayoutBelowThreshold")]  # nothing left to pay
+
+
+def test_recipient_refusing_its_payout_cannot_block_the_others(chain: Chain, gasless: GaslessClient) -> None:
+    """A payee signs a recipient that refuses ETH: the batch reverts as a whole (nothing moves), and the relay's
+    payout loop pays the other payees one by one; the refusing payee keeps its balance to claim."""
+    artist, collab = chain.address("artist"), chain.address("collab")
+    cid = open_channel(chain, 10**18)
+    settle(chain, sign(chain, voucher(cid, {artist: 3 * 10**15, collab: 2 * 10**15})))
+    refuser = chain.deployment.registry  # a contract without a receive function
+    for payee, recipient in (("artist", refuser), ("collab", ZERO_ADDRESS)):
+        auth, sig = schedule(chain, gasless, payee, token=ZERO_ADDRESS, threshold=1, max_fee=0, recipient=recipient)
+        gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    with reverts("PayoutFailed"):
+        payout_batch(chain.channels, chain.tx("relay"), ZERO_ADDRESS, [artist, collab], 0)
+    assert chain.channels.claimable(collab) == 2 * 10**15
+    pusher = PayoutPusher(Settings(payout_fee=0), chain.channels, chain.tx("relay"), [ZERO_ADDRESS])
+    paid = pusher.run_once()
+    assert [(p.payee, p.amount) for p in paid] == [(collab, 2 * 10**15)]
+    assert chain.channels.claimable(artist) == 3 * 10**15
+    chain.channels.claim(chain.tx("artist"))
+    assert chain.channels.claimable(artist) == 0
