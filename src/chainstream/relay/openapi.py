@@ -101,7 +101,7 @@ ROUTES: dict[str, dict[int, str]] = {
     "listener_channels": {400: "`bad_address`", **READ},
     "earnings": {400: "`bad_address`", **READ},
     "events": _merge({400: "`bad_bytes32` (channel), `bad_address` (payee)"}, CHANNEL, READ),
-    # audio (relay/media_routes.py; docs/API.md, Audio)
+    # audio (relay/api/media.py; docs/API.md, Audio)
     "upload_media": {
         400: BAD_ID,
         403: "`not_track_owner`",

@@ -1,0 +1,145 @@
+"""Payments: one (POST /channels/{id}/payments), many (POST /payments/batch), or a stream (WS /payments/stream).
+
+Each payment is verified, stored durably and only then acknowledged; a refusal the client can resynchronise
+from (RESYNC_CODES) carries the channel's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from chainstream.errors import ChainStreamError, RecoverableError
+from chainstream.relay.api.deps import ServiceDep, service_of
+from chainstream.relay.api.errors import error_response
+from chainstream.relay.limits import Refusal, check_message, describe
+from chainstream.relay.openapi import responses
+from chainstream.relay.read_auth import resync_state
+from chainstream.relay.schemas import BatchIn, PaymentIn, StreamedPaymentIn, to_payment
+from chainstream.relay.service import PaymentAck, RelayService
+from chainstream.verify import Rejection
+
+log = logging.getLogger("chainstream.relay")
+router = APIRouter(prefix="/api/v1")
+
+#: refusals that mean the client's view of the channel drifted: answered with the channel's state to resync from
+RESYNC_CODES = frozenset({"voucher_mismatch", "stale_voucher", "seq_gap"})
+
+#: the answer to a binary WebSocket frame (payments are JSON text frames)
+BINARY_FRAME = Refusal(400, "binary_frame", "send each payment as a JSON text frame; binary frames are not read")
+
+#: messages a WebSocket payment stream may have in flight (unanswered) before the relay stops reading from it
+STREAM_WINDOW = 4_096
+
+
+def ack_json(ack: PaymentAck) -> dict[str, Any]:
+    """A payment's acknowledgement as the API shows it (amounts as decimal strings)."""
+    return {
+        "status": ack.status,
+        "channelId": "0x" + ack.channel_id.hex(),
+        "seq": ack.seq,
+        "total": str(ack.total),
+        "amount": str(ack.amount),
+        "digest": "0x" + ack.digest.hex(),
+        "remaining": str(ack.remaining),
+        "spentToday": str(ack.spent_today),
+        "dailyCap": None if ack.daily_cap is None else str(ack.daily_cap),
+        **({"grant": ack.grant} if ack.grant is not None else {}),
+    }
+
+
+@router.post("/channels/{channel_id}/payments", responses=responses("pay"))
+async def pay(channel_id: str, body: PaymentIn, s: ServiceDep) -> Any:
+    payment = to_payment(channel_id, body)
+    try:
+        ack = await s.submit(payment)
+    except Rejection as exc:
+        extra: dict[str, Any] = {}
+        if exc.code in RESYNC_CODES and (state := await resync_state(s, payment)) is not None:
+            extra["state"] = state
+        return error_response(exc.status, exc.code, str(exc), **extra)
+    return ack_json(ack)
+
+
+async def submit_one(s: RelayService, body: StreamedPaymentIn) -> dict[str, Any]:
+    """One batch item or stream message: its acknowledgement, or its error with the status the single-payment
+    endpoint would answer (and the channel's state where that one adds it); never an exception."""
+    try:
+        payment = to_payment(body.channelId, body)
+        ack = await s.submit(payment)
+        return {"id": body.id, "ok": True, **ack_json(ack)}
+    except Rejection as exc:
+        out: dict[str, Any] = {
+            "id": body.id,
+            "ok": False,
+            "error": {"code": exc.code, "message": str(exc), "status": exc.status},
+        }
+        if exc.code in RESYNC_CODES and (state := await resync_state(s, payment)) is not None:
+            out["state"] = state
+        return out
+    except RecoverableError as exc:
+        return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 400}}
+    except ChainStreamError as exc:  # not stored (a failed commit): this item only, the client may resend
+        log.error("payment not stored: %s", exc)
+        return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 503}}
+
+
+@router.post("/payments/batch", responses=responses("pay_batch"))
+async def pay_batch(body: BatchIn, s: ServiceDep) -> dict[str, Any]:
+    """Many payments in one request (any channels); each is verified and acknowledged on its own."""
+    results = await asyncio.gather(*(submit_one(s, p) for p in body.payments))
+    return {"results": results}
+
+
+async def _stream_reply(ws: WebSocket, s: RelayService, text: str, max_bytes: int) -> None:
+    """Answer one stream message: a refusal of its size or shape, else its payment's outcome."""
+    try:
+        check_message(text, max_bytes)
+        body = StreamedPaymentIn.model_validate_json(text)
+    except Refusal as refusal:
+        await ws.send_json({"ok": False, "error": describe(refusal)})
+        return
+    except ValidationError as exc:
+        await ws.send_json(
+            {"ok": False, "error": {"code": "invalid_request", "message": str(exc.errors()[0]["msg"]), "status": 422}}
+        )
+        return
+    await ws.send_json(await submit_one(s, body))
+
+
+@router.websocket("/payments/stream")
+async def pay_stream(ws: WebSocket) -> None:
+    """One JSON payment per message (with channelId and an optional id); one reply per payment, in order
+    of durability. Replies carry the id so a client can pipeline."""
+    await ws.accept()
+    s = service_of(ws)
+    max_bytes: int = ws.app.state.settings.max_message_bytes
+    pending: set[asyncio.Task[None]] = set()
+    # At most this many messages in flight per connection: past it the relay stops reading (TCP back-pressure
+    # on the client) instead of piling up tasks and replies for a client that does not read them.
+    window = asyncio.Semaphore(STREAM_WINDOW)
+
+    def done(task: asyncio.Task[None]) -> None:
+        pending.discard(task)
+        window.release()
+
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            text = message.get("text")
+            if text is None:  # a binary frame: answered, and the stream goes on
+                await ws.send_json({"ok": False, "error": describe(BINARY_FRAME)})
+                continue
+            await window.acquire()
+            task = asyncio.create_task(_stream_reply(ws, s, text, max_bytes))
+            pending.add(task)
+            task.add_done_callback(done)
+    except WebSocketDisconnect:
+        for task in pending:
+            task.cancel()
