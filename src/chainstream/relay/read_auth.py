@@ -25,6 +25,7 @@ from fastapi import Request
 from chainstream.errors import ProtocolError
 from chainstream.protocol.read_token import AUTH_SCHEME, QUERY_PARAMETER, ReadToken
 from chainstream.protocol.types import Address, to_address
+from chainstream.relay.api.models import OnChainView
 from chainstream.relay.service import ChannelRuntime, RelayService
 from chainstream.store import ChannelRecord
 from chainstream.verify import Payment, Rejection
@@ -141,27 +142,27 @@ class ReadAuth:
         return payee
 
 
-def on_chain_view(service: RelayService, record: ChannelRecord) -> dict[str, Any]:
+def on_chain_view(service: RelayService, record: ChannelRecord) -> OnChainView:
     """What anyone can read about a channel from the chain (no spending, plays or caps): the listing of a payer's
     other channels for a session key, which may read only its own channel in full."""
     settled = service.store.get_settled(record.channel_id)
-    return {
-        "channelId": "0x" + record.channel_id.hex(),
-        "payer": record.payer,
-        "token": record.token,
-        "relay": service.address,
-        "status": record.status,
-        "closesAt": record.closes_at,
-        "deposit": str(record.deposit),
-        "settled": str(settled.total if settled else 0),
-        "sessionKey": record.session_key,
-        "sessionExpiry": record.session_expiry,
-        "partial": True,
-    }
+    return OnChainView(
+        channelId="0x" + record.channel_id.hex(),
+        payer=record.payer,
+        token=record.token,
+        relay=service.address,
+        status=record.status,  # type: ignore[arg-type]
+        closesAt=record.closes_at,
+        deposit=str(record.deposit),
+        settled=str(settled.total if settled else 0),
+        sessionKey=record.session_key,
+        sessionExpiry=record.session_expiry,
+        partial=True,
+    )
 
 
 async def resync_state(service: RelayService, payment: Payment) -> dict[str, Any] | None:
     """The channel's state for a refused payment's resync, only if the payment is signed by the channel's payer or
     session key: a made-up payment with a stale seq must not read someone's channel."""
     rt = await service.current(payment.channel_id)
-    return service.channel_summary(rt) if service._signed_for(rt, payment) else None
+    return service.channel_summary(rt).model_dump() if service._signed_for(rt, payment) else None

@@ -26,6 +26,7 @@ from chainstream.ledger import LedgerState, Listing
 from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash, typed_data
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
+from chainstream.relay.api.models import ChannelSummary, VoucherJSON
 from chainstream.relay.catalog import Catalog
 from chainstream.relay.earnings import CSV_COLUMNS, Earnings, TrackEarnings, csv_rows, earnings
 from chainstream.relay.events import EventBus
@@ -62,6 +63,16 @@ def caps_typed_data(
         domain,
         "Caps",
         {"channelId": "0x" + channel_id.hex(), "dailyCap": daily_cap, "sessionCap": session_cap, "issuedAt": issued_at},
+    )
+
+
+def voucher_json(voucher: Voucher, signature: bytes | None) -> VoucherJSON:
+    """A voucher as the API shows it (the channel summary's, a co-signed close's)."""
+    return VoucherJSON(
+        payees=list(voucher.payees),
+        amounts=[str(a) for a in voucher.amounts],
+        playHash="0x" + voucher.play_hash.hex(),
+        signature=None if signature is None else "0x" + signature.hex(),
     )
 
 
@@ -731,37 +742,32 @@ class RelayService:
     def listing(self, track_id: bytes, token: str) -> Listing | None:
         return self.catalog.listing(track_id, token)
 
-    def channel_summary(self, rt: ChannelRuntime) -> dict[str, Any]:
+    def channel_summary(self, rt: ChannelRuntime) -> ChannelSummary:
         r = rt.record
         settled = self.store.get_settled(r.channel_id)
         v = rt.ledger.voucher
-        return {
-            "channelId": "0x" + r.channel_id.hex(),
-            "payer": r.payer,
-            "token": r.token,
-            "relay": self.address,
-            "status": r.status if r.coop_close_digest is None or r.status != "open" else "closing",
-            "closesAt": r.closes_at,
-            "deposit": str(r.deposit),
-            "spent": str(v.total),
-            "settled": str(settled.total if settled else 0),
-            "remaining": str(r.deposit - v.total),
-            "spentToday": str(rt.spent_today),
-            "dailyCap": None if r.daily_cap is None else str(r.daily_cap),
-            "sessionCap": None if r.session_cap is None else str(r.session_cap),
-            "capsIssuedAt": rt.caps_issued_at,
-            "sessionKey": r.session_key,
-            "sessionExpiry": r.session_expiry,
-            "seq": rt.ledger.seq,
-            "voucher": {
-                "payees": list(v.payees),
-                "amounts": [str(a) for a in v.amounts],
-                "playHash": "0x" + v.play_hash.hex(),
-                "signature": None if rt.head_signature is None else "0x" + rt.head_signature.hex(),
-            },
-            "plays": {"0x" + t.hex(): n for t, n in rt.ledger.plays.items()},
-            "owned": ["0x" + t.hex() for t in rt.ledger.owned],
-        }
+        return ChannelSummary(
+            channelId="0x" + r.channel_id.hex(),
+            payer=r.payer,
+            token=r.token,
+            relay=self.address,
+            status=r.status if r.coop_close_digest is None or r.status != "open" else "closing",
+            closesAt=r.closes_at,
+            deposit=str(r.deposit),
+            spent=str(v.total),
+            settled=str(settled.total if settled else 0),
+            remaining=str(r.deposit - v.total),
+            spentToday=str(rt.spent_today),
+            dailyCap=None if r.daily_cap is None else str(r.daily_cap),
+            sessionCap=None if r.session_cap is None else str(r.session_cap),
+            capsIssuedAt=rt.caps_issued_at,
+            sessionKey=r.session_key,
+            sessionExpiry=r.session_expiry,
+            seq=rt.ledger.seq,
+            voucher=voucher_json(v, rt.head_signature),
+            plays={"0x" + t.hex(): n for t, n in rt.ledger.plays.items()},
+            owned=["0x" + t.hex() for t in rt.ledger.owned],
+        )
 
     def tokens(self) -> list[TokenInfo]:
         """The tokens channels of this deployment take: ETH, and the stablecoin if deployed."""

@@ -22,6 +22,7 @@ from chainstream.protocol import Domain, PrivateKey, Signature, recover
 from chainstream.protocol.eip712 import relay_identity_struct_hash
 from chainstream.protocol.read_token import AUTH_SCHEME, QUERY_PARAMETER, ReadToken, sign_read_token
 from chainstream.protocol.types import ZERO_HASH, Address, to_address
+from chainstream.relay.api.models import Info
 
 #: read tokens are asked for this long (relays refuse much longer ones) and renewed with less than RENEW_AT left
 READ_TOKEN_TTL, RENEW_AT = 300, 60
@@ -94,12 +95,14 @@ class RelayClient:
         otherwise collect tokens valid later)."""
         if self._relay is None:
             challenge = os.urandom(32)
-            info = self.get("/info", challenge="0x" + challenge.hex())
             try:
-                domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
-                relay = to_address(info["relay"])
-                proof = Signature.from_hex(info["identity"]["signature"])
-                offset = float(info["time"]) - time.time() if "time" in info else 0.0
+                info = Info.model_validate(self.get("/info", challenge="0x" + challenge.hex()), strict=True)
+                if info.identity is None:
+                    raise ValueError("no identity")
+                domain = Domain(info.domain["chainId"], info.domain["verifyingContract"])
+                relay = to_address(info.relay)
+                proof = Signature.from_hex(info.identity.signature)
+                offset = float(info.time) - time.time()
             except (KeyError, TypeError, ValueError, ChainStreamError) as exc:
                 raise ProtocolError(
                     f"the relay's /info does not prove its identity ({exc})", code="untrusted_relay"

@@ -8,12 +8,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from chainstream.relay.api.deps import ReadsDep, ServiceDep
+from chainstream.relay.api.models import EarningsReply
 from chainstream.relay.openapi import responses
 
 router = APIRouter(prefix="/api/v1")
 
 
-@router.get("/artists/{address}/earnings", responses=responses("earnings"))
+@router.get(
+    "/artists/{address}/earnings",
+    response_model=EarningsReply,
+    responses={**responses("earnings"), 200: {"content": {"text/csv": {}}, "description": "JSON, or CSV (format=csv)"}},
+)
 async def earnings(
     address: str,
     request: Request,

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from chainstream.protocol.types import to_address, to_bytes32
 from chainstream.relay.api.deps import ServiceDep
 from chainstream.relay.api.errors import error_response
+from chainstream.relay.api.models import CatalogReply, Track
 from chainstream.relay.catalog import CatalogEntry
 from chainstream.relay.openapi import responses
 
@@ -47,7 +48,7 @@ def track_json(entry: CatalogEntry, token: str | None) -> dict[str, Any]:
     }
 
 
-@router.get("/catalog", responses=responses("catalog"))
+@router.get("/catalog", response_model=CatalogReply, responses=responses("catalog"))
 async def catalog(s: ServiceDep, token: str | None = None) -> dict[str, Any]:
     token = to_address(token) if token else None
     entries = sorted(s.catalog.entries.values(), key=lambda e: e.registered_at)
@@ -55,7 +56,7 @@ async def catalog(s: ServiceDep, token: str | None = None) -> dict[str, Any]:
     return {"tracks": [t for t in tracks if t["terms"]]}
 
 
-@router.get("/tracks/{track_id}", responses=responses("track"))
+@router.get("/tracks/{track_id}", response_model=Track, responses=responses("track"))
 async def track(track_id: str, s: ServiceDep) -> Any:
     entry = s.catalog.entries.get(to_bytes32(track_id, "trackId"))
     if entry is None:

@@ -13,10 +13,18 @@ from chainstream.protocol import Signature
 from chainstream.protocol.types import to_bytes32
 from chainstream.relay.api.deps import ReadsDep, ServiceDep
 from chainstream.relay.api.errors import error_response
+from chainstream.relay.api.models import (
+    ChannelSummary,
+    CloseReply,
+    History,
+    ListenerChannels,
+    OnChainView,
+    TypedDataDoc,
+)
 from chainstream.relay.openapi import responses
 from chainstream.relay.read_auth import on_chain_view
 from chainstream.relay.schemas import CapsIn, CloseIn
-from chainstream.relay.service import RelayService, caps_typed_data
+from chainstream.relay.service import RelayService, caps_typed_data, voucher_json
 from chainstream.store import PaymentRecord
 from chainstream.verify import Rejection
 
@@ -26,13 +34,13 @@ router = APIRouter(prefix="/api/v1")
 KIND_NAMES = ("play", "seconds", "tip", "download")
 
 
-@router.get("/channels/{channel_id}", responses=responses("channel"))
-async def channel(channel_id: str, request: Request, s: ServiceDep, reads: ReadsDep) -> dict[str, Any]:
+@router.get("/channels/{channel_id}", response_model=ChannelSummary, responses=responses("channel"))
+async def channel(channel_id: str, request: Request, s: ServiceDep, reads: ReadsDep) -> ChannelSummary:
     """The channel's state (payer's read token)."""
     return s.channel_summary(await reads.channel(request, to_bytes32(channel_id, "channelId")))
 
 
-@router.get("/channels/{channel_id}/history", responses=responses("history"))
+@router.get("/channels/{channel_id}/history", response_model=History, responses=responses("history"))
 async def history(
     channel_id: str,
     request: Request,
@@ -65,7 +73,7 @@ def _history_item(s: RelayService, p: PaymentRecord) -> dict[str, Any]:
     }
 
 
-@router.get("/channels/{channel_id}/caps/typed-data", responses=responses("caps_doc"))
+@router.get("/channels/{channel_id}/caps/typed-data", response_model=TypedDataDoc, responses=responses("caps_doc"))
 async def caps_doc(
     channel_id: str,
     s: ServiceDep,
@@ -78,8 +86,8 @@ async def caps_doc(
     return caps_typed_data(s.domain, cid, dailyCap, sessionCap, issuedAt or int(s.clock()))
 
 
-@router.put("/channels/{channel_id}/caps", responses=responses("caps"))
-async def caps(channel_id: str, body: CapsIn, s: ServiceDep) -> dict[str, Any]:
+@router.put("/channels/{channel_id}/caps", response_model=ChannelSummary, responses=responses("caps"))
+async def caps(channel_id: str, body: CapsIn, s: ServiceDep) -> ChannelSummary:
     rt = await s.set_caps(
         to_bytes32(channel_id, "channelId"),
         int(body.dailyCap),
@@ -90,7 +98,7 @@ async def caps(channel_id: str, body: CapsIn, s: ServiceDep) -> dict[str, Any]:
     return s.channel_summary(rt)
 
 
-@router.post("/channels/{channel_id}/close", responses=responses("close"))
+@router.post("/channels/{channel_id}/close", response_model=CloseReply, responses=responses("close"))
 async def close(channel_id: str, body: CloseIn, s: ServiceDep) -> Any:
     """The relay's consent to a cooperative close at the latest voucher (no payments are accepted after),
     asked for by the payer or its session key over that voucher."""
@@ -102,27 +110,21 @@ async def close(channel_id: str, body: CloseIn, s: ServiceDep) -> Any:
     except Rejection as exc:
         if exc.code != "close_state_mismatch":
             raise
-        return error_response(exc.status, exc.code, str(exc), state=s.channel_summary(await s.runtime(cid)))
-    voucher = None
-    if latest is not None:
-        voucher = {
-            "payees": list(latest.voucher.payees),
-            "amounts": [str(a) for a in latest.voucher.amounts],
-            "playHash": "0x" + latest.voucher.play_hash.hex(),
-            "signature": "0x" + latest.signature.hex(),
-        }
-    return {
-        "channelId": channel_id,
-        "voucher": voucher,
-        "prevAmounts": [str(a) for a in prev],
-        "relaySignature": signature.to_hex(),
-    }
+        return error_response(
+            exc.status, exc.code, str(exc), state=s.channel_summary(await s.runtime(cid)).model_dump()
+        )
+    return CloseReply(
+        channelId=channel_id,
+        voucher=None if latest is None else voucher_json(latest.voucher, latest.signature),
+        prevAmounts=[str(a) for a in prev],
+        relaySignature=signature.to_hex(),
+    )
 
 
-@router.get("/listeners/{address}/channels", responses=responses("listener_channels"))
-async def listener_channels(address: str, request: Request, s: ServiceDep, reads: ReadsDep) -> dict[str, Any]:
+@router.get("/listeners/{address}/channels", response_model=ListenerChannels, responses=responses("listener_channels"))
+async def listener_channels(address: str, request: Request, s: ServiceDep, reads: ReadsDep) -> ListenerChannels:
     """The listener's channels on this relay (its all-channels read token)."""
-    out = []
+    out: list[ChannelSummary | OnChainView] = []
     for record, full in reads.listener(request, address):
         out.append(s.channel_summary(await s.current(record.channel_id)) if full else on_chain_view(s, record))
-    return {"channels": out}
+    return ListenerChannels(channels=out)

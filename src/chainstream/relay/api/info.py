@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query
 
 from chainstream.protocol.eip712 import relay_identity_struct_hash
 from chainstream.relay.api.deps import RelayDep, ServiceDep
+from chainstream.relay.api.models import Health, Info
 from chainstream.relay.openapi import responses
 
 router = APIRouter(prefix="/api/v1")
 
 
-@router.get("/health", responses=responses("health"))
+@router.get("/health", response_model=Health, responses=responses("health"))
 async def health(relay: RelayDep) -> dict[str, Any]:
     s = relay.service
     return {
@@ -25,7 +26,7 @@ async def health(relay: RelayDep) -> dict[str, Any]:
     }
 
 
-@router.get("/info", responses=responses("info"))
+@router.get("/info", response_model=Info, response_model_exclude_unset=True, responses=responses("info"))
 async def info(
     s: ServiceDep,
     challenge: str | None = Query(

@@ -22,6 +22,7 @@ from starlette.types import Scope
 from chainstream.media.errors import MediaError
 from chainstream.protocol.types import to_bytes32
 from chainstream.relay.api.deps import ReadsDep, ServiceDep
+from chainstream.relay.api.models import Deliveries, Manifest, Published
 from chainstream.relay.media import GRANT_HEADER, Served
 from chainstream.relay.openapi import responses
 
@@ -66,7 +67,7 @@ def _grant(request: Request) -> str | None:
 router = APIRouter(prefix="/api/v1")
 
 
-@router.put("/tracks/{track_id}/media", responses=responses("upload_media"))
+@router.put("/tracks/{track_id}/media", response_model=Published, responses=responses("upload_media"))
 async def upload(track_id: str, request: Request, s: ServiceDep) -> Any:
     """Publish a track's audio: the raw file as the body (streamed to disk, never held in memory)."""
     length = request.headers.get("content-length")
@@ -81,7 +82,7 @@ async def upload(track_id: str, request: Request, s: ServiceDep) -> Any:
         return _error(exc)
 
 
-@router.get("/tracks/{track_id}/media", responses=responses("media_manifest"))
+@router.get("/tracks/{track_id}/media", response_model=Manifest, responses=responses("media_manifest"))
 async def manifest(track_id: str, s: ServiceDep) -> Any:
     try:
         media = s.media
@@ -114,7 +115,7 @@ async def original(track_id: str, request: Request, s: ServiceDep) -> Response:
         return _error(exc)
 
 
-@router.get("/channels/{channel_id}/deliveries", responses=responses("deliveries"))
+@router.get("/channels/{channel_id}/deliveries", response_model=Deliveries, responses=responses("deliveries"))
 async def deliveries(channel_id: str, request: Request, s: ServiceDep, reads: ReadsDep) -> dict[str, Any]:
     """Per track: seconds paid for (per-second receipts) and seconds of audio served on the channel (the
     payer's read token, like the channel's history)."""

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from chainstream.errors import ChainStreamError, RecoverableError
 from chainstream.relay.api.deps import ServiceDep, service_of
 from chainstream.relay.api.errors import error_response
+from chainstream.relay.api.models import BatchReply, PaymentReply
 from chainstream.relay.limits import Refusal, check_message, describe
 from chainstream.relay.openapi import responses
 from chainstream.relay.read_auth import resync_state
@@ -52,7 +53,12 @@ def ack_json(ack: PaymentAck) -> dict[str, Any]:
     }
 
 
-@router.post("/channels/{channel_id}/payments", responses=responses("pay"))
+@router.post(
+    "/channels/{channel_id}/payments",
+    response_model=PaymentReply,
+    response_model_exclude_unset=True,
+    responses=responses("pay"),
+)
 async def pay(channel_id: str, body: PaymentIn, s: ServiceDep) -> Any:
     payment = to_payment(channel_id, body)
     try:
@@ -88,7 +94,9 @@ async def submit_one(s: RelayService, body: StreamedPaymentIn) -> dict[str, Any]
         return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 503}}
 
 
-@router.post("/payments/batch", responses=responses("pay_batch"))
+@router.post(
+    "/payments/batch", response_model=BatchReply, response_model_exclude_unset=True, responses=responses("pay_batch")
+)
 async def pay_batch(body: BatchIn, s: ServiceDep) -> dict[str, Any]:
     """Many payments in one request (any channels); each is verified and acknowledged on its own."""
     results = await asyncio.gather(*(submit_one(s, p) for p in body.payments))
