@@ -20,6 +20,7 @@ from typing import Any
 
 from chainstream.chain.contracts import ChannelsClient, ChannelState, ChannelStatus, RegistryClient
 from chainstream.chain.deploy import Deployment
+from chainstream.codes import Code
 from chainstream.config import Settings
 from chainstream.errors import ChainStreamError
 from chainstream.ledger import LedgerState, Listing
@@ -106,7 +107,7 @@ PUBLIC_TOPIC = "public"
 CLOSE_PENDING = b"pending"
 
 #: refusals that a channel state newer than the relay's may turn into acceptances (a top-up, a new session key)
-CHAIN_REFRESH_CODES = frozenset({"insufficient_deposit", "unauthorized_signer"})
+CHAIN_REFRESH_CODES = frozenset({Code.INSUFFICIENT_DEPOSIT, Code.UNAUTHORIZED_SIGNER})
 #: at most this many such re-reads per channel within REFRESH_WINDOW seconds: enough for "refused, top up,
 #: retry", too few for refused payments (anyone can sign one) to turn into a flood of calls to the node
 REFRESH_BURST, REFRESH_WINDOW = 3, 5.0
@@ -145,7 +146,7 @@ class StaleChannel(Rejection):
     cooperative close) after this instance loaded it: its payment was not stored."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(code="conflict", message=message, status=409)
+        super().__init__(code=Code.CONFLICT, message=message)
 
 
 class RelayService:
@@ -244,7 +245,7 @@ class RelayService:
             try:
                 record = await asyncio.to_thread(self.fetch_channel, channel_id)
             except Rejection as exc:  # unknown_channel, wrong_relay (channel_unconfirmed: a real channel, soon ours)
-                if exc.code == "channel_unconfirmed":
+                if exc.code == Code.CHANNEL_UNCONFIRMED:
                     raise
                 if len(self._not_ours) >= NOT_OURS_MAX:
                     self._not_ours.clear()
@@ -285,16 +286,13 @@ class RelayService:
         if state.status == ChannelStatus.NONE:
             if block != "latest" and self.channels.get_channel(channel_id).status != ChannelStatus.NONE:
                 raise Rejection(
-                    "channel_unconfirmed",
+                    Code.CHANNEL_UNCONFIRMED,
                     f"the channel's opening has fewer than {self.settings.confirmations} confirmations: retry in a few"
                     " blocks",
-                    status=409,
                 )
-            raise Rejection(
-                "unknown_channel", f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}", status=404
-            )
+            raise Rejection(Code.UNKNOWN_CHANNEL, f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}")
         if state.relay != self.address:
-            raise Rejection("wrong_relay", f"the channel is served by {state.relay}, not this relay", status=403)
+            raise Rejection(Code.WRONG_RELAY, f"the channel is served by {state.relay}, not this relay")
         return ChannelRecord(
             channel_id,
             state.payer,
@@ -418,7 +416,7 @@ class RelayService:
             # payment: the channel's later payments wait for this re-read, so that a batch or stream is decided
             # in order. An unknown signer is anyone's (a garbage signature will do): its re-read blocks nobody.
             refreshing = None
-            if exc.code == "insufficient_deposit":
+            if exc.code == Code.INSUFFICIENT_DEPOSIT:
                 refreshing = rt.refreshing = asyncio.get_running_loop().create_future()
             try:
                 if not await self._refresh_from_chain(rt):
@@ -541,11 +539,11 @@ class RelayService:
         try:
             signer = recover(digest, signature)
         except ChainStreamError as exc:
-            raise Rejection("bad_signature", str(exc)) from exc
+            raise Rejection(Code.BAD_SIGNATURE, str(exc)) from exc
         if signer == ZERO_ADDRESS or signer not in (rt.record.payer, rt.record.session_key):
-            raise Rejection("unauthorized_signer", f"{what} must be signed by the payer or its session key", status=403)
+            raise Rejection(Code.UNAUTHORIZED_SIGNER, f"{what} must be signed by the payer or its session key")
         if signer != rt.record.payer and rt.record.session_expiry < self.chain_now():
-            raise Rejection("session_key_expired", f"the session key that signed {what} has expired", status=403)
+            raise Rejection(Code.SESSION_KEY_EXPIRED, f"the session key that signed {what} has expired")
         return signer
 
     def _signed_for(self, rt: ChannelRuntime, payment: Payment) -> bool:
@@ -669,14 +667,13 @@ class RelayService:
         if ahead > self.settings.caps_clock_skew:
             # Caps must increase: caps dated far ahead would be the last ones the channel could ever set.
             raise Rejection(
-                "caps_from_future",
+                Code.CAPS_FROM_FUTURE,
                 f"issuedAt is {ahead}s ahead of the relay's clock (at most {self.settings.caps_clock_skew}s)",
-                status=422,
             )
         rt = await self.current(channel_id)
         digest = caps_digest(self.domain, channel_id, daily_cap, session_cap, issued_at)
         signer = self._authorised_signer(rt, digest, signature, "caps")
-        stale = Rejection("stale_caps", "these caps are older than the ones in force", status=409)
+        stale = Rejection(Code.STALE_CAPS, "these caps are older than the ones in force")
         if issued_at <= rt.caps_issued_at:  # first: a replayed message is stale, whatever it says
             raise stale
         if signer != rt.record.payer and _loosens(rt.record.daily_cap, daily_cap) | _loosens(
@@ -684,10 +681,9 @@ class RelayService:
         ):
             # The session cap is the limit on what the session key may spend: the key itself may only tighten.
             raise Rejection(
-                "caps_need_payer",
+                Code.CAPS_NEED_PAYER,
                 "a session key may only lower caps or set new ones; raising or lifting "
                 "a cap takes the payer's own signature",
-                status=403,
             )
         # Stored first (conditionally: another instance may have stored newer caps), then in force here.
         if not self.store.set_caps(channel_id, daily_cap or None, session_cap or None, issued_at):
@@ -709,7 +705,7 @@ class RelayService:
         be the relay's latest, or the answer is 409 close_state_mismatch with the relay's state."""
         rt = await self.current(channel_id)
         if rt.record.status == "closed":
-            raise Rejection("channel_not_open", "the channel is already closed", status=409)
+            raise Rejection(Code.CHANNEL_NOT_OPEN, "the channel is already closed")
         self._authorised_signer(
             rt, self.domain.digest(close_struct_hash(channel_id, voucher_digest_seen)), signature, "a close request"
         )
@@ -727,10 +723,9 @@ class RelayService:
             if self.store.shared:
                 self.store.set_coop_close(channel_id, previous)
             raise Rejection(
-                "close_state_mismatch",
+                Code.CLOSE_STATE_MISMATCH,
                 "the relay's latest voucher is not the one the close request "
                 "names: sync with the channel's state, then ask again",
-                status=409,
             )
         self.store.set_coop_close(channel_id, voucher_digest)
         rt.record = replace(rt.record, coop_close_digest=voucher_digest)

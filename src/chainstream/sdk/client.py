@@ -47,7 +47,8 @@ Reader = Callable[[], list[ReadIdentity]]
 
 
 class RelayError(RecoverableError):
-    """The relay refused a request; ``code`` is its machine-readable reason, ``state`` its view of the channel."""
+    """The relay refused a request; ``code`` is its machine-readable reason, ``details`` the numbers behind it
+    (docs/API.md, Error codes), ``state`` its view of the channel."""
 
     def __init__(
         self,
@@ -58,7 +59,13 @@ class RelayError(RecoverableError):
         *,
         body: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(f"{code}: {message}", code=code)
+        error = (body or {}).get("error")
+        details = error.get("details") if isinstance(error, dict) else None
+        super().__init__(
+            f"{code}: {message}",
+            code=code,
+            details={str(k): str(v) for k, v in details.items()} if isinstance(details, dict) else None,
+        )
         self.status = status
         self.state = state
         self.body = body or {}  # the whole error reply (a 402's `payment` block)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from chainstream.codes import Code
 from chainstream.protocol.types import to_address, to_bytes32
 from chainstream.relay.api.deps import ServiceDep
 from chainstream.relay.api.errors import error_response
@@ -60,5 +61,5 @@ async def catalog(s: ServiceDep, token: str | None = None) -> dict[str, Any]:
 async def track(track_id: str, s: ServiceDep) -> Any:
     entry = s.catalog.entries.get(to_bytes32(track_id, "trackId"))
     if entry is None:
-        return error_response(404, "unknown_track", f"no track {track_id}")
+        return error_response(404, Code.UNKNOWN_TRACK, f"no track {track_id}")
     return track_json(entry, None)

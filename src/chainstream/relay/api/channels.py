@@ -9,10 +9,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from chainstream.codes import Code
 from chainstream.protocol import Signature
 from chainstream.protocol.types import to_bytes32
 from chainstream.relay.api.deps import ReadsDep, ServiceDep
-from chainstream.relay.api.errors import error_response
+from chainstream.relay.api.errors import error_response, rejection_status
 from chainstream.relay.api.models import (
     ChannelSummary,
     CloseReply,
@@ -108,10 +109,14 @@ async def close(channel_id: str, body: CloseIn, s: ServiceDep) -> Any:
             cid, to_bytes32(body.voucherDigest, "voucherDigest"), Signature.from_hex(body.signature)
         )
     except Rejection as exc:
-        if exc.code != "close_state_mismatch":
+        if exc.code != Code.CLOSE_STATE_MISMATCH:
             raise
         return error_response(
-            exc.status, exc.code, str(exc), state=s.channel_summary(await s.runtime(cid)).model_dump()
+            rejection_status(exc),
+            exc.code,
+            str(exc),
+            error_details=exc.details,
+            state=s.channel_summary(await s.runtime(cid)).model_dump(),
         )
     return CloseReply(
         channelId=channel_id,

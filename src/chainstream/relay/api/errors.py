@@ -1,6 +1,7 @@
-"""The relay's error format, `{"error": {"code", "message"}}` (plus `details` or `state` where documented), and
-every exception handler: a refusal of the core, the framework's own (no such path, wrong method, validation),
-the chain's node out of reach, and anything unexpected (500, logged)."""
+"""The relay's error format, `{"error": {"code", "message", "details"}}` (plus a top-level `details` list for
+`invalid_request` and `state` where documented), the HTTP status of each refusal of the core (`REJECTION_STATUS`),
+and every exception handler: a refusal of the core, the framework's own (no such path, wrong method,
+validation), the chain's node out of reach, and anything unexpected (500, logged)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,44 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
+from chainstream.codes import Code
 from chainstream.errors import ChainStreamError, RecoverableError
 from chainstream.verify import Rejection
 
 log = logging.getLogger("chainstream.relay")
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+#: the status of a `Rejection` (a request the acceptance rules, caps, close or read checks refuse) by its code;
+#: any other is 422. Other `RecoverableError`s are 400, unrecoverable errors 503 (docs/API.md, Error codes).
+REJECTION_STATUS: dict[str, int] = {
+    Code.READ_TOKEN_REQUIRED: 401,
+    Code.READ_TOKEN_INVALID: 401,
+    Code.READ_TOKEN_EXPIRED: 401,
+    Code.INSUFFICIENT_DEPOSIT: 402,
+    Code.DAILY_CAP_EXCEEDED: 402,
+    Code.SESSION_CAP_EXCEEDED: 402,
+    Code.UNAUTHORIZED_SIGNER: 403,
+    Code.SESSION_KEY_EXPIRED: 403,
+    Code.WRONG_RELAY: 403,
+    Code.CAPS_NEED_PAYER: 403,
+    Code.READ_FORBIDDEN: 403,
+    Code.UNKNOWN_CHANNEL: 404,
+    Code.UNKNOWN_TRACK: 404,
+    Code.CHANNEL_NOT_OPEN: 409,
+    Code.CHANNEL_UNCONFIRMED: 409,
+    Code.CONFLICT: 409,
+    Code.STALE_VOUCHER: 409,
+    Code.SEQ_GAP: 409,
+    Code.VOUCHER_MISMATCH: 409,
+    Code.STALE_CAPS: 409,
+    Code.CLOSE_STATE_MISMATCH: 409,
+}
+
+
+def rejection_status(exc: Rejection) -> int:
+    """The HTTP status a refusal of the core is answered with."""
+    return REJECTION_STATUS.get(exc.code, 422)
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -32,12 +65,24 @@ class AsciiJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
+def error_body(code: str, message: str, details: dict[str, str] | None = None) -> dict[str, Any]:
+    """The `error` member of every error answer: code, message and the numbers behind it (`{}` if none)."""
+    return {"code": code, "message": message, "details": details or {}}
+
+
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    error_details: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    """An error in the relay's format; `extra` adds top-level members (`details`, `state`)."""
+    """An error in the relay's format; `error_details` is the error's `details`, `extra` adds top-level members
+    (the validation `details` list, `state`)."""
     return AsciiJSONResponse(
-        {"error": {"code": code, "message": message}, **extra}, status_code=status, headers=headers
+        {"error": error_body(code, message, error_details), **extra}, status_code=status, headers=headers
     )
 
 
@@ -64,37 +109,37 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
 
 
 async def rejection_handler(_: Request, exc: Rejection) -> JSONResponse:
-    return error_response(exc.status, exc.code, str(exc))
+    return error_response(rejection_status(exc), exc.code, str(exc), error_details=exc.details)
 
 
 async def recoverable_handler(_: Request, exc: RecoverableError) -> JSONResponse:
-    return error_response(400, exc.code, str(exc))
+    return error_response(400, exc.code, str(exc), error_details=exc.details)
 
 
 async def unrecoverable_handler(_: Request, exc: ChainStreamError) -> JSONResponse:
     log.error("internal error: %s", exc)
-    return error_response(503, exc.code, str(exc))
+    return error_response(503, exc.code, str(exc), error_details=exc.details)
 
 
 async def http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """The framework's own refusals (no such path, wrong method) in the relay's error format."""
     if exc.status_code == 404:
-        return error_response(404, "not_found", "no such path")
+        return error_response(404, Code.NOT_FOUND, "no such path")
     if exc.status_code == 405:
         allow = allowed_methods(request.app, request.scope)
         return error_response(
-            405, "method_not_allowed", f"this path takes {allow}, not {request.method}", headers={"Allow": allow}
+            405, Code.METHOD_NOT_ALLOWED, f"this path takes {allow}, not {request.method}", headers={"Allow": allow}
         )
-    return error_response(exc.status_code, "request_refused", str(exc.detail), headers=exc.headers)
+    return error_response(exc.status_code, Code.REQUEST_REFUSED, str(exc.detail), headers=exc.headers)
 
 
 async def unexpected_handler(_: Request, exc: Exception) -> JSONResponse:
     """Anything else: the chain's node unreachable (503, retry later), or a bug (500, logged)."""
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):  # web3's HTTP provider
         log.warning("the chain's node is unreachable: %s", exc)
-        return error_response(503, "chain_unavailable", "the relay cannot reach its chain's node; retry later")
+        return error_response(503, Code.CHAIN_UNAVAILABLE, "the relay cannot reach its chain's node; retry later")
     log.exception("unexpected error", exc_info=exc)
-    return error_response(500, "internal_error", f"unexpected {type(exc).__name__}; the relay's log has the details")
+    return error_response(500, Code.INTERNAL_ERROR, f"unexpected {type(exc).__name__}; the relay's log has the details")
 
 
 async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -102,7 +147,7 @@ async def validation_handler(_: Request, exc: RequestValidationError) -> JSONRes
     first = details[0]
     where = ".".join(str(p) for p in first["loc"] if p != "body")
     return error_response(
-        422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], details=details
+        422, Code.INVALID_REQUEST, f"{where}: {first['msg']}" if where else first["msg"], details=details
     )
 
 

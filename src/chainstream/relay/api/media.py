@@ -22,6 +22,7 @@ from starlette.types import Scope
 from chainstream.media.errors import MediaError
 from chainstream.protocol.types import to_bytes32
 from chainstream.relay.api.deps import ReadsDep, ServiceDep
+from chainstream.relay.api.errors import error_body
 from chainstream.relay.api.models import Deliveries, Manifest, Published
 from chainstream.relay.media import GRANT_HEADER, Served
 from chainstream.relay.openapi import responses
@@ -40,7 +41,7 @@ def is_upload(scope: Scope) -> bool:
 
 def _error(exc: MediaError) -> JSONResponse:
     return JSONResponse(
-        {"error": {"code": exc.code, "message": str(exc)}, **exc.extra},
+        {"error": error_body(exc.code, str(exc)), **exc.extra},
         status_code=exc.status,
         headers={"Cache-Control": "no-store"},
     )

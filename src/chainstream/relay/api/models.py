@@ -156,6 +156,7 @@ class PaymentReply(Out):
 class ItemError(Out):
     code: str
     message: str
+    details: dict[str, str] = Field(description="the numbers behind the refusal (docs/API.md, Error details)")
     status: int = Field(description="the status the single-payment endpoint would answer")
 
 

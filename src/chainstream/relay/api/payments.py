@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from chainstream.codes import Code
 from chainstream.errors import ChainStreamError, RecoverableError
 from chainstream.relay.api.deps import ServiceDep, service_of
-from chainstream.relay.api.errors import error_response
+from chainstream.relay.api.errors import error_body, error_response, rejection_status
 from chainstream.relay.api.models import BatchReply, PaymentReply
 from chainstream.relay.limits import Refusal, check_message, describe
 from chainstream.relay.openapi import responses
@@ -28,10 +29,10 @@ log = logging.getLogger("chainstream.relay")
 router = APIRouter(prefix="/api/v1")
 
 #: refusals that mean the client's view of the channel drifted: answered with the channel's state to resync from
-RESYNC_CODES = frozenset({"voucher_mismatch", "stale_voucher", "seq_gap"})
+RESYNC_CODES = frozenset({Code.VOUCHER_MISMATCH, Code.STALE_VOUCHER, Code.SEQ_GAP})
 
 #: the answer to a binary WebSocket frame (payments are JSON text frames)
-BINARY_FRAME = Refusal(400, "binary_frame", "send each payment as a JSON text frame; binary frames are not read")
+BINARY_FRAME = Refusal(400, Code.BINARY_FRAME, "send each payment as a JSON text frame; binary frames are not read")
 
 #: messages a WebSocket payment stream may have in flight (unanswered) before the relay stops reading from it
 STREAM_WINDOW = 4_096
@@ -67,7 +68,7 @@ async def pay(channel_id: str, body: PaymentIn, s: ServiceDep) -> Any:
         extra: dict[str, Any] = {}
         if exc.code in RESYNC_CODES and (state := await resync_state(s, payment)) is not None:
             extra["state"] = state
-        return error_response(exc.status, exc.code, str(exc), **extra)
+        return error_response(rejection_status(exc), exc.code, str(exc), error_details=exc.details, **extra)
     return ack_json(ack)
 
 
@@ -82,16 +83,16 @@ async def submit_one(s: RelayService, body: StreamedPaymentIn) -> dict[str, Any]
         out: dict[str, Any] = {
             "id": body.id,
             "ok": False,
-            "error": {"code": exc.code, "message": str(exc), "status": exc.status},
+            "error": {**error_body(exc.code, str(exc), exc.details), "status": rejection_status(exc)},
         }
         if exc.code in RESYNC_CODES and (state := await resync_state(s, payment)) is not None:
             out["state"] = state
         return out
     except RecoverableError as exc:
-        return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 400}}
+        return {"id": body.id, "ok": False, "error": {**error_body(exc.code, str(exc), exc.details), "status": 400}}
     except ChainStreamError as exc:  # not stored (a failed commit): this item only, the client may resend
         log.error("payment not stored: %s", exc)
-        return {"id": body.id, "ok": False, "error": {"code": exc.code, "message": str(exc), "status": 503}}
+        return {"id": body.id, "ok": False, "error": {**error_body(exc.code, str(exc), exc.details), "status": 503}}
 
 
 @router.post(
@@ -113,7 +114,10 @@ async def _stream_reply(ws: WebSocket, s: RelayService, text: str, max_bytes: in
         return
     except ValidationError as exc:
         await ws.send_json(
-            {"ok": False, "error": {"code": "invalid_request", "message": str(exc.errors()[0]["msg"]), "status": 422}}
+            {
+                "ok": False,
+                "error": {**error_body(Code.INVALID_REQUEST, str(exc.errors()[0]["msg"])), "status": 422},
+            }
         )
         return
     await ws.send_json(await submit_one(s, body))

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from chainstream.codes import Code
 from chainstream.config import Settings
 from chainstream.relay.api.deps import SettingsDep
 from chainstream.relay.api.errors import error_response
@@ -35,7 +36,7 @@ ABI_NAMES = ("ChainStreamChannels", "TrackRegistry", "MockStablecoin")
 async def vendor(name: str, request: Request) -> Response:
     path = VENDOR_FILES.get(name)
     if path is None or not path.exists():
-        return error_response(404, "no_vendor_file", f"{name} is not available: run `npm ci`")
+        return error_response(404, Code.NO_VENDOR_FILE, f"{name} is not available: run `npm ci`")
     headers = {"Cache-Control": "public, max-age=3600", "Vary": "Accept-Encoding"}
     if "gzip" in request.headers.get("accept-encoding", ""):
         if name not in _vendor_gzip:
@@ -49,7 +50,7 @@ async def vendor(name: str, request: Request) -> Response:
 @router.get("/abi/{name}.json")
 async def abi(name: str) -> Response:
     if name not in ABI_NAMES:
-        return error_response(404, "no_abi", f"no ABI {name}")
+        return error_response(404, Code.NO_ABI, f"no ABI {name}")
     from chainstream.chain.artifacts import load_artifact
 
     return JSONResponse(
