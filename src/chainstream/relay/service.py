@@ -24,14 +24,17 @@ from chainstream.codes import Code
 from chainstream.config import Settings
 from chainstream.errors import ChainStreamError
 from chainstream.ledger import LedgerState, Listing
-from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, recover
-from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash, typed_data
+from chainstream.protocol import Domain, PrivateKey, Signature, Voucher, recover
+from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
-from chainstream.relay.api.models import ChannelSummary, VoucherJSON
-from chainstream.relay.catalog import Catalog
-from chainstream.relay.earnings import CSV_COLUMNS, Earnings, TrackEarnings, csv_rows, earnings
+from chainstream.relay.api.models import ChannelSummary
+from chainstream.relay.caps import caps_digest, loosens
+from chainstream.relay.catalog import Catalog, CatalogEntry
+from chainstream.relay.clock import ChainClock
+from chainstream.relay.earnings import CSV_COLUMNS, Earnings, csv_rows, earnings
 from chainstream.relay.events import EventBus
 from chainstream.relay.media import MediaService
+from chainstream.relay.read_models import channel_summary, earnings_json, payment_events
 from chainstream.store import ChannelRecord, PaymentRecord, Store
 from chainstream.tokens import TokenInfo
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
@@ -45,44 +48,27 @@ def status_name(status: ChannelStatus) -> str:
     return _STATUS_NAMES.get(status, "closed")
 
 
-def _loosens(current: int | None, requested: int) -> bool:
-    """Whether `requested` (0 = no cap) allows more than `current` (None = no cap)."""
-    if current is None:
-        return False
-    return requested == 0 or requested > current
+@dataclass(frozen=True)
+class ChannelHead:
+    """What the channel's accepted payments have made of it, swapped as one value when a payment is accepted (and
+    swapped back if its commit fails): the ledger after the latest voucher, today's spending, and that voucher's
+    digest and signature (None before the first)."""
 
+    ledger: LedgerState
+    spent_today: int
+    day: int
+    digest: bytes | None = None
+    signature: bytes | None = None
 
-def caps_digest(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> bytes:
-    """EIP-712 digest of the listener's spending caps (0 = no cap). Signed by the payer or its session key."""
-    return domain.digest(caps_struct_hash(channel_id, daily_cap, session_cap, issued_at))
-
-
-def caps_typed_data(
-    domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int
-) -> dict[str, Any]:
-    return typed_data(
-        domain,
-        "Caps",
-        {"channelId": "0x" + channel_id.hex(), "dailyCap": daily_cap, "sessionCap": session_cap, "issuedAt": issued_at},
-    )
-
-
-def voucher_json(voucher: Voucher, signature: bytes | None) -> VoucherJSON:
-    """A voucher as the API shows it (the channel summary's, a co-signed close's)."""
-    return VoucherJSON(
-        payees=list(voucher.payees),
-        amounts=[str(a) for a in voucher.amounts],
-        playHash="0x" + voucher.play_hash.hex(),
-        signature=None if signature is None else "0x" + signature.hex(),
-    )
+    def on_day(self, day: int) -> ChannelHead:
+        """The head as of UTC day `day` (a new day starts with nothing spent)."""
+        return self if day == self.day else replace(self, day=day, spent_today=0)
 
 
 @dataclass
 class ChannelRuntime:
     record: ChannelRecord
-    ledger: LedgerState
-    spent_today: int
-    day: int
+    head: ChannelHead
     caps_issued_at: int = 0
     unsettled_since: float | None = None
     #: the commit of the newest accepted-but-not-yet-durable payment; awaited before anything is said about it
@@ -91,17 +77,28 @@ class ChannelRuntime:
     refreshes: tuple[float, ...] = ()
     #: ChannelTerms derived from `record`, rebuilt when `record` is replaced (see RelayService._terms)
     terms: tuple[ChannelRecord, ChannelTerms] | None = field(default=None, repr=False)
-    #: the digest of the latest accepted voucher (None before the first): what the next payment extends
-    head_digest: bytes | None = None
-    #: the listener's signature over that voucher (shown in the summary, so a client can check the state)
-    head_signature: bytes | None = None
     #: set while a refused payment re-reads the channel from the chain; later payments of the channel wait for it,
     #: so a batch or stream is decided in order (seq 2 is not judged against the head seq 1 has not reached yet)
     refreshing: asyncio.Future[None] | None = field(default=None, repr=False)
 
+    @property
+    def ledger(self) -> LedgerState:
+        return self.head.ledger
 
-#: the event bus topic of the public /events stream (no filter): carries no listener's data
-PUBLIC_TOPIC = "public"
+    @property
+    def spent_today(self) -> int:
+        return self.head.spent_today
+
+    @property
+    def head_digest(self) -> bytes | None:
+        """The digest of the latest accepted voucher (None before the first): what the next payment extends."""
+        return self.head.digest
+
+    @property
+    def head_signature(self) -> bytes | None:
+        """The listener's signature over that voucher (shown in the summary, so a client can check the state)."""
+        return self.head.signature
+
 
 #: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
 CLOSE_PENDING = b"pending"
@@ -139,6 +136,30 @@ def _copy_outcome(
         target.set_exception(exc)
     else:
         target.set_result(source.result())
+
+
+def _payment_record(
+    payment: Payment, accepted: Accepted, signature: bytes, now: float, prev_digest: bytes | None, caps_basis: int
+) -> PaymentRecord:
+    """The store's row of an accepted payment."""
+    return PaymentRecord(
+        channel_id=payment.channel_id,
+        seq=accepted.receipt.seq,
+        digest=accepted.digest,
+        voucher=payment.voucher,
+        signature=signature,
+        signer=accepted.signer,
+        kind=int(accepted.charge.kind),
+        target=accepted.charge.target,
+        units=accepted.charge.units,
+        amount=accepted.charge.amount,
+        split_hash=accepted.charge.split_hash,
+        memo=accepted.charge.memo,
+        payments=dict(accepted.charge.payments),
+        accepted_at=now,
+        prev_digest=prev_digest,
+        caps_basis=caps_basis,
+    )
 
 
 class StaleChannel(Rejection):
@@ -180,8 +201,8 @@ class RelayService:
         self._commits: tuple[list[PaymentRecord], asyncio.Future[None]] | None = None
         self.accepted_count = 0
         self.clock = clock
+        self.clocks = ChainClock(clock)
         self._not_ours: dict[bytes, tuple[float, Rejection]] = {}
-        self._chain_time: tuple[float, float] | None = None  # (latest block's timestamp, clock() when seen)
         self.media = MediaService(
             settings,
             relay_key=relay_key,
@@ -223,18 +244,12 @@ class RelayService:
     # ------------------------------------------------------------------ clocks
     def observe_chain_time(self, block_timestamp: float) -> None:
         """The latest block's timestamp, as the watcher or the settler just read it."""
-        self._chain_time = (float(block_timestamp), self.clock())
+        self.clocks.observe(block_timestamp)
 
     def chain_now(self) -> float:
-        """The earliest time a transaction sent now could be mined at, as far as the relay knows: the wall
-        clock, or the latest block's time plus what elapsed since it was seen when the chain runs ahead
-        (a devnet after time travel, a chain whose clock drifts). Session-key expiry is judged by the
+        """The chain's time as far as the relay knows (relay/clock.py). Session-key expiry is judged by the
         contract on block time, so the relay judges it on this."""
-        now = self.clock()
-        if self._chain_time is None:
-            return now
-        block_time, seen_at = self._chain_time
-        return max(now, block_time + (now - seen_at))
+        return self.clocks.chain_now()
 
     async def _load(self, channel_id: bytes) -> ChannelRuntime:
         record = self.store.get_channel(channel_id)
@@ -255,15 +270,10 @@ class RelayService:
         day = int(self.clock()) // DAY
         ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
         latest = self.store.latest_payment(channel_id) if ledger.seq else None
-        rt = ChannelRuntime(
-            record,
-            ledger,
-            spent_today,
-            day,
-            caps_issued_at=record.caps_issued_at,
-            head_digest=latest.digest if latest else None,
-            head_signature=latest.signature if latest else None,
+        head = ChannelHead(
+            ledger, spent_today, day, latest.digest if latest else None, latest.signature if latest else None
         )
+        rt = ChannelRuntime(record, head, caps_issued_at=record.caps_issued_at)
         settled = self.store.get_settled(channel_id)
         if ledger.voucher.total > (settled.total if settled else 0):
             rt.unsettled_since = self.clock()
@@ -303,6 +313,23 @@ class RelayService:
             status_name(state.status),
             state.closes_at,
         )
+
+    def unsettled_since(self, channel_id: bytes) -> float | None:
+        """Since when the channel (if in memory) holds accepted payments no settlement covers yet."""
+        rt = self._runtime.get(channel_id)
+        return rt.unsettled_since if rt is not None else None
+
+    def mark_settled(self, channel_id: bytes, total: int) -> None:
+        """A settlement of the channel's vouchers up to cumulative `total` is on chain (settler): if that covers
+        everything accepted, nothing of the channel is waiting to be settled any more."""
+        rt = self._runtime.get(channel_id)
+        if rt is not None and rt.ledger.voucher.total <= total:
+            rt.unsettled_since = None
+
+    def put_track(self, entry: CatalogEntry) -> None:
+        """A track registered or changed on chain (watcher): into the catalog, and announced to live listeners."""
+        self.catalog.put(entry)
+        self.bus.publish({"type": "catalog", "trackId": "0x" + entry.track_id.hex()}, {"all", "catalog"})
 
     def add_channel(self, record: ChannelRecord) -> None:
         """A channel just opened for this relay (watcher); a channel already known is left as it is."""
@@ -397,11 +424,15 @@ class RelayService:
             await self._durable(rt)  # never acknowledge a payment whose commit is still in flight
             return duplicate
         now = self.clock()
-        today = int(now) // DAY
-        if today != rt.day:
-            rt.day, rt.spent_today = today, 0
+        rt.head = rt.head.on_day(int(now) // DAY)
+        accepted = await self._decide(rt, payment)
+        return await self._accept(rt, payment, accepted, now)
+
+    async def _decide(self, rt: ChannelRuntime, payment: Payment) -> Accepted:
+        """Verify the payment on the channel's live state; on a refusal a newer state may overturn (another
+        instance's, or the chain's after a top-up or a new session key), decide again on that state."""
         try:
-            accepted = self._verify(rt, payment)
+            return self._verify(rt, payment)
         except Rejection as exc:
             if self.store.shared and self._behind(rt):
                 # Another instance changed the channel (payments, caps, a co-signed close) since this one loaded
@@ -421,39 +452,24 @@ class RelayService:
             try:
                 if not await self._refresh_from_chain(rt):
                     raise
-                accepted = self._verify(rt, payment)
+                return self._verify(rt, payment)
             finally:
-                # Waiters resume only after this payment is applied below (no await in between), so they see
-                # its head; on a refusal they decide on the re-read state.
+                # Waiters resume only after this payment is applied (no await between the return and the new
+                # head in `_accept`), so they see its head; on a refusal they decide on the re-read state.
                 if refreshing is not None:
                     refreshing.set_result(None)
-        previous = (rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature)
-        prev_digest = rt.head_digest
+
+    async def _accept(self, rt: ChannelRuntime, payment: Payment, accepted: Accepted, now: float) -> PaymentAck:
+        """Apply an accepted payment to the channel's head (one swap), queue it for the group commit, and
+        acknowledge it once durable; if the commit fails, swap the head back and drop the channel from memory."""
+        previous = rt.head
         signature = payment.signature.to_bytes()
-        rt.ledger = accepted.state
-        rt.spent_today += accepted.charge.amount
-        rt.head_digest = accepted.digest
-        rt.head_signature = signature
+        rt.head = ChannelHead(
+            accepted.state, previous.spent_today + accepted.charge.amount, previous.day, accepted.digest, signature
+        )
         if rt.unsettled_since is None:
             rt.unsettled_since = now
-        record = PaymentRecord(
-            channel_id=payment.channel_id,
-            seq=accepted.receipt.seq,
-            digest=accepted.digest,
-            voucher=payment.voucher,
-            signature=signature,
-            signer=accepted.signer,
-            kind=int(accepted.charge.kind),
-            target=accepted.charge.target,
-            units=accepted.charge.units,
-            amount=accepted.charge.amount,
-            split_hash=accepted.charge.split_hash,
-            memo=accepted.charge.memo,
-            payments=dict(accepted.charge.payments),
-            accepted_at=now,
-            prev_digest=prev_digest,
-            caps_basis=rt.caps_issued_at,
-        )
+        record = _payment_record(payment, accepted, signature, now, previous.digest, rt.caps_issued_at)
         commit = self._queue_commit(record)
         rt.in_flight = commit
         try:
@@ -464,7 +480,7 @@ class RelayService:
         except ChainStreamError:
             # Not durable, so not accepted: forget the in-memory advance and reload from the database.
             if rt.ledger is accepted.state:
-                rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature = previous
+                rt.head = previous
             if self._runtime.get(payment.channel_id) is rt:
                 self._runtime.pop(payment.channel_id, None)
             raise
@@ -616,48 +632,13 @@ class RelayService:
         return True
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
-        """Live payment events, each audience shown only what is its own (docs/API.md, GET /events):
-
-        - the channel's subscribers (its payer's read token): everything about the payment;
-        - each payee's (the payee's read token): what it was paid, for what and when, and a tip's memo (addressed
-          to it), but nothing of the listener: no channel, payer, totals or other payees;
-        - the public stream: what kind of charge hit which catalog track (none for a tip to an address), when —
-          no amounts, memo or channel."""
+        """Live payment events, each audience shown only what is its own (relay/read_models.py)."""
         if not self.bus.has_subscribers:
             return
-        kind = Kind(record.kind).name.lower()
-        target = "0x" + record.target.hex()
         # a tip straight to an address names a person: the public stream shows catalog tracks only
-        public_target = target if record.target in self.catalog.entries else None
-        self.bus.publish(
-            {"type": "payment", "kind": kind, "target": public_target, "at": record.accepted_at}, {PUBLIC_TOPIC}
-        )
-        for payee, value in record.payments.items():
-            payee_event = {
-                "type": "payment",
-                "kind": kind,
-                "target": target,
-                "payee": payee,
-                "amount": str(value),
-                "memo": record.memo,
-                "at": record.accepted_at,
-            }
-            self.bus.publish(payee_event, {f"payee:{payee}"})
-        event = {
-            "type": "payment",
-            "channelId": "0x" + record.channel_id.hex(),
-            "seq": record.seq,
-            "kind": Kind(record.kind).name.lower(),
-            "target": "0x" + record.target.hex(),
-            "amount": str(record.amount),
-            "total": str(record.voucher.total),
-            "remaining": str(rt.record.deposit - record.voucher.total),
-            "spentToday": str(rt.spent_today),
-            "payments": {payee: str(v) for payee, v in record.payments.items()},
-            "memo": record.memo,
-            "at": record.accepted_at,
-        }
-        self.bus.publish(event, {"channel:0x" + record.channel_id.hex()})
+        public = record.target in self.catalog.entries
+        for event, topics in payment_events(record, rt.record.deposit, rt.spent_today, public_target=public):
+            self.bus.publish(event, topics)
 
     # ------------------------------------------------------------------- caps
     async def set_caps(
@@ -676,7 +657,7 @@ class RelayService:
         stale = Rejection(Code.STALE_CAPS, "these caps are older than the ones in force")
         if issued_at <= rt.caps_issued_at:  # first: a replayed message is stale, whatever it says
             raise stale
-        if signer != rt.record.payer and _loosens(rt.record.daily_cap, daily_cap) | _loosens(
+        if signer != rt.record.payer and loosens(rt.record.daily_cap, daily_cap) | loosens(
             rt.record.session_cap, session_cap
         ):
             # The session cap is the limit on what the session key may spend: the key itself may only tighten.
@@ -738,31 +719,8 @@ class RelayService:
         return self.catalog.listing(track_id, token)
 
     def channel_summary(self, rt: ChannelRuntime) -> ChannelSummary:
-        r = rt.record
-        settled = self.store.get_settled(r.channel_id)
-        v = rt.ledger.voucher
-        return ChannelSummary(
-            channelId="0x" + r.channel_id.hex(),
-            payer=r.payer,
-            token=r.token,
-            relay=self.address,
-            status=r.status if r.coop_close_digest is None or r.status != "open" else "closing",
-            closesAt=r.closes_at,
-            deposit=str(r.deposit),
-            spent=str(v.total),
-            settled=str(settled.total if settled else 0),
-            remaining=str(r.deposit - v.total),
-            spentToday=str(rt.spent_today),
-            dailyCap=None if r.daily_cap is None else str(r.daily_cap),
-            sessionCap=None if r.session_cap is None else str(r.session_cap),
-            capsIssuedAt=rt.caps_issued_at,
-            sessionKey=r.session_key,
-            sessionExpiry=r.session_expiry,
-            seq=rt.ledger.seq,
-            voucher=voucher_json(v, rt.head_signature),
-            plays={"0x" + t.hex(): n for t, n in rt.ledger.plays.items()},
-            owned=["0x" + t.hex() for t in rt.ledger.owned],
-        )
+        settled = self.store.get_settled(rt.record.channel_id)
+        return channel_summary(rt, self.address, settled.total if settled else 0)
 
     def tokens(self) -> list[TokenInfo]:
         """The tokens channels of this deployment take: ETH, and the stablecoin if deployed."""
@@ -775,16 +733,8 @@ class RelayService:
         """A payee's earnings per token and per track, each payment marked pending, settled or claimed (see
         relay/earnings.py for the attribution rules)."""
         payee = to_address(payee)
-        result = self._earnings(payee)
-        return {
-            "payee": payee,
-            "tokens": {
-                token: {k: str(getattr(t, k)) for k in ("pending", "settled", "claimed", "total")}
-                for token, t in result.tokens.items()
-            },
-            "tracks": [self._track_earnings_json(t) for t in result.tracks.values()],
-            "timeline": [{"token": t, "hour": h, "amount": str(a)} for (t, h), a in sorted(result.timeline.items())],
-        }
+        titles = {track_id: e.title for track_id, e in self.catalog.entries.items()}
+        return earnings_json(payee, self._earnings(payee), titles)
 
     def earnings_csv(self, payee: str) -> str:
         """One CSV row per payment that credited `payee` (relay/earnings.py `csv_rows`)."""
@@ -813,19 +763,3 @@ class RelayService:
             claimed=claimed,
             default_token=ZERO_ADDRESS,
         )
-
-    def _track_earnings_json(self, t: TrackEarnings) -> dict[str, Any]:
-        entry = self.catalog.entries.get(t.target)
-        return {
-            "token": t.token,
-            "target": "0x" + t.target.hex(),
-            "plays": t.plays,
-            "seconds": t.seconds,
-            "tips": str(t.tips),
-            "downloads": t.downloads,
-            "earned": str(t.total),
-            "pending": str(t.pending),
-            "settled": str(t.settled),
-            "claimed": str(t.claimed),
-            "title": entry.title if entry else None,
-        }

@@ -22,10 +22,12 @@ from chainstream.relay.api.models import (
     OnChainView,
     TypedDataDoc,
 )
+from chainstream.relay.caps import caps_typed_data
 from chainstream.relay.openapi import responses
 from chainstream.relay.read_auth import on_chain_view
+from chainstream.relay.read_models import voucher_json
 from chainstream.relay.schemas import CapsIn, CloseIn
-from chainstream.relay.service import RelayService, caps_typed_data, voucher_json
+from chainstream.relay.service import RelayService
 from chainstream.store import PaymentRecord
 from chainstream.verify import Rejection
 

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from chainstream.protocol.types import to_bytes32
 from chainstream.relay.api.deps import ReadsDep, ServiceDep
 from chainstream.relay.openapi import responses
-from chainstream.relay.service import PUBLIC_TOPIC
+from chainstream.relay.read_models import PUBLIC_TOPIC
 
 router = APIRouter(prefix="/api/v1")
 
