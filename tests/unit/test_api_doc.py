@@ -1,14 +1,18 @@
 """docs/API.md's error table lists exactly the error codes the relay's source can produce.
 
-The codes are collected from src/chainstream with `ast` (no import, no server), as every string literal that
-reaches a parameter or attribute named ``code``:
+The codes are collected from src/chainstream with `ast` (no server), as every `Code` member (``Code.X``) or string
+literal that reaches a parameter or attribute named ``code``:
 
-- a literal passed to a parameter named ``code`` of a function or class defined in the package, by keyword
-  (``ProtocolError(..., code="bad_voucher")``) or by position, resolved through the definition
-  (``Rejection("unknown_track", ...)``, ``_error(404, "no_abi", ...)``, ``_amount(..., "price_overflow")``);
-- a literal assigned to a name or class attribute ``code`` (``code = "configuration"`` defaults, and
-  ``code = "stale_voucher" if ... else "seq_gap"``);
-- a literal under a ``"code"`` key of a dict display (the WebSocket handler's ``{"code": "invalid_request"}``).
+- passed to a parameter named ``code`` of a function or class defined in the package, by keyword
+  (``ProtocolError(..., code=Code.BAD_VOUCHER)``) or by position, resolved through the definition
+  (``Rejection(Code.UNKNOWN_TRACK, ...)``, ``error_response(404, Code.NO_ABI, ...)``,
+  ``_amount(..., Code.PRICE_OVERFLOW)``);
+- assigned to a name or class attribute ``code`` (``code = Code.CONFIGURATION`` defaults, and
+  ``code = Code.STALE_VOUCHER if ... else Code.SEQ_GAP``);
+- under a ``"code"`` key of a dict display (``{"code": Code.INVALID_REQUEST}``).
+
+Since issue 12 every code is a `chainstream.codes.Code` member: a bare string literal is refused
+(`test_every_code_is_written_as_a_code_member`), and the enum must equal the table.
 
 Modules the relay does not serve are left out: the CLI (``cli*.py``), the demo (``demo.py``) and the client
 SDK (``sdk/``), whose codes (``no_relay``, ``no_channel``, ``http_error``) are raised on the caller's side and
