@@ -36,9 +36,10 @@ from chainstream.config import Settings  # noqa: E402
 from chainstream.ledger import LedgerState, apply, charge_play  # noqa: E402
 from chainstream.protocol import Domain, Signature, recover  # noqa: E402
 from chainstream.protocol.types import ZERO_ADDRESS  # noqa: E402
-from chainstream.relay.app import _ack_json, tune_interpreter_for_serving  # noqa: E402
+from chainstream.relay.api.payments import ack_json  # noqa: E402
 from chainstream.relay.catalog import CatalogEntry  # noqa: E402
 from chainstream.relay.limits import check_json_depth, check_message  # noqa: E402
+from chainstream.relay.process import tune_interpreter_for_serving  # noqa: E402
 from chainstream.relay.schemas import StreamedPaymentIn, to_payment  # noqa: E402
 from chainstream.relay.service import RelayService  # noqa: E402
 from chainstream.seed import ARTISTS, CATALOG, split_for, track_audio  # noqa: E402
@@ -139,7 +140,7 @@ def stage_breakdown(
         "  voucher digest": lambda: next_state.voucher.digest(service.domain),
         "  recover": lambda: recover(digest, signature),
         "reply json": lambda: json.dumps(
-            {"id": 1, "ok": True, **_ack_json(_fake_ack(payment))}, separators=(",", ":"), ensure_ascii=False
+            {"id": 1, "ok": True, **ack_json(_fake_ack(payment))}, separators=(",", ":"), ensure_ascii=False
         ),
     }
     out = {}
@@ -176,7 +177,7 @@ async def stream(service: RelayService, messages: list[str], window: int) -> tup
             body = StreamedPaymentIn.model_validate_json(text)
             ack = await service.submit(to_payment(body.channelId, body))
             replies.append(
-                json.dumps({"id": body.id, "ok": True, **_ack_json(ack)}, separators=(",", ":"), ensure_ascii=False)
+                json.dumps({"id": body.id, "ok": True, **ack_json(ack)}, separators=(",", ":"), ensure_ascii=False)
             )
             accepted += 1
         finally:

@@ -4,7 +4,7 @@ the relay's CPU per second of audio streamed.
 In-process, no network and no chain (like hot_path.py): a RelayService over a real SqliteStore with the seed
 catalog put into its catalog and one channel into its store; the catalog's audio uploaded through the real path
 (owner signature, keccak, Debian's ffmpeg, atomic publish). Requests go through the ASGI app (FastAPI router of
-relay/media_routes.py) with httpx's ASGI transport, so both sides pay the same framework cost:
+relay/api/media.py) with httpx's ASGI transport, so both sides pay the same framework cost:
 
 - `raw`: a route added here with the paid route's shape (same parameters, same response path) that reads the
   same segment from the content store, with no grant check and no record;
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -42,9 +43,9 @@ from chainstream.config import Settings  # noqa: E402
 from chainstream.ledger import LedgerState, apply, charge_download, charge_seconds  # noqa: E402
 from chainstream.media.upload import upload_digest  # noqa: E402
 from chainstream.protocol.types import ZERO_ADDRESS  # noqa: E402
+from chainstream.relay.api.media import _grant, _send, _track, router  # noqa: E402
 from chainstream.relay.catalog import CatalogEntry  # noqa: E402
 from chainstream.relay.media import Served  # noqa: E402
-from chainstream.relay.media_routes import _grant, _send, _track, media_router  # noqa: E402
 from chainstream.relay.service import RelayService  # noqa: E402
 from chainstream.seed import ARTISTS, CATALOG, split_for, track_audio  # noqa: E402
 from chainstream.store import ChannelRecord, SqliteStore  # noqa: E402
@@ -145,7 +146,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     app = FastAPI()
-    app.include_router(media_router(lambda: service))
+    app.state.relay = SimpleNamespace(service=service)  # what the routes' dependencies read (relay/api/deps.py)
+    app.include_router(router)
 
     @app.get("/raw/{track_id}/{index}")
     async def raw(track_id: str, index: int, request: Request) -> Response:

@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         900, ge=10, le=3_600, description="refuse read tokens valid for longer than this from now (s)"
     )
     read_token_skew: int = Field(30, ge=0, le=300, description="clock skew allowed on a read token's notAfter (s)")
-    # audio: uploads, transcoding, paid streaming (src/chainstream/media, relay/media_routes.py)
+    # audio: uploads, transcoding, paid streaming (src/chainstream/media, relay/api/media.py)
     media_dir: Path | None = Field(
         None,
         description="content store directory: originals and streaming segments by track id (published "

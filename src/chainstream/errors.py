@@ -6,16 +6,20 @@ messages) next to its human-readable text.
 
 from __future__ import annotations
 
+from chainstream.codes import Code
+
 
 class ChainStreamError(Exception):
-    """Root of every ChainStream exception."""
+    """Root of every ChainStream exception. ``details`` holds the numbers a client needs to act on it, named
+    (integers as decimal strings, like the rest of the API): answered as the error body's ``details``."""
 
-    code: str = "chainstream_error"
+    code: str = Code.CHAINSTREAM_ERROR
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, str] | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.details: dict[str, str] = details or {}
 
     @property
     def message(self) -> str:
@@ -33,25 +37,25 @@ class UnrecoverableError(ChainStreamError):
 class ConfigurationError(UnrecoverableError, RuntimeError):
     """Missing or inconsistent configuration (addresses, keys, toolchain)."""
 
-    code = "configuration"
+    code = Code.CONFIGURATION
 
 
 class ProtocolError(RecoverableError, ValueError):
     """A message that does not follow the voucher protocol (bad field, bad signature, wrong domain)."""
 
-    code = "protocol"
+    code = Code.PROTOCOL
 
 
 class PricingError(RecoverableError, ValueError):
     """Invalid terms or split, or a charge the terms do not allow."""
 
-    code = "pricing"
+    code = Code.PRICING
 
 
 class ChainError(RecoverableError):
     """A transaction reverted or the node refused it; ``reason`` names the contract's custom error."""
 
-    code = "chain"
+    code = Code.CHAIN
 
     def __init__(self, message: str, *, reason: str | None = None, args: dict[str, object] | None = None) -> None:
         super().__init__(message)

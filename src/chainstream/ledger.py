@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from chainstream.codes import Code
 from chainstream.errors import PricingError, ProtocolError
 from chainstream.pricing import Split, Terms, download_price, play_price, seconds_price
 from chainstream.protocol import Domain, Kind, PlayReceipt, Voucher
@@ -101,7 +102,7 @@ def charge_play(state: LedgerState, listing: Listing) -> Charge:
 def charge_seconds(listing: Listing, seconds: int) -> Charge:
     """`seconds` seconds of listening at the track's per-second price."""
     if seconds > MAX_SECONDS_PER_CHARGE:
-        raise PricingError(f"charge at most {MAX_SECONDS_PER_CHARGE} seconds at a time", code="bad_units")
+        raise PricingError(f"charge at most {MAX_SECONDS_PER_CHARGE} seconds at a time", code=Code.BAD_UNITS)
     amount = seconds_price(listing.terms, seconds)
     return Charge(
         Kind.SECONDS, listing.track_id, seconds, amount, listing.split_hash, _split_payments(listing.split, amount)
@@ -111,7 +112,7 @@ def charge_seconds(listing: Listing, seconds: int) -> Charge:
 def charge_download(state: LedgerState, listing: Listing) -> Charge:
     """A one-time purchase; later plays of the track are free."""
     if listing.track_id in state.owned:
-        raise PricingError("the track is already owned", code="already_owned")
+        raise PricingError("the track is already owned", code=Code.ALREADY_OWNED)
     amount = download_price(listing.terms)
     return Charge(
         Kind.DOWNLOAD, listing.track_id, 1, amount, listing.split_hash, _split_payments(listing.split, amount)
@@ -122,11 +123,11 @@ def charge_tip(amount: int, *, listing: Listing | None = None, artist: str | Non
     """A tip to a track (its split applies, platform fee included) or straight to one artist's address."""
     check_amount(amount, "tip")
     if amount <= 0:
-        raise PricingError("a tip must be positive", code="bad_amount")
+        raise PricingError("a tip must be positive", code=Code.BAD_AMOUNT)
     if len(memo.encode()) > MAX_MEMO_BYTES:
-        raise PricingError(f"tip message longer than {MAX_MEMO_BYTES} bytes", code="memo_too_long")
+        raise PricingError(f"tip message longer than {MAX_MEMO_BYTES} bytes", code=Code.MEMO_TOO_LONG)
     if (listing is None) == (artist is None):
-        raise PricingError("tip either a track or an artist", code="bad_tip")
+        raise PricingError("tip either a track or an artist", code=Code.BAD_TIP)
     if listing is not None:
         return Charge(
             Kind.TIP, listing.track_id, 0, amount, listing.split_hash, _split_payments(listing.split, amount), memo
@@ -153,7 +154,7 @@ def require_within(state: LedgerState, deposit: int) -> None:
     """The cumulative total may never exceed what the channel holds."""
     if state.voucher.total > deposit:
         raise ProtocolError(
-            f"voucher total {state.voucher.total} exceeds the deposit {deposit}", code="insufficient_deposit"
+            f"voucher total {state.voucher.total} exceeds the deposit {deposit}", code=Code.INSUFFICIENT_DEPOSIT
         )
 
 
@@ -204,7 +205,7 @@ def replay(start: LedgerState, payments: Sequence[AcceptedPayment], splits_of: S
     for payment in payments:
         if payment.seq != state.seq + 1:
             raise ProtocolError(
-                f"the relay's history jumps from seq {state.seq} to {payment.seq}", code="untrusted_state"
+                f"the relay's history jumps from seq {state.seq} to {payment.seq}", code=Code.UNTRUSTED_STATE
             )
         for charge in _candidate_charges(payment, splits_of):
             try:
@@ -218,6 +219,6 @@ def replay(start: LedgerState, payments: Sequence[AcceptedPayment], splits_of: S
             raise ProtocolError(
                 f"the relay's payment {payment.seq} does not chain into the voucher it reports: no split of its "
                 "track, nor a tip to an address, gives that voucher",
-                code="untrusted_state",
+                code=Code.UNTRUSTED_STATE,
             )
     return state

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from chainstream.codes import Code
 from chainstream.errors import PricingError, ProtocolError
 from chainstream.protocol.hashing import address_word, keccak, word
 from chainstream.protocol.types import ZERO_ADDRESS, Address, check_amount, to_address
@@ -45,13 +46,13 @@ class Terms:
 
     def __post_init__(self) -> None:
         for name in ("per_play", "per_second", "download"):
-            _amount(getattr(self, name), name, "bad_terms")
+            _amount(getattr(self, name), name, Code.BAD_TERMS)
         if self.model not in (Model.FLAT, Model.STREAM_TO_OWN):
-            raise PricingError(f"unknown price model {self.model}", code="bad_terms")
+            raise PricingError(f"unknown price model {self.model}", code=Code.BAD_TERMS)
         if self.model == Model.STREAM_TO_OWN and not 1 <= self.own_after <= MAX_OWN_AFTER:
-            raise PricingError(f"stream-to-own needs own_after in 1..{MAX_OWN_AFTER}", code="bad_terms")
+            raise PricingError(f"stream-to-own needs own_after in 1..{MAX_OWN_AFTER}", code=Code.BAD_TERMS)
         if not 0 <= self.min_seconds < 2**16:
-            raise PricingError("min_seconds out of range", code="bad_terms")
+            raise PricingError("min_seconds out of range", code=Code.BAD_TERMS)
 
     def as_tuple(self) -> tuple[int, int, int, int, int, int, bool]:
         """The ABI tuple (perPlay, perSecond, download, model, ownAfter, minSeconds, enabled)."""
@@ -84,17 +85,17 @@ class Split:
         object.__setattr__(self, "fee_recipient", to_address(self.fee_recipient))
         count = len(self.recipients)
         if not 1 <= count <= MAX_RECIPIENTS:
-            raise PricingError(f"a split needs 1..{MAX_RECIPIENTS} recipients, got {count}", code="bad_split")
+            raise PricingError(f"a split needs 1..{MAX_RECIPIENTS} recipients, got {count}", code=Code.BAD_SPLIT)
         if len(self.bps) != count:
-            raise PricingError("recipients and shares differ in length", code="bad_split")
+            raise PricingError("recipients and shares differ in length", code=Code.BAD_SPLIT)
         if len(set(self.recipients)) != count or ZERO_ADDRESS in self.recipients:
-            raise PricingError("recipients must be distinct non-zero addresses", code="bad_split")
+            raise PricingError("recipients must be distinct non-zero addresses", code=Code.BAD_SPLIT)
         if any(b <= 0 for b in self.bps) or sum(self.bps) != TOTAL_BPS:
             raise PricingError(
-                f"shares must be positive and sum to {TOTAL_BPS} bps, got {sum(self.bps)}", code="bad_split"
+                f"shares must be positive and sum to {TOTAL_BPS} bps, got {sum(self.bps)}", code=Code.BAD_SPLIT
             )
         if not 0 <= self.fee_bps <= MAX_FEE_BPS or (self.fee_bps != 0) != (self.fee_recipient != ZERO_ADDRESS):
-            raise PricingError(f"fee must be 0..{MAX_FEE_BPS} bps with a recipient iff non-zero", code="bad_split")
+            raise PricingError(f"fee must be 0..{MAX_FEE_BPS} bps with a recipient iff non-zero", code=Code.BAD_SPLIT)
 
     @classmethod
     def solo(cls, artist: str) -> Split:
@@ -150,28 +151,28 @@ def _amount(value: int, what: str, code: str) -> int:
 def play_price(terms: Terms, play_number: int) -> int:
     """The price of the listener's `play_number`-th play (1-based) of a track under `terms`."""
     if not terms.enabled:
-        raise PricingError("the track is not offered in this token", code="not_offered")
+        raise PricingError("the track is not offered in this token", code=Code.NOT_OFFERED)
     if play_number < 1:
-        raise PricingError("play numbers start at 1", code="bad_play_number")
+        raise PricingError("play numbers start at 1", code=Code.BAD_PLAY_NUMBER)
     if terms.model == Model.STREAM_TO_OWN:
         if play_number > terms.own_after:
             return 0  # owned: further plays are free
-        return _amount(terms.per_play * 2 ** (play_number - 1), "stream-to-own price", "price_overflow")
+        return _amount(terms.per_play * 2 ** (play_number - 1), "stream-to-own price", Code.PRICE_OVERFLOW)
     return terms.per_play
 
 
 def seconds_price(terms: Terms, seconds: int) -> int:
     """The price of `seconds` seconds of listening."""
     if not terms.enabled or terms.per_second == 0:
-        raise PricingError("the track is not offered per second in this token", code="not_offered")
+        raise PricingError("the track is not offered per second in this token", code=Code.NOT_OFFERED)
     if seconds <= 0:
-        raise PricingError("seconds must be positive", code="bad_units")
-    return _amount(terms.per_second * seconds, "seconds price", "price_overflow")
+        raise PricingError("seconds must be positive", code=Code.BAD_UNITS)
+    return _amount(terms.per_second * seconds, "seconds price", Code.PRICE_OVERFLOW)
 
 
 def download_price(terms: Terms) -> int:
     if not terms.enabled or terms.download == 0:
-        raise PricingError("the track is not for sale in this token", code="not_offered")
+        raise PricingError("the track is not for sale in this token", code=Code.NOT_OFFERED)
     return terms.download
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 
+from chainstream.codes import Code
 from chainstream.errors import RecoverableError
 from chainstream.protocol.types import Address
 
@@ -33,12 +34,12 @@ class TokenInfo:
         try:
             value = EXACT.create_decimal(str(amount).strip())
         except InvalidOperation:
-            raise RecoverableError(f"not an amount: {amount!r}", code="bad_amount") from None
+            raise RecoverableError(f"not an amount: {amount!r}", code=Code.BAD_AMOUNT) from None
         if not value.is_finite() or value < 0:
-            raise RecoverableError(f"not an amount: {amount!r}", code="bad_amount")
+            raise RecoverableError(f"not an amount: {amount!r}", code=Code.BAD_AMOUNT)
         scaled = value.scaleb(self.decimals, EXACT)
         if scaled != scaled.to_integral_value():
             raise RecoverableError(
-                f"{amount} has more than {self.decimals} decimals ({self.symbol})", code="bad_amount"
+                f"{amount} has more than {self.decimals} decimals ({self.symbol})", code=Code.BAD_AMOUNT
             )
         return int(scaled)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from chainstream.codes import Code
 from chainstream.errors import ChainStreamError, PricingError, RecoverableError
 from chainstream.ledger import (
     Charge,
@@ -28,11 +29,11 @@ from chainstream.protocol.types import ZERO_ADDRESS, Address
 
 
 class Rejection(RecoverableError):
-    """A payment the relay refuses; ``code`` is stable and machine-readable, ``status`` the HTTP status."""
+    """A request the relay refuses (a payment, caps, a close, a read): ``code`` says why, ``details`` the numbers
+    behind it. How it is answered over HTTP (its status) is the HTTP edge's business (relay/api/errors.py)."""
 
-    def __init__(self, code: str, message: str, *, status: int = 422) -> None:
-        super().__init__(message, code=code)
-        self.status = status
+    def __init__(self, code: Code, message: str, *, details: dict[str, str] | None = None) -> None:
+        super().__init__(message, code=code, details=details)
 
 
 class ChargeKind(str, Enum):
@@ -95,14 +96,12 @@ def price(spec: ChargeSpec, state: LedgerState, listing_of: Callable[[bytes], Li
     if spec.track_id is not None:
         listing = listing_of(spec.track_id)
         if listing is None:
-            raise Rejection(
-                "unknown_track", f"no track 0x{spec.track_id.hex()} is offered in this channel's token", status=404
-            )
+            raise Rejection(Code.UNKNOWN_TRACK, f"no track 0x{spec.track_id.hex()} is offered in this channel's token")
     try:
         if spec.kind == ChargeKind.TIP:
             return charge_tip(spec.amount, listing=listing, artist=spec.artist, memo=spec.memo)
         if listing is None:
-            raise Rejection("bad_charge", f"a {spec.kind.value} charge needs a trackId")
+            raise Rejection(Code.BAD_CHARGE, f"a {spec.kind.value} charge needs a trackId")
         if spec.kind == ChargeKind.PLAY:
             return charge_play(state, listing)
         if spec.kind == ChargeKind.SECONDS:
@@ -130,56 +129,59 @@ def verify_payment(
     storage slot (~20,000 gas) at each settlement, so dust tips to many fresh addresses would make a channel's
     settlement cost far more than it pays, and a batch of such channels would not fit in a block."""
     if not channel.open:
-        raise Rejection("channel_not_open", "the channel is closing or closed; no new payments", status=409)
+        raise Rejection(Code.CHANNEL_NOT_OPEN, "the channel is closing or closed; no new payments")
     if payment.voucher.channel_id != payment.channel_id:
-        raise Rejection("wrong_channel", "the voucher is for another channel")
+        raise Rejection(Code.WRONG_CHANNEL, "the voucher is for another channel")
     # Who signed comes first: every later refusal tells something of the channel's state (its seq, whether a
     # guessed voucher is the next one, today's spending), which only the channel's own signers may learn.
     digest = payment.voucher.digest(domain)
     try:
         signer = recover(digest, payment.signature)
     except ChainStreamError as exc:
-        raise Rejection("bad_signature", str(exc)) from exc
+        raise Rejection(Code.BAD_SIGNATURE, str(exc)) from exc
     if signer != channel.payer and (channel.session_key == ZERO_ADDRESS or signer != channel.session_key):
-        raise Rejection(
-            "unauthorized_signer", f"{signer} is neither the payer nor the channel's session key", status=403
-        )
+        raise Rejection(Code.UNAUTHORIZED_SIGNER, f"{signer} is neither the payer nor the channel's session key")
     if payment.seq != state.seq + 1:
-        code = "stale_voucher" if payment.seq <= state.seq else "seq_gap"
-        raise Rejection(code, f"expected seq {state.seq + 1}, got {payment.seq}", status=409)
+        code = Code.STALE_VOUCHER if payment.seq <= state.seq else Code.SEQ_GAP
+        raise Rejection(
+            code,
+            f"expected seq {state.seq + 1}, got {payment.seq}",
+            details={"expected": str(state.seq + 1), "got": str(payment.seq)},
+        )
 
     charge = price(payment.charge, state, listing_of)
     next_state, receipt = apply(state, charge)
     expected = next_state.voucher
     if payment.voucher != expected:
-        raise Rejection("voucher_mismatch", "the voucher is not the channel's next voucher for this charge", status=409)
+        raise Rejection(Code.VOUCHER_MISMATCH, "the voucher is not the channel's next voucher for this charge")
     if len(expected.payees) > max_payees and len(expected.payees) > len(state.voucher.payees):
         raise Rejection(
-            "too_many_payees",
+            Code.TOO_MANY_PAYEES,
             f"this payment would make the channel pay {len(expected.payees)} "
             f"addresses; this relay settles at most {max_payees} per channel: open a new channel",
+            details={"payees": str(len(expected.payees)), "maxPayees": str(max_payees)},
         )
     if expected.total > channel.deposit:
         raise Rejection(
-            "insufficient_deposit",
+            Code.INSUFFICIENT_DEPOSIT,
             f"cumulative {expected.total} would exceed the deposit {channel.deposit}; top up first",
-            status=402,
+            details={"total": str(expected.total), "deposit": str(channel.deposit)},
         )
     if channel.daily_cap is not None and spent_today + charge.amount > channel.daily_cap:
         raise Rejection(
-            "daily_cap_exceeded",
+            Code.DAILY_CAP_EXCEEDED,
             f"today's spending {spent_today} + {charge.amount} would pass your daily cap {channel.daily_cap}",
-            status=402,
+            details={"spentToday": str(spent_today), "amount": str(charge.amount), "dailyCap": str(channel.daily_cap)},
         )
 
     if signer != channel.payer:  # the channel's session key (checked above)
         if now > channel.session_expiry - session_margin:
-            raise Rejection(
-                "session_key_expired", "the session key has expired (or expires too soon to settle)", status=403
-            )
+            raise Rejection(Code.SESSION_KEY_EXPIRED, "the session key has expired (or expires too soon to settle)")
         if channel.session_cap is not None and expected.total > channel.session_cap:
             raise Rejection(
-                "session_cap_exceeded", f"the session key may sign up to {channel.session_cap} in total", status=402
+                Code.SESSION_CAP_EXCEEDED,
+                f"the session key may sign up to {channel.session_cap} in total",
+                details={"total": str(expected.total), "sessionCap": str(channel.session_cap)},
             )
     return Accepted(next_state, receipt, charge, digest, signer)
 

@@ -313,7 +313,7 @@ def test_a_binary_websocket_frame_is_answered_and_the_stream_goes_on(
         reply = json.loads(ws.recv(timeout=20))
         assert reply == {
             "ok": False,
-            "error": {"code": "binary_frame", "message": reply["error"]["message"], "status": 400},
+            "error": {"code": "binary_frame", "message": reply["error"]["message"], "details": {}, "status": 400},
         }
         ws.send(json.dumps({**play.body, "channelId": cid_hex(listener), "id": 1}))
         ack = json.loads(ws.recv(timeout=20))

@@ -518,4 +518,5 @@ def rejected(response: httpx.Response, status: int, code: str) -> dict[str, Any]
     body = response.json()
     assert body["error"]["code"] == code, body
     assert body["error"]["message"], body
+    assert isinstance(body["error"]["details"], dict), body  # always present: {} when there is nothing
     return body  # type: ignore[no-any-return]

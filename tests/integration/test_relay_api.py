@@ -106,6 +106,7 @@ def test_out_of_order_vouchers_gap_then_in_order(relay: InProcessRelay, relay_ch
     assert post(http, cid, one.body).status_code == 200
     body = rejected(post(http, cid, three.body), 409, "seq_gap")
     assert body["state"]["seq"] == 1 and int(body["state"]["spent"]) == PLAY_PRICE
+    assert body["error"]["details"] == {"expected": "2", "got": "3"}
     assert post(http, cid, two.body).json()["status"] == "accepted"
     assert post(http, cid, three.body).json()["status"] == "accepted"
     assert [r["seq"] for r in relay.payment_rows(listener.channel_id)] == [1, 2, 3]  # type: ignore[arg-type]
@@ -224,7 +225,8 @@ def test_insufficient_deposit_is_402_then_accepted_after_a_top_up(
     one, two, three = signed_plays(listener, relay_chain.track(MODEM), 3)
     assert post(http, cid, one.body).status_code == 200
     assert int(post(http, cid, two.body).json()["remaining"]) == 1
-    rejected(post(http, cid, three.body), 402, "insufficient_deposit")
+    refused = rejected(post(http, cid, three.body), 402, "insufficient_deposit")
+    assert refused["error"]["details"] == {"total": str(3 * PLAY_PRICE), "deposit": str(2 * PLAY_PRICE + 1)}
     listener.top_up(PLAY_PRICE)
     ack = post(http, cid, three.body).json()
     assert ack["status"] == "accepted" and ack["seq"] == 3 and int(ack["remaining"]) == 1
@@ -328,6 +330,11 @@ def test_daily_cap_via_the_sdk(relay: InProcessRelay, relay_chain: RelayChain) -
     with pytest.raises(RelayError) as info:
         listener.play(track)
     assert info.value.status == 402 and info.value.code == "daily_cap_exceeded"
+    assert info.value.details == {
+        "spentToday": str(2 * PLAY_PRICE),
+        "amount": str(PLAY_PRICE),
+        "dailyCap": str(2 * PLAY_PRICE),
+    }
     assert listener.state.seq == 2  # type: ignore[union-attr]
     listener.set_caps(daily=0)  # lift it
     assert listener.play(track).seq == 3
@@ -342,6 +349,7 @@ def test_session_cap_binds_the_session_key_not_the_wallet(relay: InProcessRelay,
     with pytest.raises(RelayError) as info:
         listener.play(track)
     assert info.value.status == 402 and info.value.code == "session_cap_exceeded"
+    assert info.value.details == {"total": str(2 * PLAY_PRICE), "sessionCap": str(PLAY_PRICE)}
     wallet = sign_charge(
         listener, charge_play(listener.state, listener.listing(track)), play_spec(track), key=listener.wallet
     )

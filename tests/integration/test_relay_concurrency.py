@@ -140,7 +140,12 @@ def test_batch_endpoint_answers_each_payment_on_its_own(relay: InProcessRelay, r
     assert {k: v for k, v in gap.items() if k != "state"} == {
         "id": "b3-gap",
         "ok": False,
-        "error": {"code": "seq_gap", "message": gap["error"]["message"], "status": 409},
+        "error": {
+            "code": "seq_gap",
+            "message": gap["error"]["message"],
+            "details": {"expected": "2", "got": "3"},
+            "status": 409,
+        },
     }
     assert by_id["a3-again"]["ok"] and by_id["a3-again"]["status"] == "duplicate"
     assert by_id["a1-again"]["ok"] and by_id["a1-again"]["status"] == "duplicate" and by_id["a1-again"]["seq"] == 1
@@ -191,7 +196,12 @@ def test_websocket_stream_pipelines_payments(relay: InProcessRelay, relay_chain:
         assert gap == {
             "id": "skip",
             "ok": False,
-            "error": {"code": "seq_gap", "message": gap["error"]["message"], "status": 409},
+            "error": {
+                "code": "seq_gap",
+                "message": gap["error"]["message"],
+                "details": {"expected": "11", "got": "12"},
+                "status": 409,
+            },
         }
     assert [r["seq"] for r in relay.payment_rows(listener.channel_id)] == list(range(1, 11))  # type: ignore[arg-type]
 

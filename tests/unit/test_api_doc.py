@@ -1,14 +1,18 @@
 """docs/API.md's error table lists exactly the error codes the relay's source can produce.
 
-The codes are collected from src/chainstream with `ast` (no import, no server), as every string literal that
-reaches a parameter or attribute named ``code``:
+The codes are collected from src/chainstream with `ast` (no server), as every `Code` member (``Code.X``) or string
+literal that reaches a parameter or attribute named ``code``:
 
-- a literal passed to a parameter named ``code`` of a function or class defined in the package, by keyword
-  (``ProtocolError(..., code="bad_voucher")``) or by position, resolved through the definition
-  (``Rejection("unknown_track", ...)``, ``_error(404, "no_abi", ...)``, ``_amount(..., "price_overflow")``);
-- a literal assigned to a name or class attribute ``code`` (``code = "configuration"`` defaults, and
-  ``code = "stale_voucher" if ... else "seq_gap"``);
-- a literal under a ``"code"`` key of a dict display (the WebSocket handler's ``{"code": "invalid_request"}``).
+- passed to a parameter named ``code`` of a function or class defined in the package, by keyword
+  (``ProtocolError(..., code=Code.BAD_VOUCHER)``) or by position, resolved through the definition
+  (``Rejection(Code.UNKNOWN_TRACK, ...)``, ``error_response(404, Code.NO_ABI, ...)``,
+  ``_amount(..., Code.PRICE_OVERFLOW)``);
+- assigned to a name or class attribute ``code`` (``code = Code.CONFIGURATION`` defaults, and
+  ``code = Code.STALE_VOUCHER if ... else Code.SEQ_GAP``);
+- under a ``"code"`` key of a dict display (``{"code": Code.INVALID_REQUEST}``).
+
+Since issue 12 every code is a `chainstream.codes.Code` member: a bare string literal is refused
+(`test_every_code_is_written_as_a_code_member`), and the enum must equal the table.
 
 Modules the relay does not serve are left out: the CLI (``cli*.py``), the demo (``demo.py``) and the client
 SDK (``sdk/``), whose codes (``no_relay``, ``no_channel``, ``http_error``) are raised on the caller's side and
@@ -22,6 +26,9 @@ import ast
 import re
 from collections.abc import Iterator
 from pathlib import Path
+
+from chainstream.codes import Code
+from chainstream.relay.api.errors import REJECTION_STATUS
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "chainstream"
@@ -43,8 +50,11 @@ def relay_modules() -> list[Path]:
 
 
 def _strings(node: ast.AST) -> Iterator[str]:
-    """String literals a value expression can evaluate to (a literal, or either branch of a conditional)."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+    """Codes a value expression can evaluate to: a `Code.NAME` member, a string literal, or either branch of a
+    conditional."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Code":
+        yield Code[node.attr].value
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
         yield node.value
     elif isinstance(node, ast.IfExp):
         yield from _strings(node.body)
@@ -156,3 +166,54 @@ def test_every_row_names_a_code_the_relay_can_produce() -> None:
 def test_each_code_has_one_row() -> None:
     codes = codes_in_doc()
     assert len(codes) == len(set(codes)), sorted({c for c in codes if codes.count(c) > 1})
+
+
+def _literal_codes() -> dict[str, list[str]]:
+    """Codes written as string literals (not `Code` members) where a code is expected, per module."""
+    out: dict[str, list[str]] = {}
+    trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in relay_modules()}
+    positions = _code_positions(list(trees.values()))
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            values: list[ast.expr] = []
+            if isinstance(node, ast.Call):
+                values += [k.value for k in node.keywords if k.arg == "code"]
+                index = positions.get(_callee_name(node) or "")
+                if index is not None and index < len(node.args):
+                    values.append(node.args[index])
+            elif isinstance(node, ast.Dict):
+                values += [
+                    v
+                    for k, v in zip(node.keys, node.values, strict=True)
+                    if isinstance(k, ast.Constant) and k.value == "code"
+                ]
+            for value in values:
+                for leaf in (value.body, value.orelse) if isinstance(value, ast.IfExp) else (value,):
+                    if isinstance(leaf, ast.Constant) and isinstance(leaf.value, str):
+                        out.setdefault(str(path.relative_to(PACKAGE)), []).append(leaf.value)
+    return out
+
+
+def test_every_code_is_written_as_a_code_member() -> None:
+    """One vocabulary: the relay's modules name codes through `chainstream.codes.Code`, never as bare strings."""
+    assert _literal_codes() == {}
+
+
+def test_the_code_enum_is_the_table() -> None:
+    """`Code` has exactly the table's codes: no member without a row, no row without a member."""
+    assert sorted(Code) == sorted(codes_in_doc())
+
+
+def _doc_statuses() -> dict[str, str]:
+    lines = API_DOC.read_text().splitlines()
+    cells = (line.split("|") for line in lines[lines.index(TABLE_HEADING) + 1 :] if ROW.match(line))
+    return {c[1].strip().strip("`"): c[2].strip() for c in cells}
+
+
+def test_the_table_states_each_refusals_http_status() -> None:
+    """The HTTP column agrees with the status table at the edge (relay/api/errors.py) for every refusal there."""
+    statuses = _doc_statuses()
+    wrong = {
+        code: (statuses[code], status) for code, status in REJECTION_STATUS.items() if str(status) not in statuses[code]
+    }
+    assert not wrong, wrong

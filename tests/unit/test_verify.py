@@ -12,6 +12,7 @@ from chainstream.ledger import LedgerState, Listing, apply, charge_download, cha
 from chainstream.pricing import Model, Split, Terms
 from chainstream.protocol import Domain, PrivateKey, Voucher
 from chainstream.protocol.signing import high_s_twin
+from chainstream.relay.api.errors import rejection_status
 from chainstream.verify import (
     Accepted,
     ChannelTerms,
@@ -74,7 +75,8 @@ class Case:
     state_plays: int = 0  # plays of TRACK already accepted
     spent_today: int = 0
     bend: Callable[[Payment], Payment] = lambda p: p
-    status: int = 422
+    status: int = 422  # how the HTTP edge answers it (relay/api/errors.py)
+    details: dict[str, str] = dataclasses.field(default_factory=dict)  # the error body's `details`
 
 
 def _state(plays: int) -> LedgerState:
@@ -122,8 +124,14 @@ CASES = {
     "accepted by the payer itself": Case(None, signer=PAYER),
     "channel_not_open": Case("channel_not_open", terms=replace(TERMS, open=False), status=409),
     "wrong_channel": Case("wrong_channel", bend=lambda p: replace(p, channel_id=b"\x02" * 32)),
-    "stale_voucher": Case("stale_voucher", state_plays=2, bend=lambda p: replace(p, seq=2), status=409),
-    "seq_gap": Case("seq_gap", bend=lambda p: replace(p, seq=3), status=409),
+    "stale_voucher": Case(
+        "stale_voucher",
+        state_plays=2,
+        bend=lambda p: replace(p, seq=2),
+        status=409,
+        details={"expected": "3", "got": "2"},
+    ),
+    "seq_gap": Case("seq_gap", bend=lambda p: replace(p, seq=3), status=409, details={"expected": "1", "got": "3"}),
     "unknown_track": Case("unknown_track", spec=ChargeSpec(ChargeKind.PLAY, track_id=b"\xee" * 32), status=404),
     "bad_charge (seconds without a track)": Case("bad_charge", spec=ChargeSpec(ChargeKind.SECONDS, seconds=5)),
     "bad_units (more than an hour at once)": Case(
@@ -150,13 +158,23 @@ CASES = {
         spec=ChargeSpec(ChargeKind.TIP, artist=test_key("verify-fan-favourite").address, amount=5),
         state_plays=1,
         terms=replace(TERMS, deposit=10**9),
+        details={"payees": "3", "maxPayees": "2"},
     ),
-    "insufficient_deposit": Case("insufficient_deposit", terms=replace(TERMS, deposit=999), status=402),
+    "insufficient_deposit": Case(
+        "insufficient_deposit",
+        terms=replace(TERMS, deposit=999),
+        status=402,
+        details={"total": "1000", "deposit": "999"},
+    ),
     "a stranger past the deposit is unauthorized_signer (the signer is judged first)": Case(
         "unauthorized_signer", signer=STRANGER, terms=replace(TERMS, deposit=999), status=403
     ),
     "daily_cap_exceeded": Case(
-        "daily_cap_exceeded", terms=replace(TERMS, daily_cap=1_500), spent_today=600, status=402
+        "daily_cap_exceeded",
+        terms=replace(TERMS, daily_cap=1_500),
+        spent_today=600,
+        status=402,
+        details={"spentToday": "600", "amount": "1000", "dailyCap": "1500"},
     ),
     "bad_signature (high-s twin)": Case("bad_signature", bend=lambda p: replace(p, signature=high_s_twin(p.signature))),
     "unauthorized_signer": Case("unauthorized_signer", signer=STRANGER, status=403),
@@ -166,7 +184,12 @@ CASES = {
     "session_key_expired (within the margin)": Case(
         "session_key_expired", terms=replace(TERMS, session_expiry=NOW + MARGIN - 1), status=403
     ),
-    "session_cap_exceeded": Case("session_cap_exceeded", terms=replace(TERMS, session_cap=999), status=402),
+    "session_cap_exceeded": Case(
+        "session_cap_exceeded",
+        terms=replace(TERMS, session_cap=999),
+        status=402,
+        details={"total": "1000", "sessionCap": "999"},
+    ),
     "the payer is not bound by the session cap": Case(None, signer=PAYER, terms=replace(TERMS, session_cap=999)),
 }
 
@@ -181,7 +204,8 @@ def test_verify_payment(case: Case) -> None:
     with pytest.raises(Rejection) as refused:
         _judge(case)
     assert refused.value.code == case.code, str(refused.value)
-    assert refused.value.status == case.status
+    assert rejection_status(refused.value) == case.status
+    assert refused.value.details == case.details
 
 
 def test_every_rejection_code_of_verify_has_a_row() -> None:
@@ -191,8 +215,10 @@ def test_every_rejection_code_of_verify_has_a_row() -> None:
 
     from chainstream import ledger, pricing, verify
 
-    raised = set(re.findall(r'Rejection\(\s*"(\w+)"', inspect.getsource(verify)))
-    raised |= set(re.findall(r'code="(\w+)"', inspect.getsource(ledger) + inspect.getsource(pricing)))
+    raised = {c.lower() for c in re.findall(r"Rejection\(\s*Code\.(\w+)", inspect.getsource(verify))}
+    raised |= {
+        c.lower() for c in re.findall(r"code=Code\.(\w+)", inspect.getsource(ledger) + inspect.getsource(pricing))
+    }
     covered = {c.code for c in CASES.values() if c.code}
     reachable_from_a_payment = raised - {
         "bad_terms",  # a registry listing's terms are validated when read from the chain, not per payment

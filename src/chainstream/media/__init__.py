@@ -1,6 +1,6 @@
 """Audio as the product: the content store, transcoding with ffmpeg, upload authorisation and streaming grants.
 
-Pure or file-system-only pieces; the relay's HTTP edge is relay/media_routes.py and its logic relay/media.py.
+Pure or file-system-only pieces; the relay's HTTP edge is relay/api/media.py and its logic relay/media.py.
 """
 
 from chainstream.media.errors import MediaError

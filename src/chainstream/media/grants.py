@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass
 from enum import Enum
 
+from chainstream.codes import Code
 from chainstream.media.errors import MediaError
 from chainstream.protocol.hashing import keccak
 
@@ -78,7 +79,7 @@ def issue(key: bytes, grant: Grant) -> str:
 
 
 def _invalid(why: str) -> MediaError:
-    return MediaError("invalid_grant", f"the grant is not one this relay issued ({why})", status=403)
+    return MediaError(Code.INVALID_GRANT, f"the grant is not one this relay issued ({why})", status=403)
 
 
 def verify(key: bytes, token: str, *, now: float) -> Grant:
@@ -108,6 +109,6 @@ def verify(key: bytes, token: str, *, now: float) -> Grant:
         raise _invalid("unknown version")
     if now >= grant.expires_at:
         raise MediaError(
-            "grant_expired", "the grant has expired: pay again (or replay a free play) for a new one", status=402
+            Code.GRANT_EXPIRED, "the grant has expired: pay again (or replay a free play) for a new one", status=402
         )
     return grant

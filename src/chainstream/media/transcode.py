@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from chainstream.codes import Code
 from chainstream.errors import ConfigurationError
 from chainstream.media.errors import MediaError
 from chainstream.media.store import Segment
@@ -87,7 +88,7 @@ async def probe(ffprobe: str, path: Path, *, max_seconds: int, timeout: float) -
             timeout,
         )
     except TimeoutError:
-        raise MediaError("unsupported_media", "the file could not be read in time", status=415) from None
+        raise MediaError(Code.UNSUPPORTED_MEDIA, "the file could not be read in time", status=415) from None
     try:
         info = json.loads(out or b"{}")
     except ValueError:
@@ -96,7 +97,7 @@ async def probe(ffprobe: str, path: Path, *, max_seconds: int, timeout: float) -
     if code != 0 or not audio:
         reason = err.decode(errors="replace").strip().splitlines()[-1:] or ["no audio stream"]
         raise MediaError(
-            "unsupported_media",
+            Code.UNSUPPORTED_MEDIA,
             f"not an audio file ffmpeg can read ({reason[0][:200]}); send WAV, FLAC, MP3, AAC/M4A, Ogg or Opus",
             status=415,
         )
@@ -105,15 +106,15 @@ async def probe(ffprobe: str, path: Path, *, max_seconds: int, timeout: float) -
     except ValueError:
         duration = float("nan")
     if not duration > 0:  # also NaN
-        raise MediaError("unsupported_media", "the file's duration cannot be read (corrupt or empty?)", status=415)
+        raise MediaError(Code.UNSUPPORTED_MEDIA, "the file's duration cannot be read (corrupt or empty?)", status=415)
     if duration > max_seconds:
         raise MediaError(
-            "audio_too_long", f"the audio lasts {duration:.0f} s; this relay takes up to {max_seconds} s", status=413
+            Code.AUDIO_TOO_LONG, f"the audio lasts {duration:.0f} s; this relay takes up to {max_seconds} s", status=413
         )
     container = str(info["format"].get("format_name", ""))
     if container.split(",")[0] not in DEMUXERS:  # the whitelist's second line of defence
         raise MediaError(
-            "unsupported_media", f"{container[:40]} is not an audio container this relay takes", status=415
+            Code.UNSUPPORTED_MEDIA, f"{container[:40]} is not an audio container this relay takes", status=415
         )
     return Probe(duration, container, str(audio[0].get("codec_name", "")))
 
@@ -163,10 +164,10 @@ async def transcode(
     try:
         code, _, err = await _run(args, timeout)
     except TimeoutError:
-        raise MediaError("transcode_failed", f"transcoding took longer than {timeout:.0f} s", status=422) from None
+        raise MediaError(Code.TRANSCODE_FAILED, f"transcoding took longer than {timeout:.0f} s", status=422) from None
     if code != 0:
         reason = err.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
-        raise MediaError("transcode_failed", f"the audio could not be transcoded: {reason[0][:200]}", status=422)
+        raise MediaError(Code.TRANSCODE_FAILED, f"the audio could not be transcoded: {reason[0][:200]}", status=422)
     return merge_short_tail(out_dir, parse_playlist((out_dir / PLAYLIST).read_text()))
 
 
@@ -201,5 +202,5 @@ def parse_playlist(text: str) -> tuple[Segment, ...]:
             start_ms += ms
             duration = None
     if not segments:
-        raise MediaError("transcode_failed", "ffmpeg produced no segments", status=422)
+        raise MediaError(Code.TRANSCODE_FAILED, "ffmpeg produced no segments", status=422)
     return tuple(segments)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from chainstream.codes import Code
 from chainstream.errors import ProtocolError
 from chainstream.protocol.eip712 import EIP712_TYPES, Domain
 from chainstream.protocol.hashing import address_word, keccak, type_hash, word
@@ -63,12 +64,12 @@ def _fields(type_string: str) -> list[dict[str, str]]:
 
 def _check_range(name: str, value: int, maximum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
-        raise ProtocolError(f"{name} must be an integer in [0, {maximum}]", code="bad_authorization")
+        raise ProtocolError(f"{name} must be an integer in [0, {maximum}]", code=Code.BAD_AUTHORIZATION)
 
 
 def _check_bytes32(name: str, value: bytes) -> None:
     if not isinstance(value, bytes) or len(value) != 32:
-        raise ProtocolError(f"{name} must be 32 bytes", code="bad_authorization")
+        raise ProtocolError(f"{name} must be 32 bytes", code=Code.BAD_AUTHORIZATION)
 
 
 class _Auth:
@@ -224,10 +225,10 @@ class ScheduleAuth(_Auth):
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
-            raise ProtocolError("enabled must be a boolean", code="bad_authorization")
+            raise ProtocolError("enabled must be a boolean", code=Code.BAD_AUTHORIZATION)
         super().__post_init__()
         if self.enabled and self.threshold == 0 and self.period == 0:
-            raise ProtocolError("an enabled schedule needs a threshold or a period", code="bad_authorization")
+            raise ProtocolError("an enabled schedule needs a threshold or a period", code=Code.BAD_AUTHORIZATION)
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from chainstream.codes import Code
 from chainstream.errors import ProtocolError
 from chainstream.protocol.eip712 import Domain, read_access_struct_hash
 from chainstream.protocol.signing import PrivateKey, Signature, recover
@@ -36,7 +37,7 @@ _TOKEN = re.compile(r"^(0x[0-9a-fA-F]{40})\.(0x[0-9a-fA-F]{64})\.([0-9]{1,12})\.
 
 
 def _invalid(reason: str) -> ProtocolError:
-    return ProtocolError(f"read token: {reason}", code="read_token_invalid")
+    return ProtocolError(f"read token: {reason}", code=Code.READ_TOKEN_INVALID)
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,8 @@ def sign_read_token(
 ) -> ReadToken:
     """A token for `account`'s data at `relay`, signed by `key` (the account itself or its channel's session key)."""
     if len(channel_id) != 32:
-        raise ProtocolError("channel id must be 32 bytes", code="bad_bytes32")
+        raise ProtocolError("channel id must be 32 bytes", code=Code.BAD_BYTES32)
     if not 0 <= not_after < 10**12:
-        raise ProtocolError("notAfter must be unix seconds", code="read_token_invalid")
+        raise ProtocolError("notAfter must be unix seconds", code=Code.READ_TOKEN_INVALID)
     token = ReadToken(to_address(account), channel_id, not_after, Signature(27, 0, 0))
     return ReadToken(token.account, channel_id, not_after, key.sign(token.digest(domain, relay)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from chainstream.codes import Code
 from chainstream.errors import ProtocolError
 from chainstream.protocol.hashing import keccak, type_hash, word
 from chainstream.protocol.types import ZERO_HASH, check_amount
@@ -52,14 +53,14 @@ class PlayReceipt:
 
     def __post_init__(self) -> None:
         if self.seq < 1 or self.seq >= 2**64:
-            raise ProtocolError(f"receipt seq {self.seq} out of range", code="bad_receipt")
+            raise ProtocolError(f"receipt seq {self.seq} out of range", code=Code.BAD_RECEIPT)
         if len(self.target) != 32 or len(self.split_hash) != 32:
-            raise ProtocolError("receipt target and splitHash must be 32 bytes", code="bad_receipt")
+            raise ProtocolError("receipt target and splitHash must be 32 bytes", code=Code.BAD_RECEIPT)
         if not 0 <= self.units < 2**32:
-            raise ProtocolError(f"receipt units {self.units} out of range", code="bad_receipt")
+            raise ProtocolError(f"receipt units {self.units} out of range", code=Code.BAD_RECEIPT)
         check_amount(self.amount, "receipt amount")
         if len(self.memo.encode()) > MAX_MEMO_BYTES:
-            raise ProtocolError(f"tip message longer than {MAX_MEMO_BYTES} bytes", code="memo_too_long")
+            raise ProtocolError(f"tip message longer than {MAX_MEMO_BYTES} bytes", code=Code.MEMO_TOO_LONG)
 
     @property
     def memo_hash(self) -> bytes:

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import coincurve
 
+from chainstream.codes import Code
 from chainstream.errors import ProtocolError
 from chainstream.protocol.hashing import keccak
 from chainstream.protocol.types import Address, to_address
@@ -29,7 +30,7 @@ class Signature:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Signature:
         if len(raw) != 65:
-            raise ProtocolError(f"signature must be 65 bytes, got {len(raw)}", code="bad_signature")
+            raise ProtocolError(f"signature must be 65 bytes, got {len(raw)}", code=Code.BAD_SIGNATURE)
         return cls(v=raw[64], r=int.from_bytes(raw[:32], "big"), s=int.from_bytes(raw[32:64], "big"))
 
     @classmethod
@@ -37,7 +38,7 @@ class Signature:
         try:
             return cls.from_bytes(bytes.fromhex(text[2:] if text.startswith("0x") else text))
         except ValueError as exc:
-            raise ProtocolError("signature is not hex", code="bad_signature") from exc
+            raise ProtocolError("signature is not hex", code=Code.BAD_SIGNATURE) from exc
 
     def to_bytes(self) -> bytes:
         return self.r.to_bytes(32, "big") + self.s.to_bytes(32, "big") + bytes([self.v])
@@ -66,7 +67,7 @@ class PrivateKey:
         if isinstance(secret, str):
             secret = bytes.fromhex(secret[2:] if secret.startswith("0x") else secret)
         if len(secret) != 32:
-            raise ProtocolError("private key must be 32 bytes", code="bad_key")
+            raise ProtocolError("private key must be 32 bytes", code=Code.BAD_KEY)
         self._key = coincurve.PrivateKey(secret)
         self.address: Address = public_key_to_address(self._key.public_key.format(compressed=False))
 
@@ -97,14 +98,14 @@ def public_key_to_address(uncompressed: bytes) -> Address:
 def recover(digest: bytes, signature: Signature) -> Address:
     """The signer of `digest`; ProtocolError for malformed or high-s signatures."""
     if signature.v not in (27, 28):
-        raise ProtocolError(f"signature v must be 27 or 28, got {signature.v}", code="bad_signature")
+        raise ProtocolError(f"signature v must be 27 or 28, got {signature.v}", code=Code.BAD_SIGNATURE)
     if not 0 < signature.r < SECP256K1_N or not 0 < signature.s <= HALF_N:
-        raise ProtocolError("signature r/s out of range (high-s signatures are rejected)", code="bad_signature")
+        raise ProtocolError("signature r/s out of range (high-s signatures are rejected)", code=Code.BAD_SIGNATURE)
     raw = signature.r_bytes + signature.s_bytes + bytes([signature.v - 27])
     try:
         public = coincurve.PublicKey.from_signature_and_message(raw, digest, hasher=None)
     except Exception as exc:  # coincurve raises a bare Exception for unrecoverable signatures
-        raise ProtocolError("signature does not recover to a public key", code="bad_signature") from exc
+        raise ProtocolError("signature does not recover to a public key", code=Code.BAD_SIGNATURE) from exc
     return public_key_to_address(public.format(compressed=False))
 
 

@@ -7,6 +7,7 @@ from typing import NewType
 
 from eth_utils.address import is_checksum_address
 
+from chainstream.codes import Code
 from chainstream.errors import ProtocolError
 from chainstream.protocol.hashing import keccak
 
@@ -50,7 +51,7 @@ def to_address(value: str | bytes) -> Address:
         return _checksummed(value[2:])
     except ValueError as exc:
         # never the input itself in the message: it may be megabytes (and an error is sent back to whoever sent it)
-        raise ProtocolError(f"invalid address: {exc}", code="bad_address") from exc
+        raise ProtocolError(f"invalid address: {exc}", code=Code.BAD_ADDRESS) from exc
 
 
 def is_address(value: object) -> bool:
@@ -64,18 +65,18 @@ def to_bytes32(value: str | bytes, field: str = "value") -> bytes:
         try:
             raw = bytes.fromhex(text)
         except ValueError as exc:
-            raise ProtocolError(f"{field} is not hex", code="bad_bytes32") from exc
+            raise ProtocolError(f"{field} is not hex", code=Code.BAD_BYTES32) from exc
     else:
         raw = value
     if len(raw) != 32:
-        raise ProtocolError(f"{field} must be 32 bytes, got {len(raw)}", code="bad_bytes32")
+        raise ProtocolError(f"{field} must be 32 bytes, got {len(raw)}", code=Code.BAD_BYTES32)
     return raw
 
 
 def check_amount(value: int, field: str = "amount") -> TokenAmount:
     """Amounts are integers in [0, 2^96): the contract's storage range."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ProtocolError(f"{field} must be an integer", code="bad_amount")
+        raise ProtocolError(f"{field} must be an integer", code=Code.BAD_AMOUNT)
     if value < 0 or value > MAX_AMOUNT:
-        raise ProtocolError(f"{field} {value} outside [0, 2^96)", code="bad_amount")
+        raise ProtocolError(f"{field} {value} outside [0, 2^96)", code=Code.BAD_AMOUNT)
     return TokenAmount(value)

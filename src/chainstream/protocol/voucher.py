@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from chainstream.codes import Code
 from chainstream.errors import ProtocolError
 from chainstream.protocol.eip712 import Domain, close_struct_hash, typed_data, voucher_struct_hash
 from chainstream.protocol.receipts import GENESIS, PlayReceipt
@@ -30,14 +31,14 @@ class Voucher:
 
     def __post_init__(self) -> None:
         if len(self.channel_id) != 32 or len(self.play_hash) != 32:
-            raise ProtocolError("channelId and playHash must be 32 bytes", code="bad_voucher")
+            raise ProtocolError("channelId and playHash must be 32 bytes", code=Code.BAD_VOUCHER)
         if len(self.payees) != len(self.amounts):
-            raise ProtocolError("payees and amounts differ in length", code="bad_voucher")
+            raise ProtocolError("payees and amounts differ in length", code=Code.BAD_VOUCHER)
         # Checksummed, so that the duplicate check and deltas_since's prefix check see one spelling per payee
         # (to_address is cached: cheap for the addresses a relay sees again and again).
         object.__setattr__(self, "payees", tuple(to_address(p) for p in self.payees))
         if len(set(self.payees)) != len(self.payees):
-            raise ProtocolError("a payee appears twice", code="bad_voucher")
+            raise ProtocolError("a payee appears twice", code=Code.BAD_VOUCHER)
         for amount in self.amounts:
             check_amount(amount, "voucher amount")
 
@@ -84,7 +85,7 @@ class Voucher:
         amounts = list(self.amounts)
         for payee, amount in payments.items():
             if amount < 0:
-                raise ProtocolError("a payment cannot be negative", code="bad_voucher")
+                raise ProtocolError("a payment cannot be negative", code=Code.BAD_VOUCHER)
             if amount == 0:
                 continue
             payee = to_address(payee)
@@ -96,21 +97,21 @@ class Voucher:
                 amounts.append(check_amount(amount, "voucher amount"))
         play_hash = receipt.chain(self.play_hash)
         if len(play_hash) != 32:
-            raise ProtocolError("playHash must be 32 bytes", code="bad_voucher")
+            raise ProtocolError("playHash must be 32 bytes", code=Code.BAD_VOUCHER)
         return Voucher._unchecked(self.channel_id, tuple(payees), tuple(amounts), play_hash)
 
     def deltas_since(self, previous: Voucher) -> dict[Address, int]:
         """What this voucher adds to `previous`; ProtocolError unless it extends it (prefix + no decrease)."""
         if previous.channel_id != self.channel_id:
-            raise ProtocolError("vouchers of different channels", code="wrong_channel")
+            raise ProtocolError("vouchers of different channels", code=Code.WRONG_CHANNEL)
         k = len(previous.payees)
         if self.payees[:k] != previous.payees:
-            raise ProtocolError("payee list must extend the previous one (append only)", code="payees_reordered")
+            raise ProtocolError("payee list must extend the previous one (append only)", code=Code.PAYEES_REORDERED)
         deltas: dict[Address, int] = {}
         for i, payee in enumerate(self.payees):
             before = previous.amounts[i] if i < k else 0
             if self.amounts[i] < before:
-                raise ProtocolError(f"amount for {payee} decreased", code="amount_decreased")
+                raise ProtocolError(f"amount for {payee} decreased", code=Code.AMOUNT_DECREASED)
             if self.amounts[i] > before:
                 deltas[payee] = self.amounts[i] - before
         return deltas

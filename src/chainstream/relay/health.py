@@ -23,6 +23,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from chainstream.codes import Code
+from chainstream.relay.api.models import Health, Live, Ready
 from chainstream.relay.openapi import responses
 from chainstream.store.errors import public_reason
 
@@ -110,7 +112,7 @@ def health_router(get_relay: Callable[[], Any]) -> APIRouter:
     """The health routes, for the relay `get_relay()` returns (set once the app's lifespan started it)."""
     router = APIRouter(prefix="/api/v1")
 
-    @router.get("/health", responses=responses("health"))
+    @router.get("/health", response_model=Health, responses=responses("health"))
     async def health() -> dict[str, Any]:
         """A summary: `ok` is readiness (see /health/ready), with `reasons` when it is false."""
         relay = get_relay()
@@ -125,12 +127,12 @@ def health_router(get_relay: Callable[[], Any]) -> APIRouter:
             **_checks(r),
         }
 
-    @router.get("/health/live", responses=responses("health"))
+    @router.get("/health/live", response_model=Live, responses=responses("health"))
     async def live() -> dict[str, Any]:
         """The process is up and its event loop answers."""
         return {"ok": True}
 
-    @router.get("/health/ready", responses=responses("health_ready"))
+    @router.get("/health/ready", response_model=Ready, responses=responses("health_ready"))
     async def ready() -> Any:
         """Ready to take payments and watch the chain: 200, or 503 `not_ready` with the reasons."""
         relay = get_relay()
@@ -140,7 +142,7 @@ def health_router(get_relay: Callable[[], Any]) -> APIRouter:
         retry = relay.chain_status.retry_after()
         return JSONResponse(
             {
-                "error": {"code": "not_ready", "message": "; ".join(r.reasons)},
+                "error": {"code": Code.NOT_READY, "message": "; ".join(r.reasons), "details": {}},
                 "ok": False,
                 "reasons": r.reasons,
                 **_checks(r),

@@ -22,6 +22,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chainstream.codes import Code
+
 #: deepest JSON nesting accepted; the relay's deepest body (a batch: object > list > payment > voucher > list) is 5
 MAX_JSON_DEPTH = 32
 
@@ -59,7 +61,7 @@ def check_json_depth(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
         # byte scan below would misplace strings' ends (nesting could hide "inside" them): UTF-8 only, which
         # never holds a NUL byte (RFC 8259 requires UTF-8 between systems anyway).
         if b"\x00" in data:
-            raise Refusal(422, "invalid_request", "a JSON body must be UTF-8 text")
+            raise Refusal(422, Code.INVALID_REQUEST, "a JSON body must be UTF-8 text")
         if data.count(b"[") + data.count(b"{") <= limit:
             return
     # The brackets outside strings, as [ and ]. A few C-speed passes remove innermost pairs (each pass lowers the
@@ -76,24 +78,24 @@ def check_json_depth(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
         if run[0] == _OPEN:
             depth += len(run)
             if depth + passes > limit:
-                raise Refusal(400, "too_deeply_nested", f"the JSON body nests deeper than {limit} levels")
+                raise Refusal(400, Code.TOO_DEEPLY_NESTED, f"the JSON body nests deeper than {limit} levels")
         else:
             depth -= len(run)
             if depth < 0:
                 break
     if depth:
-        raise Refusal(422, "invalid_request", "the body is not JSON: its brackets do not balance")
+        raise Refusal(422, Code.INVALID_REQUEST, "the body is not JSON: its brackets do not balance")
 
 
 def check_message(text: str, max_bytes: int) -> None:
     """The same bounds for one WebSocket message (uvicorn's `ws_max_size` refuses larger frames before this)."""
     if len(text) > max_bytes:  # characters: a lower bound of the UTF-8 size, and all the relay needs
-        raise Refusal(413, "body_too_large", f"a message may be at most {max_bytes} bytes")
+        raise Refusal(413, Code.BODY_TOO_LARGE, f"a message may be at most {max_bytes} bytes")
     check_json_depth(text)
 
 
 def refusal_body(refusal: Refusal) -> bytes:
-    return json.dumps({"error": {"code": refusal.code, "message": str(refusal)}}).encode()
+    return json.dumps({"error": {"code": refusal.code, "message": str(refusal), "details": {}}}).encode()
 
 
 class RequestLimits:
@@ -142,13 +144,13 @@ class RequestLimits:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         limit = self.max_body_bytes
-        too_large = Refusal(413, "body_too_large", f"a request body may be at most {limit} bytes")
+        too_large = Refusal(413, Code.BODY_TOO_LARGE, f"a request body may be at most {limit} bytes")
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:  # the HTTP parser refuses these first; kept for other servers
-                    raise Refusal(400, "request_refused", "invalid Content-Length") from None
+                    raise Refusal(400, Code.REQUEST_REFUSED, "invalid Content-Length") from None
                 if declared > limit:
                     raise too_large
         chunks: list[bytes] = []
@@ -169,7 +171,7 @@ class RequestLimits:
                         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except TimeoutError:
             raise Refusal(
-                408, "request_timeout", f"the request body did not arrive within {self.body_timeout:g}s"
+                408, Code.REQUEST_TIMEOUT, f"the request body did not arrive within {self.body_timeout:g}s"
             ) from None
 
 
@@ -186,4 +188,4 @@ async def _refuse(send: Send, refusal: Refusal) -> None:
 
 def describe(refusal: Refusal) -> dict[str, Any]:
     """A refusal as a batch/stream item's error (with its status)."""
-    return {"code": refusal.code, "message": str(refusal), "status": refusal.status}
+    return {"code": refusal.code, "message": str(refusal), "details": {}, "status": refusal.status}

@@ -24,6 +24,7 @@ from typing import Any
 from sha3 import keccak_256
 
 from chainstream.chain.contracts import RegistryClient
+from chainstream.codes import Code
 from chainstream.config import Settings
 from chainstream.errors import ChainStreamError
 from chainstream.media import grants
@@ -205,23 +206,25 @@ class MediaService:
             return entry.owner
         info = await asyncio.to_thread(self.registry.find_track, track_id)  # a node outage stays a 503
         if info is None:
-            raise MediaError("unknown_track", f"no track 0x{track_id.hex()} in the registry", status=404)
+            raise MediaError(Code.UNKNOWN_TRACK, f"no track 0x{track_id.hex()} in the registry", status=404)
         return info.owner
 
     async def check_uploader(self, track_id: bytes, signature: str | None) -> None:
         """The upload's signature must be the track's on-chain owner's (403 not_track_owner otherwise)."""
         if not signature:
             raise MediaError(
-                "not_track_owner", "an upload must be signed by the track's owner (X-ChainStream-Signature)", status=403
+                Code.NOT_TRACK_OWNER,
+                "an upload must be signed by the track's owner (X-ChainStream-Signature)",
+                status=403,
             )
         try:
             signer = recover(upload_digest(self.chain_id, self.address, track_id), Signature.from_hex(signature))
         except ChainStreamError as exc:
-            raise MediaError("bad_signature", f"the upload's signature is invalid: {exc}") from exc
+            raise MediaError(Code.BAD_SIGNATURE, f"the upload's signature is invalid: {exc}") from exc
         owner = await self.owner_of(track_id)
         if signer != owner:
             raise MediaError(
-                "not_track_owner",
+                Code.NOT_TRACK_OWNER,
                 f"the upload is signed by {signer}; only the track's owner {owner} may publish its audio",
                 status=403,
             )
@@ -236,7 +239,9 @@ class MediaService:
             return {"status": "already_published", **self.manifest_json(existing)}
         limit = self.settings.upload_max_bytes
         if content_length is not None and content_length > limit:
-            raise MediaError("upload_too_large", f"{content_length} bytes; this relay takes up to {limit}", status=413)
+            raise MediaError(
+                Code.UPLOAD_TOO_LARGE, f"{content_length} bytes; this relay takes up to {limit}", status=413
+            )
         staging = self.content.new_staging()
         try:
             size = 0
@@ -246,14 +251,14 @@ class MediaService:
                 async for chunk in body:
                     size += len(chunk)
                     if size > limit:
-                        raise MediaError("upload_too_large", f"more than {limit} bytes", status=413)
+                        raise MediaError(Code.UPLOAD_TOO_LARGE, f"more than {limit} bytes", status=413)
                     digest.update(chunk)
                     await asyncio.to_thread(out.write, chunk)
             if size == 0:
-                raise MediaError("unsupported_media", "the upload is empty", status=415)
+                raise MediaError(Code.UNSUPPORTED_MEDIA, "the upload is empty", status=415)
             if digest.digest() != track_id:
                 raise MediaError(
-                    "content_mismatch",
+                    Code.CONTENT_MISMATCH,
                     f"the file's keccak256 is 0x{digest.hexdigest()}, not the track id 0x{track_id.hex()}: "
                     "upload the very file the track was registered with",
                 )
@@ -292,7 +297,7 @@ class MediaService:
     def manifest(self, track_id: bytes) -> Manifest:
         manifest = self.content.manifest(track_id)
         if manifest is None:
-            raise MediaError("media_not_published", f"no audio published for track 0x{track_id.hex()}", status=404)
+            raise MediaError(Code.MEDIA_NOT_PUBLISHED, f"no audio published for track 0x{track_id.hex()}", status=404)
         return manifest
 
     def manifest_json(self, m: Manifest) -> dict[str, Any]:
@@ -328,7 +333,7 @@ class MediaService:
         m = self.manifest(track_id)
         data = self.content.read(track_id, m.init)
         if data is None:
-            raise MediaError("media_not_published", "the track's init segment is missing", status=404)
+            raise MediaError(Code.MEDIA_NOT_PUBLISHED, "the track's init segment is missing", status=404)
         return Served("audio/mp4", body=data)
 
     # --------------------------------------------------------------- grants
@@ -387,7 +392,7 @@ class MediaService:
             grant = grants.verify(self._grant_key, token, now=self.clock())  # raises grant_expired
         if grant.track_id != track_id:
             raise MediaError(
-                "grant_mismatch", f"the grant is for track 0x{grant.track_id.hex()}, not this one", status=403
+                Code.GRANT_MISMATCH, f"the grant is for track 0x{grant.track_id.hex()}, not this one", status=403
             )
         return grant
 
@@ -395,7 +400,7 @@ class MediaService:
         """Segment `index` of a track, if the grant (or the free preview) covers it; recorded as delivered."""
         m = self.manifest(track_id)
         if not 0 <= index < len(m.segments):
-            raise MediaError("no_such_segment", f"the track has segments 0..{len(m.segments) - 1}", status=404)
+            raise MediaError(Code.NO_SUCH_SEGMENT, f"the track has segments 0..{len(m.segments) - 1}", status=404)
         seg = m.segments[index]
         if seg.start_ms + seg.duration_ms <= self.preview_ms(track_id):
             return self._read(track_id, seg.name)
@@ -420,7 +425,7 @@ class MediaService:
         self._record(grant, track_id, -1, m.duration_ms, None)
         chunks = self.content.stream(track_id, ORIGINAL)
         if chunks is None:
-            raise MediaError("media_not_published", "the original file is missing", status=404)
+            raise MediaError(Code.MEDIA_NOT_PUBLISHED, "the original file is missing", status=404)
         return Served("application/octet-stream", chunks=chunks, size=m.original_bytes)
 
     def _record(self, grant: Grant, track_id: bytes, segment: int, millis: int, budget_ms: int | None) -> str:
@@ -433,7 +438,7 @@ class MediaService:
     def _read(self, track_id: bytes, name: str) -> Served:
         data = self.content.read(track_id, name)
         if data is None:
-            raise MediaError("media_not_published", f"segment {name} is missing", status=404)
+            raise MediaError(Code.MEDIA_NOT_PUBLISHED, f"segment {name} is missing", status=404)
         return Served("audio/mp4", body=data)
 
     def payment_required(self, m: Manifest, segment: Segment | None, message: str) -> MediaError:
@@ -468,7 +473,7 @@ class MediaService:
             "paymentEndpoint": "/api/v1/channels/{channelId}/payments",
             "grantHeader": GRANT_HEADER,
         }
-        return MediaError("payment_required", message, status=402, extra={"payment": payment})
+        return MediaError(Code.PAYMENT_REQUIRED, message, status=402, extra={"payment": payment})
 
     # ------------------------------------------------------------- accounting
     def delivery_summary(self, channel_id: bytes) -> list[dict[str, Any]]:

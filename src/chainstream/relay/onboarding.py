@@ -17,6 +17,7 @@ from web3.types import TxReceipt
 from chainstream.chain.contracts import ChannelsClient
 from chainstream.chain.gasless import GaslessClient, PermitSig
 from chainstream.chain.transactions import TxSender
+from chainstream.codes import Code
 from chainstream.config import Settings
 from chainstream.errors import ChainError
 from chainstream.protocol import Signature, SignedVoucher, recover
@@ -63,9 +64,7 @@ class Onboarding:
     # --------------------------------------------------------------- submits
     async def open(self, auth: OpenAuth, signature: Signature, permit: PermitSig) -> Submitted:
         if auth.relay != self.relay:
-            raise Rejection(
-                "wrong_relay", f"the authorisation opens a channel for {auth.relay}, not this relay", status=403
-            )
+            raise Rejection(Code.WRONG_RELAY, f"the authorisation opens a channel for {auth.relay}, not this relay")
         fee = self._fee(auth.max_fee, auth.amount)
         self._precheck(auth.payer, auth.submitter, auth.deadline, auth.digest(self.gasless.domain), signature)
         return await self._submit(lambda: self.gasless.open_for(self.sender, auth, signature, fee, permit), fee)
@@ -73,9 +72,9 @@ class Onboarding:
     async def top_up(self, auth: TopUpAuth, signature: Signature, permit: PermitSig) -> Submitted:
         state = await asyncio.to_thread(self.channels.get_channel, auth.channel_id)
         if state.payer == ZERO_ADDRESS:
-            raise Rejection("unknown_channel", "no channel with this id on the relay's chain", status=404)
+            raise Rejection(Code.UNKNOWN_CHANNEL, "no channel with this id on the relay's chain")
         if state.relay != self.relay:
-            raise Rejection("wrong_relay", "the channel was opened for another relay", status=403)
+            raise Rejection(Code.WRONG_RELAY, "the channel was opened for another relay")
         fee = self._fee(auth.max_fee, auth.amount)
         self._precheck(auth.payer, auth.submitter, auth.deadline, auth.digest(self.gasless.domain), signature)
         return await self._submit(lambda: self.gasless.top_up_for(self.sender, auth, signature, fee, permit), fee)
@@ -105,24 +104,23 @@ class Onboarding:
         fee = self.settings.gasless_fee
         if fee > max_fee:
             raise Rejection(
-                "max_fee_too_low",
+                Code.MAX_FEE_TOO_LOW,
                 f"the relay's fee is {fee} (GET /onboard/quote); the authorisation allows at most {max_fee}",
-                status=422,
             )
         if amount is not None and fee >= amount:
-            raise Rejection("bad_amount", f"the amount {amount} does not cover the relay's fee {fee}", status=422)
+            raise Rejection(Code.BAD_AMOUNT, f"the amount {amount} does not cover the relay's fee {fee}")
         return fee
 
     def _precheck(self, signer: str, submitter: str, deadline: int, digest: bytes, signature: Signature) -> None:
         if submitter not in (ZERO_ADDRESS, self.relay):
-            raise Rejection("wrong_submitter", f"the authorisation names {submitter} as its submitter", status=403)
+            raise Rejection(Code.WRONG_SUBMITTER, f"the authorisation names {submitter} as its submitter")
         if signer == ZERO_ADDRESS:
-            raise Rejection("bad_authorization", "the signer is the zero address", status=422)
+            raise Rejection(Code.BAD_AUTHORIZATION, "the signer is the zero address")
         if recover(digest, signature) != signer:
-            raise Rejection("unauthorized_signer", "the signature is not the signer's over these terms", status=403)
+            raise Rejection(Code.UNAUTHORIZED_SIGNER, "the signature is not the signer's over these terms")
         now = int(self.channels.w3.eth.get_block("latest")["timestamp"])
         if deadline < now:
-            raise Rejection("authorization_expired", f"the deadline {deadline} has passed (chain time {now})")
+            raise Rejection(Code.AUTHORIZATION_EXPIRED, f"the deadline {deadline} has passed (chain time {now})")
 
     async def _submit(self, send: Any, fee: int) -> Submitted:
         try:
@@ -136,16 +134,16 @@ def _refusal(exc: ChainError) -> Rejection:
     """The contract's refusal as the relay answers it (docs/API.md)."""
     reason, message = exc.reason or "", f"the contract refused it: {exc}"
     if reason in ("GaslessNonceUsed", "GaslessScheduleNonce"):
-        return Rejection("authorization_used", message, status=409)
+        return Rejection(Code.AUTHORIZATION_USED, message)
     if reason == "GaslessExpired":
-        return Rejection("authorization_expired", message)
+        return Rejection(Code.AUTHORIZATION_EXPIRED, message)
     if reason == "GaslessInvalidSignature":
-        return Rejection("unauthorized_signer", message, status=403)
+        return Rejection(Code.UNAUTHORIZED_SIGNER, message)
     if reason == "GaslessAllowanceTooLow":
-        return Rejection("insufficient_allowance", message, status=402)
+        return Rejection(Code.INSUFFICIENT_ALLOWANCE, message)
     if reason == "ChannelExists":
-        return Rejection("channel_exists", message, status=409)
-    return Rejection("chain_refused", message)
+        return Rejection(Code.CHANNEL_EXISTS, message)
+    return Rejection(Code.CHAIN_REFUSED, message)
 
 
 __all__ = ["Onboarding", "Submitted"]

@@ -24,10 +24,12 @@ from fastapi import APIRouter, Request
 from pydantic import Field, StrictBool, StrictInt
 
 from chainstream.chain.gasless import NO_PERMIT, PermitSig
+from chainstream.codes import Code
 from chainstream.protocol import Signature, SignedVoucher
 from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
 from chainstream.protocol.types import ZERO_HASH, to_address, to_bytes32
+from chainstream.relay.api.models import OnboardQuote, Payouts, Submitted
 from chainstream.relay.openapi import COMMON, READ, WITH_BODY, ErrorResponse
 from chainstream.relay.payouts import payout_view
 from chainstream.relay.read_auth import ReadAuth
@@ -205,13 +207,13 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
     """The gas-free routes, on the relay that `svc()` / `onboarding()` return once the app has started."""
     api = APIRouter(prefix="/api/v1")
 
-    @api.get("/onboard/quote", responses=QUOTE_RESPONSES)
+    @api.get("/onboard/quote", response_model=OnboardQuote, responses=QUOTE_RESPONSES)
     async def quote() -> dict[str, Any]:
         """The gasless contract and its EIP-712 domain, this relay's address (sign it as `submitter`, or zero for
         anyone) and the fee it keeps: the listener's signed `maxFee` must be at least `fee`."""
         return onboarding().quote()
 
-    @api.post("/onboard/open", responses=BODY_RESPONSES)
+    @api.post("/onboard/open", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
     async def open_channel(body: OpenIn) -> dict[str, Any]:
         """Open a channel for a listener who signed an OpenChannel (and a permit for the gasless contract)."""
         auth = open_auth(body.auth)
@@ -220,7 +222,7 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
         cid = svc().channels.channel_id_for(auth.payer, auth.token, auth.relay, auth.salt)
         return done.as_json(channelId="0x" + cid.hex(), deposit=str(auth.amount - done.fee))
 
-    @api.post("/onboard/topup", responses=BODY_RESPONSES)
+    @api.post("/onboard/topup", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
     async def top_up(body: TopUpIn) -> dict[str, Any]:
         """Top up a channel of this relay for a payer who signed a TopUpChannel."""
         auth = top_up_auth(body.auth)
@@ -228,37 +230,38 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
         done = await onboarding().top_up(auth, Signature.from_hex(body.signature), permit)
         return done.as_json(channelId=body.auth.channelId, added=str(auth.amount - done.fee))
 
-    @api.post("/onboard/close", responses=BODY_RESPONSES)
+    @api.post("/onboard/close", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
     async def close(body: CloseAuthBody) -> dict[str, Any]:
         """Close cooperatively a channel whose close this relay co-signed, at that voucher."""
         auth = close_auth(body.auth)
         s = svc()
         record = s.store.get_channel(auth.channel_id)
         if record is None:
-            raise Rejection("unknown_channel", "the relay has no such channel", status=404)
+            raise Rejection(Code.UNKNOWN_CHANNEL, "the relay has no such channel")
         if record.coop_close_digest is None or record.coop_close_digest != auth.voucher_digest:
             raise Rejection(
-                "close_state_mismatch",
+                Code.CLOSE_STATE_MISMATCH,
                 "ask for the relay's close (POST /channels/{id}/close) at this voucher first",
-                status=409,
             )
         latest = s.store.latest_payment(auth.channel_id)
         final = SignedVoucher(latest.voucher, Signature.from_bytes(latest.signature)) if latest else None
         if (final.voucher.digest(s.domain) if final and final.voucher.payees else ZERO_HASH) != auth.voucher_digest:
-            raise Rejection("close_state_mismatch", "the co-signed voucher is not the relay's latest", status=409)
+            raise Rejection(Code.CLOSE_STATE_MISMATCH, "the co-signed voucher is not the relay's latest")
         settled = s.store.get_settled(auth.channel_id)
         prev = settled.credited if settled else ()
         relay_sig = s.relay_key.sign(s.domain.digest(close_struct_hash(auth.channel_id, auth.voucher_digest)))
         done = await onboarding().close(auth, Signature.from_hex(body.signature), final, prev, relay_sig)
         return done.as_json(channelId=body.auth.channelId)
 
-    @api.post("/payouts/schedule", responses=BODY_RESPONSES)
+    @api.post(
+        "/payouts/schedule", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES
+    )
     async def schedule(body: ScheduleIn) -> dict[str, Any]:
         """Submit a payee's signed payout schedule (or opt-out); the relay then pushes its due balances."""
         done = await onboarding().schedule(schedule_auth(body.auth), Signature.from_hex(body.signature))
         return done.as_json(payee=body.auth.payee, token=body.auth.token, enabled=body.auth.enabled)
 
-    @api.get("/artists/{address}/payouts", responses=PAYOUTS_RESPONSES)
+    @api.get("/artists/{address}/payouts", response_model=Payouts, responses=PAYOUTS_RESPONSES)
     async def payouts(address: str, request: Request) -> dict[str, Any]:
         """The payee's payout schedules (from the contract), when each next payout is due, and every payout made
         (PaidOut events: amount, fee, recipient, transaction), per token."""

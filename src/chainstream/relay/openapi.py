@@ -17,6 +17,10 @@ from chainstream.relay.limits import MAX_JSON_DEPTH
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable and machine-readable: docs/API.md, Error codes")
     message: str = Field(description="for people; may change")
+    details: dict[str, str] = Field(
+        description="the numbers behind the refusal, named (integers as decimal strings; docs/API.md lists them "
+        "per code); {} when there are none"
+    )
 
 
 class ValidationIssue(BaseModel):
@@ -26,8 +30,8 @@ class ValidationIssue(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """The relay's error format. `details` comes with `invalid_request`, `state` (the channel summary) with the
-    refusals a client resynchronises from."""
+    """The relay's error format. `error.details` is always present; the top-level `details` list comes with
+    `invalid_request`, `state` (the channel summary) with the refusals a client resynchronises from."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -106,7 +110,7 @@ ROUTES: dict[str, dict[int, str]] = {
     "listener_channels": {400: "`bad_address`", **READ},
     "earnings": {400: "`bad_address`", **READ},
     "events": _merge({400: "`bad_bytes32` (channel), `bad_address` (payee)"}, CHANNEL, READ),
-    # audio (relay/media_routes.py; docs/API.md, Audio)
+    # audio (relay/api/media.py; docs/API.md, Audio)
     "upload_media": {
         400: BAD_ID,
         403: "`not_track_owner`",

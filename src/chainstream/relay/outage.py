@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import requests
 
+from chainstream.codes import Code
 from chainstream.config import Settings
 from chainstream.relay.metrics import CHAIN_RPC_ERRORS
 
@@ -182,7 +183,7 @@ def install_log_filter(status: ChainStatus) -> Callable[[], None]:
 def unavailable_item(status: ChainStatus) -> dict[str, Any]:
     """The error of one batch item or stream message that needed the node while it is lost."""
     return {
-        "code": "chain_unavailable",
+        "code": Code.CHAIN_UNAVAILABLE,
         "message": "the relay cannot reach its chain's node; retry later",
         "status": 503,
         "retryAfter": status.retry_after(),

@@ -22,9 +22,11 @@ from typing import Any
 
 from fastapi import Request
 
+from chainstream.codes import Code
 from chainstream.errors import ProtocolError
 from chainstream.protocol.read_token import AUTH_SCHEME, QUERY_PARAMETER, ReadToken
 from chainstream.protocol.types import Address, to_address
+from chainstream.relay.api.models import OnChainView
 from chainstream.relay.service import ChannelRuntime, RelayService
 from chainstream.store import ChannelRecord
 from chainstream.verify import Payment, Rejection
@@ -37,9 +39,7 @@ def _token_text(request: Request) -> str | None:
     if header is not None:
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() != AUTH_SCHEME.lower() or not value.strip():
-            raise Rejection(
-                "read_token_invalid", f"the Authorization header must be '{AUTH_SCHEME} <token>'", status=401
-            )
+            raise Rejection(Code.READ_TOKEN_INVALID, f"the Authorization header must be '{AUTH_SCHEME} <token>'")
         return value.strip()
     return request.query_params.get(QUERY_PARAMETER)
 
@@ -55,24 +55,22 @@ class ReadAuth:
         text = _token_text(request)
         if text is None:
             raise Rejection(
-                "read_token_required",
+                Code.READ_TOKEN_REQUIRED,
                 f"this read shows a listener's or an artist's own data: send 'Authorization: {AUTH_SCHEME} <token>' "
                 "signed by the owner (docs/API.md, read tokens)",
-                status=401,
             )
         try:
             token = ReadToken.parse(text)
         except ProtocolError as exc:
-            raise Rejection("read_token_invalid", str(exc), status=401) from exc
+            raise Rejection(Code.READ_TOKEN_INVALID, str(exc)) from exc
         settings = self.service.settings
         now = int(self.service.clock())
         if token.not_after + settings.read_token_skew < now:
-            raise Rejection("read_token_expired", f"the read token expired at {token.not_after}", status=401)
+            raise Rejection(Code.READ_TOKEN_EXPIRED, f"the read token expired at {token.not_after}")
         if token.not_after > now + settings.read_token_max_ttl + settings.read_token_skew:
             raise Rejection(
-                "read_token_invalid",
+                Code.READ_TOKEN_INVALID,
                 f"the read token is valid for longer than {settings.read_token_max_ttl} s: sign a shorter one",
-                status=401,
             )
         return token
 
@@ -80,7 +78,7 @@ class ReadAuth:
         try:
             return token.signer(self.service.domain, self.service.address)
         except ProtocolError as exc:
-            raise Rejection("read_token_invalid", str(exc), status=401) from exc
+            raise Rejection(Code.READ_TOKEN_INVALID, str(exc)) from exc
 
     def _live_session_key(self, record: ChannelRecord, signer: Address) -> bool:
         """Whether `signer` is the channel's session key and it has not expired (by chain time)."""
@@ -88,7 +86,7 @@ class ReadAuth:
 
     @staticmethod
     def _forbidden(what: str) -> Rejection:
-        return Rejection("read_forbidden", f"this read token does not open {what}", status=403)
+        return Rejection(Code.READ_FORBIDDEN, f"this read token does not open {what}")
 
     async def channel(self, request: Request, channel_id: bytes) -> ChannelRuntime:
         """A channel's summary, history or live payments: its payer's token (for it, or for all its channels),
@@ -101,9 +99,8 @@ class ReadAuth:
         signer = self._signer(token)
         if signer != record.payer and not self._live_session_key(record, signer):
             raise Rejection(
-                "read_token_invalid",
+                Code.READ_TOKEN_INVALID,
                 "the read token is not signed by the channel's payer or its live session key (for this relay)",
-                status=401,
             )
         return rt
 
@@ -119,9 +116,8 @@ class ReadAuth:
         signer = self._signer(token)
         if signer != account and not any(self._live_session_key(r, signer) for r in records):
             raise Rejection(
-                "read_token_invalid",
+                Code.READ_TOKEN_INVALID,
                 "the read token is not signed by the listener or a live session key of its channels (for this relay)",
-                status=401,
             )
         return [(r, signer == account or self._live_session_key(r, signer)) for r in records]
 
@@ -134,34 +130,33 @@ class ReadAuth:
         signer = self._signer(token)
         if signer != payee:
             raise Rejection(
-                "read_token_invalid",
+                Code.READ_TOKEN_INVALID,
                 "earnings are shown to the payee itself: the read token must be signed by its own key (for this relay)",
-                status=401,
             )
         return payee
 
 
-def on_chain_view(service: RelayService, record: ChannelRecord) -> dict[str, Any]:
+def on_chain_view(service: RelayService, record: ChannelRecord) -> OnChainView:
     """What anyone can read about a channel from the chain (no spending, plays or caps): the listing of a payer's
     other channels for a session key, which may read only its own channel in full."""
     settled = service.store.get_settled(record.channel_id)
-    return {
-        "channelId": "0x" + record.channel_id.hex(),
-        "payer": record.payer,
-        "token": record.token,
-        "relay": service.address,
-        "status": record.status,
-        "closesAt": record.closes_at,
-        "deposit": str(record.deposit),
-        "settled": str(settled.total if settled else 0),
-        "sessionKey": record.session_key,
-        "sessionExpiry": record.session_expiry,
-        "partial": True,
-    }
+    return OnChainView(
+        channelId="0x" + record.channel_id.hex(),
+        payer=record.payer,
+        token=record.token,
+        relay=service.address,
+        status=record.status,  # type: ignore[arg-type]
+        closesAt=record.closes_at,
+        deposit=str(record.deposit),
+        settled=str(settled.total if settled else 0),
+        sessionKey=record.session_key,
+        sessionExpiry=record.session_expiry,
+        partial=True,
+    )
 
 
 async def resync_state(service: RelayService, payment: Payment) -> dict[str, Any] | None:
     """The channel's state for a refused payment's resync, only if the payment is signed by the channel's payer or
     session key: a made-up payment with a stale seq must not read someone's channel."""
     rt = await service.current(payment.channel_id)
-    return service.channel_summary(rt) if service._signed_for(rt, payment) else None
+    return service.channel_summary(rt).model_dump() if service._signed_for(rt, payment) else None

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
+from chainstream.codes import Code
 from chainstream.errors import ProtocolError
 from chainstream.protocol import Signature, Voucher
 from chainstream.protocol.types import MAX_AMOUNT, Address, check_amount, to_address, to_bytes32
@@ -97,7 +98,7 @@ class CloseIn(Strict):
 def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
     """Convert a validated body to a Payment; ProtocolError (400) for values the schema cannot catch."""
     if not _HEX32.fullmatch(channel_id_hex):
-        raise ProtocolError("channelId must be 0x + 64 hex digits", code="bad_channel_id")
+        raise ProtocolError("channelId must be 0x + 64 hex digits", code=Code.BAD_CHANNEL_ID)
     channel_id = to_bytes32(channel_id_hex, "channelId")
     amounts = tuple(check_amount(int(a), "voucher amount") for a in body.voucher.amounts)
     # Voucher checksums the payees itself.
@@ -110,7 +111,7 @@ def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
     c = body.charge
     tip = int(c.amount) if c.amount is not None else 0
     if tip > MAX_AMOUNT:
-        raise ProtocolError("tip amount too large", code="bad_amount")
+        raise ProtocolError("tip amount too large", code=Code.BAD_AMOUNT)
     charge = ChargeSpec(
         kind=ChargeKind(c.kind),
         track_id=to_bytes32(c.trackId, "trackId") if c.trackId else None,

@@ -110,7 +110,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._disarm()
         if self.transport.is_closing():
             return
-        body = b'{"error": {"code": "request_refused", "message": "' + reason.encode() + b'"}}'
+        body = b'{"error": {"code": "request_refused", "message": "' + reason.encode() + b'", "details": {}}}'
         phrase = b"Request Timeout" if status == 408 else b"Request Header Fields Too Large"
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"

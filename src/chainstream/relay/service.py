@@ -20,16 +20,21 @@ from typing import Any
 
 from chainstream.chain.contracts import ChannelsClient, ChannelState, ChannelStatus, RegistryClient
 from chainstream.chain.deploy import Deployment
+from chainstream.codes import Code
 from chainstream.config import Settings
 from chainstream.errors import ChainStreamError
 from chainstream.ledger import LedgerState, Listing
 from chainstream.protocol import Domain, Kind, PrivateKey, Signature, Voucher, recover
-from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash, typed_data
+from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
-from chainstream.relay.catalog import Catalog
-from chainstream.relay.earnings import CSV_COLUMNS, Earnings, TrackEarnings, csv_rows, earnings
+from chainstream.relay.api.models import ChannelSummary
+from chainstream.relay.caps import caps_digest, loosens
+from chainstream.relay.catalog import Catalog, CatalogEntry
+from chainstream.relay.clock import ChainClock
+from chainstream.relay.earnings import CSV_COLUMNS, Earnings, csv_rows, earnings
 from chainstream.relay.events import EventBus
 from chainstream.relay.media import MediaService
+from chainstream.relay.read_models import channel_summary, earnings_json, payment_events
 from chainstream.store import ChannelRecord, PaymentRecord, Store
 from chainstream.tokens import TokenInfo
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
@@ -43,34 +48,27 @@ def status_name(status: ChannelStatus) -> str:
     return _STATUS_NAMES.get(status, "closed")
 
 
-def _loosens(current: int | None, requested: int) -> bool:
-    """Whether `requested` (0 = no cap) allows more than `current` (None = no cap)."""
-    if current is None:
-        return False
-    return requested == 0 or requested > current
+@dataclass(frozen=True)
+class ChannelHead:
+    """What the channel's accepted payments have made of it, swapped as one value when a payment is accepted (and
+    swapped back if its commit fails): the ledger after the latest voucher, today's spending, and that voucher's
+    digest and signature (None before the first)."""
 
+    ledger: LedgerState
+    spent_today: int
+    day: int
+    digest: bytes | None = None
+    signature: bytes | None = None
 
-def caps_digest(domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int) -> bytes:
-    """EIP-712 digest of the listener's spending caps (0 = no cap). Signed by the payer or its session key."""
-    return domain.digest(caps_struct_hash(channel_id, daily_cap, session_cap, issued_at))
-
-
-def caps_typed_data(
-    domain: Domain, channel_id: bytes, daily_cap: int, session_cap: int, issued_at: int
-) -> dict[str, Any]:
-    return typed_data(
-        domain,
-        "Caps",
-        {"channelId": "0x" + channel_id.hex(), "dailyCap": daily_cap, "sessionCap": session_cap, "issuedAt": issued_at},
-    )
+    def on_day(self, day: int) -> ChannelHead:
+        """The head as of UTC day `day` (a new day starts with nothing spent)."""
+        return self if day == self.day else replace(self, day=day, spent_today=0)
 
 
 @dataclass
 class ChannelRuntime:
     record: ChannelRecord
-    ledger: LedgerState
-    spent_today: int
-    day: int
+    head: ChannelHead
     caps_issued_at: int = 0
     unsettled_since: float | None = None
     #: the commit of the newest accepted-but-not-yet-durable payment; awaited before anything is said about it
@@ -79,23 +77,34 @@ class ChannelRuntime:
     refreshes: tuple[float, ...] = ()
     #: ChannelTerms derived from `record`, rebuilt when `record` is replaced (see RelayService._terms)
     terms: tuple[ChannelRecord, ChannelTerms] | None = field(default=None, repr=False)
-    #: the digest of the latest accepted voucher (None before the first): what the next payment extends
-    head_digest: bytes | None = None
-    #: the listener's signature over that voucher (shown in the summary, so a client can check the state)
-    head_signature: bytes | None = None
     #: set while a refused payment re-reads the channel from the chain; later payments of the channel wait for it,
     #: so a batch or stream is decided in order (seq 2 is not judged against the head seq 1 has not reached yet)
     refreshing: asyncio.Future[None] | None = field(default=None, repr=False)
 
+    @property
+    def ledger(self) -> LedgerState:
+        return self.head.ledger
 
-#: the event bus topic of the public /events stream (no filter): carries no listener's data
-PUBLIC_TOPIC = "public"
+    @property
+    def spent_today(self) -> int:
+        return self.head.spent_today
+
+    @property
+    def head_digest(self) -> bytes | None:
+        """The digest of the latest accepted voucher (None before the first): what the next payment extends."""
+        return self.head.digest
+
+    @property
+    def head_signature(self) -> bytes | None:
+        """The listener's signature over that voucher (shown in the summary, so a client can check the state)."""
+        return self.head.signature
+
 
 #: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
 CLOSE_PENDING = b"pending"
 
 #: refusals that a channel state newer than the relay's may turn into acceptances (a top-up, a new session key)
-CHAIN_REFRESH_CODES = frozenset({"insufficient_deposit", "unauthorized_signer"})
+CHAIN_REFRESH_CODES = frozenset({Code.INSUFFICIENT_DEPOSIT, Code.UNAUTHORIZED_SIGNER})
 #: at most this many such re-reads per channel within REFRESH_WINDOW seconds: enough for "refused, top up,
 #: retry", too few for refused payments (anyone can sign one) to turn into a flood of calls to the node
 REFRESH_BURST, REFRESH_WINDOW = 3, 5.0
@@ -131,12 +140,36 @@ def _copy_outcome(
         target.set_result(source.result())
 
 
+def _payment_record(
+    payment: Payment, accepted: Accepted, signature: bytes, now: float, prev_digest: bytes | None, caps_basis: int
+) -> PaymentRecord:
+    """The store's row of an accepted payment."""
+    return PaymentRecord(
+        channel_id=payment.channel_id,
+        seq=accepted.receipt.seq,
+        digest=accepted.digest,
+        voucher=payment.voucher,
+        signature=signature,
+        signer=accepted.signer,
+        kind=int(accepted.charge.kind),
+        target=accepted.charge.target,
+        units=accepted.charge.units,
+        amount=accepted.charge.amount,
+        split_hash=accepted.charge.split_hash,
+        memo=accepted.charge.memo,
+        payments=dict(accepted.charge.payments),
+        accepted_at=now,
+        prev_digest=prev_digest,
+        caps_basis=caps_basis,
+    )
+
+
 class StaleChannel(Rejection):
     """Another relay instance sharing the database stored a payment for the channel (or new caps, or a
     cooperative close) after this instance loaded it: its payment was not stored."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(code="conflict", message=message, status=409)
+        super().__init__(code=Code.CONFLICT, message=message)
 
 
 class RelayService:
@@ -170,8 +203,8 @@ class RelayService:
         self._commits: tuple[list[PaymentRecord], asyncio.Future[None]] | None = None
         self.accepted_count = 0
         self.clock = clock
+        self.clocks = ChainClock(clock)
         self._not_ours: dict[bytes, tuple[float, Rejection]] = {}
-        self._chain_time: tuple[float, float] | None = None  # (latest block's timestamp, clock() when seen)
         self.media = MediaService(
             settings,
             relay_key=relay_key,
@@ -213,18 +246,12 @@ class RelayService:
     # ------------------------------------------------------------------ clocks
     def observe_chain_time(self, block_timestamp: float) -> None:
         """The latest block's timestamp, as the watcher or the settler just read it."""
-        self._chain_time = (float(block_timestamp), self.clock())
+        self.clocks.observe(block_timestamp)
 
     def chain_now(self) -> float:
-        """The earliest time a transaction sent now could be mined at, as far as the relay knows: the wall
-        clock, or the latest block's time plus what elapsed since it was seen when the chain runs ahead
-        (a devnet after time travel, a chain whose clock drifts). Session-key expiry is judged by the
+        """The chain's time as far as the relay knows (relay/clock.py). Session-key expiry is judged by the
         contract on block time, so the relay judges it on this."""
-        now = self.clock()
-        if self._chain_time is None:
-            return now
-        block_time, seen_at = self._chain_time
-        return max(now, block_time + (now - seen_at))
+        return self.clocks.chain_now()
 
     async def _load(self, channel_id: bytes) -> ChannelRuntime:
         record = self.store.get_channel(channel_id)
@@ -235,7 +262,7 @@ class RelayService:
             try:
                 record = await asyncio.to_thread(self.fetch_channel, channel_id)
             except Rejection as exc:  # unknown_channel, wrong_relay (channel_unconfirmed: a real channel, soon ours)
-                if exc.code == "channel_unconfirmed":
+                if exc.code == Code.CHANNEL_UNCONFIRMED:
                     raise
                 if len(self._not_ours) >= NOT_OURS_MAX:
                     self._not_ours.clear()
@@ -245,15 +272,10 @@ class RelayService:
         day = int(self.clock()) // DAY
         ledger, spent_today = self.store.load_ledger(channel_id, day * DAY)
         latest = self.store.latest_payment(channel_id) if ledger.seq else None
-        rt = ChannelRuntime(
-            record,
-            ledger,
-            spent_today,
-            day,
-            caps_issued_at=record.caps_issued_at,
-            head_digest=latest.digest if latest else None,
-            head_signature=latest.signature if latest else None,
+        head = ChannelHead(
+            ledger, spent_today, day, latest.digest if latest else None, latest.signature if latest else None
         )
+        rt = ChannelRuntime(record, head, caps_issued_at=record.caps_issued_at)
         settled = self.store.get_settled(channel_id)
         if ledger.voucher.total > (settled.total if settled else 0):
             rt.unsettled_since = self.clock()
@@ -276,16 +298,13 @@ class RelayService:
         if state.status == ChannelStatus.NONE:
             if block != "latest" and self.channels.get_channel(channel_id).status != ChannelStatus.NONE:
                 raise Rejection(
-                    "channel_unconfirmed",
+                    Code.CHANNEL_UNCONFIRMED,
                     f"the channel's opening has fewer than {self.settings.confirmations} confirmations: retry in a few"
                     " blocks",
-                    status=409,
                 )
-            raise Rejection(
-                "unknown_channel", f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}", status=404
-            )
+            raise Rejection(Code.UNKNOWN_CHANNEL, f"no channel 0x{channel_id.hex()} on chain {self.domain.chain_id}")
         if state.relay != self.address:
-            raise Rejection("wrong_relay", f"the channel is served by {state.relay}, not this relay", status=403)
+            raise Rejection(Code.WRONG_RELAY, f"the channel is served by {state.relay}, not this relay")
         return ChannelRecord(
             channel_id,
             state.payer,
@@ -296,6 +315,23 @@ class RelayService:
             status_name(state.status),
             state.closes_at,
         )
+
+    def unsettled_since(self, channel_id: bytes) -> float | None:
+        """Since when the channel (if in memory) holds accepted payments no settlement covers yet."""
+        rt = self._runtime.get(channel_id)
+        return rt.unsettled_since if rt is not None else None
+
+    def mark_settled(self, channel_id: bytes, total: int) -> None:
+        """A settlement of the channel's vouchers up to cumulative `total` is on chain (settler): if that covers
+        everything accepted, nothing of the channel is waiting to be settled any more."""
+        rt = self._runtime.get(channel_id)
+        if rt is not None and rt.ledger.voucher.total <= total:
+            rt.unsettled_since = None
+
+    def put_track(self, entry: CatalogEntry) -> None:
+        """A track registered or changed on chain (watcher): into the catalog, and announced to live listeners."""
+        self.catalog.put(entry)
+        self.bus.publish({"type": "catalog", "trackId": "0x" + entry.track_id.hex()}, {"all", "catalog"})
 
     def add_channel(self, record: ChannelRecord) -> None:
         """A channel just opened for this relay (watcher); a channel already known is left as it is."""
@@ -392,11 +428,15 @@ class RelayService:
             await self._durable(rt)  # never acknowledge a payment whose commit is still in flight
             return duplicate
         now = self.clock()
-        today = int(now) // DAY
-        if today != rt.day:
-            rt.day, rt.spent_today = today, 0
+        rt.head = rt.head.on_day(int(now) // DAY)
+        accepted = await self._decide(rt, payment)
+        return await self._accept(rt, payment, accepted, now)
+
+    async def _decide(self, rt: ChannelRuntime, payment: Payment) -> Accepted:
+        """Verify the payment on the channel's live state; on a refusal a newer state may overturn (another
+        instance's, or the chain's after a top-up or a new session key), decide again on that state."""
         try:
-            accepted = self._verify(rt, payment)
+            return self._verify(rt, payment)
         except Rejection as exc:
             if self.store.shared and self._behind(rt):
                 # Another instance changed the channel (payments, caps, a co-signed close) since this one loaded
@@ -411,44 +451,29 @@ class RelayService:
             # payment: the channel's later payments wait for this re-read, so that a batch or stream is decided
             # in order. An unknown signer is anyone's (a garbage signature will do): its re-read blocks nobody.
             refreshing = None
-            if exc.code == "insufficient_deposit":
+            if exc.code == Code.INSUFFICIENT_DEPOSIT:
                 refreshing = rt.refreshing = asyncio.get_running_loop().create_future()
             try:
                 if not await self._refresh_from_chain(rt):
                     raise
-                accepted = self._verify(rt, payment)
+                return self._verify(rt, payment)
             finally:
-                # Waiters resume only after this payment is applied below (no await in between), so they see
-                # its head; on a refusal they decide on the re-read state.
+                # Waiters resume only after this payment is applied (no await between the return and the new
+                # head in `_accept`), so they see its head; on a refusal they decide on the re-read state.
                 if refreshing is not None:
                     refreshing.set_result(None)
-        previous = (rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature)
-        prev_digest = rt.head_digest
+
+    async def _accept(self, rt: ChannelRuntime, payment: Payment, accepted: Accepted, now: float) -> PaymentAck:
+        """Apply an accepted payment to the channel's head (one swap), queue it for the group commit, and
+        acknowledge it once durable; if the commit fails, swap the head back and drop the channel from memory."""
+        previous = rt.head
         signature = payment.signature.to_bytes()
-        rt.ledger = accepted.state
-        rt.spent_today += accepted.charge.amount
-        rt.head_digest = accepted.digest
-        rt.head_signature = signature
+        rt.head = ChannelHead(
+            accepted.state, previous.spent_today + accepted.charge.amount, previous.day, accepted.digest, signature
+        )
         if rt.unsettled_since is None:
             rt.unsettled_since = now
-        record = PaymentRecord(
-            channel_id=payment.channel_id,
-            seq=accepted.receipt.seq,
-            digest=accepted.digest,
-            voucher=payment.voucher,
-            signature=signature,
-            signer=accepted.signer,
-            kind=int(accepted.charge.kind),
-            target=accepted.charge.target,
-            units=accepted.charge.units,
-            amount=accepted.charge.amount,
-            split_hash=accepted.charge.split_hash,
-            memo=accepted.charge.memo,
-            payments=dict(accepted.charge.payments),
-            accepted_at=now,
-            prev_digest=prev_digest,
-            caps_basis=rt.caps_issued_at,
-        )
+        record = _payment_record(payment, accepted, signature, now, previous.digest, rt.caps_issued_at)
         commit = self._queue_commit(record)
         rt.in_flight = commit
         try:
@@ -459,7 +484,7 @@ class RelayService:
         except ChainStreamError:
             # Not durable, so not accepted: forget the in-memory advance and reload from the database.
             if rt.ledger is accepted.state:
-                rt.ledger, rt.spent_today, rt.head_digest, rt.head_signature = previous
+                rt.head = previous
             if self._runtime.get(payment.channel_id) is rt:
                 self._runtime.pop(payment.channel_id, None)
             raise
@@ -536,11 +561,11 @@ class RelayService:
         try:
             signer = recover(digest, signature)
         except ChainStreamError as exc:
-            raise Rejection("bad_signature", str(exc)) from exc
+            raise Rejection(Code.BAD_SIGNATURE, str(exc)) from exc
         if signer == ZERO_ADDRESS or signer not in (rt.record.payer, rt.record.session_key):
-            raise Rejection("unauthorized_signer", f"{what} must be signed by the payer or its session key", status=403)
+            raise Rejection(Code.UNAUTHORIZED_SIGNER, f"{what} must be signed by the payer or its session key")
         if signer != rt.record.payer and rt.record.session_expiry < self.chain_now():
-            raise Rejection("session_key_expired", f"the session key that signed {what} has expired", status=403)
+            raise Rejection(Code.SESSION_KEY_EXPIRED, f"the session key that signed {what} has expired")
         return signer
 
     def _signed_for(self, rt: ChannelRuntime, payment: Payment) -> bool:
@@ -613,48 +638,13 @@ class RelayService:
         return True
 
     def _publish_payment(self, rt: ChannelRuntime, record: PaymentRecord) -> None:
-        """Live payment events, each audience shown only what is its own (docs/API.md, GET /events):
-
-        - the channel's subscribers (its payer's read token): everything about the payment;
-        - each payee's (the payee's read token): what it was paid, for what and when, and a tip's memo (addressed
-          to it), but nothing of the listener: no channel, payer, totals or other payees;
-        - the public stream: what kind of charge hit which catalog track (none for a tip to an address), when —
-          no amounts, memo or channel."""
+        """Live payment events, each audience shown only what is its own (relay/read_models.py)."""
         if not self.bus.has_subscribers:
             return
-        kind = Kind(record.kind).name.lower()
-        target = "0x" + record.target.hex()
         # a tip straight to an address names a person: the public stream shows catalog tracks only
-        public_target = target if record.target in self.catalog.entries else None
-        self.bus.publish(
-            {"type": "payment", "kind": kind, "target": public_target, "at": record.accepted_at}, {PUBLIC_TOPIC}
-        )
-        for payee, value in record.payments.items():
-            payee_event = {
-                "type": "payment",
-                "kind": kind,
-                "target": target,
-                "payee": payee,
-                "amount": str(value),
-                "memo": record.memo,
-                "at": record.accepted_at,
-            }
-            self.bus.publish(payee_event, {f"payee:{payee}"})
-        event = {
-            "type": "payment",
-            "channelId": "0x" + record.channel_id.hex(),
-            "seq": record.seq,
-            "kind": Kind(record.kind).name.lower(),
-            "target": "0x" + record.target.hex(),
-            "amount": str(record.amount),
-            "total": str(record.voucher.total),
-            "remaining": str(rt.record.deposit - record.voucher.total),
-            "spentToday": str(rt.spent_today),
-            "payments": {payee: str(v) for payee, v in record.payments.items()},
-            "memo": record.memo,
-            "at": record.accepted_at,
-        }
-        self.bus.publish(event, {"channel:0x" + record.channel_id.hex()})
+        public = record.target in self.catalog.entries
+        for event, topics in payment_events(record, rt.record.deposit, rt.spent_today, public_target=public):
+            self.bus.publish(event, topics)
 
     # ------------------------------------------------------------------- caps
     async def set_caps(
@@ -664,25 +654,23 @@ class RelayService:
         if ahead > self.settings.caps_clock_skew:
             # Caps must increase: caps dated far ahead would be the last ones the channel could ever set.
             raise Rejection(
-                "caps_from_future",
+                Code.CAPS_FROM_FUTURE,
                 f"issuedAt is {ahead}s ahead of the relay's clock (at most {self.settings.caps_clock_skew}s)",
-                status=422,
             )
         rt = await self.current(channel_id)
         digest = caps_digest(self.domain, channel_id, daily_cap, session_cap, issued_at)
         signer = self._authorised_signer(rt, digest, signature, "caps")
-        stale = Rejection("stale_caps", "these caps are older than the ones in force", status=409)
+        stale = Rejection(Code.STALE_CAPS, "these caps are older than the ones in force")
         if issued_at <= rt.caps_issued_at:  # first: a replayed message is stale, whatever it says
             raise stale
-        if signer != rt.record.payer and _loosens(rt.record.daily_cap, daily_cap) | _loosens(
+        if signer != rt.record.payer and loosens(rt.record.daily_cap, daily_cap) | loosens(
             rt.record.session_cap, session_cap
         ):
             # The session cap is the limit on what the session key may spend: the key itself may only tighten.
             raise Rejection(
-                "caps_need_payer",
+                Code.CAPS_NEED_PAYER,
                 "a session key may only lower caps or set new ones; raising or lifting "
                 "a cap takes the payer's own signature",
-                status=403,
             )
         # Stored first (conditionally: another instance may have stored newer caps), then in force here.
         if not self.store.set_caps(channel_id, daily_cap or None, session_cap or None, issued_at):
@@ -704,7 +692,7 @@ class RelayService:
         be the relay's latest, or the answer is 409 close_state_mismatch with the relay's state."""
         rt = await self.current(channel_id)
         if rt.record.status == "closed":
-            raise Rejection("channel_not_open", "the channel is already closed", status=409)
+            raise Rejection(Code.CHANNEL_NOT_OPEN, "the channel is already closed")
         self._authorised_signer(
             rt, self.domain.digest(close_struct_hash(channel_id, voucher_digest_seen)), signature, "a close request"
         )
@@ -722,10 +710,9 @@ class RelayService:
             if self.store.shared:
                 self.store.set_coop_close(channel_id, previous)
             raise Rejection(
-                "close_state_mismatch",
+                Code.CLOSE_STATE_MISMATCH,
                 "the relay's latest voucher is not the one the close request "
                 "names: sync with the channel's state, then ask again",
-                status=409,
             )
         self.store.set_coop_close(channel_id, voucher_digest)
         rt.record = replace(rt.record, coop_close_digest=voucher_digest)
@@ -737,37 +724,9 @@ class RelayService:
     def listing(self, track_id: bytes, token: str) -> Listing | None:
         return self.catalog.listing(track_id, token)
 
-    def channel_summary(self, rt: ChannelRuntime) -> dict[str, Any]:
-        r = rt.record
-        settled = self.store.get_settled(r.channel_id)
-        v = rt.ledger.voucher
-        return {
-            "channelId": "0x" + r.channel_id.hex(),
-            "payer": r.payer,
-            "token": r.token,
-            "relay": self.address,
-            "status": r.status if r.coop_close_digest is None or r.status != "open" else "closing",
-            "closesAt": r.closes_at,
-            "deposit": str(r.deposit),
-            "spent": str(v.total),
-            "settled": str(settled.total if settled else 0),
-            "remaining": str(r.deposit - v.total),
-            "spentToday": str(rt.spent_today),
-            "dailyCap": None if r.daily_cap is None else str(r.daily_cap),
-            "sessionCap": None if r.session_cap is None else str(r.session_cap),
-            "capsIssuedAt": rt.caps_issued_at,
-            "sessionKey": r.session_key,
-            "sessionExpiry": r.session_expiry,
-            "seq": rt.ledger.seq,
-            "voucher": {
-                "payees": list(v.payees),
-                "amounts": [str(a) for a in v.amounts],
-                "playHash": "0x" + v.play_hash.hex(),
-                "signature": None if rt.head_signature is None else "0x" + rt.head_signature.hex(),
-            },
-            "plays": {"0x" + t.hex(): n for t, n in rt.ledger.plays.items()},
-            "owned": ["0x" + t.hex() for t in rt.ledger.owned],
-        }
+    def channel_summary(self, rt: ChannelRuntime) -> ChannelSummary:
+        settled = self.store.get_settled(rt.record.channel_id)
+        return channel_summary(rt, self.address, settled.total if settled else 0)
 
     def tokens(self) -> list[TokenInfo]:
         """The tokens channels of this deployment take: ETH, and the stablecoin if deployed."""
@@ -780,16 +739,8 @@ class RelayService:
         """A payee's earnings per token and per track, each payment marked pending, settled or claimed (see
         relay/earnings.py for the attribution rules)."""
         payee = to_address(payee)
-        result = self._earnings(payee)
-        return {
-            "payee": payee,
-            "tokens": {
-                token: {k: str(getattr(t, k)) for k in ("pending", "settled", "claimed", "total")}
-                for token, t in result.tokens.items()
-            },
-            "tracks": [self._track_earnings_json(t) for t in result.tracks.values()],
-            "timeline": [{"token": t, "hour": h, "amount": str(a)} for (t, h), a in sorted(result.timeline.items())],
-        }
+        titles = {track_id: e.title for track_id, e in self.catalog.entries.items()}
+        return earnings_json(payee, self._earnings(payee), titles)
 
     def earnings_csv(self, payee: str) -> str:
         """One CSV row per payment that credited `payee` (relay/earnings.py `csv_rows`)."""
@@ -818,19 +769,3 @@ class RelayService:
             claimed=claimed,
             default_token=ZERO_ADDRESS,
         )
-
-    def _track_earnings_json(self, t: TrackEarnings) -> dict[str, Any]:
-        entry = self.catalog.entries.get(t.target)
-        return {
-            "token": t.token,
-            "target": "0x" + t.target.hex(),
-            "plays": t.plays,
-            "seconds": t.seconds,
-            "tips": str(t.tips),
-            "downloads": t.downloads,
-            "earned": str(t.total),
-            "pending": str(t.pending),
-            "settled": str(t.settled),
-            "claimed": str(t.claimed),
-            "title": entry.title if entry else None,
-        }

@@ -192,8 +192,7 @@ class Settler:
             unsettled = latest.voucher.total - settled_total
             if unsettled <= 0:
                 continue
-            rt = self.service.loaded(record.channel_id)
-            since = rt.unsettled_since if rt and rt.unsettled_since else latest.accepted_at
+            since = self.service.unsettled_since(record.channel_id) or latest.accepted_at
             closing = record.status == "closing"
             by_session_key = latest.signer == record.session_key and latest.signer != record.payer
             if (closing and record.closes_at and record.closes_at <= chain_now) or (
@@ -263,9 +262,7 @@ class Settler:
             await asyncio.to_thread(self._settle_chunk, chunk)
             for latest, _ in chunk:
                 self.urgent.discard(latest.channel_id)
-                rt = self.service.loaded(latest.channel_id)
-                if rt is not None and rt.ledger.voucher.total <= latest.voucher.total:
-                    rt.unsettled_since = None
+                self.service.mark_settled(latest.channel_id, latest.voucher.total)
             count += len(chunk)
         return count
 

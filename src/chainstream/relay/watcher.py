@@ -305,8 +305,7 @@ class Watcher:
 
     # ------------------------------------------------------------- loop side
     def _put_track(self, entry: CatalogEntry) -> None:
-        self.service.catalog.put(entry)
-        self.service.bus.publish({"type": "catalog", "trackId": "0x" + entry.track_id.hex()}, {"all", "catalog"})
+        self.service.put_track(entry)
 
 
 def _key_validity_shrank(before: ChannelRecord | None, after: ChannelState) -> bool:

@@ -22,6 +22,7 @@ from chainstream.protocol import Domain, PrivateKey, Signature, recover
 from chainstream.protocol.eip712 import relay_identity_struct_hash
 from chainstream.protocol.read_token import AUTH_SCHEME, QUERY_PARAMETER, ReadToken, sign_read_token
 from chainstream.protocol.types import ZERO_HASH, Address, to_address
+from chainstream.relay.api.models import Info
 
 #: read tokens are asked for this long (relays refuse much longer ones) and renewed with less than RENEW_AT left
 READ_TOKEN_TTL, RENEW_AT = 300, 60
@@ -46,7 +47,8 @@ Reader = Callable[[], list[ReadIdentity]]
 
 
 class RelayError(RecoverableError):
-    """The relay refused a request; ``code`` is its machine-readable reason, ``state`` its view of the channel."""
+    """The relay refused a request; ``code`` is its machine-readable reason, ``details`` the numbers behind it
+    (docs/API.md, Error codes), ``state`` its view of the channel."""
 
     def __init__(
         self,
@@ -57,7 +59,13 @@ class RelayError(RecoverableError):
         *,
         body: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(f"{code}: {message}", code=code)
+        error = (body or {}).get("error")
+        details = error.get("details") if isinstance(error, dict) else None
+        super().__init__(
+            f"{code}: {message}",
+            code=code,
+            details={str(k): str(v) for k, v in details.items()} if isinstance(details, dict) else None,
+        )
         self.status = status
         self.state = state
         self.body = body or {}  # the whole error reply (a 402's `payment` block)
@@ -94,12 +102,14 @@ class RelayClient:
         otherwise collect tokens valid later)."""
         if self._relay is None:
             challenge = os.urandom(32)
-            info = self.get("/info", challenge="0x" + challenge.hex())
             try:
-                domain = Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"])
-                relay = to_address(info["relay"])
-                proof = Signature.from_hex(info["identity"]["signature"])
-                offset = float(info["time"]) - time.time() if "time" in info else 0.0
+                info = Info.model_validate(self.get("/info", challenge="0x" + challenge.hex()), strict=True)
+                if info.identity is None:
+                    raise ValueError("no identity")
+                domain = Domain(info.domain["chainId"], info.domain["verifyingContract"])
+                relay = to_address(info.relay)
+                proof = Signature.from_hex(info.identity.signature)
+                offset = float(info.time) - time.time()
             except (KeyError, TypeError, ValueError, ChainStreamError) as exc:
                 raise ProtocolError(
                     f"the relay's /info does not prove its identity ({exc})", code="untrusted_relay"

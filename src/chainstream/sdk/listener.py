@@ -35,6 +35,7 @@ from chainstream.pricing import Split
 from chainstream.protocol import Kind, PrivateKey, Signature, SignedVoucher, Voucher, recover
 from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
+from chainstream.relay.api.models import ChannelSummary, CloseReply, HistoryItem, PaymentReply
 from chainstream.sdk import gasless as _gasless
 from chainstream.sdk.client import ReadIdentity, RelayClient, RelayError
 
@@ -246,7 +247,7 @@ class Listener:
         state, signature = self.sign_next(charge)
         body = payment_body(state, spec, signature)
         try:
-            ack = self.relay.post(f"/channels/{_hex(self._cid())}/payments", body)
+            reply = self.relay.post(f"/channels/{_hex(self._cid())}/payments", body)
         except RelayError as exc:
             if exc.state is not None:
                 self.resync(exc.state)
@@ -255,14 +256,9 @@ class Listener:
             raise
         self.state = state
         self.signatures[state.seq] = signature
+        ack = PaymentReply.model_validate(reply)
         return Paid(
-            ack["seq"],
-            int(ack["amount"]),
-            int(ack["total"]),
-            int(ack["remaining"]),
-            int(ack["spentToday"]),
-            ack["status"],
-            ack.get("grant"),
+            ack.seq, int(ack.amount), int(ack.total), int(ack.remaining), int(ack.spentToday), ack.status, ack.grant
         )
 
     # ------------------------------------------------------------- audio
@@ -324,24 +320,21 @@ class Listener:
         receipts; a relay claiming others, or unable to show a consistent history, is refused (untrusted_state)
         and nothing is adopted or signed."""
         try:
-            v = summary["voucher"]
-            seq = summary["seq"]
-            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            parsed = ChannelSummary.model_validate(summary, strict=True)
+            v, seq = parsed.voucher, parsed.seq
+            if seq < 0:
                 raise ValueError(f"seq {seq!r}")
             voucher = Voucher(
-                self._cid(),
-                tuple(v["payees"]),
-                tuple(int(a) for a in v["amounts"]),
-                bytes.fromhex(v["playHash"][2:]),
+                self._cid(), tuple(v.payees), tuple(int(a) for a in v.amounts), bytes.fromhex(v.playHash[2:])
             )
-            claimed_plays = {bytes.fromhex(t[2:]): int(n) for t, n in summary["plays"].items()}
-            claimed_owned = frozenset(bytes.fromhex(t[2:]) for t in summary["owned"])
+            claimed_plays = {bytes.fromhex(t[2:]): n for t, n in parsed.plays.items()}
+            claimed_owned = frozenset(bytes.fromhex(t[2:]) for t in parsed.owned)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError(
                 f"the relay's channel state is malformed ({exc}): not adopted", code="untrusted_state"
             ) from exc
         if seq > 0:
-            self._check_signed(voucher, v.get("signature"))
+            self._check_signed(voucher, v.signature)
         state = self._verified_state(seq, voucher)
         if dict(state.plays) != claimed_plays or state.owned != claimed_owned:
             raise ProtocolError(
@@ -480,17 +473,19 @@ class Listener:
         voucher = self.state.voucher if self.state is not None else Voucher.empty(cid)
         voucher_digest = voucher.digest(self.channels.domain) if voucher.payees else ZERO_HASH
         request_sig = self.session_key.sign(self.channels.domain.digest(close_struct_hash(cid, voucher_digest)))
-        reply = self.relay.post(
-            f"/channels/{_hex(cid)}/close", {"voucherDigest": _hex(voucher_digest), "signature": request_sig.to_hex()}
+        reply = CloseReply.model_validate(
+            self.relay.post(
+                f"/channels/{_hex(cid)}/close",
+                {"voucherDigest": _hex(voucher_digest), "signature": request_sig.to_hex()},
+            ),
+            strict=True,
         )
-        relay_sig = Signature.from_hex(reply["relaySignature"])
+        relay_sig = Signature.from_hex(reply.relaySignature)
         final = None
-        if reply["voucher"] is not None:
-            v = reply["voucher"]
-            voucher = Voucher(
-                cid, tuple(v["payees"]), tuple(int(a) for a in v["amounts"]), bytes.fromhex(v["playHash"][2:])
-            )
-            final = SignedVoucher(voucher, Signature.from_hex(v["signature"]))
+        if reply.voucher is not None:
+            v = reply.voucher
+            voucher = Voucher(cid, tuple(v.payees), tuple(int(a) for a in v.amounts), bytes.fromhex(v.playHash[2:]))
+            final = SignedVoucher(voucher, Signature.from_hex(v.signature or ""))
         before = self.channels.get_channel(cid)
         self.channels.cooperative_close(self.tx, final, self.channels.prev_amounts(cid), relay_sig, channel_id=cid)
         after = self.channels.get_channel(cid)
@@ -569,16 +564,13 @@ _KINDS = {"play": Kind.PLAY, "seconds": Kind.SECONDS, "tip": Kind.TIP, "download
 def _accepted_payment(item: dict[str, Any]) -> AcceptedPayment:
     """One item of GET /channels/{id}/history, parsed strictly (a malformed item is an untrusted state)."""
     try:
-        seq, units = item["seq"], item["units"]
-        if any(isinstance(x, bool) or not isinstance(x, int) for x in (seq, units)):
-            raise ValueError("seq and units must be integers")
-        target, digest = bytes.fromhex(item["target"][2:]), bytes.fromhex(item["digest"][2:])
+        parsed = HistoryItem.model_validate(item, strict=True)
+        target, digest = bytes.fromhex(parsed.target[2:]), bytes.fromhex(parsed.digest[2:])
         if len(target) != 32 or len(digest) != 32:
             raise ValueError("target and digest must be 32 bytes")
-        memo = item.get("memo") or ""
-        if not isinstance(memo, str):
-            raise ValueError("memo must be a string")
-        return AcceptedPayment(seq, _KINDS[item["kind"]], target, units, int(item["amount"]), memo, digest)
+        return AcceptedPayment(
+            parsed.seq, _KINDS[parsed.kind], target, parsed.units, int(parsed.amount), parsed.memo, digest
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ProtocolError(f"the relay's history item is malformed ({exc})", code="untrusted_state") from exc
 

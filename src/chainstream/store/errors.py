@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from chainstream.codes import Code
 from chainstream.errors import UnrecoverableError
 
 #: seconds a client is told to wait before sending again what the database did not take
@@ -36,5 +37,5 @@ def public_reason(exc: BaseException) -> str:
 def database_unavailable(what: str, exc: BaseException) -> UnrecoverableError:
     """`what` failed because the database takes no write; the message keeps the driver's reason."""
     return UnrecoverableError(
-        f"{what}: the database takes no write ({public_reason(exc)})", code="database_unavailable"
+        f"{what}: the database takes no write ({public_reason(exc)})", code=Code.DATABASE_UNAVAILABLE
     )
