@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := .make
 PYTEST_ARGS ?=
 
-.PHONY: help setup postgres demo dev lint slither test test-fast contracts check-artifacts gas hardhat-test bench bench-quick clean
+.PHONY: help setup postgres demo dev lint slither test test-fast test-slow contracts check-artifacts gas hardhat-test bench bench-quick clean
 
 help:
 	@echo "make demo       - the full demo on an embedded chain: catalog, listeners streaming through a real relay,"
@@ -13,6 +13,7 @@ help:
 	@echo "make dev        - the web player on a local chain (anvil) a browser wallet can use, with funded dev keys"
 	@echo "make test       - the whole test suite (unit, eth-tester + anvil integration, browser e2e, Hardhat, JS)"
 	@echo "make test-fast  - unit tests only (no chain)"
+	@echo "make test-slow  - only the slow suites (reorgs, kill -9 under load, the installed wheel; make test runs them)"
 	@echo "make lint       - ruff format --check and ruff check (run by make test)"
 	@echo "make slither    - Slither on contracts/: fails on any high/medium finding not triaged (run by make test)"
 	@echo "make postgres   - install Debian's PostgreSQL server binaries (for the PostgreSQL store tests)"
@@ -77,10 +78,16 @@ lint: $(STAMP)/python
 slither: $(STAMP)/python $(STAMP)/node
 	$(PY) scripts/slither_check.py
 
+# The default suite (unit, integration on both chains, adversarial, browser, Hardhat, JS), then the slow suites
+# (marked `slow`: reorgs on a real relay process, kill -9 under load, the installed wheel) — CI runs both.
 test: setup lint slither
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 	npx hardhat test
 	@if [ -d tests/js ]; then node --test tests/js/; fi
+	$(MAKE) --no-print-directory test-slow
+
+test-slow: setup
+	$(PY) -m pytest -n 2 --dist loadgroup -m slow $(PYTEST_ARGS)
 
 test-fast: $(STAMP)/python
 	$(PY) -m pytest tests/unit -q
