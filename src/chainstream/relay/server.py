@@ -36,7 +36,7 @@ DEFAULT_RECURSION_LIMIT = 1_000
 #: request line and headers of one request
 MAX_HEADER_BYTES = 64 * 1024
 #: seconds in-flight requests get to finish after SIGTERM before they are cancelled
-GRACE = 3.0
+GRACE = 3
 
 
 def restore_recursion_limit() -> None:
