@@ -71,6 +71,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = False
 
+    # uvicorn's HttpToolsProtocol narrows asyncio's BaseTransport to Transport (with the same ignore); so must we
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()

@@ -36,14 +36,15 @@ from chainstream.relay.events import EventBus
 from chainstream.relay.media import MediaService
 from chainstream.relay.read_models import channel_summary, earnings_json, payment_events
 from chainstream.store import ChannelRecord, PaymentRecord, Store
+from chainstream.store.records import ChannelPhase
 from chainstream.tokens import TokenInfo
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
 
 DAY = 86_400
-_STATUS_NAMES = {ChannelStatus.OPEN: "open", ChannelStatus.CLOSING: "closing"}
+_STATUS_NAMES: dict[ChannelStatus, ChannelPhase] = {ChannelStatus.OPEN: "open", ChannelStatus.CLOSING: "closing"}
 
 
-def status_name(status: ChannelStatus) -> str:
+def status_name(status: ChannelStatus) -> ChannelPhase:
     """The store's name for a contract channel status (None and Closed are both "closed" to the relay)."""
     return _STATUS_NAMES.get(status, "closed")
 
