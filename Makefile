@@ -14,7 +14,7 @@ help:
 	@echo "make test       - the whole test suite (unit, eth-tester + anvil integration, browser e2e, Hardhat, JS)"
 	@echo "make test-fast  - unit tests only (no chain)"
 	@echo "make test-slow  - only the slow suites (reorgs, kill -9 under load, the installed wheel; make test runs them)"
-	@echo "make lint       - ruff format --check and ruff check (run by make test)"
+	@echo "make lint       - ruff format --check, ruff check and mypy --strict (run by make test)"
 	@echo "make slither    - Slither on contracts/: fails on any high/medium finding not triaged (run by make test)"
 	@echo "make postgres   - install Debian's PostgreSQL server binaries (for the PostgreSQL store tests)"
 	@echo "make gas        - regenerate docs/gas.md"
@@ -68,10 +68,12 @@ dev: $(STAMP)/python $(STAMP)/node
 
 # --dist loadgroup: tests marked xdist_group("browser") run on one worker, in file order (they share one stack,
 # and the last one moves the chain's clock a day ahead).
-# Format and lint (ruff; configuration in pyproject.toml) before any test runs.
+# Format, lint and type-check (ruff, mypy --strict on src/chainstream; configuration in pyproject.toml) before
+# any test runs.
 lint: $(STAMP)/python
 	$(VENV)/bin/ruff format --check src tests scripts benchmarks
 	$(VENV)/bin/ruff check src tests scripts benchmarks
+	$(VENV)/bin/mypy
 
 # Slither on contracts/ through Hardhat's build (the local solcjs; nothing is downloaded). Fails on any high or
 # medium finding not in slither.triage.json, and on any reentrancy finding with the guards ignored.

@@ -5,6 +5,7 @@ Every figure comes from the contracts' state and events since the deployment blo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rich.table import Table
@@ -67,11 +68,30 @@ def reconcile(
 ) -> tuple[list[TokenReconciliation], list[PayeeBalance]]:
     """Every figure from chain state and events since the deployment: deposits, credits, claims, refunds."""
     channels = ChannelsClient(w3, deployment.channels)
-    registry = RegistryClient(w3, deployment.registry)
     start = deployment.deploy_block
-    events = channels.contract.events
     result = {t.address: TokenReconciliation(t) for t in tokens}
+    token_of = _deposits_and_refunds(channels, start, result)
+    payees = _Payees(names, _fee_recipients(RegistryClient(w3, deployment.registry), start))
+    _channel_states(channels, start, token_of, result, payees)
+    for log in channels.contract.events.Claimed().get_logs(from_block=start):
+        p = payees.of(log["args"]["payee"])
+        token = to_address(log["args"]["token"])
+        p.claimed[token] = p.claimed.get(token, 0) + int(log["args"]["amount"])
+    _payee_totals(channels, payees.by_address.values(), tokens, result)
+    for t in tokens:
+        if t.address == ZERO_ADDRESS:
+            result[t.address].contract_balance = int(w3.eth.get_balance(Web3.to_checksum_address(deployment.channels)))
+        else:
+            result[t.address].contract_balance = TokenClient(w3, t.address).balance_of(deployment.channels)
+    order = {"artist": 0, "platform": 1}
+    return list(result.values()), sorted(payees.by_address.values(), key=lambda p: (order[p.role], p.name))
 
+
+def _deposits_and_refunds(
+    channels: ChannelsClient, start: int, result: dict[Address, TokenReconciliation]
+) -> dict[bytes, Address]:
+    """Add every deposit, top-up and refund since `start` to its token's figures; the token of each channel."""
+    events = channels.contract.events
     token_of: dict[bytes, Address] = {}
 
     def channel_token(cid: bytes) -> Address:
@@ -89,22 +109,43 @@ def reconcile(
         result[channel_token(bytes(log["args"]["channelId"]))].deposits += int(log["args"]["amount"])
     for log in events.ChannelClosed().get_logs(from_block=start):
         result[channel_token(bytes(log["args"]["channelId"]))].refunds += int(log["args"]["refund"])
+    return token_of
 
-    payees: dict[Address, PayeeBalance] = {}
+
+def _fee_recipients(registry: RegistryClient, start: int) -> set[Address]:
+    """Every fee recipient a split named since `start` (the platform's payees)."""
     fee_recipients: set[Address] = set()
     for log in registry.contract.events.SplitSet().get_logs(from_block=start):
-        split = log["args"]["split"]
-        fee = to_address(split["feeRecipient"])
+        fee = to_address(log["args"]["split"]["feeRecipient"])
         if fee != ZERO_ADDRESS:
             fee_recipients.add(fee)
+    return fee_recipients
 
-    def payee(raw: str) -> PayeeBalance:
+
+class _Payees:
+    """The payees met so far, each with its name and role (a fee recipient is the platform)."""
+
+    def __init__(self, names: dict[Address, str], fee_recipients: set[Address]) -> None:
+        self.names = names
+        self.fee_recipients = fee_recipients
+        self.by_address: dict[Address, PayeeBalance] = {}
+
+    def of(self, raw: str) -> PayeeBalance:
         address = to_address(raw)
-        if address not in payees:
-            role = "platform" if address in fee_recipients else "artist"
-            payees[address] = PayeeBalance(address, names.get(address, _short(address)), role)
-        return payees[address]
+        if address not in self.by_address:
+            role = "platform" if address in self.fee_recipients else "artist"
+            self.by_address[address] = PayeeBalance(address, self.names.get(address, _short(address)), role)
+        return self.by_address[address]
 
+
+def _channel_states(
+    channels: ChannelsClient,
+    start: int,
+    token_of: dict[bytes, Address],
+    result: dict[Address, TokenReconciliation],
+    payees: _Payees,
+) -> None:
+    """Each channel's settled and escrowed amounts as the chain holds them; its settled payees join `payees`."""
     for cid, token in token_of.items():
         state = channels.get_channel(cid)
         rec = result[token]
@@ -115,12 +156,17 @@ def reconcile(
             rec.escrowed += state.deposit - state.settled
         settled = channels.settled_state(cid, from_block=start) if state.settled else None
         for address in settled.payees if settled else ():
-            payee(address)
-    for log in events.Claimed().get_logs(from_block=start):
-        p = payee(log["args"]["payee"])
-        token = to_address(log["args"]["token"])
-        p.claimed[token] = p.claimed.get(token, 0) + int(log["args"]["amount"])
-    for p in payees.values():
+            payees.of(address)
+
+
+def _payee_totals(
+    channels: ChannelsClient,
+    payees: Iterable[PayeeBalance],
+    tokens: list[TokenInfo],
+    result: dict[Address, TokenReconciliation],
+) -> None:
+    """Each payee's claimable balance per token, and the claimed and claimable totals of artists and platform."""
+    for p in payees:
         for t in tokens:
             p.claimable[t.address] = channels.claimable(p.address, t.address)
             rec = result[t.address]
@@ -130,13 +176,6 @@ def reconcile(
             else:
                 rec.claimed_artists += p.claimed.get(t.address, 0)
                 rec.claimable_artists += p.claimable[t.address]
-    for t in tokens:
-        if t.address == ZERO_ADDRESS:
-            result[t.address].contract_balance = int(w3.eth.get_balance(Web3.to_checksum_address(deployment.channels)))
-        else:
-            result[t.address].contract_balance = TokenClient(w3, t.address).balance_of(deployment.channels)
-    order = {"artist": 0, "platform": 1}
-    return list(result.values()), sorted(payees.values(), key=lambda p: (order[p.role], p.name))
 
 
 def reconciliation_table(rec: TokenReconciliation) -> Table:

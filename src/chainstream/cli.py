@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from chainstream.errors import ChainStreamError
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+    from chainstream.protocol import PrivateKey
 
 app = typer.Typer(
     help="ChainStream: pay-per-play music over Ethereum payment channels.",
@@ -116,28 +121,16 @@ def deploy(
     fund_from_node: Annotated[bool, typer.Option(help="fund the deployer from the node's unlocked account")] = False,
 ) -> None:
     """Deploy the contracts (deployer key: CHAINSTREAM_DEPLOYER_KEY, else a fresh key funded by the node)."""
-    from chainstream.chain.deploy import deploy_all, is_dev_chain
+    from chainstream.chain.deploy import deploy_all
     from chainstream.chain.node import connect
-    from chainstream.chain.transactions import TxSender, fund
-    from chainstream.protocol import PrivateKey
+    from chainstream.chain.transactions import TxSender
     from chainstream.protocol.types import is_address
 
     if token_admin is not None and not is_address(token_admin):
         raise fail(f"--token-admin {token_admin!r} is not an address (0x and 40 hex digits)")
     try:
         w3 = connect(rpc_url)
-        secret = os.environ.get("CHAINSTREAM_DEPLOYER_KEY")
-        if not secret and token_admin is None:
-            # A generated deployer key is thrown away after the deploy: it must not be the token admin.
-            if not is_dev_chain(w3.eth.chain_id):
-                raise fail(
-                    "without CHAINSTREAM_DEPLOYER_KEY the deployer key is generated and discarded: pass "
-                    "--token-admin ADDRESS (the operator's address that may allowlist tokens)"
-                )
-            token_admin = w3.eth.accounts[0]  # the development node's own account, which funds the deployer
-        key = PrivateKey(secret) if secret else PrivateKey.generate()
-        if not secret or fund_from_node:
-            fund(w3, key.address, 10 * 10**18)
+        key, token_admin = _deployer(w3, token_admin, fund_from_node)
         d = deploy_all(
             w3,
             TxSender(w3, key),
@@ -155,6 +148,28 @@ def deploy(
     if d.stablecoin:
         console.print(f"MockStablecoin      [bold]{d.stablecoin}[/] (a mock anyone can mint)")
     console.print(f"written to {path}")
+
+
+def _deployer(w3: Web3, token_admin: str | None, fund_from_node: bool) -> tuple[PrivateKey, str | None]:
+    """The deployer key (CHAINSTREAM_DEPLOYER_KEY, else a fresh key funded by the node) and the token admin (on a
+    development chain without a deployer key: the node's own account)."""
+    from chainstream.chain.deploy import is_dev_chain
+    from chainstream.chain.transactions import fund
+    from chainstream.protocol import PrivateKey
+
+    secret = os.environ.get("CHAINSTREAM_DEPLOYER_KEY")
+    if not secret and token_admin is None:
+        # A generated deployer key is thrown away after the deploy: it must not be the token admin.
+        if not is_dev_chain(w3.eth.chain_id):
+            raise fail(
+                "without CHAINSTREAM_DEPLOYER_KEY the deployer key is generated and discarded: pass "
+                "--token-admin ADDRESS (the operator's address that may allowlist tokens)"
+            )
+        token_admin = w3.eth.accounts[0]  # the development node's own account, which funds the deployer
+    key = PrivateKey(secret) if secret else PrivateKey.generate()
+    if not secret or fund_from_node:
+        fund(w3, key.address, 10 * 10**18)
+    return key, token_admin
 
 
 @app.command()

@@ -150,6 +150,22 @@ def _max_fee(t: TokenInfo, text: str | None) -> int | None:
     return value
 
 
+def _refuse_if_still_open(ctx: Ctx) -> None:
+    """CliError if the state file names a channel of this deployment that is still open or closing: opening
+    another would overwrite the only copy of its session key."""
+    old = ListenerState.load(ctx.path)
+    listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment)
+    listener.channel_id = bytes.fromhex(old.channel_id.removeprefix("0x"))
+    if old.channels == ctx.session.deployment.channels and listener.chain_state().status in (
+        ChannelStatus.OPEN,
+        ChannelStatus.CLOSING,
+    ):
+        raise CliError(
+            f"channel {old.channel_id} in {ctx.path} is still open: close it first (or --force, or another --state)",
+            code="channel_exists",
+        )
+
+
 @app.command("open")
 def open_(
     deposit: Annotated[str, typer.Option(help="amount to escrow, in whole tokens (e.g. 0.01)")],
@@ -172,18 +188,7 @@ def open_(
     """Escrow a deposit once and authorise a fresh session key to sign every payment."""
     with errors(), Ctx(relay_url, rpc_url, deployment, state) as ctx:
         if ctx.path.exists() and not force:
-            old = ListenerState.load(ctx.path)
-            listener = Listener(ctx.wallet, w3=ctx.session.w3, deployment=ctx.session.deployment)
-            listener.channel_id = bytes.fromhex(old.channel_id.removeprefix("0x"))
-            if old.channels == ctx.session.deployment.channels and listener.chain_state().status in (
-                ChannelStatus.OPEN,
-                ChannelStatus.CLOSING,
-            ):
-                raise CliError(
-                    f"channel {old.channel_id} in {ctx.path} is still open: close it first "
-                    "(or --force, or another --state)",
-                    code="channel_exists",
-                )
+            _refuse_if_still_open(ctx)
         t = ctx.session.token(token)
         amount = t.units(deposit)
         if amount <= 0:

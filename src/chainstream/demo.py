@@ -233,8 +233,7 @@ class Demo:
                         self.relay.stop()
 
     def _run(self, tmp: Path, started: float) -> DemoResult:
-        c = self.console
-        c.print(
+        self.console.print(
             Panel.fit(
                 "[bold]ChainStream[/] — pay-per-play music over Ethereum payment channels\n"
                 f"{self.n} listeners × {self.plays} plays, real chain, real relay over HTTP, "
@@ -242,9 +241,37 @@ class Demo:
                 border_style="cyan",
             )
         )
-
-        # ---------------------------------------------------------------- chain
         self.step("1 · Chain and contracts")
+        w3, d = self._chain_scene()
+        assert d.stablecoin is not None
+        eth = TokenInfo(ZERO_ADDRESS, "ETH", 18)
+        usd = TokenInfo(d.stablecoin, "mUSD", 6)
+        self.step("2 · Catalog")
+        self._catalog_scene(w3, d, eth, usd)
+        self.step("3 · Relay")
+        self._relay_scene(tmp, w3, d)
+        self.step("4 · Listeners open channels (one transaction each, then no gas per play)")
+        actors = self._open_channels(w3, d, eth, usd)
+        self.step("5 · Listening: every play, second and tip is an off-chain voucher")
+        self._listen(actors)
+        self.step("6 · Spending cap")
+        rejection = self._cap_scene(actors)
+        self.step("7 · Batch settlement")
+        self._settlement_scene(w3, d, actors)
+        self.step("8 · Artists, collaborators, label and platform claim")
+        self._claims(w3, d, [eth, usd])
+        cheater = actors[-1]
+        closers = [a for a in actors[:-1] if a.index % 4 in (0, 3)]  # some of each token
+        self.step("9 · Cooperative closes (relay co-signs, deposit back at once)")
+        self._cooperative_closes(closers)
+        self.step("10 · A unilateral close on stale state, and the watchtower")
+        stale = self._stale_close(w3, d, cheater)
+        self.step("11 · Reconciliation (read from the chain only)")
+        return self._reconciliation_scene(w3, d, [eth, usd], actors, stale, rejection, started)
+
+    # ------------------------------------------------------------------ scenes
+    def _chain_scene(self) -> tuple[Web3, Deployment]:
+        """Start the chain (or connect to `rpc_url`), fund the demo's keys and deploy the contracts."""
         with self.spinner("starting the chain and deploying"):
             w3 = connect(self.rpc_url) if self.rpc_url else embedded_web3()
             for name in ("deployer", "relay", "platform", *demo_seed.ARTISTS):
@@ -252,29 +279,27 @@ class Demo:
             deployer = TxSender(w3, self.key("deployer"))
             # The demo's own mock stablecoin, explicitly (the demo funds its keys from the node: a dev node).
             d = deploy_all(w3, deployer, challenge_period=CHALLENGE_PERIOD, with_stablecoin=True)
-        assert d.stablecoin is not None
-        eth = TokenInfo(ZERO_ADDRESS, "ETH", 18)
-        usd = TokenInfo(d.stablecoin, "mUSD", 6)
         grid = Table.grid(padding=(0, 2))
         grid.add_row("chain", f"[bold]{self.rpc_url or 'embedded py-evm chain'}[/] (id {d.chain_id})")
         grid.add_row("ChainStreamChannels", f"[bold]{d.channels}[/]")
         grid.add_row("TrackRegistry", f"[bold]{d.registry}[/]")
         grid.add_row("MockStablecoin", f"[bold]{d.stablecoin}[/] (mUSD: 6 decimals, EIP-2612 permit)")
         grid.add_row("challenge window", f"{CHALLENGE_PERIOD // 3600} h")
-        c.print(grid)
+        self.console.print(grid)
+        return w3, d
 
-        # -------------------------------------------------------------- catalog
-        self.step("2 · Catalog")
+    def _catalog_scene(self, w3: Web3, d: Deployment, eth: TokenInfo, usd: TokenInfo) -> None:
+        """Register the demo catalog's tracks (audio synthesised by code) and show it."""
+        assert d.stablecoin is not None
         with self.spinner("synthesising audio and registering tracks"):
             artists = {name: self.key(name) for name in demo_seed.ARTISTS}
-            ids = demo_seed.register_catalog(
+            self.ids = demo_seed.register_catalog(
                 RegistryClient(w3, d.registry), artists, self.key("platform").address, d.stablecoin
             )
-        self.ids = ids
-        c.print(self._catalog_table(eth, usd))
+        self.console.print(self._catalog_table(eth, usd))
 
-        # ---------------------------------------------------------------- relay
-        self.step("3 · Relay")
+    def _relay_scene(self, tmp: Path, w3: Web3, d: Deployment) -> None:
+        """Start the relay in this process and publish the catalog's audio on it, signed by each artist."""
         relay_w3 = connect(self.rpc_url) if self.rpc_url else w3
         settings = Settings(
             relay_key=SecretStr(self.key("relay").secret.hex()),
@@ -292,27 +317,16 @@ class Demo:
         with self.spinner("uploading the catalog's audio (signed by each artist; transcoded by the relay)"):
             demo_seed.publish_catalog_audio(self.client, {name: self.key(name) for name in demo_seed.ARTISTS})
         info = self.client.info()
-        c.print(
+        self.console.print(
             f"relay [bold]{info['relay']}[/] serving [link={self.relay.url}]{self.relay.url}[/link] "
             f"— {len(self.client.get('/catalog')['tracks'])} tracks in its catalog"
         )
 
-        # ------------------------------------------------------------- channels
-        self.step("4 · Listeners open channels (one transaction each, then no gas per play)")
-        actors = self._open_channels(w3, d, eth, usd)
-
-        # ------------------------------------------------------------- listening
-        self.step("5 · Listening: every play, second and tip is an off-chain voucher")
-        self._listen(actors)
-
-        # ------------------------------------------------------------------ caps
-        self.step("6 · Spending cap")
-        rejection = self._cap_scene(actors)
-
-        # ------------------------------------------------------------ settlement
-        self.step("7 · Batch settlement")
+    def _settlement_scene(self, w3: Web3, d: Deployment, actors: list[Actor]) -> None:
+        """The relay settles every channel's latest voucher in batch transactions; show what the chain holds."""
+        assert self.relay is not None
         channels = ChannelsClient(w3, d.channels)
-        c.print(
+        self.console.print(
             "[dim]one settleBatch transaction carries every channel's latest voucher (in this demo the relay "
             "settles when asked, so the story is repeatable; by default its loop settles on a timer)"
         )
@@ -326,26 +340,24 @@ class Demo:
             table.add_row(
                 a.name, f"seq {a.listener._state().seq}", a.token.fmt(st.settled), a.token.fmt(st.deposit - st.settled)
             )
-        c.print(table)
+        self.console.print(table)
 
-        # ---------------------------------------------------------------- claims
-        self.step("8 · Artists, collaborators, label and platform claim")
-        self._claims(w3, d, [eth, usd])
-
-        # ---------------------------------------------------------------- closes
-        cheater = actors[-1]
-        closers = [a for a in actors[:-1] if a.index % 4 in (0, 3)]  # some of each token
-        self.step("9 · Cooperative closes (relay co-signs, deposit back at once)")
-        self._cooperative_closes(closers)
-
-        self.step("10 · A unilateral close on stale state, and the watchtower")
-        stale = self._stale_close(w3, d, cheater)
-
-        # -------------------------------------------------------- reconciliation
-        self.step("11 · Reconciliation (read from the chain only)")
+    def _reconciliation_scene(
+        self,
+        w3: Web3,
+        d: Deployment,
+        tokens: list[TokenInfo],
+        actors: list[Actor],
+        stale: StaleClose,
+        rejection: str,
+        started: float,
+    ) -> DemoResult:
+        """Reconcile every token to the wei from the chain alone, and give the verdict."""
+        assert self.relay is not None
+        c = self.console
         with self.spinner("reading events and balances"):
-            recs, payees = reconcile(w3, d, self.names, [eth, usd])
-        c.print(self._payee_table(payees, [eth, usd]))
+            recs, payees = reconcile(w3, d, self.names, tokens)
+        c.print(self._payee_table(payees, tokens))
         for rec in recs:
             c.print(reconciliation_table(rec))
         elapsed = time.monotonic() - started
@@ -362,7 +374,6 @@ class Demo:
         )
         return result
 
-    # ------------------------------------------------------------------ scenes
     def _catalog_table(self, eth: TokenInfo, usd: TokenInfo) -> Table:
         table = Table(title="demo catalog (track id = keccak256 of its audio)")
         for col in ("track / id", "split", "fee", "ETH", "mUSD"):
@@ -574,24 +585,13 @@ class Demo:
         self.console.print(table)
 
     def _stale_close(self, w3: Web3, d: Deployment, a: Actor) -> StaleClose:
-        assert self.relay is not None
         c = self.console
         listener = a.listener
-        track = self.ids["Morning Modem"]
         settled_before = listener.chain_state().settled
-        late = max(3, self.plays // 2)
-        stale: SignedVoucher | None = None
-        stale_seq = 0
-        for i in range(late):
-            listener.play(track)
-            a.payments += 1
-            if i == 0:
-                state = listener._state()
-                stale, stale_seq = SignedVoucher(state.voucher, listener.signatures[state.seq]), state.seq
-        assert stale is not None
+        stale, stale_seq = self._play_past_the_batch(a)
         latest = listener._state()
         c.print(
-            f"{a.name} plays {late} more songs after the batch (vouchers up to seq {latest.seq}, "
+            f"{a.name} plays {max(3, self.plays // 2)} more songs after the batch (vouchers up to seq {latest.seq}, "
             f"total {a.token.fmt(latest.voucher.total)}; settled so far {a.token.fmt(settled_before)})."
         )
         c.print(
@@ -606,32 +606,16 @@ class Demo:
             raise DemoFailed("the contract let the listener settle a stale voucher on an open channel")
         settled_by_listener = listener.chain_state().settled
         closes_at = listener.request_close()
-        with self.spinner("the relay's watchtower sees CloseRequested and settles the latest voucher"):
-            deadline = time.monotonic() + 60
-            while listener.chain_state().settled < latest.voucher.total:
-                if time.monotonic() > deadline:
-                    raise DemoFailed("the watchtower did not settle the latest voucher within 60 s")
-                time.sleep(0.1)
-        channels = ChannelsClient(w3, d.channels)
-        log = channels.contract.events.ChannelSettled().get_logs(
-            from_block=d.deploy_block, argument_filters={"channelId": listener._cid()}
-        )[-1]
-        sender = to_address(w3.eth.get_transaction(log["transactionHash"])["from"])
-        block_time = int(w3.eth.get_block(log["blockNumber"])["timestamp"])
-        settled_after = listener.chain_state().settled
-        who = "the relay" if sender == self.key("relay").address else sender
-        c.print(
-            f"[green]✓ watchtower[/]: {who} settled seq {latest.seq} ({a.token.fmt(settled_after)}) in block "
-            f"{log['blockNumber']}, {(closes_at - block_time) / 3600:.1f} h before the window closes."
-        )
+        who, settled_after = self._watchtower_settles(w3, d, a, closes_at)
         with self.spinner("advancing the chain clock past the challenge window"):
             advance_time(w3, CHALLENGE_PERIOD + 1)
         deposit = listener.chain_state().deposit
         listener.withdraw()
-        closed = channels.contract.events.ChannelClosed().get_logs(
-            from_block=d.deploy_block, argument_filters={"channelId": listener._cid()}
-        )[-1]
-        refund = int(closed["args"]["refund"])
+        closed = (
+            ChannelsClient(w3, d.channels)
+            .contract.events.ChannelClosed()
+            .get_logs(from_block=d.deploy_block, argument_filters={"channelId": listener._cid()})[-1]
+        )
         result = StaleClose(
             a.name,
             a.token,
@@ -643,19 +627,53 @@ class Demo:
             settled_by_listener,
             settled_after,
             who,
-            refund,
+            int(closed["args"]["refund"]),
         )
-        table = Table(title=f"{a.name}'s unilateral close (chain time +{CHALLENGE_PERIOD // 3600} h)")
-        table.add_column("")
-        table.add_column(a.token.symbol, justify="right")
-        table.add_row("deposit", a.token.fmt(deposit))
-        table.add_row(f"stale voucher seq {stale_seq} ({a.name}'s settle refused)", a.token.fmt(stale.voucher.total))
-        table.add_row(f"latest voucher seq {latest.seq} (settled by the watchtower)", a.token.fmt(settled_after))
-        table.add_row("refund withdrawn (ChannelClosed)", a.token.fmt(refund))
-        table.add_row("expected: deposit − latest total", a.token.fmt(deposit - latest.voucher.total))
-        table.add_row("stale close defeated", "[bold green]yes[/]" if result.defeated else "[bold red]NO[/]")
-        c.print(table)
+        c.print(_stale_close_table(result))
         return result
+
+    def _play_past_the_batch(self, a: Actor) -> tuple[SignedVoucher, int]:
+        """`a` plays on after the batch settlement; the voucher of the first of these plays (the stale one) and
+        its seq."""
+        listener = a.listener
+        track = self.ids["Morning Modem"]
+        stale: SignedVoucher | None = None
+        stale_seq = 0
+        for i in range(max(3, self.plays // 2)):
+            listener.play(track)
+            a.payments += 1
+            if i == 0:
+                state = listener._state()
+                stale, stale_seq = SignedVoucher(state.voucher, listener.signatures[state.seq]), state.seq
+        assert stale is not None
+        return stale, stale_seq
+
+    def _watchtower_settles(self, w3: Web3, d: Deployment, a: Actor, closes_at: int) -> tuple[str, int]:
+        """Wait for the relay's watchtower to settle `a`'s latest voucher after the close request; who sent that
+        settlement ("the relay" or an address) and what the channel has settled since."""
+        assert self.relay is not None
+        listener = a.listener
+        latest = listener._state()
+        with self.spinner("the relay's watchtower sees CloseRequested and settles the latest voucher"):
+            deadline = time.monotonic() + 60
+            while listener.chain_state().settled < latest.voucher.total:
+                if time.monotonic() > deadline:
+                    raise DemoFailed("the watchtower did not settle the latest voucher within 60 s")
+                time.sleep(0.1)
+        log = (
+            ChannelsClient(w3, d.channels)
+            .contract.events.ChannelSettled()
+            .get_logs(from_block=d.deploy_block, argument_filters={"channelId": listener._cid()})[-1]
+        )
+        sender = to_address(w3.eth.get_transaction(log["transactionHash"])["from"])
+        block_time = int(w3.eth.get_block(log["blockNumber"])["timestamp"])
+        settled_after = listener.chain_state().settled
+        who = "the relay" if sender == self.key("relay").address else sender
+        self.console.print(
+            f"[green]✓ watchtower[/]: {who} settled seq {latest.seq} ({a.token.fmt(settled_after)}) in block "
+            f"{log['blockNumber']}, {(closes_at - block_time) / 3600:.1f} h before the window closes."
+        )
+        return who, settled_after
 
     def _payee_table(self, payees: list[PayeeBalance], tokens: list[TokenInfo]) -> Table:
         table = Table(title="payees (Claimed events + claimable())")
@@ -737,3 +755,19 @@ def run_demo(
         port=port,
         console=console,
     ).run()
+
+
+def _stale_close_table(r: StaleClose) -> Table:
+    """The stale-close scene's outcome: what was deposited, signed, settled and refunded."""
+    table = Table(title=f"{r.listener}'s unilateral close (chain time +{CHALLENGE_PERIOD // 3600} h)")
+    table.add_column("")
+    table.add_column(r.token.symbol, justify="right")
+    table.add_row("deposit", r.token.fmt(r.deposit))
+    table.add_row(f"stale voucher seq {r.stale_seq} ({r.listener}'s settle refused)", r.token.fmt(r.stale_total))
+    table.add_row(
+        f"latest voucher seq {r.latest_seq} (settled by the watchtower)", r.token.fmt(r.settled_after_watchtower)
+    )
+    table.add_row("refund withdrawn (ChannelClosed)", r.token.fmt(r.refund))
+    table.add_row("expected: deposit − latest total", r.token.fmt(r.deposit - r.latest_total))
+    table.add_row("stale close defeated", "[bold green]yes[/]" if r.defeated else "[bold red]NO[/]")
+    return table

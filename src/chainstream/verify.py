@@ -134,13 +134,7 @@ def verify_payment(
         raise Rejection(Code.WRONG_CHANNEL, "the voucher is for another channel")
     # Who signed comes first: every later refusal tells something of the channel's state (its seq, whether a
     # guessed voucher is the next one, today's spending), which only the channel's own signers may learn.
-    digest = payment.voucher.digest(domain)
-    try:
-        signer = recover(digest, payment.signature)
-    except ChainStreamError as exc:
-        raise Rejection(Code.BAD_SIGNATURE, str(exc)) from exc
-    if signer != channel.payer and (channel.session_key == ZERO_ADDRESS or signer != channel.session_key):
-        raise Rejection(Code.UNAUTHORIZED_SIGNER, f"{signer} is neither the payer nor the channel's session key")
+    digest, signer = _signed_by_channel(payment, channel, domain)
     if payment.seq != state.seq + 1:
         code = Code.STALE_VOUCHER if payment.seq <= state.seq else Code.SEQ_GAP
         raise Rejection(
@@ -154,6 +148,28 @@ def verify_payment(
     expected = next_state.voucher
     if payment.voucher != expected:
         raise Rejection(Code.VOUCHER_MISMATCH, "the voucher is not the channel's next voucher for this charge")
+    _check_limits(expected, state, channel, charge, spent_today, max_payees)
+    if signer != channel.payer:  # the channel's session key (checked above)
+        _check_session_key(expected, channel, now, session_margin)
+    return Accepted(next_state, receipt, charge, digest, signer)
+
+
+def _signed_by_channel(payment: Payment, channel: ChannelTerms, domain: Domain) -> tuple[bytes, Address]:
+    """The voucher's digest and its signer, who must be the channel's payer or its session key."""
+    digest = payment.voucher.digest(domain)
+    try:
+        signer = recover(digest, payment.signature)
+    except ChainStreamError as exc:
+        raise Rejection(Code.BAD_SIGNATURE, str(exc)) from exc
+    if signer != channel.payer and (channel.session_key == ZERO_ADDRESS or signer != channel.session_key):
+        raise Rejection(Code.UNAUTHORIZED_SIGNER, f"{signer} is neither the payer nor the channel's session key")
+    return digest, signer
+
+
+def _check_limits(
+    expected: Voucher, state: LedgerState, channel: ChannelTerms, charge: Charge, spent_today: int, max_payees: int
+) -> None:
+    """The next voucher within the relay's payee bound, the deposit and the daily cap (any signer)."""
     if len(expected.payees) > max_payees and len(expected.payees) > len(state.voucher.payees):
         raise Rejection(
             Code.TOO_MANY_PAYEES,
@@ -174,16 +190,17 @@ def verify_payment(
             details={"spentToday": str(spent_today), "amount": str(charge.amount), "dailyCap": str(channel.daily_cap)},
         )
 
-    if signer != channel.payer:  # the channel's session key (checked above)
-        if now > channel.session_expiry - session_margin:
-            raise Rejection(Code.SESSION_KEY_EXPIRED, "the session key has expired (or expires too soon to settle)")
-        if channel.session_cap is not None and expected.total > channel.session_cap:
-            raise Rejection(
-                Code.SESSION_CAP_EXCEEDED,
-                f"the session key may sign up to {channel.session_cap} in total",
-                details={"total": str(expected.total), "sessionCap": str(channel.session_cap)},
-            )
-    return Accepted(next_state, receipt, charge, digest, signer)
+
+def _check_session_key(expected: Voucher, channel: ChannelTerms, now: int, session_margin: int) -> None:
+    """What a session key (not the payer) may sign: before its expiry less the margin, up to its session cap."""
+    if now > channel.session_expiry - session_margin:
+        raise Rejection(Code.SESSION_KEY_EXPIRED, "the session key has expired (or expires too soon to settle)")
+    if channel.session_cap is not None and expected.total > channel.session_cap:
+        raise Rejection(
+            Code.SESSION_CAP_EXCEEDED,
+            f"the session key may sign up to {channel.session_cap} in total",
+            details={"total": str(expected.total), "sessionCap": str(channel.session_cap)},
+        )
 
 
 __all__ = [

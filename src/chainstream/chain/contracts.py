@@ -7,11 +7,11 @@ from enum import IntEnum
 from typing import Any
 
 from eth_account import Account
-from eth_utils import event_abi_to_log_topic
+from eth_utils.abi import event_abi_to_log_topic
 from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import BlockIdentifier, TxReceipt
 
 from chainstream.chain.artifacts import error_abis, load_artifact
 from chainstream.chain.transactions import TxSender, revert_errors
@@ -97,7 +97,9 @@ class _Client:
     def __init__(self, w3: Web3, address: str) -> None:
         self.w3 = w3
         self.address = to_address(address)
-        self.contract: Contract = w3.eth.contract(address=self.address, abi=load_artifact(self.artifact_name).abi)
+        self.contract: Contract = w3.eth.contract(
+            address=Web3.to_checksum_address(self.address), abi=load_artifact(self.artifact_name).abi
+        )
 
 
 class ChannelsClient(_Client):
@@ -112,7 +114,7 @@ class ChannelsClient(_Client):
     def channel_id_for(self, payer: str, token: str, relay: str, salt: bytes) -> bytes:
         return bytes(self.contract.functions.channelIdFor(payer, token, relay, salt).call())
 
-    def get_channel(self, channel_id: bytes, block: int | str = "latest") -> ChannelState:
+    def get_channel(self, channel_id: bytes, block: BlockIdentifier = "latest") -> ChannelState:
         """The channel as of `block`, with its session key's validity as the contract judges it (one more call
         with a key)."""
         raw = self.contract.functions.getChannel(channel_id).call(block_identifier=block)
@@ -224,7 +226,9 @@ class ChannelsClient(_Client):
         return self._gasless
 
     def _gasless_contract(self) -> Contract:
-        return self.w3.eth.contract(address=self.gasless_address(), abi=load_artifact("ChainStreamGasless").abi)
+        return self.w3.eth.contract(
+            address=Web3.to_checksum_address(self.gasless_address()), abi=load_artifact("ChainStreamGasless").abi
+        )
 
     def skipped_in(self, receipt: Any) -> list[tuple[bytes, str]]:
         """The batch entries a transaction skipped: (channel id, name of the custom error), in log order."""
@@ -385,7 +389,7 @@ class RegistryClient(_Client):
             return None
 
     def get_terms(self, track_id: bytes, token: str = ZERO_ADDRESS) -> Terms:
-        return Terms.from_tuple(tuple(self.contract.functions.getTerms(track_id, token).call()))  # type: ignore[arg-type]
+        return Terms.from_tuple(tuple(self.contract.functions.getTerms(track_id, token).call()))
 
     def get_split(self, track_id: bytes, version: int) -> tuple[Split, bytes]:
         raw, split_hash = self.contract.functions.getSplit(track_id, version).call()

@@ -56,7 +56,7 @@ def deploy_contract(sender: TxSender, name: str, *args: object) -> Address:
     factory = sender.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     # TxSender.transact only calls build_transaction, which a constructor has too; its annotation says
     # ContractFunction until chain/transactions.py (another branch this round) widens it to ContractConstructor.
-    receipt = sender.transact(factory.constructor(*args), action=f"deploy {name}")  # type: ignore[arg-type]
+    receipt = sender.transact(factory.constructor(*args), action=f"deploy {name}")
     address = receipt["contractAddress"]
     if address is None:
         raise ChainError(f"deploy {name}: the receipt has no contract address (tx {receipt['transactionHash'].hex()})")

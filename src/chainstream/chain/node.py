@@ -12,6 +12,7 @@ from typing import Any
 
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import RPCEndpoint
 
 from chainstream.errors import ConfigurationError
 from chainstream.resources import anvil_binary
@@ -57,13 +58,15 @@ def is_embedded(w3: Web3) -> bool:
 
 def advance_time(w3: Web3, seconds: int) -> None:
     """Move the chain's clock forward and mine a block (embedded chain or anvil)."""
-    if is_embedded(w3):
-        tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
+    provider = w3.provider
+    if isinstance(provider, EthereumTesterProvider):  # is_embedded(w3)
+        tester = provider.ethereum_tester
+        assert tester is not None  # EthereumTesterProvider() always builds one
         tester.time_travel(w3.eth.get_block("latest")["timestamp"] + seconds)
         tester.mine_blocks(1)
     else:
-        w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        provider.make_request(RPCEndpoint("evm_increaseTime"), [seconds])
+        provider.make_request(RPCEndpoint("evm_mine"), [])
 
 
 def free_port() -> int:

@@ -6,17 +6,17 @@ import ast
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_account.typed_transactions import TypedTransaction
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.contract.contract import ContractFunction
+from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from chainstream.chain.artifacts import error_abis
 from chainstream.errors import ChainError
@@ -132,7 +132,7 @@ class TxSender:
 
     def build(
         self,
-        call: ContractFunction | None = None,
+        call: ContractFunction | ContractConstructor | None = None,
         *,
         to: str | None = None,
         value: int = 0,
@@ -143,7 +143,9 @@ class TxSender:
         tx: dict[str, Any] = {"from": self.address, "value": value, "chainId": self.w3.eth.chain_id, **self._fees()}
         if call is not None:
             try:
-                tx = call.build_transaction(tx if gas is None else {**tx, "gas": gas})
+                params = tx if gas is None else {**tx, "gas": gas}
+                # TxParams is a TypedDict; the fee fields come from a plain dict, so the checker cannot see it
+                tx = dict(call.build_transaction(cast(TxParams, params)))
             except _errors(ContractCustomError, ContractLogicError, Web3RPCError, ValueError) as exc:
                 raise chain_error_from(exc, action) from exc
         else:
@@ -155,7 +157,7 @@ class TxSender:
 
     def send(
         self,
-        call: ContractFunction | None = None,
+        call: ContractFunction | ContractConstructor | None = None,
         *,
         to: str | None = None,
         value: int = 0,
@@ -181,7 +183,12 @@ class TxSender:
         return receipt
 
     def transact(
-        self, call: ContractFunction, *, value: int = 0, gas: int | None = None, action: str = "transaction"
+        self,
+        call: ContractFunction | ContractConstructor,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+        action: str = "transaction",
     ) -> TxReceipt:
         receipt = self.send(call, value=value, gas=gas, action=action)
         assert not isinstance(receipt, (bytes, HexBytes))
@@ -220,5 +227,5 @@ def bumped_fees(
 
 def fund(w3: Web3, address: str, wei: int) -> None:
     """Send ETH from the node's first unlocked account (embedded chain and anvil dev accounts)."""
-    tx_hash = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": address, "value": wei})
+    tx_hash = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": address, "value": Wei(wei)})
     w3.eth.wait_for_transaction_receipt(tx_hash)

@@ -12,7 +12,7 @@ Pure: no chain, no I/O. docs/PROTOCOL.md §"Gas-free onboarding" has test vector
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from chainstream.codes import Code
 from chainstream.errors import ProtocolError
@@ -75,6 +75,8 @@ def _check_bytes32(name: str, value: bytes) -> None:
 class _Auth:
     """Shared encoding: the field order of the type string is the dataclass field order."""
 
+    #: set by @dataclass on each subclass (declared so that `asdict(self)` type-checks here)
+    __dataclass_fields__: ClassVar[dict[str, Any]]
     TYPE: str
     PRIMARY: str
     _RANGES: dict[str, int]
@@ -91,7 +93,7 @@ class _Auth:
 
     def values(self) -> tuple[Any, ...]:
         """The fields in type order, as web3 takes the struct."""
-        return tuple(asdict(self).values())  # type: ignore[call-overload]
+        return tuple(asdict(self).values())
 
     def struct_hash(self) -> bytes:
         encoded = b""

@@ -244,47 +244,8 @@ class MediaService:
             )
         staging = self.content.new_staging()
         try:
-            size = 0
-            digest = keccak_256()
-            original = staging / ORIGINAL
-            with original.open("wb") as out:
-                async for chunk in body:
-                    size += len(chunk)
-                    if size > limit:
-                        raise MediaError(Code.UPLOAD_TOO_LARGE, f"more than {limit} bytes", status=413)
-                    digest.update(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-            if size == 0:
-                raise MediaError(Code.UNSUPPORTED_MEDIA, "the upload is empty", status=415)
-            if digest.digest() != track_id:
-                raise MediaError(
-                    Code.CONTENT_MISMATCH,
-                    f"the file's keccak256 is 0x{digest.hexdigest()}, not the track id 0x{track_id.hex()}: "
-                    "upload the very file the track was registered with",
-                )
-            ffmpeg, ffprobe = tools(self.settings.ffmpeg)
-            async with self._transcodes:
-                max_seconds, timeout = self.settings.upload_max_seconds, self.settings.transcode_timeout
-                info = await probe(ffprobe, original, max_seconds=max_seconds, timeout=timeout)
-                segments = await transcode(
-                    ffmpeg,
-                    original,
-                    staging,
-                    segment_seconds=self.settings.segment_seconds,
-                    max_seconds=max_seconds,
-                    timeout=timeout,
-                )
-            (staging / PLAYLIST).unlink(missing_ok=True)
-            manifest = Manifest(
-                track_id=track_id,
-                duration_ms=sum(s.duration_ms for s in segments),
-                mime=MIME,
-                init=INIT,
-                segments=segments,
-                original_bytes=size,
-                original_format=info.format,
-                published_at=int(self.clock()),
-            )
+            size = await _receive(body, staging / ORIGINAL, track_id, limit)
+            manifest = await self._transcode(track_id, staging, size)
             published = await asyncio.to_thread(self.content.publish, staging, manifest)
         except BaseException:
             self.content.discard(staging)
@@ -292,6 +253,34 @@ class MediaService:
         if not published:  # a concurrent upload of the same file won
             manifest = self.content.manifest(track_id) or manifest
         return {"status": "published" if published else "already_published", **self.manifest_json(manifest)}
+
+    async def _transcode(self, track_id: bytes, staging: Path, size: int) -> Manifest:
+        """Probe and transcode the original in `staging` into streaming segments (at most TRANSCODES at
+        once); the manifest that describes them."""
+        ffmpeg, ffprobe = tools(self.settings.ffmpeg)
+        original = staging / ORIGINAL
+        async with self._transcodes:
+            max_seconds, timeout = self.settings.upload_max_seconds, self.settings.transcode_timeout
+            info = await probe(ffprobe, original, max_seconds=max_seconds, timeout=timeout)
+            segments = await transcode(
+                ffmpeg,
+                original,
+                staging,
+                segment_seconds=self.settings.segment_seconds,
+                max_seconds=max_seconds,
+                timeout=timeout,
+            )
+        (staging / PLAYLIST).unlink(missing_ok=True)
+        return Manifest(
+            track_id=track_id,
+            duration_ms=sum(s.duration_ms for s in segments),
+            mime=MIME,
+            init=INIT,
+            segments=segments,
+            original_bytes=size,
+            original_format=info.format,
+            published_at=int(self.clock()),
+        )
 
     # ------------------------------------------------------------------ reading
     def manifest(self, track_id: bytes) -> Manifest:
@@ -492,3 +481,26 @@ class MediaService:
                 }
             )
         return out
+
+
+async def _receive(body: AsyncIterator[bytes], original: Path, track_id: bytes, limit: int) -> int:
+    """Stream an upload to `original` (never held in memory); its size. MediaError if it is larger than `limit`,
+    empty, or not the file whose keccak256 is `track_id`."""
+    size = 0
+    digest = keccak_256()
+    with original.open("wb") as out:
+        async for chunk in body:
+            size += len(chunk)
+            if size > limit:
+                raise MediaError(Code.UPLOAD_TOO_LARGE, f"more than {limit} bytes", status=413)
+            digest.update(chunk)
+            await asyncio.to_thread(out.write, chunk)
+    if size == 0:
+        raise MediaError(Code.UNSUPPORTED_MEDIA, "the upload is empty", status=415)
+    if digest.digest() != track_id:
+        raise MediaError(
+            Code.CONTENT_MISMATCH,
+            f"the file's keccak256 is 0x{digest.hexdigest()}, not the track id 0x{track_id.hex()}: "
+            "upload the very file the track was registered with",
+        )
+    return size

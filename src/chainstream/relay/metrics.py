@@ -109,7 +109,7 @@ def instrument(relay: Any) -> None:
 
     def timed_submit_payments(records: list[Any]) -> Future[frozenset[bytes]]:
         start = time.perf_counter()
-        future = submit_payments(records)
+        future: Future[frozenset[bytes]] = submit_payments(records)
         future.add_done_callback(lambda _: COMMIT_SECONDS.observe(time.perf_counter() - start))
         return future
 

@@ -203,6 +203,27 @@ def schedule_auth(a: ScheduleAuthIn) -> ScheduleAuth:
     )
 
 
+def co_signed_close(s: RelayService, auth: CloseAuth) -> tuple[SignedVoucher | None, tuple[int, ...], Signature]:
+    """What a gas-free cooperative close submits besides the payer's signature: the relay's latest voucher (the
+    one it co-signed the close at, else Rejection), the amounts already settled, and the relay's signature."""
+    record = s.store.get_channel(auth.channel_id)
+    if record is None:
+        raise Rejection(Code.UNKNOWN_CHANNEL, "the relay has no such channel")
+    if record.coop_close_digest is None or record.coop_close_digest != auth.voucher_digest:
+        raise Rejection(
+            Code.CLOSE_STATE_MISMATCH,
+            "ask for the relay's close (POST /channels/{id}/close) at this voucher first",
+        )
+    latest = s.store.latest_payment(auth.channel_id)
+    final = SignedVoucher(latest.voucher, Signature.from_bytes(latest.signature)) if latest else None
+    if (final.voucher.digest(s.domain) if final and final.voucher.payees else ZERO_HASH) != auth.voucher_digest:
+        raise Rejection(Code.CLOSE_STATE_MISMATCH, "the co-signed voucher is not the relay's latest")
+    settled = s.store.get_settled(auth.channel_id)
+    prev = settled.credited if settled else ()
+    relay_sig = s.relay_key.sign(s.domain.digest(close_struct_hash(auth.channel_id, auth.voucher_digest)))
+    return final, prev, relay_sig
+
+
 def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], Onboarding]) -> APIRouter:
     """The gas-free routes, on the relay that `svc()` / `onboarding()` return once the app has started."""
     api = APIRouter(prefix="/api/v1")
@@ -234,22 +255,7 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
     async def close(body: CloseAuthBody) -> dict[str, Any]:
         """Close cooperatively a channel whose close this relay co-signed, at that voucher."""
         auth = close_auth(body.auth)
-        s = svc()
-        record = s.store.get_channel(auth.channel_id)
-        if record is None:
-            raise Rejection(Code.UNKNOWN_CHANNEL, "the relay has no such channel")
-        if record.coop_close_digest is None or record.coop_close_digest != auth.voucher_digest:
-            raise Rejection(
-                Code.CLOSE_STATE_MISMATCH,
-                "ask for the relay's close (POST /channels/{id}/close) at this voucher first",
-            )
-        latest = s.store.latest_payment(auth.channel_id)
-        final = SignedVoucher(latest.voucher, Signature.from_bytes(latest.signature)) if latest else None
-        if (final.voucher.digest(s.domain) if final and final.voucher.payees else ZERO_HASH) != auth.voucher_digest:
-            raise Rejection(Code.CLOSE_STATE_MISMATCH, "the co-signed voucher is not the relay's latest")
-        settled = s.store.get_settled(auth.channel_id)
-        prev = settled.credited if settled else ()
-        relay_sig = s.relay_key.sign(s.domain.digest(close_struct_hash(auth.channel_id, auth.voucher_digest)))
+        final, prev, relay_sig = co_signed_close(svc(), auth)
         done = await onboarding().close(auth, Signature.from_hex(body.signature), final, prev, relay_sig)
         return done.as_json(channelId=body.auth.channelId)
 

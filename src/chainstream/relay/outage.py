@@ -36,7 +36,7 @@ log = logging.getLogger("chainstream.relay.outage")
 #: exceptions that mean the chain's node did not answer (web3's HTTP provider is built on requests, which wraps
 #: socket errors in these). Not the builtin ConnectionError: a client hanging up raises that too, and must not
 #: be taken for the node being lost.
-UNREACHABLE: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout)
+UNREACHABLE: tuple[type[Exception], ...] = (requests.ConnectionError, requests.Timeout)
 
 
 def is_chain_unreachable(exc: BaseException | None) -> bool:

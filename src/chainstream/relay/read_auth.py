@@ -145,7 +145,7 @@ def on_chain_view(service: RelayService, record: ChannelRecord) -> OnChainView:
         payer=record.payer,
         token=record.token,
         relay=service.address,
-        status=record.status,  # type: ignore[arg-type]
+        status=record.status,
         closesAt=record.closes_at,
         deposit=str(record.deposit),
         settled=str(settled.total if settled else 0),

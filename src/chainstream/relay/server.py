@@ -36,7 +36,7 @@ DEFAULT_RECURSION_LIMIT = 1_000
 #: request line and headers of one request
 MAX_HEADER_BYTES = 64 * 1024
 #: seconds in-flight requests get to finish after SIGTERM before they are cancelled
-GRACE = 3.0
+GRACE = 3
 
 
 def restore_recursion_limit() -> None:
@@ -71,6 +71,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = False
 
+    # uvicorn's HttpToolsProtocol narrows asyncio's BaseTransport to Transport (with the same ignore); so must we
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()

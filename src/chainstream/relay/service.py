@@ -16,7 +16,7 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from chainstream.chain.contracts import ChannelsClient, ChannelState, ChannelStatus, RegistryClient
 from chainstream.chain.deploy import Deployment
@@ -36,14 +36,15 @@ from chainstream.relay.events import EventBus
 from chainstream.relay.media import MediaService
 from chainstream.relay.read_models import channel_summary, earnings_json, payment_events
 from chainstream.store import ChannelRecord, PaymentRecord, Store
+from chainstream.store.records import ChannelPhase
 from chainstream.tokens import TokenInfo
 from chainstream.verify import Accepted, ChannelTerms, Payment, Rejection, verify_payment
 
 DAY = 86_400
-_STATUS_NAMES = {ChannelStatus.OPEN: "open", ChannelStatus.CLOSING: "closing"}
+_STATUS_NAMES: dict[ChannelStatus, ChannelPhase] = {ChannelStatus.OPEN: "open", ChannelStatus.CLOSING: "closing"}
 
 
-def status_name(status: ChannelStatus) -> str:
+def status_name(status: ChannelStatus) -> ChannelPhase:
     """The store's name for a contract channel status (None and Closed are both "closed" to the relay)."""
     return _STATUS_NAMES.get(status, "closed")
 
@@ -72,7 +73,7 @@ class ChannelRuntime:
     caps_issued_at: int = 0
     unsettled_since: float | None = None
     #: the commit of the newest accepted-but-not-yet-durable payment; awaited before anything is said about it
-    in_flight: asyncio.Future[None] | None = field(default=None)
+    in_flight: asyncio.Future[frozenset[bytes]] | None = field(default=None)
     #: when the channel was last re-read from the chain after refusals (clock seconds, newest last)
     refreshes: tuple[float, ...] = ()
     #: ChannelTerms derived from `record`, rebuilt when `record` is replaced (see RelayService._terms)
@@ -200,7 +201,7 @@ class RelayService:
         self._runtime: dict[bytes, ChannelRuntime] = {}
         self._loading: dict[bytes, asyncio.Task[ChannelRuntime]] = {}
         self._load_waiters: dict[bytes, int] = {}  # requests waiting for a channel's load, not yet resumed
-        self._commits: tuple[list[PaymentRecord], asyncio.Future[None]] | None = None
+        self._commits: tuple[list[PaymentRecord], asyncio.Future[frozenset[bytes]]] | None = None
         self.accepted_count = 0
         self.clock = clock
         self.clocks = ChainClock(clock)
@@ -282,7 +283,7 @@ class RelayService:
         self._runtime[channel_id] = rt
         return rt
 
-    def confirmed_block(self) -> int | str:
+    def confirmed_block(self) -> int | Literal["latest"]:
         """The newest block the relay acts on: `confirmations` behind the head (a reorg shallower than that cannot
         undo what it read there), or the head itself with no confirmations."""
         depth = self.settings.confirmations

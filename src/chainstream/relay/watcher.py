@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from eth_typing import Hash32
+
 from chainstream.chain.contracts import ChannelState, ChannelStatus, SettledState
 from chainstream.errors import ChainError
 from chainstream.protocol.types import ZERO_ADDRESS
@@ -209,9 +211,9 @@ class Watcher:
         logs = self.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": self._addresses})
         changes: list[Change] = []
         opened: set[bytes] = set()  # our channels opened in this range: not in the store until applied
-        self._settlements: dict[bytes, list[SettledState] | ChainError] = {}  # tx hash -> decoded once
+        self._settlements = {}  # tx hash -> decoded once
         self._range_end = end
-        by_topic = {event.topic: (name, event) for name, event in self._events.items()}  # type: ignore[attr-defined]
+        by_topic = {event.topic: (name, event) for name, event in self._events.items()}
         for entry in logs:
             topic = bytes(entry["topics"][0])
             match = next((v for k, v in by_topic.items() if bytes.fromhex(k.removeprefix("0x")) == topic), None)
@@ -284,8 +286,8 @@ class Watcher:
         for each was quadratic, and ran on the event loop)."""
         decoded = self._settlements.get(tx_hash)
         if decoded is None:
-            tx = self.w3.eth.get_transaction(tx_hash)
-            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            tx = self.w3.eth.get_transaction(Hash32(tx_hash))
+            receipt = self.w3.eth.get_transaction_receipt(Hash32(tx_hash))
             try:
                 decoded = self.service.channels.settlements_in(tx, receipt)
             except ChainError as exc:

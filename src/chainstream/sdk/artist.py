@@ -92,13 +92,15 @@ class Artist:
         with this artist's read token)."""
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
-        return self.relay.get(f"/artists/{self.address}/payouts")  # type: ignore[no-any-return]
+        payouts: dict[str, Any] = self.relay.get(f"/artists/{self.address}/payouts")
+        return payouts
 
     def earnings(self) -> dict[str, Any]:
         """Per token and per track: plays, seconds, tips, and pending / settled / claimed (from the relay)."""
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
-        return self.relay.get(f"/artists/{self.address}/earnings")  # type: ignore[no-any-return]
+        earnings: dict[str, Any] = self.relay.get(f"/artists/{self.address}/earnings")
+        return earnings
 
     def upload(self, audio: str | Path | bytes, track_id: bytes | None = None) -> dict[str, Any]:
         """Publish a track's audio on the relay (the file whose keccak256 is the track id), signed by this
@@ -127,11 +129,12 @@ def upload_audio(
         )
     info = relay.info()
     signature = key.sign(upload_digest(int(info["chainId"]), info["relay"], track_id))
-    return relay.upload(  # type: ignore[no-any-return]
+    manifest: dict[str, Any] = relay.upload(
         f"/tracks/0x{track_id.hex()}/media",
         body,
         {"X-ChainStream-Signature": signature.to_hex(), "Content-Type": "application/octet-stream"},
     )
+    return manifest
 
 
 def file_keccak(path: Path) -> bytes:
@@ -141,7 +144,7 @@ def file_keccak(path: Path) -> bytes:
     digest = keccak_256()
     for chunk in _chunks(path):
         digest.update(chunk)
-    return digest.digest()
+    return bytes(digest.digest())
 
 
 def _chunks(path: Path, size: int = 256 * 1024) -> Iterator[bytes]:

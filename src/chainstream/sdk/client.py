@@ -223,7 +223,8 @@ class RelayClient:
         return response.content
 
     def info(self) -> dict[str, Any]:
-        return self.get("/info")  # type: ignore[no-any-return]
+        info: dict[str, Any] = self.get("/info")
+        return info
 
     def close(self) -> None:
         self.http.close()

@@ -172,7 +172,8 @@ def schedule_payouts(
         now + AUTH_TTL,
     )
     body = {"auth": _auth_json(auth.message()), "signature": _sig_hex(auth.sign(key, gasless.domain))}
-    return relay.post("/payouts/schedule", body)  # type: ignore[no-any-return]
+    reply: dict[str, Any] = relay.post("/payouts/schedule", body)
+    return reply
 
 
 #: fields the relay takes as numbers; the other integers travel as decimal strings

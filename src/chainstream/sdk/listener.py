@@ -325,7 +325,10 @@ class Listener:
             if seq < 0:
                 raise ValueError(f"seq {seq!r}")
             voucher = Voucher(
-                self._cid(), tuple(v.payees), tuple(int(a) for a in v.amounts), bytes.fromhex(v.playHash[2:])
+                self._cid(),
+                tuple(to_address(p) for p in v.payees),
+                tuple(int(a) for a in v.amounts),
+                bytes.fromhex(v.playHash[2:]),
             )
             claimed_plays = {bytes.fromhex(t[2:]): n for t, n in parsed.plays.items()}
             claimed_owned = frozenset(bytes.fromhex(t[2:]) for t in parsed.owned)
@@ -430,12 +433,14 @@ class Listener:
         """Deposit, spent, settled, remaining, today's spend and caps, as the relay sees them."""
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
-        return self.relay.get(f"/channels/{_hex(self._cid())}")  # type: ignore[no-any-return]
+        summary: dict[str, Any] = self.relay.get(f"/channels/{_hex(self._cid())}")
+        return summary
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
-        return self.relay.get(f"/channels/{_hex(self._cid())}/history", limit=limit)["items"]  # type: ignore[no-any-return]
+        items: list[dict[str, Any]] = self.relay.get(f"/channels/{_hex(self._cid())}/history", limit=limit)["items"]
+        return items
 
     def set_caps(self, *, daily: int = 0, session: int = 0) -> dict[str, Any]:
         """Ask the relay to refuse payments past `daily` per UTC day and past `session` in total (0 = no cap).
@@ -453,15 +458,16 @@ class Listener:
             for cap, new in ((current.get("dailyCap"), daily), (current.get("sessionCap"), session))
         )
         signature = (self.wallet if loosens else self.session_key).sign(digest)
-        return self.relay.put(
+        reply: dict[str, Any] = self.relay.put(
             f"/channels/{_hex(self._cid())}/caps",
-            {  # type: ignore[no-any-return]
+            {
                 "dailyCap": str(daily),
                 "sessionCap": str(session),
                 "issuedAt": issued_at,
                 "signature": signature.to_hex(),
             },
         )
+        return reply
 
     # --------------------------------------------------------------- closing
     def close_cooperatively(self) -> int:
@@ -484,7 +490,12 @@ class Listener:
         final = None
         if reply.voucher is not None:
             v = reply.voucher
-            voucher = Voucher(cid, tuple(v.payees), tuple(int(a) for a in v.amounts), bytes.fromhex(v.playHash[2:]))
+            voucher = Voucher(
+                cid,
+                tuple(to_address(p) for p in v.payees),
+                tuple(int(a) for a in v.amounts),
+                bytes.fromhex(v.playHash[2:]),
+            )
             final = SignedVoucher(voucher, Signature.from_hex(v.signature or ""))
         before = self.channels.get_channel(cid)
         self.channels.cooperative_close(self.tx, final, self.channels.prev_amounts(cid), relay_sig, channel_id=cid)

@@ -16,7 +16,7 @@ from chainstream.errors import UnrecoverableError
 RETRY_AFTER = 2
 
 #: driver errors that mean the database cannot be written now (not a bug, not a conflict)
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 try:  # PostgreSQL's driver, when installed: a lost or read-only server
     import psycopg
 

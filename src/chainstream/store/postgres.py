@@ -256,7 +256,9 @@ class PostgresStore(SqlStore):
         if self._instance_conn is not None:
             return
         conn = self._connect()
-        if conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS ok", (INSTANCE_LOCK, name)).fetchone()["ok"]:  # type: ignore[index]
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS ok", (INSTANCE_LOCK, name)).fetchone()
+        assert row is not None  # a SELECT of one expression: always one row
+        if row["ok"]:
             self._instance_conn = conn
             self.instance = name
             return

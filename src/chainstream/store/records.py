@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 from chainstream.protocol import Voucher
 from chainstream.protocol.types import Address
@@ -48,6 +48,10 @@ class Row(Protocol):
     def __getitem__(self, column: str, /) -> Any: ...
 
 
+#: a channel's phase as the relay records it (the contract's NONE is never stored)
+ChannelPhase = Literal["open", "closing", "closed"]
+
+
 @dataclass(frozen=True)
 class ChannelRecord:
     channel_id: bytes
@@ -56,7 +60,7 @@ class ChannelRecord:
     deposit: int
     session_key: Address
     session_expiry: int
-    status: str = "open"
+    status: ChannelPhase = "open"
     closes_at: int = 0
     coop_close_digest: bytes | None = None
     daily_cap: int | None = None

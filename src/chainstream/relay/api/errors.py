@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -80,7 +81,7 @@ def error_response(
     status: int,
     code: str,
     message: str,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     *,
     error_details: dict[str, str] | None = None,
     **extra: Any,
@@ -184,6 +185,8 @@ async def validation_handler(_: Request, exc: RequestValidationError) -> JSONRes
 
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every exception in the relay's error format."""
+    # Starlette types every handler as taking `Exception`, not the class it is registered for (a stub gap: a
+    # handler of a subclass is only ever called with that subclass), hence the ignores.
     app.add_exception_handler(Rejection, rejection_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RecoverableError, recoverable_handler)  # type: ignore[arg-type]
     app.add_exception_handler(ChainStreamError, unrecoverable_handler)  # type: ignore[arg-type]

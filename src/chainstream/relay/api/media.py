@@ -30,8 +30,10 @@ from chainstream.relay.openapi import responses
 UPLOAD_SIGNATURE_HEADER = "X-ChainStream-Signature"
 _UPLOAD_PATH = re.compile(r"^/api/v1/tracks/[^/]+/media$")
 #: the 200 of the audio routes: bytes, not JSON
-AUDIO_200 = {200: {"content": {"audio/mp4": {}}, "description": "the segment (fMP4)"}}
-ORIGINAL_200 = {200: {"content": {"application/octet-stream": {}}, "description": "the uploaded file"}}
+AUDIO_200: dict[int | str, dict[str, Any]] = {200: {"content": {"audio/mp4": {}}, "description": "the segment (fMP4)"}}
+ORIGINAL_200: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the uploaded file"}
+}
 
 
 def is_upload(scope: Scope) -> bool:
