@@ -48,6 +48,7 @@ ANVIL_KEYS = (
     "0xa267530f49f8280200edf313ee7af6b827f2a8bce2897751d06a843f644967b1",
     "0x47c99abed3324a2707c28affff1267e45918ec8c3f20b8aa892e8b065d2942dd",
     "0xc526ee95bf44d8fc405a158bb884d9d1238d99f0612e9f33d006bb0789009aaa",
+    "0x8166f546bab6da521a8369cab06c5d2b9e46670292d85c875ee9ec20e84ffb61",
 )
 ROLES = {
     "deployer": 0,
@@ -65,6 +66,7 @@ ROLES = {
     "renewer": 12,
     "skeptic": 13,
     "doubter": 14,
+    "gasfree": 15,  # the gas-free browser test empties its ETH: it holds only mUSD
 }  # from buyer on: one listener per browser test
 LISTENERS = ("listener", "listener2")
 CHALLENGE_PERIOD = 3_600
