@@ -1,16 +1,18 @@
-"""Gas-free onboarding in the web player (issue 13), in a real browser against a real relay and anvil: a wallet
-that holds mUSD and no ETH opens, plays, tops up and closes by signatures alone, and the relay's fee shown before
-each signature is the fee charged."""
+"""Gas-free onboarding and scheduled payouts in the web player (issue 13), in a real browser against a real relay
+and anvil: a wallet that holds mUSD and no ETH opens, plays, tops up and closes by signatures alone, and the relay's
+fee shown before each signature is the fee charged; an artist opts in to payouts in the studio by one signature,
+is paid by the relay without sending a transaction, sees each payout with its transaction, and opts out."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from chainstream.chain.contracts import ChannelsClient, ChannelStatus, TokenClient
 from chainstream.chain.transactions import TxSender
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, start_stack
 from tests.e2e.test_player import (
     USD,
     channel_of,
@@ -19,6 +21,7 @@ from tests.e2e.test_player import (
     expect,
     open_page,
     play,
+    tile,
     wait_history,
     wallet_signatures,
 )
@@ -26,6 +29,17 @@ from tests.e2e.test_player import (
 pytestmark = [pytest.mark.browser, pytest.mark.anvil, pytest.mark.xdist_group("browser")]
 
 GRANT = 100 * USD
+PAYOUT_FEE = 1_000  # the dev relay's payout_fee (Settings), in mUSD units
+
+
+@pytest.fixture(scope="module")
+def stack(browser_available: None) -> Iterator[Stack]:
+    """The browser tests' stack (tests/e2e/conftest.py) with the relay pushing scheduled payouts every second."""
+    s = start_stack(settle_interval=1.0, settle_min_value=10**30, settle_max_age=5.0, payout_interval=1.0)
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 def _token_only_wallet(stack: Stack, role: str) -> str:
@@ -98,3 +112,70 @@ def test_token_only_wallet_opens_plays_tops_up_and_closes_without_gas(browser: A
     assert w3.eth.get_balance(who) == 0  # never paid gas
     assert usd.balance_of(relay) - relay_before == 3 * shown_fee  # exactly the fee shown, three times
     page.context.close()
+
+
+def test_artist_opts_in_to_payouts_by_signature_is_paid_without_a_transaction_and_opts_out(
+    browser: Any, stack: Stack
+) -> None:
+    """ben schedules mUSD payouts in the studio (one PayoutSchedule signature, a maximum fee below the relay's),
+    a listener plays his track and closes, the relay pushes ben's balance; the studio lists each payout with its
+    transaction, as on chain, and ben opts out again; ben never sends a transaction."""
+    w3 = stack.web3()
+    usd = TokenClient(w3, stack.deployment.stablecoin)
+    channels = ChannelsClient(w3, stack.deployment.channels)
+    ben = stack.address("ben")
+    ben_before = usd.balance_of(ben)
+
+    studio = open_page(browser, stack, "ben", "/#/studio")
+    connect(studio)
+    studio.get_by_test_id("payout-token-mUSD").click()
+    card = studio.get_by_test_id("payouts")
+    expect(studio.get_by_test_id("payout-status")).to_have_text("off")
+    expect(studio.get_by_test_id("payout-fee-quote")).to_have_attribute("data-fee", str(PAYOUT_FEE))
+    studio.get_by_test_id("payout-threshold-input").fill("0.001")
+    studio.get_by_test_id("payout-max-fee-input").fill("0.0005")  # below the relay's 0.001: the signed cap wins
+    studio.get_by_test_id("payout-opt-in").click()
+    expect(studio.get_by_test_id("payout-status")).to_have_text("on", timeout=20_000)
+    expect(card).to_have_attribute("data-enabled", "true")
+    expect(studio.get_by_test_id("payout-threshold")).to_have_text("0.001 mUSD")
+    expect(studio.get_by_test_id("payout-max-fee")).to_have_text("0.0005 mUSD")
+    expect(studio.get_by_test_id("payout-next")).to_contain_text("as soon as your balance reaches 0.001 mUSD")
+    assert "PayoutSchedule" in wallet_signatures(studio)
+
+    # a listener (with ETH: the ordinary permit path) plays one of ben's tracks and closes; the close settles it
+    listener = open_page(browser, stack, "listener")
+    connect(listener)
+    listener.get_by_test_id("token-mUSD").click()
+    expect(listener.get_by_test_id("method-permit")).to_have_class("on")  # a wallet with ETH keeps the usual way
+    listener.get_by_test_id("deposit-input").fill("5")
+    listener.get_by_test_id("open-channel").click()
+    cid = channel_of(listener)
+    expect(tile(listener, "Gas Price Blues")).to_be_visible()
+    play(listener, "Gas Price Blues")
+    wait_history(stack, cid, 1)
+    listener.get_by_test_id("close-menu").click()
+    expect(listener.get_by_test_id("gasless-fee")).to_have_count(0)  # has ETH: closes by its own transaction
+    listener.get_by_test_id("close-coop").click()
+    expect(listener.get_by_test_id("closed-summary")).to_be_visible(timeout=30_000)
+    listener.context.close()
+
+    # the relay pushes ben's whole balance, keeping at most the fee ben signed
+    eventually(
+        lambda: channels.claimable(ben, stack.deployment.stablecoin) == 0 and usd.balance_of(ben) > ben_before,
+        30,
+        "ben's payout",
+    )
+    events = channels.contract.events.PaidOut().get_logs(from_block=0, argument_filters={"payee": ben})
+    assert events and all(e["args"]["fee"] == 500 and e["args"]["to"] == ben for e in events)
+    assert usd.balance_of(ben) - ben_before == sum(e["args"]["amount"] for e in events)
+    rows = studio.get_by_test_id("payout-row")
+    expect(rows).to_have_count(len(events), timeout=20_000)
+    shown = {rows.nth(i).get_attribute("data-tx") for i in range(len(events))}
+    assert shown == {"0x" + bytes(e["transactionHash"]).hex() for e in events}
+
+    studio.get_by_test_id("payout-opt-out").click()
+    expect(studio.get_by_test_id("payout-status")).to_have_text("off", timeout=20_000)
+    expect(studio.get_by_test_id("payout-next")).to_have_text("—")
+    assert wallet_signatures(studio).count("PayoutSchedule") == 2
+    assert "eth_sendTransaction" not in studio.evaluate("window.__csWallet.calls")
+    studio.context.close()
