@@ -183,7 +183,7 @@ function drawEarnings(ctx, el, redraw) {
     h("div.row", { style: { justifyContent: "space-between", marginBottom: "4px" } }, h("div.label", "By track"),
       h("div.legend", h("span", h("span.dot", { style: { color: "var(--warn)" } }), "pending"), h("span", h("span.dot", { style: { color: "var(--accent-2)" } }), "settled on-chain"), h("span", h("span.dot", { style: { color: "var(--accent)" } }), "claimed"))),
     rows.length ? h("div.tbl-wrap", h("table.tbl", { "data-testid": "earnings-table" },
-      h("thead", h("tr", h("th", "Track"), h("th.r", "Plays"), h("th.r", "Seconds"), h("th.r", "Tips"), h("th.r", "Earned"), h("th", "Status"))),
+      h("thead", h("tr", h("th", "Track"), h("th.r", "Plays"), h("th.r", { title: "seconds of audio paid for, per second" }, "Seconds paid"), h("th.r", { title: "seconds of audio the relay delivered (metered)" }, "Delivered"), h("th.r", "Tips"), h("th.r", "Earned"), h("th", "Status"))),
       h("tbody", rows.map((r) => {
         const earned = BigInt(r.earned) || 1n;
         const pct = (v) => `${Number((BigInt(v) * 10000n) / earned) / 100}%`;
@@ -191,7 +191,9 @@ function drawEarnings(ctx, el, redraw) {
         return h("tr", { "data-testid": "earnings-row", "data-title": r.title ?? "" },
           h("td", h("div.t-track", h("div.t-art", { style: { background: direct ? avatarStyle("0x" + r.target.slice(26)) : artStyle(r.target) } }),
             h("div", h("div", r.title ?? (direct ? "Direct tips" : shortAddr(r.target))), h("div.faint", { style: { fontSize: "11.5px" } }, `${ctx.fmt(r.pending, token)} pending`)))),
-          h("td.r", r.plays), h("td.r", r.seconds), h("td.r", ctx.fmt(r.tips, token)), h("td.r", h("b", ctx.fmt(r.earned, token))),
+          h("td.r", r.plays), h("td.r", { "data-testid": "seconds-paid" }, r.seconds),
+          h("td.r", { "data-testid": "seconds-delivered" }, r.secondsDelivered == null ? "—" : String(Math.round(r.secondsDelivered * 10) / 10)),
+          h("td.r", ctx.fmt(r.tips, token)), h("td.r", h("b", ctx.fmt(r.earned, token))),
           h("td", h("div.stack", { title: `claimed ${ctx.fmt(r.claimed, token)} · settled ${ctx.fmt(r.settled, token)} · pending ${ctx.fmt(r.pending, token)}` },
             h("i.s-claimed", { style: { width: pct(r.claimed) } }), h("i.s-settled", { style: { width: pct(r.settled) } }), h("i.s-pending", { style: { width: pct(r.pending) } }))));
       })))) : h("div.empty", "No earnings in this token yet. Plays show up here the moment a listener's voucher is accepted.")));

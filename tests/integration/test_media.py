@@ -149,6 +149,26 @@ def test_the_sdk_streams_a_per_second_track_paying_one_segment_ahead(
     assert history["delivered"] == delivered
 
 
+def test_the_artists_earnings_show_seconds_delivered_next_to_seconds_paid(
+    relay_chain: RelayChain, relay: InProcessRelay
+) -> None:
+    """A listener streams a per-second track to the end: the owner's and a collaborator's earnings rows for it show
+    the seconds paid and the metered seconds of audio the relay served on those channels (issue 10)."""
+    manifest = publish(relay_chain, relay, DRIFT)[DRIFT]
+    listener = open_listener(relay_chain, relay)
+    streamed = listener.stream(relay_chain.track(DRIFT))
+    track = "0x" + relay_chain.track(DRIFT).hex()
+    for who in ("cleo", "ada"):  # the owner, and a collaborator on the split
+        artist = Artist(
+            relay_chain.chain.key(who), w3=relay_chain.w3, deployment=relay_chain.chain.deployment, relay=relay.client()
+        )
+        (row,) = [t for t in artist.earnings()["tracks"] if t["target"] == track]
+        assert row["seconds"] == streamed.seconds_paid
+        assert row["secondsDelivered"] == pytest.approx(manifest["duration"])
+        # paid one segment ahead at most: never more than one segment's audio beyond what was paid
+        assert row["secondsDelivered"] <= row["seconds"] + max(seg["duration"] for seg in manifest["segments"])
+
+
 def test_the_sdk_streams_a_per_play_track_with_one_payment(relay_chain: RelayChain, relay: InProcessRelay) -> None:
     """One play's grant opens every segment of a per-play track."""
     manifest = publish(relay_chain, relay, BLUES)[BLUES]
