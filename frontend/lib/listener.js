@@ -479,7 +479,6 @@ export class Listener extends EventTarget {
     if (String(reply.channelId).toLowerCase() !== channelId.toLowerCase()) {
       throw new RelayError(0, { error: { code: "untrusted_state", message: "the relay answered for another channel" } });
     }
-    this.lastGasFree = { action: "open", fee: BigInt(reply.fee), txHash: reply.txHash };
     S.rememberChannel(info.chainId, account, channelId);
     await this._selectWhenKnown(channelId);
     await this._defaultSessionCap(amount - BigInt(reply.fee), progress);
@@ -579,7 +578,6 @@ export class Listener extends EventTarget {
     const signature = await gasless.signer.signTypedData(gasless.domain, G.TOPUP_TYPES, auth);
     const before = BigInt(this.channel.deposit);
     const reply = await this.ctx.relay.onboardTopUp({ auth: G.authJson(auth), signature, permit: G.permitJson(amount, deadline, permit) });
-    this.lastGasFree = { action: "topup", fee: BigInt(reply.fee), txHash: reply.txHash };
     for (let i = 0; i < 20; i++) { // the relay's view of the deposit follows its watcher
       await this.refreshChannel();
       if (BigInt(this.channel.deposit) > before) break;
@@ -810,7 +808,6 @@ export class Listener extends EventTarget {
     const signature = await gasless.signer.signTypedData(gasless.domain, G.CLOSE_AUTH_TYPES, auth);
     const reply = await this.ctx.relay.onboardClose({ auth: G.authJson(auth), signature });
     const fee = BigInt(reply.fee);
-    this.lastGasFree = { action: "close", fee, txHash: reply.txHash };
     const receipt = await this.ctx.wallet.browserProvider.getTransactionReceipt(reply.txHash);
     const closed = receipt ? closedEvent(channels, receipt) : { settled: null, refund: null };
     // the contract's refund goes through the gasless contract, which keeps the relay's fee from it

@@ -314,7 +314,7 @@ function drawPayouts(ctx, el, redraw) {
       h("div", h("span.k", "Schedule"), h("span", { "data-testid": "payout-status" }, on ? "on" : "off")),
       on ? [
         h("div", h("span.k", "From a balance of"), h("span", { "data-testid": "payout-threshold" }, s.threshold === "0" ? "any" : ctx.fmt(s.threshold, token))),
-        h("div", h("span.k", "At most"), h("span", { "data-testid": "payout-period" }, (PERIODS.find(([p]) => p === s.period)?.[1] ?? `every ${s.period} s`).replace("no period", "no limit"))),
+        h("div", h("span.k", "How often"), h("span", { "data-testid": "payout-period" }, s.period ? `at most ${PERIODS.find(([p]) => p === s.period)?.[1] ?? `every ${s.period} s`}` : "whenever the balance is due")),
         h("div", h("span.k", "Fee per payout, at most"), h("span", { "data-testid": "payout-max-fee" }, ctx.fmt(s.maxFee, token))),
         h("div", h("span.k", "To"), h("span.mono", s.recipient === ZERO_ADDRESS ? "your wallet" : shortAddr(s.recipient))),
       ] : null,

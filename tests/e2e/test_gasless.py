@@ -21,6 +21,8 @@ from tests.e2e.test_player import (
     expect,
     open_page,
     play,
+    reveal,
+    shot,
     tile,
     wait_history,
     wallet_signatures,
@@ -75,6 +77,7 @@ def test_token_only_wallet_opens_plays_tops_up_and_closes_without_gas(browser: A
     assert wallet_signatures(page) == []  # nothing signed before the fee was on screen
 
     page.get_by_test_id("deposit-input").fill("20")
+    shot(page, "20-gas-free-open")
     page.get_by_test_id("open-channel").click()
     cid = channel_of(page)
     assert wallet_signatures(page)[:2] == ["Permit", "OpenChannel"]
@@ -103,6 +106,7 @@ def test_token_only_wallet_opens_plays_tops_up_and_closes_without_gas(browser: A
     spent = 1500
     refund = 25 * USD - 2 * shown_fee - spent - shown_fee
     expect(page.get_by_test_id("refund")).to_have_text("24.9685 mUSD")
+    shot(page, "21-gas-free-closed")
     assert channels.get_channel(bytes.fromhex(cid[2:])).status == ChannelStatus.CLOSED
     eventually(lambda: usd.balance_of(who) == GRANT - 25 * USD + refund, what="the refund")
 
@@ -171,11 +175,14 @@ def test_artist_opts_in_to_payouts_by_signature_is_paid_without_a_transaction_an
     rows = studio.get_by_test_id("payout-row")
     expect(rows).to_have_count(len(events), timeout=20_000)
     shown = {rows.nth(i).get_attribute("data-tx") for i in range(len(events))}
+    reveal(card)
+    shot(studio, "22-studio-payouts", top=False)
     assert shown == {"0x" + bytes(e["transactionHash"]).hex() for e in events}
 
     studio.get_by_test_id("payout-opt-out").click()
     expect(studio.get_by_test_id("payout-status")).to_have_text("off", timeout=20_000)
     expect(studio.get_by_test_id("payout-next")).to_have_text("—")
     assert wallet_signatures(studio).count("PayoutSchedule") == 2
+    shot(studio, "22-studio-payouts-off", top=False)
     assert "eth_sendTransaction" not in studio.evaluate("window.__csWallet.calls")
     studio.context.close()
