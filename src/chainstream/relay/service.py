@@ -764,11 +764,7 @@ class RelayService:
             claimed[claim["token"]] = claimed.get(claim["token"], 0) + int(claim["amount"])
         if self.media.book is not None:
             self.media.book.flush()  # deliveries still buffered in memory: read them back from the store
-        delivered = {
-            (channel_id, d["target"]): int(d["metered_millis"])
-            for channel_id in {bytes(r["channel_id"]) for r in rows}
-            for d in self.store.deliveries(channel_id)
-        }
+        delivered = self.store.metered_deliveries_of(payee)
         return earnings(
             rows,
             token_of={c.channel_id: c.token for c in self.store.channels()},
