@@ -423,7 +423,27 @@ export class Listener extends EventTarget {
     const { info, abis } = this.ctx;
     const { channels, signer } = await this.contracts();
     const address = getAddress(await channels.gasless());
-    return { address, domain: G.gaslessDomain(info.chainId, address), signer, contract: abis.gasless ? new Contract(address, abis.gasless, signer) : null };
+    return { address, domain: G.gaslessDomain(info.chainId, address), signer, contract: new Contract(address, abis.gasless, signer) };
+  }
+
+  /**
+   * The fee the relay kept for the authorisation `nonce`, read from its transaction's AuthorizationUsed event (not
+   * from the relay's answer): a relay that did not submit it, or says another fee, is found out here.
+   */
+  async _chainFee(gasless, txHash, nonce) {
+    const untrusted = (message) => new RelayError(0, { error: { code: "untrusted_state", message } });
+    const receipt = typeof txHash === "string" && /^0x[0-9a-fA-F]{64}$/.test(txHash)
+      ? await this.ctx.wallet.browserProvider.getTransactionReceipt(txHash) : null;
+    if (!receipt || receipt.status !== 1) throw untrusted("the relay's transaction is not on chain");
+    const account = getAddress(this.ctx.wallet.account);
+    for (const log of receipt.logs) {
+      if (getAddress(log.address) !== gasless.address) continue;
+      const parsed = gasless.contract.interface.parseLog(log);
+      if (parsed?.name === "AuthorizationUsed" && getAddress(parsed.args.signer) === account && parsed.args.nonce === BigInt(nonce)) {
+        return { receipt, fee: parsed.args.fee };
+      }
+    }
+    throw untrusted("the relay's transaction did not use your authorisation");
   }
 
   /** The relay's fee now, refused if above what the listener was shown (and signs as maxFee). */
@@ -479,9 +499,10 @@ export class Listener extends EventTarget {
     if (String(reply.channelId).toLowerCase() !== channelId.toLowerCase()) {
       throw new RelayError(0, { error: { code: "untrusted_state", message: "the relay answered for another channel" } });
     }
+    const { fee } = await this._chainFee(gasless, reply.txHash, auth.nonce);
     S.rememberChannel(info.chainId, account, channelId);
     await this._selectWhenKnown(channelId);
-    await this._defaultSessionCap(amount - BigInt(reply.fee), progress);
+    await this._defaultSessionCap(amount - fee, progress);
     await this.refreshGas().catch(() => {});
     return channelId;
   }
@@ -578,6 +599,7 @@ export class Listener extends EventTarget {
     const signature = await gasless.signer.signTypedData(gasless.domain, G.TOPUP_TYPES, auth);
     const before = BigInt(this.channel.deposit);
     const reply = await this.ctx.relay.onboardTopUp({ auth: G.authJson(auth), signature, permit: G.permitJson(amount, deadline, permit) });
+    await this._chainFee(gasless, reply.txHash, auth.nonce);
     for (let i = 0; i < 20; i++) { // the relay's view of the deposit follows its watcher
       await this.refreshChannel();
       if (BigInt(this.channel.deposit) > before) break;
@@ -807,9 +829,8 @@ export class Listener extends EventTarget {
       deadline: BigInt(Math.floor(this.chainNow()) + G.AUTH_TTL) };
     const signature = await gasless.signer.signTypedData(gasless.domain, G.CLOSE_AUTH_TYPES, auth);
     const reply = await this.ctx.relay.onboardClose({ auth: G.authJson(auth), signature });
-    const fee = BigInt(reply.fee);
-    const receipt = await this.ctx.wallet.browserProvider.getTransactionReceipt(reply.txHash);
-    const closed = receipt ? closedEvent(channels, receipt) : { settled: null, refund: null };
+    const { receipt, fee } = await this._chainFee(gasless, reply.txHash, auth.nonce);
+    const closed = closedEvent(channels, receipt);
     // the contract's refund goes through the gasless contract, which keeps the relay's fee from it
     const refund = closed.refund == null ? null : closed.refund - fee;
     this.closeResult = { settled: closed.settled, refund, fee, hash: reply.txHash, cooperative: true, gasFree: true };

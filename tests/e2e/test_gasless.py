@@ -5,6 +5,7 @@ is paid by the relay without sending a transaction, sees each payout with its tr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,6 +99,12 @@ def test_token_only_wallet_opens_plays_tops_up_and_closes_without_gas(browser: A
     expect(page.get_by_test_id("deposit")).to_have_text("24.98", timeout=20_000)
     assert channels.get_channel(bytes.fromhex(cid[2:])).deposit == 25 * USD - 2 * shown_fee
 
+    # a relay understating the fee it kept: the page reads the fee from the transaction's AuthorizationUsed event
+    def understate(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "fee": "0"})
+
+    page.route(re.compile(r".*/api/v1/onboard/close$"), understate)
     page.get_by_test_id("close-menu").click()
     expect(page.get_by_test_id("gasless-fee")).to_contain_text("0.01 mUSD")
     page.get_by_test_id("close-coop").click()
@@ -186,3 +193,35 @@ def test_artist_opts_in_to_payouts_by_signature_is_paid_without_a_transaction_an
     shot(studio, "22-studio-payouts-off", top=False)
     assert "eth_sendTransaction" not in studio.evaluate("window.__csWallet.calls")
     studio.context.close()
+
+
+def test_a_relay_raising_its_fee_after_showing_it_gets_nothing_signed(browser: Any, stack: Stack) -> None:
+    """The relay quotes 0.01 mUSD, then asks more when the listener presses Open: the page refuses before any
+    signature (the signed maxFee is the fee that was shown) and no channel is opened."""
+    w3 = stack.web3()
+    usd = TokenClient(w3, stack.deployment.stablecoin)
+    who = stack.address("listener2")
+    before = usd.balance_of(who)
+    page = open_page(browser, stack, "listener2")
+    raised = {"on": False}
+
+    def quote(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        route.fulfill(response=response, json={**body, "fee": str(int(body["fee"]) * 50)} if raised["on"] else body)
+
+    page.route(re.compile(r".*/api/v1/onboard/quote$"), quote)
+    page.reload()
+    connect(page)
+    page.get_by_test_id("token-mUSD").click()
+    page.get_by_test_id("method-gasless").click()  # a wallet with ETH may choose the gas-free way too
+    expect(page.get_by_test_id("gasless-fee")).to_contain_text("0.01 mUSD")
+    expect(page.get_by_test_id("gasless-fee")).not_to_contain_text("no ETH")
+    raised["on"] = True
+    page.get_by_test_id("deposit-input").fill("20")
+    page.get_by_test_id("open-channel").click()
+    expect(page.locator("[data-testid=banner][data-code=fee_above_max]")).to_be_visible()
+    assert wallet_signatures(page) == []
+    assert usd.balance_of(who) == before
+    assert stack.get(f"/api/v1/listeners/{who}/channels")["channels"] == []
+    page.context.close()
