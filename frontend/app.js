@@ -389,15 +389,16 @@ function render() {
 // ------------------------------------------------------------------------------------------ boot
 async function boot() {
   try {
-    const [info, config, channelsAbi, registryAbi, tokenAbi] = await Promise.all([
+    const [info, config, channelsAbi, registryAbi, tokenAbi, gaslessAbi] = await Promise.all([
       ctx.relay.info(), ctx.relay.config(), ctx.relay.abi("ChainStreamChannels"), ctx.relay.abi("TrackRegistry"), ctx.relay.abi("MockStablecoin"),
+      ctx.relay.abi("ChainStreamGasless"),
     ]);
     ctx.info = info;
     ctx.loadedAt = Date.now() / 1000; // with info.time: the relay's clock, which judges read tokens
     ctx.config = config;
-    ctx.abis = { channels: channelsAbi, registry: registryAbi, token: tokenAbi };
+    ctx.abis = { channels: channelsAbi, registry: registryAbi, token: tokenAbi, gasless: gaslessAbi };
     ctx.domain = makeDomain(info.domain);
-    knowErrorsOf(channelsAbi, registryAbi, tokenAbi); // decode a custom error from any of them, whichever call met it
+    knowErrorsOf(channelsAbi, registryAbi, tokenAbi, gaslessAbi); // decode a custom error from any of them, whichever call met it
   } catch (err) {
     mount($("#view"), h("div.connect-cta", h("h2", "The relay is not answering"), h("p", err.message)));
     return;

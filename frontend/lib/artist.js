@@ -1,9 +1,10 @@
 // The artist's side, as lib/listener.js is the listener's: earnings (relay), claimable balances and claims,
-// registering tracks, changing a track's price or split (TrackRegistry), publishing audio on the relay. The studio
+// scheduled payouts (opt in or out by signature), registering tracks, changing a track's price or split (TrackRegistry), publishing audio on the relay. The studio
 // view renders this model and calls it; it never sends a transaction itself. No DOM here. Also the pure rules of the
 // studio's split editor: shares that always add up to 100 %.
-import { Contract, getAddress } from "ethers";
+import { Contract, ZeroAddress, getAddress } from "ethers";
 
+import { AUTH_TTL, SCHEDULE_TYPES, authJson, gaslessDomain, parseQuote } from "./gasless.js";
 import { splitProblems } from "./protocol.js";
 import { termsTuple } from "./pricing.js";
 import { RelayError } from "./relay.js";
@@ -107,6 +108,8 @@ export class Artist extends EventTarget {
     this.catalog = [];
     this.claimable = {}; // token address -> bigint
     this.csvUrl = null;
+    this.payouts = null; // GET /artists/{address}/payouts: per token, the schedule, the next payout, every payout
+    this.payoutQuote = null; // the relay's quote (payoutFee: what it keeps per payout), null if it offers none
   }
 
   changed(what = "all") {
@@ -127,12 +130,16 @@ export class Artist extends EventTarget {
   async load() {
     const { relay, info } = this.ctx;
     const channels = await this._channels();
-    const [earnings, catalog, ...claimable] = await Promise.all([
+    const [earnings, catalog, payouts, quote, ...claimable] = await Promise.all([
       relay.earnings(this.account), relay.catalog(),
+      // a relay without the gas-free routes (or an older one) still shows earnings
+      relay.payouts(this.account).catch(() => null), relay.onboardQuote().then(parseQuote).catch(() => null),
       ...info.tokens.map((t) => channels.claimable(this.account, t.address).catch(() => 0n)),
     ]);
     this.earnings = earnings;
     this.catalog = catalog.tracks;
+    this.payouts = payouts;
+    this.payoutQuote = quote;
     info.tokens.forEach((t, i) => { this.claimable[t.address] = claimable[i]; });
     this.csvUrl = await relay.earningsCsvUrl(this.account); // the token earnings() just used (cached)
     this.changed("load");
@@ -159,6 +166,37 @@ export class Artist extends EventTarget {
     this.claimable[getAddress(token)] = 0n;
     this.changed("claim");
     return { amount, hash: receipt.hash };
+  }
+
+  /** The payout view of `token` (schedule, claimable, nextPayoutAt, payouts), or null when the relay gave none. */
+  payoutsOf(token) {
+    const all = this.payouts?.tokens ?? {};
+    const key = Object.keys(all).find((k) => getAddress(k) === getAddress(token));
+    return key ? all[key] : null;
+  }
+
+  /**
+   * Opt in to scheduled payouts of `token` (a threshold and/or a period, the most the relay may keep per payout),
+   * or opt out (enabled false), by an EIP-712 PayoutSchedule signature the relay submits: no transaction, no gas.
+   * The nonce is the contract's scheduleNonce, so an older signed schedule can never be replayed after this one.
+   */
+  async schedulePayouts(token, { enabled = true, threshold = 0n, period = 0, maxFee = 0n, recipient = ZeroAddress } = {}) {
+    if (enabled && !BigInt(threshold) && !Number(period)) throw new StudioError("choose a threshold, a period, or both");
+    if (!Number.isInteger(Number(period)) || Number(period) < 0 || Number(period) > 2 ** 32 - 1) throw new StudioError("the period is out of range");
+    const { info, abis, wallet } = this.ctx;
+    const signer = await wallet.signer();
+    const channels = await this._channels();
+    const address = getAddress(await channels.gasless()); // from the chain, never from the relay
+    const gasless = new Contract(address, abis.gasless, wallet.browserProvider);
+    const [nonce, block] = await Promise.all([gasless.scheduleNonce(this.account), wallet.browserProvider.getBlock("latest")]);
+    const auth = { payee: this.account, token: getAddress(token), enabled, recipient: getAddress(recipient),
+      threshold: BigInt(threshold), period: Number(period), maxFee: BigInt(maxFee), nonce,
+      deadline: BigInt(Number(block.timestamp) + AUTH_TTL) };
+    const signature = await signer.signTypedData(gaslessDomain(info.chainId, address), SCHEDULE_TYPES, auth);
+    const reply = await this.ctx.relay.schedulePayouts({ auth: authJson(auth), signature });
+    this.payouts = await this.ctx.relay.payouts(this.account).catch(() => this.payouts);
+    this.changed("payouts");
+    return reply;
   }
 
   /** Register a track: refused here, before any wallet prompt, when the title or the split is not valid. */

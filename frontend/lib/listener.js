@@ -2,6 +2,7 @@
 // browser's session key, POSTed to the relay, resynchronised from the relay's state when they drift).
 import { Contract, Signature, ZeroAddress, getAddress, hexlify, randomBytes } from "ethers";
 
+import * as G from "./gasless.js";
 import * as P from "./protocol.js";
 import * as L from "./ledger.js";
 import { termsFromJson, termsTuple } from "./pricing.js";
@@ -43,6 +44,8 @@ export class Listener extends EventTarget {
     this._checkedListings = new Set(); // listings found equal to the TrackRegistry's (see _checkListing)
     this._sse = null;
     this._poll = null;
+    // gas-free path: the wallet's ETH (null: not read yet) and the relay's quote (null: the relay offers none)
+    this.gas = { eth: null, quote: null };
   }
 
   changed(what = "all") {
@@ -129,7 +132,7 @@ export class Listener extends EventTarget {
     this.loading = true;
     this.changed();
     try {
-      await this._loadAccount(getAddress(wallet.account));
+      await Promise.all([this._loadAccount(getAddress(wallet.account)), this.refreshGas().catch(() => {})]);
     } finally {
       this.loading = false;
       this.changed();
@@ -395,10 +398,142 @@ export class Listener extends EventTarget {
     return new Contract(token, abis.token, wallet.browserProvider).balanceOf(wallet.account);
   }
 
+  /**
+   * The wallet's ETH and the relay's gas-free quote (GET /onboard/quote), for the views: a wallet with a token but
+   * no ETH is offered the gas-free path, and the relay's fee is shown before anything is signed.
+   */
+  async refreshGas() {
+    const { wallet } = this.ctx;
+    const [eth, quote] = await Promise.all([
+      wallet?.account ? wallet.browserProvider.getBalance(wallet.account).catch(() => null) : null,
+      this.ctx.relay.onboardQuote().then(G.parseQuote).catch(() => null),
+    ]);
+    this.gas = { eth, quote };
+    this.changed("gas");
+    return this.gas;
+  }
+
+  /** Whether this wallet should use the gas-free path for a channel in `token`: a token, and no ETH for gas. */
+  gasFree(token = this.channel?.token) {
+    return !!token && getAddress(token) !== ZeroAddress && this.gas.eth === 0n && !!this.gas.quote;
+  }
+
+  /** The gasless contract (from the chain, never from the relay), its EIP-712 domain, and the wallet's signer. */
+  async _gasless() {
+    const { info, abis } = this.ctx;
+    const { channels, signer } = await this.contracts();
+    const address = getAddress(await channels.gasless());
+    return { address, domain: G.gaslessDomain(info.chainId, address), signer, contract: new Contract(address, abis.gasless, signer) };
+  }
+
+  /**
+   * The fee the relay kept for the authorisation `nonce`, read from its transaction's AuthorizationUsed event (not
+   * from the relay's answer): a relay that did not submit it, or says another fee, is found out here.
+   */
+  async _chainFee(gasless, txHash, nonce) {
+    const untrusted = (message) => new RelayError(0, { error: { code: "untrusted_state", message } });
+    const receipt = typeof txHash === "string" && /^0x[0-9a-fA-F]{64}$/.test(txHash)
+      ? await this.ctx.wallet.browserProvider.getTransactionReceipt(txHash) : null;
+    if (!receipt || receipt.status !== 1) throw untrusted("the relay's transaction is not on chain");
+    const account = getAddress(this.ctx.wallet.account);
+    for (const log of receipt.logs) {
+      if (getAddress(log.address) !== gasless.address) continue;
+      const parsed = gasless.contract.interface.parseLog(log);
+      if (parsed?.name === "AuthorizationUsed" && getAddress(parsed.args.signer) === account && parsed.args.nonce === BigInt(nonce)) {
+        return { receipt, fee: parsed.args.fee };
+      }
+    }
+    throw untrusted("the relay's transaction did not use your authorisation");
+  }
+
+  /** The relay's fee now, refused if above what the listener was shown (and signs as maxFee). */
+  async _checkedFee(maxFee) {
+    const quote = G.parseQuote(await this.ctx.relay.onboardQuote());
+    if (maxFee == null) throw new Error("the relay's fee is not known yet: nothing was signed");
+    if (quote.fee > BigInt(maxFee)) {
+      throw new RelayError(0, { error: { code: "fee_above_max",
+        message: `the relay now asks a fee of ${quote.fee}, more than the ${maxFee} you were shown: nothing was signed` } });
+    }
+    return quote;
+  }
+
+  /** An EIP-2612 permit of `token` by the wallet for `spender`, signed with eth_signTypedData_v4 (no gas). */
+  async _signPermit(token, spender, amount, deadline) {
+    const { token: tokenContract, signer } = await this.contracts();
+    const erc20 = tokenContract(token);
+    const [nonce, domain] = await Promise.all([erc20.nonces(this.ctx.wallet.account), erc20.eip712Domain()]);
+    const permitDomain = { name: domain[1], version: domain[2], chainId: domain[3], verifyingContract: domain[4] };
+    const raw = await signer.signTypedData(permitDomain, G.EIP2612_TYPES,
+      { owner: getAddress(this.ctx.wallet.account), spender, value: amount, nonce, deadline });
+    return Signature.from(raw);
+  }
+
+  /**
+   * Open a channel without gas: the wallet signs a permit of `amount` for the gasless contract and an OpenChannel
+   * (this relay, a fresh browser session key, `maxFee` = the fee the listener was shown); the relay submits both
+   * and keeps its fee from the deposit. Nothing is sent from the wallet.
+   */
+  async openGasless({ token, amount, maxFee, days = DEFAULT_SESSION_DAYS }, progress = () => {}) {
+    const { info, wallet } = this.ctx;
+    const account = getAddress(wallet.account);
+    token = getAddress(token);
+    const quote = await this._checkedFee(maxFee);
+    if (BigInt(maxFee) >= BigInt(amount)) throw new Error("the deposit must be larger than the relay's fee");
+    const gasless = await this._gasless();
+    const salt = hexlify(randomBytes(32));
+    const session = S.createSessionKey();
+    await this.refreshChainTime();
+    const now = Math.floor(this.chainNow());
+    const expiry = now + Math.round(days * 86400);
+    const deadline = BigInt(now + G.AUTH_TTL);
+    const channelId = P.channelIdFor({ chainId: info.chainId, contract: info.channels, payer: account, token, relay: info.relay, salt });
+    S.saveSessionKey(info.chainId, info.channels, channelId, session, expiry);
+    progress("Sign the spending permit in your wallet (1 of 2)…");
+    const permit = await this._signPermit(token, gasless.address, amount, deadline);
+    const auth = { payer: account, token, relay: getAddress(info.relay), sessionKey: session.address, sessionExpiry: expiry, salt,
+      amount: BigInt(amount), maxFee: BigInt(maxFee), submitter: quote.submitter, nonce: G.randomNonce(), deadline };
+    progress("Sign the channel's terms in your wallet (2 of 2)…");
+    const signature = await gasless.signer.signTypedData(gasless.domain, G.OPEN_TYPES, auth);
+    progress("The relay is opening your channel…");
+    const reply = await this.ctx.relay.onboardOpen({ auth: G.authJson(auth), signature, permit: G.permitJson(amount, deadline, permit) });
+    if (String(reply.channelId).toLowerCase() !== channelId.toLowerCase()) {
+      throw new RelayError(0, { error: { code: "untrusted_state", message: "the relay answered for another channel" } });
+    }
+    const { fee } = await this._chainFee(gasless, reply.txHash, auth.nonce);
+    S.rememberChannel(info.chainId, account, channelId);
+    await this._selectWhenKnown(channelId);
+    await this._defaultSessionCap(amount - fee, progress);
+    await this.refreshGas().catch(() => {});
+    return channelId;
+  }
+
+  /** selectChannel, retried while the relay has not yet seen a channel opened a moment ago (unknown_channel). */
+  async _selectWhenKnown(channelId) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.selectChannel(channelId);
+      } catch (err) {
+        if (!(err instanceof RelayError) || err.code !== "unknown_channel" || attempt >= 10) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /**
+   * Default session cap: the browser's key may sign at most the opening deposit in total (a top-up does not
+   * raise what a copied key could spend; the wallet can lift the cap). Signed by the key itself, no prompt.
+   */
+  async _defaultSessionCap(amount, progress) {
+    if (this.session && this.channel?.sessionCap == null) {
+      progress("Setting this browser's spending limit…");
+      await this.setCaps({ dailyCap: BigInt(this.channel.dailyCap ?? 0), sessionCap: BigInt(amount) }).catch(() => {});
+    }
+  }
+
   /** Open a channel with a fresh browser session key. method: "eth" | "permit" | "approve". */
   async openChannel({ token, amount, method, days = DEFAULT_SESSION_DAYS }, progress = () => {}) {
     const { info, wallet } = this.ctx;
-    const { channels, token: tokenContract, signer } = await this.contracts();
+    const { channels, token: tokenContract } = await this.contracts();
     const account = getAddress(wallet.account);
     token = getAddress(token);
     const salt = hexlify(randomBytes(32));
@@ -412,17 +547,9 @@ export class Listener extends EventTarget {
       progress("Confirm the deposit in your wallet…");
       tx = channels.open(info.relay, token, amount, salt, session.address, expiry, { value: amount });
     } else if (method === "permit") {
-      const erc20 = tokenContract(token);
       progress("Sign the spending permit in your wallet…");
-      const [nonce, domain] = await Promise.all([erc20.nonces(account), erc20.eip712Domain()]);
       const deadline = BigInt(Math.floor(this.chainNow()) + 3600);
-      const permitDomain = { name: domain[1], version: domain[2], chainId: domain[3], verifyingContract: domain[4] };
-      const types = { Permit: [
-        { name: "owner", type: "address" }, { name: "spender", type: "address" }, { name: "value", type: "uint256" },
-        { name: "nonce", type: "uint256" }, { name: "deadline", type: "uint256" },
-      ] };
-      const raw = await signer.signTypedData(permitDomain, types, { owner: account, spender: info.channels, value: amount, nonce, deadline });
-      const sig = Signature.from(raw);
+      const sig = await this._signPermit(token, info.channels, amount, deadline);
       progress("Confirm the deposit in your wallet…");
       tx = channels.openWithPermit(info.relay, token, amount, salt, session.address, expiry, deadline, sig.v, sig.r, sig.s);
     } else {
@@ -440,16 +567,13 @@ export class Listener extends EventTarget {
     if (receipt.status !== 1) throw new Error("the open transaction failed");
     S.rememberChannel(info.chainId, account, channelId);
     await this.selectChannel(channelId);
-    // Default session cap: the browser's key may sign at most the opening deposit in total (a top-up does not
-    // raise what a copied key could spend; the wallet can lift the cap). Signed by the key itself, no prompt.
-    if (this.session && this.channel?.sessionCap == null) {
-      progress("Setting this browser's spending limit…");
-      await this.setCaps({ dailyCap: BigInt(this.channel.dailyCap ?? 0), sessionCap: BigInt(amount) }).catch(() => {});
-    }
+    await this._defaultSessionCap(amount, progress);
     return channelId;
   }
 
-  async topUp(amount) {
+  /** Top up by transaction, or (with `gasFree`: the fee shown as `maxFee`) by a permit and a TopUpChannel. */
+  async topUp(amount, { gasFree = false, maxFee = null } = {}) {
+    if (gasFree) return this._topUpGasless(amount, maxFee);
     const { info } = this.ctx;
     const { channels, token: tokenContract } = await this.contracts();
     const token = getAddress(this.channel.token);
@@ -461,6 +585,27 @@ export class Listener extends EventTarget {
     }
     await mined(channels.topUp(this.channel.channelId, amount, token === ZeroAddress ? { value: amount } : {}), "Top up");
     await this.refreshChannel();
+  }
+
+  async _topUpGasless(amount, maxFee) {
+    const quote = await this._checkedFee(maxFee);
+    if (BigInt(maxFee) >= BigInt(amount)) throw new Error("the top-up must be larger than the relay's fee");
+    const gasless = await this._gasless();
+    await this.refreshChainTime();
+    const deadline = BigInt(Math.floor(this.chainNow()) + G.AUTH_TTL);
+    const permit = await this._signPermit(this.channel.token, gasless.address, amount, deadline);
+    const auth = { payer: getAddress(this.ctx.wallet.account), channelId: this.channel.channelId, amount: BigInt(amount),
+      maxFee: BigInt(maxFee), submitter: quote.submitter, nonce: G.randomNonce(), deadline };
+    const signature = await gasless.signer.signTypedData(gasless.domain, G.TOPUP_TYPES, auth);
+    const before = BigInt(this.channel.deposit);
+    const reply = await this.ctx.relay.onboardTopUp({ auth: G.authJson(auth), signature, permit: G.permitJson(amount, deadline, permit) });
+    await this._chainFee(gasless, reply.txHash, auth.nonce);
+    for (let i = 0; i < 20; i++) { // the relay's view of the deposit follows its watcher
+      await this.refreshChannel();
+      if (BigInt(this.channel.deposit) > before) break;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await this.refreshGas().catch(() => {});
   }
 
   /** Authorise a new browser session key for the active channel (setSessionKey, payer only). */
@@ -611,8 +756,13 @@ export class Listener extends EventTarget {
   }
 
   // ------------------------------------------------------------------------------------------ closing
-  /** Cooperative close: the relay co-signs a Close over the latest voucher; the payer settles and is refunded at once. */
-  async closeCooperative() {
+  /**
+   * Cooperative close: the relay co-signs a Close over the latest voucher; the payer settles and is refunded at once.
+   * With `gasFree` the wallet signs a CloseChannel at that voucher instead (`maxFee`: the fee it was shown) and the
+   * relay submits the close, keeping its fee from the refund.
+   */
+  async closeCooperative({ gasFree = false, maxFee = null } = {}) {
+    if (gasFree) return this._closeGasless(maxFee);
     const { channels } = await this.contracts();
     const id = this.channel.channelId;
     this._stopPlayback(); // pays for what was heard, then no more payments
@@ -654,6 +804,39 @@ export class Listener extends EventTarget {
       ? P.signDigest(this.session.wallet, P.closeDigest(domain, voucher))
       : await (await this.ctx.wallet.signer()).signTypedData(domain, P.CLOSE_TYPES, { channelId: id, voucherDigest });
     return { voucherDigest, signature };
+  }
+
+  async _closeGasless(maxFee) {
+    const quote = await this._checkedFee(maxFee);
+    const { channels } = await this.contracts();
+    const id = this.channel.channelId;
+    this._stopPlayback();
+    await this._queue;
+    let request;
+    try {
+      request = await this._closeRequest();
+      await this.ctx.relay.close(id, request);
+    } catch (err) {
+      if (err?.code !== "close_state_mismatch" || !err.state) throw err;
+      await this.adoptSummary(err.state); // the relay holds a later voucher than this page: close at that one
+      request = await this._closeRequest();
+      await this.ctx.relay.close(id, request);
+    }
+    const gasless = await this._gasless();
+    await this.refreshChainTime();
+    const auth = { payer: getAddress(this.ctx.wallet.account), channelId: id, voucherDigest: request.voucherDigest,
+      maxFee: BigInt(maxFee), submitter: quote.submitter, nonce: G.randomNonce(),
+      deadline: BigInt(Math.floor(this.chainNow()) + G.AUTH_TTL) };
+    const signature = await gasless.signer.signTypedData(gasless.domain, G.CLOSE_AUTH_TYPES, auth);
+    const reply = await this.ctx.relay.onboardClose({ auth: G.authJson(auth), signature });
+    const { receipt, fee } = await this._chainFee(gasless, reply.txHash, auth.nonce);
+    const closed = closedEvent(channels, receipt);
+    // the contract's refund goes through the gasless contract, which keeps the relay's fee from it
+    const refund = closed.refund == null ? null : closed.refund - fee;
+    this.closeResult = { settled: closed.settled, refund, fee, hash: reply.txHash, cooperative: true, gasFree: true };
+    await this._afterClose();
+    await this.refreshGas().catch(() => {});
+    return this.closeResult;
   }
 
   async requestClose() {

@@ -27,6 +27,8 @@ export const ERROR_TITLES = {
   close_state_mismatch: "Out of sync with the relay: try closing again",
   relay_unreachable: "The relay is unreachable — check your connection or try again in a minute",
   invalid_request: "The relay rejected the request",
+  fee_above_max: "The relay raised its fee after showing it: nothing was signed",
+  max_fee_too_low: "The relay's fee went up: look at the new fee and try again",
 };
 
 /**

@@ -88,6 +88,14 @@ export class RelayClient extends EventTarget {
   listenerChannels = (addr) => this.read(`/api/v1/listeners/${addr}/channels`, { account: addr });
   // earnings: the artist's own key only (a session key never reads them)
   earnings = (addr) => this.read(`/api/v1/artists/${addr}/earnings`, { account: addr }, { wallet: true });
+  // gas-free onboarding and payouts (docs/API.md): the relay submits what the wallet signed and pays the gas
+  onboardQuote = () => this.get("/api/v1/onboard/quote");
+  onboardOpen = (body) => this.request("POST", "/api/v1/onboard/open", body);
+  onboardTopUp = (body) => this.request("POST", "/api/v1/onboard/topup", body);
+  onboardClose = (body) => this.request("POST", "/api/v1/onboard/close", body);
+  schedulePayouts = (body) => this.request("POST", "/api/v1/payouts/schedule", body);
+  // payouts: the payee's own key only, like earnings
+  payouts = (addr) => this.read(`/api/v1/artists/${addr}/payouts`, { account: addr }, { wallet: true });
   /** A download link for the earnings CSV (a link cannot send headers: the token rides in the query). */
   async earningsCsvUrl(addr) {
     const token = await this.tokens.token({ account: addr }, { wallet: true });

@@ -10,7 +10,7 @@ import { ICONS, openTipModal } from "./player.js";
 
 /** The listen view's own state (forms, open panel, search): made afresh on each visit, dropped on leaving. */
 function viewState(ctx) {
-  const form = { token: ctx.listener.catalogToken ?? ZeroAddress, amount: "", method: "permit", days: DEFAULT_SESSION_DAYS, busy: null, panel: null, capText: "", topUpText: "" };
+  const form = { token: ctx.listener.catalogToken ?? ZeroAddress, amount: "", method: null, days: DEFAULT_SESSION_DAYS, busy: null, panel: null, capText: "", topUpText: "" };
   return Object.assign(Object.create(ctx), { form, search: "" });
 }
 
@@ -233,7 +233,7 @@ function sideKey(ctx) {
   const c = listener.channel;
   return JSON.stringify([wallet?.account, wallet?.chainId, ctx.chainOk(), c?.channelId, c?.status, !!c?.closesAt, !!listener.session,
     listener.sessionUsable(), c?.dailyCap, ctx.form.panel, ctx.form.busy, ctx.form.token, ctx.form.method, listener.channels.length, !!listener.closeResult,
-    !!listener.loading]);
+    !!listener.loading, String(listener.gas.eth), String(listener.gas.quote?.fee ?? "")]);
 }
 
 function renderSide(ctx, el) {
@@ -344,6 +344,7 @@ function renderSide(ctx, el) {
       r ? h("div.kv-list",
         h("div", h("span.k", "Paid to artists"), h("span", { "data-testid": "closed-settled" }, ctx.fmt(r.settled ?? 0n, token))),
         h("div", h("span.k", "Refunded to you"), h("span", { "data-testid": "refund" }, ctx.fmt(r.refund ?? 0n, token))),
+        r.gasFree ? h("div", h("span.k", "Relay's fee"), h("span", { "data-testid": "close-fee", "data-fee": String(r.fee) }, ctx.fmt(r.fee, token))) : null,
         h("div", h("span.k", "Transaction"), h("span.mono", shortAddr(r.hash)))) : null,
       h("button.btn.primary", { "data-testid": "open-new", onclick: () => { ctx.form.panel = "new"; ctx.listener.changed(); } }, "Open a new channel")));
   }
@@ -425,14 +426,27 @@ function capForm(ctx, token) {
     }, "btn primary small", "cap-save"), h("button.btn.small.ghost", { onclick: () => togglePanel(ctx, "cap") }, "Cancel")));
 }
 
+/**
+ * The gas-free notice of a form: the relay's fee, shown before the wallet is asked to sign (and signed as the most
+ * it may keep). data-fee carries the fee in token units.
+ */
+function gasFreeNote(ctx, token, what) {
+  const fee = ctx.listener.gas.quote.fee;
+  return h("div.muted.gas-free", { "data-testid": "gasless-fee", "data-fee": String(fee) },
+    ctx.listener.gas.eth === 0n ? "Your wallet has no ETH for gas, so the relay sends the transaction for you. " : "The relay sends the transaction for you. ",
+    "Its fee: ", h("b", ctx.fmt(fee, token)), `, taken from ${what}. You sign; you pay no gas.`);
+}
+
 function topUpForm(ctx, token) {
+  const gasFree = ctx.listener.gasFree();
   const input = h("input.input", { value: ctx.form.topUpText, placeholder: token.decimals === 18 ? "0.01" : "10", inputmode: "decimal", "data-testid": "topup-input", oninput: (e) => { ctx.form.topUpText = e.target.value; } });
   return h("div.inline-form",
     h("label.field", h("span", "Add to deposit"), h("div.input-wrap", input, h("span.suffix", token.symbol))),
+    gasFree ? gasFreeNote(ctx, token, "the amount added") : null,
     h("div.row", busyButton(ctx, "topup", "Top up", async () => {
       const value = parseAmount(ctx.form.topUpText, token);
       if (!value) throw new Error("enter an amount");
-      await ctx.listener.topUp(value);
+      await ctx.listener.topUp(value, gasFree ? { gasFree, maxFee: ctx.listener.gas.quote.fee } : {});
       ctx.form.panel = null;
       ctx.form.topUpText = "";
       ctx.toast(`Added ${ctx.fmt(value, token)} to your channel`);
@@ -442,10 +456,12 @@ function topUpForm(ctx, token) {
 function closeForm(ctx, token) {
   const { listener } = ctx;
   const c = listener.channel;
+  const gasFree = listener.gasFree();
   return h("div.inline-form", { "data-testid": "close-form" },
     h("div", h("b", "Close now"), h("div.muted", `The relay co-signs your latest voucher; artists are paid and the remaining ${ctx.fmt(c.remaining, token)} comes back in one transaction.`)),
+    gasFree ? gasFreeNote(ctx, token, "the refund") : null,
     busyButton(ctx, "coop", "Close & refund now", async () => {
-      const r = await listener.closeCooperative();
+      const r = await listener.closeCooperative(gasFree ? { gasFree, maxFee: listener.gas.quote.fee } : {});
       ctx.form.panel = null;
       ctx.toast(`Channel closed: ${ctx.fmt(r.refund ?? 0n, token)} refunded`);
     }, "btn primary small", "close-coop"),
@@ -461,6 +477,8 @@ function openCard(ctx) {
   const { listener } = ctx;
   const token = ctx.tokenOf(ctx.form.token);
   const isEth = token.address === ZeroAddress;
+  // a wallet with the token but no ETH opens by signatures alone, unless the listener picks another way
+  const method = isEth ? "eth" : ctx.form.method ?? (listener.gasFree(token.address) ? "gasless" : "permit");
   if (!ctx.form.amount) ctx.form.amount = isEth ? "0.01" : "20";
   const presets = isEth ? ["0.005", "0.01", "0.05"] : ["5", "20", "50"];
   const balance = h("span.muted.num", { "data-testid": "wallet-token-balance" }, "…");
@@ -477,18 +495,22 @@ function openCard(ctx) {
       h("div.presets", presets.map((p) => h("button", { type: "button", class: p === ctx.form.amount ? "on" : "", onclick: () => { ctx.form.amount = p; amount.value = p; } }, `${p} ${token.symbol}`))),
       balance,
       !isEth ? h("div.field", h("span", "Funding"), h("div.seg",
-        h("button", { class: ctx.form.method === "permit" ? "on" : "", "data-testid": "method-permit", onclick: () => { ctx.form.method = "permit"; ctx.listener.changed(); } }, "One signature (permit)"),
-        h("button", { class: ctx.form.method === "approve" ? "on" : "", "data-testid": "method-approve", onclick: () => { ctx.form.method = "approve"; ctx.listener.changed(); } }, "Approve + open"))) : null,
+        listener.gas.quote ? h("button", { class: method === "gasless" ? "on" : "", "data-testid": "method-gasless", onclick: () => { ctx.form.method = "gasless"; ctx.listener.changed(); } }, "Gas-free") : null,
+        h("button", { class: method === "permit" ? "on" : "", "data-testid": "method-permit", onclick: () => { ctx.form.method = "permit"; ctx.listener.changed(); } }, "One signature (permit)"),
+        h("button", { class: method === "approve" ? "on" : "", "data-testid": "method-approve", onclick: () => { ctx.form.method = "approve"; ctx.listener.changed(); } }, "Approve + open"))) : null,
+      method === "gasless" ? gasFreeNote(ctx, token, "your deposit") : null,
       h("label.field", h("span", "Session key valid for"), h("select.input", { onchange: (e) => { ctx.form.days = Number(e.target.value); } },
         [1, 7, 30].map((d) => h("option", { value: d, selected: d === ctx.form.days }, `${d} day${d > 1 ? "s" : ""}`)))),
       h("div.muted", { style: { fontSize: "12.5px" } }, "A fresh key is created in this browser and authorised in the open transaction. It can only pay from this channel."),
       busyButton(ctx, "open", "Open channel", async () => {
         const value = parseAmount(ctx.form.amount, token);
         if (!value) throw new Error("enter a deposit amount");
-        await listener.openChannel({ token: token.address, amount: value, method: isEth ? "eth" : ctx.form.method, days: ctx.form.days }, (msg) => {
+        const progress = (msg) => {
           ctx.form.progress = msg;
           ctx.listener.changed();
-        });
+        };
+        if (method === "gasless") await listener.openGasless({ token: token.address, amount: value, maxFee: listener.gas.quote.fee, days: ctx.form.days }, progress);
+        else await listener.openChannel({ token: token.address, amount: value, method, days: ctx.form.days }, progress);
         ctx.form.panel = null;
         ctx.form.progress = null;
         ctx.toast(`Channel open with ${ctx.fmt(value, token)} — press play`);

@@ -21,6 +21,8 @@ function viewState(ctx) {
     busy: null,
     reg: null, // register form state
     upload: null, // the latest upload's outcome
+    payoutToken: (ctx.info.tokens.find((t) => t.address !== ZeroAddress) ?? ctx.info.tokens[0])?.address ?? ZeroAddress,
+    payoutForm: { threshold: "", period: "0", maxFee: "" },
   };
   return Object.assign(Object.create(ctx), { S });
 }
@@ -42,6 +44,8 @@ export function renderStudio(ctx, root) {
   let catalogKey = null;
   let earningsKey = null;
   let claimsKey = null;
+  let payoutsKey = null;
+  const payoutsEl = h("div");
   const earningsEl = h("div");
   const tracksEl = h("div");
   const claimEl = h("div");
@@ -68,7 +72,7 @@ export function renderStudio(ctx, root) {
           h("a.btn.primary", { href: "#register", onclick: (e) => { e.preventDefault(); registerEl.scrollIntoView({ behavior: "smooth" }); } }, "Register a track"))),
       h("div.studio-grid",
         h("div", { style: { display: "flex", flexDirection: "column", gap: "20px" } }, earningsEl, tracksEl),
-        h("div", { style: { display: "flex", flexDirection: "column", gap: "20px" } }, claimEl, registerEl)));
+        h("div", { style: { display: "flex", flexDirection: "column", gap: "20px" } }, claimEl, payoutsEl, registerEl)));
     return true;
   }
 
@@ -102,6 +106,11 @@ export function renderStudio(ctx, root) {
       claimsKey = ckey;
       drawClaims(ctx, claimEl, redraw, load);
     }
+    const pkey = JSON.stringify([ctx.S.artist?.payouts, ctx.S.artist?.payoutQuote, ctx.S.payoutToken, ctx.S.busy], (k, v) => (typeof v === "bigint" ? String(v) : v));
+    if (pkey !== payoutsKey) {
+      payoutsKey = pkey;
+      drawPayouts(ctx, payoutsEl, redraw);
+    }
     const key = JSON.stringify([ctx.S.catalog.map((t) => [t.trackId, t.splitHash, t.terms]), ctx.S.editing, ctx.wallet.account]);
     if (key !== catalogKey) {
       catalogKey = key;
@@ -110,7 +119,7 @@ export function renderStudio(ctx, root) {
   }
 
   const redraw = () => {
-    earningsKey = claimsKey = null;
+    earningsKey = claimsKey = payoutsKey = null;
     draw();
   };
 
@@ -121,7 +130,7 @@ export function renderStudio(ctx, root) {
     if (!layout()) return;
     account = ctx.wallet.account;
     ctx.S.artist = new Artist(ctx, account);
-    catalogKey = earningsKey = claimsKey = null;
+    catalogKey = earningsKey = claimsKey = payoutsKey = null;
     if (!ctx.S.reg || ctx.S.reg.owner !== account) ctx.S.reg = { owner: account, title: "", trackId: "", fileName: "", terms: newTermsState(ZeroAddress), split: newSplitState(account) };
     drawRegister(ctx, registerEl, () => load().catch(() => {}));
     draw();
@@ -174,7 +183,7 @@ function drawEarnings(ctx, el, redraw) {
     h("div.row", { style: { justifyContent: "space-between", marginBottom: "4px" } }, h("div.label", "By track"),
       h("div.legend", h("span", h("span.dot", { style: { color: "var(--warn)" } }), "pending"), h("span", h("span.dot", { style: { color: "var(--accent-2)" } }), "settled on-chain"), h("span", h("span.dot", { style: { color: "var(--accent)" } }), "claimed"))),
     rows.length ? h("div.tbl-wrap", h("table.tbl", { "data-testid": "earnings-table" },
-      h("thead", h("tr", h("th", "Track"), h("th.r", "Plays"), h("th.r", "Seconds"), h("th.r", "Tips"), h("th.r", "Earned"), h("th", "Status"))),
+      h("thead", h("tr", h("th", "Track"), h("th.r", "Plays"), h("th.r", { title: "seconds of audio paid for, per second" }, "Seconds paid"), h("th.r", { title: "seconds of audio the relay delivered (metered)" }, "Delivered"), h("th.r", "Tips"), h("th.r", "Earned"), h("th", "Status"))),
       h("tbody", rows.map((r) => {
         const earned = BigInt(r.earned) || 1n;
         const pct = (v) => `${Number((BigInt(v) * 10000n) / earned) / 100}%`;
@@ -182,7 +191,9 @@ function drawEarnings(ctx, el, redraw) {
         return h("tr", { "data-testid": "earnings-row", "data-title": r.title ?? "" },
           h("td", h("div.t-track", h("div.t-art", { style: { background: direct ? avatarStyle("0x" + r.target.slice(26)) : artStyle(r.target) } }),
             h("div", h("div", r.title ?? (direct ? "Direct tips" : shortAddr(r.target))), h("div.faint", { style: { fontSize: "11.5px" } }, `${ctx.fmt(r.pending, token)} pending`)))),
-          h("td.r", r.plays), h("td.r", r.seconds), h("td.r", ctx.fmt(r.tips, token)), h("td.r", h("b", ctx.fmt(r.earned, token))),
+          h("td.r", r.plays), h("td.r", { "data-testid": "seconds-paid" }, r.seconds),
+          h("td.r", { "data-testid": "seconds-delivered" }, r.secondsDelivered == null ? "—" : String(Math.round(r.secondsDelivered * 10) / 10)),
+          h("td.r", ctx.fmt(r.tips, token)), h("td.r", h("b", ctx.fmt(r.earned, token))),
           h("td", h("div.stack", { title: `claimed ${ctx.fmt(r.claimed, token)} · settled ${ctx.fmt(r.settled, token)} · pending ${ctx.fmt(r.pending, token)}` },
             h("i.s-claimed", { style: { width: pct(r.claimed) } }), h("i.s-settled", { style: { width: pct(r.settled) } }), h("i.s-pending", { style: { width: pct(r.pending) } }))));
       })))) : h("div.empty", "No earnings in this token yet. Plays show up here the moment a listener's voucher is accepted.")));
@@ -252,6 +263,78 @@ function drawClaims(ctx, el, redraw, reload) {
     line.classList.toggle("hidden", !result);
     if (result) line.textContent = `✓ Claimed ${ctx.fmt(result.amount ?? 0n, t)} at ${fmtTime(result.at)} · tx ${shortAddr(result.hash)}`;
   }
+}
+
+// ------------------------------------------------------------------------------------------ payouts
+const PERIODS = [[0, "no period"], [3600, "hourly"], [86400, "daily"], [604800, "weekly"], [2592000, "every 30 days"]];
+
+/**
+ * Scheduled payouts of one token: the schedule in force (read from the contract by the relay), when the next payout
+ * can come, every payout with its transaction; opt in (threshold and/or period, the most the relay may keep per
+ * payout) or out, by one signature the relay submits (no gas).
+ */
+function drawPayouts(ctx, el, redraw) {
+  const artist = ctx.S.artist;
+  if (!artist?.payouts || !artist.payoutQuote) {
+    mount(el, null);
+    return;
+  }
+  const token = ctx.tokenOf(ctx.S.payoutToken);
+  const view = artist.payoutsOf(token.address);
+  const s = view?.schedule;
+  const f = ctx.S.payoutForm;
+  const busy = ctx.S.busy === "payouts";
+  const on = !!s?.enabled;
+  const next = view?.nextPayoutAt;
+  const nextText = !on ? "—" : next ? fmtTime(next) : `as soon as ${s.threshold !== "0" ? `your balance reaches ${ctx.fmt(s.threshold, token)}` : "a payout round runs"}`;
+  const input = (key, attrs) => h("input.input", { value: f[key], inputmode: "decimal", oninput: (e) => { f[key] = e.target.value; }, ...attrs });
+  const run = async (enabled) => {
+    ctx.S.busy = "payouts";
+    redraw();
+    try {
+      const threshold = f.threshold.trim() ? parseAmount(f.threshold, token) : 0n;
+      const maxFee = f.maxFee.trim() ? parseAmount(f.maxFee, token) : artist.payoutQuote.payoutFee;
+      if (threshold === null || maxFee === null) throw new Error("enter amounts as numbers");
+      await artist.schedulePayouts(token.address, enabled ? { threshold, period: Number(f.period), maxFee } : { enabled: false, maxFee: s ? BigInt(s.maxFee) : 0n });
+      ctx.toast(enabled ? `Payouts in ${token.symbol} scheduled` : `Payouts in ${token.symbol} stopped: claim as before`);
+    } catch (err) {
+      ctx.showError(err, "Payout schedule refused");
+    } finally {
+      ctx.S.busy = null;
+      redraw();
+    }
+  };
+  const payouts = [...(view?.payouts ?? [])].reverse();
+  mount(el, h("div.card", { "data-testid": "payouts", "data-enabled": String(on) },
+    h("div.card-head", h("h3", "Payouts"), h("div.seg", ctx.info.tokens.map((t) => h("button", {
+      class: t.address === token.address ? "on" : "", "data-testid": `payout-token-${t.symbol}`,
+      onclick: () => { ctx.S.payoutToken = t.address; redraw(); } }, t.symbol)))),
+    h("div.muted", "The relay pushes your balance to you on a schedule: no claim, no gas. Claiming by hand keeps working."),
+    h("div.kv-list", { "data-testid": "payout-schedule" },
+      h("div", h("span.k", "Schedule"), h("span", { "data-testid": "payout-status" }, on ? "on" : "off")),
+      on ? [
+        h("div", h("span.k", "From a balance of"), h("span", { "data-testid": "payout-threshold" }, s.threshold === "0" ? "any" : ctx.fmt(s.threshold, token))),
+        h("div", h("span.k", "How often"), h("span", { "data-testid": "payout-period" }, s.period ? `at most ${PERIODS.find(([p]) => p === s.period)?.[1] ?? `every ${s.period} s`}` : "whenever the balance is due")),
+        h("div", h("span.k", "Fee per payout, at most"), h("span", { "data-testid": "payout-max-fee" }, ctx.fmt(s.maxFee, token))),
+        h("div", h("span.k", "To"), h("span.mono", s.recipient === ZERO_ADDRESS ? "your wallet" : shortAddr(s.recipient))),
+      ] : null,
+      h("div", h("span.k", "Next payout"), h("span", { "data-testid": "payout-next" }, nextText))),
+    h("div.inline-form",
+      h("label.field", h("span", "Pay me once my balance reaches"), h("div.input-wrap", input("threshold", { placeholder: "e.g. 1", "data-testid": "payout-threshold-input" }), h("span.suffix", token.symbol))),
+      h("label.field", h("span", "and at most"), h("select.input", { "data-testid": "payout-period-input", onchange: (e) => { f.period = e.target.value; } },
+        PERIODS.map(([p, label]) => h("option", { value: String(p), selected: String(p) === f.period }, label)))),
+      h("label.field", h("span", "The relay's fee per payout, at most"), h("div.input-wrap",
+        input("maxFee", { placeholder: ctx.fmt(artist.payoutQuote.payoutFee, token, { symbol: false }), "data-testid": "payout-max-fee-input" }), h("span.suffix", token.symbol))),
+      h("div.muted", { "data-testid": "payout-fee-quote", "data-fee": String(artist.payoutQuote.payoutFee) },
+        `The relay now keeps ${ctx.fmt(artist.payoutQuote.payoutFee, token)} per payout (never more than your maximum).`),
+      h("div.row",
+        h("button.btn.primary.small", { "data-testid": "payout-opt-in", disabled: !!ctx.S.busy, onclick: () => run(true) }, busy ? [h("span.spinner"), "Signing…"] : on ? "Update schedule" : "Schedule payouts"),
+        on ? h("button.btn.small.danger", { "data-testid": "payout-opt-out", disabled: !!ctx.S.busy, onclick: () => run(false) }, "Stop payouts") : null)),
+    payouts.length ? h("div.tbl-wrap", h("table.tbl", { "data-testid": "payouts-table" },
+      h("thead", h("tr", h("th", "Block"), h("th.r", "Paid"), h("th.r", "Fee"), h("th", "To"), h("th", "Transaction"))),
+      h("tbody", payouts.map((p) => h("tr", { "data-testid": "payout-row", "data-tx": p.txHash },
+        h("td", String(p.block)), h("td.r", ctx.fmt(p.amount, token)), h("td.r", ctx.fmt(p.fee, token)),
+        h("td.mono", shortAddr(p.to)), h("td.mono", { title: p.txHash }, shortAddr(p.txHash))))))) : h("div.empty", { "data-testid": "no-payouts" }, "No payouts yet.")));
 }
 
 async function claim(ctx, t, reload, redraw) {

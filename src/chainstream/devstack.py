@@ -48,6 +48,7 @@ ANVIL_KEYS = (
     "0xa267530f49f8280200edf313ee7af6b827f2a8bce2897751d06a843f644967b1",
     "0x47c99abed3324a2707c28affff1267e45918ec8c3f20b8aa892e8b065d2942dd",
     "0xc526ee95bf44d8fc405a158bb884d9d1238d99f0612e9f33d006bb0789009aaa",
+    "0x8166f546bab6da521a8369cab06c5d2b9e46670292d85c875ee9ec20e84ffb61",
 )
 ROLES = {
     "deployer": 0,
@@ -65,6 +66,7 @@ ROLES = {
     "renewer": 12,
     "skeptic": 13,
     "doubter": 14,
+    "gasfree": 15,  # the gas-free browser test empties its ETH: it holds only mUSD
 }  # from buyer on: one listener per browser test
 LISTENERS = ("listener", "listener2")
 CHALLENGE_PERIOD = 3_600
@@ -136,13 +138,15 @@ def start_stack(
     settle_max_gas_fraction: float = 1e12,
     challenge_period: int = CHALLENGE_PERIOD,
     deployment_out: Path | None = None,
+    payout_interval: float = 0.0,
 ) -> Stack:
     """Start anvil (on `rpc_port`, else a free port), deploy, register the demo catalog, mint mUSD to the listeners,
     and serve the relay and web player on `port` (else a free port). `deployment_out` also writes the deployment
     file there, for `chainstream relay` / `listener` / `artist` commands pointed at this chain.
 
     The relay settles due channels whatever the gas costs (`settle_max_gas_fraction`: test ETH), the stablecoin
-    valued at 1 wei a unit, so the player and studio show settlement as soon as a channel is due."""
+    valued at 1 wei a unit, so the player and studio show settlement as soon as a channel is due. With
+    `payout_interval` > 0 the relay also pushes scheduled payouts that often (seconds)."""
     node = AnvilNode(port=rpc_port, accounts=len(ANVIL_KEYS)).start()
     try:
         w3 = node.web3()
@@ -169,6 +173,7 @@ def start_stack(
             deployment,
             Path(tmp.name),
             (settle_interval, settle_min_value, settle_max_age, settle_max_gas_fraction),
+            payout_interval,
         )
         relay = RelayThread(
             settings, w3=node.web3(), deployment=deployment, host=host, port=port or free_port(), graceful_timeout=2
@@ -188,6 +193,7 @@ def _relay_settings(
     deployment: Deployment,
     data_dir: Path,
     settle: tuple[float, int, float, float],
+    payout_interval: float = 0.0,
 ) -> Settings:
     interval, min_value, max_age, max_gas_fraction = settle
     return Settings(
@@ -201,6 +207,7 @@ def _relay_settings(
         settle_token_prices={deployment.stablecoin: 1.0} if deployment.stablecoin else {},
         poll_interval=0.5,
         rpc_url=node.url,
+        payout_interval=payout_interval,
     )
 
 

@@ -229,6 +229,10 @@ def test_listen_tip_cap_settle_claim_and_close(browser: Any, stack: Stack) -> No
     (drift,) = [t for t in stack.get(f"/api/v1/channels/{cid}/deliveries")["tracks"] if t["secondsPaid"]]
     assert drift["secondsDeliveredMetered"] == pytest.approx(12.0, abs=0.1), drift
     assert drift["secondsPaid"] == sum(i["units"] for i in seconds)
+    # ...and the artist's dashboard (ada: a collaborator on the track) shows seconds paid next to seconds delivered
+    drift_row = studio.locator("[data-testid=earnings-row][data-title='Per-Second Drift']")
+    expect(drift_row.get_by_test_id("seconds-paid")).to_have_text(str(drift["secondsPaid"]))
+    expect(drift_row.get_by_test_id("seconds-delivered")).to_have_text(re.compile(r"^12(\.0)?$"))
 
     # A tip with a message, split like a play.
     tile(page, "Morning Modem").get_by_test_id("tip").click()

@@ -21,6 +21,7 @@ from tests.integration.media_fixtures import GRANT, needs_ffmpeg, owner_key, pub
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     BLUES,
     DRIFT,
+    ETH,
     GWEI,
     MODEM,
     InProcessRelay,
@@ -147,6 +148,35 @@ def test_the_sdk_streams_a_per_second_track_paying_one_segment_ahead(
     ]
     history = listener.relay.get(f"/channels/0x{listener.channel_id.hex()}/history")  # type: ignore[union-attr]
     assert history["delivered"] == delivered
+
+
+def test_the_artists_earnings_show_seconds_delivered_next_to_seconds_paid(
+    relay_chain: RelayChain, relay: InProcessRelay
+) -> None:
+    """A listener streams a per-second track to the end: the owner's and a collaborator's earnings rows for it show
+    the seconds paid and the metered seconds of audio the relay served on those channels (issue 10)."""
+    manifest = publish(relay_chain, relay, DRIFT)[DRIFT]
+    track = "0x" + relay_chain.track(DRIFT).hex()
+    artists = {
+        who: Artist(
+            relay_chain.chain.key(who), w3=relay_chain.w3, deployment=relay_chain.chain.deployment, relay=relay.client()
+        )
+        for who in ("cleo", "ada")  # the owner, and a collaborator on the split
+    }
+
+    def row(who: str) -> tuple[int, float]:
+        rows = [t for t in artists[who].earnings()["tracks"] if t["target"] == track and t["token"] == ETH]
+        return (rows[0]["seconds"], rows[0]["secondsDelivered"]) if rows else (0, 0.0)
+
+    before = {who: row(who) for who in artists}  # the relay may have streamed this track for earlier tests
+    streamed = open_listener(relay_chain, relay).stream(relay_chain.track(DRIFT))
+    segment = max(seg["duration"] for seg in manifest["segments"])
+    for who in artists:
+        seconds, delivered = row(who)
+        assert seconds - before[who][0] == streamed.seconds_paid
+        assert delivered - before[who][1] == pytest.approx(manifest["duration"])
+        # paid one segment ahead at most: never more than one segment's audio beyond what was paid
+        assert delivered - before[who][1] <= streamed.seconds_paid + segment
 
 
 def test_the_sdk_streams_a_per_play_track_with_one_payment(relay_chain: RelayChain, relay: InProcessRelay) -> None:

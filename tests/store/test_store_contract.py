@@ -290,6 +290,25 @@ def test_audio_deliveries_are_recorded_once_per_receipt_and_metered_against_a_bu
     assert store.seconds_paid(cid(1), track) == 0
 
 
+def test_a_payees_metered_deliveries_are_those_of_the_channels_and_tracks_it_earned_on(store: SqlStore) -> None:
+    """The earnings' seconds delivered: metered audio per (channel, track) where the payee has earnings; another
+    track's audio on the same channel and the track's audio on a channel that never paid the payee are left out."""
+    paid = records(11, 2, SPLIT_LISTING)  # COLLAB earns on channel 11 for SPLIT_LISTING's track
+    store.submit_payments(paid).result(timeout=30)
+    track, other = SPLIT_LISTING.track_id, b"\x09" * 32
+    store.add_deliveries(
+        [
+            (cid(11), track, 1, 0, 2_000, 1, 1.0),
+            (cid(11), track, 1, 1, 1_500, 1, 1.0),
+            (cid(11), track, 2, 0, 2_000, 0, 2.0),  # a play's audio: not metered
+            (cid(11), other, 1, 0, 2_000, 1, 1.0),
+            (cid(12), track, 1, 0, 2_000, 1, 1.0),  # no payment to COLLAB on channel 12
+        ]
+    )
+    assert store.metered_deliveries_of(COLLAB) == {(cid(11), track): 3_500}
+    assert store.metered_deliveries_of(PAYER) == {}
+
+
 def test_deliveries_decided_in_memory_are_written_in_one_batch_and_read_back(store: SqlStore) -> None:
     """The relay's delivery book writes batches of rows (a row already there is kept) and reloads from them."""
     track = b"\x08" * 32

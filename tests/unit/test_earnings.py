@@ -50,6 +50,20 @@ def test_a_credit_short_of_a_payment_leaves_it_pending() -> None:
     assert [p.status for p in e.payments if p.channel_id == A] == [SETTLED, PENDING, PENDING]
 
 
+def test_seconds_delivered_count_the_tracks_audio_on_the_channels_that_paid_this_payee_for_it() -> None:
+    """A track's metered seconds delivered sum its deliveries on the channels whose payments credited the payee
+    for it; audio of another track, or served on a channel that never paid this payee for the track, is left out."""
+    C = b"\xcc" * 32  # a channel that played SONG but never paid this payee
+    delivered = {(A, SONG): 7_250, (A, OTHER): 1_000, (B, OTHER): 3_000, (C, SONG): 60_000}
+    e = earnings(ROWS, token_of=TOKENS, credited={}, claimed={}, default_token=ETH, delivered=delivered)
+    assert (e.tracks[(ETH, SONG)].seconds, e.tracks[(ETH, SONG)].delivered_millis) == (7, 7_250)
+    assert e.tracks[(USD, OTHER)].delivered_millis == 3_000
+    assert (
+        earnings(ROWS, token_of=TOKENS, credited={}, claimed={}, default_token=ETH).tracks[(ETH, SONG)].delivered_millis
+        == 0
+    )
+
+
 def test_claims_are_per_token_and_attributed_to_settled_payments_in_order_partly_if_need_be() -> None:
     e = earnings(ROWS, token_of=TOKENS, credited={A: 60, B: 1_000}, claimed={ETH: 25, USD: 1_000}, default_token=ETH)
     a = [(p.seq, p.claimed, p.status) for p in e.payments if p.channel_id == A]

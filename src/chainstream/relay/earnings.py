@@ -67,9 +67,12 @@ class TrackEarnings(Totals):
     seconds: int = 0
     tips: int = 0  # an amount
     downloads: int = 0
+    delivered_millis: int = 0  # metered audio the relay served of this track on the channels that paid for it
+    channels: set[bytes] = field(default_factory=set)
 
     def add(self, p: PaymentEarning) -> None:
         super().add(p)
+        self.channels.add(p.channel_id)
         if p.kind == Kind.PLAY:
             self.plays += 1
         elif p.kind == Kind.SECONDS:
@@ -95,9 +98,12 @@ def earnings(
     credited: Mapping[bytes, int],
     claimed: Mapping[str, int],
     default_token: Address,
+    delivered: Mapping[tuple[bytes, bytes], int] | None = None,
 ) -> Earnings:
     """The payee's earnings. `token_of`: each channel's token; `credited`: what the chain credited the payee per
-    channel; `claimed`: what the payee claimed per token."""
+    channel; `claimed`: what the payee claimed per token; `delivered`: metered milliseconds of audio the relay
+    served per (channel, track), summed per track over the channels whose payments credited the payee for it (so
+    a track's seconds delivered sit next to the seconds paid on the same channels)."""
     payments = _with_claims(_with_settlement(rows, token_of, credited, default_token), claimed)
     out = Earnings(payments=payments)
     for p in payments:
@@ -105,6 +111,8 @@ def earnings(
         out.tracks.setdefault((p.token, p.target), TrackEarnings(token=p.token, target=p.target)).add(p)
         hour = int(p.accepted_at) // 3600 * 3600
         out.timeline[(p.token, hour)] = out.timeline.get((p.token, hour), 0) + p.amount
+    for track in out.tracks.values():
+        track.delivered_millis = sum((delivered or {}).get((c, track.target), 0) for c in track.channels)
     return out
 
 

@@ -123,6 +123,7 @@ def _track_earnings_json(t: TrackEarnings, title: str | None) -> dict[str, Any]:
         "target": "0x" + t.target.hex(),
         "plays": t.plays,
         "seconds": t.seconds,
+        "secondsDelivered": t.delivered_millis / 1000,
         "tips": str(t.tips),
         "downloads": t.downloads,
         "earned": str(t.total),

@@ -763,10 +763,14 @@ class RelayService:
         claimed: dict[str, int] = {}
         for claim in self.store.claims_of(payee):
             claimed[claim["token"]] = claimed.get(claim["token"], 0) + int(claim["amount"])
+        if self.media.book is not None:
+            self.media.book.flush()  # deliveries still buffered in memory: read them back from the store
+        delivered = self.store.metered_deliveries_of(payee)
         return earnings(
             rows,
             token_of={c.channel_id: c.token for c in self.store.channels()},
             credited=credited,
             claimed=claimed,
             default_token=ZERO_ADDRESS,
+            delivered=delivered,
         )

@@ -122,6 +122,9 @@ class Store(Protocol):
     def seconds_paid(self, channel_id: bytes, target: bytes, up_to_seq: int | None = None) -> int:
         """Seconds the channel paid for a track (per-second receipts), up to a seq."""
 
+    def metered_deliveries_of(self, payee: str) -> dict[tuple[bytes, bytes], int]:
+        """Metered milliseconds served per (channel, track), for the pairs on which `payee` has earnings."""
+
     def add_deliveries(self, rows: list[tuple[bytes, bytes, int, int, int, int, float]]) -> None:
         """Record deliveries decided elsewhere (channel, target, play_seq, segment, millis, metered, served_at) in
         one statement; rows already there are left as they are."""
@@ -402,6 +405,17 @@ class SqlStore(ABC):
             }
             for r in rows
         ]
+
+    def metered_deliveries_of(self, payee: str) -> dict[tuple[bytes, bytes], int]:
+        # one query, led by the payee's (channel, track) pairs and joined on the deliveries' key prefix
+        rows = self._query(
+            "SELECT p.channel_id, p.target, SUM(d.millis * d.metered) AS ms"
+            " FROM (SELECT DISTINCT channel_id, target FROM earnings WHERE payee=?) p"
+            " JOIN deliveries d ON d.channel_id = p.channel_id AND d.target = p.target"
+            " GROUP BY p.channel_id, p.target",
+            (payee,),
+        )
+        return {(bytes(r["channel_id"]), bytes(r["target"])): int(r["ms"]) for r in rows}
 
     def seconds_paid(self, channel_id: bytes, target: bytes, up_to_seq: int | None = None) -> int:
         rows = self._query(

@@ -265,7 +265,11 @@ class TrackEarnings(Out):
     token: str
     target: str
     plays: int
-    seconds: int
+    seconds: int = Field(description="seconds paid for (per-second receipts)")
+    secondsDelivered: float = Field(
+        description="seconds of audio the relay served of this track, metered (per-second plays), on the channels "
+        "that paid this payee for it"
+    )
     tips: Amount
     downloads: int
     earned: Amount

@@ -25,7 +25,7 @@ router = APIRouter(include_in_schema=False)
 #: them), gzipped once, on first request (ethers.min.js: 510 kB, 140 kB gzipped)
 _vendor_gzip: dict[str, bytes] = {}
 #: contract ABIs the player builds its contract objects from
-ABI_NAMES = ("ChainStreamChannels", "TrackRegistry", "MockStablecoin")
+ABI_NAMES = ("ChainStreamChannels", "TrackRegistry", "MockStablecoin", "ChainStreamGasless")
 
 
 @router.get("/vendor/{name}")
