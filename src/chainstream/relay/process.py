@@ -111,7 +111,9 @@ class Relay:
         self.startup_seconds = time.monotonic() - started
         self._stop = asyncio.Event()
         self._tasks = [
-            asyncio.create_task(follow_chain(self.watcher, self.w3, self.chain_status, self._stop)),
+            asyncio.create_task(
+                follow_chain(self.watcher, self.w3, self.chain_status, self._stop, self.watcher.database)
+            ),
             asyncio.create_task(self.settler.run(self._stop)),
             asyncio.create_task(self.payouts.run(self._stop, lambda: self.settler.leading)),
         ]

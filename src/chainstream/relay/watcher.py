@@ -29,6 +29,7 @@ from chainstream.chain.contracts import ChannelState, ChannelStatus, SettledStat
 from chainstream.errors import ChainError
 from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import CatalogEntry
+from chainstream.relay.outage import DatabaseStatus, is_database_unavailable
 from chainstream.relay.service import RelayService
 from chainstream.relay.settler import Settler, record_state
 from chainstream.store import ChannelRecord
@@ -86,13 +87,19 @@ class Watcher:
         self.reorgs = 0
         self._settlements: dict[bytes, list[SettledState] | ChainError] = {}
         self._range_end = self.processed_block
+        #: the database as the polls find it (relay/outage.py `follow_chain`): lost and back logged once each
+        self.database = DatabaseStatus("watcher", log)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.poll()
-            except Exception:  # keep watching through RPC errors; the cursor makes it resume exactly
-                log.exception("watcher poll failed; retrying")
+                self.database.succeeded()
+            except Exception as exc:  # keep watching through RPC errors; the cursor makes it resume exactly
+                if is_database_unavailable(exc):
+                    self.database.failed(exc)
+                else:
+                    log.exception("watcher poll failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval)
 
