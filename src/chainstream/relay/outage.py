@@ -221,7 +221,7 @@ class OutageLogFilter(logging.Filter):
 
 
 #: the loggers whose failed rounds the filter reads
-LOOP_LOGGERS = ("chainstream.settler", "chainstream.watcher", "chainstream.relay")
+LOOP_LOGGERS = ("chainstream.settler", "chainstream.watcher", "chainstream.payouts", "chainstream.relay")
 
 
 def install_log_filter(status: ChainStatus) -> Callable[[], None]:
