@@ -37,7 +37,7 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
 
 KILLS = 10
 CHANNELS = 6
-PLAYS = 400  # per channel: more than the run sends (~100-200), so every kill lands under load
+PLAYS = 1_200  # per channel: more than the run sends (~200-400 with quick restarts), so every kill lands under load
 EAGER = {"CHAINSTREAM_SETTLE_MAX_GAS_FRACTION": "1e12", "CHAINSTREAM_SETTLE_MAX_AGE": "1"}
 
 

@@ -9,6 +9,9 @@
   behind the watcher is.
 - `OutageLogFilter` drops the tracebacks that the relay's loops (settler, watcher) log for a failed round when
   the cause is the node being unreachable: the status has already said so, once.
+- `DatabaseStatus` does the same for the database in one loop (the watcher's, the settler's): a failed round
+  whose cause is the database taking no write (`is_database_unavailable`: full, read-only, I/O error, a lost
+  PostgreSQL server) logs "database lost" once and "database back" once, not a traceback per round.
 - `is_chain_unreachable` says which exceptions mean "the node did not answer" (web3's HTTP provider raises
   requests' connection errors and timeouts; the provider's timeout is `Settings.rpc_timeout`, which bounds how
   long any request that needs the node waits before it is answered `chain_unavailable`).
@@ -29,7 +32,8 @@ import requests
 
 from chainstream.codes import Code
 from chainstream.config import Settings
-from chainstream.relay.metrics import CHAIN_RPC_ERRORS
+from chainstream.relay.metrics import CHAIN_RPC_ERRORS, DATABASE_ERRORS
+from chainstream.store.errors import UNAVAILABLE_ERRORS, public_reason
 
 log = logging.getLogger("chainstream.relay.outage")
 
@@ -48,6 +52,53 @@ def is_chain_unreachable(exc: BaseException | None) -> bool:
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False
+
+
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what it was raised from) means the database takes no write: a driver's operational error
+    or the store's `database_unavailable`."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, UNAVAILABLE_ERRORS) or getattr(exc, "code", None) == Code.DATABASE_UNAVAILABLE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class DatabaseStatus:
+    """One loop's view of the database: a failed round caused by the database is logged once when the database
+    is lost and once when a round succeeds again, with the count in between (and `DATABASE_ERRORS`)."""
+
+    def __init__(self, loop: str, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
+        self.loop = loop
+        self.log = logger
+        self.clock = clock
+        self.available = True
+        self.failures = 0
+        self.lost_since: float | None = None
+        self.last_error: str | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        """A round failed because the database takes no write; logged on the first failure only."""
+        self.failures += 1
+        DATABASE_ERRORS.inc()
+        self.last_error = public_reason(exc)
+        if self.available:
+            self.available = False
+            self.lost_since = self.clock()
+            self.log.error("%s: database unavailable (%s); retrying every round", self.loop, self.last_error)
+
+    def succeeded(self) -> None:
+        """A round went through: if the database was lost, say it is back (once)."""
+        if self.available:
+            return
+        down = 0.0 if self.lost_since is None else self.clock() - self.lost_since
+        self.log.warning("%s: database back after %.1f s (%d failed rounds)", self.loop, down, self.failures)
+        self.available = True
+        self.failures = 0
+        self.lost_since = None
+        self.last_error = None
 
 
 class _Watcher(Protocol):
@@ -129,17 +180,24 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
-async def follow_chain(watcher: _Watcher, w3: Any, status: ChainStatus, stop: asyncio.Event) -> None:
+async def follow_chain(
+    watcher: _Watcher, w3: Any, status: ChainStatus, stop: asyncio.Event, database: DatabaseStatus | None = None
+) -> None:
     """The watcher's loop: read the head, poll; on an unreachable node back off exponentially (one log line per
-    change of state, through `status`); any other failure is logged with its traceback and retried."""
+    change of state, through `status`); a database that takes no write is logged once lost and once back
+    (`database`); any other failure is logged with its traceback and retried."""
+    database = database or DatabaseStatus("watcher", logging.getLogger("chainstream.watcher"))
     while not stop.is_set():
         try:
             head = int(await asyncio.to_thread(lambda: w3.eth.block_number))
             status.answered(head)
             await watcher.poll()
+            database.succeeded()
         except Exception as exc:  # keep watching through anything; the cursor makes it resume exactly
             if is_chain_unreachable(exc):
                 status.failed(exc)
+            elif is_database_unavailable(exc):
+                database.failed(exc)
             else:
                 log.exception("watcher poll failed; retrying")
         with contextlib.suppress(TimeoutError):

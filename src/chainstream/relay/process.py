@@ -89,28 +89,45 @@ class Relay:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._remove_log_filter: Callable[[], None] | None = None
+        #: seconds `start` took before the relay could serve (logged; benchmarks/restart.py reads the log line)
+        self.startup_seconds: float | None = None
 
     async def start(self) -> None:
+        """Start before serving (the app's lifespan runs this before uvicorn opens the port) only what must be:
+        the store, the catalog (payments are priced by it), and the defence of channels in their close window
+        (docs/OPERATIONS.md, Start-up). The watcher's catch-up over the blocks missed while the relay was down
+        runs after the port opened (`follow_chain`'s first poll); until it is within `ready_max_lag_blocks`,
+        /health/ready says so, and a channel it has not seen yet loads from the chain on first use."""
+        started = time.monotonic()
         self.store.start()
         await asyncio.to_thread(self.service.catalog.load_all)
+        catalog_done = time.monotonic()
         self.chain_status.answered(await asyncio.to_thread(lambda: int(self.w3.eth.block_number)))
-        await self.watcher.poll()
-        # Before the port opens (uvicorn runs this lifespan step first): closing channels cannot wait for a relay
-        # that might be killed by its first request.
-        await self.settler.settle_urgent_before_serving()
+        # Before the port opens: closing channels cannot wait for a relay that might be killed by its first
+        # request. The backlog's close requests and key changes are applied first (a filtered log query, not the
+        # whole catch-up), then every closing or flagged channel is settled and its receipt awaited.
+        await self.watcher.catch_up_deadlines()
+        settled = await self.settler.settle_urgent_before_serving()
+        self.startup_seconds = time.monotonic() - started
         self._stop = asyncio.Event()
         self._tasks = [
-            asyncio.create_task(follow_chain(self.watcher, self.w3, self.chain_status, self._stop)),
+            asyncio.create_task(
+                follow_chain(self.watcher, self.w3, self.chain_status, self._stop, self.watcher.database)
+            ),
             asyncio.create_task(self.settler.run(self._stop)),
             asyncio.create_task(self.payouts.run(self._stop, lambda: self.settler.leading)),
         ]
         self._remove_log_filter = install_log_filter(self.chain_status)
         log.info(
-            "relay %s serving chain %s from block %s (instance %s)",
+            "relay %s serving chain %s (instance %s) after %.2f s of start-up (catalog %.2f s, %d closing channel(s)"
+            " settled); the watcher catches up from block %s",
             self.service.address,
             self.deployment.chain_id,
-            self.watcher.processed_block,
             self.settings.instance,
+            self.startup_seconds,
+            catalog_done - started,
+            settled,
+            self.watcher.processed_block,
         )
         tune_interpreter_for_serving()
 

@@ -33,6 +33,7 @@ from chainstream.chain.contracts import ChannelsClient, ChannelState, SettledSta
 from chainstream.chain.transactions import PRIORITY_FEE, TxSender, bumped_fees, unsigned_from_raw
 from chainstream.errors import ChainError
 from chainstream.protocol import Signature, SignedVoucher, to_address
+from chainstream.relay.outage import DatabaseStatus, is_database_unavailable
 from chainstream.relay.service import RelayService
 from chainstream.relay.settle_policy import ENTRY_GAS, PAYEE_GAS, Decision, SettlePolicy, entry_gas
 from chainstream.store import OutboxRecord, PaymentRecord, SettledRecord, Store
@@ -90,6 +91,8 @@ class Settler:
         self._at_ceiling: set[int] = set()  # outbox rows stuck at the fee ceiling (said once)
         #: outbox id -> (block, block hash, payload) of settlements recorded lately, checked for reorgs
         self._recent: dict[int, tuple[int, bytes, dict[str, Any]]] = {}
+        #: the database as the rounds find it: lost and back are logged once each, not a traceback per round
+        self.database = DatabaseStatus("settler", log)
 
     def wake(self) -> None:
         """Run the next round (or notice a stop) now instead of at the end of the interval."""
@@ -106,8 +109,12 @@ class Settler:
                 await self._lead()
                 if self.leading:
                     await self.settle_round()
-            except Exception:  # the loop must survive RPC hiccups; the outbox keeps state consistent
-                log.exception("settlement round failed; retrying next round")
+                self.database.succeeded()
+            except Exception as exc:  # the loop must survive RPC hiccups; the outbox keeps state consistent
+                if is_database_unavailable(exc):
+                    self.database.failed(exc)
+                else:
+                    log.exception("settlement round failed; retrying next round")
                 self.sender.reset_nonce()
             self.rounds += 1
             self._wake.clear()

@@ -31,6 +31,7 @@ from chainstream.chain.contracts import ChannelState, ChannelStatus, SettledStat
 from chainstream.errors import ChainError
 from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import CatalogEntry
+from chainstream.relay.outage import DatabaseStatus, is_database_unavailable
 from chainstream.relay.service import RelayService
 from chainstream.relay.settler import Settler, record_state
 from chainstream.store import ChannelRecord
@@ -51,6 +52,9 @@ CHANNEL_EVENTS = (
     "Claimed",
 )
 REGISTRY_EVENTS = ("TrackRegistered", "TermsSet", "SplitSet", "TrackTransferred")
+#: the events that can put a deadline on a known channel's vouchers (its close window started, its signing key
+#: was cut short) or end it: what start-up reads from the backlog before serving (`Watcher.catch_up_deadlines`)
+DEADLINE_EVENTS = ("CloseRequested", "SessionKeyChanged", "ChannelClosed")
 
 
 @dataclass(frozen=True)
@@ -85,13 +89,19 @@ class Watcher:
         self.reorgs = 0
         self._settlements: dict[bytes, list[SettledState] | ChainError] = {}
         self._range_end = self.processed_block
+        #: the database as the polls find it (relay/outage.py `follow_chain`): lost and back logged once each
+        self.database = DatabaseStatus("watcher", log)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.poll()
-            except Exception:  # keep watching through RPC errors; the cursor makes it resume exactly
-                log.exception("watcher poll failed; retrying")
+                self.database.succeeded()
+            except Exception as exc:  # keep watching through RPC errors; the cursor makes it resume exactly
+                if is_database_unavailable(exc):
+                    self.database.failed(exc)
+                else:
+                    log.exception("watcher poll failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval)
 
@@ -116,6 +126,63 @@ class Watcher:
             self.processed_block = end
             self._remember(end, end_hash)
         return applied
+
+    async def catch_up_deadlines(self) -> int:
+        """Before the relay serves (start-up): apply, from the blocks not yet processed, only the events that put
+        a deadline on a known channel (DEADLINE_EVENTS), and ask the settler to settle those channels, so that
+        `Settler.settle_urgent_before_serving` defends them before the port opens. One filtered log query per
+        MAX_RANGE blocks and one channel read per flagged channel, however long the backlog: the full catch-up
+        (`poll`: every event, settlements read back, the cursor moved) runs after the port opened. Returns how
+        many channels were updated. The cursor does not move: the full poll applies these events again
+        (idempotently)."""
+        latest = await asyncio.to_thread(self.w3.eth.get_block, "latest")
+        self.service.observe_chain_time(latest["timestamp"])
+        if self.processed_block is None:
+            return 0
+        target = int(latest["number"]) - self.settings.confirmations
+        changes = await asyncio.to_thread(self._collect_deadlines, self.processed_block + 1, target)
+        for change in changes:
+            change.apply()
+        if changes:
+            log.warning(
+                "start-up: %d channel(s) with a close or key change in blocks %s..%s applied before serving",
+                len(changes),
+                self.processed_block + 1,
+                target,
+            )
+        return len(changes)
+
+    def _collect_deadlines(self, start: int, end: int) -> list[Change]:
+        """The last deadline event of each known channel in blocks `start`..`end`, with the channel's state as of
+        `end` (thread side)."""
+        topics = [self._events[name].topic for name in DEADLINE_EVENTS]
+        names = {bytes.fromhex(t.removeprefix("0x")): name for t, name in zip(topics, DEADLINE_EVENTS, strict=True)}
+        last: dict[bytes, tuple[str, dict[str, Any], int]] = {}
+        for first in range(start, end + 1, MAX_RANGE):
+            logs = self.w3.eth.get_logs(
+                {
+                    "fromBlock": first,
+                    "toBlock": min(end, first + MAX_RANGE - 1),
+                    "address": self._addresses[0],
+                    "topics": [topics],
+                }
+            )
+            for entry in logs:
+                name = names.get(bytes(entry["topics"][0]))
+                if name is None:
+                    continue
+                args = dict(self._events[name].process_log(entry)["args"])
+                channel_id = bytes(args["channelId"])
+                if self.store.get_channel(channel_id) is None:
+                    continue  # not known: never paid on here (a payment stores its channel first), nothing to settle
+                # a close request is not undone by a later key change of the channel (both ask for a settlement)
+                if last.get(channel_id, ("",))[0] != "CloseRequested" or name == "ChannelClosed":
+                    last[channel_id] = (name, args, int(entry["blockNumber"]))
+        changes = []
+        for channel_id, (name, args, block) in last.items():
+            state = self.service.channels.get_channel(channel_id, block=end)
+            changes.append(Change(name, args, block, self._state_applier(name, channel_id, state)))
+        return changes
 
     # ----------------------------------------------------------- reorgs
     def _remember(self, number: int, block_hash: bytes | None) -> None:
@@ -270,15 +337,20 @@ class Watcher:
             return Change(name, args, block, lambda: self._record_settlement(channel_id, settled))
         # as of the end of the range: never past it (what is shallower than `confirmations` is not acted on)
         state = service.channels.get_channel(channel_id, block=self._range_end)
+        return Change(name, args, block, self._state_applier(name, channel_id, state))
+
+    def _state_applier(self, name: str, channel_id: bytes, state: ChannelState) -> Callable[[], None]:
+        """Apply a channel's re-read state after event `name`; a close request or a key change that can void
+        vouchers asks the settler to settle the channel now (loop side)."""
 
         def apply_state() -> None:
             before = self.store.get_channel(channel_id)
-            service.apply_chain_state(state)
+            self.service.apply_chain_state(state)
             if name == "CloseRequested" or (name == "SessionKeyChanged" and _key_validity_shrank(before, state)):
                 log.info("%s on 0x%s: settling its latest voucher now", name, channel_id.hex())
                 self.settler.request(channel_id)
 
-        return Change(name, args, block, apply_state)
+        return apply_state
 
     def _settled_by(self, tx_hash: bytes, log_index: int) -> SettledState | ChainError | None:
         """What the ChannelSettled at `log_index` of this transaction settled. A settlement transaction's calldata

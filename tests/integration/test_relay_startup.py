@@ -1,0 +1,127 @@
+"""Start-up after downtime (issue 9, fast and safe restart): the relay serves before its watcher has caught up
+with the blocks it missed, and still settles, before its port opens, every channel whose close window started
+while it was away."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+    LAZY,
+    MODEM,
+    PLAY_PRICE,
+    InProcessRelay,
+    RelayChain,
+    make_relay,
+    new_wallet,
+    open_listener,
+    relay_chain,
+    wait_until,
+)
+
+BACKLOG = 120  # blocks mined while the relay is down: more than ready_max_lag_blocks (20)
+
+
+def _settled(rc: RelayChain, channel_id: bytes) -> int:
+    return int(rc.chain.channels.get_channel(channel_id).settled)
+
+
+def test_a_relay_back_from_downtime_serves_before_its_watcher_caught_up_and_settled_closing_channels_first(
+    make_relay: Callable[..., InProcessRelay],
+    relay_chain: RelayChain,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While the relay is down, one channel's payer asks to close and many blocks pass: on restart the relay must
+    settle that channel before it serves, then serve (live, and a payment on another known channel) while its
+    watcher is still working through the backlog (held here at its first range), and be ready once it caught up."""
+    rc = relay_chain
+    relay = make_relay(**LAZY)
+    track = rc.track(MODEM)
+    paying = open_listener(rc, relay, wallet=new_wallet(rc))
+    closing = open_listener(rc, relay, wallet=new_wallet(rc))
+    paying.play(track)
+    closing.play(track)
+    closing.play(track)
+    relay.stop()
+
+    closing.request_close()  # the close window starts while the relay is away
+    tester = rc.w3.provider.ethereum_tester
+    tester.mine_blocks(BACKLOG)
+    head = rc.w3.eth.block_number
+
+    back = InProcessRelay(rc, tmp_path / f"{relay.actor}.db", relay_actor=relay.actor, **LAZY)
+    watcher = back.relay.watcher
+    behind_at_start = watcher.processed_block
+    assert behind_at_start is not None and head - behind_at_start > BACKLOG
+    released = threading.Event()
+    collect = watcher.collect
+
+    def held_collect(start: int, end: int) -> object:
+        """The watcher's catch-up, held until the test has checked what the relay does before it."""
+        released.wait(timeout=30)
+        return collect(start, end)
+
+    watcher.collect = held_collect  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING, logger="chainstream.settler"):
+            back.start()
+        # settled before serving, although the watcher never processed the CloseRequested
+        assert "settled 1 closing channel(s) before serving" in caplog.text
+        assert _settled(rc, closing.channel_id) == 2 * PLAY_PRICE  # type: ignore[arg-type]
+        assert watcher.processed_block == behind_at_start  # serving, not caught up
+
+        live = httpx.get(f"{back.api}/health/live", timeout=10)
+        assert live.status_code == 200 and live.json()["ok"] is True
+        ready = httpx.get(f"{back.api}/health/ready", timeout=10)
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+        assert any("blocks behind the head" in reason for reason in ready.json()["reasons"]), ready.json()
+
+        paying.relay = back.client()
+        assert paying.play(track).seq == 2  # a known channel takes payments meanwhile
+        assert watcher.processed_block == behind_at_start
+    finally:
+        released.set()
+    wait_until(lambda: back.health()["ok"], what="the watcher to catch up and the relay to be ready")
+    assert watcher.processed_block is not None and watcher.processed_block >= head
+    back.stop()
+
+
+def test_start_up_applies_a_backlogged_key_change_that_voids_vouchers_before_serving(
+    make_relay: Callable[..., InProcessRelay], relay_chain: RelayChain, tmp_path: Path
+) -> None:
+    """While the relay is down the payer rotates its session key out (the old key's vouchers then settle only
+    within the rotation grace): on restart the relay settles the old key's voucher before serving, although
+    its watcher has not processed the SessionKeyChanged yet."""
+    rc = relay_chain
+    relay = make_relay(**LAZY)
+    actor = relay.actor
+    listener = open_listener(rc, relay, wallet=new_wallet(rc))
+    listener.play(rc.track(MODEM))
+    relay.stop()
+
+    listener.authorise_session_key()  # rotates the key that signed the voucher out
+    back = InProcessRelay(rc, tmp_path / f"{actor}.db", relay_actor=actor, **LAZY)
+    watcher = back.relay.watcher
+    behind_at_start = watcher.processed_block
+    released = threading.Event()
+    collect = watcher.collect
+
+    def held_collect(start: int, end: int) -> object:
+        released.wait(timeout=30)
+        return collect(start, end)
+
+    watcher.collect = held_collect  # type: ignore[method-assign]
+    try:
+        back.start()
+        assert _settled(rc, listener.channel_id) == PLAY_PRICE  # type: ignore[arg-type]
+        assert watcher.processed_block == behind_at_start
+    finally:
+        released.set()
+    back.stop()
