@@ -79,8 +79,15 @@ OUTBOX_STATES = ("signed", "sent", "failed")
 
 
 def instrument(relay: Any) -> None:
-    """Hook the counters into this relay's service, store and settler (wrapping their bound methods)."""
-    service, store, settler = relay.service, relay.store, relay.settler
+    """Hook the counters into this relay's service, store, settler and watcher (wrapping their bound methods)."""
+    _count_payments(relay.service)
+    _time_commits(relay.store)
+    _count_settlements(relay.settler)
+    _count_reorgs(relay.watcher)
+
+
+def _count_payments(service: Any) -> None:
+    """Vouchers by outcome and code, and the time `verify` takes."""
     submit, verify = service.submit, service._verify
 
     async def counted_submit(payment: Any) -> Any:
@@ -105,6 +112,12 @@ def instrument(relay: Any) -> None:
         finally:
             VERIFY_SECONDS.observe(time.perf_counter() - start)
 
+    service.submit = counted_submit
+    service._verify = timed_verify
+
+
+def _time_commits(store: Any) -> None:
+    """How long a group commit takes, from queueing to durable."""
     submit_payments = store.submit_payments
 
     def timed_submit_payments(records: list[Any]) -> Future[frozenset[bytes]]:
@@ -113,7 +126,12 @@ def instrument(relay: Any) -> None:
         future.add_done_callback(lambda _: COMMIT_SECONDS.observe(time.perf_counter() - start))
         return future
 
-    settle_chunk = settler._settle_chunk
+    store.submit_payments = timed_submit_payments
+
+
+def _count_settlements(settler: Any) -> None:
+    """Settlement batches sent or failed, the channels they carried, and the gas mined ones used."""
+    settle_chunk, note_skips = settler._settle_chunk, settler._note_skips
 
     def counted_settle_chunk(chunk: list[Any]) -> None:
         try:
@@ -124,13 +142,16 @@ def instrument(relay: Any) -> None:
         SETTLEMENT_BATCHES.labels("sent").inc()
         SETTLEMENT_CHANNELS.inc(len(chunk))
 
-    note_skips = settler._note_skips
-
     def gas_of(receipt: Any, totals: Any) -> None:
         SETTLEMENT_GAS.inc(int(receipt.get("gasUsed", 0) or 0))
         note_skips(receipt, totals)
 
-    watcher = relay.watcher
+    settler._settle_chunk = counted_settle_chunk
+    settler._note_skips = gas_of
+
+
+def _count_reorgs(watcher: Any) -> None:
+    """Every rollback the watcher makes is a reorg it detected."""
     rollback = watcher.rollback
 
     async def counted_rollback(fork: int) -> None:
@@ -138,11 +159,6 @@ def instrument(relay: Any) -> None:
         await rollback(fork)
 
     watcher.rollback = counted_rollback
-    service.submit = counted_submit
-    service._verify = timed_verify
-    store.submit_payments = timed_submit_payments
-    settler._settle_chunk = counted_settle_chunk
-    settler._note_skips = gas_of
 
 
 class RelayCollector(Collector):
