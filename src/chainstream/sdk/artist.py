@@ -110,7 +110,7 @@ class Artist:
         after the profile the relay holds, so a second change within the same second still replaces the first."""
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
-        return set_artist_name(self.relay, self.key, self.channels.domain, name)
+        return set_artist_name(self.relay, self.key, name, self.channels.domain)
 
     def upload(self, audio: str | Path | bytes, track_id: bytes | None = None) -> dict[str, Any]:
         """Publish a track's audio on the relay (the file whose keccak256 is the track id), signed by this
@@ -120,9 +120,11 @@ class Artist:
         return upload_audio(self.relay, self.key, audio, track_id)
 
 
-def set_artist_name(relay: RelayClient, key: PrivateKey, domain: Domain, name: str) -> dict[str, Any]:
-    """PUT /artists/{address}/profile: `name` (NFC) signed by `key` in `domain`; returns the relay's answer."""
+def set_artist_name(relay: RelayClient, key: PrivateKey, name: str, domain: Domain | None = None) -> dict[str, Any]:
+    """PUT /artists/{address}/profile: `name` (NFC) signed by `key` in `domain` (default: the relay client's);
+    returns the relay's answer."""
     name = check_name(unicodedata.normalize("NFC", name))
+    domain = domain or relay.domain()
     current = relay.artist_profile(key.address)
     issued_at = max(int(relay.now()), current.profile.issued_at + 1 if current else 0)
     signed = ArtistProfile(key.address, name, issued_at).sign(domain, key)

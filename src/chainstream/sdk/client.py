@@ -122,6 +122,10 @@ class RelayClient:
             self._relay = (domain, relay, max(-self.max_clock_offset, min(self.max_clock_offset, offset)))
         return self._relay
 
+    def domain(self) -> Domain:
+        """The signing domain: the pinned deployment's, or (unpinned) the one the relay proved it signs in."""
+        return self._relay_view()[0]
+
     def now(self) -> float:
         """The relay's clock as far as this client can tell (ours, moved by the relay's offset within
         MAX_CLOCK_OFFSET): what signed messages the relay dates (caps, profiles) are dated by."""
