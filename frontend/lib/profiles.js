@@ -45,6 +45,7 @@ export function verifiedName(domain, address, profile) {
 export class ArtistNames {
   constructor() {
     this.names = new Map(); // checksummed address -> verified name
+    this.version = 0; // bumped whenever a shown name changes: views key their redraws on it
   }
 
   nameOf(address) {
@@ -70,6 +71,7 @@ export class ArtistNames {
       const name = profile ? verifiedName(domain, owner, profile) : null;
       if (name !== this.nameOf(owner)) {
         changed = true;
+        this.version += 1;
         if (name === null) this.names.delete(owner);
         else this.names.set(owner, name);
       }
@@ -95,6 +97,7 @@ export class ArtistNames {
     const verified = verifiedName(domain, artist, stored);
     if (verified === null) throw Object.assign(new Error("the relay answered a profile that does not verify"), { code: "untrusted_state" });
     this.names.set(artist, verified);
+    this.version += 1;
     return verified;
   }
 }
