@@ -137,12 +137,13 @@ class RelayClient:
         domain (the relay is not trusted with names)."""
         domain = self._relay_view()[0]
         try:
-            reply = ArtistProfileReply.model_validate(self.get(f"/artists/{to_address(artist)}/profile"))
+            answer = self.get(f"/artists/{to_address(artist)}/profile")
         except RelayError as exc:
             if exc.code == "no_profile":
                 return None
             raise
         try:
+            reply = ArtistProfileReply.model_validate(answer)
             signed = SignedArtistProfile(
                 ArtistProfile(to_address(reply.artist), reply.name, reply.issuedAt), Signature.from_hex(reply.signature)
             )
