@@ -15,7 +15,6 @@ import pytest
 from chainstream.errors import ProtocolError
 from chainstream.protocol import Domain, PrivateKey, Signature
 from chainstream.protocol.eip712 import artist_profile_struct_hash
-from chainstream.protocol.profile import ArtistProfile
 from chainstream.protocol.signing import high_s_twin
 from chainstream.sdk import Artist
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
@@ -27,16 +26,8 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     relay,
     relay_chain,
 )
-
-
-def domain_and_time(relay: InProcessRelay) -> tuple[Domain, int]:
-    info = httpx.get(f"{relay.api}/info", timeout=30).json()
-    return Domain(info["domain"]["chainId"], info["domain"]["verifyingContract"]), int(info["time"])
-
-
-def body(key: PrivateKey, domain: Domain, name: str, issued_at: int, artist: str | None = None) -> dict[str, Any]:
-    signature = key.sign(ArtistProfile(artist or key.address, name, issued_at).digest(domain))
-    return {"name": name, "issuedAt": issued_at, "signature": signature.to_hex()}
+from tests.integration.test_artist_profiles import relay_domain_and_time as domain_and_time
+from tests.integration.test_artist_profiles import signed_body as body
 
 
 def unchecked_body(key: PrivateKey, domain: Domain, name: str, issued_at: int) -> dict[str, Any]:
