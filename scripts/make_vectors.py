@@ -23,6 +23,8 @@ from typing import Any
 from chainstream.pricing import Model, Split, Terms, download_price, owned_after, play_price, seconds_price
 from chainstream.protocol import Domain, Kind, PlayReceipt, PrivateKey, Voucher
 from chainstream.protocol.eip712 import (
+    ARTIST_PROFILE_TYPE,
+    ARTIST_PROFILE_TYPEHASH,
     CAPS_TYPE,
     CAPS_TYPEHASH,
     CLOSE_TYPE,
@@ -33,6 +35,7 @@ from chainstream.protocol.eip712 import (
     READ_ACCESS_TYPEHASH,
     VOUCHER_TYPE,
     VOUCHER_TYPEHASH,
+    artist_profile_struct_hash,
     caps_struct_hash,
     close_struct_hash,
 )
@@ -66,7 +69,8 @@ def hex0x(raw: bytes) -> str:
 PAYER = fixed_key(0x01)
 SESSION = fixed_key(0x02)
 RELAY = fixed_key(0x03)
-SIGNERS = (("listener (payer)", PAYER), ("session key", SESSION), ("relay", RELAY))
+ARTIST_KEY = fixed_key(0x04)  # an artist signing its profile (the payees below need no keys)
+SIGNERS = (("listener (payer)", PAYER), ("session key", SESSION), ("relay", RELAY), ("artist (profiles)", ARTIST_KEY))
 
 # Payees need no keys: readable all-digit addresses (their checksummed form is the same string).
 ARTIST = Address("0x1111111111111111111111111111111111111111")
@@ -221,6 +225,21 @@ def caps_entry(
             "sessionCap": str(session_cap),
             "issuedAt": issued_at,
         },
+        "structHash": hex0x(struct_hash),
+        "digest": hex0x(digest),
+        "signature": key.sign(digest).to_hex(),
+    }
+
+
+def profile_entry(description: str, key: PrivateKey, name: str, issued_at: int) -> dict[str, Any]:
+    """ArtistProfile(artist, name, issuedAt) signed by the artist itself (relay and clients only)."""
+    struct_hash = artist_profile_struct_hash(key.address, name, issued_at)
+    digest = DOMAIN.digest(struct_hash)
+    return {
+        "description": description,
+        "privateKey": hex0x(key.secret),
+        "signer": key.address,
+        "message": {"artist": key.address, "name": name, "issuedAt": issued_at},
         "structHash": hex0x(struct_hash),
         "digest": hex0x(digest),
         "signature": key.sign(digest).to_hex(),
@@ -463,6 +482,15 @@ def _build() -> tuple[dict[str, Any], dict[str, Voucher]]:
                 "channel A's session key reads channel A only", SESSION, PAYER.address, CHANNEL_A, 1_700_000_300
             ),
         ],
+        "profiles": [
+            profile_entry("an artist names itself (ASCII)", ARTIST_KEY, "Ada Lovelace", 1_700_000_000),
+            profile_entry(
+                "the same artist renames itself later (non-ASCII, NFC: hashed as UTF-8 bytes)",
+                ARTIST_KEY,
+                "Zoë Ωmega 🎵",
+                1_700_000_060,
+            ),
+        ],
     }
     return doc, {"settled": settled_voucher, "final": final_voucher}
 
@@ -507,6 +535,7 @@ def render_block() -> str:
         f'| `keccak256("{RECEIPT_TYPE}")` | `{hex0x(RECEIPT_TYPEHASH)}` |',
         f'| `keccak256("{CAPS_TYPE}")` | `{hex0x(CAPS_TYPEHASH)}` |',
         f'| `keccak256("{READ_ACCESS_TYPE}")` | `{hex0x(READ_ACCESS_TYPEHASH)}` |',
+        f'| `keccak256("{ARTIST_PROFILE_TYPE}")` | `{hex0x(ARTIST_PROFILE_TYPEHASH)}` |',
         f"| domain separator | `{doc['domainSeparator']}` |",
         f'| `keccak256("")` (hash of an empty array) | `{hex0x(keccak(b""))}` |',
         "",
@@ -577,6 +606,12 @@ def render_block() -> str:
         "",
         "```json",
         dump_json(doc["readTokens"]),
+        "```",
+        "",
+        "#### Artist profiles (relay and clients only; signed by the artist)",
+        "",
+        "```json",
+        dump_json(doc["profiles"]),
         "```",
         "",
     ]

@@ -9,6 +9,7 @@ import { splitProblems } from "./protocol.js";
 import { termsTuple } from "./pricing.js";
 import { RelayError } from "./relay.js";
 import { mined } from "./wallet.js";
+import { artistNames } from "./profiles.js";
 
 export const TOTAL_BPS = 10_000;
 /** The longest title the player shows in full (the registry stores any string; the relay's catalog shows it). */
@@ -139,10 +140,25 @@ export class Artist extends EventTarget {
     this.earnings = earnings;
     this.catalog = catalog.tracks;
     this.payouts = payouts;
+    await artistNames.learn(relay, this.ctx.domain, catalog.tracks).catch(() => false);
     this.payoutQuote = quote;
     info.tokens.forEach((t, i) => { this.claimable[t.address] = claimable[i]; });
     this.csvUrl = await relay.earningsCsvUrl(this.account); // the token earnings() just used (cached)
     this.changed("load");
+  }
+
+  /** This artist's verified name, or null if it has signed none. */
+  name() {
+    return artistNames.nameOf(this.account);
+  }
+
+  /** Sign and publish this artist's name (one wallet signature); resolves to the name now shown. */
+  async setName(name) {
+    const { relay, domain, info, loadedAt } = this.ctx;
+    const now = Number(info.time ?? Date.now() / 1000) + (Date.now() / 1000 - (loadedAt ?? Date.now() / 1000));
+    const shown = await artistNames.setName(relay, domain, await this.ctx.wallet.signer(), this.account, name, now);
+    this.changed("name");
+    return shown;
   }
 
   /** This artist's tracks (as the primary artist / owner). */

@@ -9,6 +9,7 @@ import { termsFromJson, termsTuple } from "./pricing.js";
 import { RelayError } from "./relay.js";
 import * as S from "./session.js";
 import { mined } from "./wallet.js";
+import { artistNames } from "./profiles.js";
 
 /** The most receipts a resync replays (as the SDK's MAX_REPLAY): a longer claimed history is refused unread. */
 const MAX_REPLAY = 100_000;
@@ -95,6 +96,8 @@ export class Listener extends EventTarget {
     this.catalogToken = getAddress(token);
     this.catalog = data.tracks;
     this.changed("catalog");
+    // names are shown once their signatures verify here (lib/profiles.js); the catalog does not wait for them
+    artistNames.learn(this.ctx.relay, this.ctx.domain, data.tracks).then((c) => c && this.changed("names"), () => {});
   }
 
   /** The listing (terms in the channel's token + split) of a catalog track, or null if not offered. */

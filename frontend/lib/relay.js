@@ -59,6 +59,9 @@ export class RelayClient extends EventTarget {
   }
 
   get = (path) => this.request("GET", path);
+  // artist profiles: public; verified by the caller (lib/profiles.js), never trusted as they come
+  profile = (addr) => this.get(`/api/v1/artists/${addr}/profile`);
+  setProfile = (addr, body) => this.request("PUT", `/api/v1/artists/${addr}/profile`, body);
 
   /**
    * A private read with the owner's read token (scope {channel} or {account}); a session-key token the relay no

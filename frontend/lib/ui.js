@@ -1,6 +1,8 @@
 // Small DOM and formatting helpers (no framework).
 import { formatUnits, parseUnits } from "ethers";
 
+import { artistNames } from "./profiles.js";
+
 /** h("div.card#id", {onclick, class, style, ...attrs}, ...children): build an element. */
 export function h(tag, attrs, ...children) {
   const [, name = "div", rest = ""] = tag.match(/^([a-z0-9-]*)(.*)$/i);
@@ -159,10 +161,10 @@ export class Ticker {
 }
 
 /**
- * How an artist is shown: their address, shortened. The one place a name would come from once the relay serves
- * artist profiles (signed by the artist); the full address is on their page (#/artist/<address>).
+ * How an artist is shown: the name from the profile the artist signed, once this page has verified the signature
+ * (lib/profiles.js), else their address, shortened; the full address is on their page (#/artist/<address>).
  */
-export const artistName = (address) => shortAddr(address);
+export const artistName = (address) => artistNames.nameOf(address) ?? shortAddr(address);
 
 /** A track's title for display: never a bare hash (a track registered without one shows as untitled + short id). */
 export const trackTitle = (track) => String(track?.title ?? "").trim() || `Untitled ${shortAddr(track?.trackId ?? "")}`;

@@ -6,6 +6,7 @@ import * as L from "../lib/ledger.js";
 import { Model, meteringOf, ownedAfter, playPrice, termsFromJson } from "../lib/pricing.js";
 import { Ticker, artStyle, artistName, avatarStyle, fmtDuration, fmtTime, h, mount, parseAmount, shortAddr, trackTitle } from "../lib/ui.js";
 import { DEFAULT_SESSION_DAYS } from "../lib/listener.js";
+import { artistNames } from "../lib/profiles.js";
 import { ICONS, openTipModal } from "./player.js";
 
 /** The listen view's own state (forms, open panel, search): made afresh on each visit, dropped on leaving. */
@@ -41,7 +42,7 @@ export function renderListen(ctx, root) {
     const { listener } = ctx;
     renderHero(ctx, hero);
     root.querySelector("[data-testid=catalog-token]").textContent = `Prices in ${listener.token().symbol}`;
-    const tkey = JSON.stringify([listener.catalog.map((t) => t.trackId + t.splitHash + JSON.stringify(t.terms)), listener.catalogToken,
+    const tkey = JSON.stringify([listener.catalog.map((t) => t.trackId + t.splitHash + JSON.stringify(t.terms)), listener.catalogToken, artistNames.version,
       listener.channel?.channelId, listener.channel?.status, listener.ledger ? [...listener.ledger.plays] : null, listener.ledger ? [...listener.ledger.owned] : null]);
     if (tkey !== keys.tiles) {
       keys.tiles = tkey;
@@ -657,10 +658,11 @@ export function renderArtist(ctx, root, address) {
   const featured = h("div.tiles", { "data-testid": "artist-featured" });
   const featuredHead = h("div.section-head", h("h2", "Also paid on"));
   const count = h("span.muted");
+  const nameEl = h("h1", { "data-testid": "artist-name" }, artistName(who));
   mount(root, h("div", { "data-testid": "artist-page", "data-address": who },
     h("div.artist-head",
       h("span.avatar.lg", { style: { background: avatarStyle(who) } }),
-      h("div", { style: { minWidth: 0 } }, h("div.label", "Artist"), h("h1", { "data-testid": "artist-name" }, artistName(who)),
+      h("div", { style: { minWidth: 0 } }, h("div.label", "Artist"), nameEl,
         h("div.mono.faint.addr", who), count)),
     h("div.section-head", h("h2", "Tracks")), own, featuredHead, featured));
   let key = null;
@@ -668,10 +670,11 @@ export function renderArtist(ctx, root, address) {
     const { listener } = ctx;
     const mine = listener.catalog.filter((t) => getAddress(t.owner) === who);
     const paidOn = listener.catalog.filter((t) => getAddress(t.owner) !== who && t.split.recipients.some((r) => getAddress(r) === who));
-    const k = JSON.stringify([mine.map((t) => t.trackId + JSON.stringify(t.terms)), paidOn.map((t) => t.trackId), listener.catalogToken,
+    const k = JSON.stringify([mine.map((t) => t.trackId + JSON.stringify(t.terms)), paidOn.map((t) => t.trackId), listener.catalogToken, artistNames.version,
       listener.channel?.status, listener.ledger ? [...listener.ledger.plays] : null]);
     if (k !== key) {
       key = k;
+      nameEl.textContent = artistName(who);
       count.textContent = `${mine.length} track${mine.length === 1 ? "" : "s"} in ${listener.token().symbol}`;
       if (mine.length) renderTiles(ctx, own, mine);
       else mount(own, h("div.empty", { style: { gridColumn: "1 / -1" } }, "No tracks of this artist are offered in this token."));

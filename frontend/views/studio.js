@@ -50,6 +50,7 @@ export function renderStudio(ctx, root) {
   const tracksEl = h("div");
   const claimEl = h("div");
   const registerEl = h("div");
+  const nameEl = h("div", { "data-testid": "name-editor" });
   // the CSV link carries the artist's read token in its URL (a link cannot send headers): set once signed
   const csvEl = h("a.btn", { href: "#", "aria-disabled": "true", "data-testid": "csv-export" }, "Export CSV");
 
@@ -66,7 +67,8 @@ export function renderStudio(ctx, root) {
     mount(root,
       h("div.studio-head",
         h("div", h("div.label", "Artist studio"), h("h1", "Earnings & catalog"),
-          h("div.row", { style: { marginTop: "6px" } }, h("span.avatar.sm", { style: { background: avatarStyle(ctx.wallet.account) } }), h("span.mono.muted", ctx.wallet.account))),
+          h("div.row", { style: { marginTop: "6px" } }, h("span.avatar.sm", { style: { background: avatarStyle(ctx.wallet.account) } }), h("span.mono.muted", ctx.wallet.account)),
+          nameEl),
         h("div.row",
           csvEl,
           h("a.btn.primary", { href: "#register", onclick: (e) => { e.preventDefault(); registerEl.scrollIntoView({ behavior: "smooth" }); } }, "Register a track"))),
@@ -87,6 +89,7 @@ export function renderStudio(ctx, root) {
     csvEl.download = `earnings-${artist.account}.csv`;
     csvEl.removeAttribute("aria-disabled");
     ctx.S.claimable = { ...artist.claimable };
+    drawName(ctx, nameEl, artist);
     draw();
   }
 
@@ -414,6 +417,18 @@ function trackEditor(ctx, t, redraw) {
       ctx.S.editing = null;
       redraw();
     }), h("span.faint", "Plays already paid keep the split they were priced with.")));
+}
+
+/** The artist's name: the one it signed (verified here), and a field to sign a new one (one wallet signature). */
+function drawName(ctx, el, artist) {
+  const input = h("input.input", { value: artist.name() ?? "", maxlength: 64, placeholder: "Your artist name", "data-testid": "name-input", "aria-label": "Your artist name" });
+  mount(el, h("div.row", { style: { marginTop: "8px", gap: "8px" } },
+    h("span.muted", "Shown as"), h("b", { "data-testid": "studio-name" }, artist.name() ?? "your address (no name signed)"),
+    input,
+    actionButton(ctx, "set-name", "Sign name", async () => {
+      await artist.setName(input.value);
+      drawName(ctx, el, artist);
+    }, "btn small")));
 }
 
 function actionButton(ctx, id, label, action, cls = "btn primary small") {

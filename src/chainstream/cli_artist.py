@@ -1,4 +1,4 @@
-"""`chainstream artist …`: publish a track with prices and a split, follow earnings, claim on-chain.
+"""`chainstream artist …`: publish a track with prices and a split, sign your name, follow earnings, claim on-chain.
 
 The artist's key comes from CHAINSTREAM_ARTIST_KEY.
 """
@@ -235,6 +235,24 @@ def upload(
         with open_session(relay_url, rpc_url, deployment) as session:
             artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
             _upload(artist, audio, track_id)
+
+
+@app.command()
+def name(
+    new_name: Annotated[
+        str, typer.Argument(metavar="NAME", help="the name players show for your address (1-64 characters)")
+    ],
+    relay_url: RelayUrl = DEFAULT_RELAY_URL,
+    rpc_url: RpcUrl = DEFAULT_RPC_URL,
+    deployment: DeploymentOpt = None,
+) -> None:
+    """Sign and publish your name (a profile you sign: players verify it, the relay cannot alter it)."""
+    with errors():
+        key = key_from_env(KEY_ENV)
+        with open_session(relay_url, rpc_url, deployment) as session:
+            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
+            reply = artist.set_name(new_name)
+        console.print(f"{short(artist.address)} is now “{escape(reply['name'])}”", highlight=False)
 
 
 @app.command("set-price")

@@ -98,3 +98,7 @@ class Code(StrEnum):
     MAX_FEE_TOO_LOW = "max_fee_too_low"
     NOT_READY = "not_ready"
     WRONG_SUBMITTER = "wrong_submitter"
+    BAD_NAME = "bad_name"
+    STALE_PROFILE = "stale_profile"
+    PROFILE_FROM_FUTURE = "profile_from_future"
+    NO_PROFILE = "no_profile"

@@ -2,7 +2,8 @@
 
 Audio is synthesised at set-up (nothing binary is committed): each track is a short WAV melody, and its track
 id is the keccak256 of the file's bytes, so the id is a content hash anyone can check against what they heard.
-The audio reaches a relay like any artist's: uploaded and signed by the track's owner (`publish_catalog_audio`).
+The audio reaches a relay like any artist's: uploaded and signed by the track's owner (`publish_catalog_audio`),
+and so do the artists' names: each signs its profile (`publish_artist_names`), so the player shows names.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from chainstream.pricing import Model, Split, Terms
 from chainstream.protocol import PrivateKey
 from chainstream.protocol.hashing import keccak
 from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
-from chainstream.sdk.artist import upload_audio
+from chainstream.sdk.artist import set_artist_name, upload_audio
 from chainstream.sdk.client import RelayClient
 
 SAMPLE_RATE = 22_050
@@ -150,7 +151,23 @@ def publish_catalog_audio(relay: RelayClient, artists: dict[str, PrivateKey]) ->
     for spec in CATALOG:
         _, data = track_audio(spec)
         out[spec.title] = upload_audio(relay, artists[spec.artist], data)
+    publish_artist_names(relay, artists)
     return out
+
+
+#: the demo artists' names, each signed by its artist at start-up
+ARTIST_NAMES = {"ada": "Ada Modem", "ben": "Ben & the Baud Rates", "cleo": "Cléo Checksum", "label": "Nonce Records"}
+
+
+def publish_artist_names(relay: RelayClient, artists: Mapping[str, PrivateKey]) -> None:
+    """Each artist signs its profile (ARTIST_NAMES) unless the relay already holds that very name."""
+    for who, key in artists.items():
+        name = ARTIST_NAMES.get(who)
+        if name is None:
+            continue
+        current = relay.artist_profile(key.address)
+        if current is None or current.profile.name != name:
+            set_artist_name(relay, key, name)
 
 
 ARTISTS = ("ada", "ben", "cleo", "label")

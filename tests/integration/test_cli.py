@@ -354,6 +354,20 @@ def test_artist_registers_with_upload_then_a_second_upload_and_a_wrong_file_are_
     assert "only the track's owner" in out and "(relay answered HTTP 403)" in out
 
 
+def test_artist_name_signs_the_name_and_a_bad_one_is_told_in_a_sentence(env: Env) -> None:
+    """`artist name` publishes a signed profile (renaming replaces it); a name with a control character is refused
+    before anything is signed, in a sentence."""
+    import httpx
+
+    out = ok(env.run("artist", "name", "Ada Lovelace", artist="quitter"))
+    assert "is now “Ada Lovelace”" in out
+    ok(env.run("artist", "name", "Ada King", artist="quitter"))
+    address = env.keys["quitter"].address
+    assert httpx.get(f"{env.relay_url}/api/v1/artists/{address}/profile", timeout=30).json()["name"] == "Ada King"
+    out = fails(env.run("artist", "name", "Ada\u202eKing", artist="quitter"), "bad_name")
+    assert "printable text only (U+202E is not)" in out
+
+
 def test_a_server_that_is_not_a_relay_is_named_in_a_sentence(env: Env) -> None:
     """A 404 without the relay's error format (another server on the port) is explained, not echoed empty."""
     import http.server

@@ -11,9 +11,10 @@ import psycopg
 import pytest
 
 from chainstream.errors import ConfigurationError, UnrecoverableError
+from chainstream.protocol.types import Address
 from chainstream.store import SqliteStore, open_store
 from chainstream.store.postgres import PostgresStore
-from chainstream.store.records import SCHEMA_VERSION
+from chainstream.store.records import SCHEMA_VERSION, ProfileRecord
 from tests.store.postgres_server import PostgresServer
 from tests.unit.test_group_commit import records
 
@@ -66,6 +67,29 @@ def test_a_database_from_a_newer_relay_is_refused_and_a_current_one_reopens(post
         conn.execute("UPDATE chainstream_schema SET version = %s", (SCHEMA_VERSION + 1,))
     with pytest.raises(UnrecoverableError, match="upgrade chainstream"):
         PostgresStore(postgres_url)
+
+
+@pytest.mark.postgres
+def test_a_schema_3_database_gains_the_profiles_table_and_keeps_its_payments(postgres_url: str) -> None:
+    """Schema 3 -> 4 on PostgreSQL: the artists' profiles table is added; nothing else changes."""
+    store = PostgresStore(postgres_url)
+    store.start()
+    store.submit_payments(records(1, 2)).result(timeout=30)
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as a schema-3 relay left it
+        conn.execute("DROP TABLE profiles")
+        conn.execute("UPDATE chainstream_schema SET version = 3")
+    upgraded = PostgresStore(postgres_url)
+    upgraded.start()
+    try:
+        assert upgraded.payment_count() == 2
+        artist = Address("0x1111111111111111111111111111111111111111")
+        assert upgraded.set_profile(ProfileRecord(artist, "Ada", 5, b"\x01" * 65))
+        assert upgraded.profile(artist) == ProfileRecord(artist, "Ada", 5, b"\x01" * 65)
+    finally:
+        upgraded.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM chainstream_schema").fetchone() == (SCHEMA_VERSION,)
 
 
 @pytest.mark.postgres

@@ -29,6 +29,7 @@ from chainstream.protocol import Kind
 from chainstream.protocol.types import to_address
 from chainstream.store import ChannelRecord, PaymentRecord, SettledRecord, open_store
 from chainstream.store.base import SqlStore
+from chainstream.store.records import ProfileRecord
 from tests.integration.relay_fixtures import wait_until
 from tests.unit.test_group_commit import ARTIST, record_for, records
 from tests.unit.test_store_schema import COLLAB, FEE, SPLIT_LISTING
@@ -325,6 +326,29 @@ def test_a_cursor_is_absent_until_set_and_then_moves(store: SqlStore) -> None:
     store.set_cursor("events", 41)
     store.set_cursor("events", 42)
     assert store.get_cursor("events") == 42
+
+
+def test_a_newer_profile_replaces_an_older_one_and_never_the_reverse(backend: Backend, store: SqlStore) -> None:
+    other = to_address("0x" + "d4" * 20)
+    assert store.profile(ARTIST) is None
+    assert store.set_profile(ProfileRecord(ARTIST, "Ada", 10, b"\x01" * 65))
+    assert store.set_profile(ProfileRecord(other, "Grace Hopper \u00e9\U0001f3b5", 3, b"\x03" * 65))
+    assert store.set_profile(ProfileRecord(ARTIST, "Ada Lovelace", 11, b"\x02" * 65))
+    assert not store.set_profile(ProfileRecord(ARTIST, "Old", 11, b"\x04" * 65))  # as new: refused
+    assert not store.set_profile(ProfileRecord(ARTIST, "Older", 2, b"\x05" * 65))
+    store.close()
+
+    reopened = backend.open()
+    reopened.start()
+    try:
+        assert reopened.profile(ARTIST) == ProfileRecord(ARTIST, "Ada Lovelace", 11, b"\x02" * 65)
+        assert reopened.profiles_of([ARTIST, other, PAYER, ARTIST]) == {
+            ARTIST: ProfileRecord(ARTIST, "Ada Lovelace", 11, b"\x02" * 65),
+            other: ProfileRecord(other, "Grace Hopper \u00e9\U0001f3b5", 3, b"\x03" * 65),
+        }
+        assert reopened.profiles_of([]) == {}
+    finally:
+        reopened.close()
 
 
 def test_the_outbox_follows_a_transaction_from_signed_to_confirmed_or_failed(store: SqlStore) -> None:

@@ -15,9 +15,10 @@ import pytest
 from chainstream.errors import UnrecoverableError
 from chainstream.ledger import Listing
 from chainstream.pricing import Split, Terms
-from chainstream.protocol.types import to_address
+from chainstream.protocol.types import Address, to_address
 from chainstream.store import SqliteStore
 from chainstream.store import sqlite as sqlite_schema
+from chainstream.store.records import ProfileRecord
 from chainstream.store.sqlite import SCHEMA_VERSION
 from tests.unit.test_group_commit import ARTIST, records
 
@@ -144,7 +145,7 @@ def test_a_schema_2_database_gains_the_deliveries_table_and_keeps_its_payments(t
     """Schema 2 -> 3: the audio deliveries table is added; nothing else changes."""
     path = tmp_path / "v2.db"
     conn = sqlite3.connect(path)
-    conn.executescript(sqlite_schema.SCHEMA.replace(sqlite_schema.DELIVERIES, ""))
+    conn.executescript(sqlite_schema.SCHEMA.replace(sqlite_schema.DELIVERIES, "").replace(sqlite_schema.PROFILES, ""))
     conn.execute("PRAGMA user_version = 2")
     conn.execute("INSERT INTO cursors VALUES ('events', 5)")
     conn.commit()
@@ -156,4 +157,25 @@ def test_a_schema_2_database_gains_the_deliveries_table_and_keeps_its_payments(t
     finally:
         store.close()
     with contextlib.closing(sqlite3.connect(path)) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+
+
+def test_a_schema_3_database_gains_the_profiles_table_and_keeps_its_data(tmp_path: Path) -> None:
+    """Schema 3 -> 4: the artists' profiles table is added; nothing else changes."""
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(sqlite_schema.SCHEMA.replace(sqlite_schema.PROFILES, ""))
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO cursors VALUES ('events', 7)")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    artist = Address("0x1111111111111111111111111111111111111111")
+    try:
+        assert store.get_cursor("events") == 7
+        assert store.set_profile(ProfileRecord(artist, "Ada", 10, b"\x01" * 65))
+        assert store.profile(artist) == ProfileRecord(artist, "Ada", 10, b"\x01" * 65)
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4

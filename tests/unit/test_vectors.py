@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from eth_account.messages import encode_typed_data
 
 from chainstream.chain.artifacts import error_abis
 from chainstream.pricing import Split
@@ -84,6 +85,7 @@ def test_format() -> None:
         "splits",
         "caps",
         "readTokens",
+        "profiles",
     ]
     assert VECTORS["domain"] == {
         "name": "ChainStream",
@@ -109,6 +111,7 @@ def test_format() -> None:
         ],
         "splits": ["description", "recipients", "bps", "feeRecipient", "feeBps", "hash", "amount", "shares"],
         "readTokens": ["description", "privateKey", "signer", "message", "digest", "signature", "token"],
+        "profiles": ["description", "privateKey", "signer", "message", "structHash", "digest", "signature"],
     }
     for section, fields in keys.items():
         assert VECTORS[section], section
@@ -221,6 +224,51 @@ def test_caps_vectors(entry: dict[str, Any]) -> None:
     key = PrivateKey(entry["privateKey"])
     assert key.address == entry["signer"] and key.sign(digest).to_hex() == entry["signature"]
     assert recover(digest, Signature.from_hex(entry["signature"])) == entry["signer"]
+
+
+@pytest.mark.parametrize("entry", VECTORS["profiles"], ids=lambda e: e["description"][:40])
+def test_profile_vectors(entry: dict[str, Any]) -> None:
+    """hashStruct(ArtistProfile) by hand (PROTOCOL.md §3.6; the string as keccak256 of its UTF-8 bytes, the
+    uint64 as a word), checked against eth-account's encoder too, and the artist's own signature."""
+    m = entry["message"]
+    struct = keccak(
+        keccak(b"ArtistProfile(address artist,string name,uint64 issuedAt)")
+        + bytes(12)
+        + bytes.fromhex(m["artist"][2:])
+        + keccak(m["name"].encode("utf-8"))
+        + m["issuedAt"].to_bytes(32, "big")
+    )
+    assert hex0x(struct) == entry["structHash"]
+    digest = DOMAIN.digest(struct)
+    assert hex0x(digest) == entry["digest"]
+    document = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "ArtistProfile": [
+                {"name": "artist", "type": "address"},
+                {"name": "name", "type": "string"},
+                {"name": "issuedAt", "type": "uint64"},
+            ],
+        },
+        "primaryType": "ArtistProfile",
+        "domain": VECTORS["domain"],
+        "message": m,
+    }
+    assert (
+        keccak(
+            b"\x19\x01"
+            + encode_typed_data(full_message=document).header
+            + encode_typed_data(full_message=document).body
+        )
+        == digest
+    )
+    key = PrivateKey(entry["privateKey"])
+    assert key.address == entry["signer"] == m["artist"] and key.sign(digest).to_hex() == entry["signature"]
 
 
 def receipt_of(entry: dict[str, Any]) -> PlayReceipt:

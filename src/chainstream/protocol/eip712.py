@@ -10,6 +10,8 @@ Three signed types exist, with different type hashes so that one can never be re
   its session key — spending limits the relay enforces (never seen by the contract).
 - ``ReadAccess(address account,bytes32 channelId,address relay,uint256 notAfter)``: signed by a listener (or its
   session key) or an artist — a short-lived read token for the relay's private reads (never seen by the contract).
+- ``ArtistProfile(address artist,string name,uint64 issuedAt)``: signed by the artist — the name clients show for
+  that address (never seen by the contract; see protocol/profile.py).
 
 The domain is ``{name: "ChainStream", version: "1", chainId, verifyingContract}``, so a signature is bound to
 one chain and one deployment.
@@ -31,6 +33,7 @@ CLOSE_TYPE = "Close(bytes32 channelId,bytes32 voucherDigest)"
 CAPS_TYPE = "Caps(bytes32 channelId,uint256 dailyCap,uint256 sessionCap,uint256 issuedAt)"
 READ_ACCESS_TYPE = "ReadAccess(address account,bytes32 channelId,address relay,uint256 notAfter)"
 RELAY_IDENTITY_TYPE = "RelayIdentity(bytes32 challenge)"
+ARTIST_PROFILE_TYPE = "ArtistProfile(address artist,string name,uint64 issuedAt)"
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 
 VOUCHER_TYPEHASH = type_hash(VOUCHER_TYPE)
@@ -38,6 +41,7 @@ CLOSE_TYPEHASH = type_hash(CLOSE_TYPE)
 CAPS_TYPEHASH = type_hash(CAPS_TYPE)
 READ_ACCESS_TYPEHASH = type_hash(READ_ACCESS_TYPE)
 RELAY_IDENTITY_TYPEHASH = type_hash(RELAY_IDENTITY_TYPE)
+ARTIST_PROFILE_TYPEHASH = type_hash(ARTIST_PROFILE_TYPE)
 DOMAIN_TYPEHASH = type_hash(DOMAIN_TYPE)
 
 #: EIP-712 type definitions, as wallets (eth_signTypedData_v4) and eth-account expect them.
@@ -69,6 +73,11 @@ EIP712_TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "channelId", "type": "bytes32"},
         {"name": "relay", "type": "address"},
         {"name": "notAfter", "type": "uint256"},
+    ],
+    "ArtistProfile": [
+        {"name": "artist", "type": "address"},
+        {"name": "name", "type": "string"},
+        {"name": "issuedAt", "type": "uint64"},
     ],
 }
 
@@ -128,6 +137,11 @@ def read_access_struct_hash(account: str, channel_id: bytes, relay: str, not_aft
     """hashStruct(ReadAccess): `account` lets `relay` show it its data (one channel, or all with a zero channelId)
     until `notAfter` (unix seconds); checked by that relay only, never by the contract."""
     return keccak(READ_ACCESS_TYPEHASH + address_word(account) + channel_id + address_word(relay) + word(not_after))
+
+
+def artist_profile_struct_hash(artist: str, name: str, issued_at: int) -> bytes:
+    """hashStruct(ArtistProfile): the string is hashed as keccak256 of its UTF-8 bytes (EIP-712 dynamic type)."""
+    return keccak(ARTIST_PROFILE_TYPEHASH + address_word(artist) + keccak(name.encode("utf-8")) + word(issued_at))
 
 
 def relay_identity_struct_hash(challenge: bytes) -> bytes:

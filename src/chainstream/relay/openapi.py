@@ -109,6 +109,13 @@ ROUTES: dict[str, dict[int, str]] = {
     "close": _merge({400: BAD_ID, 409: "`channel_not_open`; `close_state_mismatch` (with `state`)"}, CHANNEL, SIGNED),
     "listener_channels": {400: "`bad_address`", **READ},
     "earnings": {400: "`bad_address`", **READ},
+    "profile": {400: "`bad_address`", 404: "`no_profile`: the artist has signed none"},
+    "set_profile": {
+        400: "`bad_address`",
+        403: "`unauthorized_signer`: not signed by the address",
+        409: "`stale_profile`: not newer than the stored profile",
+        422: "`bad_name`, `bad_signature`, `profile_from_future`",
+    },
     "events": _merge({400: "`bad_bytes32` (channel), `bad_address` (payee)"}, CHANNEL, READ),
     # audio (relay/api/media.py; docs/API.md, Audio)
     "upload_media": {

@@ -95,6 +95,22 @@ class CloseIn(Strict):
     ]
 
 
+class ProfileIn(Strict):
+    name: Text = Field(description="1..64 characters of printable text in NFC, signed exactly as sent")
+    issuedAt: StrictInt = Field(
+        ge=0,
+        lt=2**64,
+        description="unix seconds; must be newer than the stored profile's, at most caps_clock_skew ahead",
+    )
+    signature: Annotated[
+        str,
+        Field(
+            pattern=r"^0x[0-9a-fA-F]{130}$",
+            description="the artist's over ArtistProfile(artist, name, issuedAt)",
+        ),
+    ]
+
+
 def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
     """Convert a validated body to a Payment; ProtocolError (400) for values the schema cannot catch."""
     if not _HEX32.fullmatch(channel_id_hex):

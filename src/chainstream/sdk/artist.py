@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from chainstream.chain.transactions import TxSender
 from chainstream.errors import ProtocolError
 from chainstream.media.upload import upload_digest
 from chainstream.pricing import Split, Terms
-from chainstream.protocol import PrivateKey
+from chainstream.protocol import Domain, PrivateKey
 from chainstream.protocol.hashing import keccak
+from chainstream.protocol.profile import ArtistProfile, check_name
 from chainstream.protocol.types import ZERO_ADDRESS, Address
 from chainstream.sdk import gasless as _gasless
 from chainstream.sdk.client import ReadIdentity, RelayClient
@@ -102,12 +104,35 @@ class Artist:
         earnings: dict[str, Any] = self.relay.get(f"/artists/{self.address}/earnings")
         return earnings
 
+    def set_name(self, name: str) -> dict[str, Any]:
+        """Sign and publish this artist's profile: the name players show for its address (normalised to Unicode
+        NFC first; ProtocolError bad_name if it is not 1..64 printable characters). Dated by the relay's clock, and
+        after the profile the relay holds, so a second change within the same second still replaces the first."""
+        if self.relay is None:
+            raise ProtocolError("no relay", code="no_relay")
+        return set_artist_name(self.relay, self.key, name, self.channels.domain)
+
     def upload(self, audio: str | Path | bytes, track_id: bytes | None = None) -> dict[str, Any]:
         """Publish a track's audio on the relay (the file whose keccak256 is the track id), signed by this
         artist (the track's owner). Returns the relay's manifest: segments, duration, status."""
         if self.relay is None:
             raise ProtocolError("no relay", code="no_relay")
         return upload_audio(self.relay, self.key, audio, track_id)
+
+
+def set_artist_name(relay: RelayClient, key: PrivateKey, name: str, domain: Domain | None = None) -> dict[str, Any]:
+    """PUT /artists/{address}/profile: `name` (NFC) signed by `key` in `domain` (default: the relay client's);
+    returns the relay's answer."""
+    name = check_name(unicodedata.normalize("NFC", name))
+    domain = domain or relay.domain()
+    current = relay.artist_profile(key.address)
+    issued_at = max(int(relay.now()), current.profile.issued_at + 1 if current else 0)
+    signed = ArtistProfile(key.address, name, issued_at).sign(domain, key)
+    reply: dict[str, Any] = relay.put(
+        f"/artists/{key.address}/profile",
+        {"name": name, "issuedAt": issued_at, "signature": signed.signature.to_hex()},
+    )
+    return reply
 
 
 def upload_audio(

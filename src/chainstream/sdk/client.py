@@ -20,9 +20,10 @@ import httpx
 from chainstream.errors import ChainStreamError, ProtocolError, RecoverableError
 from chainstream.protocol import Domain, PrivateKey, Signature, recover
 from chainstream.protocol.eip712 import relay_identity_struct_hash
+from chainstream.protocol.profile import ArtistProfile, SignedArtistProfile
 from chainstream.protocol.read_token import AUTH_SCHEME, QUERY_PARAMETER, ReadToken, sign_read_token
 from chainstream.protocol.types import ZERO_HASH, Address, to_address
-from chainstream.relay.api.models import Info
+from chainstream.relay.api.models import ArtistProfileReply, Info
 
 #: read tokens are asked for this long (relays refuse much longer ones) and renewed with less than RENEW_AT left
 READ_TOKEN_TTL, RENEW_AT = 300, 60
@@ -120,6 +121,40 @@ class RelayClient:
                 raise ProtocolError(f"the relay does not hold the key of {relay} it names", code="untrusted_relay")
             self._relay = (domain, relay, max(-self.max_clock_offset, min(self.max_clock_offset, offset)))
         return self._relay
+
+    def domain(self) -> Domain:
+        """The signing domain: the pinned deployment's, or (unpinned) the one the relay proved it signs in."""
+        return self._relay_view()[0]
+
+    def now(self) -> float:
+        """The relay's clock as far as this client can tell (ours, moved by the relay's offset within
+        MAX_CLOCK_OFFSET): what signed messages the relay dates (caps, profiles) are dated by."""
+        return time.time() + self._relay_view()[2]
+
+    def artist_profile(self, artist: str) -> SignedArtistProfile | None:
+        """The artist's newest profile as the relay holds it, verified here: None if the artist has signed none;
+        ProtocolError (untrusted_state) if the relay's answer is not a profile the artist signed in this client's
+        domain (the relay is not trusted with names)."""
+        domain = self._relay_view()[0]
+        try:
+            answer = self.get(f"/artists/{to_address(artist)}/profile")
+        except RelayError as exc:
+            if exc.code == "no_profile":
+                return None
+            raise
+        try:
+            reply = ArtistProfileReply.model_validate(answer)
+            signed = SignedArtistProfile(
+                ArtistProfile(to_address(reply.artist), reply.name, reply.issuedAt), Signature.from_hex(reply.signature)
+            )
+            if signed.profile.artist != to_address(artist):
+                raise ProtocolError(f"the relay answered the profile of {reply.artist}", code="untrusted_state")
+            signed.verify(domain)
+        except (ValueError, ChainStreamError) as exc:
+            raise ProtocolError(
+                f"the relay's profile of {artist} does not verify: {exc}", code="untrusted_state"
+            ) from exc
+        return signed
 
     def read_token(self, key: PrivateKey, account: str, channel_id: bytes = ZERO_HASH) -> str:
         """A read token for `account`'s data (one channel, or all with a zero id) signed by `key`, valid for

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from chainstream.ledger import LedgerState
 from chainstream.protocol import Kind
+from chainstream.protocol.types import Address
 from chainstream.store.group_commit import GroupCommitter
 from chainstream.store.records import (
     EXHAUSTED,
@@ -28,6 +29,7 @@ from chainstream.store.records import (
     EarningRow,
     OutboxRecord,
     PaymentRecord,
+    ProfileRecord,
     Row,
     SettledRecord,
     channel_from_row,
@@ -79,6 +81,12 @@ class Store(Protocol):
     def set_caps(self, channel_id: bytes, daily_cap: int | None, session_cap: int | None, issued_at: int = 0) -> bool:
         """Store caps unless the ones stored were issued at or after `issued_at`; True if stored."""
 
+    def set_profile(self, p: ProfileRecord) -> bool:
+        """Store `p` unless the artist's stored profile is as new or newer; whether `p` is now the one in force."""
+        ...
+
+    def profile(self, artist: str) -> ProfileRecord | None: ...
+    def profiles_of(self, artists: Sequence[str]) -> dict[str, ProfileRecord]: ...
     def set_coop_close(self, channel_id: bytes, voucher_digest: bytes | None) -> None: ...
     def set_settled(self, s: SettledRecord) -> None: ...
     def add_claim(self, tx_hash: bytes, log_index: int, payee: str, token: str, amount: int, block: int) -> None: ...
@@ -220,6 +228,32 @@ class SqlStore(ABC):
                 (opt_text(daily_cap), opt_text(session_cap), issued_at, channel_id, issued_at),
             )
         )
+
+    def set_profile(self, p: ProfileRecord) -> bool:
+        # Conditional in the database itself: with several instances, another may have stored a newer profile.
+        return bool(
+            self._query(
+                """INSERT INTO profiles (artist, name, issued_at, signature) VALUES (?,?,?,?)
+                   ON CONFLICT(artist) DO UPDATE SET name=excluded.name, issued_at=excluded.issued_at,
+                   signature=excluded.signature WHERE profiles.issued_at < excluded.issued_at RETURNING artist""",
+                (p.artist, p.name, p.issued_at, p.signature),
+            )
+        )
+
+    def profile(self, artist: str) -> ProfileRecord | None:
+        return self.profiles_of([artist]).get(artist)
+
+    def profiles_of(self, artists: Sequence[str]) -> dict[str, ProfileRecord]:
+        found: dict[str, ProfileRecord] = {}
+        unique = sorted(set(artists))
+        for start in range(0, len(unique), 500):  # bounded statements, whatever the catalog's size
+            chunk = unique[start : start + 500]
+            rows = self._query(f"SELECT * FROM profiles WHERE artist IN ({','.join('?' * len(chunk))})", tuple(chunk))
+            for r in rows:
+                found[r["artist"]] = ProfileRecord(
+                    Address(r["artist"]), r["name"], int(r["issued_at"]), bytes(r["signature"])
+                )
+        return found
 
     def set_coop_close(self, channel_id: bytes, voucher_digest: bytes | None) -> None:
         self._execute("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (voucher_digest, channel_id))

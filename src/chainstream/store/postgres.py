@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (channel_id, target, play_seq, segment)
 );
 """
+PROFILES = """
+CREATE TABLE IF NOT EXISTS profiles (
+    artist TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    signature BYTEA NOT NULL
+);
+"""
 SCHEMA = (
     f"""
 CREATE TABLE IF NOT EXISTS channels (
@@ -129,6 +137,7 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, block BIGINT NOT NULL);
 """
     + DELIVERIES
+    + PROFILES
     + """CREATE INDEX IF NOT EXISTS claims_by_payee ON claims (payee);
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status);
 """
@@ -173,8 +182,10 @@ def _prepare_schema(conn: Connection) -> None:
             raise UnrecoverableError(
                 f"the database has schema version {row['version']}, older than any relay that used PostgreSQL"
             )
-        elif row["version"] == 2:  # schema 2 -> 3: the deliveries table (audio streaming)
-            conn.execute(DELIVERIES)
+        elif row["version"] < SCHEMA_VERSION:
+            if row["version"] == 2:  # schema 2 -> 3: the deliveries table (audio streaming)
+                conn.execute(DELIVERIES)
+            conn.execute(PROFILES)  # schema 3 -> 4: artists' signed profiles
             conn.execute("UPDATE chainstream_schema SET version = %s", (SCHEMA_VERSION,))
 
 

@@ -15,7 +15,18 @@ from typing import Any, Literal, Protocol, TypedDict
 from chainstream.protocol import Voucher
 from chainstream.protocol.types import Address
 
-SCHEMA_VERSION = 3  # the tables' layout; both backends keep it (SQLite in PRAGMA user_version)
+SCHEMA_VERSION = 4  # the tables' layout; both backends keep it (SQLite in PRAGMA user_version)
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """The newest profile an artist signed (protocol/profile.py): its name, issuedAt and 65-byte signature."""
+
+    artist: Address
+    name: str
+    issued_at: int
+    signature: bytes
+
 
 PAYMENT_COLUMNS = (
     "channel_id",

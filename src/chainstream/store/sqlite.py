@@ -34,6 +34,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 """
 
+PROFILES = """
+CREATE TABLE IF NOT EXISTS profiles (
+    artist TEXT PRIMARY KEY,         -- checksummed address
+    name TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,      -- a newer profile replaces an older one
+    signature BLOB NOT NULL          -- the artist's over ArtistProfile(artist, name, issuedAt)
+);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS channels (
@@ -114,6 +123,7 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, block INTEGER NOT NULL);
 """
     + DELIVERIES
+    + PROFILES
     + """CREATE INDEX IF NOT EXISTS claims_by_payee ON claims (payee);
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status);
 """
@@ -150,6 +160,9 @@ COMMIT;
 # Schema 2 -> 3: what the relay served of each track per channel and play (audio streaming).
 MIGRATE_2_TO_3 = "BEGIN IMMEDIATE;\n" + DELIVERIES + "PRAGMA user_version = 3;\nCOMMIT;\n"
 
+# Schema 3 -> 4: artists' signed profiles (their names).
+MIGRATE_3_TO_4 = "BEGIN IMMEDIATE;\n" + PROFILES + "PRAGMA user_version = 4;\nCOMMIT;\n"
+
 
 def _prepare_schema(conn: sqlite3.Connection) -> None:
     """Create the tables of a new database, or bring an older one to SCHEMA_VERSION (in one transaction)."""
@@ -165,9 +178,11 @@ def _prepare_schema(conn: sqlite3.Connection) -> None:
             conn.execute("ALTER TABLE channels ADD COLUMN caps_issued_at INTEGER NOT NULL DEFAULT 0")
     steps = []
     if version == 0 and "payments" in tables:
-        steps = [MIGRATE_1_TO_2, MIGRATE_2_TO_3]
+        steps = [MIGRATE_1_TO_2, MIGRATE_2_TO_3, MIGRATE_3_TO_4]
     elif version == 2:
-        steps = [MIGRATE_2_TO_3]
+        steps = [MIGRATE_2_TO_3, MIGRATE_3_TO_4]
+    elif version == 3:
+        steps = [MIGRATE_3_TO_4]
     if steps:
         for step in steps:
             try:

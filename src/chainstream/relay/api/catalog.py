@@ -17,8 +17,9 @@ from chainstream.relay.openapi import responses
 router = APIRouter(prefix="/api/v1")
 
 
-def track_json(entry: CatalogEntry, token: str | None) -> dict[str, Any]:
-    """A catalog entry as the API shows it: its terms in every token it is offered in (or in `token` only)."""
+def track_json(entry: CatalogEntry, token: str | None, artist_name: str | None = None) -> dict[str, Any]:
+    """A catalog entry as the API shows it: its terms in every token it is offered in (or in `token` only), and
+    its owner's signed name if any."""
     terms = {
         t: {
             "perPlay": str(x.per_play),
@@ -46,6 +47,7 @@ def track_json(entry: CatalogEntry, token: str | None) -> dict[str, Any]:
         "terms": terms,
         "registeredAt": entry.registered_at,
         "media": f"/api/v1/tracks/0x{entry.track_id.hex()}/media",
+        "artistName": artist_name,
     }
 
 
@@ -53,7 +55,8 @@ def track_json(entry: CatalogEntry, token: str | None) -> dict[str, Any]:
 async def catalog(s: ServiceDep, token: str | None = None) -> dict[str, Any]:
     token = to_address(token) if token else None
     entries = sorted(s.catalog.entries.values(), key=lambda e: e.registered_at)
-    tracks = [track_json(e, token) for e in entries]
+    names = {a: p.name for a, p in s.store.profiles_of([e.owner for e in entries]).items()}
+    tracks = [track_json(e, token, names.get(e.owner)) for e in entries]
     return {"tracks": [t for t in tracks if t["terms"]]}
 
 
@@ -62,4 +65,5 @@ async def track(track_id: str, s: ServiceDep) -> Any:
     entry = s.catalog.entries.get(to_bytes32(track_id, "trackId"))
     if entry is None:
         return error_response(404, Code.UNKNOWN_TRACK, f"no track {track_id}")
-    return track_json(entry, None)
+    profile = s.store.profile(entry.owner)
+    return track_json(entry, None, profile.name if profile else None)

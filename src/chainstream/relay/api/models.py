@@ -212,6 +212,9 @@ class Track(Out):
     terms: dict[str, TermsJSON] = Field(description="token address -> terms")
     registeredAt: int
     media: str
+    artistName: str | None = Field(
+        None, description="the owner's name from the profile it signed (GET /artists/{owner}/profile to verify)"
+    )
 
 
 class CatalogReply(Out):
@@ -254,6 +257,16 @@ class Published(Manifest):
 
 
 # ----------------------------------------------------------------------------------------------------- artists
+class ArtistProfileReply(Out):
+    """GET/PUT /artists/{address}/profile: the newest profile the artist signed, with the signature, so a client
+    verifies it (EIP-712 ArtistProfile under the relay's domain, GET /info) instead of trusting the relay."""
+
+    artist: str
+    name: str
+    issuedAt: int
+    signature: str
+
+
 class TokenEarnings(Out):
     pending: Amount
     settled: Amount
