@@ -7,6 +7,7 @@ Slow (a virtualenv with every dependency, from the package index or pip's cache)
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,7 +32,18 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("packaging")
     wheels = tmp / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", str(ROOT), "--no-deps", "-w", str(wheels)], check=True, cwd=tmp)
+    # Built from a copy of the checkout's files (as git sees them, with its node_modules linked in), so a build/
+    # directory left in the checkout by an earlier build cannot break or leak into this one.
+    source = tmp / "checkout"
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    (source / "node_modules").symlink_to(ROOT / "node_modules")
+    subprocess.run([*pip, "wheel", str(source), "--no-deps", "-w", str(wheels)], check=True, cwd=tmp)
     (wheel,) = wheels.glob("chainstream-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
     bin_dir = tmp / "venv" / "bin"
