@@ -19,7 +19,6 @@ listed until the chain shows it again).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from chainstream.chain.contracts import ChannelState, ChannelStatus, SettledStat
 from chainstream.errors import ChainError
 from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import CatalogEntry
-from chainstream.relay.outage import DatabaseStatus, is_database_unavailable
+from chainstream.relay.outage import DatabaseStatus
 from chainstream.relay.service import RelayService
 from chainstream.relay.settler import Settler, record_state
 from chainstream.store import ChannelRecord
@@ -91,19 +90,6 @@ class Watcher:
         self._range_end = self.processed_block
         #: the database as the polls find it (relay/outage.py `follow_chain`): lost and back logged once each
         self.database = DatabaseStatus("watcher", log)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.poll()
-                self.database.succeeded()
-            except Exception as exc:  # keep watching through RPC errors; the cursor makes it resume exactly
-                if is_database_unavailable(exc):
-                    self.database.failed(exc)
-                else:
-                    log.exception("watcher poll failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval)
 
     async def poll(self) -> int:
         """Process every confirmed block not yet processed (after rolling back a reorg, if one happened);
