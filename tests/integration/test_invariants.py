@@ -101,7 +101,8 @@ CI_SETTINGS = settings(
 #: background, see docs/OPERATIONS.md). Shrinking is kept, so a failure still ends as a short sequence.
 DEEP_SETTINGS = settings(
     CI_SETTINGS,
-    max_examples=256,
+    # CHAINSTREAM_INVARIANT_EXAMPLES splits the 256 among parallel runs with distinct --hypothesis-seed values
+    max_examples=int(os.environ.get("CHAINSTREAM_INVARIANT_EXAMPLES", "256")),
     stateful_step_count=500,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
