@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,10 @@ import requests
 from websockets.sync.client import connect as ws_connect
 
 from chainstream.chain.node import AnvilNode, anvil_binary
-from tests.integration.conftest import _anvil_or_skip
+from chainstream.protocol import PrivateKey
+from chainstream.sdk import Listener
+from chainstream.sdk.gasless import open_request
+from tests.integration.conftest import STABLE, _anvil_or_skip
 from tests.integration.relay_fixtures import (
     MODEM,
     RelayChain,
@@ -211,3 +215,46 @@ def test_node_hangs_websocket_payment_needing_it_answered_chain_unavailable_with
     finally:
         os.kill(node_pid, signal.SIGCONT)
     wait_until(lambda: relay.health()["ok"], timeout=30, what="the relay to be ready again")
+
+
+def test_node_hangs_gas_free_requests_do_not_stall_the_payments_beside_them(
+    own_anvil: RelayChain, outage_relay: RelayProcess
+) -> None:
+    """A signed gas-free open reaches a relay whose node hangs: the relay's checks before spending gas ask no node
+    (the deadline is judged by the chain clock it carries), and the submission waits off the event loop, so a
+    payment on a known channel sent after it is answered while the open is still waiting for the node. (Before
+    the fix the deadline check read the latest block on the event loop: every payment waited out the open's
+    RPC timeout, and the open was answered first.)"""
+    rc = own_anvil
+    relay = outage_relay.start(CHAINSTREAM_RPC_TIMEOUT="20")
+    track = rc.track(MODEM)
+    payer = open_listener(rc, relay)
+    payer.play(track)  # the relay holds this channel: its payments need no node
+    play = signed_plays(payer, track, 1)[0]
+    newcomer_key = PrivateKey.generate()
+    rc.chain.token.mint(rc.chain.tx("stranger"), newcomer_key.address, 10 * STABLE)
+    newcomer = Listener(newcomer_key, w3=rc.w3, deployment=rc.chain.deployment, relay=relay.client())
+    stable = rc.chain.deployment.stablecoin
+    assert stable is not None
+    _, open_body = open_request(newcomer, 5 * STABLE, stable, max_fee=None, session_ttl=3600, salt=None)
+
+    opened: dict[str, Any] = {}
+
+    def send_open() -> None:
+        with httpx.Client(timeout=120) as client:
+            opened["response"] = client.post(f"{relay.api}/onboard/open", json=open_body)
+
+    node_pid = _node_pid(rc)
+    os.kill(node_pid, signal.SIGSTOP)
+    try:
+        sender = threading.Thread(target=send_open)
+        sender.start()
+        time.sleep(1.0)  # lets the open reach its handler first (no timing is asserted)
+        response = relay.http().post(f"/channels/{cid_hex(payer)}/payments", json=play.body)
+        assert sender.is_alive() and "response" not in opened, "the open was answered before the payment"
+        assert response.status_code == 200, response.text
+    finally:
+        os.kill(node_pid, signal.SIGCONT)
+    sender.join(timeout=120)
+    assert "response" in opened and opened["response"].status_code in (200, 503), opened
+    assert "Traceback" not in relay.log, relay.log

@@ -9,6 +9,7 @@ transaction goes through the settler's TxSender so that the relay key's nonces s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +42,13 @@ class Submitted:
 class Onboarding:
     """Submits signed gas-free authorisations for this relay."""
 
-    def __init__(self, settings: Settings, channels: ChannelsClient, sender: TxSender) -> None:
+    def __init__(
+        self, settings: Settings, channels: ChannelsClient, sender: TxSender, chain_now: Callable[[], float]
+    ) -> None:
         self.settings = settings
+        #: the chain's clock as the relay knows it (relay/clock.py): the deadline precheck asks no node, so a
+        #: slow or hung node cannot stall the event loop the payments share
+        self.chain_now = chain_now
         self.channels = channels
         self.sender = sender
         self.gasless = GaslessClient.of(channels)
@@ -118,7 +124,7 @@ class Onboarding:
             raise Rejection(Code.BAD_AUTHORIZATION, "the signer is the zero address")
         if recover(digest, signature) != signer:
             raise Rejection(Code.UNAUTHORIZED_SIGNER, "the signature is not the signer's over these terms")
-        now = int(self.channels.w3.eth.get_block("latest")["timestamp"])
+        now = int(self.chain_now())
         if deadline < now:
             raise Rejection(Code.AUTHORIZATION_EXPIRED, f"the deadline {deadline} has passed (chain time {now})")
 

@@ -77,7 +77,9 @@ class Relay:
         self.chain_status = ChainStatus(settings)  # relay/outage.py: node lost / back, backoff
         self.database_probe = DatabaseProbe(self.store, settings.instance)  # relay/health.py
         instrument(self)  # relay/metrics.py: counters and latency histograms
-        self.onboarding = Onboarding(settings, self.service.channels, self.settler.sender)  # gas-free submissions
+        self.onboarding = Onboarding(  # gas-free submissions
+            settings, self.service.channels, self.settler.sender, self.service.chain_now
+        )
         self.payouts = PayoutPusher(
             settings,
             self.service.channels,

@@ -49,9 +49,10 @@ def quoted_fee(relay: RelayClient, max_fee: int | None) -> tuple[int, dict[str, 
     return max_fee, quote
 
 
-def open_gasless(
+def open_request(
     listener: Listener, amount: int, token: str, *, max_fee: int | None, session_ttl: int, salt: bytes | None
-) -> bytes:
+) -> tuple[OpenAuth, dict[str, Any]]:
+    """The signed open authorisation and permit, as POST /onboard/open takes them (nothing is sent)."""
     relay = listener._client()
     max_fee, quote = quoted_fee(relay, max_fee)
     # The channel's relay is the one this client talks to (GET /info, as open_channel takes it), whatever the
@@ -79,8 +80,15 @@ def open_gasless(
         "signature": _sig_hex(auth.sign(listener.wallet, gasless.domain)),
         "permit": _permit_json(permit),
     }
-    reply = relay.post("/onboard/open", body)
-    cid = listener.channels.channel_id_for(listener.address, token, auth.relay, auth.salt)
+    return auth, body
+
+
+def open_gasless(
+    listener: Listener, amount: int, token: str, *, max_fee: int | None, session_ttl: int, salt: bytes | None
+) -> bytes:
+    auth, body = open_request(listener, amount, token, max_fee=max_fee, session_ttl=session_ttl, salt=salt)
+    reply = listener._client().post("/onboard/open", body)
+    cid = listener.channels.channel_id_for(listener.address, auth.token, auth.relay, auth.salt)
     if bytes.fromhex(reply["channelId"][2:]) != cid:
         raise ProtocolError("the relay answered for another channel", code="untrusted_state")
     return cid
@@ -190,4 +198,4 @@ def _auth_json(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["close_gasless", "open_gasless", "schedule_payouts", "top_up_gasless"]
+__all__ = ["close_gasless", "open_gasless", "open_request", "schedule_payouts", "top_up_gasless"]
