@@ -85,6 +85,10 @@ def create_app(
     # routers built around the running relay (operations, gas-free onboarding)
     app.include_router(health_router(lambda: app.state.relay))
     app.include_router(metrics_router(lambda: app.state.relay))
-    app.include_router(onboarding_router(lambda: app.state.relay.service, lambda: app.state.relay.onboarding))
+    app.include_router(
+        onboarding_router(
+            lambda: app.state.relay.service, lambda: app.state.relay.onboarding, lambda: app.state.relay.payouts
+        )
+    )
     static.mount_frontend(app, settings)
     return app

@@ -31,7 +31,7 @@ from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopU
 from chainstream.protocol.types import ZERO_HASH, to_address, to_bytes32
 from chainstream.relay.api.models import OnboardQuote, Payouts, Submitted
 from chainstream.relay.openapi import COMMON, READ, WITH_BODY, ErrorResponse
-from chainstream.relay.payouts import payout_view
+from chainstream.relay.payouts import PayoutPusher, payout_view
 from chainstream.relay.read_auth import ReadAuth
 from chainstream.relay.schemas import AddressStr, Amount, Hex32, Strict
 from chainstream.verify import Rejection
@@ -224,7 +224,9 @@ def co_signed_close(s: RelayService, auth: CloseAuth) -> tuple[SignedVoucher | N
     return final, prev, relay_sig
 
 
-def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], Onboarding]) -> APIRouter:
+def onboarding_router(
+    svc: Callable[[], RelayService], onboarding: Callable[[], Onboarding], pusher: Callable[[], PayoutPusher]
+) -> APIRouter:
     """The gas-free routes, on the relay that `svc()` / `onboarding()` return once the app has started."""
     api = APIRouter(prefix="/api/v1")
 
@@ -273,6 +275,7 @@ def onboarding_router(svc: Callable[[], RelayService], onboarding: Callable[[], 
         (PaidOut events: amount, fee, recipient, transaction), per token."""
         payee = ReadAuth(svc()).artist(request, address)
         s = svc()
-        return {"payee": payee, "tokens": await asyncio.to_thread(payout_view, s.channels, payee, s.tokens())}
+        seen = list(pusher().history.get(payee, ()))
+        return {"payee": payee, "tokens": await asyncio.to_thread(payout_view, s.channels, payee, s.tokens(), seen)}
 
     return api

@@ -7,7 +7,8 @@ only to its owner or the recipient the owner signed, keeps at most the owner's s
 skips anything not due, so a stale view here costs gas at worst, never anyone's money. Only the settlement leader
 pushes (the same key, one nonce sequence).
 
-Every PaidOut event (whoever sent the batch) is recorded as a claim of `amount + fee` in the store: the payee's
+Every PaidOut event (whoever sent the batch) is kept by payee for GET /artists/{address}/payouts (read from the
+contract's logs once, incrementally, by the loop's rounds, never per request) and recorded as a claim of `amount + fee` in the store: the payee's
 whole balance left the contract, so its earnings (and the earnings CSV) show those payments as claimed, like a
 pull claim. (Recorded as seen, without the watcher's reorg handling: a payout dropped by a reorg would show as
 claimed until the payee claims or is paid again.)
@@ -33,6 +34,27 @@ from chainstream.tokens import TokenInfo
 log = logging.getLogger("chainstream.payouts")
 
 
+@dataclass(frozen=True)
+class PayoutRecord:
+    """One PaidOut event: a payee's balance of `token` sent to `to`, less the relay's `fee`."""
+
+    token: Address
+    to: Address
+    amount: int
+    fee: int
+    tx_hash: str
+    block: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "to": self.to,
+            "amount": str(self.amount),
+            "fee": str(self.fee),
+            "txHash": self.tx_hash,
+            "block": self.block,
+        }
+
+
 @dataclass
 class PayoutPusher:
     """Finds scheduled payees and pushes their due balances."""
@@ -45,6 +67,8 @@ class PayoutPusher:
     from_block: int = 0
     scheduled: dict[str, set[Address]] = field(default_factory=dict)
     paid: list[tuple[str, PaidOut]] = field(default_factory=list)
+    #: every PaidOut event seen so far (whoever sent it), by payee, oldest first: the payouts view reads this
+    history: dict[Address, list[PayoutRecord]] = field(default_factory=dict)
 
     def discover(self) -> None:
         """Read new PayoutScheduleSet events (enabled or not: the contract's view decides at payout time)."""
@@ -55,18 +79,30 @@ class PayoutPusher:
         for entry in logs:
             token = to_address(entry["args"]["token"])
             self.scheduled.setdefault(token, set()).add(to_address(entry["args"]["payee"]))
-        if self.store is not None:
-            for entry in self.channels.contract.events.PaidOut().get_logs(from_block=self.from_block, to_block=head):
-                a = entry["args"]
-                self.store.add_claim(
-                    bytes(entry["transactionHash"]),
-                    int(entry["logIndex"]),
-                    to_address(a["payee"]),
-                    to_address(a["token"]),
-                    int(a["amount"]) + int(a["fee"]),
-                    int(entry["blockNumber"]),
-                )
+        for entry in self.channels.contract.events.PaidOut().get_logs(from_block=self.from_block, to_block=head):
+            self._record(entry)
         self.from_block = head + 1
+
+    def _record(self, entry: Any) -> None:
+        a = entry["args"]
+        record = PayoutRecord(
+            token=to_address(a["token"]),
+            to=to_address(a["to"]),
+            amount=int(a["amount"]),
+            fee=int(a["fee"]),
+            tx_hash="0x" + bytes(entry["transactionHash"]).hex(),
+            block=int(entry["blockNumber"]),
+        )
+        self.history.setdefault(to_address(a["payee"]), []).append(record)
+        if self.store is not None:
+            self.store.add_claim(
+                bytes(entry["transactionHash"]),
+                int(entry["logIndex"]),
+                to_address(a["payee"]),
+                record.token,
+                record.amount + record.fee,
+                record.block,
+            )
 
     def due(self, token: str) -> list[Address]:
         """The scheduled payees of `token` the contract would pay now (a preview; the contract checks again)."""
@@ -132,10 +168,12 @@ class PayoutPusher:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-def payout_view(channels: ChannelsClient, payee: str, tokens: list[TokenInfo]) -> dict[str, Any]:
-    """Per token: the payee's schedule, its claimable balance, when the next payout can be due, and its payouts."""
+def payout_view(
+    channels: ChannelsClient, payee: Address, tokens: list[TokenInfo], payouts: list[PayoutRecord]
+) -> dict[str, Any]:
+    """Per token: the payee's schedule, its claimable balance, when the next payout can be due, and its payouts
+    (`payouts`: the pusher's history of the payee, as far as its rounds have read the chain)."""
     out: dict[str, Any] = {}
-    events = channels.contract.events.PaidOut().get_logs(from_block=0, argument_filters={"payee": payee})
     for t in tokens:
         s = payout_schedule(channels, payee, t.address)
         balance = channels.claimable(payee, t.address)
@@ -153,19 +191,9 @@ def payout_view(channels: ChannelsClient, payee: str, tokens: list[TokenInfo]) -
             "claimable": str(balance),
             "lastPaidAt": s.last_paid_at,
             "nextPayoutAt": next_at,  # unix seconds from which the period allows one (0: now); null without schedule
-            "payouts": [
-                {
-                    "to": e["args"]["to"],
-                    "amount": str(e["args"]["amount"]),
-                    "fee": str(e["args"]["fee"]),
-                    "txHash": "0x" + bytes(e["transactionHash"]).hex(),
-                    "block": int(e["blockNumber"]),
-                }
-                for e in events
-                if to_address(e["args"]["token"]) == t.address
-            ],
+            "payouts": [p.as_json() for p in payouts if p.token == t.address],
         }
     return out
 
 
-__all__ = ["PayoutPusher", "payout_view"]
+__all__ = ["PayoutPusher", "PayoutRecord", "payout_view"]
