@@ -70,10 +70,11 @@ dev: $(STAMP)/python $(STAMP)/node
 # and the last one moves the chain's clock a day ahead).
 # Format, lint and type-check (ruff, mypy --strict on src/chainstream; configuration in pyproject.toml) before
 # any test runs.
-lint: $(STAMP)/python
+lint: $(STAMP)/python $(STAMP)/node
 	$(VENV)/bin/ruff format --check src tests scripts benchmarks
 	$(VENV)/bin/ruff check src tests scripts benchmarks
 	$(VENV)/bin/mypy
+	npx eslint frontend tests/js tests/e2e tests/hardhat scripts hardhat.config.js eslint.config.js
 
 # Slither on contracts/ through Hardhat's build (the local solcjs; nothing is downloaded). Fails on any high or
 # medium finding not in slither.triage.json, and on any reentrancy finding with the guards ignored.

@@ -14,7 +14,7 @@ const { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } = require("hardhat/builtin-tasks/
 const SOLC_VERSION = require("solc/package.json").version; // "0.8.30", pinned in package.json
 
 // Serve every compilation job from the local solcjs instead of Hardhat's downloader.
-subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async ({ solcVersion }, hre, runSuper) => {
+subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async ({ solcVersion }, _hre, _runSuper) => {
   if (solcVersion !== SOLC_VERSION) {
     // Only reachable if someone adds another compiler version to the config below.
     throw new Error(`hardhat.config.js: only the local solcjs ${SOLC_VERSION} is available, not ${solcVersion}`);
