@@ -412,25 +412,27 @@ class SqlStore(ABC):
         served_at: float,
     ) -> str:
         key = (channel_id, target, play_seq, segment)
-        insert = (
-            "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at)"
-            " VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING segment"
-        )
         if budget_ms is None:  # not metered: nothing to check, the key tells a repeat
-            return SERVED if self._query(insert, (*key, millis, 0, served_at)) else REPEAT
-        # Metered: the check and the insert in one transaction holding the lock of this channel's track, across
-        # every instance on the database; each statement sees what the transactions before it committed.
-        with self._metering(channel_id, target) as query:
-            if query("SELECT 1 AS x FROM deliveries WHERE channel_id=? AND target=? AND play_seq=? AND segment=?", key):
-                return REPEAT
-            served = query(
-                "SELECT COALESCE(SUM(millis), 0) AS n FROM deliveries WHERE channel_id=? AND target=? AND metered=1",
-                (channel_id, target),
+            inserted = self._query(
+                "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at)"
+                " VALUES (?,?,?,?,?,0,?) ON CONFLICT DO NOTHING RETURNING segment",
+                (*key, millis, served_at),
             )
-            if int(served[0]["n"]) >= budget_ms:
-                return EXHAUSTED
-            query(insert, (*key, millis, 1, served_at))
-            return SERVED
+            return SERVED if inserted else REPEAT
+        # Metered: in one transaction holding the lock of this channel's track across every instance on the
+        # database, so the budget check below sees every segment recorded before it (a statement's snapshot is
+        # taken once the lock is held) and nobody records one in between.
+        with self._metering(channel_id, target) as query:
+            inserted = query(
+                "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at)"
+                " SELECT ?,?,?,?,?,1,? WHERE (SELECT COALESCE(SUM(millis), 0) FROM deliveries"
+                " WHERE channel_id=? AND target=? AND metered=1) < ? ON CONFLICT DO NOTHING RETURNING segment",
+                (*key, millis, served_at, channel_id, target, budget_ms),
+            )
+            if inserted:
+                return SERVED
+            seen = "SELECT 1 AS x FROM deliveries WHERE channel_id=? AND target=? AND play_seq=? AND segment=?"
+            return REPEAT if query(seen, key) else EXHAUSTED
 
     def deliveries(self, channel_id: bytes) -> list[dict[str, Any]]:
         rows = self._query(
