@@ -184,6 +184,9 @@ def test_a_payment_for_a_track_is_priced_before_the_catalog_finished_loading_and
         post = relay.http().post(f"/channels/{cid_hex(listener)}/payments", json=unknown.body)
         rejected(post, 404, "unknown_track")
         assert "catalog loading (1 tracks read so far)" in relay.health()["reasons"]
+        page = httpx.get(f"{relay.api}/tracks/0x{many[0].hex()}", timeout=10)  # a track's page reads it too
+        assert page.status_code == 200 and page.json()["title"] == "track 0"
+        assert not catalog.complete and set(catalog.entries) == {many[-1], many[0]}
     finally:
         released.set()
     wait_until(lambda: relay.health()["ok"], what="the catalog to load and the relay to be ready")
