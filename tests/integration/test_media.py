@@ -243,6 +243,18 @@ def test_a_relay_killed_mid_upload_publishes_nothing_and_takes_the_upload_again_
 # ------------------------------------------------------------------------------------------ several instances
 
 
+def _two_instances(rc: RelayChain, postgres_url: str, tmp_path: Path) -> tuple[InProcessRelay, InProcessRelay]:
+    """Instances a and b of one relay (one new key, one PostgreSQL database, one content directory), started."""
+    from tests.integration.relay_fixtures import LAZY, new_wallet
+
+    actor = f"relay-media-{os.urandom(4).hex()}"
+    rc.chain.keys[actor] = new_wallet(rc)
+    shared = {"media_dir": tmp_path / "media", **LAZY}
+    a = InProcessRelay(rc, postgres_url, relay_actor=actor, instance="a", **shared).start()
+    b = InProcessRelay(rc, postgres_url, relay_actor=actor, instance="b", **shared).start()
+    return a, b
+
+
 @pytest.mark.postgres
 def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_others_grants(
     relay_chain: RelayChain,
@@ -252,13 +264,9 @@ def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_othe
     """Instances a and b of one relay (one key, one PostgreSQL database, one content directory): audio uploaded
     through a streams from b; a grant issued by a opens b's segments, and the per-second budget a listener
     paid through a is metered across both (b refuses what a already served)."""
-    from tests.integration.relay_fixtures import LAZY, new_wallet
+    from tests.integration.relay_fixtures import new_wallet
 
-    actor = f"relay-media-{os.urandom(4).hex()}"
-    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
-    shared = {"media_dir": tmp_path / "media", **LAZY}
-    a = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="a", **shared).start()
-    b = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="b", **shared).start()
+    a, b = _two_instances(relay_chain, postgres_url, tmp_path)
     try:
         manifest = publish(relay_chain, a, DRIFT)[DRIFT]
         assert b.client().get(f"/tracks/0x{relay_chain.track(DRIFT).hex()}/media") == {
@@ -287,13 +295,9 @@ def test_segment_requests_racing_on_two_instances_never_serve_past_the_seconds_p
     """Listeners pay 3 s of a per-second track through instance a and ask both instances for every segment at
     once: together a and b serve two segments (0-2 s, then 2-4 s, one ahead) per listener, never a third. (The
     whole path, HTTP to the shared store; tests/store/test_postgres_instances.py races the store itself harder.)"""
-    from tests.integration.relay_fixtures import LAZY, new_wallet
+    from tests.integration.relay_fixtures import new_wallet
 
-    actor = f"relay-race-{os.urandom(4).hex()}"
-    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
-    shared = {"media_dir": tmp_path / "media", **LAZY}
-    a = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="a", **shared).start()
-    b = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="b", **shared).start()
+    a, b = _two_instances(relay_chain, postgres_url, tmp_path)
     try:
         manifest = publish(relay_chain, a, DRIFT)[DRIFT]
         urls = [s["url"] for s in manifest["segments"]]
