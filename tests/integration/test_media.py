@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -241,6 +243,18 @@ def test_a_relay_killed_mid_upload_publishes_nothing_and_takes_the_upload_again_
 # ------------------------------------------------------------------------------------------ several instances
 
 
+def _two_instances(rc: RelayChain, postgres_url: str, tmp_path: Path) -> tuple[InProcessRelay, InProcessRelay]:
+    """Instances a and b of one relay (one new key, one PostgreSQL database, one content directory), started."""
+    from tests.integration.relay_fixtures import LAZY, new_wallet
+
+    actor = f"relay-media-{os.urandom(4).hex()}"
+    rc.chain.keys[actor] = new_wallet(rc)
+    shared = {"media_dir": tmp_path / "media", **LAZY}
+    a = InProcessRelay(rc, postgres_url, relay_actor=actor, instance="a", **shared).start()
+    b = InProcessRelay(rc, postgres_url, relay_actor=actor, instance="b", **shared).start()
+    return a, b
+
+
 @pytest.mark.postgres
 def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_others_grants(
     relay_chain: RelayChain,
@@ -250,13 +264,9 @@ def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_othe
     """Instances a and b of one relay (one key, one PostgreSQL database, one content directory): audio uploaded
     through a streams from b; a grant issued by a opens b's segments, and the per-second budget a listener
     paid through a is metered across both (b refuses what a already served)."""
-    from tests.integration.relay_fixtures import LAZY, new_wallet
+    from tests.integration.relay_fixtures import new_wallet
 
-    actor = f"relay-media-{os.urandom(4).hex()}"
-    relay_chain.chain.keys[actor] = new_wallet(relay_chain)
-    shared = {"media_dir": tmp_path / "media", **LAZY}
-    a = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="a", **shared).start()
-    b = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, instance="b", **shared).start()
+    a, b = _two_instances(relay_chain, postgres_url, tmp_path)
     try:
         manifest = publish(relay_chain, a, DRIFT)[DRIFT]
         assert b.client().get(f"/tracks/0x{relay_chain.track(DRIFT).hex()}/media") == {
@@ -271,6 +281,41 @@ def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_othe
         rejected(httpx.get(b.url + segments[2], headers={GRANT: token}), 402, "payment_required")
         delivered = listener.relay.get(f"/channels/{cid_hex(listener)}/deliveries")["tracks"]
         assert delivered[0]["secondsPaid"] == 3 and delivered[0]["segments"] == 2
+    finally:
+        b.stop()
+        a.stop()
+
+
+@pytest.mark.postgres
+def test_segment_requests_racing_on_two_instances_never_serve_past_the_seconds_paid(
+    relay_chain: RelayChain,
+    postgres_url: str,  # noqa: F811 - fixture
+    tmp_path: Path,
+) -> None:
+    """Listeners pay 3 s of a per-second track through instance a and ask both instances for every segment at
+    once: together a and b serve two segments (0-2 s, then 2-4 s, one ahead) per listener, never a third. (The
+    whole path, HTTP to the shared store; tests/store/test_postgres_instances.py races the store itself harder.)"""
+    from tests.integration.relay_fixtures import new_wallet
+
+    a, b = _two_instances(relay_chain, postgres_url, tmp_path)
+    try:
+        manifest = publish(relay_chain, a, DRIFT)[DRIFT]
+        urls = [s["url"] for s in manifest["segments"]]
+        for _ in range(6):
+            listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
+            token = listener.listen(relay_chain.track(DRIFT), 3).grant["token"]  # type: ignore[index]
+            asks = [(base, url) for url in urls for base in (a.url, b.url)]
+            barrier = threading.Barrier(len(asks))
+
+            def fetch(ask: tuple[str, str], token: str = token, barrier: threading.Barrier = barrier) -> int:
+                barrier.wait()
+                return httpx.get(ask[0] + ask[1], headers={GRANT: token}, timeout=60).status_code
+
+            with ThreadPoolExecutor(len(asks)) as pool:
+                statuses = list(pool.map(fetch, asks))
+            assert sorted(set(statuses)) == [200, 402], statuses
+            delivered = listener.relay.get(f"/channels/{cid_hex(listener)}/deliveries")["tracks"]
+            assert delivered[0]["segments"] == 2, (delivered, statuses)
     finally:
         b.stop()
         a.stop()

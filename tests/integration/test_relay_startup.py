@@ -4,6 +4,7 @@ while it was away."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -12,16 +13,27 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chainstream.ledger import charge_play
+from chainstream.pricing import Split, Terms
+from chainstream.protocol.hashing import keccak
+from chainstream.sdk import Artist
 from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+    GWEI,
     LAZY,
     MODEM,
     PLAY_PRICE,
     InProcessRelay,
     RelayChain,
+    anvil_relay_chain,
+    anvil_relay_chain_session,
+    cid_hex,
     make_relay,
     new_wallet,
     open_listener,
+    play_spec,
+    rejected,
     relay_chain,
+    sign_charge,
     wait_until,
 )
 
@@ -125,3 +137,59 @@ def test_start_up_applies_a_backlogged_key_change_that_voids_vouchers_before_ser
     finally:
         released.set()
     back.stop()
+
+
+MANY = 40  # tracks registered beyond the demo catalog's
+
+
+def test_a_payment_for_a_track_is_priced_before_the_catalog_finished_loading_and_ready_waits_for_the_catalog(
+    anvil_relay_chain: RelayChain, tmp_path: Path
+) -> None:
+    """On a chain with many tracks the relay opens its port before it has read its catalog (its listing of the
+    registry is held here until the test has checked): /health/ready says the catalog is loading, a payment for
+    the newest track is priced by reading that track alone, and once the catalog is read the relay is ready."""
+    rc = anvil_relay_chain
+    artist = rc.chain.key("artist")
+    owner = Artist(artist, w3=rc.w3, deployment=rc.chain.deployment)
+    many = [keccak(f"many tracks {n}".encode()) for n in range(MANY)]
+    for n, track_id in enumerate(many):
+        owner.register_track(track_id, f"track {n}", Terms(per_play=1_000 * GWEI), Split.solo(artist.address))
+    registered = set(rc.chain.registry.track_ids())
+    assert len(registered) >= MANY
+
+    relay = InProcessRelay(rc, tmp_path / "relay.db", **LAZY)
+    catalog = relay.service.catalog
+    released = threading.Event()
+    listed = catalog.registry.track_ids
+
+    def held_track_ids() -> list[bytes]:
+        """The catalog's listing of the registry, held until the test has checked what the relay does before it."""
+        released.wait(timeout=30)
+        return listed()
+
+    catalog.registry.track_ids = held_track_ids  # type: ignore[method-assign]
+    try:
+        relay.start()  # the port is open: start-up did not wait for the catalog
+        ready = httpx.get(f"{relay.api}/health/ready", timeout=10)
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+        assert "catalog loading (0 tracks read so far)" in ready.json()["reasons"], ready.json()
+
+        listener = open_listener(rc, relay, wallet=new_wallet(rc))
+        paid = listener.play(many[-1])  # the newest track, priced by the catalog the relay has not read
+        assert paid.seq == 1 and paid.status == "accepted"
+        assert not catalog.complete and set(catalog.entries) == {many[-1]}  # read on demand, alone
+        # a track the registry does not know: refused as after the load (read once, found missing)
+        nowhere = dataclasses.replace(listener.listing(many[-1]), track_id=b"\xab" * 32)
+        unknown = sign_charge(listener, charge_play(listener.state, nowhere), play_spec(nowhere.track_id))
+        post = relay.http().post(f"/channels/{cid_hex(listener)}/payments", json=unknown.body)
+        rejected(post, 404, "unknown_track")
+        assert "catalog loading (1 tracks read so far)" in relay.health()["reasons"]
+        page = httpx.get(f"{relay.api}/tracks/0x{many[0].hex()}", timeout=10)  # a track's page reads it too
+        assert page.status_code == 200 and page.json()["title"] == "track 0"
+        assert not catalog.complete and set(catalog.entries) == {many[-1], many[0]}
+    finally:
+        released.set()
+    wait_until(lambda: relay.health()["ok"], what="the catalog to load and the relay to be ready")
+    assert catalog.complete and set(catalog.entries) == registered
+    assert httpx.get(f"{relay.api}/health/ready", timeout=10).status_code == 200
+    relay.stop()

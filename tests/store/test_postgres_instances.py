@@ -5,13 +5,16 @@ caps, no co-signed close), leaves that channel out otherwise (and only that chan
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from chainstream.ledger import LedgerState, charge_play, charge_tip
 from chainstream.store import ChannelRecord, PaymentRecord
 from chainstream.store.postgres import PostgresStore
+from chainstream.store.records import EXHAUSTED, SERVED
 from tests.store.postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
 from tests.unit.test_group_commit import ARTIST, LISTING, record_for
 
@@ -129,3 +132,42 @@ def test_one_instance_leads_and_another_takes_over_when_it_goes(postgres_url: st
     finally:
         a.close()
         b.close()
+
+
+# ------------------------------------------------------------------------------------- per-second metering
+
+
+SEGMENT_MS = 2_000
+BUDGET_MS = 10_000  # paid: 10 s; served while under it: five 2 s segments, and no more
+
+
+def race(stores: list[PostgresStore], channel: bytes, track: bytes, requests: int) -> list[str]:
+    """`requests` different segments of one per-second receipt, asked of the instances in turn, all at once
+    (threads released together by a barrier, each with its own store connection's turn)."""
+    barrier = threading.Barrier(requests)
+
+    def fetch(k: int) -> str:
+        barrier.wait()
+        store = stores[k % len(stores)]
+        return store.record_delivery(channel, track, 1, k, SEGMENT_MS, budget_ms=BUDGET_MS, served_at=float(k))
+
+    with ThreadPoolExecutor(requests) as pool:
+        return list(pool.map(fetch, range(requests)))
+
+
+def test_many_segment_requests_racing_across_instances_never_serve_past_the_paid_budget(postgres_url: str) -> None:  # noqa: F811
+    """Several instances serve one channel's per-second track at the same instant, many requests each: together
+    they serve no more than the budget allows (five segments for 10 s), however the requests interleave."""
+    stores = [PostgresStore(postgres_url) for _ in range(4)]
+    try:
+        for n, store in enumerate(stores):
+            store.claim_instance(f"m{n}")
+        for round_ in range(12):  # a fresh channel each round: twelve races on an empty budget
+            channel, track = cid(100 + round_), b"\x07" * 32
+            outcomes = race(stores, channel, track, 32)
+            assert outcomes.count(SERVED) == BUDGET_MS // SEGMENT_MS, (round_, outcomes)
+            assert outcomes.count(EXHAUSTED) == 32 - BUDGET_MS // SEGMENT_MS
+            assert stores[0].metered_millis(channel, track) == BUDGET_MS
+    finally:
+        for store in stores:
+            store.close()

@@ -2,7 +2,8 @@
 
 - `GET /api/v1/health/live`: the process serves requests (its event loop answers). Always 200 while it does.
 - `GET /api/v1/health/ready`: the relay can do its job: its chain's node answers, the watcher is within
-  `ready_max_lag_blocks` of the head (it sees closes and top-ups), and the database takes a write. 200, or
+  `ready_max_lag_blocks` of the head (it sees closes and top-ups), the catalog is read (a track not read yet
+  is read on its first payment meanwhile), and the database takes a write. 200, or
   503 `not_ready` with every reason, and `Retry-After`.
 - `GET /api/v1/health`: the summary clients and tests already read (`ok`, `accepted`, `block`, `instance`,
   `leader`), always 200, with `ok` the readiness verdict and `reasons` saying why not: a blind relay no
@@ -86,6 +87,9 @@ async def readiness(relay: Any) -> Readiness:
             reasons.append(f"watcher {lag} blocks behind the head (at most {settings.ready_max_lag_blocks})")
     elif status.head is None:
         reasons.append("the chain's head was not read yet")
+    catalog = relay.service.catalog
+    if not catalog.complete:
+        reasons.append(f"catalog loading ({len(catalog.entries)} tracks read so far)")
     db_error = await relay.database_probe.error()
     if db_error is not None:
         reasons.append(f"database not writable: {db_error}")

@@ -4,6 +4,7 @@ tuned for serving. The HTTP app (relay/app.py) runs a `Relay` in its lifespan; t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -23,7 +24,7 @@ from chainstream.protocol import PrivateKey
 from chainstream.relay.health import DatabaseProbe
 from chainstream.relay.metrics import instrument
 from chainstream.relay.onboarding import Onboarding
-from chainstream.relay.outage import ChainStatus, follow_chain, install_log_filter
+from chainstream.relay.outage import ChainStatus, follow_chain, install_log_filter, is_chain_unreachable
 from chainstream.relay.payouts import PayoutPusher
 from chainstream.relay.service import RelayService
 from chainstream.relay.settler import Settler
@@ -90,20 +91,20 @@ class Relay:
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._catalog_task: asyncio.Task[None] | None = None
         self._remove_log_filter: Callable[[], None] | None = None
         #: seconds `start` took before the relay could serve (logged; benchmarks/restart.py reads the log line)
         self.startup_seconds: float | None = None
 
     async def start(self) -> None:
         """Start before serving (the app's lifespan runs this before uvicorn opens the port) only what must be:
-        the store, the catalog (payments are priced by it), and the defence of channels in their close window
-        (docs/OPERATIONS.md, Start-up). The watcher's catch-up over the blocks missed while the relay was down
-        runs after the port opened (`follow_chain`'s first poll); until it is within `ready_max_lag_blocks`,
-        /health/ready says so, and a channel it has not seen yet loads from the chain on first use."""
+        the store and the defence of channels in their close window (docs/OPERATIONS.md, Start-up). The
+        catalog is read after the port opened (`_load_catalog`; a payment or a segment of a track not read yet
+        loads that track from the registry first), and so is the watcher's catch-up over the blocks missed
+        while the relay was down (`follow_chain`'s first poll); until both are done /health/ready says so, and
+        a channel the watcher has not seen yet loads from the chain on first use."""
         started = time.monotonic()
         self.store.start()
-        await asyncio.to_thread(self.service.catalog.load_all)
-        catalog_done = time.monotonic()
         self.chain_status.answered(await asyncio.to_thread(lambda: int(self.w3.eth.block_number)))
         # Before the port opens: closing channels cannot wait for a relay that might be killed by its first
         # request. The backlog's close requests and key changes are applied first (a filtered log query, not the
@@ -119,19 +120,38 @@ class Relay:
             asyncio.create_task(self.settler.run(self._stop)),
             asyncio.create_task(self.payouts.run(self._stop, lambda: self.settler.leading)),
         ]
+        self._catalog_task = asyncio.create_task(self._load_catalog())
         self._remove_log_filter = install_log_filter(self.chain_status)
         log.info(
-            "relay %s serving chain %s (instance %s) after %.2f s of start-up (catalog %.2f s, %d closing channel(s)"
-            " settled); the watcher catches up from block %s",
+            "relay %s serving chain %s (instance %s) after %.2f s of start-up (%d closing channel(s) settled); the"
+            " catalog loads and the watcher catches up from block %s",
             self.service.address,
             self.deployment.chain_id,
             self.settings.instance,
             self.startup_seconds,
-            catalog_done - started,
             settled,
             self.watcher.processed_block,
         )
         tune_interpreter_for_serving()
+
+    async def _load_catalog(self) -> None:
+        """Read the whole catalog while serving (what is read stays read); through a node outage, try again with
+        the watcher's backoff."""
+        started = time.monotonic()
+        catalog = self.service.catalog
+        while not self._stop.is_set():
+            try:
+                await catalog.load()
+            except Exception as exc:  # keep trying through anything: a track read on demand meanwhile is kept
+                if is_chain_unreachable(exc):
+                    self.chain_status.failed(exc)
+                else:
+                    log.exception("reading the catalog failed; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=self.chain_status.delay())
+                continue
+            log.info("catalog loaded: %d tracks in %.2f s", len(catalog.entries), time.monotonic() - started)
+            return
 
     def begin_shutdown(self) -> None:
         """A shutdown was asked for (SIGTERM): end the live-event streams now, so the server need not wait for
@@ -140,6 +160,10 @@ class Relay:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._catalog_task is not None:
+            self._catalog_task.cancel()  # a stopping relay need not finish reading the catalog
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catalog_task
         self.settler.wake()  # do not wait out the settle interval
         for task in self._tasks:
             try:

@@ -397,6 +397,8 @@ class RelayService:
         instance: a payment ahead of this instance's view makes it reload the channel from the database and
         decide again, and a payment the store left out at commit (the channel changed underneath) is decided
         again once, on the reloaded channel."""
+        if payment.charge.track_id is not None:
+            await self.catalog.ensure(payment.charge.track_id)  # priced by the catalog: read it first if need be
         try:
             ack = await self._submit(payment)
         except StaleChannel:

@@ -11,8 +11,9 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -43,6 +44,9 @@ from chainstream.store.records import (
     settled_params,
     voucher_from_row,
 )
+
+#: runs one statement in a transaction and returns its rows (see SqlStore._metering)
+Query = Callable[[str, Sequence[Any]], Sequence[Row]]
 
 
 class Store(Protocol):
@@ -122,7 +126,9 @@ class Store(Protocol):
         """Record that audio was served under the grant of receipt `play_seq`: SERVED (recorded now), REPEAT (this
         segment was already served under that receipt: not counted again) or EXHAUSTED (metered: what this channel
         was served of the track, per-second, already reached `budget_ms`; nothing recorded). `budget_ms` None:
-        not metered (a play or a download)."""
+        not metered (a play or a download). Atomic across every relay instance sharing the store: however many
+        instances record the same channel's track at once, a segment is served only while what all of them
+        served is below the budget."""
 
     def deliveries(self, channel_id: bytes) -> list[dict[str, Any]]:
         """Per track: {target, millis (all served), metered_millis, segments} for a channel."""
@@ -168,6 +174,12 @@ class SqlStore(ABC):
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one write statement in its own transaction."""
+
+    @abstractmethod
+    def _metering(self, channel_id: bytes, target: bytes) -> AbstractContextManager[Query]:
+        """A transaction holding the lock of one channel's track, taken before its first statement and held until
+        it ends, across every instance sharing the database; yields a function that runs a statement in it and
+        returns its rows. Commits on a normal exit, rolls back on an exception."""
 
     @abstractmethod
     def _write_group(
@@ -400,29 +412,27 @@ class SqlStore(ABC):
         served_at: float,
     ) -> str:
         key = (channel_id, target, play_seq, segment)
-        seen = "SELECT 1 AS x FROM deliveries WHERE channel_id=? AND target=? AND play_seq=? AND segment=?"
-        if self._query(seen, key):
-            return REPEAT
-        # One statement: the budget check and the insert see the same table. (Used by the shared store: under
-        # PostgreSQL's READ COMMITTED, two instances serving one channel in the same instant can each pass the
-        # check — at most one segment over per instance; PROTOCOL.md §13.2 says so.)
-        rows = self._query(
-            "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at)"
-            " SELECT ?,?,?,?,?,?,? WHERE (SELECT COALESCE(SUM(millis), 0) FROM deliveries"
-            " WHERE channel_id=? AND target=? AND metered=1) < ? ON CONFLICT DO NOTHING RETURNING segment",
-            (
-                *key,
-                millis,
-                0 if budget_ms is None else 1,
-                served_at,
-                channel_id,
-                target,
-                2**62 if budget_ms is None else budget_ms,
-            ),
-        )
-        if rows:
-            return SERVED
-        return REPEAT if self._query(seen, key) else EXHAUSTED
+        if budget_ms is None:  # not metered: nothing to check, the key tells a repeat
+            inserted = self._query(
+                "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at)"
+                " VALUES (?,?,?,?,?,0,?) ON CONFLICT DO NOTHING RETURNING segment",
+                (*key, millis, served_at),
+            )
+            return SERVED if inserted else REPEAT
+        # Metered: in one transaction holding the lock of this channel's track across every instance on the
+        # database, so the budget check below sees every segment recorded before it (a statement's snapshot is
+        # taken once the lock is held) and nobody records one in between.
+        with self._metering(channel_id, target) as query:
+            inserted = query(
+                "INSERT INTO deliveries (channel_id, target, play_seq, segment, millis, metered, served_at)"
+                " SELECT ?,?,?,?,?,1,? WHERE (SELECT COALESCE(SUM(millis), 0) FROM deliveries"
+                " WHERE channel_id=? AND target=? AND metered=1) < ? ON CONFLICT DO NOTHING RETURNING segment",
+                (*key, millis, served_at, channel_id, target, budget_ms),
+            )
+            if inserted:
+                return SERVED
+            seen = "SELECT 1 AS x FROM deliveries WHERE channel_id=? AND target=? AND play_seq=? AND segment=?"
+            return REPEAT if query(seen, key) else EXHAUSTED
 
     def deliveries(self, channel_id: bytes) -> list[dict[str, Any]]:
         rows = self._query(

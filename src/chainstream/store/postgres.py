@@ -21,14 +21,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from chainstream.errors import ConfigurationError, UnrecoverableError
-from chainstream.store.base import SqlStore, conflict_message
+from chainstream.store.base import Query, SqlStore, conflict_message
 from chainstream.store.errors import database_unavailable
 from chainstream.store.records import EARNING_COLUMNS, PAYMENT_COLUMNS, SCHEMA_VERSION, PaymentRecord
 
@@ -154,6 +155,9 @@ SCHEMA_LOCK = 0x63686169  # "chai"
 # runs (see claim_instance); the leading instance holds (LEADER_LOCK, 0) too (see try_lead).
 INSTANCE_LOCK = 0x72656C61  # "rela"
 LEADER_LOCK = 0x6C656164  # "lead"
+# Metering a channel's track (record_delivery) holds the transaction-scoped advisory lock (METER_LOCK,
+# hashtext(channel id + track id in hex)); two pairs whose hashes collide merely wait for each other.
+METER_LOCK = 0x6D657465  # "mete"
 _CHANNEL = PAYMENT_COLUMNS.index("channel_id")
 _EARNING_CHANNEL = EARNING_COLUMNS.index("channel_id")
 
@@ -254,6 +258,10 @@ class PostgresStore(SqlStore):
             raise
         self._write_conn: Connection | None = None
         self._instance_conn: Connection | None = None
+        # Metering transactions have a connection of their own: one waiting for another instance's lock does not
+        # hold up this instance's reads on the shared connection.
+        self._meter_conn: Connection | None = None
+        self._meter_lock = threading.Lock()
         self.instance = "main"
 
     @property
@@ -351,6 +359,10 @@ class PostgresStore(SqlStore):
             self._write_conn = None
         with self._lock:
             self._conn.close()
+        with self._meter_lock:
+            if self._meter_conn is not None:
+                self._meter_conn.close()
+                self._meter_conn = None
         if self._instance_conn is not None:
             # Unlock before closing: the server would release the lock only once the backend has exited, a
             # moment after the close, and a relay restarted at once on this database would find it still held.
@@ -401,6 +413,23 @@ class PostgresStore(SqlStore):
             self._conn.close()
             self._conn = self._connect()
         return self._conn
+
+    @contextlib.contextmanager
+    def _metering(self, channel_id: bytes, target: bytes) -> Iterator[Query]:
+        """A transaction on the metering connection that first takes the channel's track's advisory lock (released
+        by the commit or rollback, or by the server if the connection dies)."""
+        with self._meter_lock:
+            if self._meter_conn is None or self._meter_conn.broken or self._meter_conn.closed:
+                if self._meter_conn is not None:
+                    self._meter_conn.close()
+                self._meter_conn = None  # if connecting fails, the next call tries again
+                self._meter_conn = self._connect()
+            conn = self._meter_conn
+            with conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (METER_LOCK, (channel_id + target).hex())
+                )
+                yield lambda sql, params: conn.execute(_psycopg_sql(sql), tuple(params)).fetchall()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:

@@ -12,12 +12,12 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from chainstream.errors import ConfigurationError, UnrecoverableError
-from chainstream.store.base import SqlStore, conflict_message
+from chainstream.store.base import Query, SqlStore, conflict_message
 from chainstream.store.errors import database_unavailable
 from chainstream.store.records import SCHEMA_VERSION, PaymentRecord
 
@@ -377,6 +377,18 @@ class SqliteStore(SqlStore):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         with self._lock:
             self._read.execute(sql, tuple(params))
+
+    @contextlib.contextmanager
+    def _metering(self, channel_id: bytes, target: bytes) -> Iterator[Query]:
+        """BEGIN IMMEDIATE: SQLite's one write lock is every channel's track's lock (one relay per file)."""
+        with self._lock:
+            self._read.execute("BEGIN IMMEDIATE")
+            try:
+                yield lambda sql, params: self._read.execute(sql, tuple(params)).fetchall()
+            except BaseException:
+                self._read.execute("ROLLBACK")
+                raise
+            self._read.execute("COMMIT")
 
     def run_in_transaction(self, fn: Callable[[sqlite3.Connection], None]) -> None:
         """Several writes that must land together, on the store's connection (SQLite only)."""

@@ -14,6 +14,10 @@ from chainstream.relay.api.models import CatalogReply, Track
 from chainstream.relay.catalog import CatalogEntry
 from chainstream.relay.openapi import responses
 
+#: seconds GET /catalog waits for a relay that just started to finish reading its catalog; after that it lists
+#: the tracks read so far (/health/ready says when the catalog is complete)
+CATALOG_WAIT = 5.0
+
 router = APIRouter(prefix="/api/v1")
 
 
@@ -54,6 +58,7 @@ def track_json(entry: CatalogEntry, token: str | None, artist_name: str | None =
 @router.get("/catalog", response_model=CatalogReply, responses=responses("catalog"))
 async def catalog(s: ServiceDep, token: str | None = None) -> dict[str, Any]:
     token = to_address(token) if token else None
+    await s.catalog.wait_loaded(CATALOG_WAIT)  # a relay just started: the whole catalog, unless it takes long
     entries = sorted(s.catalog.entries.values(), key=lambda e: e.registered_at)
     names = {a: p.name for a, p in s.store.profiles_of([e.owner for e in entries]).items()}
     tracks = [track_json(e, token, names.get(e.owner)) for e in entries]
@@ -62,7 +67,9 @@ async def catalog(s: ServiceDep, token: str | None = None) -> dict[str, Any]:
 
 @router.get("/tracks/{track_id}", response_model=Track, responses=responses("track"))
 async def track(track_id: str, s: ServiceDep) -> Any:
-    entry = s.catalog.entries.get(to_bytes32(track_id, "trackId"))
+    track_id_bytes = to_bytes32(track_id, "trackId")
+    await s.catalog.ensure(track_id_bytes)  # a track not read yet while the catalog loads
+    entry = s.catalog.entries.get(track_id_bytes)
     if entry is None:
         return error_response(404, Code.UNKNOWN_TRACK, f"no track {track_id}")
     profile = s.store.profile(entry.owner)

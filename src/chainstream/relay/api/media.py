@@ -88,8 +88,9 @@ async def upload(track_id: str, request: Request, s: ServiceDep) -> Any:
 @router.get("/tracks/{track_id}/media", response_model=Manifest, responses=responses("media_manifest"))
 async def manifest(track_id: str, s: ServiceDep) -> Any:
     try:
-        media = s.media
-        return media.manifest_json(media.manifest(_track(track_id)))
+        media, track = s.media, _track(track_id)
+        await s.catalog.ensure(track)  # the free preview is the catalog's
+        return media.manifest_json(media.manifest(track))
     except MediaError as exc:
         return _error(exc)
 
@@ -105,7 +106,9 @@ async def init(track_id: str, s: ServiceDep) -> Response:
 @router.get("/tracks/{track_id}/segments/{index}", responses={**responses("media_segment"), **AUDIO_200})
 async def segment(track_id: str, index: int, request: Request, s: ServiceDep) -> Response:
     try:
-        return _send(s.media.segment(_track(track_id), index, _grant(request)))
+        track = _track(track_id)
+        await s.catalog.ensure(track)  # the free preview, and the prices in a 402, are the catalog's
+        return _send(s.media.segment(track, index, _grant(request)))
     except MediaError as exc:
         return _error(exc)
 
@@ -113,7 +116,9 @@ async def segment(track_id: str, index: int, request: Request, s: ServiceDep) ->
 @router.get("/tracks/{track_id}/original", responses={**responses("media_original"), **ORIGINAL_200})
 async def original(track_id: str, request: Request, s: ServiceDep) -> Response:
     try:
-        return _send(s.media.original(_track(track_id), _grant(request)))
+        track = _track(track_id)
+        await s.catalog.ensure(track)  # the download's price in a 402 is the catalog's
+        return _send(s.media.original(track, _grant(request)))
     except MediaError as exc:
         return _error(exc)
 
