@@ -12,7 +12,7 @@ from chainstream.store import PaymentRecord
 
 if TYPE_CHECKING:
     from chainstream.protocol import Voucher
-    from chainstream.relay.service import ChannelRuntime
+    from chainstream.relay.channel_cache import ChannelRuntime
 
 #: the event bus topic of the public /events stream (no filter): carries no listener's data
 PUBLIC_TOPIC = "public"
