@@ -27,7 +27,14 @@ from chainstream.chain.gasless import NO_PERMIT, PermitSig
 from chainstream.protocol import Signature
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
 from chainstream.protocol.types import to_address, to_bytes32
-from chainstream.relay.api.models import OnboardQuote, Payouts, Submitted
+from chainstream.relay.api.models import (
+    ChannelClosed,
+    ChannelOpened,
+    ChannelToppedUp,
+    OnboardQuote,
+    Payouts,
+    ScheduleSet,
+)
 from chainstream.relay.openapi import COMMON, READ, WITH_BODY, ErrorResponse
 from chainstream.relay.payouts import PayoutPusher, payout_view
 from chainstream.relay.read_auth import ReadAuth
@@ -212,7 +219,7 @@ def onboarding_router(
         anyone) and the fee it keeps: the listener's signed `maxFee` must be at least `fee`."""
         return onboarding().quote()
 
-    @api.post("/onboard/open", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
+    @api.post("/onboard/open", response_model=ChannelOpened, responses=BODY_RESPONSES)
     async def open_channel(body: OpenIn) -> dict[str, Any]:
         """Open a channel for a listener who signed an OpenChannel (and a permit for the gasless contract)."""
         auth = open_auth(body.auth)
@@ -221,7 +228,7 @@ def onboarding_router(
         cid = svc().channels.channel_id_for(auth.payer, auth.token, auth.relay, auth.salt)
         return done.as_json(channelId="0x" + cid.hex(), deposit=str(auth.amount - done.fee))
 
-    @api.post("/onboard/topup", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
+    @api.post("/onboard/topup", response_model=ChannelToppedUp, responses=BODY_RESPONSES)
     async def top_up(body: TopUpIn) -> dict[str, Any]:
         """Top up a channel of this relay for a payer who signed a TopUpChannel."""
         auth = top_up_auth(body.auth)
@@ -229,7 +236,7 @@ def onboarding_router(
         done = await onboarding().top_up(auth, Signature.from_hex(body.signature), permit)
         return done.as_json(channelId=body.auth.channelId, added=str(auth.amount - done.fee))
 
-    @api.post("/onboard/close", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
+    @api.post("/onboard/close", response_model=ChannelClosed, responses=BODY_RESPONSES)
     async def close(body: CloseAuthBody) -> dict[str, Any]:
         """Close cooperatively a channel whose close this relay co-signed, at that voucher."""
         auth = close_auth(body.auth)
@@ -239,9 +246,7 @@ def onboarding_router(
         )
         return done.as_json(channelId=body.auth.channelId)
 
-    @api.post(
-        "/payouts/schedule", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES
-    )
+    @api.post("/payouts/schedule", response_model=ScheduleSet, responses=BODY_RESPONSES)
     async def schedule(body: ScheduleIn) -> dict[str, Any]:
         """Submit a payee's signed payout schedule (or opt-out); the relay then pushes its due balances."""
         done = await onboarding().schedule(schedule_auth(body.auth), Signature.from_hex(body.signature))
