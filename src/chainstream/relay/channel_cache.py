@@ -211,7 +211,7 @@ class ChannelCache:
     def behind(self, rt: ChannelRuntime) -> bool:
         """Whether the database's view of the channel differs from this instance's (a shared store)."""
         head = self.store.channel_head(rt.record.channel_id)
-        return head is not None and head != (rt.ledger.seq, rt.caps_issued_at, rt.record.coop_close_digest)
+        return head is not None and head != (rt.ledger.seq, rt.caps_issued_at, rt.record.coop_close)
 
     # ----------------------------------------------------------------- loading
     async def _load(self, channel_id: bytes) -> ChannelRuntime:

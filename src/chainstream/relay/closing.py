@@ -2,9 +2,10 @@
 accepted from then on), and what a gas-free close submits with it (the voucher, the settled split, the relay's
 signature).
 
-While the relay co-signs, the channel's record carries the CLOSE_PENDING marker in place of a close digest: the
-payment pipeline (relay/service.py) refuses the channel's payments from then on, and with a shared database so
-do the other instances (they read the column under the channel's row lock)."""
+While the relay co-signs, the channel's record carries the consent CLOSE_PENDING (store/records.py `CoopClose`),
+then the co-signed voucher's digest: the payment pipeline (relay/service.py) refuses the channel's payments once
+either is set, and with a shared database so do the other instances (they read it under the channel's row
+lock)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,8 @@ from chainstream.protocol import Domain, PrivateKey, Signature, SignedVoucher, V
 from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.protocol.types import ZERO_HASH
 from chainstream.relay.channel_cache import ChannelCache, ChannelRuntime, authorised_signer
-from chainstream.store import PaymentRecord, Store
+from chainstream.store import CLOSE_PENDING, CoopClose, PaymentRecord, Store
 from chainstream.verify import Rejection
-
-#: the co-signed-close marker while the relay is co-signing (no payment is accepted from then on)
-CLOSE_PENDING = b"pending"
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,8 @@ class CooperativeClose:
             raise Rejection(Code.CHANNEL_NOT_OPEN, "the channel is already closed")
         digest = self.domain.digest(close_struct_hash(channel_id, voucher_digest_seen))
         authorised_signer(rt.record, digest, signature, "a close request", self.chain_now())
-        previous = rt.record.coop_close_digest
-        rt.record = replace(rt.record, coop_close_digest=CLOSE_PENDING)  # refuse new payments
+        previous = rt.record.coop_close
+        rt.record = replace(rt.record, coop_close=CLOSE_PENDING)  # refuse new payments
         await rt.durable()
         # With a shared store, other instances' groups store no payment for the channel from now on (they check
         # the column under the channel's row lock), so the latest payment read next is the last one.
@@ -80,17 +78,17 @@ class CooperativeClose:
                 "the relay's latest voucher is not the one the close request "
                 "names: sync with the channel's state, then ask again",
             )
-        self._mark(rt, voucher_digest, shared_only=False)
+        self._mark(rt, CoopClose(voucher_digest), shared_only=False)
         close_digest = (latest.voucher if latest else Voucher.empty(channel_id)).close_digest(self.domain)
         settled = self.store.get_settled(channel_id)
         return CoSignedClose(latest, self.relay_key.sign(close_digest), settled.credited if settled else ())
 
-    def _mark(self, rt: ChannelRuntime, close_digest: bytes | None, *, shared_only: bool) -> None:
-        """Set the channel's close digest (or CLOSE_PENDING, or None) in the database, unless `shared_only` and no
-        other instance reads it (then memory alone refuses the channel's payments), then in memory."""
+    def _mark(self, rt: ChannelRuntime, consent: CoopClose | None, *, shared_only: bool) -> None:
+        """Set the channel's consent to a close (pending, co-signed, or None) in the database, unless `shared_only`
+        and no other instance reads it (then memory alone refuses the channel's payments), then in memory."""
         if self.store.shared or not shared_only:
-            self.store.set_coop_close(rt.record.channel_id, close_digest)
-        rt.record = replace(rt.record, coop_close_digest=close_digest)
+            self.store.set_coop_close(rt.record.channel_id, consent)
+        rt.record = replace(rt.record, coop_close=consent)
 
     def gas_free(self, channel_id: bytes, voucher_digest: bytes) -> GasFreeClose:
         """What a gas-free cooperative close at `voucher_digest` submits: the relay's latest voucher (the one it
@@ -98,7 +96,7 @@ class CooperativeClose:
         record = self.store.get_channel(channel_id)
         if record is None:
             raise Rejection(Code.UNKNOWN_CHANNEL, "the relay has no such channel")
-        if record.coop_close_digest is None or record.coop_close_digest != voucher_digest:
+        if record.coop_close != CoopClose(voucher_digest):
             raise Rejection(
                 Code.CLOSE_STATE_MISMATCH,
                 "ask for the relay's close (POST /channels/{id}/close) at this voucher first",

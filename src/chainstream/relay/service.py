@@ -173,7 +173,7 @@ class RelayService:
             deposit=r.deposit,
             session_key=r.session_key,
             session_expiry=r.session_expiry,
-            open=r.status == "open" and r.coop_close_digest is None,
+            open=r.status == "open" and r.coop_close is None,
             daily_cap=r.daily_cap,
             session_cap=r.session_cap,
         )
