@@ -1,4 +1,7 @@
-"""The relay's core: accept payments (verify, store durably, then acknowledge), and answer what was paid.
+"""The relay's payment pipeline: accept payments (verify, store durably, then acknowledge), and answer what was
+paid. The rest is delegated, each job to its own component: the channels in memory (relay/channel_cache.py), the
+cooperative close (relay/closing.py), caps (relay/caps.py), earnings (relay/earnings_reports.py), audio
+(relay/media.py); what happens is reported to a `RelayObserver` (relay/observer.py).
 
 Concurrency: everything that reads and advances a channel's ledger runs on the event loop without awaiting in
 between, so payments of one channel are serialised while many channels proceed together; the only await on
@@ -102,6 +105,9 @@ class StaleChannel(Rejection):
 
 
 class RelayService:
+    """One relay's payment pipeline, and the components it delegates to (`cache`, `caps`, `closes`, `media`,
+    `reports`), built together on one store, chain client and clock."""
+
     def __init__(
         self,
         *,

@@ -290,7 +290,7 @@ class Settler:
         """Sign one settleBatch, write it to the outbox, send it, and follow it for up to `settle_receipt_wait`
         seconds (a round never hangs on a stuck transaction: the outbox follows it in later rounds)."""
         entries = [settle_entry(SignedVoucher(p.voucher, Signature.from_bytes(p.signature)), prev) for p, prev in chunk]
-        call = self.service.channels.contract.functions.settleBatch(entries)
+        call = self.service.channels.settle_batch_call(entries)
         tx = self.sender.build(call, gas=None, action="settleBatch")
         tx["gas"] = int(tx["gas"] * 1.25) + 50_000
         ceiling = self.settings.settle_max_fee_per_gas
