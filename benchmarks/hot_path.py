@@ -226,7 +226,7 @@ def main() -> None:
     async def run() -> tuple[int, float, float, float, float]:
         service.store.start()
         for cid in ids:  # load every channel (as the relay does on a channel's first payment)
-            await service.runtime(cid)
+            await service.cache.runtime(cid)
         tune_interpreter_for_serving()  # as Relay.start does
         writer = service.store._writer
         assert writer is not None

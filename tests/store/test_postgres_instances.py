@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from chainstream.ledger import LedgerState, charge_play, charge_tip
-from chainstream.store import ChannelRecord, PaymentRecord
+from chainstream.store import ChannelRecord, CoopClose, PaymentRecord
 from chainstream.store.postgres import PostgresStore
 from chainstream.store.records import EXHAUSTED, SERVED
 from tests.store.postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
@@ -114,10 +114,10 @@ def test_payments_verified_under_old_caps_or_after_a_cosigned_close_are_left_out
 
     state, tip = record_for(LedgerState.opened(cid(2)), charge_tip(1_000, artist=ARTIST))
     assert a.submit_payments([dataclasses.replace(tip, caps_basis=0)]).result(timeout=30) == frozenset()
-    a.set_coop_close(cid(2), tip.digest)
+    a.set_coop_close(cid(2), CoopClose(tip.digest))
     late = chain(2, 1, state, prev=tip.digest)
     assert b.submit_payments(late).result(timeout=30) == frozenset({cid(2)})
-    assert b.channel_head(cid(2)) == (1, 0, tip.digest)
+    assert b.channel_head(cid(2)) == (1, 0, CoopClose(tip.digest))
 
 
 def test_one_instance_leads_and_another_takes_over_when_it_goes(postgres_url: str) -> None:  # noqa: F811

@@ -27,7 +27,7 @@ from chainstream.ledger import LedgerState, Listing, charge_download, charge_pla
 from chainstream.pricing import Split, Terms
 from chainstream.protocol import Kind
 from chainstream.protocol.types import to_address
-from chainstream.store import ChannelRecord, PaymentRecord, SettledRecord, open_store
+from chainstream.store import CLOSE_PENDING, ChannelRecord, CoopClose, PaymentRecord, SettledRecord, open_store
 from chainstream.store.base import SqlStore
 from chainstream.store.records import ProfileRecord
 from tests.integration.relay_fixtures import wait_until
@@ -238,7 +238,7 @@ def test_a_channel_update_from_the_chain_keeps_the_caps_and_the_cosigned_close(s
     store.upsert_channel(channel(1))
     store.upsert_channel(channel(2, payer=COLLAB))
     store.set_caps(cid(1), 3 * BIG, None, issued_at=1_700_000_000)
-    store.set_coop_close(cid(1), b"\x0c" * 32)
+    store.set_coop_close(cid(1), CoopClose(b"\x0c" * 32))
     store.upsert_channel(channel(1, deposit=5 * BIG, status="closing", closes_at=1_800_000_000, session_key=FEE))
 
     got = store.get_channel(cid(1))
@@ -249,13 +249,35 @@ def test_a_channel_update_from_the_chain_keeps_the_caps_and_the_cosigned_close(s
         closes_at=1_800_000_000,
         session_key=FEE,
         daily_cap=3 * BIG,
-        coop_close_digest=b"\x0c" * 32,
+        coop_close=CoopClose(b"\x0c" * 32),
         caps_issued_at=1_700_000_000,
     )
     assert store.get_channel(cid(9)) is None
     assert [c.channel_id for c in store.channels("closing")] == [cid(1)]
     assert sorted(c.channel_id for c in store.channels()) == [cid(1), cid(2)]
     assert [c.channel_id for c in store.channels_of(PAYER)] == [cid(1)]
+
+
+def test_a_close_being_cosigned_reads_back_as_pending_and_a_cosigned_one_as_its_digest(store: SqlStore) -> None:
+    """The consent to a close is one typed value at the store boundary: pending, co-signed at a digest, or none;
+    the column keeps its bytes, so a database written before (b"pending" in the digest column) reads the same."""
+    store.upsert_channel(channel(1))
+    assert store.get_channel(cid(1)).coop_close is None  # type: ignore[union-attr]
+    store.set_coop_close(cid(1), CLOSE_PENDING)
+    got = store.get_channel(cid(1))
+    assert got is not None and got.coop_close == CLOSE_PENDING and got.coop_close.pending
+    assert store.channel_head(cid(1)) == (0, 0, CLOSE_PENDING)
+    store._execute("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (b"pending", cid(1)))
+    assert store.channel_head(cid(1)) == (0, 0, CLOSE_PENDING)  # as an earlier relay wrote it
+    store.set_coop_close(cid(1), CoopClose(b"\x0d" * 32))
+    got = store.get_channel(cid(1))
+    assert got is not None and got.coop_close == CoopClose(b"\x0d" * 32) and not got.coop_close.pending
+    (row,) = store._query("SELECT coop_close_digest FROM channels WHERE channel_id=?", (cid(1),))
+    assert bytes(row["coop_close_digest"]) == b"\x0d" * 32  # the column keeps its bytes
+    store.set_coop_close(cid(1), None)  # a close request answered with close_state_mismatch: consent withdrawn
+    assert store.channel_head(cid(1)) == (0, 0, None)
+    with pytest.raises(ValueError, match="32-byte"):
+        CoopClose(b"pending")  # a digest is 32 bytes: the marker cannot be taken for one
 
 
 def test_a_later_settlement_replaces_the_settled_state(store: SqlStore) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from chainstream.ledger import LedgerState
 from chainstream.protocol import Kind, Voucher
+from chainstream.relay.channel_cache import ChannelHead
 from chainstream.relay.read_models import PUBLIC_TOPIC, payment_events
-from chainstream.relay.service import ChannelHead
 from chainstream.store import PaymentRecord
 
 CHANNEL, TRACK = b"\x01" * 32, b"\x0a" * 32

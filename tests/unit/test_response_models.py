@@ -74,3 +74,22 @@ def test_strict_parsing_refuses_a_history_item_of_the_wrong_type(field: str, val
     models.HistoryItem.model_validate(item, strict=True)
     with pytest.raises(ValidationError):
         models.HistoryItem.model_validate({**item, field: value}, strict=True)
+
+
+@pytest.mark.parametrize(
+    "path, fields",
+    [
+        ("/api/v1/onboard/open", {"channelId", "deposit"}),
+        ("/api/v1/onboard/topup", {"channelId", "added"}),
+        ("/api/v1/onboard/close", {"channelId"}),
+        ("/api/v1/payouts/schedule", {"payee", "token", "enabled"}),
+    ],
+)
+def test_each_gas_free_route_documents_its_own_answer(path: str, fields: set[str]) -> None:
+    """Each gas-free route's 200 is its own model: exactly its fields, all required (not one optional-field bag)."""
+    doc = create_app(Settings(relay_key="0x" + "11" * 32)).openapi()
+    ref = doc["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    expected = {"txHash", "block", "fee"} | fields
+    assert set(schema["properties"]) == expected
+    assert set(schema["required"]) == expected

@@ -10,6 +10,7 @@ from eth_account import Account
 from eth_utils.abi import event_abi_to_log_topic
 from web3 import Web3
 from web3.contract import Contract
+from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 from web3.types import BlockIdentifier, TxReceipt
 
@@ -309,7 +310,12 @@ class ChannelsClient(_Client):
         return sender.transact(self.contract.functions.settle(settle_entry(signed, prev_amounts)), action="settle")
 
     def settle_batch(self, sender: TxSender, entries: list[tuple[Any, ...]], gas: int | None = None) -> TxReceipt:
-        return sender.transact(self.contract.functions.settleBatch(entries), gas=gas, action="settleBatch")
+        return sender.transact(self.settle_batch_call(entries), gas=gas, action="settleBatch")
+
+    def settle_batch_call(self, entries: list[tuple[Any, ...]]) -> ContractFunction:
+        """The settleBatch call, not sent: for a caller that builds, signs and records the transaction itself (the
+        relay's settler writes it to its outbox before sending)."""
+        return self.contract.functions.settleBatch(entries)
 
     def cooperative_close(
         self,

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from chainstream.codes import Code
+from chainstream.relay.api.errors import error_response
 from chainstream.relay.api.models import Health, Live, Ready
 from chainstream.relay.openapi import responses
 from chainstream.store.errors import public_reason
@@ -144,15 +144,14 @@ def health_router(get_relay: Callable[[], Any]) -> APIRouter:
         if r.ready:
             return {"ok": True, "reasons": [], **_checks(r)}
         retry = relay.chain_status.retry_after()
-        return JSONResponse(
-            {
-                "error": {"code": Code.NOT_READY, "message": "; ".join(r.reasons), "details": {}},
-                "ok": False,
-                "reasons": r.reasons,
-                **_checks(r),
-            },
-            status_code=503,
-            headers={"Retry-After": str(retry)},
+        return error_response(
+            503,
+            Code.NOT_READY,
+            "; ".join(r.reasons),
+            {"Retry-After": str(retry)},
+            ok=False,
+            reasons=r.reasons,
+            **_checks(r),
         )
 
     return router

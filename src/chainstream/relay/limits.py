@@ -18,7 +18,6 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -184,8 +183,3 @@ async def _refuse(send: Send, refusal: Refusal) -> None:
     ]
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def describe(refusal: Refusal) -> dict[str, Any]:
-    """A refusal as a batch/stream item's error (with its status)."""
-    return {"code": refusal.code, "message": str(refusal), "details": {}, "status": refusal.status}

@@ -3,10 +3,10 @@
 Two kinds:
 
 - **Counters and histograms** updated as things happen, process-wide, in `REGISTRY` (prometheus-client's own
-  locks only; nothing else on the payment path). `instrument(relay)` hooks them into a relay's service, store
-  and settler by wrapping bound methods of those instances (no edit of their modules): payments by outcome and
-  code, verification and commit latency, settlement batches, gas and failures. Other modules increment the
-  counters they own: `REORGS` (the watcher, on a reorg it detected), `CHAIN_RPC_ERRORS` (relay/outage.py).
+  locks only; nothing else on the payment path). `PrometheusObserver` is the observer (relay/observer.py) the
+  process gives its service, settler and watcher: they report payments by outcome and code, verification and
+  commit latency, settlement batches, gas and failures, and reorgs to it. relay/outage.py increments the
+  counters it owns (`CHAIN_RPC_ERRORS`, `DATABASE_ERRORS`).
 - **Gauges read at scrape time** from one relay (`RelayCollector`): unsettled exposure per token (over the
   channels in memory), outbox depth by state, watcher lag in blocks, the node's reachability.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
 from typing import Any
 
 from fastapi import APIRouter
@@ -25,7 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from chainstream.verify import Rejection
+from chainstream.codes import Code
+from chainstream.relay.observer import RelayObserver
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -61,7 +61,7 @@ SETTLEMENT_GAS = Counter("chainstream_settlement_gas_total", "gas used by mined 
 SETTLEMENT_CHANNELS = Counter(
     "chainstream_settlement_channels_total", "channel entries in mined settlements", registry=REGISTRY
 )
-#: incremented by the watcher when it detects a reorg (the faults work owns that code: one `.inc()` there)
+#: incremented when the watcher reports a reorg it detected
 REORGS = Counter("chainstream_reorgs_total", "chain reorganisations the watcher detected", registry=REGISTRY)
 CHAIN_RPC_ERRORS = Counter(
     "chainstream_chain_rpc_errors_total",
@@ -78,87 +78,32 @@ DATABASE_ERRORS = Counter(
 OUTBOX_STATES = ("signed", "sent", "failed")
 
 
-def instrument(relay: Any) -> None:
-    """Hook the counters into this relay's service, store, settler and watcher (wrapping their bound methods)."""
-    _count_payments(relay.service)
-    _time_commits(relay.store)
-    _count_settlements(relay.settler)
-    _count_reorgs(relay.watcher)
+class PrometheusObserver(RelayObserver):
+    """Counts what the service, settler and watcher report (relay/observer.py) in the process-wide counters."""
 
+    def payment_answered(self, outcome: str, code: str) -> None:
+        VOUCHERS.labels(outcome, code).inc()
+        if code == Code.DATABASE_UNAVAILABLE:
+            DATABASE_ERRORS.inc()
 
-def _count_payments(service: Any) -> None:
-    """Vouchers by outcome and code, and the time `verify` takes."""
-    submit, verify = service.submit, service._verify
+    def payment_verified(self, seconds: float) -> None:
+        VERIFY_SECONDS.observe(seconds)
 
-    async def counted_submit(payment: Any) -> Any:
-        try:
-            ack = await submit(payment)
-        except Rejection as exc:
-            VOUCHERS.labels("rejected", exc.code).inc()
-            raise
-        except Exception as exc:
-            code = getattr(exc, "code", type(exc).__name__)
-            VOUCHERS.labels("failed", code).inc()
-            if code == "database_unavailable":
-                DATABASE_ERRORS.inc()
-            raise
-        VOUCHERS.labels(ack.status, "").inc()
-        return ack
+    def payments_committed(self, seconds: float) -> None:
+        COMMIT_SECONDS.observe(seconds)
 
-    def timed_verify(rt: Any, payment: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return verify(rt, payment)
-        finally:
-            VERIFY_SECONDS.observe(time.perf_counter() - start)
-
-    service.submit = counted_submit
-    service._verify = timed_verify
-
-
-def _time_commits(store: Any) -> None:
-    """How long a group commit takes, from queueing to durable."""
-    submit_payments = store.submit_payments
-
-    def timed_submit_payments(records: list[Any]) -> Future[frozenset[bytes]]:
-        start = time.perf_counter()
-        future: Future[frozenset[bytes]] = submit_payments(records)
-        future.add_done_callback(lambda _: COMMIT_SECONDS.observe(time.perf_counter() - start))
-        return future
-
-    store.submit_payments = timed_submit_payments
-
-
-def _count_settlements(settler: Any) -> None:
-    """Settlement batches sent or failed, the channels they carried, and the gas mined ones used."""
-    settle_chunk, note_skips = settler._settle_chunk, settler._note_skips
-
-    def counted_settle_chunk(chunk: list[Any]) -> None:
-        try:
-            settle_chunk(chunk)
-        except Exception:
-            SETTLEMENT_BATCHES.labels("failed").inc()
-            raise
+    def settlement_sent(self, channels: int) -> None:
         SETTLEMENT_BATCHES.labels("sent").inc()
-        SETTLEMENT_CHANNELS.inc(len(chunk))
+        SETTLEMENT_CHANNELS.inc(channels)
 
-    def gas_of(receipt: Any, totals: Any) -> None:
-        SETTLEMENT_GAS.inc(int(receipt.get("gasUsed", 0) or 0))
-        note_skips(receipt, totals)
+    def settlement_failed(self) -> None:
+        SETTLEMENT_BATCHES.labels("failed").inc()
 
-    settler._settle_chunk = counted_settle_chunk
-    settler._note_skips = gas_of
+    def settlement_mined(self, gas_used: int) -> None:
+        SETTLEMENT_GAS.inc(gas_used)
 
-
-def _count_reorgs(watcher: Any) -> None:
-    """Every rollback the watcher makes is a reorg it detected."""
-    rollback = watcher.rollback
-
-    async def counted_rollback(fork: int) -> None:
+    def reorg_detected(self) -> None:
         REORGS.inc()
-        await rollback(fork)
-
-    watcher.rollback = counted_rollback
 
 
 class RelayCollector(Collector):
@@ -176,8 +121,8 @@ class RelayCollector(Collector):
             labels=["token"],
         )
         per_token: dict[str, int] = {}
-        for channel_id, rt in list(service._runtime.items()):
-            settled = store.get_settled(channel_id)
+        for rt in service.cache.in_memory():
+            settled = store.get_settled(rt.record.channel_id)
             unsettled = rt.ledger.voucher.total - (settled.total if settled else 0)
             if unsettled > 0:
                 per_token[rt.record.token] = per_token.get(rt.record.token, 0) + unsettled

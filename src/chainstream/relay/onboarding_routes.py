@@ -24,17 +24,21 @@ from fastapi import APIRouter, Request
 from pydantic import Field, StrictBool, StrictInt
 
 from chainstream.chain.gasless import NO_PERMIT, PermitSig
-from chainstream.codes import Code
-from chainstream.protocol import Signature, SignedVoucher
-from chainstream.protocol.eip712 import close_struct_hash
+from chainstream.protocol import Signature
 from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopUpAuth
-from chainstream.protocol.types import ZERO_HASH, to_address, to_bytes32
-from chainstream.relay.api.models import OnboardQuote, Payouts, Submitted
+from chainstream.protocol.types import to_address, to_bytes32
+from chainstream.relay.api.models import (
+    ChannelClosed,
+    ChannelOpened,
+    ChannelToppedUp,
+    OnboardQuote,
+    Payouts,
+    ScheduleSet,
+)
 from chainstream.relay.openapi import COMMON, READ, WITH_BODY, ErrorResponse
 from chainstream.relay.payouts import PayoutPusher, payout_view
 from chainstream.relay.read_auth import ReadAuth
 from chainstream.relay.schemas import AddressStr, Amount, Hex32, Strict
-from chainstream.verify import Rejection
 
 if TYPE_CHECKING:
     from chainstream.relay.onboarding import Onboarding
@@ -203,27 +207,6 @@ def schedule_auth(a: ScheduleAuthIn) -> ScheduleAuth:
     )
 
 
-def co_signed_close(s: RelayService, auth: CloseAuth) -> tuple[SignedVoucher | None, tuple[int, ...], Signature]:
-    """What a gas-free cooperative close submits besides the payer's signature: the relay's latest voucher (the
-    one it co-signed the close at, else Rejection), the amounts already settled, and the relay's signature."""
-    record = s.store.get_channel(auth.channel_id)
-    if record is None:
-        raise Rejection(Code.UNKNOWN_CHANNEL, "the relay has no such channel")
-    if record.coop_close_digest is None or record.coop_close_digest != auth.voucher_digest:
-        raise Rejection(
-            Code.CLOSE_STATE_MISMATCH,
-            "ask for the relay's close (POST /channels/{id}/close) at this voucher first",
-        )
-    latest = s.store.latest_payment(auth.channel_id)
-    final = SignedVoucher(latest.voucher, Signature.from_bytes(latest.signature)) if latest else None
-    if (final.voucher.digest(s.domain) if final and final.voucher.payees else ZERO_HASH) != auth.voucher_digest:
-        raise Rejection(Code.CLOSE_STATE_MISMATCH, "the co-signed voucher is not the relay's latest")
-    settled = s.store.get_settled(auth.channel_id)
-    prev = settled.credited if settled else ()
-    relay_sig = s.relay_key.sign(s.domain.digest(close_struct_hash(auth.channel_id, auth.voucher_digest)))
-    return final, prev, relay_sig
-
-
 def onboarding_router(
     svc: Callable[[], RelayService], onboarding: Callable[[], Onboarding], pusher: Callable[[], PayoutPusher]
 ) -> APIRouter:
@@ -236,7 +219,7 @@ def onboarding_router(
         anyone) and the fee it keeps: the listener's signed `maxFee` must be at least `fee`."""
         return onboarding().quote()
 
-    @api.post("/onboard/open", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
+    @api.post("/onboard/open", response_model=ChannelOpened, responses=BODY_RESPONSES)
     async def open_channel(body: OpenIn) -> dict[str, Any]:
         """Open a channel for a listener who signed an OpenChannel (and a permit for the gasless contract)."""
         auth = open_auth(body.auth)
@@ -245,7 +228,7 @@ def onboarding_router(
         cid = svc().channels.channel_id_for(auth.payer, auth.token, auth.relay, auth.salt)
         return done.as_json(channelId="0x" + cid.hex(), deposit=str(auth.amount - done.fee))
 
-    @api.post("/onboard/topup", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
+    @api.post("/onboard/topup", response_model=ChannelToppedUp, responses=BODY_RESPONSES)
     async def top_up(body: TopUpIn) -> dict[str, Any]:
         """Top up a channel of this relay for a payer who signed a TopUpChannel."""
         auth = top_up_auth(body.auth)
@@ -253,17 +236,17 @@ def onboarding_router(
         done = await onboarding().top_up(auth, Signature.from_hex(body.signature), permit)
         return done.as_json(channelId=body.auth.channelId, added=str(auth.amount - done.fee))
 
-    @api.post("/onboard/close", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES)
+    @api.post("/onboard/close", response_model=ChannelClosed, responses=BODY_RESPONSES)
     async def close(body: CloseAuthBody) -> dict[str, Any]:
         """Close cooperatively a channel whose close this relay co-signed, at that voucher."""
         auth = close_auth(body.auth)
-        final, prev, relay_sig = co_signed_close(svc(), auth)
-        done = await onboarding().close(auth, Signature.from_hex(body.signature), final, prev, relay_sig)
+        signed = svc().closes.gas_free(auth.channel_id, auth.voucher_digest)
+        done = await onboarding().close(
+            auth, Signature.from_hex(body.signature), signed.final, signed.prev_amounts, signed.relay_signature
+        )
         return done.as_json(channelId=body.auth.channelId)
 
-    @api.post(
-        "/payouts/schedule", response_model=Submitted, response_model_exclude_unset=True, responses=BODY_RESPONSES
-    )
+    @api.post("/payouts/schedule", response_model=ScheduleSet, responses=BODY_RESPONSES)
     async def schedule(body: ScheduleIn) -> dict[str, Any]:
         """Submit a payee's signed payout schedule (or opt-out); the relay then pushes its due balances."""
         done = await onboarding().schedule(schedule_auth(body.auth), Signature.from_hex(body.signature))

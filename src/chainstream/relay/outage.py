@@ -236,13 +236,3 @@ def install_log_filter(status: ChainStatus) -> Callable[[], None]:
             logger.removeFilter(filt)
 
     return remove
-
-
-def unavailable_item(status: ChainStatus) -> dict[str, Any]:
-    """The error of one batch item or stream message that needed the node while it is lost."""
-    return {
-        "code": Code.CHAIN_UNAVAILABLE,
-        "message": "the relay cannot reach its chain's node; retry later",
-        "status": 503,
-        "retryAfter": status.retry_after(),
-    }

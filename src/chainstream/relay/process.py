@@ -22,7 +22,7 @@ from chainstream.config import Settings
 from chainstream.errors import ConfigurationError
 from chainstream.protocol import PrivateKey
 from chainstream.relay.health import DatabaseProbe
-from chainstream.relay.metrics import instrument
+from chainstream.relay.metrics import PrometheusObserver
 from chainstream.relay.onboarding import Onboarding
 from chainstream.relay.outage import ChainStatus, follow_chain, install_log_filter, is_chain_unreachable
 from chainstream.relay.payouts import PayoutPusher
@@ -64,6 +64,7 @@ class Relay:
         except ConfigurationError:
             self.store.close()
             raise
+        observer = PrometheusObserver()  # relay/metrics.py: counters and latency histograms
         self.service = RelayService(
             settings=settings,
             channels=ChannelsClient(self.w3, self.deployment.channels),
@@ -72,12 +73,12 @@ class Relay:
             relay_key=key,
             store=self.store,
             clock=clock,
+            observer=observer,
         )
-        self.settler = Settler(self.service, TxSender(self.w3, key))
-        self.watcher = Watcher(self.service, self.settler)
+        self.settler = Settler(self.service, TxSender(self.w3, key), observer)
+        self.watcher = Watcher(self.service, self.settler, observer)
         self.chain_status = ChainStatus(settings)  # relay/outage.py: node lost / back, backoff
         self.database_probe = DatabaseProbe(self.store, settings.instance)  # relay/health.py
-        instrument(self)  # relay/metrics.py: counters and latency histograms
         self.onboarding = Onboarding(  # gas-free submissions
             settings, self.service.channels, self.settler.sender, self.service.chain_now
         )

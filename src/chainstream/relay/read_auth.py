@@ -27,7 +27,8 @@ from chainstream.errors import ProtocolError
 from chainstream.protocol.read_token import AUTH_SCHEME, QUERY_PARAMETER, ReadToken
 from chainstream.protocol.types import Address, to_address
 from chainstream.relay.api.models import OnChainView
-from chainstream.relay.service import ChannelRuntime, RelayService
+from chainstream.relay.channel_cache import ChannelRuntime
+from chainstream.relay.service import RelayService
 from chainstream.store import ChannelRecord
 from chainstream.verify import Payment, Rejection
 
@@ -92,7 +93,7 @@ class ReadAuth:
         """A channel's summary, history or live payments: its payer's token (for it, or for all its channels),
         signed by the payer or the channel's live session key."""
         token = self.token(request)
-        rt = await self.service.current(channel_id)  # unknown_channel (404) for an id the chain does not know
+        rt = await self.service.cache.current(channel_id)  # unknown_channel (404) for an id the chain does not know
         record = rt.record
         if token.account != record.payer or not (token.all_channels or token.channel_id == channel_id):
             raise self._forbidden(f"channel 0x{channel_id.hex()}")
@@ -158,5 +159,5 @@ def on_chain_view(service: RelayService, record: ChannelRecord) -> OnChainView:
 async def resync_state(service: RelayService, payment: Payment) -> dict[str, Any] | None:
     """The channel's state for a refused payment's resync, only if the payment is signed by the channel's payer or
     session key: a made-up payment with a stale seq must not read someone's channel."""
-    rt = await service.current(payment.channel_id)
-    return service.channel_summary(rt).model_dump() if service._signed_for(rt, payment) else None
+    rt = await service.cache.current(payment.channel_id)
+    return service.channel_summary(rt).model_dump() if service.signed_for(rt, payment) else None

@@ -12,7 +12,7 @@ from chainstream.store import PaymentRecord
 
 if TYPE_CHECKING:
     from chainstream.protocol import Voucher
-    from chainstream.relay.service import ChannelRuntime
+    from chainstream.relay.channel_cache import ChannelRuntime
 
 #: the event bus topic of the public /events stream (no filter): carries no listener's data
 PUBLIC_TOPIC = "public"
@@ -38,7 +38,7 @@ def channel_summary(rt: ChannelRuntime, relay: str, settled_total: int) -> Chann
         payer=r.payer,
         token=r.token,
         relay=relay,
-        status=r.status if r.coop_close_digest is None or r.status != "open" else "closing",
+        status=r.status if r.coop_close is None or r.status != "open" else "closing",
         closesAt=r.closes_at,
         deposit=str(r.deposit),
         spent=str(v.total),

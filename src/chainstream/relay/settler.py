@@ -33,6 +33,7 @@ from chainstream.chain.contracts import ChannelsClient, ChannelState, SettledSta
 from chainstream.chain.transactions import PRIORITY_FEE, TxSender, bumped_fees, unsigned_from_raw
 from chainstream.errors import ChainError
 from chainstream.protocol import Signature, SignedVoucher, to_address
+from chainstream.relay.observer import NO_OBSERVER, RelayObserver
 from chainstream.relay.outage import DatabaseStatus, is_database_unavailable
 from chainstream.relay.service import RelayService
 from chainstream.relay.settle_policy import ENTRY_GAS, PAYEE_GAS, Decision, SettlePolicy, entry_gas
@@ -65,8 +66,10 @@ RECHECK_DEPTH, RECHECK_WINDOW = 16, 256
 
 
 class Settler:
-    def __init__(self, service: RelayService, sender: TxSender) -> None:
+    def __init__(self, service: RelayService, sender: TxSender, observer: RelayObserver = NO_OBSERVER) -> None:
+        """`observer` hears of every settlement batch sent or failed and the gas of each one recorded."""
         self.service = service
+        self.observer = observer
         self.store = service.store
         self.settings = service.settings
         self.sender = sender
@@ -199,7 +202,7 @@ class Settler:
             unsettled = latest.voucher.total - settled_total
             if unsettled <= 0:
                 continue
-            since = self.service.unsettled_since(record.channel_id) or latest.accepted_at
+            since = self.service.cache.unsettled_since(record.channel_id) or latest.accepted_at
             closing = record.status == "closing"
             by_session_key = latest.signer == record.session_key and latest.signer != record.payer
             if (closing and record.closes_at and record.closes_at <= chain_now) or (
@@ -269,16 +272,25 @@ class Settler:
             await asyncio.to_thread(self._settle_chunk, chunk)
             for latest, _ in chunk:
                 self.urgent.discard(latest.channel_id)
-                self.service.mark_settled(latest.channel_id, latest.voucher.total)
+                self.service.cache.mark_settled(latest.channel_id, latest.voucher.total)
             count += len(chunk)
         return count
 
     # ------------------------------------------------------------- transactions
     def _settle_chunk(self, chunk: list[tuple[PaymentRecord, tuple[int, ...]]]) -> None:
+        """Settle one batch of channels (`_send_chunk`), reported to the observer as sent or failed."""
+        try:
+            self._send_chunk(chunk)
+        except Exception:  # reported, and raised on
+            self.observer.settlement_failed()
+            raise
+        self.observer.settlement_sent(len(chunk))
+
+    def _send_chunk(self, chunk: list[tuple[PaymentRecord, tuple[int, ...]]]) -> None:
         """Sign one settleBatch, write it to the outbox, send it, and follow it for up to `settle_receipt_wait`
         seconds (a round never hangs on a stuck transaction: the outbox follows it in later rounds)."""
         entries = [settle_entry(SignedVoucher(p.voucher, Signature.from_bytes(p.signature)), prev) for p, prev in chunk]
-        call = self.service.channels.contract.functions.settleBatch(entries)
+        call = self.service.channels.settle_batch_call(entries)
         tx = self.sender.build(call, gas=None, action="settleBatch")
         tx["gas"] = int(tx["gas"] * 1.25) + 50_000
         ceiling = self.settings.settle_max_fee_per_gas
@@ -336,6 +348,7 @@ class Settler:
 
     def _note_skips(self, receipt: Any, totals: dict[bytes, int]) -> None:
         """Remember vouchers the contract refused for good; re-read the settled state where ours was behind."""
+        self.observer.settlement_mined(int(receipt.get("gasUsed", 0) or 0))
         for channel_id, reason in self.service.channels.skipped_in(receipt):
             total = totals.get(channel_id, 0)
             if reason == "VoucherPrevStateMismatch":
@@ -380,9 +393,7 @@ class Settler:
         self.store.set_settled(record)
         self._mismatched.pop(channel_id, None)
         self.unsettleable.pop(channel_id, None)
-        rt = self.service.loaded(channel_id)
-        if rt is not None and rt.ledger.voucher.total > record.total and rt.unsettled_since is None:
-            rt.unsettled_since = self.service.clock()
+        self.service.cache.mark_settled_at(channel_id, record.total)
         return True
 
     def cannot_read_settled_state(self, channel_id: bytes, exc: Exception) -> None:

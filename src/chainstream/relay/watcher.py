@@ -30,6 +30,7 @@ from chainstream.chain.contracts import ChannelState, ChannelStatus, SettledStat
 from chainstream.errors import ChainError
 from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import CatalogEntry
+from chainstream.relay.observer import NO_OBSERVER, RelayObserver
 from chainstream.relay.outage import DatabaseStatus
 from chainstream.relay.service import RelayService
 from chainstream.relay.settler import Settler, record_state
@@ -67,8 +68,10 @@ class Change:
 
 
 class Watcher:
-    def __init__(self, service: RelayService, settler: Settler) -> None:
+    def __init__(self, service: RelayService, settler: Settler, observer: RelayObserver = NO_OBSERVER) -> None:
+        """`observer` hears of every reorg the watcher detects (and rolls back)."""
         self.service = service
+        self.observer = observer
         self.settler = settler
         self.store = service.store
         self.settings = service.settings
@@ -210,6 +213,7 @@ class Watcher:
         """Forget what was learnt after block `fork`: re-derive every known channel from the chain, put the
         outbox transactions mined after it back to be followed, and process again from `fork + 1`."""
         self.reorgs += 1
+        self.observer.reorg_detected()
         log.warning(
             "chain reorganised: processed up to block %s, rolling back to %s and re-reading channels",
             self.processed_block,
@@ -227,7 +231,7 @@ class Watcher:
     def _chain_states(self) -> list[ChannelState]:
         """Every known channel as the chain holds it at the confirmed block, with its settled state fixed where
         the relay's was ahead of the chain's (a dropped settlement) (thread side)."""
-        block = self.service.confirmed_block()
+        block = self.service.cache.confirmed_block()
         out = []
         # Channels the relay holds closed are not re-read (a relay with years of channels would make one call
         # each): a dropped ChannelClosed leaves the channel refused by the relay (its payer can open another),
@@ -246,7 +250,7 @@ class Watcher:
 
     def _apply_rederived(self, state: ChannelState) -> None:
         before = self.store.get_channel(state.channel_id)
-        self.service.apply_chain_state(state)
+        self.service.cache.apply_chain_state(state)
         if state.status == ChannelStatus.CLOSING and (before is None or before.status != "closing"):
             self.settler.request(state.channel_id)
 
@@ -315,7 +319,7 @@ class Watcher:
                 opened_block=block,
             )
             opened.add(channel_id)
-            return Change(name, args, block, lambda: service.add_channel(record))
+            return Change(name, args, block, lambda: service.cache.add_channel(record))
         if channel_id not in opened and self.store.get_channel(channel_id) is None:
             return None  # not one of ours
         if name == "ChannelSettled":
@@ -331,7 +335,7 @@ class Watcher:
 
         def apply_state() -> None:
             before = self.store.get_channel(channel_id)
-            self.service.apply_chain_state(state)
+            self.service.cache.apply_chain_state(state)
             if name == "CloseRequested" or (name == "SessionKeyChanged" and _key_validity_shrank(before, state)):
                 log.info("%s on 0x%s: settling its latest voucher now", name, channel_id.hex())
                 self.settler.request(channel_id)

@@ -11,8 +11,10 @@ import re
 from chainstream.errors import ConfigurationError
 from chainstream.store.base import Store
 from chainstream.store.records import (
+    CLOSE_PENDING,
     ChannelRecord,
     ClaimRow,
+    CoopClose,
     EarningRow,
     OutboxRecord,
     PaymentRecord,
@@ -21,8 +23,10 @@ from chainstream.store.records import (
 from chainstream.store.sqlite import SqliteStore
 
 __all__ = [
+    "CLOSE_PENDING",
     "ChannelRecord",
     "ClaimRow",
+    "CoopClose",
     "EarningRow",
     "OutboxRecord",
     "PaymentRecord",

@@ -27,6 +27,7 @@ from chainstream.store.records import (
     SERVED,
     ChannelRecord,
     ClaimRow,
+    CoopClose,
     EarningRow,
     OutboxRecord,
     PaymentRecord,
@@ -76,8 +77,8 @@ class Store(Protocol):
         """Whether this instance leads (settles on chain): it takes the lead if nobody holds it; always True for
         a store with one instance."""
 
-    def channel_head(self, channel_id: bytes) -> tuple[int, int, bytes | None] | None:
-        """(latest payment's seq, caps issued-at, co-signed close digest) of a channel; None if unknown."""
+    def channel_head(self, channel_id: bytes) -> tuple[int, int, CoopClose | None] | None:
+        """(latest payment's seq, caps issued-at, the relay's consent to a close) of a channel; None if unknown."""
 
     def upsert_channel(self, c: ChannelRecord) -> None:
         """Insert a channel, or update what the chain says of it; caps and the co-signed close are kept."""
@@ -91,7 +92,7 @@ class Store(Protocol):
 
     def profile(self, artist: str) -> ProfileRecord | None: ...
     def profiles_of(self, artists: Sequence[str]) -> dict[str, ProfileRecord]: ...
-    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes | None) -> None: ...
+    def set_coop_close(self, channel_id: bytes, consent: CoopClose | None) -> None: ...
     def set_settled(self, s: SettledRecord) -> None: ...
     def add_claim(self, tx_hash: bytes, log_index: int, payee: str, token: str, amount: int, block: int) -> None: ...
     def set_cursor(self, name: str, block: int) -> None: ...
@@ -200,7 +201,7 @@ class SqlStore(ABC):
     def try_lead(self) -> bool:
         return True
 
-    def channel_head(self, channel_id: bytes) -> tuple[int, int, bytes | None] | None:
+    def channel_head(self, channel_id: bytes) -> tuple[int, int, CoopClose | None] | None:
         rows = self._query(
             "SELECT caps_issued_at, coop_close_digest, (SELECT MAX(seq) FROM payments WHERE channel_id=?) AS seq"
             " FROM channels WHERE channel_id=?",
@@ -209,8 +210,7 @@ class SqlStore(ABC):
         if not rows:
             return None
         row = rows[0]
-        digest = row["coop_close_digest"]
-        return int(row["seq"] or 0), int(row["caps_issued_at"] or 0), None if digest is None else bytes(digest)
+        return int(row["seq"] or 0), int(row["caps_issued_at"] or 0), CoopClose.from_column(row["coop_close_digest"])
 
     @property
     def groups_committed(self) -> int:
@@ -267,8 +267,9 @@ class SqlStore(ABC):
                 )
         return found
 
-    def set_coop_close(self, channel_id: bytes, voucher_digest: bytes | None) -> None:
-        self._execute("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (voucher_digest, channel_id))
+    def set_coop_close(self, channel_id: bytes, consent: CoopClose | None) -> None:
+        column = None if consent is None else consent.to_column()
+        self._execute("UPDATE channels SET coop_close_digest=? WHERE channel_id=?", (column, channel_id))
 
     def set_settled(self, s: SettledRecord) -> None:
         self._execute(

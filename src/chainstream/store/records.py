@@ -63,6 +63,43 @@ class Row(Protocol):
 ChannelPhase = Literal["open", "closing", "closed"]
 
 
+#: the coop_close_digest column's bytes for a close the relay is still co-signing (a digest is 32 bytes)
+_PENDING_COLUMN = b"pending"
+
+
+@dataclass(frozen=True)
+class CoopClose:
+    """The relay's consent to a cooperative close of a channel; no payment of the channel is accepted once it has
+    one. Pending (`voucher_digest` None) while the relay co-signs, then co-signed at the digest of the channel's
+    latest voucher (the zero hash for a channel with none). Stored in the channels table's coop_close_digest
+    column as that digest, or as the bytes b"pending" (`to_column`, `from_column`)."""
+
+    voucher_digest: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.voucher_digest is not None and len(self.voucher_digest) != 32:
+            raise ValueError(f"a co-signed close names a 32-byte voucher digest, not {len(self.voucher_digest)} bytes")
+
+    @property
+    def pending(self) -> bool:
+        """Whether the relay is still co-signing (the digest is not known yet)."""
+        return self.voucher_digest is None
+
+    def to_column(self) -> bytes:
+        return _PENDING_COLUMN if self.voucher_digest is None else self.voucher_digest
+
+    @classmethod
+    def from_column(cls, value: bytes | memoryview | None) -> CoopClose | None:
+        if value is None:
+            return None
+        raw = bytes(value)
+        return CLOSE_PENDING if raw == _PENDING_COLUMN else cls(raw)
+
+
+#: a close the relay is co-signing
+CLOSE_PENDING = CoopClose()
+
+
 @dataclass(frozen=True)
 class ChannelRecord:
     channel_id: bytes
@@ -73,7 +110,8 @@ class ChannelRecord:
     session_expiry: int
     status: ChannelPhase = "open"
     closes_at: int = 0
-    coop_close_digest: bytes | None = None
+    #: the relay's consent to a cooperative close (relay/closing.py), None before any
+    coop_close: CoopClose | None = None
     daily_cap: int | None = None
     session_cap: int | None = None
     opened_block: int = 0
@@ -168,7 +206,7 @@ def channel_params(c: ChannelRecord) -> tuple[Any, ...]:
         c.session_expiry,
         c.status,
         c.closes_at,
-        c.coop_close_digest,
+        None if c.coop_close is None else c.coop_close.to_column(),
         opt_text(c.daily_cap),
         opt_text(c.session_cap),
         c.opened_block,
@@ -216,10 +254,6 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _opt_bytes(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
-
-
 def channel_from_row(row: Row) -> ChannelRecord:
     return ChannelRecord(
         channel_id=bytes(row["channel_id"]),
@@ -230,7 +264,7 @@ def channel_from_row(row: Row) -> ChannelRecord:
         session_expiry=int(row["session_expiry"]),
         status=row["status"],
         closes_at=int(row["closes_at"]),
-        coop_close_digest=_opt_bytes(row["coop_close_digest"]),
+        coop_close=CoopClose.from_column(row["coop_close_digest"]),
         daily_cap=_opt_int(row["daily_cap"]),
         session_cap=_opt_int(row["session_cap"]),
         opened_block=int(row["opened_block"]),

@@ -34,9 +34,9 @@ async def earnings(
     """The artist's earnings (the artist's own read token)."""
     address = reads.artist(request, address)
     if format == "json":
-        return s.earnings(address)
+        return s.reports.earnings(address)
     return PlainTextResponse(
-        s.earnings_csv(address),
+        s.reports.earnings_csv(address),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="earnings-{address}.csv"'},
     )

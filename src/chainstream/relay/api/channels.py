@@ -91,7 +91,7 @@ async def caps_doc(
 
 @router.put("/channels/{channel_id}/caps", response_model=ChannelSummary, responses=responses("caps"))
 async def caps(channel_id: str, body: CapsIn, s: ServiceDep) -> ChannelSummary:
-    rt = await s.set_caps(
+    rt = await s.caps.set(
         to_bytes32(channel_id, "channelId"),
         int(body.dailyCap),
         int(body.sessionCap),
@@ -107,7 +107,7 @@ async def close(channel_id: str, body: CloseIn, s: ServiceDep) -> Any:
     asked for by the payer or its session key over that voucher."""
     cid = to_bytes32(channel_id, "channelId")
     try:
-        latest, signature, prev = await s.cosign_close(
+        consent = await s.closes.cosign(
             cid, to_bytes32(body.voucherDigest, "voucherDigest"), Signature.from_hex(body.signature)
         )
     except Rejection as exc:
@@ -118,13 +118,13 @@ async def close(channel_id: str, body: CloseIn, s: ServiceDep) -> Any:
             exc.code,
             str(exc),
             error_details=exc.details,
-            state=s.channel_summary(await s.runtime(cid)).model_dump(),
+            state=s.channel_summary(await s.cache.runtime(cid)).model_dump(),
         )
     return CloseReply(
         channelId=channel_id,
-        voucher=None if latest is None else voucher_json(latest.voucher, latest.signature),
-        prevAmounts=[str(a) for a in prev],
-        relaySignature=signature.to_hex(),
+        voucher=None if consent.latest is None else voucher_json(consent.latest.voucher, consent.latest.signature),
+        prevAmounts=[str(a) for a in consent.prev_amounts],
+        relaySignature=consent.relay_signature.to_hex(),
     )
 
 
@@ -133,5 +133,5 @@ async def listener_channels(address: str, request: Request, s: ServiceDep, reads
     """The listener's channels on this relay (its all-channels read token)."""
     out: list[ChannelSummary | OnChainView] = []
     for record, full in reads.listener(request, address):
-        out.append(s.channel_summary(await s.current(record.channel_id)) if full else on_chain_view(s, record))
+        out.append(s.channel_summary(await s.cache.current(record.channel_id)) if full else on_chain_view(s, record))
     return ListenerChannels(channels=out)

@@ -1,13 +1,16 @@
 """The relay's error format, `{"error": {"code", "message", "details"}}` (plus a top-level `details` list for
 `invalid_request` and `state` where documented), the HTTP status of each refusal of the core (`REJECTION_STATUS`),
-and every exception handler: a refusal of the core, the framework's own (no such path, wrong method,
-validation), the chain's node out of reach, and anything unexpected (500, logged)."""
+and the one mapping of exceptions to the error vocabulary (`failure_of`): a refusal of the core or of a limit,
+the database or the chain's node out of reach (503, retry later), and anything unexpected (500, logged). The
+exception handlers answer a request with it, the batch and stream payment routes each item with it; the
+framework's own refusals (no such path, wrong method, validation) have their own handlers."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,7 +22,8 @@ from starlette.types import Scope
 
 from chainstream.codes import Code
 from chainstream.errors import ChainStreamError, RecoverableError
-from chainstream.relay.outage import UNREACHABLE, is_chain_unreachable
+from chainstream.relay.limits import Refusal
+from chainstream.relay.outage import UNREACHABLE, ChainStatus, is_chain_unreachable
 from chainstream.store.errors import RETRY_AFTER as DATABASE_RETRY_AFTER
 from chainstream.store.errors import UNAVAILABLE_ERRORS, database_unavailable
 from chainstream.verify import Rejection
@@ -117,43 +121,71 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
     return ", ".join(sorted(allowed | {"GET", "HEAD"} if static else allowed))
 
 
-async def rejection_handler(_: Request, exc: Rejection) -> JSONResponse:
-    return error_response(rejection_status(exc), exc.code, str(exc), error_details=exc.details)
+@dataclass(frozen=True)
+class Failure:
+    """An exception as the relay answers it: status, code, message, the numbers behind it, and for the 503s a
+    client should wait out, after how many seconds to retry."""
+
+    status: int
+    code: str
+    message: str
+    details: dict[str, str] = field(default_factory=dict)
+    retry_after: int | None = None
+
+    @classmethod
+    def refused(cls, refusal: Refusal) -> Failure:
+        """A refusal by one of the request limits (relay/limits.py)."""
+        return cls(refusal.status, refusal.code, str(refusal))
+
+    def response(self) -> JSONResponse:
+        """As the answer to a request (Retry-After as a header)."""
+        headers = None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        return error_response(self.status, self.code, self.message, headers, error_details=self.details)
+
+    def item(self) -> dict[str, Any]:
+        """As the error of a batch item or stream message: with the status the request would have had, and
+        `retryAfter` in place of the header."""
+        item = {**error_body(self.code, self.message, self.details), "status": self.status}
+        if self.retry_after is not None:
+            item["retryAfter"] = self.retry_after
+        return item
 
 
-async def recoverable_handler(_: Request, exc: RecoverableError) -> JSONResponse:
-    return error_response(400, exc.code, str(exc), error_details=exc.details)
+def failure_of(exc: Exception, chain_status: Callable[[], ChainStatus]) -> Failure:
+    """How the relay answers `exc`, most specific first: a refusal (of the core by its code's status, else 400),
+    an error of ours (503, logged: nothing was stored), the database refusing a write, the chain's node out of
+    reach (told to `chain_status()`, which logs it once per outage), anything else (500, logged)."""
+    if isinstance(exc, Rejection):
+        return Failure(rejection_status(exc), exc.code, str(exc), exc.details)
+    if isinstance(exc, RecoverableError):
+        return Failure(400, exc.code, str(exc), exc.details)
+    if isinstance(exc, ChainStreamError):
+        log.error("internal error: %s", exc)
+        return Failure(503, exc.code, str(exc), exc.details, retry_after(exc.code))
+    if isinstance(exc, Refusal):
+        return Failure.refused(exc)
+    if isinstance(exc, UNAVAILABLE_ERRORS):  # a store write outside a payment's commit (a channel's first load)
+        error = database_unavailable("the relay could not write its database", exc)
+        log.error("%s", error)
+        return Failure(503, error.code, str(error), retry_after=retry_after(error.code))
+    if is_chain_unreachable(exc):  # the node itself, or an error raised from it
+        status = chain_status()
+        status.failed(exc)
+        message = "the relay cannot reach its chain's node; retry later"
+        return Failure(503, code=Code.CHAIN_UNAVAILABLE, message=message, retry_after=status.retry_after())
+    log.exception("unexpected error", exc_info=exc)
+    unexpected = f"unexpected {type(exc).__name__}; the relay's log has the details"
+    return Failure(500, code=Code.INTERNAL_ERROR, message=unexpected)
 
 
-def retry_headers(code: str) -> dict[str, str] | None:
-    """Retry-After for the 503s a client should wait out."""
-    return {"Retry-After": str(DATABASE_RETRY_AFTER)} if code == Code.DATABASE_UNAVAILABLE else None
+def retry_after(code: str) -> int | None:
+    """Seconds to wait before retrying, for the 503s a client should wait out (the database away)."""
+    return DATABASE_RETRY_AFTER if code == Code.DATABASE_UNAVAILABLE else None
 
 
-async def unrecoverable_handler(_: Request, exc: ChainStreamError) -> JSONResponse:
-    log.error("internal error: %s", exc)
-    return error_response(503, exc.code, str(exc), headers=retry_headers(exc.code), error_details=exc.details)
-
-
-async def database_handler(_: Request, exc: Exception) -> JSONResponse:
-    """A store write the database refused (full, read-only, I/O error) outside a payment's commit."""
-    error = database_unavailable("the relay could not write its database", exc)
-    log.error("%s", error)
-    return error_response(503, error.code, str(error), headers=retry_headers(error.code))
-
-
-async def chain_unreachable_handler(request: Request, exc: Exception) -> JSONResponse:
-    """The chain's node did not answer: 503 with Retry-After; logged once per outage (relay/outage.py).
-    Registered per exception class, not only under `Exception`: Starlette re-raises what its `Exception`
-    handler answered, and the server then logs a traceback per request and drops the connection."""
-    status = request.app.state.relay.chain_status
-    status.failed(exc)
-    return error_response(
-        503,
-        Code.CHAIN_UNAVAILABLE,
-        "the relay cannot reach its chain's node; retry later",
-        headers={"Retry-After": str(status.retry_after())},
-    )
+async def failure_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Any exception a route raised, answered through `failure_of`."""
+    return failure_of(exc, lambda: request.app.state.relay.chain_status).response()
 
 
 async def http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -168,14 +200,6 @@ async def http_handler(request: Request, exc: StarletteHTTPException) -> JSONRes
     return error_response(exc.status_code, Code.REQUEST_REFUSED, str(exc.detail), headers=exc.headers)
 
 
-async def unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Anything else: the chain's node unreachable (503, retry later), or a bug (500, logged)."""
-    if is_chain_unreachable(exc):  # raised from a node error
-        return await chain_unreachable_handler(request, exc)
-    log.exception("unexpected error", exc_info=exc)
-    return error_response(500, Code.INTERNAL_ERROR, f"unexpected {type(exc).__name__}; the relay's log has the details")
-
-
 async def validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
     details = validation_details(exc.errors()) or [{"loc": [], "msg": "invalid request", "type": ""}]
     first = details[0]
@@ -187,15 +211,12 @@ async def validation_handler(_: Request, exc: RequestValidationError) -> JSONRes
 
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every exception in the relay's error format."""
+    # Registered per exception class, not only under `Exception`: Starlette re-raises what its `Exception` handler
+    # answered, and the server then logs a traceback per request and drops the connection (the node out of
+    # reach, the database refusing writes are answered, not faults).
+    for answered in (Rejection, RecoverableError, ChainStreamError, *UNAVAILABLE_ERRORS, *UNREACHABLE, Exception):
+        app.add_exception_handler(answered, failure_handler)
     # Starlette types every handler as taking `Exception`, not the class it is registered for (a stub gap: a
     # handler of a subclass is only ever called with that subclass), hence the ignores.
-    app.add_exception_handler(Rejection, rejection_handler)  # type: ignore[arg-type]
-    app.add_exception_handler(RecoverableError, recoverable_handler)  # type: ignore[arg-type]
-    app.add_exception_handler(ChainStreamError, unrecoverable_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_handler)  # type: ignore[arg-type]
-    for driver_error in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(driver_error, database_handler)
-    for unreachable in UNREACHABLE:
-        app.add_exception_handler(unreachable, chain_unreachable_handler)
-    app.add_exception_handler(Exception, unexpected_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)  # type: ignore[arg-type]

@@ -395,17 +395,40 @@ class OnboardQuote(Out):
 
 
 class Submitted(Out):
-    """A gas-free authorisation the relay submitted: its transaction and the fee it kept."""
+    """A gas-free authorisation the relay submitted: its transaction and the fee it kept (each route's answer
+    below adds what it did)."""
 
     txHash: str
     block: int
-    fee: str
-    channelId: str | None = None
-    deposit: str | None = None
-    added: str | None = None
-    payee: str | None = None
-    token: str | None = None
-    enabled: bool | None = None
+    fee: Amount
+
+
+class ChannelOpened(Submitted):
+    """POST /onboard/open: the channel opened, and its deposit (the signed amount less the fee)."""
+
+    channelId: str
+    deposit: Amount
+
+
+class ChannelToppedUp(Submitted):
+    """POST /onboard/topup: what the top-up added to the channel's deposit (the signed amount less the fee)."""
+
+    channelId: str
+    added: Amount
+
+
+class ChannelClosed(Submitted):
+    """POST /onboard/close: the channel closed cooperatively (the fee came out of the payer's refund)."""
+
+    channelId: str
+
+
+class ScheduleSet(Submitted):
+    """POST /payouts/schedule: the payee's payout schedule for a token, on or off (the relay keeps no fee)."""
+
+    payee: str
+    token: str
+    enabled: bool
 
 
 class Payouts(Out):

@@ -7,29 +7,23 @@ from (RESYNC_CODES) carries the channel's state.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from chainstream.codes import Code
-from chainstream.errors import ChainStreamError, RecoverableError
 from chainstream.relay.api.deps import RelayDep, ServiceDep, relay_of
-from chainstream.relay.api.errors import error_body, error_response, rejection_status
+from chainstream.relay.api.errors import Failure, error_response, failure_of, rejection_status
 from chainstream.relay.api.models import BatchReply, PaymentReply
-from chainstream.relay.limits import Refusal, check_message, describe
+from chainstream.relay.limits import Refusal, check_message
 from chainstream.relay.openapi import responses
-from chainstream.relay.outage import is_chain_unreachable, unavailable_item
 from chainstream.relay.process import Relay
 from chainstream.relay.read_auth import resync_state
 from chainstream.relay.schemas import BatchIn, PaymentIn, StreamedPaymentIn, to_payment
 from chainstream.relay.service import PaymentAck
-from chainstream.store.errors import RETRY_AFTER as DATABASE_RETRY_AFTER
-from chainstream.store.errors import UNAVAILABLE_ERRORS, database_unavailable
 from chainstream.verify import Rejection
 
-log = logging.getLogger("chainstream.relay")
 router = APIRouter(prefix="/api/v1")
 
 #: refusals that mean the client's view of the channel drifted: answered with the channel's state to resync from
@@ -69,49 +63,30 @@ async def pay(channel_id: str, body: PaymentIn, s: ServiceDep) -> Any:
     try:
         ack = await s.submit(payment)
     except Rejection as exc:
-        extra: dict[str, Any] = {}
-        if exc.code in RESYNC_CODES and (state := await resync_state(s, payment)) is not None:
-            extra["state"] = state
-        return error_response(rejection_status(exc), exc.code, str(exc), error_details=exc.details, **extra)
+        if exc.code not in RESYNC_CODES or (state := await resync_state(s, payment)) is None:
+            raise  # answered by the exception handlers, as every error (api/errors.py `failure_of`)
+        return error_response(rejection_status(exc), exc.code, str(exc), error_details=exc.details, state=state)
     return ack_json(ack)
 
 
 async def submit_one(relay: Relay, body: StreamedPaymentIn) -> dict[str, Any]:
-    """One batch item or stream message: its acknowledgement, or its error with the status the single-payment
-    endpoint would answer (and the channel's state where that one adds it); never an exception for the
-    outages a client should wait out (the node, the database: this item only, with `retryAfter`)."""
+    """One batch item or stream message: its acknowledgement, or its error as `failure_of` maps it (with the
+    status the single-payment endpoint would answer, and the channel's state where that one adds it); never an
+    exception: an outage a client should wait out (the node, the database) fails this item only, with
+    `retryAfter`, and so does a fault (500, logged)."""
     s = relay.service
+    payment = None
     try:
         payment = to_payment(body.channelId, body)
         ack = await s.submit(payment)
-        return {"id": body.id, "ok": True, **ack_json(ack)}
-    except Rejection as exc:
-        out: dict[str, Any] = {
-            "id": body.id,
-            "ok": False,
-            "error": {**error_body(exc.code, str(exc), exc.details), "status": rejection_status(exc)},
-        }
-        if exc.code in RESYNC_CODES and (state := await resync_state(s, payment)) is not None:
-            out["state"] = state
+    except Exception as exc:  # every exception is answered (failure_of logs the unexpected ones)
+        out: dict[str, Any] = {"id": body.id, "ok": False, "error": failure_of(exc, lambda: relay.chain_status).item()}
+        if payment is not None and isinstance(exc, Rejection) and exc.code in RESYNC_CODES:
+            state = await resync_state(s, payment)
+            if state is not None:
+                out["state"] = state
         return out
-    except RecoverableError as exc:
-        return {"id": body.id, "ok": False, "error": {**error_body(exc.code, str(exc), exc.details), "status": 400}}
-    except ChainStreamError as exc:  # not stored (a failed commit): this item only, the client may resend
-        log.error("payment not stored: %s", exc)
-        error: dict[str, Any] = {**error_body(exc.code, str(exc), exc.details), "status": 503}
-        if exc.code == Code.DATABASE_UNAVAILABLE:
-            error["retryAfter"] = DATABASE_RETRY_AFTER
-        return {"id": body.id, "ok": False, "error": error}
-    except UNAVAILABLE_ERRORS as exc:  # another store write (a channel's first load) the database refused
-        failure = database_unavailable("the relay could not write its database", exc)
-        log.error("payment not stored: %s", failure)
-        item = {**error_body(failure.code, str(failure)), "status": 503, "retryAfter": DATABASE_RETRY_AFTER}
-        return {"id": body.id, "ok": False, "error": item}
-    except Exception as exc:
-        if not is_chain_unreachable(exc):
-            raise
-        relay.chain_status.failed(exc)  # needed the node (a channel not loaded yet): retry later
-        return {"id": body.id, "ok": False, "error": {**unavailable_item(relay.chain_status), "details": {}}}
+    return {"id": body.id, "ok": True, **ack_json(ack)}
 
 
 @router.post(
@@ -129,23 +104,13 @@ async def _stream_reply(ws: WebSocket, relay: Relay, text: str, max_bytes: int) 
         check_message(text, max_bytes)
         body = StreamedPaymentIn.model_validate_json(text)
     except Refusal as refusal:
-        await ws.send_json({"ok": False, "error": describe(refusal)})
+        await ws.send_json({"ok": False, "error": Failure.refused(refusal).item()})
         return
     except ValidationError as exc:
-        await ws.send_json(
-            {
-                "ok": False,
-                "error": {**error_body(Code.INVALID_REQUEST, str(exc.errors()[0]["msg"])), "status": 422},
-            }
-        )
+        invalid = Failure(422, code=Code.INVALID_REQUEST, message=str(exc.errors()[0]["msg"]))
+        await ws.send_json({"ok": False, "error": invalid.item()})
         return
-    try:
-        reply = await submit_one(relay, body)
-    except Exception as exc:  # never silence: a fault is answered too (and logged)
-        log.exception("payment stream message failed", exc_info=exc)
-        message = f"unexpected {type(exc).__name__}; the relay's log has the details"
-        reply = {"id": body.id, "ok": False, "error": {**error_body(Code.INTERNAL_ERROR, message), "status": 500}}
-    await ws.send_json(reply)
+    await ws.send_json(await submit_one(relay, body))
 
 
 @router.websocket("/payments/stream")
@@ -171,7 +136,7 @@ async def pay_stream(ws: WebSocket) -> None:
                 raise WebSocketDisconnect(message.get("code", 1000))
             text = message.get("text")
             if text is None:  # a binary frame: answered, and the stream goes on
-                await ws.send_json({"ok": False, "error": describe(BINARY_FRAME)})
+                await ws.send_json({"ok": False, "error": Failure.refused(BINARY_FRAME).item()})
                 continue
             await window.acquire()
             task = asyncio.create_task(_stream_reply(ws, relay, text, max_bytes))
