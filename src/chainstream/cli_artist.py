@@ -102,14 +102,22 @@ def _split(owner: Address, collaborators: list[str] | None, fee: str | None) -> 
     return Split((owner, *(a for a, _ in shares)), (10_000 - given, *(b for _, b in shares)), fee_to, fee_bps)
 
 
-def _terms(t: TokenInfo, per_play: str, per_second: str, download: str, own_after: int) -> Terms:
-    return Terms(
+def _terms(
+    t: TokenInfo, per_play: str, per_second: str, download: str, own_after: int, *, free: bool, to: str
+) -> Terms:
+    """The prices typed; every price 0 is refused unless `free` says so (a track published free by accident)."""
+    terms = Terms(
         per_play=t.units(per_play),
         per_second=t.units(per_second),
         download=t.units(download),
         model=Model.STREAM_TO_OWN if own_after else Model.FLAT,
         own_after=own_after,
     )
+    if not (terms.per_play or terms.per_second or terms.download) and not free:
+        raise CliError(
+            f"every price is 0: set --per-play, --per-second or --download, or pass --free to {to}", code="free_track"
+        )
+    return terms
 
 
 def _print_terms(t: TokenInfo, terms: Terms) -> None:
@@ -130,10 +138,6 @@ def _print_split(split: Split) -> None:
     if split.fee_bps:
         parts.append(f"fee {_pct(split.fee_bps)} to {short(split.fee_recipient)} (off the top)")
     console.print("split: " + ", ".join(parts), highlight=False)
-
-
-def _is_free(terms: Terms) -> bool:
-    return not (terms.per_play or terms.per_second or terms.download)
 
 
 def _owned_track(session: Session, key_address: str, spec: str) -> tuple[bytes, str]:
@@ -196,12 +200,7 @@ def register(
             raise CliError("the title is empty: give the track a --title", code="no_title")
         with _artist(relay_url, rpc_url, deployment, key) as (artist, session):
             t = session.token(token)
-            terms = _terms(t, per_play, per_second, download, own_after)
-            if _is_free(terms) and not free:
-                raise CliError(
-                    "every price is 0: set --per-play, --per-second or --download, or pass --free to publish it free",
-                    code="free_track",
-                )
+            terms = _terms(t, per_play, per_second, download, own_after, free=free, to="publish it free")
             split = _split(key.address, collaborator, fee)
             with console.status(f"registering “{name}”"):
                 artist.register_track(track_id, name, terms, split, token=t.address)
@@ -282,12 +281,7 @@ def set_price(
     with errors(), _artist(relay_url, rpc_url, deployment) as (artist, session):
         track_id, name = _owned_track(session, artist.address, track)
         t = session.token(token)
-        terms = _terms(t, per_play, per_second, download, own_after)
-        if _is_free(terms) and not free:
-            raise CliError(
-                "every price is 0: set --per-play, --per-second or --download, or pass --free to make it free",
-                code="free_track",
-            )
+        terms = _terms(t, per_play, per_second, download, own_after, free=free, to="make it free")
         with console.status(f"setting the {t.symbol} prices of “{name}”"):
             artist.set_terms(track_id, terms, token=t.address)
         console.print(f"new {t.symbol} prices for “{escape(name)}”", highlight=False)
