@@ -18,7 +18,7 @@ from chainstream.protocol import Kind, PrivateKey
 from chainstream.protocol.hashing import keccak
 from chainstream.seed import catalog_audio
 from tests.integration.media_fixtures import GRANT, audio_track, owner_key, publish
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     BLUES,
     DRIFT,
     GWEI,
@@ -26,11 +26,8 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     InProcessRelay,
     RelayChain,
     cid_hex,
-    make_relay,
     open_listener,
     rejected,
-    relay,
-    relay_chain,
     signed_plays,
 )
 

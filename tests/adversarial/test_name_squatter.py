@@ -17,15 +17,7 @@ from chainstream.protocol import Domain, PrivateKey, Signature
 from chainstream.protocol.eip712 import artist_profile_struct_hash
 from chainstream.protocol.signing import high_s_twin
 from chainstream.sdk import Artist
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
-    InProcessRelay,
-    RelayChain,
-    make_relay,
-    new_wallet,
-    rejected,
-    relay,
-    relay_chain,
-)
+from tests.integration.relay_fixtures import InProcessRelay, RelayChain, new_wallet, rejected
 from tests.integration.test_artist_profiles import fresh_profile
 from tests.integration.test_artist_profiles import relay_domain_and_time as domain_and_time
 from tests.integration.test_artist_profiles import signed_body as body

@@ -13,16 +13,7 @@ import httpx
 from chainstream.protocol import Domain, PrivateKey
 from chainstream.protocol.profile import ArtistProfile
 from chainstream.sdk import Artist
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
-    InProcessRelay,
-    RelayChain,
-    make_relay,
-    new_wallet,
-    rejected,
-    relay,
-    relay_chain,
-    wait_until,
-)
+from tests.integration.relay_fixtures import InProcessRelay, RelayChain, new_wallet, rejected, wait_until
 
 
 def relay_domain_and_time(relay: InProcessRelay) -> tuple[Domain, int]:

@@ -12,16 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     LAZY,
     MODEM,
     PLAY_PRICE,
     InProcessRelay,
     RelayChain,
-    make_relay,
     new_wallet,
     open_listener,
-    relay_chain,
     wait_until,
 )
 
