@@ -42,6 +42,7 @@ from chainstream.chain.deploy import Deployment  # noqa: E402
 from chainstream.config import Settings  # noqa: E402
 from chainstream.ledger import LedgerState, apply, charge_download, charge_seconds  # noqa: E402
 from chainstream.media.upload import upload_digest  # noqa: E402
+from chainstream.protocol import Kind  # noqa: E402
 from chainstream.protocol.types import ZERO_ADDRESS  # noqa: E402
 from chainstream.relay.api.media import _grant, _send, _track, router  # noqa: E402
 from chainstream.relay.catalog import CatalogEntry  # noqa: E402
@@ -49,7 +50,7 @@ from chainstream.relay.media import Served  # noqa: E402
 from chainstream.relay.service import RelayService  # noqa: E402
 from chainstream.seed import ARTISTS, CATALOG, split_for, track_audio  # noqa: E402
 from chainstream.store import ChannelRecord, SqliteStore  # noqa: E402
-from chainstream.verify import ChargeKind, ChargeSpec, Payment  # noqa: E402
+from chainstream.verify import ChargeSpec, Payment  # noqa: E402
 
 PER_SECOND = "Per-Second Drift"
 FOR_SALE = "Gas Price Blues"
@@ -137,12 +138,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             cid,
             session,
             state,
-            ChargeSpec(ChargeKind.SECONDS, track, seconds=seconds),
+            ChargeSpec(Kind.SECONDS, track, seconds=seconds),
             charge_seconds(listing_s, seconds),
         )
         seconds_grants.append(token)
     state, download = await pay(
-        service, cid, session, state, ChargeSpec(ChargeKind.DOWNLOAD, ids[FOR_SALE]), charge_download(state, listing_d)
+        service, cid, session, state, ChargeSpec(Kind.DOWNLOAD, ids[FOR_SALE]), charge_download(state, listing_d)
     )
 
     app = FastAPI()
@@ -196,7 +197,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     cid,
                     session,
                     state,
-                    ChargeSpec(ChargeKind.SECONDS, track, seconds=seconds),
+                    ChargeSpec(Kind.SECONDS, track, seconds=seconds),
                     charge_seconds(listing_s, seconds),
                 )
                 fresh.append(token)

@@ -255,7 +255,7 @@ def catalog(
     relay_url: Annotated[str, typer.Option("--relay-url", envvar="CHAINSTREAM_RELAY_URL")] = "http://127.0.0.1:8700",
 ) -> None:
     """Search the relay's catalog: titles, artists, prices in every token the track takes, and track ids."""
-    from chainstream.cli_common import catalog_rows, errors
+    from chainstream.cli_common import catalog_rows, errors, verified_names
     from chainstream.cli_common import console as out
     from chainstream.sdk import RelayClient
 
@@ -263,9 +263,10 @@ def catalog(
         relay = RelayClient(relay_url, timeout=30)
         try:
             info, tracks = relay.info(), relay.get("/catalog")["tracks"]
+            names = verified_names(relay, tracks)
         finally:
             relay.close()
-        rows = catalog_rows(info, tracks, query)
+        rows = catalog_rows(info, tracks, query, names)
         if not rows:
             out.print(f"no track matches {query!r}" if query else "the catalog is empty", highlight=False)
             return

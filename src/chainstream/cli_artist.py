@@ -5,6 +5,8 @@ The artist's key comes from CHAINSTREAM_ARTIST_KEY.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +30,7 @@ from chainstream.cli_common import (
     short,
 )
 from chainstream.pricing import MAX_FEE_BPS, Model, Split, Terms
+from chainstream.protocol import PrivateKey
 from chainstream.protocol.types import ZERO_ADDRESS, Address, to_address
 from chainstream.sdk import Artist
 from chainstream.sdk.artist import file_keccak as keccak_file
@@ -37,6 +40,17 @@ KEY_ENV = "CHAINSTREAM_ARTIST_KEY"
 app = typer.Typer(
     help="Publish tracks, follow earnings and claim them (key: CHAINSTREAM_ARTIST_KEY).", no_args_is_help=True
 )
+
+
+@contextmanager
+def _artist(
+    relay_url: str, rpc_url: str, deployment: Path | None, key: PrivateKey | None = None
+) -> Iterator[tuple[Artist, Session]]:
+    """The artist client of `key` (default: the one in CHAINSTREAM_ARTIST_KEY) on a session with the relay and
+    its chain, closed on the way out."""
+    key = key if key is not None else key_from_env(KEY_ENV)
+    with open_session(relay_url, rpc_url, deployment) as session:
+        yield Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay), session
 
 
 def _share(text: str, what: str) -> tuple[Address, int]:
@@ -88,14 +102,22 @@ def _split(owner: Address, collaborators: list[str] | None, fee: str | None) -> 
     return Split((owner, *(a for a, _ in shares)), (10_000 - given, *(b for _, b in shares)), fee_to, fee_bps)
 
 
-def _terms(t: TokenInfo, per_play: str, per_second: str, download: str, own_after: int) -> Terms:
-    return Terms(
+def _terms(
+    t: TokenInfo, per_play: str, per_second: str, download: str, own_after: int, *, free: bool, to: str
+) -> Terms:
+    """The prices typed; every price 0 is refused unless `free` says so (a track published free by accident)."""
+    terms = Terms(
         per_play=t.units(per_play),
         per_second=t.units(per_second),
         download=t.units(download),
         model=Model.STREAM_TO_OWN if own_after else Model.FLAT,
         own_after=own_after,
     )
+    if not (terms.per_play or terms.per_second or terms.download) and not free:
+        raise CliError(
+            f"every price is 0: set --per-play, --per-second or --download, or pass --free to {to}", code="free_track"
+        )
+    return terms
 
 
 def _print_terms(t: TokenInfo, terms: Terms) -> None:
@@ -116,10 +138,6 @@ def _print_split(split: Split) -> None:
     if split.fee_bps:
         parts.append(f"fee {_pct(split.fee_bps)} to {short(split.fee_recipient)} (off the top)")
     console.print("split: " + ", ".join(parts), highlight=False)
-
-
-def _is_free(terms: Terms) -> bool:
-    return not (terms.per_play or terms.per_second or terms.download)
 
 
 def _owned_track(session: Session, key_address: str, spec: str) -> tuple[bytes, str]:
@@ -180,16 +198,10 @@ def register(
             raise CliError("--upload needs the audio file, not a track id", code="no_file")
         if not name:
             raise CliError("the title is empty: give the track a --title", code="no_title")
-        with open_session(relay_url, rpc_url, deployment) as session:
+        with _artist(relay_url, rpc_url, deployment, key) as (artist, session):
             t = session.token(token)
-            terms = _terms(t, per_play, per_second, download, own_after)
-            if _is_free(terms) and not free:
-                raise CliError(
-                    "every price is 0: set --per-play, --per-second or --download, or pass --free to publish it free",
-                    code="free_track",
-                )
+            terms = _terms(t, per_play, per_second, download, own_after, free=free, to="publish it free")
             split = _split(key.address, collaborator, fee)
-            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
             with console.status(f"registering “{name}”"):
                 artist.register_track(track_id, name, terms, split, token=t.address)
             console.print(f"registered “{escape(name)}” as [bold]0x{track_id.hex()}[/]", highlight=False)
@@ -232,8 +244,7 @@ def upload(
                 "the very file the track was registered with",
                 code="content_mismatch",
             )
-        with open_session(relay_url, rpc_url, deployment) as session:
-            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
+        with _artist(relay_url, rpc_url, deployment, key) as (artist, _):
             _upload(artist, audio, track_id)
 
 
@@ -248,9 +259,7 @@ def name(
 ) -> None:
     """Sign and publish your name (a profile you sign: players verify it, the relay cannot alter it)."""
     with errors():
-        key = key_from_env(KEY_ENV)
-        with open_session(relay_url, rpc_url, deployment) as session:
-            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
+        with _artist(relay_url, rpc_url, deployment) as (artist, _):
             reply = artist.set_name(new_name)
         console.print(f"{short(artist.address)} is now “{escape(reply['name'])}”", highlight=False)
 
@@ -269,22 +278,14 @@ def set_price(
     deployment: DeploymentOpt = None,
 ) -> None:
     """New prices for a track in one token; they apply to plays priced from now on."""
-    with errors():
-        key = key_from_env(KEY_ENV)
-        with open_session(relay_url, rpc_url, deployment) as session:
-            track_id, name = _owned_track(session, key.address, track)
-            t = session.token(token)
-            terms = _terms(t, per_play, per_second, download, own_after)
-            if _is_free(terms) and not free:
-                raise CliError(
-                    "every price is 0: set --per-play, --per-second or --download, or pass --free to make it free",
-                    code="free_track",
-                )
-            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
-            with console.status(f"setting the {t.symbol} prices of “{name}”"):
-                artist.set_terms(track_id, terms, token=t.address)
-            console.print(f"new {t.symbol} prices for “{escape(name)}”", highlight=False)
-            _print_terms(t, terms)
+    with errors(), _artist(relay_url, rpc_url, deployment) as (artist, session):
+        track_id, name = _owned_track(session, artist.address, track)
+        t = session.token(token)
+        terms = _terms(t, per_play, per_second, download, own_after, free=free, to="make it free")
+        with console.status(f"setting the {t.symbol} prices of “{name}”"):
+            artist.set_terms(track_id, terms, token=t.address)
+        console.print(f"new {t.symbol} prices for “{escape(name)}”", highlight=False)
+        _print_terms(t, terms)
 
 
 @app.command("set-split")
@@ -297,16 +298,13 @@ def set_split(
     deployment: DeploymentOpt = None,
 ) -> None:
     """A new revenue split for a track (a new version: plays already signed keep paying the old one)."""
-    with errors():
-        key = key_from_env(KEY_ENV)
-        with open_session(relay_url, rpc_url, deployment) as session:
-            track_id, name = _owned_track(session, key.address, track)
-            split = _split(key.address, collaborator, fee)
-            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
-            with console.status(f"setting the split of “{name}”"):
-                artist.set_split(track_id, split)
-            console.print(f"new split for “{escape(name)}”", highlight=False)
-            _print_split(split)
+    with errors(), _artist(relay_url, rpc_url, deployment) as (artist, session):
+        track_id, name = _owned_track(session, artist.address, track)
+        split = _split(artist.address, collaborator, fee)
+        with console.status(f"setting the split of “{name}”"):
+            artist.set_split(track_id, split)
+        console.print(f"new split for “{escape(name)}”", highlight=False)
+        _print_split(split)
 
 
 @app.command()
@@ -328,8 +326,8 @@ def earnings(
                 f"the relay shows earnings only to the artist itself: set {KEY_ENV} to the key of {payee}",
                 code="not_your_earnings",
             )
-        with open_session(relay_url, rpc_url, deployment) as session:
-            data = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay).earnings()
+        with _artist(relay_url, rpc_url, deployment, key) as (artist, session):
+            data = artist.earnings()
             channels = ChannelsClient(session.w3, session.deployment.channels)
             totals = Table(title=f"earnings of {payee}")
             for col in ("token", "earned", "pending", "settled", "claimed", "claimable now"):
@@ -370,27 +368,24 @@ def claim(
     deployment: DeploymentOpt = None,
 ) -> None:
     """Withdraw everything settled to you."""
-    with errors():
-        key = key_from_env(KEY_ENV)
-        with open_session(relay_url, rpc_url, deployment) as session:
-            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
-            tokens = [session.token(token)] if token else session.tokens
-            total_claims = 0
-            for t in tokens:
-                amount = artist.claim(t.address, to=to_address(to) if to else None)
-                total_claims += amount
+    with errors(), _artist(relay_url, rpc_url, deployment) as (artist, session):
+        tokens = [session.token(token)] if token else session.tokens
+        total_claims = 0
+        for t in tokens:
+            amount = artist.claim(t.address, to=to_address(to) if to else None)
+            total_claims += amount
+            console.print(
+                f"claimed [bold]{t.fmt(amount)}[/]" if amount else f"nothing to claim in {t.symbol}",
+                highlight=False,
+            )
+        if token and total_claims == 0:
+            pending = artist.earnings()["tokens"].get(tokens[0].address)
+            if pending and int(pending.get("pending", 0)):
                 console.print(
-                    f"claimed [bold]{t.fmt(amount)}[/]" if amount else f"nothing to claim in {t.symbol}",
+                    f"({tokens[0].fmt(int(pending['pending']))} earned but not settled yet: "
+                    "the relay settles in batches)",
                     highlight=False,
                 )
-            if token and total_claims == 0:
-                pending = artist.earnings()["tokens"].get(tokens[0].address)
-                if pending and int(pending.get("pending", 0)):
-                    console.print(
-                        f"({tokens[0].fmt(int(pending['pending']))} earned but not settled yet: "
-                        "the relay settles in batches)",
-                        highlight=False,
-                    )
 
 
 @app.command()
@@ -408,28 +403,25 @@ def payouts(
     deployment: DeploymentOpt = None,
 ) -> None:
     """Have the relay push your balance to you (no transaction, no gas: you sign, the relay submits)."""
-    with errors():
-        key = key_from_env(KEY_ENV)
-        with open_session(relay_url, rpc_url, deployment) as session:
-            artist = Artist(key, w3=session.w3, deployment=session.deployment, relay=session.relay)
-            t = session.token(token)
-            minimum, period = t.units(threshold), int(period_days * 86_400)
-            if not off and minimum <= 0 and period <= 0:
-                raise CliError("give a --threshold or a --period-days (or --off)", code="bad_schedule")
-            fee = t.units(max_fee) if max_fee is not None else None
-            artist.schedule_payouts(
-                t.address,
-                threshold=minimum,
-                period=period,
-                max_fee=fee,
-                recipient=to_address(to) if to else ZERO_ADDRESS,
-                enabled=not off,
+    with errors(), _artist(relay_url, rpc_url, deployment) as (artist, session):
+        t = session.token(token)
+        minimum, period = t.units(threshold), int(period_days * 86_400)
+        if not off and minimum <= 0 and period <= 0:
+            raise CliError("give a --threshold or a --period-days (or --off)", code="bad_schedule")
+        fee = t.units(max_fee) if max_fee is not None else None
+        artist.schedule_payouts(
+            t.address,
+            threshold=minimum,
+            period=period,
+            max_fee=fee,
+            recipient=to_address(to) if to else ZERO_ADDRESS,
+            enabled=not off,
+        )
+        if off:
+            console.print(f"scheduled payouts of {t.symbol} stopped", highlight=False)
+        else:
+            when = f"once it reaches {t.fmt(minimum)}" if minimum else "whenever there is any"
+            every = f", at most every {period_days:g} days" if period else ""
+            console.print(
+                f"the relay pays out your {t.symbol} {when}{every}, to {to or artist.address}", highlight=False
             )
-            if off:
-                console.print(f"scheduled payouts of {t.symbol} stopped", highlight=False)
-            else:
-                when = f"once it reaches {t.fmt(minimum)}" if minimum else "whenever there is any"
-                every = f", at most every {period_days:g} days" if period else ""
-                console.print(
-                    f"the relay pays out your {t.symbol} {when}{every}, to {to or key.address}", highlight=False
-                )

@@ -205,8 +205,27 @@ def short(value: str | bytes, keep: int = 6) -> str:
     return f"{text[: keep + 2]}…{text[-4:]}"
 
 
-def catalog_rows(info: dict[str, Any], tracks: list[dict[str, Any]], query: str) -> list[tuple[str, str, str, str]]:
-    """(title, artist, prices, id) of the catalog's tracks whose title or artist contains every word of `query`."""
+def verified_names(relay: RelayClient, tracks: list[dict[str, Any]]) -> dict[str, str]:
+    """The names of the tracks' owners that the owners signed, by checksummed address. A catalog entry's
+    ``artistName`` is only the relay's word: each owner it names is looked up with RelayClient.artist_profile,
+    which verifies the artist's signed ArtistProfile, and an owner whose profile is missing, does not verify or
+    cannot be fetched has no name (shown as its address) — what the web player does (frontend/lib/profiles.js)."""
+    names: dict[str, str] = {}
+    for owner in {to_address(t["owner"]) for t in tracks if t.get("artistName") is not None}:
+        try:
+            signed = relay.artist_profile(owner)
+        except (ChainStreamError, httpx.HTTPError):  # untrusted_state / untrusted_relay, a refusal, the network
+            continue
+        if signed is not None:
+            names[owner] = signed.profile.name
+    return names
+
+
+def catalog_rows(
+    info: dict[str, Any], tracks: list[dict[str, Any]], query: str, names: dict[str, str]
+) -> list[tuple[str, str, str, str]]:
+    """(title, artist, prices, id) of the catalog's tracks whose title or artist contains every word of `query`;
+    the artist is its verified name in `names` (see verified_names), else its shortened address."""
     tokens = {
         to_address(t["address"]): TokenInfo(to_address(t["address"]), t["symbol"], int(t["decimals"]))
         for t in info["tokens"]
@@ -214,8 +233,8 @@ def catalog_rows(info: dict[str, Any], tracks: list[dict[str, Any]], query: str)
     words = query.lower().split()
     rows = []
     for track in tracks:
-        artist = track.get("artistName") or track["owner"]
-        haystack = f"{track['title']} {artist} {track['owner']}".lower()
+        name = names.get(to_address(track["owner"]))
+        haystack = f"{track['title']} {name or ''} {track['owner']}".lower()
         if not all(w in haystack for w in words):
             continue
         prices = []
@@ -228,11 +247,6 @@ def catalog_rows(info: dict[str, Any], tracks: list[dict[str, Any]], query: str)
             ]
             prices.append(", ".join(p for p in parts if p) or f"free in {t.symbol}")
         rows.append(
-            (
-                track["title"] or "(untitled)",
-                artist if track.get("artistName") else short(artist),
-                "; ".join(prices),
-                track["trackId"],
-            )
+            (track["title"] or "(untitled)", name or short(track["owner"]), "; ".join(prices), track["trackId"])
         )
     return rows

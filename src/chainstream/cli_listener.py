@@ -52,6 +52,14 @@ StateOpt = Annotated[
         help="state file with the channel id and session key (default ~/.chainstream/listener-<address>.json)",
     ),
 ]
+#: open, topup and close can each be sent gas-free through the relay, within a fee the listener bounds
+GaslessOpt = Annotated[
+    bool, typer.Option(help="no ETH needed: sign, and the relay submits and keeps its fee in the token")
+]
+MaxFeeOpt = Annotated[
+    str | None,
+    typer.Option(help="with --gasless: the most the relay may keep, in whole tokens (default: its quote)"),
+]
 
 
 @dataclass
@@ -173,13 +181,8 @@ def open_(
     permit: Annotated[bool, typer.Option(help="approve with an EIP-2612 permit in the same transaction")] = False,
     session_days: Annotated[float, typer.Option(help="how long the session key may sign")] = 7.0,
     force: Annotated[bool, typer.Option(help="replace the state file even if its channel is still open")] = False,
-    gasless: Annotated[
-        bool, typer.Option(help="no ETH needed: sign, and the relay submits and keeps its fee in the token")
-    ] = False,
-    max_fee: Annotated[
-        str | None,
-        typer.Option(help="with --gasless: the most the relay may keep, in whole tokens (default: its quote)"),
-    ] = None,
+    gasless: GaslessOpt = False,
+    max_fee: MaxFeeOpt = None,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,
@@ -226,13 +229,8 @@ def open_(
 @app.command()
 def topup(
     amount: Annotated[str, typer.Argument(help="how much to add to the deposit, in whole tokens (e.g. 0.01)")],
-    gasless: Annotated[
-        bool, typer.Option(help="no ETH needed: sign, and the relay submits and keeps its fee in the token")
-    ] = False,
-    max_fee: Annotated[
-        str | None,
-        typer.Option(help="with --gasless: the most the relay may keep, in whole tokens (default: its quote)"),
-    ] = None,
+    gasless: GaslessOpt = False,
+    max_fee: MaxFeeOpt = None,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,
@@ -439,13 +437,8 @@ def caps(
 @app.command()
 def close(
     unilateral: Annotated[bool, typer.Option(help="close without the relay: start the challenge window")] = False,
-    gasless: Annotated[
-        bool, typer.Option(help="no ETH needed: sign, and the relay submits and keeps its fee in the token")
-    ] = False,
-    max_fee: Annotated[
-        str | None,
-        typer.Option(help="with --gasless: the most the relay may keep, in whole tokens (default: its quote)"),
-    ] = None,
+    gasless: GaslessOpt = False,
+    max_fee: MaxFeeOpt = None,
     relay_url: RelayUrl = DEFAULT_RELAY_URL,
     rpc_url: RpcUrl = DEFAULT_RPC_URL,
     deployment: DeploymentOpt = None,

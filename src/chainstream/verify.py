@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 
 from chainstream.codes import Code
 from chainstream.errors import ChainStreamError, PricingError, RecoverableError
@@ -24,7 +23,7 @@ from chainstream.ledger import (
     charge_seconds,
     charge_tip,
 )
-from chainstream.protocol import Domain, PlayReceipt, Signature, Voucher, recover
+from chainstream.protocol import Domain, Kind, PlayReceipt, Signature, Voucher, recover
 from chainstream.protocol.types import ZERO_ADDRESS, Address
 
 
@@ -36,18 +35,11 @@ class Rejection(RecoverableError):
         super().__init__(message, code=code, details=details)
 
 
-class ChargeKind(str, Enum):
-    PLAY = "play"
-    SECONDS = "seconds"
-    TIP = "tip"
-    DOWNLOAD = "download"
-
-
 @dataclass(frozen=True)
 class ChargeSpec:
     """What the listener says it pays for (before pricing)."""
 
-    kind: ChargeKind
+    kind: Kind
     track_id: bytes | None = None
     artist: Address | None = None
     seconds: int = 0
@@ -98,13 +90,13 @@ def price(spec: ChargeSpec, state: LedgerState, listing_of: Callable[[bytes], Li
         if listing is None:
             raise Rejection(Code.UNKNOWN_TRACK, f"no track 0x{spec.track_id.hex()} is offered in this channel's token")
     try:
-        if spec.kind == ChargeKind.TIP:
+        if spec.kind == Kind.TIP:
             return charge_tip(spec.amount, listing=listing, artist=spec.artist, memo=spec.memo)
         if listing is None:
-            raise Rejection(Code.BAD_CHARGE, f"a {spec.kind.value} charge needs a trackId")
-        if spec.kind == ChargeKind.PLAY:
+            raise Rejection(Code.BAD_CHARGE, f"a {spec.kind.wire} charge needs a trackId")
+        if spec.kind == Kind.PLAY:
             return charge_play(state, listing)
-        if spec.kind == ChargeKind.SECONDS:
+        if spec.kind == Kind.SECONDS:
             return charge_seconds(listing, spec.seconds)
         return charge_download(state, listing)
     except PricingError as exc:
@@ -206,7 +198,6 @@ def _check_session_key(expected: Voucher, channel: ChannelTerms, now: int, sessi
 __all__ = [
     "Accepted",
     "ChannelTerms",
-    "ChargeKind",
     "ChargeSpec",
     "Payment",
     "Rejection",

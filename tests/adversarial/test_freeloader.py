@@ -14,11 +14,11 @@ import httpx
 
 from chainstream.media.upload import upload_digest
 from chainstream.pricing import Terms
-from chainstream.protocol import PrivateKey
+from chainstream.protocol import Kind, PrivateKey
 from chainstream.protocol.hashing import keccak
 from chainstream.seed import catalog_audio
 from tests.integration.media_fixtures import GRANT, audio_track, owner_key, publish
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     BLUES,
     DRIFT,
     GWEI,
@@ -26,11 +26,8 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     InProcessRelay,
     RelayChain,
     cid_hex,
-    make_relay,
     open_listener,
     rejected,
-    relay,
-    relay_chain,
     signed_plays,
 )
 
@@ -281,7 +278,7 @@ def test_a_stranger_with_a_made_up_key_gets_nothing(relay_chain: RelayChain, rel
     for key in (b"\x00" * 32, PrivateKey.generate().secret):
         token = g.issue(
             g.grant_key(key),
-            g.Grant(b"\x01" * 32, relay_chain.track(BLUES), 1, g.GrantKind.DOWNLOAD, 2**40),
+            g.Grant(b"\x01" * 32, relay_chain.track(BLUES), 1, Kind.DOWNLOAD, 2**40),
         )
         rejected(_get(relay, _segments(manifest)[0], token), 403, "invalid_grant")
         rejected(_get(relay, manifest["original"]["url"], token), 403, "invalid_grant")

@@ -24,22 +24,16 @@ from websockets.sync.client import connect as ws_connect
 
 from chainstream.ledger import charge_tip
 from chainstream.protocol.eip712 import caps_struct_hash
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     MODEM,
     InProcessRelay,
     RelayChain,
     RelayProcess,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
     cid_hex,
     free_port,
-    make_relay,
     open_listener,
     rejected,
-    relay,
-    relay_chain,
     relay_key_hex,
-    relay_process,
     sign_charge,
     signed_plays,
     wait_until,

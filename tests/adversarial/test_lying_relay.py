@@ -21,7 +21,7 @@ from chainstream.pricing import Split, Terms, play_price
 from chainstream.protocol import Kind, PlayReceipt, PrivateKey
 from chainstream.protocol.types import ZERO_HASH
 from chainstream.sdk import Artist, Listener, RelayClient
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     BLUES,
     ETH,
     GWEI,
@@ -31,8 +31,6 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     RelayChain,
     new_wallet,
     open_listener,
-    relay,
-    relay_chain,
     wait_until,
 )
 

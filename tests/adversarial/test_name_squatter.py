@@ -17,15 +17,8 @@ from chainstream.protocol import Domain, PrivateKey, Signature
 from chainstream.protocol.eip712 import artist_profile_struct_hash
 from chainstream.protocol.signing import high_s_twin
 from chainstream.sdk import Artist
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
-    InProcessRelay,
-    RelayChain,
-    make_relay,
-    new_wallet,
-    rejected,
-    relay,
-    relay_chain,
-)
+from tests.integration.relay_fixtures import InProcessRelay, RelayChain, new_wallet, rejected
+from tests.integration.test_artist_profiles import fresh_profile
 from tests.integration.test_artist_profiles import relay_domain_and_time as domain_and_time
 from tests.integration.test_artist_profiles import signed_body as body
 
@@ -37,7 +30,7 @@ def unchecked_body(key: PrivateKey, domain: Domain, name: str, issued_at: int) -
 
 
 def test_a_profile_signed_by_another_address_is_refused_403(relay_chain: RelayChain, relay: InProcessRelay) -> None:
-    """The attacker signs a profile naming the victim's address with its own key."""
+    """The attacker signs a profile naming the victim's address with its own key (nothing is stored)."""
     victim, attacker = new_wallet(relay_chain, eth=0), new_wallet(relay_chain, eth=0)
     domain, now = domain_and_time(relay)
     http = relay.http()
@@ -66,10 +59,8 @@ def test_the_high_s_twin_of_a_stored_profiles_signature_is_refused_422(
     relay_chain: RelayChain, relay: InProcessRelay
 ) -> None:
     """The attacker resends the artist's profile with the malleable twin of its signature."""
-    victim = new_wallet(relay_chain, eth=0)
-    domain, now = domain_and_time(relay)
+    victim, domain, now, url = fresh_profile(relay_chain, relay)
     http = relay.http()
-    url = f"/artists/{victim.address}/profile"
     original = body(victim, domain, "Ada", now)
     assert http.put(url, json=original).status_code == 200
     twin = {**original, "signature": high_s_twin(Signature.from_hex(original["signature"])).to_hex()}
@@ -95,18 +86,14 @@ def test_a_name_with_control_or_invisible_characters_is_refused_bad_name(
     relay_chain: RelayChain, relay: InProcessRelay, name: str
 ) -> None:
     """The attacker, holding its own key, signs a name built to mislead or to break a display."""
-    key = new_wallet(relay_chain, eth=0)
-    domain, now = domain_and_time(relay)
-    url = f"/artists/{key.address}/profile"
+    key, domain, now, url = fresh_profile(relay_chain, relay)
     rejected(relay.http().put(url, json=unchecked_body(key, domain, name, now)), 422, "bad_name")
     rejected(relay.http().get(url), 404, "no_profile")
 
 
 def test_a_10_kb_name_is_refused_bad_name_not_stored(relay_chain: RelayChain, relay: InProcessRelay) -> None:
     """The attacker signs a 10 kB name to bloat the catalog every listener downloads."""
-    key = new_wallet(relay_chain, eth=0)
-    domain, now = domain_and_time(relay)
-    url = f"/artists/{key.address}/profile"
+    key, domain, now, url = fresh_profile(relay_chain, relay)
     reply = rejected(relay.http().put(url, json=unchecked_body(key, domain, "A" * 10_240, now)), 422, "bad_name")
     assert len(reply["error"]["message"]) < 200  # the name is not echoed back
     rejected(relay.http().get(url), 404, "no_profile")
@@ -116,10 +103,8 @@ def test_a_profile_dated_in_the_future_is_refused_and_cannot_lock_the_name(
     relay_chain: RelayChain, relay: InProcessRelay
 ) -> None:
     """A profile dated far ahead would be the artist's last; the attacker tricks the artist into signing one."""
-    key = new_wallet(relay_chain, eth=0)
-    domain, now = domain_and_time(relay)
+    key, domain, now, url = fresh_profile(relay_chain, relay)
     http = relay.http()
-    url = f"/artists/{key.address}/profile"
     for issued_at in (now + 10 * 365 * 86_400, 2**64 - 1):
         rejected(http.put(url, json=body(key, domain, "Forever", issued_at)), 422, "profile_from_future")
     rejected(http.put(url, json={**body(key, domain, "Forever", now), "issuedAt": 2**64}), 422, "invalid_request")

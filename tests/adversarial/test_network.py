@@ -27,7 +27,7 @@ from websockets.sync.client import connect as ws_connect
 from chainstream.ledger import charge_play
 from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.sdk import Listener
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     BLUES,
     MODEM,
     InProcessRelay,
@@ -37,8 +37,6 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     new_wallet,
     open_listener,
     play_spec,
-    relay,
-    relay_chain,
     sign_charge,
     signed_plays,
     wait_until,

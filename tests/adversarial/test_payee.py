@@ -16,16 +16,7 @@ from chainstream.chain.transactions import TxSender
 from chainstream.pricing import Split, Terms
 from chainstream.sdk import Artist, Listener
 from tests.integration.helpers import reverts
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
-    ETH,
-    InProcessRelay,
-    RelayChain,
-    make_relay,
-    new_wallet,
-    open_listener,
-    relay_chain,
-    wait_until,
-)
+from tests.integration.relay_fixtures import ETH, InProcessRelay, RelayChain, new_wallet, open_listener, wait_until
 
 #: every unsettled wei is due at once (the review's setting: SETTLE_MAX_AGE forcing dust), gas rule as shipped
 DUE_AT_ONCE = {"settle_min_value": 1, "settle_max_age": 0}

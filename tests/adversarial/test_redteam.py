@@ -25,19 +25,14 @@ from chainstream.protocol.eip712 import close_struct_hash
 from chainstream.sdk import Artist, RelayError
 from tests.adversarial.test_lying_relay import LyingRelay, lying_client
 from tests.adversarial.test_payee import DUE_AT_ONCE, publish_dust_track, rounds_pass, settled_on_chain
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     BLUES,
     LAZY,
     InProcessRelay,
     RelayChain,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
-    make_relay,
     new_wallet,
     open_listener,
     rejected,
-    relay,
-    relay_chain,
     wait_until,
 )
 

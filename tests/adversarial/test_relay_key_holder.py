@@ -43,15 +43,13 @@ from tests.integration.helpers import (
     sign,
     voucher,
 )
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     MODEM,
     InProcessRelay,
     RelayChain,
     cid_hex,
     open_listener,
     rejected,
-    relay,
-    relay_chain,
     signed_plays,
 )
 

@@ -6,7 +6,9 @@
   (kill -9 and restart, the watchtower, time travel, block confirmations).
 
 Both chains carry the demo catalog (`seed.register_catalog`) and are reverted to a snapshot after each test.
-Tests import the fixtures they use from this module (pytest finds fixtures imported into a test module).
+A pytest plugin (tests/conftest.py's `pytest_plugins`): a test names the fixtures it uses, nothing imports them.
+The chains and the shared relays are module-scoped: every test module has its own, so no module sees another's
+channels, relays or keys.
 Conditions are awaited with `wait_until` (a deadline, never a fixed sleep).
 """
 
@@ -111,19 +113,20 @@ def _snapshot_each_test(rc: RelayChain) -> Iterator[RelayChain]:
         rc.chain.revert(snapshot_id)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def relay_chain(tmp_path_factory: pytest.TempPathFactory) -> RelayChain:
-    """The embedded chain, deployed, with the demo catalog (once per test session and worker).
+    """The embedded chain, deployed, with the demo catalog (once per test module).
 
-    Never reverted: the in-process relays live for the whole session (as a relay does), and every test opens
+    Never reverted: the module's in-process relays live as long as it (as a relay does), and every test opens
     channels of its own (the SDK draws a random salt), so tests do not see each other's payments.
     """
     return _build("embedded", embedded_web3())
 
 
-@pytest.fixture(scope="session")
-def anvil_relay_chain_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayChain]:
-    """An anvil node, deployed, with the demo catalog and a deployment file for `chainstream relay`."""
+@pytest.fixture(scope="module")
+def anvil_relay_chain_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayChain]:
+    """An anvil node, deployed, with the demo catalog and a deployment file for `chainstream relay` (once per
+    test module; `anvil_relay_chain` reverts it after each test)."""
     _anvil_or_skip()
     with AnvilNode() as node:
         rc = _build("anvil", node.web3())
@@ -134,8 +137,8 @@ def anvil_relay_chain_session(tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture
-def anvil_relay_chain(anvil_relay_chain_session: RelayChain) -> Iterator[RelayChain]:
-    yield from _snapshot_each_test(anvil_relay_chain_session)
+def anvil_relay_chain(anvil_relay_chain_module: RelayChain) -> Iterator[RelayChain]:
+    yield from _snapshot_each_test(anvil_relay_chain_module)
 
 
 # ------------------------------------------------------------------------------------------------ relays
@@ -406,16 +409,16 @@ LAZY = {"settle_min_value": 10**30, "settle_max_age": 10**9}
 SPENDTHRIFT = {"settle_max_gas_fraction": 1e12}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def relay(relay_chain: RelayChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRelay]:
-    """The session's in-process relay. It settles only on request (`settle_now`) or as the watchtower, so a
+    """The test module's in-process relay. It settles only on request (`settle_now`) or as the watchtower, so a
     test decides when money moves on chain."""
     server = InProcessRelay(relay_chain, tmp_path_factory.mktemp("relay") / "relay.db", **LAZY).start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def eager_relay(relay_chain: RelayChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRelay]:
     """A second in-process relay (another key, another database) that settles everything every half second."""
     server = InProcessRelay(

@@ -74,7 +74,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("cli")
     keys = {
         name: test_key(f"cli-{name}")
-        for name in ("deployer", "relay", "artist", "collab", "platform", "listener", "quitter", "topper")
+        for name in ("deployer", "relay", "artist", "collab", "platform", "listener", "quitter", "topper", "poet")
     }
     with AnvilNode() as node:
         w3 = node.web3()
@@ -313,6 +313,33 @@ def test_artist_sets_prices_and_splits_of_an_owned_track_and_the_catalog_finds_i
     out = ok(env.run("catalog", "walk"))
     assert "Price Walk" in out and "0.002 ETH/play" in out and track_id in out
     assert "no track matches 'zzz-nothing'" in ok(env.run("catalog", "zzz-nothing"))
+
+
+def test_the_catalog_shows_only_names_the_artist_signed_and_an_address_when_the_relay_rewrites_one(env: Env) -> None:
+    """`catalog` verifies each artist's signed profile (as the web player does): the relay's operator edits the
+    name in its database and the catalog shows the artist's address, neither the forged nor the signed name."""
+    import contextlib
+    import sqlite3
+
+    from chainstream.cli_common import short
+
+    poet = env.keys["poet"].address
+    track_id = "0x" + "5e" * 32
+    ok(env.run("artist", "register", track_id, "--title", "Sonnet Eighteen", "--per-play", "0.001", artist="poet"))
+    wait_for(lambda: any(t["trackId"] == track_id for t in catalog(env)))
+    assert f"“Sonnet Eighteen” by {short(poet)} ·" in ok(env.run("catalog", "sonnet"))  # no name signed yet
+
+    ok(env.run("artist", "name", "Will Shakespeare", artist="poet"))
+    assert "“Sonnet Eighteen” by Will Shakespeare ·" in ok(env.run("catalog", "sonnet"))
+    assert track_id in ok(env.run("catalog", "shakespeare"))  # the verified name is searchable
+
+    with contextlib.closing(sqlite3.connect(env.tmp / "relay.db", timeout=30)) as db:
+        db.execute("UPDATE profiles SET name = 'Mallory' WHERE artist = ?", (poet,))
+        db.commit()
+    assert {t["artistName"] for t in catalog(env) if t["trackId"] == track_id} == {"Mallory"}  # the relay lies
+    out = ok(env.run("catalog", "sonnet"))
+    assert f"“Sonnet Eighteen” by {short(poet)} ·" in out and "Mallory" not in out and "Shakespeare" not in out
+    assert "no track matches 'mallory'" in ok(env.run("catalog", "mallory"))
 
 
 def test_register_refuses_an_accidental_free_or_untitled_track(env: Env) -> None:

@@ -20,15 +20,7 @@ from chainstream.protocol import PrivateKey
 from chainstream.sdk import Artist, Listener
 from chainstream.sdk.client import RelayError
 from tests.integration.conftest import STABLE
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
-    RelayChain,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
-    make_relay,
-    relay_chain,
-    relay_process,
-    wait_until,
-)
+from tests.integration.relay_fixtures import RelayChain, wait_until
 
 RELAY_FEE = STABLE // 100  # the relay's gas-free fee: one cent
 PAYOUT_FEE = 1_000

@@ -20,7 +20,7 @@ from chainstream.sdk import Artist, RelayError
 from chainstream.sdk.artist import upload_audio
 from chainstream.seed import catalog_audio, synthesize
 from tests.integration.media_fixtures import GRANT, needs_ffmpeg, owner_key, publish
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     BLUES,
     DRIFT,
     ETH,
@@ -29,18 +29,11 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     InProcessRelay,
     RelayChain,
     RelayProcess,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
     cid_hex,
-    make_relay,
     open_listener,
     rejected,
-    relay,
-    relay_chain,
-    relay_process,
     wait_until,
 )
-from tests.store.postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 
 def _put(relay: InProcessRelay, track_id: bytes, body: bytes, key: PrivateKey) -> httpx.Response:

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from chainstream.config import Settings
 from chainstream.relay.app import create_app
-from tests.integration.relay_fixtures import InProcessRelay, relay, relay_chain  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import InProcessRelay
 
 #: generated requests per operation: bounded, so the run takes the same time (and finds the same things) each time
 EXAMPLES = 40

@@ -17,7 +17,7 @@ from chainstream.protocol.eip712 import caps_struct_hash, close_struct_hash
 from chainstream.protocol.signing import high_s_twin
 from chainstream.protocol.types import to_address
 from chainstream.sdk import RelayError
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     BLUES,
     DRIFT,
     ETH,
@@ -26,12 +26,9 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     InProcessRelay,
     RelayChain,
     cid_hex,
-    make_relay,
     open_listener,
     play_spec,
     rejected,
-    relay,
-    relay_chain,
     sign_charge,
     signed_plays,
     wait_until,

@@ -13,16 +13,7 @@ from typing import Any
 import pytest
 
 from chainstream.sdk import RelayError
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
-    LAZY,
-    MODEM,
-    PLAY_PRICE,
-    RelayChain,
-    make_relay,
-    open_listener,
-    relay_chain,
-    wait_until,
-)
+from tests.integration.relay_fixtures import LAZY, MODEM, PLAY_PRICE, RelayChain, open_listener, wait_until
 
 DAY = 86_400
 

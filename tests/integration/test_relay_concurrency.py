@@ -14,18 +14,15 @@ import httpx
 from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import test_key
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     MODEM,
     PLAY_PRICE,
     InProcessRelay,
     RelayChain,
     Signed,
     cid_hex,
-    make_relay,
     new_wallet,
     open_listener,
-    relay,
-    relay_chain,
     signed_plays,
     wait_until,
 )

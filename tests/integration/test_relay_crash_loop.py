@@ -19,18 +19,15 @@ import httpx
 import pytest
 
 from chainstream.sdk import Listener
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     MODEM,
     OWN,
     RelayChain,
     RelayProcess,
     Signed,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
     cid_hex,
     new_wallet,
     open_listener,
-    relay_process,
     signed_plays,
     wait_until,
 )

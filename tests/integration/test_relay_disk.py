@@ -18,15 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     LAZY,
     MODEM,
     InProcessRelay,
     RelayChain,
     open_listener,
-    relay_chain,
     signed_plays,
-    wait_until,
 )
 
 

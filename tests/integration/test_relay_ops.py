@@ -10,19 +10,14 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     MODEM,
     InProcessRelay,
     RelayChain,
     RelayProcess,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
-    make_relay,
     new_wallet,
     open_listener,
-    relay_chain,
     relay_key_hex,
-    relay_process,
     signed_plays,
     wait_until,
 )

@@ -11,7 +11,7 @@ import pytest
 from chainstream.ledger import charge_play
 from chainstream.sdk import Paid, RelayError
 from chainstream.store.postgres import PostgresStore
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     DRIFT,
     ETH,
     LAZY,
@@ -23,12 +23,11 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     new_wallet,
     open_listener,
     play_spec,
-    relay_chain,
     sign_charge,
     signed_plays,
     wait_until,
 )
-from tests.store.postgres_server import PostgresServer, postgres_server, postgres_url  # noqa: F401 - fixtures
+from tests.store.postgres_server import PostgresServer
 from tests.store.test_postgres_store import _terminate as terminate
 
 pytestmark = pytest.mark.postgres

@@ -27,21 +27,18 @@ from chainstream.protocol.eip712 import caps_struct_hash
 from chainstream.sdk import Listener, RelayError
 from chainstream.store import SqliteStore
 from tests.integration.conftest import CHALLENGE_PERIOD
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     MODEM,
     OWN,
     PLAY_PRICE,
     RelayChain,
     RelayProcess,
     Signed,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
     cid_hex,
     free_port,
     open_listener,
     play_spec,
     relay_key_hex,
-    relay_process,
     sign_charge,
     wait_until,
 )

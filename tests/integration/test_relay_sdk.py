@@ -18,7 +18,7 @@ from chainstream.errors import ProtocolError
 from chainstream.pricing import Split, Terms
 from chainstream.relay.earnings import CSV_COLUMNS
 from chainstream.sdk import Artist, Listener, RelayError
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     ETH,
     GWEI,
     MODEM,
@@ -28,8 +28,6 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     cid_hex,
     new_wallet,
     open_listener,
-    relay,
-    relay_chain,
     wait_until,
 )
 

@@ -15,7 +15,7 @@ from chainstream.chain.transactions import fund
 from chainstream.ledger import charge_play
 from chainstream.protocol import PrivateKey, SignedVoucher
 from chainstream.sdk import Listener, RelayError
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     DRIFT,
     LAZY,
     MODEM,
@@ -23,14 +23,10 @@ from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
     InProcessRelay,
     RelayChain,
     cid_hex,
-    eager_relay,
-    make_relay,
     new_wallet,
     open_listener,
     play_spec,
     rejected,
-    relay,
-    relay_chain,
     sign_charge,
     wait_until,
 )

@@ -17,22 +17,18 @@ from chainstream.ledger import charge_play
 from chainstream.pricing import Split, Terms
 from chainstream.protocol.hashing import keccak
 from chainstream.sdk import Artist
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     GWEI,
     LAZY,
     MODEM,
     PLAY_PRICE,
     InProcessRelay,
     RelayChain,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
     cid_hex,
-    make_relay,
     new_wallet,
     open_listener,
     play_spec,
     rejected,
-    relay_chain,
     sign_charge,
     wait_until,
 )

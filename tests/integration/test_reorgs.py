@@ -21,16 +21,7 @@ from eth_account import Account
 from chainstream.chain.contracts import ChannelStatus
 from chainstream.chain.transactions import TxSender
 from chainstream.sdk import Listener, RelayError
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
-    MODEM,
-    RelayChain,
-    RelayProcess,
-    anvil_relay_chain,
-    anvil_relay_chain_session,
-    open_listener,
-    relay_process,
-    wait_until,
-)
+from tests.integration.relay_fixtures import MODEM, RelayChain, RelayProcess, open_listener, wait_until
 from tests.integration.test_relay_process import EAGER, LAZY, settled_logs
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]

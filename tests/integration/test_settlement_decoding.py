@@ -13,15 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from chainstream.sdk import Listener
-from tests.integration.relay_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.relay_fixtures import (
     LAZY,
     MODEM,
     InProcessRelay,
     RelayChain,
-    make_relay,
     new_wallet,
     open_listener,
-    relay_chain,
     wait_until,
 )
 

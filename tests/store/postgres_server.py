@@ -5,8 +5,8 @@ initdb refuses to run as root: as root, the server's commands run as the `postgr
 the directory. The binaries are Debian's (/usr/lib/postgresql/<version>/bin), or initdb/pg_ctl on PATH.
 Missing binaries FAIL the tests that need them: `make postgres` (scripts/install_postgres.sh) installs them.
 
-Test modules import the fixtures they use from here: `postgres_server` (one cluster per test session and
-xdist worker) and `postgres_url` (a fresh database per test).
+A pytest plugin (tests/conftest.py's `pytest_plugins`): `postgres_server` (one cluster per test module) and
+`postgres_url` (a fresh database per test).
 """
 
 from __future__ import annotations
@@ -113,9 +113,9 @@ def missing_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for this test session (and xdist worker); fails if PostgreSQL is not installed."""
+    """A PostgreSQL server for this test module; fails if PostgreSQL is not installed."""
     reason = missing_reason()
     if reason is not None:
         pytest.fail(reason, pytrace=False)

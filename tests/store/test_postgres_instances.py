@@ -15,7 +15,6 @@ from chainstream.ledger import LedgerState, charge_play, charge_tip
 from chainstream.store import ChannelRecord, CoopClose, PaymentRecord
 from chainstream.store.postgres import PostgresStore
 from chainstream.store.records import EXHAUSTED, SERVED
-from tests.store.postgres_server import postgres_server, postgres_url  # noqa: F401 - fixtures
 from tests.unit.test_group_commit import ARTIST, LISTING, record_for
 
 pytestmark = pytest.mark.postgres

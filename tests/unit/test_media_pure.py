@@ -12,10 +12,10 @@ from chainstream.media import grants as g
 from chainstream.media.errors import MediaError
 from chainstream.media.transcode import parse_playlist
 from chainstream.media.upload import upload_digest, upload_message
-from chainstream.protocol import PrivateKey, recover
+from chainstream.protocol import Kind, PrivateKey, recover
 
 KEY = g.grant_key(b"\x01" * 32)
-GRANT = g.Grant(b"\x02" * 32, b"\x03" * 32, 7, g.GrantKind.SECONDS, 1_000, 12_000)
+GRANT = g.Grant(b"\x02" * 32, b"\x03" * 32, 7, Kind.SECONDS, 1_000, 12_000)
 
 
 def _code(token: str, now: float = 0.0) -> str:
@@ -45,16 +45,35 @@ def test_malformed_grants_are_invalid_not_errors(token: str) -> None:
     assert _code(token) == "invalid_grant"
 
 
+def _maced(payload: bytes) -> str:
+    """A token of `payload` under the relay's own key (as if the relay had issued it)."""
+    tag = hmac.new(KEY, payload, hashlib.sha256).digest()
+    return (
+        base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+        + "."
+        + base64.urlsafe_b64encode(tag).rstrip(b"=").decode()
+    )
+
+
 def test_a_correctly_maced_payload_of_an_unknown_shape_is_invalid() -> None:
     """Even with the key (a future version's token), a payload this version does not know opens nothing."""
     for payload in (b"[]", b'{"v":2,"c":"0x00","t":"0x00","s":1,"k":"play","x":9,"p":0}', b"not json"):
-        tag = hmac.new(KEY, payload, hashlib.sha256).digest()
-        token = (
-            base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
-            + "."
-            + base64.urlsafe_b64encode(tag).rstrip(b"=").decode()
-        )
-        assert _code(token) == "invalid_grant"
+        assert _code(_maced(payload)) == "invalid_grant"
+
+
+def test_a_grant_names_its_kind_on_the_wire_and_a_tip_or_unknown_kind_grants_nothing() -> None:
+    """The payload's "k" is the kind's JSON name; a tip (no audio) is no grant, built or read back."""
+    body = g.issue(KEY, GRANT).split(".")[0]
+    assert b'"k":"seconds"' in base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    with pytest.raises(ValueError, match="grants no audio"):
+        g.Grant(b"\x02" * 32, b"\x03" * 32, 7, Kind.TIP, 1_000)
+
+    def of_kind(kind: str) -> str:
+        return _maced(f'{{"v":1,"c":"0x{"02" * 32}","t":"0x{"03" * 32}","s":7,"k":"{kind}","x":1000,"p":0}}'.encode())
+
+    assert g.verify(KEY, of_kind("download"), now=0).kind == Kind.DOWNLOAD
+    for kind in ("tip", "SECONDS", "2"):
+        assert _code(of_kind(kind)) == "invalid_grant"
 
 
 def test_the_upload_message_names_track_relay_and_chain_and_recovers_to_its_signer() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 from eth_abi import encode
 from eth_account.messages import encode_typed_data
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainstream.errors import ProtocolError
-from chainstream.protocol import Kind, PlayReceipt, chain_head
+from chainstream.protocol import Kind, KindName, PlayReceipt, chain_head
 from chainstream.protocol.hashing import keccak
 from chainstream.protocol.receipts import GENESIS, MAX_MEMO_BYTES, RECEIPT_TYPE, RECEIPT_TYPEHASH
 from chainstream.protocol.types import MAX_AMOUNT, ZERO_HASH
@@ -123,3 +125,16 @@ def test_chain_head_folds_in_order() -> None:
     assert chain_head([]) == GENESIS
     assert chain_head(rs[1:], start=rs[0].chain(GENESIS)) == head
     assert chain_head(list(reversed(rs))) != head
+
+
+def test_each_kind_has_one_wire_name_its_int_is_the_receipt_field_and_the_literal_lists_the_same_names() -> None:
+    """The JSON names and receipt values are the wire format (API, grants, database): pinned here."""
+    assert {k.wire: int(k) for k in Kind} == {"play": 0, "seconds": 1, "tip": 2, "download": 3}
+    assert get_args(KindName) == tuple(k.wire for k in Kind)
+    assert all(Kind.parse(k.wire) is k for k in Kind)
+
+
+@pytest.mark.parametrize("name", ["PLAY", "Play", "tip ", "", "0", "listen", "name"])
+def test_a_kind_parses_only_from_its_exact_wire_name(name: str) -> None:
+    with pytest.raises(ValueError, match="unknown charge kind"):
+        Kind.parse(name)

@@ -10,13 +10,12 @@ import pytest
 
 from chainstream.ledger import LedgerState, Listing, apply, charge_download, charge_play, charge_seconds
 from chainstream.pricing import Model, Split, Terms
-from chainstream.protocol import Domain, PrivateKey, Voucher
+from chainstream.protocol import Domain, Kind, PrivateKey, Voucher
 from chainstream.protocol.signing import high_s_twin
 from chainstream.relay.api.errors import rejection_status
 from chainstream.verify import (
     Accepted,
     ChannelTerms,
-    ChargeKind,
     ChargeSpec,
     Payment,
     Rejection,
@@ -61,7 +60,7 @@ TERMS = ChannelTerms(
 
 
 def play() -> ChargeSpec:
-    return ChargeSpec(ChargeKind.PLAY, track_id=TRACK)
+    return ChargeSpec(Kind.PLAY, track_id=TRACK)
 
 
 @dataclass(frozen=True)
@@ -132,30 +131,30 @@ CASES = {
         details={"expected": "3", "got": "2"},
     ),
     "seq_gap": Case("seq_gap", bend=lambda p: replace(p, seq=3), status=409, details={"expected": "1", "got": "3"}),
-    "unknown_track": Case("unknown_track", spec=ChargeSpec(ChargeKind.PLAY, track_id=b"\xee" * 32), status=404),
-    "bad_charge (seconds without a track)": Case("bad_charge", spec=ChargeSpec(ChargeKind.SECONDS, seconds=5)),
+    "unknown_track": Case("unknown_track", spec=ChargeSpec(Kind.PLAY, track_id=b"\xee" * 32), status=404),
+    "bad_charge (seconds without a track)": Case("bad_charge", spec=ChargeSpec(Kind.SECONDS, seconds=5)),
     "bad_units (more than an hour at once)": Case(
-        "bad_units", spec=ChargeSpec(ChargeKind.SECONDS, track_id=TRACK, seconds=3_601)
+        "bad_units", spec=ChargeSpec(Kind.SECONDS, track_id=TRACK, seconds=3_601)
     ),
     "not_offered (no per-second price)": Case(
-        "not_offered", spec=ChargeSpec(ChargeKind.SECONDS, track_id=TRACK_S2O, seconds=5)
+        "not_offered", spec=ChargeSpec(Kind.SECONDS, track_id=TRACK_S2O, seconds=5)
     ),
-    "bad_amount (a zero tip)": Case("bad_amount", spec=ChargeSpec(ChargeKind.TIP, artist=ARTIST, amount=0)),
+    "bad_amount (a zero tip)": Case("bad_amount", spec=ChargeSpec(Kind.TIP, artist=ARTIST, amount=0)),
     "bad_tip (both a track and an artist)": Case(
-        "bad_tip", spec=ChargeSpec(ChargeKind.TIP, track_id=TRACK, artist=ARTIST, amount=5)
+        "bad_tip", spec=ChargeSpec(Kind.TIP, track_id=TRACK, artist=ARTIST, amount=5)
     ),
     "memo_too_long (281 bytes)": Case(
-        "memo_too_long", spec=ChargeSpec(ChargeKind.TIP, artist=ARTIST, amount=5, memo="é" * 140 + "x")
+        "memo_too_long", spec=ChargeSpec(Kind.TIP, artist=ARTIST, amount=5, memo="é" * 140 + "x")
     ),
     "voucher_mismatch (one wei more)": Case("voucher_mismatch", bend=_other_voucher, status=409),
     "voucher_mismatch (a charge other than signed)": Case(
         "voucher_mismatch",
-        bend=lambda p: replace(p, charge=ChargeSpec(ChargeKind.SECONDS, track_id=TRACK, seconds=1)),
+        bend=lambda p: replace(p, charge=ChargeSpec(Kind.SECONDS, track_id=TRACK, seconds=1)),
         status=409,
     ),
     "too_many_payees": Case(
         "too_many_payees",
-        spec=ChargeSpec(ChargeKind.TIP, artist=test_key("verify-fan-favourite").address, amount=5),
+        spec=ChargeSpec(Kind.TIP, artist=test_key("verify-fan-favourite").address, amount=5),
         state_plays=1,
         terms=replace(TERMS, deposit=10**9),
         details={"payees": "3", "maxPayees": "2"},
@@ -234,12 +233,12 @@ def test_every_rejection_code_of_verify_has_a_row() -> None:
 def test_a_second_download_of_an_owned_track_is_already_owned() -> None:
     state, _ = apply(LedgerState.opened(CHANNEL), charge_download(LedgerState.opened(CHANNEL), LISTINGS[TRACK]))
     with pytest.raises(Rejection) as refused:
-        price(ChargeSpec(ChargeKind.DOWNLOAD, track_id=TRACK), state, LISTINGS.get)
+        price(ChargeSpec(Kind.DOWNLOAD, track_id=TRACK), state, LISTINGS.get)
     assert refused.value.code == "already_owned"
 
 
 def test_an_accepted_payment_is_the_exact_next_voucher_and_its_receipt() -> None:
-    accepted = _judge(Case(None, spec=ChargeSpec(ChargeKind.SECONDS, track_id=TRACK, seconds=7)))
+    accepted = _judge(Case(None, spec=ChargeSpec(Kind.SECONDS, track_id=TRACK, seconds=7)))
     assert accepted.charge.amount == 70
     assert dict(zip(accepted.state.voucher.payees, accepted.state.voucher.amounts, strict=True)) == {
         ARTIST: 56,

@@ -4,15 +4,15 @@ Pure or file-system-only pieces; the relay's HTTP edge is relay/api/media.py and
 """
 
 from chainstream.media.errors import MediaError
-from chainstream.media.grants import Grant, GrantKind
+from chainstream.media.grants import GRANT_KINDS, Grant
 from chainstream.media.store import ContentStore, DirectoryContentStore, Manifest, Segment
 from chainstream.media.upload import upload_digest, upload_message
 
 __all__ = [
+    "GRANT_KINDS",
     "ContentStore",
     "DirectoryContentStore",
     "Grant",
-    "GrantKind",
     "Manifest",
     "MediaError",
     "Segment",

@@ -23,21 +23,19 @@ import base64
 import hmac
 import json
 from dataclasses import dataclass
-from enum import Enum
 
 from chainstream.codes import Code
 from chainstream.media.errors import MediaError
 from chainstream.protocol.hashing import keccak
+from chainstream.protocol.receipts import Kind
 
 VERSION = 1
 #: longest grant token accepted (a real one is ~250 characters): longer input is refused before any parsing
 MAX_TOKEN = 1_024
 
 
-class GrantKind(str, Enum):
-    PLAY = "play"
-    SECONDS = "seconds"
-    DOWNLOAD = "download"
+#: the kinds of charge that grant access to a track's audio (a tip buys none)
+GRANT_KINDS = frozenset({Kind.PLAY, Kind.SECONDS, Kind.DOWNLOAD})
 
 
 @dataclass(frozen=True)
@@ -45,14 +43,18 @@ class Grant:
     channel_id: bytes
     track_id: bytes
     seq: int
-    kind: GrantKind
+    kind: Kind
     expires_at: int
     paid_ms: int = 0  # seconds grants: the audio paid for on the channel for this track, in milliseconds
+
+    def __post_init__(self) -> None:
+        if self.kind not in GRANT_KINDS:
+            raise ValueError(f"a {self.kind.wire} charge grants no audio")
 
     @property
     def original(self) -> bool:
         """Whether the grant opens the original file (a download purchase)."""
-        return self.kind == GrantKind.DOWNLOAD
+        return self.kind == Kind.DOWNLOAD
 
 
 def grant_key(relay_secret: bytes) -> bytes:
@@ -73,7 +75,7 @@ def issue(key: bytes, grant: Grant) -> str:
     the payload is the compact JSON of the module docstring."""
     payload = (
         f'{{"v":{VERSION},"c":"0x{grant.channel_id.hex()}","t":"0x{grant.track_id.hex()}","s":{int(grant.seq)},'
-        f'"k":"{grant.kind.value}","x":{int(grant.expires_at)},"p":{int(grant.paid_ms)}}}'
+        f'"k":"{grant.kind.wire}","x":{int(grant.expires_at)},"p":{int(grant.paid_ms)}}}'
     ).encode()
     return _b64(payload) + "." + _b64(hmac.digest(key, payload, "sha256"))
 
@@ -99,7 +101,7 @@ def verify(key: bytes, token: str, *, now: float) -> Grant:
             bytes.fromhex(data["c"][2:]),
             bytes.fromhex(data["t"][2:]),
             int(data["s"]),
-            GrantKind(data["k"]),
+            Kind.parse(data["k"]),
             int(data["x"]),
             int(data["p"]),
         )

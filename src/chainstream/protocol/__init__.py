@@ -1,7 +1,7 @@
 """The voucher protocol: pure types, EIP-712 digests, receipts and signing. No chain, no I/O."""
 
 from chainstream.protocol.eip712 import CLOSE_TYPE, VOUCHER_TYPE, Domain
-from chainstream.protocol.receipts import GENESIS, Kind, PlayReceipt, chain_head
+from chainstream.protocol.receipts import GENESIS, Kind, KindName, PlayReceipt, chain_head
 from chainstream.protocol.signing import PrivateKey, Signature, recover
 from chainstream.protocol.types import Address, ChannelId, TokenAmount, TrackId, to_address
 from chainstream.protocol.voucher import SignedVoucher, Voucher
@@ -14,6 +14,7 @@ __all__ = [
     "ChannelId",
     "Domain",
     "Kind",
+    "KindName",
     "PlayReceipt",
     "PrivateKey",
     "Signature",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Literal, cast
 
 from chainstream.codes import Code
 from chainstream.errors import ProtocolError
@@ -30,13 +31,34 @@ GENESIS = ZERO_HASH
 MAX_MEMO_BYTES = 280
 
 
+#: a charge kind as JSON names it (the HTTP API, grants, the SDK); for pydantic models, which need a Literal
+KindName = Literal["play", "seconds", "tip", "download"]
+
+
 class Kind(IntEnum):
-    """What a receipt paid for."""
+    """What a receipt paid for: the one charge-kind type. Its int value is the receipt's ``uint8 kind`` (EIP-712
+    and the database); its ``wire`` name is how JSON spells it (``Kind.parse`` reads it back)."""
 
     PLAY = 0  # one play of a track (units = 1)
     SECONDS = 1  # `units` seconds of listening to a track
     TIP = 2  # a tip to a track's split, or to one artist (target = the address, splitHash = 0)
     DOWNLOAD = 3  # a one-time purchase of a track (units = 1)
+
+    @property
+    def wire(self) -> KindName:
+        """The JSON name: ``"play"``, ``"seconds"``, ``"tip"`` or ``"download"``."""
+        return cast(KindName, self.name.lower())
+
+    @classmethod
+    def parse(cls, name: str) -> Kind:
+        """The kind whose wire name is exactly `name`; ValueError for anything else (``"PLAY"`` included)."""
+        kind = _BY_WIRE.get(name)
+        if kind is None:
+            raise ValueError(f"unknown charge kind {name!r}")
+        return kind
+
+
+_BY_WIRE: dict[str, Kind] = {kind.wire: kind for kind in Kind}
 
 
 @dataclass(frozen=True)

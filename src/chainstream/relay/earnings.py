@@ -185,7 +185,7 @@ def csv_rows(
             "seq": str(p.seq),
             "track": "0x" + p.target.hex(),
             "title": spreadsheet_safe(titles.get(p.target, "")),
-            "kind": p.kind.name.lower(),
+            "kind": p.kind.wire,
             "units": str(p.units),
             "amount": token.num(p.amount),
             "token": spreadsheet_safe(token.symbol),

@@ -29,15 +29,15 @@ from chainstream.config import Settings
 from chainstream.errors import ChainStreamError
 from chainstream.media import grants
 from chainstream.media.errors import MediaError
-from chainstream.media.grants import Grant, GrantKind
+from chainstream.media.grants import GRANT_KINDS, Grant
 from chainstream.media.store import ORIGINAL, DirectoryContentStore, Manifest, Segment
 from chainstream.media.transcode import INIT, MIME, PLAYLIST, probe, tools, transcode
 from chainstream.media.upload import upload_digest
-from chainstream.protocol import PrivateKey, Signature, recover
+from chainstream.protocol import Kind, PrivateKey, Signature, recover
 from chainstream.relay.catalog import Catalog
 from chainstream.store import Store
 from chainstream.store.records import EXHAUSTED, REPEAT, SERVED
-from chainstream.verify import ChargeKind, Payment
+from chainstream.verify import Payment
 
 log = logging.getLogger("chainstream.relay.media")
 
@@ -45,11 +45,6 @@ log = logging.getLogger("chainstream.relay.media")
 GRANT_HEADER = "X-ChainStream-Grant"
 #: at most this many transcodes at once (each is one ffmpeg process)
 TRANSCODES = 2
-_KINDS = {
-    ChargeKind.PLAY: GrantKind.PLAY,
-    ChargeKind.SECONDS: GrantKind.SECONDS,
-    ChargeKind.DOWNLOAD: GrantKind.DOWNLOAD,
-}
 
 
 #: verified grant tokens kept (a per-second listener's grant serves one or two segments, a play's every one)
@@ -341,14 +336,14 @@ class MediaService:
         buys more listening time. A play of a track the channel bought (`owned`: its receipts hold a download
         of it) is free and earns a download grant, so a buyer can fetch the original again after the purchase's
         grant expired (with a new free play)."""
-        kind = _KINDS.get(payment.charge.kind)
+        kind = payment.charge.kind
         track_id = payment.charge.track_id
-        if kind is None or track_id is None:
+        if kind not in GRANT_KINDS or track_id is None:
             return None
-        if kind == GrantKind.PLAY and owned:
-            kind = GrantKind.DOWNLOAD
+        if kind == Kind.PLAY and owned:
+            kind = Kind.DOWNLOAD
         paid_ms = 0
-        if kind == GrantKind.SECONDS:
+        if kind == Kind.SECONDS:
             # a new payment: the seconds the channel's ledger holds for the track (no query on the event loop);
             # a duplicate: what was paid up to it, from the store
             if paid_seconds is None:
@@ -362,9 +357,9 @@ class MediaService:
             "trackId": "0x" + track_id.hex(),
             "channelId": "0x" + payment.channel_id.hex(),
             "seq": seq,
-            "kind": kind.value,
+            "kind": kind.wire,
             "expiresAt": grant.expires_at,
-            "paidSeconds": paid_ms / 1000 if kind == GrantKind.SECONDS else None,
+            "paidSeconds": paid_ms / 1000 if kind == Kind.SECONDS else None,
             "media": f"/api/v1/tracks/0x{track_id.hex()}/media",
         }
 
@@ -394,7 +389,7 @@ class MediaService:
         if seg.start_ms + seg.duration_ms <= self.preview_ms(track_id):
             return self._read(track_id, seg.name)
         grant = self._grant(track_id, token, seg, m)
-        metered = grant.kind == GrantKind.SECONDS
+        metered = grant.kind == Kind.SECONDS
         outcome = self._record(grant, track_id, index, seg.duration_ms, grant.paid_ms if metered else None)
         if outcome == EXHAUSTED:
             raise self.payment_required(
@@ -441,11 +436,13 @@ class MediaService:
                 continue
             if segment is not None and t.per_second:
                 seconds = max(1, -(-(segment.start_ms + segment.duration_ms) // 1000))
-                accepts.append({"token": token, "kind": "seconds", "perSecond": str(t.per_second), "seconds": seconds})
+                accepts.append(
+                    {"token": token, "kind": Kind.SECONDS.wire, "perSecond": str(t.per_second), "seconds": seconds}
+                )
             if segment is not None and (t.per_play or t.model):
-                accepts.append({"token": token, "kind": "play", "price": str(t.per_play), "model": t.model})
+                accepts.append({"token": token, "kind": Kind.PLAY.wire, "price": str(t.per_play), "model": t.model})
             if t.download:
-                accepts.append({"token": token, "kind": "download", "price": str(t.download)})
+                accepts.append({"token": token, "kind": Kind.DOWNLOAD.wire, "price": str(t.download)})
         base = f"/api/v1/tracks/0x{track_id.hex()}"
         payment = {
             "trackId": "0x" + track_id.hex(),

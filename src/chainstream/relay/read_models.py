@@ -67,7 +67,7 @@ def payment_events(
     - each payee's (the payee's read token): what it was paid, for what and when, and a tip's memo (addressed
       to it), but nothing of the listener: no channel, payer, totals or other payees;
     - the channel's subscribers (its payer's read token): everything about the payment."""
-    kind = Kind(record.kind).name.lower()
+    kind = Kind(record.kind).wire
     target = "0x" + record.target.hex()
     events: list[tuple[dict[str, Any], set[str]]] = [
         (

@@ -7,15 +7,15 @@ Amounts travel as decimal strings (they exceed JavaScript's safe integers); byte
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from chainstream.codes import Code
 from chainstream.errors import ProtocolError
-from chainstream.protocol import Signature, Voucher
+from chainstream.protocol import Kind, KindName, Signature, Voucher
 from chainstream.protocol.types import MAX_AMOUNT, Address, check_amount, to_address, to_bytes32
-from chainstream.verify import ChargeKind, ChargeSpec, Payment
+from chainstream.verify import ChargeSpec, Payment
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
 AMOUNT = r"^(0|[1-9][0-9]{0,28})$"
@@ -49,7 +49,7 @@ class VoucherIn(Strict):
 
 
 class ChargeIn(Strict):
-    kind: Literal["play", "seconds", "tip", "download"]
+    kind: KindName
     trackId: Hex32 | None = None
     artist: AddressStr | None = None
     seconds: StrictInt = Field(0, ge=0, le=3_600)
@@ -129,7 +129,7 @@ def to_payment(channel_id_hex: str, body: PaymentIn) -> Payment:
     if tip > MAX_AMOUNT:
         raise ProtocolError("tip amount too large", code=Code.BAD_AMOUNT)
     charge = ChargeSpec(
-        kind=ChargeKind(c.kind),
+        kind=Kind.parse(c.kind),
         track_id=to_bytes32(c.trackId, "trackId") if c.trackId else None,
         artist=to_address(c.artist) if c.artist else None,
         seconds=c.seconds,

@@ -213,23 +213,24 @@ class Listener:
 
     def play(self, track_id: bytes) -> Paid:
         return self._pay(
-            charge_play(self._state(), self.listing(track_id)), {"kind": "play", "trackId": _hex(track_id)}
+            charge_play(self._state(), self.listing(track_id)), {"kind": Kind.PLAY.wire, "trackId": _hex(track_id)}
         )
 
     def listen(self, track_id: bytes, seconds: int) -> Paid:
         return self._pay(
             charge_seconds(self.listing(track_id), seconds),
-            {"kind": "seconds", "trackId": _hex(track_id), "seconds": seconds},
+            {"kind": Kind.SECONDS.wire, "trackId": _hex(track_id), "seconds": seconds},
         )
 
     def download(self, track_id: bytes) -> Paid:
         return self._pay(
-            charge_download(self._state(), self.listing(track_id)), {"kind": "download", "trackId": _hex(track_id)}
+            charge_download(self._state(), self.listing(track_id)),
+            {"kind": Kind.DOWNLOAD.wire, "trackId": _hex(track_id)},
         )
 
     def tip(self, amount: int, *, track_id: bytes | None = None, artist: str | None = None, message: str = "") -> Paid:
         listing = self.listing(track_id) if track_id is not None else None
-        spec: dict[str, Any] = {"kind": "tip", "amount": str(amount), "memo": message}
+        spec: dict[str, Any] = {"kind": Kind.TIP.wire, "amount": str(amount), "memo": message}
         if track_id is not None:
             spec["trackId"] = _hex(track_id)
         else:
@@ -569,9 +570,6 @@ def payment_body(state: LedgerState, charge: dict[str, Any], signature: Signatur
     }
 
 
-_KINDS = {"play": Kind.PLAY, "seconds": Kind.SECONDS, "tip": Kind.TIP, "download": Kind.DOWNLOAD}
-
-
 def _accepted_payment(item: dict[str, Any]) -> AcceptedPayment:
     """One item of GET /channels/{id}/history, parsed strictly (a malformed item is an untrusted state)."""
     try:
@@ -580,7 +578,7 @@ def _accepted_payment(item: dict[str, Any]) -> AcceptedPayment:
         if len(target) != 32 or len(digest) != 32:
             raise ValueError("target and digest must be 32 bytes")
         return AcceptedPayment(
-            parsed.seq, _KINDS[parsed.kind], target, parsed.units, int(parsed.amount), parsed.memo, digest
+            parsed.seq, Kind.parse(parsed.kind), target, parsed.units, int(parsed.amount), parsed.memo, digest
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ProtocolError(f"the relay's history item is malformed ({exc})", code="untrusted_state") from exc

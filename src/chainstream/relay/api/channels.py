@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from chainstream.codes import Code
-from chainstream.protocol import Signature
+from chainstream.protocol import Kind, Signature
 from chainstream.protocol.types import to_bytes32
 from chainstream.relay.api.deps import ReadsDep, ServiceDep
 from chainstream.relay.api.errors import error_response, rejection_status
@@ -32,9 +32,6 @@ from chainstream.store import PaymentRecord
 from chainstream.verify import Rejection
 
 router = APIRouter(prefix="/api/v1")
-
-#: a payment record's kind, as the API names it
-KIND_NAMES = ("play", "seconds", "tip", "download")
 
 
 @router.get("/channels/{channel_id}", response_model=ChannelSummary, responses=responses("channel"))
@@ -63,7 +60,7 @@ def _history_item(s: RelayService, p: PaymentRecord) -> dict[str, Any]:
     entry = s.catalog.entries.get(p.target)
     return {
         "seq": p.seq,
-        "kind": KIND_NAMES[p.kind],
+        "kind": Kind(p.kind).wire,
         "target": "0x" + p.target.hex(),
         "title": entry.title if entry else None,
         "units": p.units,

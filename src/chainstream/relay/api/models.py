@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from chainstream.protocol import KindName
+
 #: a decimal string in the token's smallest unit
 Amount = str
 
@@ -92,7 +94,7 @@ class Delivery(Out):
 
 class HistoryItem(Out):
     seq: int
-    kind: Literal["play", "seconds", "tip", "download"]
+    kind: KindName
     target: str
     title: str | None
     units: int
