@@ -160,7 +160,7 @@ def test_a_payment_for_a_track_is_priced_before_the_catalog_finished_loading_and
 
     def held_track_ids() -> list[bytes]:
         """The catalog's listing of the registry, held until the test has checked what the relay does before it."""
-        released.wait(timeout=30)
+        released.wait(timeout=600)  # released by the test's `finally` (a loaded CI machine can take its time)
         return listed()
 
     catalog.registry.track_ids = held_track_ids  # type: ignore[method-assign]
@@ -185,7 +185,7 @@ def test_a_payment_for_a_track_is_priced_before_the_catalog_finished_loading_and
         assert not catalog.complete and set(catalog.entries) == {many[-1], many[0]}
     finally:
         released.set()
-    wait_until(lambda: relay.health()["ok"], what="the catalog to load and the relay to be ready")
+    wait_until(lambda: relay.health()["ok"], timeout=120, what="the catalog to load and the relay to be ready")
     assert catalog.complete and set(catalog.entries) == registered
     assert httpx.get(f"{relay.api}/health/ready", timeout=10).status_code == 200
     relay.stop()
