@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from typer.testing import CliRunner, Result
+from web3.types import RPCEndpoint
 
 from chainstream.chain.contracts import ChannelsClient, ChannelStatus, RegistryClient
 from chainstream.chain.deploy import Deployment, deploy_all
@@ -428,7 +429,9 @@ def test_audit_reconciles_the_deployment_from_the_chain_and_fails_on_a_wrong_sta
     assert out.count("yes") == 2 and "NO" not in out
 
     late = env.tmp / "late-deployment.json"
-    Deployment(**{**vars(env.deployment), "deploy_block": env.node.web3().eth.block_number}).save(late)
+    w3 = env.node.web3()
+    w3.provider.make_request(RPCEndpoint("evm_mine"), [])  # a start block after every open, the one above included
+    Deployment(**{**vars(env.deployment), "deploy_block": w3.eth.block_number}).save(late)
     result = env.run("audit", "--deployment", str(late))
     assert result.exit_code == 1 and "does not balance" in result.output and "Traceback" not in result.output
 
