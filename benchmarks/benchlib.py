@@ -184,3 +184,21 @@ def timed(label: str, timings: dict[str, float]):  # type: ignore[no-untyped-def
             timings[label] = timings.get(label, 0.0) + time.perf_counter() - self.t0
 
     return _T()
+
+
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds used so far by a process and its live children (e.g. a PostgreSQL server: the postmaster,
+    its background workers and one backend per connection), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if int(entry) == root or int(fields[1]) == root:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total

@@ -16,10 +16,17 @@ What it does, in order (only the measurement phases are timed as results):
 8. phase "latency": a paced open-loop load (default 2,000 vouchers/s over every channel) over the stream,
    once per rate given to --rate (e.g. --rate 2000,1000 for the target and a load the machine sustains),
    latency = client send -> durable ack;
-9. kills the relay with SIGKILL and checks that every acknowledged voucher is in its SQLite file.
+9. kills the relay with SIGKILL and checks that every acknowledged voucher is in its database.
+
+The store: the SQLite default (one relay process), or `--store postgres`: a throwaway PostgreSQL server (the
+Debian packages, as tests/store/postgres_server.py starts it; `make postgres`) with `--instances N` relay
+processes on its one database (distinct CHAINSTREAM_INSTANCE names). The load is split between the instances by
+channel (connection k talks to instance k mod N, and owns a disjoint set of channels), as a load balancer routing
+by channel id would; the CPU of every relay process and of the PostgreSQL server is recorded per phase.
 
 Run:  .venv/bin/python benchmarks/relay_throughput.py            (about 2-3 minutes)
       .venv/bin/python benchmarks/relay_throughput.py --quick    (a smoke run: 100 channels, short phases)
+      .venv/bin/python benchmarks/relay_throughput.py --store postgres --instances 2
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -58,6 +66,7 @@ from benchlib import (  # noqa: E402
     key,
     machine,
     play_chain_cost,
+    process_tree_cpu,
     sign_chain,
     summarize_ms,
     timed,
@@ -112,8 +121,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--skip", action="append", default=[], choices=["ws", "batch", "latency"], help="skip a phase (repeatable)"
     )
+    p.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite", help="the relay's database")
+    p.add_argument(
+        "--instances", type=int, default=1, help="relay processes on the one database (more than 1: --store postgres)"
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 100 channels, 10 listeners, short phases")
     args = p.parse_args()
+    if args.instances > 1 and args.store != "postgres":
+        p.error("several instances need --store postgres (SQLite is one relay per database)")
+    for name in ("ws_connections", "batch_connections", "latency_connections"):
+        if getattr(args, name) % args.instances:
+            p.error(f"--{name.replace('_', '-')} must be a multiple of --instances (each channel has one instance)")
     if args.quick:
         args.channels, args.listeners = 100, 10
         args.ws_per_channel = args.batch_per_channel = 20
@@ -235,11 +253,21 @@ def recovery_ceiling(chains: list[list[tuple[str, bytes, bytes]]], seconds: floa
 
 
 # ----------------------------------------------------------------------------------------------- the relay
-def start_relay(world: World, workdir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str, Path]:
+INSTANCE_NAMES = "abcdefghijklmnopqrstuvwxyz"
+
+
+def start_relay(
+    world: World, workdir: Path, args: argparse.Namespace, database: str, instance: str
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    database = workdir / "relay.db"
-    log = open(workdir / "relay.log", "wb")  # noqa: SIM115 - handed to the child
-    env = {**os.environ, "CHAINSTREAM_RELAY_KEY": world.relay_secret, "CHAINSTREAM_LOG_LEVEL": "warning"}
+    log_file = workdir / f"relay-{instance}.log"
+    log = open(log_file, "wb")  # noqa: SIM115 - handed to the child
+    env = {
+        **os.environ,
+        "CHAINSTREAM_RELAY_KEY": world.relay_secret,
+        "CHAINSTREAM_LOG_LEVEL": "warning",
+        "CHAINSTREAM_INSTANCE": instance,
+    }
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -251,7 +279,7 @@ def start_relay(world: World, workdir: Path, args: argparse.Namespace) -> tuple[
             "--deployment",
             str(world.deployment_file),
             "--database",
-            str(database),
+            database,
             "--port",
             str(port),
             "--settle-interval",
@@ -268,16 +296,80 @@ def start_relay(world: World, workdir: Path, args: argparse.Namespace) -> tuple[
 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the relay exited with {proc.returncode}; see {workdir / 'relay.log'}")
+            raise SystemExit(f"the relay exited with {proc.returncode}; see {log_file}")
         try:
             health = httpx.get(f"{base}/api/v1/health", timeout=2).json()
             if health.get("block") is not None and health["block"] >= world.last_block:
-                return proc, base, database
+                return proc, base
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     proc.kill()
     raise SystemExit("the relay did not become ready within 120 s")
+
+
+@dataclass
+class Stack:
+    """The relay processes under test, their base URLs and their one database (a file, or a postgresql:// URL)."""
+
+    procs: list[subprocess.Popen[bytes]]
+    bases: list[str]
+    database: str
+    server_pid: int | None  # the PostgreSQL postmaster, if any
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+
+def start_stack(world: World, workdir: Path, args: argparse.Namespace, server: Any) -> Stack:
+    """args.instances relay processes on the SQLite file, or on one database of the PostgreSQL `server`."""
+    if server is None:
+        database, server_pid = str(workdir / "relay.db"), None
+    else:
+        database = server.create_database()
+        server_pid = int((server.data / "postmaster.pid").read_text().split()[0])
+    stack = Stack([], [], database, server_pid)
+    try:
+        for name in INSTANCE_NAMES[: args.instances]:
+            proc, base = start_relay(world, workdir, args, database, name)
+            stack.procs.append(proc)
+            stack.bases.append(base)
+    except BaseException:
+        stack.kill()
+        raise
+    return stack
+
+
+class GroupCpu:
+    """ProcessCpu over every relay process (thread names prefixed by the instance when there are several) and,
+    over the same interval, the CPU of the database server (all its processes; `db_used`, set by `used`)."""
+
+    def __init__(self, pids: list[int], server_pid: int | None) -> None:
+        self.relays = [ProcessCpu(pid) for pid in pids]
+        self.server_pid = server_pid
+        self._db0 = self._db()
+        self.db_used = 0.0
+
+    def _db(self) -> float:
+        return process_tree_cpu(self.server_pid) if self.server_pid else 0.0
+
+    def reset(self) -> None:
+        for relay in self.relays:
+            relay.reset()
+        self._db0 = self._db()
+
+    def used(self) -> dict[str, float]:
+        self.db_used = self._db() - self._db0
+        if len(self.relays) == 1:
+            return self.relays[0].used()
+        merged = {
+            f"{name}:{thread}": seconds
+            for name, relay in zip(INSTANCE_NAMES, self.relays, strict=False)
+            for thread, seconds in relay.used().items()
+        }
+        return dict(sorted(merged.items(), key=lambda kv: -kv[1]))
 
 
 # ------------------------------------------------------------------------------------------------ the load
@@ -304,6 +396,7 @@ class PhaseResult:
     rejected: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     relay_cpu: dict[str, float] = field(default_factory=dict)
+    db_cpu: float = 0.0  # the PostgreSQL server's processes (0 on SQLite: the store runs in the relay)
     client_cpu: float = 0.0
     latency_ms: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -319,9 +412,10 @@ class PhaseResult:
 
     @property
     def loop_capacity(self) -> float:
-        """Vouchers/s the event-loop thread could accept with a core of its own (its CPU per voucher, inverted):
-        what this phase's rate would have been if other processes had not taken CPU time from the relay."""
-        main = self.relay_cpu.get("main", 0.0)
+        """Vouchers/s one event-loop thread could accept with a core of its own (its CPU per voucher, inverted):
+        what this phase's rate would have been if other processes had not taken CPU time from the relay (with
+        several instances: per instance, the event loops' CPU summed)."""
+        main = sum(v for k, v in self.relay_cpu.items() if k == "main" or k.endswith(":main"))
         return self.accepted / main if main else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
@@ -335,6 +429,7 @@ class PhaseResult:
             "relay_cpu_us_per_voucher": _finite(self.cpu_us_per_voucher, 1),
             "loop_capacity_per_s": _finite(self.loop_capacity, 0),
             "relay_cpu_s": {k: round(v, 2) for k, v in self.relay_cpu.items()},
+            "db_cpu_s": round(self.db_cpu, 2),
             "client_cpu_s": round(self.client_cpu, 2),
             "latency_ms": self.latency_ms,
             **self.extra,
@@ -359,14 +454,20 @@ def _partition(channels: int, parts: int) -> list[list[int]]:
     return [list(range(c, channels, parts)) for c in range(parts)]
 
 
-async def ws_phase(base: str, load: Load, per_channel: int, args: argparse.Namespace, cpu: ProcessCpu) -> PhaseResult:
+def _stream_urls(bases: list[str]) -> list[str]:
+    return [base.replace("http", "ws", 1) + "/api/v1/payments/stream" for base in bases]
+
+
+async def ws_phase(
+    bases: list[str], load: Load, per_channel: int, args: argparse.Namespace, cpu: GroupCpu
+) -> PhaseResult:
     """Max offered load over the stream: each connection pipelines up to --ws-window messages."""
     result = PhaseResult("ws")
-    url = base.replace("http", "ws", 1) + "/api/v1/payments/stream"
+    urls = _stream_urls(bases)
     limit = [s + per_channel for s in load.next_seq]
     stop_at = [0.0]
 
-    async def connection(session: aiohttp.ClientSession, mine: list[int]) -> None:
+    async def connection(session: aiohttp.ClientSession, mine: list[int], url: str) -> None:
         window = asyncio.Semaphore(args.ws_window)
         in_flight = [0]
         done_sending = asyncio.Event()
@@ -401,7 +502,7 @@ async def ws_phase(base: str, load: Load, per_channel: int, args: argparse.Names
         client0 = time.process_time()
         start = time.perf_counter()
         stop_at[0] = start + args.duration
-        await asyncio.gather(*(connection(session, mine) for mine in parts))
+        await asyncio.gather(*(connection(session, mine, urls[k % len(urls)]) for k, mine in enumerate(parts)))
         result.seconds = time.perf_counter() - start
         result.client_cpu = time.process_time() - client0
         result.relay_cpu = cpu.used()
@@ -409,15 +510,15 @@ async def ws_phase(base: str, load: Load, per_channel: int, args: argparse.Names
 
 
 async def batch_phase(
-    base: str, load: Load, per_channel: int, args: argparse.Namespace, cpu: ProcessCpu
+    bases: list[str], load: Load, per_channel: int, args: argparse.Namespace, cpu: GroupCpu
 ) -> PhaseResult:
     """Max offered load over the batch endpoint: each connection has one batch in flight at a time."""
     result = PhaseResult("batch")
     limit = [s + per_channel for s in load.next_seq]
-    url = base + "/api/v1/payments/batch"
+    urls = [base + "/api/v1/payments/batch" for base in bases]
     batches = [0]
 
-    async def connection(mine: list[int], deadline: float) -> None:
+    async def connection(mine: list[int], deadline: float, url: str) -> None:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
             while time.perf_counter() < deadline:
                 items: list[str] = []
@@ -445,7 +546,9 @@ async def batch_phase(
     cpu.reset()
     client0 = time.process_time()
     start = time.perf_counter()
-    await asyncio.gather(*(connection(mine, start + args.duration) for mine in parts))
+    await asyncio.gather(
+        *(connection(mine, start + args.duration, urls[k % len(urls)]) for k, mine in enumerate(parts))
+    )
     result.seconds = time.perf_counter() - start
     result.client_cpu = time.process_time() - client0
     result.relay_cpu = cpu.used()
@@ -453,10 +556,12 @@ async def batch_phase(
     return result
 
 
-async def latency_phase(base: str, load: Load, rate: float, args: argparse.Namespace, cpu: ProcessCpu) -> PhaseResult:
+async def latency_phase(
+    bases: list[str], load: Load, rate: float, args: argparse.Namespace, cpu: GroupCpu
+) -> PhaseResult:
     """Open-loop paced load: vouchers are sent on schedule whatever the replies do; latency = send -> ack."""
     result = PhaseResult(f"lat@{rate:,.0f}")
-    url = base.replace("http", "ws", 1) + "/api/v1/payments/stream"
+    urls = _stream_urls(bases)
     channels = len(load.messages)
     total = int(rate * args.latency_seconds)
     sent_at: dict[int, float] = {}
@@ -465,7 +570,10 @@ async def latency_phase(base: str, load: Load, rate: float, args: argparse.Names
     owner = [ch % args.latency_connections for ch in range(channels)]
 
     async with aiohttp.ClientSession() as session:
-        sockets = [await session.ws_connect(url, max_msg_size=0, compress=0) for _ in range(args.latency_connections)]
+        sockets = [
+            await session.ws_connect(urls[k % len(urls)], max_msg_size=0, compress=0)
+            for k in range(args.latency_connections)
+        ]
         all_sent = asyncio.Event()
         all_answered = asyncio.Event()
 
@@ -511,43 +619,54 @@ async def latency_phase(base: str, load: Load, rate: float, args: argparse.Names
     return result
 
 
-async def warm_up(base: str, load: Load) -> PhaseResult:
-    """The first voucher of every channel (loads each channel into the relay); not measured."""
+async def warm_up(bases: list[str], load: Load) -> PhaseResult:
+    """The first voucher of every channel, on the instance that owns it (loads each channel into its relay);
+    not measured."""
     result = PhaseResult("warm-up")
-    url = base.replace("http", "ws", 1) + "/api/v1/payments/stream"
-    async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
-        start = time.perf_counter()
-        for ch in range(len(load.messages)):
-            await ws.send_str(load.take(ch)[1])
-            result.sent += 1
-        async for msg in ws:
-            _record(result, load, json.loads(msg.data))
-            if result.accepted + sum(result.rejected.values()) == result.sent:
-                break
-        result.seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for instance, url in enumerate(_stream_urls(bases)):
+        async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
+            for ch in range(instance, len(load.messages), len(bases)):
+                await ws.send_str(load.take(ch)[1])
+                result.sent += 1
+            async for msg in ws:
+                _record(result, load, json.loads(msg.data))
+                if result.accepted + sum(result.rejected.values()) == result.sent:
+                    break
+    result.seconds = time.perf_counter() - start
     return result
 
 
-async def run_load(base: str, load: Load, args: argparse.Namespace, relay_pid: int) -> list[PhaseResult]:
-    cpu = ProcessCpu(relay_pid)
-    phases = [await warm_up(base, load)]
+async def run_load(stack: Stack, load: Load, args: argparse.Namespace) -> list[PhaseResult]:
+    cpu = GroupCpu([proc.pid for proc in stack.procs], stack.server_pid)
+    bases = stack.bases
+    phases = [await warm_up(bases, load)]
     runs: list[tuple[str, Any]] = [
-        ("ws", lambda: ws_phase(base, load, args.ws_per_channel, args, cpu)),
-        ("batch", lambda: batch_phase(base, load, args.batch_per_channel, args, cpu)),
+        ("ws", lambda: ws_phase(bases, load, args.ws_per_channel, args, cpu)),
+        ("batch", lambda: batch_phase(bases, load, args.batch_per_channel, args, cpu)),
     ]
-    runs += [("latency", partial(latency_phase, base, load, rate, args, cpu)) for rate in args.rate]
+    runs += [("latency", partial(latency_phase, bases, load, rate, args, cpu)) for rate in args.rate]
     for name, run in runs:
         if name not in args.skip:
             print(f"phase {name} ...", flush=True)
-            phases.append(await run())
+            phase = await run()
+            phase.db_cpu = cpu.db_used
+            phases.append(phase)
     return phases
 
 
-def check_durability(database: Path, load: Load) -> dict[str, Any]:
+def check_durability(database: str, load: Load) -> dict[str, Any]:
     """After SIGKILL: every acknowledged (channel, seq) must be a row of the payments table."""
-    conn = sqlite3.connect(database)
-    rows = conn.execute("SELECT channel_id, seq FROM payments").fetchall()
-    conn.close()
+    query = "SELECT channel_id, seq FROM payments"
+    if database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            rows = pg.execute(query).fetchall()
+    else:
+        conn = sqlite3.connect(database)
+        rows = conn.execute(query).fetchall()
+        conn.close()
     index = {cid: i for i, cid in enumerate(load.channel_ids)}
     stored = {(index[bytes(cid)], seq) for cid, seq in rows}
     missing = load.acked - stored
@@ -557,6 +676,26 @@ def check_durability(database: Path, load: Load) -> dict[str, Any]:
         "missing": len(missing),
         "examples_missing": sorted(missing)[:5],
     }
+
+
+@contextlib.contextmanager
+def database_server(store: str) -> Iterator[Any]:
+    """None for SQLite; for PostgreSQL a throwaway server (tests/store/postgres_server.py: fsync on), stopped and
+    removed at the end."""
+    if store != "postgres":
+        yield None
+        return
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.store.postgres_server import PostgresServer, missing_reason, server_bindir
+
+    bindir = server_bindir()
+    if bindir is None or missing_reason() is not None:
+        raise SystemExit(f"no PostgreSQL server to run: {missing_reason()}")
+    server = PostgresServer(bindir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 def main() -> None:
@@ -569,7 +708,7 @@ def main() -> None:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} (other processes compete for the CPUs)")
     print(
         f"{args.channels} channels over {args.listeners} listeners, {plays} pre-signed vouchers per channel; "
-        f"workdir {workdir}"
+        f"{args.instances} relay process(es) on {args.store}; workdir {workdir}"
     )
     run_start = time.perf_counter()
     with AnvilNode() as node:
@@ -592,17 +731,19 @@ def main() -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        with timed("relay start", timings):
-            proc, base, database = start_relay(world, workdir, args)
-        try:
-            phases = asyncio.run(run_load(base, load, args, proc.pid))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        durability = check_durability(database, load)
+        with database_server(args.store) as server:
+            with timed("relay start", timings):
+                stack = start_stack(world, workdir, args, server)
+            try:
+                phases = asyncio.run(run_load(stack, load, args))
+            finally:
+                stack.kill()
+            durability = check_durability(stack.database, load)
 
     results = {
         "machine": machine(),
+        "store": args.store,
+        "instances": args.instances,
         "args": {k: str(v) for k, v in vars(args).items()},
         "setup_s": timings,
         "recoveries_per_s": round(ceiling),
@@ -619,7 +760,9 @@ def main() -> None:
         f"{'CPU us/v':>8} {'loop cap/s':>10}  relay CPU s by thread"
     )
     for p in phases:
-        cpu_text = ", ".join(f"{k}={v:.1f}" for k, v in list(p.relay_cpu.items())[:3])
+        cpu_text = ", ".join(f"{k}={v:.1f}" for k, v in list(p.relay_cpu.items())[: 3 * args.instances])
+        if args.store == "postgres":
+            cpu_text += f", postgres={p.db_cpu:.1f}"
         print(
             f"{p.name:<8} {p.sent:>7} {p.accepted:>8} {p.seconds:>7.2f} {p.rate:>10,.0f} {p.rate / ceiling:>8.2f} "
             f"{p.cpu_us_per_voucher:>8.0f} {p.loop_capacity:>10,.0f}  {cpu_text}  (client CPU {p.client_cpu:.1f}s)"
