@@ -6,7 +6,8 @@ Mounting needs root (CAP_SYS_ADMIN); where the machine refuses, the tests are sk
 A read-only disk is not tested here: the kernel refuses to remount a filesystem read-only while a file on it is
 open for writing (EBUSY), and chmod or chattr +i do not affect descriptors already open, so a running relay
 cannot be made to see one on this machine. The writer's recovery (a fresh connection after a failed write) is
-the same code path the full disk takes.
+the same code path the full disk takes; a database that turns read-only under a running relay is tested on
+PostgreSQL (test_relay_postgres.py), where the server can be made read-only at run time.
 """
 
 from __future__ import annotations

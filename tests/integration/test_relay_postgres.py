@@ -42,7 +42,7 @@ def relay_actor(rc: RelayChain) -> str:
 
 def test_a_relay_on_postgresql_keeps_every_acknowledged_payment_across_a_restart_and_settles(
     relay_chain: RelayChain, postgres_url: str
-) -> None:  # noqa: F811 - fixture
+) -> None:
     actor = relay_actor(relay_chain)
     first = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, **LAZY).start()
     try:
@@ -80,7 +80,7 @@ def test_a_relay_on_postgresql_keeps_every_acknowledged_payment_across_a_restart
         second.stop()
 
 
-def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgres_url: str) -> None:  # noqa: F811
+def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgres_url: str) -> None:
     """Instances "a" and "b" of one relay (one key) on one PostgreSQL database, behind a round-robin balancer:
     a listener's payments alternate between them and every one is accepted in order; caps set through one bind
     payments through the other at once; one instance settles, and the other takes over when it stops; after a
@@ -155,7 +155,7 @@ def test_two_relay_instances_share_one_database(relay_chain: RelayChain, postgre
 
 def test_a_failed_commit_is_an_error_of_its_batch_items_only_and_they_can_be_resent(
     relay_chain: RelayChain, postgres_server: PostgresServer, postgres_url: str
-) -> None:  # noqa: F811
+) -> None:
     """The database drops the writer's connection: the batch items of that group are answered 503 (not stored),
     the batch itself is a 200 with their results, and sending them again stores them."""
     actor = relay_actor(relay_chain)
@@ -181,7 +181,7 @@ def test_a_failed_commit_is_an_error_of_its_batch_items_only_and_they_can_be_res
         relay.stop()
 
 
-def test_only_the_channels_own_signers_make_an_instance_reload_it(relay_chain: RelayChain, postgres_url: str) -> None:  # noqa: F811
+def test_only_the_channels_own_signers_make_an_instance_reload_it(relay_chain: RelayChain, postgres_url: str) -> None:
     """A payment ahead of an instance's view makes it re-read the channel's history from the database, but only
     if the channel's payer or session key signed it: anyone can send one with any seq."""
     actor = relay_actor(relay_chain)
@@ -218,3 +218,57 @@ def test_only_the_channels_own_signers_make_an_instance_reload_it(relay_chain: R
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_database_turned_read_only_is_database_unavailable_with_its_reason_and_recovers_without_restart(
+    relay_chain: RelayChain, postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """The database stops taking writes under a running relay (made read-only, as a server failed over to a
+    standby or a disk remounted read-only is): payments are answered 503 database_unavailable with the server's
+    reason and a retry hint, /health says why, nothing acknowledged before is lost, and once the database takes
+    writes again the same relay process accepts the refused payment (no restart)."""
+    actor = relay_actor(relay_chain)
+    relay = InProcessRelay(relay_chain, postgres_url, relay_actor=actor, **LAZY).start()
+    read_only = False
+    try:
+        listener = open_listener(relay_chain, relay, wallet=new_wallet(relay_chain))
+        track = relay_chain.track(MODEM)
+        acknowledged = listener.play(track)
+        nxt = signed_plays(listener, track, 1)[0]
+        postgres_server.admin("ALTER SYSTEM SET default_transaction_read_only = on")
+        postgres_server.admin("SELECT pg_reload_conf()")
+        read_only = True
+        health = wait_until(
+            lambda: (h := relay.health()) and not h["database"]["writable"] and h,
+            timeout=60,
+            what="/health to see the read-only database",
+        )
+        assert any("read-only" in r for r in health["reasons"]), health
+        refused = relay.http().post(f"/channels/{cid_hex(listener)}/payments", json=nxt.body)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "database_unavailable"
+        assert "read-only" in refused.json()["error"]["message"]
+        assert int(refused.headers["Retry-After"]) >= 1
+        stored = relay.relay.store.latest_payment(listener.channel_id)  # type: ignore[arg-type]
+        assert stored is not None and stored.seq == acknowledged.seq  # the acknowledged play is kept; nothing more
+
+        postgres_server.admin("ALTER SYSTEM RESET default_transaction_read_only")
+        postgres_server.admin("SELECT pg_reload_conf()")
+        read_only = False
+        accepted = wait_until(
+            lambda: (
+                (r := relay.http().post(f"/channels/{cid_hex(listener)}/payments", json=nxt.body)).status_code == 200
+                and r
+            ),
+            timeout=60,
+            what="the same relay to accept the payment again",
+        )
+        assert accepted.json()["status"] == "accepted" and accepted.json()["seq"] == acknowledged.seq + 1
+        assert relay.health()["database"]["writable"] is True or wait_until(
+            lambda: relay.health()["database"]["writable"], timeout=60, what="/health to see the database back"
+        )
+    finally:
+        if read_only:
+            postgres_server.admin("ALTER SYSTEM RESET default_transaction_read_only")
+            postgres_server.admin("SELECT pg_reload_conf()")
+        relay.stop()

@@ -27,7 +27,7 @@ def cid(n: int) -> bytes:
 
 
 @pytest.fixture
-def pair(postgres_url: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:  # noqa: F811 - fixture
+def pair(postgres_url: str) -> Iterator[tuple[PostgresStore, PostgresStore]]:
     """Two instances ("a" and "b") on one database, with channels 1-3 known to it."""
     a, b = PostgresStore(postgres_url), PostgresStore(postgres_url)
     a.claim_instance("a")
@@ -119,7 +119,7 @@ def test_payments_verified_under_old_caps_or_after_a_cosigned_close_are_left_out
     assert b.channel_head(cid(2)) == (1, 0, CoopClose(tip.digest))
 
 
-def test_one_instance_leads_and_another_takes_over_when_it_goes(postgres_url: str) -> None:  # noqa: F811
+def test_one_instance_leads_and_another_takes_over_when_it_goes(postgres_url: str) -> None:
     a, b = PostgresStore(postgres_url), PostgresStore(postgres_url)
     a.claim_instance("a")
     b.claim_instance("b")
@@ -154,7 +154,7 @@ def race(stores: list[PostgresStore], channel: bytes, track: bytes, requests: in
         return list(pool.map(fetch, range(requests)))
 
 
-def test_many_segment_requests_racing_across_instances_never_serve_past_the_paid_budget(postgres_url: str) -> None:  # noqa: F811
+def test_many_segment_requests_racing_across_instances_never_serve_past_the_paid_budget(postgres_url: str) -> None:
     """Several instances serve one channel's per-second track at the same instant, many requests each: together
     they serve no more than the budget allows (five segments for 10 s), however the requests interleave."""
     stores = [PostgresStore(postgres_url) for _ in range(4)]

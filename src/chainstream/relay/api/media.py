@@ -21,7 +21,7 @@ from starlette.types import Scope
 
 from chainstream.media.errors import MediaError
 from chainstream.protocol.types import to_bytes32
-from chainstream.relay.api.deps import ReadsDep, ServiceDep
+from chainstream.relay.api.deps import ReadsDep, ServiceDep, service_of
 from chainstream.relay.api.errors import error_body
 from chainstream.relay.api.models import Deliveries, Manifest, Published
 from chainstream.relay.media import GRANT_HEADER, Served
@@ -104,7 +104,10 @@ async def init(track_id: str, s: ServiceDep) -> Response:
 
 
 @router.get("/tracks/{track_id}/segments/{index}", responses={**responses("media_segment"), **AUDIO_200})
-async def segment(track_id: str, index: int, request: Request, s: ServiceDep) -> Response:
+async def segment(track_id: str, index: int, request: Request) -> Response:
+    # The hottest route (a request every segment of every listener): the service is read off the app directly,
+    # not through a FastAPI dependency, whose resolution per request cost as much as the grant check itself.
+    s = service_of(request)
     try:
         track = _track(track_id)
         await s.catalog.ensure(track)  # the free preview, and the prices in a 402, are the catalog's
