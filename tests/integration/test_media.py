@@ -251,7 +251,7 @@ def _two_instances(rc: RelayChain, postgres_url: str, tmp_path: Path) -> tuple[I
 @pytest.mark.postgres
 def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_others_grants(
     relay_chain: RelayChain,
-    postgres_url: str,  # noqa: F811 - fixture
+    postgres_url: str,
     tmp_path: Path,
 ) -> None:
     """Instances a and b of one relay (one key, one PostgreSQL database, one content directory): audio uploaded
@@ -282,7 +282,7 @@ def test_two_instances_on_postgresql_serve_the_same_content_and_honour_each_othe
 @pytest.mark.postgres
 def test_segment_requests_racing_on_two_instances_never_serve_past_the_seconds_paid(
     relay_chain: RelayChain,
-    postgres_url: str,  # noqa: F811 - fixture
+    postgres_url: str,
     tmp_path: Path,
 ) -> None:
     """Listeners pay 3 s of a per-second track through instance a and ask both instances for every segment at
