@@ -153,8 +153,12 @@ def test_a_close_request_dropped_by_a_reorg_is_no_longer_believed(
     cid = listener.channel_id
     assert cid is not None
     play(listener, rc, 3)
+    # The close request is mined in the next block (the lazy relay sends nothing before it); read after it, the
+    # head could already be the watchtower's settlement, and the reorg below would then keep the close.
+    close_block = rc.w3.eth.block_number + 1
     listener.request_close()
-    close_block = rc.w3.eth.block_number
+    mined = rc.w3.eth.get_block(close_block, full_transactions=True)["transactions"]
+    assert [tx["from"] for tx in mined] == [listener.address]  # the block the reorg must drop holds the request
     wait_until(lambda: relay_process.channel(cid)["status"] == "closing", what="the relay to see the close")
     wait_until(lambda: listener.chain_state().settled == total(listener), what="the watchtower's settlement")
     reorg(rc, rc.w3.eth.block_number - close_block + 1)  # the close request and the watchtower's settlement
