@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +35,20 @@ from tests.integration.relay_fixtures import (
 )
 
 BACKLOG = 120  # blocks mined while the relay is down: more than ready_max_lag_blocks (20)
+
+
+def hold(owner: Any, method: str) -> threading.Event:
+    """Make `owner.method` wait until the returned event is set (the test sets it in its `finally`; the long
+    bound only keeps a broken test from hanging CI), then run as before."""
+    released = threading.Event()
+    original = getattr(owner, method)
+
+    def held(*args: Any) -> Any:
+        released.wait(timeout=600)
+        return original(*args)
+
+    setattr(owner, method, held)
+    return released
 
 
 def _settled(rc: RelayChain, channel_id: bytes) -> int:
@@ -68,15 +83,7 @@ def test_a_relay_back_from_downtime_serves_before_its_watcher_caught_up_and_sett
     watcher = back.relay.watcher
     behind_at_start = watcher.processed_block
     assert behind_at_start is not None and head - behind_at_start > BACKLOG
-    released = threading.Event()
-    collect = watcher.collect
-
-    def held_collect(start: int, end: int) -> object:
-        """The watcher's catch-up, held until the test has checked what the relay does before it."""
-        released.wait(timeout=30)
-        return collect(start, end)
-
-    watcher.collect = held_collect  # type: ignore[method-assign]
+    released = hold(watcher, "collect")  # the watcher's catch-up, until the test has checked what comes before it
     try:
         with caplog.at_level(logging.WARNING, logger="chainstream.settler"):
             back.start()
@@ -118,14 +125,7 @@ def test_start_up_applies_a_backlogged_key_change_that_voids_vouchers_before_ser
     back = InProcessRelay(rc, tmp_path / f"{actor}.db", relay_actor=actor, **LAZY)
     watcher = back.relay.watcher
     behind_at_start = watcher.processed_block
-    released = threading.Event()
-    collect = watcher.collect
-
-    def held_collect(start: int, end: int) -> object:
-        released.wait(timeout=30)
-        return collect(start, end)
-
-    watcher.collect = held_collect  # type: ignore[method-assign]
+    released = hold(watcher, "collect")
     try:
         back.start()
         assert _settled(rc, listener.channel_id) == PLAY_PRICE  # type: ignore[arg-type]
@@ -155,15 +155,7 @@ def test_a_payment_for_a_track_is_priced_before_the_catalog_finished_loading_and
 
     relay = InProcessRelay(rc, tmp_path / "relay.db", **LAZY)
     catalog = relay.service.catalog
-    released = threading.Event()
-    listed = catalog.registry.track_ids
-
-    def held_track_ids() -> list[bytes]:
-        """The catalog's listing of the registry, held until the test has checked what the relay does before it."""
-        released.wait(timeout=600)  # released by the test's `finally` (a loaded CI machine can take its time)
-        return listed()
-
-    catalog.registry.track_ids = held_track_ids  # type: ignore[method-assign]
+    released = hold(catalog.registry, "track_ids")  # the catalog's listing of the registry, until checked
     try:
         relay.start()  # the port is open: start-up did not wait for the catalog
         ready = httpx.get(f"{relay.api}/health/ready", timeout=10)

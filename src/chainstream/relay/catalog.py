@@ -20,6 +20,9 @@ from chainstream.protocol.types import Address
 #: track ids found missing from the registry while the catalog loads, remembered until it is loaded (anyone can
 #: name a random track: each such payment costs one registry call at most once, and the set stays bounded)
 ABSENT_MAX = 10_000
+#: on-demand track reads in flight at once while the catalog loads: a flood of distinct unknown ids waits here
+#: instead of taking every worker thread the payments' store and chain calls share
+READS_MAX = 4
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Catalog:
         self._fetching: dict[bytes, asyncio.Task[None]] = {}
         self._absent: set[bytes] = set()
         self._complete = asyncio.Event()
+        self._reads = asyncio.Semaphore(READS_MAX)
 
     async def load(self) -> None:
         """Read every registered track, off the event loop one track at a time; entries are put on the loop."""
@@ -81,7 +85,10 @@ class Catalog:
         await asyncio.shield(task)  # a cancelled request leaves the read to the others
 
     async def _fetch_one(self, track_id: bytes) -> None:
-        entry = await asyncio.to_thread(self.fetch_registered, track_id)
+        async with self._reads:
+            if self.complete or track_id in self.entries:
+                return
+            entry = await asyncio.to_thread(self.fetch_registered, track_id)
         if entry is not None:
             self.put_if_absent(entry)
         elif not self.complete and len(self._absent) < ABSENT_MAX:
