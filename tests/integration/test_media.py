@@ -312,3 +312,47 @@ def test_segment_requests_racing_on_two_instances_never_serve_past_the_seconds_p
     finally:
         b.stop()
         a.stop()
+
+
+@pytest.mark.postgres
+def test_a_metered_segment_waiting_on_another_instances_lock_holds_up_no_other_request(
+    relay_chain: RelayChain,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """Another instance holds the metering lock of a listener's track (as while it meters a segment of it): this
+    instance's request for that segment waits for the lock, but its event loop does not, so its payments and
+    health checks are answered meanwhile; once the lock is released the segment is served."""
+    import psycopg
+
+    from chainstream.store.postgres import METER_LOCK
+    from tests.integration.relay_fixtures import new_wallet
+
+    a, b = _two_instances(relay_chain, postgres_url, tmp_path)
+    try:
+        manifest = publish(relay_chain, a, DRIFT)[DRIFT]
+        listener = open_listener(relay_chain, a, wallet=new_wallet(relay_chain))
+        token = listener.listen(relay_chain.track(DRIFT), 3).grant["token"]  # type: ignore[index]
+        key = (bytes.fromhex(cid_hex(listener)[2:]) + relay_chain.track(DRIFT)).hex()
+        with psycopg.connect(postgres_url, autocommit=True) as other, ThreadPoolExecutor(1) as pool:
+            with other.transaction():
+                other.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (METER_LOCK, key))
+                waiting = pool.submit(
+                    httpx.get, a.url + manifest["segments"][0]["url"], headers={GRANT: token}, timeout=120
+                )
+                wait_until(lambda: _waits_for_advisory_lock(other), what="the segment request to wait on the lock")
+                assert httpx.get(a.api + "/health/live", timeout=15).status_code == 200
+                assert listener.listen(relay_chain.track(DRIFT), 2).grant is not None  # a payment, answered
+                assert not waiting.done()
+            assert waiting.result().status_code == 200
+    finally:
+        b.stop()
+        a.stop()
+
+
+def _waits_for_advisory_lock(conn: object) -> bool:
+    """Whether some session of the database waits for an advisory lock."""
+    rows = conn.execute(  # type: ignore[attr-defined]
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    ).fetchone()
+    return bool(rows[0])

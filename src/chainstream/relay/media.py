@@ -45,6 +45,9 @@ log = logging.getLogger("chainstream.relay.media")
 GRANT_HEADER = "X-ChainStream-Grant"
 #: at most this many transcodes at once (each is one ffmpeg process)
 TRANSCODES = 2
+#: a shared store's metering: at most this many decisions in worker threads at once (each instance meters on one
+#: database connection, so more would only hold threads that store and chain calls share; the rest wait on the loop)
+METERING_IN_FLIGHT = 2
 
 
 #: verified grant tokens kept (a per-second listener's grant serves one or two segments, a play's every one)
@@ -186,6 +189,7 @@ class MediaService:
         self.content = DirectoryContentStore(media_root(settings), instance=settings.instance)
         self._grant_key = grants.grant_key(relay_key.secret)
         self._transcodes = asyncio.Semaphore(TRANSCODES)
+        self._metering = asyncio.Semaphore(METERING_IN_FLIGHT)
         self.book = None if store.shared else DeliveryBook(store)
         self._verified: dict[str, Grant] = {}  # grant tokens whose MAC checked out (a listener reuses one)
         # Constructed once the instance holds its claim on the database: no upload of this instance is running.
@@ -352,8 +356,10 @@ class MediaService:
         grant = Grant(payment.channel_id, track_id, seq, kind, int(accepted_at) + self.settings.grant_ttl, paid_ms)
         if fresh and self.book is not None:
             self.book.new_receipt(payment.channel_id, track_id, seq)
+        token = grants.issue(self._grant_key, grant)
+        self._remember(token, grant)  # issued here: its first segment needs no MAC check
         return {
-            "token": grants.issue(self._grant_key, grant),
+            "token": token,
             "trackId": "0x" + track_id.hex(),
             "channelId": "0x" + payment.channel_id.hex(),
             "seq": seq,
@@ -369,9 +375,7 @@ class MediaService:
         grant = self._verified.get(token)
         if grant is None:
             grant = grants.verify(self._grant_key, token, now=self.clock())
-            if len(self._verified) >= VERIFIED_GRANTS_MAX:
-                self._verified.clear()
-            self._verified[token] = grant
+            self._remember(token, grant)
         elif self.clock() >= grant.expires_at:
             grant = grants.verify(self._grant_key, token, now=self.clock())  # raises grant_expired
         if grant.track_id != track_id:
@@ -380,7 +384,13 @@ class MediaService:
             )
         return grant
 
-    def segment(self, track_id: bytes, index: int, token: str | None) -> Served:
+    def _remember(self, token: str, grant: Grant) -> None:
+        """Keep a grant whose token is known good (issued or verified here): at most VERIFIED_GRANTS_MAX."""
+        if len(self._verified) >= VERIFIED_GRANTS_MAX:
+            self._verified.clear()
+        self._verified[token] = grant
+
+    async def segment(self, track_id: bytes, index: int, token: str | None) -> Served:
         """Segment `index` of a track, if the grant (or the free preview) covers it; recorded as delivered."""
         m = self.manifest(track_id)
         if not 0 <= index < len(m.segments):
@@ -390,7 +400,7 @@ class MediaService:
             return self._read(track_id, seg.name)
         grant = self._grant(track_id, token, seg, m)
         metered = grant.kind == Kind.SECONDS
-        outcome = self._record(grant, track_id, index, seg.duration_ms, grant.paid_ms if metered else None)
+        outcome = await self._record(grant, track_id, index, seg.duration_ms, grant.paid_ms if metered else None)
         if outcome == EXHAUSTED:
             raise self.payment_required(
                 m,
@@ -400,24 +410,35 @@ class MediaService:
             )
         return self._read(track_id, seg.name)
 
-    def original(self, track_id: bytes, token: str | None) -> Served:
+    async def original(self, track_id: bytes, token: str | None) -> Served:
         """The uploaded file itself, for a download grant."""
         m = self.manifest(track_id)
         grant = self._grant(track_id, token, None, m)
         if not grant.original:
             raise self.payment_required(m, None, "the original file is sold as a download: buy it for a download grant")
-        self._record(grant, track_id, -1, m.duration_ms, None)
+        await self._record(grant, track_id, -1, m.duration_ms, None)
         chunks = self.content.stream(track_id, ORIGINAL)
         if chunks is None:
             raise MediaError(Code.MEDIA_NOT_PUBLISHED, "the original file is missing", status=404)
         return Served("application/octet-stream", chunks=chunks, size=m.original_bytes)
 
-    def _record(self, grant: Grant, track_id: bytes, segment: int, millis: int, budget_ms: int | None) -> str:
+    async def _record(self, grant: Grant, track_id: bytes, segment: int, millis: int, budget_ms: int | None) -> str:
+        """SERVED, REPEAT or EXHAUSTED: decided in memory (the book, on the event loop) or, with a shared store, in
+        the database off the event loop (round trips, and a wait on another instance's lock of the same channel's
+        track, must not hold up every other request of this instance)."""
         if self.book is not None:
             return self.book.record(grant.channel_id, track_id, grant.seq, segment, millis, budget_ms, self.clock())
-        return self.store.record_delivery(
-            grant.channel_id, track_id, grant.seq, segment, millis, budget_ms=budget_ms, served_at=self.clock()
-        )
+        async with self._metering:
+            return await asyncio.to_thread(
+                self.store.record_delivery,
+                grant.channel_id,
+                track_id,
+                grant.seq,
+                segment,
+                millis,
+                budget_ms=budget_ms,
+                served_at=self.clock(),
+            )
 
     def _read(self, track_id: bytes, name: str) -> Served:
         data = self.content.read(track_id, name)

@@ -111,7 +111,7 @@ async def segment(track_id: str, index: int, request: Request) -> Response:
     try:
         track = _track(track_id)
         await s.catalog.ensure(track)  # the free preview, and the prices in a 402, are the catalog's
-        return _send(s.media.segment(track, index, _grant(request)))
+        return _send(await s.media.segment(track, index, _grant(request)))
     except MediaError as exc:
         return _error(exc)
 
@@ -121,7 +121,7 @@ async def original(track_id: str, request: Request, s: ServiceDep) -> Response:
     try:
         track = _track(track_id)
         await s.catalog.ensure(track)  # the download's price in a 402 is the catalog's
-        return _send(s.media.original(track, _grant(request)))
+        return _send(await s.media.original(track, _grant(request)))
     except MediaError as exc:
         return _error(exc)
 
