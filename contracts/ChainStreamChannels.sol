@@ -10,6 +10,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 
 import {ChainStreamGasless} from "./ChainStreamGasless.sol";
 import {IChainStreamChannels} from "./interfaces/IChainStreamChannels.sol";
+import {PackedBalance} from "./libraries/PackedBalance.sol";
 import {VoucherHashing} from "./libraries/VoucherHashing.sol";
 
 /// @title ChainStreamChannels
@@ -46,20 +47,12 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint32 validUntil;
     }
 
-    /// @dev A payee's payout schedule for one token, in one slot (the recipient is read only when it is set).
-    struct StoredSchedule {
-        uint96 threshold;
-        uint64 maxFee;
-        uint32 period;
-        bool enabled;
-        bool hasRecipient;
-    }
-
     uint32 private constant CLOSED = 1;
     uint256 private constant MAX_AMOUNT = type(uint96).max;
-    /// @dev Low 128 bits of a balance slot: claimable + 1. Bits 128..159: time of the last scheduled payout, kept in
-    /// the slot a payout writes anyway so that a payout's period check costs no storage access of its own.
-    uint256 private constant BALANCE_MASK = type(uint128).max;
+    /// @dev Low 128 bits of a balance slot: claimable + 1. Above them the last payout time and the payout schedule,
+    /// kept in the slot a payout writes anyway so that its checks cost no storage access of their own (see
+    /// PackedBalance).
+    uint256 private constant BALANCE_MASK = PackedBalance.BALANCE_MASK;
 
     /// @notice Commitment to "nothing settled yet": settledRoot(hash of no payees, hash of no amounts).
     bytes20 public constant EMPTY_ROOT = bytes20(keccak256(abi.encode(keccak256(""), keccak256(""))));
@@ -73,8 +66,9 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     mapping(bytes32 channelId => Channel) private _channels;
     mapping(bytes32 channelId => RetiredKey) private _retiredKeys;
-    /// @dev Stored as claimable + 1 once a payee was first credited, so later credits and claims never write
-    /// a zero slot back to non-zero (20,000 gas) — the 0xSplits trick without keeping anyone's wei.
+    /// @dev Stored as claimable + 1 once a payee was first credited (or set a schedule), so later credits and claims
+    /// never write a zero slot back to non-zero (20,000 gas) — the 0xSplits trick without keeping anyone's wei. The
+    /// upper 128 bits hold the last payout time and the payout schedule (PackedBalance).
     mapping(address payee => mapping(uint16 tokenId => uint256)) private _balances;
 
     mapping(address token => uint16) private _tokenIds;
@@ -89,7 +83,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     /// relays in bulk (anyone can: a 1-wei channel naming any address) cannot lock new relays out.
     mapping(bytes32 channelId => address) private _channelRelays;
 
-    mapping(address payee => mapping(uint16 tokenId => StoredSchedule)) private _schedules;
+    /// @dev Read only for a schedule whose recipient is not the payee (PackedBalance's recipient bit).
     mapping(address payee => mapping(uint16 tokenId => address)) private _payoutRecipients;
 
     /// @inheritdoc IChainStreamChannels
@@ -134,7 +128,9 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         address sessionKey,
         uint32 sessionExpiry
     ) external payable nonReentrant returns (bytes32 channelId) {
-        channelId = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+        uint16 tokenId;
+        (channelId, tokenId) = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+        _pull(tokenId, amount);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -152,7 +148,9 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     ) external nonReentrant returns (bytes32 channelId) {
         // A permit front-run by someone else leaves the allowance in place; transferFrom then decides.
         try IERC20Permit(token).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
-        channelId = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+        uint16 tokenId;
+        (channelId, tokenId) = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+        _pull(tokenId, amount);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -163,9 +161,16 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint96 amount,
         bytes32 salt,
         address sessionKey,
-        uint32 sessionExpiry
+        uint32 sessionExpiry,
+        uint96 fee,
+        address feeTo
     ) external onlyGasless nonReentrant returns (bytes32 channelId) {
-        channelId = _open(payer, relay, token, amount, salt, sessionKey, sessionExpiry);
+        // No pull: the gasless contract already moved amount + fee from the payer to this contract, in one
+        // transferFrom, under the payer's signature. The fee leaves after the channel is recorded.
+        uint16 tokenId;
+        (channelId, tokenId) = _open(payer, relay, token, amount, salt, sessionKey, sessionExpiry);
+        if (tokenId == 0) revert TokenNotAllowed(address(0)); // never reached: the gasless contract refuses ETH
+        if (fee != 0) _push(tokenId, feeTo, fee);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -323,22 +328,23 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint16 tokenId = _tokenIdOf(token);
         if (schedule.enabled && schedule.threshold == 0 && schedule.period == 0) revert PayoutScheduleEmpty(payee);
         bool hasRecipient = schedule.enabled && schedule.recipient != address(0) && schedule.recipient != payee;
-        _schedules[payee][tokenId] = StoredSchedule({
-            threshold: schedule.threshold,
-            maxFee: schedule.maxFee,
-            period: schedule.period,
-            enabled: schedule.enabled,
-            hasRecipient: hasRecipient
-        });
+        uint256 kept = _balances[payee][tokenId] & PackedBalance.KEEP_MASK;
+        // A written slot keeps its +1 (credits add to the low bits of any non-zero slot, see _credit).
+        if (kept & BALANCE_MASK == 0) kept |= 1;
+        uint256 word = schedule.enabled
+            ? kept | PackedBalance.packSchedule(hasRecipient, schedule.period, schedule.threshold, schedule.maxFee)
+            : kept;
+        _balances[payee][tokenId] = word;
         _payoutRecipients[payee][tokenId] = hasRecipient ? schedule.recipient : address(0);
+        // The effective terms: the threshold rounded up, the max fee rounded down (PackedBalance).
         emit PayoutScheduleSet(
             payee,
             token,
             schedule.enabled,
             hasRecipient ? schedule.recipient : address(0),
-            schedule.threshold,
-            schedule.period,
-            schedule.maxFee
+            PackedBalance.threshold(word),
+            uint32(PackedBalance.period(word)),
+            PackedBalance.maxFee(word)
         );
     }
 
@@ -357,33 +363,16 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint256[] memory amounts = new uint256[](count);
         for (uint256 i; i < count; ++i) {
             address payee = payees[i];
-            StoredSchedule memory s = _schedules[payee][tokenId];
-            uint256 stored = _balances[payee][tokenId];
-            uint256 balance = stored & BALANCE_MASK;
-            // Cannot underflow: checked non-zero.
-            unchecked {
-                balance = balance == 0 ? 0 : balance - 1;
-            }
-            uint256 payeeFee = fee < s.maxFee ? fee : s.maxFee;
-            bytes4 skipped;
-            if (!s.enabled) {
-                skipped = PayoutNotScheduled.selector;
-            } else if (balance < s.threshold || balance <= payeeFee) {
-                skipped = PayoutBelowThreshold.selector;
-            } else if (s.period != 0 && block.timestamp < (stored >> 128) + s.period) {
-                skipped = PayoutNotDue.selector;
-            }
+            uint256 word = _balances[payee][tokenId]; // balance, last payout and schedule: one slot
+            (uint256 amount, uint256 payeeFee, bytes4 skipped) = _payoutDue(word, fee);
             if (skipped != bytes4(0)) {
                 emit PayoutSkipped(payee, i, skipped);
                 continue;
             }
-            address recipient = s.hasRecipient ? _payoutRecipients[payee][tokenId] : payee;
-            // The whole balance leaves (1 stays, with the payout time above it).
-            _balances[payee][tokenId] = (block.timestamp << 128) | 1;
-            uint256 amount;
-            // Cannot underflow: balance > payeeFee. Cannot overflow: sums of balances, each below 2^128.
+            address recipient = PackedBalance.hasRecipient(word) ? _payoutRecipients[payee][tokenId] : payee;
+            _balances[payee][tokenId] = PackedBalance.paidOut(word, block.timestamp);
+            // Cannot overflow: sums of balances, each below 2^128.
             unchecked {
-                amount = balance - payeeFee;
                 fees += payeeFee;
                 paid += amount;
             }
@@ -391,10 +380,48 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
             amounts[i] = amount;
             emit PaidOut(payee, token, recipient, amount, payeeFee);
         }
-        for (uint256 i; i < count; ++i) {
-            if (amounts[i] != 0) _push(tokenId, to[i], amounts[i]);
-        }
+        _pushAll(tokenId, token, to, amounts);
         if (fees != 0) _push(tokenId, msg.sender, fees);
+    }
+
+    /// @dev Pays `amounts[i]` to `to[i]` wherever it is non-zero, in `token` (tokenId 0: ETH), the token address
+    /// resolved once for the whole batch rather than per transfer as _push does.
+    function _pushAll(uint16 tokenId, address token, address[] memory to, uint256[] memory amounts) private {
+        uint256 count = to.length;
+        if (tokenId == 0) {
+            for (uint256 i; i < count; ++i) {
+                if (amounts[i] != 0) _push(0, to[i], amounts[i]);
+            }
+        } else {
+            IERC20 erc20 = IERC20(token);
+            for (uint256 i; i < count; ++i) {
+                if (amounts[i] != 0) erc20.safeTransfer(to[i], amounts[i]);
+            }
+        }
+    }
+
+    /// @dev Whether the payee whose balance word is `word` is due a payout with the batch's `fee`: what it gets and
+    /// the fee it pays (min(fee, its max fee)), or the selector of the reason it is skipped.
+    function _payoutDue(uint256 word, uint256 fee)
+        private
+        view
+        returns (uint256 amount, uint256 payeeFee, bytes4 skipped)
+    {
+        if (!PackedBalance.enabled(word)) return (0, 0, PayoutNotScheduled.selector);
+        uint256 balance = PackedBalance.claimable(word);
+        uint256 maxFee = PackedBalance.maxFee(word);
+        payeeFee = fee < maxFee ? fee : maxFee;
+        if (balance < PackedBalance.threshold(word) || balance <= payeeFee) {
+            return (0, 0, PayoutBelowThreshold.selector);
+        }
+        uint256 period = PackedBalance.period(word);
+        if (period != 0 && block.timestamp < PackedBalance.paidAt(word) + period) {
+            return (0, 0, PayoutNotDue.selector);
+        }
+        // Cannot underflow: balance > payeeFee.
+        unchecked {
+            amount = balance - payeeFee;
+        }
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -404,15 +431,17 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         returns (PayoutSchedule memory schedule, uint32 lastPaidAt)
     {
         uint16 tokenId = _tokenIdOf(token);
-        StoredSchedule memory s = _schedules[payee][tokenId];
+        uint256 word = _balances[payee][tokenId];
+        uint256 threshold = PackedBalance.threshold(word);
         schedule = PayoutSchedule({
-            enabled: s.enabled,
-            recipient: s.hasRecipient ? _payoutRecipients[payee][tokenId] : address(0),
-            threshold: s.threshold,
-            period: s.period,
-            maxFee: s.maxFee
+            enabled: PackedBalance.enabled(word),
+            recipient: PackedBalance.hasRecipient(word) ? _payoutRecipients[payee][tokenId] : address(0),
+            // A signed threshold within 1.5e-7 of 2^96 can round up past it: shown as the uint96 maximum.
+            threshold: threshold > type(uint96).max ? type(uint96).max : uint96(threshold),
+            period: uint32(PackedBalance.period(word)),
+            maxFee: uint64(PackedBalance.maxFee(word))
         });
-        lastPaidAt = uint32(_balances[payee][tokenId] >> 128);
+        lastPaidAt = uint32(PackedBalance.paidAt(word));
     }
 
     // ----------------------------------------------------------------- views
@@ -449,8 +478,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     /// @inheritdoc IChainStreamChannels
     function claimable(address payee, address token) external view returns (uint256) {
-        uint256 balance = _balances[payee][_tokenIdOf(token)] & BALANCE_MASK;
-        return balance == 0 ? 0 : balance - 1;
+        return PackedBalance.claimable(_balances[payee][_tokenIdOf(token)]);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -494,13 +522,13 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         bytes32 salt,
         address sessionKey,
         uint32 sessionExpiry
-    ) private returns (bytes32 channelId) {
+    ) private returns (bytes32 channelId, uint16 tokenId) {
         if (relay == address(0)) revert ChannelRelayZero();
         if (amount == 0) revert ChannelDepositZero();
         if (sessionKey != address(0) && sessionExpiry <= block.timestamp) {
             revert SessionKeyExpiryInPast(sessionExpiry);
         }
-        uint16 tokenId = _tokenIdOf(token);
+        tokenId = _tokenIdOf(token);
         channelId = channelIdFor(payer, token, relay, salt);
         Channel storage ch = _channels[channelId];
         if (ch.payer != address(0)) revert ChannelExists(channelId);
@@ -514,7 +542,6 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         ch.deposit = amount;
         ch.sessionKey = sessionKey;
         emit ChannelOpened(channelId, payer, relay, token, amount, sessionKey, ch.sessionExpiry, salt);
-        _pull(tokenId, amount);
     }
 
     /// @dev Settles one entry. With `strict` it reverts with the reason; otherwise it returns the reason's
@@ -665,7 +692,8 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     function _credit(address payee, uint16 tokenId, uint256 delta) private {
         uint256 stored = _balances[payee][tokenId];
         // Cannot overflow the low 128 bits: a payee's credits are bounded by the token's supply (< 2^128 for
-        // allowed tokens, see allowToken), and the payout time above them is never touched by the addition.
+        // allowed tokens, see allowToken), so the payout time and schedule above them are never touched by the
+        // addition. A non-zero slot always has its +1 (setPayoutScheduleFor keeps it so).
         unchecked {
             _balances[payee][tokenId] = (stored == 0 ? 1 : stored) + delta;
         }

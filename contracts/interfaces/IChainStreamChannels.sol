@@ -329,8 +329,10 @@ interface IChainStreamChannels {
     /// signer's EIP-712 authorisation.
     function gasless() external view returns (address);
 
-    /// @notice Open a channel for `payer`, funded by the caller (the gasless contract, which pulled the tokens
-    /// from the payer under the payer's signed authorisation). Same rules as open; the payer is `payer`.
+    /// @notice Open a channel for `payer` with deposit `amount` and pay `fee` of it on to `feeTo` (gasless contract
+    /// only). The caller has already moved `amount + fee` tokens from the payer to this contract, in one
+    /// transferFrom under the payer's signed authorisation, so nothing is pulled here. Same rules as open; the payer
+    /// is `payer`; tokens only.
     function openFor(
         address payer,
         address relay,
@@ -338,7 +340,9 @@ interface IChainStreamChannels {
         uint96 amount,
         bytes32 salt,
         address sessionKey,
-        uint32 sessionExpiry
+        uint32 sessionExpiry,
+        uint96 fee,
+        address feeTo
     ) external returns (bytes32 channelId);
 
     /// @notice cooperativeClose on behalf of `payer` (gasless contract only); the refund goes to the caller, which

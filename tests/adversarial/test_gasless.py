@@ -109,6 +109,25 @@ def test_gasless_open_by_listener_without_eth_charges_at_most_the_signed_fee(
     assert chain.token.balance_of(gasless.address) == 0
 
 
+def test_gasless_open_moves_the_payers_tokens_once_and_keeps_exactly_the_deposit(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """The submitter's open: one pull of the signed amount straight into escrow, then only its fee comes out."""
+    auth = open_auth(chain, listener)
+    escrow = chain.channels.address
+    escrow_before = chain.token.balance_of(escrow)
+    receipt = gasless.open_for(
+        chain.tx("relay"), auth, auth.sign(listener, gasless.domain), FEE, permit(chain, gasless, listener)
+    )
+    moves = [
+        (e["args"]["from"], e["args"]["to"], e["args"]["value"])
+        for e in chain.token.contract.events.Transfer().process_receipt(receipt)
+    ]
+    assert moves == [(listener.address, escrow, auth.amount), (escrow, chain.address("relay"), FEE)]
+    assert chain.token.balance_of(escrow) - escrow_before == auth.amount - FEE
+    assert chain.token.contract.functions.allowance(gasless.address, escrow).call() == 0
+
+
 # ----------------------------------------------------------------------------------------------- the terms
 
 
@@ -317,7 +336,7 @@ def test_trusted_entry_points_refuse_anyone_but_the_gasless_contract(chain: Chai
     victim = chain.address("listener")
     token = chain.token.address
     for call in (
-        fns.openFor(victim, chain.address("relay"), token, 1, salt(1), ZERO_ADDRESS, 0),
+        fns.openFor(victim, chain.address("relay"), token, 1, salt(1), ZERO_ADDRESS, 0, 0, chain.address("stranger")),
         fns.cooperativeCloseFor(victim, (salt(1), [], [], ZERO_HASH, [], ZERO_HASH, ZERO_HASH), ZERO_HASH, ZERO_HASH),
         fns.setPayoutScheduleFor(victim, token, (True, chain.address("stranger"), 1, 0, 0)),
     ):
@@ -454,3 +473,54 @@ def test_recipient_refusing_its_payout_cannot_block_the_others(chain: Chain, gas
     assert chain.channels.claimable(artist) == 3 * 10**15
     chain.channels.claim(chain.tx("artist"))
     assert chain.channels.claimable(artist) == 0
+
+
+# Neither value below is a decimal float the balance slot stores exactly (at most 26 bits of mantissa).
+ODD_THRESHOLD = 123_456_789  # stored as 123_456_790
+ODD_MAX_FEE = 98_765_432  # stored as 98_765_430
+
+
+def test_schedule_values_stored_inexactly_never_pay_early_or_charge_more_than_signed(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """The payee signs a threshold and a max fee the packed slot cannot hold exactly; the relay pushes one unit
+    below the signed threshold and asks a fee far above the signed maximum."""
+    artist = chain.address("artist")
+    chain.token.mint(chain.tx("stranger"), listener.address, 3 * ODD_THRESHOLD)
+    cid = open_gasless(chain, gasless, listener, amount=3 * ODD_THRESHOLD)
+    settle(chain, sign(chain, voucher(cid, {artist: ODD_THRESHOLD - 1}), listener))
+    auth, sig = schedule(chain, gasless, "artist", threshold=ODD_THRESHOLD, max_fee=ODD_MAX_FEE)
+    gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    receipt = payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist], 10**12)
+    assert payout_skips_in(chain.channels, receipt) == [(artist, "PayoutBelowThreshold")]
+    settle(chain, sign(chain, voucher(cid, {artist: 2 * ODD_THRESHOLD}), listener), (ODD_THRESHOLD - 1,))
+    receipt = payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist], 10**12)
+    [paid] = payouts_in(chain.channels, receipt)
+    assert paid.fee <= ODD_MAX_FEE and paid.amount + paid.fee == 2 * ODD_THRESHOLD
+    effective = payout_schedule(chain.channels, artist, chain.token.address)
+    assert (effective.threshold, effective.max_fee) == (123_456_790, 98_765_430)
+
+
+def test_schedule_sharing_the_balance_slot_never_changes_a_balance(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """A payee never credited signs the widest schedule there is, then is credited, claims, is credited again and
+    opts out: every unit credited is claimable or paid, not one more or less, and the schedule survives it all."""
+    artist = chain.address("artist")
+    widest = {"threshold": 2**96 - 1, "period": 2**32 - 1, "max_fee": 2**64 - 1}
+    auth, sig = schedule(chain, gasless, "artist", **widest)
+    gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    assert chain.channels.claimable(artist, chain.token.address) == 0
+    cid = credit(chain, gasless, listener, {artist: 7})
+    assert chain.channels.claimable(artist, chain.token.address) == 7
+    before = chain.token.balance_of(artist)
+    chain.channels.claim(chain.tx("artist"), chain.token.address)
+    assert chain.token.balance_of(artist) - before == 7
+    settle(chain, sign(chain, voucher(cid, {artist: 12}), listener), (7,))
+    assert chain.channels.claimable(artist, chain.token.address) == 5
+    kept = payout_schedule(chain.channels, artist, chain.token.address)
+    assert (kept.enabled, kept.threshold, kept.period) == (True, 2**96 - 1, 2**32 - 1)
+    assert kept.max_fee <= 2**64 - 1
+    gasless.set_schedule(chain.tx("artist"), chain.token.address, enabled=False)
+    assert chain.channels.claimable(artist, chain.token.address) == 5
+    assert not payout_schedule(chain.channels, artist, chain.token.address).enabled
