@@ -363,14 +363,21 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint256[] memory amounts = new uint256[](count);
         for (uint256 i; i < count; ++i) {
             address payee = payees[i];
-            uint256 word = _balances[payee][tokenId]; // balance, last payout and schedule: one slot
+            uint256 slot = _balanceSlot(payee, tokenId);
+            uint256 word; // balance, last payout and schedule: one slot, read once and written once
+            assembly ("memory-safe") {
+                word := sload(slot)
+            }
             (uint256 amount, uint256 payeeFee, bytes4 skipped) = _payoutDue(word, fee);
             if (skipped != bytes4(0)) {
                 emit PayoutSkipped(payee, i, skipped);
                 continue;
             }
             address recipient = PackedBalance.hasRecipient(word) ? _payoutRecipients[payee][tokenId] : payee;
-            _balances[payee][tokenId] = PackedBalance.paidOut(word, block.timestamp);
+            uint256 paidWord = PackedBalance.paidOut(word, block.timestamp);
+            assembly ("memory-safe") {
+                sstore(slot, paidWord)
+            }
             // Cannot overflow: sums of balances, each below 2^128.
             unchecked {
                 fees += payeeFee;
@@ -393,11 +400,44 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
                 if (amounts[i] != 0) _push(0, to[i], amounts[i]);
             }
         } else {
-            IERC20 erc20 = IERC20(token);
             for (uint256 i; i < count; ++i) {
-                if (amounts[i] != 0) erc20.safeTransfer(to[i], amounts[i]);
+                if (amounts[i] != 0) _transferToken(token, to[i], amounts[i]);
             }
         }
+    }
+
+    /// @dev The storage slot of `_balances[payee][tokenId]` (Solidity's mapping layout), computed once for a read
+    /// and a write.
+    function _balanceSlot(address payee, uint16 tokenId) private pure returns (uint256 slot) {
+        assembly ("memory-safe") {
+            mstore(0x00, payee)
+            mstore(0x20, _balances.slot)
+            mstore(0x20, keccak256(0x00, 0x40))
+            mstore(0x00, tokenId)
+            slot := keccak256(0x00, 0x40)
+        }
+    }
+
+    /// @dev SafeERC20.safeTransfer's rule (a revert is bubbled up; no return data is accepted from a contract, else
+    /// the token must return true) without its memory allocation, so a batch's transfers pay no growing memory
+    /// cost: the call data is written past the free memory pointer and left there.
+    function _transferToken(address token, address to, uint256 amount) private {
+        bool ok;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, shl(224, 0xa9059cbb)) // transfer(address,uint256)
+            mstore(add(ptr, 4), to)
+            mstore(add(ptr, 36), amount)
+            ok := call(gas(), token, 0, ptr, 68, 0, 0x20)
+            if iszero(ok) {
+                returndatacopy(ptr, 0, returndatasize())
+                revert(ptr, returndatasize())
+            }
+            switch returndatasize()
+            case 0 { ok := gt(extcodesize(token), 0) }
+            default { ok := and(gt(returndatasize(), 31), eq(mload(0), 1)) }
+        }
+        if (!ok) revert SafeERC20.SafeERC20FailedOperation(token);
     }
 
     /// @dev Whether the payee whose balance word is `word` is due a payout with the batch's `fee`: what it gets and

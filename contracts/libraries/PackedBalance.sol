@@ -98,8 +98,8 @@ library PackedBalance {
     /// @dev The decimal float nearest `value` from above (`up`) or below. Inputs are below 2^96 (a uint96 threshold,
     /// a uint64 fee), so e stays below 23.
     function _encode(uint256 value, bool up) private pure returns (uint256) {
-        uint256 exponent;
-        bool inexact;
+        uint256 exponent = 0;
+        bool inexact = false;
         while (value >= MANTISSA_LIMIT) {
             if (value % 10 != 0) inexact = true;
             value /= 10;
