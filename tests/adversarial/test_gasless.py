@@ -35,7 +35,16 @@ from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH
 from chainstream.relay.payouts import PayoutPusher
 from tests.conftest import test_key
 from tests.integration.conftest import STABLE, Chain
-from tests.integration.helpers import close_signature, open_channel, reverts, salt, settle, sign, voucher
+from tests.integration.helpers import (
+    close_signature,
+    deploy_token,
+    open_channel,
+    reverts,
+    salt,
+    settle,
+    sign,
+    voucher,
+)
 
 FEE = STABLE // 100  # what the relay asks: one cent
 MAX_FEE = 2 * FEE
@@ -524,3 +533,30 @@ def test_schedule_sharing_the_balance_slot_never_changes_a_balance(
     gasless.set_schedule(chain.tx("artist"), chain.token.address, enabled=False)
     assert chain.channels.claimable(artist, chain.token.address) == 5
     assert not payout_schedule(chain.channels, artist, chain.token.address).enabled
+
+
+@pytest.mark.parametrize("kind", ["NoReturnToken", "ReentrantToken"])
+def test_payout_in_a_non_standard_or_reentering_token_pays_each_balance_exactly_once(
+    chain: Chain, gasless: GaslessClient, kind: str
+) -> None:
+    """The payout token returns nothing (USDT-style), or re-enters claim() on every transfer out of the contract."""
+    artist, collab = chain.address("artist"), chain.address("collab")
+    token = deploy_token(chain, kind)
+    if kind == "ReentrantToken":
+        chain.tx("deployer").transact(token.contract.functions.setTarget(chain.channels.address), action="setTarget")
+    cid = open_channel(chain, 10 * STABLE, token=token.address)
+    settle(chain, sign(chain, voucher(cid, {artist: 3 * STABLE, collab: 2 * STABLE})))
+    for payee in ("artist", "collab"):
+        auth, sig = schedule(chain, gasless, payee, token=token.address)
+        gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    before = {a: token.balance_of(a) for a in (artist, collab, chain.address("relay"))}
+    receipt = payout_batch(chain.channels, chain.tx("relay"), token.address, [artist, collab, artist], FEE)
+    assert [(p.payee, p.amount, p.fee) for p in payouts_in(chain.channels, receipt)] == [
+        (artist, 3 * STABLE - FEE, FEE),
+        (collab, 2 * STABLE - FEE, FEE),
+    ]
+    after = {a: token.balance_of(a) - before[a] for a in before}
+    assert after == {artist: 3 * STABLE - FEE, collab: 2 * STABLE - FEE, chain.address("relay"): 2 * FEE}
+    assert token.balance_of(chain.channels.address) == 5 * STABLE  # the unspent deposit, nothing else
+    if kind == "ReentrantToken":
+        assert token.contract.functions.reentrySucceeded().call() == 0

@@ -1033,8 +1033,8 @@ class ChannelMachine(RuleBasedStateMachine):
             )
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_channel_escrow_invariants(embedded_chain: Chain) -> None:
+def machine_on(embedded_chain: Chain) -> type[ChannelMachine]:
+    """The machine on this chain, with a contract wallet (WalletPayer) of its own."""
     wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
     ADDR[WALLET] = wallet_address
 
@@ -1042,9 +1042,19 @@ def test_channel_escrow_invariants(embedded_chain: Chain) -> None:
         chain = embedded_chain
         wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
 
+    return Machine
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_channel_escrow_invariants(embedded_chain: Chain) -> None:
     COVERAGE.clear()
-    run_state_machine_as_test(Machine, settings=SETTINGS)
+    run_state_machine_as_test(machine_on(embedded_chain), settings=SETTINGS)
     print("\n".join(f"{count:5d}  {label}" for label, count in sorted(COVERAGE.items())))
+
+
+def fixed_order_machine(embedded_chain: Chain) -> ChannelMachine:
+    """A machine whose rules a test drives in a fixed order, with Picks."""
+    return machine_on(embedded_chain)()
 
 
 class Picks:
@@ -1063,14 +1073,7 @@ def test_model_catches_a_revoked_and_readded_key(embedded_chain: Chain) -> None:
     """The review's finding 1 as rule steps, for an EOA payer (two blocks) and the contract wallet (one
     transaction): revoke S, set S again expiring a second later, then S pays and the relay settles. The model
     says S is still within its grace; a contract that judges S by its new expiry alone fails this test."""
-    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
-    ADDR[WALLET] = wallet_address
-
-    class Machine(ChannelMachine):
-        chain = embedded_chain
-        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
-
-    machine = Machine()
+    machine = fixed_order_machine(embedded_chain)
     try:
         for payer in ("listener", WALLET):
             machine.open_channel(payer, 50_000, 7 * 86_400)
@@ -1096,14 +1099,7 @@ def test_prev_amounts_after_a_close_through_a_wallet_come_from_the_record(embedd
     cooperatively through its execute(), then a later rule reads the channel's prevAmounts from the chain. The
     chain cannot tell (the settling calldata is the wallet's): reading it raises ChainError, and the machine
     uses its record, as a relay uses the close it co-signed; the second close is refused as not settleable."""
-    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
-    ADDR[WALLET] = wallet_address
-
-    class Machine(ChannelMachine):
-        chain = embedded_chain
-        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
-
-    machine = Machine()
+    machine = fixed_order_machine(embedded_chain)
     try:
         machine.open_channel(WALLET, 50_000, 7 * 86_400)
         ch = machine.channels[-1]
@@ -1122,14 +1118,7 @@ def test_model_follows_scheduled_payouts_between_credits_and_claims(embedded_cha
     """The payout rules in a fixed order, each checked against the model by the machine itself (the CI profile's
     20 steps seldom credit a payee that has a schedule): a payout listing the payee twice with a fee above its max,
     a credit and a claim while the schedule stands, a redirected payout, one inside the period, an opt-out."""
-    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
-    ADDR[WALLET] = wallet_address
-
-    class Machine(ChannelMachine):
-        chain = embedded_chain
-        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
-
-    machine = Machine()
+    machine = fixed_order_machine(embedded_chain)
     artist = ADDR["artist"]
     try:
         machine.open_channel("listener", 50_000, 7 * 86_400)
