@@ -45,7 +45,9 @@ interface IChainStreamChannels {
         ChannelStatus status;
     }
 
-    /// @notice A payee's standing order to have its balance of one token pushed to it (see payoutBatch).
+    /// @notice A payee's standing order to have its balance of one token pushed to it (see payoutBatch). Stored in the
+    /// payee's balance slot (PackedBalance), where `threshold` and `maxFee` are decimal floats: a value of more than
+    /// 7 significant digits is kept rounded, the threshold up and the max fee down (never earlier, never dearer).
     /// @param enabled False cancels the schedule (pull claims always keep working).
     /// @param recipient Where payouts go; address(0) means the payee itself.
     /// @param threshold A payout is due only once the balance reaches this (0: any balance above the fee).
@@ -198,7 +200,8 @@ interface IChainStreamChannels {
     /// @notice A payee withdrew its balance.
     event Claimed(address indexed payee, address indexed token, address to, uint256 amount);
 
-    /// @notice A payee's payout schedule for `token` was set (or cancelled: enabled false).
+    /// @notice A payee's payout schedule for `token` was set (or cancelled: enabled false, all zero), with the
+    /// values stored (the threshold rounded up, the max fee rounded down; see PayoutSchedule).
     event PayoutScheduleSet(
         address indexed payee,
         address indexed token,
@@ -365,7 +368,8 @@ interface IChainStreamChannels {
     /// @return paid The total sent to payees and recipients (fees excluded).
     function payoutBatch(address token, address[] calldata payees, uint256 fee) external returns (uint256 paid);
 
-    /// @notice A payee's payout schedule for `token` and the time of its last payout (0 if none).
+    /// @notice A payee's payout schedule for `token` as stored (threshold rounded up, max fee rounded down; a
+    /// cancelled schedule reads as all zero) and the time of its last payout (0 if none).
     function payoutSchedule(address payee, address token)
         external
         view
