@@ -53,6 +53,20 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     /// kept in the slot a payout writes anyway so that its checks cost no storage access of their own (see
     /// PackedBalance).
     uint256 private constant BALANCE_MASK = PackedBalance.BALANCE_MASK;
+    /// @dev PaidOutBatch entries (IChainStreamChannels.PaidOutBatch, docs/PROTOCOL.md §14.2): the first word holds the
+    /// payee in its low 160 bits, then these flags. Literals, for inline assembly; the constructor checks the hashes.
+    uint256 private constant ENTRY_EXTENDED = 0x0010000000000000000000000000000000000000000; // 1 << 160
+    uint256 private constant ENTRY_SKIPPED = 0x0020000000000000000000000000000000000000000; // 1 << 161
+    uint256 private constant ENTRY_FLAGS = 0x0030000000000000000000000000000000000000000; // both
+    uint256 private constant ENTRY_AMOUNT_SHIFT = 162;
+    uint256 private constant ENTRY_AMOUNT_LIMIT = 0x400000000000000000000000; // 1 << 94
+    /// @dev A skipped entry's flags: ENTRY_SKIPPED | the reason's error selector << 224.
+    uint256 private constant REASON_NOT_SCHEDULED = 0x3918e6cb00000000000000020000000000000000000000000000000000000000;
+    uint256 private constant REASON_BELOW_THRESHOLD = 0x8a18b7d300000000000000020000000000000000000000000000000000000000;
+    uint256 private constant REASON_NOT_DUE = 0xc002b68a00000000000000020000000000000000000000000000000000000000;
+    /// @dev PaidOutBatch's topic, and SafeERC20FailedOperation's selector.
+    bytes32 private constant PAID_OUT_BATCH = 0xd695f52b37588be11f5a894fd8aa07d6c0bf9916836e69c8c71e6164d9d54d42;
+    uint256 private constant SAFE_ERC20_FAILED = 0x5274afe7;
 
     /// @notice Commitment to "nothing settled yet": settledRoot(hash of no payees, hash of no amounts).
     bytes20 public constant EMPTY_ROOT = bytes20(keccak256(abi.encode(keccak256(""), keccak256(""))));
@@ -97,6 +111,14 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         keyRotationGrace = keyRotationGrace_;
         tokenAdmin = tokenAdmin_;
         gasless = address(new ChainStreamGasless(this));
+        // The literals payoutBatch's assembly uses (costs deployment gas only).
+        assert(
+            PAID_OUT_BATCH == PaidOutBatch.selector
+                && REASON_NOT_SCHEDULED == ENTRY_SKIPPED | uint256(uint32(PayoutNotScheduled.selector)) << 224
+                && REASON_BELOW_THRESHOLD == ENTRY_SKIPPED | uint256(uint32(PayoutBelowThreshold.selector)) << 224
+                && REASON_NOT_DUE == ENTRY_SKIPPED | uint256(uint32(PayoutNotDue.selector)) << 224
+                && SAFE_ERC20_FAILED == uint32(SafeERC20.SafeERC20FailedOperation.selector)
+        );
     }
 
     modifier onlyGasless() {
@@ -355,112 +377,169 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         returns (uint256 paid)
     {
         uint16 tokenId = _tokenIdOf(token);
-        uint256 fees;
-        uint256 count = payees.length;
-        // Every check and every balance write first, the transfers after (checks-effects-interactions across the
-        // whole batch: no storage is written once a payee's transfer has run).
-        address[] memory to = new address[](count);
-        uint256[] memory amounts = new uint256[](count);
-        for (uint256 i; i < count; ++i) {
-            address payee = payees[i];
-            uint256 slot = _balanceSlot(payee, tokenId);
-            uint256 word; // balance, last payout and schedule: one slot, read once and written once
-            assembly ("memory-safe") {
-                word := sload(slot)
-            }
-            (uint256 amount, uint256 payeeFee, bytes4 skipped) = _payoutDue(word, fee);
-            if (skipped != bytes4(0)) {
-                emit PayoutSkipped(payee, i, skipped);
-                continue;
-            }
-            address recipient = PackedBalance.hasRecipient(word) ? _payoutRecipients[payee][tokenId] : payee;
-            uint256 paidWord = PackedBalance.paidOut(word, block.timestamp);
-            assembly ("memory-safe") {
-                sstore(slot, paidWord)
-            }
-            // Cannot overflow: sums of balances, each below 2^128.
-            unchecked {
-                fees += payeeFee;
-                paid += amount;
-            }
-            to[i] = recipient;
-            amounts[i] = amount;
-            emit PaidOut(payee, token, recipient, amount, payeeFee);
+        // The PaidOutBatch record, ABI-encoded in place as (fee, entries) — [fee][0x40][entry count][entries...] — is
+        // written as the payees are checked, one entry per payee in order; its words then drive the transfers, so
+        // the log says what was sent. Memory for the longest record (four words per payee) is reserved first.
+        uint256 record;
+        assembly ("memory-safe") {
+            record := mload(0x40)
+            mstore(record, fee)
+            mstore(add(record, 0x20), 0x40)
+            mstore(0x40, add(add(record, 0x60), shl(7, payees.length)))
         }
-        _pushAll(tokenId, token, to, amounts);
+        // Checks and effects for the whole batch first: no storage is written once a transfer has run.
+        (uint256 end, uint256 fees) = _debitDue(payees, tokenId, fee, record + 0x60);
+        assembly ("memory-safe") {
+            mstore(add(record, 0x40), shr(5, sub(end, add(record, 0x60)))) // the entry count, in words
+            mstore(0x40, end)
+            log3(record, sub(end, record), PAID_OUT_BATCH, and(token, 0xffffffffffffffffffffffffffffffffffffffff), caller())
+        }
+        paid = tokenId == 0 ? _payEthEntries(record + 0x60, end) : _payTokenEntries(token, record + 0x60, end);
         if (fees != 0) _push(tokenId, msg.sender, fees);
     }
 
-    /// @dev Pays `amounts[i]` to `to[i]` wherever it is non-zero, in `token` (tokenId 0: ETH), the token address
-    /// resolved once for the whole batch rather than per transfer as _push does.
-    function _pushAll(uint16 tokenId, address token, address[] memory to, uint256[] memory amounts) private {
-        uint256 count = to.length;
-        if (tokenId == 0) {
-            for (uint256 i; i < count; ++i) {
-                if (amounts[i] != 0) _push(0, to[i], amounts[i]);
-            }
-        } else {
-            for (uint256 i; i < count; ++i) {
-                if (amounts[i] != 0) _transferToken(token, to[i], amounts[i]);
-            }
-        }
-    }
-
-    /// @dev The storage slot of `_balances[payee][tokenId]` (Solidity's mapping layout), computed once for a read
-    /// and a write.
-    function _balanceSlot(address payee, uint16 tokenId) private pure returns (uint256 slot) {
-        assembly ("memory-safe") {
-            mstore(0x00, payee)
-            mstore(0x20, _balances.slot)
-            mstore(0x20, keccak256(0x00, 0x40))
-            mstore(0x00, tokenId)
-            slot := keccak256(0x00, 0x40)
-        }
-    }
-
-    /// @dev SafeERC20.safeTransfer's rule (a revert is bubbled up; no return data is accepted from a contract, else
-    /// the token must return true) without its memory allocation, so a batch's transfers pay no growing memory
-    /// cost: the call data is written past the free memory pointer and left there.
-    function _transferToken(address token, address to, uint256 amount) private {
-        bool ok;
-        assembly ("memory-safe") {
-            let ptr := mload(0x40)
-            mstore(ptr, shl(224, 0xa9059cbb)) // transfer(address,uint256)
-            mstore(add(ptr, 4), to)
-            mstore(add(ptr, 36), amount)
-            ok := call(gas(), token, 0, ptr, 68, 0, 0x20)
-            if iszero(ok) {
-                returndatacopy(ptr, 0, returndatasize())
-                revert(ptr, returndatasize())
-            }
-            switch returndatasize()
-            case 0 { ok := gt(extcodesize(token), 0) }
-            default { ok := and(gt(returndatasize(), 31), eq(mload(0), 1)) }
-        }
-        if (!ok) revert SafeERC20.SafeERC20FailedOperation(token);
-    }
-
-    /// @dev Whether the payee whose balance word is `word` is due a payout with the batch's `fee`: what it gets and
-    /// the fee it pays (min(fee, its max fee)), or the selector of the reason it is skipped.
-    function _payoutDue(uint256 word, uint256 fee)
+    /// @dev For each payee in order: reads its balance word (PackedBalance) once and, if a payout is due under the
+    /// word's schedule — enabled, claimable >= threshold and > min(fee, maxFee), period elapsed since the last
+    /// payout — empties the balance and records the time in the same slot; appends the payee's PaidOutBatch entry
+    /// at `end` either way. Returns the record's new end and the sum of the fees. Assembly because this loop is
+    /// most of a payout's own cost (issue 13); the bit positions are PackedBalance's.
+    function _debitDue(address[] calldata payees, uint16 tokenId, uint256 fee, uint256 end)
         private
-        view
-        returns (uint256 amount, uint256 payeeFee, bytes4 skipped)
+        returns (uint256, uint256 fees)
     {
-        if (!PackedBalance.enabled(word)) return (0, 0, PayoutNotScheduled.selector);
-        uint256 balance = PackedBalance.claimable(word);
-        uint256 maxFee = PackedBalance.maxFee(word);
-        payeeFee = fee < maxFee ? fee : maxFee;
-        if (balance < PackedBalance.threshold(word) || balance <= payeeFee) {
-            return (0, 0, PayoutBelowThreshold.selector);
+        assembly ("memory-safe") {
+            /// m * 10^e of a decimal float `m | e << 26` (PackedBalance._decode)
+            function decimal(packed) -> value {
+                value := mul(and(packed, 0x3ffffff), exp(10, shr(26, packed)))
+            }
+            for {
+                let p := payees.offset
+                let done := add(p, shl(5, payees.length))
+            } lt(p, done) { p := add(p, 0x20) } {
+                let payee := calldataload(p)
+                if shr(160, payee) { revert(0, 0) } // not an address: refused as the ABI decoder would
+                mstore(0x00, payee)
+                mstore(0x20, _balances.slot)
+                mstore(0x20, keccak256(0x00, 0x40))
+                mstore(0x00, tokenId)
+                let slot := keccak256(0x00, 0x40) // of _balances[payee][tokenId], for the read and the write
+                let word := sload(slot)
+                let payeeFee := decimal(shr(225, word)) // the max fee, bits 225..255
+                if lt(fee, payeeFee) { payeeFee := fee }
+                let reason := REASON_NOT_SCHEDULED
+                if and(word, 0x10000000000000000000000000000000000000000) { // ENABLED_BIT, 1 << 160
+                    let owed := sub(and(word, 0xffffffffffffffffffffffffffffffff), 1) // the low 128 bits: claimable + 1
+                    reason := REASON_BELOW_THRESHOLD // the threshold: bits 194..224
+                    if iszero(or(lt(owed, decimal(and(shr(194, word), 0x7fffffff))), iszero(gt(owed, payeeFee)))) {
+                        reason := 0
+                        let period := and(shr(162, word), 0xffffffff) // bits 162..193
+                        // the last payout (bits 128..159) + period: below 2^33, cannot overflow
+                        if and(gt(period, 0), lt(timestamp(), add(and(shr(128, word), 0xffffffff), period))) {
+                            reason := REASON_NOT_DUE
+                        }
+                    }
+                }
+                switch reason
+                case 0 {
+                    let amount := sub(sub(and(word, 0xffffffffffffffffffffffffffffffff), 1), payeeFee) // owed > fee
+                    let to := payee
+                    if and(word, 0x20000000000000000000000000000000000000000) { // RECIPIENT_BIT, 1 << 161
+                        mstore(0x00, payee)
+                        mstore(0x20, _payoutRecipients.slot)
+                        mstore(0x20, keccak256(0x00, 0x40))
+                        mstore(0x00, tokenId)
+                        to := sload(keccak256(0x00, 0x40))
+                    }
+                    // PackedBalance.paidOut: the balance emptied (its +1 stays), the time recorded, the schedule kept
+                    sstore(slot, or(or(and(word, not(0xffffffffffffffffffffffffffffffffffffffff)),
+                                       shl(128, and(timestamp(), 0xffffffff))), 1))
+                    fees := add(fees, payeeFee) // a sum of balances below 2^128: cannot overflow
+                    switch and(lt(amount, ENTRY_AMOUNT_LIMIT), and(eq(payeeFee, fee), eq(to, payee)))
+                    case 1 {
+                        mstore(end, or(payee, shl(ENTRY_AMOUNT_SHIFT, amount)))
+                        end := add(end, 0x20)
+                    }
+                    default {
+                        mstore(end, or(payee, ENTRY_EXTENDED))
+                        mstore(add(end, 0x20), amount)
+                        mstore(add(end, 0x40), payeeFee)
+                        mstore(add(end, 0x60), to)
+                        end := add(end, 0x80)
+                    }
+                }
+                default {
+                    mstore(end, or(payee, reason))
+                    end := add(end, 0x20)
+                }
+            }
         }
-        uint256 period = PackedBalance.period(word);
-        if (period != 0 && block.timestamp < PackedBalance.paidAt(word) + period) {
-            return (0, 0, PayoutNotDue.selector);
+        return (end, fees);
+    }
+
+    /// @dev Pays every paid entry in [ptr, end) in ETH; a recipient that refuses reverts the batch (PayoutFailed).
+    /// Returns the total paid.
+    function _payEthEntries(uint256 ptr, uint256 end) private returns (uint256 paid) {
+        while (ptr < end) {
+            uint256 head;
+            uint256 to;
+            uint256 amount;
+            assembly ("memory-safe") {
+                head := mload(ptr)
+                to := and(head, 0xffffffffffffffffffffffffffffffffffffffff)
+                amount := shr(ENTRY_AMOUNT_SHIFT, head)
+                if and(head, ENTRY_EXTENDED) {
+                    amount := mload(add(ptr, 0x20))
+                    to := mload(add(ptr, 0x60))
+                    ptr := add(ptr, 0x60)
+                }
+                ptr := add(ptr, 0x20)
+            }
+            if (head & ENTRY_SKIPPED == 0) {
+                paid += amount;
+                (bool ok,) = address(uint160(to)).call{value: amount}("");
+                if (!ok) revert PayoutFailed(address(uint160(to)), amount);
+            }
         }
-        // Cannot underflow: balance > payeeFee.
-        unchecked {
-            amount = balance - payeeFee;
+    }
+
+    /// @dev Pays every paid entry in [ptr, end) in `token` with SafeERC20.safeTransfer's rule (a revert is bubbled
+    /// up; no return data is accepted from a contract, else the token must return true: SafeERC20FailedOperation),
+    /// without its memory allocation: the call data is written at `end` (past the record, reused for every
+    /// transfer). Returns the total paid.
+    function _payTokenEntries(address token, uint256 ptr, uint256 end) private returns (uint256 paid) {
+        assembly ("memory-safe") {
+            token := and(token, 0xffffffffffffffffffffffffffffffffffffffff)
+            mstore(end, shl(224, 0xa9059cbb)) // transfer(address,uint256)
+            let toWord := add(end, 4)
+            let amountWord := add(end, 36)
+            for {} lt(ptr, end) {} {
+                let head := mload(ptr)
+                ptr := add(ptr, 0x20)
+                switch and(head, ENTRY_FLAGS)
+                case 0 {
+                    mstore(toWord, and(head, 0xffffffffffffffffffffffffffffffffffffffff))
+                    mstore(amountWord, shr(ENTRY_AMOUNT_SHIFT, head))
+                }
+                case 0x0010000000000000000000000000000000000000000 { // ENTRY_EXTENDED
+                    mstore(amountWord, mload(ptr))
+                    mstore(toWord, mload(add(ptr, 0x40)))
+                    ptr := add(ptr, 0x60)
+                }
+                default { continue } // skipped
+                paid := add(paid, mload(amountWord)) // a sum of balances below 2^128: cannot overflow
+                if iszero(call(gas(), token, 0, end, 68, 0, 0x20)) {
+                    returndatacopy(end, 0, returndatasize())
+                    revert(end, returndatasize())
+                }
+                // true returned, or nothing returned by a contract (a stale mload(0) needs returndatasize > 31)
+                if iszero(and(gt(returndatasize(), 31), eq(mload(0), 1))) {
+                    if or(returndatasize(), iszero(extcodesize(token))) {
+                        mstore(0, shl(224, SAFE_ERC20_FAILED))
+                        mstore(4, token)
+                        revert(0, 0x24)
+                    }
+                }
+            }
         }
     }
 

@@ -135,7 +135,8 @@ interface IChainStreamChannels {
     /// @notice An enabled payout schedule needs a threshold or a period (else any submitter could push every
     /// few wei and keep a fee each time).
     error PayoutScheduleEmpty(address payee);
-    /// @notice Skip reason in payoutBatch: the payee has no enabled schedule for this token.
+    /// @notice Skip reason in payoutBatch (never reverted; see PaidOutBatch): the payee has no enabled schedule for this
+    /// token.
     error PayoutNotScheduled(address payee);
     /// @notice Skip reason in payoutBatch: the balance is below the signed threshold, or not above the fee.
     error PayoutBelowThreshold(address payee, uint256 balance, uint256 threshold, uint256 fee);
@@ -212,13 +213,23 @@ interface IChainStreamChannels {
         uint256 maxFee
     );
 
-    /// @notice A scheduled payout: the payee's whole balance left the contract, `amount` to `to` and `fee` to the
-    /// batch's submitter. Equivalent to a Claimed for the payee's books.
-    event PaidOut(address indexed payee, address indexed token, address to, uint256 amount, uint256 fee);
-
-    /// @notice A payoutBatch entry was skipped; `reason` is the selector of PayoutNotScheduled,
-    /// PayoutBelowThreshold or PayoutNotDue. Nothing changed for that payee.
-    event PayoutSkipped(address indexed payee, uint256 index, bytes4 reason);
+    /// @notice Everything one payoutBatch did, in one record for the batch (as ERC-1155's TransferBatch): one entry
+    /// per listed payee, in the order listed. A paid payee's whole balance left the contract: `amount` to its
+    /// recipient and its fee to `submitter` (equivalent to a Claimed of amount + fee for the payee's books). A
+    /// skipped payee was left untouched.
+    /// @dev `entries` is a sequence of one- or four-word entries (docs/PROTOCOL.md §14.2). The first word holds the
+    /// payee in bits 0..159, then:
+    ///  - bits 160, 161 clear: paid; the payee itself received `amount` = bits 162..255 (< 2^94) and paid `fee`;
+    ///  - bit 160 set: paid; three more words follow: `amount`, the fee this payee paid (its signed max fee, where
+    ///    that is below `fee`), and the recipient (the payee itself, or the address it signed);
+    ///  - bit 161 set: skipped; bits 224..255 are the selector of the reason (PayoutNotScheduled,
+    ///    PayoutBelowThreshold or PayoutNotDue).
+    /// No per-payee topic: the relay indexes payouts by payee from these records.
+    /// @param token The token paid (address(0): ETH).
+    /// @param submitter The caller, who received every paid entry's fee in one transfer after the payouts.
+    /// @param fee The fee the batch asked for: what a one-word entry's payee paid.
+    /// @param entries The entries, encoded as above.
+    event PaidOutBatch(address indexed token, address indexed submitter, uint256 fee, bytes32[] entries);
 
     // -------------------------------------------------------------- functions
 
@@ -361,7 +372,7 @@ interface IChainStreamChannels {
 
     /// @notice Push the balances of `token` owed to `payees` that are due under their schedules, each to the
     /// payee or to the recipient it signed, minus min(fee, the payee's signed maxFee), which goes to the caller.
-    /// Entries not due (or not scheduled) are skipped with PayoutSkipped, not reverted. A transfer the recipient
+    /// Payees not due (or not scheduled) are skipped, not reverted; one PaidOutBatch records what happened to each. A transfer the recipient
     /// refuses (an ETH recipient that reverts, a token that blocks it) reverts the whole batch: the submitter
     /// simulates first and sends again without that payee, whose balance stays claimable. Anyone may call it. A
     /// payee listed twice is paid once (its balance is then empty).

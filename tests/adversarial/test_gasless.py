@@ -21,6 +21,7 @@ from chainstream.chain.gasless import (
     GaslessClient,
     PermitSig,
     payout_batch,
+    payout_batches_in,
     payout_schedule,
     payout_skips_in,
     payouts_in,
@@ -43,6 +44,7 @@ from tests.integration.helpers import (
     salt,
     settle,
     sign,
+    token_balance,
     voucher,
 )
 
@@ -560,3 +562,62 @@ def test_payout_in_a_non_standard_or_reentering_token_pays_each_balance_exactly_
     assert token.balance_of(chain.channels.address) == 5 * STABLE  # the unspent deposit, nothing else
     if kind == "ReentrantToken":
         assert token.contract.functions.reentrySucceeded().call() == 0
+
+
+# --------------------------------------------------------------------------- the batch's one record
+
+# The batch below: the relay asks FEE; "platform" signed a max fee below it; "collab" signed a recipient; "stranger" has no
+# schedule; "artist" is listed twice. Each kind of entry appears: one word, four words (capped fee, recipient),
+# skipped (not scheduled, and the second "artist": nothing left).
+LISTED = ["artist", "collab", "platform", "stranger", "artist"]
+CREDITS = {"artist": 3 * STABLE, "collab": 2 * STABLE, "platform": STABLE, "stranger": STABLE // 2}
+
+
+@pytest.mark.parametrize("kind", ["stablecoin", "NoReturnToken", "ETH"])
+def test_payout_record_states_exactly_what_each_listed_payee_lost_and_each_recipient_got(
+    chain: Chain, gasless: GaslessClient, kind: str
+) -> None:
+    """The relay's batch mixes every kind of entry (plain, capped fee, signed recipient, unscheduled, listed twice) in
+    the stablecoin, a token returning nothing, or ETH: decoding the one PaidOutBatch record alone must give, per listed
+    payee, the balance it lost, who got it and the fee kept — compared with the balances before and after."""
+    token = ZERO_ADDRESS if kind == "ETH" else chain.token.address
+    if kind == "NoReturnToken":
+        token = deploy_token(chain, kind).address
+    cid = open_channel(chain, 10 * STABLE, token=token)
+    settle(chain, sign(chain, voucher(cid, {chain.address(p): a for p, a in CREDITS.items()})))
+    signed = {"artist": {}, "collab": {"recipient": chain.address("label")}, "platform": {"max_fee": FEE // 4}}
+    for payee, changes in signed.items():
+        auth, sig = schedule(chain, gasless, payee, token=token, threshold=1, **changes)
+        gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    holders = [chain.address(a) for a in ("artist", "collab", "platform", "stranger", "label", "relay")]
+    held = (lambda a: chain.balance(a)) if kind == "ETH" else (lambda a: token_balance(chain, token, a))
+    claimable_before = {a: chain.channels.claimable(a, token) for a in holders}
+    held_before = {a: held(a) for a in holders + [chain.channels.address]}
+
+    receipt = payout_batch(chain.channels, chain.tx("relay"), token, [chain.address(p) for p in LISTED], FEE)
+
+    [record] = payout_batches_in(chain.channels, receipt)
+    assert (record.token, record.submitter, record.fee) == (token, chain.address("relay"), FEE)
+    assert [(e.index, e.payee) for e in record.entries] == list(enumerate(chain.address(p) for p in LISTED))
+    got = {a: 0 for a in holders}
+    lost = {a: 0 for a in holders}
+    for e in record.entries:
+        if e.reason is None:
+            assert e.to is not None and e.fee <= FEE
+            got[e.to] += e.amount
+            got[chain.address("relay")] += e.fee
+            lost[e.payee] += e.amount + e.fee
+    if kind == "ETH":
+        got[chain.address("relay")] -= receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert {a: held(a) - held_before[a] for a in holders} == got
+    assert {a: claimable_before[a] - chain.channels.claimable(a, token) for a in holders} == lost
+    assert held_before[chain.channels.address] - held(chain.channels.address) == sum(lost.values())
+    # ... and what the record says is what the schedules allow: whole balances, signed recipients and max fees.
+    artist, collab, platform, stranger = (chain.address(p) for p in ("artist", "collab", "platform", "stranger"))
+    assert [(e.payee, e.to, e.amount, e.fee, e.reason) for e in record.entries] == [
+        (artist, artist, 3 * STABLE - FEE, FEE, None),
+        (collab, chain.address("label"), 2 * STABLE - FEE, FEE, None),
+        (platform, platform, STABLE - FEE // 4, FEE // 4, None),
+        (stranger, None, 0, 0, "PayoutNotScheduled"),
+        (artist, None, 0, 0, "PayoutBelowThreshold"),
+    ]

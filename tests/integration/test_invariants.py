@@ -54,7 +54,7 @@ from hypothesis.stateful import (
 from chainstream.chain.artifacts import error_abis, load_artifact
 from chainstream.chain.contracts import ChannelState, ChannelStatus, settle_entry
 from chainstream.chain.deploy import deploy_contract
-from chainstream.chain.gasless import GaslessClient, payout_batch
+from chainstream.chain.gasless import GaslessClient, PayoutEntry, decode_payout_entries, payout_batch
 from chainstream.errors import ChainError
 from chainstream.pricing import TOTAL_BPS, Split
 from chainstream.protocol import Kind, PlayReceipt, PrivateKey, SignedVoucher, Voucher
@@ -929,7 +929,7 @@ class ChannelMachine(RuleBasedStateMachine):
         choices = st.sampled_from([*due, *due, *due, *PAYEES, "relay"])
         payees = data.draw(st.lists(choices, min_size=1, max_size=5), label="payees")
         t = self.next_time()
-        paid: list[tuple[Address, Address, int, int]] = []
+        paid: list[tuple[int, Address, Address, int, int]] = []
         skipped: list[tuple[Address, int, str]] = []
         for i, name in enumerate(payees):
             address = ADDR[name]
@@ -944,21 +944,26 @@ class ChannelMachine(RuleBasedStateMachine):
                 skipped.append((address, i, "PayoutNotDue"))
             else:
                 to = ADDR[s.recipient] if s.recipient else address
-                paid.append((address, to, balance - payee_fee, payee_fee))
+                paid.append((i, address, to, balance - payee_fee, payee_fee))
                 self.claimable[address] = 0
                 self.claimed[address] += balance
                 self.last_paid[address] = t
         event(f"payout: {len(paid)} paid; skipped: {', '.join(sorted({r for _, _, r in skipped})) or 'none'}")
-        receivers = {to for _, to, _, _ in paid} | {ADDR["relay"]}
+        receivers = {to for _, _, to, _, _ in paid} | {ADDR["relay"]}
         before = {a: self.chain.balance(a) for a in receivers}
         receipt = payout_batch(self.cc, self.chain.tx("relay"), ZERO_ADDRESS, [ADDR[p] for p in payees], fee)
         self.check_time(receipt, t)
-        logs = self.events("PaidOut", receipt)
-        assert [(e.args.payee, e.args.to, e.args.amount, e.args.fee) for e in logs] == paid
-        skips = [(e.args.payee, e.args.index, bytes(e.args.reason)) for e in self.events("PayoutSkipped", receipt)]
-        assert skips == [(a, i, SELECTORS[reason]) for a, i, reason in skipped]
+        # The batch's one record states every listed payee, in order, as the model has it, in the shortest form.
+        [record] = self.events("PaidOutBatch", receipt)
+        assert (record.args.token, record.args.submitter, record.args.fee) == (ZERO_ADDRESS, ADDR["relay"], fee)
+        entries = decode_payout_entries(fee, list(record.args["entries"]))
+        expected = {i: PayoutEntry(i, a, None, 0, 0, reason) for a, i, reason in skipped}
+        expected.update({i: PayoutEntry(i, a, to, amount, f) for i, a, to, amount, f in paid})
+        assert entries == [expected[i] for i in range(len(payees))]
+        words = sum(1 if (to, f) == (a, fee) and amount < 2**94 else 4 for _, a, to, amount, f in paid)
+        assert len(record.args["entries"]) == words + len(skipped)
         gets = Counter[Address]()
-        for _, to, amount, payee_fee in paid:
+        for _, _, to, amount, payee_fee in paid:
             gets[to] += amount
             gets[ADDR["relay"]] += payee_fee
         gets[ADDR["relay"]] -= receipt["gasUsed"] * receipt["effectiveGasPrice"]
