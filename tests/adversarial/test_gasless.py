@@ -13,6 +13,7 @@ Real chains (eth-tester and anvil, `chain`).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,7 @@ from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopU
 from chainstream.protocol.signing import Signature, high_s_twin
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH
 from chainstream.relay.payouts import PayoutPusher
+from chainstream.store.sqlite import SqliteStore
 from tests.conftest import test_key
 from tests.integration.conftest import STABLE, Chain
 from tests.integration.helpers import (
@@ -621,3 +623,30 @@ def test_payout_record_states_exactly_what_each_listed_payee_lost_and_each_recip
         (stranger, None, 0, 0, "PayoutNotScheduled"),
         (artist, None, 0, 0, "PayoutBelowThreshold"),
     ]
+
+
+def test_relay_books_every_payout_of_one_batch_as_a_claim_of_its_own_payee_once(
+    chain: Chain, gasless: GaslessClient, tmp_path: Path
+) -> None:
+    """A stranger pays two scheduled payees in one batch (one log for both): the relay, reading the chain twice (a
+    restart), books each payee's claim once, not one claim for the log nor two for a re-read."""
+    artist, collab = chain.address("artist"), chain.address("collab")
+    cid = open_channel(chain, 10 * STABLE, token=chain.token.address)
+    settle(chain, sign(chain, voucher(cid, {artist: 3 * STABLE, collab: 2 * STABLE})))
+    for payee in ("artist", "collab"):
+        auth, sig = schedule(chain, gasless, payee, threshold=1)
+        gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    payout_batch(chain.channels, chain.tx("stranger"), chain.token.address, [artist, collab], FEE)
+    store = SqliteStore(tmp_path / "relay.db")
+    try:
+        for _ in range(2):  # the second pusher re-reads from block 0, as after a restart
+            pusher = PayoutPusher(Settings(), chain.channels, chain.tx("relay"), [chain.token.address], store=store)
+            pusher.run_once(push=False)
+            assert {p: [(r.to, r.amount, r.fee) for r in pusher.history[p]] for p in (artist, collab)} == {
+                artist: [(artist, 3 * STABLE - FEE, FEE)],
+                collab: [(collab, 2 * STABLE - FEE, FEE)],
+            }
+        assert [int(c["amount"]) for c in store.claims_of(artist)] == [3 * STABLE]
+        assert [int(c["amount"]) for c in store.claims_of(collab)] == [2 * STABLE]
+    finally:
+        store.close()

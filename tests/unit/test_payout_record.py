@@ -1,7 +1,8 @@
 """The PaidOutBatch record's encoding (docs/PROTOCOL.md §14.2.1): the documented example decodes as documented, and
 words no payoutBatch writes are refused rather than read as payouts. (That the contract writes this encoding, and
 that it matches the balances it moved, is checked on a chain by tests/adversarial/test_gasless.py, the invariant
-machine and tests/hardhat/gasless.test.js, which decodes it independently.)"""
+machine and tests/hardhat/gasless.test.js, which decodes it independently.) And the relay's store key for each
+payout of a record (relay.payouts.claim_key)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from chainstream.chain.gasless import PayoutEntry, decode_payout_entries
+from chainstream.relay.payouts import claim_key
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 PAYEE = 0x1111111111111111111111111111111111111111
@@ -61,3 +63,11 @@ def test_amount_of_a_one_word_entry_uses_all_94_bits() -> None:
 def test_words_no_payout_batch_writes_are_refused(words: list[bytes]) -> None:
     with pytest.raises(ValueError, match="PaidOutBatch entry 0"):
         decode_payout_entries(0, words)
+
+
+def test_claim_keys_of_payouts_are_distinct_negative_and_fit_a_postgresql_integer() -> None:
+    """Each payout of a batch log gets a claim key of its own, never a real (non-negative) log index, within INTEGER."""
+    keys = [claim_key(log_index, k) for log_index in (0, 1, 7, 524_287) for k in (0, 1, 4_095)]
+    assert None not in keys and len(set(keys)) == len(keys)
+    assert all(-(2**31) <= key < 0 for key in keys if key is not None)
+    assert claim_key(524_288, 0) is None and claim_key(0, 4_096) is None  # refused, never wrapped onto another key
