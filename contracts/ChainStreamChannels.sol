@@ -421,7 +421,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
                 mstore(0x00, payee)
                 mstore(0x20, _balances.slot)
                 mstore(0x20, keccak256(0x00, 0x40))
-                mstore(0x00, tokenId)
+                mstore(0x00, tokenId) // clean: _tokenIdOf's uint16, read from storage
                 let slot := keccak256(0x00, 0x40) // of _balances[payee][tokenId], for the read and the write
                 let word := sload(slot)
                 let payeeFee := decimal(shr(225, word)) // the max fee, bits 225..255
@@ -450,7 +450,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
                         mstore(0x00, tokenId)
                         to := sload(keccak256(0x00, 0x40))
                     }
-                    // PackedBalance.paidOut: the balance emptied (its +1 stays), the time recorded, the schedule kept
+                    // the balance emptied (its +1 stays), the time recorded (bits 128..159), the schedule kept
                     sstore(slot, or(or(and(word, not(0xffffffffffffffffffffffffffffffffffffffff)),
                                        shl(128, and(timestamp(), 0xffffffff))), 1))
                     fees := add(fees, payeeFee) // a sum of balances below 2^128: cannot overflow

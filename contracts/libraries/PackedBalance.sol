@@ -17,6 +17,8 @@ pragma solidity ^0.8.24;
 /// 7 significant digits (10 USDC, 0.5 ETH, 1e18), and otherwise off by less than 1.5e-7 of the value, in the
 /// payee's favour (see above). Credits add to the low 128 bits only; callers keep them below 2^128 (tokens whose
 /// supply can reach 2^128 are not to be allowed), so they never spill into the fields above.
+/// ChainStreamChannels.payoutBatch reads and writes these fields in assembly (its gas target): a change here must be
+/// made there too; the payout tests and the invariant machine compare both with the signed schedules.
 library PackedBalance {
     /// @dev The low 128 bits: claimable + 1.
     uint256 internal constant BALANCE_MASK = type(uint128).max;
@@ -81,11 +83,6 @@ library PackedBalance {
     /// @notice The effective max fee (the signed one, rounded down to a decimal float).
     function maxFee(uint256 word) internal pure returns (uint256) {
         return _decode(word >> MAX_FEE_SHIFT);
-    }
-
-    /// @notice The word after a payout at `time`: balance emptied (1 stays), time recorded, schedule kept.
-    function paidOut(uint256 word, uint256 time) internal pure returns (uint256) {
-        return (word & ~KEEP_MASK) | (uint256(uint32(time)) << PAID_AT_SHIFT) | 1;
     }
 
     /// @dev m * 10^e. Cannot overflow: m < 2^26 and e < 32, so the value is below 2^26 * 10^31 < 2^130.
