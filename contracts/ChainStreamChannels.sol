@@ -10,6 +10,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 
 import {ChainStreamGasless} from "./ChainStreamGasless.sol";
 import {IChainStreamChannels} from "./interfaces/IChainStreamChannels.sol";
+import {PackedBalance} from "./libraries/PackedBalance.sol";
 import {VoucherHashing} from "./libraries/VoucherHashing.sol";
 
 /// @title ChainStreamChannels
@@ -46,20 +47,26 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint32 validUntil;
     }
 
-    /// @dev A payee's payout schedule for one token, in one slot (the recipient is read only when it is set).
-    struct StoredSchedule {
-        uint96 threshold;
-        uint64 maxFee;
-        uint32 period;
-        bool enabled;
-        bool hasRecipient;
-    }
-
     uint32 private constant CLOSED = 1;
     uint256 private constant MAX_AMOUNT = type(uint96).max;
-    /// @dev Low 128 bits of a balance slot: claimable + 1. Bits 128..159: time of the last scheduled payout, kept in
-    /// the slot a payout writes anyway so that a payout's period check costs no storage access of its own.
-    uint256 private constant BALANCE_MASK = type(uint128).max;
+    /// @dev Low 128 bits of a balance slot: claimable + 1. Above them the last payout time and the payout schedule,
+    /// kept in the slot a payout writes anyway so that its checks cost no storage access of their own (see
+    /// PackedBalance).
+    uint256 private constant BALANCE_MASK = PackedBalance.BALANCE_MASK;
+    /// @dev PaidOutBatch entries (IChainStreamChannels.PaidOutBatch, docs/PROTOCOL.md §14.2): the first word holds the
+    /// payee in its low 160 bits, then these flags. Literals, for inline assembly; the constructor checks the hashes.
+    uint256 private constant ENTRY_EXTENDED = 0x0010000000000000000000000000000000000000000; // 1 << 160
+    uint256 private constant ENTRY_SKIPPED = 0x0020000000000000000000000000000000000000000; // 1 << 161
+    uint256 private constant ENTRY_FLAGS = 0x0030000000000000000000000000000000000000000; // both
+    uint256 private constant ENTRY_AMOUNT_SHIFT = 162;
+    uint256 private constant ENTRY_AMOUNT_LIMIT = 0x400000000000000000000000; // 1 << 94
+    /// @dev A skipped entry's flags: ENTRY_SKIPPED | the reason's error selector << 224.
+    uint256 private constant REASON_NOT_SCHEDULED = 0x3918e6cb00000000000000020000000000000000000000000000000000000000;
+    uint256 private constant REASON_BELOW_THRESHOLD = 0x8a18b7d300000000000000020000000000000000000000000000000000000000;
+    uint256 private constant REASON_NOT_DUE = 0xc002b68a00000000000000020000000000000000000000000000000000000000;
+    /// @dev PaidOutBatch's topic, and SafeERC20FailedOperation's selector.
+    bytes32 private constant PAID_OUT_BATCH = 0xd695f52b37588be11f5a894fd8aa07d6c0bf9916836e69c8c71e6164d9d54d42;
+    uint256 private constant SAFE_ERC20_FAILED = 0x5274afe7;
 
     /// @notice Commitment to "nothing settled yet": settledRoot(hash of no payees, hash of no amounts).
     bytes20 public constant EMPTY_ROOT = bytes20(keccak256(abi.encode(keccak256(""), keccak256(""))));
@@ -73,8 +80,9 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     mapping(bytes32 channelId => Channel) private _channels;
     mapping(bytes32 channelId => RetiredKey) private _retiredKeys;
-    /// @dev Stored as claimable + 1 once a payee was first credited, so later credits and claims never write
-    /// a zero slot back to non-zero (20,000 gas) — the 0xSplits trick without keeping anyone's wei.
+    /// @dev Stored as claimable + 1 once a payee was first credited (or set a schedule), so later credits and claims
+    /// never write a zero slot back to non-zero (20,000 gas) — the 0xSplits trick without keeping anyone's wei. The
+    /// upper 128 bits hold the last payout time and the payout schedule (PackedBalance).
     mapping(address payee => mapping(uint16 tokenId => uint256)) private _balances;
 
     mapping(address token => uint16) private _tokenIds;
@@ -89,7 +97,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     /// relays in bulk (anyone can: a 1-wei channel naming any address) cannot lock new relays out.
     mapping(bytes32 channelId => address) private _channelRelays;
 
-    mapping(address payee => mapping(uint16 tokenId => StoredSchedule)) private _schedules;
+    /// @dev Read only for a schedule whose recipient is not the payee (PackedBalance's recipient bit).
     mapping(address payee => mapping(uint16 tokenId => address)) private _payoutRecipients;
 
     /// @inheritdoc IChainStreamChannels
@@ -103,6 +111,14 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         keyRotationGrace = keyRotationGrace_;
         tokenAdmin = tokenAdmin_;
         gasless = address(new ChainStreamGasless(this));
+        // The literals payoutBatch's assembly uses (costs deployment gas only).
+        assert(
+            PAID_OUT_BATCH == PaidOutBatch.selector
+                && REASON_NOT_SCHEDULED == ENTRY_SKIPPED | uint256(uint32(PayoutNotScheduled.selector)) << 224
+                && REASON_BELOW_THRESHOLD == ENTRY_SKIPPED | uint256(uint32(PayoutBelowThreshold.selector)) << 224
+                && REASON_NOT_DUE == ENTRY_SKIPPED | uint256(uint32(PayoutNotDue.selector)) << 224
+                && SAFE_ERC20_FAILED == uint32(SafeERC20.SafeERC20FailedOperation.selector)
+        );
     }
 
     modifier onlyGasless() {
@@ -134,7 +150,9 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         address sessionKey,
         uint32 sessionExpiry
     ) external payable nonReentrant returns (bytes32 channelId) {
-        channelId = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+        uint16 tokenId;
+        (channelId, tokenId) = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+        _pull(tokenId, amount);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -152,7 +170,9 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     ) external nonReentrant returns (bytes32 channelId) {
         // A permit front-run by someone else leaves the allowance in place; transferFrom then decides.
         try IERC20Permit(token).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
-        channelId = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+        uint16 tokenId;
+        (channelId, tokenId) = _open(msg.sender, relay, token, amount, salt, sessionKey, sessionExpiry);
+        _pull(tokenId, amount);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -163,9 +183,16 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint96 amount,
         bytes32 salt,
         address sessionKey,
-        uint32 sessionExpiry
+        uint32 sessionExpiry,
+        uint96 fee,
+        address feeTo
     ) external onlyGasless nonReentrant returns (bytes32 channelId) {
-        channelId = _open(payer, relay, token, amount, salt, sessionKey, sessionExpiry);
+        // No pull: the gasless contract already moved amount + fee from the payer to this contract, in one
+        // transferFrom, under the payer's signature. The fee leaves after the channel is recorded.
+        uint16 tokenId;
+        (channelId, tokenId) = _open(payer, relay, token, amount, salt, sessionKey, sessionExpiry);
+        if (tokenId == 0) revert TokenNotAllowed(address(0)); // never reached: the gasless contract refuses ETH
+        if (fee != 0) _push(tokenId, feeTo, fee);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -323,22 +350,23 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         uint16 tokenId = _tokenIdOf(token);
         if (schedule.enabled && schedule.threshold == 0 && schedule.period == 0) revert PayoutScheduleEmpty(payee);
         bool hasRecipient = schedule.enabled && schedule.recipient != address(0) && schedule.recipient != payee;
-        _schedules[payee][tokenId] = StoredSchedule({
-            threshold: schedule.threshold,
-            maxFee: schedule.maxFee,
-            period: schedule.period,
-            enabled: schedule.enabled,
-            hasRecipient: hasRecipient
-        });
+        uint256 kept = _balances[payee][tokenId] & PackedBalance.KEEP_MASK;
+        // A written slot keeps its +1 (credits add to the low bits of any non-zero slot, see _credit).
+        if (kept & BALANCE_MASK == 0) kept |= 1;
+        uint256 word = schedule.enabled
+            ? kept | PackedBalance.packSchedule(hasRecipient, schedule.period, schedule.threshold, schedule.maxFee)
+            : kept;
+        _balances[payee][tokenId] = word;
         _payoutRecipients[payee][tokenId] = hasRecipient ? schedule.recipient : address(0);
+        // The effective terms: the threshold rounded up, the max fee rounded down (PackedBalance).
         emit PayoutScheduleSet(
             payee,
             token,
             schedule.enabled,
             hasRecipient ? schedule.recipient : address(0),
-            schedule.threshold,
-            schedule.period,
-            schedule.maxFee
+            PackedBalance.threshold(word),
+            uint32(PackedBalance.period(word)),
+            PackedBalance.maxFee(word)
         );
     }
 
@@ -349,52 +377,170 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         returns (uint256 paid)
     {
         uint16 tokenId = _tokenIdOf(token);
-        uint256 fees;
-        uint256 count = payees.length;
-        // Every check and every balance write first, the transfers after (checks-effects-interactions across the
-        // whole batch: no storage is written once a payee's transfer has run).
-        address[] memory to = new address[](count);
-        uint256[] memory amounts = new uint256[](count);
-        for (uint256 i; i < count; ++i) {
-            address payee = payees[i];
-            StoredSchedule memory s = _schedules[payee][tokenId];
-            uint256 stored = _balances[payee][tokenId];
-            uint256 balance = stored & BALANCE_MASK;
-            // Cannot underflow: checked non-zero.
-            unchecked {
-                balance = balance == 0 ? 0 : balance - 1;
-            }
-            uint256 payeeFee = fee < s.maxFee ? fee : s.maxFee;
-            bytes4 skipped;
-            if (!s.enabled) {
-                skipped = PayoutNotScheduled.selector;
-            } else if (balance < s.threshold || balance <= payeeFee) {
-                skipped = PayoutBelowThreshold.selector;
-            } else if (s.period != 0 && block.timestamp < (stored >> 128) + s.period) {
-                skipped = PayoutNotDue.selector;
-            }
-            if (skipped != bytes4(0)) {
-                emit PayoutSkipped(payee, i, skipped);
-                continue;
-            }
-            address recipient = s.hasRecipient ? _payoutRecipients[payee][tokenId] : payee;
-            // The whole balance leaves (1 stays, with the payout time above it).
-            _balances[payee][tokenId] = (block.timestamp << 128) | 1;
-            uint256 amount;
-            // Cannot underflow: balance > payeeFee. Cannot overflow: sums of balances, each below 2^128.
-            unchecked {
-                amount = balance - payeeFee;
-                fees += payeeFee;
-                paid += amount;
-            }
-            to[i] = recipient;
-            amounts[i] = amount;
-            emit PaidOut(payee, token, recipient, amount, payeeFee);
+        // The PaidOutBatch record, ABI-encoded in place as (fee, entries) — [fee][0x40][entry count][entries...] — is
+        // written as the payees are checked, one entry per payee in order; its words then drive the transfers, so
+        // the log says what was sent. Memory for the longest record (four words per payee) is reserved first.
+        uint256 record;
+        assembly ("memory-safe") {
+            record := mload(0x40)
+            mstore(record, fee)
+            mstore(add(record, 0x20), 0x40)
+            mstore(0x40, add(add(record, 0x60), shl(7, payees.length)))
         }
-        for (uint256 i; i < count; ++i) {
-            if (amounts[i] != 0) _push(tokenId, to[i], amounts[i]);
+        // Checks and effects for the whole batch first: no storage is written once a transfer has run.
+        (uint256 end, uint256 fees) = _debitDue(payees, tokenId, fee, record + 0x60);
+        assembly ("memory-safe") {
+            mstore(add(record, 0x40), shr(5, sub(end, add(record, 0x60)))) // the entry count, in words
+            mstore(0x40, end)
+            log3(record, sub(end, record), PAID_OUT_BATCH, and(token, 0xffffffffffffffffffffffffffffffffffffffff), caller())
         }
+        paid = tokenId == 0 ? _payEthEntries(record + 0x60, end) : _payTokenEntries(token, record + 0x60, end);
         if (fees != 0) _push(tokenId, msg.sender, fees);
+    }
+
+    /// @dev For each payee in order: reads its balance word (PackedBalance) once and, if a payout is due under the
+    /// word's schedule — enabled, claimable >= threshold and > min(fee, maxFee), period elapsed since the last
+    /// payout — empties the balance and records the time in the same slot; appends the payee's PaidOutBatch entry
+    /// at `end` either way. Returns the record's new end and the sum of the fees. Assembly because this loop is
+    /// most of a payout's own cost (issue 13); the bit positions are PackedBalance's.
+    function _debitDue(address[] calldata payees, uint16 tokenId, uint256 fee, uint256 end)
+        private
+        returns (uint256, uint256 fees)
+    {
+        assembly ("memory-safe") {
+            /// m * 10^e of a decimal float `m | e << 26` (PackedBalance._decode)
+            function decimal(packed) -> value {
+                value := mul(and(packed, 0x3ffffff), exp(10, shr(26, packed)))
+            }
+            for {
+                let p := payees.offset
+                let done := add(p, shl(5, payees.length))
+            } lt(p, done) { p := add(p, 0x20) } {
+                let payee := calldataload(p)
+                if shr(160, payee) { revert(0, 0) } // not an address: refused as the ABI decoder would
+                mstore(0x00, payee)
+                mstore(0x20, _balances.slot)
+                mstore(0x20, keccak256(0x00, 0x40))
+                mstore(0x00, tokenId) // clean: _tokenIdOf's uint16, read from storage
+                let slot := keccak256(0x00, 0x40) // of _balances[payee][tokenId], for the read and the write
+                let word := sload(slot)
+                let payeeFee := decimal(shr(225, word)) // the max fee, bits 225..255
+                if lt(fee, payeeFee) { payeeFee := fee }
+                let reason := REASON_NOT_SCHEDULED
+                if and(word, 0x10000000000000000000000000000000000000000) { // ENABLED_BIT, 1 << 160
+                    let owed := sub(and(word, 0xffffffffffffffffffffffffffffffff), 1) // the low 128 bits: claimable + 1
+                    reason := REASON_BELOW_THRESHOLD // the threshold: bits 194..224
+                    if iszero(or(lt(owed, decimal(and(shr(194, word), 0x7fffffff))), iszero(gt(owed, payeeFee)))) {
+                        reason := 0
+                        let period := and(shr(162, word), 0xffffffff) // bits 162..193
+                        // the last payout (bits 128..159) + period: below 2^33, cannot overflow
+                        if and(gt(period, 0), lt(timestamp(), add(and(shr(128, word), 0xffffffff), period))) {
+                            reason := REASON_NOT_DUE
+                        }
+                    }
+                }
+                switch reason
+                case 0 {
+                    let amount := sub(sub(and(word, 0xffffffffffffffffffffffffffffffff), 1), payeeFee) // owed > fee
+                    let to := payee
+                    if and(word, 0x20000000000000000000000000000000000000000) { // RECIPIENT_BIT, 1 << 161
+                        mstore(0x00, payee)
+                        mstore(0x20, _payoutRecipients.slot)
+                        mstore(0x20, keccak256(0x00, 0x40))
+                        mstore(0x00, tokenId)
+                        to := sload(keccak256(0x00, 0x40))
+                    }
+                    // the balance emptied (its +1 stays), the time recorded (bits 128..159), the schedule kept
+                    sstore(slot, or(or(and(word, not(0xffffffffffffffffffffffffffffffffffffffff)),
+                                       shl(128, and(timestamp(), 0xffffffff))), 1))
+                    fees := add(fees, payeeFee) // a sum of balances below 2^128: cannot overflow
+                    switch and(lt(amount, ENTRY_AMOUNT_LIMIT), and(eq(payeeFee, fee), eq(to, payee)))
+                    case 1 {
+                        mstore(end, or(payee, shl(ENTRY_AMOUNT_SHIFT, amount)))
+                        end := add(end, 0x20)
+                    }
+                    default {
+                        mstore(end, or(payee, ENTRY_EXTENDED))
+                        mstore(add(end, 0x20), amount)
+                        mstore(add(end, 0x40), payeeFee)
+                        mstore(add(end, 0x60), to)
+                        end := add(end, 0x80)
+                    }
+                }
+                default {
+                    mstore(end, or(payee, reason))
+                    end := add(end, 0x20)
+                }
+            }
+        }
+        return (end, fees);
+    }
+
+    /// @dev Pays every paid entry in [ptr, end) in ETH; a recipient that refuses reverts the batch (PayoutFailed).
+    /// Returns the total paid.
+    function _payEthEntries(uint256 ptr, uint256 end) private returns (uint256 paid) {
+        while (ptr < end) {
+            uint256 head;
+            uint256 to;
+            uint256 amount;
+            assembly ("memory-safe") {
+                head := mload(ptr)
+                to := and(head, 0xffffffffffffffffffffffffffffffffffffffff)
+                amount := shr(ENTRY_AMOUNT_SHIFT, head)
+                if and(head, ENTRY_EXTENDED) {
+                    amount := mload(add(ptr, 0x20))
+                    to := mload(add(ptr, 0x60))
+                    ptr := add(ptr, 0x60)
+                }
+                ptr := add(ptr, 0x20)
+            }
+            if (head & ENTRY_SKIPPED == 0) {
+                paid += amount;
+                (bool ok,) = address(uint160(to)).call{value: amount}("");
+                if (!ok) revert PayoutFailed(address(uint160(to)), amount);
+            }
+        }
+    }
+
+    /// @dev Pays every paid entry in [ptr, end) in `token` with SafeERC20.safeTransfer's rule (a revert is bubbled
+    /// up; no return data is accepted from a contract, else the token must return true: SafeERC20FailedOperation),
+    /// without its memory allocation: the call data is written at `end` (past the record, reused for every
+    /// transfer). Returns the total paid.
+    function _payTokenEntries(address token, uint256 ptr, uint256 end) private returns (uint256 paid) {
+        assembly ("memory-safe") {
+            token := and(token, 0xffffffffffffffffffffffffffffffffffffffff)
+            mstore(end, shl(224, 0xa9059cbb)) // transfer(address,uint256)
+            let toWord := add(end, 4)
+            let amountWord := add(end, 36)
+            for {} lt(ptr, end) {} {
+                let head := mload(ptr)
+                ptr := add(ptr, 0x20)
+                switch and(head, ENTRY_FLAGS)
+                case 0 {
+                    mstore(toWord, and(head, 0xffffffffffffffffffffffffffffffffffffffff))
+                    mstore(amountWord, shr(ENTRY_AMOUNT_SHIFT, head))
+                }
+                case 0x0010000000000000000000000000000000000000000 { // ENTRY_EXTENDED
+                    mstore(amountWord, mload(ptr))
+                    mstore(toWord, mload(add(ptr, 0x40)))
+                    ptr := add(ptr, 0x60)
+                }
+                default { continue } // skipped
+                paid := add(paid, mload(amountWord)) // a sum of balances below 2^128: cannot overflow
+                if iszero(call(gas(), token, 0, end, 68, 0, 0x20)) {
+                    returndatacopy(end, 0, returndatasize())
+                    revert(end, returndatasize())
+                }
+                // true returned, or nothing returned by a contract (a stale mload(0) needs returndatasize > 31)
+                if iszero(and(gt(returndatasize(), 31), eq(mload(0), 1))) {
+                    if or(returndatasize(), iszero(extcodesize(token))) {
+                        mstore(0, shl(224, SAFE_ERC20_FAILED))
+                        mstore(4, token)
+                        revert(0, 0x24)
+                    }
+                }
+            }
+        }
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -404,15 +550,17 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         returns (PayoutSchedule memory schedule, uint32 lastPaidAt)
     {
         uint16 tokenId = _tokenIdOf(token);
-        StoredSchedule memory s = _schedules[payee][tokenId];
+        uint256 word = _balances[payee][tokenId];
+        uint256 threshold = PackedBalance.threshold(word);
         schedule = PayoutSchedule({
-            enabled: s.enabled,
-            recipient: s.hasRecipient ? _payoutRecipients[payee][tokenId] : address(0),
-            threshold: s.threshold,
-            period: s.period,
-            maxFee: s.maxFee
+            enabled: PackedBalance.enabled(word),
+            recipient: PackedBalance.hasRecipient(word) ? _payoutRecipients[payee][tokenId] : address(0),
+            // A signed threshold within 1.5e-7 of 2^96 can round up past it: shown as the uint96 maximum.
+            threshold: threshold > type(uint96).max ? type(uint96).max : uint96(threshold),
+            period: uint32(PackedBalance.period(word)),
+            maxFee: uint64(PackedBalance.maxFee(word))
         });
-        lastPaidAt = uint32(_balances[payee][tokenId] >> 128);
+        lastPaidAt = uint32(PackedBalance.paidAt(word));
     }
 
     // ----------------------------------------------------------------- views
@@ -449,8 +597,7 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
 
     /// @inheritdoc IChainStreamChannels
     function claimable(address payee, address token) external view returns (uint256) {
-        uint256 balance = _balances[payee][_tokenIdOf(token)] & BALANCE_MASK;
-        return balance == 0 ? 0 : balance - 1;
+        return PackedBalance.claimable(_balances[payee][_tokenIdOf(token)]);
     }
 
     /// @inheritdoc IChainStreamChannels
@@ -494,13 +641,13 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         bytes32 salt,
         address sessionKey,
         uint32 sessionExpiry
-    ) private returns (bytes32 channelId) {
+    ) private returns (bytes32 channelId, uint16 tokenId) {
         if (relay == address(0)) revert ChannelRelayZero();
         if (amount == 0) revert ChannelDepositZero();
         if (sessionKey != address(0) && sessionExpiry <= block.timestamp) {
             revert SessionKeyExpiryInPast(sessionExpiry);
         }
-        uint16 tokenId = _tokenIdOf(token);
+        tokenId = _tokenIdOf(token);
         channelId = channelIdFor(payer, token, relay, salt);
         Channel storage ch = _channels[channelId];
         if (ch.payer != address(0)) revert ChannelExists(channelId);
@@ -514,7 +661,6 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
         ch.deposit = amount;
         ch.sessionKey = sessionKey;
         emit ChannelOpened(channelId, payer, relay, token, amount, sessionKey, ch.sessionExpiry, salt);
-        _pull(tokenId, amount);
     }
 
     /// @dev Settles one entry. With `strict` it reverts with the reason; otherwise it returns the reason's
@@ -665,7 +811,8 @@ contract ChainStreamChannels is IChainStreamChannels, EIP712, ReentrancyGuardTra
     function _credit(address payee, uint16 tokenId, uint256 delta) private {
         uint256 stored = _balances[payee][tokenId];
         // Cannot overflow the low 128 bits: a payee's credits are bounded by the token's supply (< 2^128 for
-        // allowed tokens, see allowToken), and the payout time above them is never touched by the addition.
+        // allowed tokens, see allowToken), so the payout time and schedule above them are never touched by the
+        // addition. A non-zero slot always has its +1 (setPayoutScheduleFor keeps it so).
         unchecked {
             _balances[payee][tokenId] = (stored == 0 ? 1 : stored) + delta;
         }

@@ -87,12 +87,12 @@ contract ChainStreamGasless is IChainStreamGasless, EIP712, ReentrancyGuardTrans
         channelId = channels.channelIdFor(auth.payer, auth.token, auth.relay, auth.salt);
         emit AuthorizationUsed(auth.payer, auth.nonce, channelId, OPEN_TYPEHASH, msg.sender, fee);
         uint96 deposit = auth.amount - fee; // cannot underflow: _checkFee
-        IERC20 token = _pullFrom(auth.token, auth.payer, auth.amount, permit);
-        token.forceApprove(address(channels), deposit);
+        // One token pull: the whole signed amount goes from the payer straight to the channels contract, which keeps
+        // the deposit and pays the fee on to the submitter (no allowance, no second transferFrom, nothing held here).
+        _pullFrom(auth.token, auth.payer, address(channels), auth.amount, permit);
         channels.openFor(
-            auth.payer, auth.relay, auth.token, deposit, auth.salt, auth.sessionKey, auth.sessionExpiry
+            auth.payer, auth.relay, auth.token, deposit, auth.salt, auth.sessionKey, auth.sessionExpiry, fee, msg.sender
         );
-        if (fee != 0) token.safeTransfer(msg.sender, fee);
     }
 
     /// @inheritdoc IChainStreamGasless
@@ -106,7 +106,7 @@ contract ChainStreamGasless is IChainStreamGasless, EIP712, ReentrancyGuardTrans
         _consumeNonce(auth.payer, auth.nonce, auth.deadline, topUpDigest(auth), r, vs);
         emit AuthorizationUsed(auth.payer, auth.nonce, auth.channelId, TOPUP_TYPEHASH, msg.sender, fee);
         uint96 added = auth.amount - fee; // cannot underflow: _checkFee
-        IERC20 token = _pullFrom(tokenAddress, auth.payer, auth.amount, permit);
+        IERC20 token = _pullFrom(tokenAddress, auth.payer, address(this), auth.amount, permit);
         token.forceApprove(address(channels), added);
         channels.topUp(auth.channelId, added);
         if (fee != 0) token.safeTransfer(msg.sender, fee);
@@ -215,10 +215,10 @@ contract ChainStreamGasless is IChainStreamGasless, EIP712, ReentrancyGuardTrans
         if (err != ECDSA.RecoverError.NoError || recovered != signer) revert GaslessInvalidSignature(signer, recovered);
     }
 
-    /// @dev Pulls `amount` of `tokenAddress` from `owner` after trying its permit. The permit may already have been
-    /// used by someone who saw it (OpenZeppelin's front-running note on ERC-2612): its failure is ignored and the
-    /// allowance decides, with a clear error if it is short.
-    function _pullFrom(address tokenAddress, address owner, uint256 amount, Permit calldata permit)
+    /// @dev Moves `amount` of `tokenAddress` from `owner` to `to` after trying its permit. The permit may already
+    /// have been used by someone who saw it (OpenZeppelin's front-running note on ERC-2612): its failure is ignored
+    /// and the allowance decides, with a clear error if it is short.
+    function _pullFrom(address tokenAddress, address owner, address to, uint256 amount, Permit calldata permit)
         private
         returns (IERC20 token)
     {
@@ -230,6 +230,6 @@ contract ChainStreamGasless is IChainStreamGasless, EIP712, ReentrancyGuardTrans
         }
         uint256 allowance = token.allowance(owner, address(this));
         if (allowance < amount) revert GaslessAllowanceTooLow(tokenAddress, owner, allowance, amount);
-        token.safeTransferFrom(owner, address(this), amount);
+        token.safeTransferFrom(owner, to, amount);
     }
 }

@@ -45,7 +45,9 @@ interface IChainStreamChannels {
         ChannelStatus status;
     }
 
-    /// @notice A payee's standing order to have its balance of one token pushed to it (see payoutBatch).
+    /// @notice A payee's standing order to have its balance of one token pushed to it (see payoutBatch). Stored in the
+    /// payee's balance slot (PackedBalance), where `threshold` and `maxFee` are decimal floats: a value of more than
+    /// 7 significant digits is kept rounded, the threshold up and the max fee down (never earlier, never dearer).
     /// @param enabled False cancels the schedule (pull claims always keep working).
     /// @param recipient Where payouts go; address(0) means the payee itself.
     /// @param threshold A payout is due only once the balance reaches this (0: any balance above the fee).
@@ -133,7 +135,8 @@ interface IChainStreamChannels {
     /// @notice An enabled payout schedule needs a threshold or a period (else any submitter could push every
     /// few wei and keep a fee each time).
     error PayoutScheduleEmpty(address payee);
-    /// @notice Skip reason in payoutBatch: the payee has no enabled schedule for this token.
+    /// @notice Skip reason in payoutBatch (never reverted; see PaidOutBatch): the payee has no enabled schedule for this
+    /// token.
     error PayoutNotScheduled(address payee);
     /// @notice Skip reason in payoutBatch: the balance is below the signed threshold, or not above the fee.
     error PayoutBelowThreshold(address payee, uint256 balance, uint256 threshold, uint256 fee);
@@ -198,7 +201,8 @@ interface IChainStreamChannels {
     /// @notice A payee withdrew its balance.
     event Claimed(address indexed payee, address indexed token, address to, uint256 amount);
 
-    /// @notice A payee's payout schedule for `token` was set (or cancelled: enabled false).
+    /// @notice A payee's payout schedule for `token` was set (or cancelled: enabled false, all zero), with the
+    /// values stored (the threshold rounded up, the max fee rounded down; see PayoutSchedule).
     event PayoutScheduleSet(
         address indexed payee,
         address indexed token,
@@ -209,13 +213,23 @@ interface IChainStreamChannels {
         uint256 maxFee
     );
 
-    /// @notice A scheduled payout: the payee's whole balance left the contract, `amount` to `to` and `fee` to the
-    /// batch's submitter. Equivalent to a Claimed for the payee's books.
-    event PaidOut(address indexed payee, address indexed token, address to, uint256 amount, uint256 fee);
-
-    /// @notice A payoutBatch entry was skipped; `reason` is the selector of PayoutNotScheduled,
-    /// PayoutBelowThreshold or PayoutNotDue. Nothing changed for that payee.
-    event PayoutSkipped(address indexed payee, uint256 index, bytes4 reason);
+    /// @notice Everything one payoutBatch did, in one record for the batch (as ERC-1155's TransferBatch): one entry
+    /// per listed payee, in the order listed. A paid payee's whole balance left the contract: `amount` to its
+    /// recipient and its fee to `submitter` (equivalent to a Claimed of amount + fee for the payee's books). A
+    /// skipped payee was left untouched.
+    /// @dev `entries` is a sequence of one- or four-word entries (docs/PROTOCOL.md §14.2). The first word holds the
+    /// payee in bits 0..159, then:
+    ///  - bits 160, 161 clear: paid; the payee itself received `amount` = bits 162..255 (< 2^94) and paid `fee`;
+    ///  - bit 160 set: paid; three more words follow: `amount`, the fee this payee paid (its signed max fee, where
+    ///    that is below `fee`), and the recipient (the payee itself, or the address it signed);
+    ///  - bit 161 set: skipped; bits 224..255 are the selector of the reason (PayoutNotScheduled,
+    ///    PayoutBelowThreshold or PayoutNotDue).
+    /// No per-payee topic: the relay indexes payouts by payee from these records.
+    /// @param token The token paid (address(0): ETH).
+    /// @param submitter The caller, who received every paid entry's fee in one transfer after the payouts.
+    /// @param fee The fee the batch asked for: what a one-word entry's payee paid.
+    /// @param entries The entries, encoded as above.
+    event PaidOutBatch(address indexed token, address indexed submitter, uint256 fee, bytes32[] entries);
 
     // -------------------------------------------------------------- functions
 
@@ -329,8 +343,10 @@ interface IChainStreamChannels {
     /// signer's EIP-712 authorisation.
     function gasless() external view returns (address);
 
-    /// @notice Open a channel for `payer`, funded by the caller (the gasless contract, which pulled the tokens
-    /// from the payer under the payer's signed authorisation). Same rules as open; the payer is `payer`.
+    /// @notice Open a channel for `payer` with deposit `amount` and pay `fee` of it on to `feeTo` (gasless contract
+    /// only). The caller has already moved `amount + fee` tokens from the payer to this contract, in one
+    /// transferFrom under the payer's signed authorisation, so nothing is pulled here. Same rules as open; the payer
+    /// is `payer`; tokens only.
     function openFor(
         address payer,
         address relay,
@@ -338,7 +354,9 @@ interface IChainStreamChannels {
         uint96 amount,
         bytes32 salt,
         address sessionKey,
-        uint32 sessionExpiry
+        uint32 sessionExpiry,
+        uint96 fee,
+        address feeTo
     ) external returns (bytes32 channelId);
 
     /// @notice cooperativeClose on behalf of `payer` (gasless contract only); the refund goes to the caller, which
@@ -354,14 +372,15 @@ interface IChainStreamChannels {
 
     /// @notice Push the balances of `token` owed to `payees` that are due under their schedules, each to the
     /// payee or to the recipient it signed, minus min(fee, the payee's signed maxFee), which goes to the caller.
-    /// Entries not due (or not scheduled) are skipped with PayoutSkipped, not reverted. A transfer the recipient
+    /// Payees not due (or not scheduled) are skipped, not reverted; one PaidOutBatch records what happened to each. A transfer the recipient
     /// refuses (an ETH recipient that reverts, a token that blocks it) reverts the whole batch: the submitter
     /// simulates first and sends again without that payee, whose balance stays claimable. Anyone may call it. A
     /// payee listed twice is paid once (its balance is then empty).
     /// @return paid The total sent to payees and recipients (fees excluded).
     function payoutBatch(address token, address[] calldata payees, uint256 fee) external returns (uint256 paid);
 
-    /// @notice A payee's payout schedule for `token` and the time of its last payout (0 if none).
+    /// @notice A payee's payout schedule for `token` as stored (threshold rounded up, max fee rounded down; a
+    /// cancelled schedule reads as all zero) and the time of its last payout (0 if none).
     function payoutSchedule(address payee, address token)
         external
         view

@@ -13,6 +13,7 @@ Real chains (eth-tester and anvil, `chain`).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from chainstream.chain.gasless import (
     GaslessClient,
     PermitSig,
     payout_batch,
+    payout_batches_in,
     payout_schedule,
     payout_skips_in,
     payouts_in,
@@ -33,9 +35,20 @@ from chainstream.protocol.gasless import CloseAuth, OpenAuth, ScheduleAuth, TopU
 from chainstream.protocol.signing import Signature, high_s_twin
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH
 from chainstream.relay.payouts import PayoutPusher
+from chainstream.store.sqlite import SqliteStore
 from tests.conftest import test_key
 from tests.integration.conftest import STABLE, Chain
-from tests.integration.helpers import close_signature, open_channel, reverts, salt, settle, sign, voucher
+from tests.integration.helpers import (
+    close_signature,
+    deploy_token,
+    open_channel,
+    reverts,
+    salt,
+    settle,
+    sign,
+    token_balance,
+    voucher,
+)
 
 FEE = STABLE // 100  # what the relay asks: one cent
 MAX_FEE = 2 * FEE
@@ -107,6 +120,25 @@ def test_gasless_open_by_listener_without_eth_charges_at_most_the_signed_fee(
     assert chain.token.balance_of(chain.address("relay")) - relay_before == FEE
     assert chain.balance(listener.address) == 0
     assert chain.token.balance_of(gasless.address) == 0
+
+
+def test_gasless_open_moves_the_payers_tokens_once_and_keeps_exactly_the_deposit(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """The submitter's open: one pull of the signed amount straight into escrow, then only its fee comes out."""
+    auth = open_auth(chain, listener)
+    escrow = chain.channels.address
+    escrow_before = chain.token.balance_of(escrow)
+    receipt = gasless.open_for(
+        chain.tx("relay"), auth, auth.sign(listener, gasless.domain), FEE, permit(chain, gasless, listener)
+    )
+    moves = [
+        (e["args"]["from"], e["args"]["to"], e["args"]["value"])
+        for e in chain.token.contract.events.Transfer().process_receipt(receipt)
+    ]
+    assert moves == [(listener.address, escrow, auth.amount), (escrow, chain.address("relay"), FEE)]
+    assert chain.token.balance_of(escrow) - escrow_before == auth.amount - FEE
+    assert chain.token.contract.functions.allowance(gasless.address, escrow).call() == 0
 
 
 # ----------------------------------------------------------------------------------------------- the terms
@@ -317,7 +349,7 @@ def test_trusted_entry_points_refuse_anyone_but_the_gasless_contract(chain: Chai
     victim = chain.address("listener")
     token = chain.token.address
     for call in (
-        fns.openFor(victim, chain.address("relay"), token, 1, salt(1), ZERO_ADDRESS, 0),
+        fns.openFor(victim, chain.address("relay"), token, 1, salt(1), ZERO_ADDRESS, 0, 0, chain.address("stranger")),
         fns.cooperativeCloseFor(victim, (salt(1), [], [], ZERO_HASH, [], ZERO_HASH, ZERO_HASH), ZERO_HASH, ZERO_HASH),
         fns.setPayoutScheduleFor(victim, token, (True, chain.address("stranger"), 1, 0, 0)),
     ):
@@ -454,3 +486,167 @@ def test_recipient_refusing_its_payout_cannot_block_the_others(chain: Chain, gas
     assert chain.channels.claimable(artist) == 3 * 10**15
     chain.channels.claim(chain.tx("artist"))
     assert chain.channels.claimable(artist) == 0
+
+
+# Neither value below is a decimal float the balance slot stores exactly (at most 26 bits of mantissa).
+ODD_THRESHOLD = 123_456_789  # stored as 123_456_790
+ODD_MAX_FEE = 98_765_432  # stored as 98_765_430
+
+
+def test_schedule_values_stored_inexactly_never_pay_early_or_charge_more_than_signed(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """The payee signs a threshold and a max fee the packed slot cannot hold exactly; the relay pushes one unit
+    below the signed threshold and asks a fee far above the signed maximum."""
+    artist = chain.address("artist")
+    chain.token.mint(chain.tx("stranger"), listener.address, 3 * ODD_THRESHOLD)
+    cid = open_gasless(chain, gasless, listener, amount=3 * ODD_THRESHOLD)
+    settle(chain, sign(chain, voucher(cid, {artist: ODD_THRESHOLD - 1}), listener))
+    auth, sig = schedule(chain, gasless, "artist", threshold=ODD_THRESHOLD, max_fee=ODD_MAX_FEE)
+    gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    receipt = payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist], 10**12)
+    assert payout_skips_in(chain.channels, receipt) == [(artist, "PayoutBelowThreshold")]
+    settle(chain, sign(chain, voucher(cid, {artist: 2 * ODD_THRESHOLD}), listener), (ODD_THRESHOLD - 1,))
+    receipt = payout_batch(chain.channels, chain.tx("relay"), chain.token.address, [artist], 10**12)
+    [paid] = payouts_in(chain.channels, receipt)
+    assert paid.fee <= ODD_MAX_FEE and paid.amount + paid.fee == 2 * ODD_THRESHOLD
+    effective = payout_schedule(chain.channels, artist, chain.token.address)
+    assert (effective.threshold, effective.max_fee) == (123_456_790, 98_765_430)
+
+
+def test_schedule_sharing_the_balance_slot_never_changes_a_balance(
+    chain: Chain, gasless: GaslessClient, listener: PrivateKey
+) -> None:
+    """A payee never credited signs the widest schedule there is, then is credited, claims, is credited again and
+    opts out: every unit credited is claimable or paid, not one more or less, and the schedule survives it all."""
+    artist = chain.address("artist")
+    widest = {"threshold": 2**96 - 1, "period": 2**32 - 1, "max_fee": 2**64 - 1}
+    auth, sig = schedule(chain, gasless, "artist", **widest)
+    gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    assert chain.channels.claimable(artist, chain.token.address) == 0
+    cid = credit(chain, gasless, listener, {artist: 7})
+    assert chain.channels.claimable(artist, chain.token.address) == 7
+    before = chain.token.balance_of(artist)
+    chain.channels.claim(chain.tx("artist"), chain.token.address)
+    assert chain.token.balance_of(artist) - before == 7
+    settle(chain, sign(chain, voucher(cid, {artist: 12}), listener), (7,))
+    assert chain.channels.claimable(artist, chain.token.address) == 5
+    kept = payout_schedule(chain.channels, artist, chain.token.address)
+    assert (kept.enabled, kept.threshold, kept.period) == (True, 2**96 - 1, 2**32 - 1)
+    assert kept.max_fee <= 2**64 - 1
+    gasless.set_schedule(chain.tx("artist"), chain.token.address, enabled=False)
+    assert chain.channels.claimable(artist, chain.token.address) == 5
+    assert not payout_schedule(chain.channels, artist, chain.token.address).enabled
+
+
+@pytest.mark.parametrize("kind", ["NoReturnToken", "ReentrantToken"])
+def test_payout_in_a_non_standard_or_reentering_token_pays_each_balance_exactly_once(
+    chain: Chain, gasless: GaslessClient, kind: str
+) -> None:
+    """The payout token returns nothing (USDT-style), or re-enters claim() on every transfer out of the contract."""
+    artist, collab = chain.address("artist"), chain.address("collab")
+    token = deploy_token(chain, kind)
+    if kind == "ReentrantToken":
+        chain.tx("deployer").transact(token.contract.functions.setTarget(chain.channels.address), action="setTarget")
+    cid = open_channel(chain, 10 * STABLE, token=token.address)
+    settle(chain, sign(chain, voucher(cid, {artist: 3 * STABLE, collab: 2 * STABLE})))
+    for payee in ("artist", "collab"):
+        auth, sig = schedule(chain, gasless, payee, token=token.address)
+        gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    before = {a: token.balance_of(a) for a in (artist, collab, chain.address("relay"))}
+    receipt = payout_batch(chain.channels, chain.tx("relay"), token.address, [artist, collab, artist], FEE)
+    assert [(p.payee, p.amount, p.fee) for p in payouts_in(chain.channels, receipt)] == [
+        (artist, 3 * STABLE - FEE, FEE),
+        (collab, 2 * STABLE - FEE, FEE),
+    ]
+    after = {a: token.balance_of(a) - before[a] for a in before}
+    assert after == {artist: 3 * STABLE - FEE, collab: 2 * STABLE - FEE, chain.address("relay"): 2 * FEE}
+    assert token.balance_of(chain.channels.address) == 5 * STABLE  # the unspent deposit, nothing else
+    if kind == "ReentrantToken":
+        assert token.contract.functions.reentrySucceeded().call() == 0
+
+
+# --------------------------------------------------------------------------- the batch's one record
+
+# The batch below: the relay asks FEE; "platform" signed a max fee below it; "collab" signed a recipient; "stranger" has no
+# schedule; "artist" is listed twice. Each kind of entry appears: one word, four words (capped fee, recipient),
+# skipped (not scheduled, and the second "artist": nothing left).
+LISTED = ["artist", "collab", "platform", "stranger", "artist"]
+CREDITS = {"artist": 3 * STABLE, "collab": 2 * STABLE, "platform": STABLE, "stranger": STABLE // 2}
+
+
+@pytest.mark.parametrize("kind", ["stablecoin", "NoReturnToken", "ETH"])
+def test_payout_record_states_exactly_what_each_listed_payee_lost_and_each_recipient_got(
+    chain: Chain, gasless: GaslessClient, kind: str
+) -> None:
+    """The relay's batch mixes every kind of entry (plain, capped fee, signed recipient, unscheduled, listed twice) in
+    the stablecoin, a token returning nothing, or ETH: decoding the one PaidOutBatch record alone must give, per listed
+    payee, the balance it lost, who got it and the fee kept — compared with the balances before and after."""
+    token = ZERO_ADDRESS if kind == "ETH" else chain.token.address
+    if kind == "NoReturnToken":
+        token = deploy_token(chain, kind).address
+    cid = open_channel(chain, 10 * STABLE, token=token)
+    settle(chain, sign(chain, voucher(cid, {chain.address(p): a for p, a in CREDITS.items()})))
+    signed = {"artist": {}, "collab": {"recipient": chain.address("label")}, "platform": {"max_fee": FEE // 4}}
+    for payee, changes in signed.items():
+        auth, sig = schedule(chain, gasless, payee, token=token, threshold=1, **changes)
+        gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    holders = [chain.address(a) for a in ("artist", "collab", "platform", "stranger", "label", "relay")]
+    held = (lambda a: chain.balance(a)) if kind == "ETH" else (lambda a: token_balance(chain, token, a))
+    claimable_before = {a: chain.channels.claimable(a, token) for a in holders}
+    held_before = {a: held(a) for a in holders + [chain.channels.address]}
+
+    receipt = payout_batch(chain.channels, chain.tx("relay"), token, [chain.address(p) for p in LISTED], FEE)
+
+    [record] = payout_batches_in(chain.channels, receipt)
+    assert (record.token, record.submitter, record.fee) == (token, chain.address("relay"), FEE)
+    assert [(e.index, e.payee) for e in record.entries] == list(enumerate(chain.address(p) for p in LISTED))
+    got = {a: 0 for a in holders}
+    lost = {a: 0 for a in holders}
+    for e in record.entries:
+        if e.reason is None:
+            assert e.to is not None and e.fee <= FEE
+            got[e.to] += e.amount
+            got[chain.address("relay")] += e.fee
+            lost[e.payee] += e.amount + e.fee
+    if kind == "ETH":
+        got[chain.address("relay")] -= receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert {a: held(a) - held_before[a] for a in holders} == got
+    assert {a: claimable_before[a] - chain.channels.claimable(a, token) for a in holders} == lost
+    assert held_before[chain.channels.address] - held(chain.channels.address) == sum(lost.values())
+    # ... and what the record says is what the schedules allow: whole balances, signed recipients and max fees.
+    artist, collab, platform, stranger = (chain.address(p) for p in ("artist", "collab", "platform", "stranger"))
+    assert [(e.payee, e.to, e.amount, e.fee, e.reason) for e in record.entries] == [
+        (artist, artist, 3 * STABLE - FEE, FEE, None),
+        (collab, chain.address("label"), 2 * STABLE - FEE, FEE, None),
+        (platform, platform, STABLE - FEE // 4, FEE // 4, None),
+        (stranger, None, 0, 0, "PayoutNotScheduled"),
+        (artist, None, 0, 0, "PayoutBelowThreshold"),
+    ]
+
+
+def test_relay_books_every_payout_of_one_batch_as_a_claim_of_its_own_payee_once(
+    chain: Chain, gasless: GaslessClient, tmp_path: Path
+) -> None:
+    """A stranger pays two scheduled payees in one batch (one log for both): the relay, reading the chain twice (a
+    restart), books each payee's claim once, not one claim for the log nor two for a re-read."""
+    artist, collab = chain.address("artist"), chain.address("collab")
+    cid = open_channel(chain, 10 * STABLE, token=chain.token.address)
+    settle(chain, sign(chain, voucher(cid, {artist: 3 * STABLE, collab: 2 * STABLE})))
+    for payee in ("artist", "collab"):
+        auth, sig = schedule(chain, gasless, payee, threshold=1)
+        gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    payout_batch(chain.channels, chain.tx("stranger"), chain.token.address, [artist, collab], FEE)
+    store = SqliteStore(tmp_path / "relay.db")
+    try:
+        for _ in range(2):  # the second pusher re-reads from block 0, as after a restart
+            pusher = PayoutPusher(Settings(), chain.channels, chain.tx("relay"), [chain.token.address], store=store)
+            pusher.run_once(push=False)
+            assert {p: [(r.to, r.amount, r.fee) for r in pusher.history[p]] for p in (artist, collab)} == {
+                artist: [(artist, 3 * STABLE - FEE, FEE)],
+                collab: [(collab, 2 * STABLE - FEE, FEE)],
+            }
+        assert [int(c["amount"]) for c in store.claims_of(artist)] == [3 * STABLE]
+        assert [int(c["amount"]) for c in store.claims_of(collab)] == [2 * STABLE]
+    finally:
+        store.close()

@@ -70,6 +70,26 @@ const PERMIT_TYPES = {
 };
 const NO_PERMIT = { value: 0n, deadline: 0n, v: 0, r: ethers.ZeroHash, s: ethers.ZeroHash };
 
+/** PaidOutBatch entries (IChainStreamChannels.PaidOutBatch): one word `payee | amount << 162`, four words
+ * `payee | 1 << 160, amount, fee, recipient`, or one word `payee | 1 << 161 | reason selector << 224`. */
+function decodePayoutEntries(fee, entries) {
+  const words = [...entries].map((w) => BigInt(w));
+  const address = (word) => ethers.getAddress(ethers.toBeHex(word & ((1n << 160n) - 1n), 20));
+  const out = [];
+  for (let i = 0; i < words.length; i += 1) {
+    const head = words[i];
+    if (head & (1n << 161n)) {
+      out.push({ payee: address(head), reason: ethers.toBeHex(head >> 224n, 4) });
+    } else if (head & (1n << 160n)) {
+      out.push({ payee: address(head), to: address(words[i + 3]), amount: words[i + 1], fee: words[i + 2] });
+      i += 3;
+    } else {
+      out.push({ payee: address(head), to: address(head), amount: head >> 162n, fee });
+    }
+  }
+  return out;
+}
+
 function compact(signature) {
   const sig = ethers.Signature.from(signature);
   return [sig.r, sig.yParityAndS];
@@ -233,7 +253,17 @@ describe("ChainStream gas-free onboarding and scheduled payouts", function () {
     await expectRevert(gasless.connect(relay).setPayoutScheduleFor(schedule, sr, svs), gasless, "GaslessScheduleNonce");
 
     const fee = 25_000n; // above the artist's max: it pays its max
-    await (await channels.connect(relay).payoutBatch(token, [artist.address, stranger.address, artist.address], fee)).wait();
+    const receipt = await (await channels.connect(relay).payoutBatch(token, [artist.address, stranger.address, artist.address], fee)).wait();
+    // The batch's one record, decoded here independently of the Python decoder (docs/PROTOCOL.md §14.2).
+    const records = receipt.logs.map((l) => channels.interface.parseLog(l)).filter((e) => e?.name === "PaidOutBatch");
+    assert.equal(records.length, 1);
+    assert.deepEqual([records[0].args.token, records[0].args.submitter, records[0].args.fee], [token, relay.address, fee]);
+    const entries = records[0].args[3]; // not args.entries: that name is a method of ethers' Result
+    assert.deepEqual(decodePayoutEntries(records[0].args.fee, entries), [
+      { payee: artist.address, to: recipient.address, amount: 1_990_000n, fee: 10_000n }, // four words: fee capped, recipient
+      { payee: stranger.address, reason: channels.interface.getError("PayoutNotScheduled").selector },
+      { payee: artist.address, reason: channels.interface.getError("PayoutBelowThreshold").selector }, // paid once
+    ]);
     assert.equal(await stablecoin.balanceOf(recipient.address), 1_990_000n);
     assert.equal(await stablecoin.balanceOf(relay.address), 10_000n);
     assert.equal(await channels.claimable(artist.address, token), 0n);

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from chainstream.chain.contracts import ChannelsClient
+from chainstream.chain.gasless import PaidOut, payouts_to
 from chainstream.errors import ProtocolError
 from chainstream.protocol import PrivateKey
 from chainstream.sdk import Artist, Listener
@@ -27,8 +28,9 @@ PAYOUT_FEE = 1_000
 SETTINGS = {"gasless_fee": RELAY_FEE, "payout_fee": PAYOUT_FEE, "payout_interval": 0.2}
 
 
-def paid_out_events(channels: ChannelsClient, payee: str) -> list[Any]:
-    return list(channels.contract.events.PaidOut().get_logs(from_block=0, argument_filters={"payee": payee}))
+def paid_out_events(channels: ChannelsClient, payee: str) -> list[tuple[str, PaidOut]]:
+    """(transaction, payout) of each payout of `payee`, decoded from the PaidOutBatch records."""
+    return payouts_to(channels, payee)
 
 
 def scenario(rc: RelayChain, relay: Any) -> None:
@@ -76,8 +78,9 @@ def scenario(rc: RelayChain, relay: Any) -> None:
     time.sleep(1.0)  # a few more payout rounds: none may pay again
     events = paid_out_events(chain.channels, artist_key.address)
     assert len(events) == 1
-    assert (events[0]["args"]["amount"], events[0]["args"]["fee"]) == (share - PAYOUT_FEE, PAYOUT_FEE)
-    assert events[0]["args"]["to"] == artist_key.address
+    [(payout_tx, payout)] = events
+    assert (payout.amount, payout.fee) == (share - PAYOUT_FEE, PAYOUT_FEE)
+    assert payout.to == artist_key.address
     assert chain.channels.claimable(artist_key.address, stable) == 0
     # The relay records the payout as the payee's claim: its earnings show that money claimed, not settled.
     wait_until(
@@ -90,7 +93,7 @@ def scenario(rc: RelayChain, relay: Any) -> None:
     assert view["schedule"]["enabled"] is True and view["schedule"]["maxFee"] == str(PAYOUT_FEE)
     assert view["claimable"] == "0" and view["nextPayoutAt"] == 0
     assert [(p["amount"], p["fee"], p["txHash"]) for p in view["payouts"]] == [
-        (str(share - PAYOUT_FEE), str(PAYOUT_FEE), "0x" + bytes(events[0]["transactionHash"]).hex())
+        (str(share - PAYOUT_FEE), str(PAYOUT_FEE), payout_tx)
     ]
     assert rc.w3.eth.get_transaction_count(artist_key.address) == artist_nonce
     assert rc.w3.eth.get_balance(artist_key.address) == artist_eth

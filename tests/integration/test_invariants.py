@@ -54,6 +54,7 @@ from hypothesis.stateful import (
 from chainstream.chain.artifacts import error_abis, load_artifact
 from chainstream.chain.contracts import ChannelState, ChannelStatus, settle_entry
 from chainstream.chain.deploy import deploy_contract
+from chainstream.chain.gasless import GaslessClient, PayoutEntry, decode_payout_entries, payout_batch
 from chainstream.errors import ChainError
 from chainstream.pricing import TOTAL_BPS, Split
 from chainstream.protocol import Kind, PlayReceipt, PrivateKey, SignedVoucher, Voucher
@@ -187,6 +188,37 @@ class Outcome:
         return self.error or ("VoucherStale" if self.stale else None)
 
 
+@dataclass(frozen=True)
+class ScheduleModel:
+    """A payee's enabled payout schedule (ETH) as the contract stores it."""
+
+    recipient: str | None  # an actor, None: the payee itself
+    threshold: int  # the signed one, rounded up (PackedBalance)
+    period: int
+    max_fee: int  # the signed one, rounded down
+
+
+def stored_float(value: int, *, up: bool) -> int:
+    """What the balance slot keeps of `value`: m * 10^e with m < 2^26, rounded up or down (PackedBalance)."""
+    exponent, inexact = 0, False
+    while value >= 2**26:
+        inexact |= value % 10 != 0
+        value, exponent = value // 10, exponent + 1
+    if up and inexact:
+        value += 1
+        if value == 2**26:
+            value, exponent = 2**26 // 10 + 1, exponent + 1
+    return value * 10**exponent
+
+
+# Signed thresholds and max fees: mostly small (so that payouts happen), and values of more than 7 significant
+# digits (stored rounded).
+_SMALL_AMOUNTS = st.sampled_from((0, 1, 999, 1_000, 5_000))
+SCHEDULE_AMOUNTS = st.one_of(
+    _SMALL_AMOUNTS, _SMALL_AMOUNTS, _SMALL_AMOUNTS, st.sampled_from((123_456_789, 2**64 - 1)), st.integers(0, 2**64 - 1)
+)
+
+
 def describe(out: Outcome) -> str:
     return out.skip_reason or ("capped" if out.capped else "settled")
 
@@ -276,7 +308,10 @@ class ChannelMachine(RuleBasedStateMachine):
         # Whatever the chain held before this example (nothing, after the fixture's revert) is the baseline.
         self.claimable: dict[Address, int] = {ADDR[p]: self.cc.claimable(ADDR[p]) for p in PAYEES}
         self.initial_claimable = dict(self.claimable)
-        self.claimed: dict[Address, int] = {ADDR[p]: 0 for p in PAYEES}
+        self.claimed: dict[Address, int] = {ADDR[p]: 0 for p in PAYEES}  # by claims and payouts (with their fees)
+        self.gasless = GaslessClient.of(self.cc)
+        self.schedules: dict[Address, ScheduleModel] = {}  # enabled ETH payout schedules
+        self.last_paid: dict[Address, int] = {ADDR[p]: 0 for p in PAYEES}
         self.base_balance = c.balance(self.contract_address) - sum(self.claimable.values())
 
     def teardown(self) -> None:
@@ -853,6 +888,87 @@ class ChannelMachine(RuleBasedStateMachine):
         ch.session_key, ch.session_expiry = work.session_key, work.session_expiry
         ch.retired_key, ch.retired_until, ch.promised = work.retired_key, work.retired_until, work.promised
 
+    # ------------------------------------------------------------------ payouts
+    @rule(
+        data=st.data(),
+        enabled=st.sampled_from((True, True, False)),
+        recipient=st.sampled_from((None, None, "deployer")),
+        threshold=SCHEDULE_AMOUNTS,
+        period=st.sampled_from((0, 0, 1, 60, 86_400)),
+        max_fee=SCHEDULE_AMOUNTS,
+    )
+    def set_payout_schedule(
+        self, data: st.DataObject, enabled: bool, recipient: str | None, threshold: int, period: int, max_fee: int
+    ) -> None:
+        """The payee opts in (or out) by transaction; the schedule shares its balance slot."""
+        owing = [p for p in PAYEES if self.claimable[ADDR[p]]]
+        payee = data.draw(st.sampled_from([*owing, *owing, *PAYEES]), label="payee")
+        address = ADDR[payee]
+        threshold = min(threshold, 2**96 - 1)
+        call = (self.gasless.set_schedule, self.chain.tx(payee), ZERO_ADDRESS)
+        kwargs = {"recipient": ADDR[recipient] if recipient else ZERO_ADDRESS, "period": period}
+        kwargs |= {"enabled": enabled, "threshold": threshold, "max_fee": max_fee}
+        if enabled and threshold == 0 and period == 0:
+            event("payout schedule: PayoutScheduleEmpty")
+            self.expect_revert("PayoutScheduleEmpty", *call, **kwargs)
+            return
+        event(f"payout schedule: {'set' if enabled else 'cancelled'}")
+        self.gasless.set_schedule(self.chain.tx(payee), ZERO_ADDRESS, **kwargs)  # type: ignore[arg-type]
+        self.schedules.pop(address, None)
+        if enabled:
+            stored = ScheduleModel(recipient, stored_float(threshold, up=True), period, stored_float(max_fee, up=False))
+            assert threshold <= stored.threshold <= threshold * (1 + 1.5e-7) + 1
+            assert max_fee * (1 - 1.5e-7) - 1 <= stored.max_fee <= max_fee
+            self.schedules[address] = stored
+
+    @precondition(lambda self: self.schedules)
+    @rule(data=st.data(), fee=st.sampled_from((0, 0, 1, 500, 10**6, 2**64)))
+    def payout(self, data: st.DataObject, fee: int) -> None:
+        """Anyone's payoutBatch (here the relay's) over any list, duplicates and unscheduled payees included."""
+        due = [p for p in PAYEES if ADDR[p] in self.schedules and self.claimable[ADDR[p]]]
+        choices = st.sampled_from([*due, *due, *due, *PAYEES, "relay"])
+        payees = data.draw(st.lists(choices, min_size=1, max_size=5), label="payees")
+        t = self.next_time()
+        paid: list[tuple[int, Address, Address, int, int]] = []
+        skipped: list[tuple[Address, int, str]] = []
+        for i, name in enumerate(payees):
+            address = ADDR[name]
+            s = self.schedules.get(address)
+            balance = self.claimable.get(address, 0)
+            payee_fee = min(fee, s.max_fee) if s else 0
+            if s is None:
+                skipped.append((address, i, "PayoutNotScheduled"))
+            elif balance < s.threshold or balance <= payee_fee:
+                skipped.append((address, i, "PayoutBelowThreshold"))
+            elif s.period and t < self.last_paid[address] + s.period:
+                skipped.append((address, i, "PayoutNotDue"))
+            else:
+                to = ADDR[s.recipient] if s.recipient else address
+                paid.append((i, address, to, balance - payee_fee, payee_fee))
+                self.claimable[address] = 0
+                self.claimed[address] += balance
+                self.last_paid[address] = t
+        event(f"payout: {len(paid)} paid; skipped: {', '.join(sorted({r for _, _, r in skipped})) or 'none'}")
+        receivers = {to for _, _, to, _, _ in paid} | {ADDR["relay"]}
+        before = {a: self.chain.balance(a) for a in receivers}
+        receipt = payout_batch(self.cc, self.chain.tx("relay"), ZERO_ADDRESS, [ADDR[p] for p in payees], fee)
+        self.check_time(receipt, t)
+        # The batch's one record states every listed payee, in order, as the model has it, in the shortest form.
+        [record] = self.events("PaidOutBatch", receipt)
+        assert (record.args.token, record.args.submitter, record.args.fee) == (ZERO_ADDRESS, ADDR["relay"], fee)
+        entries = decode_payout_entries(fee, list(record.args["entries"]))
+        expected = {i: PayoutEntry(i, a, None, 0, 0, reason) for a, i, reason in skipped}
+        expected.update({i: PayoutEntry(i, a, to, amount, f) for i, a, to, amount, f in paid})
+        assert entries == [expected[i] for i in range(len(payees))]
+        words = sum(1 if (to, f) == (a, fee) and amount < 2**94 else 4 for _, a, to, amount, f in paid)
+        assert len(record.args["entries"]) == words + len(skipped)
+        gets = Counter[Address]()
+        for _, _, to, amount, payee_fee in paid:
+            gets[to] += amount
+            gets[ADDR["relay"]] += payee_fee
+        gets[ADDR["relay"]] -= receipt["gasUsed"] * receipt["effectiveGasPrice"]
+        assert {a: self.chain.balance(a) - before[a] for a in receivers} == {a: gets[a] for a in receivers}
+
     # --------------------------------------------------------------- invariants
     @invariant()
     def escrow_matches_obligations(self) -> None:
@@ -910,10 +1026,20 @@ class ChannelMachine(RuleBasedStateMachine):
         for address in self.claimable:
             earned = claimable[address] + self.claimed[address] - self.initial_claimable[address]
             assert earned == credited.get(address, 0) <= promised.get(address, 0)
+        # (f) the schedules and last payout times sharing the balance slots are the model's
+        for address in self.claimable:
+            (enabled, recipient, threshold, period, max_fee), last = self.view("payoutSchedule", address, ZERO_ADDRESS)
+            s = self.schedules.get(address)
+            assert last == self.last_paid[address]
+            assert (enabled, to_address(recipient), threshold, period, max_fee) == (
+                (True, ADDR[s.recipient] if s.recipient else ZERO_ADDRESS, s.threshold, s.period, s.max_fee)
+                if s
+                else (False, ZERO_ADDRESS, 0, 0, 0)
+            )
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_channel_escrow_invariants(embedded_chain: Chain) -> None:
+def machine_on(embedded_chain: Chain) -> type[ChannelMachine]:
+    """The machine on this chain, with a contract wallet (WalletPayer) of its own."""
     wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
     ADDR[WALLET] = wallet_address
 
@@ -921,9 +1047,19 @@ def test_channel_escrow_invariants(embedded_chain: Chain) -> None:
         chain = embedded_chain
         wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
 
+    return Machine
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_channel_escrow_invariants(embedded_chain: Chain) -> None:
     COVERAGE.clear()
-    run_state_machine_as_test(Machine, settings=SETTINGS)
+    run_state_machine_as_test(machine_on(embedded_chain), settings=SETTINGS)
     print("\n".join(f"{count:5d}  {label}" for label, count in sorted(COVERAGE.items())))
+
+
+def fixed_order_machine(embedded_chain: Chain) -> ChannelMachine:
+    """A machine whose rules a test drives in a fixed order, with Picks."""
+    return machine_on(embedded_chain)()
 
 
 class Picks:
@@ -942,14 +1078,7 @@ def test_model_catches_a_revoked_and_readded_key(embedded_chain: Chain) -> None:
     """The review's finding 1 as rule steps, for an EOA payer (two blocks) and the contract wallet (one
     transaction): revoke S, set S again expiring a second later, then S pays and the relay settles. The model
     says S is still within its grace; a contract that judges S by its new expiry alone fails this test."""
-    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
-    ADDR[WALLET] = wallet_address
-
-    class Machine(ChannelMachine):
-        chain = embedded_chain
-        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
-
-    machine = Machine()
+    machine = fixed_order_machine(embedded_chain)
     try:
         for payer in ("listener", WALLET):
             machine.open_channel(payer, 50_000, 7 * 86_400)
@@ -975,14 +1104,7 @@ def test_prev_amounts_after_a_close_through_a_wallet_come_from_the_record(embedd
     cooperatively through its execute(), then a later rule reads the channel's prevAmounts from the chain. The
     chain cannot tell (the settling calldata is the wallet's): reading it raises ChainError, and the machine
     uses its record, as a relay uses the close it co-signed; the second close is refused as not settleable."""
-    wallet_address = deploy_contract(embedded_chain.tx(WALLET_OWNER), "WalletPayer")
-    ADDR[WALLET] = wallet_address
-
-    class Machine(ChannelMachine):
-        chain = embedded_chain
-        wallet = embedded_chain.w3.eth.contract(address=wallet_address, abi=load_artifact("WalletPayer").abi)
-
-    machine = Machine()
+    machine = fixed_order_machine(embedded_chain)
     try:
         machine.open_channel(WALLET, 50_000, 7 * 86_400)
         ch = machine.channels[-1]
@@ -991,6 +1113,38 @@ def test_prev_amounts_after_a_close_through_a_wallet_come_from_the_record(embedd
         machine.cooperative_close(Picks(ch), "latest", True, True, "model")
         assert ch.settled_through_wallet and ch.settled == 2_000 and ch.closes_at == 1
         machine.cooperative_close(Picks(ch), "latest", True, True, "chain")  # ChannelNotSettleable, prev from record
+        machine.escrow_matches_obligations()
+    finally:
+        machine.teardown()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_model_follows_scheduled_payouts_between_credits_and_claims(embedded_chain: Chain) -> None:
+    """The payout rules in a fixed order, each checked against the model by the machine itself (the CI profile's
+    20 steps seldom credit a payee that has a schedule): a payout listing the payee twice with a fee above its max,
+    a credit and a claim while the schedule stands, a redirected payout, one inside the period, an opt-out."""
+    machine = fixed_order_machine(embedded_chain)
+    artist = ADDR["artist"]
+    try:
+        machine.open_channel("listener", 50_000, 7 * 86_400)
+        ch = machine.channels[-1]
+        machine.pay_with_a_key_and_settle(Picks(ch), "current", 1_000)
+        machine.set_payout_schedule(Picks("artist"), True, None, 1, 0, 5)
+        machine.payout(Picks(["artist", "artist", "collab"]), 10)
+        assert (machine.claimable[artist], machine.claimed[artist]) == (0, 1_000)
+        machine.escrow_matches_obligations()
+        machine.pay_with_a_key_and_settle(Picks(ch), "current", 700)
+        machine.claim(Picks("artist"), False)
+        machine.pay_with_a_key_and_settle(Picks(ch), "current", 300)
+        machine.set_payout_schedule(Picks("artist"), True, "deployer", 100, 86_400, 2**64 - 1)
+        machine.payout(Picks(["artist"]), 1)  # a day since the first payout has not passed: PayoutNotDue
+        assert machine.claimable[artist] == 300
+        machine.chain.advance(86_400)
+        machine.payout(Picks(["artist"]), 1)
+        machine.pay_with_a_key_and_settle(Picks(ch), "current", 400)
+        machine.payout(Picks(["artist"]), 1)  # inside the period: PayoutNotDue
+        assert (machine.claimable[artist], machine.claimed[artist]) == (400, 2_000)
+        machine.set_payout_schedule(Picks("artist"), False, None, 0, 0, 0)
         machine.escrow_matches_obligations()
     finally:
         machine.teardown()

@@ -6,6 +6,7 @@ an EIP-2612 permit; a submitter (normally the relay) sends it here and keeps its
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,20 +164,128 @@ def payout_batch(channels: ChannelsClient, sender: TxSender, token: str, payees:
     return sender.transact(call, action="payoutBatch")
 
 
-def payouts_in(channels: ChannelsClient, receipt: Any) -> list[PaidOut]:
-    """The PaidOut events of a payoutBatch receipt."""
-    out = []
-    for log in channels.contract.events.PaidOut().process_receipt(receipt, errors=DISCARD):
-        a = log["args"]
-        out.append(PaidOut(to_address(a["payee"]), to_address(a["token"]), to_address(a["to"]), a["amount"], a["fee"]))
+# PaidOutBatch entries (docs/PROTOCOL.md §14.2, IChainStreamChannels.PaidOutBatch): the first word of an entry holds
+# the payee in bits 0..159, then a flag: none (paid, amount in bits 162..255), EXTENDED (paid; amount, fee and recipient
+# in the next three words) or SKIPPED (the reason's error selector in bits 224..255).
+_ADDRESS_MASK = (1 << 160) - 1
+_EXTENDED = 1 << 160
+_SKIPPED = 1 << 161
+_AMOUNT_SHIFT = 162
+
+
+@dataclass(frozen=True)
+class PayoutEntry:
+    """One listed payee of a payoutBatch, as its PaidOutBatch record states it: paid (`amount` to `to`, `fee` to the
+    submitter) or skipped (`reason`: the name of the error, and `to` None)."""
+
+    index: int  # the payee's position in the batch's list
+    payee: Address
+    to: Address | None
+    amount: int
+    fee: int
+    reason: str | None = None
+
+
+@functools.cache
+def _error_names() -> dict[bytes, str]:
+    return {selector: str(abi["name"]) for selector, abi in error_abis().items()}
+
+
+def _error_name(selector: bytes) -> str:
+    return _error_names().get(selector, "0x" + selector.hex())
+
+
+def decode_payout_entries(fee: int, entries: list[bytes]) -> list[PayoutEntry]:
+    """The entries of a PaidOutBatch(token, submitter, `fee`, `entries`) record, in the order the payees were listed.
+    Raises ValueError for words no payoutBatch writes (both flags set, a four-word entry cut short)."""
+    words = [int.from_bytes(bytes(w), "big") for w in entries]
+    out: list[PayoutEntry] = []
+    i = 0
+    while i < len(words):
+        head = words[i]
+        payee = to_address((head & _ADDRESS_MASK).to_bytes(20, "big"))
+        flags = head & (_EXTENDED | _SKIPPED)
+        if flags == 0:
+            out.append(PayoutEntry(len(out), payee, payee, head >> _AMOUNT_SHIFT, fee))
+            i += 1
+        elif flags == _EXTENDED and i + 3 < len(words):
+            amount, entry_fee, recipient = words[i + 1 : i + 4]
+            if recipient >> 160:
+                raise ValueError(f"PaidOutBatch entry {len(out)}: recipient word {recipient:#x} is not an address")
+            out.append(PayoutEntry(len(out), payee, to_address(recipient.to_bytes(20, "big")), amount, entry_fee))
+            i += 4
+        elif flags == _SKIPPED:
+            selector = (head >> 224).to_bytes(4, "big")
+            out.append(PayoutEntry(len(out), payee, None, 0, 0, _error_name(selector)))
+            i += 1
+        else:
+            raise ValueError(f"PaidOutBatch entry {len(out)}: malformed word {head:#x}")
     return out
+
+
+@dataclass(frozen=True)
+class PayoutBatchLog:
+    """One PaidOutBatch log: what a payoutBatch transaction did for each payee it listed."""
+
+    token: Address
+    submitter: Address
+    fee: int
+    entries: tuple[PayoutEntry, ...]
+    tx_hash: bytes
+    log_index: int
+    block: int
+
+    def paid(self) -> list[PaidOut]:
+        return [PaidOut(e.payee, self.token, e.to, e.amount, e.fee) for e in self.entries if e.to is not None]
+
+
+def _batch_log(log: Any) -> PayoutBatchLog:
+    a = log["args"]
+    return PayoutBatchLog(
+        token=to_address(a["token"]),
+        submitter=to_address(a["submitter"]),
+        fee=int(a["fee"]),
+        entries=tuple(decode_payout_entries(int(a["fee"]), list(a["entries"]))),
+        tx_hash=bytes(log["transactionHash"]),
+        log_index=int(log["logIndex"]),
+        block=int(log["blockNumber"]),
+    )
+
+
+def payout_batches_in(channels: ChannelsClient, receipt: Any) -> list[PayoutBatchLog]:
+    """The PaidOutBatch records of a transaction receipt."""
+    return [_batch_log(log) for log in channels.contract.events.PaidOutBatch().process_receipt(receipt, errors=DISCARD)]
+
+
+def payout_batches(channels: ChannelsClient, from_block: int, to_block: int) -> list[PayoutBatchLog]:
+    """Every PaidOutBatch record of the channels contract in [from_block, to_block], oldest first."""
+    logs = channels.contract.events.PaidOutBatch().get_logs(from_block=from_block, to_block=to_block)
+    return [_batch_log(log) for log in logs]
+
+
+def payouts_in(channels: ChannelsClient, receipt: Any) -> list[PaidOut]:
+    """The payouts a payoutBatch receipt made, in the order the payees were listed."""
+    return [p for batch in payout_batches_in(channels, receipt) for p in batch.paid()]
 
 
 def payout_skips_in(channels: ChannelsClient, receipt: Any) -> list[tuple[Address, str]]:
-    """(payee, reason error name) of each PayoutSkipped event of a payoutBatch receipt."""
-    reasons = {selector: abi["name"] for selector, abi in error_abis().items()}
-    out = []
-    for log in channels.contract.events.PayoutSkipped().process_receipt(receipt, errors=DISCARD):
-        reason = bytes(log["args"]["reason"])
-        out.append((to_address(log["args"]["payee"]), reasons.get(reason, reason.hex())))
-    return out
+    """(payee, reason error name) of each payee a payoutBatch receipt skipped, in list order."""
+    return [
+        (e.payee, e.reason)
+        for batch in payout_batches_in(channels, receipt)
+        for e in batch.entries
+        if e.reason is not None
+    ]
+
+
+def payouts_to(channels: ChannelsClient, payee: str, from_block: int = 0) -> list[tuple[str, PaidOut]]:
+    """(transaction hash, payout) of every payout of `payee` since `from_block`, oldest first (a log scan: for tools
+    and tests; the relay keeps its own index, relay.payouts)."""
+    payee = to_address(payee)
+    head = int(channels.w3.eth.block_number)
+    return [
+        ("0x" + batch.tx_hash.hex(), p)
+        for batch in payout_batches(channels, from_block, head)
+        for p in batch.paid()
+        if p.payee == payee
+    ]

@@ -255,7 +255,7 @@ def onboarding_router(
     @api.get("/artists/{address}/payouts", response_model=Payouts, responses=PAYOUTS_RESPONSES)
     async def payouts(address: str, request: Request) -> dict[str, Any]:
         """The payee's payout schedules (from the contract), when each next payout is due, and every payout made
-        (PaidOut events: amount, fee, recipient, transaction), per token."""
+        (the entries of PaidOutBatch records: amount, fee, recipient, transaction), per token."""
         payee = ReadAuth(svc()).artist(request, address)
         s = svc()
         seen = list(pusher().history.get(payee, ()))

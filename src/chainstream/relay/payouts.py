@@ -7,11 +7,12 @@ only to its owner or the recipient the owner signed, keeps at most the owner's s
 skips anything not due, so a stale view here costs gas at worst, never anyone's money. Only the settlement leader
 pushes (the same key, one nonce sequence).
 
-Every PaidOut event (whoever sent the batch) is kept by payee for GET /artists/{address}/payouts (read from the
-contract's logs once, incrementally, by the loop's rounds, never per request) and recorded as a claim of `amount + fee` in the store: the payee's
-whole balance left the contract, so its earnings (and the earnings CSV) show those payments as claimed, like a
-pull claim. (Recorded as seen, without the watcher's reorg handling: a payout dropped by a reorg would show as
-claimed until the payee claims or is paid again.)
+Every payout of every PaidOutBatch record (whoever sent the batch: one log per batch, decoded into one entry per
+listed payee, chain.gasless.decode_payout_entries) is kept by payee for GET /artists/{address}/payouts (read from the
+contract's logs once, incrementally, by the loop's rounds, never per request) and recorded as a claim of
+`amount + fee` in the store: the payee's whole balance left the contract, so its earnings (and the earnings CSV) show
+those payments as claimed, like a pull claim. (Recorded as seen, without the watcher's reorg handling: a payout
+dropped by a reorg would show as claimed until the payee claims or is paid again.)
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chainstream.chain.contracts import ChannelsClient
-from chainstream.chain.gasless import PaidOut, payout_batch, payout_schedule, payouts_in
+from chainstream.chain.gasless import (
+    PaidOut,
+    PayoutBatchLog,
+    payout_batch,
+    payout_batches,
+    payout_schedule,
+    payouts_in,
+)
 from chainstream.chain.transactions import TxSender
 from chainstream.config import Settings
 from chainstream.errors import ChainError
@@ -36,7 +44,8 @@ log = logging.getLogger("chainstream.payouts")
 
 @dataclass(frozen=True)
 class PayoutRecord:
-    """One PaidOut event: a payee's balance of `token` sent to `to`, less the relay's `fee`."""
+    """One payout (an entry of a PaidOutBatch record): a payee's balance of `token` sent to `to`, less the `fee` its
+    submitter kept."""
 
     token: Address
     to: Address
@@ -55,6 +64,20 @@ class PayoutRecord:
         }
 
 
+# A claim row is keyed by (transaction, log index); one PaidOutBatch log holds many payouts, so each gets a key of its
+# own below zero (real log indices are never negative, so a Claimed row cannot collide): -(1 + log index * 4096 + k)
+# for the batch's k-th payout. It must fit PostgreSQL's INTEGER column.
+_CLAIM_KEY_SPAN = 4096
+_CLAIM_KEY_MIN = -(2**31)
+
+
+def claim_key(log_index: int, k: int) -> int | None:
+    """The store key of the `k`-th payout of the PaidOutBatch log at `log_index`; None if it would not fit (a block
+    with more than 524,287 logs before it, or a batch paying more than 4,096 payees: more gas than a block holds)."""
+    key = -(1 + log_index * _CLAIM_KEY_SPAN + k)
+    return key if k < _CLAIM_KEY_SPAN and key >= _CLAIM_KEY_MIN else None
+
+
 @dataclass
 class PayoutPusher:
     """Finds scheduled payees and pushes their due balances."""
@@ -67,11 +90,12 @@ class PayoutPusher:
     from_block: int = 0
     scheduled: dict[str, set[Address]] = field(default_factory=dict)
     paid: list[tuple[str, PaidOut]] = field(default_factory=list)
-    #: every PaidOut event seen so far (whoever sent it), by payee, oldest first: the payouts view reads this
+    #: every payout seen so far (whoever sent it), by payee, oldest first: the payouts view reads this
     history: dict[Address, list[PayoutRecord]] = field(default_factory=dict)
 
     def discover(self) -> None:
-        """Read new PayoutScheduleSet events (enabled or not: the contract's view decides at payout time)."""
+        """Read new PayoutScheduleSet events (enabled or not: the contract's view decides at payout time) and record
+        the payouts of new PaidOutBatch records."""
         head = int(self.channels.w3.eth.block_number)
         if head < self.from_block:
             return
@@ -79,30 +103,22 @@ class PayoutPusher:
         for entry in logs:
             token = to_address(entry["args"]["token"])
             self.scheduled.setdefault(token, set()).add(to_address(entry["args"]["payee"]))
-        for entry in self.channels.contract.events.PaidOut().get_logs(from_block=self.from_block, to_block=head):
-            self._record(entry)
+        for batch in payout_batches(self.channels, self.from_block, head):
+            self._record(batch)
         self.from_block = head + 1
 
-    def _record(self, entry: Any) -> None:
-        a = entry["args"]
-        record = PayoutRecord(
-            token=to_address(a["token"]),
-            to=to_address(a["to"]),
-            amount=int(a["amount"]),
-            fee=int(a["fee"]),
-            tx_hash="0x" + bytes(entry["transactionHash"]).hex(),
-            block=int(entry["blockNumber"]),
-        )
-        self.history.setdefault(to_address(a["payee"]), []).append(record)
-        if self.store is not None:
-            self.store.add_claim(
-                bytes(entry["transactionHash"]),
-                int(entry["logIndex"]),
-                to_address(a["payee"]),
-                record.token,
-                record.amount + record.fee,
-                record.block,
-            )
+    def _record(self, batch: PayoutBatchLog) -> None:
+        tx_hash = "0x" + batch.tx_hash.hex()
+        for k, paid in enumerate(batch.paid()):
+            record = PayoutRecord(batch.token, paid.to, paid.amount, paid.fee, tx_hash, batch.block)
+            self.history.setdefault(paid.payee, []).append(record)
+            key = claim_key(batch.log_index, k)
+            if self.store is None:
+                continue
+            if key is None:
+                log.warning("payout %s #%d not recorded as a claim: log index out of the store's range", tx_hash, k)
+                continue
+            self.store.add_claim(batch.tx_hash, key, paid.payee, batch.token, paid.amount + paid.fee, batch.block)
 
     def due(self, token: str) -> list[Address]:
         """The scheduled payees of `token` the contract would pay now (a preview; the contract checks again)."""
