@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from web3.middleware import Web3Middleware
 
 from chainstream.chain.gasless import (
     NO_PERMIT,
@@ -650,3 +652,41 @@ def test_relay_books_every_payout_of_one_batch_as_a_claim_of_its_own_payee_once(
         assert [int(c["amount"]) for c in store.claims_of(collab)] == [2 * STABLE]
     finally:
         store.close()
+
+
+def test_relay_reads_payouts_in_log_ranges_a_provider_accepts_however_long_the_chain(
+    chain: Chain, gasless: GaslessClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider refuses eth_getLogs over more than LOG_RANGE blocks (as hosted nodes do): a relay starting from
+    the deploy block on a chain longer than that still finds every schedule and payout, reading it in steps."""
+    from chainstream.relay import payouts as payouts_module
+
+    monkeypatch.setattr(payouts_module, "LOG_RANGE", 3)
+    artist = chain.address("artist")
+    cid = open_channel(chain, 10 * STABLE, token=chain.token.address)
+    settle(chain, sign(chain, voucher(cid, {artist: 3 * STABLE})))
+    auth, sig = schedule(chain, gasless, "artist", threshold=1)
+    gasless.set_schedule_for(chain.tx("relay"), auth, sig)
+    payout_batch(chain.channels, chain.tx("stranger"), chain.token.address, [artist], FEE)
+    assert int(chain.w3.eth.block_number) > 3 * 3  # the scan needs several steps
+    chain.w3.middleware_onion.inject(_ShortLogRanges, name="short-log-ranges", layer=0)
+    try:
+        pusher = PayoutPusher(Settings(), chain.channels, chain.tx("relay"), [chain.token.address])
+        pusher.run_once(push=False)
+    finally:
+        chain.w3.middleware_onion.remove("short-log-ranges")
+    assert pusher.scheduled == {chain.token.address: {artist}}
+    assert [(r.to, r.amount, r.fee) for r in pusher.history[artist]] == [(artist, 3 * STABLE - FEE, FEE)]
+    assert pusher.from_block == int(chain.w3.eth.block_number) + 1
+
+
+class _ShortLogRanges(Web3Middleware):
+    """A provider's policy: eth_getLogs over more than 3 blocks is refused."""
+
+    def request_processor(self, method: Any, params: Any) -> Any:
+        if method == "eth_getLogs":
+            bounds = [params[0][k] for k in ("fromBlock", "toBlock")]
+            first, last = (int(b, 16) if isinstance(b, str) else int(b) for b in bounds)
+            if last - first + 1 > 3:
+                raise ValueError(f"query exceeds the provider's range of 3 blocks ({last - first + 1})")
+        return method, params

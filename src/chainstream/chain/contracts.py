@@ -24,6 +24,9 @@ from chainstream.protocol.eip712 import EIP712_TYPES
 from chainstream.protocol.signing import Signature
 from chainstream.protocol.types import ZERO_ADDRESS, ZERO_HASH, Address, to_address
 
+#: at most this many blocks per log query (eth_getLogs): providers refuse longer ranges, so long scans go in steps
+LOG_RANGE = 2_000
+
 MAX_UINT256 = 2**256 - 1
 
 

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainstream.chain.contracts import ChannelsClient
+from chainstream.chain.contracts import LOG_RANGE, ChannelsClient
 from chainstream.chain.gasless import (
     PaidOut,
     PayoutBatchLog,
@@ -97,15 +97,17 @@ class PayoutPusher:
         """Read new PayoutScheduleSet events (enabled or not: the contract's view decides at payout time) and record
         the payouts of new PaidOutBatch records."""
         head = int(self.channels.w3.eth.block_number)
-        if head < self.from_block:
-            return
-        logs = self.channels.contract.events.PayoutScheduleSet().get_logs(from_block=self.from_block, to_block=head)
-        for entry in logs:
-            token = to_address(entry["args"]["token"])
-            self.scheduled.setdefault(token, set()).add(to_address(entry["args"]["payee"]))
-        for batch in payout_batches(self.channels, self.from_block, head):
-            self._record(batch)
-        self.from_block = head + 1
+        # At most LOG_RANGE blocks per log query (providers refuse longer ranges), so a start
+        # that catches up from the deploy block on a long chain reads it in steps, each one kept before the next.
+        while self.from_block <= head:
+            end = min(head, self.from_block + LOG_RANGE - 1)
+            logs = self.channels.contract.events.PayoutScheduleSet().get_logs(from_block=self.from_block, to_block=end)
+            for entry in logs:
+                token = to_address(entry["args"]["token"])
+                self.scheduled.setdefault(token, set()).add(to_address(entry["args"]["payee"]))
+            for batch in payout_batches(self.channels, self.from_block, end):
+                self._record(batch)
+            self.from_block = end + 1
 
     def _record(self, batch: PayoutBatchLog) -> None:
         tx_hash = "0x" + batch.tx_hash.hex()

@@ -26,7 +26,7 @@ from typing import Any
 
 from eth_typing import Hash32
 
-from chainstream.chain.contracts import ChannelState, ChannelStatus, SettledState
+from chainstream.chain.contracts import LOG_RANGE, ChannelState, ChannelStatus, SettledState
 from chainstream.errors import ChainError
 from chainstream.protocol.types import ZERO_ADDRESS
 from chainstream.relay.catalog import CatalogEntry
@@ -38,7 +38,7 @@ from chainstream.store import ChannelRecord
 
 log = logging.getLogger("chainstream.watcher")
 CURSOR = "events"
-MAX_RANGE = 2_000
+MAX_RANGE = LOG_RANGE
 #: how many processed blocks' hashes are kept to find where a reorg forked (deeper reorgs roll back this far)
 REORG_WINDOW = 256
 
