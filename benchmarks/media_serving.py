@@ -45,6 +45,7 @@ from chainstream.ledger import LedgerState, apply, charge_download, charge_secon
 from chainstream.media.upload import upload_digest  # noqa: E402
 from chainstream.protocol import Kind  # noqa: E402
 from chainstream.protocol.types import ZERO_ADDRESS  # noqa: E402
+from chainstream.relay.api.deps import service_of  # noqa: E402
 from chainstream.relay.api.media import _grant, _send, _track, router  # noqa: E402
 from chainstream.relay.catalog import CatalogEntry  # noqa: E402
 from chainstream.relay.media import DELIVERY_FLUSH_SECONDS, Served  # noqa: E402
@@ -139,10 +140,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     async def raw(track_id: str, index: int, request: Request) -> Response:
-        """The paid route's shape (same parameters, same response path) minus the grant, the check, the record."""
+        """The paid route's shape (same parameters, the service found the same way, same response path) minus the
+        grant, the check, the record."""
+        media = service_of(request).media
         _grant(request)  # read the header as the paid route does, ignore it
-        m = service.media.manifest(_track(track_id))
-        return _send(Served("audio/mp4", body=service.media.content.read(m.track_id, m.segments[index].name)))
+        m = media.manifest(_track(track_id))
+        return _send(Served("audio/mp4", body=media.content.read(m.track_id, m.segments[index].name)))
 
     # The raw route sits in a router like the media router, right after the paid segment route: the framework
     # (an included router matches a request twice) costs both the same.

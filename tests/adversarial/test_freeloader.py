@@ -16,6 +16,7 @@ from chainstream.media.upload import upload_digest
 from chainstream.pricing import Terms
 from chainstream.protocol import Kind, PrivateKey
 from chainstream.protocol.hashing import keccak
+from chainstream.sdk import Artist
 from chainstream.seed import catalog_audio
 from tests.integration.media_fixtures import GRANT, audio_track, owner_key, publish
 from tests.integration.relay_fixtures import (
@@ -29,6 +30,7 @@ from tests.integration.relay_fixtures import (
     open_listener,
     rejected,
     signed_plays,
+    wait_until,
 )
 
 
@@ -268,6 +270,14 @@ def test_a_free_preview_serves_min_seconds_and_no_more(relay_chain: RelayChain, 
         else:
             rejected(response, 402, "payment_required")
     assert 0 < served <= 4
+    # The artist ends the preview: the next request for its first segment is refused (nothing kept the old one).
+    owner = Artist(relay_chain.chain.key("artist"), w3=relay_chain.w3, deployment=relay_chain.chain.deployment)
+    owner.set_terms(track, Terms(per_play=5_000 * GWEI))
+    wait_until(
+        lambda: relay.client().get(f"/tracks/0x{track.hex()}/media")["previewSeconds"] == 0,
+        what="the relay to see the new terms",
+    )
+    rejected(_get(relay, manifest["segments"][0]["url"]), 402, "payment_required")
 
 
 def test_a_stranger_with_a_made_up_key_gets_nothing(relay_chain: RelayChain, relay: InProcessRelay) -> None:

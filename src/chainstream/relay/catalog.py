@@ -25,7 +25,7 @@ ABSENT_MAX = 10_000
 READS_MAX = 4
 
 
-@dataclass
+@dataclass(frozen=True)
 class CatalogEntry:
     track_id: bytes
     title: str

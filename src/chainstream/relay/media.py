@@ -34,7 +34,7 @@ from chainstream.media.store import ORIGINAL, DirectoryContentStore, Manifest, S
 from chainstream.media.transcode import INIT, MIME, PLAYLIST, probe, tools, transcode
 from chainstream.media.upload import upload_digest
 from chainstream.protocol import Kind, PrivateKey, Signature, recover
-from chainstream.relay.catalog import Catalog
+from chainstream.relay.catalog import Catalog, CatalogEntry
 from chainstream.store import Store
 from chainstream.store.records import EXHAUSTED, REPEAT, SERVED
 from chainstream.verify import Payment
@@ -192,6 +192,7 @@ class MediaService:
         self._metering = asyncio.Semaphore(METERING_IN_FLIGHT)
         self.book = None if store.shared else DeliveryBook(store)
         self._verified: dict[str, Grant] = {}  # grant tokens whose MAC checked out (a listener reuses one)
+        self._previews: dict[bytes, tuple[CatalogEntry, int]] = {}  # preview_ms per track, with the entry it is of
         # Constructed once the instance holds its claim on the database: no upload of this instance is running.
         left = self.content.clean_staging()
         if left:
@@ -310,11 +311,17 @@ class MediaService:
         }
 
     def preview_ms(self, track_id: bytes) -> int:
-        """The free preview: the largest `minSeconds` among the track's enabled terms (ms)."""
+        """The free preview: the largest `minSeconds` among the track's enabled terms (ms). Asked on every segment
+        request, so kept per track until the catalog's entry for it changes (a new terms event replaces it)."""
         entry = self.catalog.entries.get(track_id)
         if entry is None:
             return 0
-        return 1000 * max((t.min_seconds for t in entry.terms.values() if t.enabled), default=0)
+        kept = self._previews.get(track_id)
+        if kept is not None and kept[0] is entry:
+            return kept[1]
+        preview = 1000 * max((t.min_seconds for t in entry.terms.values() if t.enabled), default=0)
+        self._previews[track_id] = (entry, preview)
+        return preview
 
     def init_segment(self, track_id: bytes) -> Served:
         """The initialisation segment: codec set-up, no audio; free."""
@@ -400,7 +407,13 @@ class MediaService:
             return self._read(track_id, seg.name)
         grant = self._grant(track_id, token, seg, m)
         metered = grant.kind == Kind.SECONDS
-        outcome = await self._record(grant, track_id, index, seg.duration_ms, grant.paid_ms if metered else None)
+        budget_ms = grant.paid_ms if metered else None
+        if self.book is not None:  # decided in memory, on the event loop (no await on the hottest path)
+            outcome = self.book.record(
+                grant.channel_id, track_id, grant.seq, index, seg.duration_ms, budget_ms, self.clock()
+            )
+        else:
+            outcome = await self._record_shared(grant, track_id, index, seg.duration_ms, budget_ms)
         if outcome == EXHAUSTED:
             raise self.payment_required(
                 m,
@@ -416,18 +429,20 @@ class MediaService:
         grant = self._grant(track_id, token, None, m)
         if not grant.original:
             raise self.payment_required(m, None, "the original file is sold as a download: buy it for a download grant")
-        await self._record(grant, track_id, -1, m.duration_ms, None)
+        if self.book is not None:
+            self.book.record(grant.channel_id, track_id, grant.seq, -1, m.duration_ms, None, self.clock())
+        else:
+            await self._record_shared(grant, track_id, -1, m.duration_ms, None)
         chunks = self.content.stream(track_id, ORIGINAL)
         if chunks is None:
             raise MediaError(Code.MEDIA_NOT_PUBLISHED, "the original file is missing", status=404)
         return Served("application/octet-stream", chunks=chunks, size=m.original_bytes)
 
-    async def _record(self, grant: Grant, track_id: bytes, segment: int, millis: int, budget_ms: int | None) -> str:
-        """SERVED, REPEAT or EXHAUSTED: decided in memory (the book, on the event loop) or, with a shared store, in
-        the database off the event loop (round trips, and a wait on another instance's lock of the same channel's
-        track, must not hold up every other request of this instance)."""
-        if self.book is not None:
-            return self.book.record(grant.channel_id, track_id, grant.seq, segment, millis, budget_ms, self.clock())
+    async def _record_shared(
+        self, grant: Grant, track_id: bytes, segment: int, millis: int, budget_ms: int | None
+    ) -> str:
+        """SERVED, REPEAT or EXHAUSTED, decided in a shared store, off the event loop: its round trips, and a wait
+        on another instance's lock of the same channel's track, must not hold up every other request here."""
         async with self._metering:
             return await asyncio.to_thread(
                 self.store.record_delivery,
