@@ -903,6 +903,11 @@ class ChannelMachine(RuleBasedStateMachine):
         """The payee opts in (or out) by transaction; the schedule shares its balance slot."""
         owing = [p for p in PAYEES if self.claimable[ADDR[p]]]
         payee = data.draw(st.sampled_from([*owing, *owing, *PAYEES]), label="payee")
+        self.schedule_payouts(payee, enabled, recipient, threshold, period, max_fee)
+
+    def schedule_payouts(
+        self, payee: str, enabled: bool, recipient: str | None, threshold: int, period: int, max_fee: int
+    ) -> None:
         address = ADDR[payee]
         threshold = min(threshold, 2**96 - 1)
         call = (self.gasless.set_schedule, self.chain.tx(payee), ZERO_ADDRESS)
@@ -927,7 +932,30 @@ class ChannelMachine(RuleBasedStateMachine):
         """Anyone's payoutBatch (here the relay's) over any list, duplicates and unscheduled payees included."""
         due = [p for p in PAYEES if ADDR[p] in self.schedules and self.claimable[ADDR[p]]]
         choices = st.sampled_from([*due, *due, *due, *PAYEES, "relay"])
-        payees = data.draw(st.lists(choices, min_size=1, max_size=5), label="payees")
+        self.pay_out(data.draw(st.lists(choices, min_size=1, max_size=5), label="payees"), fee)
+
+    @precondition(lambda self: any(self.claimable.values()))
+    @rule(
+        data=st.data(),
+        recipient=st.sampled_from((None, None, "deployer")),
+        period=st.sampled_from((0, 0, 1, 60)),
+        fee=st.sampled_from((0, 1, 500)),
+    )
+    def pay_out_an_owed_balance(self, data: st.DataObject, recipient: str | None, period: int, fee: int) -> None:
+        """A payee owed something opts in with a threshold its balance meets, and a batch listing it among others
+        (duplicates, unscheduled payees) pays it: the paying path, which the random rules above rarely reach."""
+        owing = [p for p in PAYEES if self.claimable[ADDR[p]]]
+        payee = data.draw(st.sampled_from(owing), label="owed payee")
+        balance = self.claimable[ADDR[payee]]
+        threshold = data.draw(st.integers(1, balance), label="threshold")
+        max_fee = data.draw(st.sampled_from((0, fee, balance // 2, 2**64 - 1)), label="max fee")
+        self.schedule_payouts(payee, True, recipient, threshold, period, max_fee)
+        others = data.draw(st.lists(st.sampled_from([*PAYEES, "relay"]), max_size=3), label="others")
+        at = data.draw(st.integers(0, len(others)), label="position")
+        self.pay_out([*others[:at], payee, *others[at:]], fee)
+
+    def pay_out(self, payees: list[str], fee: int) -> None:
+        """payoutBatch(payees, fee) by the relay, on the model and on the chain; the record and balances checked."""
         t = self.next_time()
         paid: list[tuple[int, Address, Address, int, int]] = []
         skipped: list[tuple[Address, int, str]] = []
