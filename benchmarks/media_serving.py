@@ -1,20 +1,23 @@
 """Paid streaming: segments served per second with the entitlement checks vs the same files without them, and
 the relay's CPU per second of audio streamed.
 
-In-process, no network and no chain (like hot_path.py): a RelayService over a real SqliteStore with the seed
-catalog put into its catalog and one channel into its store; the catalog's audio uploaded through the real path
-(owner signature, keccak, Debian's ffmpeg, atomic publish). Requests go through the ASGI app (FastAPI router of
-relay/api/media.py) with httpx's ASGI transport, so both sides pay the same framework cost:
+No chain: a RelayService over a real SqliteStore with the seed catalog put into its catalog and one channel into
+its store; the catalog's audio uploaded through the real path (owner signature, keccak, Debian's ffmpeg, atomic
+publish); payments through `RelayService.submit`, whose acknowledgements carry the grants. Phases:
 
-- `raw`: a route added here with the paid route's shape (same parameters, same response path) that reads the
-  same segment from the content store, with no grant check and no record;
-- `play`: GET /segments/k with a download grant (HMAC check, manifest, a delivery row per new segment);
-- `seconds`: GET /segments/k with per-second grants (the same, plus the metered budget check).
+- `raw`: a route of the paid route's shape, in the same router right after it, finding the service the same way,
+  that reads the same segment from the content store, with no grant check and no record (its requests carry a
+  grant header of the same size, ignored, unless `--raw-without-grant`);
+- `seconds (new row each)`: GET /segments/k with per-second grants, `--segments-per-grant` segments each (1: the
+  web player, which pays each segment ahead), every request a new delivery row (the worst case);
+- `download grant (re-fetch)`: GET /segments/k with one download grant, segments fetched again and again.
 
-Each request in the `play` and `seconds` phases is a segment not yet served under its grant (a new row), the
-worst case; a re-fetch is cheaper. CPU is the process's CPU time (one thread serves everything).
+`--rounds` rounds of the three phases in a rotating order; reported: each phase's median round, and the paired
+overhead (each round's phase over the same round's raw, median over rounds). With `--http` the app runs under
+uvicorn here and the client in a subprocess (this process's CPU is the relay's alone); without it, in-process
+through httpx's ASGI transport (client and app share the CPU counted).
 
-Run:  .venv/bin/python benchmarks/media_serving.py [--requests 3000]
+Run:  .venv/bin/python benchmarks/media_serving.py --http
 """
 
 from __future__ import annotations
