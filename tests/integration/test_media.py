@@ -356,3 +356,24 @@ def _waits_for_advisory_lock(conn: object) -> bool:
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
     ).fetchone()
     return bool(rows[0])
+
+
+def test_a_segment_the_relay_cannot_read_is_neither_served_nor_metered(
+    relay_chain: RelayChain, relay: InProcessRelay
+) -> None:
+    """A per-second listener asks for a segment whose file is gone from the content store: 404, and the seconds it
+    paid are not spent on it (the next segment is served, and the channel's deliveries count only that one)."""
+    from chainstream.pricing import Terms
+    from tests.integration.media_fixtures import audio_track
+
+    track = audio_track(relay_chain, relay, seconds=8, terms=Terms(per_second=1_000 * GWEI), notes=(261.6, 392.0))
+    manifest = relay.client().get(f"/tracks/0x{track.hex()}/media")
+    listener = open_listener(relay_chain, relay)
+    token = listener.listen(track, 2).grant["token"]  # type: ignore[index]  # one segment's seconds (2 s)
+    media = relay.service.media
+    first = media.manifest(track).segments[0].name
+    (media.content.tracks / f"0x{track.hex()}" / first).unlink()
+    rejected(httpx.get(relay.url + manifest["segments"][0]["url"], headers={GRANT: token}), 404, "media_not_published")
+    assert httpx.get(relay.url + manifest["segments"][1]["url"], headers={GRANT: token}).status_code == 200
+    delivered = listener.relay.get(f"/channels/{cid_hex(listener)}/deliveries")["tracks"]
+    assert [t["segments"] for t in delivered] == [1]

@@ -406,14 +406,9 @@ class MediaService:
         if seg.start_ms + seg.duration_ms <= self.preview_ms(track_id):
             return self._read(track_id, seg.name)
         grant = self._grant(track_id, token, seg, m)
+        served = self._read(track_id, seg.name)  # first: a segment that cannot be read is neither served nor metered
         metered = grant.kind == Kind.SECONDS
-        budget_ms = grant.paid_ms if metered else None
-        if self.book is not None:  # decided in memory, on the event loop (no await on the hottest path)
-            outcome = self.book.record(
-                grant.channel_id, track_id, grant.seq, index, seg.duration_ms, budget_ms, self.clock()
-            )
-        else:
-            outcome = await self._record_shared(grant, track_id, index, seg.duration_ms, budget_ms)
+        outcome = await self._record(grant, track_id, index, seg.duration_ms, grant.paid_ms if metered else None)
         if outcome == EXHAUSTED:
             raise self.payment_required(
                 m,
@@ -421,7 +416,7 @@ class MediaService:
                 f"the channel has paid {grant.paid_ms / 1000:g} s of this track (as of this grant) and has been "
                 "served that much: pay the next seconds, then use the new grant",
             )
-        return self._read(track_id, seg.name)
+        return served
 
     async def original(self, track_id: bytes, token: str | None) -> Served:
         """The uploaded file itself, for a download grant."""
@@ -429,20 +424,18 @@ class MediaService:
         grant = self._grant(track_id, token, None, m)
         if not grant.original:
             raise self.payment_required(m, None, "the original file is sold as a download: buy it for a download grant")
-        if self.book is not None:
-            self.book.record(grant.channel_id, track_id, grant.seq, -1, m.duration_ms, None, self.clock())
-        else:
-            await self._record_shared(grant, track_id, -1, m.duration_ms, None)
-        chunks = self.content.stream(track_id, ORIGINAL)
+        chunks = self.content.stream(track_id, ORIGINAL)  # first: a file that cannot be read is not recorded
         if chunks is None:
             raise MediaError(Code.MEDIA_NOT_PUBLISHED, "the original file is missing", status=404)
+        await self._record(grant, track_id, -1, m.duration_ms, None)
         return Served("application/octet-stream", chunks=chunks, size=m.original_bytes)
 
-    async def _record_shared(
-        self, grant: Grant, track_id: bytes, segment: int, millis: int, budget_ms: int | None
-    ) -> str:
-        """SERVED, REPEAT or EXHAUSTED, decided in a shared store, off the event loop: its round trips, and a wait
-        on another instance's lock of the same channel's track, must not hold up every other request here."""
+    async def _record(self, grant: Grant, track_id: bytes, segment: int, millis: int, budget_ms: int | None) -> str:
+        """SERVED, REPEAT or EXHAUSTED: decided in memory (the book, on the event loop) or, with a shared store, in
+        the database off the event loop (its round trips, and a wait on another instance's lock of the same
+        channel's track, must not hold up every other request here)."""
+        if self.book is not None:
+            return self.book.record(grant.channel_id, track_id, grant.seq, segment, millis, budget_ms, self.clock())
         async with self._metering:
             return await asyncio.to_thread(
                 self.store.record_delivery,

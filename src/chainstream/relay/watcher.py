@@ -38,7 +38,6 @@ from chainstream.store import ChannelRecord
 
 log = logging.getLogger("chainstream.watcher")
 CURSOR = "events"
-MAX_RANGE = LOG_RANGE
 #: how many processed blocks' hashes are kept to find where a reorg forked (deeper reorgs roll back this far)
 REORG_WINDOW = 256
 
@@ -106,7 +105,7 @@ class Watcher:
         applied = 0
         while self.processed_block is not None and self.processed_block < target:
             start = self.processed_block + 1
-            end = min(target, start + MAX_RANGE - 1)
+            end = min(target, start + LOG_RANGE - 1)
             changes, end_hash = await asyncio.to_thread(self.collect, start, end)
             for change in changes:
                 change.apply()
@@ -120,7 +119,7 @@ class Watcher:
         """Before the relay serves (start-up): apply, from the blocks not yet processed, only the events that put
         a deadline on a known channel (DEADLINE_EVENTS), and ask the settler to settle those channels, so that
         `Settler.settle_urgent_before_serving` defends them before the port opens. One filtered log query per
-        MAX_RANGE blocks and one channel read per flagged channel, however long the backlog: the full catch-up
+        LOG_RANGE blocks and one channel read per flagged channel, however long the backlog: the full catch-up
         (`poll`: every event, settlements read back, the cursor moved) runs after the port opened. Returns how
         many channels were updated. The cursor does not move: the full poll applies these events again
         (idempotently)."""
@@ -147,11 +146,11 @@ class Watcher:
         topics = [self._events[name].topic for name in DEADLINE_EVENTS]
         names = {bytes.fromhex(t.removeprefix("0x")): name for t, name in zip(topics, DEADLINE_EVENTS, strict=True)}
         last: dict[bytes, tuple[str, dict[str, Any], int]] = {}
-        for first in range(start, end + 1, MAX_RANGE):
+        for first in range(start, end + 1, LOG_RANGE):
             logs = self.w3.eth.get_logs(
                 {
                     "fromBlock": first,
-                    "toBlock": min(end, first + MAX_RANGE - 1),
+                    "toBlock": min(end, first + LOG_RANGE - 1),
                     "address": self._addresses[0],
                     "topics": [topics],
                 }
